@@ -1,0 +1,366 @@
+//! The whole sans-IO boundary in one place: what goes into a core state machine, what comes
+//! out, and the read-only view of storage the runtime lends it.
+//!
+//! A runtime owns sockets, files, timers and threads. A state machine owns every decision.
+//! They talk only through the types below, so the same state machine runs under tokio in
+//! production and under the seeded simulator in tests.
+
+use core::fmt;
+use core::net::SocketAddr;
+
+use bytes::Bytes;
+
+/// Monotonic time in nanoseconds since an arbitrary origin; it never goes backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MonoNanos(pub u64);
+
+impl MonoNanos {
+    /// The instant `ms` milliseconds after this one (saturating, so a huge timeout never wraps).
+    #[must_use]
+    pub fn plus_millis(self, ms: u64) -> Self {
+        Self(self.0.saturating_add(ms.saturating_mul(1_000_000)))
+    }
+
+    /// Milliseconds from `earlier` to `self`, or zero if `earlier` is later.
+    #[must_use]
+    pub fn millis_since(self, earlier: Self) -> u64 {
+        self.0.saturating_sub(earlier.0) / 1_000_000
+    }
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch, as RocketMQ stores timestamps.
+/// It may jump in either direction (and will, in simulation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct UnixMillis(pub i64);
+
+/// The time passed into every call: the core never reads a clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Now {
+    /// For deadlines and durations.
+    pub mono: MonoNanos,
+    /// For timestamps that are stored or sent.
+    pub wall: UnixMillis,
+}
+
+impl Now {
+    /// A `Now` from raw numbers; handy in tests and benches.
+    #[must_use]
+    pub fn new(mono_nanos: u64, wall_millis: i64) -> Self {
+        Self { mono: MonoNanos(mono_nanos), wall: UnixMillis(wall_millis) }
+    }
+}
+
+/// One network connection, as numbered by the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// One disk operation, as numbered by the state machine that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IoId(pub u64);
+
+/// A path relative to a store root, with `/` separators. Never absolute, never `..`.
+///
+/// The core names files; the runtime decides where the root is.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FilePath(String);
+
+impl FilePath {
+    /// The store root itself (for syncing the directory that holds top-level files).
+    #[must_use]
+    pub fn root() -> Self {
+        Self(String::new())
+    }
+
+    /// Whether this is the store root.
+    #[must_use]
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A path from `/`-separated components; `None` if it is empty, absolute or escapes the root.
+    #[must_use]
+    pub fn new(path: &str) -> Option<Self> {
+        let ok = !path.is_empty()
+            && !path.starts_with('/')
+            && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        ok.then(|| Self(path.to_owned()))
+    }
+
+    /// This path with one more component; `None` if `name` is not a single plain component.
+    #[must_use]
+    pub fn join(&self, name: &str) -> Option<Self> {
+        let ok = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
+        if !ok {
+            return None;
+        }
+        Some(if self.is_root() { Self(name.to_owned()) } else { Self(format!("{}/{}", self.0, name)) })
+    }
+
+    /// The directory holding this path: the root for a top-level name, `None` for the root.
+    #[must_use]
+    pub fn parent(&self) -> Option<Self> {
+        if self.is_root() {
+            return None;
+        }
+        Some(self.0.rsplit_once('/').map_or_else(Self::root, |(dir, _)| Self(dir.to_owned())))
+    }
+
+    /// The last component.
+    #[must_use]
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit_once('/').map_or(self.0.as_str(), |(_, name)| name)
+    }
+
+    /// The path as a `/`-separated string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FilePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl fmt::Display for FilePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_root() { "." } else { &self.0 })
+    }
+}
+
+/// What went wrong with a disk operation, as far as the core needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DiskErrorKind {
+    /// EIO or any other hardware or kernel failure.
+    Io,
+    /// ENOSPC: the device is full.
+    NoSpace,
+    /// The file or directory does not exist.
+    NotFound,
+}
+
+/// A failed disk operation: a kind the core can act on, and text for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}: {detail}")]
+pub struct DiskError {
+    /// What the core acts on.
+    pub kind: DiskErrorKind,
+    /// What an operator reads.
+    pub detail: String,
+}
+
+impl DiskError {
+    /// An error of `kind` with a human-readable detail.
+    pub fn new(kind: DiskErrorKind, detail: impl Into<String>) -> Self {
+        Self { kind, detail: detail.into() }
+    }
+}
+
+/// A disk operation the core asks the runtime to carry out.
+///
+/// Ordering contract: the runtime carries out disk operations in the order they were
+/// emitted and reports their completions in that order for any one file. So a `Sync` covers
+/// every earlier `Write` to that file and a `SyncDir` covers every earlier `Create`, `Rename`
+/// and `Remove` in that directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskOp {
+    /// Create the file (and missing parent directories) if absent, then set its length,
+    /// zero-filling any extension. Existing bytes below `len` are kept.
+    Create {
+        /// The file.
+        file: FilePath,
+        /// Its length afterwards.
+        len: u64,
+    },
+    /// Write `data` at `offset`. The file exists.
+    Write {
+        /// The file.
+        file: FilePath,
+        /// Byte offset in the file.
+        offset: u64,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Truncate or extend the file to `len`; an extension reads as zeros.
+    SetLen {
+        /// The file.
+        file: FilePath,
+        /// Its length afterwards.
+        len: u64,
+    },
+    /// Make the file's data durable (fdatasync). Failure is fatal: the data is gone.
+    Sync {
+        /// The file.
+        file: FilePath,
+    },
+    /// Make creates, renames and removes in the directory durable (fsync of the directory).
+    SyncDir {
+        /// The directory.
+        dir: FilePath,
+    },
+    /// Atomically rename `from` over `to`.
+    Rename {
+        /// The existing file.
+        from: FilePath,
+        /// Its new name, replaced if present.
+        to: FilePath,
+    },
+    /// Remove the file; absent is not an error.
+    Remove {
+        /// The file.
+        file: FilePath,
+    },
+}
+
+impl DiskOp {
+    /// The file or directory the operation acts on (for a rename, the destination).
+    #[must_use]
+    pub fn target(&self) -> &FilePath {
+        match self {
+            Self::Create { file, .. }
+            | Self::Write { file, .. }
+            | Self::SetLen { file, .. }
+            | Self::Sync { file }
+            | Self::Remove { file } => file,
+            Self::SyncDir { dir } => dir,
+            Self::Rename { to, .. } => to,
+        }
+    }
+}
+
+/// Why a connection is being closed, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason(pub String);
+
+/// Everything that can happen to a state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A connection was accepted or established.
+    ConnOpened {
+        /// Its number.
+        conn: ConnId,
+        /// The peer's address (a producer's address becomes BORNHOST).
+        peer: SocketAddr,
+    },
+    /// The connection is gone; nothing more will be sent or received on it.
+    ConnClosed {
+        /// Its number.
+        conn: ConnId,
+    },
+    /// Raw bytes read from a connection, split at arbitrary points.
+    Bytes {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes, in order.
+        data: Bytes,
+    },
+    /// A disk operation finished.
+    DiskDone {
+        /// The operation.
+        io: IoId,
+        /// How it went.
+        result: Result<(), DiskError>,
+    },
+    /// The deadline from `poll_timeout` has passed.
+    Timeout,
+}
+
+/// Everything a state machine can ask of its runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Write bytes to a connection, after everything sent on it before.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close a connection (after sending what was queued).
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why, for the log.
+        reason: CloseReason,
+    },
+    /// Carry out a disk operation and report it with `Input::DiskDone { io, .. }`.
+    Disk {
+        /// The number to report back.
+        io: IoId,
+        /// The operation.
+        op: DiskOp,
+    },
+    /// Stop the process now. Recovery on the next start sorts out the disk. Emitted when
+    /// continuing would risk acknowledging data that is not durable (e.g. a failed fsync).
+    Fatal {
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+/// The read-only view of storage a runtime lends the core: page cache and pread in
+/// production, the simulated disk in tests. Reads never change state, so the core may call
+/// them inside `handle`.
+pub trait StoreRead {
+    /// Read up to `buf.len()` bytes at `offset`; returns how many were read (short at end of
+    /// file). Reading a missing file is `DiskErrorKind::NotFound`.
+    fn read_at(&self, file: &FilePath, offset: u64, buf: &mut [u8]) -> Result<usize, DiskError>;
+
+    /// The file's length, or `None` if it does not exist.
+    fn len(&self, file: &FilePath) -> Result<Option<u64>, DiskError>;
+
+    /// The names in a directory (files and subdirectories), sorted; empty if it is missing.
+    fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError>;
+}
+
+/// A sans-IO state machine: the shape shared by the broker, the name server and the clients.
+///
+/// The run-loop contract: call [`handle`](Machine::handle) once with the current time and
+/// one input; drain [`poll_output`](Machine::poll_output) until `None` and carry the outputs
+/// out in order; then wait for the next input or for the deadline from
+/// [`poll_timeout`](Machine::poll_timeout), whichever comes first, and deliver
+/// `Input::Timeout` for the latter.
+pub trait Machine {
+    /// Feed one input.
+    fn handle(&mut self, now: Now, input: Input);
+    /// The next thing to do, if any.
+    fn poll_output(&mut self) -> Option<Output>;
+    /// When to deliver `Input::Timeout`, if ever.
+    fn poll_timeout(&self) -> Option<MonoNanos>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_paths_stay_inside_the_root() {
+        assert!(FilePath::new("commitlog/00000000000000000000").is_some());
+        assert!(FilePath::new("/etc/passwd").is_none());
+        assert!(FilePath::new("a/../b").is_none());
+        assert!(FilePath::new("a//b").is_none());
+        assert!(FilePath::new("").is_none());
+        let dir = FilePath::new("consumequeue").unwrap();
+        assert!(dir.join("..").is_none());
+        assert!(dir.join("a/b").is_none());
+        let f = dir.join("TopicA").unwrap().join("0").unwrap();
+        assert_eq!(f.as_str(), "consumequeue/TopicA/0");
+        assert_eq!(f.parent().unwrap().as_str(), "consumequeue/TopicA");
+        assert_eq!(f.file_name(), "0");
+        let abort = FilePath::root().join("abort").unwrap();
+        assert_eq!(abort.as_str(), "abort");
+        assert!(abort.parent().unwrap().is_root());
+        assert_eq!(FilePath::root().parent(), None);
+        assert_eq!(FilePath::root().to_string(), ".");
+    }
+
+    #[test]
+    fn mono_arithmetic_saturates() {
+        let t = MonoNanos(5_000_000);
+        assert_eq!(t.plus_millis(2), MonoNanos(7_000_000));
+        assert_eq!(MonoNanos(u64::MAX - 1).plus_millis(u64::MAX), MonoNanos(u64::MAX));
+        assert_eq!(t.millis_since(MonoNanos(1_000_000)), 4);
+        assert_eq!(MonoNanos(0).millis_since(t), 0);
+    }
+}

@@ -1,0 +1,155 @@
+//! `RemotingCommand`: one request or response of RocketMQ's remoting protocol.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::code::{LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};
+
+/// Flag bit 0: this command is a response.
+pub const FLAG_RESPONSE: i32 = 1;
+/// Flag bit 1: this request expects no response at all.
+pub const FLAG_ONEWAY: i32 = 2;
+
+/// A command's custom header: string keys to string values, as every client sends them.
+///
+/// Values are kept as text; typed headers parse them leniently. Keys are sorted so encoded
+/// frames are deterministic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtFields(BTreeMap<String, String>);
+
+impl ExtFields {
+    /// No fields.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The raw value of `key`, including an empty string if the peer sent one.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Set `key` to `value`, replacing any earlier value.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    /// Remove `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.0.remove(key)
+    }
+
+    /// Whether there are no fields.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many fields there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The fields in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+/// One frame's command: header fields plus an opaque body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotingCommand {
+    /// A request code, or a response code when [`is_response`](Self::is_response).
+    pub code: i32,
+    /// The sender's language.
+    pub language: LanguageCode,
+    /// The sender's version ordinal.
+    pub version: i32,
+    /// Request id, echoed by the response.
+    pub opaque: i32,
+    /// Bit 0 response, bit 1 oneway.
+    pub flag: i32,
+    /// Free text, usually an error description.
+    pub remark: Option<String>,
+    /// The custom header.
+    pub ext_fields: ExtFields,
+    /// The body, never interpreted at this layer.
+    pub body: Bytes,
+    /// How the header was (or will be) serialized.
+    pub serialize_type: SerializeType,
+}
+
+impl RemotingCommand {
+    /// A request from this server (broker → client, or to a name server).
+    #[must_use]
+    pub fn request(code: RequestCode, opaque: i32, ext_fields: ExtFields) -> Self {
+        Self {
+            code: code.0,
+            language: LanguageCode::JAVA,
+            version: SERVER_VERSION,
+            opaque,
+            flag: 0,
+            remark: None,
+            ext_fields,
+            body: Bytes::new(),
+            serialize_type: SerializeType::Json,
+        }
+    }
+
+    /// The response to `request`: same opaque and header serialization, the response flag,
+    /// and this server's language and version (clients read the broker version from it).
+    #[must_use]
+    pub fn response_to(request: &Self, code: ResponseCode, remark: Option<String>) -> Self {
+        Self {
+            code: code.0,
+            language: LanguageCode::JAVA,
+            version: SERVER_VERSION,
+            opaque: request.opaque,
+            flag: FLAG_RESPONSE,
+            remark,
+            ext_fields: ExtFields::new(),
+            body: Bytes::new(),
+            serialize_type: request.serialize_type,
+        }
+    }
+
+    /// Whether this is a response.
+    #[must_use]
+    pub fn is_response(&self) -> bool {
+        self.flag & FLAG_RESPONSE != 0
+    }
+
+    /// Whether this is a request that must not be answered.
+    #[must_use]
+    pub fn is_oneway(&self) -> bool {
+        self.flag & FLAG_ONEWAY != 0
+    }
+
+    /// The code read as a request code.
+    #[must_use]
+    pub fn request_code(&self) -> RequestCode {
+        RequestCode(self.code)
+    }
+
+    /// The code read as a response code.
+    #[must_use]
+    pub fn response_code(&self) -> ResponseCode {
+        ResponseCode(self.code)
+    }
+
+    /// This command with `body`.
+    #[must_use]
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+}

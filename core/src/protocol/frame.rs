@@ -1,0 +1,145 @@
+//! Frames: the incremental decoder and the encoder.
+//!
+//! Layout (big-endian):
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0      | 4    | frame length = 4 + header length + body length (excludes itself) |
+//! | 4      | 4    | header info: bits 31..24 serialize type (0 JSON, 1 ROCKETMQ), bits 23..0 header length |
+//! | 8      | H    | header (JSON text or ROCKETMQ binary) |
+//! | 8 + H  | B    | body, opaque |
+//!
+//! Bytes arrive in arbitrary chunks: one frame may span many chunks and one chunk may hold
+//! many frames. A frame longer than the configured maximum is refused as soon as its length
+//! word arrives, before anything is buffered for it.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::command::RemotingCommand;
+use super::{header_binary, header_json, FrameError, SerializeType};
+
+/// RocketMQ's default maximum frame (`com.rocketmq.remoting.frameMaxLength`): 16 MiB.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+
+/// Decodes frames from a byte stream fed in arbitrary chunks.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    max_frame_len: usize,
+    failed: bool,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing frames longer than `max_frame_len` (the length word's value).
+    #[must_use]
+    pub fn new(max_frame_len: usize) -> Self {
+        Self { buf: BytesMut::new(), max_frame_len, failed: false }
+    }
+
+    /// Append bytes read from the connection.
+    pub fn push(&mut self, data: &[u8]) {
+        if !self.failed {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// Bytes held for a frame that is not complete yet.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame: `None` means more bytes are needed; `Some(Err)` means the
+    /// stream is broken and the connection must be closed (the decoder stays failed).
+    pub fn next_frame(&mut self) -> Option<Result<RemotingCommand, FrameError>> {
+        if self.failed {
+            return None;
+        }
+        let result = self.try_next()?;
+        if result.is_err() {
+            self.failed = true;
+            self.buf = BytesMut::new();
+        }
+        Some(result)
+    }
+
+    fn try_next(&mut self) -> Option<Result<RemotingCommand, FrameError>> {
+        let length_word = self.buf.get(..4)?;
+        let frame_len = i32::from_be_bytes(length_word.try_into().ok()?);
+        let frame_len = match usize::try_from(frame_len) {
+            Ok(len) if len > self.max_frame_len => {
+                return Some(Err(FrameError::TooLong { len, max: self.max_frame_len }))
+            }
+            Ok(len) if len >= 4 => len,
+            _ => return Some(Err(FrameError::BadLength(frame_len))),
+        };
+        if self.buf.len() < 4 + frame_len {
+            // No reservation for the announced length: a peer that announces 16 MiB and
+            // sends nothing must not cost 16 MiB. The buffer grows with what arrives.
+            return None;
+        }
+        self.buf.advance(4);
+        let frame = self.buf.split_to(frame_len).freeze();
+        Some(decode_frame_body(frame))
+    }
+}
+
+/// Decode everything after the length word: header info, header and body.
+fn decode_frame_body(mut frame: Bytes) -> Result<RemotingCommand, FrameError> {
+    let info = frame.get_u32();
+    let type_byte = u8::try_from(info >> 24).unwrap_or(u8::MAX);
+    let header_len = usize::try_from(info & 0x00FF_FFFF).unwrap_or(usize::MAX);
+    if header_len > frame.len() {
+        return Err(FrameError::BadHeader("header length exceeds the frame"));
+    }
+    let header = frame.split_to(header_len);
+    let mut cmd = match SerializeType::from_code(type_byte) {
+        Some(SerializeType::Json) => header_json::decode(&header)?,
+        Some(SerializeType::RocketMq) => header_binary::decode(&header)?,
+        None => return Err(FrameError::UnknownSerializeType(type_byte)),
+    };
+    cmd.body = frame;
+    Ok(cmd)
+}
+
+/// Append `cmd` as one frame to `out`, with its own serialize type (JSON if a binary header
+/// cannot carry its code).
+pub fn encode_frame(cmd: &RemotingCommand, out: &mut BytesMut) {
+    let mut header = Vec::with_capacity(160);
+    let serialize_type = match cmd.serialize_type {
+        SerializeType::RocketMq if header_binary::fits(cmd) => {
+            header_binary::encode(cmd, &mut header);
+            SerializeType::RocketMq
+        }
+        _ => {
+            header_json::encode(cmd, &mut header);
+            SerializeType::Json
+        }
+    };
+    let frame_len = 4 + header.len() + cmd.body.len();
+    out.reserve(4 + frame_len);
+    out.put_u32(u32::try_from(frame_len).unwrap_or(u32::MAX));
+    let header_len = u32::try_from(header.len()).unwrap_or(0x00FF_FFFF) & 0x00FF_FFFF;
+    out.put_u32((u32::from(serialize_type.code()) << 24) | header_len);
+    out.put_slice(&header);
+    out.put_slice(&cmd.body);
+}
+
+/// `cmd` as one frame.
+#[must_use]
+pub fn encode_to_bytes(cmd: &RemotingCommand) -> Bytes {
+    let mut out = BytesMut::new();
+    encode_frame(cmd, &mut out);
+    out.freeze()
+}
+
+/// Decode exactly one frame from `bytes` (length word included), for tests and tools.
+pub fn decode_one(bytes: &[u8], max_frame_len: usize) -> Result<RemotingCommand, FrameError> {
+    let mut decoder = FrameDecoder::new(max_frame_len);
+    decoder.push(bytes);
+    let cmd = decoder.next_frame().unwrap_or(Err(FrameError::Incomplete))?;
+    if decoder.buffered() != 0 {
+        return Err(FrameError::TrailingBytes(decoder.buffered()));
+    }
+    Ok(cmd)
+}

@@ -1,0 +1,23 @@
+//! Headers of client management calls, both directions.
+
+use super::command_header;
+
+command_header! {
+    /// UNREGISTER_CLIENT request.
+    pub struct UnregisterClientRequestHeader {
+        /// The client id (`ip@instance`).
+        client_id: String => "clientID",
+        /// Producer group to leave.
+        producer_group: Option<String> => "producerGroup",
+        /// Consumer group to leave.
+        consumer_group: Option<String> => "consumerGroup",
+    }
+}
+
+command_header! {
+    /// GET_CONSUMER_LIST_BY_GROUP request, and the broker's NOTIFY_CONSUMER_IDS_CHANGED.
+    pub struct ConsumerGroupHeader {
+        /// Consumer group.
+        consumer_group: String => "consumerGroup",
+    }
+}

@@ -1,0 +1,200 @@
+//! Typed custom headers: each struct names the `extFields` keys Java clients use.
+//!
+//! On the wire every value is a string. Reading is lenient, as real clients need: integers
+//! may carry whitespace or a `.0` (C++ sends JSON numbers, which the header decoder turns
+//! into their text), booleans are Java's `Boolean.parseBoolean` (only `true`, in any case, is
+//! true), an empty string counts as absent for optional fields (Go sends `"bname":""`), and
+//! unknown keys are ignored (ACL, namespace and tracing hooks add them freely).
+
+mod broker;
+mod client;
+mod namesrv;
+mod send;
+
+pub use broker::*;
+pub use client::*;
+pub use namesrv::*;
+pub use send::*;
+
+use super::command::ExtFields;
+use super::json::Value;
+
+/// A typed header that can be read from and written to `extFields`.
+pub trait CommandHeader: Sized {
+    /// Read the header; a missing or malformed required field is an error.
+    fn decode(ext: &ExtFields) -> Result<Self, HeaderError>;
+    /// Write the header's fields (absent optional fields are not written).
+    fn encode(&self, ext: &mut ExtFields);
+
+    /// The header as a fresh `ExtFields`.
+    fn to_ext_fields(&self) -> ExtFields {
+        let mut ext = ExtFields::new();
+        self.encode(&mut ext);
+        ext
+    }
+}
+
+/// Why a header could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// A required field is absent (Java: "the custom field <x> is null").
+    #[error("the custom field {0} is null")]
+    Missing(&'static str),
+    /// A field does not parse as its type.
+    #[error("the custom field {field} has a bad value {value:?}")]
+    Malformed {
+        /// The key.
+        field: &'static str,
+        /// What was sent.
+        value: String,
+    },
+}
+
+/// A scalar that travels as text in `extFields`.
+pub trait HeaderScalar: Sized {
+    /// Parse the text; `None` if it is not of this type.
+    fn parse(text: &str) -> Option<Self>;
+    /// The text Java's `String.valueOf` would produce.
+    fn render(&self) -> String;
+}
+
+impl HeaderScalar for String {
+    fn parse(text: &str) -> Option<Self> {
+        Some(text.to_owned())
+    }
+    fn render(&self) -> String {
+        self.clone()
+    }
+}
+
+impl HeaderScalar for bool {
+    fn parse(text: &str) -> Option<Self> {
+        Some(text.trim().eq_ignore_ascii_case("true"))
+    }
+    fn render(&self) -> String {
+        self.to_string()
+    }
+}
+
+macro_rules! integer_scalar {
+    ($($ty:ty),*) => {
+        $(
+            impl HeaderScalar for $ty {
+                fn parse(text: &str) -> Option<Self> {
+                    let wide = Value::Number(text.trim().to_owned()).as_i64()?;
+                    <$ty>::try_from(wide).ok()
+                }
+                fn render(&self) -> String {
+                    self.to_string()
+                }
+            }
+        )*
+    };
+}
+integer_scalar!(i32, i64);
+
+/// How a field of a typed header reads and writes itself: bare types are required,
+/// `Option`s are optional.
+pub trait HeaderField: Sized {
+    /// Read the field named `key`.
+    fn read(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError>;
+    /// Write the field named `key`.
+    fn write(&self, ext: &mut ExtFields, key: &'static str);
+}
+
+impl<T: HeaderScalar> HeaderField for T {
+    fn read(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
+        let text = ext.get(key).ok_or(HeaderError::Missing(key))?;
+        T::parse(text).ok_or_else(|| HeaderError::Malformed { field: key, value: text.to_owned() })
+    }
+    fn write(&self, ext: &mut ExtFields, key: &'static str) {
+        ext.insert(key, self.render());
+    }
+}
+
+impl<T: HeaderScalar> HeaderField for Option<T> {
+    fn read(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
+        match ext.get(key) {
+            None | Some("") => Ok(None),
+            Some(text) => T::parse(text)
+                .map(Some)
+                .ok_or_else(|| HeaderError::Malformed { field: key, value: text.to_owned() }),
+        }
+    }
+    fn write(&self, ext: &mut ExtFields, key: &'static str) {
+        if let Some(value) = self {
+            ext.insert(key, value.render());
+        }
+    }
+}
+
+/// Declares a typed header: each field with its `extFields` key.
+macro_rules! command_header {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty => $key:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl $crate::protocol::headers::CommandHeader for $name {
+            fn decode(
+                ext: &$crate::protocol::command::ExtFields,
+            ) -> Result<Self, $crate::protocol::headers::HeaderError> {
+                Ok(Self {
+                    $( $field: <$ty as $crate::protocol::headers::HeaderField>::read(ext, $key)?, )*
+                })
+            }
+
+            fn encode(&self, ext: &mut $crate::protocol::command::ExtFields) {
+                $( $crate::protocol::headers::HeaderField::write(&self.$field, ext, $key); )*
+            }
+        }
+    };
+}
+pub(crate) use command_header;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    command_header! {
+        /// A header for the tests.
+        pub struct Probe {
+            /// Required string.
+            topic: String => "topic",
+            /// Required integer.
+            queue_id: i32 => "queueId",
+            /// Optional long.
+            offset: Option<i64> => "offset",
+            /// Optional boolean.
+            force: Option<bool> => "isForce",
+        }
+    }
+
+    #[test]
+    fn headers_read_leniently_and_write_strings() {
+        let ext: ExtFields =
+            [("topic", "T"), ("queueId", " 3 "), ("offset", ""), ("isForce", "TRUE"), ("AccessKey", "")]
+                .into_iter()
+                .collect();
+        let probe = Probe::decode(&ext).unwrap();
+        assert_eq!(probe, Probe { topic: "T".into(), queue_id: 3, offset: None, force: Some(true) });
+        let back = probe.to_ext_fields();
+        assert_eq!(back.get("queueId"), Some("3"));
+        assert_eq!(back.get("offset"), None);
+        assert_eq!(back.get("isForce"), Some("true"));
+
+        let json_number: ExtFields = [("topic", "T"), ("queueId", "3.0")].into_iter().collect();
+        assert_eq!(Probe::decode(&json_number).unwrap().queue_id, 3);
+        let missing: ExtFields = [("topic", "T")].into_iter().collect();
+        assert_eq!(Probe::decode(&missing), Err(HeaderError::Missing("queueId")));
+        let bad: ExtFields = [("topic", "T"), ("queueId", "x")].into_iter().collect();
+        assert!(matches!(Probe::decode(&bad), Err(HeaderError::Malformed { field: "queueId", .. })));
+    }
+}

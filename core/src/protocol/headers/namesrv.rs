@@ -1,0 +1,69 @@
+//! Name server headers.
+
+use super::command_header;
+
+command_header! {
+    /// GET_ROUTEINFO_BY_TOPIC request.
+    pub struct GetRouteInfoRequestHeader {
+        /// The topic.
+        topic: String => "topic",
+        /// Newer clients ask for standard JSON (quoted integer keys).
+        accept_standard_json_only: Option<bool> => "acceptStandardJsonOnly",
+    }
+}
+
+command_header! {
+    /// REGISTER_BROKER request.
+    pub struct RegisterBrokerRequestHeader {
+        /// Broker group name.
+        broker_name: String => "brokerName",
+        /// `ip:port` clients use.
+        broker_addr: String => "brokerAddr",
+        /// Cluster name.
+        cluster_name: String => "clusterName",
+        /// `ip:haPort`.
+        ha_server_addr: String => "haServerAddr",
+        /// 0 = master.
+        broker_id: i64 => "brokerId",
+        /// Expiry after this long without registration (default 120 s).
+        heartbeat_timeout_millis: Option<i64> => "heartbeatTimeoutMillis",
+        /// Slave-acting-master mode.
+        enable_acting_master: Option<bool> => "enableActingMaster",
+        /// Whether the body is the compressed form.
+        compressed: Option<bool> => "compressed",
+        /// CRC32 of the body, masked; 0 = unchecked.
+        body_crc32: Option<i32> => "bodyCrc32",
+    }
+}
+
+command_header! {
+    /// UNREGISTER_BROKER request.
+    pub struct UnregisterBrokerRequestHeader {
+        /// Broker group name.
+        broker_name: String => "brokerName",
+        /// `ip:port`.
+        broker_addr: String => "brokerAddr",
+        /// Cluster name.
+        cluster_name: String => "clusterName",
+        /// 0 = master.
+        broker_id: i64 => "brokerId",
+    }
+}
+
+command_header! {
+    /// DELETE_TOPIC_IN_NAMESRV request.
+    pub struct DeleteTopicFromNamesrvRequestHeader {
+        /// The topic.
+        topic: String => "topic",
+        /// Only delete the queue data of brokers in this cluster.
+        cluster_name: Option<String> => "clusterName",
+    }
+}
+
+command_header! {
+    /// GET_TOPICS_BY_CLUSTER request.
+    pub struct GetTopicsByClusterRequestHeader {
+        /// The cluster.
+        cluster: String => "cluster",
+    }
+}

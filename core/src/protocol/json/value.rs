@@ -1,0 +1,387 @@
+//! A lenient JSON reader for fastjson's dialect, into a small value tree.
+//!
+//! fastjson (what Java RocketMQ uses) writes map keys that standard JSON forbids: unquoted
+//! integers (`{0:"10.0.0.1:10911"}`) and whole objects (`{{"topic":"T",...}:{...}}`). It also
+//! reads single-quoted strings and bare identifier keys. This reader accepts all of that, and
+//! raw control characters inside strings, which some clients send unescaped.
+//!
+//! It never panics on input and bounds nesting, since the bytes come from peers.
+
+use super::JsonError;
+
+/// Deepest nesting accepted; deeper input is an error, not a stack overflow.
+const MAX_DEPTH: usize = 128;
+
+/// A parsed JSON value. Numbers keep their text so no precision is lost and a number can be
+/// read back as whatever type the reader wants; object keys may be any value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number, as written.
+    Number(String),
+    /// A string, unescaped.
+    String(String),
+    /// An array.
+    Array(Vec<Value>),
+    /// An object, in document order; keys are usually strings but fastjson allows any value.
+    Object(Vec<(Value, Value)>),
+}
+
+impl Value {
+    /// Parse one JSON value that makes up the whole input (surrounding whitespace allowed).
+    pub fn parse(input: &[u8]) -> Result<Self, JsonError> {
+        let mut reader = Reader { input, pos: 0 };
+        let value = reader.value(0)?;
+        reader.skip_ws();
+        if reader.pos != input.len() {
+            return Err(reader.error("trailing characters after the value"));
+        }
+        Ok(value)
+    }
+
+    /// The value of `key` if this is an object with a string key of that name.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Self::Object(entries) => entries.iter().find_map(|(k, v)| match k {
+                Self::String(s) if s == key => Some(v),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// A scalar rendered as the string Java's `String.valueOf` would give; `None` for null,
+    /// arrays and objects. This is how header values sent as JSON numbers are read leniently.
+    #[must_use]
+    pub fn scalar_text(&self) -> Option<String> {
+        match self {
+            Self::String(s) => Some(s.clone()),
+            Self::Number(n) => Some(n.clone()),
+            Self::Bool(b) => Some(b.to_string()),
+            Self::Null | Self::Array(_) | Self::Object(_) => None,
+        }
+    }
+
+    /// A number (or a numeric string) as an `i64`.
+    #[must_use]
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Number(n) | Self::String(n) => parse_integer(n),
+            _ => None,
+        }
+    }
+}
+
+/// Read a JSON integer, also accepting a whole-valued decimal such as `3.0`.
+pub(crate) fn parse_integer(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(v) = text.parse::<i64>() {
+        return Some(v);
+    }
+    let float: f64 = text.parse().ok()?;
+    // Only exact whole numbers inside i64's range are accepted.
+    let in_range = float.is_finite() && float.fract() == 0.0 && float.abs() < 9.2e18;
+    #[expect(clippy::cast_possible_truncation, reason = "checked whole and in range just above")]
+    in_range.then_some(float as i64)
+}
+
+struct Reader<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn error(&self, what: &'static str) -> JsonError {
+        JsonError::Syntax { what, at: self.pos }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    fn bump(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.pos += 1;
+        Some(byte)
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), JsonError> {
+        self.skip_ws();
+        if self.bump() == Some(byte) {
+            Ok(())
+        } else {
+            Err(self.error(what))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, JsonError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.skip_ws();
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(quote @ (b'"' | b'\'')) => {
+                self.pos += 1;
+                self.string(quote).map(Value::String)
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(b't') => self.literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.literal(b"false", Value::Bool(false)),
+            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(_) => Err(self.error("unexpected character")),
+            None => Err(self.error("unexpected end of input")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8], value: Value) -> Result<Value, JsonError> {
+        let end = self.pos + word.len();
+        if self.input.get(self.pos..end) == Some(word) {
+            self.pos = end;
+            Ok(value)
+        } else {
+            Err(self.error("bad literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<String, JsonError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        let digits = self.digits();
+        if digits == 0 {
+            return Err(self.error("number without digits"));
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.error("number without fraction digits"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.error("number without exponent digits"));
+            }
+        }
+        let text = self.input.get(start..self.pos).unwrap_or_default();
+        // Only ASCII digits and signs were consumed.
+        Ok(String::from_utf8_lossy(text).into_owned())
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn string(&mut self, quote: u8) -> Result<String, JsonError> {
+        let mut out = Vec::new();
+        loop {
+            let start = self.pos;
+            while let Some(byte) = self.peek() {
+                if byte == quote || byte == b'\\' {
+                    break;
+                }
+                self.pos += 1;
+            }
+            out.extend_from_slice(self.input.get(start..self.pos).unwrap_or_default());
+            match self.bump() {
+                Some(b'\\') => self.escape(&mut out)?,
+                Some(_) => break,
+                None => return Err(self.error("unterminated string")),
+            }
+        }
+        String::from_utf8(out).map_err(|_| self.error("string is not UTF-8"))
+    }
+
+    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), JsonError> {
+        let byte = self.bump().ok_or_else(|| self.error("unterminated escape"))?;
+        let simple = match byte {
+            b'"' => Some(b'"'),
+            b'\'' => Some(b'\''),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(0x08),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            b'u' => None,
+            _ => return Err(self.error("unknown escape")),
+        };
+        if let Some(b) = simple {
+            out.push(b);
+            return Ok(());
+        }
+        let first = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&first) {
+            // A high surrogate must be followed by an escaped low surrogate.
+            if self.bump() != Some(b'\\') || self.bump() != Some(b'u') {
+                return Err(self.error("lone high surrogate"));
+            }
+            let second = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&second) {
+                return Err(self.error("bad low surrogate"));
+            }
+            0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+        } else {
+            first
+        };
+        let ch = char::from_u32(code).ok_or_else(|| self.error("escape is not a character"))?;
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let mut code = 0u32;
+        for _ in 0..4 {
+            let byte = self.bump().ok_or_else(|| self.error("short \\u escape"))?;
+            let digit = (byte as char).to_digit(16).ok_or_else(|| self.error("bad hex digit"))?;
+            code = code * 16 + digit;
+        }
+        Ok(code)
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            items.push(self.value(depth + 1)?);
+            self.skip_ws();
+            match self.bump() {
+                Some(b',') => {}
+                Some(b']') => return Ok(Value::Array(items)),
+                _ => return Err(self.error("expected , or ] in array")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.pos += 1;
+        let mut entries = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(entries));
+        }
+        loop {
+            let key = self.key(depth)?;
+            self.expect(b':', "expected : after object key")?;
+            let value = self.value(depth + 1)?;
+            entries.push((key, value));
+            self.skip_ws();
+            match self.bump() {
+                Some(b',') => {}
+                Some(b'}') => return Ok(Value::Object(entries)),
+                _ => return Err(self.error("expected , or } in object")),
+            }
+        }
+    }
+
+    /// A key: any value, or a bare identifier (fastjson's unquoted field names).
+    fn key(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b'a'..=b'z' | b'A'..=b'Z' | b'_' | b'$') => {
+                let start = self.pos;
+                while matches!(self.peek(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'$')) {
+                    self.pos += 1;
+                }
+                let ident = self.input.get(start..self.pos).unwrap_or_default();
+                Ok(Value::String(String::from_utf8_lossy(ident).into_owned()))
+            }
+            _ => self.value(depth + 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(entries: Vec<(Value, Value)>) -> Value {
+        Value::Object(entries)
+    }
+    fn s(text: &str) -> Value {
+        Value::String(text.to_owned())
+    }
+    fn n(text: &str) -> Value {
+        Value::Number(text.to_owned())
+    }
+
+    #[test]
+    fn reads_fastjson_integer_and_object_keys() {
+        let v = Value::parse(br#"{"brokerAddrs":{0:"10.0.0.1:10911",1:"10.0.0.2:10911"}}"#).unwrap();
+        let addrs = v.get("brokerAddrs").unwrap();
+        assert_eq!(addrs, &obj(vec![(n("0"), s("10.0.0.1:10911")), (n("1"), s("10.0.0.2:10911"))]));
+        let v = Value::parse(br#"{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:12}}"#).unwrap();
+        let table = v.get("offsetTable").unwrap();
+        let key = obj(vec![(s("brokerName"), s("b")), (s("queueId"), n("0")), (s("topic"), s("T"))]);
+        assert_eq!(table, &obj(vec![(key, n("12"))]));
+    }
+
+    #[test]
+    fn reads_escapes_surrogates_and_raw_control_characters() {
+        let v = Value::parse(b"\"TAGS\\u0001A\\u0002\\ud83d\\ude00\x01raw\"").unwrap();
+        assert_eq!(v, s("TAGS\u{1}A\u{2}\u{1F600}\u{1}raw"));
+        assert_eq!(Value::parse(b"'single'").unwrap(), s("single"));
+        assert_eq!(Value::parse(b"{bare:1}").unwrap(), obj(vec![(s("bare"), n("1"))]));
+    }
+
+    #[test]
+    fn rejects_garbage_without_panicking() {
+        for bad in [
+            &b"{"[..],
+            b"{\"a\" 1}",
+            b"[1,",
+            b"\"\\ud800x\"",
+            b"-",
+            b"1.",
+            b"tru",
+            b"{} x",
+            b"\"\\u12\"",
+            b"\"\xff\"",
+        ] {
+            assert!(Value::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let deep = "[".repeat(10_000);
+        assert!(matches!(
+            Value::parse(deep.as_bytes()),
+            Err(JsonError::Syntax { what: "nesting too deep", .. })
+        ));
+    }
+
+    #[test]
+    fn integers_parse_leniently() {
+        assert_eq!(parse_integer("42"), Some(42));
+        assert_eq!(parse_integer("-7"), Some(-7));
+        assert_eq!(parse_integer("3.0"), Some(3));
+        assert_eq!(parse_integer("3.5"), None);
+        assert_eq!(parse_integer("1e30"), None);
+        assert_eq!(Value::parse(b"\"17\"").unwrap().as_i64(), Some(17));
+    }
+}

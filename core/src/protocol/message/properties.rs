@@ -1,0 +1,117 @@
+//! The properties string: `key 0x01 value 0x02` repeated, each pair ending with `0x02`.
+//!
+//! Readers split on `0x02`, then take key and value around the first `0x01`; segments with an
+//! empty key or value are dropped, as Java's parser drops them.
+
+/// Separates a key from its value.
+pub const NAME_VALUE_SEPARATOR: u8 = 0x01;
+/// Ends each key-value pair.
+pub const PROPERTY_SEPARATOR: u8 = 0x02;
+
+/// Well-known property keys (`MessageConst`).
+pub mod keys {
+    /// Space-separated business keys, indexed.
+    pub const KEYS: &str = "KEYS";
+    /// The message's tag.
+    pub const TAGS: &str = "TAGS";
+    /// `"true"` when the producer waits for the store.
+    pub const WAIT: &str = "WAIT";
+    /// Delay level.
+    pub const DELAY: &str = "DELAY";
+    /// Original topic of a retried message.
+    pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    /// Real topic of a delayed, timed or half message.
+    pub const REAL_TOPIC: &str = "REAL_TOPIC";
+    /// Real queue of a delayed, timed or half message.
+    pub const REAL_QID: &str = "REAL_QID";
+    /// `"true"` on a transaction half message.
+    pub const TRAN_MSG: &str = "TRAN_MSG";
+    /// Producer group.
+    pub const PGROUP: &str = "PGROUP";
+    /// Client-side unique message id.
+    pub const UNIQ_KEY: &str = "UNIQ_KEY";
+    /// Cluster name, stamped by the broker.
+    pub const CLUSTER: &str = "CLUSTER";
+    /// Max retries, set by clients resending to a retry topic.
+    pub const MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
+    /// Retry count, set by clients resending to a retry topic.
+    pub const RECONSUME_TIME: &str = "RECONSUME_TIME";
+    /// First id of a retried message.
+    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    /// Transaction id.
+    pub const TRANSACTION_ID: &str = "__transactionId__";
+    /// Absolute delivery time, ms.
+    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    /// Relative delay, s.
+    pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+    /// Relative delay, ms.
+    pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+    /// Whole-record CRC of a stored record (always the last property in Keel's store).
+    pub const CRC32: &str = "__CRC32#";
+}
+
+/// The value of `key` in a properties string, without allocating. The last occurrence
+/// wins, as when Java parses into a map.
+#[must_use]
+pub fn find<'a>(properties: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    pairs(properties).filter(|(k, _)| *k == key.as_bytes()).map(|(_, v)| v).last()
+}
+
+/// The key-value pairs of a properties string, in order, as raw bytes.
+pub fn pairs(properties: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    properties.split(|&b| b == PROPERTY_SEPARATOR).filter_map(|segment| {
+        let at = segment.iter().position(|&b| b == NAME_VALUE_SEPARATOR)?;
+        let (key, rest) = segment.split_at(at);
+        let value = rest.get(1..)?;
+        (!key.is_empty() && !value.is_empty()).then_some((key, value))
+    })
+}
+
+/// Parse a properties string into owned pairs (invalid UTF-8 replaced), in order.
+#[must_use]
+pub fn parse(properties: &[u8]) -> Vec<(String, String)> {
+    pairs(properties)
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
+        .collect()
+}
+
+/// Encode pairs the way Java does: every pair followed by `0x02`.
+#[must_use]
+pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in pairs {
+        out.extend_from_slice(key.as_ref().as_bytes());
+        out.push(NAME_VALUE_SEPARATOR);
+        out.extend_from_slice(value.as_ref().as_bytes());
+        out.push(PROPERTY_SEPARATOR);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_java_writes_and_drops_what_java_drops() {
+        let raw = b"TAGS\x01TagA\x02KEYS\x01k1 k2\x02\x01novalue\x02nokey\x01\x02junk\x02UNIQ_KEY\x01AB\x02";
+        assert_eq!(
+            parse(raw),
+            vec![
+                ("TAGS".to_owned(), "TagA".to_owned()),
+                ("KEYS".to_owned(), "k1 k2".to_owned()),
+                ("UNIQ_KEY".to_owned(), "AB".to_owned())
+            ]
+        );
+        assert_eq!(find(raw, keys::TAGS), Some(&b"TagA"[..]));
+        assert_eq!(find(raw, "MISSING"), None);
+        assert_eq!(find(b"TAGS\x01A\x02TAGS\x01B\x02", keys::TAGS), Some(&b"B"[..]));
+        // Without the trailing separator (some clients) it still reads.
+        assert_eq!(find(b"TAGS\x01A", keys::TAGS), Some(&b"A"[..]));
+    }
+
+    #[test]
+    fn encodes_with_a_separator_after_every_pair() {
+        assert_eq!(encode(&[("TAGS", "A"), ("UNIQ_KEY", "AB")]), b"TAGS\x01A\x02UNIQ_KEY\x01AB\x02");
+    }
+}

@@ -1,0 +1,597 @@
+//! The stored-message record: the CommitLog record, and also each element of a pull,
+//! view or query body and the body of CHECK_TRANSACTION_STATE.
+//!
+//! Layout (big-endian; hosts are 8 bytes for IPv4 and 20 for IPv6, chosen by SYSFLAG bits):
+//!
+//! | # | field | size | notes |
+//! |---|-------|------|-------|
+//! | 1 | TOTALSIZE | i32 | whole record, this field included; equals the sum of the fields |
+//! | 2 | MAGICCODE | i32 | V1 `0xDAA320A7` (1-byte topic length), V2 `0xDAA320AB` (2-byte) |
+//! | 3 | BODYCRC | i32 | CRC32 (IEEE) of the body, `& 0x7FFFFFFF` |
+//! | 4 | QUEUEID | i32 | |
+//! | 5 | FLAG | i32 | user flag |
+//! | 6 | QUEUEOFFSET | i64 | index in the (topic, queue) ConsumeQueue |
+//! | 7 | PHYSICALOFFSET | i64 | this record's CommitLog offset |
+//! | 8 | SYSFLAG | i32 | [`sys_flag`] bits |
+//! | 9 | BORNTIMESTAMP | i64 | producer clock, ms |
+//! | 10 | BORNHOST | 4+4 or 16+4 | address then i32 port; IPv6 iff SYSFLAG `0x10` |
+//! | 11 | STORETIMESTAMP | i64 | broker clock, ms |
+//! | 12 | STOREHOST | 4+4 or 16+4 | IPv6 iff SYSFLAG `0x20` |
+//! | 13 | RECONSUMETIMES | i32 | |
+//! | 14 | PREPAREDTRANSACTIONOFFSET | i64 | a committed transaction's half-message offset |
+//! | 15 | BODYLENGTH, BODY | i32 + n | as sent (compressed if SYSFLAG `0x1`) |
+//! | 16 | TOPICLENGTH, TOPIC | i8 (V1) or i16 (V2) + n | UTF-8; V1 whenever the topic is ≤ 127 bytes |
+//! | 17 | PROPERTIESLENGTH, PROPERTIES | i16 + n | the properties string, ≤ 32767 bytes |
+//!
+//! A full CommitLog segment ends with a BLANK record: TOTALSIZE = the bytes left in the
+//! segment (at least 8), MAGICCODE `0xCBD43194`.
+//!
+//! Keel's store protects each whole record (not only the body, as RocketMQ does by default)
+//! with RocketMQ's own optional `__CRC32#` property, always the last 20 bytes of the record:
+//! `__CRC32#`, `0x01`, ten ASCII digits of the masked CRC32 of every byte before this tail,
+//! least significant digit first (as Java's `MessageDecoder.createCrc32` writes them), `0x02`.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::{Buf, BufMut, Bytes};
+
+use super::properties::{keys, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+
+/// Magic of a V1 record (1-byte topic length).
+pub const MAGIC_V1: i32 = -626_843_481;
+/// Magic of a V2 record (2-byte topic length).
+pub const MAGIC_V2: i32 = -626_843_477;
+/// Magic of the BLANK record that fills the end of a segment.
+pub const MAGIC_BLANK: i32 = -875_286_124;
+/// The smallest BLANK record: TOTALSIZE and MAGICCODE.
+pub const BLANK_MIN_LEN: usize = 8;
+/// Length of the whole-record CRC tail (`__CRC32#`, separator, 10 digits, separator).
+pub const RECORD_CRC_TAIL_LEN: usize = keys::CRC32.len() + 1 + 10 + 1;
+/// Bytes before BODYLENGTH with IPv4 hosts.
+const FIXED_LEN_V4: usize = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8;
+/// Extra bytes of an IPv6 host over an IPv4 one.
+const V6_EXTRA: usize = 12;
+
+/// MessageSysFlag bits.
+pub mod sys_flag {
+    /// Body compressed; type in bits 8–10.
+    pub const COMPRESSED: i32 = 0x1;
+    /// Topic filter type MULTI_TAG.
+    pub const MULTI_TAGS: i32 = 0x2;
+    /// Mask of the two transaction-type bits.
+    pub const TRANSACTION_MASK: i32 = 0xC;
+    /// Not a transaction message.
+    pub const TRANSACTION_NOT_TYPE: i32 = 0x0;
+    /// Transaction half message.
+    pub const TRANSACTION_PREPARED: i32 = 0x4;
+    /// Committed transaction message.
+    pub const TRANSACTION_COMMIT: i32 = 0x8;
+    /// Rolled-back transaction message.
+    pub const TRANSACTION_ROLLBACK: i32 = 0xC;
+    /// BORNHOST is IPv6.
+    pub const BORNHOST_V6: i32 = 0x10;
+    /// STOREHOST is IPv6.
+    pub const STOREHOST_V6: i32 = 0x20;
+    /// Body is itself a batch to unwrap.
+    pub const NEED_UNWRAP: i32 = 0x40;
+    /// Inner batch.
+    pub const INNER_BATCH: i32 = 0x80;
+}
+
+/// Why bytes are not a valid record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Fewer bytes than the record needs.
+    #[error("record truncated: needs {needed} bytes, {available} available")]
+    Truncated {
+        /// Bytes the record claims or needs.
+        needed: usize,
+        /// Bytes present.
+        available: usize,
+    },
+    /// TOTALSIZE is impossible.
+    #[error("impossible record size {0}")]
+    BadSize(i32),
+    /// Not a record magic.
+    #[error("bad magic {0:#010x}")]
+    BadMagic(i32),
+    /// TOTALSIZE differs from the sum of the fields.
+    #[error("size {declared} differs from the fields' {computed}")]
+    LengthMismatch {
+        /// TOTALSIZE.
+        declared: usize,
+        /// Sum of the parsed fields.
+        computed: usize,
+    },
+    /// A length field is negative.
+    #[error("negative {0} length")]
+    NegativeLength(&'static str),
+    /// The topic is not UTF-8 or is too long for the record version.
+    #[error("bad topic")]
+    BadTopic,
+    /// The properties string is longer than 32767 bytes.
+    #[error("properties of {0} bytes exceed 32767")]
+    PropertiesTooLong(usize),
+    /// BODYCRC does not match the body.
+    #[error("body CRC mismatch")]
+    BodyCrcMismatch,
+    /// The record has no whole-record CRC tail.
+    #[error("no whole-record CRC")]
+    MissingRecordCrc,
+    /// The whole-record CRC does not match.
+    #[error("whole-record CRC mismatch")]
+    RecordCrcMismatch,
+    /// The record would be larger than 2 GiB.
+    #[error("record too large")]
+    TooLarge,
+}
+
+/// The masked CRC32 RocketMQ stores: `java.util.zip.CRC32` `& 0x7FFFFFFF`.
+#[must_use]
+pub fn masked_crc32(bytes: &[u8]) -> i32 {
+    i32::try_from(crc32fast::hash(bytes) & 0x7FFF_FFFF).unwrap_or(0)
+}
+
+/// Everything needed to encode a record; borrowed so encoding copies each byte once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFields<'a> {
+    /// Queue id.
+    pub queue_id: i32,
+    /// User flag.
+    pub flag: i32,
+    /// ConsumeQueue offset.
+    pub queue_offset: i64,
+    /// CommitLog offset of this record.
+    pub physical_offset: i64,
+    /// Sys flag; the host-family bits are set by the encoder from the addresses.
+    pub sys_flag: i32,
+    /// Producer clock, ms.
+    pub born_timestamp: i64,
+    /// Producer address.
+    pub born_host: SocketAddr,
+    /// Broker clock, ms.
+    pub store_timestamp: i64,
+    /// Broker address clients reach.
+    pub store_host: SocketAddr,
+    /// Retry count.
+    pub reconsume_times: i32,
+    /// Half-message offset of a committed transaction message.
+    pub prepared_transaction_offset: i64,
+    /// Body bytes.
+    pub body: &'a [u8],
+    /// Topic.
+    pub topic: &'a str,
+    /// Properties string bytes.
+    pub properties: &'a [u8],
+}
+
+impl RecordFields<'_> {
+    /// The sys flag with the host-family bits set from the actual addresses.
+    #[must_use]
+    pub fn effective_sys_flag(&self) -> i32 {
+        let mut flag = self.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
+        if self.born_host.is_ipv6() {
+            flag |= sys_flag::BORNHOST_V6;
+        }
+        if self.store_host.is_ipv6() {
+            flag |= sys_flag::STOREHOST_V6;
+        }
+        flag
+    }
+
+    /// The encoded length of this record.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        record_len(
+            self.body.len(),
+            self.topic.len(),
+            self.properties.len(),
+            self.born_host.is_ipv6(),
+            self.store_host.is_ipv6(),
+        )
+    }
+}
+
+/// Length of a record with these field sizes.
+#[must_use]
+pub fn record_len(body: usize, topic: usize, properties: usize, born_v6: bool, store_v6: bool) -> usize {
+    let topic_len_field = if topic <= 127 { 1 } else { 2 };
+    FIXED_LEN_V4
+        + if born_v6 { V6_EXTRA } else { 0 }
+        + if store_v6 { V6_EXTRA } else { 0 }
+        + 4
+        + body
+        + topic_len_field
+        + topic
+        + 2
+        + properties
+}
+
+fn put_host(out: &mut impl BufMut, host: SocketAddr) {
+    match host.ip() {
+        IpAddr::V4(ip) => out.put_slice(&ip.octets()),
+        IpAddr::V6(ip) => out.put_slice(&ip.octets()),
+    }
+    out.put_i32(i32::from(host.port()));
+}
+
+/// Append the record to `out`; returns its length. Fails only on sizes the format cannot
+/// hold (topic over 32767 bytes, properties over 32767, record over 2 GiB).
+pub fn encode_record(out: &mut impl BufMut, fields: &RecordFields<'_>) -> Result<usize, RecordError> {
+    encode_record_with_tail(out, fields, &[])
+}
+
+/// Like [`encode_record`], with `tail` appended to the properties string (the store adds
+/// its whole-record CRC property this way without copying the producer's properties).
+pub fn encode_record_with_tail(
+    out: &mut impl BufMut,
+    fields: &RecordFields<'_>,
+    tail: &[u8],
+) -> Result<usize, RecordError> {
+    let properties_total = fields.properties.len() + tail.len();
+    let len = record_len(
+        fields.body.len(),
+        fields.topic.len(),
+        properties_total,
+        fields.born_host.is_ipv6(),
+        fields.store_host.is_ipv6(),
+    );
+    let total = i32::try_from(len).map_err(|_| RecordError::TooLarge)?;
+    let body_len = i32::try_from(fields.body.len()).map_err(|_| RecordError::TooLarge)?;
+    let properties_len =
+        i16::try_from(properties_total).map_err(|_| RecordError::PropertiesTooLong(properties_total))?;
+    if fields.topic.len() > i16::MAX as usize {
+        return Err(RecordError::BadTopic);
+    }
+    out.put_i32(total);
+    let v1 = fields.topic.len() <= 127;
+    out.put_i32(if v1 { MAGIC_V1 } else { MAGIC_V2 });
+    out.put_i32(masked_crc32(fields.body));
+    out.put_i32(fields.queue_id);
+    out.put_i32(fields.flag);
+    out.put_i64(fields.queue_offset);
+    out.put_i64(fields.physical_offset);
+    out.put_i32(fields.effective_sys_flag());
+    out.put_i64(fields.born_timestamp);
+    put_host(out, fields.born_host);
+    out.put_i64(fields.store_timestamp);
+    put_host(out, fields.store_host);
+    out.put_i32(fields.reconsume_times);
+    out.put_i64(fields.prepared_transaction_offset);
+    out.put_i32(body_len);
+    out.put_slice(fields.body);
+    if v1 {
+        out.put_u8(u8::try_from(fields.topic.len()).map_err(|_| RecordError::BadTopic)?);
+    } else {
+        out.put_i16(i16::try_from(fields.topic.len()).map_err(|_| RecordError::BadTopic)?);
+    }
+    out.put_slice(fields.topic.as_bytes());
+    out.put_i16(properties_len);
+    out.put_slice(fields.properties);
+    out.put_slice(tail);
+    Ok(len)
+}
+
+/// A record parsed in place: fixed fields read, variable fields borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// The whole record.
+    pub bytes: &'a [u8],
+    /// BODYCRC as stored.
+    pub body_crc: i32,
+    /// Queue id.
+    pub queue_id: i32,
+    /// User flag.
+    pub flag: i32,
+    /// ConsumeQueue offset.
+    pub queue_offset: i64,
+    /// CommitLog offset.
+    pub physical_offset: i64,
+    /// Sys flag.
+    pub sys_flag: i32,
+    /// Producer clock, ms.
+    pub born_timestamp: i64,
+    /// Producer address.
+    pub born_host: SocketAddr,
+    /// Broker clock, ms.
+    pub store_timestamp: i64,
+    /// Broker address.
+    pub store_host: SocketAddr,
+    /// Retry count.
+    pub reconsume_times: i32,
+    /// Half-message offset of a committed transaction message.
+    pub prepared_transaction_offset: i64,
+    /// Body.
+    pub body: &'a [u8],
+    /// Topic.
+    pub topic: &'a str,
+    /// Properties string.
+    pub properties: &'a [u8],
+}
+
+/// What sits at a position in a CommitLog segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// A message record.
+    Message(RecordView<'a>),
+    /// The BLANK record closing a segment, with its length.
+    Blank(usize),
+}
+
+fn get_host(buf: &mut &[u8], v6: bool) -> SocketAddr {
+    let ip = if v6 {
+        let mut octets = [0u8; 16];
+        buf.copy_to_slice(&mut octets);
+        IpAddr::V6(Ipv6Addr::from(octets))
+    } else {
+        let mut octets = [0u8; 4];
+        buf.copy_to_slice(&mut octets);
+        IpAddr::V4(Ipv4Addr::from(octets))
+    };
+    let port = u16::try_from(buf.get_i32()).unwrap_or(0);
+    SocketAddr::new(ip, port)
+}
+
+/// Parse the record or BLANK at the start of `input`. Checks sizes, magic and that
+/// TOTALSIZE equals the fields' sum; does not check CRCs (see [`verify_crcs`]).
+pub fn parse_record(input: &[u8]) -> Result<Parsed<'_>, RecordError> {
+    if input.len() < BLANK_MIN_LEN {
+        return Err(RecordError::Truncated { needed: BLANK_MIN_LEN, available: input.len() });
+    }
+    let mut head = input;
+    let total_raw = head.get_i32();
+    let magic = head.get_i32();
+    let total = usize::try_from(total_raw).map_err(|_| RecordError::BadSize(total_raw))?;
+    if total < BLANK_MIN_LEN {
+        return Err(RecordError::BadSize(total_raw));
+    }
+    if total > input.len() {
+        return Err(RecordError::Truncated { needed: total, available: input.len() });
+    }
+    if magic == MAGIC_BLANK {
+        return Ok(Parsed::Blank(total));
+    }
+    if magic != MAGIC_V1 && magic != MAGIC_V2 {
+        return Err(RecordError::BadMagic(magic));
+    }
+    let record = input.get(..total).unwrap_or_default();
+    parse_message(record, magic).map(Parsed::Message)
+}
+
+/// Parse a message record occupying exactly `record` (TOTALSIZE already known to fit).
+fn parse_message(record: &[u8], magic: i32) -> Result<RecordView<'_>, RecordError> {
+    let total = record.len();
+    let truncated = |needed| RecordError::Truncated { needed, available: total };
+    if total < FIXED_LEN_V4 {
+        return Err(truncated(FIXED_LEN_V4));
+    }
+    let mut buf = record.get(8..).unwrap_or_default();
+    let body_crc = buf.get_i32();
+    let queue_id = buf.get_i32();
+    let flag = buf.get_i32();
+    let queue_offset = buf.get_i64();
+    let physical_offset = buf.get_i64();
+    let sys_flag = buf.get_i32();
+    let born_v6 = sys_flag & sys_flag::BORNHOST_V6 != 0;
+    let store_v6 = sys_flag & sys_flag::STOREHOST_V6 != 0;
+    let fixed = FIXED_LEN_V4 + if born_v6 { V6_EXTRA } else { 0 } + if store_v6 { V6_EXTRA } else { 0 };
+    // The rest of the fixed part plus BODYLENGTH must be present before reading it.
+    if total < fixed + 4 {
+        return Err(truncated(fixed + 4));
+    }
+    let born_timestamp = buf.get_i64();
+    let born_host = get_host(&mut buf, born_v6);
+    let store_timestamp = buf.get_i64();
+    let store_host = get_host(&mut buf, store_v6);
+    let reconsume_times = buf.get_i32();
+    let prepared_transaction_offset = buf.get_i64();
+    let body_len = usize::try_from(buf.get_i32()).map_err(|_| RecordError::NegativeLength("body"))?;
+    let body = take(&mut buf, body_len).ok_or_else(|| truncated(fixed + 4 + body_len))?;
+    let topic_len = if magic == MAGIC_V1 {
+        usize::from(take(&mut buf, 1).and_then(|b| b.first().copied()).ok_or_else(|| truncated(total + 1))?)
+    } else {
+        let raw = take(&mut buf, 2).ok_or_else(|| truncated(total + 2))?;
+        usize::try_from(i16::from_be_bytes([
+            raw.first().copied().unwrap_or(0),
+            raw.get(1).copied().unwrap_or(0),
+        ]))
+        .map_err(|_| RecordError::NegativeLength("topic"))?
+    };
+    let topic = take(&mut buf, topic_len).ok_or_else(|| truncated(total + topic_len))?;
+    let topic = core::str::from_utf8(topic).map_err(|_| RecordError::BadTopic)?;
+    let raw = take(&mut buf, 2).ok_or_else(|| truncated(total + 2))?;
+    let properties_len = usize::try_from(i16::from_be_bytes([
+        raw.first().copied().unwrap_or(0),
+        raw.get(1).copied().unwrap_or(0),
+    ]))
+    .map_err(|_| RecordError::NegativeLength("properties"))?;
+    let properties = take(&mut buf, properties_len).ok_or_else(|| truncated(total + properties_len))?;
+    let computed = record_len(body_len, topic_len, properties_len, born_v6, store_v6);
+    if computed != total || !buf.is_empty() {
+        return Err(RecordError::LengthMismatch { declared: total, computed });
+    }
+    Ok(RecordView {
+        bytes: record,
+        body_crc,
+        queue_id,
+        flag,
+        queue_offset,
+        physical_offset,
+        sys_flag,
+        born_timestamp,
+        born_host,
+        store_timestamp,
+        store_host,
+        reconsume_times,
+        prepared_transaction_offset,
+        body,
+        topic,
+        properties,
+    })
+}
+
+fn take<'a>(buf: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
+    if buf.len() < len {
+        return None;
+    }
+    let (head, rest) = buf.split_at(len);
+    *buf = rest;
+    Some(head)
+}
+
+/// The tail Keel's store reserves in every record, with the digits still zero.
+pub const RECORD_CRC_PLACEHOLDER: &[u8; RECORD_CRC_TAIL_LEN] = b"__CRC32#\x010000000000\x02";
+
+/// A copy of [`RECORD_CRC_PLACEHOLDER`], for building properties by hand.
+#[must_use]
+pub fn record_crc_placeholder() -> [u8; RECORD_CRC_TAIL_LEN] {
+    *RECORD_CRC_PLACEHOLDER
+}
+
+/// Fill in the whole-record CRC of a record that ends with [`record_crc_placeholder`].
+pub fn seal_record_crc(record: &mut [u8]) {
+    let Some(covered_len) = record.len().checked_sub(RECORD_CRC_TAIL_LEN) else { return };
+    let mut crc = masked_crc32(record.get(..covered_len).unwrap_or_default());
+    let digits_start = record.len() - 11;
+    if let Some(digits) = record.get_mut(digits_start..digits_start + 10) {
+        for digit in digits {
+            // Least significant digit first, as Java writes it.
+            *digit = b'0' + u8::try_from(crc % 10).unwrap_or(0);
+            crc /= 10;
+        }
+    }
+}
+
+/// Check BODYCRC and, when `require_record_crc`, the whole-record CRC tail.
+pub fn verify_crcs(view: &RecordView<'_>, require_record_crc: bool) -> Result<(), RecordError> {
+    if masked_crc32(view.body) != view.body_crc {
+        return Err(RecordError::BodyCrcMismatch);
+    }
+    if require_record_crc {
+        check_record_crc(view.bytes)?;
+    }
+    Ok(())
+}
+
+/// Check the whole-record CRC tail of a record.
+pub fn check_record_crc(record: &[u8]) -> Result<(), RecordError> {
+    let covered_len = record.len().checked_sub(RECORD_CRC_TAIL_LEN).ok_or(RecordError::MissingRecordCrc)?;
+    let tail = record.get(covered_len..).ok_or(RecordError::MissingRecordCrc)?;
+    let name = keys::CRC32.as_bytes();
+    let well_formed = tail.starts_with(name)
+        && tail.get(name.len()) == Some(&NAME_VALUE_SEPARATOR)
+        && tail.last() == Some(&PROPERTY_SEPARATOR);
+    if !well_formed {
+        return Err(RecordError::MissingRecordCrc);
+    }
+    let digits = tail.get(name.len() + 1..name.len() + 11).ok_or(RecordError::MissingRecordCrc)?;
+    let mut stored: i64 = 0;
+    for &digit in digits.iter().rev() {
+        if !digit.is_ascii_digit() {
+            return Err(RecordError::RecordCrcMismatch);
+        }
+        stored = stored * 10 + i64::from(digit - b'0');
+    }
+    let actual = masked_crc32(record.get(..covered_len).unwrap_or_default());
+    if stored == i64::from(actual) {
+        Ok(())
+    } else {
+        Err(RecordError::RecordCrcMismatch)
+    }
+}
+
+/// A decoded message with owned fields, as a client sees it after a pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Queue id.
+    pub queue_id: i32,
+    /// User flag.
+    pub flag: i32,
+    /// ConsumeQueue offset.
+    pub queue_offset: i64,
+    /// CommitLog offset.
+    pub physical_offset: i64,
+    /// Sys flag.
+    pub sys_flag: i32,
+    /// Producer clock, ms.
+    pub born_timestamp: i64,
+    /// Producer address.
+    pub born_host: SocketAddr,
+    /// Broker clock, ms.
+    pub store_timestamp: i64,
+    /// Broker address.
+    pub store_host: SocketAddr,
+    /// Retry count.
+    pub reconsume_times: i32,
+    /// Half-message offset of a committed transaction message.
+    pub prepared_transaction_offset: i64,
+    /// Body.
+    pub body: Bytes,
+    /// Topic.
+    pub topic: String,
+    /// Properties string.
+    pub properties: Bytes,
+    /// BODYCRC as stored.
+    pub body_crc: i32,
+}
+
+impl StoredMessage {
+    /// Copy a parsed record into owned fields.
+    #[must_use]
+    pub fn from_view(view: &RecordView<'_>) -> Self {
+        Self {
+            queue_id: view.queue_id,
+            flag: view.flag,
+            queue_offset: view.queue_offset,
+            physical_offset: view.physical_offset,
+            sys_flag: view.sys_flag,
+            born_timestamp: view.born_timestamp,
+            born_host: view.born_host,
+            store_timestamp: view.store_timestamp,
+            store_host: view.store_host,
+            reconsume_times: view.reconsume_times,
+            prepared_transaction_offset: view.prepared_transaction_offset,
+            body: Bytes::copy_from_slice(view.body),
+            topic: view.topic.to_owned(),
+            properties: Bytes::copy_from_slice(view.properties),
+            body_crc: view.body_crc,
+        }
+    }
+
+    /// The fields borrowed for encoding.
+    #[must_use]
+    pub fn fields(&self) -> RecordFields<'_> {
+        RecordFields {
+            queue_id: self.queue_id,
+            flag: self.flag,
+            queue_offset: self.queue_offset,
+            physical_offset: self.physical_offset,
+            sys_flag: self.sys_flag,
+            born_timestamp: self.born_timestamp,
+            born_host: self.born_host,
+            store_timestamp: self.store_timestamp,
+            store_host: self.store_host,
+            reconsume_times: self.reconsume_times,
+            prepared_transaction_offset: self.prepared_transaction_offset,
+            body: &self.body,
+            topic: &self.topic,
+            properties: &self.properties,
+        }
+    }
+}
+
+/// Decode records laid back to back (a pull, view or query body). A malformed record is an
+/// error, never a silent stop: a client must know the body was damaged.
+pub fn decode_records(mut body: &[u8]) -> Result<Vec<StoredMessage>, RecordError> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        match parse_record(body)? {
+            Parsed::Message(view) => {
+                out.push(StoredMessage::from_view(&view));
+                body = body.get(view.bytes.len()..).unwrap_or_default();
+            }
+            Parsed::Blank(_) => return Err(RecordError::BadMagic(MAGIC_BLANK)),
+        }
+    }
+    Ok(out)
+}

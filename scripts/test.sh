@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Keel's one test command. `.ci/run` runs exactly this; so should a newcomer.
+#
+# It proves the workspace builds and passes both ways: a normal build, and a madsim build
+# (`--cfg madsim`, profile `sim`, its own target dir). Each suite ends with a plain
+# "N passed, M failed" line. Snapshots are never written (INSTA_UPDATE=no).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export INSTA_UPDATE=no
+export CARGO_TERM_COLOR=never
+# A global RUSTFLAGS would silently override the madsim cfg below; own it explicitly.
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+logs=target/test-logs
+mkdir -p "$logs"
+failed_suites=()
+
+# Sum cargo's "test result:" lines of a log into one summary line.
+summarize() {
+  local suite=$1 log=$2
+  awk -v suite="$suite" '
+    /^test result:/ {
+      for (i = 1; i <= NF; i++) {
+        if ($(i) ~ /^passed;?$/) p += $(i-1)
+        if ($(i) ~ /^failed;?$/) f += $(i-1)
+      }
+    }
+    END { printf "%s: %d passed, %d failed\n", suite, p, f }' "$log"
+}
+
+# Run one suite: a command whose output holds cargo test results.
+suite() {
+  local name=$1; shift
+  local log="$logs/$name.log"
+  echo "=== $name: $*"
+  local status=0
+  "$@" 2>&1 | tee "$log" || status=$?
+  local line
+  line=$(summarize "$name" "$log")
+  echo "$line"
+  local passed
+  passed=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
+  if [ "$status" -ne 0 ] || [ "$passed" -eq 0 ]; then
+    failed_suites+=("$name")
+  fi
+}
+
+echo "=== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+suite "tests" cargo test --workspace --locked --no-fail-fast
+
+# The same workspace under madsim: the simulator's build, in its own target dir.
+suite "sim" env RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
+  cargo test --workspace --locked --profile sim --no-fail-fast
+
+if [ "${#failed_suites[@]}" -ne 0 ]; then
+  echo "FAILED suites: ${failed_suites[*]}"
+  exit 1
+fi
+echo "all suites passed"
