@@ -1,1 +1,12 @@
-//! The simulation runtime.
+//! Keel's simulation runtime: what madsim lacks for a broker.
+//!
+//! - [`sim_disk::SimDisk`]: an in-memory disk with crash semantics (durable image, dirty
+//!   pages kept, lost or torn at sector granularity, unsynced directory changes).
+//! - [`disk_queue::DiskQueue`]: carries a state machine's disk operations out in order, so
+//!   tests can crash between any two.
+//!
+//! The models are plain Rust, unit-tested in normal builds; the madsim-only glue sits behind
+//! `#[cfg(madsim)]`.
+
+pub mod disk_queue;
+pub mod sim_disk;

@@ -1,1 +1,186 @@
-//! Storage.
+//! The message store: CommitLog, ConsumeQueues, checkpoint, abort marker and recovery, as a
+//! sans-IO state machine.
+//!
+//! [`Store::recover`] reads the disk through [`StoreRead`](crate::io::StoreRead) and returns a
+//! store that first emits the fix-ups recovery decided (truncations, zeroing, rebuilt queue
+//! entries, syncs, a fresh checkpoint, the abort marker). Once they complete it accepts
+//! appends; every append is encoded, CRC-sealed and dispatched to its ConsumeQueue in the
+//! core, and leaves as disk writes. Durability is tracked explicitly: [`Store::flushed_end`]
+//! moves only when the syncs covering the bytes have completed.
+
+mod checkpoint;
+mod commitlog;
+pub mod consume_queue;
+mod message_store;
+mod ops;
+pub mod paths;
+mod queue_table;
+mod recovery;
+
+pub mod audit;
+
+use core::net::SocketAddr;
+
+pub use checkpoint::{Checkpoint, CHECKPOINT_LEN};
+pub use message_store::Store;
+pub use recovery::{RecoveryError, RecoveryKind, RecoveryReport};
+
+use crate::protocol::message::stored::RecordError;
+
+/// Byte offset in the CommitLog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PhysOffset(pub u64);
+
+/// Entry index in a ConsumeQueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct QueueOffset(pub u64);
+
+/// When appended data is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushMode {
+    /// Group commit: a sync round starts as soon as there is unsynced data and none is in
+    /// flight, so one fsync covers every write before it.
+    Sync,
+    /// A sync round every `interval_ms` when there is unsynced data.
+    Async {
+        /// Milliseconds between rounds (RocketMQ: `flushIntervalCommitLog`, 500).
+        interval_ms: u64,
+    },
+}
+
+/// Store settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// CommitLog segment size in bytes (`mappedFileSizeCommitLog`, 1 GiB).
+    pub segment_size: u64,
+    /// Entries per ConsumeQueue file (300,000).
+    pub queue_file_entries: u64,
+    /// Flush policy.
+    pub flush_mode: FlushMode,
+    /// Milliseconds between checkpoints (1000).
+    pub checkpoint_interval_ms: u64,
+    /// Largest body accepted (`maxMessageSize`, 4 MiB).
+    pub max_message_size: usize,
+    /// The address clients reach; written as STOREHOST into every record.
+    pub store_host: SocketAddr,
+    /// Text written into the abort marker (RocketMQ writes the process id).
+    pub instance: String,
+}
+
+impl StoreConfig {
+    /// RocketMQ's defaults, storing as `store_host`.
+    #[must_use]
+    pub fn new(store_host: SocketAddr) -> Self {
+        Self {
+            segment_size: 1024 * 1024 * 1024,
+            queue_file_entries: 300_000,
+            flush_mode: FlushMode::Async { interval_ms: 500 },
+            checkpoint_interval_ms: 1000,
+            max_message_size: 4 * 1024 * 1024,
+            store_host,
+            instance: String::from("keel"),
+        }
+    }
+
+    /// Check the settings make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        // The smallest record (empty body, 1-byte topic, only the CRC property) plus a BLANK.
+        if self.segment_size < 256 {
+            return Err(format!("segment size {} is below the minimum of 256 bytes", self.segment_size));
+        }
+        if self.segment_size > i64::MAX as u64 / 2 {
+            return Err("segment size too large".into());
+        }
+        if self.queue_file_entries == 0 {
+            return Err("ConsumeQueue files must hold at least one entry".into());
+        }
+        if self.checkpoint_interval_ms == 0 {
+            return Err("checkpoint interval must be positive".into());
+        }
+        if let FlushMode::Async { interval_ms: 0 } = self.flush_mode {
+            return Err("async flush interval must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// A message to append, borrowed from the request that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendRequest<'a> {
+    /// Topic (a valid path component: it names a ConsumeQueue directory).
+    pub topic: &'a str,
+    /// Queue id.
+    pub queue_id: i32,
+    /// User flag.
+    pub flag: i32,
+    /// Sys flag; the transaction type decides whether the record is dispatched.
+    pub sys_flag: i32,
+    /// Producer clock, ms.
+    pub born_timestamp: i64,
+    /// Producer address.
+    pub born_host: SocketAddr,
+    /// Retry count.
+    pub reconsume_times: i32,
+    /// Half-message offset of a committed transaction message.
+    pub prepared_transaction_offset: i64,
+    /// Body.
+    pub body: &'a [u8],
+    /// Properties string, as the producer sent it.
+    pub properties: &'a [u8],
+}
+
+/// Where an appended message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// CommitLog offset of the record.
+    pub phys_offset: PhysOffset,
+    /// Record length.
+    pub size: u32,
+    /// Its ConsumeQueue offset; `None` for transaction half or rollback records, which are
+    /// not dispatched.
+    pub queue_offset: Option<QueueOffset>,
+    /// The store timestamp written into the record.
+    pub store_timestamp: i64,
+}
+
+impl Appended {
+    /// Where the record ends: it is durable once [`Store::flushed_end`] reaches this.
+    #[must_use]
+    pub fn end(&self) -> PhysOffset {
+        PhysOffset(self.phys_offset.0 + u64::from(self.size))
+    }
+}
+
+/// Why an append was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Recovery fix-ups are still running.
+    #[error("store is not ready yet")]
+    NotReady,
+    /// The store is shutting down or stopped.
+    #[error("store is shut down")]
+    ShutDown,
+    /// A disk operation failed; the process must restart and recover.
+    #[error("store failed: {0}")]
+    Failed(String),
+    /// The body exceeds `max_message_size`.
+    #[error("body of {size} bytes exceeds the maximum of {max}")]
+    BodyTooLarge {
+        /// Body length.
+        size: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The record (or batch) cannot fit in one segment.
+    #[error("record of {0} bytes cannot fit in a segment")]
+    TooLargeForSegment(u64),
+    /// The topic cannot name a ConsumeQueue directory.
+    #[error("illegal topic {0:?}")]
+    BadTopic(String),
+    /// The record cannot be encoded.
+    #[error("record: {0}")]
+    Record(RecordError),
+    /// An offset exceeds the format's range.
+    #[error("offset overflow")]
+    OffsetOverflow,
+}

@@ -1,0 +1,235 @@
+//! The CommitLog: one append-only log of every message, cut into fixed-size segments.
+//!
+//! Segments are named by their start offset (20 digits) and created at full size (sparse).
+//! A record never spans segments: when the next record plus a minimal BLANK does not fit,
+//! the segment is closed with a BLANK record filling the rest and the record goes to the
+//! start of the next segment. Appended bytes are staged in memory and leave the core as
+//! `Write` operations, one per segment per poll, so a batch of appends costs one write.
+
+use std::collections::BTreeSet;
+
+use bytes::{BufMut, BytesMut};
+
+use super::ops::{OpQueue, Purpose};
+use super::paths;
+use super::{AppendRequest, StoreError};
+use crate::io::DiskOp;
+use crate::protocol::message::properties::PROPERTY_SEPARATOR;
+use crate::protocol::message::stored::{
+    encode_record_with_tail, record_len, seal_record_crc, RecordFields, BLANK_MIN_LEN, MAGIC_BLANK,
+    RECORD_CRC_PLACEHOLDER, RECORD_CRC_TAIL_LEN,
+};
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogPosition {
+    /// CommitLog offset of the record.
+    pub(crate) offset: u64,
+    /// Its length.
+    pub(crate) size: u32,
+    /// The store timestamp written into it.
+    pub(crate) store_timestamp: i64,
+}
+
+/// The in-core state of the CommitLog.
+#[derive(Debug)]
+pub(crate) struct CommitLog {
+    segment_size: u64,
+    /// Segments that exist on disk (or whose creation has been issued).
+    segments: BTreeSet<u64>,
+    /// Where the next record goes.
+    write_pos: u64,
+    /// Bytes appended but not yet issued as a write; all in one segment, from `staged_at`.
+    staged: BytesMut,
+    staged_at: u64,
+    /// Segments written since their last sync was issued.
+    unsynced: BTreeSet<u64>,
+    /// A segment was created or removed since the directory was last synced.
+    dir_dirty: bool,
+    /// Store timestamps never go backwards in log order, even if the wall clock does.
+    last_store_timestamp: i64,
+}
+
+impl CommitLog {
+    pub(crate) fn new(
+        segment_size: u64,
+        segments: BTreeSet<u64>,
+        write_pos: u64,
+        last_store_timestamp: i64,
+    ) -> Self {
+        Self {
+            segment_size,
+            segments,
+            write_pos,
+            staged: BytesMut::with_capacity(64 * 1024),
+            staged_at: write_pos,
+            unsynced: BTreeSet::new(),
+            dir_dirty: false,
+            last_store_timestamp,
+        }
+    }
+
+    /// The start of the segment holding `offset`.
+    pub(crate) fn segment_base(&self, offset: u64) -> u64 {
+        offset - offset % self.segment_size
+    }
+
+    /// Where the next record goes: the end of the log.
+    pub(crate) fn write_pos(&self) -> u64 {
+        self.write_pos
+    }
+
+    /// The newest store timestamp written.
+    pub(crate) fn last_store_timestamp(&self) -> i64 {
+        self.last_store_timestamp
+    }
+
+    /// Whether appended bytes have not been synced yet (or are still staged).
+    pub(crate) fn has_unsynced(&self) -> bool {
+        !self.unsynced.is_empty() || !self.staged.is_empty() || self.dir_dirty
+    }
+
+    /// The length a record for `req` will have in the log.
+    pub(crate) fn record_len_for(req: &AppendRequest<'_>, store_host_v6: bool) -> usize {
+        record_len(
+            req.body.len(),
+            req.topic.len(),
+            req.properties.len() + tail_for(req.properties).len(),
+            req.born_host.is_ipv6(),
+            store_host_v6,
+        )
+    }
+
+    /// Make room for `len` bytes of records in the current segment, closing it with a BLANK
+    /// and moving to the next one if they do not fit. `len` must fit in an empty segment.
+    pub(crate) fn reserve(&mut self, ops: &mut OpQueue, len: u64) {
+        let base = self.segment_base(self.write_pos);
+        let remaining = base + self.segment_size - self.write_pos;
+        if len + BLANK_MIN_LEN as u64 > remaining {
+            self.ensure_segment(ops, base);
+            self.stage_start();
+            let blank_len = i32::try_from(remaining).unwrap_or(i32::MAX);
+            self.staged.put_i32(blank_len);
+            self.staged.put_i32(MAGIC_BLANK);
+            self.write_pos = base + self.segment_size;
+            self.unsynced.insert(base);
+            self.emit_staged(ops);
+        }
+    }
+
+    /// Append one record at the end of the log. The caller has checked that it fits in a
+    /// segment and called [`reserve`](Self::reserve).
+    pub(crate) fn append(
+        &mut self,
+        ops: &mut OpQueue,
+        wall: i64,
+        req: &AppendRequest<'_>,
+        queue_offset: u64,
+        store_host: core::net::SocketAddr,
+    ) -> Result<LogPosition, StoreError> {
+        let base = self.segment_base(self.write_pos);
+        self.ensure_segment(ops, base);
+        self.stage_start();
+        let store_timestamp = wall.max(self.last_store_timestamp);
+        let offset = self.write_pos;
+        let fields = RecordFields {
+            queue_id: req.queue_id,
+            flag: req.flag,
+            queue_offset: i64::try_from(queue_offset).map_err(|_| StoreError::OffsetOverflow)?,
+            physical_offset: i64::try_from(offset).map_err(|_| StoreError::OffsetOverflow)?,
+            sys_flag: req.sys_flag,
+            born_timestamp: req.born_timestamp,
+            born_host: req.born_host,
+            store_timestamp,
+            store_host,
+            reconsume_times: req.reconsume_times,
+            prepared_transaction_offset: req.prepared_transaction_offset,
+            body: req.body,
+            topic: req.topic,
+            properties: req.properties,
+        };
+        let start = self.staged.len();
+        let len = encode_record_with_tail(&mut self.staged, &fields, tail_for(req.properties))
+            .map_err(StoreError::Record)?;
+        if let Some(record) = self.staged.get_mut(start..) {
+            seal_record_crc(record);
+        }
+        self.write_pos += len as u64;
+        self.last_store_timestamp = store_timestamp;
+        self.unsynced.insert(base);
+        Ok(LogPosition { offset, size: u32::try_from(len).unwrap_or(u32::MAX), store_timestamp })
+    }
+
+    /// Begin staging at the write position if nothing is staged.
+    fn stage_start(&mut self) {
+        if self.staged.is_empty() {
+            self.staged_at = self.write_pos;
+        }
+    }
+
+    /// Issue the creation of segment `base` if it does not exist yet.
+    fn ensure_segment(&mut self, ops: &mut OpQueue, base: u64) {
+        if self.segments.insert(base) {
+            // Staged bytes belong to an earlier segment: issue them before moving on.
+            self.emit_staged(ops);
+            ops.push(DiskOp::Create { file: paths::segment(base), len: self.segment_size }, Purpose::Plain);
+            self.dir_dirty = true;
+        }
+    }
+
+    /// Issue staged bytes as one write.
+    pub(crate) fn emit_staged(&mut self, ops: &mut OpQueue) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let base = self.segment_base(self.staged_at);
+        let data = self.staged.split().freeze();
+        let end = self.staged_at + data.len() as u64;
+        ops.push(
+            DiskOp::Write { file: paths::segment(base), offset: self.staged_at - base, data },
+            Purpose::LogWrite { end },
+        );
+        self.staged_at = end;
+    }
+
+    /// Issue syncs for every segment written since the last round (and the directory if
+    /// segments came or went). Returns the log end they cover.
+    pub(crate) fn issue_sync(&mut self, ops: &mut OpQueue, purpose: Purpose) -> u64 {
+        self.emit_staged(ops);
+        for base in core::mem::take(&mut self.unsynced) {
+            ops.push(DiskOp::Sync { file: paths::segment(base) }, purpose);
+        }
+        if core::mem::take(&mut self.dir_dirty) {
+            ops.push(DiskOp::SyncDir { dir: paths::commitlog_dir() }, purpose);
+        }
+        self.write_pos
+    }
+}
+
+/// What to append after a producer's properties: a separator if theirs lacks the trailing
+/// one, then the whole-record CRC property.
+fn tail_for(properties: &[u8]) -> &'static [u8] {
+    const WITH_SEPARATOR: &[u8; RECORD_CRC_TAIL_LEN + 1] = b"\x02__CRC32#\x010000000000\x02";
+    if properties.is_empty() || properties.last() == Some(&PROPERTY_SEPARATOR) {
+        RECORD_CRC_PLACEHOLDER
+    } else {
+        WITH_SEPARATOR
+    }
+}
+
+impl CommitLog {
+    /// Recovery: the segments that exist.
+    pub(crate) fn set_segments(&mut self, segments: BTreeSet<u64>) {
+        self.segments = segments;
+    }
+
+    /// Recovery: this segment's recovered bytes must be synced before they count as durable.
+    pub(crate) fn mark_unsynced(&mut self, base: u64) {
+        self.unsynced.insert(base);
+    }
+
+    /// Recovery: segments were removed, so the directory must be synced.
+    pub(crate) fn mark_dir_dirty(&mut self) {
+        self.dir_dirty = true;
+    }
+}

@@ -1,0 +1,79 @@
+//! ConsumeQueue entries: the per-(topic, queue) index into the CommitLog.
+//!
+//! Entry layout (20 bytes, big-endian):
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0 | i64 | CommitLog offset of the record |
+//! | 8 | i32 | record size (TOTALSIZE) |
+//! | 12 | i64 | tag hash code (Java `String.hashCode` of TAGS, sign-extended; 0 if none) |
+//!
+//! Files hold a fixed number of entries (RocketMQ: 300,000 = 6,000,000 bytes) and are named by
+//! the byte offset of their first entry. An entry is valid when its offset is ≥ 0 and its
+//! size > 0; an all-zero slot marks the end.
+
+/// Bytes per entry.
+pub const ENTRY_LEN: u64 = 20;
+
+/// One ConsumeQueue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CqEntry {
+    /// CommitLog offset of the record.
+    pub phys_offset: u64,
+    /// Record size.
+    pub size: u32,
+    /// Tag hash code.
+    pub tags_code: i64,
+}
+
+impl CqEntry {
+    /// The 20 bytes of this entry.
+    #[must_use]
+    pub fn encode(&self) -> [u8; 20] {
+        let mut out = [0u8; 20];
+        let phys = i64::try_from(self.phys_offset).unwrap_or(i64::MAX).to_be_bytes();
+        let size = i32::try_from(self.size).unwrap_or(i32::MAX).to_be_bytes();
+        for (dst, src) in
+            out.iter_mut().zip(phys.iter().chain(size.iter()).chain(self.tags_code.to_be_bytes().iter()))
+        {
+            *dst = *src;
+        }
+        out
+    }
+
+    /// Read an entry; `None` for an end-of-queue slot or garbage (negative offset, size ≤ 0).
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let phys = i64::from_be_bytes(bytes.get(0..8)?.try_into().ok()?);
+        let size = i32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
+        let tags_code = i64::from_be_bytes(bytes.get(12..20)?.try_into().ok()?);
+        Some(Self {
+            phys_offset: u64::try_from(phys).ok()?,
+            size: u32::try_from(size).ok().filter(|s| *s > 0)?,
+            tags_code,
+        })
+    }
+
+    /// Where the record ends in the CommitLog.
+    #[must_use]
+    pub fn end(&self) -> u64 {
+        self.phys_offset + u64::from(self.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_zero_means_end() {
+        let entry = CqEntry { phys_offset: 1000, size: 113, tags_code: -5 };
+        let bytes = entry.encode();
+        assert_eq!(&bytes[..12], &[0, 0, 0, 0, 0, 0, 3, 0xE8, 0, 0, 0, 113]);
+        assert_eq!(CqEntry::decode(&bytes), Some(entry));
+        assert_eq!(CqEntry::decode(&[0u8; 20]), None);
+        assert_eq!(CqEntry::decode(&[0xFFu8; 20]), None);
+        assert_eq!(CqEntry::decode(&bytes[..19]), None);
+        assert_eq!(entry.end(), 1113);
+    }
+}

@@ -1,0 +1,498 @@
+//! [`Store`]: the message store's state machine.
+
+use super::checkpoint::Checkpoint;
+use super::commitlog::CommitLog;
+use super::consume_queue::CqEntry;
+use super::ops::{Completed, GroupId, OpQueue, Purpose};
+use super::paths;
+use super::queue_table::QueueTable;
+use super::{AppendRequest, Appended, FlushMode, PhysOffset, QueueOffset, StoreConfig, StoreError};
+use crate::io::{DiskError, DiskOp, FilePath, IoId, MonoNanos, Now, Output};
+use crate::protocol::message::properties::{self, keys};
+use crate::protocol::message::stored::{sys_flag, BLANK_MIN_LEN};
+use crate::protocol::message::tag::tags_code;
+
+/// Topics longer than this are refused (RocketMQ allows 255 for retry and DLQ topics).
+const MAX_TOPIC_LEN: usize = 255;
+
+/// What the store is doing, named after what it waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Recovery fix-ups and their syncs are running.
+    ExpectFixupsDone(GroupId, Checkpoint),
+    /// The fresh checkpoint and the abort marker are being written.
+    ExpectBootMarkersDone(GroupId),
+    /// Accepting appends.
+    Running,
+    /// Shutting down: waiting for in-flight rounds, then a final flush and checkpoint.
+    ExpectShutdownRounds,
+    /// Shutting down: the abort marker is being removed.
+    ExpectAbortRemoved(GroupId),
+    /// Shut down cleanly.
+    Stopped,
+    /// A disk operation failed; only a restart helps.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlushRound {
+    group: GroupId,
+    /// Log end the round's syncs cover.
+    target: u64,
+    /// Store timestamp of the last record below `target`.
+    timestamp: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckpointRound {
+    /// ConsumeQueue files are being synced; entries of records below `queue_target` are
+    /// covered once they finish.
+    ExpectQueuesSynced { group: GroupId, queue_target: u64, queue_timestamp: i64 },
+    /// The checkpoint file is being written and synced.
+    ExpectWritten { group: GroupId, checkpoint: Checkpoint },
+}
+
+/// The message store. See the [module docs](super) for its life cycle.
+#[derive(Debug)]
+pub struct Store {
+    config: StoreConfig,
+    log: CommitLog,
+    queues: QueueTable,
+    ops: OpQueue,
+    phase: Phase,
+    written_end: u64,
+    flushed_end: u64,
+    flushed_timestamp: i64,
+    flush: Option<FlushRound>,
+    checkpoint: Option<CheckpointRound>,
+    last_checkpoint: Checkpoint,
+    next_flush_at: MonoNanos,
+    next_checkpoint_at: MonoNanos,
+}
+
+impl Store {
+    /// A store whose state recovery built, which first runs `fixups` (then syncs of
+    /// everything recovery touched), then writes `checkpoint` and the abort marker.
+    pub(super) fn boot(
+        config: StoreConfig,
+        log: CommitLog,
+        queues: QueueTable,
+        fixups: Vec<DiskOp>,
+        checkpoint: Checkpoint,
+        now: Now,
+    ) -> Self {
+        let end = log.write_pos();
+        let mut store = Self {
+            next_flush_at: now.mono.plus_millis(flush_interval(&config)),
+            next_checkpoint_at: now.mono.plus_millis(config.checkpoint_interval_ms),
+            config,
+            log,
+            queues,
+            ops: OpQueue::default(),
+            phase: Phase::Running,
+            written_end: end,
+            // Nothing counts as durable until recovery's syncs are done.
+            flushed_end: 0,
+            flushed_timestamp: 0,
+            flush: None,
+            checkpoint: None,
+            last_checkpoint: Checkpoint::default(),
+        };
+        let group = store.ops.new_group();
+        for op in fixups {
+            store.ops.push(op, Purpose::Group(group));
+        }
+        store.queues.issue_sync(&mut store.ops, Purpose::Group(group));
+        store.log.issue_sync(&mut store.ops, Purpose::Group(group));
+        store.phase = Phase::ExpectFixupsDone(group, checkpoint);
+        if store.ops.group_is_empty(group) {
+            store.group_done(group);
+        }
+        store
+    }
+
+    /// Recover a store from what is on disk (a fresh store if nothing is). The store then
+    /// emits recovery's fix-ups and becomes ready once they complete.
+    pub fn recover(
+        config: StoreConfig,
+        reader: &dyn crate::io::StoreRead,
+        now: Now,
+    ) -> Result<(Self, super::RecoveryReport), super::RecoveryError> {
+        super::recovery::recover(config, reader, now)
+    }
+
+    /// Whether appends are accepted.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// Whether a shutdown has completed (the abort marker is gone).
+    #[must_use]
+    pub fn is_stopped(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    /// The failure that stopped the store, if any.
+    #[must_use]
+    pub fn failure(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Failed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The end of the log: where the next record goes (RocketMQ's max physical offset).
+    #[must_use]
+    pub fn write_pos(&self) -> PhysOffset {
+        PhysOffset(self.log.write_pos())
+    }
+
+    /// CommitLog bytes whose writes have completed (in the page cache, not yet durable).
+    #[must_use]
+    pub fn written_end(&self) -> PhysOffset {
+        PhysOffset(self.written_end)
+    }
+
+    /// CommitLog bytes known durable: every sync covering them has completed.
+    #[must_use]
+    pub fn flushed_end(&self) -> PhysOffset {
+        PhysOffset(self.flushed_end)
+    }
+
+    /// The last checkpoint written since this store started.
+    #[must_use]
+    pub fn last_checkpoint(&self) -> Checkpoint {
+        self.last_checkpoint
+    }
+
+    /// A queue's (min, next) offsets, if the queue exists.
+    #[must_use]
+    pub fn queue_offsets(&self, topic: &str, queue_id: i32) -> Option<(QueueOffset, QueueOffset)> {
+        self.queues.get(topic, queue_id).map(|q| (QueueOffset(q.min_offset), QueueOffset(q.next_offset)))
+    }
+
+    /// Every queue with its (min, next) offsets, in (topic, queue id) order.
+    pub fn queues(&self) -> impl Iterator<Item = (&str, i32, QueueOffset, QueueOffset)> {
+        self.queues.iter().map(|(t, q, s)| (t, q, QueueOffset(s.min_offset), QueueOffset(s.next_offset)))
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.phase {
+            Phase::Running => Ok(()),
+            Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_) => Err(StoreError::NotReady),
+            Phase::ExpectShutdownRounds | Phase::ExpectAbortRemoved(_) | Phase::Stopped => {
+                Err(StoreError::ShutDown)
+            }
+            Phase::Failed(reason) => Err(StoreError::Failed(reason.clone())),
+        }
+    }
+
+    /// Validate one request; returns its record length.
+    fn check_request(&self, req: &AppendRequest<'_>) -> Result<u64, StoreError> {
+        if req.body.len() > self.config.max_message_size {
+            return Err(StoreError::BodyTooLarge { size: req.body.len(), max: self.config.max_message_size });
+        }
+        if req.topic.is_empty() || req.topic.len() > MAX_TOPIC_LEN {
+            return Err(StoreError::BadTopic(req.topic.to_owned()));
+        }
+        let len = CommitLog::record_len_for(req, self.config.store_host.is_ipv6()) as u64;
+        if len + BLANK_MIN_LEN as u64 > self.config.segment_size {
+            return Err(StoreError::TooLargeForSegment(len));
+        }
+        Ok(len)
+    }
+
+    /// Append one message. It is encoded, CRC-sealed and dispatched now; its bytes leave as
+    /// writes at the next poll, and it is durable once [`flushed_end`](Self::flushed_end)
+    /// reaches [`Appended::end`].
+    pub fn append(&mut self, now: Now, req: &AppendRequest<'_>) -> Result<Appended, StoreError> {
+        self.check_writable()?;
+        let len = self.check_request(req)?;
+        self.log.reserve(&mut self.ops, len);
+        self.append_reserved(now, req)
+    }
+
+    /// Append messages that must share a segment (a batch send): all or none are stored.
+    pub fn append_batch(
+        &mut self,
+        now: Now,
+        reqs: &[AppendRequest<'_>],
+    ) -> Result<Vec<Appended>, StoreError> {
+        self.check_writable()?;
+        let mut total = 0u64;
+        for req in reqs {
+            total += self.check_request(req)?;
+            if dispatched(req) && self.queues.get_or_create(req.topic, req.queue_id).is_none() {
+                return Err(StoreError::BadTopic(req.topic.to_owned()));
+            }
+        }
+        if total + BLANK_MIN_LEN as u64 > self.config.segment_size {
+            return Err(StoreError::TooLargeForSegment(total));
+        }
+        self.log.reserve(&mut self.ops, total);
+        reqs.iter().map(|req| self.append_reserved(now, req)).collect()
+    }
+
+    fn append_reserved(&mut self, now: Now, req: &AppendRequest<'_>) -> Result<Appended, StoreError> {
+        let dispatch = dispatched(req);
+        let queue_offset = if dispatch {
+            let queue = self
+                .queues
+                .get_or_create(req.topic, req.queue_id)
+                .ok_or_else(|| StoreError::BadTopic(req.topic.to_owned()))?;
+            queue.next_offset
+        } else {
+            0
+        };
+        let pos = self.log.append(&mut self.ops, now.wall.0, req, queue_offset, self.config.store_host)?;
+        if dispatch {
+            let entry = CqEntry {
+                phys_offset: pos.offset,
+                size: pos.size,
+                tags_code: tags_code(properties::find(req.properties, keys::TAGS)),
+            };
+            self.queues.dispatch(req.topic, req.queue_id, &entry);
+        }
+        Ok(Appended {
+            phys_offset: PhysOffset(pos.offset),
+            size: pos.size,
+            queue_offset: dispatch.then_some(QueueOffset(queue_offset)),
+            store_timestamp: pos.store_timestamp,
+        })
+    }
+
+    /// Start a clean shutdown: flush, checkpoint, remove the abort marker. Appends are
+    /// refused from now on; [`is_stopped`](Self::is_stopped) turns true at the end.
+    pub fn begin_shutdown(&mut self) {
+        if self.phase == Phase::Running {
+            self.phase = Phase::ExpectShutdownRounds;
+            self.advance_shutdown();
+        }
+    }
+
+    /// A disk operation finished. Any failure is fatal: the process must restart and
+    /// recover, because the state of unsynced data is now unknown.
+    pub fn handle_disk_done(&mut self, _now: Now, io: IoId, result: Result<(), DiskError>) {
+        if let Err(error) = result {
+            self.fail(format!("disk operation {io:?} failed: {error}"));
+            return;
+        }
+        match self.ops.complete(io) {
+            Completed::LogWritten { end } => self.written_end = self.written_end.max(end),
+            Completed::GroupDone(group) => self.group_done(group),
+            Completed::Nothing => {}
+            Completed::Unknown => tracing::warn!(?io, "completion of an unknown disk operation"),
+        }
+    }
+
+    /// The deadline from [`poll_timeout`](Self::poll_timeout) has passed.
+    pub fn handle_timeout(&mut self, now: Now) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        if let FlushMode::Async { interval_ms } = self.config.flush_mode {
+            if now.mono >= self.next_flush_at {
+                self.start_flush();
+                self.next_flush_at = now.mono.plus_millis(interval_ms);
+            }
+        }
+        if now.mono >= self.next_checkpoint_at {
+            self.start_checkpoint(false);
+            self.next_checkpoint_at = now.mono.plus_millis(self.config.checkpoint_interval_ms);
+        }
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<MonoNanos> {
+        if self.phase != Phase::Running {
+            return None;
+        }
+        let checkpoint = self.next_checkpoint_at;
+        Some(match self.config.flush_mode {
+            FlushMode::Async { .. } => checkpoint.min(self.next_flush_at),
+            FlushMode::Sync => checkpoint,
+        })
+    }
+
+    /// The next disk operation (or fatal stop) to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if !self.ops.has_outputs() {
+            if matches!(self.config.flush_mode, FlushMode::Sync)
+                && matches!(self.phase, Phase::Running | Phase::ExpectShutdownRounds)
+            {
+                // Group commit: everything appended since the last round shares this sync.
+                self.start_flush();
+            }
+            self.log.emit_staged(&mut self.ops);
+            self.queues.emit_staged(&mut self.ops);
+        }
+        self.ops.pop()
+    }
+
+    /// Disk operations issued and not yet completed.
+    #[must_use]
+    pub fn io_in_flight(&self) -> usize {
+        self.ops.in_flight()
+    }
+
+    fn fail(&mut self, reason: String) {
+        if !matches!(self.phase, Phase::Failed(_)) {
+            tracing::error!(%reason, "store failed; restart to recover");
+            self.ops.push_output(Output::Fatal { reason: reason.clone() });
+            self.phase = Phase::Failed(reason);
+        }
+    }
+
+    fn start_flush(&mut self) {
+        if self.flush.is_some() || !self.log.has_unsynced() {
+            return;
+        }
+        let group = self.ops.new_group();
+        let timestamp = self.log.last_store_timestamp();
+        let target = self.log.issue_sync(&mut self.ops, Purpose::Group(group));
+        self.flush = Some(FlushRound { group, target, timestamp });
+        if self.ops.group_is_empty(group) {
+            self.group_done(group);
+        }
+    }
+
+    fn start_checkpoint(&mut self, force: bool) {
+        if self.checkpoint.is_some() {
+            return;
+        }
+        let queue_target = self.log.write_pos();
+        let unchanged = self.last_checkpoint.log_durable_end == self.flushed_end
+            && self.last_checkpoint.queue_durable_end == queue_target.min(self.flushed_end);
+        let group = self.ops.new_group();
+        let queues_written = self.queues.issue_sync(&mut self.ops, Purpose::Group(group));
+        if unchanged && !queues_written && !force {
+            self.ops.close_group(group);
+            return;
+        }
+        self.checkpoint = Some(CheckpointRound::ExpectQueuesSynced {
+            group,
+            queue_target,
+            queue_timestamp: self.log.last_store_timestamp(),
+        });
+        if self.ops.group_is_empty(group) {
+            self.group_done(group);
+        }
+    }
+
+    fn write_checkpoint(&mut self, queue_target: u64, queue_timestamp: i64) {
+        let queue_durable_end = queue_target.min(self.flushed_end);
+        let checkpoint = Checkpoint {
+            physic_msg_timestamp: self.flushed_timestamp,
+            logics_msg_timestamp: if queue_target <= self.flushed_end {
+                queue_timestamp
+            } else {
+                self.flushed_timestamp
+            },
+            confirm_phy_offset: self.flushed_end,
+            log_durable_end: self.flushed_end,
+            queue_durable_end,
+        };
+        let group = self.ops.new_group();
+        self.push_checkpoint_file(group, &checkpoint);
+        self.checkpoint = Some(CheckpointRound::ExpectWritten { group, checkpoint });
+    }
+
+    fn push_checkpoint_file(&mut self, group: GroupId, checkpoint: &Checkpoint) {
+        let file = paths::checkpoint();
+        self.ops.push(
+            DiskOp::Write { file: file.clone(), offset: 0, data: checkpoint.encode().into() },
+            Purpose::Group(group),
+        );
+        self.ops.push(DiskOp::Sync { file }, Purpose::Group(group));
+    }
+
+    fn group_done(&mut self, group: GroupId) {
+        self.ops.close_group(group);
+        if let Some(round) = self.flush.filter(|r| r.group == group) {
+            self.flushed_end = self.flushed_end.max(round.target);
+            self.flushed_timestamp = round.timestamp;
+            self.flush = None;
+        }
+        match self.checkpoint {
+            Some(CheckpointRound::ExpectQueuesSynced { group: g, queue_target, queue_timestamp })
+                if g == group =>
+            {
+                self.write_checkpoint(queue_target, queue_timestamp);
+            }
+            Some(CheckpointRound::ExpectWritten { group: g, checkpoint }) if g == group => {
+                self.last_checkpoint = checkpoint;
+                self.checkpoint = None;
+            }
+            _ => {}
+        }
+        match self.phase.clone() {
+            Phase::ExpectFixupsDone(g, checkpoint) if g == group => self.write_boot_markers(checkpoint),
+            Phase::ExpectBootMarkersDone(g) if g == group => self.phase = Phase::Running,
+            Phase::ExpectAbortRemoved(g) if g == group => self.phase = Phase::Stopped,
+            _ => {}
+        }
+        if self.phase == Phase::ExpectShutdownRounds {
+            self.advance_shutdown();
+        }
+    }
+
+    fn write_boot_markers(&mut self, checkpoint: Checkpoint) {
+        let group = self.ops.new_group();
+        let root = FilePath::root();
+        let file = paths::checkpoint();
+        self.ops.push(DiskOp::Create { file, len: super::CHECKPOINT_LEN as u64 }, Purpose::Group(group));
+        self.push_checkpoint_file(group, &checkpoint);
+        let abort = paths::abort();
+        let marker = format!("{}\n", self.config.instance);
+        self.ops.push(DiskOp::Create { file: abort.clone(), len: 0 }, Purpose::Group(group));
+        self.ops.push(DiskOp::Write { file: abort, offset: 0, data: marker.into() }, Purpose::Group(group));
+        self.ops.push(DiskOp::SyncDir { dir: root }, Purpose::Group(group));
+        self.last_checkpoint = checkpoint;
+        self.flushed_end = checkpoint.log_durable_end;
+        self.flushed_timestamp = checkpoint.physic_msg_timestamp;
+        self.phase = Phase::ExpectBootMarkersDone(group);
+    }
+
+    fn advance_shutdown(&mut self) {
+        if self.flush.is_some() || self.checkpoint.is_some() {
+            return;
+        }
+        if self.log.has_unsynced() {
+            self.start_flush();
+            return;
+        }
+        if self.last_checkpoint.log_durable_end != self.flushed_end
+            || self.last_checkpoint.queue_durable_end != self.log.write_pos()
+        {
+            self.start_checkpoint(true);
+            return;
+        }
+        let group = self.ops.new_group();
+        self.ops.push(DiskOp::Remove { file: paths::abort() }, Purpose::Group(group));
+        self.ops.push(DiskOp::SyncDir { dir: FilePath::root() }, Purpose::Group(group));
+        self.phase = Phase::ExpectAbortRemoved(group);
+    }
+}
+
+/// Whether a record goes to a ConsumeQueue: transaction half and rollback records do not.
+fn dispatched(req: &AppendRequest<'_>) -> bool {
+    matches!(
+        req.sys_flag & sys_flag::TRANSACTION_MASK,
+        sys_flag::TRANSACTION_NOT_TYPE | sys_flag::TRANSACTION_COMMIT
+    )
+}
+
+fn flush_interval(config: &StoreConfig) -> u64 {
+    match config.flush_mode {
+        FlushMode::Async { interval_ms } => interval_ms,
+        FlushMode::Sync => config.checkpoint_interval_ms,
+    }
+}

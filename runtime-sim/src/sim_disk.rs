@@ -1,0 +1,478 @@
+//! `SimDisk`: an in-memory disk that forgets what a real one forgets at a crash.
+//!
+//! Per file it keeps the durable image (what survives any crash) and the dirty pages written
+//! since the last sync (what reads see now). Per directory it keeps the namespace changes
+//! (create, rename, remove) made since the last directory sync. A crash:
+//!
+//! - keeps, for each directory, a prefix of its unsynced namespace changes (a journaling file
+//!   system commits them in order);
+//! - for each dirty 4 KiB page, keeps the new data, keeps the old data, or tears it: a prefix
+//!   of its 512-byte sectors is new and the rest old;
+//! - keeps either the old or the new length of a file whose length changed.
+//!
+//! Durable bytes are never changed by a crash, which is what makes "no loss of synced data"
+//! testable. A failed sync drops the file's dirty pages, as Linux marks them clean on error.
+//!
+//! This module is plain Rust (no madsim) so its model is unit-tested in normal builds.
+
+use std::collections::BTreeMap;
+
+use keel_core::io::{DiskError, DiskErrorKind, DiskOp, FilePath, StoreRead};
+use rand::Rng;
+
+/// Page size: the unit the page cache writes back.
+pub const PAGE: usize = 4096;
+/// Sector size: the unit a device writes atomically.
+pub const SECTOR: usize = 512;
+
+type Page = Box<[u8; PAGE]>;
+
+fn zero_page() -> Page {
+    Box::new([0u8; PAGE])
+}
+
+/// One file's contents: durable pages plus dirty pages that shadow them.
+#[derive(Debug, Clone, Default)]
+struct SimFile {
+    durable: BTreeMap<u64, Page>,
+    durable_len: u64,
+    dirty: BTreeMap<u64, Page>,
+    len: u64,
+}
+
+impl SimFile {
+    fn page(&self, index: u64) -> Option<&Page> {
+        self.dirty.get(&index).or_else(|| self.durable.get(&index))
+    }
+
+    fn page_mut(&mut self, index: u64) -> &mut Page {
+        let durable = self.durable.get(&index).cloned();
+        self.dirty.entry(index).or_insert_with(|| durable.unwrap_or_else(zero_page))
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> usize {
+        let available = usize::try_from(self.len.saturating_sub(offset)).unwrap_or(usize::MAX);
+        let n = buf.len().min(available);
+        let mut done = 0usize;
+        while done < n {
+            let at = offset + done as u64;
+            let index = at / PAGE as u64;
+            let in_page = (at % PAGE as u64) as usize;
+            let take = (PAGE - in_page).min(n - done);
+            let dst = &mut buf[done..done + take];
+            match self.page(index) {
+                Some(page) => dst.copy_from_slice(&page[in_page..in_page + take]),
+                None => dst.fill(0),
+            }
+            done += take;
+        }
+        n
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = offset + done as u64;
+            let index = at / PAGE as u64;
+            let in_page = (at % PAGE as u64) as usize;
+            let take = (PAGE - in_page).min(data.len() - done);
+            self.page_mut(index)[in_page..in_page + take].copy_from_slice(&data[done..done + take]);
+            done += take;
+        }
+        self.len = self.len.max(offset + data.len() as u64);
+    }
+
+    fn set_len(&mut self, len: u64) {
+        if len < self.len {
+            // Mask everything past `len` with zeros, so an extension reads as zeros.
+            let first_whole = len.div_ceil(PAGE as u64);
+            let doomed: Vec<u64> =
+                self.durable.keys().chain(self.dirty.keys()).copied().filter(|i| *i >= first_whole).collect();
+            for index in doomed {
+                self.dirty.insert(index, zero_page());
+            }
+            let in_page = (len % PAGE as u64) as usize;
+            if in_page != 0 {
+                self.page_mut(len / PAGE as u64)[in_page..].fill(0);
+            }
+        }
+        self.len = len;
+    }
+
+    fn sync(&mut self) {
+        for (index, page) in std::mem::take(&mut self.dirty) {
+            if page.iter().all(|b| *b == 0) {
+                self.durable.remove(&index);
+            } else {
+                self.durable.insert(index, page);
+            }
+        }
+        let last = self.len.div_ceil(PAGE as u64);
+        self.durable.retain(|index, _| *index < last);
+        self.durable_len = self.len;
+    }
+
+    fn drop_dirty(&mut self) {
+        self.dirty.clear();
+        self.len = self.durable_len;
+    }
+
+    fn crash(&mut self, rng: &mut impl Rng, stats: &mut CrashStats) {
+        let sectors = PAGE / SECTOR;
+        for (index, new) in std::mem::take(&mut self.dirty) {
+            let old = self.durable.get(&index).cloned().unwrap_or_else(zero_page);
+            let survivor = match rng.gen_range(0..3) {
+                0 => {
+                    stats.pages_kept += 1;
+                    new
+                }
+                1 => {
+                    stats.pages_lost += 1;
+                    old
+                }
+                _ => {
+                    stats.pages_torn += 1;
+                    let keep = rng.gen_range(1..sectors) * SECTOR;
+                    let mut torn = old;
+                    torn[..keep].copy_from_slice(&new[..keep]);
+                    torn
+                }
+            };
+            self.durable.insert(index, survivor);
+        }
+        if self.len != self.durable_len && rng.gen_bool(0.5) {
+            self.durable_len = self.len;
+        }
+        let last = self.durable_len.div_ceil(PAGE as u64);
+        self.durable.retain(|index, _| *index < last);
+        if let Some(page) = self.durable.get_mut(&(self.durable_len / PAGE as u64)) {
+            page[(self.durable_len % PAGE as u64) as usize..].fill(0);
+        }
+        self.len = self.durable_len;
+    }
+}
+
+/// A namespace change not yet made durable by a directory sync.
+#[derive(Debug, Clone)]
+enum DirChange {
+    Link { name: String, inode: u64 },
+    Unlink { name: String },
+}
+
+/// What a crash did, for fault-coverage counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrashStats {
+    /// Dirty pages that survived whole.
+    pub pages_kept: u64,
+    /// Dirty pages that reverted to their durable content.
+    pub pages_lost: u64,
+    /// Dirty pages torn at a sector boundary.
+    pub pages_torn: u64,
+    /// Namespace changes lost.
+    pub dir_changes_lost: u64,
+}
+
+/// Fault knobs (all off by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SimDiskFaults {
+    /// Probability that a file sync fails (and its dirty pages are dropped).
+    pub sync_failure: f64,
+}
+
+/// The simulated disk of one node.
+#[derive(Debug, Clone, Default)]
+pub struct SimDisk {
+    files: BTreeMap<u64, SimFile>,
+    durable_names: BTreeMap<String, u64>,
+    names: BTreeMap<String, u64>,
+    pending: BTreeMap<String, Vec<DirChange>>,
+    next_inode: u64,
+    faults: SimDiskFaults,
+}
+
+fn not_found(path: &FilePath) -> DiskError {
+    DiskError::new(DiskErrorKind::NotFound, format!("{path}: no such file"))
+}
+
+fn parent_key(path: &FilePath) -> String {
+    path.parent().map(|p| p.as_str().to_owned()).unwrap_or_default()
+}
+
+impl SimDisk {
+    /// An empty disk.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty disk with these faults.
+    #[must_use]
+    pub fn with_faults(faults: SimDiskFaults) -> Self {
+        Self { faults, ..Self::default() }
+    }
+
+    fn inode(&self, path: &FilePath) -> Option<u64> {
+        self.names.get(path.as_str()).copied()
+    }
+
+    fn link(&mut self, path: &FilePath, inode: u64) {
+        self.names.insert(path.as_str().to_owned(), inode);
+        self.pending
+            .entry(parent_key(path))
+            .or_default()
+            .push(DirChange::Link { name: path.as_str().to_owned(), inode });
+    }
+
+    fn unlink(&mut self, path: &FilePath) {
+        if self.names.remove(path.as_str()).is_some() {
+            self.pending
+                .entry(parent_key(path))
+                .or_default()
+                .push(DirChange::Unlink { name: path.as_str().to_owned() });
+        }
+    }
+
+    /// Carry out one operation, as the production disk would.
+    pub fn execute(&mut self, op: &DiskOp, rng: &mut impl Rng) -> Result<(), DiskError> {
+        match op {
+            DiskOp::Create { file, len } => {
+                let inode = match self.inode(file) {
+                    Some(inode) => inode,
+                    None => {
+                        self.next_inode += 1;
+                        let inode = self.next_inode;
+                        self.files.insert(inode, SimFile::default());
+                        self.link(file, inode);
+                        inode
+                    }
+                };
+                if let Some(f) = self.files.get_mut(&inode) {
+                    f.set_len(*len);
+                }
+                Ok(())
+            }
+            DiskOp::Write { file, offset, data } => {
+                let inode = self.inode(file).ok_or_else(|| not_found(file))?;
+                if let Some(f) = self.files.get_mut(&inode) {
+                    f.write(*offset, data);
+                }
+                Ok(())
+            }
+            DiskOp::SetLen { file, len } => {
+                let inode = self.inode(file).ok_or_else(|| not_found(file))?;
+                if let Some(f) = self.files.get_mut(&inode) {
+                    f.set_len(*len);
+                }
+                Ok(())
+            }
+            DiskOp::Sync { file } => {
+                let inode = self.inode(file).ok_or_else(|| not_found(file))?;
+                let fail = self.faults.sync_failure > 0.0 && rng.gen_bool(self.faults.sync_failure);
+                let f = self.files.get_mut(&inode).ok_or_else(|| not_found(file))?;
+                if fail {
+                    f.drop_dirty();
+                    return Err(DiskError::new(DiskErrorKind::Io, format!("{file}: injected fsync failure")));
+                }
+                f.sync();
+                Ok(())
+            }
+            DiskOp::SyncDir { dir } => {
+                self.commit_dir(dir.as_str(), usize::MAX);
+                Ok(())
+            }
+            DiskOp::Rename { from, to } => {
+                let inode = self.inode(from).ok_or_else(|| not_found(from))?;
+                self.unlink(from);
+                self.unlink(to);
+                self.link(to, inode);
+                Ok(())
+            }
+            DiskOp::Remove { file } => {
+                self.unlink(file);
+                Ok(())
+            }
+        }
+    }
+
+    /// Make the first `count` pending namespace changes of `dir` durable.
+    fn commit_dir(&mut self, dir: &str, count: usize) {
+        let Some(changes) = self.pending.remove(dir) else { return };
+        for change in changes.into_iter().take(count) {
+            match change {
+                DirChange::Link { name, inode } => {
+                    self.durable_names.insert(name, inode);
+                }
+                DirChange::Unlink { name } => {
+                    self.durable_names.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Power loss: unsynced state is kept, lost or torn as the module docs describe.
+    pub fn crash(&mut self, rng: &mut impl Rng) -> CrashStats {
+        let mut stats = CrashStats::default();
+        let dirs: Vec<String> = self.pending.keys().cloned().collect();
+        for dir in dirs {
+            let total = self.pending.get(&dir).map_or(0, Vec::len);
+            let keep = rng.gen_range(0..=total);
+            stats.dir_changes_lost += (total - keep) as u64;
+            self.commit_dir(&dir, keep);
+        }
+        self.names = self.durable_names.clone();
+        let live: std::collections::BTreeSet<u64> = self.names.values().copied().collect();
+        self.files.retain(|inode, _| live.contains(inode));
+        for file in self.files.values_mut() {
+            file.crash(rng, &mut stats);
+        }
+        stats
+    }
+
+    /// Whether nothing is waiting for a sync (every file and directory durable).
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.pending.values().all(Vec::is_empty)
+            && self.files.values().all(|f| f.dirty.is_empty() && f.len == f.durable_len)
+    }
+
+    /// Every path that exists now.
+    #[must_use]
+    pub fn paths(&self) -> Vec<String> {
+        self.names.keys().cloned().collect()
+    }
+}
+
+impl StoreRead for SimDisk {
+    fn read_at(&self, file: &FilePath, offset: u64, buf: &mut [u8]) -> Result<usize, DiskError> {
+        let inode = self.inode(file).ok_or_else(|| not_found(file))?;
+        let f = self.files.get(&inode).ok_or_else(|| not_found(file))?;
+        Ok(f.read(offset, buf))
+    }
+
+    fn len(&self, file: &FilePath) -> Result<Option<u64>, DiskError> {
+        Ok(self.inode(file).and_then(|inode| self.files.get(&inode)).map(|f| f.len))
+    }
+
+    fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError> {
+        let prefix = if dir.is_root() { String::new() } else { format!("{}/", dir.as_str()) };
+        let mut names: Vec<String> = self
+            .names
+            .range(prefix.clone()..)
+            .take_while(|(name, _)| name.starts_with(&prefix))
+            .filter_map(|(name, _)| name[prefix.len()..].split('/').next().map(str::to_owned))
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn path(p: &str) -> FilePath {
+        FilePath::new(p).unwrap()
+    }
+
+    fn read_all(disk: &SimDisk, p: &str) -> Vec<u8> {
+        let file = path(p);
+        let len = disk.len(&file).unwrap().unwrap();
+        let mut buf = vec![0u8; len as usize];
+        disk.read_at(&file, 0, &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn synced_data_survives_every_crash_and_unsynced_data_may_not() {
+        for seed in 0..200 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut disk = SimDisk::new();
+            let f = path("d/f");
+            disk.execute(&DiskOp::Create { file: f.clone(), len: 3 * PAGE as u64 }, &mut rng).unwrap();
+            disk.execute(
+                &DiskOp::Write { file: f.clone(), offset: 0, data: vec![1u8; PAGE].into() },
+                &mut rng,
+            )
+            .unwrap();
+            disk.execute(&DiskOp::Sync { file: f.clone() }, &mut rng).unwrap();
+            disk.execute(&DiskOp::SyncDir { dir: path("d") }, &mut rng).unwrap();
+            disk.execute(
+                &DiskOp::Write { file: f.clone(), offset: 100, data: vec![2u8; 2 * PAGE].into() },
+                &mut rng,
+            )
+            .unwrap();
+            disk.crash(&mut rng);
+            let data = read_all(&disk, "d/f");
+            assert_eq!(data.len(), 3 * PAGE);
+            // The synced prefix before the new write is intact.
+            assert!(data[..100].iter().all(|b| *b == 1), "seed {seed}");
+            // Every sector the write covered whole is either wholly old or wholly new.
+            for sector in data[SECTOR..2 * PAGE].chunks(SECTOR) {
+                let old = sector.iter().all(|b| *b == 1) || sector.iter().all(|b| *b == 0);
+                let new = sector.iter().all(|b| *b == 2);
+                assert!(old || new, "seed {seed}: mixed sector");
+            }
+            assert!(disk.is_clean());
+        }
+    }
+
+    #[test]
+    fn creates_need_a_directory_sync_to_survive() {
+        let mut seen = [false; 2];
+        for seed in 0..100 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut disk = SimDisk::new();
+            disk.execute(&DiskOp::Create { file: path("a/x"), len: 10 }, &mut rng).unwrap();
+            disk.execute(&DiskOp::Sync { file: path("a/x") }, &mut rng).unwrap();
+            disk.crash(&mut rng);
+            let exists = disk.len(&path("a/x")).unwrap().is_some();
+            seen[usize::from(exists)] = true;
+            let mut disk = SimDisk::new();
+            disk.execute(&DiskOp::Create { file: path("a/x"), len: 10 }, &mut rng).unwrap();
+            disk.execute(&DiskOp::SyncDir { dir: path("a") }, &mut rng).unwrap();
+            disk.crash(&mut rng);
+            assert!(disk.len(&path("a/x")).unwrap().is_some());
+        }
+        assert_eq!(seen, [true, true], "an unsynced create must sometimes survive and sometimes not");
+    }
+
+    #[test]
+    fn truncation_masks_old_bytes_until_a_crash_undoes_it() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut disk = SimDisk::new();
+        let f = path("f");
+        disk.execute(&DiskOp::Create { file: f.clone(), len: 0 }, &mut rng).unwrap();
+        disk.execute(&DiskOp::SyncDir { dir: FilePath::root() }, &mut rng).unwrap();
+        disk.execute(&DiskOp::Write { file: f.clone(), offset: 0, data: vec![9u8; 5000].into() }, &mut rng)
+            .unwrap();
+        disk.execute(&DiskOp::Sync { file: f.clone() }, &mut rng).unwrap();
+        disk.execute(&DiskOp::SetLen { file: f.clone(), len: 10 }, &mut rng).unwrap();
+        disk.execute(&DiskOp::SetLen { file: f.clone(), len: 5000 }, &mut rng).unwrap();
+        let data = read_all(&disk, "f");
+        assert!(data[..10].iter().all(|b| *b == 9));
+        assert!(data[10..].iter().all(|b| *b == 0));
+        disk.execute(&DiskOp::Sync { file: f.clone() }, &mut rng).unwrap();
+        disk.crash(&mut rng);
+        let data = read_all(&disk, "f");
+        assert!(data[10..].iter().all(|b| *b == 0), "a synced zeroing is permanent");
+    }
+
+    #[test]
+    fn failed_sync_drops_dirty_pages_and_lists_are_sorted() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut disk = SimDisk::with_faults(SimDiskFaults { sync_failure: 1.0 });
+        let f = path("dir/b");
+        disk.execute(&DiskOp::Create { file: f.clone(), len: 0 }, &mut rng).unwrap();
+        disk.execute(&DiskOp::Create { file: path("dir/a"), len: 0 }, &mut rng).unwrap();
+        disk.execute(&DiskOp::Create { file: path("dir/sub/c"), len: 0 }, &mut rng).unwrap();
+        disk.execute(&DiskOp::Write { file: f.clone(), offset: 0, data: vec![1u8; 10].into() }, &mut rng)
+            .unwrap();
+        assert!(disk.execute(&DiskOp::Sync { file: f.clone() }, &mut rng).is_err());
+        assert_eq!(disk.len(&f).unwrap(), Some(0));
+        assert_eq!(disk.list(&path("dir")).unwrap(), vec!["a", "b", "sub"]);
+        assert_eq!(disk.list(&FilePath::root()).unwrap(), vec!["dir"]);
+    }
+}
