@@ -45,10 +45,10 @@ pub(crate) fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
     out.extend_from_slice(numbers.as_bytes());
 }
 
-fn int_field(header: &Value, key: &'static str) -> Result<i32, FrameError> {
-    match header.get(key) {
-        None | Some(Value::Null) => Ok(0),
-        Some(value) => value
+fn int_value(value: &Value) -> Result<i32, FrameError> {
+    match value {
+        Value::Null => Ok(0),
+        _ => value
             .as_i64()
             .and_then(|v| i32::try_from(v).ok())
             .ok_or(FrameError::BadHeader("header field is not a 32-bit integer")),
@@ -57,44 +57,53 @@ fn int_field(header: &Value, key: &'static str) -> Result<i32, FrameError> {
 
 /// Decode a JSON header into a command with an empty body.
 pub(crate) fn decode(header: &[u8]) -> Result<RemotingCommand, FrameError> {
-    let value = Value::parse(header).map_err(FrameError::BadJson)?;
-    if !matches!(value, Value::Object(_)) {
+    let Value::Object(entries) = Value::parse(header).map_err(FrameError::BadJson)? else {
         return Err(FrameError::BadHeader("JSON header is not an object"));
-    }
-    let language = match value.get("language") {
-        Some(Value::String(name)) => LanguageCode::from_name(name),
-        Some(number @ Value::Number(_)) => {
-            number.as_i64().and_then(|v| u8::try_from(v).ok()).map_or(LanguageCode::OTHER, LanguageCode)
-        }
-        _ => LanguageCode::OTHER,
     };
-    let remark = match value.get("remark") {
-        None | Some(Value::Null) => None,
-        Some(other) => other.scalar_text(),
-    };
-    let mut ext_fields = ExtFields::new();
-    match value.get("extFields") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(entries)) => {
-            for (key, val) in entries {
-                let (Some(key), Some(val)) = (key.scalar_text(), val.scalar_text()) else {
-                    // Null values are absent fields, as Java treats them.
-                    continue;
-                };
-                ext_fields.insert(key, val);
-            }
-        }
-        Some(_) => return Err(FrameError::BadHeader("extFields is not an object")),
-    }
-    Ok(RemotingCommand {
-        code: int_field(&value, "code")?,
-        language,
-        version: int_field(&value, "version")?,
-        opaque: int_field(&value, "opaque")?,
-        flag: int_field(&value, "flag")?,
-        remark,
-        ext_fields,
+    let mut cmd = RemotingCommand {
+        code: 0,
+        language: LanguageCode::OTHER,
+        version: 0,
+        opaque: 0,
+        flag: 0,
+        remark: None,
+        ext_fields: ExtFields::new(),
         body: bytes::Bytes::new(),
         serialize_type: SerializeType::Json,
-    })
+    };
+    // Values are moved out of the parsed tree, not copied: headers arrive with every frame.
+    for (key, value) in entries {
+        let Value::String(key) = key else { continue };
+        match key.as_str() {
+            "code" => cmd.code = int_value(&value)?,
+            "version" => cmd.version = int_value(&value)?,
+            "opaque" => cmd.opaque = int_value(&value)?,
+            "flag" => cmd.flag = int_value(&value)?,
+            "language" => {
+                cmd.language = match &value {
+                    Value::String(name) => LanguageCode::from_name(name),
+                    Value::Number(_) => value
+                        .as_i64()
+                        .and_then(|v| u8::try_from(v).ok())
+                        .map_or(LanguageCode::OTHER, LanguageCode),
+                    _ => LanguageCode::OTHER,
+                }
+            }
+            "remark" => cmd.remark = value.into_scalar_text(),
+            "extFields" => match value {
+                Value::Null => {}
+                Value::Object(fields) => {
+                    for (key, val) in fields {
+                        // Null values are absent fields, as Java treats them.
+                        if let (Some(key), Some(val)) = (key.into_scalar_text(), val.into_scalar_text()) {
+                            cmd.ext_fields.insert(key, val);
+                        }
+                    }
+                }
+                _ => return Err(FrameError::BadHeader("extFields is not an object")),
+            },
+            _ => {}
+        }
+    }
+    Ok(cmd)
 }

@@ -8,16 +8,21 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
+
+use super::buffer_pool::BufferPool;
 
 use super::ops::{OpQueue, Purpose};
 use super::paths;
 use super::{AppendRequest, StoreError};
+
+/// Staged bytes are issued as a write once they reach this size, so writes stay bounded and
+/// the staging buffer is reused instead of growing (and being copied) without limit.
+const STAGE_LIMIT: usize = 256 * 1024;
 use crate::io::DiskOp;
 use crate::protocol::message::properties::PROPERTY_SEPARATOR;
 use crate::protocol::message::stored::{
-    encode_record_with_tail, record_len, seal_record_crc, RecordFields, BLANK_MIN_LEN, MAGIC_BLANK,
-    RECORD_CRC_PLACEHOLDER, RECORD_CRC_TAIL_LEN,
+    encode_record_sealed, record_len, RecordFields, BLANK_MIN_LEN, MAGIC_BLANK, RECORD_CRC_TAIL_LEN,
 };
 
 /// Where an appended record landed.
@@ -40,7 +45,8 @@ pub(crate) struct CommitLog {
     /// Where the next record goes.
     write_pos: u64,
     /// Bytes appended but not yet issued as a write; all in one segment, from `staged_at`.
-    staged: BytesMut,
+    staged: Vec<u8>,
+    buffers: BufferPool,
     staged_at: u64,
     /// Segments written since their last sync was issued.
     unsynced: BTreeSet<u64>,
@@ -61,7 +67,8 @@ impl CommitLog {
             segment_size,
             segments,
             write_pos,
-            staged: BytesMut::with_capacity(64 * 1024),
+            staged: Vec::new(),
+            buffers: BufferPool::new(STAGE_LIMIT + 64 * 1024),
             staged_at: write_pos,
             unsynced: BTreeSet::new(),
             dir_dirty: false,
@@ -94,7 +101,7 @@ impl CommitLog {
         record_len(
             req.body.len(),
             req.topic.len(),
-            req.properties.len() + tail_for(req.properties).len(),
+            req.properties.len() + usize::from(needs_separator(req.properties)) + RECORD_CRC_TAIL_LEN,
             req.born_host.is_ipv6(),
             store_host_v6,
         )
@@ -148,15 +155,16 @@ impl CommitLog {
             topic: req.topic,
             properties: req.properties,
         };
-        let start = self.staged.len();
-        let len = encode_record_with_tail(&mut self.staged, &fields, tail_for(req.properties))
+        let len = encode_record_sealed(&mut self.staged, &fields, needs_separator(req.properties))
             .map_err(StoreError::Record)?;
-        if let Some(record) = self.staged.get_mut(start..) {
-            seal_record_crc(record);
-        }
         self.write_pos += len as u64;
         self.last_store_timestamp = store_timestamp;
-        self.unsynced.insert(base);
+        if self.unsynced.last() != Some(&base) {
+            self.unsynced.insert(base);
+        }
+        if self.staged.len() >= STAGE_LIMIT {
+            self.emit_staged(ops);
+        }
         Ok(LogPosition { offset, size: u32::try_from(len).unwrap_or(u32::MAX), store_timestamp })
     }
 
@@ -164,11 +172,18 @@ impl CommitLog {
     fn stage_start(&mut self) {
         if self.staged.is_empty() {
             self.staged_at = self.write_pos;
+            if self.staged.capacity() == 0 {
+                self.staged = self.buffers.take();
+            }
         }
     }
 
     /// Issue the creation of segment `base` if it does not exist yet.
     fn ensure_segment(&mut self, ops: &mut OpQueue, base: u64) {
+        // The segment being appended to is almost always the newest one.
+        if self.segments.last() == Some(&base) {
+            return;
+        }
         if self.segments.insert(base) {
             // Staged bytes belong to an earlier segment: issue them before moving on.
             self.emit_staged(ops);
@@ -183,7 +198,7 @@ impl CommitLog {
             return;
         }
         let base = self.segment_base(self.staged_at);
-        let data = self.staged.split().freeze();
+        let data = self.buffers.freeze(core::mem::take(&mut self.staged));
         let end = self.staged_at + data.len() as u64;
         ops.push(
             DiskOp::Write { file: paths::segment(base), offset: self.staged_at - base, data },
@@ -206,15 +221,10 @@ impl CommitLog {
     }
 }
 
-/// What to append after a producer's properties: a separator if theirs lacks the trailing
-/// one, then the whole-record CRC property.
-fn tail_for(properties: &[u8]) -> &'static [u8] {
-    const WITH_SEPARATOR: &[u8; RECORD_CRC_TAIL_LEN + 1] = b"\x02__CRC32#\x010000000000\x02";
-    if properties.is_empty() || properties.last() == Some(&PROPERTY_SEPARATOR) {
-        RECORD_CRC_PLACEHOLDER
-    } else {
-        WITH_SEPARATOR
-    }
+/// Whether a separator must precede the CRC property: the producer's properties lack the
+/// trailing one some clients omit.
+fn needs_separator(properties: &[u8]) -> bool {
+    !properties.is_empty() && properties.last() != Some(&PROPERTY_SEPARATOR)
 }
 
 impl CommitLog {

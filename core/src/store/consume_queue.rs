@@ -27,6 +27,13 @@ pub struct CqEntry {
 }
 
 impl CqEntry {
+    /// Append the 20 bytes of this entry to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&i64::try_from(self.phys_offset).unwrap_or(i64::MAX).to_be_bytes());
+        out.extend_from_slice(&i32::try_from(self.size).unwrap_or(i32::MAX).to_be_bytes());
+        out.extend_from_slice(&self.tags_code.to_be_bytes());
+    }
+
     /// The 20 bytes of this entry.
     #[must_use]
     pub fn encode(&self) -> [u8; 20] {
@@ -71,6 +78,9 @@ mod tests {
         let bytes = entry.encode();
         assert_eq!(&bytes[..12], &[0, 0, 0, 0, 0, 0, 3, 0xE8, 0, 0, 0, 113]);
         assert_eq!(CqEntry::decode(&bytes), Some(entry));
+        let mut written = Vec::new();
+        entry.write_to(&mut written);
+        assert_eq!(written, bytes);
         assert_eq!(CqEntry::decode(&[0u8; 20]), None);
         assert_eq!(CqEntry::decode(&[0xFFu8; 20]), None);
         assert_eq!(CqEntry::decode(&bytes[..19]), None);

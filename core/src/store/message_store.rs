@@ -229,7 +229,7 @@ impl Store {
         let mut total = 0u64;
         for req in reqs {
             total += self.check_request(req)?;
-            if dispatched(req) && self.queues.get_or_create(req.topic, req.queue_id).is_none() {
+            if dispatched(req) && self.queues.slot_or_create(req.topic, req.queue_id).is_none() {
                 return Err(StoreError::BadTopic(req.topic.to_owned()));
             }
         }
@@ -241,29 +241,26 @@ impl Store {
     }
 
     fn append_reserved(&mut self, now: Now, req: &AppendRequest<'_>) -> Result<Appended, StoreError> {
-        let dispatch = dispatched(req);
-        let queue_offset = if dispatch {
-            let queue = self
-                .queues
-                .get_or_create(req.topic, req.queue_id)
-                .ok_or_else(|| StoreError::BadTopic(req.topic.to_owned()))?;
-            queue.next_offset
+        let queue = if dispatched(req) {
+            let found = self.queues.slot_or_create(req.topic, req.queue_id);
+            Some(found.ok_or_else(|| StoreError::BadTopic(req.topic.to_owned()))?)
         } else {
-            0
+            None
         };
+        let queue_offset = queue.map_or(0, |(_, offset)| offset);
         let pos = self.log.append(&mut self.ops, now.wall.0, req, queue_offset, self.config.store_host)?;
-        if dispatch {
+        if let Some((slot, _)) = queue {
             let entry = CqEntry {
                 phys_offset: pos.offset,
                 size: pos.size,
                 tags_code: tags_code(properties::find(req.properties, keys::TAGS)),
             };
-            self.queues.dispatch(req.topic, req.queue_id, &entry);
+            self.queues.dispatch(slot, &entry);
         }
         Ok(Appended {
             phys_offset: PhysOffset(pos.offset),
             size: pos.size,
-            queue_offset: dispatch.then_some(QueueOffset(queue_offset)),
+            queue_offset: queue.map(|_| QueueOffset(queue_offset)),
             store_timestamp: pos.store_timestamp,
         })
     }

@@ -8,6 +8,7 @@
 //! core, and leaves as disk writes. Durability is tracked explicitly: [`Store::flushed_end`]
 //! moves only when the syncs covering the bytes have completed.
 
+mod buffer_pool;
 mod checkpoint;
 mod commitlog;
 pub mod consume_queue;

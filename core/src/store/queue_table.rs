@@ -2,16 +2,21 @@
 //! that have not been written yet.
 //!
 //! Dispatch happens as each record is appended (the core built the record, so it knows the
-//! entry); entries are staged and leave as `Write` operations at the next poll.
+//! entry); entries are staged and leave as `Write` operations at the next poll. Queues live
+//! in a slab indexed by (topic, queue id), so an append looks its queue up once and then
+//! works with a plain index.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bytes::BytesMut;
+use bytes::Bytes;
 
 use super::consume_queue::{CqEntry, ENTRY_LEN};
 use super::ops::{OpQueue, Purpose};
 use super::paths;
 use crate::io::{DiskOp, FilePath};
+
+/// Entries a queue's staging buffer holds before it regrows.
+const STAGE_ENTRIES: usize = 128;
 
 /// One queue's state.
 #[derive(Debug)]
@@ -22,7 +27,7 @@ pub(crate) struct QueueState {
     /// The offset the next entry gets (RocketMQ's max offset).
     pub(crate) next_offset: u64,
     /// Entries dispatched but not yet issued as writes, starting at `staged_from`.
-    staged: BytesMut,
+    staged: Vec<u8>,
     staged_from: u64,
     /// Byte offsets of files that exist (or whose creation has been issued).
     files: BTreeSet<u64>,
@@ -39,7 +44,7 @@ impl QueueState {
             dir,
             min_offset,
             next_offset,
-            staged: BytesMut::new(),
+            staged: Vec::new(),
             staged_from: next_offset,
             files,
             unsynced: BTreeSet::new(),
@@ -48,22 +53,25 @@ impl QueueState {
     }
 
     /// Add the entry at `next_offset`.
-    pub(crate) fn push(&mut self, entry: &CqEntry) {
+    fn push(&mut self, entry: &CqEntry) {
         if self.staged.is_empty() {
             self.staged_from = self.next_offset;
+            // One allocation per queue per poll instead of regrowing entry by entry.
+            self.staged.reserve(STAGE_ENTRIES * ENTRY_LEN as usize);
         }
-        self.staged.extend_from_slice(&entry.encode());
+        entry.write_to(&mut self.staged);
         self.next_offset += 1;
     }
 
     /// Issue staged entries as writes, creating files as needed.
     fn emit(&mut self, ops: &mut OpQueue, file_size: u64) {
-        while !self.staged.is_empty() {
+        let mut staged = Bytes::from(core::mem::take(&mut self.staged));
+        while !staged.is_empty() {
             let pos = self.staged_from * ENTRY_LEN;
             let file_start = pos - pos % file_size;
             let in_file = pos - file_start;
             let room = usize::try_from(file_size - in_file).unwrap_or(usize::MAX);
-            let chunk = self.staged.split_to(room.min(self.staged.len())).freeze();
+            let chunk = staged.split_to(room.min(staged.len()));
             let Some(file) = self.dir.join(&paths::offset_name(file_start)) else { return };
             if self.files.insert(file_start) {
                 ops.push(DiskOp::Create { file: file.clone(), len: file_size }, Purpose::Plain);
@@ -88,16 +96,22 @@ impl QueueState {
     }
 }
 
-/// All queues, by topic then queue id.
+/// A queue's position in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Slot(usize);
+
+/// All queues.
 #[derive(Debug)]
 pub(crate) struct QueueTable {
-    /// Entries per ConsumeQueue file.
+    /// Bytes per ConsumeQueue file.
     file_size: u64,
-    queues: BTreeMap<String, BTreeMap<i32, QueueState>>,
+    slots: Vec<QueueState>,
+    /// (topic, queue id) → slot, in (topic, queue id) order.
+    index: BTreeMap<String, BTreeMap<i32, Slot>>,
     /// Queues with staged entries, in the order they first got one since the last emit.
-    dirty: Vec<(String, i32)>,
+    dirty: Vec<Slot>,
     /// Queues written since the last sync round.
-    unsynced: BTreeSet<(String, i32)>,
+    unsynced: BTreeSet<Slot>,
 }
 
 impl QueueTable {
@@ -105,7 +119,8 @@ impl QueueTable {
     pub(crate) fn new(entries_per_file: u64) -> Self {
         Self {
             file_size: entries_per_file.max(1) * ENTRY_LEN,
-            queues: BTreeMap::new(),
+            slots: Vec::new(),
+            index: BTreeMap::new(),
             dirty: Vec::new(),
             unsynced: BTreeSet::new(),
         }
@@ -116,41 +131,71 @@ impl QueueTable {
         self.file_size
     }
 
-    /// Add a queue recovered from disk.
-    pub(crate) fn insert(&mut self, topic: &str, queue_id: i32, state: QueueState) {
-        self.queues.entry(topic.to_owned()).or_default().insert(queue_id, state);
+    fn slot(&self, topic: &str, queue_id: i32) -> Option<Slot> {
+        self.index.get(topic)?.get(&queue_id).copied()
+    }
+
+    fn state(&self, slot: Slot) -> Option<&QueueState> {
+        self.slots.get(slot.0)
+    }
+
+    fn state_mut(&mut self, slot: Slot) -> Option<&mut QueueState> {
+        self.slots.get_mut(slot.0)
+    }
+
+    /// Add a queue recovered from disk (replacing one of the same name).
+    pub(crate) fn insert(&mut self, topic: &str, queue_id: i32, state: QueueState) -> Slot {
+        if let Some(slot) = self.slot(topic, queue_id) {
+            if let Some(existing) = self.state_mut(slot) {
+                *existing = state;
+            }
+            return slot;
+        }
+        let slot = Slot(self.slots.len());
+        self.slots.push(state);
+        self.index.entry(topic.to_owned()).or_default().insert(queue_id, slot);
+        slot
     }
 
     /// A queue's state, if it exists.
     pub(crate) fn get(&self, topic: &str, queue_id: i32) -> Option<&QueueState> {
-        self.queues.get(topic)?.get(&queue_id)
+        self.state(self.slot(topic, queue_id)?)
     }
 
-    /// The queue's state, created empty if new; `None` if the topic cannot name a directory.
-    pub(crate) fn get_or_create(&mut self, topic: &str, queue_id: i32) -> Option<&mut QueueState> {
-        if !self.queues.get(topic).is_some_and(|q| q.contains_key(&queue_id)) {
-            let dir = paths::consume_queue_dir(topic, queue_id)?;
-            self.insert(topic, queue_id, QueueState::new(dir, 0, 0, BTreeSet::new()));
+    /// The queue's slot and the offset its next entry gets, creating the queue if new;
+    /// `None` if the topic cannot name a directory.
+    pub(crate) fn slot_or_create(&mut self, topic: &str, queue_id: i32) -> Option<(Slot, u64)> {
+        if let Some(slot) = self.slot(topic, queue_id) {
+            return Some((slot, self.state(slot)?.next_offset));
         }
-        self.queues.get_mut(topic)?.get_mut(&queue_id)
+        let dir = paths::consume_queue_dir(topic, queue_id)?;
+        let slot = self.insert(topic, queue_id, QueueState::new(dir, 0, 0, BTreeSet::new()));
+        Some((slot, 0))
     }
 
-    /// Dispatch an entry to its queue at the queue's next offset.
-    pub(crate) fn dispatch(&mut self, topic: &str, queue_id: i32, entry: &CqEntry) {
-        let Some(queue) = self.queues.get_mut(topic).and_then(|q| q.get_mut(&queue_id)) else { return };
+    /// Dispatch an entry to the queue in `slot` at the queue's next offset.
+    pub(crate) fn dispatch(&mut self, slot: Slot, entry: &CqEntry) {
+        let Some(queue) = self.slots.get_mut(slot.0) else { return };
         if queue.staged.is_empty() {
-            self.dirty.push((topic.to_owned(), queue_id));
+            self.dirty.push(slot);
         }
         queue.push(entry);
+    }
+
+    /// Dispatch an entry to a queue by name (recovery).
+    pub(crate) fn dispatch_to(&mut self, topic: &str, queue_id: i32, entry: &CqEntry) {
+        if let Some(slot) = self.slot(topic, queue_id) {
+            self.dispatch(slot, entry);
+        }
     }
 
     /// Issue every staged entry as writes.
     pub(crate) fn emit_staged(&mut self, ops: &mut OpQueue) {
         let file_size = self.file_size;
-        for (topic, queue_id) in core::mem::take(&mut self.dirty) {
-            if let Some(queue) = self.queues.get_mut(&topic).and_then(|q| q.get_mut(&queue_id)) {
+        for slot in core::mem::take(&mut self.dirty) {
+            if let Some(queue) = self.slots.get_mut(slot.0) {
                 queue.emit(ops, file_size);
-                self.unsynced.insert((topic, queue_id));
+                self.unsynced.insert(slot);
             }
         }
     }
@@ -160,8 +205,8 @@ impl QueueTable {
         self.emit_staged(ops);
         let unsynced = core::mem::take(&mut self.unsynced);
         let any = !unsynced.is_empty();
-        for (topic, queue_id) in unsynced {
-            if let Some(queue) = self.queues.get_mut(&topic).and_then(|q| q.get_mut(&queue_id)) {
+        for slot in unsynced {
+            if let Some(queue) = self.slots.get_mut(slot.0) {
                 queue.issue_sync(ops, purpose);
             }
         }
@@ -170,25 +215,25 @@ impl QueueTable {
 
     /// Every queue, in (topic, queue id) order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, i32, &QueueState)> {
-        self.queues
-            .iter()
-            .flat_map(|(topic, queues)| queues.iter().map(move |(id, q)| (topic.as_str(), *id, q)))
+        self.index.iter().flat_map(move |(topic, queues)| {
+            queues.iter().filter_map(move |(id, slot)| Some((topic.as_str(), *id, self.slots.get(slot.0)?)))
+        })
     }
-}
 
-impl QueueTable {
     /// Recovery: only these files of the queue remain.
     pub(crate) fn retain_files(&mut self, topic: &str, queue_id: i32, files: &BTreeSet<u64>) {
-        if let Some(queue) = self.queues.get_mut(topic).and_then(|q| q.get_mut(&queue_id)) {
+        if let Some(queue) = self.slot(topic, queue_id).and_then(|s| self.slots.get_mut(s.0)) {
             queue.files.clone_from(files);
         }
     }
 
     /// Recovery: this file was cut and must be synced.
     pub(crate) fn mark_file_unsynced(&mut self, topic: &str, queue_id: i32, file_start: u64) {
-        if let Some(queue) = self.queues.get_mut(topic).and_then(|q| q.get_mut(&queue_id)) {
-            queue.unsynced.insert(file_start);
-            self.unsynced.insert((topic.to_owned(), queue_id));
+        if let Some(slot) = self.slot(topic, queue_id) {
+            if let Some(queue) = self.slots.get_mut(slot.0) {
+                queue.unsynced.insert(file_start);
+                self.unsynced.insert(slot);
+            }
         }
     }
 }

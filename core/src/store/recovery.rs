@@ -451,7 +451,7 @@ fn dispatch_record(queues: &mut QueueTable, view: &RecordView<'_>, rebuilding: b
         size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
         tags_code: tags_code(properties::find(view.properties, keys::TAGS)),
     };
-    queues.dispatch(view.topic, view.queue_id, &entry);
+    queues.dispatch_to(view.topic, view.queue_id, &entry);
     true
 }
 

@@ -66,6 +66,16 @@ impl Value {
         }
     }
 
+    /// Like [`scalar_text`](Self::scalar_text), moving the text out instead of copying it.
+    #[must_use]
+    pub fn into_scalar_text(self) -> Option<String> {
+        match self {
+            Self::String(s) | Self::Number(s) => Some(s),
+            Self::Bool(b) => Some(b.to_string()),
+            Self::Null | Self::Array(_) | Self::Object(_) => None,
+        }
+    }
+
     /// A number (or a numeric string) as an `i64`.
     #[must_use]
     pub fn as_i64(&self) -> Option<i64> {

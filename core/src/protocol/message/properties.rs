@@ -54,7 +54,24 @@ pub mod keys {
 /// wins, as when Java parses into a map.
 #[must_use]
 pub fn find<'a>(properties: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    pairs(properties).filter(|(k, _)| *k == key.as_bytes()).map(|(_, v)| v).last()
+    let key = key.as_bytes();
+    let mut found = None;
+    let mut rest = properties;
+    loop {
+        // Pairs end at a separator; memchr finds it with vector instructions.
+        let end = memchr::memchr(PROPERTY_SEPARATOR, rest).unwrap_or(rest.len());
+        let (pair, after) = rest.split_at(end);
+        if let Some(value) = pair.strip_prefix(key).and_then(|v| v.strip_prefix(&[NAME_VALUE_SEPARATOR])) {
+            // The key must not itself contain the separator, or it would end earlier.
+            if !value.is_empty() && !key.contains(&NAME_VALUE_SEPARATOR) && !key.is_empty() {
+                found = Some(value);
+            }
+        }
+        match after.split_first() {
+            Some((_, next)) => rest = next,
+            None => return found,
+        }
+    }
 }
 
 /// The key-value pairs of a properties string, in order, as raw bytes.
@@ -108,6 +125,25 @@ mod tests {
         assert_eq!(find(b"TAGS\x01A\x02TAGS\x01B\x02", keys::TAGS), Some(&b"B"[..]));
         // Without the trailing separator (some clients) it still reads.
         assert_eq!(find(b"TAGS\x01A", keys::TAGS), Some(&b"A"[..]));
+        // A key that is the tail of another key, or a value, is not a match.
+        assert_eq!(find(b"XTAGS\x01A\x02K\x01TAGS\x01\x02", keys::TAGS), None);
+        assert_eq!(find(b"TAGS\x01\x02", keys::TAGS), None);
+    }
+
+    #[test]
+    fn fast_find_agrees_with_the_plain_parser() {
+        let samples: [&[u8]; 6] = [
+            b"TAGS\x01A\x02KEYS\x01k\x02TAGS\x01B\x02",
+            b"KEYS\x01TAGS\x02TAGS\x01x",
+            b"\x02\x02TAGS\x01y\x02",
+            b"TAGSTAGS\x01z\x02",
+            b"",
+            b"TAGS",
+        ];
+        for sample in samples {
+            let plain = pairs(sample).filter(|(k, _)| *k == b"TAGS").map(|(_, v)| v).last();
+            assert_eq!(find(sample, keys::TAGS), plain, "{sample:?}");
+        }
     }
 
     #[test]

@@ -207,12 +207,38 @@ pub fn record_len(body: usize, topic: usize, properties: usize, born_v6: bool, s
         + properties
 }
 
-fn put_host(out: &mut impl BufMut, host: SocketAddr) {
-    match host.ip() {
-        IpAddr::V4(ip) => out.put_slice(&ip.octets()),
-        IpAddr::V6(ip) => out.put_slice(&ip.octets()),
+/// The fixed part of a record (through BODYLENGTH), built on the stack.
+struct HeadWriter {
+    buf: [u8; FIXED_LEN_V4 + 2 * V6_EXTRA + 4],
+    len: usize,
+}
+
+impl Default for HeadWriter {
+    fn default() -> Self {
+        Self { buf: [0; FIXED_LEN_V4 + 2 * V6_EXTRA + 4], len: 0 }
     }
-    out.put_i32(i32::from(host.port()));
+}
+
+impl HeadWriter {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    fn put_host(&mut self, host: SocketAddr) {
+        match host.ip() {
+            IpAddr::V4(ip) => self.put(&ip.octets()),
+            IpAddr::V6(ip) => self.put(&ip.octets()),
+        }
+        self.put(&i32::from(host.port()).to_be_bytes());
+    }
+
+    fn written(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// Append the record to `out`; returns its length. Fails only on sizes the format cannot
@@ -221,14 +247,43 @@ pub fn encode_record(out: &mut impl BufMut, fields: &RecordFields<'_>) -> Result
     encode_record_with_tail(out, fields, &[])
 }
 
-/// Like [`encode_record`], with `tail` appended to the properties string (the store adds
-/// its whole-record CRC property this way without copying the producer's properties).
+/// Like [`encode_record`], with `tail` appended to the properties string.
 pub fn encode_record_with_tail(
     out: &mut impl BufMut,
     fields: &RecordFields<'_>,
     tail: &[u8],
 ) -> Result<usize, RecordError> {
-    let properties_total = fields.properties.len() + tail.len();
+    encode_parts(out, fields, tail, false)
+}
+
+/// Encode a record whose properties end with the whole-record CRC property (after a property
+/// separator if `separator_first`), as Keel's store writes every record.
+///
+/// The CRC digits are filled in by [`seal_record_crc`] once the record is in place.
+pub fn encode_record_sealed(
+    out: &mut Vec<u8>,
+    fields: &RecordFields<'_>,
+    separator_first: bool,
+) -> Result<usize, RecordError> {
+    let tail: &[u8] = if separator_first { &[PROPERTY_SEPARATOR] } else { &[] };
+    let start = out.len();
+    let len = encode_parts(out, fields, tail, true)?;
+    if let Some(record) = out.get_mut(start..) {
+        seal_record_crc(record);
+    }
+    Ok(len)
+}
+
+/// Encode a record: the fields, then `tail` after the properties, then (if `seal`) the
+/// whole-record CRC property covering everything before it.
+fn encode_parts(
+    out: &mut impl BufMut,
+    fields: &RecordFields<'_>,
+    tail: &[u8],
+    seal: bool,
+) -> Result<usize, RecordError> {
+    let tail_len = tail.len() + if seal { RECORD_CRC_TAIL_LEN } else { 0 };
+    let properties_total = fields.properties.len() + tail_len;
     let len = record_len(
         fields.body.len(),
         fields.topic.len(),
@@ -243,32 +298,47 @@ pub fn encode_record_with_tail(
     if fields.topic.len() > i16::MAX as usize {
         return Err(RecordError::BadTopic);
     }
-    out.put_i32(total);
+    // The fixed part is assembled on the stack and copied once: per-field writes into the
+    // output cost a capacity check each.
+    let mut head = HeadWriter::default();
+    head.put(&total.to_be_bytes());
     let v1 = fields.topic.len() <= 127;
-    out.put_i32(if v1 { MAGIC_V1 } else { MAGIC_V2 });
-    out.put_i32(masked_crc32(fields.body));
-    out.put_i32(fields.queue_id);
-    out.put_i32(fields.flag);
-    out.put_i64(fields.queue_offset);
-    out.put_i64(fields.physical_offset);
-    out.put_i32(fields.effective_sys_flag());
-    out.put_i64(fields.born_timestamp);
-    put_host(out, fields.born_host);
-    out.put_i64(fields.store_timestamp);
-    put_host(out, fields.store_host);
-    out.put_i32(fields.reconsume_times);
-    out.put_i64(fields.prepared_transaction_offset);
-    out.put_i32(body_len);
-    out.put_slice(fields.body);
-    if v1 {
-        out.put_u8(u8::try_from(fields.topic.len()).map_err(|_| RecordError::BadTopic)?);
-    } else {
-        out.put_i16(i16::try_from(fields.topic.len()).map_err(|_| RecordError::BadTopic)?);
+    head.put(&(if v1 { MAGIC_V1 } else { MAGIC_V2 }).to_be_bytes());
+    head.put(&masked_crc32(fields.body).to_be_bytes());
+    head.put(&fields.queue_id.to_be_bytes());
+    head.put(&fields.flag.to_be_bytes());
+    head.put(&fields.queue_offset.to_be_bytes());
+    head.put(&fields.physical_offset.to_be_bytes());
+    head.put(&fields.effective_sys_flag().to_be_bytes());
+    head.put(&fields.born_timestamp.to_be_bytes());
+    head.put_host(fields.born_host);
+    head.put(&fields.store_timestamp.to_be_bytes());
+    head.put_host(fields.store_host);
+    head.put(&fields.reconsume_times.to_be_bytes());
+    head.put(&fields.prepared_transaction_offset.to_be_bytes());
+    head.put(&body_len.to_be_bytes());
+    let topic_len_bytes = u16::try_from(fields.topic.len()).map_err(|_| RecordError::BadTopic)?.to_be_bytes();
+    let topic_len_field: &[u8] =
+        if v1 { topic_len_bytes.get(1..).unwrap_or_default() } else { &topic_len_bytes };
+    let properties_len_field = properties_len.to_be_bytes();
+    let parts: [&[u8]; 8] = [
+        head.written(),
+        fields.body,
+        topic_len_field,
+        fields.topic.as_bytes(),
+        &properties_len_field,
+        fields.properties,
+        tail,
+        &[],
+    ];
+    for part in parts {
+        out.put_slice(part);
     }
-    out.put_slice(fields.topic.as_bytes());
-    out.put_i16(properties_len);
-    out.put_slice(fields.properties);
-    out.put_slice(tail);
+    if seal {
+        // The covered bytes are all written now; hashing them in one call keeps crc32fast
+        // on its folding path (it is much slower on many small slices).
+        out.put_slice(RECORD_CRC_PLACEHOLDER);
+    }
     Ok(len)
 }
 
@@ -448,17 +518,26 @@ pub fn record_crc_placeholder() -> [u8; RECORD_CRC_TAIL_LEN] {
     *RECORD_CRC_PLACEHOLDER
 }
 
-/// Fill in the whole-record CRC of a record that ends with [`record_crc_placeholder`].
-pub fn seal_record_crc(record: &mut [u8]) {
-    let Some(covered_len) = record.len().checked_sub(RECORD_CRC_TAIL_LEN) else { return };
-    let mut crc = masked_crc32(record.get(..covered_len).unwrap_or_default());
-    let digits_start = record.len() - 11;
-    if let Some(digits) = record.get_mut(digits_start..digits_start + 10) {
+/// The whole-record CRC property for a masked CRC value.
+fn crc_tail(mut crc: u32) -> [u8; RECORD_CRC_TAIL_LEN] {
+    let mut tail = *RECORD_CRC_PLACEHOLDER;
+    let digits_start = RECORD_CRC_TAIL_LEN - 11;
+    if let Some(digits) = tail.get_mut(digits_start..digits_start + 10) {
         for digit in digits {
             // Least significant digit first, as Java writes it.
             *digit = b'0' + u8::try_from(crc % 10).unwrap_or(0);
             crc /= 10;
         }
+    }
+    tail
+}
+
+/// Fill in the whole-record CRC of a record that ends with [`record_crc_placeholder`].
+pub fn seal_record_crc(record: &mut [u8]) {
+    let Some(covered_len) = record.len().checked_sub(RECORD_CRC_TAIL_LEN) else { return };
+    let crc = crc32fast::hash(record.get(..covered_len).unwrap_or_default()) & 0x7FFF_FFFF;
+    if let Some(tail) = record.get_mut(covered_len..) {
+        tail.copy_from_slice(&crc_tail(crc));
     }
 }
 

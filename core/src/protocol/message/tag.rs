@@ -10,7 +10,14 @@ pub fn java_string_hash(text: &str) -> i32 {
 /// The ConsumeQueue tag code of a TAGS property value (0 when absent), sign-extended.
 #[must_use]
 pub fn tags_code(tags: Option<&[u8]>) -> i64 {
-    tags.map_or(0, |raw| i64::from(java_string_hash(&String::from_utf8_lossy(raw))))
+    let Some(raw) = tags else { return 0 };
+    let hash = if raw.is_ascii() {
+        // ASCII bytes are their own UTF-16 code units: no decoding needed.
+        raw.iter().fold(0i32, |h, &b| h.wrapping_mul(31).wrapping_add(i32::from(b)))
+    } else {
+        java_string_hash(&String::from_utf8_lossy(raw))
+    };
+    i64::from(hash)
 }
 
 #[cfg(test)]
@@ -28,5 +35,6 @@ mod tests {
         assert_eq!(java_string_hash("😀"), 0xD83D * 31 + 0xDE00);
         assert_eq!(tags_code(Some(b"TagA")), 2_598_919);
         assert_eq!(tags_code(None), 0);
+        assert_eq!(tags_code(Some("é".as_bytes())), 233);
     }
 }

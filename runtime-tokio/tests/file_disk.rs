@@ -1,0 +1,173 @@
+//! The store on real files: appends across segments, a clean shutdown and a normal restart,
+//! and a process kill mid-way followed by abnormal recovery. Every restart is checked by the
+//! store audit. Real file IO has no place in the simulator, so these run in normal builds.
+#![cfg(not(madsim))]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use keel_core::io::{Now, Output};
+use keel_core::protocol::message::properties;
+use keel_core::store::audit::audit;
+use keel_core::store::{paths, AppendRequest, FlushMode, RecoveryKind, RecoveryReport, Store, StoreConfig};
+use keel_runtime_tokio::disk::{Completion, Disk, FileDisk};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("keel-file-disk-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(flush_mode: FlushMode) -> StoreConfig {
+    let mut config = StoreConfig::new("127.0.0.1:10911".parse().unwrap());
+    config.segment_size = 4096;
+    config.queue_file_entries = 16;
+    config.flush_mode = flush_mode;
+    config.max_message_size = 1024;
+    config
+}
+
+struct Node {
+    disk: FileDisk,
+    completions: UnboundedReceiver<Completion>,
+    store: Store,
+    now: Now,
+}
+
+impl Node {
+    fn start(dir: &TempDir, config: StoreConfig) -> (Self, RecoveryReport) {
+        let (tx, completions) = unbounded_channel();
+        let disk = FileDisk::open(&dir.0, tx).unwrap();
+        let now = Now::new(1_000_000_000, 1_726_000_000_000);
+        let (store, report) = Store::recover(config, &disk, now).unwrap();
+        let mut node = Self { disk, completions, store, now };
+        node.drain_all();
+        assert!(node.store.is_ready());
+        (node, report)
+    }
+
+    /// Submit every output, then wait for every completion (repeat until quiet).
+    fn drain_all(&mut self) {
+        loop {
+            let mut submitted = 0;
+            while let Some(output) = self.store.poll_output() {
+                match output {
+                    Output::Disk { io, op } => {
+                        self.disk.submit(io, op);
+                        submitted += 1;
+                    }
+                    other => panic!("unexpected output {other:?}"),
+                }
+            }
+            if submitted == 0 && self.store.io_in_flight() == 0 {
+                return;
+            }
+            let (io, result) = self.completions.blocking_recv().unwrap();
+            self.store.handle_disk_done(self.now, io, result);
+        }
+    }
+
+    fn append(&mut self, i: usize) {
+        let body = format!("message {i} ").repeat(i % 20 + 1);
+        let tag = format!("Tag{}", i % 3);
+        let props = properties::encode(&[("TAGS", tag.as_str())]);
+        let req = AppendRequest {
+            topic: if i % 2 == 0 { "TopicA" } else { "TopicB" },
+            queue_id: i32::try_from(i % 4).unwrap(),
+            flag: 0,
+            sys_flag: 0,
+            born_timestamp: 1_726_000_000_000,
+            born_host: "127.0.0.1:50000".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: body.as_bytes(),
+            properties: &props,
+        };
+        self.store.append(self.now, &req).unwrap();
+    }
+}
+
+#[test]
+fn clean_shutdown_and_normal_restart_keep_everything() {
+    let dir = TempDir::new();
+    let cfg = config(FlushMode::Sync);
+    let (mut node, report) = Node::start(&dir, cfg.clone());
+    assert_eq!(report.kind, RecoveryKind::Fresh);
+    assert!(dir.0.join("abort").exists(), "a running store has an abort marker");
+    for i in 0..200 {
+        node.append(i);
+        if i % 7 == 0 {
+            node.drain_all();
+        }
+    }
+    node.drain_all();
+    assert_eq!(node.store.flushed_end(), node.store.write_pos(), "sync flush made everything durable");
+    node.store.begin_shutdown();
+    node.drain_all();
+    assert!(node.store.is_stopped());
+    assert!(!dir.0.join("abort").exists(), "a clean shutdown removes the abort marker");
+    let written = node.store.write_pos();
+    drop(node);
+
+    let (node, report) = Node::start(&dir, cfg.clone());
+    assert_eq!(report.kind, RecoveryKind::Normal);
+    assert_eq!(report.redispatched, 0);
+    assert_eq!(node.store.write_pos(), written);
+    let audited = audit(&cfg, &node.disk).unwrap();
+    assert_eq!(audited.records.len(), 200);
+    assert!(audited.end > 4096 * 3, "the log rolled over several segments");
+    let segments = std::fs::read_dir(dir.0.join("commitlog")).unwrap().count();
+    assert!(segments >= 4);
+    assert!(dir.0.join(paths::segment(0).as_str()).exists());
+}
+
+#[test]
+fn process_kill_leads_to_abnormal_recovery_of_a_valid_prefix() {
+    let dir = TempDir::new();
+    let cfg = config(FlushMode::Async { interval_ms: 500 });
+    let (mut node, _) = Node::start(&dir, cfg.clone());
+    for i in 0..120 {
+        node.append(i);
+    }
+    node.drain_all();
+    for i in 120..150 {
+        node.append(i);
+    }
+    // Hand some of the last writes to the disk thread and "kill" the process: the store and
+    // everything not yet handed over vanish; the page cache keeps what was written.
+    let mut handed = 0;
+    while let Some(output) = node.store.poll_output() {
+        if let Output::Disk { io, op } = output {
+            if handed < 2 {
+                node.disk.submit(io, op);
+                handed += 1;
+            }
+        }
+    }
+    for _ in 0..handed {
+        node.completions.blocking_recv().unwrap().1.unwrap();
+    }
+    drop(node);
+
+    let (node, report) = Node::start(&dir, cfg.clone());
+    assert_eq!(report.kind, RecoveryKind::Abnormal);
+    let audited = audit(&cfg, &node.disk).unwrap();
+    assert!(audited.records.len() >= 120, "everything written before survives a process kill");
+    assert!(audited.records.len() <= 150);
+    assert_eq!(node.store.write_pos().0, audited.end);
+}
