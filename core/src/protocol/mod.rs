@@ -9,6 +9,7 @@ mod header_json;
 pub mod headers;
 pub mod json;
 pub mod message;
+pub mod self_check;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};
 pub use command::{ExtFields, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};

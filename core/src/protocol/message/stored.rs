@@ -109,6 +109,9 @@ pub enum RecordError {
     /// The topic is not UTF-8 or is too long for the record version.
     #[error("bad topic")]
     BadTopic,
+    /// A host's port is outside 0..=65535.
+    #[error("bad host port")]
+    BadHost,
     /// The properties string is longer than 32767 bytes.
     #[error("properties of {0} bytes exceed 32767")]
     PropertiesTooLong(usize),
@@ -388,7 +391,7 @@ pub enum Parsed<'a> {
     Blank(usize),
 }
 
-fn get_host(buf: &mut &[u8], v6: bool) -> SocketAddr {
+fn get_host(buf: &mut &[u8], v6: bool) -> Result<SocketAddr, RecordError> {
     let ip = if v6 {
         let mut octets = [0u8; 16];
         buf.copy_to_slice(&mut octets);
@@ -398,8 +401,9 @@ fn get_host(buf: &mut &[u8], v6: bool) -> SocketAddr {
         buf.copy_to_slice(&mut octets);
         IpAddr::V4(Ipv4Addr::from(octets))
     };
-    let port = u16::try_from(buf.get_i32()).unwrap_or(0);
-    SocketAddr::new(ip, port)
+    // Java builds an InetSocketAddress from it, which refuses ports outside 0..=65535.
+    let port = u16::try_from(buf.get_i32()).map_err(|_| RecordError::BadHost)?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// Parse the record or BLANK at the start of `input`. Checks sizes, magic and that
@@ -450,15 +454,20 @@ fn parse_message(record: &[u8], magic: i32) -> Result<RecordView<'_>, RecordErro
         return Err(truncated(fixed + 4));
     }
     let born_timestamp = buf.get_i64();
-    let born_host = get_host(&mut buf, born_v6);
+    let born_host = get_host(&mut buf, born_v6)?;
     let store_timestamp = buf.get_i64();
-    let store_host = get_host(&mut buf, store_v6);
+    let store_host = get_host(&mut buf, store_v6)?;
     let reconsume_times = buf.get_i32();
     let prepared_transaction_offset = buf.get_i64();
     let body_len = usize::try_from(buf.get_i32()).map_err(|_| RecordError::NegativeLength("body"))?;
     let body = take(&mut buf, body_len).ok_or_else(|| truncated(fixed + 4 + body_len))?;
     let topic_len = if magic == MAGIC_V1 {
-        usize::from(take(&mut buf, 1).and_then(|b| b.first().copied()).ok_or_else(|| truncated(total + 1))?)
+        // Java reads the V1 length as a signed byte: 128 and up are not valid lengths.
+        let raw = take(&mut buf, 1).and_then(|b| b.first().copied()).ok_or_else(|| truncated(total + 1))?;
+        if raw > 127 {
+            return Err(RecordError::BadTopic);
+        }
+        usize::from(raw)
     } else {
         let raw = take(&mut buf, 2).ok_or_else(|| truncated(total + 2))?;
         usize::try_from(i16::from_be_bytes([
