@@ -38,6 +38,12 @@ impl DiskQueue {
         self.pending.is_empty()
     }
 
+    /// The oldest operation, which `run_one` would carry out next.
+    #[must_use]
+    pub fn peek(&self) -> Option<&DiskOp> {
+        self.pending.front().map(|(_, op)| op)
+    }
+
     /// Carry out the oldest operation; returns its completion.
     pub fn run_one(
         &mut self,

@@ -4,9 +4,11 @@
 //!   pages kept, lost or torn at sector granularity, unsynced directory changes).
 //! - [`disk_queue::DiskQueue`]: carries a state machine's disk operations out in order, so
 //!   tests can crash between any two.
+//! - [`store_node::StoreNode`]: a store on a `SimDisk`, driven by hand (tier-1 scenarios).
 //!
 //! The models are plain Rust, unit-tested in normal builds; the madsim-only glue sits behind
 //! `#[cfg(madsim)]`.
 
 pub mod disk_queue;
 pub mod sim_disk;
+pub mod store_node;

@@ -143,3 +143,80 @@ pub fn decode_one(bytes: &[u8], max_frame_len: usize) -> Result<RemotingCommand,
     }
     Ok(cmd)
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::protocol::code::RequestCode;
+    use crate::protocol::command::ExtFields;
+
+    fn sample(i: i32, serialize_type: SerializeType) -> RemotingCommand {
+        let ext: ExtFields = [("topic", format!("T{i}")), ("queueId", i.to_string())].into_iter().collect();
+        let mut cmd = RemotingCommand::request(RequestCode::PULL_MESSAGE, i, ext);
+        cmd.serialize_type = serialize_type;
+        cmd.with_body(vec![u8::try_from(i % 251).unwrap(); usize::try_from(i * 37 % 300).unwrap()])
+    }
+
+    #[test]
+    fn frames_split_and_coalesced_at_random_points_decode_identically() {
+        let commands: Vec<RemotingCommand> = (0..50)
+            .map(|i| sample(i, if i % 3 == 0 { SerializeType::RocketMq } else { SerializeType::Json }))
+            .collect();
+        let mut stream = BytesMut::new();
+        for cmd in &commands {
+            encode_frame(cmd, &mut stream);
+        }
+        for seed in 0..200 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+            let mut decoded = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                // Chunks from one byte to several frames long.
+                let longest = if rng.gen_bool(0.5) { 7 } else { 2000 };
+                let take = rng.gen_range(1..=rest.len().min(longest));
+                let (chunk, tail) = rest.split_at(take);
+                rest = tail;
+                decoder.push(chunk);
+                while let Some(frame) = decoder.next_frame() {
+                    decoded.push(frame.unwrap());
+                }
+            }
+            assert_eq!(decoded, commands, "seed {seed}");
+            assert_eq!(decoder.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_from_its_length_word_alone() {
+        let mut decoder = FrameDecoder::new(1024);
+        decoder.push(&2_000_000_000u32.to_be_bytes());
+        assert_eq!(decoder.next_frame(), Some(Err(FrameError::TooLong { len: 2_000_000_000, max: 1024 })));
+        // Nothing is buffered for it, before or after, and the decoder stays failed.
+        assert_eq!(decoder.buffered(), 0);
+        decoder.push(&[0u8; 100]);
+        assert_eq!(decoder.buffered(), 0);
+        assert_eq!(decoder.next_frame(), None);
+    }
+
+    #[test]
+    fn impossible_lengths_and_headers_are_errors() {
+        let cases: [(&[u8], FrameError); 4] = [
+            (&[0xFF, 0xFF, 0xFF, 0xFF], FrameError::BadLength(-1)),
+            (&[0, 0, 0, 3, 0, 0, 0], FrameError::BadLength(3)),
+            (&[0, 0, 0, 4, 2, 0, 0, 0], FrameError::UnknownSerializeType(2)),
+            (&[0, 0, 0, 6, 0, 0, 0, 9, 1, 2], FrameError::BadHeader("header length exceeds the frame")),
+        ];
+        for (bytes, expected) in cases {
+            let mut decoder = FrameDecoder::new(1024);
+            decoder.push(bytes);
+            assert_eq!(decoder.next_frame(), Some(Err(expected)), "{bytes:?}");
+        }
+        let mut decoder = FrameDecoder::new(1024);
+        decoder.push(&[0, 0, 0, 4]);
+        assert_eq!(decoder.next_frame(), None, "a partial frame waits for more bytes");
+    }
+}

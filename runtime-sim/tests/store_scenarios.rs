@@ -1,0 +1,244 @@
+//! Deterministic store scenarios, one behaviour each: segment roll with a BLANK, batches
+//! kept within a segment, group commit, fatal fsync, torn checkpoint, corruption in the
+//! middle of the log, the abort marker, clock steps, undispatched half messages.
+
+use keel_core::io::{DiskOp, FilePath, Now, StoreRead};
+use keel_core::protocol::message::properties;
+use keel_core::protocol::message::stored::{parse_record, sys_flag, Parsed, MAGIC_BLANK};
+use keel_core::store::audit::audit;
+use keel_core::store::{
+    paths, AppendRequest, Appended, FlushMode, QueueOffset, RecoveryKind, StoreConfig, StoreError,
+};
+use keel_runtime_sim::sim_disk::{SimDisk, SimDiskFaults};
+use keel_runtime_sim::store_node::{read_file, StoreNode};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const SEGMENT: u64 = 1024;
+
+fn config(flush_mode: FlushMode) -> StoreConfig {
+    let mut config = StoreConfig::new("10.0.0.1:10911".parse().unwrap());
+    config.segment_size = SEGMENT;
+    config.queue_file_entries = 4;
+    config.flush_mode = flush_mode;
+    config.max_message_size = 400;
+    config
+}
+
+fn now() -> Now {
+    Now::new(1_000_000_000, 1_726_000_000_000)
+}
+
+fn fresh(flush_mode: FlushMode) -> StoreNode {
+    StoreNode::boot(config(flush_mode), SimDisk::new(), now()).unwrap().0
+}
+
+fn request<'a>(topic: &'a str, queue_id: i32, body: &'a [u8], props: &'a [u8]) -> AppendRequest<'a> {
+    AppendRequest {
+        topic,
+        queue_id,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: 1_726_000_000_000,
+        born_host: "10.0.0.2:50000".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body,
+        properties: props,
+    }
+}
+
+fn append(node: &mut StoreNode, body_len: usize) -> Appended {
+    let body = vec![b'b'; body_len];
+    let props = properties::encode(&[("TAGS", "A")]);
+    node.store.append(node.now, &request("T", 0, &body, &props)).unwrap()
+}
+
+fn write(disk: &mut SimDisk, path: &str, offset: u64, data: &[u8]) {
+    let op = DiskOp::Write { file: FilePath::new(path).unwrap(), offset, data: data.to_vec().into() };
+    disk.execute(&op, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+}
+
+#[test]
+fn a_full_segment_ends_with_a_blank_and_the_next_record_starts_the_next_segment() {
+    let mut node = fresh(FlushMode::Sync);
+    let first = append(&mut node, 300);
+    let second = append(&mut node, 300);
+    let third = append(&mut node, 300);
+    node.run_all();
+    assert_eq!(first.phys_offset.0, 0);
+    assert_eq!(second.phys_offset.0, first.end().0);
+    // The third does not fit with room for a BLANK: it starts the next segment.
+    assert_eq!(third.phys_offset.0, SEGMENT);
+    let segment = node.read_file(paths::segment(0).as_str());
+    assert_eq!(segment.len() as u64, SEGMENT);
+    let blank_at = usize::try_from(second.end().0).unwrap();
+    assert_eq!(parse_record(&segment[blank_at..]), Ok(Parsed::Blank(segment.len() - blank_at)));
+    assert_eq!(i32::from_be_bytes(segment[blank_at + 4..blank_at + 8].try_into().unwrap()), MAGIC_BLANK);
+    assert!(node.read_file(paths::segment(SEGMENT).as_str()).len() as u64 == SEGMENT);
+    let audited = audit(node.config(), &node.disk).unwrap();
+    assert_eq!(audited.records.len(), 3);
+}
+
+#[test]
+fn a_batch_is_stored_whole_in_one_segment_or_not_at_all() {
+    let mut node = fresh(FlushMode::Sync);
+    append(&mut node, 350);
+    let body = vec![b'x'; 150];
+    let props = properties::encode(&[("TAGS", "B")]);
+    let batch = vec![request("T", 1, &body, &props); 3];
+    // Three records fit in a segment but not in what is left of this one: all move on.
+    let stored = node.store.append_batch(node.now, &batch).unwrap();
+    assert!(stored.iter().all(|a| a.phys_offset.0 >= SEGMENT && a.end().0 <= 2 * SEGMENT));
+    let queue_offsets: Vec<u64> = stored.iter().map(|a| a.queue_offset.unwrap().0).collect();
+    assert_eq!(queue_offsets, vec![0, 1, 2]);
+    // A batch that cannot fit in any segment is refused and stores nothing.
+    let too_big = vec![request("T", 1, &body, &props); 8];
+    let before = node.store.write_pos();
+    assert!(matches!(node.store.append_batch(node.now, &too_big), Err(StoreError::TooLargeForSegment(_))));
+    assert_eq!(node.store.write_pos(), before);
+    assert_eq!(node.store.queue_offsets("T", 1), Some((QueueOffset(0), QueueOffset(3))));
+    node.run_all();
+    audit(node.config(), &node.disk).unwrap();
+}
+
+#[test]
+fn sync_flush_reports_durability_only_after_the_covering_sync_completes() {
+    let mut node = fresh(FlushMode::Sync);
+    let a = append(&mut node, 100);
+    let b = append(&mut node, 100);
+    node.pump();
+    // Creating the segment and writing both records durably proves nothing yet.
+    let mut syncs = 0;
+    while let Some(op) = node.queue.peek() {
+        if matches!(op, DiskOp::Sync { .. } | DiskOp::SyncDir { .. }) {
+            syncs += 1;
+        }
+        if syncs == 0 {
+            node.run(1);
+            assert_eq!(node.store.flushed_end().0, 0, "durable before any sync");
+            assert!(node.store.written_end() <= b.end());
+        } else {
+            break;
+        }
+    }
+    assert_eq!(node.store.written_end(), b.end(), "both records were written by one write");
+    node.run_all();
+    // One round (group commit) covered both.
+    assert_eq!(node.store.flushed_end(), b.end());
+    assert!(a.end() <= node.store.flushed_end());
+}
+
+#[test]
+fn async_flush_waits_for_its_interval() {
+    let mut node = fresh(FlushMode::Async { interval_ms: 500 });
+    let a = append(&mut node, 100);
+    node.run_all();
+    assert_eq!(node.store.written_end(), a.end(), "the write completed");
+    assert!(node.store.flushed_end() < a.end(), "but nothing synced before the interval");
+    node.now.mono = node.now.mono.plus_millis(500);
+    node.store.handle_timeout(node.now);
+    node.run_all();
+    assert_eq!(node.store.flushed_end(), a.end());
+}
+
+#[test]
+fn a_failed_fsync_is_fatal_and_refuses_appends() {
+    let disk = SimDisk::with_faults(SimDiskFaults { sync_failure: 1.0 });
+    let (mut node, _) = StoreNode::boot(config(FlushMode::Sync), disk, now()).unwrap();
+    assert!(!node.fatal.is_empty(), "the boot sync failed: fatal");
+    assert!(node.store.failure().is_some());
+    let body = [0u8; 10];
+    assert!(matches!(node.store.append(node.now, &request("T", 0, &body, &[])), Err(StoreError::Failed(_))));
+}
+
+#[test]
+fn a_torn_checkpoint_is_ignored_and_queues_are_rebuilt_from_the_first_segment() {
+    let mut node = fresh(FlushMode::Sync);
+    for _ in 0..6 {
+        append(&mut node, 200);
+    }
+    node.run_all();
+    let mut disk = node.shutdown();
+    write(&mut disk, "checkpoint", 50, b"torn");
+    let (node, report) = StoreNode::boot(config(FlushMode::Sync), disk, now()).unwrap();
+    assert_eq!(report.checkpoint, None);
+    assert!(report.rebuilt_queues);
+    assert_eq!(report.redispatched, 6);
+    assert_eq!(audit(node.config(), &node.disk).unwrap().records.len(), 6);
+    assert_eq!(node.store.queue_offsets("T", 0), Some((QueueOffset(0), QueueOffset(6))));
+}
+
+#[test]
+fn corruption_in_the_middle_of_the_log_cuts_it_there_and_zeroes_the_rest() {
+    let mut node = fresh(FlushMode::Sync);
+    let appended: Vec<Appended> = (0..8).map(|_| append(&mut node, 150)).collect();
+    node.run_all();
+    let mut disk = node.shutdown();
+    // Flip one byte inside the properties of the fifth record: only the whole-record CRC
+    // can see this (RocketMQ's body CRC would not).
+    let victim = appended[4];
+    let in_segment = victim.phys_offset.0 % SEGMENT;
+    let segment = paths::segment(victim.phys_offset.0 - in_segment);
+    let at = in_segment + u64::from(victim.size) - 25;
+    let mut byte = read_file(&disk, segment.as_str())[usize::try_from(at).unwrap()];
+    byte ^= 0x01;
+    write(&mut disk, segment.as_str(), at, &[byte]);
+    disk.execute(&DiskOp::Remove { file: paths::checkpoint() }, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+
+    let (mut node, report) = StoreNode::boot(config(FlushMode::Sync), disk, now()).unwrap();
+    assert_eq!(report.recovered_end, victim.phys_offset.0);
+    assert!(report.stopped_because.as_deref().unwrap_or("").contains("CRC"), "{report:?}");
+    let audited = audit(node.config(), &node.disk).unwrap();
+    assert_eq!(audited.records.len(), 4);
+    assert_eq!(node.store.queue_offsets("T", 0), Some((QueueOffset(0), QueueOffset(4))));
+    // Appends continue the queue without a gap.
+    let next = append(&mut node, 150);
+    assert_eq!(next.queue_offset, Some(QueueOffset(4)));
+    assert_eq!(next.phys_offset, victim.phys_offset);
+    node.run_all();
+    audit(node.config(), &node.disk).unwrap();
+}
+
+#[test]
+fn the_abort_marker_exists_while_running_and_only_a_clean_shutdown_removes_it() {
+    let mut node = fresh(FlushMode::Sync);
+    append(&mut node, 10);
+    node.run_all();
+    assert!(node.disk.len(&paths::abort()).unwrap().is_some());
+    let disk = node.kill();
+    let (node, report) = StoreNode::boot(config(FlushMode::Sync), disk, now()).unwrap();
+    assert_eq!(report.kind, RecoveryKind::Abnormal);
+    let disk = node.shutdown();
+    assert!(disk.len(&paths::abort()).unwrap().is_none());
+    let (_, report) = StoreNode::boot(config(FlushMode::Sync), disk, now()).unwrap();
+    assert_eq!(report.kind, RecoveryKind::Normal);
+}
+
+#[test]
+fn store_timestamps_never_go_backwards_even_when_the_clock_does() {
+    let mut node = fresh(FlushMode::Sync);
+    let first = append(&mut node, 10);
+    node.now.wall.0 -= 60_000;
+    let second = append(&mut node, 10);
+    node.now.wall.0 += 120_000;
+    let third = append(&mut node, 10);
+    assert_eq!(second.store_timestamp, first.store_timestamp);
+    assert_eq!(third.store_timestamp, first.store_timestamp + 60_000);
+}
+
+#[test]
+fn transaction_half_messages_are_stored_but_get_no_queue_entry() {
+    let mut node = fresh(FlushMode::Sync);
+    let body = [1u8; 20];
+    let mut half = request("T", 0, &body, &[]);
+    half.sys_flag = sys_flag::TRANSACTION_PREPARED;
+    let stored = node.store.append(node.now, &half).unwrap();
+    assert_eq!(stored.queue_offset, None);
+    let normal = append(&mut node, 10);
+    assert_eq!(normal.queue_offset, Some(QueueOffset(0)));
+    node.run_all();
+    let audited = audit(node.config(), &node.disk).unwrap();
+    assert_eq!(audited.records.len(), 2);
+    assert_eq!(audited.queues.get(&("T".to_owned(), 0)), Some(&(0, 1)));
+}
