@@ -25,5 +25,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod io;
+pub mod namesrv;
 pub mod protocol;
+pub mod remoting;
 pub mod store;

@@ -1,6 +1,7 @@
 //! RocketMQ's remoting protocol: frames, commands, codes, headers, JSON bodies and the
 //! stored-message format, byte for byte.
 
+pub mod body;
 pub mod code;
 pub mod command;
 pub mod frame;

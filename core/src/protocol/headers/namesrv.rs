@@ -67,3 +67,29 @@ command_header! {
         cluster: String => "cluster",
     }
 }
+
+command_header! {
+    /// BROKER_HEARTBEAT request: a lightweight keep-alive.
+    pub struct BrokerHeartbeatRequestHeader {
+        /// Cluster name.
+        cluster_name: String => "clusterName",
+        /// `ip:port`.
+        broker_addr: String => "brokerAddr",
+        /// Broker group name.
+        broker_name: String => "brokerName",
+    }
+}
+
+command_header! {
+    /// QUERY_DATA_VERSION request (broker asks whether it must re-register).
+    pub struct QueryDataVersionRequestHeader {
+        /// Broker group name.
+        broker_name: String => "brokerName",
+        /// `ip:port`.
+        broker_addr: String => "brokerAddr",
+        /// Cluster name.
+        cluster_name: String => "clusterName",
+        /// 0 = master.
+        broker_id: i64 => "brokerId",
+    }
+}

@@ -1,0 +1,252 @@
+//! The name server: RocketMQ's route registry as a sans-IO state machine.
+//!
+//! Brokers register every 30 s (REGISTER_BROKER) and expire after their timeout (120 s by
+//! default) without one, or at once when the connection they registered through closes.
+//! Clients ask where a topic lives (GET_ROUTEINFO_BY_TOPIC) and admin tools list clusters
+//! and topics. Name servers never talk to each other. Anything else is answered
+//! REQUEST_CODE_NOT_SUPPORTED; a malformed stream closes that connection only.
+
+pub mod route_table;
+
+use std::collections::VecDeque;
+
+use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output};
+use crate::protocol::body::RegisterBrokerBody;
+use crate::protocol::headers::{
+    BrokerHeartbeatRequestHeader, CommandHeader, DeleteTopicFromNamesrvRequestHeader,
+    GetRouteInfoRequestHeader, GetTopicsByClusterRequestHeader, HeaderError, QueryDataVersionRequestHeader,
+    RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader,
+};
+use crate::protocol::json::{self, KeyStyle};
+use crate::protocol::message::stored::masked_crc32;
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_LEN};
+use crate::remoting::{self, ConnectionTable, Received};
+use route_table::{Registration, RouteTable};
+
+/// Name server settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameServerConfig {
+    /// Largest frame accepted.
+    pub max_frame_len: usize,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// How often expired brokers are looked for (RocketMQ: 5 s).
+    pub scan_interval_ms: u64,
+    /// Expiry for brokers that do not say (RocketMQ: 120 s).
+    pub default_broker_timeout_ms: u64,
+}
+
+impl Default for NameServerConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_connections: 10_000,
+            scan_interval_ms: 5_000,
+            default_broker_timeout_ms: 120_000,
+        }
+    }
+}
+
+/// The name server state machine.
+#[derive(Debug)]
+pub struct NameServer {
+    config: NameServerConfig,
+    conns: ConnectionTable,
+    routes: RouteTable,
+    out: VecDeque<Output>,
+    next_scan: Option<MonoNanos>,
+}
+
+impl NameServer {
+    /// A name server with no brokers yet.
+    #[must_use]
+    pub fn new(config: NameServerConfig) -> Self {
+        Self {
+            conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
+            config,
+            routes: RouteTable::default(),
+            out: VecDeque::new(),
+            next_scan: None,
+        }
+    }
+
+    /// The route tables (for tests and admin views).
+    #[must_use]
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    fn on_command(&mut self, now: Now, conn: ConnId, request: RemotingCommand) {
+        if request.is_response() {
+            // The name server sends no requests, so it expects no responses.
+            tracing::debug!(?conn, opaque = request.opaque, "ignoring an unexpected response");
+            return;
+        }
+        let response = match self.answer(now, conn, &request) {
+            Ok(response) => response,
+            Err(error) => {
+                RemotingCommand::response_to(&request, ResponseCode::SYSTEM_ERROR, Some(error.to_string()))
+            }
+        };
+        remoting::reply(&mut self.out, conn, &request, &response);
+    }
+
+    fn answer(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let ok =
+            |request: &RemotingCommand| RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
+        Ok(match request.request_code() {
+            RequestCode::REGISTER_BROKER => self.register(now, conn, request)?,
+            RequestCode::UNREGISTER_BROKER => {
+                let header = UnregisterBrokerRequestHeader::decode(&request.ext_fields)?;
+                self.routes.unregister(&header.broker_addr);
+                ok(request)
+            }
+            RequestCode::BROKER_HEARTBEAT => {
+                let header = BrokerHeartbeatRequestHeader::decode(&request.ext_fields)?;
+                self.routes.heartbeat(now.mono, &header.broker_addr);
+                ok(request)
+            }
+            RequestCode::QUERY_DATA_VERSION => {
+                let header = QueryDataVersionRequestHeader::decode(&request.ext_fields)?;
+                let theirs = json::from_slice(&request.body).unwrap_or_default();
+                let changed = self.routes.data_version_changed(&header.broker_addr, &theirs);
+                self.routes.heartbeat(now.mono, &header.broker_addr);
+                let mut response = ok(request);
+                response.ext_fields.insert("changed", changed.to_string());
+                if let Some(ours) = self.routes.data_version(&header.broker_addr) {
+                    response.body = json::to_vec(&ours, KeyStyle::Fastjson).unwrap_or_default().into();
+                }
+                response
+            }
+            RequestCode::GET_ROUTEINFO_BY_TOPIC => {
+                let header = GetRouteInfoRequestHeader::decode(&request.ext_fields)?;
+                match self.routes.route(&header.topic) {
+                    // Standard JSON (quoted integer keys): every client reads it.
+                    Some(route) => {
+                        ok(request).with_body(json::to_vec(&route, KeyStyle::Standard).unwrap_or_default())
+                    }
+                    None => RemotingCommand::response_to(
+                        request,
+                        ResponseCode::TOPIC_NOT_EXIST,
+                        Some(format!("No topic route info in name server for the topic: {}", header.topic)),
+                    ),
+                }
+            }
+            RequestCode::GET_BROKER_CLUSTER_INFO => ok(request)
+                .with_body(json::to_vec(&self.routes.cluster_info(), KeyStyle::Standard).unwrap_or_default()),
+            RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => ok(request)
+                .with_body(json::to_vec(&self.routes.topics(), KeyStyle::Standard).unwrap_or_default()),
+            RequestCode::GET_TOPICS_BY_CLUSTER => {
+                let header = GetTopicsByClusterRequestHeader::decode(&request.ext_fields)?;
+                let topics = self.routes.topics_of_cluster(&header.cluster);
+                ok(request).with_body(json::to_vec(&topics, KeyStyle::Standard).unwrap_or_default())
+            }
+            RequestCode::DELETE_TOPIC_IN_NAMESRV => {
+                let header = DeleteTopicFromNamesrvRequestHeader::decode(&request.ext_fields)?;
+                self.routes.delete_topic(&header.topic, header.cluster_name.as_deref());
+                ok(request)
+            }
+            _ => remoting::not_supported(request),
+        })
+    }
+
+    fn register(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let header = RegisterBrokerRequestHeader::decode(&request.ext_fields)?;
+        let error =
+            |remark: String| RemotingCommand::response_to(request, ResponseCode::SYSTEM_ERROR, Some(remark));
+        if let Some(expected) = header.body_crc32.filter(|crc| *crc != 0) {
+            if masked_crc32(&request.body) != expected {
+                return Ok(error("crc32 not match".into()));
+            }
+        }
+        if header.compressed == Some(true) {
+            return Ok(error(
+                "compressed REGISTER_BROKER bodies are not supported; send compressed=false".into(),
+            ));
+        }
+        let body: RegisterBrokerBody = if request.body.is_empty() {
+            RegisterBrokerBody::default()
+        } else {
+            match json::from_slice(&request.body) {
+                Ok(body) => body,
+                Err(e) => return Ok(error(format!("bad REGISTER_BROKER body: {e}"))),
+            }
+        };
+        let registration = Registration {
+            cluster: header.cluster_name,
+            broker_name: header.broker_name,
+            broker_addr: header.broker_addr,
+            broker_id: header.broker_id,
+            ha_server_addr: header.ha_server_addr,
+            timeout_ms: header
+                .heartbeat_timeout_millis
+                .and_then(|t| u64::try_from(t).ok())
+                .unwrap_or(self.config.default_broker_timeout_ms),
+            enable_acting_master: header.enable_acting_master.unwrap_or(false),
+            topics: body.topic_config_serialize_wrapper,
+        };
+        let result = self.routes.register(now.mono, Some(conn), registration);
+        let mut response = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
+        if let Some(master) = result.master_addr {
+            response.ext_fields.insert("masterAddr", master);
+        }
+        if let Some(ha) = result.ha_server_addr {
+            response.ext_fields.insert("haServerAddr", ha);
+        }
+        Ok(response)
+    }
+}
+
+impl Machine for NameServer {
+    fn handle(&mut self, now: Now, input: Input) {
+        if self.next_scan.is_none() {
+            self.next_scan = Some(now.mono.plus_millis(self.config.scan_interval_ms));
+        }
+        match input {
+            Input::ConnOpened { conn, peer } => {
+                self.conns.open(conn, peer, &mut self.out);
+            }
+            Input::ConnClosed { conn } => {
+                self.conns.close(conn);
+                self.routes.connection_closed(conn);
+            }
+            Input::Bytes { conn, data } => {
+                for received in self.conns.feed(conn, &data, &mut self.out) {
+                    match received {
+                        Received::Command(cmd) => self.on_command(now, conn, cmd),
+                        Received::Closed(_) => {
+                            self.routes.connection_closed(conn);
+                        }
+                    }
+                }
+            }
+            Input::DiskDone { io, .. } => {
+                tracing::warn!(?io, "name server got a disk completion it never asked for")
+            }
+            Input::Timeout => {
+                if self.next_scan.is_some_and(|at| now.mono >= at) {
+                    self.routes.expire(now.mono);
+                    self.next_scan = Some(now.mono.plus_millis(self.config.scan_interval_ms));
+                }
+            }
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<MonoNanos> {
+        self.next_scan
+    }
+}

@@ -1,0 +1,9 @@
+//! JSON bodies of remoting commands, with the field names Java writes (getter names,
+//! camelCase) and lenient reading: missing fields take Java's defaults, unknown ones are
+//! ignored. Encode and decode them with [`crate::protocol::json`].
+
+mod route;
+mod topic;
+
+pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
+pub use topic::{perm, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper};

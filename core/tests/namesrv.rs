@@ -1,0 +1,150 @@
+//! The name server state machine driven with real frames, as a broker and clients would.
+
+use bytes::Bytes;
+use keel_core::io::{ConnId, Input, Machine, MonoNanos, Now, Output};
+use keel_core::namesrv::{NameServer, NameServerConfig};
+use keel_core::protocol::body::{ClusterInfo, RegisterBrokerBody, TopicConfig, TopicList, TopicRouteData};
+use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader, RegisterBrokerRequestHeader};
+use keel_core::protocol::json::{self, KeyStyle};
+use keel_core::protocol::{
+    decode_one, encode_to_bytes, ExtFields, RemotingCommand, RequestCode, ResponseCode,
+    DEFAULT_MAX_FRAME_LEN, FLAG_ONEWAY,
+};
+
+const BROKER: ConnId = ConnId(1);
+const CLIENT: ConnId = ConnId(2);
+
+fn at(ms: u64) -> Now {
+    Now::new(1_000_000_000 + ms * 1_000_000, 1_726_000_000_000 + i64::try_from(ms).unwrap())
+}
+
+fn start() -> NameServer {
+    let mut ns = NameServer::new(NameServerConfig::default());
+    for conn in [BROKER, CLIENT] {
+        ns.handle(at(0), Input::ConnOpened { conn, peer: "127.0.0.1:40000".parse().unwrap() });
+    }
+    ns
+}
+
+/// Send one request and collect what comes back on that connection.
+fn call(ns: &mut NameServer, now: Now, conn: ConnId, request: &RemotingCommand) -> Vec<Output> {
+    ns.handle(now, Input::Bytes { conn, data: encode_to_bytes(request) });
+    std::iter::from_fn(|| ns.poll_output()).collect()
+}
+
+fn response(outputs: &[Output]) -> RemotingCommand {
+    match outputs {
+        [Output::Send { data, .. }] => decode_one(data, DEFAULT_MAX_FRAME_LEN).unwrap(),
+        other => panic!("expected one reply, got {other:?}"),
+    }
+}
+
+fn register(ns: &mut NameServer, now: Now, topics: &[&str]) -> RemotingCommand {
+    let header = RegisterBrokerRequestHeader {
+        broker_name: "broker-a".into(),
+        broker_addr: "127.0.0.1:10911".into(),
+        cluster_name: "DefaultCluster".into(),
+        ha_server_addr: "127.0.0.1:10912".into(),
+        broker_id: 0,
+        heartbeat_timeout_millis: None,
+        enable_acting_master: Some(false),
+        compressed: Some(false),
+        body_crc32: Some(0),
+    };
+    let mut body = RegisterBrokerBody::default();
+    for topic in topics {
+        let config = TopicConfig {
+            topic_name: (*topic).into(),
+            read_queue_nums: 4,
+            write_queue_nums: 4,
+            ..TopicConfig::default()
+        };
+        body.topic_config_serialize_wrapper.topic_config_table.insert((*topic).into(), config);
+    }
+    let request = RemotingCommand::request(RequestCode::REGISTER_BROKER, 1, header.to_ext_fields())
+        .with_body(json::to_vec(&body, KeyStyle::Fastjson).unwrap());
+    response(&call(ns, now, BROKER, &request))
+}
+
+fn route(ns: &mut NameServer, now: Now, topic: &str) -> RemotingCommand {
+    let header = GetRouteInfoRequestHeader { topic: topic.into(), accept_standard_json_only: None };
+    let request = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 9, header.to_ext_fields());
+    response(&call(ns, now, CLIENT, &request))
+}
+
+#[test]
+fn a_registered_broker_is_routed_with_complete_route_data() {
+    let mut ns = start();
+    assert_eq!(register(&mut ns, at(0), &["TopicTest", "TBW102"]).response_code(), ResponseCode::SUCCESS);
+    let reply = route(&mut ns, at(10), "TopicTest");
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(reply.opaque, 9);
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    // Quoted broker ids, enableActingMaster and filterServerTable present: every client parses it.
+    assert!(text.contains(r#""brokerAddrs":{"0":"127.0.0.1:10911"}"#), "{text}");
+    assert!(text.contains(r#""enableActingMaster":false"#), "{text}");
+    assert!(text.contains(r#""filterServerTable":{}"#), "{text}");
+    let data: TopicRouteData = json::from_slice(&reply.body).unwrap();
+    assert_eq!(data.queue_datas[0].write_queue_nums, 4);
+    assert_eq!(data.queue_datas[0].perm, 6);
+    assert_eq!(route(&mut ns, at(10), "Nope").response_code(), ResponseCode::TOPIC_NOT_EXIST);
+
+    let cluster = RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_INFO, 3, ExtFields::new());
+    let info: ClusterInfo =
+        json::from_slice(&response(&call(&mut ns, at(10), CLIENT, &cluster)).body).unwrap();
+    assert!(info.cluster_addr_table["DefaultCluster"].contains("broker-a"));
+    let list = RemotingCommand::request(RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, 4, ExtFields::new());
+    let topics: TopicList = json::from_slice(&response(&call(&mut ns, at(10), CLIENT, &list)).body).unwrap();
+    assert_eq!(topics.topic_list.len(), 2);
+}
+
+#[test]
+fn unknown_codes_are_answered_not_supported_and_oneway_requests_get_no_answer() {
+    let mut ns = start();
+    let unknown = RemotingCommand::request(RequestCode(9999), 5, ExtFields::new());
+    let reply = response(&call(&mut ns, at(0), CLIENT, &unknown));
+    assert_eq!(reply.response_code(), ResponseCode::REQUEST_CODE_NOT_SUPPORTED);
+    assert_eq!(reply.remark.as_deref(), Some(" request type 9999 not supported"));
+    let mut oneway = RemotingCommand::request(RequestCode(9999), 6, ExtFields::new());
+    oneway.flag |= FLAG_ONEWAY;
+    assert!(call(&mut ns, at(0), CLIENT, &oneway).is_empty());
+    // A request missing a required header field gets an error reply, not a dropped connection.
+    let bad = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 7, ExtFields::new());
+    let reply = response(&call(&mut ns, at(0), CLIENT, &bad));
+    assert_eq!(reply.response_code(), ResponseCode::SYSTEM_ERROR);
+    assert!(reply.remark.unwrap().contains("topic"));
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let mut ns = start();
+    register(&mut ns, at(0), &["T"]);
+    ns.handle(at(1), Input::Bytes { conn: CLIENT, data: Bytes::from_static(b"\xff\xff\xff\xffgarbage") });
+    let outputs: Vec<Output> = std::iter::from_fn(|| ns.poll_output()).collect();
+    assert!(matches!(outputs.as_slice(), [Output::Close { conn: CLIENT, .. }]), "{outputs:?}");
+    // The broker's connection and its routes are untouched.
+    assert_eq!(route_on(&mut ns, BROKER, "T"), ResponseCode::SUCCESS);
+}
+
+fn route_on(ns: &mut NameServer, conn: ConnId, topic: &str) -> ResponseCode {
+    let header = GetRouteInfoRequestHeader { topic: topic.into(), accept_standard_json_only: None };
+    let request = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 9, header.to_ext_fields());
+    response(&call(ns, at(2), conn, &request)).response_code()
+}
+
+#[test]
+fn brokers_expire_after_120_seconds_and_at_once_when_their_connection_closes() {
+    let mut ns = start();
+    register(&mut ns, at(0), &["T"]);
+    let deadline = ns.poll_timeout().unwrap();
+    assert!(deadline <= MonoNanos(at(5_000).mono.0), "scans every 5 s");
+    ns.handle(at(120_000), Input::Timeout);
+    assert_eq!(route(&mut ns, at(120_000), "T").response_code(), ResponseCode::SUCCESS);
+    ns.handle(at(125_001), Input::Timeout);
+    assert_eq!(route(&mut ns, at(125_001), "T").response_code(), ResponseCode::TOPIC_NOT_EXIST);
+
+    register(&mut ns, at(130_000), &["T"]);
+    assert_eq!(route(&mut ns, at(130_000), "T").response_code(), ResponseCode::SUCCESS);
+    ns.handle(at(130_001), Input::ConnClosed { conn: BROKER });
+    assert_eq!(route(&mut ns, at(130_002), "T").response_code(), ResponseCode::TOPIC_NOT_EXIST);
+}
