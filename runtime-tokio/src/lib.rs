@@ -1,8 +1,33 @@
-//! Keel's production runtime: real disk and clock for the core's state machines (the
-//! driver loop, TCP and the binaries follow).
+//! Keel's production runtime: the driver loop that carries a core state machine's outputs
+//! out over TCP and real files, and the binaries.
 //!
 //! It depends on tokio through `madsim-tokio`, which is plain tokio in a normal build and
 //! madsim's simulated tokio under `--cfg madsim`, so the loop that runs in production is the
 //! loop that is simulated.
 
+pub mod config;
 pub mod disk;
+pub mod driver;
+
+/// Resolves on SIGTERM or Ctrl-C: the signal for a clean shutdown.
+pub async fn shutdown_signal() {
+    #[cfg(all(unix, not(madsim)))]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(any(not(unix), madsim))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,63 @@
+//! `mqnamesrv`: Keel's name server, started like RocketMQ's.
+//!
+//! `mqnamesrv [-c namesrv.properties] [-p]`: `-c` reads settings, `-p` prints the effective
+//! settings and exits. SIGTERM or Ctrl-C stops it.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use keel_core::namesrv::{NameServer, NameServerConfig};
+use keel_runtime_tokio::config::{NamesrvSettings, Properties};
+use keel_runtime_tokio::driver::{self, DriverConfig};
+
+/// Keel's name server.
+#[derive(Debug, Parser)]
+#[command(name = "mqnamesrv", version, about = "Keel name server (RocketMQ-compatible)")]
+struct Args {
+    /// Name server config file (Java properties).
+    #[arg(short = 'c', long = "configFile")]
+    config_file: Option<PathBuf>,
+    /// Print the effective configuration and exit.
+    #[arg(short = 'p', long = "printConfigItem")]
+    print_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let props = match &args.config_file {
+        Some(path) => Properties::load(path)?,
+        None => Properties::default(),
+    };
+    let settings = NamesrvSettings::from_properties(&props)?;
+    if args.print_config {
+        print!("{}", settings.to_properties());
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.listen_port)).await?;
+    let local = listener.local_addr()?;
+    // RocketMQ's startup line, so scripts waiting for it keep working; plus the address.
+    println!("The Name Server boot success. serializeType=JSON, address={local}");
+    let mut machine = NameServer::new(NameServerConfig {
+        scan_interval_ms: settings.scan_interval_ms,
+        ..NameServerConfig::default()
+    });
+    driver::run(
+        &mut machine,
+        listener,
+        None,
+        DriverConfig::default(),
+        keel_runtime_tokio::shutdown_signal(),
+        |_, _| {},
+        |_| true,
+    )
+    .await?;
+    tracing::info!("name server stopped");
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The driver loop: one task owns a core state machine and feeds it everything — accepted
+//! connections, bytes, disk completions, deadlines — then carries its outputs out.
+//!
+//! Each connection has a reader task that forwards raw chunks into one bounded queue (so a
+//! client flooding the server is slowed by backpressure, not buffered without limit) and a
+//! writer task with a bounded queue of its own (a client that does not read its replies is
+//! disconnected rather than buffered without limit). The loop never interprets a request:
+//! it only moves bytes, completions and time. The same loop runs on madsim's simulated
+//! network and time under `--cfg madsim`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use keel_core::io::{CloseReason, ConnId, Input, Machine, MonoNanos, Now, Output, UnixMillis};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::disk::{Completion, Disk};
+
+/// Driver limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Events (connections, chunks) waiting for the state machine.
+    pub event_queue: usize,
+    /// Replies waiting to be written, per connection.
+    pub write_queue: usize,
+    /// Bytes read from a socket at once.
+    pub read_chunk: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self { event_queue: 4096, write_queue: 4096, read_chunk: 64 * 1024 }
+    }
+}
+
+/// The clock the driver reads for the state machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    /// A clock whose monotonic zero is now.
+    #[must_use]
+    pub fn start() -> Self {
+        Self { start: Instant::now() }
+    }
+
+    /// The current time, monotonic and wall.
+    #[must_use]
+    pub fn now(&self) -> Now {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Now {
+            mono: MonoNanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)),
+            wall: UnixMillis(i64::try_from(wall).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// The instant a monotonic deadline stands for.
+    #[must_use]
+    pub fn instant(&self, at: MonoNanos) -> Instant {
+        self.start + Duration::from_nanos(at.0)
+    }
+}
+
+/// Why the driver stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The state machine asked to stop the process (e.g. a failed fsync).
+    #[error("fatal: {0}")]
+    Fatal(String),
+    /// Accepting connections failed.
+    #[error("listener failed: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// What a connection's tasks tell the loop.
+enum Event {
+    Opened { conn: ConnId, peer: SocketAddr, writer: mpsc::Sender<Bytes>, reader: JoinHandle<()> },
+    Bytes { conn: ConnId, data: Bytes },
+    Closed { conn: ConnId },
+}
+
+struct Connection {
+    writer: mpsc::Sender<Bytes>,
+    reader: JoinHandle<()>,
+}
+
+/// Run `machine` on connections accepted from `listener` (and `disk`, if it has one) until
+/// `shutdown` resolves; then `on_shutdown` is called and the loop keeps running until
+/// `done` says the machine has finished (e.g. its store has flushed and removed the abort
+/// marker).
+pub async fn run<M: Machine>(
+    machine: &mut M,
+    listener: TcpListener,
+    mut disk: Option<(Arc<dyn Disk>, mpsc::UnboundedReceiver<Completion>)>,
+    config: DriverConfig,
+    shutdown: impl Future<Output = ()>,
+    mut on_shutdown: impl FnMut(&mut M, Now),
+    mut done: impl FnMut(&M) -> bool,
+) -> Result<(), DriverError> {
+    let clock = Clock::start();
+    let (events_tx, mut events) = mpsc::channel::<Event>(config.event_queue);
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx, config));
+    let mut conns: BTreeMap<ConnId, Connection> = BTreeMap::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut shutting_down = false;
+    let result = loop {
+        if shutting_down && done(machine) {
+            break Ok(());
+        }
+        let deadline = machine.poll_timeout().map(|at| clock.instant(at));
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let completion = async {
+            match disk.as_mut() {
+                Some((_, completions)) => completions.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Opened { conn, peer, writer, reader }) => {
+                    conns.insert(conn, Connection { writer, reader });
+                    machine.handle(clock.now(), Input::ConnOpened { conn, peer });
+                }
+                Some(Event::Bytes { conn, data }) => machine.handle(clock.now(), Input::Bytes { conn, data }),
+                Some(Event::Closed { conn }) => {
+                    if conns.remove(&conn).is_some() {
+                        machine.handle(clock.now(), Input::ConnClosed { conn });
+                    }
+                }
+                None => break Ok(()),
+            },
+            Some((io, result)) = completion => machine.handle(clock.now(), Input::DiskDone { io, result }),
+            () = sleep => machine.handle(clock.now(), Input::Timeout),
+            () = &mut shutdown, if !shutting_down => {
+                shutting_down = true;
+                on_shutdown(machine, clock.now());
+            }
+        }
+        // Carry outputs out; connections dropped for a full write queue are reported back.
+        let mut failed = None;
+        loop {
+            match carry_out(machine, &mut conns, disk.as_ref().map(|(d, _)| d)) {
+                Ok(dropped) if dropped.is_empty() => break,
+                Ok(dropped) => {
+                    for conn in dropped {
+                        machine.handle(clock.now(), Input::ConnClosed { conn });
+                    }
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failed {
+            break Err(error);
+        }
+    };
+    acceptor.abort();
+    for (_, conn) in conns {
+        conn.reader.abort();
+    }
+    result
+}
+
+/// Carry out every output the machine has, in order. Returns the connections dropped
+/// because their write queue was full, which the machine must be told about.
+fn carry_out<M: Machine>(
+    machine: &mut M,
+    conns: &mut BTreeMap<ConnId, Connection>,
+    disk: Option<&Arc<dyn Disk>>,
+) -> Result<Vec<ConnId>, DriverError> {
+    let mut dropped = Vec::new();
+    while let Some(output) = machine.poll_output() {
+        match output {
+            Output::Send { conn, data } => {
+                let Some(connection) = conns.get(&conn) else { continue };
+                if connection.writer.try_send(data).is_err() {
+                    // The peer is not reading its replies (or is gone): drop it rather than
+                    // buffer without limit.
+                    tracing::warn!(?conn, "closing connection: write queue full");
+                    close(conns, conn);
+                    dropped.push(conn);
+                }
+            }
+            Output::Close { conn, reason: CloseReason(reason) } => {
+                tracing::info!(?conn, %reason, "closing connection");
+                close(conns, conn);
+            }
+            Output::Disk { io, op } => match disk {
+                Some(disk) => disk.submit(io, op),
+                None => tracing::error!(?io, ?op, "machine asked for disk IO but has no disk"),
+            },
+            Output::Fatal { reason } => return Err(DriverError::Fatal(reason)),
+        }
+    }
+    Ok(dropped)
+}
+
+/// Drop a connection: its writer finishes what is queued and closes the socket; its reader
+/// stops at once.
+fn close(conns: &mut BTreeMap<ConnId, Connection>, conn: ConnId) {
+    if let Some(connection) = conns.remove(&conn) {
+        connection.reader.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config: DriverConfig) {
+    let mut next_conn = 0u64;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        next_conn += 1;
+        let conn = ConnId(next_conn);
+        let _ = stream.set_nodelay(true);
+        let (read_half, write_half) = tokio::io::split(stream);
+        let (writer, queue) = mpsc::channel::<Bytes>(config.write_queue);
+        tokio::spawn(write_loop(write_half, queue));
+        let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), config.read_chunk));
+        if events.send(Event::Opened { conn, peer, writer, reader }).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_loop(
+    conn: ConnId,
+    mut stream: tokio::io::ReadHalf<TcpStream>,
+    events: mpsc::Sender<Event>,
+    chunk: usize,
+) {
+    let mut buf = BytesMut::with_capacity(chunk);
+    loop {
+        buf.reserve(chunk);
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let data = buf.split().freeze();
+                if events.send(Event::Bytes { conn, data }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::Closed { conn }).await;
+}
+
+async fn write_loop(mut stream: tokio::io::WriteHalf<TcpStream>, mut queue: mpsc::Receiver<Bytes>) {
+    while let Some(data) = queue.recv().await {
+        if stream.write_all(&data).await.is_err() {
+            break;
+        }
+        // Coalesce whatever else is already queued into the same flush.
+        while let Ok(more) = queue.try_recv() {
+            if stream.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if stream.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+}
