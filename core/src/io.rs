@@ -50,9 +50,22 @@ impl Now {
     }
 }
 
-/// One network connection, as numbered by the runtime.
+/// One network connection. The runtime numbers the connections it accepts from 1 up; a
+/// state machine numbers the ones it opens (`Output::Connect`) from [`ConnId::OUTBOUND`] up,
+/// so the two never collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
+
+impl ConnId {
+    /// The first id a state machine may choose for a connection it opens.
+    pub const OUTBOUND: u64 = 1 << 62;
+
+    /// Whether this is a connection the state machine opened.
+    #[must_use]
+    pub fn is_outbound(self) -> bool {
+        self.0 >= Self::OUTBOUND
+    }
+}
 
 /// One disk operation, as numbered by the state machine that asked for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -276,6 +289,15 @@ pub enum Output {
         conn: ConnId,
         /// The bytes.
         data: Bytes,
+    },
+    /// Open a connection to `addr` under the id `conn` (≥ [`ConnId::OUTBOUND`]). Success is
+    /// reported as `Input::ConnOpened`, failure as `Input::ConnClosed`; the state machine
+    /// sends on it only after it is open.
+    Connect {
+        /// The id the state machine chose.
+        conn: ConnId,
+        /// Where to connect.
+        addr: SocketAddr,
     },
     /// Close a connection (after sending what was queued).
     Close {

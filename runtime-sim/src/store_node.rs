@@ -53,7 +53,7 @@ impl StoreNode {
             match output {
                 Output::Disk { io, op } => self.queue.push(io, op),
                 Output::Fatal { reason } => self.fatal.push(reason),
-                Output::Send { .. } | Output::Close { .. } => {}
+                Output::Send { .. } | Output::Close { .. } | Output::Connect { .. } => {}
             }
         }
     }

@@ -109,7 +109,7 @@ pub async fn run<M: Machine>(
 ) -> Result<(), DriverError> {
     let clock = Clock::start();
     let (events_tx, mut events) = mpsc::channel::<Event>(config.event_queue);
-    let acceptor = tokio::spawn(accept_loop(listener, events_tx, config));
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx.clone(), config));
     let mut conns: BTreeMap<ConnId, Connection> = BTreeMap::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut shutting_down = false;
@@ -154,7 +154,7 @@ pub async fn run<M: Machine>(
         // Carry outputs out; connections dropped for a full write queue are reported back.
         let mut failed = None;
         loop {
-            match carry_out(machine, &mut conns, disk.as_ref().map(|(d, _)| d)) {
+            match carry_out(machine, &mut conns, disk.as_ref().map(|(d, _)| d), &events_tx, config) {
                 Ok(dropped) if dropped.is_empty() => break,
                 Ok(dropped) => {
                     for conn in dropped {
@@ -184,6 +184,8 @@ fn carry_out<M: Machine>(
     machine: &mut M,
     conns: &mut BTreeMap<ConnId, Connection>,
     disk: Option<&Arc<dyn Disk>>,
+    events: &mpsc::Sender<Event>,
+    config: DriverConfig,
 ) -> Result<Vec<ConnId>, DriverError> {
     let mut dropped = Vec::new();
     while let Some(output) = machine.poll_output() {
@@ -197,6 +199,9 @@ fn carry_out<M: Machine>(
                     close(conns, conn);
                     dropped.push(conn);
                 }
+            }
+            Output::Connect { conn, addr } => {
+                tokio::spawn(connect(conn, addr, events.clone(), config));
             }
             Output::Close { conn, reason: CloseReason(reason) } => {
                 tracing::info!(?conn, %reason, "closing connection");
@@ -220,6 +225,39 @@ fn close(conns: &mut BTreeMap<ConnId, Connection>, conn: ConnId) {
     }
 }
 
+/// Open an outbound connection; report it like an accepted one, or as closed on failure.
+async fn connect(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Event>, config: DriverConfig) {
+    match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            start_connection(conn, addr, stream, &events, config).await;
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(?conn, %addr, %error, "connect failed");
+            let _ = events.send(Event::Closed { conn }).await;
+        }
+        Err(_) => {
+            tracing::debug!(?conn, %addr, "connect timed out");
+            let _ = events.send(Event::Closed { conn }).await;
+        }
+    }
+}
+
+/// Spawn a connection's reader and writer and announce it to the loop.
+async fn start_connection(
+    conn: ConnId,
+    peer: SocketAddr,
+    stream: TcpStream,
+    events: &mpsc::Sender<Event>,
+    config: DriverConfig,
+) -> bool {
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = tokio::io::split(stream);
+    let (writer, queue) = mpsc::channel::<Bytes>(config.write_queue);
+    tokio::spawn(write_loop(write_half, queue));
+    let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), config.read_chunk));
+    events.send(Event::Opened { conn, peer, writer, reader }).await.is_ok()
+}
+
 async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config: DriverConfig) {
     let mut next_conn = 0u64;
     loop {
@@ -231,13 +269,7 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config:
             }
         };
         next_conn += 1;
-        let conn = ConnId(next_conn);
-        let _ = stream.set_nodelay(true);
-        let (read_half, write_half) = tokio::io::split(stream);
-        let (writer, queue) = mpsc::channel::<Bytes>(config.write_queue);
-        tokio::spawn(write_loop(write_half, queue));
-        let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), config.read_chunk));
-        if events.send(Event::Opened { conn, peer, writer, reader }).await.is_err() {
+        if !start_connection(ConnId(next_conn), peer, stream, &events, config).await {
             return;
         }
     }

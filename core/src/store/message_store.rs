@@ -55,13 +55,13 @@ enum CheckpointRound {
 /// The message store. See the [module docs](super) for its life cycle.
 #[derive(Debug)]
 pub struct Store {
-    config: StoreConfig,
-    log: CommitLog,
-    queues: QueueTable,
+    pub(super) config: StoreConfig,
+    pub(super) log: CommitLog,
+    pub(super) queues: QueueTable,
     ops: OpQueue,
     phase: Phase,
-    written_end: u64,
-    flushed_end: u64,
+    pub(super) written_end: u64,
+    pub(super) flushed_end: u64,
     flushed_timestamp: i64,
     flush: Option<FlushRound>,
     checkpoint: Option<CheckpointRound>,
@@ -283,6 +283,7 @@ impl Store {
         }
         match self.ops.complete(io) {
             Completed::LogWritten { end } => self.written_end = self.written_end.max(end),
+            Completed::CqWritten { slot, upto } => self.queues.written(slot, upto),
             Completed::GroupDone(group) => self.group_done(group),
             Completed::Nothing => {}
             Completed::Unknown => tracing::warn!(?io, "completion of an unknown disk operation"),

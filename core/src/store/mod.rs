@@ -16,6 +16,7 @@ mod message_store;
 mod ops;
 pub mod paths;
 mod queue_table;
+mod read;
 mod recovery;
 
 pub mod audit;
@@ -24,6 +25,7 @@ use core::net::SocketAddr;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_LEN};
 pub use message_store::Store;
+pub use read::ReadError;
 pub use recovery::{RecoveryError, RecoveryKind, RecoveryReport};
 
 use crate::protocol::message::stored::RecordError;

@@ -19,7 +19,9 @@ pub(crate) enum Purpose {
     LogWrite { end: u64 },
     /// Part of a group.
     Group(GroupId),
-    /// Nothing waits for it (ConsumeQueue writes).
+    /// A ConsumeQueue write; the queue in slot `slot` is on disk up to offset `upto`.
+    CqWrite { slot: usize, upto: u64 },
+    /// Nothing waits for it.
     Plain,
 }
 
@@ -28,6 +30,8 @@ pub(crate) enum Purpose {
 pub(crate) enum Completed {
     /// A CommitLog write finished; the log is written up to `end`.
     LogWritten { end: u64 },
+    /// A ConsumeQueue write finished.
+    CqWritten { slot: usize, upto: u64 },
     /// The last operation of a group finished.
     GroupDone(GroupId),
     /// Nothing to act on.
@@ -87,6 +91,7 @@ impl OpQueue {
         match self.in_flight.remove(&io) {
             None => Completed::Unknown,
             Some(Purpose::LogWrite { end }) => Completed::LogWritten { end },
+            Some(Purpose::CqWrite { slot, upto }) => Completed::CqWritten { slot, upto },
             Some(Purpose::Plain) => Completed::Nothing,
             Some(Purpose::Group(group)) => {
                 let left = self.group_sizes.get_mut(&group).map(|n| {

@@ -26,6 +26,8 @@ pub(crate) struct QueueState {
     pub(crate) min_offset: u64,
     /// The offset the next entry gets (RocketMQ's max offset).
     pub(crate) next_offset: u64,
+    /// Entries below this offset are written to the queue's files (readable).
+    pub(crate) written_next: u64,
     /// Entries dispatched but not yet issued as writes, starting at `staged_from`.
     staged: Vec<u8>,
     staged_from: u64,
@@ -44,6 +46,7 @@ impl QueueState {
             dir,
             min_offset,
             next_offset,
+            written_next: next_offset,
             staged: Vec::new(),
             staged_from: next_offset,
             files,
@@ -64,7 +67,7 @@ impl QueueState {
     }
 
     /// Issue staged entries as writes, creating files as needed.
-    fn emit(&mut self, ops: &mut OpQueue, file_size: u64) {
+    fn emit(&mut self, ops: &mut OpQueue, file_size: u64, slot: Slot) {
         let mut staged = Bytes::from(core::mem::take(&mut self.staged));
         while !staged.is_empty() {
             let pos = self.staged_from * ENTRY_LEN;
@@ -78,7 +81,8 @@ impl QueueState {
                 self.dir_dirty = true;
             }
             self.staged_from += chunk.len() as u64 / ENTRY_LEN;
-            ops.push(DiskOp::Write { file, offset: in_file, data: chunk }, Purpose::Plain);
+            let purpose = Purpose::CqWrite { slot: slot.0, upto: self.staged_from };
+            ops.push(DiskOp::Write { file, offset: in_file, data: chunk }, purpose);
             self.unsynced.insert(file_start);
         }
     }
@@ -194,7 +198,7 @@ impl QueueTable {
         let file_size = self.file_size;
         for slot in core::mem::take(&mut self.dirty) {
             if let Some(queue) = self.slots.get_mut(slot.0) {
-                queue.emit(ops, file_size);
+                queue.emit(ops, file_size, slot);
                 self.unsynced.insert(slot);
             }
         }
@@ -218,6 +222,18 @@ impl QueueTable {
         self.index.iter().flat_map(move |(topic, queues)| {
             queues.iter().filter_map(move |(id, slot)| Some((topic.as_str(), *id, self.slots.get(slot.0)?)))
         })
+    }
+
+    /// A ConsumeQueue write completed: the queue is on disk up to `upto`.
+    pub(crate) fn written(&mut self, slot: usize, upto: u64) {
+        if let Some(queue) = self.slots.get_mut(slot) {
+            queue.written_next = queue.written_next.max(upto);
+        }
+    }
+
+    /// The directory of a queue's files.
+    pub(crate) fn dir(&self, topic: &str, queue_id: i32) -> Option<&FilePath> {
+        self.get(topic, queue_id).map(|q| &q.dir)
     }
 
     /// Recovery: only these files of the queue remain.

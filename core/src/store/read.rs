@@ -1,0 +1,128 @@
+//! Reading the store for pulls, views and offset queries, through the runtime's read view.
+//!
+//! Only what is readable is served: ConsumeQueue entries already written to their files,
+//! whose records end at or below the visible end of the log (written under ASYNC_FLUSH,
+//! flushed under SYNC_FLUSH, so a consumer never sees a message a power loss could take
+//! back when the producer was promised durability). Every record read is checked against its
+//! CRCs; a damaged one is an error, never delivered.
+
+use bytes::Bytes;
+
+use super::consume_queue::{CqEntry, ENTRY_LEN};
+use super::message_store::Store;
+use super::{paths, FlushMode, PhysOffset, QueueOffset};
+use crate::io::{DiskError, StoreRead};
+use crate::protocol::message::stored::{parse_record, verify_crcs, Parsed, RecordError};
+
+/// Why a read failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The read view failed.
+    #[error("read failed: {0}")]
+    Disk(#[from] DiskError),
+    /// The bytes read are not a valid record (damage on disk or in transit).
+    #[error("damaged record at {offset}: {error}")]
+    Damaged {
+        /// CommitLog offset.
+        offset: u64,
+        /// What was wrong.
+        error: RecordError,
+    },
+    /// Nothing there (beyond the log, or a removed segment).
+    #[error("no record at {0}")]
+    Missing(u64),
+}
+
+/// Most entries read at once.
+const MAX_ENTRIES_PER_READ: u64 = 1024;
+
+impl Store {
+    /// The end of what consumers may see: written under ASYNC_FLUSH, flushed under SYNC_FLUSH.
+    #[must_use]
+    pub fn visible_end(&self) -> PhysOffset {
+        match self.config.flush_mode {
+            FlushMode::Sync => PhysOffset(self.flushed_end),
+            FlushMode::Async { .. } => PhysOffset(self.written_end),
+        }
+    }
+
+    /// The offset just past a queue's last readable entry (≤ its max offset).
+    #[must_use]
+    pub fn readable_next(&self, topic: &str, queue_id: i32) -> Option<QueueOffset> {
+        self.queues.get(topic, queue_id).map(|q| QueueOffset(q.written_next))
+    }
+
+    /// Up to `max` readable entries of a queue starting at `from`, stopping at the first whose
+    /// record is not visible yet.
+    pub fn read_entries(
+        &self,
+        reader: &dyn StoreRead,
+        topic: &str,
+        queue_id: i32,
+        from: QueueOffset,
+        max: u64,
+    ) -> Result<Vec<CqEntry>, ReadError> {
+        let Some(queue) = self.queues.get(topic, queue_id) else { return Ok(Vec::new()) };
+        let Some(dir) = self.queues.dir(topic, queue_id) else { return Ok(Vec::new()) };
+        let visible = self.visible_end().0;
+        let end = queue.written_next.min(from.0.saturating_add(max.min(MAX_ENTRIES_PER_READ)));
+        let file_size = self.queues.file_size();
+        let mut entries = Vec::new();
+        let mut offset = from.0.max(queue.min_offset);
+        while offset < end {
+            let pos = offset * ENTRY_LEN;
+            let file_start = pos - pos % file_size;
+            let in_file = pos - file_start;
+            let count = (end - offset).min((file_size - in_file) / ENTRY_LEN);
+            let mut buf = vec![0u8; usize::try_from(count * ENTRY_LEN).unwrap_or(0)];
+            let file = dir.join(&paths::offset_name(file_start)).ok_or(ReadError::Missing(pos))?;
+            let got = reader.read_at(&file, in_file, &mut buf)?;
+            for slot in buf.get(..got).unwrap_or_default().chunks_exact(ENTRY_LEN as usize) {
+                match CqEntry::decode(slot) {
+                    Some(entry) if entry.end() <= visible => entries.push(entry),
+                    _ => return Ok(entries),
+                }
+            }
+            if (got as u64) < count * ENTRY_LEN {
+                break;
+            }
+            offset += count;
+        }
+        Ok(entries)
+    }
+
+    /// The record at `phys` of `size` bytes, CRC-checked.
+    pub fn read_record(&self, reader: &dyn StoreRead, phys: u64, size: u32) -> Result<Bytes, ReadError> {
+        if phys + u64::from(size) > self.visible_end().0 {
+            return Err(ReadError::Missing(phys));
+        }
+        let segment_size = self.config.segment_size;
+        let base = phys - phys % segment_size;
+        let mut buf = vec![0u8; usize::try_from(size).unwrap_or(0)];
+        let got = reader.read_at(&paths::segment(base), phys - base, &mut buf)?;
+        if got < buf.len() {
+            return Err(ReadError::Missing(phys));
+        }
+        match parse_record(&buf) {
+            Ok(Parsed::Message(view)) if u64::try_from(view.physical_offset).ok() == Some(phys) => {
+                verify_crcs(&view, true).map_err(|error| ReadError::Damaged { offset: phys, error })?;
+            }
+            Ok(_) => return Err(ReadError::Missing(phys)),
+            Err(error) => return Err(ReadError::Damaged { offset: phys, error }),
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// The record starting at `phys` (its size read from its first bytes), CRC-checked: for
+    /// lookups by offset message id.
+    pub fn read_record_at(&self, reader: &dyn StoreRead, phys: u64) -> Result<Bytes, ReadError> {
+        let segment_size = self.config.segment_size;
+        let base = phys - phys % segment_size;
+        let mut head = [0u8; 4];
+        if reader.read_at(&paths::segment(base), phys - base, &mut head)? < 4 {
+            return Err(ReadError::Missing(phys));
+        }
+        let size = u32::try_from(i32::from_be_bytes(head)).map_err(|_| ReadError::Missing(phys))?;
+        self.read_record(reader, phys, size)
+    }
+}
