@@ -336,6 +336,20 @@ pub trait StoreRead {
     fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError>;
 }
 
+impl<T: StoreRead + ?Sized> StoreRead for std::sync::Arc<T> {
+    fn read_at(&self, file: &FilePath, offset: u64, buf: &mut [u8]) -> Result<usize, DiskError> {
+        (**self).read_at(file, offset, buf)
+    }
+
+    fn len(&self, file: &FilePath) -> Result<Option<u64>, DiskError> {
+        (**self).len(file)
+    }
+
+    fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError> {
+        (**self).list(dir)
+    }
+}
+
 /// A sans-IO state machine: the shape shared by the broker, the name server and the clients.
 ///
 /// The run-loop contract: call [`handle`](Machine::handle) once with the current time and

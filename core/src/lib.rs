@@ -24,6 +24,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod broker;
 pub mod io;
 pub mod namesrv;
 pub mod protocol;

@@ -105,6 +105,132 @@ impl NamesrvSettings {
     }
 }
 
+/// Broker settings and the `broker.conf` keys they come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// `brokerClusterName`.
+    pub cluster_name: String,
+    /// `brokerName`.
+    pub broker_name: String,
+    /// `brokerId`.
+    pub broker_id: i64,
+    /// `listenPort`.
+    pub listen_port: u16,
+    /// `brokerIP1`: the address clients are told to use.
+    pub broker_ip: std::net::IpAddr,
+    /// `namesrvAddr`: `;`-separated `host:port` list.
+    pub namesrv_addr: String,
+    /// `storePathRootDir`.
+    pub store_path_root_dir: std::path::PathBuf,
+    /// `flushDiskType`: `ASYNC_FLUSH` or `SYNC_FLUSH`.
+    pub flush_disk_type: String,
+    /// `flushIntervalCommitLog`, ms.
+    pub flush_interval_ms: u64,
+    /// `autoCreateTopicEnable`.
+    pub auto_create_topic: bool,
+    /// `defaultTopicQueueNums`.
+    pub default_topic_queue_nums: i32,
+    /// `mappedFileSizeCommitLog`, bytes.
+    pub commitlog_segment_size: u64,
+    /// `mappedFileSizeConsumeQueue`, bytes (a multiple of 20).
+    pub consume_queue_file_size: u64,
+    /// `maxMessageSize`, bytes.
+    pub max_message_size: usize,
+}
+
+impl BrokerSettings {
+    /// Keys the broker understands.
+    pub const KEYS: &'static [&'static str] = &[
+        "brokerClusterName",
+        "brokerName",
+        "brokerId",
+        "listenPort",
+        "brokerIP1",
+        "namesrvAddr",
+        "storePathRootDir",
+        "flushDiskType",
+        "flushIntervalCommitLog",
+        "autoCreateTopicEnable",
+        "defaultTopicQueueNums",
+        "mappedFileSizeCommitLog",
+        "mappedFileSizeConsumeQueue",
+        "maxMessageSize",
+        // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
+        // for them is fixed (a single master, no file deletion yet).
+        "brokerRole",
+        "deleteWhen",
+        "fileReservedTime",
+    ];
+
+    /// Settings from properties; unknown keys are warned about.
+    pub fn from_properties(props: &Properties) -> Result<Self, ConfigError> {
+        let _ = props.unknown_keys(Self::KEYS);
+        let home =
+            std::env::var_os("HOME").map_or_else(|| std::path::PathBuf::from("."), std::path::PathBuf::from);
+        let settings = Self {
+            cluster_name: props.get("brokerClusterName")?.unwrap_or_else(|| "DefaultCluster".into()),
+            broker_name: props.get("brokerName")?.unwrap_or_else(|| "broker-a".into()),
+            broker_id: props.get("brokerId")?.unwrap_or(0),
+            listen_port: props.get("listenPort")?.unwrap_or(10911),
+            broker_ip: props.get("brokerIP1")?.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            namesrv_addr: props.get("namesrvAddr")?.unwrap_or_default(),
+            store_path_root_dir: props.get("storePathRootDir")?.unwrap_or_else(|| home.join("store")),
+            flush_disk_type: props.get("flushDiskType")?.unwrap_or_else(|| "ASYNC_FLUSH".into()),
+            flush_interval_ms: props.get("flushIntervalCommitLog")?.unwrap_or(500),
+            auto_create_topic: props.get("autoCreateTopicEnable")?.unwrap_or(true),
+            default_topic_queue_nums: props.get("defaultTopicQueueNums")?.unwrap_or(8),
+            commitlog_segment_size: props.get("mappedFileSizeCommitLog")?.unwrap_or(1024 * 1024 * 1024),
+            consume_queue_file_size: props.get("mappedFileSizeConsumeQueue")?.unwrap_or(300_000 * 20),
+            max_message_size: props.get("maxMessageSize")?.unwrap_or(4 * 1024 * 1024),
+        };
+        if settings.flush_disk_type != "ASYNC_FLUSH" && settings.flush_disk_type != "SYNC_FLUSH" {
+            return Err(ConfigError::BadValue {
+                key: "flushDiskType".into(),
+                value: settings.flush_disk_type,
+            });
+        }
+        Ok(settings)
+    }
+
+    /// The name server addresses, resolved.
+    pub fn namesrv_addrs(&self) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+        use std::net::ToSocketAddrs;
+        self.namesrv_addr
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut it| it.next())
+                    .ok_or_else(|| ConfigError::BadValue { key: "namesrvAddr".into(), value: a.to_owned() })
+            })
+            .collect()
+    }
+
+    /// The effective configuration as properties text (what `-p` prints).
+    #[must_use]
+    pub fn to_properties(&self) -> String {
+        format!(
+            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\n",
+            self.cluster_name,
+            self.broker_name,
+            self.broker_id,
+            self.listen_port,
+            self.broker_ip,
+            self.namesrv_addr,
+            self.store_path_root_dir.display(),
+            self.flush_disk_type,
+            self.flush_interval_ms,
+            self.auto_create_topic,
+            self.default_topic_queue_nums,
+            self.commitlog_segment_size,
+            self.consume_queue_file_size,
+            self.max_message_size,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

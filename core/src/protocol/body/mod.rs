@@ -2,8 +2,10 @@
 //! camelCase) and lenient reading: missing fields take Java's defaults, unknown ones are
 //! ignored. Encode and decode them with [`crate::protocol::json`].
 
+mod client;
 mod route;
 mod topic;
 
+pub use client::{ConsumerData, ConsumerIdList, HeartbeatData, KvTable, ProducerData, SubscriptionData};
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
 pub use topic::{perm, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper};

@@ -170,3 +170,25 @@ command_header! {
         max_reconsume_times: Option<i32> => "maxReconsumeTimes",
     }
 }
+
+command_header! {
+    /// UPDATE_AND_CREATE_TOPIC request.
+    pub struct CreateTopicRequestHeader {
+        /// Topic.
+        topic: String => "topic",
+        /// Template topic (mqadmin sends TBW102).
+        default_topic: Option<String> => "defaultTopic",
+        /// Queues consumers read.
+        read_queue_nums: i32 => "readQueueNums",
+        /// Queues producers write.
+        write_queue_nums: i32 => "writeQueueNums",
+        /// Permission bits.
+        perm: i32 => "perm",
+        /// `SINGLE_TAG` or `MULTI_TAG`.
+        topic_filter_type: Option<String> => "topicFilterType",
+        /// Sys flag.
+        topic_sys_flag: Option<i32> => "topicSysFlag",
+        /// Ordered topic.
+        order: Option<bool> => "order",
+    }
+}

@@ -1,0 +1,71 @@
+//! Broker settings (RocketMQ's `BrokerConfig` keys, the ones Keel uses).
+
+use core::net::SocketAddr;
+
+use crate::protocol::DEFAULT_MAX_FRAME_LEN;
+use crate::store::StoreConfig;
+
+/// Broker settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// `brokerClusterName`.
+    pub cluster_name: String,
+    /// `brokerName`.
+    pub broker_name: String,
+    /// `brokerId` (0 = master).
+    pub broker_id: i64,
+    /// The `ip:port` clients reach (`brokerIP1:listenPort`); also STOREHOST of every record.
+    pub advertised_addr: SocketAddr,
+    /// `namesrvAddr`.
+    pub namesrv_addrs: Vec<SocketAddr>,
+    /// `autoCreateTopicEnable`: unknown topics are created from `TBW102` on first send.
+    pub auto_create_topic: bool,
+    /// `defaultTopicQueueNums`: queues of auto-created topics (capped by the request's).
+    pub default_topic_queue_nums: i32,
+    /// `registerNameServerPeriod`, ms.
+    pub register_interval_ms: u64,
+    /// `channelExpiredTimeout`: a client silent this long is dropped, ms.
+    pub client_expiry_ms: u64,
+    /// Longest a pull is held, ms (below the client's own 30 s timeout).
+    pub max_pull_hold_ms: u64,
+    /// Most pulls held at once; beyond it pulls are answered at once.
+    pub max_pull_holds: usize,
+    /// Most sends waiting for durability before new ones get SYSTEM_BUSY.
+    pub max_pending_replies: usize,
+    /// Largest frame accepted.
+    pub max_frame_len: usize,
+    /// Most connections.
+    pub max_connections: usize,
+    /// `MSG_REGION` in send replies.
+    pub region: String,
+    /// `TRACE_ON` in send replies.
+    pub trace_on: bool,
+    /// The message store.
+    pub store: StoreConfig,
+}
+
+impl BrokerConfig {
+    /// RocketMQ's defaults for a broker reachable at `advertised_addr`.
+    #[must_use]
+    pub fn new(advertised_addr: SocketAddr) -> Self {
+        Self {
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            advertised_addr,
+            namesrv_addrs: Vec::new(),
+            auto_create_topic: true,
+            default_topic_queue_nums: 8,
+            register_interval_ms: 30_000,
+            client_expiry_ms: 120_000,
+            max_pull_hold_ms: 20_000,
+            max_pull_holds: 20_000,
+            max_pending_replies: 100_000,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_connections: 10_000,
+            region: "DefaultRegion".into(),
+            trace_on: true,
+            store: StoreConfig::new(advertised_addr),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The broker: a thin router over its parts. It owns the message store, the topic table,
+//! the client registry, consumer offsets, held pulls, replies waiting for durability and
+//! the links to name servers; each request code goes to the part that handles it. Anything
+//! else is answered REQUEST_CODE_NOT_SUPPORTED.
+
+mod admin;
+pub mod clients;
+pub mod config;
+pub mod offsets;
+mod pull;
+mod registration;
+mod send;
+pub mod topics;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output, StoreRead};
+use crate::protocol::message::message_id::UniqueIdGenerator;
+use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use crate::remoting::{self, ConnectionTable, Received};
+use crate::store::Store;
+pub use clients::ClientRegistry;
+pub use config::BrokerConfig;
+pub use offsets::ConsumerOffsets;
+use pull::PullHold;
+use registration::NamesrvLinks;
+pub use send::PendingReply;
+pub use topics::TopicTable;
+
+/// How often client expiry is checked.
+const CLIENT_SCAN_MS: u64 = 10_000;
+
+/// Counters shown by GET_BROKER_RUNTIME_INFO.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Messages stored.
+    pub messages_put: u64,
+    /// Messages delivered by pulls.
+    pub messages_got: u64,
+}
+
+/// The broker state machine.
+pub struct Broker {
+    config: BrokerConfig,
+    store: Store,
+    reader: Box<dyn StoreRead + Send>,
+    conns: ConnectionTable,
+    topics: TopicTable,
+    clients: ClientRegistry,
+    offsets: ConsumerOffsets,
+    out: VecDeque<Output>,
+    pending: VecDeque<PendingReply>,
+    holds: Vec<PullHold>,
+    namesrvs: NamesrvLinks,
+    unique_ids: UniqueIdGenerator,
+    queue_cursor: BTreeMap<String, u32>,
+    next_opaque: i32,
+    next_client_scan: MonoNanos,
+    boot_wall_ms: i64,
+    stats: BrokerStats,
+}
+
+impl core::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Broker")
+            .field("config", &self.config)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A broker over a recovered `store`, reading through `reader`.
+    #[must_use]
+    pub fn new(config: BrokerConfig, store: Store, reader: Box<dyn StoreRead + Send>, now: Now) -> Self {
+        let ip = match config.advertised_addr.ip() {
+            core::net::IpAddr::V4(v4) => v4,
+            core::net::IpAddr::V6(_) => core::net::Ipv4Addr::LOCALHOST,
+        };
+        let namesrvs = NamesrvLinks::new(&config.namesrv_addrs, now.mono);
+        Self {
+            conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
+            topics: TopicTable::new(config.auto_create_topic, config.default_topic_queue_nums, now.wall.0),
+            clients: ClientRegistry::default(),
+            offsets: ConsumerOffsets::default(),
+            out: VecDeque::new(),
+            pending: VecDeque::new(),
+            holds: Vec::new(),
+            namesrvs,
+            unique_ids: UniqueIdGenerator::new(
+                ip,
+                i16::try_from(config.advertised_addr.port() % 32_768).unwrap_or(0),
+                0x4B45_454C,
+            ),
+            queue_cursor: BTreeMap::new(),
+            next_opaque: 1,
+            next_client_scan: now.mono.plus_millis(CLIENT_SCAN_MS),
+            boot_wall_ms: now.wall.0,
+            stats: BrokerStats::default(),
+            config,
+            store,
+            reader,
+        }
+    }
+
+    /// The message store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The topic table.
+    #[must_use]
+    pub fn topics(&self) -> &TopicTable {
+        &self.topics
+    }
+
+    /// Committed consumer offsets.
+    #[must_use]
+    pub fn offsets(&self) -> &ConsumerOffsets {
+        &self.offsets
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> BrokerStats {
+        self.stats
+    }
+
+    /// Begin a clean shutdown: the store flushes, checkpoints and removes its abort marker;
+    /// [`is_stopped`](Self::is_stopped) turns true when done.
+    pub fn begin_shutdown(&mut self) {
+        self.store.begin_shutdown();
+    }
+
+    /// Whether a clean shutdown has completed.
+    #[must_use]
+    pub fn is_stopped(&self) -> bool {
+        self.store.is_stopped()
+    }
+
+    fn opaque(&mut self) -> i32 {
+        self.next_opaque = self.next_opaque.wrapping_add(1).max(1);
+        self.next_opaque
+    }
+
+    /// Send a request of ours (to a client or a name server), oneway or not.
+    fn send_request(&mut self, conn: ConnId, code: RequestCode, ext: ExtFields, oneway: bool) {
+        let mut cmd = RemotingCommand::request(code, self.opaque(), ext);
+        if oneway {
+            cmd.flag |= crate::protocol::FLAG_ONEWAY;
+        }
+        remoting::send(&mut self.out, conn, &cmd);
+    }
+
+    /// Tell every consumer of each group that its membership changed.
+    fn notify_consumer_ids_changed(&mut self, groups: &[String]) {
+        for group in groups {
+            let ext: ExtFields = [("consumerGroup", group.as_str())].into_iter().collect();
+            for conn in self.clients.consumer_conns(group) {
+                self.send_request(conn, RequestCode::NOTIFY_CONSUMER_IDS_CHANGED, ext.clone(), true);
+            }
+        }
+    }
+
+    fn on_command(&mut self, now: Now, conn: ConnId, cmd: RemotingCommand) {
+        if cmd.is_response() {
+            self.namesrvs.on_response(conn, &cmd);
+            return;
+        }
+        let reply = match cmd.request_code() {
+            RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE => {
+                self.on_send(now, conn, &cmd)
+            }
+            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
+                self.on_pull(now, conn, cmd.clone())
+            }
+            _ => Some(self.on_admin(now, conn, &cmd)),
+        };
+        if let Some(reply) = reply {
+            remoting::reply(&mut self.out, conn, &cmd, &reply);
+        }
+    }
+
+    /// After any input: release replies whose data is now durable, answer pulls that can be.
+    fn settle(&mut self, now: Now) {
+        self.release_pending();
+        self.wake_holds(now);
+    }
+}
+
+impl Machine for Broker {
+    fn handle(&mut self, now: Now, input: Input) {
+        match input {
+            Input::ConnOpened { conn, peer } => {
+                if conn.is_outbound() {
+                    self.conns.open(conn, peer, &mut self.out);
+                    self.register_now(now, conn);
+                } else {
+                    self.conns.open(conn, peer, &mut self.out);
+                }
+            }
+            Input::ConnClosed { conn } => {
+                self.conns.close(conn);
+                if conn.is_outbound() {
+                    self.namesrvs.closed(conn, now.mono);
+                } else {
+                    self.holds.retain(|hold| hold.conn != conn);
+                    let changed = self.clients.connection_closed(conn);
+                    self.notify_consumer_ids_changed(&changed);
+                }
+            }
+            Input::Bytes { conn, data } => {
+                for received in self.conns.feed(conn, &data, &mut self.out) {
+                    match received {
+                        Received::Command(cmd) => self.on_command(now, conn, cmd),
+                        Received::Closed(_) => {
+                            if conn.is_outbound() {
+                                self.namesrvs.closed(conn, now.mono);
+                            } else {
+                                self.holds.retain(|hold| hold.conn != conn);
+                                let changed = self.clients.connection_closed(conn);
+                                self.notify_consumer_ids_changed(&changed);
+                            }
+                        }
+                    }
+                }
+            }
+            Input::DiskDone { io, result } => self.store.handle_disk_done(now, io, result),
+            Input::Timeout => {
+                if self.store.poll_timeout().is_some_and(|at| now.mono >= at) {
+                    self.store.handle_timeout(now);
+                }
+                self.on_registration_timer(now);
+                if now.mono >= self.next_client_scan {
+                    let (conns, changed) = self.clients.expire(now.mono, self.config.client_expiry_ms);
+                    for conn in conns {
+                        tracing::info!(?conn, "client expired: no heartbeat");
+                    }
+                    self.notify_consumer_ids_changed(&changed);
+                    self.next_client_scan = now.mono.plus_millis(CLIENT_SCAN_MS);
+                }
+            }
+        }
+        self.settle(now);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        if let Some(output) = self.out.pop_front() {
+            return Some(output);
+        }
+        self.store.poll_output()
+    }
+
+    fn poll_timeout(&self) -> Option<MonoNanos> {
+        let hold = self.holds.iter().map(|h| h.deadline).min();
+        [self.store.poll_timeout(), self.namesrvs.next_deadline(), Some(self.next_client_scan), hold]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// An error reply.
+fn error_reply(request: &RemotingCommand, code: ResponseCode, remark: impl Into<String>) -> RemotingCommand {
+    RemotingCommand::response_to(request, code, Some(remark.into()))
+}

@@ -1,0 +1,290 @@
+//! PULL_MESSAGE and LITE_PULL_MESSAGE, with long polling.
+//!
+//! Statuses follow RocketMQ exactly (`PullMessageProcessor`):
+//!
+//! | situation | code | nextBeginOffset |
+//! |-----------|------|-----------------|
+//! | queue missing or empty | PULL_OFFSET_MOVED if offset ≠ 0, else PULL_NOT_FOUND | 0 |
+//! | offset < min | PULL_OFFSET_MOVED | min |
+//! | offset = max, or nothing visible yet | PULL_NOT_FOUND (held if the client allows) | offset |
+//! | offset > max | PULL_OFFSET_MOVED | max |
+//! | messages found | SUCCESS | after the last entry scanned |
+//! | entries scanned, none matched the tags | PULL_RETRY_IMMEDIATELY | after the scan |
+//!
+//! A pull that finds nothing, with the suspend flag, is held until a message arrives in its
+//! queue or its time is up, then answered; the held request occupies nothing on its
+//! connection, so later requests on the same connection are served meanwhile.
+
+use super::{error_reply, Broker};
+use crate::io::{ConnId, MonoNanos, Now};
+use crate::protocol::body::{perm, SubscriptionData};
+use crate::protocol::headers::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
+use crate::protocol::{RemotingCommand, ResponseCode};
+use crate::store::QueueOffset;
+
+/// PullSysFlag: commit the offset carried in the request.
+const FLAG_COMMIT_OFFSET: i32 = 0x1;
+/// PullSysFlag: the broker may hold the pull.
+const FLAG_SUSPEND: i32 = 0x2;
+/// PullSysFlag: the subscription travels in the request.
+const FLAG_SUBSCRIPTION: i32 = 0x4;
+/// Most messages in one answer.
+const MAX_MESSAGES: u64 = 32;
+/// Most body bytes in one answer (RocketMQ's in-memory limit).
+const MAX_BYTES: usize = 256 * 1024;
+
+/// A pull waiting for messages.
+#[derive(Debug, Clone)]
+pub struct PullHold {
+    /// The client's connection.
+    pub conn: ConnId,
+    /// When to answer regardless.
+    pub deadline: MonoNanos,
+    request: RemotingCommand,
+    header: PullMessageRequestHeader,
+    subscription: SubscriptionData,
+}
+
+/// What one attempt at a pull produced.
+struct Outcome {
+    code: ResponseCode,
+    next_begin: u64,
+    min: u64,
+    max: u64,
+    body: Vec<u8>,
+    status: &'static str,
+}
+
+impl Broker {
+    pub(super) fn on_pull(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        let header = match PullMessageRequestHeader::decode(&request.ext_fields) {
+            Ok(header) => header,
+            Err(e) => return Some(error_reply(&request, ResponseCode::SYSTEM_ERROR, e.to_string())),
+        };
+        let subscription = match self.pull_subscription(&header) {
+            Ok(subscription) => subscription,
+            Err((code, remark)) => return Some(error_reply(&request, code, remark)),
+        };
+        if let Err((code, remark)) = self.check_pull_target(&header) {
+            return Some(error_reply(&request, code, remark));
+        }
+        if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
+            self.offsets.commit(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
+        }
+        let outcome = self.pull_once(&header, &subscription);
+        let may_hold = header.sys_flag & FLAG_SUSPEND != 0 && self.holds.len() < self.config.max_pull_holds;
+        if outcome.code == ResponseCode::PULL_NOT_FOUND && may_hold && header.suspend_timeout_millis > 0 {
+            let hold_ms =
+                u64::try_from(header.suspend_timeout_millis).unwrap_or(0).min(self.config.max_pull_hold_ms);
+            self.holds.push(PullHold {
+                conn,
+                deadline: now.mono.plus_millis(hold_ms),
+                request,
+                header,
+                subscription,
+            });
+            return None;
+        }
+        Some(self.pull_reply(&request, outcome))
+    }
+
+    /// The subscription a pull filters by: the request's (subscription flag) or the one
+    /// the group registered by heartbeat.
+    fn pull_subscription(
+        &self,
+        header: &PullMessageRequestHeader,
+    ) -> Result<SubscriptionData, (ResponseCode, String)> {
+        let expression_type = header.expression_type.as_deref().unwrap_or("TAG");
+        if !expression_type.eq_ignore_ascii_case("TAG") {
+            return Err((
+                ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+                format!("{expression_type} filtering is not supported by this broker"),
+            ));
+        }
+        if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
+            let expression = header.subscription.as_deref().unwrap_or("*");
+            return Ok(SubscriptionData::from_expression(&header.topic, expression, header.sub_version));
+        }
+        let group = self.clients.consumer_group(&header.consumer_group).ok_or_else(|| {
+            (
+                ResponseCode::SUBSCRIPTION_NOT_EXIST,
+                format!("the consumer's group info not exist: {}", header.consumer_group),
+            )
+        })?;
+        let registered = group.subscriptions.get(&header.topic).ok_or_else(|| {
+            (
+                ResponseCode::SUBSCRIPTION_NOT_EXIST,
+                format!("the consumer's subscription not exist: {}", header.topic),
+            )
+        })?;
+        if registered.sub_version < header.sub_version {
+            return Err((
+                ResponseCode::SUBSCRIPTION_NOT_LATEST,
+                "the consumer's subscription not latest".into(),
+            ));
+        }
+        Ok(registered.clone())
+    }
+
+    fn check_pull_target(&self, header: &PullMessageRequestHeader) -> Result<(), (ResponseCode, String)> {
+        let config = self.topics.get(&header.topic).ok_or_else(|| {
+            (ResponseCode::TOPIC_NOT_EXIST, format!("topic[{}] not exist, apply first please!", header.topic))
+        })?;
+        if !perm::readable(config.perm) {
+            return Err((
+                ResponseCode::NO_PERMISSION,
+                format!("the topic[{}] pulling message is forbidden", header.topic),
+            ));
+        }
+        if header.queue_id < 0 || header.queue_id >= config.read_queue_nums {
+            return Err((
+                ResponseCode::INVALID_PARAMETER,
+                format!(
+                    "queueId[{}] is illegal, topic {} has {} read queues",
+                    header.queue_id, header.topic, config.read_queue_nums
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn pull_once(&mut self, header: &PullMessageRequestHeader, subscription: &SubscriptionData) -> Outcome {
+        let offset = u64::try_from(header.queue_offset).unwrap_or(0);
+        let (min, max) =
+            self.store.queue_offsets(&header.topic, header.queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
+        let moved = |next_begin, status| Outcome {
+            code: ResponseCode::PULL_OFFSET_MOVED,
+            next_begin,
+            min,
+            max,
+            body: Vec::new(),
+            status,
+        };
+        let not_found = |status| Outcome {
+            code: ResponseCode::PULL_NOT_FOUND,
+            next_begin: offset,
+            min,
+            max,
+            body: Vec::new(),
+            status,
+        };
+        if max == 0 {
+            return if offset == 0 {
+                not_found("NO_MESSAGE_IN_QUEUE")
+            } else {
+                moved(0, "NO_MESSAGE_IN_QUEUE")
+            };
+        }
+        if offset < min {
+            return moved(min, "OFFSET_TOO_SMALL");
+        }
+        if offset == max {
+            return not_found("OFFSET_OVERFLOW_ONE");
+        }
+        if offset > max {
+            return moved(max, "OFFSET_OVERFLOW_BADLY");
+        }
+        let max_messages = u64::try_from(header.max_msg_nums).unwrap_or(0).clamp(1, MAX_MESSAGES);
+        let max_bytes =
+            header.max_msg_bytes.and_then(|b| usize::try_from(b).ok()).unwrap_or(MAX_BYTES).min(MAX_BYTES);
+        let entries = match self.store.read_entries(
+            &*self.reader,
+            &header.topic,
+            header.queue_id,
+            QueueOffset(offset),
+            max_messages,
+        ) {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::error!(%error, topic = %header.topic, queue = header.queue_id, "reading a consume queue failed");
+                Vec::new()
+            }
+        };
+        if entries.is_empty() {
+            // Entries exist but are not visible yet (not written, or not flushed).
+            return not_found("OFFSET_FOUND_NULL");
+        }
+        let mut body = Vec::new();
+        let mut scanned = 0u64;
+        let mut found = 0u64;
+        for entry in &entries {
+            if found > 0 && body.len() + entry.size as usize > max_bytes {
+                break;
+            }
+            scanned += 1;
+            if !subscription.matches_code(entry.tags_code) {
+                continue;
+            }
+            match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
+                Ok(record) => {
+                    body.extend_from_slice(&record);
+                    found += 1;
+                }
+                Err(error) => {
+                    // Never deliver damaged bytes; the entry is skipped and logged.
+                    tracing::error!(%error, topic = %header.topic, queue = header.queue_id, "unreadable record skipped");
+                }
+            }
+        }
+        let next_begin = offset + scanned;
+        self.stats.messages_got += found;
+        if found > 0 {
+            Outcome { code: ResponseCode::SUCCESS, next_begin, min, max, body, status: "FOUND" }
+        } else {
+            Outcome {
+                code: ResponseCode::PULL_RETRY_IMMEDIATELY,
+                next_begin,
+                min,
+                max,
+                body,
+                status: "NO_MATCHED_MESSAGE",
+            }
+        }
+    }
+
+    fn pull_reply(&self, request: &RemotingCommand, outcome: Outcome) -> RemotingCommand {
+        let mut reply = RemotingCommand::response_to(request, outcome.code, Some(outcome.status.to_owned()));
+        let header = PullMessageResponseHeader {
+            suggest_which_broker_id: 0,
+            next_begin_offset: i64::try_from(outcome.next_begin).unwrap_or(0),
+            min_offset: i64::try_from(outcome.min).unwrap_or(0),
+            max_offset: i64::try_from(outcome.max).unwrap_or(0),
+            ..PullMessageResponseHeader::default()
+        };
+        reply.ext_fields = header.to_ext_fields();
+        reply.with_body(outcome.body)
+    }
+
+    /// Answer held pulls whose queue has something new, or whose time is up.
+    pub(super) fn wake_holds(&mut self, now: Now) {
+        if self.holds.is_empty() {
+            return;
+        }
+        let holds = core::mem::take(&mut self.holds);
+        for hold in holds {
+            let offset = u64::try_from(hold.header.queue_offset).unwrap_or(0);
+            let readable = self
+                .store
+                .readable_next(&hold.header.topic, hold.header.queue_id)
+                .is_some_and(|next| next.0 > offset);
+            let expired = now.mono >= hold.deadline;
+            if !readable && !expired {
+                self.holds.push(hold);
+                continue;
+            }
+            let outcome = self.pull_once(&hold.header, &hold.subscription);
+            if outcome.code == ResponseCode::PULL_NOT_FOUND && !expired {
+                // Written but not yet visible (SYNC_FLUSH waits for the fsync): keep holding.
+                self.holds.push(hold);
+                continue;
+            }
+            let reply = self.pull_reply(&hold.request, outcome);
+            crate::remoting::send(&mut self.out, hold.conn, &reply);
+        }
+    }
+}

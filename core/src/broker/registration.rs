@@ -1,0 +1,148 @@
+//! The broker's links to its name servers: one connection each, a REGISTER_BROKER on
+//! connect, every `register_interval_ms` and whenever the topics change; a lost link is
+//! re-dialled after a pause. Name servers never hear of each other, so each gets the same
+//! registration independently.
+
+use core::net::SocketAddr;
+
+use super::Broker;
+use crate::io::{ConnId, MonoNanos, Now, Output};
+use crate::protocol::body::RegisterBrokerBody;
+use crate::protocol::headers::{CommandHeader, RegisterBrokerRequestHeader};
+use crate::protocol::json::{self, KeyStyle};
+use crate::protocol::message::stored::masked_crc32;
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+
+/// Pause before re-dialling a name server.
+const RECONNECT_MS: u64 = 3_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// Waiting to dial at this time.
+    ExpectRedial(MonoNanos),
+    /// Dialling under this id.
+    ExpectConnected(ConnId),
+    /// Connected under this id.
+    Open(ConnId),
+}
+
+#[derive(Debug, Clone)]
+struct Link {
+    addr: SocketAddr,
+    state: LinkState,
+}
+
+/// All name server links.
+#[derive(Debug)]
+pub(super) struct NamesrvLinks {
+    links: Vec<Link>,
+    next_conn: u64,
+    next_register: MonoNanos,
+}
+
+impl NamesrvLinks {
+    pub(super) fn new(addrs: &[SocketAddr], now: MonoNanos) -> Self {
+        let links = addrs.iter().map(|&addr| Link { addr, state: LinkState::ExpectRedial(now) }).collect();
+        Self { links, next_conn: ConnId::OUTBOUND, next_register: now }
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<MonoNanos> {
+        let redial = self.links.iter().filter_map(|l| match l.state {
+            LinkState::ExpectRedial(at) => Some(at),
+            _ => None,
+        });
+        let register = (!self.links.is_empty()).then_some(self.next_register);
+        redial.chain(register).min()
+    }
+
+    pub(super) fn closed(&mut self, conn: ConnId, now: MonoNanos) {
+        for link in &mut self.links {
+            if matches!(link.state, LinkState::Open(c) | LinkState::ExpectConnected(c) if c == conn) {
+                tracing::warn!(namesrv = %link.addr, "name server link lost; re-dialling");
+                link.state = LinkState::ExpectRedial(now.plus_millis(RECONNECT_MS));
+            }
+        }
+    }
+
+    pub(super) fn on_response(&self, conn: ConnId, response: &RemotingCommand) {
+        if response.response_code() != ResponseCode::SUCCESS {
+            tracing::warn!(?conn, code = ?response.response_code(), remark = ?response.remark, "name server refused a request");
+        }
+    }
+
+    fn open_conns(&self) -> Vec<ConnId> {
+        self.links
+            .iter()
+            .filter_map(|l| match l.state {
+                LinkState::Open(conn) => Some(conn),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Broker {
+    fn register_request(&mut self) -> RemotingCommand {
+        let body = RegisterBrokerBody {
+            topic_config_serialize_wrapper: self.topics.wrapper(),
+            ..RegisterBrokerBody::default()
+        };
+        let body = json::to_vec(&body, KeyStyle::Fastjson).unwrap_or_default();
+        let addr = self.config.advertised_addr;
+        let header = RegisterBrokerRequestHeader {
+            broker_name: self.config.broker_name.clone(),
+            broker_addr: addr.to_string(),
+            cluster_name: self.config.cluster_name.clone(),
+            ha_server_addr: SocketAddr::new(addr.ip(), addr.port().wrapping_add(1)).to_string(),
+            broker_id: self.config.broker_id,
+            heartbeat_timeout_millis: None,
+            enable_acting_master: Some(false),
+            compressed: Some(false),
+            body_crc32: Some(masked_crc32(&body)),
+        };
+        RemotingCommand::request(RequestCode::REGISTER_BROKER, self.opaque(), header.to_ext_fields())
+            .with_body(body)
+    }
+
+    /// A name server link opened: register on it at once.
+    pub(super) fn register_now(&mut self, _now: Now, conn: ConnId) {
+        for link in &mut self.namesrvs.links {
+            if link.state == LinkState::ExpectConnected(conn) {
+                tracing::info!(namesrv = %link.addr, "name server link open");
+                link.state = LinkState::Open(conn);
+            }
+        }
+        let request = self.register_request();
+        crate::remoting::send(&mut self.out, conn, &request);
+    }
+
+    /// Topics changed: every name server hears of it now.
+    pub(super) fn topics_changed(&mut self, _now: Now) {
+        for conn in self.namesrvs.open_conns() {
+            let request = self.register_request();
+            crate::remoting::send(&mut self.out, conn, &request);
+        }
+    }
+
+    /// Dial links that are due, and register on every open one when the period is up.
+    pub(super) fn on_registration_timer(&mut self, now: Now) {
+        let mut dial = Vec::new();
+        for link in &mut self.namesrvs.links {
+            if let LinkState::ExpectRedial(at) = link.state {
+                if now.mono >= at {
+                    let conn = ConnId(self.namesrvs.next_conn);
+                    self.namesrvs.next_conn += 1;
+                    link.state = LinkState::ExpectConnected(conn);
+                    dial.push((conn, link.addr));
+                }
+            }
+        }
+        for (conn, addr) in dial {
+            self.out.push_back(Output::Connect { conn, addr });
+        }
+        if now.mono >= self.namesrvs.next_register {
+            self.namesrvs.next_register = now.mono.plus_millis(self.config.register_interval_ms);
+            self.topics_changed(now);
+        }
+    }
+}

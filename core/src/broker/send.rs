@@ -1,0 +1,304 @@
+//! SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE.
+//!
+//! A send is validated (topic, auto-creation through TBW102, permissions, queue), stamped
+//! with the broker's properties (CLUSTER, a UNIQ_KEY if the producer sent none), appended,
+//! and answered only once its data is as safe as the flush mode promises: written (in the
+//! page cache) under ASYNC_FLUSH, fsynced under SYNC_FLUSH (group commit: one fsync answers
+//! every send it covers). Every reply, errors included, carries `MSG_REGION` and `TRACE_ON`:
+//! the Java client reads them without a null check.
+
+use bytes::Bytes;
+
+use super::topics::RETRY_PREFIX;
+use super::{error_reply, Broker};
+use crate::io::{ConnId, Now};
+use crate::protocol::body::perm;
+use crate::protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
+use crate::protocol::message::batch::decode_batch;
+use crate::protocol::message::message_id::offset_message_id;
+use crate::protocol::message::properties::{self, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+use crate::protocol::message::stored::sys_flag;
+use crate::protocol::{RemotingCommand, ResponseCode};
+use crate::store::{AppendRequest, Appended, FlushMode, StoreError};
+
+/// Most messages in one batch send.
+const MAX_BATCH: usize = 1024;
+
+/// A send reply waiting for its data to become durable enough.
+#[derive(Debug, Clone)]
+pub struct PendingReply {
+    conn: ConnId,
+    reply: RemotingCommand,
+    /// The log end that must be reached.
+    end: u64,
+    /// Whether it waits for the fsync (else for the write).
+    needs_flush: bool,
+    /// Whether the request was oneway (nothing is sent, but order is kept).
+    silent: bool,
+}
+
+/// One message of a send, ready to append.
+struct Outgoing {
+    flag: i32,
+    body: Bytes,
+    properties: Vec<u8>,
+    unique_id: String,
+}
+
+impl Broker {
+    /// A send reply with the fields every client reads, even on errors.
+    fn send_error(
+        &self,
+        request: &RemotingCommand,
+        code: ResponseCode,
+        remark: impl Into<String>,
+    ) -> RemotingCommand {
+        let mut reply = error_reply(request, code, remark);
+        reply.ext_fields.insert("MSG_REGION", self.config.region.clone());
+        reply.ext_fields.insert("TRACE_ON", self.config.trace_on.to_string());
+        reply
+    }
+
+    /// Handle a send; `None` when the reply waits for durability.
+    pub(super) fn on_send(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        match self.try_send(now, conn, request) {
+            Ok(()) => None,
+            Err((code, remark)) => Some(self.send_error(request, code, remark)),
+        }
+    }
+
+    fn try_send(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+    ) -> Result<(), (ResponseCode, String)> {
+        let header = SendMessageRequestHeader::decode_any(&request.ext_fields)
+            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        if self.pending.len() >= self.config.max_pending_replies {
+            return Err((
+                ResponseCode::SYSTEM_BUSY,
+                "[PC_SYNCHRONIZED]broker busy: too many sends waiting for flush".into(),
+            ));
+        }
+        let config = self.topic_for_send(now, &header)?;
+        if !perm::writable(config.perm) {
+            return Err((
+                ResponseCode::NO_PERMISSION,
+                format!("the topic[{}] sending message is forbidden", header.topic),
+            ));
+        }
+        let queue_nums = config.write_queue_nums.max(config.read_queue_nums);
+        let queue_id = if header.queue_id < 0 {
+            let cursor = self.queue_cursor.entry(header.topic.clone()).or_insert(0);
+            *cursor = cursor.wrapping_add(1);
+            i32::try_from(*cursor % u32::try_from(config.write_queue_nums.max(1)).unwrap_or(1)).unwrap_or(0)
+        } else {
+            header.queue_id
+        };
+        if queue_id >= queue_nums {
+            return Err((
+                ResponseCode::INVALID_PARAMETER,
+                format!(
+                    "request queueId[{queue_id}] is illegal, topic {} has {queue_nums} queues",
+                    header.topic
+                ),
+            ));
+        }
+        let given = header.properties.as_deref().unwrap_or("").as_bytes();
+        self.refuse_unsupported(&header, given)?;
+        let batch = header.batch == Some(true)
+            || request.request_code() == crate::protocol::RequestCode::SEND_BATCH_MESSAGE;
+        let messages = if batch {
+            let entries = decode_batch(&request.body, MAX_BATCH)
+                .map_err(|e| (ResponseCode::MESSAGE_ILLEGAL, e.to_string()))?;
+            if entries.is_empty() {
+                return Err((ResponseCode::MESSAGE_ILLEGAL, "empty batch".into()));
+            }
+            entries.into_iter().map(|e| self.stamp(now, e.flag, e.body, &e.properties)).collect::<Vec<_>>()
+        } else {
+            vec![self.stamp(now, header.flag, request.body.clone(), given)]
+        };
+        let born_host =
+            self.conns.get(conn).map_or_else(|| core::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer);
+        let requests: Vec<AppendRequest<'_>> = messages
+            .iter()
+            .map(|m| AppendRequest {
+                topic: &header.topic,
+                queue_id,
+                flag: m.flag,
+                sys_flag: header.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
+                born_timestamp: header.born_timestamp,
+                born_host,
+                reconsume_times: header.reconsume_times.unwrap_or(0),
+                prepared_transaction_offset: 0,
+                body: &m.body,
+                properties: &m.properties,
+            })
+            .collect();
+        let appended = match requests.as_slice() {
+            [single] => self.store.append(now, single).map(|a| vec![a]),
+            many => self.store.append_batch(now, many),
+        }
+        .map_err(store_error)?;
+        self.stats.messages_put += appended.len() as u64;
+        let reply = self.send_reply(request, queue_id, &appended, &messages);
+        let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync)
+            && properties::find(given, keys::WAIT) != Some(b"false");
+        let end = appended.last().map_or(0, |a| a.end().0);
+        self.pending.push_back(PendingReply { conn, reply, end, needs_flush, silent: request.is_oneway() });
+        Ok(())
+    }
+
+    /// The topic a send goes to, auto-created if allowed; retry topics are created with one
+    /// queue on first use, as RocketMQ does.
+    fn topic_for_send(
+        &mut self,
+        now: Now,
+        header: &SendMessageRequestHeader,
+    ) -> Result<crate::protocol::body::TopicConfig, (ResponseCode, String)> {
+        if header.topic.starts_with(RETRY_PREFIX) && self.topics.get(&header.topic).is_none() {
+            self.ensure_retry_topic(now, &header.topic);
+        }
+        let (config, created) = self
+            .topics
+            .get_or_auto_create(
+                &header.topic,
+                &header.default_topic,
+                header.default_topic_queue_nums,
+                now.wall.0,
+            )
+            .map_err(|e| match e {
+                super::topics::TopicError::Invalid(_) => (ResponseCode::INVALID_PARAMETER, e.to_string()),
+                super::topics::TopicError::NotExist(_) => (ResponseCode::TOPIC_NOT_EXIST, e.to_string()),
+            })?;
+        if created {
+            tracing::info!(topic = %header.topic, queues = config.write_queue_nums, "topic auto-created");
+            self.topics_changed(now);
+        }
+        Ok(config)
+    }
+
+    /// Features that come with later work are refused explicitly, never silently dropped.
+    fn refuse_unsupported(
+        &self,
+        header: &SendMessageRequestHeader,
+        given: &[u8],
+    ) -> Result<(), (ResponseCode, String)> {
+        let transactional = header.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED
+            || properties::find(given, keys::TRAN_MSG) == Some(b"true");
+        if transactional {
+            return Err((
+                ResponseCode::NO_PERMISSION,
+                "transaction messages are not supported by this broker yet".into(),
+            ));
+        }
+        let delayed = properties::find(given, keys::DELAY).is_some_and(|level| level != b"0")
+            || [keys::TIMER_DELIVER_MS, keys::TIMER_DELAY_SEC, keys::TIMER_DELAY_MS]
+                .iter()
+                .any(|key| properties::find(given, key).is_some());
+        if delayed {
+            return Err((
+                ResponseCode::MESSAGE_ILLEGAL,
+                "delayed and timed delivery are not supported by this broker yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A message's stored properties: the producer's, a generated UNIQ_KEY if missing, and
+    /// the broker's CLUSTER (reply messages find their cluster's reply topic through it).
+    fn stamp(&mut self, now: Now, flag: i32, body: Bytes, given: &[u8]) -> Outgoing {
+        let mut props = given.to_vec();
+        if !props.is_empty() && props.last() != Some(&PROPERTY_SEPARATOR) {
+            props.push(PROPERTY_SEPARATOR);
+        }
+        let unique_id = match properties::find(given, keys::UNIQ_KEY) {
+            Some(id) => String::from_utf8_lossy(id).into_owned(),
+            None => {
+                // Milliseconds into a 30-day window: the id's shape, not a calendar month.
+                let ms = i32::try_from(now.wall.0.rem_euclid(2_592_000_000)).unwrap_or(0);
+                let id = self.unique_ids.next_id(ms);
+                push_property(&mut props, keys::UNIQ_KEY, &id);
+                id
+            }
+        };
+        if properties::find(given, keys::CLUSTER).is_none() {
+            push_property(&mut props, keys::CLUSTER, &self.config.cluster_name);
+        }
+        Outgoing { flag, body, properties: props, unique_id }
+    }
+
+    fn send_reply(
+        &self,
+        request: &RemotingCommand,
+        queue_id: i32,
+        appended: &[Appended],
+        messages: &[Outgoing],
+    ) -> RemotingCommand {
+        let host = self.config.advertised_addr;
+        let msg_id = appended
+            .iter()
+            .map(|a| offset_message_id(host, i64::try_from(a.phys_offset.0).unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let queue_offset =
+            appended.first().and_then(|a| a.queue_offset).map_or(0, |q| i64::try_from(q.0).unwrap_or(0));
+        let header = SendMessageResponseHeader {
+            msg_id,
+            queue_id,
+            queue_offset,
+            transaction_id: (messages.len() == 1)
+                .then(|| messages.first().map(|m| m.unique_id.clone()))
+                .flatten(),
+            msg_region: self.config.region.clone(),
+            trace_on: self.config.trace_on.to_string(),
+            batch_uniq_id: None,
+        };
+        let mut reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
+        reply.ext_fields = header.to_ext_fields();
+        reply
+    }
+
+    /// Send every reply whose data is now durable enough, in order.
+    pub(super) fn release_pending(&mut self) {
+        let written = self.store.written_end().0;
+        let flushed = self.store.flushed_end().0;
+        while let Some(front) = self.pending.front() {
+            let reached = if front.needs_flush { flushed } else { written };
+            if front.end > reached {
+                break;
+            }
+            let Some(pending) = self.pending.pop_front() else { break };
+            if !pending.silent {
+                crate::remoting::send(&mut self.out, pending.conn, &pending.reply);
+            }
+        }
+    }
+}
+
+fn push_property(props: &mut Vec<u8>, key: &str, value: &str) {
+    props.extend_from_slice(key.as_bytes());
+    props.push(NAME_VALUE_SEPARATOR);
+    props.extend_from_slice(value.as_bytes());
+    props.push(PROPERTY_SEPARATOR);
+}
+
+fn store_error(error: StoreError) -> (ResponseCode, String) {
+    let code = match &error {
+        StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_) => {
+            ResponseCode::SERVICE_NOT_AVAILABLE
+        }
+        StoreError::BadTopic(_) => ResponseCode::INVALID_PARAMETER,
+        StoreError::BodyTooLarge { .. }
+        | StoreError::TooLargeForSegment(_)
+        | StoreError::Record(_)
+        | StoreError::OffsetOverflow => ResponseCode::MESSAGE_ILLEGAL,
+    };
+    (code, error.to_string())
+}

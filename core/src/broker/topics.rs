@@ -1,0 +1,167 @@
+//! The broker's topics: configs, auto-creation through `TBW102`, and the version the name
+//! servers compare to decide whether to re-read them.
+
+use std::collections::BTreeMap;
+
+use crate::protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+
+/// The template topic auto-created topics inherit from.
+pub const TBW102: &str = "TBW102";
+/// A topic every broker serves for health checks.
+pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
+/// Prefix of retry topics.
+pub const RETRY_PREFIX: &str = "%RETRY%";
+/// Prefix of dead-letter topics.
+pub const DLQ_PREFIX: &str = "%DLQ%";
+
+/// Why a topic cannot be used or created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// Bad characters or length.
+    #[error("the topic[{0}] is invalid")]
+    Invalid(String),
+    /// Unknown, and not auto-creatable.
+    #[error("topic[{0}] not exist, apply first please!")]
+    NotExist(String),
+}
+
+/// Whether `name` is a legal topic name: `[A-Za-z0-9_%|-]`, at most 127 bytes (255 for retry
+/// and dead-letter topics, whose names embed a group).
+#[must_use]
+pub fn valid_topic_name(name: &str) -> bool {
+    let max = if name.starts_with(RETRY_PREFIX) || name.starts_with(DLQ_PREFIX) { 255 } else { 127 };
+    !name.is_empty()
+        && name.len() <= max
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'%' | b'|' | b'-'))
+}
+
+/// The broker's topic table.
+#[derive(Debug, Clone)]
+pub struct TopicTable {
+    configs: BTreeMap<String, TopicConfig>,
+    version: DataVersion,
+}
+
+impl TopicTable {
+    /// The built-in topics: `SELF_TEST_TOPIC`, and `TBW102` (read-write-inherit, 8 queues)
+    /// when auto-creation is on.
+    #[must_use]
+    pub fn new(auto_create: bool, default_queue_nums: i32, now_ms: i64) -> Self {
+        let mut table = Self {
+            configs: BTreeMap::new(),
+            version: DataVersion { counter: 0, state_version: 0, timestamp: now_ms },
+        };
+        table.put(
+            TopicConfig {
+                topic_name: SELF_TEST_TOPIC.into(),
+                read_queue_nums: 1,
+                write_queue_nums: 1,
+                ..TopicConfig::default()
+            },
+            now_ms,
+        );
+        if auto_create {
+            table.put(
+                TopicConfig {
+                    topic_name: TBW102.into(),
+                    read_queue_nums: default_queue_nums,
+                    write_queue_nums: default_queue_nums,
+                    perm: perm::READ_WRITE | perm::INHERIT,
+                    ..TopicConfig::default()
+                },
+                now_ms,
+            );
+        }
+        table
+    }
+
+    /// A topic's config.
+    #[must_use]
+    pub fn get(&self, topic: &str) -> Option<&TopicConfig> {
+        self.configs.get(topic)
+    }
+
+    /// Create or replace a topic; bumps the version.
+    pub fn put(&mut self, config: TopicConfig, now_ms: i64) {
+        self.configs.insert(config.topic_name.clone(), config);
+        self.bump(now_ms);
+    }
+
+    /// Remove a topic; true if it existed.
+    pub fn remove(&mut self, topic: &str, now_ms: i64) -> bool {
+        let existed = self.configs.remove(topic).is_some();
+        if existed {
+            self.bump(now_ms);
+        }
+        existed
+    }
+
+    fn bump(&mut self, now_ms: i64) {
+        self.version.counter += 1;
+        self.version.timestamp = now_ms;
+    }
+
+    /// The topic, creating it from `default_topic` if that one allows inheritance (TBW102).
+    /// Returns the config and whether it was just created.
+    pub fn get_or_auto_create(
+        &mut self,
+        topic: &str,
+        default_topic: &str,
+        requested_queues: i32,
+        now_ms: i64,
+    ) -> Result<(TopicConfig, bool), TopicError> {
+        if let Some(config) = self.configs.get(topic) {
+            return Ok((config.clone(), false));
+        }
+        if !valid_topic_name(topic) {
+            return Err(TopicError::Invalid(topic.to_owned()));
+        }
+        let template = self.configs.get(default_topic).filter(|t| t.perm & perm::INHERIT != 0);
+        let Some(template) = template else { return Err(TopicError::NotExist(topic.to_owned())) };
+        let queues = requested_queues.clamp(1, template.write_queue_nums.max(1));
+        let config = TopicConfig {
+            topic_name: topic.to_owned(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: template.perm & !perm::INHERIT,
+            topic_sys_flag: template.topic_sys_flag,
+            ..TopicConfig::default()
+        };
+        self.put(config.clone(), now_ms);
+        Ok((config, true))
+    }
+
+    /// The table as registered with name servers.
+    #[must_use]
+    pub fn wrapper(&self) -> TopicConfigSerializeWrapper {
+        TopicConfigSerializeWrapper { data_version: self.version, topic_config_table: self.configs.clone() }
+    }
+
+    /// Every topic name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.configs.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_auto_create_from_tbw102_only_when_it_inherits() {
+        let mut table = TopicTable::new(true, 8, 1);
+        let (config, created) = table.get_or_auto_create("TopicTest", TBW102, 4, 2).unwrap();
+        assert!(created);
+        assert_eq!((config.read_queue_nums, config.write_queue_nums, config.perm), (4, 4, perm::READ_WRITE));
+        assert!(!table.get_or_auto_create("TopicTest", TBW102, 4, 3).unwrap().1);
+        assert_eq!(table.get_or_auto_create("Big", TBW102, 64, 3).unwrap().0.write_queue_nums, 8);
+        assert_eq!(
+            table.get_or_auto_create("bad topic", TBW102, 4, 3),
+            Err(TopicError::Invalid("bad topic".into()))
+        );
+        let mut strict = TopicTable::new(false, 8, 1);
+        assert_eq!(strict.get_or_auto_create("T", TBW102, 4, 2), Err(TopicError::NotExist("T".into())));
+        assert!(valid_topic_name(&format!("%RETRY%{}", "g".repeat(200))));
+        assert!(!valid_topic_name(&"t".repeat(128)));
+    }
+}
