@@ -2,7 +2,8 @@
 # Keel's one test command. `.ci/run` runs exactly this; so should a newcomer.
 #
 # It proves the workspace builds and passes both ways: a normal build, and a madsim build
-# (`--cfg madsim`, profile `sim`, its own target dir). Each suite ends with a plain
+# (`--cfg madsim`, profile `sim`, its own target dir); then real RocketMQ clients run
+# against the built mqnamesrv and mqbroker (tests/interop, installs its client from PyPI). Each suite ends with a plain
 # "N passed, M failed" line. Snapshots are never written (INSTA_UPDATE=no).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +16,16 @@ logs=target/test-logs
 mkdir -p "$logs"
 failed_suites=()
 
-# Sum cargo's "test result:" lines of a log into one summary line.
+# A suite's summary: its own "<suite>: N passed, M failed" line if it printed one, else the
+# sum of cargo's "test result:" lines.
 summarize() {
   local suite=$1 log=$2
+  local own
+  own=$(grep -E "^$suite: [0-9]+ passed, [0-9]+ failed$" "$log" | tail -n 1 || true)
+  if [ -n "$own" ]; then
+    echo "$own"
+    return
+  fi
   awk -v suite="$suite" '
     /^test result:/ {
       for (i = 1; i <= NF; i++) {
@@ -54,6 +62,9 @@ suite "tests" cargo test --workspace --locked --no-fail-fast
 # The same workspace under madsim: the simulator's build, in its own target dir.
 suite "sim" env RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
   cargo test --workspace --locked --profile sim --no-fail-fast
+
+# Real third-party clients (Apache RocketMQ's C++ client, from PyPI) against the binaries.
+suite "interop" tests/interop/run.sh
 
 if [ "${#failed_suites[@]}" -ne 0 ]; then
   echo "FAILED suites: ${failed_suites[*]}"

@@ -33,6 +33,17 @@ impl StoreNode {
         disk: SimDisk,
         now: Now,
     ) -> Result<(Self, RecoveryReport), RecoveryError> {
+        let (mut node, report) = Self::recover(config, disk, now)?;
+        node.run_all();
+        Ok((node, report))
+    }
+
+    /// Recover a store from `disk`, leaving its boot operations queued.
+    pub fn recover(
+        config: StoreConfig,
+        disk: SimDisk,
+        now: Now,
+    ) -> Result<(Self, RecoveryReport), RecoveryError> {
         let (store, report) = Store::recover(config.clone(), &disk, now)?;
         let mut node = Self {
             disk,
@@ -43,7 +54,7 @@ impl StoreNode {
             config,
             rng: ChaCha8Rng::seed_from_u64(0),
         };
-        node.run_all();
+        node.pump();
         Ok((node, report))
     }
 

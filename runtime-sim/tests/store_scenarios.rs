@@ -267,3 +267,18 @@ fn reads_serve_only_visible_entries_and_never_a_damaged_record() {
         Err(keel_core::store::ReadError::Damaged { .. })
     ));
 }
+
+#[test]
+fn a_shutdown_asked_for_during_boot_runs_once_boot_completes() {
+    let mut node = fresh(FlushMode::Sync);
+    append(&mut node, 40);
+    node.run_all();
+    let disk = node.kill();
+    let (mut node, _) = StoreNode::recover(config(FlushMode::Sync), disk, now()).unwrap();
+    assert!(!node.store.is_ready(), "boot operations are still queued");
+    node.store.begin_shutdown();
+    assert!(!node.store.is_stopped());
+    node.run_all();
+    assert!(node.store.is_stopped(), "the deferred shutdown completed");
+    assert!(node.disk.len(&paths::abort()).unwrap().is_none());
+}

@@ -24,9 +24,11 @@ use tokio::time::Instant;
 
 use crate::disk::{Completion, Disk};
 
-/// Driver limits.
+/// Driver limits, and the clock the machine's deadlines were taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriverConfig {
+    /// The clock: the one the machine was built with, as its deadlines count from its zero.
+    pub clock: Clock,
     /// Events (connections, chunks) waiting for the state machine.
     pub event_queue: usize,
     /// Replies waiting to be written, per connection.
@@ -37,12 +39,12 @@ pub struct DriverConfig {
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        Self { event_queue: 4096, write_queue: 4096, read_chunk: 64 * 1024 }
+        Self { clock: Clock::start(), event_queue: 4096, write_queue: 4096, read_chunk: 64 * 1024 }
     }
 }
 
 /// The clock the driver reads for the state machine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     start: Instant,
 }
@@ -107,7 +109,7 @@ pub async fn run<M: Machine>(
     mut on_shutdown: impl FnMut(&mut M, Now),
     mut done: impl FnMut(&M) -> bool,
 ) -> Result<(), DriverError> {
-    let clock = Clock::start();
+    let clock = config.clock;
     let (events_tx, mut events) = mpsc::channel::<Event>(config.event_queue);
     let acceptor = tokio::spawn(accept_loop(listener, events_tx.clone(), config));
     let mut conns: BTreeMap<ConnId, Connection> = BTreeMap::new();

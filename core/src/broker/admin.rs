@@ -117,6 +117,7 @@ impl Broker {
     fn on_update_offset(&mut self, request: &RemotingCommand) -> Answer {
         let header = UpdateConsumerOffsetRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
         self.offsets.commit(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
+        self.offsets_changed = true;
         Ok(Self::ok(request))
     }
 
@@ -250,6 +251,7 @@ impl Broker {
         }
         if self.topics.remove(&topic, now.wall.0) {
             self.offsets.remove_topic(&topic);
+            self.offsets_changed = true;
             self.topics_changed(now);
         }
         Ok(Self::ok(request))

@@ -6,6 +6,7 @@
 mod admin;
 pub mod clients;
 pub mod config;
+mod metadata;
 pub mod offsets;
 mod pull;
 mod registration;
@@ -15,12 +16,15 @@ pub mod topics;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output, StoreRead};
+use crate::protocol::body::TopicConfigSerializeWrapper;
+use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::message::message_id::UniqueIdGenerator;
 use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use crate::remoting::{self, ConnectionTable, Received};
 use crate::store::Store;
 pub use clients::ClientRegistry;
 pub use config::BrokerConfig;
+use metadata::{MetadataFile, METADATA_IO_BASE};
 pub use offsets::ConsumerOffsets;
 use pull::PullHold;
 use registration::NamesrvLinks;
@@ -29,6 +33,8 @@ pub use topics::TopicTable;
 
 /// How often client expiry is checked.
 const CLIENT_SCAN_MS: u64 = 10_000;
+/// How often committed offsets are persisted (`flushConsumerOffsetInterval`).
+const OFFSET_PERSIST_MS: u64 = 5_000;
 
 /// Counters shown by GET_BROKER_RUNTIME_INFO.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +64,12 @@ pub struct Broker {
     next_client_scan: MonoNanos,
     boot_wall_ms: i64,
     stats: BrokerStats,
+    topics_file: MetadataFile,
+    offsets_file: MetadataFile,
+    next_metadata_io: u64,
+    next_offset_persist: MonoNanos,
+    /// Offsets committed since the last persist.
+    offsets_changed: bool,
 }
 
 impl core::fmt::Debug for Broker {
@@ -78,11 +90,40 @@ impl Broker {
             core::net::IpAddr::V6(_) => core::net::Ipv4Addr::LOCALHOST,
         };
         let namesrvs = NamesrvLinks::new(&config.namesrv_addrs, now.mono);
+        let topics_file = MetadataFile::new("topics.json");
+        let offsets_file = MetadataFile::new("consumerOffset.json");
+        let topics = match topics_file
+            .read(&*reader)
+            .map(|bytes| json::from_slice::<TopicConfigSerializeWrapper>(&bytes))
+        {
+            Some(Ok(wrapper)) => TopicTable::from_wrapper(
+                wrapper,
+                config.auto_create_topic,
+                config.default_topic_queue_nums,
+                now.wall.0,
+            ),
+            Some(Err(error)) => {
+                tracing::error!(%error, "config/topics.json is unreadable; starting with the built-in topics");
+                TopicTable::new(config.auto_create_topic, config.default_topic_queue_nums, now.wall.0)
+            }
+            None => TopicTable::new(config.auto_create_topic, config.default_topic_queue_nums, now.wall.0),
+        };
+        let offsets = match offsets_file
+            .read(&*reader)
+            .map(|bytes| json::from_slice::<ConsumerOffsets>(&bytes))
+        {
+            Some(Ok(offsets)) => offsets,
+            Some(Err(error)) => {
+                tracing::error!(%error, "config/consumerOffset.json is unreadable; consumers restart from their ConsumeFromWhere");
+                ConsumerOffsets::default()
+            }
+            None => ConsumerOffsets::default(),
+        };
         Self {
             conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
-            topics: TopicTable::new(config.auto_create_topic, config.default_topic_queue_nums, now.wall.0),
+            topics,
             clients: ClientRegistry::default(),
-            offsets: ConsumerOffsets::default(),
+            offsets,
             out: VecDeque::new(),
             pending: VecDeque::new(),
             holds: Vec::new(),
@@ -97,6 +138,11 @@ impl Broker {
             next_client_scan: now.mono.plus_millis(CLIENT_SCAN_MS),
             boot_wall_ms: now.wall.0,
             stats: BrokerStats::default(),
+            topics_file,
+            offsets_file,
+            next_metadata_io: METADATA_IO_BASE,
+            next_offset_persist: now.mono.plus_millis(OFFSET_PERSIST_MS),
+            offsets_changed: false,
             config,
             store,
             reader,
@@ -130,13 +176,35 @@ impl Broker {
     /// Begin a clean shutdown: the store flushes, checkpoints and removes its abort marker;
     /// [`is_stopped`](Self::is_stopped) turns true when done.
     pub fn begin_shutdown(&mut self) {
+        self.offsets_file.mark_dirty();
+        self.topics_file.mark_dirty();
+        self.persist_metadata();
         self.store.begin_shutdown();
     }
 
-    /// Whether a clean shutdown has completed.
+    /// Whether there is nothing left to do before exiting: a clean shutdown completed (store
+    /// flushed, metadata written), or the store failed (then the process must exit and the
+    /// next start recovers).
     #[must_use]
     pub fn is_stopped(&self) -> bool {
-        self.store.is_stopped()
+        let metadata_done = self.topics_file.is_settled() && self.offsets_file.is_settled();
+        (self.store.is_stopped() && metadata_done) || self.store.failure().is_some()
+    }
+
+    /// Write the topic table if it changed, and offsets if due (or shutting down).
+    fn persist_metadata(&mut self) {
+        let topics = self.topics.wrapper();
+        self.topics_file.write_if_dirty(
+            &mut self.next_metadata_io,
+            || json::to_vec(&topics, KeyStyle::Fastjson).unwrap_or_default(),
+            &mut self.out,
+        );
+        let offsets = &self.offsets;
+        self.offsets_file.write_if_dirty(
+            &mut self.next_metadata_io,
+            || json::to_vec(offsets, KeyStyle::Fastjson).unwrap_or_default(),
+            &mut self.out,
+        );
     }
 
     fn opaque(&mut self) -> i32 {
@@ -186,6 +254,7 @@ impl Broker {
     fn settle(&mut self, now: Now) {
         self.release_pending();
         self.wake_holds(now);
+        self.persist_metadata();
     }
 }
 
@@ -226,12 +295,24 @@ impl Machine for Broker {
                     }
                 }
             }
+            Input::DiskDone { io, result } if io.0 >= METADATA_IO_BASE => {
+                if let Err(error) = result {
+                    self.out.push_back(Output::Fatal { reason: format!("metadata write failed: {error}") });
+                }
+                self.topics_file.completed(io);
+                self.offsets_file.completed(io);
+            }
             Input::DiskDone { io, result } => self.store.handle_disk_done(now, io, result),
             Input::Timeout => {
                 if self.store.poll_timeout().is_some_and(|at| now.mono >= at) {
                     self.store.handle_timeout(now);
                 }
                 self.on_registration_timer(now);
+                if now.mono >= self.next_offset_persist {
+                    self.next_offset_persist = now.mono.plus_millis(OFFSET_PERSIST_MS);
+                    self.offsets_file.mark_dirty_if(self.offsets_changed);
+                    self.offsets_changed = false;
+                }
                 if now.mono >= self.next_client_scan {
                     let (conns, changed) = self.clients.expire(now.mono, self.config.client_expiry_ms);
                     for conn in conns {
@@ -254,10 +335,16 @@ impl Machine for Broker {
 
     fn poll_timeout(&self) -> Option<MonoNanos> {
         let hold = self.holds.iter().map(|h| h.deadline).min();
-        [self.store.poll_timeout(), self.namesrvs.next_deadline(), Some(self.next_client_scan), hold]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.store.poll_timeout(),
+            self.namesrvs.next_deadline(),
+            Some(self.next_client_scan),
+            Some(self.next_offset_persist),
+            hold,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

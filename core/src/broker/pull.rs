@@ -75,6 +75,7 @@ impl Broker {
         }
         if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
             self.offsets.commit(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
+            self.offsets_changed = true;
         }
         let outcome = self.pull_once(&header, &subscription);
         let may_hold = header.sys_flag & FLAG_SUSPEND != 0 && self.holds.len() < self.config.max_pull_holds;

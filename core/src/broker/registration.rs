@@ -116,8 +116,14 @@ impl Broker {
         crate::remoting::send(&mut self.out, conn, &request);
     }
 
-    /// Topics changed: every name server hears of it now.
+    /// Topics changed: every name server hears of it now, and `topics.json` is rewritten.
     pub(super) fn topics_changed(&mut self, _now: Now) {
+        self.topics_file.mark_dirty();
+        self.reregister();
+    }
+
+    /// Register with every connected name server.
+    fn reregister(&mut self) {
         for conn in self.namesrvs.open_conns() {
             let request = self.register_request();
             crate::remoting::send(&mut self.out, conn, &request);
@@ -142,7 +148,7 @@ impl Broker {
         }
         if now.mono >= self.namesrvs.next_register {
             self.namesrvs.next_register = now.mono.plus_millis(self.config.register_interval_ms);
-            self.topics_changed(now);
+            self.reregister();
         }
     }
 }

@@ -75,6 +75,22 @@ impl TopicTable {
         table
     }
 
+    /// The table persisted in `topics.json`, with the built-in topics added if missing.
+    #[must_use]
+    pub fn from_wrapper(
+        wrapper: TopicConfigSerializeWrapper,
+        auto_create: bool,
+        default_queue_nums: i32,
+        now_ms: i64,
+    ) -> Self {
+        let mut table = Self::new(auto_create, default_queue_nums, now_ms);
+        for (name, config) in wrapper.topic_config_table {
+            table.configs.insert(name, config);
+        }
+        table.version = DataVersion { counter: wrapper.data_version.counter + 1, ..table.version };
+        table
+    }
+
     /// A topic's config.
     #[must_use]
     pub fn get(&self, topic: &str) -> Option<&TopicConfig> {

@@ -67,6 +67,7 @@ pub struct RouteTable {
 impl RouteTable {
     /// Register (or re-register) a broker; topic configs count only from a master.
     pub fn register(&mut self, now: MonoNanos, conn: Option<ConnId>, reg: Registration) -> RegisterResult {
+        tracing::debug!(broker = %reg.broker_addr, ?conn, topics = reg.topics.topic_config_table.len(), version = ?reg.topics.data_version, "register");
         self.clusters.entry(reg.cluster.clone()).or_default().insert(reg.broker_name.clone());
         let data = self.brokers.entry(reg.broker_name.clone()).or_insert_with(|| BrokerData {
             cluster: reg.cluster.clone(),

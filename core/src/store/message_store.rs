@@ -68,6 +68,8 @@ pub struct Store {
     last_checkpoint: Checkpoint,
     next_flush_at: MonoNanos,
     next_checkpoint_at: MonoNanos,
+    /// A shutdown was asked for while booting: it starts once boot completes.
+    shutdown_requested: bool,
 }
 
 impl Store {
@@ -97,6 +99,7 @@ impl Store {
             flush: None,
             checkpoint: None,
             last_checkpoint: Checkpoint::default(),
+            shutdown_requested: false,
         };
         let group = store.ops.new_group();
         for op in fixups {
@@ -268,9 +271,15 @@ impl Store {
     /// Start a clean shutdown: flush, checkpoint, remove the abort marker. Appends are
     /// refused from now on; [`is_stopped`](Self::is_stopped) turns true at the end.
     pub fn begin_shutdown(&mut self) {
-        if self.phase == Phase::Running {
-            self.phase = Phase::ExpectShutdownRounds;
-            self.advance_shutdown();
+        match self.phase {
+            Phase::Running => {
+                self.phase = Phase::ExpectShutdownRounds;
+                self.advance_shutdown();
+            }
+            // Recovery's fix-ups must finish first (their syncs make the recovered state
+            // durable); the shutdown follows them.
+            Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_) => self.shutdown_requested = true,
+            _ => {}
         }
     }
 
@@ -433,7 +442,12 @@ impl Store {
         }
         match self.phase.clone() {
             Phase::ExpectFixupsDone(g, checkpoint) if g == group => self.write_boot_markers(checkpoint),
-            Phase::ExpectBootMarkersDone(g) if g == group => self.phase = Phase::Running,
+            Phase::ExpectBootMarkersDone(g) if g == group => {
+                self.phase = Phase::Running;
+                if self.shutdown_requested {
+                    self.begin_shutdown();
+                }
+            }
             Phase::ExpectAbortRemoved(g) if g == group => self.phase = Phase::Stopped,
             _ => {}
         }

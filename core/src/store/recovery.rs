@@ -382,11 +382,16 @@ fn load_queue(
         // Entries are kept while they continue without a gap from the queue's start.
         keeping &= start == next_offset * ENTRY_LEN - (next_offset * ENTRY_LEN) % file_size;
         let got = reader.read_at(&file, 0, &mut buf)?;
+        // A torn slot at the end of a short file is no entry.
+        let data = buf.get(..got - got % ENTRY_LEN as usize).unwrap_or_default();
+        // Files are preallocated: slots past the last non-zero byte were never written, so
+        // only the written prefix is walked slot by slot.
+        let written = written_len(data);
+        if written > 0 {
+            extent = extent.max(start + written as u64);
+        }
         let mut slot_pos = start;
-        for slot in buf.get(..got).unwrap_or_default().chunks_exact(ENTRY_LEN as usize) {
-            if slot.iter().any(|b| *b != 0) {
-                extent = extent.max(slot_pos + ENTRY_LEN);
-            }
+        for slot in data.get(..written).unwrap_or_default().chunks_exact(ENTRY_LEN as usize) {
             let pre_blank = slot.get(8..12) == Some(&PRE_BLANK_SIZE.to_be_bytes()[..])
                 && slot.get(..8).is_some_and(|b| b.iter().all(|x| *x == 0));
             if keeping && slot_pos == next_offset * ENTRY_LEN {
@@ -402,10 +407,35 @@ fn load_queue(
             }
             slot_pos += ENTRY_LEN;
         }
+        // The first unwritten slot, if any, is an empty entry: the kept entries end there.
+        if written + ENTRY_LEN as usize <= data.len() && slot_pos == next_offset * ENTRY_LEN {
+            keeping = false;
+        }
         // A short file ends the kept entries where its bytes end.
         keeping &= got as u64 == file_size;
     }
     Ok(LoadedQueue { topic, queue_id, dir, files, min_offset, next_offset, extent, short_files })
+}
+
+/// The length of `data` up to the end of the last slot holding a non-zero byte. Zero runs are
+/// skipped a block at a time (a slice comparison, i.e. `memcmp`), as preallocated queue files
+/// are mostly zeros and recovery reads every one of them.
+fn written_len(data: &[u8]) -> usize {
+    const BLOCK: usize = 4096;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
+    let mut end = data.len();
+    while end > 0 {
+        let from = end.saturating_sub(BLOCK);
+        let block = data.get(from..end).unwrap_or_default();
+        if block == ZEROS.get(..block.len()).unwrap_or_default() {
+            end = from;
+            continue;
+        }
+        let last = block.iter().rposition(|b| *b != 0).map_or(0, |i| from + i);
+        let slot = ENTRY_LEN as usize;
+        return (last / slot + 1) * slot;
+    }
+    0
 }
 
 /// Everything recovery decided, before it becomes a [`Store`].

@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
         &mut broker,
         listener,
         Some((disk, completions)),
-        DriverConfig::default(),
+        DriverConfig { clock, ..DriverConfig::default() },
         keel_runtime_tokio::shutdown_signal(),
         |broker, _| {
             tracing::info!("shutting down: flushing the store");

@@ -2,9 +2,10 @@
 //!
 //! On the wire every value is a string. Reading is lenient, as real clients need: integers
 //! may carry whitespace or a `.0` (C++ sends JSON numbers, which the header decoder turns
-//! into their text), booleans are Java's `Boolean.parseBoolean` (only `true`, in any case, is
-//! true), an empty string counts as absent for optional fields (Go sends `"bname":""`), and
-//! unknown keys are ignored (ACL, namespace and tracing hooks add them freely).
+//! into their text); booleans are Java's `Boolean.parseBoolean` (only `true`, in any case)
+//! plus the `1` the C++ client writes; an empty string counts as absent for optional fields
+//! (Go sends `"bname":""`); unknown keys are ignored (ACL, namespace and tracing hooks add
+//! them freely).
 
 mod broker;
 mod client;
@@ -69,7 +70,10 @@ impl HeaderScalar for String {
 
 impl HeaderScalar for bool {
     fn parse(text: &str) -> Option<Self> {
-        Some(text.trim().eq_ignore_ascii_case("true"))
+        // Java's `Boolean.parseBoolean`, plus `1`: the C++ client writes booleans with
+        // `to_string(bool)`, so its batch flag arrives as `"1"`.
+        let text = text.trim();
+        Some(text.eq_ignore_ascii_case("true") || text == "1")
     }
     fn render(&self) -> String {
         self.to_string()
@@ -190,6 +194,8 @@ mod tests {
         assert_eq!(back.get("offset"), None);
         assert_eq!(back.get("isForce"), Some("true"));
 
+        let cpp: ExtFields = [("topic", "T"), ("queueId", "1"), ("isForce", "1")].into_iter().collect();
+        assert_eq!(Probe::decode(&cpp).unwrap().force, Some(true));
         let json_number: ExtFields = [("topic", "T"), ("queueId", "3.0")].into_iter().collect();
         assert_eq!(Probe::decode(&json_number).unwrap().queue_id, 3);
         let missing: ExtFields = [("topic", "T")].into_iter().collect();

@@ -1,0 +1,101 @@
+//! The broker's metadata files, in RocketMQ's layout and format: `config/topics.json` (the
+//! topic table) and `config/consumerOffset.json` (committed offsets).
+//!
+//! A file is replaced atomically: write `X.tmp`, fsync it, rename it over `X`, fsync the
+//! directory. A crash at any point leaves either the old or the new version, never a mix.
+//! One write per file is in flight at a time; a change meanwhile is written after it. Any
+//! disk error is fatal, like the store's. The broker numbers these operations from
+//! [`METADATA_IO_BASE`], so they never collide with the store's.
+
+use crate::io::{DiskOp, FilePath, IoId, Output, StoreRead};
+
+/// Metadata disk operations are numbered from here up.
+pub const METADATA_IO_BASE: u64 = 1 << 62;
+
+/// `config/`.
+fn config_dir() -> FilePath {
+    FilePath::new("config").unwrap_or_else(FilePath::root)
+}
+
+/// One metadata file and its write state.
+#[derive(Debug)]
+pub(super) struct MetadataFile {
+    name: &'static str,
+    /// The last operation of the write in flight.
+    in_flight: Option<IoId>,
+    /// Changed since the write in flight (or the last one) started.
+    dirty: bool,
+}
+
+impl MetadataFile {
+    pub(super) const fn new(name: &'static str) -> Self {
+        Self { name, in_flight: None, dirty: false }
+    }
+
+    fn path(&self) -> FilePath {
+        config_dir().join(self.name).unwrap_or_else(FilePath::root)
+    }
+
+    /// Read the file's content, if it exists.
+    pub(super) fn read(&self, reader: &dyn StoreRead) -> Option<Vec<u8>> {
+        let path = self.path();
+        let len = usize::try_from(reader.len(&path).ok()??).ok()?;
+        let mut buf = vec![0u8; len];
+        let got = reader.read_at(&path, 0, &mut buf).ok()?;
+        buf.truncate(got);
+        Some(buf)
+    }
+
+    /// Note a change to persist.
+    pub(super) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Note a change to persist, if there was one.
+    pub(super) fn mark_dirty_if(&mut self, changed: bool) {
+        self.dirty |= changed;
+    }
+
+    /// Whether nothing is waiting to be written or being written.
+    pub(super) fn is_settled(&self) -> bool {
+        !self.dirty && self.in_flight.is_none()
+    }
+
+    /// If dirty and idle, issue the atomic replacement with `content`.
+    pub(super) fn write_if_dirty(
+        &mut self,
+        next_io: &mut u64,
+        content: impl FnOnce() -> Vec<u8>,
+        out: &mut std::collections::VecDeque<Output>,
+    ) {
+        if !self.dirty || self.in_flight.is_some() {
+            return;
+        }
+        self.dirty = false;
+        let path = self.path();
+        let tmp = config_dir().join(&format!("{}.tmp", self.name)).unwrap_or_else(FilePath::root);
+        let ops = [
+            DiskOp::Create { file: tmp.clone(), len: 0 },
+            DiskOp::Write { file: tmp.clone(), offset: 0, data: content().into() },
+            DiskOp::Sync { file: tmp.clone() },
+            DiskOp::Rename { from: tmp, to: path },
+            DiskOp::SyncDir { dir: config_dir() },
+        ];
+        let mut last = IoId(0);
+        for op in ops {
+            *next_io += 1;
+            last = IoId(*next_io);
+            out.push_back(Output::Disk { io: last, op });
+        }
+        self.in_flight = Some(last);
+    }
+
+    /// An operation completed; true if it was this file's last.
+    pub(super) fn completed(&mut self, io: IoId) -> bool {
+        if self.in_flight == Some(io) {
+            self.in_flight = None;
+            return true;
+        }
+        false
+    }
+}
