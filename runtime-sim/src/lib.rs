@@ -5,10 +5,13 @@
 //! - [`disk_queue::DiskQueue`]: carries a state machine's disk operations out in order, so
 //!   tests can crash between any two.
 //! - [`store_node::StoreNode`]: a store on a `SimDisk`, driven by hand (tier-1 scenarios).
+//! - [`broker_node::BrokerNode`]: a broker on a `SimDisk`, its connections, disk and time
+//!   driven by hand (tier-1 broker scenarios).
 //!
 //! The models are plain Rust, unit-tested in normal builds; the madsim-only glue sits behind
 //! `#[cfg(madsim)]`.
 
+pub mod broker_node;
 pub mod disk_queue;
 pub mod sim_disk;
 pub mod store_node;

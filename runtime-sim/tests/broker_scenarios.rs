@@ -1,0 +1,293 @@
+//! Broker scenarios on a `SimDisk`, driven by hand: what clients see on the wire for sends,
+//! pulls, offsets, restarts and hostile input, and what the name server hears.
+
+use std::net::SocketAddr;
+
+use keel_core::broker::BrokerConfig;
+use keel_core::io::{ConnId, MonoNanos, Now, UnixMillis};
+use keel_core::protocol::body::RegisterBrokerBody;
+use keel_core::protocol::headers::{
+    CommandHeader, OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    QueryConsumerOffsetRequestHeader, RegisterBrokerRequestHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+};
+use keel_core::protocol::json;
+use keel_core::protocol::message::properties;
+use keel_core::protocol::message::stored::{parse_record, Parsed};
+use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use keel_core::store::FlushMode;
+use keel_runtime_sim::broker_node::{BrokerNode, SharedDisk};
+use rand::SeedableRng;
+
+const CLIENT: ConnId = ConnId(1);
+const OTHER: ConnId = ConnId(2);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn start() -> Now {
+    Now { mono: MonoNanos(1_000_000_000), wall: UnixMillis(1_790_000_000_000) }
+}
+
+fn config(flush: FlushMode) -> BrokerConfig {
+    let mut config = BrokerConfig::new(addr("10.0.0.1:10911"));
+    config.namesrv_addrs = vec![addr("10.0.0.9:9876")];
+    config.default_topic_queue_nums = 4;
+    config.store.segment_size = 64 * 1024;
+    config.store.queue_file_entries = 64;
+    config.store.flush_mode = flush;
+    config
+}
+
+fn boot(config: BrokerConfig, disk: SharedDisk) -> BrokerNode {
+    let (mut node, _) = BrokerNode::boot(config, disk, start()).expect("boot");
+    node.open(CLIENT, addr("10.0.0.50:40000"));
+    node
+}
+
+fn send(opaque: i32, topic: &str, queue: i32, tag: &str, body: &str) -> RemotingCommand {
+    let props = properties::encode(&[("TAGS", tag), ("KEYS", body), ("WAIT", "true")]);
+    let header = SendMessageRequestHeaderV2 {
+        a: "pg".into(),
+        b: topic.into(),
+        c: "TBW102".into(),
+        d: 4,
+        e: queue,
+        g: 1_790_000_000_000,
+        i: Some(String::from_utf8(props).unwrap()),
+        ..SendMessageRequestHeaderV2::default()
+    };
+    RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, opaque, header.to_ext_fields())
+        .with_body(body.as_bytes().to_vec())
+}
+
+fn pull(
+    opaque: i32,
+    topic: &str,
+    queue: i32,
+    offset: i64,
+    expression: &str,
+    suspend: bool,
+) -> RemotingCommand {
+    let header = PullMessageRequestHeader {
+        consumer_group: "cg".into(),
+        topic: topic.into(),
+        queue_id: queue,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        // Subscription flag, plus suspend when asked.
+        sys_flag: if suspend { 0b110 } else { 0b100 },
+        suspend_timeout_millis: 15_000,
+        subscription: Some(expression.into()),
+        ..PullMessageRequestHeader::default()
+    };
+    RemotingCommand::request(RequestCode::PULL_MESSAGE, opaque, header.to_ext_fields())
+}
+
+/// (queue offset, tag, body) of every message in a pull reply.
+fn messages(reply: &RemotingCommand) -> Vec<(i64, String, String)> {
+    let mut out = Vec::new();
+    let mut rest = &reply.body[..];
+    while !rest.is_empty() {
+        let Ok(Parsed::Message(record)) = parse_record(rest) else { panic!("bad record in pull body") };
+        let tag =
+            properties::find(record.properties, "TAGS").map(|t| String::from_utf8_lossy(t).into_owned());
+        out.push((
+            record.queue_offset,
+            tag.unwrap_or_default(),
+            String::from_utf8_lossy(record.body).into_owned(),
+        ));
+        rest = &rest[record.bytes.len()..];
+    }
+    out
+}
+
+#[test]
+fn a_sent_message_is_pulled_back_exactly_with_tag_filtering() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    for (i, tag) in ["TagA", "TagB", "TagA", "TagC"].iter().enumerate() {
+        let opaque = i32::try_from(i).unwrap() + 1;
+        let reply = node.call(CLIENT, &send(opaque, "Orders", 0, tag, &format!("m{i}")));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+        let header = SendMessageResponseHeader::decode(&reply.ext_fields).unwrap();
+        assert_eq!(header.queue_offset, i as i64);
+        assert_eq!(header.queue_id, 0);
+    }
+    let reply = node.call(CLIENT, &pull(10, "Orders", 0, 0, "TagA || TagC", false));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+    let got = messages(&reply);
+    let want = vec![
+        (0, "TagA".into(), "m0".into()),
+        (2, "TagA".into(), "m2".into()),
+        (3, "TagC".into(), "m3".into()),
+    ];
+    assert_eq!(got, want);
+    let header = PullMessageResponseHeader::decode(&reply.ext_fields).unwrap();
+    assert_eq!((header.next_begin_offset, header.min_offset, header.max_offset), (4, 0, 4));
+
+    // Nothing past the end: PULL_NOT_FOUND at once when the consumer does not ask to wait.
+    let reply = node.call(CLIENT, &pull(11, "Orders", 0, 4, "*", false));
+    assert_eq!(reply.response_code(), ResponseCode::PULL_NOT_FOUND);
+}
+
+#[test]
+fn a_held_pull_is_answered_when_a_message_arrives() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    let first = send(1, "Live", 1, "TagA", "first");
+    assert_eq!(node.call(CLIENT, &first).response_code(), ResponseCode::SUCCESS);
+    node.open(OTHER, addr("10.0.0.51:40000"));
+    node.send(OTHER, &pull(7, "Live", 1, 1, "*", true));
+    node.run_all();
+    assert!(node.take_reply(OTHER, 7).is_none(), "a pull at the end must be held");
+    node.advance(100);
+    assert!(node.take_reply(OTHER, 7).is_none(), "still held: nothing arrived");
+
+    let second = send(2, "Live", 1, "TagA", "second");
+    assert_eq!(node.call(CLIENT, &second).response_code(), ResponseCode::SUCCESS);
+    let reply = node.take_reply(OTHER, 7).expect("the held pull answered by the arrival");
+    assert_eq!(messages(&reply), vec![(1, "TagA".into(), "second".into())]);
+}
+
+#[test]
+fn a_held_pull_times_out_with_pull_not_found() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    let first = send(1, "Quiet", 0, "TagA", "only");
+    assert_eq!(node.call(CLIENT, &first).response_code(), ResponseCode::SUCCESS);
+    node.send(CLIENT, &pull(3, "Quiet", 0, 1, "*", true));
+    // The hold lasts the consumer's suspend timeout (15 s here, below the broker's cap).
+    node.advance(14_999);
+    assert!(node.take_reply(CLIENT, 3).is_none());
+    node.advance(2);
+    let reply = node.take_reply(CLIENT, 3).expect("answered at the hold's deadline");
+    assert_eq!(reply.response_code(), ResponseCode::PULL_NOT_FOUND);
+}
+
+#[test]
+fn under_sync_flush_a_send_is_acknowledged_only_once_durable() {
+    let mut node = boot(config(FlushMode::Sync), SharedDisk::default());
+    let request = send(1, "Durable", 0, "TagA", "payload");
+    node.send(CLIENT, &request);
+    // Carry out one disk operation at a time: the reply may only appear once the data
+    // reached the durable image.
+    loop {
+        if let Some(reply) = node.take_reply(CLIENT, 1) {
+            assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+            let flushed = node.broker.store().flushed_end();
+            assert!(flushed.0 > 0, "acknowledged before the CommitLog was flushed");
+            break;
+        }
+        assert!(!node.queue.is_empty(), "no reply and nothing left to do");
+        node.run(1);
+    }
+    // Power loss right after the acknowledgement: the message survives.
+    let disk = node.kill();
+    disk.with(|d| d.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7)));
+    let mut node = boot(config(FlushMode::Sync), disk);
+    let reply = node.call(CLIENT, &pull(2, "Durable", 0, 0, "*", false));
+    assert_eq!(messages(&reply), vec![(0, "TagA".into(), "payload".into())]);
+}
+
+#[test]
+fn topics_and_committed_offsets_survive_a_clean_restart() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    let request = send(1, "Kept", 2, "TagA", "x");
+    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    let commit = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: "Kept".into(),
+        queue_id: 2,
+        commit_offset: 1,
+    };
+    let request = RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 2, commit.to_ext_fields());
+    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+
+    let disk = node.shutdown();
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), disk);
+    let topic = node.broker.topics().get("Kept").expect("auto-created topic kept");
+    assert_eq!(topic.write_queue_nums, 4);
+    let query = QueryConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: "Kept".into(),
+        queue_id: 2,
+        set_zero_if_not_found: None,
+    };
+    let reply = node.call(
+        CLIENT,
+        &RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 3, query.to_ext_fields()),
+    );
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(OffsetResponseHeader::decode(&reply.ext_fields).unwrap().offset, 1);
+}
+
+#[test]
+fn committed_offsets_are_persisted_periodically_and_survive_a_crash() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    let request = send(1, "Periodic", 0, "TagA", "x");
+    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    let commit = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: "Periodic".into(),
+        queue_id: 0,
+        commit_offset: 1,
+    };
+    let request = RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 2, commit.to_ext_fields());
+    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    node.advance(6_000);
+    let disk = node.kill();
+    disk.with(|d| d.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3)));
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), disk);
+    let query = QueryConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: "Periodic".into(),
+        queue_id: 0,
+        set_zero_if_not_found: None,
+    };
+    let reply = node.call(
+        CLIENT,
+        &RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 3, query.to_ext_fields()),
+    );
+    assert_eq!(OffsetResponseHeader::decode(&reply.ext_fields).unwrap().offset, 1);
+}
+
+#[test]
+fn a_malformed_frame_closes_only_its_connection() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    node.open(OTHER, addr("10.0.0.51:40000"));
+    // A frame claiming a header longer than the frame itself.
+    node.write(OTHER, &[0, 0, 0, 8, 0, 0, 0x7f, 0xff, 1, 2, 3, 4]);
+    assert!(node.peers[&OTHER].closed.is_some(), "the hostile connection is closed");
+    assert!(node.peers[&CLIENT].closed.is_none());
+    let request = send(1, "Unharmed", 0, "TagA", "fine");
+    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    assert!(node.fatal.is_empty());
+}
+
+#[test]
+fn the_broker_registers_with_its_name_server_and_redials_a_lost_link() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    node.advance(1);
+    let (conn, namesrv) = node.dials.pop().expect("a dial to the name server at boot");
+    assert_eq!(namesrv, addr("10.0.0.9:9876"));
+    node.open(conn, namesrv);
+    let register = node.peers[&conn].inbox.first().cloned().expect("REGISTER_BROKER on connect");
+    assert_eq!(register.request_code(), RequestCode::REGISTER_BROKER);
+    let header = RegisterBrokerRequestHeader::decode(&register.ext_fields).unwrap();
+    assert_eq!((header.broker_addr.as_str(), header.broker_id), ("10.0.0.1:10911", 0));
+    let body: RegisterBrokerBody = json::from_slice(&register.body).unwrap();
+    assert!(body.topic_config_serialize_wrapper.topic_config_table.contains_key("TBW102"));
+
+    // A new topic is announced at once.
+    let request = send(1, "Fresh", 0, "TagA", "x");
+    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    let announced =
+        node.peers[&conn].inbox.iter().filter(|c| c.request_code() == RequestCode::REGISTER_BROKER).count();
+    assert_eq!(announced, 2);
+
+    // The link drops: it is re-dialled after a pause, not at once.
+    node.close(conn);
+    node.advance(1_000);
+    assert!(node.dials.is_empty(), "re-dialled without a pause");
+    node.advance(3_000);
+    assert_eq!(node.dials.len(), 1, "re-dialled after the pause");
+}
