@@ -90,6 +90,18 @@ impl BrokerNode {
         disk: SharedDisk,
         now: Now,
     ) -> Result<(Self, RecoveryReport), RecoveryError> {
+        let (mut node, report) = Self::start(config, disk, now)?;
+        node.run_all();
+        Ok((node, report))
+    }
+
+    /// Recover the store on `disk` and start a broker over it, leaving its boot operations
+    /// queued (the store is not ready until they are carried out).
+    pub fn start(
+        config: BrokerConfig,
+        disk: SharedDisk,
+        now: Now,
+    ) -> Result<(Self, RecoveryReport), RecoveryError> {
         let (store, report) = disk.with(|d| Store::recover(config.store.clone(), &*d, now))?;
         let broker = Broker::new(config.clone(), store, Box::new(disk.clone()), now);
         let mut node = Self {
@@ -103,7 +115,7 @@ impl BrokerNode {
             config,
             rng: ChaCha8Rng::seed_from_u64(0),
         };
-        node.run_all();
+        node.pump();
         Ok((node, report))
     }
 

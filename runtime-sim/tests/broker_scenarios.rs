@@ -3,17 +3,19 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use keel_core::broker::BrokerConfig;
 use keel_core::io::{ConnId, MonoNanos, Now, UnixMillis};
 use keel_core::protocol::body::RegisterBrokerBody;
+use keel_core::protocol::client_requests::{
+    pull_message, pulled_records, send_message, OutgoingMessage, PullRequest,
+};
 use keel_core::protocol::headers::{
-    CommandHeader, OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    QueryConsumerOffsetRequestHeader, RegisterBrokerRequestHeader, SendMessageRequestHeaderV2,
-    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+    CommandHeader, OffsetResponseHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
+    RegisterBrokerRequestHeader, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
 use keel_core::protocol::json;
 use keel_core::protocol::message::properties;
-use keel_core::protocol::message::stored::{parse_record, Parsed};
 use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use keel_core::store::FlushMode;
 use keel_runtime_sim::broker_node::{BrokerNode, SharedDisk};
@@ -47,19 +49,14 @@ fn boot(config: BrokerConfig, disk: SharedDisk) -> BrokerNode {
 }
 
 fn send(opaque: i32, topic: &str, queue: i32, tag: &str, body: &str) -> RemotingCommand {
-    let props = properties::encode(&[("TAGS", tag), ("KEYS", body), ("WAIT", "true")]);
-    let header = SendMessageRequestHeaderV2 {
-        a: "pg".into(),
-        b: topic.into(),
-        c: "TBW102".into(),
-        d: 4,
-        e: queue,
-        g: 1_790_000_000_000,
-        i: Some(String::from_utf8(props).unwrap()),
-        ..SendMessageRequestHeaderV2::default()
+    let message = OutgoingMessage {
+        topic: topic.into(),
+        tags: Some(tag.into()),
+        keys: Some(body.into()),
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        ..OutgoingMessage::default()
     };
-    RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, opaque, header.to_ext_fields())
-        .with_body(body.as_bytes().to_vec())
+    send_message(opaque, "pg", queue, &message)
 }
 
 fn pull(
@@ -70,37 +67,29 @@ fn pull(
     expression: &str,
     suspend: bool,
 ) -> RemotingCommand {
-    let header = PullMessageRequestHeader {
-        consumer_group: "cg".into(),
+    let request = PullRequest {
+        group: "cg".into(),
         topic: topic.into(),
         queue_id: queue,
-        queue_offset: offset,
-        max_msg_nums: 32,
-        // Subscription flag, plus suspend when asked.
-        sys_flag: if suspend { 0b110 } else { 0b100 },
-        suspend_timeout_millis: 15_000,
-        subscription: Some(expression.into()),
-        ..PullMessageRequestHeader::default()
+        offset,
+        max_messages: 32,
+        expression: expression.into(),
+        suspend_ms: if suspend { 15_000 } else { 0 },
     };
-    RemotingCommand::request(RequestCode::PULL_MESSAGE, opaque, header.to_ext_fields())
+    pull_message(opaque, &request)
 }
 
 /// (queue offset, tag, body) of every message in a pull reply.
 fn messages(reply: &RemotingCommand) -> Vec<(i64, String, String)> {
-    let mut out = Vec::new();
-    let mut rest = &reply.body[..];
-    while !rest.is_empty() {
-        let Ok(Parsed::Message(record)) = parse_record(rest) else { panic!("bad record in pull body") };
-        let tag =
-            properties::find(record.properties, "TAGS").map(|t| String::from_utf8_lossy(t).into_owned());
-        out.push((
-            record.queue_offset,
-            tag.unwrap_or_default(),
-            String::from_utf8_lossy(record.body).into_owned(),
-        ));
-        rest = &rest[record.bytes.len()..];
-    }
-    out
+    pulled_records(&reply.body)
+        .expect("pull body")
+        .iter()
+        .map(|record| {
+            let tag =
+                properties::find(record.properties, "TAGS").map(|t| String::from_utf8_lossy(t).into_owned());
+            (record.queue_offset, tag.unwrap_or_default(), String::from_utf8_lossy(record.body).into_owned())
+        })
+        .collect()
 }
 
 #[test]
@@ -290,4 +279,19 @@ fn the_broker_registers_with_its_name_server_and_redials_a_lost_link() {
     assert!(node.dials.is_empty(), "re-dialled without a pause");
     node.advance(3_000);
     assert_eq!(node.dials.len(), 1, "re-dialled after the pause");
+}
+
+#[test]
+fn a_request_arriving_while_the_store_boots_is_served_once_it_is_ready() {
+    let config = config(FlushMode::Sync);
+    let (mut node, _) = BrokerNode::start(config, SharedDisk::default(), start()).expect("start");
+    assert!(!node.broker.store().is_ready(), "boot operations are still queued");
+    node.open(CLIENT, addr("10.0.0.50:40000"));
+    node.send(CLIENT, &send(1, "Early", 0, "TagA", "first"));
+    assert!(node.take_reply(CLIENT, 1).is_none(), "answered before the store was ready");
+    node.run_all();
+    let reply = node.take_reply(CLIENT, 1).expect("served after boot");
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    let reply = node.call(CLIENT, &pull(2, "Early", 0, 0, "*", false));
+    assert_eq!(messages(&reply), vec![(0, "TagA".into(), "first".into())]);
 }

@@ -2,87 +2,24 @@
 //! throw garbage at it, and SIGTERM stops it. Real sockets and processes: normal builds only.
 #![cfg(not(madsim))]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
 
 use keel_core::protocol::body::{RegisterBrokerBody, TopicConfig, TopicRouteData};
 use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader, RegisterBrokerRequestHeader};
 use keel_core::protocol::json::{self, KeyStyle};
-use keel_core::protocol::{
-    encode_to_bytes, ExtFields, FrameDecoder, RemotingCommand, RequestCode, ResponseCode,
-    DEFAULT_MAX_FRAME_LEN,
-};
+use keel_core::protocol::{encode_to_bytes, ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use support::{hostile_streams, scratch_dir, Client, ServerProcess};
 
-struct NameServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-impl NameServerProcess {
-    fn start(config: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("keel-mqnamesrv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("namesrv.properties");
-        std::fs::write(&file, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mqnamesrv"))
-            .arg("-c")
-            .arg(&file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("The Name Server boot success."), "{line}");
-        let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), stderr }
-    }
-
-    fn connect(&self) -> Client {
-        let stream = TcpStream::connect(self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        Client { stream, decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN) }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-struct Client {
-    stream: TcpStream,
-    decoder: FrameDecoder,
-}
-
-impl Client {
-    fn call(&mut self, request: &RemotingCommand) -> RemotingCommand {
-        self.stream.write_all(&encode_to_bytes(request)).unwrap();
-        loop {
-            if let Some(frame) = self.decoder.next_frame() {
-                return frame.unwrap();
-            }
-            let mut buf = [0u8; 4096];
-            let n = self.stream.read(&mut buf).unwrap();
-            assert!(n > 0, "connection closed while waiting for a reply");
-            self.decoder.push(&buf[..n]);
-        }
-    }
-
-    /// Send raw bytes; true if the server then closed the connection.
-    fn send_raw_and_expect_close(&mut self, bytes: &[u8]) -> bool {
-        self.stream.write_all(bytes).unwrap();
-        let mut buf = [0u8; 64];
-        matches!(self.stream.read(&mut buf), Ok(0))
-    }
+fn start(config: &str) -> ServerProcess {
+    let file = scratch_dir("mqnamesrv").join("namesrv.properties");
+    std::fs::write(&file, config).unwrap();
+    let server = ServerProcess::start(env!("CARGO_BIN_EXE_mqnamesrv"), &["-c", file.to_str().unwrap()]);
+    assert!(server.boot_line.starts_with("The Name Server boot success."), "{}", server.boot_line);
+    server
 }
 
 fn register_request() -> RemotingCommand {
@@ -116,30 +53,23 @@ fn route_request(opaque: i32) -> RemotingCommand {
 
 #[test]
 fn brokers_register_clients_route_and_hostile_peers_only_hurt_themselves() {
-    let mut server = NameServerProcess::start("listenPort=0\nlistenPrt=1\n");
-    let mut broker = server.connect();
+    let mut server = start("listenPort=0\nlistenPrt=1\n");
+    let addr = server.addr_in_boot_line(0);
+    let mut broker = Client::connect(addr);
     assert_eq!(broker.call(&register_request()).response_code(), ResponseCode::SUCCESS);
-    let mut client = server.connect();
+    let mut client = Client::connect(addr);
     let reply = client.call(&route_request(2));
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
     let route: TopicRouteData = json::from_slice(&reply.body).unwrap();
     assert_eq!(route.broker_datas[0].broker_addrs[&0], "127.0.0.1:10911");
 
     // Hostile peers, each on its own connection.
-    let hostile: Vec<(&str, Vec<u8>)> = vec![
-        ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
-        ("oversized frame", [&2_000_000_000u32.to_be_bytes()[..], &[0u8; 8]].concat()),
-        ("negative length", (-5i32).to_be_bytes().to_vec()),
-        ("invalid JSON header", [&13u32.to_be_bytes()[..], &9u32.to_be_bytes(), b"{not json"].concat()),
-        ("header longer than its frame", [&8u32.to_be_bytes()[..], &100u32.to_be_bytes(), b"abcd"].concat()),
-        ("unknown serialize type", [&4u32.to_be_bytes()[..], &0x0500_0000u32.to_be_bytes()].concat()),
-    ];
-    for (what, bytes) in hostile {
-        let mut peer = server.connect();
+    for (what, bytes) in hostile_streams() {
+        let mut peer = Client::connect(addr);
         assert!(peer.send_raw_and_expect_close(&bytes), "{what}: the connection stays open");
     }
     // A peer that disconnects in the middle of a frame.
-    let mut half = TcpStream::connect(server.addr).unwrap();
+    let mut half = TcpStream::connect(addr).unwrap();
     let frame = encode_to_bytes(&route_request(3));
     half.write_all(&frame[..frame.len() / 2]).unwrap();
     drop(half);
@@ -156,11 +86,8 @@ fn brokers_register_clients_route_and_hostile_peers_only_hurt_themselves() {
     assert_eq!(client.call(&route_request(6)).response_code(), ResponseCode::SUCCESS);
 
     // SIGTERM is a clean stop.
-    let status = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
-    assert!(status.success());
-    let exit = server.child.wait().unwrap();
-    assert!(exit.success(), "mqnamesrv exited with {exit}");
-    let stderr = server.stderr.join().unwrap();
+    let (clean, stderr) = server.terminate();
+    assert!(clean, "mqnamesrv did not exit cleanly: {stderr}");
     assert!(stderr.contains("unknown configuration key") && stderr.contains("listenPrt"), "{stderr}");
     assert!(stderr.contains("malformed stream"), "closed connections are logged with a reason: {stderr}");
 }

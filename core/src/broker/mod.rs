@@ -35,6 +35,8 @@ pub use topics::TopicTable;
 const CLIENT_SCAN_MS: u64 = 10_000;
 /// How often committed offsets are persisted (`flushConsumerOffsetInterval`).
 const OFFSET_PERSIST_MS: u64 = 5_000;
+/// Most requests kept while the store boots; beyond it they get SYSTEM_BUSY.
+const EARLY_REQUESTS_MAX: usize = 10_000;
 
 /// Counters shown by GET_BROKER_RUNTIME_INFO.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,6 +72,8 @@ pub struct Broker {
     next_offset_persist: MonoNanos,
     /// Offsets committed since the last persist.
     offsets_changed: bool,
+    /// Requests that arrived while the store was still booting, served once it is ready.
+    early: VecDeque<(ConnId, RemotingCommand)>,
 }
 
 impl core::fmt::Debug for Broker {
@@ -143,6 +147,7 @@ impl Broker {
             next_metadata_io: METADATA_IO_BASE,
             next_offset_persist: now.mono.plus_millis(OFFSET_PERSIST_MS),
             offsets_changed: false,
+            early: VecDeque::new(),
             config,
             store,
             reader,
@@ -236,6 +241,17 @@ impl Broker {
             self.namesrvs.on_response(conn, &cmd);
             return;
         }
+        // The store finishes booting (a few disk operations) after the listener opens: a
+        // client that connects at once waits rather than being refused.
+        if !self.store.is_ready() && self.store.failure().is_none() {
+            if self.early.len() < EARLY_REQUESTS_MAX {
+                self.early.push_back((conn, cmd));
+            } else {
+                let reply = error_reply(&cmd, ResponseCode::SYSTEM_BUSY, "broker is starting");
+                remoting::reply(&mut self.out, conn, &cmd, &reply);
+            }
+            return;
+        }
         let reply = match cmd.request_code() {
             RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE => {
                 self.on_send(now, conn, &cmd)
@@ -250,8 +266,27 @@ impl Broker {
         }
     }
 
-    /// After any input: release replies whose data is now durable, answer pulls that can be.
+    /// A connection closed (by the peer, or by us for a malformed stream): forget what was
+    /// waiting on it; a name server link is re-dialled.
+    fn connection_gone(&mut self, now: Now, conn: ConnId) {
+        if conn.is_outbound() {
+            self.namesrvs.closed(conn, now.mono);
+            return;
+        }
+        self.holds.retain(|hold| hold.conn != conn);
+        self.early.retain(|(waiting, _)| *waiting != conn);
+        let changed = self.clients.connection_closed(conn);
+        self.notify_consumer_ids_changed(&changed);
+    }
+
+    /// After any input: serve requests that waited for boot, release replies whose data is
+    /// now durable, answer pulls that can be.
     fn settle(&mut self, now: Now) {
+        if self.store.is_ready() {
+            while let Some((conn, cmd)) = self.early.pop_front() {
+                self.on_command(now, conn, cmd);
+            }
+        }
         self.release_pending();
         self.wake_holds(now);
         self.persist_metadata();
@@ -271,27 +306,13 @@ impl Machine for Broker {
             }
             Input::ConnClosed { conn } => {
                 self.conns.close(conn);
-                if conn.is_outbound() {
-                    self.namesrvs.closed(conn, now.mono);
-                } else {
-                    self.holds.retain(|hold| hold.conn != conn);
-                    let changed = self.clients.connection_closed(conn);
-                    self.notify_consumer_ids_changed(&changed);
-                }
+                self.connection_gone(now, conn);
             }
             Input::Bytes { conn, data } => {
                 for received in self.conns.feed(conn, &data, &mut self.out) {
                     match received {
                         Received::Command(cmd) => self.on_command(now, conn, cmd),
-                        Received::Closed(_) => {
-                            if conn.is_outbound() {
-                                self.namesrvs.closed(conn, now.mono);
-                            } else {
-                                self.holds.retain(|hold| hold.conn != conn);
-                                let changed = self.clients.connection_closed(conn);
-                                self.notify_consumer_ids_changed(&changed);
-                            }
-                        }
+                        Received::Closed(_) => self.connection_gone(now, conn),
                     }
                 }
             }

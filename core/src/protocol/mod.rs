@@ -2,6 +2,7 @@
 //! stored-message format, byte for byte.
 
 pub mod body;
+pub mod client_requests;
 pub mod code;
 pub mod command;
 pub mod frame;

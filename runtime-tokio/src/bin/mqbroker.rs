@@ -5,14 +5,10 @@
 //! start runs abnormal recovery.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Parser;
-use keel_core::broker::{Broker, BrokerConfig};
-use keel_core::store::{FlushMode, Store, StoreConfig};
 use keel_runtime_tokio::config::{BrokerSettings, Properties};
-use keel_runtime_tokio::disk::{Disk, FileDisk};
-use keel_runtime_tokio::driver::{self, Clock, DriverConfig};
+use keel_runtime_tokio::server::BrokerServer;
 
 /// Keel's broker.
 #[derive(Debug, Parser)]
@@ -50,54 +46,12 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", settings.to_properties());
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.listen_port)).await?;
-    let port = listener.local_addr()?.port();
-    let advertised = std::net::SocketAddr::new(settings.broker_ip, port);
-
-    let mut store_config = StoreConfig::new(advertised);
-    store_config.segment_size = settings.commitlog_segment_size;
-    store_config.queue_file_entries = (settings.consume_queue_file_size / 20).max(1);
-    store_config.max_message_size = settings.max_message_size;
-    store_config.instance = std::process::id().to_string();
-    store_config.flush_mode = if settings.flush_disk_type == "SYNC_FLUSH" {
-        FlushMode::Sync
-    } else {
-        FlushMode::Async { interval_ms: settings.flush_interval_ms.max(1) }
-    };
-    let mut config = BrokerConfig::new(advertised);
-    config.cluster_name.clone_from(&settings.cluster_name);
-    config.broker_name.clone_from(&settings.broker_name);
-    config.broker_id = settings.broker_id;
-    config.namesrv_addrs = settings.namesrv_addrs()?;
-    config.auto_create_topic = settings.auto_create_topic;
-    config.default_topic_queue_nums = settings.default_topic_queue_nums;
-    config.store = store_config.clone();
-
-    let (completions_tx, completions) = tokio::sync::mpsc::unbounded_channel();
-    let disk = Arc::new(FileDisk::open(&settings.store_path_root_dir, completions_tx)?);
-    let clock = Clock::start();
-    let (store, report) = Store::recover(store_config, &*disk, clock.now())?;
-    tracing::info!(kind = ?report.kind, end = report.recovered_end, redispatched = report.redispatched, "store recovered");
-    let mut broker = Broker::new(config, store, Box::new(Arc::clone(&disk)), clock.now());
+    let server = BrokerServer::open(&settings).await?;
     println!(
-        "The broker[{}, {advertised}] boot success. serializeType=JSON and name server is {}",
+        "The broker[{}, {}] boot success. serializeType=JSON and name server is {}",
         settings.broker_name,
+        server.advertised(),
         if settings.namesrv_addr.is_empty() { "(none)" } else { &settings.namesrv_addr }
     );
-    let disk: Arc<dyn Disk> = disk;
-    driver::run(
-        &mut broker,
-        listener,
-        Some((disk, completions)),
-        DriverConfig { clock, ..DriverConfig::default() },
-        keel_runtime_tokio::shutdown_signal(),
-        |broker, _| {
-            tracing::info!("shutting down: flushing the store");
-            broker.begin_shutdown();
-        },
-        Broker::is_stopped,
-    )
-    .await?;
-    tracing::info!("broker stopped cleanly");
-    Ok(())
+    server.run(keel_runtime_tokio::shutdown_signal()).await
 }

@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use keel_core::namesrv::{NameServer, NameServerConfig};
 use keel_runtime_tokio::config::{NamesrvSettings, Properties};
-use keel_runtime_tokio::driver::{self, DriverConfig};
+use keel_runtime_tokio::server::NamesrvServer;
 
 /// Keel's name server.
 #[derive(Debug, Parser)]
@@ -40,24 +39,8 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", settings.to_properties());
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.listen_port)).await?;
-    let local = listener.local_addr()?;
+    let server = NamesrvServer::bind(&settings).await?;
     // RocketMQ's startup line, so scripts waiting for it keep working; plus the address.
-    println!("The Name Server boot success. serializeType=JSON, address={local}");
-    let mut machine = NameServer::new(NameServerConfig {
-        scan_interval_ms: settings.scan_interval_ms,
-        ..NameServerConfig::default()
-    });
-    driver::run(
-        &mut machine,
-        listener,
-        None,
-        DriverConfig::default(),
-        keel_runtime_tokio::shutdown_signal(),
-        |_, _| {},
-        |_| true,
-    )
-    .await?;
-    tracing::info!("name server stopped");
-    Ok(())
+    println!("The Name Server boot success. serializeType=JSON, address={}", server.local_addr()?);
+    server.run(keel_runtime_tokio::shutdown_signal()).await
 }

@@ -1,0 +1,144 @@
+//! The requests a RocketMQ client sends to a broker, built the way the Java client builds
+//! them (short-form send headers, the subscription flag on pulls), and the pull reply body
+//! read back. Used by Keel's own tools (`mqbench`) and by tests that play the client.
+
+use bytes::Bytes;
+
+use super::headers::{CommandHeader, PullMessageRequestHeader, SendMessageRequestHeaderV2};
+use super::message::batch::{encode_batch, BatchEntry};
+use super::message::properties;
+use super::message::stored::{parse_record, Parsed, RecordError, RecordView, MAGIC_BLANK};
+use super::{RemotingCommand, RequestCode};
+
+/// PullSysFlag: commit the offset carried in the request.
+pub const PULL_FLAG_COMMIT_OFFSET: i32 = 0b0001;
+/// PullSysFlag: the broker may hold the pull.
+pub const PULL_FLAG_SUSPEND: i32 = 0b0010;
+/// PullSysFlag: the request carries a subscription expression.
+pub const PULL_FLAG_SUBSCRIPTION: i32 = 0b0100;
+
+/// A message as a producer hands it over.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutgoingMessage {
+    /// Topic.
+    pub topic: String,
+    /// Tag (`TAGS`), if any.
+    pub tags: Option<String>,
+    /// Keys (`KEYS`, space-separated), if any.
+    pub keys: Option<String>,
+    /// User properties.
+    pub user_properties: Vec<(String, String)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl OutgoingMessage {
+    /// The properties string: tags, keys, `WAIT=true`, then the user's.
+    #[must_use]
+    pub fn properties(&self) -> Vec<u8> {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        if let Some(tags) = &self.tags {
+            pairs.push(("TAGS", tags));
+        }
+        if let Some(keys) = &self.keys {
+            pairs.push(("KEYS", keys));
+        }
+        pairs.push(("WAIT", "true"));
+        pairs.extend(self.user_properties.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        properties::encode(&pairs)
+    }
+}
+
+fn send_header(
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    properties: Vec<u8>,
+    batch: bool,
+) -> SendMessageRequestHeaderV2 {
+    SendMessageRequestHeaderV2 {
+        a: group.into(),
+        b: topic.into(),
+        c: "TBW102".into(),
+        d: 4,
+        e: queue_id,
+        i: Some(String::from_utf8_lossy(&properties).into_owned()),
+        m: batch.then_some(true),
+        ..SendMessageRequestHeaderV2::default()
+    }
+}
+
+/// SEND_MESSAGE_V2 of one message to `queue_id`.
+#[must_use]
+pub fn send_message(opaque: i32, group: &str, queue_id: i32, message: &OutgoingMessage) -> RemotingCommand {
+    let header = send_header(group, &message.topic, queue_id, message.properties(), false);
+    RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, opaque, header.to_ext_fields())
+        .with_body(message.body.clone())
+}
+
+/// SEND_BATCH_MESSAGE of `messages` (all to the first one's topic) to `queue_id`.
+#[must_use]
+pub fn send_batch(opaque: i32, group: &str, queue_id: i32, messages: &[OutgoingMessage]) -> RemotingCommand {
+    let topic = messages.first().map(|m| m.topic.as_str()).unwrap_or_default();
+    let entries: Vec<BatchEntry> = messages
+        .iter()
+        .map(|m| BatchEntry { flag: 0, body: m.body.clone(), properties: Bytes::from(m.properties()) })
+        .collect();
+    let header = send_header(group, topic, queue_id, Vec::new(), true);
+    RemotingCommand::request(RequestCode::SEND_BATCH_MESSAGE, opaque, header.to_ext_fields())
+        .with_body(encode_batch(&entries))
+}
+
+/// What a consumer asks a PULL_MESSAGE for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Queue.
+    pub queue_id: i32,
+    /// Queue offset to read from.
+    pub offset: i64,
+    /// Most messages.
+    pub max_messages: i32,
+    /// Tag expression (`*`, `TagA || TagB`).
+    pub expression: String,
+    /// How long the broker may hold it; 0 = answer at once.
+    pub suspend_ms: i64,
+}
+
+/// PULL_MESSAGE for `request`.
+#[must_use]
+pub fn pull_message(opaque: i32, request: &PullRequest) -> RemotingCommand {
+    let suspend = if request.suspend_ms > 0 { PULL_FLAG_SUSPEND } else { 0 };
+    let header = PullMessageRequestHeader {
+        consumer_group: request.group.clone(),
+        topic: request.topic.clone(),
+        queue_id: request.queue_id,
+        queue_offset: request.offset,
+        max_msg_nums: request.max_messages,
+        sys_flag: PULL_FLAG_SUBSCRIPTION | suspend,
+        suspend_timeout_millis: request.suspend_ms,
+        subscription: Some(request.expression.clone()),
+        ..PullMessageRequestHeader::default()
+    };
+    RemotingCommand::request(RequestCode::PULL_MESSAGE, opaque, header.to_ext_fields())
+}
+
+/// The records of a successful pull reply's body, in order.
+pub fn pulled_records(body: &[u8]) -> Result<Vec<RecordView<'_>>, RecordError> {
+    let mut records = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        match parse_record(rest)? {
+            Parsed::Message(record) => {
+                rest = rest.get(record.bytes.len()..).unwrap_or_default();
+                records.push(record);
+            }
+            // A BLANK closes a segment; it is never part of a pull reply.
+            Parsed::Blank(_) => return Err(RecordError::BadMagic(MAGIC_BLANK)),
+        }
+    }
+    Ok(records)
+}

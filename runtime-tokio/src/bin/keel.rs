@@ -1,0 +1,83 @@
+//! `keel`: a name server and a broker in one process, with a local data directory: the
+//! quickest way to a working RocketMQ endpoint.
+//!
+//! `keel [-c broker.conf] [--data-dir DIR] [--namesrv-port P] [--broker-port P]`. The broker
+//! registers with the in-process name server over loopback exactly as a separate broker
+//! would. SIGTERM or Ctrl-C stops both; the broker flushes its store first.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use keel_runtime_tokio::config::{BrokerSettings, NamesrvSettings, Properties};
+use keel_runtime_tokio::server::{BrokerServer, NamesrvServer};
+use tokio::sync::watch;
+
+/// Keel: name server and broker in one process.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about = "Keel all-in-one: name server and broker (RocketMQ-compatible)")]
+struct Args {
+    /// Broker config file (Java properties); the flags below override it.
+    #[arg(short = 'c', long = "configFile")]
+    config_file: Option<PathBuf>,
+    /// Where the store and metadata live (default `./keel-data`, or broker.conf's
+    /// `storePathRootDir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Name server port (0: any free port).
+    #[arg(long, default_value_t = 9876)]
+    namesrv_port: u16,
+    /// Broker port (default broker.conf's `listenPort`, else 10911; 0: any free port).
+    #[arg(long)]
+    broker_port: Option<u16>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let props = match &args.config_file {
+        Some(path) => Properties::load(path)?,
+        None => Properties::default(),
+    };
+    let mut broker_settings = BrokerSettings::from_properties(&props)?;
+    if args.data_dir.is_some() || props.raw("storePathRootDir").is_none() {
+        broker_settings.store_path_root_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("keel-data"));
+    }
+    if let Some(port) = args.broker_port {
+        broker_settings.listen_port = port;
+    }
+    let namesrv_settings = NamesrvSettings {
+        listen_port: args.namesrv_port,
+        ..NamesrvSettings::from_properties(&Properties::default())?
+    };
+
+    let namesrv = NamesrvServer::bind(&namesrv_settings).await?;
+    let namesrv_addr = std::net::SocketAddr::from(([127, 0, 0, 1], namesrv.local_addr()?.port()));
+    broker_settings.namesrv_addr = namesrv_addr.to_string();
+    let broker = BrokerServer::open(&broker_settings).await?;
+    println!(
+        "Keel is up. Name server: {namesrv_addr} (set clients' namesrvAddr to it); broker {} at {}; data in {}",
+        broker_settings.broker_name,
+        broker.advertised(),
+        broker_settings.store_path_root_dir.display()
+    );
+
+    // One signal stops both: the broker first flushes, the name server simply stops.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        keel_runtime_tokio::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (namesrv_result, broker_result) =
+        tokio::join!(namesrv.run(stopped(stop_rx.clone())), broker.run(stopped(stop_rx)));
+    broker_result?;
+    namesrv_result
+}

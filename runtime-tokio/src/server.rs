@@ -1,0 +1,144 @@
+//! A name server or a broker, bound and ready to run: what `mqnamesrv`, `mqbroker` and the
+//! all-in-one `keel` command share. Binding is separate from running so a caller can print
+//! where clients connect (and learn a port picked by the OS) before serving.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use keel_core::broker::{Broker, BrokerConfig};
+use keel_core::namesrv::{NameServer, NameServerConfig};
+use keel_core::store::{FlushMode, RecoveryReport, Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::{BrokerSettings, NamesrvSettings};
+use crate::disk::{Completion, Disk, FileDisk};
+use crate::driver::{self, Clock, DriverConfig};
+
+/// A name server with its listener bound.
+#[derive(Debug)]
+pub struct NamesrvServer {
+    machine: NameServer,
+    listener: TcpListener,
+}
+
+impl NamesrvServer {
+    /// Bind `listenPort` on all interfaces.
+    pub async fn bind(settings: &NamesrvSettings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("0.0.0.0", settings.listen_port)).await?;
+        let machine = NameServer::new(NameServerConfig {
+            scan_interval_ms: settings.scan_interval_ms,
+            ..NameServerConfig::default()
+        });
+        Ok(Self { machine, listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        driver::run(
+            &mut self.machine,
+            self.listener,
+            None,
+            DriverConfig::default(),
+            shutdown,
+            |_, _| {},
+            |_| true,
+        )
+        .await?;
+        tracing::info!("name server stopped");
+        Ok(())
+    }
+}
+
+/// A broker with its listener bound and its store recovered.
+pub struct BrokerServer {
+    broker: Broker,
+    listener: TcpListener,
+    disk: Arc<dyn Disk>,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    clock: Clock,
+    advertised: SocketAddr,
+    report: RecoveryReport,
+}
+
+impl std::fmt::Debug for BrokerServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerServer").field("advertised", &self.advertised).finish_non_exhaustive()
+    }
+}
+
+impl BrokerServer {
+    /// Bind `listenPort`, recover the store under `storePathRootDir` and load the metadata.
+    pub async fn open(settings: &BrokerSettings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("0.0.0.0", settings.listen_port)).await?;
+        let advertised = SocketAddr::new(settings.broker_ip, listener.local_addr()?.port());
+        let config = broker_config(settings, advertised)?;
+        let (completions_tx, completions) = mpsc::unbounded_channel();
+        let disk = Arc::new(FileDisk::open(&settings.store_path_root_dir, completions_tx)?);
+        let clock = Clock::start();
+        let (store, report) = Store::recover(config.store.clone(), &*disk, clock.now())?;
+        tracing::info!(kind = ?report.kind, end = report.recovered_end, redispatched = report.redispatched, "store recovered");
+        let broker = Broker::new(config, store, Box::new(Arc::clone(&disk)), clock.now());
+        Ok(Self { broker, listener, disk, completions, clock, advertised, report })
+    }
+
+    /// The address clients are told (`brokerIP1` and the bound port).
+    #[must_use]
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertised
+    }
+
+    /// What recovery found.
+    #[must_use]
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Serve until `shutdown` resolves, then flush the store and metadata and return.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        driver::run(
+            &mut self.broker,
+            self.listener,
+            Some((self.disk, self.completions)),
+            DriverConfig { clock: self.clock, ..DriverConfig::default() },
+            shutdown,
+            |broker, _| {
+                tracing::info!("shutting down: flushing the store");
+                broker.begin_shutdown();
+            },
+            Broker::is_stopped,
+        )
+        .await?;
+        tracing::info!("broker stopped cleanly");
+        Ok(())
+    }
+}
+
+/// The core's broker and store settings from broker.conf's.
+fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::Result<BrokerConfig> {
+    let mut store = StoreConfig::new(advertised);
+    store.segment_size = settings.commitlog_segment_size;
+    store.queue_file_entries = (settings.consume_queue_file_size / 20).max(1);
+    store.max_message_size = settings.max_message_size;
+    store.instance = std::process::id().to_string();
+    store.flush_mode = if settings.flush_disk_type == "SYNC_FLUSH" {
+        FlushMode::Sync
+    } else {
+        FlushMode::Async { interval_ms: settings.flush_interval_ms.max(1) }
+    };
+    let mut config = BrokerConfig::new(advertised);
+    config.cluster_name.clone_from(&settings.cluster_name);
+    config.broker_name.clone_from(&settings.broker_name);
+    config.broker_id = settings.broker_id;
+    config.namesrv_addrs = settings.namesrv_addrs()?;
+    config.auto_create_topic = settings.auto_create_topic;
+    config.default_topic_queue_nums = settings.default_topic_queue_nums;
+    config.store = store;
+    Ok(config)
+}

@@ -1,0 +1,128 @@
+//! Processes of the built binaries and a blocking remoting client, for the tests that run
+//! them on loopback.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use keel_core::protocol::{encode_to_bytes, FrameDecoder, RemotingCommand, DEFAULT_MAX_FRAME_LEN};
+
+/// A running binary: its first stdout line (the boot line) read, its stderr collected.
+pub struct ServerProcess {
+    pub child: Child,
+    pub boot_line: String,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl ServerProcess {
+    /// Start `binary` with `args` and wait for its boot line.
+    pub fn start(binary: &str, args: &[&str]) -> Self {
+        let mut child =
+            Command::new(binary).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut boot_line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut boot_line).unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Self { child, boot_line, stderr: Some(stderr) }
+    }
+
+    /// The loopback address of the `index`-th `host:port` in the boot line.
+    pub fn addr_in_boot_line(&self, index: usize) -> SocketAddr {
+        let ports: Vec<u16> = self
+            .boot_line
+            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+            .filter_map(|word| word.strip_prefix("127.0.0.1:").or_else(|| word.strip_prefix("0.0.0.0:")))
+            .filter_map(|port| port.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+            .collect();
+        SocketAddr::from(([127, 0, 0, 1], ports[index]))
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, wait, and return whether it exited successfully and its stderr.
+    pub fn terminate(&mut self) -> (bool, String) {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        (exit.success(), self.stderr.take().unwrap().join().unwrap())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keel-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A blocking remoting client.
+pub struct Client {
+    pub stream: TcpStream,
+    decoder: FrameDecoder,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self { stream, decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN) }
+    }
+
+    /// Send a request and wait for the reply with its opaque.
+    pub fn call(&mut self, request: &RemotingCommand) -> RemotingCommand {
+        self.stream.write_all(&encode_to_bytes(request)).unwrap();
+        loop {
+            if let Some(frame) = self.decoder.next_frame() {
+                let frame = frame.unwrap();
+                if frame.is_response() && frame.opaque == request.opaque {
+                    return frame;
+                }
+                continue;
+            }
+            let mut buf = [0u8; 65536];
+            let n = self.stream.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed while waiting for a reply");
+            self.decoder.push(&buf[..n]);
+        }
+    }
+
+    /// Send raw bytes; true if the server then closed the connection.
+    pub fn send_raw_and_expect_close(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).unwrap();
+        let mut buf = [0u8; 64];
+        matches!(self.stream.read(&mut buf), Ok(0))
+    }
+}
+
+/// Byte streams no RocketMQ peer sends, each of which must close its connection.
+pub fn hostile_streams() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("oversized frame", [&2_000_000_000u32.to_be_bytes()[..], &[0u8; 8]].concat()),
+        ("negative length", (-5i32).to_be_bytes().to_vec()),
+        ("invalid JSON header", [&13u32.to_be_bytes()[..], &9u32.to_be_bytes(), b"{not json"].concat()),
+        ("header longer than its frame", [&8u32.to_be_bytes()[..], &100u32.to_be_bytes(), b"abcd"].concat()),
+        ("unknown serialize type", [&4u32.to_be_bytes()[..], &0x0500_0000u32.to_be_bytes()].concat()),
+        (
+            "JSON header of the wrong shape",
+            [&11u32.to_be_bytes()[..], &7u32.to_be_bytes(), b"[1,2,3]"].concat(),
+        ),
+    ]
+}
