@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use keel_core::broker::BrokerConfig;
 use keel_core::io::{ConnId, MonoNanos, Now, UnixMillis};
-use keel_core::protocol::body::RegisterBrokerBody;
+use keel_core::protocol::body::{RegisterBrokerBody, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 use keel_core::protocol::client_requests::{
     pull_message, pulled_records, send_message, OutgoingMessage, PullRequest,
 };
@@ -14,9 +14,9 @@ use keel_core::protocol::headers::{
     CommandHeader, OffsetResponseHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
     RegisterBrokerRequestHeader, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
-use keel_core::protocol::json;
+use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::message::properties;
-use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use keel_core::store::FlushMode;
 use keel_runtime_sim::broker_node::{BrokerNode, SharedDisk};
 use rand::SeedableRng;
@@ -294,4 +294,64 @@ fn a_request_arriving_while_the_store_boots_is_served_once_it_is_ready() {
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
     let reply = node.call(CLIENT, &pull(2, "Early", 0, 0, "*", false));
     assert_eq!(messages(&reply), vec![(0, "TagA".into(), "first".into())]);
+}
+
+#[test]
+fn subscription_groups_are_auto_created_administered_and_persisted() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    let request = send(1, "Grouped", 0, "TagA", "x");
+    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    // A pull by an unknown group creates it.
+    assert_eq!(
+        node.call(CLIENT, &pull(2, "Grouped", 0, 0, "*", false)).response_code(),
+        ResponseCode::SUCCESS
+    );
+    let all = RemotingCommand::request(RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, 3, ExtFields::new());
+    let table: SubscriptionGroupWrapper = json::from_slice(&node.call(CLIENT, &all).body).unwrap();
+    assert!(table.subscription_group_table["cg"].consume_enable);
+
+    // mqadmin updateSubGroup turns consumption off: pulls are refused.
+    let disabled =
+        SubscriptionGroupConfig { group_name: "cg".into(), consume_enable: false, ..Default::default() };
+    let update =
+        RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, 4, ExtFields::new())
+            .with_body(json::to_vec(&disabled, KeyStyle::Fastjson).unwrap());
+    assert_eq!(node.call(CLIENT, &update).response_code(), ResponseCode::SUCCESS);
+    assert_eq!(
+        node.call(CLIENT, &pull(5, "Grouped", 0, 0, "*", false)).response_code(),
+        ResponseCode::NO_PERMISSION
+    );
+
+    // The setting survives a restart (subscriptionGroup.json).
+    let disk = node.shutdown();
+    let text = disk.with(|d| keel_runtime_sim::store_node::read_file(d, "config/subscriptionGroup.json"));
+    assert!(String::from_utf8_lossy(&text).contains(r#""consumeEnable":false"#));
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), disk);
+    assert_eq!(
+        node.call(CLIENT, &pull(6, "Grouped", 0, 0, "*", false)).response_code(),
+        ResponseCode::NO_PERMISSION
+    );
+
+    // Deleting the group (and its offsets) lets it be auto-created afresh.
+    let delete = RemotingCommand::request(
+        RequestCode::DELETE_SUBSCRIPTIONGROUP,
+        7,
+        [("groupName", "cg"), ("cleanOffset", "true")].into_iter().collect::<ExtFields>(),
+    );
+    assert_eq!(node.call(CLIENT, &delete).response_code(), ResponseCode::SUCCESS);
+    assert_eq!(
+        node.call(CLIENT, &pull(8, "Grouped", 0, 0, "*", false)).response_code(),
+        ResponseCode::SUCCESS
+    );
+}
+
+#[test]
+fn without_auto_creation_an_unknown_group_may_not_pull() {
+    let mut strict = config(FlushMode::Async { interval_ms: 500 });
+    strict.auto_create_subscription_group = false;
+    let mut node = boot(strict, SharedDisk::default());
+    let request = send(1, "Strict", 0, "TagA", "x");
+    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    let reply = node.call(CLIENT, &pull(2, "Strict", 0, 0, "*", false));
+    assert_eq!(reply.response_code(), ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST);
 }

@@ -128,6 +128,8 @@ pub struct BrokerSettings {
     pub flush_interval_ms: u64,
     /// `autoCreateTopicEnable`.
     pub auto_create_topic: bool,
+    /// `autoCreateSubscriptionGroup`.
+    pub auto_create_subscription_group: bool,
     /// `defaultTopicQueueNums`.
     pub default_topic_queue_nums: i32,
     /// `mappedFileSizeCommitLog`, bytes.
@@ -151,6 +153,7 @@ impl BrokerSettings {
         "flushDiskType",
         "flushIntervalCommitLog",
         "autoCreateTopicEnable",
+        "autoCreateSubscriptionGroup",
         "defaultTopicQueueNums",
         "mappedFileSizeCommitLog",
         "mappedFileSizeConsumeQueue",
@@ -178,6 +181,7 @@ impl BrokerSettings {
             flush_disk_type: props.get("flushDiskType")?.unwrap_or_else(|| "ASYNC_FLUSH".into()),
             flush_interval_ms: props.get("flushIntervalCommitLog")?.unwrap_or(500),
             auto_create_topic: props.get("autoCreateTopicEnable")?.unwrap_or(true),
+            auto_create_subscription_group: props.get("autoCreateSubscriptionGroup")?.unwrap_or(true),
             default_topic_queue_nums: props.get("defaultTopicQueueNums")?.unwrap_or(8),
             commitlog_segment_size: props.get("mappedFileSizeCommitLog")?.unwrap_or(1024 * 1024 * 1024),
             consume_queue_file_size: props.get("mappedFileSizeConsumeQueue")?.unwrap_or(300_000 * 20),
@@ -212,7 +216,7 @@ impl BrokerSettings {
     #[must_use]
     pub fn to_properties(&self) -> String {
         format!(
-            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\n",
+            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\n",
             self.cluster_name,
             self.broker_name,
             self.broker_id,
@@ -223,6 +227,7 @@ impl BrokerSettings {
             self.flush_disk_type,
             self.flush_interval_ms,
             self.auto_create_topic,
+            self.auto_create_subscription_group,
             self.default_topic_queue_nums,
             self.commitlog_segment_size,
             self.consume_queue_file_size,

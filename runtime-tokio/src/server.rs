@@ -138,6 +138,7 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.broker_id = settings.broker_id;
     config.namesrv_addrs = settings.namesrv_addrs()?;
     config.auto_create_topic = settings.auto_create_topic;
+    config.auto_create_subscription_group = settings.auto_create_subscription_group;
     config.default_topic_queue_nums = settings.default_topic_queue_nums;
     config.store = store;
     Ok(config)

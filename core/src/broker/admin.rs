@@ -1,5 +1,6 @@
 //! Everything but sends and pulls: client management (heartbeats, consumer lists), offsets
-//! and offset queries, message view, runtime info, and topic administration.
+//! and offset queries, message view, runtime info, and topic administration (group
+//! administration is in `groups.rs`).
 
 use super::topics::RETRY_PREFIX;
 use super::{error_reply, Broker};
@@ -32,6 +33,10 @@ impl Broker {
             RequestCode::GET_BROKER_RUNTIME_INFO => Ok(self.on_runtime_info(now, request)),
             RequestCode::UPDATE_AND_CREATE_TOPIC => self.on_update_topic(now, request),
             RequestCode::DELETE_TOPIC_IN_BROKER => self.on_delete_topic(now, request),
+            RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.on_update_group(now, request),
+            RequestCode::DELETE_SUBSCRIPTIONGROUP => self.on_delete_group(now, request),
+            RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.on_get_all_groups(request),
+            RequestCode::GET_SUBSCRIPTIONGROUP_CONFIG => self.on_get_group(request),
             _ => Ok(remoting::not_supported(request)),
         };
         answer.unwrap_or_else(|(code, remark)| error_reply(request, code, remark))
@@ -45,6 +50,8 @@ impl Broker {
         let data: HeartbeatData = json::from_slice(&request.body)
             .map_err(|e| (ResponseCode::SYSTEM_ERROR, format!("bad heartbeat: {e}")))?;
         for consumer in &data.consumer_data_set {
+            // A group that may not exist or consume finds out on its pulls.
+            let _ = self.check_group(now, &consumer.group_name);
             if consumer.message_model != "BROADCASTING" {
                 let retry = format!("{RETRY_PREFIX}{}", consumer.group_name);
                 if self.topics.get(&retry).is_none() {
@@ -258,9 +265,9 @@ impl Broker {
     }
 }
 
-type Answer = Result<RemotingCommand, (ResponseCode, String)>;
+pub(super) type Answer = Result<RemotingCommand, (ResponseCode, String)>;
 
-fn bad_header(e: crate::protocol::headers::HeaderError) -> (ResponseCode, String) {
+pub(super) fn bad_header(e: crate::protocol::headers::HeaderError) -> (ResponseCode, String) {
     (ResponseCode::SYSTEM_ERROR, e.to_string())
 }
 

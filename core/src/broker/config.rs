@@ -20,6 +20,8 @@ pub struct BrokerConfig {
     pub namesrv_addrs: Vec<SocketAddr>,
     /// `autoCreateTopicEnable`: unknown topics are created from `TBW102` on first send.
     pub auto_create_topic: bool,
+    /// `autoCreateSubscriptionGroup`: unknown consumer groups are created on first sight.
+    pub auto_create_subscription_group: bool,
     /// `defaultTopicQueueNums`: queues of auto-created topics (capped by the request's).
     pub default_topic_queue_nums: i32,
     /// `registerNameServerPeriod`, ms.
@@ -55,6 +57,7 @@ impl BrokerConfig {
             advertised_addr,
             namesrv_addrs: Vec::new(),
             auto_create_topic: true,
+            auto_create_subscription_group: true,
             default_topic_queue_nums: 8,
             register_interval_ms: 30_000,
             client_expiry_ms: 120_000,

@@ -1,5 +1,6 @@
 //! The broker's metadata files, in RocketMQ's layout and format: `config/topics.json` (the
-//! topic table) and `config/consumerOffset.json` (committed offsets).
+//! topic table), `config/consumerOffset.json` (committed offsets) and
+//! `config/subscriptionGroup.json` (consumer groups' settings).
 //!
 //! A file is replaced atomically: write `X.tmp`, fsync it, rename it over `X`, fsync the
 //! directory. A crash at any point leaves either the old or the new version, never a mix.
@@ -7,7 +8,13 @@
 //! disk error is fatal, like the store's. The broker numbers these operations from
 //! [`METADATA_IO_BASE`], so they never collide with the store's.
 
+use std::collections::VecDeque;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::io::{DiskOp, FilePath, IoId, Output, StoreRead};
+use crate::protocol::json::{self, KeyStyle};
 
 /// Metadata disk operations are numbered from here up.
 pub const METADATA_IO_BASE: u64 = 1 << 62;
@@ -65,18 +72,27 @@ impl MetadataFile {
     pub(super) fn write_if_dirty(
         &mut self,
         next_io: &mut u64,
-        content: impl FnOnce() -> Vec<u8>,
-        out: &mut std::collections::VecDeque<Output>,
+        content: impl FnOnce() -> Result<Vec<u8>, json::JsonError>,
+        out: &mut VecDeque<Output>,
     ) {
         if !self.dirty || self.in_flight.is_some() {
             return;
         }
         self.dirty = false;
+        // Our own tables always serialize; if one ever did not, writing nothing (or an empty
+        // file) would silently lose metadata, so it stops the broker instead.
+        let content = match content() {
+            Ok(content) => content,
+            Err(error) => {
+                out.push_back(Output::Fatal { reason: format!("cannot encode {}: {error}", self.name) });
+                return;
+            }
+        };
         let path = self.path();
         let tmp = config_dir().join(&format!("{}.tmp", self.name)).unwrap_or_else(FilePath::root);
         let ops = [
             DiskOp::Create { file: tmp.clone(), len: 0 },
-            DiskOp::Write { file: tmp.clone(), offset: 0, data: content().into() },
+            DiskOp::Write { file: tmp.clone(), offset: 0, data: content.into() },
             DiskOp::Sync { file: tmp.clone() },
             DiskOp::Rename { from: tmp, to: path },
             DiskOp::SyncDir { dir: config_dir() },
@@ -98,4 +114,77 @@ impl MetadataFile {
         }
         false
     }
+}
+
+/// The broker's metadata files together: loaded at start, written when changed, all
+/// settled before a clean exit.
+#[derive(Debug)]
+pub(super) struct MetadataFiles {
+    /// `topics.json`.
+    pub(super) topics: MetadataFile,
+    /// `consumerOffset.json`.
+    pub(super) offsets: MetadataFile,
+    /// `subscriptionGroup.json`.
+    pub(super) groups: MetadataFile,
+    next_io: u64,
+}
+
+impl MetadataFiles {
+    pub(super) const fn new() -> Self {
+        Self {
+            topics: MetadataFile::new("topics.json"),
+            offsets: MetadataFile::new("consumerOffset.json"),
+            groups: MetadataFile::new("subscriptionGroup.json"),
+            next_io: METADATA_IO_BASE,
+        }
+    }
+
+    /// Parse a file; `None` if it is missing or unreadable (logged: the broker starts from
+    /// defaults rather than not at all, as RocketMQ does).
+    pub(super) fn load<T: DeserializeOwned>(file: &MetadataFile, reader: &dyn StoreRead) -> Option<T> {
+        let bytes = file.read(reader)?;
+        match json::from_slice(&bytes) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                tracing::error!(file = file.name, %error, "metadata file is unreadable; starting from defaults");
+                None
+            }
+        }
+    }
+
+    /// Every file is to be written (shutdown).
+    pub(super) fn mark_all_dirty(&mut self) {
+        for file in [&mut self.topics, &mut self.offsets, &mut self.groups] {
+            file.mark_dirty();
+        }
+    }
+
+    /// Nothing waiting or in flight.
+    pub(super) fn all_settled(&self) -> bool {
+        [&self.topics, &self.offsets, &self.groups].iter().all(|f| f.is_settled())
+    }
+
+    /// A metadata operation completed.
+    pub(super) fn completed(&mut self, io: IoId) {
+        for file in [&mut self.topics, &mut self.offsets, &mut self.groups] {
+            file.completed(io);
+        }
+    }
+
+    /// Write whichever files are dirty and idle.
+    pub(super) fn persist(
+        &mut self,
+        topics: &impl Serialize,
+        offsets: &impl Serialize,
+        groups: &impl Serialize,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.topics.write_if_dirty(&mut self.next_io, || encode(topics), out);
+        self.offsets.write_if_dirty(&mut self.next_io, || encode(offsets), out);
+        self.groups.write_if_dirty(&mut self.next_io, || encode(groups), out);
+    }
+}
+
+fn encode(value: &impl Serialize) -> Result<Vec<u8>, json::JsonError> {
+    json::to_vec(value, KeyStyle::Fastjson)
 }

@@ -6,6 +6,7 @@
 mod admin;
 pub mod clients;
 pub mod config;
+pub mod groups;
 mod metadata;
 pub mod offsets;
 mod pull;
@@ -16,15 +17,15 @@ pub mod topics;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output, StoreRead};
-use crate::protocol::body::TopicConfigSerializeWrapper;
-use crate::protocol::json::{self, KeyStyle};
+use crate::protocol::body::{SubscriptionGroupWrapper, TopicConfigSerializeWrapper};
 use crate::protocol::message::message_id::UniqueIdGenerator;
 use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use crate::remoting::{self, ConnectionTable, Received};
 use crate::store::Store;
 pub use clients::ClientRegistry;
 pub use config::BrokerConfig;
-use metadata::{MetadataFile, METADATA_IO_BASE};
+pub use groups::GroupTable;
+use metadata::{MetadataFiles, METADATA_IO_BASE};
 pub use offsets::ConsumerOffsets;
 use pull::PullHold;
 use registration::NamesrvLinks;
@@ -66,9 +67,8 @@ pub struct Broker {
     next_client_scan: MonoNanos,
     boot_wall_ms: i64,
     stats: BrokerStats,
-    topics_file: MetadataFile,
-    offsets_file: MetadataFile,
-    next_metadata_io: u64,
+    groups: GroupTable,
+    metadata: MetadataFiles,
     next_offset_persist: MonoNanos,
     /// Offsets committed since the last persist.
     offsets_changed: bool,
@@ -94,34 +94,18 @@ impl Broker {
             core::net::IpAddr::V6(_) => core::net::Ipv4Addr::LOCALHOST,
         };
         let namesrvs = NamesrvLinks::new(&config.namesrv_addrs, now.mono);
-        let topics_file = MetadataFile::new("topics.json");
-        let offsets_file = MetadataFile::new("consumerOffset.json");
-        let topics = match topics_file
-            .read(&*reader)
-            .map(|bytes| json::from_slice::<TopicConfigSerializeWrapper>(&bytes))
-        {
-            Some(Ok(wrapper)) => TopicTable::from_wrapper(
-                wrapper,
-                config.auto_create_topic,
-                config.default_topic_queue_nums,
-                now.wall.0,
-            ),
-            Some(Err(error)) => {
-                tracing::error!(%error, "config/topics.json is unreadable; starting with the built-in topics");
-                TopicTable::new(config.auto_create_topic, config.default_topic_queue_nums, now.wall.0)
-            }
-            None => TopicTable::new(config.auto_create_topic, config.default_topic_queue_nums, now.wall.0),
+        let metadata = MetadataFiles::new();
+        let (auto_topics, queue_nums, wall) =
+            (config.auto_create_topic, config.default_topic_queue_nums, now.wall.0);
+        let topics = match MetadataFiles::load::<TopicConfigSerializeWrapper>(&metadata.topics, &*reader) {
+            Some(wrapper) => TopicTable::from_wrapper(wrapper, auto_topics, queue_nums, wall),
+            None => TopicTable::new(auto_topics, queue_nums, wall),
         };
-        let offsets = match offsets_file
-            .read(&*reader)
-            .map(|bytes| json::from_slice::<ConsumerOffsets>(&bytes))
-        {
-            Some(Ok(offsets)) => offsets,
-            Some(Err(error)) => {
-                tracing::error!(%error, "config/consumerOffset.json is unreadable; consumers restart from their ConsumeFromWhere");
-                ConsumerOffsets::default()
-            }
-            None => ConsumerOffsets::default(),
+        let offsets = MetadataFiles::load::<ConsumerOffsets>(&metadata.offsets, &*reader).unwrap_or_default();
+        let auto_groups = config.auto_create_subscription_group;
+        let groups = match MetadataFiles::load::<SubscriptionGroupWrapper>(&metadata.groups, &*reader) {
+            Some(wrapper) => GroupTable::from_wrapper(wrapper, auto_groups, wall),
+            None => GroupTable::new(auto_groups, wall),
         };
         Self {
             conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
@@ -142,9 +126,8 @@ impl Broker {
             next_client_scan: now.mono.plus_millis(CLIENT_SCAN_MS),
             boot_wall_ms: now.wall.0,
             stats: BrokerStats::default(),
-            topics_file,
-            offsets_file,
-            next_metadata_io: METADATA_IO_BASE,
+            groups,
+            metadata,
             next_offset_persist: now.mono.plus_millis(OFFSET_PERSIST_MS),
             offsets_changed: false,
             early: VecDeque::new(),
@@ -181,8 +164,7 @@ impl Broker {
     /// Begin a clean shutdown: the store flushes, checkpoints and removes its abort marker;
     /// [`is_stopped`](Self::is_stopped) turns true when done.
     pub fn begin_shutdown(&mut self) {
-        self.offsets_file.mark_dirty();
-        self.topics_file.mark_dirty();
+        self.metadata.mark_all_dirty();
         self.persist_metadata();
         self.store.begin_shutdown();
     }
@@ -192,24 +174,14 @@ impl Broker {
     /// next start recovers).
     #[must_use]
     pub fn is_stopped(&self) -> bool {
-        let metadata_done = self.topics_file.is_settled() && self.offsets_file.is_settled();
+        let metadata_done = self.metadata.all_settled();
         (self.store.is_stopped() && metadata_done) || self.store.failure().is_some()
     }
 
-    /// Write the topic table if it changed, and offsets if due (or shutting down).
+    /// Write the metadata files that changed (offsets only when due, or shutting down).
     fn persist_metadata(&mut self) {
         let topics = self.topics.wrapper();
-        self.topics_file.write_if_dirty(
-            &mut self.next_metadata_io,
-            || json::to_vec(&topics, KeyStyle::Fastjson).unwrap_or_default(),
-            &mut self.out,
-        );
-        let offsets = &self.offsets;
-        self.offsets_file.write_if_dirty(
-            &mut self.next_metadata_io,
-            || json::to_vec(offsets, KeyStyle::Fastjson).unwrap_or_default(),
-            &mut self.out,
-        );
+        self.metadata.persist(&topics, &self.offsets, self.groups.wrapper(), &mut self.out);
     }
 
     fn opaque(&mut self) -> i32 {
@@ -320,8 +292,7 @@ impl Machine for Broker {
                 if let Err(error) = result {
                     self.out.push_back(Output::Fatal { reason: format!("metadata write failed: {error}") });
                 }
-                self.topics_file.completed(io);
-                self.offsets_file.completed(io);
+                self.metadata.completed(io);
             }
             Input::DiskDone { io, result } => self.store.handle_disk_done(now, io, result),
             Input::Timeout => {
@@ -331,7 +302,7 @@ impl Machine for Broker {
                 self.on_registration_timer(now);
                 if now.mono >= self.next_offset_persist {
                     self.next_offset_persist = now.mono.plus_millis(OFFSET_PERSIST_MS);
-                    self.offsets_file.mark_dirty_if(self.offsets_changed);
+                    self.metadata.offsets.mark_dirty_if(self.offsets_changed);
                     self.offsets_changed = false;
                 }
                 if now.mono >= self.next_client_scan {

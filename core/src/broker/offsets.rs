@@ -30,6 +30,12 @@ impl ConsumerOffsets {
         self.offset_table.entry(key(topic, group)).or_default().insert(queue_id, offset);
     }
 
+    /// Forget a group's offsets (group deleted with `cleanOffset`).
+    pub fn remove_group(&mut self, group: &str) {
+        let suffix = format!("@{group}");
+        self.offset_table.retain(|k, _| !k.ends_with(&suffix));
+    }
+
     /// Forget a topic's offsets (topic deleted).
     pub fn remove_topic(&mut self, topic: &str) {
         let prefix = format!("{topic}@");
@@ -54,5 +60,9 @@ mod tests {
         assert_eq!(json::from_slice::<ConsumerOffsets>(text.as_bytes()).unwrap(), offsets);
         offsets.remove_topic("T");
         assert_eq!(offsets.get("g", "T", 0), None);
+        offsets.commit("g", "T", 1, 5);
+        offsets.commit("g2", "T", 1, 6);
+        offsets.remove_group("g");
+        assert_eq!((offsets.get("g", "T", 1), offsets.get("g2", "T", 1)), (None, Some(6)));
     }
 }

@@ -70,7 +70,9 @@ impl Broker {
             Ok(subscription) => subscription,
             Err((code, remark)) => return Some(error_reply(&request, code, remark)),
         };
-        if let Err((code, remark)) = self.check_pull_target(&header) {
+        if let Err((code, remark)) =
+            self.check_group(now, &header.consumer_group).and_then(|()| self.check_pull_target(&header))
+        {
             return Some(error_reply(&request, code, remark));
         }
         if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {

@@ -118,7 +118,7 @@ impl Broker {
 
     /// Topics changed: every name server hears of it now, and `topics.json` is rewritten.
     pub(super) fn topics_changed(&mut self, _now: Now) {
-        self.topics_file.mark_dirty();
+        self.metadata.topics.mark_dirty();
         self.reregister();
     }
 

@@ -3,9 +3,11 @@
 //! ignored. Encode and decode them with [`crate::protocol::json`].
 
 mod client;
+mod group;
 mod route;
 mod topic;
 
 pub use client::{ConsumerData, ConsumerIdList, HeartbeatData, KvTable, ProducerData, SubscriptionData};
+pub use group::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
 pub use topic::{perm, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper};

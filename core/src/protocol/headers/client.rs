@@ -21,3 +21,21 @@ command_header! {
         consumer_group: String => "consumerGroup",
     }
 }
+
+command_header! {
+    /// DELETE_SUBSCRIPTIONGROUP request.
+    pub struct DeleteSubscriptionGroupRequestHeader {
+        /// The group.
+        group_name: String => "groupName",
+        /// Also drop the group's committed offsets.
+        clean_offset: Option<bool> => "cleanOffset",
+    }
+}
+
+command_header! {
+    /// GET_SUBSCRIPTIONGROUP_CONFIG request.
+    pub struct GetSubscriptionGroupConfigRequestHeader {
+        /// The group.
+        group: String => "group",
+    }
+}

@@ -1,0 +1,192 @@
+//! Subscription groups: consumer groups' server-side settings. A group is created when it
+//! first heartbeats or pulls (`autoCreateSubscriptionGroup`), or by mqadmin `updateSubGroup`
+//! (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP), removed by `deleteSubGroup`; the table is
+//! persisted as `subscriptionGroup.json`. A group with `consumeEnable=false` may not pull.
+
+use super::admin::{bad_header, Answer};
+use super::{error_reply, Broker};
+use crate::io::Now;
+use crate::protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
+use crate::protocol::headers::{
+    CommandHeader, DeleteSubscriptionGroupRequestHeader, GetSubscriptionGroupConfigRequestHeader,
+};
+use crate::protocol::json::{self, KeyStyle};
+use crate::protocol::{RemotingCommand, ResponseCode};
+
+/// Groups by name, with a version bumped on every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTable {
+    table: SubscriptionGroupWrapper,
+    auto_create: bool,
+}
+
+impl GroupTable {
+    /// An empty table.
+    #[must_use]
+    pub fn new(auto_create: bool, now_ms: i64) -> Self {
+        let mut table = SubscriptionGroupWrapper::default();
+        table.data_version.timestamp = now_ms;
+        Self { table, auto_create }
+    }
+
+    /// The table persisted in `subscriptionGroup.json`.
+    #[must_use]
+    pub fn from_wrapper(mut table: SubscriptionGroupWrapper, auto_create: bool, now_ms: i64) -> Self {
+        table.data_version =
+            DataVersion { counter: table.data_version.counter + 1, timestamp: now_ms, ..table.data_version };
+        Self { table, auto_create }
+    }
+
+    /// A group's settings.
+    #[must_use]
+    pub fn get(&self, group: &str) -> Option<&SubscriptionGroupConfig> {
+        self.table.subscription_group_table.get(group)
+    }
+
+    /// The group's settings, created with defaults if unknown and auto-creation is on.
+    /// Returns them and whether they were just created; `None` if unknown and not created.
+    pub fn get_or_auto_create(
+        &mut self,
+        group: &str,
+        now_ms: i64,
+    ) -> Option<(&SubscriptionGroupConfig, bool)> {
+        let created = !self.table.subscription_group_table.contains_key(group);
+        if created {
+            if !self.auto_create {
+                return None;
+            }
+            self.put(
+                SubscriptionGroupConfig {
+                    group_name: group.to_owned(),
+                    ..SubscriptionGroupConfig::default()
+                },
+                now_ms,
+            );
+        }
+        self.get(group).map(|config| (config, created))
+    }
+
+    /// Create or replace a group.
+    pub fn put(&mut self, config: SubscriptionGroupConfig, now_ms: i64) {
+        self.table.subscription_group_table.insert(config.group_name.clone(), config);
+        self.bump(now_ms);
+    }
+
+    /// Remove a group; true if it existed.
+    pub fn remove(&mut self, group: &str, now_ms: i64) -> bool {
+        let existed = self.table.subscription_group_table.remove(group).is_some();
+        self.table.forbidden_table.remove(group);
+        if existed {
+            self.bump(now_ms);
+        }
+        existed
+    }
+
+    fn bump(&mut self, now_ms: i64) {
+        self.table.data_version.counter += 1;
+        self.table.data_version.timestamp = now_ms;
+    }
+
+    /// The whole table, as persisted and as GET_ALL_SUBSCRIPTIONGROUP_CONFIG answers.
+    #[must_use]
+    pub fn wrapper(&self) -> &SubscriptionGroupWrapper {
+        &self.table
+    }
+}
+
+impl Broker {
+    /// A consumer group was seen (heartbeat or pull): make sure it exists. Errors are the
+    /// pull's answer when it does not and may not be created, or may not consume.
+    pub(super) fn check_group(&mut self, now: Now, group: &str) -> Result<(), (ResponseCode, String)> {
+        let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall.0) else {
+            return Err((
+                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group [{group}] does not exist"),
+            ));
+        };
+        let enabled = config.consume_enable;
+        if created {
+            tracing::info!(group, "subscription group auto-created");
+            self.metadata.groups.mark_dirty();
+        }
+        if !enabled {
+            return Err((
+                ResponseCode::NO_PERMISSION,
+                format!("subscription group [{group}] no permission to consume"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: the body is the group's settings.
+    pub(super) fn on_update_group(&mut self, now: Now, request: &RemotingCommand) -> Answer {
+        let config: SubscriptionGroupConfig = json::from_slice(&request.body)
+            .map_err(|e| (ResponseCode::SYSTEM_ERROR, format!("bad subscription group body: {e}")))?;
+        if config.group_name.is_empty() {
+            return Err((ResponseCode::INVALID_PARAMETER, "groupName is blank".into()));
+        }
+        tracing::info!(group = %config.group_name, "subscription group updated");
+        self.groups.put(config, now.wall.0);
+        self.metadata.groups.mark_dirty();
+        Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None))
+    }
+
+    /// DELETE_SUBSCRIPTIONGROUP, with its offsets too when `cleanOffset` is set.
+    pub(super) fn on_delete_group(&mut self, now: Now, request: &RemotingCommand) -> Answer {
+        let header = DeleteSubscriptionGroupRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        if self.groups.remove(&header.group_name, now.wall.0) {
+            tracing::info!(group = %header.group_name, "subscription group deleted");
+            self.metadata.groups.mark_dirty();
+        }
+        if header.clean_offset == Some(true) {
+            self.offsets.remove_group(&header.group_name);
+            self.metadata.offsets.mark_dirty();
+        }
+        Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None))
+    }
+
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG (unpaged: the paging headers of 5.3+ are ignored
+    /// and everything is returned, which paging clients accept as the last page).
+    pub(super) fn on_get_all_groups(&self, request: &RemotingCommand) -> Answer {
+        let body = json::to_vec(self.groups.wrapper(), KeyStyle::Fastjson)
+            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body))
+    }
+
+    /// GET_SUBSCRIPTIONGROUP_CONFIG.
+    pub(super) fn on_get_group(&self, request: &RemotingCommand) -> Answer {
+        let header =
+            GetSubscriptionGroupConfigRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let Some(config) = self.groups.get(&header.group) else {
+            return Ok(error_reply(
+                request,
+                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group [{}] does not exist", header.group),
+            ));
+        };
+        let body = json::to_vec(config, KeyStyle::Fastjson)
+            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_auto_create_only_when_allowed_and_bump_the_version() {
+        let mut table = GroupTable::new(true, 1);
+        let (config, created) = table.get_or_auto_create("g", 2).unwrap();
+        assert!(created && config.consume_enable && config.retry_max_times == 16);
+        assert!(!table.get_or_auto_create("g", 3).unwrap().1);
+        assert_eq!(table.wrapper().data_version.counter, 1);
+        assert!(table.remove("g", 4));
+        assert!(!table.remove("g", 5));
+        assert_eq!(table.wrapper().data_version.counter, 2);
+        let mut strict = GroupTable::new(false, 1);
+        assert!(strict.get_or_auto_create("g", 2).is_none());
+        let reloaded = GroupTable::from_wrapper(table.wrapper().clone(), true, 9);
+        assert_eq!(reloaded.wrapper().data_version.counter, 3);
+    }
+}
