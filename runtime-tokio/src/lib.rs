@@ -8,6 +8,7 @@
 pub mod config;
 pub mod disk;
 pub mod driver;
+pub mod remoting_client;
 pub mod server;
 
 /// Resolves on SIGTERM or Ctrl-C: the signal for a clean shutdown.

@@ -165,3 +165,26 @@ fn the_all_in_one_command_serves_routes_and_messages_and_stops_cleanly() {
     assert!(clean, "keel did not exit cleanly: {stderr}");
     assert!(data.join("commitlog").is_dir() && !data.join("abort").exists(), "{stderr}");
 }
+
+#[test]
+fn mqbench_produces_and_consumes_against_the_all_in_one_command() {
+    let data = scratch_dir("mqbench").join("data");
+    let keel = ServerProcess::start(
+        env!("CARGO_BIN_EXE_keel"),
+        &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
+    );
+    let namesrv = keel.addr_in_boot_line(0).to_string();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mqbench")).args(args).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let produced =
+        run(&["producer", "-n", &namesrv, "-t", "Bench", "-w", "1", "-s", "100", "--count", "300"]);
+    assert!(produced.contains("] 300 msgs in") && produced.contains("failed 0;"), "{produced}");
+    assert!(produced.contains("p999"), "{produced}");
+    let batched = run(&["producer", "-n", &namesrv, "-t", "Bench", "-w", "1", "-b", "10", "--count", "100"]);
+    assert!(batched.contains("] 100 msgs in") && batched.contains("failed 0;"), "{batched}");
+    let consumed = run(&["consumer", "-n", &namesrv, "-t", "Bench", "-w", "2", "--duration", "30"]);
+    assert!(consumed.contains("] 400 msgs in") && consumed.contains("failed 0;"), "{consumed}");
+}

@@ -1,0 +1,384 @@
+//! `mqbench`: load for a RocketMQ-compatible broker, like RocketMQ's benchmark tool.
+//!
+//! `mqbench producer -n 127.0.0.1:9876 -t BenchTopic -w 64 -s 1024 [-b 32] [--mode sync]
+//! [--duration 10 | --count N]` and `mqbench consumer -n … -t BenchTopic -w 4`. The route
+//! comes from the name server, as a client's would. A line every second (TPS, average and
+//! max RT), then a summary with p50, p99 and p999 of the request round trip.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use keel_core::protocol::body::TopicRouteData;
+use keel_core::protocol::client_requests::{
+    pull_message, pulled_records, send_batch, send_message, OutgoingMessage, PullRequest,
+};
+use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader, PullMessageResponseHeader};
+use keel_core::protocol::json;
+use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use keel_runtime_tokio::remoting_client::RemotingClient;
+
+/// Keel's load generator.
+#[derive(Debug, Parser)]
+#[command(name = "mqbench", version, about = "Load generator for RocketMQ-compatible brokers")]
+struct Args {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Send messages.
+    Producer(ProducerArgs),
+    /// Pull messages from the start of every queue.
+    Consumer(CommonArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CommonArgs {
+    /// Name server address.
+    #[arg(short = 'n', long, default_value = "127.0.0.1:9876")]
+    namesrv: SocketAddr,
+    /// Topic.
+    #[arg(short = 't', long, default_value = "BenchmarkTest")]
+    topic: String,
+    /// Concurrent senders or consumers (each with its own connection).
+    #[arg(short = 'w', long, default_value_t = 1)]
+    threads: usize,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Stop after this many messages (overrides --duration).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ProducerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Message body size, bytes.
+    #[arg(short = 's', long, default_value_t = 1024)]
+    size: usize,
+    /// Messages per send (a batch above 1).
+    #[arg(short = 'b', long, default_value_t = 1)]
+    batch: usize,
+    /// How each sender sends.
+    #[arg(long, value_enum, default_value_t = Mode::Sync)]
+    mode: Mode,
+    /// Requests in flight per sender in async mode.
+    #[arg(long, default_value_t = 32)]
+    inflight: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Wait for each reply.
+    Sync,
+    /// Keep `--inflight` requests outstanding.
+    Async,
+    /// Never wait for a reply.
+    Oneway,
+}
+
+/// Counters shared by every worker; the histogram holds round trips in microseconds.
+struct Stats {
+    messages: AtomicU64,
+    failures: AtomicU64,
+    rt_sum_us: AtomicU64,
+    rt_count: AtomicU64,
+    rt_max_us: AtomicU64,
+    histogram: Mutex<Histogram<u64>>,
+    stop: AtomicBool,
+    /// Workers still running.
+    live: AtomicU64,
+}
+
+impl Stats {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            messages: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            rt_sum_us: AtomicU64::new(0),
+            rt_count: AtomicU64::new(0),
+            rt_max_us: AtomicU64::new(0),
+            histogram: Mutex::new(new_histogram()),
+            stop: AtomicBool::new(false),
+            live: AtomicU64::new(0),
+        })
+    }
+
+    fn record(&self, messages: u64, rt: Duration, local: &mut Histogram<u64>) {
+        let us = u64::try_from(rt.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.messages.fetch_add(messages, Ordering::Relaxed);
+        self.rt_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.rt_count.fetch_add(1, Ordering::Relaxed);
+        self.rt_max_us.fetch_max(us, Ordering::Relaxed);
+        let _ = local.record(us.min(60_000_000));
+    }
+
+    /// A worker ends: its round trips join the total.
+    fn finish(&self, local: &Histogram<u64>) {
+        let _ = self.histogram.lock().unwrap_or_else(PoisonError::into_inner).add(local);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let stats = Arc::new(Stats::new()?);
+    let (common, workers) = match &args.role {
+        Role::Producer(p) => (&p.common, spawn_producers(p, &stats).await?),
+        Role::Consumer(c) => (c, spawn_consumers(c, &stats).await?),
+    };
+    let started = Instant::now();
+    report_until_done(common, &stats, started).await;
+    stats.stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    summarize(&args.role, &stats, started.elapsed());
+    Ok(())
+}
+
+/// The broker serving `topic` and its write queue count (TBW102's broker if the topic does
+/// not exist yet: the first send creates it there, as with a Java producer).
+async fn route(namesrv: SocketAddr, topic: &str) -> anyhow::Result<(SocketAddr, i32)> {
+    let client = RemotingClient::connect(namesrv).await.context("connecting to the name server")?;
+    for name in [topic, "TBW102"] {
+        let header = GetRouteInfoRequestHeader { topic: name.into(), accept_standard_json_only: None };
+        let reply = client
+            .call(RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 0, header.to_ext_fields()))
+            .await?;
+        if reply.response_code() != ResponseCode::SUCCESS {
+            continue;
+        }
+        let route: TopicRouteData = json::from_slice(&reply.body)?;
+        let broker =
+            route.broker_datas.first().and_then(|b| b.broker_addrs.get(&0)).context("route has no master")?;
+        let queues = route.queue_datas.first().map_or(1, |q| q.write_queue_nums).max(1);
+        // A topic created by the first send gets the 4 queues the send asks for (at most
+        // TBW102's).
+        let queues = if name == topic { queues } else { queues.min(4) };
+        return Ok((broker.parse()?, queues));
+    }
+    bail!("no route for {topic} or TBW102: is a broker registered with {namesrv}?")
+}
+
+async fn spawn_producers(
+    args: &ProducerArgs,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let (broker, queues) = route(args.common.namesrv, &args.common.topic).await?;
+    let message = OutgoingMessage {
+        topic: args.common.topic.clone(),
+        tags: Some("TagA".into()),
+        keys: None,
+        user_properties: Vec::new(),
+        body: Bytes::from(vec![b'k'; args.size]),
+    };
+    let batch: Vec<OutgoingMessage> = vec![message.clone(); args.batch.max(1)];
+    let per_request = u64::try_from(batch.len()).unwrap_or(1);
+    let mut workers = Vec::new();
+    for worker in 0..args.common.threads {
+        let client = Arc::new(RemotingClient::connect(broker).await?);
+        let queue = i32::try_from(worker).unwrap_or(0) % queues.max(1);
+        let request = if batch.len() > 1 {
+            send_batch(0, "mqbench", queue, &batch)
+        } else {
+            send_message(0, "mqbench", queue, &message)
+        };
+        let (stats, mode, inflight, limit) =
+            (Arc::clone(stats), args.mode, args.inflight.max(1), args.common.count);
+        stats.live.fetch_add(1, Ordering::Relaxed);
+        workers.push(tokio::spawn(async move {
+            let mut local = new_histogram();
+            match mode {
+                Mode::Sync => call_loop(&client, &request, &stats, per_request, limit, &mut local).await,
+                // `inflight` callers share the connection: that many requests outstanding.
+                Mode::Async => {
+                    let callers: Vec<_> = (0..inflight)
+                        .map(|_| {
+                            let (client, request, stats) =
+                                (Arc::clone(&client), request.clone(), Arc::clone(&stats));
+                            tokio::spawn(async move {
+                                let mut local = new_histogram();
+                                call_loop(&client, &request, &stats, per_request, limit, &mut local).await;
+                                local
+                            })
+                        })
+                        .collect();
+                    for caller in callers {
+                        if let Ok(histogram) = caller.await {
+                            let _ = local.add(&histogram);
+                        }
+                    }
+                }
+                Mode::Oneway => {
+                    while more(&stats, limit) {
+                        let sent = Instant::now();
+                        if client.send_oneway(request.clone()).await.is_err() {
+                            stats.failures.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        stats.record(per_request, sent.elapsed(), &mut local);
+                    }
+                }
+            }
+            stats.finish(&local);
+        }));
+    }
+    Ok(workers)
+}
+
+/// Round trips in microseconds, up to a minute, three significant digits.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
+}
+
+/// Whether to keep sending.
+fn more(stats: &Stats, limit: Option<u64>) -> bool {
+    !stats.stop.load(Ordering::Relaxed) && limit.is_none_or(|n| stats.messages.load(Ordering::Relaxed) < n)
+}
+
+/// Send `request` and wait for each reply, until told to stop.
+async fn call_loop(
+    client: &RemotingClient,
+    request: &RemotingCommand,
+    stats: &Stats,
+    per_request: u64,
+    limit: Option<u64>,
+    local: &mut Histogram<u64>,
+) {
+    while more(stats, limit) {
+        let sent = Instant::now();
+        match client.call(request.clone()).await {
+            Ok(reply) if reply.response_code() == ResponseCode::SUCCESS => {
+                stats.record(per_request, sent.elapsed(), local)
+            }
+            _ => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+async fn spawn_consumers(
+    args: &CommonArgs,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let (broker, queues) = route(args.namesrv, &args.topic).await?;
+    let mut workers = Vec::new();
+    for worker in 0..args.threads.max(1) {
+        let client = RemotingClient::connect(broker).await?;
+        // Queues are dealt round-robin to the workers, like the AVG rebalance strategy.
+        let mine: Vec<i32> = (0..queues)
+            .filter(|q| usize::try_from(*q).unwrap_or(0) % args.threads.max(1) == worker)
+            .collect();
+        let (stats, topic, limit) = (Arc::clone(stats), args.topic.clone(), args.count);
+        stats.live.fetch_add(1, Ordering::Relaxed);
+        workers.push(tokio::spawn(async move {
+            let mut local = new_histogram();
+            let mut offsets = vec![0i64; mine.len()];
+            let mut drained = vec![false; mine.len()];
+            while !stats.stop.load(Ordering::Relaxed)
+                && limit.is_none_or(|n| stats.messages.load(Ordering::Relaxed) < n)
+            {
+                if drained.iter().all(|d| *d) {
+                    break;
+                }
+                for (i, queue) in mine.iter().enumerate() {
+                    let request = PullRequest {
+                        group: "mqbench".into(),
+                        topic: topic.clone(),
+                        queue_id: *queue,
+                        offset: offsets[i],
+                        max_messages: 32,
+                        expression: "*".into(),
+                        suspend_ms: 0,
+                    };
+                    let sent = Instant::now();
+                    let Ok(reply) = client.call(pull_message(0, &request)).await else {
+                        stats.failures.fetch_add(1, Ordering::Relaxed);
+                        drained.fill(true);
+                        break;
+                    };
+                    let header = PullMessageResponseHeader::decode(&reply.ext_fields).ok();
+                    match reply.response_code() {
+                        ResponseCode::SUCCESS => {
+                            let count = pulled_records(&reply.body).map_or(0, |r| r.len());
+                            stats.record(u64::try_from(count).unwrap_or(0), sent.elapsed(), &mut local);
+                        }
+                        ResponseCode::PULL_NOT_FOUND => drained[i] = true,
+                        _ => {}
+                    }
+                    if let Some(header) = header {
+                        offsets[i] = header.next_begin_offset.max(offsets[i]);
+                    }
+                }
+            }
+            stats.finish(&local);
+        }));
+    }
+    Ok(workers)
+}
+
+/// Print a line every second until the duration or count is reached, or the workers end.
+async fn report_until_done(args: &CommonArgs, stats: &Stats, started: Instant) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let (mut last_messages, mut last_rt_sum, mut last_rt_count) = (0, 0, 0);
+    loop {
+        ticker.tick().await;
+        let messages = stats.messages.load(Ordering::Relaxed);
+        let (rt_sum, rt_count) =
+            (stats.rt_sum_us.load(Ordering::Relaxed), stats.rt_count.load(Ordering::Relaxed));
+        let average_ms = (rt_sum - last_rt_sum) as f64 / (rt_count - last_rt_count).max(1) as f64 / 1000.0;
+        println!(
+            "TPS: {:>9} | average RT: {average_ms:>8.3} ms | max RT: {:>8.3} ms | failed: {}",
+            messages - last_messages,
+            stats.rt_max_us.swap(0, Ordering::Relaxed) as f64 / 1000.0,
+            stats.failures.load(Ordering::Relaxed)
+        );
+        (last_messages, last_rt_sum, last_rt_count) = (messages, rt_sum, rt_count);
+        let done_by_count = args.count.is_some_and(|n| messages >= n);
+        let done_by_time = args.count.is_none() && started.elapsed() >= Duration::from_secs(args.duration);
+        if done_by_count || done_by_time || stats.live.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+    }
+}
+
+fn summarize(role: &Role, stats: &Stats, elapsed: Duration) {
+    let histogram = stats.histogram.lock().unwrap_or_else(PoisonError::into_inner);
+    let messages = stats.messages.load(Ordering::Relaxed);
+    let what = match role {
+        Role::Producer(p) => {
+            format!("producer: {} x {:?}, {} B, batch {}", p.common.threads, p.mode, p.size, p.batch)
+        }
+        Role::Consumer(c) => format!("consumer: {} pullers", c.threads),
+    };
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "[{what}] {messages} msgs in {:.1} s = {:.0} msgs/s; failed {}; RT p50 {:.3} ms, p99 {:.3} ms, p999 {:.3} ms, max {:.3} ms",
+        elapsed.as_secs_f64(),
+        messages as f64 / elapsed.as_secs_f64().max(1e-9),
+        stats.failures.load(Ordering::Relaxed),
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        histogram.max() as f64 / 1000.0
+    );
+}
