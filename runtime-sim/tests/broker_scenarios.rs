@@ -355,3 +355,20 @@ fn without_auto_creation_an_unknown_group_may_not_pull() {
     let reply = node.call(CLIENT, &pull(2, "Strict", 0, 0, "*", false));
     assert_eq!(reply.response_code(), ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST);
 }
+
+#[test]
+fn a_held_pull_does_not_block_later_requests_on_its_connection() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    let first = send(1, "Shared", 0, "TagA", "first");
+    assert_eq!(node.call(CLIENT, &first).response_code(), ResponseCode::SUCCESS);
+    node.send(CLIENT, &pull(2, "Shared", 1, 0, "*", true));
+    node.run_all();
+    assert!(node.take_reply(CLIENT, 2).is_none(), "queue 1 is empty: the pull is held");
+    // Requests behind the held pull on the same connection are answered at once.
+    let reply = node.call(CLIENT, &pull(3, "Shared", 0, 0, "*", false));
+    assert_eq!(messages(&reply), vec![(0, "TagA".into(), "first".into())]);
+    let second = send(4, "Shared", 1, "TagA", "second");
+    assert_eq!(node.call(CLIENT, &second).response_code(), ResponseCode::SUCCESS);
+    let held = node.take_reply(CLIENT, 2).expect("the held pull answered by the arrival");
+    assert_eq!(messages(&held), vec![(0, "TagA".into(), "second".into())]);
+}
