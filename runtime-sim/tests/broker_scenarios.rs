@@ -79,6 +79,28 @@ fn pull(
     pull_message(opaque, &request)
 }
 
+/// UPDATE_CONSUMER_OFFSET for group `cg`.
+fn commit_offset(opaque: i32, topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
+    let header = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: topic.into(),
+        queue_id,
+        commit_offset: offset,
+    };
+    RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, opaque, header.to_ext_fields())
+}
+
+/// QUERY_CONSUMER_OFFSET for group `cg`.
+fn query_offset(opaque: i32, topic: &str, queue_id: i32) -> RemotingCommand {
+    let header = QueryConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: topic.into(),
+        queue_id,
+        set_zero_if_not_found: None,
+    };
+    RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, opaque, header.to_ext_fields())
+}
+
 /// (queue offset, tag, body) of every message in a pull reply.
 fn messages(reply: &RemotingCommand) -> Vec<(i64, String, String)> {
     pulled_records(&reply.body)
@@ -182,29 +204,13 @@ fn topics_and_committed_offsets_survive_a_clean_restart() {
     let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
     let request = send(1, "Kept", 2, "TagA", "x");
     assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
-    let commit = UpdateConsumerOffsetRequestHeader {
-        consumer_group: "cg".into(),
-        topic: "Kept".into(),
-        queue_id: 2,
-        commit_offset: 1,
-    };
-    let request = RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 2, commit.to_ext_fields());
-    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    assert_eq!(node.call(CLIENT, &commit_offset(2, "Kept", 2, 1)).response_code(), ResponseCode::SUCCESS);
 
     let disk = node.shutdown();
     let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), disk);
     let topic = node.broker.topics().get("Kept").expect("auto-created topic kept");
     assert_eq!(topic.write_queue_nums, 4);
-    let query = QueryConsumerOffsetRequestHeader {
-        consumer_group: "cg".into(),
-        topic: "Kept".into(),
-        queue_id: 2,
-        set_zero_if_not_found: None,
-    };
-    let reply = node.call(
-        CLIENT,
-        &RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 3, query.to_ext_fields()),
-    );
+    let reply = node.call(CLIENT, &query_offset(3, "Kept", 2));
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
     assert_eq!(OffsetResponseHeader::decode(&reply.ext_fields).unwrap().offset, 1);
 }
@@ -214,28 +220,12 @@ fn committed_offsets_are_persisted_periodically_and_survive_a_crash() {
     let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
     let request = send(1, "Periodic", 0, "TagA", "x");
     assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
-    let commit = UpdateConsumerOffsetRequestHeader {
-        consumer_group: "cg".into(),
-        topic: "Periodic".into(),
-        queue_id: 0,
-        commit_offset: 1,
-    };
-    let request = RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 2, commit.to_ext_fields());
-    assert_eq!(node.call(CLIENT, &request).response_code(), ResponseCode::SUCCESS);
+    assert_eq!(node.call(CLIENT, &commit_offset(2, "Periodic", 0, 1)).response_code(), ResponseCode::SUCCESS);
     node.advance(6_000);
     let disk = node.kill();
     disk.with(|d| d.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3)));
     let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), disk);
-    let query = QueryConsumerOffsetRequestHeader {
-        consumer_group: "cg".into(),
-        topic: "Periodic".into(),
-        queue_id: 0,
-        set_zero_if_not_found: None,
-    };
-    let reply = node.call(
-        CLIENT,
-        &RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 3, query.to_ext_fields()),
-    );
+    let reply = node.call(CLIENT, &query_offset(3, "Periodic", 0));
     assert_eq!(OffsetResponseHeader::decode(&reply.ext_fields).unwrap().offset, 1);
 }
 

@@ -41,6 +41,11 @@ impl Properties {
         Ok(Self(map.into_iter().map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect()))
     }
 
+    /// Read the file given with `-c`, or start empty (every setting at its default).
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, ConfigError> {
+        path.map_or_else(|| Ok(Self::default()), Self::load)
+    }
+
     /// Parse properties text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let map = java_properties::read(text.as_bytes())

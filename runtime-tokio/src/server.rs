@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use keel_core::broker::{Broker, BrokerConfig};
 use keel_core::namesrv::{NameServer, NameServerConfig};
-use keel_core::store::{FlushMode, RecoveryReport, Store, StoreConfig};
+use keel_core::store::{FlushMode, Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -64,7 +64,6 @@ pub struct BrokerServer {
     completions: mpsc::UnboundedReceiver<Completion>,
     clock: Clock,
     advertised: SocketAddr,
-    report: RecoveryReport,
 }
 
 impl std::fmt::Debug for BrokerServer {
@@ -85,19 +84,13 @@ impl BrokerServer {
         let (store, report) = Store::recover(config.store.clone(), &*disk, clock.now())?;
         tracing::info!(kind = ?report.kind, end = report.recovered_end, redispatched = report.redispatched, "store recovered");
         let broker = Broker::new(config, store, Box::new(Arc::clone(&disk)), clock.now());
-        Ok(Self { broker, listener, disk, completions, clock, advertised, report })
+        Ok(Self { broker, listener, disk, completions, clock, advertised })
     }
 
     /// The address clients are told (`brokerIP1` and the bound port).
     #[must_use]
     pub fn advertised(&self) -> SocketAddr {
         self.advertised
-    }
-
-    /// What recovery found.
-    #[must_use]
-    pub fn recovery(&self) -> &RecoveryReport {
-        &self.report
     }
 
     /// Serve until `shutdown` resolves, then flush the store and metadata and return.

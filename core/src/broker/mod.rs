@@ -180,8 +180,7 @@ impl Broker {
 
     /// Write the metadata files that changed (offsets only when due, or shutting down).
     fn persist_metadata(&mut self) {
-        let topics = self.topics.wrapper();
-        self.metadata.persist(&topics, &self.offsets, self.groups.wrapper(), &mut self.out);
+        self.metadata.persist(self.topics.wrapper(), &self.offsets, self.groups.wrapper(), &mut self.out);
     }
 
     fn opaque(&mut self) -> i32 {

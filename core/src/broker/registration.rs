@@ -84,7 +84,7 @@ impl NamesrvLinks {
 impl Broker {
     fn register_request(&mut self) -> RemotingCommand {
         let body = RegisterBrokerBody {
-            topic_config_serialize_wrapper: self.topics.wrapper(),
+            topic_config_serialize_wrapper: self.topics.wrapper().clone(),
             ..RegisterBrokerBody::default()
         };
         let body = json::to_vec(&body, KeyStyle::Fastjson).unwrap_or_default();

@@ -38,8 +38,8 @@ pub fn valid_topic_name(name: &str) -> bool {
 /// The broker's topic table.
 #[derive(Debug, Clone)]
 pub struct TopicTable {
-    configs: BTreeMap<String, TopicConfig>,
-    version: DataVersion,
+    /// The configs and their version, kept in the shape they are persisted and registered in.
+    table: TopicConfigSerializeWrapper,
 }
 
 impl TopicTable {
@@ -48,8 +48,10 @@ impl TopicTable {
     #[must_use]
     pub fn new(auto_create: bool, default_queue_nums: i32, now_ms: i64) -> Self {
         let mut table = Self {
-            configs: BTreeMap::new(),
-            version: DataVersion { counter: 0, state_version: 0, timestamp: now_ms },
+            table: TopicConfigSerializeWrapper {
+                data_version: DataVersion { counter: 0, state_version: 0, timestamp: now_ms },
+                topic_config_table: BTreeMap::new(),
+            },
         };
         table.put(
             TopicConfig {
@@ -85,27 +87,28 @@ impl TopicTable {
     ) -> Self {
         let mut table = Self::new(auto_create, default_queue_nums, now_ms);
         for (name, config) in wrapper.topic_config_table {
-            table.configs.insert(name, config);
+            table.table.topic_config_table.insert(name, config);
         }
-        table.version = DataVersion { counter: wrapper.data_version.counter + 1, ..table.version };
+        table.table.data_version =
+            DataVersion { counter: wrapper.data_version.counter + 1, ..table.table.data_version };
         table
     }
 
     /// A topic's config.
     #[must_use]
     pub fn get(&self, topic: &str) -> Option<&TopicConfig> {
-        self.configs.get(topic)
+        self.table.topic_config_table.get(topic)
     }
 
     /// Create or replace a topic; bumps the version.
     pub fn put(&mut self, config: TopicConfig, now_ms: i64) {
-        self.configs.insert(config.topic_name.clone(), config);
+        self.table.topic_config_table.insert(config.topic_name.clone(), config);
         self.bump(now_ms);
     }
 
     /// Remove a topic; true if it existed.
     pub fn remove(&mut self, topic: &str, now_ms: i64) -> bool {
-        let existed = self.configs.remove(topic).is_some();
+        let existed = self.table.topic_config_table.remove(topic).is_some();
         if existed {
             self.bump(now_ms);
         }
@@ -113,8 +116,8 @@ impl TopicTable {
     }
 
     fn bump(&mut self, now_ms: i64) {
-        self.version.counter += 1;
-        self.version.timestamp = now_ms;
+        self.table.data_version.counter += 1;
+        self.table.data_version.timestamp = now_ms;
     }
 
     /// The topic, creating it from `default_topic` if that one allows inheritance (TBW102).
@@ -126,13 +129,14 @@ impl TopicTable {
         requested_queues: i32,
         now_ms: i64,
     ) -> Result<(TopicConfig, bool), TopicError> {
-        if let Some(config) = self.configs.get(topic) {
+        if let Some(config) = self.table.topic_config_table.get(topic) {
             return Ok((config.clone(), false));
         }
         if !valid_topic_name(topic) {
             return Err(TopicError::Invalid(topic.to_owned()));
         }
-        let template = self.configs.get(default_topic).filter(|t| t.perm & perm::INHERIT != 0);
+        let template =
+            self.table.topic_config_table.get(default_topic).filter(|t| t.perm & perm::INHERIT != 0);
         let Some(template) = template else { return Err(TopicError::NotExist(topic.to_owned())) };
         let queues = requested_queues.clamp(1, template.write_queue_nums.max(1));
         let config = TopicConfig {
@@ -149,13 +153,13 @@ impl TopicTable {
 
     /// The table as registered with name servers.
     #[must_use]
-    pub fn wrapper(&self) -> TopicConfigSerializeWrapper {
-        TopicConfigSerializeWrapper { data_version: self.version, topic_config_table: self.configs.clone() }
+    pub fn wrapper(&self) -> &TopicConfigSerializeWrapper {
+        &self.table
     }
 
     /// Every topic name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.configs.keys().map(String::as_str)
+        self.table.topic_config_table.keys().map(String::as_str)
     }
 }
 

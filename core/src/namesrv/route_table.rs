@@ -170,32 +170,26 @@ impl RouteTable {
 
     /// Unregister every broker not heard from within its timeout; returns their addresses.
     pub fn expire(&mut self, now: MonoNanos) -> Vec<String> {
-        let expired: Vec<String> = self
-            .live
-            .iter()
-            .filter(|(_, live)| now.millis_since(live.last_seen) > live.timeout_ms)
-            .map(|(addr, _)| addr.clone())
-            .collect();
-        for addr in &expired {
-            tracing::info!(broker = %addr, "broker expired: no registration within its timeout");
-            self.unregister(addr);
-        }
-        expired
+        self.unregister_where(
+            |live| now.millis_since(live.last_seen) > live.timeout_ms,
+            "broker expired: no registration within its timeout",
+        )
     }
 
     /// A connection closed: unregister every broker that registered through it.
     pub fn connection_closed(&mut self, conn: ConnId) -> Vec<String> {
-        let gone: Vec<String> = self
-            .live
-            .iter()
-            .filter(|(_, live)| live.conn == Some(conn))
-            .map(|(addr, _)| addr.clone())
-            .collect();
-        for addr in &gone {
-            tracing::info!(broker = %addr, "broker connection closed: unregistered");
+        self.unregister_where(|live| live.conn == Some(conn), "broker connection closed: unregistered")
+    }
+
+    /// Unregister every live broker matching `gone`, logging `why`; returns their addresses.
+    fn unregister_where(&mut self, gone: impl Fn(&LiveBroker) -> bool, why: &str) -> Vec<String> {
+        let addrs: Vec<String> =
+            self.live.iter().filter(|(_, live)| gone(live)).map(|(addr, _)| addr.clone()).collect();
+        for addr in &addrs {
+            tracing::info!(broker = %addr, "{why}");
             self.unregister(addr);
         }
-        gone
+        addrs
     }
 
     /// The route of `topic`, if any broker group serves it.

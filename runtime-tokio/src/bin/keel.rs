@@ -33,17 +33,9 @@ struct Args {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    keel_runtime_tokio::init_logging("info");
     let args = Args::parse();
-    let props = match &args.config_file {
-        Some(path) => Properties::load(path)?,
-        None => Properties::default(),
-    };
+    let props = Properties::load_or_default(args.config_file.as_deref())?;
     let mut broker_settings = BrokerSettings::from_properties(&props)?;
     if args.data_dir.is_some() || props.raw("storePathRootDir").is_none() {
         broker_settings.store_path_root_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("keel-data"));

@@ -131,12 +131,7 @@ impl Stats {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    keel_runtime_tokio::init_logging("warn");
     let args = Args::parse();
     let stats = Arc::new(Stats::new()?);
     let (common, workers) = match &args.role {
