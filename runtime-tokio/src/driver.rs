@@ -8,27 +8,27 @@
 //! it only moves bytes, completions and time. The same loop runs on madsim's simulated
 //! network and time under `--cfg madsim`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use keel_core::io::{CloseReason, ConnId, Input, Machine, MonoNanos, Now, Output, UnixMillis};
+use keel_core::io::{CloseReason, ConnId, Input, Machine, Now, Output};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
+use crate::clock::{Clock, SystemClock};
 use crate::disk::{Completion, Disk};
 
 /// Driver limits, and the clock the machine's deadlines were taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DriverConfig {
     /// The clock: the one the machine was built with, as its deadlines count from its zero.
-    pub clock: Clock,
+    pub clock: Arc<dyn Clock>,
     /// Events (connections, chunks) waiting for the state machine.
     pub event_queue: usize,
     /// Replies waiting to be written, per connection.
@@ -39,38 +39,20 @@ pub struct DriverConfig {
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        Self { clock: Clock::start(), event_queue: 4096, write_queue: 4096, read_chunk: 64 * 1024 }
-    }
-}
-
-/// The clock the driver reads for the state machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    /// A clock whose monotonic zero is now.
-    #[must_use]
-    pub fn start() -> Self {
-        Self { start: Instant::now() }
-    }
-
-    /// The current time, monotonic and wall.
-    #[must_use]
-    pub fn now(&self) -> Now {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        Now {
-            mono: MonoNanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)),
-            wall: UnixMillis(i64::try_from(wall).unwrap_or(i64::MAX)),
+        Self {
+            clock: Arc::new(SystemClock::start()),
+            event_queue: 4096,
+            write_queue: 4096,
+            read_chunk: 64 * 1024,
         }
     }
+}
 
-    /// The instant a monotonic deadline stands for.
-    #[must_use]
-    pub fn instant(&self, at: MonoNanos) -> Instant {
-        self.start + Duration::from_nanos(at.0)
-    }
+/// What a spawned connection task needs to know.
+#[derive(Debug, Clone, Copy)]
+struct ConnLimits {
+    write_queue: usize,
+    read_chunk: usize,
 }
 
 /// Why the driver stopped.
@@ -109,10 +91,14 @@ pub async fn run<M: Machine>(
     mut on_shutdown: impl FnMut(&mut M, Now),
     mut done: impl FnMut(&M) -> bool,
 ) -> Result<(), DriverError> {
-    let clock = config.clock;
+    let clock = Arc::clone(&config.clock);
+    let limits = ConnLimits { write_queue: config.write_queue, read_chunk: config.read_chunk };
     let (events_tx, mut events) = mpsc::channel::<Event>(config.event_queue);
-    let acceptor = tokio::spawn(accept_loop(listener, events_tx.clone(), config));
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx.clone(), limits));
     let mut conns: BTreeMap<ConnId, Connection> = BTreeMap::new();
+    // Outbound connections being dialled: a failed dial must reach the machine as a close,
+    // or it would wait for that connection forever (and never re-dial).
+    let mut dialing: BTreeSet<ConnId> = BTreeSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut shutting_down = false;
     let result = loop {
@@ -132,31 +118,44 @@ pub async fn run<M: Machine>(
                 None => std::future::pending().await,
             }
         };
+        // `biased`: a fixed order, because tokio's random branch order draws from a
+        // process-wide counter, which would make a simulated run depend on what else ran in
+        // the process. Completions and deadlines come first: they are bounded, while a
+        // flood of requests is not, and an fsync completion is what releases SYNC acks.
         tokio::select! {
+            biased;
+            () = &mut shutdown, if !shutting_down => {
+                shutting_down = true;
+                on_shutdown(machine, clock.now());
+            }
+            Some((io, result)) = completion => machine.handle(clock.now(), Input::DiskDone { io, result }),
+            () = sleep => machine.handle(clock.now(), Input::Timeout),
             event = events.recv() => match event {
                 Some(Event::Opened { conn, peer, writer, reader }) => {
+                    dialing.remove(&conn);
                     conns.insert(conn, Connection { writer, reader });
                     machine.handle(clock.now(), Input::ConnOpened { conn, peer });
                 }
                 Some(Event::Bytes { conn, data }) => machine.handle(clock.now(), Input::Bytes { conn, data }),
                 Some(Event::Closed { conn }) => {
-                    if conns.remove(&conn).is_some() {
+                    if conns.remove(&conn).is_some() || dialing.remove(&conn) {
                         machine.handle(clock.now(), Input::ConnClosed { conn });
                     }
                 }
                 None => break Ok(()),
             },
-            Some((io, result)) = completion => machine.handle(clock.now(), Input::DiskDone { io, result }),
-            () = sleep => machine.handle(clock.now(), Input::Timeout),
-            () = &mut shutdown, if !shutting_down => {
-                shutting_down = true;
-                on_shutdown(machine, clock.now());
-            }
         }
         // Carry outputs out; connections dropped for a full write queue are reported back.
         let mut failed = None;
         loop {
-            match carry_out(machine, &mut conns, disk.as_ref().map(|(d, _)| d), &events_tx, config) {
+            match carry_out(
+                machine,
+                &mut conns,
+                &mut dialing,
+                disk.as_ref().map(|(d, _)| d),
+                &events_tx,
+                limits,
+            ) {
                 Ok(dropped) if dropped.is_empty() => break,
                 Ok(dropped) => {
                     for conn in dropped {
@@ -185,9 +184,10 @@ pub async fn run<M: Machine>(
 fn carry_out<M: Machine>(
     machine: &mut M,
     conns: &mut BTreeMap<ConnId, Connection>,
+    dialing: &mut BTreeSet<ConnId>,
     disk: Option<&Arc<dyn Disk>>,
     events: &mpsc::Sender<Event>,
-    config: DriverConfig,
+    limits: ConnLimits,
 ) -> Result<Vec<ConnId>, DriverError> {
     let mut dropped = Vec::new();
     while let Some(output) = machine.poll_output() {
@@ -203,7 +203,8 @@ fn carry_out<M: Machine>(
                 }
             }
             Output::Connect { conn, addr } => {
-                tokio::spawn(connect(conn, addr, events.clone(), config));
+                dialing.insert(conn);
+                tokio::spawn(connect(conn, addr, events.clone(), limits));
             }
             Output::Close { conn, reason: CloseReason(reason) } => {
                 tracing::info!(?conn, %reason, "closing connection");
@@ -228,10 +229,10 @@ fn close(conns: &mut BTreeMap<ConnId, Connection>, conn: ConnId) {
 }
 
 /// Open an outbound connection; report it like an accepted one, or as closed on failure.
-async fn connect(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Event>, config: DriverConfig) {
+async fn connect(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Event>, limits: ConnLimits) {
     match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => {
-            start_connection(conn, addr, stream, &events, config).await;
+            start_connection(conn, addr, stream, &events, limits).await;
         }
         Ok(Err(error)) => {
             tracing::debug!(?conn, %addr, %error, "connect failed");
@@ -250,17 +251,17 @@ async fn start_connection(
     peer: SocketAddr,
     stream: TcpStream,
     events: &mpsc::Sender<Event>,
-    config: DriverConfig,
+    limits: ConnLimits,
 ) -> bool {
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = tokio::io::split(stream);
-    let (writer, queue) = mpsc::channel::<Bytes>(config.write_queue);
+    let (writer, queue) = mpsc::channel::<Bytes>(limits.write_queue);
     tokio::spawn(write_loop(write_half, queue));
-    let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), config.read_chunk));
+    let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), limits.read_chunk));
     events.send(Event::Opened { conn, peer, writer, reader }).await.is_ok()
 }
 
-async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config: DriverConfig) {
+async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, limits: ConnLimits) {
     let mut next_conn = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -271,7 +272,7 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config:
             }
         };
         next_conn += 1;
-        if !start_connection(ConnId(next_conn), peer, stream, &events, config).await {
+        if !start_connection(ConnId(next_conn), peer, stream, &events, limits).await {
             return;
         }
     }

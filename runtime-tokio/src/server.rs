@@ -12,9 +12,10 @@ use keel_core::store::{FlushMode, Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerSettings, NamesrvSettings};
 use crate::disk::{Completion, Disk, FileDisk};
-use crate::driver::{self, Clock, DriverConfig};
+use crate::driver::{self, DriverConfig};
 
 /// A name server with its listener bound.
 #[derive(Debug)]
@@ -62,7 +63,7 @@ pub struct BrokerServer {
     listener: TcpListener,
     disk: Arc<dyn Disk>,
     completions: mpsc::UnboundedReceiver<Completion>,
-    clock: Clock,
+    clock: Arc<dyn Clock>,
     advertised: SocketAddr,
 }
 
@@ -80,7 +81,19 @@ impl BrokerServer {
         let config = broker_config(settings, advertised)?;
         let (completions_tx, completions) = mpsc::unbounded_channel();
         let disk = Arc::new(FileDisk::open(&settings.store_path_root_dir, completions_tx)?);
-        let clock = Clock::start();
+        Self::from_parts(config, listener, disk, completions, Arc::new(SystemClock::start()))
+    }
+
+    /// Recover the store from `disk` and load the metadata: the seam where the simulator
+    /// passes its own disk and clock to the same broker and loop.
+    pub fn from_parts(
+        config: BrokerConfig,
+        listener: TcpListener,
+        disk: Arc<dyn Disk>,
+        completions: mpsc::UnboundedReceiver<Completion>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let advertised = config.advertised_addr;
         let (store, report) = Store::recover(config.store.clone(), &*disk, clock.now())?;
         tracing::info!(kind = ?report.kind, end = report.recovered_end, redispatched = report.redispatched, "store recovered");
         let broker = Broker::new(config, store, Box::new(Arc::clone(&disk)), clock.now());
