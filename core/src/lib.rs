@@ -26,6 +26,8 @@
 
 pub mod broker;
 pub mod io;
+#[cfg(madsim)]
+pub mod mutation;
 pub mod namesrv;
 pub mod protocol;
 pub mod remoting;

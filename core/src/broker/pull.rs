@@ -229,8 +229,24 @@ impl Broker {
                     found += 1;
                 }
                 Err(error) => {
-                    // Never deliver damaged bytes; the entry is skipped and logged.
-                    tracing::error!(%error, topic = %header.topic, queue = header.queue_id, "unreadable record skipped");
+                    // Never deliver damaged bytes, and never skip them either: a misread is
+                    // often transient, and skipping would lose the message for good. The
+                    // pull stops before it; the client retries after its error back-off,
+                    // and a record that stays damaged holds its queue loudly (an operator
+                    // resets the group's offset past it) rather than vanishing silently.
+                    tracing::error!(%error, topic = %header.topic, queue = header.queue_id, "unreadable record: pull stops before it");
+                    scanned -= 1;
+                    if scanned == 0 {
+                        return Outcome {
+                            code: ResponseCode::SYSTEM_ERROR,
+                            next_begin: offset,
+                            min,
+                            max,
+                            body,
+                            status: "record unreadable (CRC mismatch); retry later",
+                        };
+                    }
+                    break;
                 }
             }
         }
@@ -278,6 +294,10 @@ impl Broker {
             let expired = now.mono >= hold.deadline;
             if !readable && !expired {
                 self.holds.push(hold);
+                continue;
+            }
+            #[cfg(madsim)]
+            if readable && self.store.config().mutation == Some(crate::mutation::Mutation::DropHeldPull) {
                 continue;
             }
             let outcome = self.pull_once(&hold.header, &hold.subscription);

@@ -150,6 +150,9 @@ impl Broker {
         let reply = self.send_reply(request, queue_id, &appended, &messages);
         let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync)
             && properties::find(given, keys::WAIT) != Some(b"false");
+        #[cfg(madsim)]
+        let needs_flush =
+            needs_flush && self.store.config().mutation != Some(crate::mutation::Mutation::AckBeforeFsync);
         let end = appended.last().map_or(0, |a| a.end().0);
         self.pending.push_back(PendingReply { conn, reply, end, needs_flush, silent: request.is_oneway() });
         Ok(())

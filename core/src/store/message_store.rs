@@ -259,6 +259,10 @@ impl Store {
                 tags_code: tags_code(properties::find(req.properties, keys::TAGS)),
             };
             self.queues.dispatch(slot, &entry);
+            #[cfg(madsim)]
+            if self.config.mutation == Some(crate::mutation::Mutation::CqOffByOne) && queue_offset % 8 == 7 {
+                self.queues.dispatch(slot, &entry);
+            }
         }
         Ok(Appended {
             phys_offset: PhysOffset(pos.offset),

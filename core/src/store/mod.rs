@@ -68,6 +68,9 @@ pub struct StoreConfig {
     pub store_host: SocketAddr,
     /// Text written into the abort marker (RocketMQ writes the process id).
     pub instance: String,
+    /// A deliberate bug the simulator switched on (simulation builds only).
+    #[cfg(madsim)]
+    pub mutation: Option<crate::mutation::Mutation>,
 }
 
 impl StoreConfig {
@@ -82,6 +85,8 @@ impl StoreConfig {
             max_message_size: 4 * 1024 * 1024,
             store_host,
             instance: String::from("keel"),
+            #[cfg(madsim)]
+            mutation: None,
         }
     }
 

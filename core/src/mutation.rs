@@ -1,0 +1,48 @@
+//! Deliberate bugs the simulator switches on, one at a time, to prove its checkers catch
+//! them (a checker that never fails proves nothing). Everything here exists only under
+//! `--cfg madsim`; a production build cannot contain a mutation.
+
+/// One deliberate bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mutation {
+    /// SYNC_FLUSH sends are acknowledged before the fsync that covers them.
+    AckBeforeFsync,
+    /// Recovery accepts records without checking their CRCs.
+    SkipCrcOnRecovery,
+    /// Dispatch writes one ConsumeQueue entry twice, shifting the queue by one.
+    CqOffByOne,
+    /// A held pull is dropped, unanswered, when its message arrives.
+    DropHeldPull,
+    /// The consumer commits a pulled batch's offset before processing it (a client bug the
+    /// simulated consumer can carry).
+    CommitBeforeProcess,
+}
+
+impl Mutation {
+    /// Every mutation, in a fixed order.
+    pub const ALL: [Mutation; 5] = [
+        Mutation::AckBeforeFsync,
+        Mutation::SkipCrcOnRecovery,
+        Mutation::CqOffByOne,
+        Mutation::DropHeldPull,
+        Mutation::CommitBeforeProcess,
+    ];
+
+    /// The name used on the command line (`SIM_MUTATION=<name>`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::AckBeforeFsync => "ack_before_fsync",
+            Mutation::SkipCrcOnRecovery => "skip_crc_on_recovery",
+            Mutation::CqOffByOne => "cq_off_by_one",
+            Mutation::DropHeldPull => "drop_held_pull",
+            Mutation::CommitBeforeProcess => "commit_offset_before_processing",
+        }
+    }
+
+    /// The mutation called `name`.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Mutation> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
