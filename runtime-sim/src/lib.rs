@@ -12,6 +12,22 @@
 //! `#[cfg(madsim)]`.
 
 pub mod broker_node;
+pub mod checker;
+#[cfg(madsim)]
+pub mod cluster;
+pub mod coverage;
+#[cfg(madsim)]
+pub mod disk_plugin;
 pub mod disk_queue;
+pub mod history;
+#[cfg(madsim)]
+pub mod nemesis;
+pub mod profile;
+pub mod sim_clock;
+#[cfg(madsim)]
+pub mod sim_conn;
 pub mod sim_disk;
 pub mod store_node;
+#[cfg(madsim)]
+pub mod workload;
+pub mod world;

@@ -112,6 +112,25 @@ impl SimFile {
         self.durable_len = self.len;
     }
 
+    /// The first byte whose current content differs from its durable content, if any.
+    fn first_unsynced_byte(&self) -> Option<u64> {
+        let mut first = (self.len != self.durable_len).then_some(self.durable_len.min(self.len));
+        for (index, page) in &self.dirty {
+            let base = index * PAGE as u64;
+            if first.is_some_and(|f| f <= base) {
+                break;
+            }
+            let old = self.durable.get(index);
+            let differs = (0..PAGE).find(|i| page[*i] != old.map_or(0, |o| o[*i]));
+            if let Some(i) = differs {
+                let at = base + i as u64;
+                first = Some(first.map_or(at, |f| f.min(at)));
+                break;
+            }
+        }
+        first
+    }
+
     fn drop_dirty(&mut self) {
         self.dirty.clear();
         self.len = self.durable_len;
@@ -177,6 +196,21 @@ pub struct CrashStats {
 pub struct SimDiskFaults {
     /// Probability that a file sync fails (and its dirty pages are dropped).
     pub sync_failure: f64,
+    /// Probability that a write fails with EIO (nothing is written).
+    pub write_error: f64,
+    /// Bytes the disk holds (the sum of file lengths); a write past it fails with ENOSPC.
+    pub capacity: Option<u64>,
+}
+
+/// How often each injected disk fault fired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskFaultCounts {
+    /// Syncs failed on purpose.
+    pub sync_failures: u64,
+    /// Writes failed with EIO.
+    pub write_errors: u64,
+    /// Writes refused for lack of space.
+    pub no_space: u64,
 }
 
 /// The simulated disk of one node.
@@ -188,6 +222,7 @@ pub struct SimDisk {
     pending: BTreeMap<String, Vec<DirChange>>,
     next_inode: u64,
     faults: SimDiskFaults,
+    counts: DiskFaultCounts,
 }
 
 fn not_found(path: &FilePath) -> DiskError {
@@ -209,6 +244,45 @@ impl SimDisk {
     #[must_use]
     pub fn with_faults(faults: SimDiskFaults) -> Self {
         Self { faults, ..Self::default() }
+    }
+
+    /// Change the faults from now on (the simulator heals a disk by setting none).
+    pub fn set_faults(&mut self, faults: SimDiskFaults) {
+        self.faults = faults;
+    }
+
+    /// How often each fault fired so far.
+    #[must_use]
+    pub fn fault_counts(&self) -> DiskFaultCounts {
+        self.counts
+    }
+
+    /// The sum of the lengths of every file that exists now.
+    #[must_use]
+    pub fn used(&self) -> u64 {
+        let live: std::collections::BTreeSet<u64> = self.names.values().copied().collect();
+        live.iter().filter_map(|inode| self.files.get(inode)).map(|f| f.len).sum()
+    }
+
+    /// Where the synced prefix of a log made of segment files under `dir` ends: the first
+    /// byte a crash now could lose (segments are named by their start offset, so name order
+    /// is log order). What the checkers use to excuse losses of unsynced ASYNC_FLUSH data.
+    #[must_use]
+    pub fn synced_log_end(&self, dir: &str) -> u64 {
+        let prefix = format!("{dir}/");
+        let mut end = 0u64;
+        for (name, inode) in self.names.range(prefix.clone()..).take_while(|(n, _)| n.starts_with(&prefix)) {
+            let Ok(base) = name[prefix.len()..].parse::<u64>() else { continue };
+            let Some(file) = self.files.get(inode) else { break };
+            if self.durable_names.get(name) != Some(inode) {
+                return base;
+            }
+            match file.first_unsynced_byte() {
+                Some(at) => return base + at,
+                None => end = base + file.len,
+            }
+        }
+        end
     }
 
     fn inode(&self, path: &FilePath) -> Option<u64> {
@@ -236,6 +310,15 @@ impl SimDisk {
     pub fn execute(&mut self, op: &DiskOp, rng: &mut impl Rng) -> Result<(), DiskError> {
         match op {
             DiskOp::Create { file, len } => {
+                let current = self.inode(file).and_then(|i| self.files.get(&i)).map_or(0, |f| f.len);
+                if self
+                    .faults
+                    .capacity
+                    .is_some_and(|cap| *len > current && self.used() + (len - current) > cap)
+                {
+                    self.counts.no_space += 1;
+                    return Err(DiskError::new(DiskErrorKind::NoSpace, format!("{file}: injected ENOSPC")));
+                }
                 let inode = match self.inode(file) {
                     Some(inode) => inode,
                     None => {
@@ -253,6 +336,16 @@ impl SimDisk {
             }
             DiskOp::Write { file, offset, data } => {
                 let inode = self.inode(file).ok_or_else(|| not_found(file))?;
+                if self.faults.write_error > 0.0 && rng.gen_bool(self.faults.write_error) {
+                    self.counts.write_errors += 1;
+                    return Err(DiskError::new(DiskErrorKind::Io, format!("{file}: injected write error")));
+                }
+                let grows =
+                    self.files.get(&inode).map_or(0, |f| (offset + data.len() as u64).saturating_sub(f.len));
+                if self.faults.capacity.is_some_and(|cap| grows > 0 && self.used() + grows > cap) {
+                    self.counts.no_space += 1;
+                    return Err(DiskError::new(DiskErrorKind::NoSpace, format!("{file}: injected ENOSPC")));
+                }
                 if let Some(f) = self.files.get_mut(&inode) {
                     f.write(*offset, data);
                 }
@@ -270,6 +363,7 @@ impl SimDisk {
                 let fail = self.faults.sync_failure > 0.0 && rng.gen_bool(self.faults.sync_failure);
                 let f = self.files.get_mut(&inode).ok_or_else(|| not_found(file))?;
                 if fail {
+                    self.counts.sync_failures += 1;
                     f.drop_dirty();
                     return Err(DiskError::new(DiskErrorKind::Io, format!("{file}: injected fsync failure")));
                 }
@@ -463,7 +557,7 @@ mod tests {
     #[test]
     fn failed_sync_drops_dirty_pages_and_lists_are_sorted() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut disk = SimDisk::with_faults(SimDiskFaults { sync_failure: 1.0 });
+        let mut disk = SimDisk::with_faults(SimDiskFaults { sync_failure: 1.0, ..SimDiskFaults::default() });
         let f = path("dir/b");
         disk.execute(&DiskOp::Create { file: f.clone(), len: 0 }, &mut rng).unwrap();
         disk.execute(&DiskOp::Create { file: path("dir/a"), len: 0 }, &mut rng).unwrap();

@@ -76,7 +76,10 @@ impl World {
     fn new(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let config = random_config(&mut rng);
-        let faults = SimDiskFaults { sync_failure: if rng.gen_bool(0.2) { 0.01 } else { 0.0 } };
+        let faults = SimDiskFaults {
+            sync_failure: if rng.gen_bool(0.2) { 0.01 } else { 0.0 },
+            ..SimDiskFaults::default()
+        };
         let disk = SimDisk::with_faults(faults);
         let now = Now { mono: MonoNanos(1_000_000_000), wall: UnixMillis(1_726_000_000_000) };
         let (store, report) = Store::recover(config.clone(), &disk, now).expect("fresh recovery");

@@ -144,7 +144,7 @@ fn async_flush_waits_for_its_interval() {
 
 #[test]
 fn a_failed_fsync_is_fatal_and_refuses_appends() {
-    let disk = SimDisk::with_faults(SimDiskFaults { sync_failure: 1.0 });
+    let disk = SimDisk::with_faults(SimDiskFaults { sync_failure: 1.0, ..SimDiskFaults::default() });
     let (mut node, _) = StoreNode::boot(config(FlushMode::Sync), disk, now()).unwrap();
     assert!(!node.fatal.is_empty(), "the boot sync failed: fatal");
     assert!(node.store.failure().is_some());

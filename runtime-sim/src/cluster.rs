@@ -1,0 +1,276 @@
+//! One seeded run of a whole cluster on madsim: a name server, a broker, producers,
+//! consumers and a read-back client, each a madsim node. The broker and the name server run
+//! the production driver loop (`keel_runtime_tokio`) unchanged; only their disk
+//! ([`NodeDisk`]) and clock ([`SimClock`]) are the simulator's.
+//!
+//! A run has a fault phase, where the [`nemesis`](crate::nemesis) injects what the seed's
+//! [`SimProfile`] switched on, then a healing phase: faults stop, producers stop, and every
+//! acknowledged message must reach every group; then the read-back, then the checkers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_core::broker::BrokerConfig;
+use keel_core::mutation::Mutation;
+use keel_core::namesrv::{NameServer, NameServerConfig};
+use keel_core::store::FlushMode;
+use keel_runtime_tokio::clock::Clock;
+use keel_runtime_tokio::disk::Disk;
+use keel_runtime_tokio::driver::{self, DriverConfig};
+use keel_runtime_tokio::server::BrokerServer;
+use madsim::runtime::{Handle, Runtime};
+use madsim::task::NodeId;
+use madsim::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::checker::{check, undelivered, CheckConfig};
+use crate::coverage::Coverage;
+use crate::disk_plugin::{DiskProfile, DiskSimulator, LossHook, NodeDisk};
+use crate::history::Event;
+use crate::nemesis::{self, Nodes};
+use crate::profile::SimProfile;
+use crate::sim_clock::{ClockSkew, SharedSkew, SimClock};
+use crate::sim_conn::ConnChaos;
+use crate::sim_disk::SimDiskFaults;
+use crate::workload::{self, ClientEnv, QUEUES};
+use crate::world::World;
+
+/// The broker's address.
+pub const BROKER: &str = "10.0.0.2:10911";
+/// The consumer groups (each one consumer owning every queue).
+pub const GROUPS: [u8; 2] = [1, 2];
+/// How many violations a run reports at most.
+const MAX_VIOLATIONS: usize = 12;
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Checker violations (empty: the run passed).
+    pub violations: Vec<String>,
+    /// The trace hash (equal for two runs of one seed, or the simulator is not deterministic).
+    pub trace_hash: u64,
+    /// Fault and state counters.
+    pub coverage: Coverage,
+    /// Simulated time the run took, milliseconds.
+    pub simulated_ms: u64,
+    /// The last events of the history, for a failure report.
+    pub tail: Vec<String>,
+    /// Messages acknowledged.
+    pub acked: u64,
+}
+
+/// Run `profile` (with `mutation` switched on, if any) to the end.
+#[must_use]
+pub fn run_seed(profile: &SimProfile, mutation: Option<Mutation>) -> RunOutcome {
+    let mut rt = Runtime::with_seed_and_config(profile.seed, madsim::Config::default());
+    rt.add_simulator::<DiskSimulator>();
+    rt.set_time_limit(Duration::from_millis(profile.fault_ms + profile.heal_ms + 120_000));
+    rt.block_on(simulate(profile.clone(), mutation))
+}
+
+fn broker_config(profile: &SimProfile, mutation: Option<Mutation>) -> BrokerConfig {
+    let addr: SocketAddr = BROKER.parse().expect("address");
+    let mut config = BrokerConfig::new(addr);
+    config.namesrv_addrs = vec![workload::NAMESRV.parse().expect("address")];
+    config.default_topic_queue_nums = QUEUES;
+    config.store.segment_size = profile.segment_size;
+    config.store.queue_file_entries = profile.queue_file_entries;
+    config.store.max_message_size = 4096;
+    config.store.checkpoint_interval_ms = profile.checkpoint_interval_ms;
+    config.store.flush_mode = if profile.sync_flush {
+        FlushMode::Sync
+    } else {
+        FlushMode::Async { interval_ms: profile.flush_interval_ms }
+    };
+    config.store.mutation = mutation.filter(|m| *m != Mutation::CommitBeforeProcess);
+    config
+}
+
+fn disk_profile(profile: &SimProfile) -> DiskProfile {
+    DiskProfile {
+        faults: SimDiskFaults {
+            sync_failure: profile.fsync_failures,
+            write_error: profile.write_errors,
+            capacity: profile.capacity,
+        },
+        mean_latency_us: profile.disk_latency_us,
+        read_flip: profile.bit_rot,
+    }
+}
+
+async fn namesrv_main(skew: SharedSkew, epoch: Instant) {
+    let listener = TcpListener::bind("0.0.0.0:9876").await.expect("bind name server");
+    let mut machine = NameServer::new(NameServerConfig::default());
+    let clock: Arc<dyn Clock> = Arc::new(SimClock::start(skew, epoch));
+    let config = DriverConfig { clock, ..DriverConfig::default() };
+    let never = std::future::pending::<()>();
+    let _ = driver::run(&mut machine, listener, None, config, never, |_, _| {}, |_| true).await;
+}
+
+async fn broker_main(world: World, config: BrokerConfig, skew: SharedSkew, epoch: Instant) {
+    let listener = TcpListener::bind("0.0.0.0:10911").await.expect("bind broker");
+    let (completions_tx, completions) = mpsc::unbounded_channel();
+    let disk: Arc<dyn Disk> = Arc::new(NodeDisk::start(completions_tx));
+    let clock: Arc<dyn Clock> = Arc::new(SimClock::start(skew, epoch));
+    let server = match BrokerServer::from_parts(config, listener, disk, completions, clock) {
+        Ok(server) => server,
+        Err(error) => {
+            let at = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(0);
+            world.record(at, Event::Alarm { what: format!("broker recovery failed: {error:#}") });
+            world.broker_down(format!("recovery: {error:#}"));
+            return;
+        }
+    };
+    madsim::plugin::simulator::<DiskSimulator>().arm_read_faults(madsim::plugin::node());
+    if let Err(error) = server.run(std::future::pending()).await {
+        world.broker_down(format!("{error:#}"));
+    }
+}
+
+async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome {
+    let world = World::default();
+    let epoch = Instant::now();
+    let handle = Handle::current();
+    let net = madsim::net::NetSim::current();
+    if let Some((low, high)) = profile.latency_us {
+        net.update_config(|c| c.send_latency = Duration::from_micros(low)..Duration::from_micros(high));
+        world.bump("network_latency");
+    }
+    let chaos = ConnChaos {
+        resets: profile.resets,
+        split_writes: profile.split_writes,
+        coalesce_writes: profile.coalesce_writes,
+    };
+    let env = ClientEnv {
+        world: world.clone(),
+        epoch,
+        chaos,
+        commit_before_process: mutation == Some(Mutation::CommitBeforeProcess),
+    };
+
+    let namesrv_skew = SharedSkew::default();
+    let namesrv = handle
+        .create_node()
+        .name("namesrv")
+        .ip("10.0.0.1".parse().expect("ip"))
+        .init(move || namesrv_main(namesrv_skew.clone(), epoch))
+        .build();
+
+    let broker_skew = SharedSkew::new(ClockSkew {
+        offset_ms: profile.clock_offset_ms,
+        wall_drift_ppm: profile.clock_drift_ppm,
+        mono_drift_ppm: profile.mono_drift_ppm,
+        stepped_ms: 0,
+    });
+    if profile.clock_offset_ms != 0 {
+        world.bump("clock_offset");
+    }
+    if profile.clock_drift_ppm != 0 || profile.mono_drift_ppm != 0 {
+        world.bump("clock_drift");
+    }
+    let config = broker_config(&profile, mutation);
+    let (broker_world, skew) = (world.clone(), broker_skew.clone());
+    let broker = handle
+        .create_node()
+        .name("broker")
+        .ip("10.0.0.2".parse().expect("ip"))
+        .init(move || broker_main(broker_world.clone(), config.clone(), skew.clone(), epoch))
+        .build();
+    let disks = madsim::plugin::simulator::<DiskSimulator>();
+    let ledger = world.clone();
+    let on_loss: LossHook = Arc::new(move |synced_end, cause| {
+        let at = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(0);
+        ledger.record(at, Event::BrokerDataLoss { synced_end, cause: cause.to_owned() });
+    });
+    disks.attach(broker.id(), profile.seed ^ 0xd15c, disk_profile(&profile), on_loss);
+    if profile.disk_latency_us > 0 {
+        world.bump("disk_latency");
+    }
+
+    let mut producers: Vec<NodeId> = Vec::new();
+    for id in 0..profile.producers {
+        let (env, gap, body) = (env.clone(), profile.send_gap_ms, profile.max_body);
+        let seed = profile.seed.wrapping_mul(31).wrapping_add(u64::from(id));
+        let node = handle
+            .create_node()
+            .name(format!("producer-{id}"))
+            .ip(format!("10.0.1.{}", id + 1).parse().expect("ip"))
+            .init(move || workload::producer(env.clone(), id, seed, gap, body))
+            .build();
+        producers.push(node.id());
+    }
+    let mut consumers: Vec<NodeId> = Vec::new();
+    for group in GROUPS {
+        let (env, process) = (env.clone(), profile.max_process_ms);
+        let seed = profile.seed.wrapping_mul(17).wrapping_add(u64::from(group));
+        let node = handle
+            .create_node()
+            .name(format!("consumer-{group}"))
+            .ip(format!("10.0.2.{group}").parse().expect("ip"))
+            .init(move || workload::consumer(env.clone(), group, seed, process))
+            .build();
+        consumers.push(node.id());
+    }
+    let prober = handle.create_node().name("probe").ip("10.0.3.1".parse().expect("ip")).build();
+
+    let nodes = Nodes { namesrv: namesrv.id(), broker: broker.id(), producers, consumers };
+    let deadline = epoch + Duration::from_millis(profile.fault_ms);
+    let faults = nemesis::start(&profile, &world, &nodes, &broker_skew, epoch, deadline);
+    tokio::time::sleep_until(deadline).await;
+    for task in faults {
+        let _ = task.await;
+    }
+    // Heal: every fault off, the network whole, the disk sound, the clock steady.
+    let now_ms = env.now_ms();
+    world.heal(now_ms);
+    nemesis::heal(&nodes, &broker_skew, now_ms);
+    net.update_config(|c| c.send_latency = Duration::from_millis(1)..Duration::from_millis(10));
+    disks.set_profile(broker.id(), DiskProfile::default());
+
+    let check_config = CheckConfig {
+        sync_flush: profile.sync_flush,
+        fault_free: profile.fault_free,
+        groups: GROUPS.to_vec(),
+        record_bound: profile.max_body as u64 + 512,
+    };
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    world.stop_producers();
+    let heal_deadline = Instant::now() + Duration::from_millis(profile.heal_ms);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if undelivered(&world.history(), &check_config) == 0 || Instant::now() >= heal_deadline {
+            break;
+        }
+    }
+    let probe = prober.spawn(workload::probe(env.clone(), profile.seed));
+    if tokio::time::timeout(Duration::from_secs(60), probe).await.is_err() {
+        world.record(env.now_ms(), Event::Alarm { what: "the read-back did not finish within 60 s".into() });
+    }
+
+    let mut coverage = world.coverage();
+    if let Some(disk) = disks.disk(broker.id()) {
+        let counts = disk.with(|d| d.fault_counts());
+        coverage.add("disk_write_eio", counts.write_errors);
+        coverage.add("disk_enospc", counts.no_space);
+        coverage.add("fsync_failure", counts.sync_failures);
+    }
+    coverage.add("bit_rot_read", disks.read_flips(broker.id()));
+    if profile.fault_free {
+        coverage.bump("fault_free_run");
+    }
+    let history = world.history();
+    RunOutcome {
+        violations: check(&history, &check_config, MAX_VIOLATIONS),
+        trace_hash: history.trace_hash(),
+        coverage,
+        simulated_ms: env.now_ms(),
+        tail: history
+            .tail(if std::env::var_os("DST_TRACE").is_some() { usize::MAX } else { 40 })
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        acked: history.entries().iter().filter(|e| matches!(e.event, Event::SendAcked { .. })).count() as u64,
+    }
+}

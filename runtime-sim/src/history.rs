@@ -1,0 +1,100 @@
+//! The history of a simulated run: every client operation's invocation and outcome, every
+//! delivery, commit and fault, stamped with true simulated time. Recorded outside every
+//! node (it survives their crashes) and read by the checkers; its hash is the run's trace
+//! hash, which two runs of one seed must share.
+
+use std::fmt;
+
+/// A message's identity across retries: the producer and its sequence number.
+pub type Key = u64;
+
+/// What happened, in the order it happened. (Fields are the variant's nouns: group and
+/// session number a consumer's life, queue and offset a ConsumeQueue position.)
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A producer sent (or re-sent) `key` to `queue`.
+    SendAttempt { producer: u32, key: Key, queue: i32 },
+    /// The broker acknowledged `key` as stored at `queue`/`offset`, CommitLog offset `phys`.
+    SendAcked { producer: u32, key: Key, queue: i32, offset: i64, phys: u64 },
+    /// An attempt's outcome is unknown (timeout, reset) or it was refused.
+    SendFailed { producer: u32, key: Key, reason: String },
+    /// A consumer of `group` (re)started: `session` numbers its lives.
+    SessionStart { group: u8, session: u32 },
+    /// The session resumes `queue` at `offset` (the committed offset, or 0).
+    Resume { group: u8, session: u32, queue: i32, offset: i64 },
+    /// The broker moved the session's position on `queue` (an offset it no longer has).
+    Corrected { group: u8, session: u32, queue: i32, from: i64, to: i64 },
+    /// A message was processed. `key` is `None` when the record carried no key of ours;
+    /// `intact` is false when its body does not match its key.
+    Delivered { group: u8, session: u32, queue: i32, offset: i64, key: Option<Key>, intact: bool },
+    /// The consumer committed `offset` (the next one to consume) for `queue`.
+    Committed { group: u8, session: u32, queue: i32, offset: i64 },
+    /// The broker's disk lost unsynced data (a power loss, a failed fsync): everything in
+    /// its CommitLog from `synced_end` on may be gone.
+    BrokerDataLoss { synced_end: u64, cause: String },
+    /// A fault was injected (or healed).
+    Fault { what: String },
+    /// Faults stopped; the liveness phase began.
+    Healed,
+    /// The end-of-run read-back found `key` at `queue`/`offset`.
+    Probe { queue: i32, offset: i64, key: Option<Key>, intact: bool },
+    /// The read-back could not read `queue` at `offset` (an error, not a missing message).
+    ProbeFailed { queue: i32, offset: i64, reason: String },
+    /// Something the run itself noticed (a client stuck after healing, a node that panicked).
+    Alarm { what: String },
+}
+
+/// One event and when it happened (milliseconds of true simulated time since the start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// True simulated time, milliseconds since the run began.
+    pub at_ms: u64,
+    /// What happened.
+    pub event: Event,
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>9}ms {:?}", self.at_ms, self.event)
+    }
+}
+
+/// The run's history.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    entries: Vec<Entry>,
+}
+
+impl History {
+    /// Record `event` at `at_ms`.
+    pub fn push(&mut self, at_ms: u64, event: Event) {
+        self.entries.push(Entry { at_ms, event });
+    }
+
+    /// Every entry in order.
+    #[must_use]
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The last `n` entries, for a failure report.
+    #[must_use]
+    pub fn tail(&self, n: usize) -> &[Entry] {
+        &self.entries[self.entries.len().saturating_sub(n)..]
+    }
+
+    /// A 64-bit FNV-1a hash of every entry: equal for two runs iff they did the same things
+    /// at the same times (what the determinism check compares across processes).
+    #[must_use]
+    pub fn trace_hash(&self) -> u64 {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for entry in &self.entries {
+            for byte in entry.to_string().bytes().chain([b'\n']) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        hash
+    }
+}

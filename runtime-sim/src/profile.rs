@@ -1,0 +1,174 @@
+//! A run's swarm profile: everything a seed decides before the run starts — the broker's
+//! configuration, the workload, and which faults are on and how hard (swarm testing: each
+//! seed leaves some faults out, because some faults hide the bugs others reveal).
+//!
+//! Printed whole on a failure, so a reader sees what the seed did without replaying it.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// How often and for how long a recurring fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recurring {
+    /// Mean time between strikes, milliseconds (exponential).
+    pub mean_interval_ms: u64,
+    /// How long one lasts (down time, clog time), milliseconds, drawn uniformly up to this.
+    pub max_duration_ms: u64,
+}
+
+/// Everything a seed decides up front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimProfile {
+    /// The seed.
+    pub seed: u64,
+    /// Every fault off: the run must be exact (no duplicate, no failed send).
+    pub fault_free: bool,
+    /// SYNC_FLUSH (ack after fsync) or ASYNC_FLUSH.
+    pub sync_flush: bool,
+    /// CommitLog segment size (tiny, so segments roll over often).
+    pub segment_size: u64,
+    /// Entries per ConsumeQueue file.
+    pub queue_file_entries: u64,
+    /// ASYNC_FLUSH interval, milliseconds.
+    pub flush_interval_ms: u64,
+    /// Checkpoint interval, milliseconds.
+    pub checkpoint_interval_ms: u64,
+    /// Producer nodes.
+    pub producers: u32,
+    /// Mean gap between one producer's sends, milliseconds.
+    pub send_gap_ms: u64,
+    /// Largest body, bytes.
+    pub max_body: usize,
+    /// Longest a consumer takes to process one message, milliseconds.
+    pub max_process_ms: u64,
+    /// Length of the fault phase, milliseconds.
+    pub fault_ms: u64,
+    /// Longest the healing phase may take to converge, milliseconds.
+    pub heal_ms: u64,
+    /// Broker kills (a power loss unless `process_kills_only`).
+    pub broker_kills: Option<Recurring>,
+    /// Broker kills keep the page cache (a process crash, not a power loss).
+    pub process_kills_only: bool,
+    /// Consumer kills.
+    pub consumer_kills: Option<Recurring>,
+    /// Name server kills.
+    pub namesrv_kills: Option<Recurring>,
+    /// Broker pauses (a stop-the-world stall).
+    pub broker_pauses: Option<Recurring>,
+    /// Symmetric partitions between the broker and one client or the name server.
+    pub partitions: Option<Recurring>,
+    /// One-way partitions (the broker's inbound or outbound traffic only).
+    pub one_way_partitions: Option<Recurring>,
+    /// Network latency range, microseconds (madsim's global send latency).
+    pub latency_us: Option<(u64, u64)>,
+    /// Probability that a client resets its connection around a request.
+    pub resets: f64,
+    /// Probability that a client splits a request into several writes.
+    pub split_writes: f64,
+    /// Probability that a client coalesces a request with the one before it in one write.
+    pub coalesce_writes: f64,
+    /// Mean disk latency, microseconds.
+    pub disk_latency_us: u64,
+    /// Probability that a disk write fails (EIO).
+    pub write_errors: f64,
+    /// Disk capacity in bytes, if limited (ENOSPC).
+    pub capacity: Option<u64>,
+    /// Probability that an fsync fails.
+    pub fsync_failures: f64,
+    /// Probability that a CommitLog read returns a flipped bit.
+    pub bit_rot: f64,
+    /// The broker's constant wall-clock offset, milliseconds.
+    pub clock_offset_ms: i64,
+    /// The broker's wall-clock drift, parts per million.
+    pub clock_drift_ppm: i64,
+    /// The broker's monotonic rate error, parts per million.
+    pub mono_drift_ppm: i64,
+    /// Wall-clock steps (forward or backward) on the broker.
+    pub clock_steps: Option<Recurring>,
+}
+
+fn maybe(rng: &mut ChaCha8Rng, on: bool, mean: (u64, u64), max: (u64, u64)) -> Option<Recurring> {
+    (on && rng.gen_bool(0.5)).then(|| Recurring {
+        mean_interval_ms: rng.gen_range(mean.0..mean.1),
+        max_duration_ms: rng.gen_range(max.0..max.1),
+    })
+}
+
+fn chance(rng: &mut ChaCha8Rng, on: bool, range: (f64, f64)) -> f64 {
+    if on && rng.gen_bool(0.5) {
+        rng.gen_range(range.0..range.1)
+    } else {
+        0.0
+    }
+}
+
+impl SimProfile {
+    /// The profile seed `seed` stands for.
+    #[must_use]
+    pub fn from_seed(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7072_6f66_696c_6521);
+        let fault_free = rng.gen_ratio(1, 20);
+        let on = !fault_free;
+        let sync_flush = rng.gen_bool(0.5);
+        Self {
+            seed,
+            fault_free,
+            sync_flush,
+            segment_size: [4096, 8192, 16384, 65536][rng.gen_range(0..4)],
+            queue_file_entries: [4, 16, 64, 1024][rng.gen_range(0..4)],
+            flush_interval_ms: rng.gen_range(5..200),
+            checkpoint_interval_ms: rng.gen_range(50..2000),
+            producers: rng.gen_range(1..=3),
+            send_gap_ms: rng.gen_range(20..200),
+            max_body: rng.gen_range(16..600),
+            max_process_ms: rng.gen_range(0..20),
+            fault_ms: rng.gen_range(20_000..60_000),
+            heal_ms: 90_000,
+            broker_kills: maybe(&mut rng, on, (3_000, 20_000), (10, 3_000)),
+            process_kills_only: rng.gen_bool(0.2),
+            consumer_kills: maybe(&mut rng, on, (3_000, 20_000), (10, 3_000)),
+            namesrv_kills: maybe(&mut rng, on, (5_000, 30_000), (10, 5_000)),
+            broker_pauses: maybe(&mut rng, on, (3_000, 20_000), (10, 4_000)),
+            partitions: maybe(&mut rng, on, (3_000, 20_000), (100, 8_000)),
+            one_way_partitions: maybe(&mut rng, on, (3_000, 20_000), (100, 8_000)),
+            latency_us: (on && rng.gen_bool(0.5)).then(|| {
+                let low = rng.gen_range(10..2_000);
+                (low, low + rng.gen_range(1..20_000))
+            }),
+            resets: chance(&mut rng, on, (0.005, 0.1)),
+            split_writes: chance(&mut rng, on, (0.05, 0.5)),
+            coalesce_writes: chance(&mut rng, on, (0.05, 0.5)),
+            disk_latency_us: if on && rng.gen_bool(0.5) { rng.gen_range(10..20_000) } else { 0 },
+            write_errors: chance(&mut rng, on, (0.0005, 0.01)),
+            capacity: (on && rng.gen_bool(0.25)).then(|| rng.gen_range(64..512) * 1024),
+            fsync_failures: chance(&mut rng, on, (0.001, 0.02)),
+            bit_rot: chance(&mut rng, on, (0.001, 0.05)),
+            clock_offset_ms: if on && rng.gen_bool(0.5) { rng.gen_range(-600_000..600_000) } else { 0 },
+            clock_drift_ppm: if on && rng.gen_bool(0.5) { rng.gen_range(-500..500) } else { 0 },
+            mono_drift_ppm: if on && rng.gen_bool(0.5) { rng.gen_range(-500..500) } else { 0 },
+            clock_steps: maybe(&mut rng, on, (2_000, 15_000), (1_000, 3_600_000)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_is_a_function_of_its_seed_and_seeds_differ() {
+        assert_eq!(SimProfile::from_seed(42), SimProfile::from_seed(42));
+        assert_ne!(SimProfile::from_seed(42), SimProfile::from_seed(43));
+        let profiles: Vec<SimProfile> = (0..400).map(SimProfile::from_seed).collect();
+        let free = profiles.iter().filter(|p| p.fault_free).count();
+        assert!((5..60).contains(&free), "about 1 in 20 seeds are fault-free, got {free}");
+        assert!(profiles
+            .iter()
+            .filter(|p| p.fault_free)
+            .all(|p| p.broker_kills.is_none() && p.bit_rot == 0.0));
+        // Swarm: each fault is on in some seeds and off in others.
+        assert!(profiles.iter().any(|p| p.broker_kills.is_some()));
+        assert!(profiles.iter().any(|p| !p.fault_free && p.broker_kills.is_none()));
+        assert!(profiles.iter().any(|p| p.capacity.is_some()));
+    }
+}
