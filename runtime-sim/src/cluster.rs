@@ -131,6 +131,9 @@ async fn broker_main(world: World, config: BrokerConfig, skew: SharedSkew, epoch
 
 async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome {
     let world = World::default();
+    if profile.fault_free {
+        world.set_fault_free();
+    }
     let epoch = Instant::now();
     let handle = Handle::current();
     let net = madsim::net::NetSim::current();
@@ -235,7 +238,9 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         groups: GROUPS.to_vec(),
         record_bound: profile.max_body as u64 + 512,
     };
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Producers go on into the healed period, so requests that must succeed meet fresh
+    // messages (a held pull answered, or not, when one arrives).
+    tokio::time::sleep(Duration::from_secs(30)).await;
     world.stop_producers();
     let heal_deadline = Instant::now() + Duration::from_millis(profile.heal_ms);
     loop {

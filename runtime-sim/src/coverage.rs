@@ -10,6 +10,7 @@ pub const REQUIRED: &[&str] = &[
     "broker_kill_with_io_in_flight",
     "power_loss_torn_page",
     "power_loss_lost_page",
+    "power_loss_corrupt_page",
     "process_kill",
     "consumer_kill",
     "namesrv_kill",

@@ -180,6 +180,7 @@ async fn broker_faults(mut ctx: Ctx, profile: SimProfile, broker: NodeId, lock: 
             if let Some(crash) = disks.crashes(broker).last() {
                 ctx.world.add("power_loss_torn_page", crash.stats.pages_torn);
                 ctx.world.add("power_loss_lost_page", crash.stats.pages_lost);
+                ctx.world.add("power_loss_corrupt_page", crash.stats.pages_corrupted);
                 ctx.fault(format!("broker power loss with {in_flight} IOs in flight: {:?}", crash.stats));
             }
         } else {

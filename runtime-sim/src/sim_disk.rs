@@ -6,8 +6,10 @@
 //!
 //! - keeps, for each directory, a prefix of its unsynced namespace changes (a journaling file
 //!   system commits them in order);
-//! - for each dirty 4 KiB page, keeps the new data, keeps the old data, or tears it: a prefix
-//!   of its 512-byte sectors is new and the rest old;
+//! - for each dirty 4 KiB page, keeps the new data, keeps the old data, tears it (a prefix
+//!   of its 512-byte sectors is new and the rest old), or, rarely, keeps the new data with
+//!   one bit wrong among the bytes written since the last sync (garbage from the write the
+//!   power cut);
 //! - keeps either the old or the new length of a file whose length changed.
 //!
 //! Durable bytes are never changed by a crash, which is what makes "no loss of synced data"
@@ -140,14 +142,27 @@ impl SimFile {
         let sectors = PAGE / SECTOR;
         for (index, new) in std::mem::take(&mut self.dirty) {
             let old = self.durable.get(&index).cloned().unwrap_or_else(zero_page);
-            let survivor = match rng.gen_range(0..3) {
-                0 => {
+            // Only bytes written since the last sync may be damaged: the durable ones are not.
+            let changed = (0..PAGE).find(|i| new[*i] != old[*i]);
+            let survivor = match rng.gen_range(0..8) {
+                0..=2 => {
                     stats.pages_kept += 1;
                     new
                 }
-                1 => {
+                3 | 4 => {
                     stats.pages_lost += 1;
                     old
+                }
+                7 if changed.is_some() => {
+                    // The device wrote garbage into the sector it was writing when the power
+                    // went: one bit wrong somewhere in what had changed.
+                    stats.pages_corrupted += 1;
+                    let first = changed.unwrap_or(0);
+                    let last = (0..PAGE).rev().find(|i| new[*i] != old[*i]).unwrap_or(first);
+                    let mut garbled = new;
+                    let at = rng.gen_range(first..=last);
+                    garbled[at] ^= 1 << rng.gen_range(0..8);
+                    garbled
                 }
                 _ => {
                     stats.pages_torn += 1;
@@ -187,6 +202,8 @@ pub struct CrashStats {
     pub pages_lost: u64,
     /// Dirty pages torn at a sector boundary.
     pub pages_torn: u64,
+    /// Dirty pages whose new data came back with a flipped bit.
+    pub pages_corrupted: u64,
     /// Namespace changes lost.
     pub dir_changes_lost: u64,
 }
@@ -498,17 +515,23 @@ mod tests {
                 &mut rng,
             )
             .unwrap();
-            disk.crash(&mut rng);
+            let stats = disk.crash(&mut rng);
             let data = read_all(&disk, "d/f");
             assert_eq!(data.len(), 3 * PAGE);
             // The synced prefix before the new write is intact.
             assert!(data[..100].iter().all(|b| *b == 1), "seed {seed}");
-            // Every sector the write covered whole is either wholly old or wholly new.
+            // Every sector the write covered whole is wholly old or wholly new, but for one
+            // flipped bit per corrupted page.
+            let mut flipped = 0;
             for sector in data[SECTOR..2 * PAGE].chunks(SECTOR) {
                 let old = sector.iter().all(|b| *b == 1) || sector.iter().all(|b| *b == 0);
                 let new = sector.iter().all(|b| *b == 2);
-                assert!(old || new, "seed {seed}: mixed sector");
+                let garbled = sector.iter().filter(|b| **b != 2).count() == 1
+                    && sector.iter().filter(|b| **b != 2).all(|b| (b ^ 2).count_ones() == 1);
+                assert!(old || new || garbled, "seed {seed}: mixed sector");
+                flipped += u64::from(garbled);
             }
+            assert!(flipped <= stats.pages_corrupted, "seed {seed}: more damage than reported");
             assert!(disk.is_clean());
         }
     }

@@ -294,7 +294,26 @@ async fn pull_queue(
         }
     };
     set_progress(offset);
+    let mut last_commit = (env.now_ms(), offset);
     loop {
+        // Commit along with the next pull, as a one-way request in the same write (the
+        // offset the Java client piggybacks on its pulls).
+        let done = progress.lock().ok().and_then(|p| p.get(&queue).copied()).unwrap_or(offset);
+        if env.now_ms() >= last_commit.0 + 1_000 && done != last_commit.1 {
+            env.world.record(env.now_ms(), Event::Committed { group, session, queue, offset: done });
+            let header = UpdateConsumerOffsetRequestHeader {
+                consumer_group: group_name(group),
+                topic: TOPIC.into(),
+                queue_id: queue,
+                commit_offset: done,
+            };
+            conn.oneway(
+                RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 0, header.to_ext_fields()),
+                &mut rng,
+            )
+            .await;
+            last_commit = (env.now_ms(), done);
+        }
         let request = pull_message(
             0,
             &PullRequest {

@@ -27,6 +27,7 @@ struct State {
     producers_stop: bool,
     broker_down: Option<String>,
     next_session: u32,
+    fault_free: bool,
 }
 
 /// The shared state; clone to share.
@@ -42,6 +43,7 @@ impl Default for World {
             producers_stop: false,
             broker_down: None,
             next_session: 0,
+            fault_free: false,
         })))
     }
 }
@@ -92,11 +94,19 @@ impl World {
         });
     }
 
-    /// Whether an operation started at `at_ms` ran on a healed system long enough healed
-    /// that it must succeed (clogged chunks drain within madsim's 10 s retry cap).
+    /// Declare the run fault-free: then no operation may ever fail.
+    pub fn set_fault_free(&self) {
+        self.with(|s| s.fault_free = true);
+    }
+
+    /// Whether an operation started at `at_ms` must succeed: in a fault-free run always,
+    /// otherwise once the system has been healed long enough (clogged chunks drain within
+    /// madsim's 10 s retry cap).
     #[must_use]
     pub fn must_succeed(&self, at_ms: u64) -> bool {
-        matches!(self.phase(), Phase::Healing { since_ms } if at_ms >= since_ms + 15_000)
+        self.with(|s| {
+            s.fault_free || matches!(s.phase, Phase::Healing { since_ms } if at_ms >= since_ms + 15_000)
+        })
     }
 
     /// Tell producers to stop sending new messages.

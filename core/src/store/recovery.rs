@@ -39,6 +39,9 @@ use crate::protocol::message::stored::{
     parse_record, sys_flag, verify_crcs, Parsed, RecordView, BLANK_MIN_LEN,
 };
 use crate::protocol::message::tag::tags_code;
+use queue_files::{load_queues, verify_queue_tails, LoadedQueue};
+
+mod queue_files;
 
 /// Bytes read at a time while scanning.
 const READ_CHUNK: usize = 4 * 1024 * 1024;
@@ -315,135 +318,6 @@ fn next_record(
     })
 }
 
-/// A ConsumeQueue as found on disk.
-struct LoadedQueue {
-    topic: String,
-    queue_id: i32,
-    dir: FilePath,
-    files: BTreeSet<u64>,
-    min_offset: u64,
-    /// Entries kept: the valid prefix whose records end at or below the cut.
-    next_offset: u64,
-    /// Byte position of the first all-zero slot (or the end of the last file): beyond it
-    /// the files hold nothing.
-    extent: u64,
-    /// Files shorter than a full ConsumeQueue file (their length change was lost).
-    short_files: Vec<u64>,
-}
-
-fn load_queues(
-    reader: &dyn StoreRead,
-    file_size: u64,
-    cut: u64,
-    ignored: &mut Vec<String>,
-) -> Result<Vec<LoadedQueue>, RecoveryError> {
-    let root = paths::consume_queue_root();
-    let mut loaded = Vec::new();
-    for topic in reader.list(&root)? {
-        let Some(topic_dir) = root.join(&topic) else { continue };
-        for queue in reader.list(&topic_dir)? {
-            let (Ok(queue_id), Some(dir)) = (queue.parse::<i32>(), topic_dir.join(&queue)) else {
-                ignored.push(format!("{topic_dir}/{queue}"));
-                continue;
-            };
-            let mut files = BTreeSet::new();
-            for name in reader.list(&dir)? {
-                match paths::parse_offset_name(&name) {
-                    Some(start) if start % file_size == 0 => {
-                        files.insert(start);
-                    }
-                    _ => ignored.push(format!("{dir}/{name}")),
-                }
-            }
-            loaded.push(load_queue(reader, topic.clone(), queue_id, dir, files, file_size, cut)?);
-        }
-    }
-    Ok(loaded)
-}
-
-/// Marks slots before a queue's first entry in its first file (RocketMQ's pre-blank entry).
-const PRE_BLANK_SIZE: i32 = i32::MAX;
-
-fn load_queue(
-    reader: &dyn StoreRead,
-    topic: String,
-    queue_id: i32,
-    dir: FilePath,
-    files: BTreeSet<u64>,
-    file_size: u64,
-    cut: u64,
-) -> Result<LoadedQueue, RecoveryError> {
-    let first = files.first().copied().unwrap_or(0);
-    let mut min_offset = first / ENTRY_LEN;
-    let mut next_offset = min_offset;
-    let mut extent = first;
-    let mut keeping = true;
-    let mut buf = vec![0u8; usize::try_from(file_size).unwrap_or(0)];
-    let mut short_files = Vec::new();
-    for &start in &files {
-        let file = dir.join(&paths::offset_name(start)).unwrap_or_else(FilePath::root);
-        if reader.len(&file)?.unwrap_or(0) < file_size {
-            short_files.push(start);
-        }
-        // Entries are kept while they continue without a gap from the queue's start.
-        keeping &= start == next_offset * ENTRY_LEN - (next_offset * ENTRY_LEN) % file_size;
-        let got = reader.read_at(&file, 0, &mut buf)?;
-        // A torn slot at the end of a short file is no entry.
-        let data = buf.get(..got - got % ENTRY_LEN as usize).unwrap_or_default();
-        // Files are preallocated: slots past the last non-zero byte were never written, so
-        // only the written prefix is walked slot by slot.
-        let written = written_len(data);
-        if written > 0 {
-            extent = extent.max(start + written as u64);
-        }
-        let mut slot_pos = start;
-        for slot in data.get(..written).unwrap_or_default().chunks_exact(ENTRY_LEN as usize) {
-            let pre_blank = slot.get(8..12) == Some(&PRE_BLANK_SIZE.to_be_bytes()[..])
-                && slot.get(..8).is_some_and(|b| b.iter().all(|x| *x == 0));
-            if keeping && slot_pos == next_offset * ENTRY_LEN {
-                if pre_blank && next_offset == min_offset {
-                    min_offset += 1;
-                    next_offset += 1;
-                } else {
-                    match CqEntry::decode(slot) {
-                        Some(entry) if entry.end() <= cut => next_offset += 1,
-                        _ => keeping = false,
-                    }
-                }
-            }
-            slot_pos += ENTRY_LEN;
-        }
-        // The first unwritten slot, if any, is an empty entry: the kept entries end there.
-        if written + ENTRY_LEN as usize <= data.len() && slot_pos == next_offset * ENTRY_LEN {
-            keeping = false;
-        }
-        // A short file ends the kept entries where its bytes end.
-        keeping &= got as u64 == file_size;
-    }
-    Ok(LoadedQueue { topic, queue_id, dir, files, min_offset, next_offset, extent, short_files })
-}
-
-/// The length of `data` up to the end of the last slot holding a non-zero byte. Zero runs are
-/// skipped a block at a time (a slice comparison, i.e. `memcmp`), as preallocated queue files
-/// are mostly zeros and recovery reads every one of them.
-fn written_len(data: &[u8]) -> usize {
-    const BLOCK: usize = 4096;
-    static ZEROS: [u8; BLOCK] = [0; BLOCK];
-    let mut end = data.len();
-    while end > 0 {
-        let from = end.saturating_sub(BLOCK);
-        let block = data.get(from..end).unwrap_or_default();
-        if block == ZEROS.get(..block.len()).unwrap_or_default() {
-            end = from;
-            continue;
-        }
-        let last = block.iter().rposition(|b| *b != 0).map_or(0, |i| from + i);
-        let slot = ENTRY_LEN as usize;
-        return (last / slot + 1) * slot;
-    }
-    0
-}
-
 /// Everything recovery decided, before it becomes a [`Store`].
 struct Plan {
     queues: QueueTable,
@@ -511,7 +385,8 @@ fn plan_incremental(
     let file_size = QueueTable::new(config.queue_file_entries).file_size();
     // Queues keep entries of records ending at or below the boundary; records from the
     // boundary on are dispatched again as the scan meets them.
-    let loaded = load_queues(reader, file_size, boundary, ignored)?;
+    let mut loaded = load_queues(reader, file_size, boundary, ignored)?;
+    verify_queue_tails(reader, config, file_size, &mut loaded)?;
     let mut queues = queues_from(config, &loaded);
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {
@@ -529,7 +404,8 @@ fn plan_incremental(
         // Bytes the checkpoint called durable are gone (e.g. bit rot): cut the queues at the
         // recovered end instead. Nothing was dispatched, since no record lay past the boundary.
         ignored.clear();
-        let loaded = load_queues(reader, file_size, scan.end, ignored)?;
+        let mut loaded = load_queues(reader, file_size, scan.end, ignored)?;
+        verify_queue_tails(reader, config, file_size, &mut loaded)?;
         let queues = queues_from(config, &loaded);
         return Ok(Some(Plan { queues, loaded, scan, scanned_from, redispatched: 0, rebuilt: false }));
     }
