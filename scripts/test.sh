@@ -2,7 +2,8 @@
 # Keel's one test command. `.ci/run` runs exactly this; so should a newcomer.
 #
 # It proves the workspace builds and passes both ways: a normal build, and a madsim build
-# (`--cfg madsim`, profile `sim`, its own target dir); then real RocketMQ clients run
+# (`--cfg madsim`, profile `sim`, its own target dir); then thousands of seeded cluster
+# simulations run (scripts/sim-ci.sh); then real RocketMQ clients run
 # against the built mqnamesrv and mqbroker (tests/interop, installs its client from PyPI). Each suite ends with a plain
 # "N passed, M failed" line. Snapshots are never written (INSTA_UPDATE=no).
 set -euo pipefail
@@ -60,8 +61,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 suite "tests" cargo test --workspace --locked --no-fail-fast
 
 # The same workspace under madsim: the simulator's build, in its own target dir.
-suite "sim" env RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
+suite "madsim" env RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
   cargo test --workspace --locked --profile sim --no-fail-fast
+
+# Thousands of seeded fault simulations of the whole cluster, with the determinism check,
+# the mutation gate and the fault-coverage gate (same build as above).
+suite "sim" scripts/sim-ci.sh
 
 # Real third-party clients (Apache RocketMQ's C++ client, from PyPI) against the binaries.
 suite "interop" tests/interop/run.sh

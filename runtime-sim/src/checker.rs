@@ -32,7 +32,10 @@ pub struct CheckConfig {
 
 #[derive(Debug, Clone, Copy)]
 struct Ack {
+    /// When the attempt that stored it began (the earliest the broker could write it).
     at_ms: u64,
+    /// When the producer got the acknowledgement.
+    acked_ms: u64,
     producer: u32,
     key: Key,
     queue: i32,
@@ -56,6 +59,7 @@ pub fn check(history: &History, config: &CheckConfig, limit: usize) -> Vec<Strin
     check_integrity(history, &attempts, &mut v);
     check_consumers(history, config, &attempts, &mut v);
     check_producer_order(&acks, &excused, &mut v);
+    check_served(history, &durable, &mut v);
     check_read_back(history, &durable, &mut v);
     check_liveness(history, config, &durable, &mut v);
     if config.fault_free {
@@ -112,6 +116,7 @@ fn sends(history: &History) -> Sends {
                 // can reach the client after a loss that took the bytes (a reply held up in
                 // the network outlives the process that sent it).
                 at_ms: attempted_at.get(key).copied().unwrap_or(entry.at_ms),
+                acked_ms: entry.at_ms,
                 producer: *producer,
                 key: *key,
                 queue: *queue,
@@ -244,6 +249,25 @@ fn check_producer_order(acks: &[Ack], excused: &dyn Fn(&Ack) -> bool, v: &mut Vi
             }
         }
         last.insert((ack.producer, ack.queue), ack);
+    }
+}
+
+/// The reference model: a durable acknowledgement fixes what its queue offset holds from
+/// then on, so every later delivery from that offset must be that message. (Before it, the
+/// offset may have held a message an ASYNC_FLUSH loss took.)
+fn check_served(history: &History, durable: &[&Ack], v: &mut Violations) {
+    let model: BTreeMap<(i32, i64), (Key, u64)> =
+        durable.iter().map(|a| ((a.queue, a.offset), (a.key, a.acked_ms))).collect();
+    for entry in history.entries() {
+        if let Event::Delivered { group, queue, offset, key: Some(k), .. } = &entry.event {
+            if let Some((want, since)) = model.get(&(*queue, *offset)) {
+                if want != k && entry.at_ms >= *since {
+                    v.add(format!(
+                        "group {group} was served key {k:#x} at {queue}/{offset}, where {want:#x} was acknowledged"
+                    ));
+                }
+            }
+        }
     }
 }
 

@@ -59,6 +59,8 @@ pub struct RunOutcome {
     pub tail: Vec<String>,
     /// Messages acknowledged.
     pub acked: u64,
+    /// Every fault injected, in order (what a scripted scenario's snapshot shows).
+    pub faults: Vec<String>,
 }
 
 /// Run `profile` (with `mutation` switched on, if any) to the end.
@@ -277,5 +279,13 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
             .map(ToString::to_string)
             .collect(),
         acked: history.entries().iter().filter(|e| matches!(e.event, Event::SendAcked { .. })).count() as u64,
+        faults: history
+            .entries()
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Fault { what } => Some(what.clone()),
+                _ => None,
+            })
+            .collect(),
     }
 }

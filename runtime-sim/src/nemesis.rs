@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::disk_plugin::DiskSimulator;
 use crate::history::Event;
-use crate::profile::{Recurring, SimProfile};
+use crate::profile::{Recurring, Scripted, SimProfile};
 use crate::sim_clock::SharedSkew;
 use crate::world::World;
 
@@ -104,7 +104,37 @@ pub fn start(
     if let Some(r) = profile.clock_steps {
         tasks.push(tokio::spawn(clock_steps(ctx(6), r, skew.clone())));
     }
+    for (i, step) in profile.script.iter().enumerate() {
+        let label = 100 + u64::try_from(i).unwrap_or(0);
+        tasks.push(tokio::spawn(scripted(ctx(label), *step, nodes.clone(), Arc::clone(&lock))));
+    }
     tasks
+}
+
+async fn scripted(ctx: Ctx, step: Scripted, nodes: Nodes, lock: BrokerLock) {
+    let handle = Handle::current();
+    match step {
+        Scripted::KillNamesrv { at_ms, down_ms } => {
+            tokio::time::sleep_until(ctx.epoch + Duration::from_millis(at_ms)).await;
+            ctx.fault(format!("scripted: kill name server for {down_ms} ms"));
+            ctx.world.bump("namesrv_kill");
+            handle.kill(nodes.namesrv);
+            tokio::time::sleep(Duration::from_millis(down_ms)).await;
+            handle.restart(nodes.namesrv);
+        }
+        Scripted::KillBroker { at_ms, down_ms, power_loss } => {
+            tokio::time::sleep_until(ctx.epoch + Duration::from_millis(at_ms)).await;
+            let _guard = lock.lock().await;
+            let disks = madsim::plugin::simulator::<DiskSimulator>();
+            ctx.fault(format!("scripted: kill broker (power loss: {power_loss}) for {down_ms} ms"));
+            ctx.world.bump("broker_kill");
+            disks.set_power_loss(nodes.broker, power_loss);
+            handle.kill(nodes.broker);
+            disks.set_power_loss(nodes.broker, true);
+            tokio::time::sleep(Duration::from_millis(down_ms)).await;
+            handle.restart(nodes.broker);
+        }
+    }
 }
 
 /// Undo whatever a fault could have left behind, and stop the broker clock's drift.

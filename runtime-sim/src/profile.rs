@@ -16,6 +16,28 @@ pub struct Recurring {
     pub max_duration_ms: u64,
 }
 
+/// A fault at a fixed moment: the stuff of scripted regression scenarios, which pin a bug
+/// the seeds found to a schedule that does not drift as the code changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scripted {
+    /// Kill the name server at `at_ms` and restart it `down_ms` later.
+    KillNamesrv {
+        /// When, milliseconds into the run.
+        at_ms: u64,
+        /// How long it stays down.
+        down_ms: u64,
+    },
+    /// Kill the broker at `at_ms` (a power loss or a process crash), restart it `down_ms` later.
+    KillBroker {
+        /// When, milliseconds into the run.
+        at_ms: u64,
+        /// How long it stays down.
+        down_ms: u64,
+        /// Whether unsynced data may be lost.
+        power_loss: bool,
+    },
+}
+
 /// Everything a seed decides up front.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimProfile {
@@ -85,6 +107,8 @@ pub struct SimProfile {
     pub mono_drift_ppm: i64,
     /// Wall-clock steps (forward or backward) on the broker.
     pub clock_steps: Option<Recurring>,
+    /// Faults at fixed moments (scripted scenarios; seeds have none).
+    pub script: Vec<Scripted>,
 }
 
 fn maybe(rng: &mut ChaCha8Rng, on: bool, mean: (u64, u64), max: (u64, u64)) -> Option<Recurring> {
@@ -147,7 +171,38 @@ impl SimProfile {
             clock_drift_ppm: if on && rng.gen_bool(0.5) { rng.gen_range(-500..500) } else { 0 },
             mono_drift_ppm: if on && rng.gen_bool(0.5) { rng.gen_range(-500..500) } else { 0 },
             clock_steps: maybe(&mut rng, on, (2_000, 15_000), (1_000, 3_600_000)),
+            script: Vec::new(),
         }
+    }
+
+    /// A run with no random fault at all, only `script`: a scripted scenario. The broker
+    /// flushes synchronously, so nothing acknowledged may be lost.
+    #[must_use]
+    pub fn scripted(seed: u64, script: Vec<Scripted>) -> Self {
+        let mut profile = Self::from_seed(seed);
+        profile.fault_free = false;
+        profile.sync_flush = true;
+        profile.broker_kills = None;
+        profile.consumer_kills = None;
+        profile.namesrv_kills = None;
+        profile.broker_pauses = None;
+        profile.partitions = None;
+        profile.one_way_partitions = None;
+        profile.latency_us = None;
+        profile.resets = 0.0;
+        profile.split_writes = 0.0;
+        profile.coalesce_writes = 0.0;
+        profile.disk_latency_us = 0;
+        profile.write_errors = 0.0;
+        profile.capacity = None;
+        profile.fsync_failures = 0.0;
+        profile.bit_rot = 0.0;
+        profile.clock_offset_ms = 0;
+        profile.clock_drift_ppm = 0;
+        profile.mono_drift_ppm = 0;
+        profile.clock_steps = None;
+        profile.script = script;
+        profile
     }
 }
 

@@ -362,3 +362,41 @@ fn a_held_pull_does_not_block_later_requests_on_its_connection() {
     let held = node.take_reply(CLIENT, 2).expect("the held pull answered by the arrival");
     assert_eq!(messages(&held), vec![(0, "TagA".into(), "second".into())]);
 }
+
+#[test]
+fn a_damaged_record_is_never_delivered_nor_skipped() {
+    let disk = SharedDisk::default();
+    let mut node = boot(config(FlushMode::Sync), disk.clone());
+    let mut phys = Vec::new();
+    for i in 0..3 {
+        let reply = node.call(CLIENT, &send(i + 1, "Orders", 0, "TagA", &format!("m{i}")));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+        let id = SendMessageResponseHeader::decode(&reply.ext_fields).unwrap().msg_id;
+        phys.push(u64::from_str_radix(&id[id.len() - 16..], 16).unwrap());
+    }
+    // The second record reads back with one byte wrong (a misread, or rot on the platter).
+    let segment = keel_core::store::paths::segment(0);
+    let at = phys[1] + 40;
+    let mut byte = [0u8; 1];
+    disk.with(|d| keel_core::io::StoreRead::read_at(d, &segment, at, &mut byte)).unwrap();
+    let flip = |value: u8| {
+        let op = keel_core::io::DiskOp::Write { file: segment.clone(), offset: at, data: vec![value].into() };
+        disk.with(|d| d.execute(&op, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))).unwrap();
+    };
+    flip(byte[0] ^ 0x10);
+
+    // Delivered: what comes before it, and the pull stops there.
+    let reply = node.call(CLIENT, &pull(10, "Orders", 0, 0, "*", false));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(messages(&reply), vec![(0, "TagA".into(), "m0".into())]);
+    assert_eq!(PullMessageResponseHeader::decode(&reply.ext_fields).unwrap().next_begin_offset, 1);
+    // At the damaged record: an error, not the bytes, and no skipping past it.
+    let reply = node.call(CLIENT, &pull(11, "Orders", 0, 1, "*", false));
+    assert_eq!(reply.response_code(), ResponseCode::SYSTEM_ERROR);
+    assert!(reply.body.is_empty());
+    assert_eq!(PullMessageResponseHeader::decode(&reply.ext_fields).unwrap().next_begin_offset, 1);
+    // Read right again (the misread was transient): the consumer gets it, in order.
+    flip(byte[0]);
+    let reply = node.call(CLIENT, &pull(12, "Orders", 0, 1, "*", false));
+    assert_eq!(messages(&reply), vec![(1, "TagA".into(), "m1".into()), (2, "TagA".into(), "m2".into())]);
+}

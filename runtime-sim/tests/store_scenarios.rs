@@ -1,6 +1,7 @@
 //! Deterministic store scenarios, one behaviour each: segment roll with a BLANK, batches
 //! kept within a segment, group commit, fatal fsync, torn checkpoint, corruption in the
-//! middle of the log, the abort marker, clock steps, undispatched half messages.
+//! middle of the log, the abort marker, clock steps, undispatched half messages, and the
+//! regressions the simulators found (each a fixed schedule, its outcome an insta snapshot).
 
 use keel_core::io::{DiskOp, FilePath, Now, StoreRead};
 use keel_core::protocol::message::properties;
@@ -281,4 +282,42 @@ fn a_shutdown_asked_for_during_boot_runs_once_boot_completes() {
     node.run_all();
     assert!(node.store.is_stopped(), "the deferred shutdown completed");
     assert!(node.disk.len(&paths::abort()).unwrap().is_none());
+}
+
+/// Regression (found by `store_crash`, `KEEL_STORE_SEED=296`, when power losses began to
+/// garble unsynced bytes): a ConsumeQueue entry written after the last checkpoint, garbled
+/// by the crash so that it points below the checkpoint's boundary, while its record is gone.
+/// Recovery kept it (entries carry no checksum), leaving the queue an entry the log lacks.
+#[test]
+fn regression_a_garbled_unsynced_queue_entry_is_dropped_by_recovery() {
+    let mut node = fresh(FlushMode::Sync);
+    let a = append(&mut node, 100);
+    node.run_all();
+    // A checkpoint after A: the queue is durable up to A's end.
+    node.now.mono = node.now.mono.plus_millis(node.config().checkpoint_interval_ms);
+    node.store.handle_timeout(node.now);
+    node.run_all();
+    let b = append(&mut node, 100);
+    node.run_all();
+    let config = node.config().clone();
+    let mut disk = node.kill();
+    // The crash: B's record is lost, and B's queue entry survives garbled into A's position.
+    let b_len = usize::try_from(b.end().0 - b.phys_offset.0).unwrap();
+    write(&mut disk, paths::segment(0).as_str(), b.phys_offset.0, &vec![0u8; b_len]);
+    let mut garbled = Vec::new();
+    garbled.extend_from_slice(&a.phys_offset.0.to_be_bytes());
+    garbled.extend_from_slice(&a.size.to_be_bytes());
+    garbled.extend_from_slice(&0i64.to_be_bytes());
+    let queue_file = format!("{}/{}", paths::consume_queue_dir("T", 0).unwrap(), paths::offset_name(0));
+    write(&mut disk, &queue_file, 20, &garbled);
+
+    let (node, report) = StoreNode::boot(config, disk, now()).unwrap();
+    let audited = audit(node.config(), &node.disk);
+    let outcome = (
+        report.kind,
+        report.recovered_end,
+        node.store.queue_offsets("T", 0),
+        audited.as_ref().map(|r| r.records.len()).map_err(Clone::clone),
+    );
+    insta::assert_debug_snapshot!("garbled_unsynced_queue_entry", outcome);
 }
