@@ -253,15 +253,16 @@ fn check_producer_order(acks: &[Ack], excused: &dyn Fn(&Ack) -> bool, v: &mut Vi
 }
 
 /// The reference model: a durable acknowledgement fixes what its queue offset holds from
-/// then on, so every later delivery from that offset must be that message. (Before it, the
-/// offset may have held a message an ASYNC_FLUSH loss took.)
+/// then on, so every delivery from a pull sent after it must be that message. (Before it,
+/// the offset may have held a message an ASYNC_FLUSH loss took, and a reply sent before
+/// the loss can arrive long after it.)
 fn check_served(history: &History, durable: &[&Ack], v: &mut Violations) {
     let model: BTreeMap<(i32, i64), (Key, u64)> =
         durable.iter().map(|a| ((a.queue, a.offset), (a.key, a.acked_ms))).collect();
     for entry in history.entries() {
-        if let Event::Delivered { group, queue, offset, key: Some(k), .. } = &entry.event {
+        if let Event::Delivered { group, queue, offset, key: Some(k), asked_ms, .. } = &entry.event {
             if let Some((want, since)) = model.get(&(*queue, *offset)) {
-                if want != k && entry.at_ms >= *since {
+                if want != k && asked_ms >= since {
                     v.add(format!(
                         "group {group} was served key {k:#x} at {queue}/{offset}, where {want:#x} was acknowledged"
                     ));
@@ -353,6 +354,10 @@ impl Deliveries {
 mod tests {
     use super::*;
 
+    fn delivered(offset: i64, key: Key, intact: bool) -> Event {
+        Event::Delivered { group: 1, session: 0, queue: 0, offset, key: Some(key), intact, asked_ms: 3 }
+    }
+
     fn config() -> CheckConfig {
         CheckConfig { sync_flush: true, fault_free: true, groups: vec![1], record_bound: 400 }
     }
@@ -364,7 +369,7 @@ mod tests {
         h.push(0, Event::Resume { group: 1, session: 0, queue: 0, offset: 0 });
         h.push(1, Event::SendAttempt { producer: 0, key: 7, queue: 0 });
         h.push(2, Event::SendAcked { producer: 0, key: 7, queue: 0, offset: 0, phys: 0 });
-        h.push(3, Event::Delivered { group: 1, session: 0, queue: 0, offset: 0, key: Some(7), intact: true });
+        h.push(3, delivered(0, 7, true));
         h.push(4, Event::Committed { group: 1, session: 0, queue: 0, offset: 1 });
         h.push(5, Event::Probe { queue: 0, offset: 0, key: Some(7), intact: true });
         h
@@ -389,45 +394,9 @@ mod tests {
         use crate::history::Entry;
         type Edit = Box<dyn Fn(&mut Vec<Entry>)>;
         let cases: Vec<(&str, Edit)> = vec![
-            (
-                "phantom",
-                Box::new(|e| {
-                    e[4].event = Event::Delivered {
-                        group: 1,
-                        session: 0,
-                        queue: 0,
-                        offset: 0,
-                        key: Some(9),
-                        intact: true,
-                    }
-                }),
-            ),
-            (
-                "corrupt",
-                Box::new(|e| {
-                    e[4].event = Event::Delivered {
-                        group: 1,
-                        session: 0,
-                        queue: 0,
-                        offset: 0,
-                        key: Some(7),
-                        intact: false,
-                    }
-                }),
-            ),
-            (
-                "skip",
-                Box::new(|e| {
-                    e[4].event = Event::Delivered {
-                        group: 1,
-                        session: 0,
-                        queue: 0,
-                        offset: 1,
-                        key: Some(7),
-                        intact: true,
-                    }
-                }),
-            ),
+            ("phantom", Box::new(|e| e[4].event = delivered(0, 9, true))),
+            ("corrupt", Box::new(|e| e[4].event = delivered(0, 7, false))),
+            ("skip", Box::new(|e| e[4].event = delivered(1, 7, true))),
             ("commit early", Box::new(|e| e.swap(4, 5))),
             (
                 "lost",

@@ -26,8 +26,17 @@ pub enum Event {
     /// The broker moved the session's position on `queue` (an offset it no longer has).
     Corrected { group: u8, session: u32, queue: i32, from: i64, to: i64 },
     /// A message was processed. `key` is `None` when the record carried no key of ours;
-    /// `intact` is false when its body does not match its key.
-    Delivered { group: u8, session: u32, queue: i32, offset: i64, key: Option<Key>, intact: bool },
+    /// `intact` is false when its body does not match its key; `asked_ms` is when the pull
+    /// that brought it was sent (its reply may have spent long in the network).
+    Delivered {
+        group: u8,
+        session: u32,
+        queue: i32,
+        offset: i64,
+        key: Option<Key>,
+        intact: bool,
+        asked_ms: u64,
+    },
     /// The consumer committed `offset` (the next one to consume) for `queue`.
     Committed { group: u8, session: u32, queue: i32, offset: i64 },
     /// The broker's disk lost unsynced data (a power loss, a failed fsync): everything in

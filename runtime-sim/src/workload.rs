@@ -326,6 +326,7 @@ async fn pull_queue(
                 suspend_ms: 3_000,
             },
         );
+        let asked_ms = env.now_ms();
         let reply = match env.call(&mut conn, request, Duration::from_secs(8), &mut rng, "pull").await {
             Ok(reply) => reply,
             Err(_) => {
@@ -358,7 +359,15 @@ async fn pull_queue(
                 let (key, intact) = identify(record.properties, record.body);
                 env.world.record(
                     env.now_ms(),
-                    Event::Delivered { group, session, queue, offset: record.queue_offset, key, intact },
+                    Event::Delivered {
+                        group,
+                        session,
+                        queue,
+                        offset: record.queue_offset,
+                        key,
+                        intact,
+                        asked_ms,
+                    },
                 );
                 if !env.commit_before_process {
                     set_progress(record.queue_offset + 1);
