@@ -130,9 +130,14 @@ impl SimProfile {
     /// The profile seed `seed` stands for.
     #[must_use]
     pub fn from_seed(seed: u64) -> Self {
+        Self::draw(seed, false)
+    }
+
+    /// The profile of `seed`, with every random fault off if `quiet`.
+    fn draw(seed: u64, quiet: bool) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7072_6f66_696c_6521);
         let fault_free = rng.gen_ratio(1, 20);
-        let on = !fault_free;
+        let on = !fault_free && !quiet;
         let sync_flush = rng.gen_bool(0.5);
         Self {
             seed,
@@ -179,28 +184,9 @@ impl SimProfile {
     /// flushes synchronously, so nothing acknowledged may be lost.
     #[must_use]
     pub fn scripted(seed: u64, script: Vec<Scripted>) -> Self {
-        let mut profile = Self::from_seed(seed);
+        let mut profile = Self::draw(seed, true);
         profile.fault_free = false;
         profile.sync_flush = true;
-        profile.broker_kills = None;
-        profile.consumer_kills = None;
-        profile.namesrv_kills = None;
-        profile.broker_pauses = None;
-        profile.partitions = None;
-        profile.one_way_partitions = None;
-        profile.latency_us = None;
-        profile.resets = 0.0;
-        profile.split_writes = 0.0;
-        profile.coalesce_writes = 0.0;
-        profile.disk_latency_us = 0;
-        profile.write_errors = 0.0;
-        profile.capacity = None;
-        profile.fsync_failures = 0.0;
-        profile.bit_rot = 0.0;
-        profile.clock_offset_ms = 0;
-        profile.clock_drift_ppm = 0;
-        profile.mono_drift_ppm = 0;
-        profile.clock_steps = None;
         profile.script = script;
         profile
     }
