@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(git rev-parse HEAD 2>/dev/null || echo 0)
-seeds=${KEEL_SIM_SEEDS:-4000}
+seeds=${KEEL_SIM_SEEDS:-3000}
 status=0
 echo "=== sim: determinism"
 DST_DETERMINISM=16 SEED_START="$start" ./scripts/sim.sh || status=1

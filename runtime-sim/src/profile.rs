@@ -151,7 +151,13 @@ impl SimProfile {
             send_gap_ms: rng.gen_range(20..200),
             max_body: rng.gen_range(16..600),
             max_process_ms: rng.gen_range(0..20),
-            fault_ms: rng.gen_range(20_000..60_000),
+            // Mostly short runs, some medium, a few long soaks: long-lived states (many
+            // segment and queue-file rollovers, old offsets) only arise in long runs.
+            fault_ms: match rng.gen_range(0..20) {
+                0 => rng.gen_range(300_000..600_000),
+                1..=4 => rng.gen_range(60_000..180_000),
+                _ => rng.gen_range(20_000..60_000),
+            },
             heal_ms: 90_000,
             broker_kills: maybe(&mut rng, on, (3_000, 20_000), (10, 3_000)),
             process_kills_only: rng.gen_bool(0.2),

@@ -418,6 +418,8 @@ pub async fn probe(env: ClientEnv, seed: u64) {
                     suspend_ms: 0,
                 },
             );
+            // Give up on a queue only after 20 failures in a row (connections reset, misreads
+            // refused): each success starts the count again.
             let reply = match conn.call(request, Duration::from_secs(3), &mut rng).await {
                 Ok(reply) => reply,
                 Err(error) => {
@@ -427,6 +429,7 @@ pub async fn probe(env: ClientEnv, seed: u64) {
                         env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
                         break;
                     }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
@@ -447,6 +450,7 @@ pub async fn probe(env: ClientEnv, seed: u64) {
                         Event::Probe { queue, offset: record.queue_offset, key, intact },
                     );
                 }
+                failures = 0;
                 offset = next.unwrap_or(offset + 1);
             } else if code == ResponseCode::PULL_NOT_FOUND {
                 break;

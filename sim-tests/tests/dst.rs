@@ -62,13 +62,15 @@ mod runner {
     }
 
     /// Run `seeds` with `jobs` at a time, each on a fresh thread under the watchdog; stop
-    /// early at the first failure if `stop_at_failure`. Results in seed order.
+    /// early at the first failure if `stop_at_failure`. `on_done` hears of each seed as it
+    /// finishes. Results in seed order.
     fn run_batch(
         seeds: &[u64],
         mutation: Option<Mutation>,
         jobs: usize,
         wall_limit: Duration,
         stop_at_failure: bool,
+        on_done: &mut dyn FnMut(u64, &Finished, Duration),
     ) -> Vec<(u64, Finished)> {
         let (tx, rx) = mpsc::channel::<(u64, Finished)>();
         let mut next = 0usize;
@@ -105,10 +107,11 @@ mod runner {
             }
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok((seed, finished)) => {
-                    running.remove(&seed);
+                    let took = running.remove(&seed).map(|started| started.elapsed()).unwrap_or_default();
                     if !passed(&finished) {
                         failed = true;
                     }
+                    on_done(seed, &finished, took);
                     results.push((seed, finished));
                 }
                 Err(_) => {
@@ -194,7 +197,7 @@ mod runner {
         let profile = SimProfile::from_seed(seed);
         println!("seed {seed}, profile: {profile:#?}");
         let started = Instant::now();
-        let results = run_batch(&[seed], mutation, 1, wall_limit(), false);
+        let results = run_batch(&[seed], mutation, 1, wall_limit(), false, &mut |_, _, _| {});
         let (_, finished) = &results[0];
         if let Finished::Done(outcome) = finished {
             println!(
@@ -225,23 +228,38 @@ mod runner {
         let seeds: Vec<u64> = (0..count).map(|i| start.wrapping_add(i)).collect();
         println!("running {count} seeds from {start} ({} at a time)", jobs());
         let started = Instant::now();
-        let results = run_batch(&seeds, mutation, jobs(), wall_limit(), false);
+        let mut done = 0u64;
+        let mut failed = 0usize;
+        let mut slowest: Vec<(Duration, u64)> = Vec::new();
+        let mut report = |seed: u64, finished: &Finished, took: Duration| {
+            done += 1;
+            slowest.push((took, seed));
+            slowest.sort_unstable_by(|a, b| b.cmp(a));
+            slowest.truncate(3);
+            if !passed(finished) {
+                failed += 1;
+                report_failure(seed, finished, mutation);
+            }
+            if count >= 1000 && done % (count / 10) == 0 {
+                println!(
+                    "progress: {done} of {count} seeds, {failed} failed, {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        };
+        let results = run_batch(&seeds, mutation, jobs(), wall_limit(), false, &mut report);
         let wall = started.elapsed().as_secs_f64();
         let mut coverage = Coverage::default();
         let mut simulated_ms = 0u64;
         let mut acked = 0u64;
-        let mut failed = 0usize;
-        for (seed, finished) in &results {
+        for (_, finished) in &results {
             if let Finished::Done(outcome) = finished {
                 coverage.merge(&outcome.coverage);
                 simulated_ms += outcome.simulated_ms;
                 acked += outcome.acked;
             }
-            if !passed(finished) {
-                failed += 1;
-                report_failure(*seed, finished, mutation);
-            }
         }
+        let failed = results.iter().filter(|(_, f)| !passed(f)).count();
         let passed_count = results.len() - failed;
         println!(
             "{} seeds in {wall:.1} s: {:.2} seeds/s, {:.0} simulated s per wall s, {acked} messages acknowledged",
@@ -249,6 +267,9 @@ mod runner {
             results.len() as f64 / wall,
             simulated_ms as f64 / 1000.0 / wall
         );
+        let slow: Vec<String> =
+            slowest.iter().map(|(took, seed)| format!("{seed} ({:.1} s)", took.as_secs_f64())).collect();
+        println!("slowest seeds: {}", slow.join(", "));
         println!("fault coverage:");
         for (what, n) in coverage.iter() {
             println!("  {what:<32} {n}");
@@ -275,7 +296,7 @@ mod runner {
         for mutation in Mutation::ALL {
             let seeds: Vec<u64> = (0..budget).map(|i| start.wrapping_add(i)).collect();
             let started = Instant::now();
-            let results = run_batch(&seeds, Some(mutation), jobs(), wall_limit(), true);
+            let results = run_batch(&seeds, Some(mutation), jobs(), wall_limit(), true, &mut |_, _, _| {});
             let caught = results.iter().find(|(_, f)| !passed(f));
             match caught {
                 Some((seed, finished)) => {
@@ -314,12 +335,12 @@ mod runner {
                 .collect()
         };
         if std::env::var_os("DST_DETERMINISM_CHILD").is_some() {
-            for line in hashes(run_batch(&seeds, None, jobs(), wall_limit(), false)) {
+            for line in hashes(run_batch(&seeds, None, jobs(), wall_limit(), false, &mut |_, _, _| {})) {
                 println!("hash {line}");
             }
             return 0;
         }
-        let here = hashes(run_batch(&seeds, None, jobs(), wall_limit(), false));
+        let here = hashes(run_batch(&seeds, None, jobs(), wall_limit(), false, &mut |_, _, _| {}));
         let exe = std::env::current_exe().expect("own path");
         let child = Command::new(exe)
             .env("DST_DETERMINISM_CHILD", "1")
