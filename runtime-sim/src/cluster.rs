@@ -247,7 +247,7 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     let heal_deadline = Instant::now() + Duration::from_millis(profile.heal_ms);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if undelivered(&world.history(), &check_config) == 0 || Instant::now() >= heal_deadline {
+        if world.read_history(|h| undelivered(h, &check_config)) == 0 || Instant::now() >= heal_deadline {
             break;
         }
     }

@@ -137,9 +137,14 @@ impl DiskSimulator {
         });
     }
 
-    /// Whether the next kill of `node` loses its page cache (a power loss) or only the process.
-    pub fn set_power_loss(&self, node: NodeId, power_loss: bool) {
+    /// Kill `node` through madsim: a power loss for its disk (unsynced pages kept, lost,
+    /// torn or garbled), or a crash of the process only, which keeps the page cache.
+    pub fn kill(&self, node: NodeId, power_loss: bool) {
+        // `reset_node` runs inside `Handle::kill` and reads the flag; every other kill of a
+        // node with a disk is a power loss.
         self.with(node, |n| n.power_loss = power_loss);
+        madsim::runtime::Handle::current().kill(node);
+        self.with(node, |n| n.power_loss = true);
     }
 
     /// Disk operations of `node` submitted and not yet completed.

@@ -128,9 +128,7 @@ async fn scripted(ctx: Ctx, step: Scripted, nodes: Nodes, lock: BrokerLock) {
             let disks = madsim::plugin::simulator::<DiskSimulator>();
             ctx.fault(format!("scripted: kill broker (power loss: {power_loss}) for {down_ms} ms"));
             ctx.world.bump("broker_kill");
-            disks.set_power_loss(nodes.broker, power_loss);
-            handle.kill(nodes.broker);
-            disks.set_power_loss(nodes.broker, true);
+            disks.kill(nodes.broker, power_loss);
             tokio::time::sleep(Duration::from_millis(down_ms)).await;
             handle.restart(nodes.broker);
         }
@@ -158,9 +156,7 @@ async fn keep_broker(ctx: Ctx, broker: NodeId, lock: BrokerLock) {
         ctx.fault(format!("broker stopped ({why}); restarting it"));
         ctx.world.bump("fatal_restart");
         // The process died; the machine did not: its page cache survives.
-        disks.set_power_loss(broker, false);
-        handle.kill(broker);
-        disks.set_power_loss(broker, true);
+        disks.kill(broker, false);
         tokio::time::sleep(Duration::from_millis(500)).await;
         handle.restart(broker);
     }
@@ -199,9 +195,7 @@ async fn broker_faults(mut ctx: Ctx, profile: SimProfile, broker: NodeId, lock: 
         }
         let in_flight = disks.in_flight(broker);
         let power_loss = !profile.process_kills_only;
-        disks.set_power_loss(broker, power_loss);
-        handle.kill(broker);
-        disks.set_power_loss(broker, true);
+        disks.kill(broker, power_loss);
         ctx.world.bump("broker_kill");
         if in_flight > 0 {
             ctx.world.bump("broker_kill_with_io_in_flight");

@@ -74,6 +74,11 @@ impl World {
         self.with(|s| s.history.clone())
     }
 
+    /// Run `f` on the history so far, without copying it.
+    pub fn read_history<R>(&self, f: impl FnOnce(&History) -> R) -> R {
+        self.with(|s| f(&s.history))
+    }
+
     /// A copy of the counters so far.
     #[must_use]
     pub fn coverage(&self) -> Coverage {

@@ -6,7 +6,7 @@
 use super::admin::{bad_header, Answer};
 use super::{error_reply, Broker};
 use crate::io::Now;
-use crate::protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
+use crate::protocol::body::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 use crate::protocol::headers::{
     CommandHeader, DeleteSubscriptionGroupRequestHeader, GetSubscriptionGroupConfigRequestHeader,
 };
@@ -32,8 +32,7 @@ impl GroupTable {
     /// The table persisted in `subscriptionGroup.json`.
     #[must_use]
     pub fn from_wrapper(mut table: SubscriptionGroupWrapper, auto_create: bool, now_ms: i64) -> Self {
-        table.data_version =
-            DataVersion { counter: table.data_version.counter + 1, timestamp: now_ms, ..table.data_version };
+        table.data_version.bump(now_ms);
         Self { table, auto_create }
     }
 
@@ -69,7 +68,7 @@ impl GroupTable {
     /// Create or replace a group.
     pub fn put(&mut self, config: SubscriptionGroupConfig, now_ms: i64) {
         self.table.subscription_group_table.insert(config.group_name.clone(), config);
-        self.bump(now_ms);
+        self.table.data_version.bump(now_ms);
     }
 
     /// Remove a group; true if it existed.
@@ -77,14 +76,9 @@ impl GroupTable {
         let existed = self.table.subscription_group_table.remove(group).is_some();
         self.table.forbidden_table.remove(group);
         if existed {
-            self.bump(now_ms);
+            self.table.data_version.bump(now_ms);
         }
         existed
-    }
-
-    fn bump(&mut self, now_ms: i64) {
-        self.table.data_version.counter += 1;
-        self.table.data_version.timestamp = now_ms;
     }
 
     /// The whole table, as persisted and as GET_ALL_SUBSCRIPTIONGROUP_CONFIG answers.

@@ -103,21 +103,16 @@ impl TopicTable {
     /// Create or replace a topic; bumps the version.
     pub fn put(&mut self, config: TopicConfig, now_ms: i64) {
         self.table.topic_config_table.insert(config.topic_name.clone(), config);
-        self.bump(now_ms);
+        self.table.data_version.bump(now_ms);
     }
 
     /// Remove a topic; true if it existed.
     pub fn remove(&mut self, topic: &str, now_ms: i64) -> bool {
         let existed = self.table.topic_config_table.remove(topic).is_some();
         if existed {
-            self.bump(now_ms);
+            self.table.data_version.bump(now_ms);
         }
         existed
-    }
-
-    fn bump(&mut self, now_ms: i64) {
-        self.table.data_version.counter += 1;
-        self.table.data_version.timestamp = now_ms;
     }
 
     /// The topic, creating it from `default_topic` if that one allows inheritance (TBW102).

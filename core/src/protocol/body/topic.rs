@@ -79,6 +79,14 @@ pub struct DataVersion {
     pub timestamp: i64,
 }
 
+impl DataVersion {
+    /// Mark a change at `now_ms`.
+    pub fn bump(&mut self, now_ms: i64) {
+        self.counter += 1;
+        self.timestamp = now_ms;
+    }
+}
+
 /// A broker's topic table with its version (`TopicConfigSerializeWrapper`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
