@@ -129,6 +129,11 @@ impl DiskSimulator {
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner).insert(node, state);
     }
 
+    /// Drop `node`'s disk: the run is over, and a later kill of the node must not crash it.
+    pub fn detach(&self, node: NodeId) {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner).remove(&node);
+    }
+
     /// Change `node`'s faults from now on (healing sets none).
     pub fn set_profile(&self, node: NodeId, profile: DiskProfile) {
         self.with(node, |n| {

@@ -70,6 +70,15 @@ impl Ctx {
     }
 }
 
+/// The running nemesis: fault tasks that end with the fault phase, and the broker's keeper,
+/// which runs until the run is torn down.
+pub struct Nemesis {
+    /// The fault tasks; each ends at the fault phase's deadline.
+    pub faults: Vec<JoinHandle<()>>,
+    /// Restarts the broker whenever it stops; aborted at tear-down.
+    pub keeper: JoinHandle<()>,
+}
+
 /// Start the fault tasks for `profile`; they end with the fault phase (at `deadline`).
 /// The broker's keeper is started too and runs to the end of the run.
 pub fn start(
@@ -79,7 +88,7 @@ pub fn start(
     skew: &SharedSkew,
     epoch: Instant,
     deadline: Instant,
-) -> Vec<JoinHandle<()>> {
+) -> Nemesis {
     let lock: BrokerLock = Arc::default();
     let ctx = |label: u64| Ctx {
         world: world.clone(),
@@ -87,7 +96,7 @@ pub fn start(
         deadline,
         rng: ChaCha8Rng::seed_from_u64(profile.seed ^ label.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
     };
-    tokio::spawn(keep_broker(ctx(1), nodes.broker, Arc::clone(&lock)));
+    let keeper = tokio::spawn(keep_broker(ctx(1), nodes.broker, Arc::clone(&lock)));
     let mut tasks = Vec::new();
     if profile.broker_kills.is_some() || profile.broker_pauses.is_some() {
         tasks.push(tokio::spawn(broker_faults(ctx(2), profile.clone(), nodes.broker, Arc::clone(&lock))));
@@ -108,7 +117,7 @@ pub fn start(
         let label = 100 + u64::try_from(i).unwrap_or(0);
         tasks.push(tokio::spawn(scripted(ctx(label), *step, nodes.clone(), Arc::clone(&lock))));
     }
-    tasks
+    Nemesis { faults: tasks, keeper }
 }
 
 async fn scripted(ctx: Ctx, step: Scripted, nodes: Nodes, lock: BrokerLock) {

@@ -2,6 +2,7 @@
 //! It lives outside every node (madsim runs all nodes on one thread, so a mutex is never
 //! contended), survives their crashes, and is what the checkers read at the end.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::coverage::Coverage;
@@ -30,12 +31,29 @@ struct State {
     fault_free: bool,
 }
 
+/// Worlds not yet dropped in this process; a finished run must leave none behind.
+static WORLDS_ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many worlds are alive in this process: after every run has returned, a non-zero
+/// count means some task of a finished run outlived it (and leaks its whole state).
+#[must_use]
+pub fn worlds_alive() -> usize {
+    WORLDS_ALIVE.load(Ordering::SeqCst)
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        WORLDS_ALIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The shared state; clone to share.
 #[derive(Debug, Clone)]
 pub struct World(Arc<Mutex<State>>);
 
 impl Default for World {
     fn default() -> Self {
+        WORLDS_ALIVE.fetch_add(1, Ordering::SeqCst);
         Self(Arc::new(Mutex::new(State {
             history: History::default(),
             coverage: Coverage::default(),
