@@ -25,6 +25,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod broker;
+pub mod client;
 pub mod io;
 #[cfg(madsim)]
 pub mod mutation;

@@ -1,83 +1,19 @@
 //! Broker scenarios on a `SimDisk`, driven by hand: what clients see on the wire for sends,
 //! pulls, offsets, restarts and hostile input, and what the name server hears.
 
-use std::net::SocketAddr;
-
-use bytes::Bytes;
-use keel_core::broker::BrokerConfig;
-use keel_core::io::{ConnId, MonoNanos, Now, UnixMillis};
 use keel_core::protocol::body::{RegisterBrokerBody, SubscriptionGroupConfig, SubscriptionGroupWrapper};
-use keel_core::protocol::client_requests::{
-    pull_message, pulled_records, send_message, OutgoingMessage, PullRequest,
-};
 use keel_core::protocol::headers::{
     CommandHeader, OffsetResponseHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
     RegisterBrokerRequestHeader, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
 use keel_core::protocol::json::{self, KeyStyle};
-use keel_core::protocol::message::properties;
 use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use keel_core::store::FlushMode;
 use keel_runtime_sim::broker_node::{BrokerNode, SharedDisk};
 use rand::SeedableRng;
 
-const CLIENT: ConnId = ConnId(1);
-const OTHER: ConnId = ConnId(2);
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn start() -> Now {
-    Now { mono: MonoNanos(1_000_000_000), wall: UnixMillis(1_790_000_000_000) }
-}
-
-fn config(flush: FlushMode) -> BrokerConfig {
-    let mut config = BrokerConfig::new(addr("10.0.0.1:10911"));
-    config.namesrv_addrs = vec![addr("10.0.0.9:9876")];
-    config.default_topic_queue_nums = 4;
-    config.store.segment_size = 64 * 1024;
-    config.store.queue_file_entries = 64;
-    config.store.flush_mode = flush;
-    config
-}
-
-fn boot(config: BrokerConfig, disk: SharedDisk) -> BrokerNode {
-    let (mut node, _) = BrokerNode::boot(config, disk, start()).expect("boot");
-    node.open(CLIENT, addr("10.0.0.50:40000"));
-    node
-}
-
-fn send(opaque: i32, topic: &str, queue: i32, tag: &str, body: &str) -> RemotingCommand {
-    let message = OutgoingMessage {
-        topic: topic.into(),
-        tags: Some(tag.into()),
-        keys: Some(body.into()),
-        body: Bytes::copy_from_slice(body.as_bytes()),
-        ..OutgoingMessage::default()
-    };
-    send_message(opaque, "pg", queue, &message)
-}
-
-fn pull(
-    opaque: i32,
-    topic: &str,
-    queue: i32,
-    offset: i64,
-    expression: &str,
-    suspend: bool,
-) -> RemotingCommand {
-    let request = PullRequest {
-        group: "cg".into(),
-        topic: topic.into(),
-        queue_id: queue,
-        offset,
-        max_messages: 32,
-        expression: expression.into(),
-        suspend_ms: if suspend { 15_000 } else { 0 },
-    };
-    pull_message(opaque, &request)
-}
+mod support;
+use support::*;
 
 /// UPDATE_CONSUMER_OFFSET for group `cg`.
 fn commit_offset(opaque: i32, topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
@@ -99,19 +35,6 @@ fn query_offset(opaque: i32, topic: &str, queue_id: i32) -> RemotingCommand {
         set_zero_if_not_found: None,
     };
     RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, opaque, header.to_ext_fields())
-}
-
-/// (queue offset, tag, body) of every message in a pull reply.
-fn messages(reply: &RemotingCommand) -> Vec<(i64, String, String)> {
-    pulled_records(&reply.body)
-        .expect("pull body")
-        .iter()
-        .map(|record| {
-            let tag =
-                properties::find(record.properties, "TAGS").map(|t| String::from_utf8_lossy(t).into_owned());
-            (record.queue_offset, tag.unwrap_or_default(), String::from_utf8_lossy(record.body).into_owned())
-        })
-        .collect()
 }
 
 #[test]

@@ -143,6 +143,8 @@ pub struct BrokerSettings {
     pub consume_queue_file_size: u64,
     /// `maxMessageSize`, bytes.
     pub max_message_size: usize,
+    /// `messageDelayLevel`: the delay of each level, `"1s 5s 10s …"`.
+    pub message_delay_level: String,
 }
 
 impl BrokerSettings {
@@ -163,6 +165,7 @@ impl BrokerSettings {
         "mappedFileSizeCommitLog",
         "mappedFileSizeConsumeQueue",
         "maxMessageSize",
+        "messageDelayLevel",
         // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
         // for them is fixed (a single master, no file deletion yet).
         "brokerRole",
@@ -191,7 +194,16 @@ impl BrokerSettings {
             commitlog_segment_size: props.get("mappedFileSizeCommitLog")?.unwrap_or(1024 * 1024 * 1024),
             consume_queue_file_size: props.get("mappedFileSizeConsumeQueue")?.unwrap_or(300_000 * 20),
             max_message_size: props.get("maxMessageSize")?.unwrap_or(4 * 1024 * 1024),
+            message_delay_level: props
+                .get("messageDelayLevel")?
+                .unwrap_or_else(|| keel_core::broker::delay_levels::DEFAULT_DELAY_LEVELS.into()),
         };
+        if keel_core::broker::delay_levels::DelayLevels::parse(&settings.message_delay_level).is_err() {
+            return Err(ConfigError::BadValue {
+                key: "messageDelayLevel".into(),
+                value: settings.message_delay_level,
+            });
+        }
         if settings.flush_disk_type != "ASYNC_FLUSH" && settings.flush_disk_type != "SYNC_FLUSH" {
             return Err(ConfigError::BadValue {
                 key: "flushDiskType".into(),
@@ -221,7 +233,7 @@ impl BrokerSettings {
     #[must_use]
     pub fn to_properties(&self) -> String {
         format!(
-            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\n",
+            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageDelayLevel={}\n",
             self.cluster_name,
             self.broker_name,
             self.broker_id,
@@ -237,6 +249,7 @@ impl BrokerSettings {
             self.commitlog_segment_size,
             self.consume_queue_file_size,
             self.max_message_size,
+            self.message_delay_level,
         )
     }
 }

@@ -146,6 +146,7 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.auto_create_topic = settings.auto_create_topic;
     config.auto_create_subscription_group = settings.auto_create_subscription_group;
     config.default_topic_queue_nums = settings.default_topic_queue_nums;
+    config.delay_levels = keel_core::broker::delay_levels::DelayLevels::parse(&settings.message_delay_level)?;
     config.store = store;
     Ok(config)
 }

@@ -23,6 +23,8 @@ impl Broker {
             RequestCode::HEART_BEAT => self.on_heartbeat(now, conn, request),
             RequestCode::UNREGISTER_CLIENT => self.on_unregister_client(conn, request),
             RequestCode::GET_CONSUMER_LIST_BY_GROUP => self.on_consumer_list(request),
+            RequestCode::LOCK_BATCH_MQ => self.on_lock_batch(now, request),
+            RequestCode::UNLOCK_BATCH_MQ => self.on_unlock_batch(request),
             RequestCode::QUERY_CONSUMER_OFFSET => self.on_query_offset(request),
             RequestCode::UPDATE_CONSUMER_OFFSET => self.on_update_offset(request),
             RequestCode::GET_MAX_OFFSET => self.on_queue_offset(request, |_, max| max),
@@ -54,9 +56,7 @@ impl Broker {
             let _ = self.check_group(now, &consumer.group_name);
             if consumer.message_model != "BROADCASTING" {
                 let retry = format!("{RETRY_PREFIX}{}", consumer.group_name);
-                if self.topics.get(&retry).is_none() {
-                    self.ensure_retry_topic(now, &retry);
-                }
+                self.ensure_group_topic(now, &retry);
             }
         }
         let changed = self.clients.heartbeat(now.mono, conn, &data, request.language, request.version);
@@ -65,8 +65,12 @@ impl Broker {
         Ok(Self::ok(request))
     }
 
-    /// Create a group's retry topic (one read-write queue) and tell the name servers.
-    pub(super) fn ensure_retry_topic(&mut self, now: Now, topic: &str) {
+    /// Create a group's retry or dead-letter topic (one read-write queue) if missing, and
+    /// tell the name servers.
+    pub(super) fn ensure_group_topic(&mut self, now: Now, topic: &str) {
+        if self.topics.get(topic).is_some() {
+            return;
+        }
         let config = TopicConfig {
             topic_name: topic.to_owned(),
             read_queue_nums: 1,

@@ -2,6 +2,7 @@
 
 use core::net::SocketAddr;
 
+use super::delay_levels::DelayLevels;
 use crate::protocol::DEFAULT_MAX_FRAME_LEN;
 use crate::store::StoreConfig;
 
@@ -42,6 +43,8 @@ pub struct BrokerConfig {
     pub region: String,
     /// `TRACE_ON` in send replies.
     pub trace_on: bool,
+    /// `messageDelayLevel`: the delay of each level.
+    pub delay_levels: DelayLevels,
     /// The message store.
     pub store: StoreConfig,
 }
@@ -68,6 +71,7 @@ impl BrokerConfig {
             max_connections: 10_000,
             region: "DefaultRegion".into(),
             trace_on: true,
+            delay_levels: DelayLevels::default(),
             store: StoreConfig::new(advertised_addr),
         }
     }

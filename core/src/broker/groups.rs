@@ -112,6 +112,27 @@ impl Broker {
         Ok(())
     }
 
+    /// A group's settings for its retries (auto-created if allowed); unlike
+    /// [`check_group`](Self::check_group), a group that may not consume still has retries.
+    pub(super) fn group_config(
+        &mut self,
+        now: Now,
+        group: &str,
+    ) -> Result<SubscriptionGroupConfig, (ResponseCode, String)> {
+        let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall.0) else {
+            return Err((
+                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group [{group}] does not exist"),
+            ));
+        };
+        let config = config.clone();
+        if created {
+            tracing::info!(group, "subscription group auto-created");
+            self.metadata.groups.mark_dirty();
+        }
+        Ok(config)
+    }
+
     /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: the body is the group's settings.
     pub(super) fn on_update_group(&mut self, now: Now, request: &RemotingCommand) -> Answer {
         let config: SubscriptionGroupConfig = json::from_slice(&request.body)

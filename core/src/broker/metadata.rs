@@ -1,6 +1,7 @@
 //! The broker's metadata files, in RocketMQ's layout and format: `config/topics.json` (the
 //! topic table), `config/consumerOffset.json` (committed offsets) and
-//! `config/subscriptionGroup.json` (consumer groups' settings).
+//! `config/subscriptionGroup.json` (consumer groups' settings) and `config/delayOffset.json`
+//! (how far each delay level has delivered).
 //!
 //! A file is replaced atomically: write `X.tmp`, fsync it, rename it over `X`, fsync the
 //! directory. A crash at any point leaves either the old or the new version, never a mix.
@@ -126,6 +127,8 @@ pub(super) struct MetadataFiles {
     pub(super) offsets: MetadataFile,
     /// `subscriptionGroup.json`.
     pub(super) groups: MetadataFile,
+    /// `delayOffset.json`.
+    pub(super) delay_offsets: MetadataFile,
     next_io: u64,
 }
 
@@ -135,6 +138,7 @@ impl MetadataFiles {
             topics: MetadataFile::new("topics.json"),
             offsets: MetadataFile::new("consumerOffset.json"),
             groups: MetadataFile::new("subscriptionGroup.json"),
+            delay_offsets: MetadataFile::new("delayOffset.json"),
             next_io: METADATA_IO_BASE,
         }
     }
@@ -152,21 +156,25 @@ impl MetadataFiles {
         }
     }
 
+    fn all(&mut self) -> [&mut MetadataFile; 4] {
+        [&mut self.topics, &mut self.offsets, &mut self.groups, &mut self.delay_offsets]
+    }
+
     /// Every file is to be written (shutdown).
     pub(super) fn mark_all_dirty(&mut self) {
-        for file in [&mut self.topics, &mut self.offsets, &mut self.groups] {
+        for file in self.all() {
             file.mark_dirty();
         }
     }
 
     /// Nothing waiting or in flight.
     pub(super) fn all_settled(&self) -> bool {
-        [&self.topics, &self.offsets, &self.groups].iter().all(|f| f.is_settled())
+        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets].iter().all(|f| f.is_settled())
     }
 
     /// A metadata operation completed.
     pub(super) fn completed(&mut self, io: IoId) {
-        for file in [&mut self.topics, &mut self.offsets, &mut self.groups] {
+        for file in self.all() {
             file.completed(io);
         }
     }
@@ -177,11 +185,13 @@ impl MetadataFiles {
         topics: &impl Serialize,
         offsets: &impl Serialize,
         groups: &impl Serialize,
+        delay_offsets: &impl Serialize,
         out: &mut VecDeque<Output>,
     ) {
         self.topics.write_if_dirty(&mut self.next_io, || encode(topics), out);
         self.offsets.write_if_dirty(&mut self.next_io, || encode(offsets), out);
         self.groups.write_if_dirty(&mut self.next_io, || encode(groups), out);
+        self.delay_offsets.write_if_dirty(&mut self.next_io, || encode(delay_offsets), out);
     }
 }
 

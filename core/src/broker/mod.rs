@@ -6,12 +6,16 @@
 mod admin;
 pub mod clients;
 pub mod config;
+pub mod delay_levels;
 pub mod groups;
 mod metadata;
 pub mod offsets;
 mod pull;
+pub mod queue_locks;
 mod registration;
+mod schedule;
 mod send;
+mod send_back;
 pub mod topics;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -28,7 +32,9 @@ pub use groups::GroupTable;
 use metadata::{MetadataFiles, METADATA_IO_BASE};
 pub use offsets::ConsumerOffsets;
 use pull::PullHold;
+use queue_locks::QueueLocks;
 use registration::NamesrvLinks;
+pub use schedule::{DelayOffsets, Scheduler};
 pub use send::PendingReply;
 pub use topics::TopicTable;
 
@@ -60,6 +66,8 @@ pub struct Broker {
     out: VecDeque<Output>,
     pending: VecDeque<PendingReply>,
     holds: Vec<PullHold>,
+    locks: QueueLocks,
+    scheduler: Scheduler,
     namesrvs: NamesrvLinks,
     unique_ids: UniqueIdGenerator,
     queue_cursor: BTreeMap<String, u32>,
@@ -102,6 +110,9 @@ impl Broker {
             None => TopicTable::new(auto_topics, queue_nums, wall),
         };
         let offsets = MetadataFiles::load::<ConsumerOffsets>(&metadata.offsets, &*reader).unwrap_or_default();
+        let delay_offsets =
+            MetadataFiles::load::<DelayOffsets>(&metadata.delay_offsets, &*reader).unwrap_or_default();
+        let scheduler = Scheduler::new(config.delay_levels.clone(), delay_offsets, now);
         let auto_groups = config.auto_create_subscription_group;
         let groups = match MetadataFiles::load::<SubscriptionGroupWrapper>(&metadata.groups, &*reader) {
             Some(wrapper) => GroupTable::from_wrapper(wrapper, auto_groups, wall),
@@ -115,6 +126,8 @@ impl Broker {
             out: VecDeque::new(),
             pending: VecDeque::new(),
             holds: Vec::new(),
+            locks: QueueLocks::new(queue_locks::LOCK_MAX_LIVE_MS),
+            scheduler,
             namesrvs,
             unique_ids: UniqueIdGenerator::new(
                 ip,
@@ -180,7 +193,22 @@ impl Broker {
 
     /// Write the metadata files that changed (offsets only when due, or shutting down).
     fn persist_metadata(&mut self) {
-        self.metadata.persist(self.topics.wrapper(), &self.offsets, self.groups.wrapper(), &mut self.out);
+        self.metadata.persist(
+            self.topics.wrapper(),
+            &self.offsets,
+            self.groups.wrapper(),
+            self.scheduler.offsets(),
+            &mut self.out,
+        );
+    }
+
+    /// The end of the log that counts as durable for what the broker stores on its own
+    /// account (delayed deliveries, sent-back messages): what a send would wait for.
+    fn durable_end(&self) -> u64 {
+        match self.store.config().flush_mode {
+            crate::store::FlushMode::Sync => self.store.flushed_end().0,
+            crate::store::FlushMode::Async { .. } => self.store.written_end().0,
+        }
     }
 
     fn opaque(&mut self) -> i32 {
@@ -227,6 +255,7 @@ impl Broker {
             RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE => {
                 self.on_send(now, conn, &cmd)
             }
+            RequestCode::CONSUMER_SEND_MSG_BACK => self.on_send_back(now, conn, &cmd),
             RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
                 self.on_pull(now, conn, cmd.clone())
             }
@@ -259,6 +288,8 @@ impl Broker {
             }
         }
         self.release_pending();
+        let durable_end = self.durable_end();
+        self.scheduler.settle(durable_end, now.wall.0);
         self.wake_holds(now);
         self.persist_metadata();
     }
@@ -299,6 +330,10 @@ impl Machine for Broker {
                     self.store.handle_timeout(now);
                 }
                 self.on_registration_timer(now);
+                self.deliver_delayed(now);
+                if self.scheduler.take_persist_due(now.mono) {
+                    self.metadata.delay_offsets.mark_dirty();
+                }
                 if now.mono >= self.next_offset_persist {
                     self.next_offset_persist = now.mono.plus_millis(OFFSET_PERSIST_MS);
                     self.metadata.offsets.mark_dirty_if(self.offsets_changed);
@@ -310,6 +345,7 @@ impl Machine for Broker {
                         tracing::info!(?conn, "client expired: no heartbeat");
                     }
                     self.notify_consumer_ids_changed(&changed);
+                    self.locks.sweep(now.mono);
                     self.next_client_scan = now.mono.plus_millis(CLIENT_SCAN_MS);
                 }
             }
@@ -331,6 +367,7 @@ impl Machine for Broker {
             self.namesrvs.next_deadline(),
             Some(self.next_client_scan),
             Some(self.next_offset_persist),
+            Some(self.scheduler.next_deadline()),
             hold,
         ]
         .into_iter()

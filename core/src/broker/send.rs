@@ -9,14 +9,15 @@
 
 use bytes::Bytes;
 
-use super::topics::RETRY_PREFIX;
+use super::delay_levels::SCHEDULE_TOPIC;
+use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
 use super::{error_reply, Broker};
 use crate::io::{ConnId, Now};
 use crate::protocol::body::perm;
 use crate::protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::protocol::message::batch::decode_batch;
 use crate::protocol::message::message_id::offset_message_id;
-use crate::protocol::message::properties::{self, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+use crate::protocol::message::properties::{self, keys, PROPERTY_SEPARATOR};
 use crate::protocol::message::stored::sys_flag;
 use crate::protocol::{RemotingCommand, ResponseCode};
 use crate::store::{AppendRequest, Appended, FlushMode, StoreError};
@@ -35,6 +36,27 @@ pub struct PendingReply {
     needs_flush: bool,
     /// Whether the request was oneway (nothing is sent, but order is kept).
     silent: bool,
+}
+
+impl PendingReply {
+    /// A reply to send once the log reaches `end` (fsynced if `needs_flush`); nothing is
+    /// sent for a oneway request (`silent`), but its place in line is kept.
+    pub(super) fn new(
+        conn: ConnId,
+        reply: RemotingCommand,
+        end: u64,
+        needs_flush: bool,
+        silent: bool,
+    ) -> Self {
+        Self { conn, reply, end, needs_flush, silent }
+    }
+}
+
+/// Where a send is stored, and its properties after routing.
+struct SendRoute {
+    topic: String,
+    queue_id: i32,
+    properties: Vec<u8>,
 }
 
 /// One message of a send, ready to append.
@@ -114,6 +136,8 @@ impl Broker {
         self.refuse_unsupported(&header, given)?;
         let batch = header.batch == Some(true)
             || request.request_code() == crate::protocol::RequestCode::SEND_BATCH_MESSAGE;
+        let route = self.route_send(now, &header, queue_id, given, batch)?;
+        let given: &[u8] = &route.properties;
         let messages = if batch {
             let entries = decode_batch(&request.body, MAX_BATCH)
                 .map_err(|e| (ResponseCode::MESSAGE_ILLEGAL, e.to_string()))?;
@@ -129,8 +153,8 @@ impl Broker {
         let requests: Vec<AppendRequest<'_>> = messages
             .iter()
             .map(|m| AppendRequest {
-                topic: &header.topic,
-                queue_id,
+                topic: &route.topic,
+                queue_id: route.queue_id,
                 flag: m.flag,
                 sys_flag: header.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
                 born_timestamp: header.born_timestamp,
@@ -165,8 +189,8 @@ impl Broker {
         now: Now,
         header: &SendMessageRequestHeader,
     ) -> Result<crate::protocol::body::TopicConfig, (ResponseCode, String)> {
-        if header.topic.starts_with(RETRY_PREFIX) && self.topics.get(&header.topic).is_none() {
-            self.ensure_retry_topic(now, &header.topic);
+        if header.topic.starts_with(RETRY_PREFIX) {
+            self.ensure_group_topic(now, &header.topic);
         }
         let (config, created) = self
             .topics
@@ -201,17 +225,61 @@ impl Broker {
                 "transaction messages are not supported by this broker yet".into(),
             ));
         }
-        let delayed = properties::find(given, keys::DELAY).is_some_and(|level| level != b"0")
-            || [keys::TIMER_DELIVER_MS, keys::TIMER_DELAY_SEC, keys::TIMER_DELAY_MS]
-                .iter()
-                .any(|key| properties::find(given, key).is_some());
-        if delayed {
+        let timed = [keys::TIMER_DELIVER_MS, keys::TIMER_DELAY_SEC, keys::TIMER_DELAY_MS]
+            .iter()
+            .any(|key| properties::find(given, key).is_some());
+        if timed {
             return Err((
                 ResponseCode::MESSAGE_ILLEGAL,
-                "delayed and timed delivery are not supported by this broker yet".into(),
+                "timed delivery (TIMER_*) is not supported by this broker yet; delay levels are".into(),
             ));
         }
         Ok(())
+    }
+
+    /// Where a send is stored. A send to a retry topic past its group's retry limit, or
+    /// from a group consuming orderly (it holds queue locks), goes to the group's
+    /// dead-letter queue (`handleRetryAndDLQ`). A send with a delay level waits in the
+    /// schedule topic, carrying its real topic and queue.
+    fn route_send(
+        &mut self,
+        now: Now,
+        header: &SendMessageRequestHeader,
+        queue_id: i32,
+        given: &[u8],
+        batch: bool,
+    ) -> Result<SendRoute, (ResponseCode, String)> {
+        let mut route = SendRoute { topic: header.topic.clone(), queue_id, properties: given.to_vec() };
+        if let Some(group) = header.topic.strip_prefix(RETRY_PREFIX) {
+            let config = self.group_config(now, group)?;
+            let max = header.max_reconsume_times.filter(|m| *m >= 0).unwrap_or(config.retry_max_times);
+            let reconsume_times = header.reconsume_times.unwrap_or(0);
+            if reconsume_times > max || self.locks.group_holds_locks(group, now.mono) {
+                let dlq = format!("{DLQ_PREFIX}{group}");
+                self.ensure_group_topic(now, &dlq);
+                tracing::info!(group, reconsume_times, max, "retry send goes to the dead-letter queue");
+                route.topic = dlq;
+                route.queue_id = 0;
+                route.properties = properties::without(given, &[keys::DELAY]);
+                return Ok(route);
+            }
+        }
+        let requested = properties::find(given, keys::DELAY)
+            .and_then(|level| core::str::from_utf8(level).ok())
+            .and_then(|level| level.trim().parse::<i32>().ok())
+            .unwrap_or(0);
+        let Some(level) = self.config.delay_levels.effective(requested) else { return Ok(route) };
+        if batch {
+            return Err((ResponseCode::MESSAGE_ILLEGAL, "a batch message cannot be delayed".into()));
+        }
+        let mut props = properties::without(given, &[keys::DELAY, keys::REAL_TOPIC, keys::REAL_QID]);
+        properties::push(&mut props, keys::DELAY, &level.to_string());
+        properties::push(&mut props, keys::REAL_TOPIC, &route.topic);
+        properties::push(&mut props, keys::REAL_QID, &route.queue_id.to_string());
+        route.topic = SCHEDULE_TOPIC.to_owned();
+        route.queue_id = level - 1;
+        route.properties = props;
+        Ok(route)
     }
 
     /// A message's stored properties: the producer's, a generated UNIQ_KEY if missing, and
@@ -227,12 +295,12 @@ impl Broker {
                 // Milliseconds into a 30-day window: the id's shape, not a calendar month.
                 let ms = i32::try_from(now.wall.0.rem_euclid(2_592_000_000)).unwrap_or(0);
                 let id = self.unique_ids.next_id(ms);
-                push_property(&mut props, keys::UNIQ_KEY, &id);
+                properties::push(&mut props, keys::UNIQ_KEY, &id);
                 id
             }
         };
         if properties::find(given, keys::CLUSTER).is_none() {
-            push_property(&mut props, keys::CLUSTER, &self.config.cluster_name);
+            properties::push(&mut props, keys::CLUSTER, &self.config.cluster_name);
         }
         Outgoing { flag, body, properties: props, unique_id }
     }
@@ -283,13 +351,6 @@ impl Broker {
             }
         }
     }
-}
-
-fn push_property(props: &mut Vec<u8>, key: &str, value: &str) {
-    props.extend_from_slice(key.as_bytes());
-    props.push(NAME_VALUE_SEPARATOR);
-    props.extend_from_slice(value.as_bytes());
-    props.push(PROPERTY_SEPARATOR);
 }
 
 fn store_error(error: StoreError) -> (ResponseCode, String) {

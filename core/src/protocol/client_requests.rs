@@ -142,3 +142,43 @@ pub fn pulled_records(body: &[u8]) -> Result<Vec<RecordView<'_>>, RecordError> {
     }
     Ok(records)
 }
+
+/// CONSUMER_SEND_MSG_BACK: `group` failed the message stored at `commit_log_offset`; retry
+/// it at `delay_level` (0: the broker's choice, negative: straight to the DLQ).
+#[must_use]
+pub fn send_message_back(
+    opaque: i32,
+    group: &str,
+    commit_log_offset: i64,
+    delay_level: i32,
+    max_reconsume_times: i32,
+) -> RemotingCommand {
+    let header = super::headers::ConsumerSendMsgBackRequestHeader {
+        offset: commit_log_offset,
+        group: group.into(),
+        delay_level,
+        max_reconsume_times: Some(max_reconsume_times),
+        ..Default::default()
+    };
+    RemotingCommand::request(RequestCode::CONSUMER_SEND_MSG_BACK, opaque, header.to_ext_fields())
+}
+
+/// LOCK_BATCH_MQ (or UNLOCK_BATCH_MQ when `unlock`) of `queues` for `client_id` in `group`.
+#[must_use]
+pub fn lock_batch(
+    opaque: i32,
+    group: &str,
+    client_id: &str,
+    queues: &[super::body::MessageQueue],
+    unlock: bool,
+) -> RemotingCommand {
+    let body = super::body::LockBatchRequestBody {
+        client_id: client_id.into(),
+        consumer_group: group.into(),
+        mq_set: queues.to_vec(),
+        only_this_broker: false,
+    };
+    let code = if unlock { RequestCode::UNLOCK_BATCH_MQ } else { RequestCode::LOCK_BATCH_MQ };
+    let bytes = super::json::to_vec(&body, super::json::KeyStyle::Standard).unwrap_or_default();
+    RemotingCommand::request(code, opaque, super::ExtFields::default()).with_body(bytes)
+}

@@ -4,10 +4,12 @@
 
 mod client;
 mod group;
+mod queue;
 mod route;
 mod topic;
 
 pub use client::{ConsumerData, ConsumerIdList, HeartbeatData, KvTable, ProducerData, SubscriptionData};
 pub use group::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
+pub use queue::{java_str_cmp, LockBatchRequestBody, LockBatchResponseBody, MessageQueue};
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
 pub use topic::{perm, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper};

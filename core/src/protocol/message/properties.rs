@@ -92,6 +92,32 @@ pub fn parse(properties: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Append one pair, Java's way (the pair followed by `0x02`); `properties` must be empty or
+/// end with a separator.
+pub fn push(properties: &mut Vec<u8>, key: &str, value: &str) {
+    properties.extend_from_slice(key.as_bytes());
+    properties.push(NAME_VALUE_SEPARATOR);
+    properties.extend_from_slice(value.as_bytes());
+    properties.push(PROPERTY_SEPARATOR);
+}
+
+/// A copy of `properties` without the pairs whose key is in `drop` (and without malformed
+/// pairs), each pair ending with `0x02`: the start of a re-stored message's properties.
+#[must_use]
+pub fn without(properties: &[u8], drop: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(properties.len());
+    for (key, value) in pairs(properties) {
+        if drop.iter().any(|d| d.as_bytes() == key) {
+            continue;
+        }
+        out.extend_from_slice(key);
+        out.push(NAME_VALUE_SEPARATOR);
+        out.extend_from_slice(value);
+        out.push(PROPERTY_SEPARATOR);
+    }
+    out
+}
+
 /// Encode pairs the way Java does: every pair followed by `0x02`.
 #[must_use]
 pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
@@ -108,6 +134,16 @@ pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_drops_the_named_keys_and_push_appends() {
+        let raw = b"TAGS\x01A\x02DELAY\x013\x02__CRC32#\x0112345\x02";
+        let mut kept = without(raw, &[keys::DELAY, keys::CRC32]);
+        assert_eq!(kept, b"TAGS\x01A\x02");
+        push(&mut kept, keys::REAL_QID, "0");
+        assert_eq!(find(&kept, keys::REAL_QID), Some(&b"0"[..]));
+        assert_eq!(find(&kept, keys::TAGS), Some(&b"A"[..]));
+    }
 
     #[test]
     fn parses_what_java_writes_and_drops_what_java_drops() {
