@@ -23,7 +23,11 @@ import threading
 import time
 import traceback
 
-from rocketmq.client import Message, Producer, PullConsumer, PushConsumer, SendStatus
+from rocketmq.client import Message, Producer, PullConsumer, PushConsumer, RecvMessage, SendStatus
+from rocketmq.ffi import _CConsumeStatus, dll
+
+# Short delay levels keep retry tests quick; their count (18) is RocketMQ's.
+DELAY_LEVELS = " ".join(["1s"] * 18)
 
 BIN_DIR = sys.argv[1] if len(sys.argv) > 1 else "target/debug"
 
@@ -65,7 +69,8 @@ class Cluster:
             "storePathRootDir=%s\n"
             "flushDiskType=%s\n"
             "mappedFileSizeCommitLog=4194304\n"
-            % (self.broker_port, self.namesrv_addr, os.path.join(self.root, "store"), flush),
+            "messageDelayLevel=%s\n"
+            % (self.broker_port, self.namesrv_addr, os.path.join(self.root, "store"), flush, DELAY_LEVELS),
         )
         self.broker = self._spawn(["mqbroker", "-c", conf], "broker")
         line = self.broker.stdout.readline().decode()
@@ -275,6 +280,126 @@ def test_kill9_restart_loses_nothing_acknowledged_under_sync_flush(cluster):
     restart_keeps_everything(cluster, signal.SIGKILL, "InteropKill9")
 
 
+class Consumer:
+    """A push consumer of the real client whose listener may fail messages: `decide(msg)`
+    returns True to consume, False for RECONSUME_LATER (the wrapper's own subscribe turns a
+    raised exception into success, so the listener is registered directly)."""
+
+    def __init__(self, cluster, topic, group, instance, decide=lambda msg: True, orderly=False):
+        self.got = []
+        self.lock = threading.Lock()
+        self.consumer = PushConsumer(group, orderly=orderly)
+        self.consumer.set_namesrv_addr(cluster.namesrv_addr)
+        self.consumer.set_instance_name(instance)
+
+        def on_message(_consumer, handle):
+            msg = RecvMessage(handle)
+            record = received(msg)
+            record["reconsume_times"] = msg.reconsume_times
+            ok = decide(msg)
+            record["ok"] = ok
+            with self.lock:
+                self.got.append(record)
+            status = _CConsumeStatus.CONSUME_SUCCESS if ok else _CConsumeStatus.RECONSUME_LATER
+            return status.value
+
+        assert dll.Subscribe(self.consumer._handle, topic.encode(), b"*") == 0
+        self.consumer._register_callback(on_message)
+        self.consumer.start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.got)
+
+    def stop(self):
+        self.consumer.shutdown()
+
+
+def wait_for(what, predicate, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def send_numbered(cluster, topic, first, count):
+    p = producer(cluster, "pg_" + topic)
+    for i in range(first, first + count):
+        result = p.send_sync(message(topic, i))
+        assert result.status == SendStatus.OK, result
+    p.shutdown()
+    return [expected(i) for i in range(first, first + count)]
+
+
+def test_two_push_consumers_split_the_queues_and_one_takes_over(cluster):
+    topic, group = "InteropRebalance", "cg_rebalance"
+    send_numbered(cluster, topic, 0, 8)  # creates the topic (4 queues)
+    a = Consumer(cluster, topic, group, "consumer-a")
+    b = Consumer(cluster, topic, group, "consumer-b")
+    try:
+        # Let both register and rebalance, then send: each queue must have one owner.
+        time.sleep(8)
+        sent = send_numbered(cluster, topic, 100, 40)
+        bodies = {s["body"] for s in sent}
+        fresh = lambda c: [g for g in c.snapshot() if g["body"] in bodies]
+        wait_for("40 messages split between two consumers", lambda: len(fresh(a)) + len(fresh(b)) >= 40)
+        queues_a, queues_b = {g["queue"] for g in fresh(a)}, {g["queue"] for g in fresh(b)}
+        assert queues_a and queues_b, "one consumer got nothing: a %r b %r" % (queues_a, queues_b)
+        assert not queues_a & queues_b, "a queue consumed by both: a %r b %r" % (queues_a, queues_b)
+        assert_exact(fresh(a) + fresh(b), sent, "split")
+
+        # a stops: b takes over every queue.
+        a.stop()
+        a = None
+        time.sleep(3)
+        sent = send_numbered(cluster, topic, 200, 40)
+        bodies = {s["body"] for s in sent}
+        wait_for("b to take over every queue", lambda: len(fresh(b)) >= 40)
+        assert {g["queue"] for g in fresh(b)} == {0, 1, 2, 3}, "b did not take over every queue"
+        assert_exact(fresh(b), sent, "take-over")
+    finally:
+        for c in (a, b):
+            if c is not None:
+                c.stop()
+
+
+def test_orderly_push_consumer_keeps_fifo_per_queue(cluster):
+    topic, group = "InteropOrderlyPush", "cg_orderly_push"
+    p = producer(cluster, "pg_orderly_push")
+    for i in range(60):
+        result = p.send_orderly(message(topic, i), i % 4)
+        assert result.status == SendStatus.OK, result
+    p.shutdown()
+    c = Consumer(cluster, topic, group, "orderly-1", orderly=True)
+    try:
+        wait_for("60 orderly messages", lambda: len(c.snapshot()) >= 60)
+        time.sleep(1)
+        got = c.snapshot()
+    finally:
+        c.stop()
+    assert_exact(got, [expected(i) for i in range(60)], "orderly push")
+    assert_fifo_per_queue(got, "orderly push")
+
+
+def test_reconsume_later_redelivers_with_rising_reconsume_times(cluster):
+    topic, group = "InteropRetry", "cg_retry"
+    sent = send_numbered(cluster, topic, 0, 3)
+    # Fail every delivery of body-1 until its third retry; consume the rest at once.
+    c = Consumer(cluster, topic, group, "retry-1", decide=lambda msg: msg.body != b"body-1" or msg.reconsume_times >= 3)
+    try:
+        wait_for("body-1 consumed on its third retry", lambda: any(g["body"] == b"body-1" and g["ok"] for g in c.snapshot()))
+        time.sleep(2)
+        got = c.snapshot()
+    finally:
+        c.stop()
+    tries = [g["reconsume_times"] for g in got if g["body"] == b"body-1"]
+    assert tries == [0, 1, 2, 3], "body-1 deliveries had reconsume times %r" % tries
+    others = [g for g in got if g["body"] != b"body-1"]
+    assert_exact(others, [s for s in sent if s["body"] != b"body-1"], "the messages that succeeded")
+
+
 TESTS = [
     test_sync_sends_push_consumer_tag_expression,
     test_async_and_oneway_sends_pull_consumer,
@@ -282,6 +407,9 @@ TESTS = [
     test_batch_send,
     test_sigterm_restart_loses_nothing,
     test_kill9_restart_loses_nothing_acknowledged_under_sync_flush,
+    test_two_push_consumers_split_the_queues_and_one_takes_over,
+    test_orderly_push_consumer_keeps_fifo_per_queue,
+    test_reconsume_later_redelivers_with_rising_reconsume_times,
 ]
 
 
