@@ -50,9 +50,15 @@ impl Default for DriverConfig {
 
 /// What a spawned connection task needs to know.
 #[derive(Debug, Clone, Copy)]
-struct ConnLimits {
+pub(crate) struct ConnLimits {
     write_queue: usize,
     read_chunk: usize,
+}
+
+impl ConnLimits {
+    pub(crate) fn of(config: &DriverConfig) -> Self {
+        Self { write_queue: config.write_queue, read_chunk: config.read_chunk }
+    }
 }
 
 /// Why the driver stopped.
@@ -67,15 +73,70 @@ pub enum DriverError {
 }
 
 /// What a connection's tasks tell the loop.
-enum Event {
+pub(crate) enum Event {
     Opened { conn: ConnId, peer: SocketAddr, writer: mpsc::Sender<Bytes>, reader: JoinHandle<()> },
     Bytes { conn: ConnId, data: Bytes },
     Closed { conn: ConnId },
 }
 
-struct Connection {
+pub(crate) struct Connection {
     writer: mpsc::Sender<Bytes>,
     reader: JoinHandle<()>,
+}
+
+/// The connections a loop drives: open ones, and outbound ones being dialled (a failed
+/// dial must reach the machine as a close, or it would wait for that connection forever).
+#[derive(Default)]
+pub(crate) struct Connections {
+    open: BTreeMap<ConnId, Connection>,
+    dialing: BTreeSet<ConnId>,
+}
+
+impl Connections {
+    /// Feed a connection event to `machine`.
+    pub(crate) fn on_event<M: Machine>(&mut self, machine: &mut M, now: Now, event: Event) {
+        match event {
+            Event::Opened { conn, peer, writer, reader } => {
+                self.dialing.remove(&conn);
+                self.open.insert(conn, Connection { writer, reader });
+                machine.handle(now, Input::ConnOpened { conn, peer });
+            }
+            Event::Bytes { conn, data } => machine.handle(now, Input::Bytes { conn, data }),
+            Event::Closed { conn } => {
+                if self.open.remove(&conn).is_some() || self.dialing.remove(&conn) {
+                    machine.handle(now, Input::ConnClosed { conn });
+                }
+            }
+        }
+    }
+
+    /// Carry out every output of `machine` (connections dropped for a full write queue are
+    /// reported back to it).
+    pub(crate) fn carry_out_all<M: Machine>(
+        &mut self,
+        machine: &mut M,
+        clock: &dyn Clock,
+        disk: Option<&Arc<dyn Disk>>,
+        events: &mpsc::Sender<Event>,
+        limits: ConnLimits,
+    ) -> Result<(), DriverError> {
+        loop {
+            let dropped = carry_out(machine, &mut self.open, &mut self.dialing, disk, events, limits)?;
+            if dropped.is_empty() {
+                return Ok(());
+            }
+            for conn in dropped {
+                machine.handle(clock.now(), Input::ConnClosed { conn });
+            }
+        }
+    }
+
+    /// Stop every connection's reader.
+    pub(crate) fn abort_all(self) {
+        for (_, conn) in self.open {
+            conn.reader.abort();
+        }
+    }
 }
 
 /// Run `machine` on connections accepted from `listener` (and `disk`, if it has one) until
@@ -92,13 +153,10 @@ pub async fn run<M: Machine>(
     mut done: impl FnMut(&M) -> bool,
 ) -> Result<(), DriverError> {
     let clock = Arc::clone(&config.clock);
-    let limits = ConnLimits { write_queue: config.write_queue, read_chunk: config.read_chunk };
+    let limits = ConnLimits::of(&config);
     let (events_tx, mut events) = mpsc::channel::<Event>(config.event_queue);
     let acceptor = tokio::spawn(accept_loop(listener, events_tx.clone(), limits));
-    let mut conns: BTreeMap<ConnId, Connection> = BTreeMap::new();
-    // Outbound connections being dialled: a failed dial must reach the machine as a close,
-    // or it would wait for that connection forever (and never re-dial).
-    let mut dialing: BTreeSet<ConnId> = BTreeSet::new();
+    let mut conns = Connections::default();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut shutting_down = false;
     let result = loop {
@@ -131,51 +189,18 @@ pub async fn run<M: Machine>(
             Some((io, result)) = completion => machine.handle(clock.now(), Input::DiskDone { io, result }),
             () = sleep => machine.handle(clock.now(), Input::Timeout),
             event = events.recv() => match event {
-                Some(Event::Opened { conn, peer, writer, reader }) => {
-                    dialing.remove(&conn);
-                    conns.insert(conn, Connection { writer, reader });
-                    machine.handle(clock.now(), Input::ConnOpened { conn, peer });
-                }
-                Some(Event::Bytes { conn, data }) => machine.handle(clock.now(), Input::Bytes { conn, data }),
-                Some(Event::Closed { conn }) => {
-                    if conns.remove(&conn).is_some() || dialing.remove(&conn) {
-                        machine.handle(clock.now(), Input::ConnClosed { conn });
-                    }
-                }
+                Some(event) => conns.on_event(machine, clock.now(), event),
                 None => break Ok(()),
             },
         }
-        // Carry outputs out; connections dropped for a full write queue are reported back.
-        let mut failed = None;
-        loop {
-            match carry_out(
-                machine,
-                &mut conns,
-                &mut dialing,
-                disk.as_ref().map(|(d, _)| d),
-                &events_tx,
-                limits,
-            ) {
-                Ok(dropped) if dropped.is_empty() => break,
-                Ok(dropped) => {
-                    for conn in dropped {
-                        machine.handle(clock.now(), Input::ConnClosed { conn });
-                    }
-                }
-                Err(error) => {
-                    failed = Some(error);
-                    break;
-                }
-            }
-        }
-        if let Some(error) = failed {
+        if let Err(error) =
+            conns.carry_out_all(machine, &*clock, disk.as_ref().map(|(d, _)| d), &events_tx, limits)
+        {
             break Err(error);
         }
     };
     acceptor.abort();
-    for (_, conn) in conns {
-        conn.reader.abort();
-    }
+    conns.abort_all();
     result
 }
 
@@ -229,7 +254,7 @@ fn close(conns: &mut BTreeMap<ConnId, Connection>, conn: ConnId) {
 }
 
 /// Open an outbound connection; report it like an accepted one, or as closed on failure.
-async fn connect(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Event>, limits: ConnLimits) {
+pub(crate) async fn connect(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Event>, limits: ConnLimits) {
     match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => {
             start_connection(conn, addr, stream, &events, limits).await;

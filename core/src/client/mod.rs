@@ -1,15 +1,25 @@
 //! Client-side decisions, shared by Keel's client library and the simulator's clients:
-//! which queues a consumer owns, and (as they land) the producer's and consumers' state.
+//! the client state machine ([`Client`]: routes, heartbeats, a producer's sends, push
+//! consumers' rebalancing, pulls, deliveries, retries and offsets) and its pure parts.
 
 pub mod allocate;
+mod consume;
+mod machine;
 pub mod offset_store;
 pub mod process_queue;
+mod producer;
+mod push_consumer;
 pub mod queue_choice;
 pub mod rebalance;
 pub mod route;
+pub mod transport;
 
 pub use allocate::{allocate_sorted, AllocateStrategy};
+pub use consume::ConsumeResult;
+pub use machine::{Client, ClientConfig, ClientEvent, DeliveryId, SendError, SendId, SendResult};
 pub use offset_store::OffsetStore;
 pub use process_queue::{FlowLimits, ProcessQueue};
+pub use producer::{SendRequest, SendTarget};
+pub use push_consumer::{ConsumeFromWhere, ConsumerConfig, MessageModel};
 pub use queue_choice::{select_by_key, QueueChoice};
 pub use rebalance::{plan, RebalancePlan};

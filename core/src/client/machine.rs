@@ -1,0 +1,474 @@
+//! The client state machine (`MQClientInstance`): one per process, shared by its producers
+//! and consumers. It keeps topic routes fresh from the name servers, heartbeats every
+//! broker, and carries the producer's sends and the push consumers' rebalancing, pulls,
+//! deliveries, retries and offset commits (in `producer.rs` and `push_consumer.rs`).
+//!
+//! Like every Keel machine it does no IO: the runtime feeds it connections, bytes and
+//! timeouts and carries out its outputs. The application talks to it through methods
+//! (`send`, `start_consumer`, `consumed`, `shutdown`) and hears back through
+//! [`ClientEvent`]s.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use core::net::SocketAddr;
+
+use super::producer::PendingSend;
+use super::push_consumer::ConsumerState;
+use super::queue_choice::QueueChoice;
+use super::transport::{Arrived, CallError, Transport};
+use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output};
+use crate::protocol::body::{HeartbeatData, MessageQueue, ProducerData, TopicRouteData};
+use crate::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader, UnregisterClientRequestHeader};
+use crate::protocol::json::{self, KeyStyle};
+use crate::protocol::message::message_id::UniqueIdGenerator;
+use crate::protocol::message::stored::StoredMessage;
+use crate::protocol::{LanguageCode, RemotingCommand, RequestCode, ResponseCode};
+
+/// How often routes are refreshed (`pollNameServerInterval`).
+const ROUTE_REFRESH_MS: u64 = 30_000;
+/// How often every broker hears a heartbeat (`heartbeatBrokerInterval`).
+const HEARTBEAT_MS: u64 = 30_000;
+/// Deadline of an ordinary call.
+pub(super) const CALL_TIMEOUT_MS: u64 = 3_000;
+/// The topic whose route auto-created topics borrow.
+pub(super) const DEFAULT_TOPIC: &str = "TBW102";
+
+/// Client settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Name servers.
+    pub namesrv_addrs: Vec<SocketAddr>,
+    /// `ip@instance`: how brokers and other consumers of a group know this client.
+    pub client_id: String,
+    /// This host's IPv4 address (for message ids).
+    pub ip: core::net::Ipv4Addr,
+    /// This process's id (for message ids).
+    pub pid: i16,
+    /// Randomness from outside: message-id seed and first queue of round robin.
+    pub seed: u64,
+    /// Deadline of a send attempt, ms (`sendMsgTimeout`).
+    pub send_timeout_ms: u64,
+    /// Retries of a failed send on another queue (`retryTimesWhenSendFailed`).
+    pub send_retries: u32,
+}
+
+impl ClientConfig {
+    /// RocketMQ's defaults for a client of these name servers.
+    #[must_use]
+    pub fn new(namesrv_addrs: Vec<SocketAddr>, client_id: impl Into<String>) -> Self {
+        Self {
+            namesrv_addrs,
+            client_id: client_id.into(),
+            ip: core::net::Ipv4Addr::LOCALHOST,
+            pid: 0,
+            seed: 0,
+            send_timeout_ms: 3_000,
+            send_retries: 2,
+        }
+    }
+}
+
+/// A send, as the application names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SendId(pub u64);
+
+/// A delivery to the application, to be answered with [`Client::consumed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeliveryId(pub u64);
+
+/// What a send achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    /// The broker's message id (offset id).
+    pub msg_id: String,
+    /// The message's own id (`UNIQ_KEY`), stable across retries.
+    pub unique_id: String,
+    /// Where it was stored.
+    pub queue: MessageQueue,
+    /// Its queue offset.
+    pub queue_offset: i64,
+}
+
+/// Why a send failed for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No route to the topic (and no default route to auto-create it).
+    #[error("no route to topic {0}")]
+    NoRoute(String),
+    /// Every attempt failed; the last failure.
+    #[error("send failed after {attempts} attempts: {last}")]
+    Failed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's failure.
+        last: String,
+    },
+}
+
+/// What the application hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A send finished.
+    SendDone {
+        /// The send.
+        id: SendId,
+        /// Its outcome.
+        result: Result<SendResult, SendError>,
+    },
+    /// Messages for a push consumer's listener; answer with [`Client::consumed`].
+    Deliver {
+        /// The delivery.
+        id: DeliveryId,
+        /// The consumer group.
+        group: String,
+        /// The queue they came from.
+        queue: MessageQueue,
+        /// The messages (retried ones carry their original topic again).
+        messages: Vec<StoredMessage>,
+    },
+    /// A broadcasting consumer's offsets changed: persist them on the client.
+    SaveOffsets {
+        /// The consumer group.
+        group: String,
+        /// The offsets file's content (RocketMQ's `offsets.json`).
+        content: Vec<u8>,
+    },
+}
+
+/// The caller's tag of a call: what its response means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CallTag {
+    Route { topic: String, namesrv: usize, tries: usize },
+    Heartbeat,
+    Send { id: SendId, broker: String, started: MonoNanos },
+    Consumer(super::push_consumer::ConsumerCall),
+}
+
+/// The client state machine.
+#[derive(Debug)]
+pub struct Client {
+    pub(super) config: ClientConfig,
+    pub(super) transport: Transport<CallTag>,
+    pub(super) out: VecDeque<Output>,
+    pub(super) events: VecDeque<ClientEvent>,
+    /// Known routes by topic.
+    pub(super) routes: BTreeMap<String, TopicRouteData>,
+    /// Topics with a route request in flight.
+    route_asked: BTreeSet<String>,
+    /// Topics that have no route (TOPIC_NOT_EXIST), and since when.
+    pub(super) no_route: BTreeSet<String>,
+    pub(super) producer_groups: BTreeSet<String>,
+    pub(super) consumers: BTreeMap<String, ConsumerState>,
+    pub(super) sends: BTreeMap<SendId, PendingSend>,
+    pub(super) queue_choice: QueueChoice,
+    pub(super) unique_ids: UniqueIdGenerator,
+    pub(super) next_send: u64,
+    pub(super) next_delivery: u64,
+    next_route_refresh: MonoNanos,
+    next_heartbeat: MonoNanos,
+    next_namesrv: usize,
+    shut_down: bool,
+}
+
+impl Client {
+    /// A client; it dials nothing until it has something to do.
+    #[must_use]
+    pub fn new(config: ClientConfig, now: Now) -> Self {
+        let seed = i32::from_ne_bytes(
+            config.seed.to_ne_bytes().get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]),
+        );
+        Self {
+            transport: Transport::default(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            routes: BTreeMap::new(),
+            route_asked: BTreeSet::new(),
+            no_route: BTreeSet::new(),
+            producer_groups: BTreeSet::new(),
+            consumers: BTreeMap::new(),
+            sends: BTreeMap::new(),
+            queue_choice: QueueChoice::new(config.seed),
+            unique_ids: UniqueIdGenerator::new(config.ip, config.pid, seed),
+            next_send: 0,
+            next_delivery: 0,
+            next_route_refresh: now.mono.plus_millis(ROUTE_REFRESH_MS),
+            next_heartbeat: now.mono.plus_millis(HEARTBEAT_MS),
+            next_namesrv: 0,
+            shut_down: false,
+            config,
+        }
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// The client's settings.
+    #[must_use]
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Register a producer group (heartbeats name it; transactions will need it).
+    pub fn start_producer(&mut self, now: Now, group: &str) {
+        if self.producer_groups.insert(group.to_owned()) {
+            self.heartbeat_all(now);
+        }
+    }
+
+    /// Stop: commit every consumer's offsets, release orderly locks and leave every group
+    /// (all oneway). The runtime should let the outputs drain, then drop the client.
+    pub fn shutdown(&mut self, now: Now) {
+        if self.shut_down {
+            return;
+        }
+        self.shut_down = true;
+        let groups: Vec<String> = self.consumers.keys().cloned().collect();
+        for group in &groups {
+            self.stop_consumer(now, group);
+        }
+        let brokers = self.broker_masters();
+        for group in groups
+            .iter()
+            .map(|g| (None, Some(g.clone())))
+            .chain(self.producer_groups.iter().map(|g| (Some(g.clone()), None)))
+        {
+            let header = UnregisterClientRequestHeader {
+                client_id: self.config.client_id.clone(),
+                producer_group: group.0,
+                consumer_group: group.1,
+            };
+            for addr in &brokers {
+                let request =
+                    RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0, header.to_ext_fields());
+                self.transport.oneway(*addr, self.stamp(request), &mut self.out);
+            }
+        }
+    }
+
+    /// Mark a request as ours: the client's language and version.
+    pub(super) fn stamp(&self, mut request: RemotingCommand) -> RemotingCommand {
+        request.language = LanguageCode::RUST;
+        request
+    }
+
+    /// The route of `topic`, asking the name servers for it if unknown.
+    pub(super) fn route(&mut self, now: Now, topic: &str) -> Option<&TopicRouteData> {
+        if !self.routes.contains_key(topic) {
+            self.ask_route(now, topic);
+        }
+        self.routes.get(topic)
+    }
+
+    /// Ask a name server for `topic`'s route (one request at a time per topic).
+    pub(super) fn ask_route(&mut self, now: Now, topic: &str) {
+        if self.config.namesrv_addrs.is_empty() || !self.route_asked.insert(topic.to_owned()) {
+            return;
+        }
+        let namesrv = self.next_namesrv % self.config.namesrv_addrs.len();
+        self.send_route_request(now, topic, namesrv, 0);
+    }
+
+    fn send_route_request(&mut self, now: Now, topic: &str, namesrv: usize, tries: usize) {
+        let Some(addr) = self.config.namesrv_addrs.get(namesrv).copied() else { return };
+        let header =
+            GetRouteInfoRequestHeader { topic: topic.to_owned(), accept_standard_json_only: Some(true) };
+        let request = self.stamp(RemotingCommand::request(
+            RequestCode::GET_ROUTEINFO_BY_TOPIC,
+            0,
+            header.to_ext_fields(),
+        ));
+        let tag = CallTag::Route { topic: topic.to_owned(), namesrv, tries };
+        let deadline = now.mono.plus_millis(CALL_TIMEOUT_MS);
+        if let Err((tag, error)) = self.transport.call(addr, request, deadline, tag, &mut self.out) {
+            self.on_failed(now, tag, error);
+        }
+    }
+
+    fn on_route(&mut self, now: Now, topic: String, response: &RemotingCommand) {
+        self.route_asked.remove(&topic);
+        match response.response_code() {
+            ResponseCode::SUCCESS => match json::from_slice::<TopicRouteData>(&response.body) {
+                Ok(route) => {
+                    let new_brokers =
+                        self.routes.get(&topic).is_none_or(|old| old.broker_datas != route.broker_datas);
+                    self.no_route.remove(&topic);
+                    self.routes.insert(topic.clone(), route);
+                    if new_brokers {
+                        self.heartbeat_all(now);
+                    }
+                    self.route_changed(now, &topic);
+                }
+                Err(error) => tracing::warn!(topic, %error, "unreadable route"),
+            },
+            code => {
+                tracing::debug!(topic, ?code, "no route");
+                self.no_route.insert(topic.clone());
+                self.route_changed(now, &topic);
+            }
+        }
+    }
+
+    fn route_changed(&mut self, now: Now, topic: &str) {
+        self.retry_parked_sends(now, topic);
+        self.consumer_route_changed(now, topic);
+    }
+
+    /// Every broker master address any route names.
+    pub(super) fn broker_masters(&self) -> BTreeSet<SocketAddr> {
+        self.routes
+            .values()
+            .flat_map(|r| r.broker_datas.iter())
+            .filter_map(|b| b.broker_addrs.get(&0))
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    }
+
+    /// Tell every broker who this client is: its producer groups and consumers.
+    pub(super) fn heartbeat_all(&mut self, now: Now) {
+        if self.shut_down {
+            return;
+        }
+        let data = HeartbeatData {
+            client_id: self.config.client_id.clone(),
+            consumer_data_set: self.consumers.values().map(ConsumerState::heartbeat_data).collect(),
+            producer_data_set: self
+                .producer_groups
+                .iter()
+                .map(|g| ProducerData { group_name: g.clone() })
+                .collect(),
+            ..HeartbeatData::default()
+        };
+        let body = json::to_vec(&data, KeyStyle::Standard).unwrap_or_default();
+        let deadline = now.mono.plus_millis(CALL_TIMEOUT_MS);
+        for addr in self.broker_masters() {
+            let request = self.stamp(
+                RemotingCommand::request(RequestCode::HEART_BEAT, 0, Default::default())
+                    .with_body(body.clone()),
+            );
+            if let Err((tag, error)) =
+                self.transport.call(addr, request, deadline, CallTag::Heartbeat, &mut self.out)
+            {
+                self.on_failed(now, tag, error);
+            }
+        }
+    }
+
+    fn on_arrived(&mut self, now: Now, arrived: Arrived<CallTag>) {
+        match arrived {
+            Arrived::Response(tag, response) => self.on_response(now, tag, &response),
+            Arrived::Failed(tag, error) => self.on_failed(now, tag, error),
+            Arrived::Request(conn, request) => self.on_server_request(now, conn, &request),
+        }
+    }
+
+    fn on_response(&mut self, now: Now, tag: CallTag, response: &RemotingCommand) {
+        match tag {
+            CallTag::Route { topic, .. } => self.on_route(now, topic, response),
+            CallTag::Heartbeat => {
+                if response.response_code() != ResponseCode::SUCCESS {
+                    tracing::warn!(code = ?response.response_code(), remark = ?response.remark, "heartbeat refused");
+                }
+            }
+            CallTag::Send { id, broker, started } => {
+                self.on_send_response(now, id, &broker, started, Ok(response))
+            }
+            CallTag::Consumer(call) => self.on_consumer_response(now, call, Ok(response)),
+        }
+    }
+
+    pub(super) fn on_failed(&mut self, now: Now, tag: CallTag, error: CallError) {
+        match tag {
+            CallTag::Route { topic, namesrv, tries } => {
+                // Try the next name server; give up on this round after trying them all.
+                let count = self.config.namesrv_addrs.len().max(1);
+                let next = (namesrv + 1) % count;
+                self.next_namesrv = next;
+                if tries + 1 < count {
+                    self.send_route_request(now, &topic, next, tries + 1);
+                } else {
+                    self.route_asked.remove(&topic);
+                    tracing::debug!(topic, %error, "route request failed on every name server");
+                }
+            }
+            CallTag::Heartbeat => tracing::debug!(%error, "heartbeat failed"),
+            CallTag::Send { id, broker, started } => {
+                self.on_send_response(now, id, &broker, started, Err(error))
+            }
+            CallTag::Consumer(call) => self.on_consumer_response(now, call, Err(error)),
+        }
+    }
+
+    fn on_server_request(&mut self, now: Now, conn: ConnId, request: &RemotingCommand) {
+        match request.request_code() {
+            RequestCode::NOTIFY_CONSUMER_IDS_CHANGED => {
+                let group = request.ext_fields.get("consumerGroup").map(str::to_owned).unwrap_or_default();
+                tracing::debug!(group, "consumer ids changed");
+                self.rebalance_soon(now, &group);
+            }
+            _ => {
+                let reply = crate::remoting::not_supported(request);
+                if !request.is_oneway() {
+                    self.transport.reply(conn, &reply, &mut self.out);
+                }
+            }
+        }
+    }
+
+    fn on_timers(&mut self, now: Now) {
+        for arrived in self.transport.expire(now.mono) {
+            self.on_arrived(now, arrived);
+        }
+        if now.mono >= self.next_route_refresh {
+            self.next_route_refresh = now.mono.plus_millis(ROUTE_REFRESH_MS);
+            let topics: Vec<String> = self.routes.keys().chain(self.no_route.iter()).cloned().collect();
+            for topic in topics {
+                self.ask_route(now, &topic);
+            }
+        }
+        if now.mono >= self.next_heartbeat {
+            self.next_heartbeat = now.mono.plus_millis(HEARTBEAT_MS);
+            self.heartbeat_all(now);
+        }
+        self.send_timers(now);
+        self.consumer_timers(now);
+    }
+}
+
+impl Machine for Client {
+    fn handle(&mut self, now: Now, input: Input) {
+        match input {
+            Input::ConnOpened { conn, .. } => self.transport.opened(conn, &mut self.out),
+            Input::ConnClosed { conn } => {
+                for arrived in self.transport.closed(conn) {
+                    self.on_arrived(now, arrived);
+                }
+            }
+            Input::Bytes { conn, data } => {
+                for arrived in self.transport.feed(conn, &data, &mut self.out) {
+                    self.on_arrived(now, arrived);
+                }
+            }
+            Input::DiskDone { .. } => {}
+            Input::Timeout => self.on_timers(now),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<MonoNanos> {
+        [
+            Some(self.next_route_refresh),
+            Some(self.next_heartbeat),
+            self.transport.next_deadline(),
+            self.send_deadline(),
+            self.consumer_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}

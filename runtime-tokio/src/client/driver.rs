@@ -1,0 +1,147 @@
+//! The client's driver task: the same connection plumbing as the server loop
+//! ([`crate::driver`]), plus the application's commands in and the client's events out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_core::client::{
+    Client, ClientConfig, ClientEvent, ConsumeResult, ConsumerConfig, DeliveryId, SendRequest, SendResult,
+};
+use keel_core::io::{Input, Machine};
+use keel_core::protocol::body::MessageQueue;
+use keel_core::protocol::message::stored::StoredMessage;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::MessageListener;
+use crate::driver::{ConnLimits, Connections, DriverConfig, Event};
+
+/// How long a shutdown waits for its last oneway requests to be written.
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(200);
+
+/// What the application asks of the driver.
+pub(super) enum Command {
+    Send { request: SendRequest, reply: oneshot::Sender<Result<SendResult, keel_core::client::SendError>> },
+    Subscribe { config: ConsumerConfig, listener: Arc<dyn MessageListener>, workers: usize },
+    Consumed { id: DeliveryId, result: ConsumeResult },
+    StopConsumer { group: String, done: oneshot::Sender<()> },
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+/// One delivery for a listener.
+type Delivery = (DeliveryId, MessageQueue, Vec<StoredMessage>);
+
+pub(super) async fn run(
+    config: ClientConfig,
+    mut commands: mpsc::Receiver<Command>,
+    results: mpsc::WeakSender<Command>,
+    driver: DriverConfig,
+) {
+    let clock = Arc::clone(&driver.clock);
+    let limits = ConnLimits::of(&driver);
+    let mut client = Client::new(config, clock.now());
+    let (events_tx, mut events) = mpsc::channel::<Event>(driver.event_queue);
+    let mut conns = Connections::default();
+    let mut sends: BTreeMap<keel_core::client::SendId, oneshot::Sender<_>> = BTreeMap::new();
+    // Unbounded, but bounded in effect: the core delivers only what flow control let it
+    // pull (pullThresholdForQueue per owned queue).
+    let mut listeners: BTreeMap<String, mpsc::UnboundedSender<Delivery>> = BTreeMap::new();
+    let mut shutdown: Option<oneshot::Sender<()>> = None;
+    loop {
+        let deadline = client.poll_timeout().map(|at| clock.instant(at));
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        // `biased` for determinism under the simulator (see the server loop).
+        tokio::select! {
+            biased;
+            () = sleep => client.handle(clock.now(), Input::Timeout),
+            event = events.recv() => match event {
+                Some(event) => conns.on_event(&mut client, clock.now(), event),
+                None => break,
+            },
+            command = commands.recv(), if shutdown.is_none() => match command {
+                Some(Command::Send { request, reply }) => {
+                    let id = client.send(clock.now(), request);
+                    sends.insert(id, reply);
+                }
+                Some(Command::Subscribe { config, listener, workers }) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    listeners.insert(config.group.clone(), tx);
+                    tokio::spawn(dispatch(rx, listener, workers, results.clone()));
+                    client.start_consumer(clock.now(), config);
+                }
+                Some(Command::Consumed { id, result }) => client.consumed(clock.now(), id, result),
+                Some(Command::StopConsumer { group, done }) => {
+                    client.stop_consumer(clock.now(), &group);
+                    listeners.remove(&group);
+                    let _ = done.send(());
+                }
+                Some(Command::Shutdown { done }) => {
+                    client.shutdown(clock.now());
+                    listeners.clear();
+                    shutdown = Some(done);
+                }
+                None => {
+                    client.shutdown(clock.now());
+                    shutdown = Some(oneshot::channel().0);
+                }
+            },
+        }
+        if let Err(error) = conns.carry_out_all(&mut client, &*clock, None, &events_tx, limits) {
+            tracing::error!(%error, "client driver stopped");
+            break;
+        }
+        while let Some(event) = client.poll_event() {
+            match event {
+                ClientEvent::SendDone { id, result } => {
+                    if let Some(reply) = sends.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                ClientEvent::Deliver { id, group, queue, messages } => match listeners.get(&group) {
+                    Some(listener) => {
+                        let _ = listener.send((id, queue, messages));
+                    }
+                    None => client.consumed(clock.now(), id, ConsumeResult::Later),
+                },
+                ClientEvent::SaveOffsets { group, .. } => {
+                    tracing::debug!(group, "broadcast offsets changed (kept in memory)");
+                }
+            }
+        }
+        if let Some(done) = shutdown.take() {
+            // Give the writers a moment to put the last commits and unregistrations on the wire.
+            tokio::time::sleep(SHUTDOWN_DRAIN).await;
+            let _ = done.send(());
+            break;
+        }
+    }
+    conns.abort_all();
+}
+
+/// Run a consumer's listener on its deliveries, `workers` at a time, and report each
+/// result back to the driver.
+async fn dispatch(
+    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+    listener: Arc<dyn MessageListener>,
+    workers: usize,
+    results: mpsc::WeakSender<Command>,
+) {
+    let slots = Arc::new(Semaphore::new(workers));
+    while let Some((id, queue, messages)) = deliveries.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let listener = Arc::clone(&listener);
+        let Some(results) = results.upgrade() else { return };
+        tokio::spawn(async move {
+            let result = tokio::task::spawn_blocking(move || listener.consume(&queue, &messages))
+                .await
+                .unwrap_or(ConsumeResult::Later);
+            let _ = results.send(Command::Consumed { id, result }).await;
+            drop(slot);
+        });
+    }
+}

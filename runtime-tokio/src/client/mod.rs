@@ -1,0 +1,131 @@
+//! Keel's Rust client library: a producer and push consumers over the core's client state
+//! machine ([`keel_core::client::Client`]), carried out on tokio (or, under `--cfg madsim`,
+//! on the simulator, so the simulated clients are this library).
+//!
+//! One [`KeelClient`] is one client instance (`MQClientInstance`): one driver task owns the
+//! state machine and its connections; sends and listener results reach it over a bounded
+//! command queue. A push consumer's listener runs on the blocking pool, at most `workers`
+//! deliveries at a time.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), keel_runtime_tokio::client::ClientError> {
+//! use keel_runtime_tokio::client::*;
+//! let client = KeelClient::start(ClientConfig::new(vec!["127.0.0.1:9876".parse().unwrap()], "10.0.0.1@app"));
+//! let message = OutgoingMessage { topic: "Orders".into(), body: "hello".into(), ..OutgoingMessage::default() };
+//! let sent = client.send(SendRequest { group: "pg".into(), message, target: SendTarget::Any }).await?;
+//! println!("stored at {} offset {}", sent.queue.queue_id, sent.queue_offset);
+//! let listener = |_queue: &MessageQueue, messages: &[StoredMessage]| {
+//!     println!("got {} messages", messages.len());
+//!     ConsumeResult::Success
+//! };
+//! client.start_consumer(ConsumerConfig::new("cg", "Orders", "*"), listener, 20).await?;
+//! client.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod driver;
+
+use std::sync::Arc;
+
+pub use keel_core::client::{
+    AllocateStrategy, ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, MessageModel, SendError,
+    SendRequest, SendResult, SendTarget,
+};
+pub use keel_core::protocol::body::MessageQueue;
+pub use keel_core::protocol::client_requests::OutgoingMessage;
+pub use keel_core::protocol::message::stored::StoredMessage;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::{Clock, SystemClock};
+use crate::driver::DriverConfig;
+use driver::Command;
+
+/// Commands waiting for the driver; a caller beyond it waits (backpressure).
+const COMMAND_QUEUE: usize = 4_096;
+
+/// What a push consumer's listener does with a delivery.
+pub trait MessageListener: Send + Sync + 'static {
+    /// Consume `messages` of `queue`; `Later` asks for them again later.
+    fn consume(&self, queue: &MessageQueue, messages: &[StoredMessage]) -> ConsumeResult;
+}
+
+impl<F> MessageListener for F
+where
+    F: Fn(&MessageQueue, &[StoredMessage]) -> ConsumeResult + Send + Sync + 'static,
+{
+    fn consume(&self, queue: &MessageQueue, messages: &[StoredMessage]) -> ConsumeResult {
+        self(queue, messages)
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The send failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The client was shut down (or its driver stopped).
+    #[error("the client is shut down")]
+    ShutDown,
+}
+
+/// A running client instance.
+#[derive(Debug, Clone)]
+pub struct KeelClient {
+    commands: mpsc::Sender<Command>,
+}
+
+impl KeelClient {
+    /// Start a client on the current tokio runtime, on the system clock.
+    #[must_use]
+    pub fn start(config: ClientConfig) -> Self {
+        Self::start_with_clock(config, Arc::new(SystemClock::start()))
+    }
+
+    /// Start a client reading `clock` (the simulator gives each node its own).
+    #[must_use]
+    pub fn start_with_clock(config: ClientConfig, clock: Arc<dyn Clock>) -> Self {
+        let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
+        let driver_config = DriverConfig { clock, ..DriverConfig::default() };
+        tokio::spawn(driver::run(config, queue, commands.downgrade(), driver_config));
+        Self { commands }
+    }
+
+    /// Send a message and wait for the broker's answer (retried on other brokers as the
+    /// client's `send_retries` allow).
+    pub async fn send(&self, request: SendRequest) -> Result<SendResult, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Send { request, reply }).await.map_err(|_| ClientError::ShutDown)?;
+        Ok(answer.await.map_err(|_| ClientError::ShutDown)??)
+    }
+
+    /// Start a push consumer whose `listener` runs at most `workers` deliveries at a time.
+    pub async fn start_consumer(
+        &self,
+        config: ConsumerConfig,
+        listener: impl MessageListener,
+        workers: usize,
+    ) -> Result<(), ClientError> {
+        let command = Command::Subscribe { config, listener: Arc::new(listener), workers: workers.max(1) };
+        self.commands.send(command).await.map_err(|_| ClientError::ShutDown)
+    }
+
+    /// Stop one consumer: its offsets are committed and its queues released.
+    pub async fn stop_consumer(&self, group: &str) -> Result<(), ClientError> {
+        let (done, finished) = oneshot::channel();
+        self.commands
+            .send(Command::StopConsumer { group: group.to_owned(), done })
+            .await
+            .map_err(|_| ClientError::ShutDown)?;
+        finished.await.map_err(|_| ClientError::ShutDown)
+    }
+
+    /// Shut down: commit offsets, release locks, leave every group, close connections.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { done }).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}

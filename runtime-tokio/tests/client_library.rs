@@ -1,0 +1,246 @@
+//! The Rust client library against the `keel` binary on loopback: sends with retries and
+//! routes, two push consumers of one group splitting the queues and one taking over when the
+//! other stops, failed deliveries coming back with rising `reconsumeTimes` and ending in the
+//! dead-letter queue, orderly consumption keeping FIFO. Real sockets: normal builds only.
+#![cfg(not(madsim))]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use keel_runtime_tokio::client::{
+    ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, KeelClient, MessageQueue, OutgoingMessage,
+    SendRequest, SendTarget, StoredMessage,
+};
+use support::{scratch_dir, ServerProcess};
+
+fn start_keel(name: &str) -> (ServerProcess, std::net::SocketAddr) {
+    let data = scratch_dir(name).join("data");
+    let keel = ServerProcess::start(
+        env!("CARGO_BIN_EXE_keel"),
+        &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
+    );
+    assert!(keel.boot_line.starts_with("Keel is up."), "{}", keel.boot_line);
+    let namesrv = keel.addr_in_boot_line(0);
+    (keel, namesrv)
+}
+
+fn client(namesrv: std::net::SocketAddr, instance: &str) -> KeelClient {
+    KeelClient::start(ClientConfig::new(vec![namesrv], format!("127.0.0.1@{instance}")))
+}
+
+fn message(topic: &str, i: usize) -> OutgoingMessage {
+    OutgoingMessage {
+        topic: topic.into(),
+        tags: Some("TagA".into()),
+        body: Bytes::from(format!("body-{i}")),
+        ..OutgoingMessage::default()
+    }
+}
+
+/// Everything a listener saw: (instance, queue id, queue offset, reconsume times, body).
+type Seen = Arc<Mutex<Vec<(String, i32, i64, i32, String)>>>;
+
+fn recorder(
+    seen: &Seen,
+    instance: &str,
+    fail: impl Fn(&StoredMessage) -> bool + Send + Sync + 'static,
+) -> impl Fn(&MessageQueue, &[StoredMessage]) -> ConsumeResult {
+    let (seen, instance) = (Arc::clone(seen), instance.to_owned());
+    move |queue: &MessageQueue, messages: &[StoredMessage]| {
+        let mut failed = false;
+        for m in messages {
+            let body = String::from_utf8_lossy(&m.body).into_owned();
+            seen.lock().unwrap().push((
+                instance.clone(),
+                queue.queue_id,
+                m.queue_offset,
+                m.reconsume_times,
+                body,
+            ));
+            failed |= fail(m);
+        }
+        if failed {
+            ConsumeResult::Later
+        } else {
+            ConsumeResult::Success
+        }
+    }
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn consumer_config(group: &str, topic: &str) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(group, topic, "*");
+    config.from_where = ConsumeFromWhere::FirstOffset;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_are_stored_and_two_consumers_split_then_one_takes_over() {
+    let (_keel, namesrv) = start_keel("client-split");
+    let producer = client(namesrv, "producer");
+    let mut queues_used = BTreeSet::new();
+    for i in 0..40 {
+        let sent = producer
+            .send(SendRequest {
+                group: "pg".into(),
+                message: message("LibSplit", i),
+                target: SendTarget::Any,
+            })
+            .await
+            .expect("send");
+        queues_used.insert(sent.queue.queue_id);
+    }
+    assert_eq!(queues_used.len(), 4, "round robin over the auto-created topic's 4 queues");
+
+    let seen: Seen = Arc::default();
+    let a = client(namesrv, "consumer-a");
+    let b = client(namesrv, "consumer-b");
+    a.start_consumer(consumer_config("cg_split", "LibSplit"), recorder(&seen, "a", |_| false), 4)
+        .await
+        .unwrap();
+    b.start_consumer(consumer_config("cg_split", "LibSplit"), recorder(&seen, "b", |_| false), 4)
+        .await
+        .unwrap();
+    // Both join; rebalancing settles; then every queue has exactly one owner.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = seen.lock().unwrap().len();
+    for i in 100..140 {
+        producer
+            .send(SendRequest {
+                group: "pg".into(),
+                message: message("LibSplit", i),
+                target: SendTarget::Any,
+            })
+            .await
+            .unwrap();
+    }
+    wait_until("80 messages", Duration::from_secs(30), || seen.lock().unwrap().len() >= before + 40).await;
+    let owners: BTreeMap<i32, BTreeSet<String>> =
+        seen.lock().unwrap()[before..].iter().fold(BTreeMap::new(), |mut map, s| {
+            map.entry(s.1).or_default().insert(s.0.clone());
+            map
+        });
+    assert!(owners.values().all(|o| o.len() == 1), "a queue consumed by both: {owners:?}");
+    let instances: BTreeSet<&String> = owners.values().flatten().collect();
+    assert_eq!(instances.len(), 2, "both consumers got queues: {owners:?}");
+    let bodies: BTreeSet<String> = seen.lock().unwrap().iter().map(|s| s.4.clone()).collect();
+    assert_eq!(bodies.len(), 80, "every message consumed");
+
+    // a stops: b takes over every queue.
+    a.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = seen.lock().unwrap().len();
+    for i in 200..240 {
+        producer
+            .send(SendRequest {
+                group: "pg".into(),
+                message: message("LibSplit", i),
+                target: SendTarget::Any,
+            })
+            .await
+            .unwrap();
+    }
+    wait_until("b takes over", Duration::from_secs(30), || seen.lock().unwrap().len() >= before + 40).await;
+    let late: BTreeSet<(String, i32)> =
+        seen.lock().unwrap()[before..].iter().map(|s| (s.0.clone(), s.1)).collect();
+    assert_eq!(late, (0..4).map(|q| ("b".to_owned(), q)).collect(), "b owns every queue");
+    b.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_message_is_retried_with_rising_reconsume_times_then_dead_lettered() {
+    let (_keel, namesrv) = start_keel("client-retry");
+    let producer = client(namesrv, "producer");
+    producer
+        .send(SendRequest { group: "pg".into(), message: message("LibRetry", 1), target: SendTarget::Any })
+        .await
+        .unwrap();
+    let seen: Seen = Arc::default();
+    let consumer = client(namesrv, "retry");
+    let mut config = consumer_config("cg_retry", "LibRetry");
+    config.max_reconsume_times = 1; // one retry: level 3 (10 s), then the DLQ
+    consumer.start_consumer(config, recorder(&seen, "c", |_| true), 2).await.unwrap();
+    wait_until("two deliveries", Duration::from_secs(40), || seen.lock().unwrap().len() >= 2).await;
+    let tries: Vec<i32> = seen.lock().unwrap().iter().map(|s| s.3).collect();
+    assert_eq!(tries, [0, 1]);
+
+    // The DLQ now holds it once; a consumer of the DLQ topic reads it.
+    let dead: Seen = Arc::default();
+    let reader = client(namesrv, "dlq-reader");
+    reader
+        .start_consumer(consumer_config("cg_dlq_reader", "%DLQ%cg_retry"), recorder(&dead, "d", |_| false), 1)
+        .await
+        .unwrap();
+    wait_until("the dead letter", Duration::from_secs(20), || !dead.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dead = dead.lock().unwrap().clone();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].3, dead[0].4.as_str()), (2, "body-1"));
+    assert_eq!(seen.lock().unwrap().len(), 2, "never delivered to its group again");
+    for c in [producer, consumer, reader] {
+        c.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orderly_consumer_keeps_fifo_and_retries_the_same_message_first() {
+    let (_keel, namesrv) = start_keel("client-orderly");
+    let producer = client(namesrv, "producer");
+    for i in 0..30 {
+        let target = SendTarget::Key(i32::try_from(i % 3).unwrap());
+        producer
+            .send(SendRequest { group: "pg".into(), message: message("LibOrderly", i), target })
+            .await
+            .unwrap();
+    }
+    let seen: Seen = Arc::default();
+    let consumer = client(namesrv, "orderly");
+    let mut config = consumer_config("cg_orderly", "LibOrderly");
+    config.orderly = true;
+    config.suspend_ms = 100;
+    // body-4 fails twice before it is consumed: it comes back before anything after it.
+    let failures = Arc::new(Mutex::new(0));
+    let fail = {
+        let failures = Arc::clone(&failures);
+        move |m: &StoredMessage| {
+            let mut f = failures.lock().unwrap();
+            if &m.body[..] == b"body-4" && *f < 2 {
+                *f += 1;
+                return true;
+            }
+            false
+        }
+    };
+    consumer.start_consumer(config, recorder(&seen, "o", fail), 4).await.unwrap();
+    wait_until("32 deliveries", Duration::from_secs(30), || seen.lock().unwrap().len() >= 32).await;
+    let seen = seen.lock().unwrap().clone();
+    let mut per_queue: BTreeMap<i32, Vec<(i64, i32)>> = BTreeMap::new();
+    for s in &seen {
+        per_queue.entry(s.1).or_default().push((s.2, s.3));
+    }
+    for (queue, deliveries) in &per_queue {
+        let offsets: Vec<i64> = deliveries.iter().map(|d| d.0).collect();
+        let mut expected: Vec<i64> = Vec::new();
+        for o in 0..10 {
+            expected.push(o);
+            if *queue == 1 && o == 1 {
+                expected.extend([1, 1]); // body-4 is queue 1's second message
+            }
+        }
+        assert_eq!(offsets, expected, "queue {queue} out of order");
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
