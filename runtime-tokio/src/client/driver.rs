@@ -137,9 +137,15 @@ async fn dispatch(
         let listener = Arc::clone(&listener);
         let Some(results) = results.upgrade() else { return };
         tokio::spawn(async move {
+            // A listener may block (it is the application's code): the blocking pool keeps it
+            // off the runtime's workers. The simulator runs it inline (simulated time does
+            // not pass inside it anyway).
+            #[cfg(not(madsim))]
             let result = tokio::task::spawn_blocking(move || listener.consume(&queue, &messages))
                 .await
                 .unwrap_or(ConsumeResult::Later);
+            #[cfg(madsim)]
+            let result = listener.consume(&queue, &messages);
             let _ = results.send(Command::Consumed { id, result }).await;
             drop(slot);
         });
