@@ -1,9 +1,11 @@
 //! `mqbench`: load for a RocketMQ-compatible broker, like RocketMQ's benchmark tool.
 //!
 //! `mqbench producer -n 127.0.0.1:9876 -t BenchTopic -w 64 -s 1024 [-b 32] [--mode sync]
-//! [--duration 10 | --count N]` and `mqbench consumer -n … -t BenchTopic -w 4`. The route
-//! comes from the name server, as a client's would. A line every second (TPS, average and
-//! max RT), then a summary with p50, p99 and p999 of the request round trip.
+//! [--duration 10 | --count N]` and `mqbench consumer -n … -t BenchTopic -w 4 [-g group]`.
+//! The route comes from the name server, as a client's would. A line every second (TPS,
+//! average and max RT), then a summary with p50, p99 and p999: of the request round trip
+//! for the producer; for the consumer (a push consumer of Keel's client library, from the
+//! first offset) of each message's store-to-consume delay.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,10 +17,8 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use keel_core::protocol::body::TopicRouteData;
-use keel_core::protocol::client_requests::{
-    pull_message, pulled_records, send_batch, send_message, OutgoingMessage, PullRequest,
-};
-use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader, PullMessageResponseHeader};
+use keel_core::protocol::client_requests::{send_batch, send_message, OutgoingMessage};
+use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader};
 use keel_core::protocol::json;
 use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use keel_runtime_tokio::remoting_client::RemotingClient;
@@ -35,8 +35,8 @@ struct Args {
 enum Role {
     /// Send messages.
     Producer(ProducerArgs),
-    /// Pull messages from the start of every queue.
-    Consumer(CommonArgs),
+    /// Consume the topic from its first offset with a push consumer of Keel's client library.
+    Consumer(ConsumerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +56,18 @@ struct CommonArgs {
     /// Stop after this many messages (overrides --duration).
     #[arg(long)]
     count: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConsumerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Consumer group (a fresh one starts from the first offset).
+    #[arg(short = 'g', long, default_value = "mqbench_consumer")]
+    group: String,
+    /// Messages per delivery to the listener.
+    #[arg(short = 'b', long, default_value_t = 1)]
+    batch: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -136,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
     let stats = Arc::new(Stats::new()?);
     let (common, workers) = match &args.role {
         Role::Producer(p) => (&p.common, spawn_producers(p, &stats).await?),
-        Role::Consumer(c) => (c, spawn_consumers(c, &stats).await?),
+        Role::Consumer(c) => (&c.common, spawn_consumers(c, &stats).await?),
     };
     let started = Instant::now();
     report_until_done(common, &stats, started).await;
@@ -270,64 +282,45 @@ async fn call_loop(
     }
 }
 
+/// A push consumer of the Rust client library (`-w` listener slots) reading the topic from
+/// its first offset; each message's round trip is its store-to-consume delay.
 async fn spawn_consumers(
-    args: &CommonArgs,
+    args: &ConsumerArgs,
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let (broker, queues) = route(args.namesrv, &args.topic).await?;
-    let mut workers = Vec::new();
-    for worker in 0..args.threads.max(1) {
-        let client = RemotingClient::connect(broker).await?;
-        // Queues are dealt round-robin to the workers, like the AVG rebalance strategy.
-        let mine: Vec<i32> = (0..queues)
-            .filter(|q| usize::try_from(*q).unwrap_or(0) % args.threads.max(1) == worker)
-            .collect();
-        let (stats, topic, limit) = (Arc::clone(stats), args.topic.clone(), args.count);
-        stats.live.fetch_add(1, Ordering::Relaxed);
-        workers.push(tokio::spawn(async move {
-            let mut local = new_histogram();
-            let mut offsets = vec![0i64; mine.len()];
-            let mut drained = vec![false; mine.len()];
-            while !stats.stop.load(Ordering::Relaxed)
-                && limit.is_none_or(|n| stats.messages.load(Ordering::Relaxed) < n)
-            {
-                if drained.iter().all(|d| *d) {
-                    break;
-                }
-                for (i, queue) in mine.iter().enumerate() {
-                    let request = PullRequest {
-                        group: "mqbench".into(),
-                        topic: topic.clone(),
-                        queue_id: *queue,
-                        offset: offsets[i],
-                        max_messages: 32,
-                        expression: "*".into(),
-                        suspend_ms: 0,
-                    };
-                    let sent = Instant::now();
-                    let Ok(reply) = client.call(pull_message(0, &request)).await else {
-                        stats.failures.fetch_add(1, Ordering::Relaxed);
-                        drained.fill(true);
-                        break;
-                    };
-                    let header = PullMessageResponseHeader::decode(&reply.ext_fields).ok();
-                    match reply.response_code() {
-                        ResponseCode::SUCCESS => {
-                            let count = pulled_records(&reply.body).map_or(0, |r| r.len());
-                            stats.record(u64::try_from(count).unwrap_or(0), sent.elapsed(), &mut local);
-                        }
-                        ResponseCode::PULL_NOT_FOUND => drained[i] = true,
-                        _ => {}
-                    }
-                    if let Some(header) = header {
-                        offsets[i] = header.next_begin_offset.max(offsets[i]);
-                    }
-                }
-            }
-            stats.finish(&local);
-        }));
-    }
-    Ok(workers)
+    use keel_runtime_tokio::client::{
+        ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, KeelClient,
+    };
+    let client_id = format!("127.0.0.1@mqbench-{}", std::process::id());
+    let client = KeelClient::start(ClientConfig::new(vec![args.common.namesrv], client_id));
+    let mut config = ConsumerConfig::new(&args.group, &args.common.topic, "*");
+    config.from_where = ConsumeFromWhere::FirstOffset;
+    config.consume_batch_size = args.batch.max(1);
+    let listener_stats = Arc::clone(stats);
+    let listener = move |_queue: &keel_runtime_tokio::client::MessageQueue,
+                         messages: &[keel_runtime_tokio::client::StoredMessage]| {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut local = new_histogram();
+        for message in messages {
+            let delay_ms = u64::try_from(now_ms - message.store_timestamp).unwrap_or(0);
+            listener_stats.record(1, Duration::from_millis(delay_ms), &mut local);
+        }
+        let _ = listener_stats.histogram.lock().unwrap_or_else(PoisonError::into_inner).add(&local);
+        ConsumeResult::Success
+    };
+    client.start_consumer(config, listener, args.common.threads.max(1)).await?;
+    stats.live.fetch_add(1, Ordering::Relaxed);
+    let stats = Arc::clone(stats);
+    let keeper = tokio::spawn(async move {
+        while !stats.stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        client.shutdown().await;
+        stats.live.fetch_sub(1, Ordering::Relaxed);
+    });
+    Ok(vec![keeper])
 }
 
 /// Print a line every second until the duration or count is reached, or the workers end.
@@ -363,7 +356,7 @@ fn summarize(role: &Role, stats: &Stats, elapsed: Duration) {
         Role::Producer(p) => {
             format!("producer: {} x {:?}, {} B, batch {}", p.common.threads, p.mode, p.size, p.batch)
         }
-        Role::Consumer(c) => format!("consumer: {} pullers", c.threads),
+        Role::Consumer(c) => format!("push consumer: {} listener slots, batch {}", c.common.threads, c.batch),
     };
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     println!(
