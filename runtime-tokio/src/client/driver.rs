@@ -11,7 +11,7 @@ use keel_core::client::{
 use keel_core::io::{Input, Machine};
 use keel_core::protocol::body::MessageQueue;
 use keel_core::protocol::message::stored::StoredMessage;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use super::MessageListener;
 use crate::driver::{ConnLimits, Connections, DriverConfig, Event};
@@ -45,7 +45,7 @@ pub(super) async fn run(
     let mut sends: BTreeMap<keel_core::client::SendId, oneshot::Sender<_>> = BTreeMap::new();
     // Unbounded, but bounded in effect: the core delivers only what flow control let it
     // pull (pullThresholdForQueue per owned queue).
-    let mut listeners: BTreeMap<String, mpsc::UnboundedSender<Delivery>> = BTreeMap::new();
+    let mut listeners: BTreeMap<String, Listeners> = BTreeMap::new();
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     loop {
         let deadline = client.poll_timeout().map(|at| clock.instant(at));
@@ -69,9 +69,7 @@ pub(super) async fn run(
                     sends.insert(id, reply);
                 }
                 Some(Command::Subscribe { config, listener, workers }) => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    listeners.insert(config.group.clone(), tx);
-                    tokio::spawn(dispatch(rx, listener, workers, results.clone()));
+                    listeners.insert(config.group.clone(), Listeners::start(listener, workers, results.clone()));
                     client.start_consumer(clock.now(), config);
                 }
                 Some(Command::Consumed { id, result }) => client.consumed(clock.now(), id, result),
@@ -103,9 +101,7 @@ pub(super) async fn run(
                     }
                 }
                 ClientEvent::Deliver { id, group, queue, messages } => match listeners.get(&group) {
-                    Some(listener) => {
-                        let _ = listener.send((id, queue, messages));
-                    }
+                    Some(listener) => listener.deliver((id, queue, messages)),
                     None => client.consumed(clock.now(), id, ConsumeResult::Later),
                 },
                 ClientEvent::SaveOffsets { group, .. } => {
@@ -123,31 +119,58 @@ pub(super) async fn run(
     conns.abort_all();
 }
 
-/// Run a consumer's listener on its deliveries, `workers` at a time, and report each
-/// result back to the driver.
-async fn dispatch(
-    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
-    listener: Arc<dyn MessageListener>,
-    workers: usize,
-    results: mpsc::WeakSender<Command>,
-) {
-    let slots = Arc::new(Semaphore::new(workers));
-    while let Some((id, queue, messages)) = deliveries.recv().await {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let listener = Arc::clone(&listener);
-        let Some(results) = results.upgrade() else { return };
+/// A consumer's listener workers: `workers` OS threads in production (a listener is the
+/// application's code and may block), tasks under the simulator (which runs every node on
+/// one thread and has no blocking pool).
+struct Listeners {
+    #[cfg(not(madsim))]
+    queue: std::sync::mpsc::Sender<Delivery>,
+    #[cfg(madsim)]
+    queue: mpsc::UnboundedSender<Delivery>,
+}
+
+impl Listeners {
+    #[cfg(not(madsim))]
+    fn start(listener: Arc<dyn MessageListener>, workers: usize, results: mpsc::WeakSender<Command>) -> Self {
+        let (queue, deliveries) = std::sync::mpsc::channel::<Delivery>();
+        let deliveries = Arc::new(std::sync::Mutex::new(deliveries));
+        for worker in 0..workers {
+            let (listener, deliveries, results) =
+                (Arc::clone(&listener), Arc::clone(&deliveries), results.clone());
+            let spawned =
+                std::thread::Builder::new().name(format!("keel-listener-{worker}")).spawn(move || loop {
+                    let next = deliveries.lock().map(|d| d.recv());
+                    let Ok(Ok((id, queue, messages))) = next else { return };
+                    let result = listener.consume(&queue, &messages);
+                    let Some(results) = results.upgrade() else { return };
+                    if results.blocking_send(Command::Consumed { id, result }).is_err() {
+                        return;
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a listener thread");
+            }
+        }
+        Self { queue }
+    }
+
+    #[cfg(madsim)]
+    fn start(listener: Arc<dyn MessageListener>, workers: usize, results: mpsc::WeakSender<Command>) -> Self {
+        let (queue, mut deliveries) = mpsc::unbounded_channel::<Delivery>();
+        let _ = workers; // one task: simulated listeners take no time
         tokio::spawn(async move {
-            // A listener may block (it is the application's code): the blocking pool keeps it
-            // off the runtime's workers. The simulator runs it inline (simulated time does
-            // not pass inside it anyway).
-            #[cfg(not(madsim))]
-            let result = tokio::task::spawn_blocking(move || listener.consume(&queue, &messages))
-                .await
-                .unwrap_or(ConsumeResult::Later);
-            #[cfg(madsim)]
-            let result = listener.consume(&queue, &messages);
-            let _ = results.send(Command::Consumed { id, result }).await;
-            drop(slot);
+            while let Some((id, queue, messages)) = deliveries.recv().await {
+                let result = listener.consume(&queue, &messages);
+                let Some(results) = results.upgrade() else { return };
+                if results.send(Command::Consumed { id, result }).await.is_err() {
+                    return;
+                }
+            }
         });
+        Self { queue }
+    }
+
+    fn deliver(&self, delivery: Delivery) {
+        let _ = self.queue.send(delivery);
     }
 }
