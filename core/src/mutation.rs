@@ -16,16 +16,25 @@ pub enum Mutation {
     /// The consumer commits a pulled batch's offset before processing it (a client bug the
     /// simulated consumer can carry).
     CommitBeforeProcess,
+    /// LOCK_BATCH_MQ grants every queue asked for, whoever holds it.
+    LockNotChecked,
+    /// CONSUMER_SEND_MSG_BACK sends to the DLQ one retry late.
+    DlqThresholdOffByOne,
+    /// The scheduler drops due retry messages instead of storing them in the retry topic.
+    DropRetryMessage,
 }
 
 impl Mutation {
     /// Every mutation, in a fixed order.
-    pub const ALL: [Mutation; 5] = [
+    pub const ALL: [Mutation; 8] = [
         Mutation::AckBeforeFsync,
         Mutation::SkipCrcOnRecovery,
         Mutation::CqOffByOne,
         Mutation::DropHeldPull,
         Mutation::CommitBeforeProcess,
+        Mutation::LockNotChecked,
+        Mutation::DlqThresholdOffByOne,
+        Mutation::DropRetryMessage,
     ];
 
     /// The name used on the command line (`SIM_MUTATION=<name>`).
@@ -37,7 +46,16 @@ impl Mutation {
             Mutation::CqOffByOne => "cq_off_by_one",
             Mutation::DropHeldPull => "drop_held_pull",
             Mutation::CommitBeforeProcess => "commit_offset_before_processing",
+            Mutation::LockNotChecked => "lock_not_checked",
+            Mutation::DlqThresholdOffByOne => "dlq_threshold_off_by_one",
+            Mutation::DropRetryMessage => "drop_retry_message",
         }
+    }
+
+    /// Whether only the consumer-group scenario exercises it (rebalancing, locks, retries).
+    #[must_use]
+    pub fn needs_groups(self) -> bool {
+        matches!(self, Mutation::LockNotChecked | Mutation::DlqThresholdOffByOne | Mutation::DropRetryMessage)
     }
 
     /// The mutation called `name`.

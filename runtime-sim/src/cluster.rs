@@ -66,10 +66,32 @@ pub struct RunOutcome {
 /// Run `profile` (with `mutation` switched on, if any) to the end.
 #[must_use]
 pub fn run_seed(profile: &SimProfile, mutation: Option<Mutation>) -> RunOutcome {
+    if profile.groups {
+        return run_groups(profile.seed, mutation);
+    }
     let mut rt = Runtime::with_seed_and_config(profile.seed, madsim::Config::default());
     rt.add_simulator::<DiskSimulator>();
     rt.set_time_limit(Duration::from_millis(profile.fault_ms + profile.heal_ms + 120_000));
     rt.block_on(simulate(profile.clone(), mutation))
+}
+
+/// A consumer-group seed, reported like a cluster seed.
+fn run_groups(seed: u64, mutation: Option<Mutation>) -> RunOutcome {
+    let outcome = crate::group_scenario::run_group_seed(
+        &crate::group_scenario::GroupProfile::from_seed(seed),
+        mutation,
+    );
+    let mut coverage = outcome.coverage;
+    coverage.bump("group_run");
+    RunOutcome {
+        violations: outcome.violations,
+        trace_hash: outcome.trace_hash,
+        coverage,
+        simulated_ms: outcome.simulated_ms,
+        tail: outcome.tail,
+        acked: outcome.acked,
+        faults: Vec::new(),
+    }
 }
 
 fn broker_config(profile: &SimProfile, mutation: Option<Mutation>) -> BrokerConfig {
@@ -102,7 +124,7 @@ fn disk_profile(profile: &SimProfile) -> DiskProfile {
     }
 }
 
-async fn namesrv_main(skew: SharedSkew, epoch: Instant) {
+pub(crate) async fn namesrv_main(skew: SharedSkew, epoch: Instant) {
     let listener = TcpListener::bind("0.0.0.0:9876").await.expect("bind name server");
     let mut machine = NameServer::new(NameServerConfig::default());
     let clock: Arc<dyn Clock> = Arc::new(SimClock::start(skew, epoch));
@@ -111,7 +133,7 @@ async fn namesrv_main(skew: SharedSkew, epoch: Instant) {
     let _ = driver::run(&mut machine, listener, None, config, never, |_, _| {}, |_| true).await;
 }
 
-async fn broker_main(world: World, config: BrokerConfig, skew: SharedSkew, epoch: Instant) {
+pub(crate) async fn broker_main(world: World, config: BrokerConfig, skew: SharedSkew, epoch: Instant) {
     let listener = TcpListener::bind("0.0.0.0:10911").await.expect("bind broker");
     let (completions_tx, completions) = mpsc::unbounded_channel();
     let disk: Arc<dyn Disk> = Arc::new(NodeDisk::start(completions_tx));

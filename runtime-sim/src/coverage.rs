@@ -36,6 +36,11 @@ pub const REQUIRED: &[&str] = &[
     "producer_retry",
     "consumer_moved",
     "fault_free_run",
+    "group_run",
+    "group_consumer_join",
+    "group_consumer_leave",
+    "group_retry_delivery",
+    "group_dead_letter",
 ];
 
 /// Named counters.

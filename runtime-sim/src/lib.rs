@@ -19,6 +19,8 @@ pub mod coverage;
 #[cfg(madsim)]
 pub mod disk_plugin;
 pub mod disk_queue;
+#[cfg(madsim)]
+pub mod group_scenario;
 pub mod history;
 #[cfg(madsim)]
 pub mod nemesis;

@@ -43,6 +43,9 @@ pub enum Scripted {
 pub struct SimProfile {
     /// The seed.
     pub seed: u64,
+    /// This seed runs the consumer-group scenario of the client library (one seed in
+    /// eight; `crate::group_scenario`) instead of the fault cluster.
+    pub groups: bool,
     /// Every fault off: the run must be exact (no duplicate, no failed send).
     pub fault_free: bool,
     /// SYNC_FLUSH (ack after fsync) or ASYNC_FLUSH.
@@ -141,6 +144,7 @@ impl SimProfile {
         let sync_flush = rng.gen_bool(0.5);
         Self {
             seed,
+            groups: !quiet && seed % 8 == 7,
             fault_free,
             sync_flush,
             segment_size: [4096, 8192, 16384, 65536][rng.gen_range(0..4)],

@@ -159,7 +159,11 @@ mod runner {
             "DST FAILURE seed={seed} commit={}",
             option_env!("KEEL_COMMIT").unwrap_or("(see git rev-parse HEAD)")
         );
-        println!("profile: {:?}", SimProfile::from_seed(seed));
+        let profile = SimProfile::from_seed(seed);
+        println!("profile: {profile:?}");
+        if profile.groups {
+            println!("group profile: {:?}", keel_runtime_sim::group_scenario::GroupProfile::from_seed(seed));
+        }
         match finished {
             Finished::Panicked(message) => println!("panicked: {message}"),
             Finished::Done(outcome) => {

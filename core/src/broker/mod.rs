@@ -118,6 +118,12 @@ impl Broker {
             Some(wrapper) => GroupTable::from_wrapper(wrapper, auto_groups, wall),
             None => GroupTable::new(auto_groups, wall),
         };
+        #[allow(unused_mut)]
+        let mut locks = QueueLocks::new(queue_locks::LOCK_MAX_LIVE_MS);
+        #[cfg(madsim)]
+        {
+            locks.ignore_holders = config.store.mutation == Some(crate::mutation::Mutation::LockNotChecked);
+        }
         Self {
             conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
             topics,
@@ -126,7 +132,7 @@ impl Broker {
             out: VecDeque::new(),
             pending: VecDeque::new(),
             holds: Vec::new(),
-            locks: QueueLocks::new(queue_locks::LOCK_MAX_LIVE_MS),
+            locks,
             scheduler,
             namesrvs,
             unique_ids: UniqueIdGenerator::new(

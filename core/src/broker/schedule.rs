@@ -234,6 +234,13 @@ impl Broker {
             self.scheduler.skip(level, offset);
             return Ok(());
         };
+        #[cfg(madsim)]
+        if self.store.config().mutation == Some(crate::mutation::Mutation::DropRetryMessage)
+            && topic.starts_with(super::topics::RETRY_PREFIX)
+        {
+            self.scheduler.skip(level, offset);
+            return Ok(());
+        }
         // Java keeps DELAY, REAL_TOPIC and REAL_QID in the stored properties; consumers may
         // look at them. Only our CRC tail is replaced by the new record's own.
         let props = properties::without(view.properties, &[keys::CRC32]);

@@ -51,5 +51,7 @@ mod tests {
         assert_eq!(plan.removed, vec![q("T", 0)]);
         assert_eq!(plan.added, vec![q("T", 2)]);
         assert!(super::plan("T", &owned[..2], &owned[..2]).is_empty());
+        // Allocated queues of another topic are not this topic's business.
+        assert!(super::plan("U", &owned, &[q("T", 3), q("U", 0)]).is_empty());
     }
 }

@@ -1,0 +1,670 @@
+//! One seeded run of consumer groups built from Keel's client library ([`KeelClient`] on
+//! madsim): rebalancing while consumers join, leave and crash; orderly consumption under
+//! queue locks; retries ending in the dead-letter queue; broadcasting.
+//!
+//! A producer (also the library) sends keyed messages. Four groups consume them:
+//! - `cg` (clustering, concurrent): two instances start, a third joins, one crashes, one
+//!   leaves cleanly; the listener fails some deliveries. Every acknowledged message must be
+//!   consumed, and a message consumed twice only around a membership change.
+//! - `og` (clustering, orderly): two instances, one of them claiming every queue (a fixed
+//!   allocation), so only the broker's locks keep a queue with one consumer; it crashes
+//!   later. Failures are retried locally. Per queue, consumption never skips, retries the
+//!   failed message first, and changes hands only after a membership change.
+//! - `dg`: every tenth message always fails: it is delivered exactly `max + 1` times with
+//!   `reconsumeTimes` 0..=max, then sits in `%DLQ%dg` exactly once, never delivered again.
+//! - `bg` (broadcasting): each of two instances consumes everything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use keel_core::broker::delay_levels::DelayLevels;
+use keel_core::broker::BrokerConfig;
+use keel_core::client::{
+    ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, MessageModel, SendRequest, SendTarget,
+};
+use keel_core::mutation::Mutation;
+use keel_core::protocol::body::MessageQueue;
+use keel_core::protocol::client_requests::OutgoingMessage;
+use keel_core::protocol::message::properties::{self, keys};
+use keel_core::protocol::message::stored::StoredMessage;
+use keel_core::store::FlushMode;
+use keel_runtime_tokio::client::KeelClient;
+use madsim::runtime::{Handle, Runtime};
+use madsim::time::Instant;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::{broker_main, namesrv_main, BROKER};
+use crate::coverage::Coverage;
+use crate::disk_plugin::{DiskProfile, DiskSimulator, LossHook};
+use crate::sim_clock::{SharedSkew, SimClock};
+use crate::world::World;
+
+/// The topic every group consumes.
+pub const GROUP_TOPIC: &str = "GroupTopic";
+
+/// What one seed of the group scenario decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupProfile {
+    /// The seed.
+    pub seed: u64,
+    /// SYNC or ASYNC flush.
+    pub sync_flush: bool,
+    /// Messages sent.
+    pub messages: u32,
+    /// Gap between sends, ms.
+    pub send_gap_ms: u64,
+    /// When `cg`'s third instance joins, ms.
+    pub join_at_ms: u64,
+    /// When `cg`'s first instance crashes, ms.
+    pub crash_at_ms: u64,
+    /// When `cg`'s second instance leaves cleanly, ms.
+    pub leave_at_ms: u64,
+    /// When `og`'s first instance crashes, ms.
+    pub orderly_crash_at_ms: u64,
+    /// Percent of deliveries `cg` and `og` fail (once per message and retry count).
+    pub fail_percent: u32,
+    /// `dg`'s `maxReconsumeTimes`.
+    pub max_reconsume: i32,
+    /// How long the run goes on after the last send, ms.
+    pub settle_ms: u64,
+}
+
+impl GroupProfile {
+    /// The profile of `seed`.
+    #[must_use]
+    pub fn from_seed(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a09_e667_f3bc_c908);
+        Self {
+            seed,
+            sync_flush: rng.gen_bool(0.5),
+            messages: rng.gen_range(40..=160),
+            send_gap_ms: rng.gen_range(20..=300),
+            join_at_ms: rng.gen_range(1_000..=30_000),
+            crash_at_ms: rng.gen_range(5_000..=40_000),
+            leave_at_ms: rng.gen_range(5_000..=40_000),
+            orderly_crash_at_ms: rng.gen_range(3_000..=40_000),
+            fail_percent: rng.gen_range(0..=30),
+            max_reconsume: rng.gen_range(1..=3),
+            settle_ms: 150_000,
+        }
+    }
+}
+
+/// One delivery a listener saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Simulated ms since the start.
+    pub at_ms: u64,
+    /// Consumer group.
+    pub group: &'static str,
+    /// Instance (client id).
+    pub instance: String,
+    /// The queue.
+    pub queue: MessageQueue,
+    /// Its offset.
+    pub offset: i64,
+    /// The message's key (its send index).
+    pub key: u32,
+    /// Retries so far.
+    pub reconsume_times: i32,
+    /// The topic the listener was shown.
+    pub topic: String,
+    /// Whether the listener consumed it.
+    pub ok: bool,
+}
+
+/// Who was in which group when: (ms, group, instance, joined or left).
+type Membership = Vec<(u64, &'static str, String, bool)>;
+
+/// What a group seed found.
+#[derive(Debug, Clone, Default)]
+pub struct GroupOutcome {
+    /// Checker violations.
+    pub violations: Vec<String>,
+    /// Deliveries seen.
+    pub deliveries: usize,
+    /// Messages acknowledged.
+    pub acked: u64,
+    /// Simulated time, ms.
+    pub simulated_ms: u64,
+    /// A hash of everything seen, in order.
+    pub trace_hash: u64,
+    /// What happened (for coverage).
+    pub coverage: Coverage,
+    /// The last deliveries, for a failure report.
+    pub tail: Vec<String>,
+}
+
+/// Run the group scenario of `profile` with `mutation` on.
+#[must_use]
+pub fn run_group_seed(profile: &GroupProfile, mutation: Option<Mutation>) -> GroupOutcome {
+    let mut rt = Runtime::with_seed_and_config(profile.seed, madsim::Config::default());
+    rt.add_simulator::<DiskSimulator>();
+    rt.set_time_limit(Duration::from_millis(600_000));
+    rt.block_on(simulate(profile.clone(), mutation))
+}
+
+/// Shared records, outside every node.
+#[derive(Debug, Clone, Default)]
+struct Records {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    membership: Arc<Mutex<Membership>>,
+    acked: Arc<Mutex<BTreeMap<u32, MessageQueue>>>,
+}
+
+impl Records {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn member(&self, at_ms: u64, group: &'static str, instance: &str, joined: bool) {
+        self.membership.lock().unwrap_or_else(PoisonError::into_inner).push((
+            at_ms,
+            group,
+            instance.to_owned(),
+            joined,
+        ));
+    }
+}
+
+fn key_of(message: &StoredMessage) -> Option<u32> {
+    properties::find(&message.properties, keys::KEYS)
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(|k| k.parse().ok())
+}
+
+/// Whether `cg`/`og` fail this delivery: a fixed coin per (seed, key, attempt).
+fn coin(seed: u64, key: u32, attempt: i32, percent: u32) -> bool {
+    let mut h =
+        seed ^ u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(attempt.unsigned_abs()) << 40);
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (h >> 33) % 100 < u64::from(percent)
+}
+
+struct Instance {
+    group: &'static str,
+    name: String,
+    config: ConsumerConfig,
+    decide: Arc<dyn Fn(u32, i32) -> bool + Send + Sync>,
+}
+
+fn start_instance(records: &Records, epoch: Instant, instance: &Instance) -> KeelClient {
+    let namesrv = crate::workload::NAMESRV.parse().expect("address");
+    let config = ClientConfig::new(vec![namesrv], instance.name.clone());
+    let clock = Arc::new(SimClock::start(SharedSkew::default(), epoch));
+    let client = KeelClient::start_with_clock(config, clock);
+    let (seen, group, name, decide) =
+        (Arc::clone(&records.seen), instance.group, instance.name.clone(), Arc::clone(&instance.decide));
+    let listener = move |queue: &MessageQueue, messages: &[StoredMessage]| {
+        let at_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(0);
+        let mut result = ConsumeResult::Success;
+        for message in messages {
+            let key = key_of(message).unwrap_or(u32::MAX);
+            let ok = decide(key, message.reconsume_times);
+            if !ok {
+                result = ConsumeResult::Later;
+            }
+            seen.lock().unwrap_or_else(PoisonError::into_inner).push(Seen {
+                at_ms,
+                group,
+                instance: name.clone(),
+                queue: queue.clone(),
+                offset: message.queue_offset,
+                key,
+                reconsume_times: message.reconsume_times,
+                topic: message.topic.clone(),
+                ok,
+            });
+        }
+        result
+    };
+    let (client2, config) = (client.clone(), instance.config.clone());
+    tokio::spawn(async move {
+        let _ = client2.start_consumer(config, listener, 4).await;
+    });
+    client
+}
+
+fn consumer(group: &str, model: MessageModel, orderly: bool, max_reconsume: i32) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(group, GROUP_TOPIC, "*");
+    config.model = model;
+    config.orderly = orderly;
+    config.from_where = ConsumeFromWhere::FirstOffset;
+    config.max_reconsume_times = max_reconsume;
+    config.suspend_ms = 200;
+    config
+}
+
+async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOutcome {
+    let epoch = Instant::now();
+    let world = World::default();
+    let handle = Handle::current();
+    let records = Records::default();
+    let now_ms = move || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(0);
+
+    let namesrv = handle
+        .create_node()
+        .name("namesrv")
+        .ip("10.0.0.1".parse().expect("ip"))
+        .init(move || namesrv_main(SharedSkew::default(), epoch))
+        .build();
+    let mut config = BrokerConfig::new(BROKER.parse().expect("address"));
+    config.namesrv_addrs = vec![crate::workload::NAMESRV.parse().expect("address")];
+    config.default_topic_queue_nums = 4;
+    config.store.segment_size = 64 * 1024;
+    config.store.flush_mode =
+        if profile.sync_flush { FlushMode::Sync } else { FlushMode::Async { interval_ms: 100 } };
+    config.store.mutation = mutation;
+    // Short delay levels: a retry chain finishes within the run.
+    config.delay_levels = DelayLevels::parse(&["1s"; 18].join(" ")).expect("levels");
+    let broker_world = world.clone();
+    let broker = handle
+        .create_node()
+        .name("broker")
+        .ip("10.0.0.2".parse().expect("ip"))
+        .init(move || broker_main(broker_world.clone(), config.clone(), SharedSkew::default(), epoch))
+        .build();
+    let on_loss: LossHook = Arc::new(|_, _| {});
+    madsim::plugin::simulator::<DiskSimulator>().attach(
+        broker.id(),
+        profile.seed,
+        DiskProfile::default(),
+        on_loss,
+    );
+
+    let seed = profile.seed;
+    let percent = profile.fail_percent;
+    let max_dead = profile.max_reconsume;
+    let flaky: Arc<dyn Fn(u32, i32) -> bool + Send + Sync> =
+        Arc::new(move |key, attempt| !coin(seed, key, attempt, percent));
+    let dead: Arc<dyn Fn(u32, i32) -> bool + Send + Sync> = Arc::new(|key, _| key % 10 != 0);
+    let always: Arc<dyn Fn(u32, i32) -> bool + Send + Sync> = Arc::new(|_, _| true);
+    // og's first instance claims every queue whatever the others think (a fixed CONFIG
+    // allocation, as in a rolling upgrade between strategies): only the broker's locks keep
+    // each queue with one consumer at a time.
+    let mut greedy = consumer("og", MessageModel::Clustering, true, -1);
+    greedy.strategy = keel_core::client::AllocateStrategy::ByConfig(
+        (0..4).map(|q| MessageQueue::new(GROUP_TOPIC, "broker-a", q)).collect(),
+    );
+    let instances = vec![
+        (
+            Instance {
+                group: "cg",
+                name: "10.0.2.1@cg-a".into(),
+                config: consumer("cg", MessageModel::Clustering, false, -1),
+                decide: Arc::clone(&flaky),
+            },
+            "10.0.2.1",
+        ),
+        (
+            Instance {
+                group: "cg",
+                name: "10.0.2.2@cg-b".into(),
+                config: consumer("cg", MessageModel::Clustering, false, -1),
+                decide: Arc::clone(&flaky),
+            },
+            "10.0.2.2",
+        ),
+        (
+            Instance {
+                group: "cg",
+                name: "10.0.2.3@cg-c".into(),
+                config: consumer("cg", MessageModel::Clustering, false, -1),
+                decide: Arc::clone(&flaky),
+            },
+            "10.0.2.3",
+        ),
+        (
+            Instance {
+                group: "og",
+                name: "10.0.3.1@og-a".into(),
+                config: greedy,
+                decide: Arc::clone(&flaky),
+            },
+            "10.0.3.1",
+        ),
+        (
+            Instance {
+                group: "og",
+                name: "10.0.3.2@og-b".into(),
+                config: consumer("og", MessageModel::Clustering, true, -1),
+                decide: Arc::clone(&flaky),
+            },
+            "10.0.3.2",
+        ),
+        (
+            Instance {
+                group: "dg",
+                name: "10.0.4.1@dg".into(),
+                config: consumer("dg", MessageModel::Clustering, false, max_dead),
+                decide: dead,
+            },
+            "10.0.4.1",
+        ),
+        (
+            Instance {
+                group: "bg",
+                name: "10.0.5.1@bg-a".into(),
+                config: consumer("bg", MessageModel::Broadcasting, false, -1),
+                decide: Arc::clone(&always),
+            },
+            "10.0.5.1",
+        ),
+        (
+            Instance {
+                group: "bg",
+                name: "10.0.5.2@bg-b".into(),
+                config: consumer("bg", MessageModel::Broadcasting, false, -1),
+                decide: always,
+            },
+            "10.0.5.2",
+        ),
+    ];
+    // Each instance is a node; its client lives in the node's task, so killing the node
+    // crashes the client (no commits, no unregistration).
+    let mut nodes = BTreeMap::new();
+    let mut clients: BTreeMap<String, Arc<Mutex<Option<KeelClient>>>> = BTreeMap::new();
+    for (instance, ip) in instances {
+        let slot: Arc<Mutex<Option<KeelClient>>> = Arc::default();
+        let (records2, slot2, name) = (records.clone(), Arc::clone(&slot), instance.name.clone());
+        let instance = Arc::new(instance);
+        let starts_late = instance.name == "10.0.2.3@cg-c";
+        let node = handle.create_node().name(name.clone()).ip(ip.parse().expect("ip")).build();
+        clients.insert(name.clone(), slot);
+        let delay = if starts_late { profile.join_at_ms } else { 0 };
+        node.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            records2.member(
+                u64::try_from(epoch.elapsed().as_millis()).unwrap_or(0),
+                instance.group,
+                &instance.name,
+                true,
+            );
+            let client = start_instance(&records2, epoch, &instance);
+            *slot2.lock().unwrap_or_else(PoisonError::into_inner) = Some(client);
+            std::future::pending::<()>().await;
+        });
+        nodes.insert(name, node.id());
+    }
+
+    // The producer.
+    let producer_node = handle.create_node().name("producer").ip("10.0.1.1".parse().expect("ip")).build();
+    let (acked, messages, gap) = (Arc::clone(&records.acked), profile.messages, profile.send_gap_ms);
+    producer_node.spawn(async move {
+        let namesrv = crate::workload::NAMESRV.parse().expect("address");
+        let clock = Arc::new(SimClock::start(SharedSkew::default(), epoch));
+        let client =
+            KeelClient::start_with_clock(ClientConfig::new(vec![namesrv], "10.0.1.1@producer"), clock);
+        for key in 0..messages {
+            let message = OutgoingMessage {
+                topic: GROUP_TOPIC.into(),
+                keys: Some(key.to_string()),
+                body: format!("body-{key}").into_bytes().into(),
+                ..OutgoingMessage::default()
+            };
+            // Retry a failed send with the same key: the checkers count a key once.
+            for _ in 0..5 {
+                let request =
+                    SendRequest { group: "pg".into(), message: message.clone(), target: SendTarget::Any };
+                if let Ok(result) = client.send(request).await {
+                    acked.lock().unwrap_or_else(PoisonError::into_inner).insert(key, result.queue);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(gap)).await;
+        }
+    });
+
+    // Membership changes.
+    let mut events: Vec<(u64, &str, bool)> = vec![
+        (profile.crash_at_ms, "10.0.2.1@cg-a", true),
+        (profile.leave_at_ms, "10.0.2.2@cg-b", false),
+        (profile.orderly_crash_at_ms, "10.0.3.1@og-a", true),
+    ];
+    events.sort_unstable();
+    for (at, name, crash) in events {
+        tokio::time::sleep_until(epoch + Duration::from_millis(at)).await;
+        let group = if name.contains("og-") { "og" } else { "cg" };
+        records.member(now_ms(), group, name, false);
+        if crash {
+            if let Some(node) = nodes.get(name) {
+                handle.kill(*node);
+            }
+        } else if let Some(client) =
+            clients.get(name).and_then(|c| c.lock().unwrap_or_else(PoisonError::into_inner).clone())
+        {
+            client.shutdown().await;
+            if let Some(node) = nodes.get(name) {
+                handle.kill(*node);
+            }
+        }
+    }
+    let sending_ms = u64::from(profile.messages) * (profile.send_gap_ms + 5);
+    tokio::time::sleep_until(epoch + Duration::from_millis(sending_ms.max(45_000) + profile.settle_ms)).await;
+
+    // Read the dead-letter queue with a fresh group.
+    let reader = handle.create_node().name("dlq-reader").ip("10.0.6.1".parse().expect("ip")).build();
+    let dlq_seen = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let dlq_seen2 = Arc::clone(&dlq_seen);
+    let reading = reader.spawn(async move {
+        let namesrv = crate::workload::NAMESRV.parse().expect("address");
+        let clock = Arc::new(SimClock::start(SharedSkew::default(), epoch));
+        let client = KeelClient::start_with_clock(ClientConfig::new(vec![namesrv], "10.0.6.1@dlq"), clock);
+        let mut config = ConsumerConfig::new("dlq_reader", "%DLQ%dg", "*");
+        config.from_where = ConsumeFromWhere::FirstOffset;
+        let listener = move |_: &MessageQueue, messages: &[StoredMessage]| {
+            let mut seen = dlq_seen2.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.extend(messages.iter().filter_map(key_of));
+            ConsumeResult::Success
+        };
+        let _ = client.start_consumer(config, listener, 1).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        client.shutdown().await;
+    });
+    let _ = reading.await;
+
+    let seen = records.seen();
+    let acked = records.acked.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let membership = records.membership.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let dlq = dlq_seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut violations = Vec::new();
+    check_clustering(&seen, &acked, &membership, &mut violations);
+    check_orderly(&seen, &acked, &membership, &mut violations);
+    check_dead_letters(&seen, &acked, &dlq, profile.max_reconsume, &mut violations);
+    check_broadcast(&seen, &acked, &mut violations);
+    violations.truncate(12);
+
+    let mut coverage = Coverage::default();
+    coverage.add("group_consumer_join", membership.iter().filter(|m| m.3).count() as u64);
+    coverage.add("group_consumer_leave", membership.iter().filter(|m| !m.3).count() as u64);
+    coverage.add("group_retry_delivery", seen.iter().filter(|s| s.reconsume_times > 0).count() as u64);
+    coverage.add("group_dead_letter", dlq.len() as u64);
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for s in &seen {
+        for byte in format!("{s:?}\n").bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    for (_, node) in nodes {
+        handle.kill(node);
+    }
+    for node in [namesrv.id(), broker.id(), producer_node.id(), reader.id()] {
+        handle.kill(node);
+    }
+    madsim::plugin::simulator::<DiskSimulator>().detach(broker.id());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    GroupOutcome {
+        violations,
+        deliveries: seen.len(),
+        acked: acked.len() as u64,
+        simulated_ms: now_ms(),
+        trace_hash: hash,
+        coverage,
+        tail: seen.iter().rev().take(40).rev().map(|s| format!("{s:?}")).collect(),
+    }
+}
+
+fn of_group<'a>(seen: &'a [Seen], group: &str) -> impl Iterator<Item = &'a Seen> {
+    let group = group.to_owned();
+    seen.iter().filter(move |s| s.group == group)
+}
+
+/// Membership events of `group` within [from, to].
+fn changes(membership: &Membership, group: &str, from: u64, to: u64) -> usize {
+    membership.iter().filter(|m| m.1 == group && m.0 >= from && m.0 <= to).count()
+}
+
+/// `cg`: every acknowledged message consumed; a second success only around a membership
+/// change (a crash loses up to one commit period; a hand-over may race the last commit).
+fn check_clustering(
+    seen: &[Seen],
+    acked: &BTreeMap<u32, MessageQueue>,
+    membership: &Membership,
+    out: &mut Vec<String>,
+) {
+    let mut successes: BTreeMap<u32, Vec<&Seen>> = BTreeMap::new();
+    for s in of_group(seen, "cg").filter(|s| s.ok) {
+        successes.entry(s.key).or_default().push(s);
+    }
+    for key in acked.keys() {
+        match successes.get(key).map(Vec::as_slice) {
+            None | Some([]) => out.push(format!("cg: acknowledged message {key} never consumed")),
+            Some([first, rest @ ..]) => {
+                for again in rest {
+                    if changes(membership, "cg", first.at_ms.saturating_sub(6_000), again.at_ms) == 0 {
+                        out.push(format!("cg: message {key} consumed again at {} ms (first at {} ms) with no membership change", again.at_ms, first.at_ms));
+                    }
+                }
+            }
+        }
+    }
+    for s in of_group(seen, "cg") {
+        if s.topic != GROUP_TOPIC {
+            out.push(format!(
+                "cg: message {} shown under topic {} (a retry must show its original topic)",
+                s.key, s.topic
+            ));
+        }
+    }
+}
+
+/// `og`: every acknowledged message consumed; per queue and owner, a failure is retried
+/// first and nothing is skipped; owners change only as often as membership changes.
+fn check_orderly(
+    seen: &[Seen],
+    acked: &BTreeMap<u32, MessageQueue>,
+    membership: &Membership,
+    out: &mut Vec<String>,
+) {
+    let consumed: BTreeSet<u32> = of_group(seen, "og").filter(|s| s.ok).map(|s| s.key).collect();
+    for key in acked.keys() {
+        if !consumed.contains(key) {
+            out.push(format!("og: acknowledged message {key} never consumed"));
+        }
+    }
+    let mut per_queue: BTreeMap<&MessageQueue, Vec<&Seen>> = BTreeMap::new();
+    for s in of_group(seen, "og") {
+        per_queue.entry(&s.queue).or_default().push(s);
+    }
+    for (queue, deliveries) in per_queue {
+        let mut last_switch_ms = 0;
+        let mut last: Option<&Seen> = None;
+        let mut high_water: Option<i64> = None; // highest offset consumed on this queue
+        for s in deliveries {
+            if let Some(prev) = last {
+                if prev.instance != s.instance {
+                    // Two consumers take turns on a queue only after a membership change.
+                    if changes(membership, "og", last_switch_ms, s.at_ms) == 0 {
+                        out.push(format!(
+                            "og: queue {} went from {} to {} at {} ms with no membership change since {} ms (interleaved consumers)",
+                            queue.queue_id, prev.instance, s.instance, s.at_ms, last_switch_ms
+                        ));
+                    }
+                    last_switch_ms = s.at_ms;
+                    // A new owner restarts at the committed offset: never past what was consumed.
+                    if high_water.is_some_and(|h| s.offset > h + 1) {
+                        out.push(format!(
+                            "og: queue {} skipped to {} after {:?} on a hand-over",
+                            queue.queue_id, s.offset, high_water
+                        ));
+                    }
+                } else {
+                    let expected = if prev.ok { prev.offset + 1 } else { prev.offset };
+                    if s.offset != expected && !(prev.ok && s.offset <= prev.offset) {
+                        out.push(format!(
+                            "og: queue {} by {} went from {} ({}) to {}",
+                            queue.queue_id,
+                            s.instance,
+                            prev.offset,
+                            if prev.ok { "consumed" } else { "failed" },
+                            s.offset
+                        ));
+                    }
+                }
+            }
+            if s.ok {
+                high_water = Some(high_water.map_or(s.offset, |h| h.max(s.offset)));
+            }
+            last = Some(s);
+        }
+    }
+}
+
+/// `dg`: a message that always fails is delivered exactly `max + 1` times with rising
+/// `reconsumeTimes`, then is in the DLQ exactly once and never delivered again; the others
+/// never reach the DLQ.
+fn check_dead_letters(
+    seen: &[Seen],
+    acked: &BTreeMap<u32, MessageQueue>,
+    dlq: &[u32],
+    max: i32,
+    out: &mut Vec<String>,
+) {
+    let mut tries: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
+    for s in of_group(seen, "dg") {
+        tries.entry(s.key).or_default().push(s.reconsume_times);
+    }
+    let want: Vec<i32> = (0..=max).collect();
+    for key in acked.keys() {
+        let got = tries.get(key).cloned().unwrap_or_default();
+        let in_dlq = dlq.iter().filter(|k| *k == key).count();
+        if key % 10 == 0 {
+            // A crash-free single consumer: every try is seen once (duplicates would be a
+            // broker restart's, and the broker does not restart here).
+            if got != want {
+                out.push(format!(
+                    "dg: failing message {key} delivered with reconsume times {got:?}, want {want:?}"
+                ));
+            }
+            if in_dlq != 1 {
+                out.push(format!("dg: failing message {key} is in the DLQ {in_dlq} times"));
+            }
+        } else {
+            if got.is_empty() {
+                out.push(format!("dg: message {key} never consumed"));
+            }
+            if in_dlq != 0 {
+                out.push(format!("dg: consumed message {key} is in the DLQ"));
+            }
+        }
+    }
+}
+
+/// `bg`: each instance consumed every acknowledged message.
+fn check_broadcast(seen: &[Seen], acked: &BTreeMap<u32, MessageQueue>, out: &mut Vec<String>) {
+    for instance in ["10.0.5.1@bg-a", "10.0.5.2@bg-b"] {
+        let got: BTreeSet<u32> =
+            of_group(seen, "bg").filter(|s| s.instance == instance).map(|s| s.key).collect();
+        let missing: Vec<&u32> = acked.keys().filter(|k| !got.contains(k)).collect();
+        if !missing.is_empty() {
+            out.push(format!(
+                "bg: {instance} missed {} messages, first {:?}",
+                missing.len(),
+                missing.first()
+            ));
+        }
+    }
+}
