@@ -184,11 +184,22 @@ fn coin(seed: u64, key: u32, attempt: i32, percent: u32) -> bool {
     (h >> 33) % 100 < u64::from(percent)
 }
 
+/// Whether a listener consumes message `key` on its `attempt`-th retry.
+type Decide = Arc<dyn Fn(u32, i32) -> bool + Send + Sync>;
+
+/// One consumer instance: a node at `ip`, client id `ip@tag`.
 struct Instance {
     group: &'static str,
+    ip: &'static str,
     name: String,
     config: ConsumerConfig,
-    decide: Arc<dyn Fn(u32, i32) -> bool + Send + Sync>,
+    decide: Decide,
+}
+
+impl Instance {
+    fn new(group: &'static str, ip: &'static str, tag: &str, config: ConsumerConfig, decide: Decide) -> Self {
+        Self { group, ip, name: format!("{ip}@{tag}"), config, decide }
+    }
 }
 
 fn start_instance(records: &Records, epoch: Instant, instance: &Instance) -> KeelClient {
@@ -289,85 +300,26 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     greedy.strategy = keel_core::client::AllocateStrategy::ByConfig(
         (0..4).map(|q| MessageQueue::new(GROUP_TOPIC, "broker-a", q)).collect(),
     );
+    let cg = || consumer("cg", MessageModel::Clustering, false, -1);
+    let og = consumer("og", MessageModel::Clustering, true, -1);
+    let dg = consumer("dg", MessageModel::Clustering, false, max_dead);
+    let bg = || consumer("bg", MessageModel::Broadcasting, false, -1);
     let instances = vec![
-        (
-            Instance {
-                group: "cg",
-                name: "10.0.2.1@cg-a".into(),
-                config: consumer("cg", MessageModel::Clustering, false, -1),
-                decide: Arc::clone(&flaky),
-            },
-            "10.0.2.1",
-        ),
-        (
-            Instance {
-                group: "cg",
-                name: "10.0.2.2@cg-b".into(),
-                config: consumer("cg", MessageModel::Clustering, false, -1),
-                decide: Arc::clone(&flaky),
-            },
-            "10.0.2.2",
-        ),
-        (
-            Instance {
-                group: "cg",
-                name: "10.0.2.3@cg-c".into(),
-                config: consumer("cg", MessageModel::Clustering, false, -1),
-                decide: Arc::clone(&flaky),
-            },
-            "10.0.2.3",
-        ),
-        (
-            Instance {
-                group: "og",
-                name: "10.0.3.1@og-a".into(),
-                config: greedy,
-                decide: Arc::clone(&flaky),
-            },
-            "10.0.3.1",
-        ),
-        (
-            Instance {
-                group: "og",
-                name: "10.0.3.2@og-b".into(),
-                config: consumer("og", MessageModel::Clustering, true, -1),
-                decide: Arc::clone(&flaky),
-            },
-            "10.0.3.2",
-        ),
-        (
-            Instance {
-                group: "dg",
-                name: "10.0.4.1@dg".into(),
-                config: consumer("dg", MessageModel::Clustering, false, max_dead),
-                decide: dead,
-            },
-            "10.0.4.1",
-        ),
-        (
-            Instance {
-                group: "bg",
-                name: "10.0.5.1@bg-a".into(),
-                config: consumer("bg", MessageModel::Broadcasting, false, -1),
-                decide: Arc::clone(&always),
-            },
-            "10.0.5.1",
-        ),
-        (
-            Instance {
-                group: "bg",
-                name: "10.0.5.2@bg-b".into(),
-                config: consumer("bg", MessageModel::Broadcasting, false, -1),
-                decide: always,
-            },
-            "10.0.5.2",
-        ),
+        Instance::new("cg", "10.0.2.1", "cg-a", cg(), Arc::clone(&flaky)),
+        Instance::new("cg", "10.0.2.2", "cg-b", cg(), Arc::clone(&flaky)),
+        Instance::new("cg", "10.0.2.3", "cg-c", cg(), Arc::clone(&flaky)),
+        Instance::new("og", "10.0.3.1", "og-a", greedy, Arc::clone(&flaky)),
+        Instance::new("og", "10.0.3.2", "og-b", og, Arc::clone(&flaky)),
+        Instance::new("dg", "10.0.4.1", "dg", dg, dead),
+        Instance::new("bg", "10.0.5.1", "bg-a", bg(), Arc::clone(&always)),
+        Instance::new("bg", "10.0.5.2", "bg-b", bg(), always),
     ];
     // Each instance is a node; its client lives in the node's task, so killing the node
     // crashes the client (no commits, no unregistration).
     let mut nodes = BTreeMap::new();
     let mut clients: BTreeMap<String, Arc<Mutex<Option<KeelClient>>>> = BTreeMap::new();
-    for (instance, ip) in instances {
+    for instance in instances {
+        let ip = instance.ip;
         let slot: Arc<Mutex<Option<KeelClient>>> = Arc::default();
         let (records2, slot2, name) = (records.clone(), Arc::clone(&slot), instance.name.clone());
         let instance = Arc::new(instance);

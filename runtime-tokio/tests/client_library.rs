@@ -71,6 +71,14 @@ fn recorder(
     }
 }
 
+/// Send `message(topic, i)` for each `i` of `keys`, each acknowledged.
+async fn send_all(producer: &KeelClient, topic: &str, keys: std::ops::Range<usize>) {
+    for i in keys {
+        let request = SendRequest { group: "pg".into(), message: message(topic, i), target: SendTarget::Any };
+        producer.send(request).await.expect("send");
+    }
+}
+
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -115,16 +123,7 @@ async fn sends_are_stored_and_two_consumers_split_then_one_takes_over() {
     // Both join; rebalancing settles; then every queue has exactly one owner.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = seen.lock().unwrap().len();
-    for i in 100..140 {
-        producer
-            .send(SendRequest {
-                group: "pg".into(),
-                message: message("LibSplit", i),
-                target: SendTarget::Any,
-            })
-            .await
-            .unwrap();
-    }
+    send_all(&producer, "LibSplit", 100..140).await;
     wait_until("80 messages", Duration::from_secs(30), || seen.lock().unwrap().len() >= before + 40).await;
     let owners: BTreeMap<i32, BTreeSet<String>> =
         seen.lock().unwrap()[before..].iter().fold(BTreeMap::new(), |mut map, s| {
@@ -141,16 +140,7 @@ async fn sends_are_stored_and_two_consumers_split_then_one_takes_over() {
     a.shutdown().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = seen.lock().unwrap().len();
-    for i in 200..240 {
-        producer
-            .send(SendRequest {
-                group: "pg".into(),
-                message: message("LibSplit", i),
-                target: SendTarget::Any,
-            })
-            .await
-            .unwrap();
-    }
+    send_all(&producer, "LibSplit", 200..240).await;
     wait_until("b takes over", Duration::from_secs(30), || seen.lock().unwrap().len() >= before + 40).await;
     let late: BTreeSet<(String, i32)> =
         seen.lock().unwrap()[before..].iter().map(|s| (s.0.clone(), s.1)).collect();
