@@ -400,6 +400,41 @@ def test_reconsume_later_redelivers_with_rising_reconsume_times(cluster):
     assert_exact(others, [s for s in sent if s["body"] != b"body-1"], "the messages that succeeded")
 
 
+def test_a_rust_library_consumer_and_a_cpp_consumer_share_one_group(cluster):
+    """Keel's client library (mqbench's consumer) and the C++ client in one group: they must
+    compute the same allocation, so no queue is consumed twice and none is orphaned."""
+    topic, group = "InteropMixed", "cg_mixed"
+    send_numbered(cluster, topic, 0, 4)  # creates the topic
+    rust = subprocess.Popen(
+        [os.path.join(BIN_DIR, "mqbench"), "consumer", "-n", cluster.namesrv_addr, "-t", topic,
+         "-g", group, "-w", "2", "--duration", "20", "--print"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    cpp = Consumer(cluster, topic, group, "cpp-consumer")
+    try:
+        time.sleep(8)  # both register; rebalancing settles
+        sent = send_numbered(cluster, topic, 100, 40)
+        bodies = {s["body"] for s in sent}
+        out, _ = rust.communicate(timeout=90)
+        rust_got = []
+        for line in out.splitlines():
+            if line.startswith(b"consumed "):
+                _, queue, _offset, body = line.split(b" ", 3)
+                if body in bodies:
+                    rust_got.append((int(queue), body))
+        cpp_got = [(g["queue"], g["body"]) for g in cpp.snapshot() if g["body"] in bodies]
+        rust_queues, cpp_queues = {q for q, _ in rust_got}, {q for q, _ in cpp_got}
+        assert rust_queues and cpp_queues, "one side got nothing: rust %r, C++ %r" % (rust_queues, cpp_queues)
+        assert not rust_queues & cpp_queues, "a queue consumed by both: rust %r, C++ %r" % (rust_queues, cpp_queues)
+        assert rust_queues | cpp_queues == {0, 1, 2, 3}, "a queue orphaned: rust %r, C++ %r" % (rust_queues, cpp_queues)
+        consumed = sorted(b for _, b in rust_got + cpp_got)
+        assert consumed == sorted(bodies), "not every message exactly once: %d consumed of %d" % (len(consumed), len(bodies))
+    finally:
+        cpp.stop()
+        if rust.poll() is None:
+            rust.kill()
+
+
 TESTS = [
     test_sync_sends_push_consumer_tag_expression,
     test_async_and_oneway_sends_pull_consumer,
@@ -410,6 +445,7 @@ TESTS = [
     test_two_push_consumers_split_the_queues_and_one_takes_over,
     test_orderly_push_consumer_keeps_fifo_per_queue,
     test_reconsume_later_redelivers_with_rising_reconsume_times,
+    test_a_rust_library_consumer_and_a_cpp_consumer_share_one_group,
 ]
 
 

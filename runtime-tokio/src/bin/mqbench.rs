@@ -68,6 +68,10 @@ struct ConsumerArgs {
     /// Messages per delivery to the listener.
     #[arg(short = 'b', long, default_value_t = 1)]
     batch: usize,
+    /// Print `consumed <queue id> <queue offset> <body>` for every message (for tests that
+    /// check who consumed what).
+    #[arg(long)]
+    print: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -297,13 +301,22 @@ async fn spawn_consumers(
     config.from_where = ConsumeFromWhere::FirstOffset;
     config.consume_batch_size = args.batch.max(1);
     let listener_stats = Arc::clone(stats);
-    let listener = move |_queue: &keel_runtime_tokio::client::MessageQueue,
+    let print = args.print;
+    let listener = move |queue: &keel_runtime_tokio::client::MessageQueue,
                          messages: &[keel_runtime_tokio::client::StoredMessage]| {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let mut local = new_histogram();
         for message in messages {
+            if print {
+                println!(
+                    "consumed {} {} {}",
+                    queue.queue_id,
+                    message.queue_offset,
+                    String::from_utf8_lossy(&message.body)
+                );
+            }
             let delay_ms = u64::try_from(now_ms - message.store_timestamp).unwrap_or(0);
             listener_stats.record(1, Duration::from_millis(delay_ms), &mut local);
         }
