@@ -234,3 +234,39 @@ async fn an_orderly_consumer_keeps_fifo_and_retries_the_same_message_first() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcasting_consumer_resumes_from_its_local_offsets_file() {
+    use keel_runtime_tokio::client::{ClientOptions, MessageModel};
+    let (_keel, namesrv) = start_keel("client-broadcast");
+    let dir = scratch_dir("client-broadcast-offsets");
+    let producer = client(namesrv, "producer");
+    send_all(&producer, "LibBroadcast", 0..10).await;
+    let start = |seen: &Seen| {
+        let options = ClientOptions { offsets_dir: Some(dir.clone()), ..ClientOptions::default() };
+        let client = KeelClient::start_with(ClientConfig::new(vec![namesrv], "127.0.0.1@bc"), options);
+        let mut config = consumer_config("cg_broadcast", "LibBroadcast");
+        config.model = MessageModel::Broadcasting;
+        (client, config, recorder(seen, "bc", |_| false))
+    };
+    let first: Seen = Arc::default();
+    let (consumer, config, listener) = start(&first);
+    consumer.start_consumer(config, listener, 2).await.unwrap();
+    wait_until("the first ten", Duration::from_secs(20), || first.lock().unwrap().len() >= 10).await;
+    consumer.shutdown().await;
+    let file = dir.join("127.0.0.1@bc").join("cg_broadcast").join("offsets.json");
+    assert!(file.exists(), "no offsets file at {}", file.display());
+
+    send_all(&producer, "LibBroadcast", 10..15).await;
+    let second: Seen = Arc::default();
+    let (consumer, config, listener) = start(&second);
+    consumer.start_consumer(config, listener, 2).await.unwrap();
+    wait_until("the next five", Duration::from_secs(20), || second.lock().unwrap().len() >= 5).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bodies: BTreeSet<String> = second.lock().unwrap().iter().map(|s| s.4.clone()).collect();
+    let want: BTreeSet<String> = (10..15).map(|i| format!("body-{i}")).collect();
+    assert_eq!(bodies, want, "the restarted consumer resumed where it stopped");
+    assert_eq!(second.lock().unwrap().len(), 5, "nothing consumed twice");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

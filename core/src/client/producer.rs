@@ -17,6 +17,8 @@ use crate::protocol::headers::{CommandHeader, SendMessageResponseHeader};
 use crate::protocol::message::properties::keys;
 use crate::protocol::{RemotingCommand, ResponseCode};
 
+/// How soon a send with no route anywhere asks the name servers again.
+const ROUTE_RETRY_MS: u64 = 500;
 /// Queues an auto-created topic gets (`defaultTopicQueueNums`).
 const DEFAULT_TOPIC_QUEUES: i32 = 4;
 
@@ -53,6 +55,8 @@ pub(super) struct PendingSend {
     deadline: MonoNanos,
     /// Waiting for a route (no attempt in flight).
     parked: bool,
+    /// Parked with no route known anywhere: ask the name servers again then.
+    ask_again: Option<MonoNanos>,
 }
 
 /// Response codes after which RocketMQ tries another broker.
@@ -93,6 +97,7 @@ impl Client {
             last_error: String::new(),
             deadline: now.mono.plus_millis(budget),
             parked: true,
+            ask_again: None,
         };
         self.sends.insert(id, send);
         self.attempt(now, id);
@@ -129,7 +134,15 @@ impl Client {
         let queues = match self.send_queues(now, &topic) {
             Ok(Some(found)) => found,
             Ok(None) => return, // parked until the route arrives
-            Err(()) => return self.finish_send(id, Err(SendError::NoRoute(topic))),
+            Err(()) => {
+                // Neither the topic nor the default topic has a route yet (a broker that has
+                // not registered yet, say): ask again shortly, until the send's time runs out.
+                if let Some(send) = self.sends.get_mut(&id) {
+                    send.parked = true;
+                    send.ask_again = Some(now.mono.plus_millis(ROUTE_RETRY_MS));
+                }
+                return;
+            }
         };
         let (queues, route) = queues;
         let Some(send) = self.sends.get_mut(&id) else { return };

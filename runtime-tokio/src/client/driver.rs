@@ -2,11 +2,13 @@
 //! ([`crate::driver`]), plus the application's commands in and the client's events out.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::client::{
-    Client, ClientConfig, ClientEvent, ConsumeResult, ConsumerConfig, DeliveryId, SendRequest, SendResult,
+    Client, ClientConfig, ClientEvent, ConsumeResult, ConsumerConfig, DeliveryId, MessageModel, SendRequest,
+    SendResult,
 };
 use keel_core::io::{Input, Machine};
 use keel_core::protocol::body::MessageQueue;
@@ -31,11 +33,45 @@ pub(super) enum Command {
 /// One delivery for a listener.
 type Delivery = (DeliveryId, MessageQueue, Vec<StoredMessage>);
 
+/// Broadcasting consumers' offsets files (`<dir>/<clientId>/<group>/offsets.json`).
+#[derive(Debug)]
+pub(super) struct LocalOffsets {
+    dir: PathBuf,
+}
+
+impl LocalOffsets {
+    pub(super) fn new(root: PathBuf, client_id: &str) -> Self {
+        Self { dir: root.join(client_id.replace(['/', '\\'], "_")) }
+    }
+
+    fn path(&self, group: &str) -> PathBuf {
+        self.dir.join(group.replace(['/', '\\'], "_")).join("offsets.json")
+    }
+
+    /// The group's file, if there is one.
+    fn load(&self, group: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.path(group)).ok()
+    }
+
+    /// Replace the group's file atomically (write a temporary file, rename it over). Small
+    /// and every few seconds at most, so it is written from the driver task directly.
+    fn save(&self, group: &str, content: &[u8]) -> std::io::Result<()> {
+        let path = self.path(group);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, content)?;
+        std::fs::rename(&tmp, &path)
+    }
+}
+
 pub(super) async fn run(
     config: ClientConfig,
     mut commands: mpsc::Receiver<Command>,
     results: mpsc::WeakSender<Command>,
     driver: DriverConfig,
+    offsets: Option<LocalOffsets>,
 ) {
     let clock = Arc::clone(&driver.clock);
     let limits = ConnLimits::of(&driver);
@@ -68,8 +104,11 @@ pub(super) async fn run(
                     let id = client.send(clock.now(), request);
                     sends.insert(id, reply);
                 }
-                Some(Command::Subscribe { config, listener, workers }) => {
+                Some(Command::Subscribe { mut config, listener, workers }) => {
                     listeners.insert(config.group.clone(), Listeners::start(listener, workers, results.clone()));
+                    if config.model == MessageModel::Broadcasting && config.local_offsets.is_none() {
+                        config.local_offsets = offsets.as_ref().and_then(|o| o.load(&config.group));
+                    }
                     client.start_consumer(clock.now(), config);
                 }
                 Some(Command::Consumed { id, result }) => client.consumed(clock.now(), id, result),
@@ -104,8 +143,10 @@ pub(super) async fn run(
                     Some(listener) => listener.deliver((id, queue, messages)),
                     None => client.consumed(clock.now(), id, ConsumeResult::Later),
                 },
-                ClientEvent::SaveOffsets { group, .. } => {
-                    tracing::debug!(group, "broadcast offsets changed (kept in memory)");
+                ClientEvent::SaveOffsets { group, content } => {
+                    if let Some(Err(error)) = offsets.as_ref().map(|o| o.save(&group, &content)) {
+                        tracing::warn!(group, %error, "cannot save broadcast offsets");
+                    }
                 }
             }
         }

@@ -26,6 +26,7 @@
 
 mod driver;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use keel_core::client::{
@@ -76,19 +77,45 @@ pub struct KeelClient {
     commands: mpsc::Sender<Command>,
 }
 
+/// How a client runs, beyond the core's settings.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The clock (the simulator gives each node its own).
+    pub clock: Arc<dyn Clock>,
+    /// Where broadcasting consumers keep their offsets (`<dir>/<clientId>/<group>/offsets.json`,
+    /// RocketMQ's `LocalFileOffsetStore` layout); `None` keeps them in memory only.
+    pub offsets_dir: Option<PathBuf>,
+}
+
+impl Default for ClientOptions {
+    /// The system clock; offsets under `~/.rocketmq_offsets` (RocketMQ's default).
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        Self { clock: Arc::new(SystemClock::start()), offsets_dir: home.map(|h| h.join(".rocketmq_offsets")) }
+    }
+}
+
 impl KeelClient {
-    /// Start a client on the current tokio runtime, on the system clock.
+    /// Start a client on the current tokio runtime, with the default options.
     #[must_use]
     pub fn start(config: ClientConfig) -> Self {
-        Self::start_with_clock(config, Arc::new(SystemClock::start()))
+        Self::start_with(config, ClientOptions::default())
     }
 
-    /// Start a client reading `clock` (the simulator gives each node its own).
+    /// Start a client reading `clock`, keeping broadcast offsets in memory (the simulator's
+    /// clients).
     #[must_use]
     pub fn start_with_clock(config: ClientConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::start_with(config, ClientOptions { clock, offsets_dir: None })
+    }
+
+    /// Start a client with `options`.
+    #[must_use]
+    pub fn start_with(config: ClientConfig, options: ClientOptions) -> Self {
         let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
-        let driver_config = DriverConfig { clock, ..DriverConfig::default() };
-        tokio::spawn(driver::run(config, queue, commands.downgrade(), driver_config));
+        let driver_config = DriverConfig { clock: options.clock, ..DriverConfig::default() };
+        let offsets = options.offsets_dir.map(|dir| driver::LocalOffsets::new(dir, &config.client_id));
+        tokio::spawn(driver::run(config, queue, commands.downgrade(), driver_config, offsets));
         Self { commands }
     }
 
