@@ -24,7 +24,8 @@ impl RebalancePlan {
     }
 }
 
-/// The plan for `topic`: `owned` may hold queues of other topics, which are left alone.
+/// The plan for `topic`: `owned` may hold queues of other topics, which are left alone, and
+/// so may `allocated` (a fixed `CONFIG` list names queues of every topic it covers).
 #[must_use]
 pub fn plan<'a>(
     topic: &str,
@@ -32,7 +33,7 @@ pub fn plan<'a>(
     allocated: &[MessageQueue],
 ) -> RebalancePlan {
     let owned: BTreeSet<&MessageQueue> = owned.into_iter().filter(|q| q.topic == topic).collect();
-    let allocated: BTreeSet<&MessageQueue> = allocated.iter().collect();
+    let allocated: BTreeSet<&MessageQueue> = allocated.iter().filter(|q| q.topic == topic).collect();
     RebalancePlan {
         removed: owned.difference(&allocated).map(|q| (*q).clone()).collect(),
         added: allocated.difference(&owned).map(|q| (*q).clone()).collect(),
