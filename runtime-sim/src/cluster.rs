@@ -311,8 +311,8 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
             .collect(),
     };
     nemesis_tasks.keeper.abort();
-    disks.detach(broker.id());
-    tear_down(&handle, &nodes, prober.id()).await;
+    let all = [nodes.namesrv, nodes.broker, prober.id()].into_iter().chain(nodes.producers.iter().copied());
+    tear_down(&handle, all.chain(nodes.consumers.iter().copied()), Some(broker.id())).await;
     outcome
 }
 
@@ -321,9 +321,16 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
 /// on madsim's run queue, which the task's own scheduler keeps alive, so the task, and
 /// through it the run's whole state, leak. A batch of seeds in one process grew by
 /// megabytes a seed until the machine ran out of memory.
-async fn tear_down(handle: &Handle, nodes: &Nodes, prober: NodeId) {
-    let all = [nodes.namesrv, nodes.broker, prober].into_iter().chain(nodes.producers.iter().copied());
-    for node in all.chain(nodes.consumers.iter().copied()) {
+/// `disk_node`'s disk is detached first, so its kill is not a power loss.
+pub(crate) async fn tear_down(
+    handle: &Handle,
+    nodes: impl IntoIterator<Item = NodeId>,
+    disk_node: Option<NodeId>,
+) {
+    if let Some(node) = disk_node {
+        madsim::plugin::simulator::<DiskSimulator>().detach(node);
+    }
+    for node in nodes {
         handle.kill(node);
     }
     // A killed task is dropped the next time the executor picks it up; one tick is enough.

@@ -434,20 +434,9 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     coverage.add("group_consumer_leave", membership.iter().filter(|m| !m.3).count() as u64);
     coverage.add("group_retry_delivery", seen.iter().filter(|s| s.reconsume_times > 0).count() as u64);
     coverage.add("group_dead_letter", dlq.len() as u64);
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for s in &seen {
-        for byte in format!("{s:?}\n").bytes() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    for (_, node) in nodes {
-        handle.kill(node);
-    }
-    for node in [namesrv.id(), broker.id(), producer_node.id(), reader.id()] {
-        handle.kill(node);
-    }
-    madsim::plugin::simulator::<DiskSimulator>().detach(broker.id());
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    let hash = crate::history::trace_hash(seen.iter().map(|s| format!("{s:?}")));
+    let others = [namesrv.id(), broker.id(), producer_node.id(), reader.id()];
+    crate::cluster::tear_down(&handle, nodes.into_values().chain(others), Some(broker.id())).await;
     GroupOutcome {
         violations,
         deliveries: seen.len(),

@@ -97,13 +97,18 @@ impl History {
     /// at the same times (what the determinism check compares across processes).
     #[must_use]
     pub fn trace_hash(&self) -> u64 {
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        for entry in &self.entries {
-            for byte in entry.to_string().bytes().chain([b'\n']) {
-                hash ^= u64::from(byte);
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        hash
+        trace_hash(self.entries.iter().map(ToString::to_string))
     }
+}
+
+/// A 64-bit FNV-1a hash of `lines`, each followed by a newline: a run's trace hash.
+pub fn trace_hash(lines: impl IntoIterator<Item = String>) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for line in lines {
+        for byte in line.bytes().chain([b'\n']) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }

@@ -208,15 +208,6 @@ impl Broker {
         );
     }
 
-    /// The end of the log that counts as durable for what the broker stores on its own
-    /// account (delayed deliveries, sent-back messages): what a send would wait for.
-    fn durable_end(&self) -> u64 {
-        match self.store.config().flush_mode {
-            crate::store::FlushMode::Sync => self.store.flushed_end().0,
-            crate::store::FlushMode::Async { .. } => self.store.written_end().0,
-        }
-    }
-
     fn opaque(&mut self) -> i32 {
         self.next_opaque = self.next_opaque.wrapping_add(1).max(1);
         self.next_opaque
@@ -294,7 +285,8 @@ impl Broker {
             }
         }
         self.release_pending();
-        let durable_end = self.durable_end();
+        // A delivery counts once it is as safe as a send would be: what consumers may see.
+        let durable_end = self.store.visible_end().0;
         self.scheduler.settle(durable_end, now.wall.0);
         self.wake_holds(now);
         self.persist_metadata();

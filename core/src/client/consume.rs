@@ -351,8 +351,7 @@ impl Client {
         let (orderly, batch) = (consumer.config.orderly, consumer.config.consume_batch_size.max(1));
         let Some(owned) = consumer.owned.get_mut(queue) else { return };
         // A message already cached (pulled again after an offset reset) is not delivered twice.
-        let fresh: Vec<StoredMessage> =
-            messages.into_iter().filter(|m| owned.pq.put(vec![m.clone()]) == 1).collect();
+        let fresh: Vec<StoredMessage> = messages.into_iter().filter(|m| owned.pq.insert(m.clone())).collect();
         if orderly {
             return self.deliver_orderly(now, group, queue);
         }

@@ -64,18 +64,19 @@ impl ProcessQueue {
     /// Cache pulled messages; returns how many were new (a message pulled twice, as after
     /// an offset reset, is kept once).
     pub fn put(&mut self, messages: Vec<StoredMessage>) -> usize {
-        let mut added = 0;
-        for message in messages {
-            let offset = message.queue_offset;
-            if self.taken.contains_key(&offset) || self.cached.contains_key(&offset) {
-                continue;
-            }
-            self.max_pulled = Some(self.max_pulled.map_or(offset, |max| max.max(offset)));
-            self.cached_bytes += message.body.len();
-            self.cached.insert(offset, message);
-            added += 1;
+        messages.into_iter().map(|m| self.insert(m)).filter(|added| *added).count()
+    }
+
+    /// Cache one pulled message; false if it is already cached or taken.
+    pub fn insert(&mut self, message: StoredMessage) -> bool {
+        let offset = message.queue_offset;
+        if self.taken.contains_key(&offset) || self.cached.contains_key(&offset) {
+            return false;
         }
-        added
+        self.max_pulled = Some(self.max_pulled.map_or(offset, |max| max.max(offset)));
+        self.cached_bytes += message.body.len();
+        self.cached.insert(offset, message);
+        true
     }
 
     /// Concurrent consumption: these offsets are finished (consumed, or handed to a retry).
