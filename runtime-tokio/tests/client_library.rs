@@ -1,7 +1,8 @@
 //! The Rust client library against the `keel` binary on loopback: sends with retries and
 //! routes, two push consumers of one group splitting the queues and one taking over when the
 //! other stops, failed deliveries coming back with rising `reconsumeTimes` and ending in the
-//! dead-letter queue, orderly consumption keeping FIFO. Real sockets: normal builds only.
+//! dead-letter queue, orderly consumption keeping FIFO, lite pull consumers (poll, commit,
+//! assign, seek, pause), the consume timeout and starting from a timestamp. Real sockets: normal builds only.
 #![cfg(not(madsim))]
 
 mod support;
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keel_runtime_tokio::client::{
-    ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, KeelClient, MessageQueue, OutgoingMessage,
-    SendRequest, SendTarget, StoredMessage,
+    ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, KeelClient, LitePullConsumer,
+    MessageQueue, OutgoingMessage, SendRequest, SendTarget, StoredMessage,
 };
 use support::{scratch_dir, ServerProcess};
 
@@ -267,6 +268,181 @@ async fn a_broadcasting_consumer_resumes_from_its_local_offsets_file() {
     let want: BTreeSet<String> = (10..15).map(|i| format!("body-{i}")).collect();
     assert_eq!(bodies, want, "the restarted consumer resumed where it stopped");
     assert_eq!(second.lock().unwrap().len(), 5, "nothing consumed twice");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// Poll `consumer` until `count` messages came or `timeout` passed; (queue id, offset, body).
+async fn poll_until(consumer: &LitePullConsumer, count: usize, timeout: Duration) -> Vec<(i32, i64, String)> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    while got.len() < count && Instant::now() < deadline {
+        for m in consumer.poll(16, Duration::from_millis(500)).await.expect("poll") {
+            got.push((m.queue_id, m.queue_offset, String::from_utf8_lossy(&m.body).into_owned()));
+        }
+    }
+    got
+}
+
+fn lite_config(group: &str, topic: &str) -> ConsumerConfig {
+    let mut config = ConsumerConfig::lite_pull(group, topic, "*");
+    config.from_where = ConsumeFromWhere::FirstOffset;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lite_pull_consumer_polls_everything_once_and_a_new_instance_resumes_after_it() {
+    let (_keel, namesrv) = start_keel("client-lite");
+    let producer = client(namesrv, "producer");
+    send_all(&producer, "LibLite", 0..40).await;
+
+    let first = client(namesrv, "lite-1");
+    let consumer = first.start_lite_pull_consumer(lite_config("cg_lite", "LibLite")).await.unwrap();
+    let got = poll_until(&consumer, 40, Duration::from_secs(30)).await;
+    let bodies: BTreeSet<String> = got.iter().map(|g| g.2.clone()).collect();
+    assert_eq!(bodies, (0..40).map(|i| format!("body-{i}")).collect::<BTreeSet<_>>());
+    assert_eq!(got.len(), 40, "nothing polled twice");
+    assert_eq!(consumer.assignment().await.unwrap().len(), 4, "one consumer reads every queue");
+    // Shutting down with autoCommit says the last poll is done: its offsets are committed.
+    consumer.shutdown().await.unwrap();
+    first.shutdown().await;
+
+    send_all(&producer, "LibLite", 40..50).await;
+    let second = client(namesrv, "lite-2");
+    let consumer = second.start_lite_pull_consumer(lite_config("cg_lite", "LibLite")).await.unwrap();
+    let mut got = poll_until(&consumer, 10, Duration::from_secs(30)).await;
+    got.extend(poll_until(&consumer, 1, Duration::from_secs(2)).await);
+    let bodies: Vec<String> = got.iter().map(|g| g.2.clone()).collect();
+    let mut sorted = bodies.clone();
+    sorted.sort_by_key(|b| b.trim_start_matches("body-").parse::<u32>().unwrap());
+    assert_eq!(sorted, (40..50).map(|i| format!("body-{i}")).collect::<Vec<_>>(), "resumed after {bodies:?}");
+    second.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lite_pull_consumer_assigns_seeks_pauses_and_commits_by_hand() {
+    let (_keel, namesrv) = start_keel("client-lite-assign");
+    let producer = client(namesrv, "producer");
+    // Messages on every queue; the consumer is assigned queue 2 only.
+    let mut on_queue = Vec::new();
+    for i in 0..24 {
+        let request =
+            SendRequest { group: "pg".into(), message: message("LibAssign", i), target: SendTarget::Any };
+        let sent = producer.send(request).await.expect("send");
+        if sent.queue.queue_id == 2 {
+            on_queue.push((sent.queue.clone(), sent.queue_offset, format!("body-{i}")));
+        }
+    }
+    let mq = on_queue[0].0.clone();
+    let n = on_queue.len();
+    let expected: Vec<(i32, i64, String)> =
+        on_queue.iter().map(|(q, o, b)| (q.queue_id, *o, b.clone())).collect();
+
+    let start = |instance: &'static str| {
+        let client = client(namesrv, instance);
+        let mut config = lite_config("cg_assign", "");
+        config.auto_commit = false;
+        (client, config)
+    };
+    let (first, config) = start("assign-1");
+    let consumer = first.start_lite_pull_consumer(config).await.unwrap();
+    consumer.assign(vec![mq.clone()]).await.unwrap();
+    let got = poll_until(&consumer, n, Duration::from_secs(30)).await;
+    assert_eq!(got, expected, "only the assigned queue, in order");
+
+    // Seek back to offset 1: everything from there comes again.
+    consumer.seek(mq.clone(), 1).await.unwrap();
+    let again = poll_until(&consumer, n - 1, Duration::from_secs(30)).await;
+    assert_eq!(again, expected[1..].to_vec());
+
+    // Paused, a new message is not pulled; resumed, it is.
+    consumer.pause(vec![mq.clone()]).await.unwrap();
+    let extra = SendRequest {
+        group: "pg".into(),
+        message: message("LibAssign", 100),
+        target: SendTarget::Queue(mq.clone()),
+    };
+    producer.send(extra).await.unwrap();
+    assert!(poll_until(&consumer, 1, Duration::from_secs(2)).await.is_empty(), "paused queue pulled");
+    consumer.resume(vec![mq.clone()]).await.unwrap();
+    let resumed = poll_until(&consumer, 1, Duration::from_secs(20)).await;
+    assert_eq!(resumed.iter().map(|g| g.2.as_str()).collect::<Vec<_>>(), ["body-100"]);
+    consumer.commit().await.unwrap();
+    first.shutdown().await;
+
+    // Committed by hand: a new instance starts after body-100. It polls two more and stops
+    // without committing, so a third instance gets those two again.
+    for i in [101, 102] {
+        let more = SendRequest {
+            group: "pg".into(),
+            message: message("LibAssign", i),
+            target: SendTarget::Queue(mq.clone()),
+        };
+        producer.send(more).await.unwrap();
+    }
+    for instance in ["assign-2", "assign-3"] {
+        let (client, config) = start(instance);
+        let consumer = client.start_lite_pull_consumer(config).await.unwrap();
+        consumer.assign(vec![mq.clone()]).await.unwrap();
+        let mut got = poll_until(&consumer, 2, Duration::from_secs(30)).await;
+        got.extend(poll_until(&consumer, 1, Duration::from_secs(2)).await);
+        let bodies: Vec<&str> = got.iter().map(|g| g.2.as_str()).collect();
+        assert_eq!(bodies, ["body-101", "body-102"], "{instance}");
+        client.shutdown().await;
+    }
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_past_its_consume_timeout_is_sent_back_and_comes_again() {
+    let (_keel, namesrv) = start_keel("client-timeout");
+    let producer = client(namesrv, "producer");
+    send_all(&producer, "LibTimeout", 0..1).await;
+    let seen: Seen = Arc::default();
+    let consumer = client(namesrv, "timeout");
+    let mut config = consumer_config("cg_timeout", "LibTimeout");
+    config.consume_timeout_ms = 1_000;
+    let record = recorder(&seen, "t", |_| false);
+    // The first delivery takes 2.5 s, past the timeout; its late success is ignored.
+    let slow = move |queue: &MessageQueue, messages: &[StoredMessage]| {
+        if messages.iter().any(|m| m.reconsume_times == 0) {
+            std::thread::sleep(Duration::from_millis(2_500));
+        }
+        record(queue, messages)
+    };
+    consumer.start_consumer(config, slow, 2).await.unwrap();
+    // Sent back at level 3 (10 s by default).
+    wait_until("the second delivery", Duration::from_secs(40), || seen.lock().unwrap().len() >= 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tries: Vec<i32> = seen.lock().unwrap().iter().map(|s| s.3).collect();
+    assert_eq!(tries, [0, 1]);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_group_consuming_from_a_timestamp_starts_at_the_first_message_stored_after_it() {
+    let (_keel, namesrv) = start_keel("client-timestamp");
+    let producer = client(namesrv, "producer");
+    send_all(&producer, "LibTimestamp", 0..8).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let since = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    send_all(&producer, "LibTimestamp", 8..16).await;
+    let seen: Seen = Arc::default();
+    let consumer = client(namesrv, "timestamp");
+    let mut config = ConsumerConfig::new("cg_timestamp", "LibTimestamp", "*");
+    config.from_where = ConsumeFromWhere::Timestamp(since);
+    consumer.start_consumer(config, recorder(&seen, "ts", |_| false), 2).await.unwrap();
+    wait_until("eight messages", Duration::from_secs(20), || seen.lock().unwrap().len() >= 8).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bodies: BTreeSet<String> = seen.lock().unwrap().iter().map(|s| s.4.clone()).collect();
+    assert_eq!(bodies, (8..16).map(|i| format!("body-{i}")).collect::<BTreeSet<_>>());
+    assert_eq!(seen.lock().unwrap().len(), 8);
     consumer.shutdown().await;
     producer.shutdown().await;
 }

@@ -10,10 +10,11 @@
 //!   is put back in front and delivered again after a pause, and past the retry limit goes
 //!   to the dead-letter queue before the queue moves on.
 
+use super::consumer_config::MessageModel;
 use super::machine::{Client, ClientEvent, DeliveryId};
-use super::push_consumer::{ConsumerCall, Delivery, MessageModel, QueueStage, RETRY_PREFIX};
+use super::push_consumer::{ConsumerCall, ConsumerState, Delivery, QueueStage, RETRY_PREFIX};
 use super::transport::CallError;
-use crate::io::Now;
+use crate::io::{MonoNanos, Now};
 use crate::protocol::body::MessageQueue;
 use crate::protocol::client_requests::{
     send_message_back, PULL_FLAG_COMMIT_OFFSET, PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
@@ -23,8 +24,6 @@ use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{decode_records, StoredMessage};
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-/// How long the broker may hold a pull.
-const PULL_HOLD_MS: i64 = 15_000;
 /// Pause after a failed pull (`pullTimeDelayMillsWhenException`).
 const PULL_ERROR_DELAY_MS: u64 = 3_000;
 /// Pause while flow control holds a queue.
@@ -45,7 +44,8 @@ pub enum ConsumeResult {
 impl Client {
     /// The listener's answer to a delivery.
     pub fn consumed(&mut self, now: Now, id: DeliveryId, result: ConsumeResult) {
-        let Some(delivery) = self.consumers.values_mut().find_map(|c| c.deliveries_remove(id)) else {
+        let Some(delivery) = self.consumers.values_mut().find_map(|c| c.deliveries.remove(&id)) else {
+            // Answered after its consume timeout: it was already sent back.
             return;
         };
         let Some(consumer) = self.consumers.get(&delivery.group) else { return };
@@ -76,7 +76,13 @@ impl Client {
     }
 
     /// Concurrent: these messages are done; the offset may move past them.
-    fn finish(&mut self, group: &str, queue: &MessageQueue, epoch: u64, messages: &[StoredMessage]) {
+    pub(super) fn finish(
+        &mut self,
+        group: &str,
+        queue: &MessageQueue,
+        epoch: u64,
+        messages: &[StoredMessage],
+    ) {
         let offsets: Vec<i64> = messages.iter().map(|m| m.queue_offset).collect();
         let Some(owned) = self.owned_mut(group, queue, epoch) else { return };
         let Some(commit) = owned.pq.finish(&offsets) else { return };
@@ -152,7 +158,7 @@ impl Client {
     }
 
     fn orderly_result(&mut self, now: Now, delivery: Delivery, result: ConsumeResult) {
-        let Delivery { group, queue, epoch, messages } = delivery;
+        let Delivery { group, queue, epoch, messages, .. } = delivery;
         if result == ConsumeResult::Success {
             return self.orderly_done(now, &group, &queue, epoch, true);
         }
@@ -205,16 +211,28 @@ impl Client {
         }
         owned.consuming = true;
         let epoch = owned.epoch;
-        self.deliver(group, queue, epoch, messages);
+        self.deliver(now, group, queue, epoch, messages);
     }
 
-    fn deliver(&mut self, group: &str, queue: &MessageQueue, epoch: u64, messages: Vec<StoredMessage>) {
+    fn deliver(
+        &mut self,
+        now: Now,
+        group: &str,
+        queue: &MessageQueue,
+        epoch: u64,
+        messages: Vec<StoredMessage>,
+    ) {
         self.next_delivery += 1;
         let id = DeliveryId(self.next_delivery);
         let Some(consumer) = self.consumers.get_mut(group) else { return };
-        let delivery =
-            Delivery { group: group.to_owned(), queue: queue.clone(), epoch, messages: messages.clone() };
-        consumer.deliveries_insert(id, delivery);
+        let delivery = Delivery {
+            group: group.to_owned(),
+            queue: queue.clone(),
+            epoch,
+            messages: messages.clone(),
+            started: now.mono,
+        };
+        consumer.deliveries.insert(id, delivery);
         let messages = messages.into_iter().map(restore_topic).collect();
         self.events.push_back(ClientEvent::Deliver {
             id,
@@ -224,18 +242,46 @@ impl Client {
         });
     }
 
+    /// `consumeTimeout`: a delivery the listener has held too long is given up and sent
+    /// back for a later retry, as if it had failed; its late answer is then ignored.
+    fn expire_deliveries(&mut self, now: Now, group: &str) {
+        let Some(consumer) = self.consumers.get_mut(group) else { return };
+        let mut expired = Vec::new();
+        while let Some(at) = consumer.consume_timeout_at() {
+            if now.mono < at {
+                break;
+            }
+            let Some((_, delivery)) = consumer.deliveries.pop_first() else { break };
+            expired.push(delivery);
+        }
+        for delivery in expired {
+            tracing::warn!(group, queue = %delivery.queue, count = delivery.messages.len(), "consume timeout; sending back");
+            for message in delivery.messages {
+                self.send_back(now, group, &delivery.queue, delivery.epoch, message, false);
+            }
+        }
+    }
+
     fn pull(&mut self, now: Now, group: &str, queue: &MessageQueue) {
         let Some(consumer) = self.consumers.get_mut(group) else { return };
         let (limits, orderly, needs_lock) =
             (consumer.config.flow, consumer.config.orderly, consumer.needs_locks());
-        let clustering = consumer.config.model == MessageModel::Clustering;
+        // A lite pull consumer commits only as its application says (`autoCommit` or a
+        // commit call), never piggy-backed on a pull.
+        let clustering = consumer.config.model == MessageModel::Clustering && !consumer.config.is_lite_pull();
         let commit = consumer.offsets.get(queue).filter(|_| clustering);
         let subscription = consumer.subscriptions.get(&queue.topic).cloned();
-        let batch = consumer.config.pull_batch_size;
+        let (batch, hold_ms) = (consumer.config.pull_batch_size, consumer.config.pull_hold_ms);
+        let held_back =
+            consumer.lite.holds_back(queue, consumer.cached_total(), consumer.config.max_cached_all);
         let Some(owned) = consumer.owned.get_mut(queue) else { return };
         owned.next_pull = None;
         if let Some(pause) = owned.pq.pause(&limits, orderly) {
             tracing::trace!(group, queue = %queue, ?pause, "flow control");
+            owned.next_pull = Some(now.mono.plus_millis(FLOW_DELAY_MS));
+            return;
+        }
+        if held_back {
             owned.next_pull = Some(now.mono.plus_millis(FLOW_DELAY_MS));
             return;
         }
@@ -261,7 +307,7 @@ impl Client {
             max_msg_nums: batch,
             sys_flag,
             commit_offset: commit.unwrap_or(0),
-            suspend_timeout_millis: PULL_HOLD_MS,
+            suspend_timeout_millis: i64::try_from(hold_ms).unwrap_or(i64::MAX),
             subscription: Some(subscription.sub_string.clone()),
             sub_version: subscription.sub_version,
             expression_type: Some("TAG".into()),
@@ -355,13 +401,17 @@ impl Client {
         if orderly {
             return self.deliver_orderly(now, group, queue);
         }
+        if consumer.config.is_lite_pull() {
+            return self.hold_for_poll(group, queue, epoch, fresh);
+        }
         for chunk in fresh.chunks(batch) {
-            self.deliver(group, queue, epoch, chunk.to_vec());
+            self.deliver(now, group, queue, epoch, chunk.to_vec());
         }
     }
 
-    /// Due pulls, re-deliveries and resumed orderly queues of `group`.
+    /// Due pulls, re-deliveries, resumed orderly queues and timed-out deliveries of `group`.
     pub(super) fn consume_timers(&mut self, now: Now, group: &str) {
+        self.expire_deliveries(now, group);
         let Some(consumer) = self.consumers.get_mut(group) else { return };
         let due_pulls: Vec<MessageQueue> = consumer
             .owned
@@ -393,9 +443,31 @@ impl Client {
         }
         for (_, queue, epoch, message) in due {
             if self.owned_mut(group, &queue, epoch).is_some() {
-                self.deliver(group, &queue, epoch, vec![message]);
+                self.deliver(now, group, &queue, epoch, vec![message]);
             }
         }
+    }
+}
+
+impl ConsumerState {
+    /// Messages cached over all owned queues (`pullThresholdForAll`).
+    pub(super) fn cached_total(&self) -> usize {
+        self.owned.values().map(|q| q.pq.len()).sum()
+    }
+
+    /// When the oldest unanswered concurrent delivery times out, if it can.
+    pub(super) fn consume_timeout_at(&self) -> Option<MonoNanos> {
+        if !self.times_out_deliveries() {
+            return None;
+        }
+        let (_, oldest) = self.deliveries.first_key_value()?;
+        Some(oldest.started.plus_millis(self.config.consume_timeout_ms))
+    }
+
+    /// Only concurrent clustering deliveries time out: orderly ones hold their queue's
+    /// lock (RocketMQ does not expire them either) and broadcast ones are never retried.
+    fn times_out_deliveries(&self) -> bool {
+        !self.config.orderly && self.clustering() && !self.config.is_lite_pull()
     }
 }
 

@@ -126,6 +126,11 @@ pub enum ClientEvent {
         /// The messages (retried ones carry their original topic again).
         messages: Vec<StoredMessage>,
     },
+    /// A lite pull consumer has messages to poll.
+    Ready {
+        /// The consumer group.
+        group: String,
+    },
     /// A broadcasting consumer's offsets changed: persist them on the client.
     SaveOffsets {
         /// The consumer group.

@@ -1,9 +1,11 @@
 //! Client-side decisions, shared by Keel's client library and the simulator's clients:
 //! the client state machine ([`Client`]: routes, heartbeats, a producer's sends, push
-//! consumers' rebalancing, pulls, deliveries, retries and offsets) and its pure parts.
+//! consumers' rebalancing, pulls, deliveries, retries and offsets; lite pull consumers' polls) and its pure parts.
 
 pub mod allocate;
 mod consume;
+mod consumer_config;
+mod lite_pull;
 mod machine;
 pub mod offset_store;
 pub mod process_queue;
@@ -16,10 +18,11 @@ pub mod transport;
 
 pub use allocate::{allocate_sorted, AllocateStrategy};
 pub use consume::ConsumeResult;
+pub use consumer_config::{ConsumeFromWhere, ConsumerConfig, ConsumerKind, MessageModel};
+pub use lite_pull::LitePullError;
 pub use machine::{Client, ClientConfig, ClientEvent, DeliveryId, SendError, SendId, SendResult};
 pub use offset_store::OffsetStore;
 pub use process_queue::{FlowLimits, ProcessQueue};
 pub use producer::{SendRequest, SendTarget};
-pub use push_consumer::{ConsumeFromWhere, ConsumerConfig, MessageModel};
 pub use queue_choice::{select_by_key, QueueChoice};
 pub use rebalance::{plan, RebalancePlan};

@@ -12,10 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use core::net::SocketAddr;
 
-use super::allocate::{allocate_sorted, AllocateStrategy};
+use super::allocate::allocate_sorted;
+use super::consumer_config::{ConsumeFromWhere, ConsumerConfig, MessageModel};
+use super::lite_pull::LitePullState;
 use super::machine::{CallTag, Client, ClientEvent, DeliveryId, CALL_TIMEOUT_MS};
 use super::offset_store::{OffsetSerializeWrapper, OffsetStore};
-use super::process_queue::{FlowLimits, ProcessQueue};
+use super::process_queue::ProcessQueue;
 use super::rebalance::plan;
 use super::route::{master_addr, subscribe_queues};
 use super::transport::CallError;
@@ -26,7 +28,7 @@ use crate::protocol::body::{
 use crate::protocol::client_requests::lock_batch;
 use crate::protocol::headers::{
     CommandHeader, ConsumerGroupHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
-    QueueRequestHeader, UpdateConsumerOffsetRequestHeader,
+    QueueRequestHeader, SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::message::stored::StoredMessage;
@@ -36,90 +38,6 @@ use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 pub const RETRY_PREFIX: &str = "%RETRY%";
 /// How long a lock is trusted without renewal on the client (the broker's lasts 60 s).
 const CLIENT_LOCK_MS: u64 = 30_000;
-
-/// Clustering (each message to one consumer of the group) or broadcasting (to all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageModel {
-    /// Queues are split among the group; offsets live on the broker.
-    Clustering,
-    /// Every consumer reads every queue; offsets live on the client.
-    Broadcasting,
-}
-
-/// Where a group with no committed offset starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsumeFromWhere {
-    /// At the end: only new messages (RocketMQ's default).
-    LastOffset,
-    /// At the beginning.
-    FirstOffset,
-}
-
-/// A push consumer's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerConfig {
-    /// Consumer group.
-    pub group: String,
-    /// Topic → tag expression (`*`, `TagA || TagB`).
-    pub subscriptions: Vec<(String, String)>,
-    /// Clustering or broadcasting.
-    pub model: MessageModel,
-    /// Orderly: one message at a time per queue, under a broker lock.
-    pub orderly: bool,
-    /// How queues are split (clustering).
-    pub strategy: AllocateStrategy,
-    /// Where a new group starts.
-    pub from_where: ConsumeFromWhere,
-    /// Deliveries before the dead-letter queue; -1: 16 (concurrent), unlimited (orderly).
-    pub max_reconsume_times: i32,
-    /// Messages per pull.
-    pub pull_batch_size: i32,
-    /// Messages per delivery.
-    pub consume_batch_size: usize,
-    /// When pulling pauses.
-    pub flow: FlowLimits,
-    /// Rebalance period, ms.
-    pub rebalance_interval_ms: u64,
-    /// Offset commit period, ms.
-    pub commit_interval_ms: u64,
-    /// An orderly consumer's pause after a failed delivery, ms.
-    pub suspend_ms: u64,
-    /// Broadcasting: the offsets file loaded by the runtime, if any.
-    pub local_offsets: Option<Vec<u8>>,
-}
-
-impl ConsumerConfig {
-    /// RocketMQ's defaults for `group` subscribing `topic` with `expression`.
-    #[must_use]
-    pub fn new(group: &str, topic: &str, expression: &str) -> Self {
-        Self {
-            group: group.to_owned(),
-            subscriptions: vec![(topic.to_owned(), expression.to_owned())],
-            model: MessageModel::Clustering,
-            orderly: false,
-            strategy: AllocateStrategy::Averagely,
-            from_where: ConsumeFromWhere::LastOffset,
-            max_reconsume_times: -1,
-            pull_batch_size: 32,
-            consume_batch_size: 1,
-            flow: FlowLimits::default(),
-            rebalance_interval_ms: 20_000,
-            commit_interval_ms: 5_000,
-            suspend_ms: 1_000,
-            local_offsets: None,
-        }
-    }
-
-    /// Deliveries allowed before the DLQ.
-    #[must_use]
-    pub fn max_reconsume(&self) -> i32 {
-        match (self.max_reconsume_times, self.orderly) {
-            (m, _) if m >= 0 => m,
-            (_, false) => 16,
-            (_, true) => i32::MAX,
-        }
-    }
-}
 
 /// How far an owned queue got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +72,22 @@ pub(super) struct OwnedQueue {
 }
 
 impl OwnedQueue {
+    /// A queue just taken, under ownership `epoch`.
+    pub(super) fn new(epoch: u64, stage: QueueStage) -> Self {
+        Self {
+            pq: ProcessQueue::new(),
+            epoch,
+            stage,
+            next_offset: 0,
+            pull_in_flight: false,
+            next_pull: None,
+            locked_until: None,
+            consuming: false,
+            resume_at: None,
+            dead_letters: (0, false),
+        }
+    }
+
     pub(super) fn locked(&self, now: MonoNanos) -> bool {
         self.locked_until.is_some_and(|until| now < until)
     }
@@ -166,6 +100,8 @@ pub(super) struct Delivery {
     pub(super) queue: MessageQueue,
     pub(super) epoch: u64,
     pub(super) messages: Vec<StoredMessage>,
+    /// When the listener got it (for `consumeTimeout`).
+    pub(super) started: MonoNanos,
 }
 
 /// A consumer's call, and what its answer is for.
@@ -174,7 +110,7 @@ pub(crate) enum ConsumerCall {
     ConsumerList { group: String, topic: String },
     Lock { group: String, queues: Vec<(MessageQueue, u64)> },
     QueryOffset { group: String, queue: MessageQueue, epoch: u64 },
-    MaxOffset { group: String, queue: MessageQueue, epoch: u64 },
+    StartOffset { group: String, queue: MessageQueue, epoch: u64 },
     Pull { group: String, queue: MessageQueue, epoch: u64 },
     SendBack { group: String, queue: MessageQueue, epoch: u64, message: Box<StoredMessage>, orderly: bool },
 }
@@ -190,12 +126,15 @@ pub(crate) struct ConsumerState {
     next_commit: MonoNanos,
     next_lock: MonoNanos,
     lists_asked: BTreeSet<String>,
-    next_epoch: u64,
+    pub(super) next_epoch: u64,
     /// Messages to deliver again later (a failed send-back), by due time.
     pub(super) later: Vec<(MonoNanos, MessageQueue, u64, StoredMessage)>,
-    /// Deliveries the listener has not answered yet.
-    deliveries: BTreeMap<DeliveryId, Delivery>,
-    stopped: bool,
+    /// Deliveries the listener has not answered yet (ids rise with time, so the first is
+    /// the oldest).
+    pub(super) deliveries: BTreeMap<DeliveryId, Delivery>,
+    /// A lite pull consumer's assignment, polled messages and paused queues.
+    pub(super) lite: LitePullState,
+    pub(super) stopped: bool,
 }
 
 impl ConsumerState {
@@ -205,7 +144,7 @@ impl ConsumerState {
             subscriptions
                 .insert(topic.clone(), SubscriptionData::from_expression(topic, expression, now.wall.0));
         }
-        if config.model == MessageModel::Clustering {
+        if config.model == MessageModel::Clustering && !config.is_lite_pull() {
             let retry = format!("{RETRY_PREFIX}{}", config.group);
             subscriptions.insert(retry.clone(), SubscriptionData::from_expression(&retry, "*", now.wall.0));
         }
@@ -226,6 +165,7 @@ impl ConsumerState {
             next_epoch: 0,
             later: Vec::new(),
             deliveries: BTreeMap::new(),
+            lite: LitePullState::default(),
             stopped: false,
             config,
         }
@@ -234,12 +174,9 @@ impl ConsumerState {
     /// What a heartbeat says about this consumer.
     pub(super) fn heartbeat_data(&self) -> ConsumerData {
         ConsumerData {
-            consume_from_where: match self.config.from_where {
-                ConsumeFromWhere::LastOffset => "CONSUME_FROM_LAST_OFFSET",
-                ConsumeFromWhere::FirstOffset => "CONSUME_FROM_FIRST_OFFSET",
-            }
-            .into(),
-            consume_type: "CONSUME_PASSIVELY".into(),
+            consume_from_where: self.config.from_where.wire_name().into(),
+            consume_type: if self.config.is_lite_pull() { "CONSUME_ACTIVELY" } else { "CONSUME_PASSIVELY" }
+                .into(),
             group_name: self.config.group.clone(),
             message_model: match self.config.model {
                 MessageModel::Clustering => "CLUSTERING",
@@ -251,15 +188,7 @@ impl ConsumerState {
         }
     }
 
-    pub(super) fn deliveries_insert(&mut self, id: DeliveryId, delivery: Delivery) {
-        self.deliveries.insert(id, delivery);
-    }
-
-    pub(super) fn deliveries_remove(&mut self, id: DeliveryId) -> Option<Delivery> {
-        self.deliveries.remove(&id)
-    }
-
-    fn clustering(&self) -> bool {
+    pub(super) fn clustering(&self) -> bool {
         self.config.model == MessageModel::Clustering
     }
 
@@ -275,7 +204,7 @@ impl ConsumerState {
         let queues = self.owned.values().flat_map(|q| [q.next_pull, q.resume_at]).flatten();
         let later = self.later.iter().map(|(at, ..)| *at);
         let lock = self.needs_locks().then_some(self.next_lock);
-        [Some(self.next_rebalance), Some(self.next_commit), lock]
+        [Some(self.next_rebalance), Some(self.next_commit), lock, self.consume_timeout_at()]
             .into_iter()
             .flatten()
             .chain(queues)
@@ -285,8 +214,11 @@ impl ConsumerState {
 }
 
 impl Client {
-    /// Start a push consumer; its deliveries arrive as [`ClientEvent::Deliver`].
-    pub fn start_consumer(&mut self, now: Now, config: ConsumerConfig) {
+    /// Start a consumer: a push consumer's deliveries arrive as [`ClientEvent::Deliver`], a
+    /// lite pull consumer's messages wait for [`Client::poll`].
+    pub fn start_consumer(&mut self, now: Now, mut config: ConsumerConfig) {
+        // Lite pull consumers have no listener to keep a queue's order for.
+        config.orderly &= !config.is_lite_pull();
         let group = config.group.clone();
         let state = ConsumerState::new(config, now);
         let topics: Vec<String> = state.subscriptions.keys().cloned().collect();
@@ -299,6 +231,9 @@ impl Client {
 
     /// Stop a consumer: commit what it consumed, release its locks, stop pulling.
     pub fn stop_consumer(&mut self, now: Now, group: &str) {
+        if self.consumers.get(group).is_some_and(|c| c.config.is_lite_pull() && c.config.auto_commit) {
+            self.finish_polled(group);
+        }
         let Some(consumer) = self.consumers.get_mut(group) else { return };
         consumer.stopped = true;
         let queues: Vec<MessageQueue> = consumer.owned.keys().cloned().collect();
@@ -334,10 +269,14 @@ impl Client {
         }
     }
 
-    fn rebalance_topic(&mut self, now: Now, group: &str, topic: &str) {
+    pub(super) fn rebalance_topic(&mut self, now: Now, group: &str, topic: &str) {
         let Some(route) = self.route(now, topic).cloned() else { return };
         let Some(consumer) = self.consumers.get_mut(group) else { return };
         let all = subscribe_queues(topic, &route);
+        if let Some(assigned) = &consumer.lite.assigned {
+            let mine = all.into_iter().filter(|q| assigned.contains(q)).collect();
+            return self.apply_allocation(now, group, topic, mine);
+        }
         if !consumer.clustering() {
             return self.apply_allocation(now, group, topic, all);
         }
@@ -364,7 +303,13 @@ impl Client {
         request: RemotingCommand,
         call: ConsumerCall,
     ) {
-        let timeout = if matches!(call, ConsumerCall::Pull { .. }) { 30_000 } else { CALL_TIMEOUT_MS };
+        // A pull may be held by the broker; its deadline leaves room for the hold.
+        let timeout = match &call {
+            ConsumerCall::Pull { group, .. } => {
+                self.consumers.get(group).map_or(15_000, |c| c.config.pull_hold_ms) + 15_000
+            }
+            _ => CALL_TIMEOUT_MS,
+        };
         let request = self.stamp(request);
         let tag = CallTag::Consumer(call);
         if let Err((tag, error)) =
@@ -407,19 +352,7 @@ impl Client {
             consumer.next_epoch += 1;
             let epoch = consumer.next_epoch;
             let stage = if consumer.needs_locks() { QueueStage::Locking } else { QueueStage::Starting };
-            let owned = OwnedQueue {
-                pq: ProcessQueue::new(),
-                epoch,
-                stage,
-                next_offset: 0,
-                pull_in_flight: false,
-                next_pull: None,
-                locked_until: None,
-                consuming: false,
-                resume_at: None,
-                dead_letters: (0, false),
-            };
-            consumer.owned.insert(queue.clone(), owned);
+            consumer.owned.insert(queue.clone(), OwnedQueue::new(epoch, stage));
             if stage == QueueStage::Locking {
                 to_lock.push((queue, epoch));
             } else {
@@ -465,7 +398,7 @@ impl Client {
 
     /// Commit changed offsets (all held ones if `all`): to the broker when clustering, to
     /// the application's offsets file when broadcasting.
-    fn commit_offsets(&mut self, now: Now, group: &str, all: bool) {
+    pub(super) fn commit_offsets(&mut self, now: Now, group: &str, all: bool) {
         let Some(consumer) = self.consumers.get_mut(group) else { return };
         let mut changed = consumer.offsets.take_dirty();
         if all {
@@ -543,7 +476,9 @@ impl Client {
                 consumer_group: group.to_owned(),
                 topic: queue.topic.clone(),
                 queue_id: queue.queue_id,
-                set_zero_if_not_found: None,
+                // Without it the broker answers 0 for a queue never truncated, and a new group
+                // would ignore where it was told to start.
+                set_zero_if_not_found: Some(false),
             };
             let request =
                 RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 0, header.to_ext_fields());
@@ -555,21 +490,24 @@ impl Client {
 
     fn start_from_where(&mut self, now: Now, group: &str, queue: &MessageQueue, epoch: u64) {
         let Some(consumer) = self.consumers.get(group) else { return };
-        if queue.topic.starts_with(RETRY_PREFIX)
-            || consumer.config.from_where == ConsumeFromWhere::FirstOffset
-        {
+        let from_where = consumer.config.from_where;
+        if queue.topic.starts_with(RETRY_PREFIX) || from_where == ConsumeFromWhere::FirstOffset {
             return self.begin_pulling(now, group, queue, epoch, 0);
         }
         let Some(addr) = self.queue_addr(queue) else { return self.give_up(group, queue, epoch) };
-        let header =
-            QueueRequestHeader { topic: queue.topic.clone(), queue_id: queue.queue_id, committed: None };
-        let request = RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0, header.to_ext_fields());
-        self.consumer_call(
-            now,
-            addr,
-            request,
-            ConsumerCall::MaxOffset { group: group.to_owned(), queue: queue.clone(), epoch },
-        );
+        let (topic, queue_id) = (queue.topic.clone(), queue.queue_id);
+        let request = match from_where {
+            ConsumeFromWhere::Timestamp(timestamp) => {
+                let header = SearchOffsetRequestHeader { topic, queue_id, timestamp, boundary_type: None };
+                RemotingCommand::request(RequestCode::SEARCH_OFFSET_BY_TIMESTAMP, 0, header.to_ext_fields())
+            }
+            _ => {
+                let header = QueueRequestHeader { topic, queue_id, committed: None };
+                RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0, header.to_ext_fields())
+            }
+        };
+        let call = ConsumerCall::StartOffset { group: group.to_owned(), queue: queue.clone(), epoch };
+        self.consumer_call(now, addr, request, call);
     }
 
     /// Stop owning `queue` (its start could not be found); the next rebalance retries.
@@ -581,7 +519,14 @@ impl Client {
         }
     }
 
-    fn begin_pulling(&mut self, now: Now, group: &str, queue: &MessageQueue, epoch: u64, offset: i64) {
+    pub(super) fn begin_pulling(
+        &mut self,
+        now: Now,
+        group: &str,
+        queue: &MessageQueue,
+        epoch: u64,
+        offset: i64,
+    ) {
         let Some(owned) = self.owned_mut(group, queue, epoch) else { return };
         owned.stage = QueueStage::Pulling;
         owned.next_offset = offset;
@@ -640,7 +585,7 @@ impl Client {
                 }
                 _ => self.give_up(&group, &queue, epoch),
             },
-            ConsumerCall::MaxOffset { group, queue, epoch } => {
+            ConsumerCall::StartOffset { group, queue, epoch } => {
                 let offset = response
                     .ok()
                     .filter(|r| r.response_code() == ResponseCode::SUCCESS)
@@ -708,7 +653,9 @@ impl Client {
             let Some(consumer) = self.consumers.get_mut(&group) else { continue };
             if now.mono >= consumer.next_commit {
                 consumer.next_commit = now.mono.plus_millis(consumer.config.commit_interval_ms);
-                self.commit_offsets(now, &group, false);
+                if consumer.config.auto_commit {
+                    self.commit_offsets(now, &group, false);
+                }
             }
             let Some(consumer) = self.consumers.get_mut(&group) else { continue };
             if consumer.needs_locks() && now.mono >= consumer.next_lock {

@@ -15,6 +15,7 @@ use keel_core::protocol::body::MessageQueue;
 use keel_core::protocol::message::stored::StoredMessage;
 use tokio::sync::{mpsc, oneshot};
 
+use super::lite_pull::{LiteOp, PollReply, PollWaiters};
 use super::MessageListener;
 use crate::driver::{ConnLimits, Connections, DriverConfig, Event};
 
@@ -26,6 +27,10 @@ pub(super) enum Command {
     Send { request: SendRequest, reply: oneshot::Sender<Result<SendResult, keel_core::client::SendError>> },
     Subscribe { config: ConsumerConfig, listener: Arc<dyn MessageListener>, workers: usize },
     Consumed { id: DeliveryId, result: ConsumeResult },
+    StartLitePull { config: ConsumerConfig },
+    Poll { group: String, max: usize, timeout: Duration, reply: PollReply },
+    Lite { group: String, op: LiteOp, reply: oneshot::Sender<Result<(), keel_core::client::LitePullError>> },
+    Assignment { group: String, reply: oneshot::Sender<Vec<MessageQueue>> },
     StopConsumer { group: String, done: oneshot::Sender<()> },
     Shutdown { done: oneshot::Sender<()> },
 }
@@ -82,9 +87,11 @@ pub(super) async fn run(
     // Unbounded, but bounded in effect: the core delivers only what flow control let it
     // pull (pullThresholdForQueue per owned queue).
     let mut listeners: BTreeMap<String, Listeners> = BTreeMap::new();
+    let mut polls = PollWaiters::default();
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     loop {
-        let deadline = client.poll_timeout().map(|at| clock.instant(at));
+        let deadline =
+            client.poll_timeout().into_iter().chain(polls.deadline()).min().map(|at| clock.instant(at));
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -106,15 +113,29 @@ pub(super) async fn run(
                 }
                 Some(Command::Subscribe { mut config, listener, workers }) => {
                     listeners.insert(config.group.clone(), Listeners::start(listener, workers, results.clone()));
-                    if config.model == MessageModel::Broadcasting && config.local_offsets.is_none() {
-                        config.local_offsets = offsets.as_ref().and_then(|o| o.load(&config.group));
-                    }
+                    load_offsets(&mut config, offsets.as_ref());
                     client.start_consumer(clock.now(), config);
+                }
+                Some(Command::StartLitePull { mut config }) => {
+                    load_offsets(&mut config, offsets.as_ref());
+                    client.start_consumer(clock.now(), config);
+                }
+                Some(Command::Poll { group, max, timeout, reply }) => {
+                    let now = clock.now();
+                    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                    polls.poll(&mut client, now, group, max, now.mono.plus_millis(millis), reply);
+                }
+                Some(Command::Lite { group, op, reply }) => {
+                    let _ = reply.send(op.apply(&mut client, clock.now(), &group));
+                }
+                Some(Command::Assignment { group, reply }) => {
+                    let _ = reply.send(client.assignment(&group));
                 }
                 Some(Command::Consumed { id, result }) => client.consumed(clock.now(), id, result),
                 Some(Command::StopConsumer { group, done }) => {
                     client.stop_consumer(clock.now(), &group);
                     listeners.remove(&group);
+                    polls.close(&group);
                     let _ = done.send(());
                 }
                 Some(Command::Shutdown { done }) => {
@@ -143,6 +164,8 @@ pub(super) async fn run(
                     Some(listener) => listener.deliver((id, queue, messages)),
                     None => client.consumed(clock.now(), id, ConsumeResult::Later),
                 },
+                // Waiting polls are served below, after every event.
+                ClientEvent::Ready { .. } => {}
                 ClientEvent::SaveOffsets { group, content } => {
                     if let Some(Err(error)) = offsets.as_ref().map(|o| o.save(&group, &content)) {
                         tracing::warn!(group, %error, "cannot save broadcast offsets");
@@ -150,6 +173,7 @@ pub(super) async fn run(
                 }
             }
         }
+        polls.serve(&mut client, clock.now());
         if let Some(done) = shutdown.take() {
             // Give the writers a moment to put the last commits and unregistrations on the wire.
             tokio::time::sleep(SHUTDOWN_DRAIN).await;
@@ -158,6 +182,13 @@ pub(super) async fn run(
         }
     }
     conns.abort_all();
+}
+
+/// A broadcasting consumer starts from its offsets file, if it has one.
+fn load_offsets(config: &mut ConsumerConfig, offsets: Option<&LocalOffsets>) {
+    if config.model == MessageModel::Broadcasting && config.local_offsets.is_none() {
+        config.local_offsets = offsets.and_then(|o| o.load(&config.group));
+    }
 }
 
 /// A consumer's listener workers: `workers` OS threads in production (a listener is the

@@ -1,4 +1,4 @@
-//! Keel's Rust client library: a producer and push consumers over the core's client state
+//! Keel's Rust client library: a producer, push consumers and lite pull consumers over the core's client state
 //! machine ([`keel_core::client::Client`]), carried out on tokio (or, under `--cfg madsim`,
 //! on the simulator, so the simulated clients are this library).
 //!
@@ -25,17 +25,19 @@
 //! ```
 
 mod driver;
+mod lite_pull;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use keel_core::client::{
-    AllocateStrategy, ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, MessageModel, SendError,
-    SendRequest, SendResult, SendTarget,
+    AllocateStrategy, ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, ConsumerKind,
+    LitePullError, MessageModel, SendError, SendRequest, SendResult, SendTarget,
 };
 pub use keel_core::protocol::body::MessageQueue;
 pub use keel_core::protocol::client_requests::OutgoingMessage;
 pub use keel_core::protocol::message::stored::StoredMessage;
+pub use lite_pull::LitePullConsumer;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::{Clock, SystemClock};
@@ -66,6 +68,9 @@ pub enum ClientError {
     /// The send failed.
     #[error(transparent)]
     Send(#[from] SendError),
+    /// A lite pull consumer refused the call.
+    #[error(transparent)]
+    LitePull(#[from] LitePullError),
     /// The client was shut down (or its driver stopped).
     #[error("the client is shut down")]
     ShutDown,
@@ -136,6 +141,18 @@ impl KeelClient {
     ) -> Result<(), ClientError> {
         let command = Command::Subscribe { config, listener: Arc::new(listener), workers: workers.max(1) };
         self.commands.send(command).await.map_err(|_| ClientError::ShutDown)
+    }
+
+    /// Start a lite pull consumer (`config.kind` is set to [`ConsumerKind::LitePull`]): the
+    /// application polls it for messages.
+    pub async fn start_lite_pull_consumer(
+        &self,
+        mut config: ConsumerConfig,
+    ) -> Result<LitePullConsumer, ClientError> {
+        config.kind = ConsumerKind::LitePull;
+        let group = config.group.clone();
+        self.commands.send(Command::StartLitePull { config }).await.map_err(|_| ClientError::ShutDown)?;
+        Ok(LitePullConsumer { group, commands: self.commands.clone() })
     }
 
     /// Stop one consumer: its offsets are committed and its queues released.
