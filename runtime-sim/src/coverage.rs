@@ -41,6 +41,8 @@ pub const REQUIRED: &[&str] = &[
     "group_consumer_leave",
     "group_retry_delivery",
     "group_dead_letter",
+    "group_lite_poll",
+    "group_owner_sample",
 ];
 
 /// Named counters.

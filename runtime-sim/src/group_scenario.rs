@@ -14,7 +14,7 @@
 //!   `reconsumeTimes` 0..=max, then sits in `%DLQ%dg` exactly once, never delivered again.
 //! - `bg` (broadcasting): each of two instances consumes everything.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,11 +38,12 @@ use rand_chacha::ChaCha8Rng;
 use crate::cluster::{broker_main, namesrv_main, BROKER};
 use crate::coverage::Coverage;
 use crate::disk_plugin::{DiskProfile, DiskSimulator, LossHook};
+use crate::group_checks::{
+    check_broadcast, check_clustering, check_dead_letters, check_orderly, check_ownership, OwnerSample,
+};
+pub use crate::group_checks::{Membership, Seen, GROUP_TOPIC};
 use crate::sim_clock::{SharedSkew, SimClock};
 use crate::world::World;
-
-/// The topic every group consumes.
-pub const GROUP_TOPIC: &str = "GroupTopic";
 
 /// What one seed of the group scenario decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,32 +93,6 @@ impl GroupProfile {
     }
 }
 
-/// One delivery a listener saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    /// Simulated ms since the start.
-    pub at_ms: u64,
-    /// Consumer group.
-    pub group: &'static str,
-    /// Instance (client id).
-    pub instance: String,
-    /// The queue.
-    pub queue: MessageQueue,
-    /// Its offset.
-    pub offset: i64,
-    /// The message's key (its send index).
-    pub key: u32,
-    /// Retries so far.
-    pub reconsume_times: i32,
-    /// The topic the listener was shown.
-    pub topic: String,
-    /// Whether the listener consumed it.
-    pub ok: bool,
-}
-
-/// Who was in which group when: (ms, group, instance, joined or left).
-type Membership = Vec<(u64, &'static str, String, bool)>;
-
 /// What a group seed found.
 #[derive(Debug, Clone, Default)]
 pub struct GroupOutcome {
@@ -152,6 +127,7 @@ struct Records {
     seen: Arc<Mutex<Vec<Seen>>>,
     membership: Arc<Mutex<Membership>>,
     acked: Arc<Mutex<BTreeMap<u32, MessageQueue>>>,
+    owners: Arc<Mutex<Vec<OwnerSample>>>,
 }
 
 impl Records {
@@ -207,6 +183,16 @@ fn start_instance(records: &Records, epoch: Instant, instance: &Instance) -> Kee
     let config = ClientConfig::new(vec![namesrv], instance.name.clone());
     let clock = Arc::new(SimClock::start(SharedSkew::default(), epoch));
     let client = KeelClient::start_with_clock(config, clock);
+    if instance.config.is_lite_pull() {
+        tokio::spawn(poll_forever(
+            client.clone(),
+            records.clone(),
+            epoch,
+            instance.name.clone(),
+            instance.config.clone(),
+        ));
+        return client;
+    }
     let (seen, group, name, decide) =
         (Arc::clone(&records.seen), instance.group, instance.name.clone(), Arc::clone(&instance.decide));
     let listener = move |queue: &MessageQueue, messages: &[StoredMessage]| {
@@ -237,6 +223,44 @@ fn start_instance(records: &Records, epoch: Instant, instance: &Instance) -> Kee
         let _ = client2.start_consumer(config, listener, 4).await;
     });
     client
+}
+
+/// A lite pull instance: poll, record what came, and sample the queues it owns every
+/// second, until its client stops.
+async fn poll_forever(
+    client: KeelClient,
+    records: Records,
+    epoch: Instant,
+    name: String,
+    config: ConsumerConfig,
+) {
+    let Ok(consumer) = client.start_lite_pull_consumer(config).await else { return };
+    let ms = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(0);
+    let mut next_sample = 0;
+    loop {
+        let Ok(messages) = consumer.poll(16, Duration::from_millis(500)).await else { return };
+        let at_ms = ms();
+        {
+            let mut seen = records.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.extend(messages.iter().map(|message| Seen {
+                at_ms,
+                group: "lg",
+                instance: name.clone(),
+                queue: MessageQueue::new(&message.topic, "broker-a", message.queue_id),
+                offset: message.queue_offset,
+                key: key_of(message).unwrap_or(u32::MAX),
+                reconsume_times: message.reconsume_times,
+                topic: message.topic.clone(),
+                ok: true,
+            }));
+        }
+        if at_ms >= next_sample {
+            next_sample = at_ms + 1_000;
+            let Ok(queues) = consumer.assignment().await else { return };
+            let ids = queues.iter().map(|q| q.queue_id).collect();
+            records.owners.lock().unwrap_or_else(PoisonError::into_inner).push((ms(), name.clone(), ids));
+        }
+    }
 }
 
 fn consumer(group: &str, model: MessageModel, orderly: bool, max_reconsume: i32) -> ConsumerConfig {
@@ -304,6 +328,11 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     let og = consumer("og", MessageModel::Clustering, true, -1);
     let dg = consumer("dg", MessageModel::Clustering, false, max_dead);
     let bg = || consumer("bg", MessageModel::Broadcasting, false, -1);
+    let lg = || {
+        let mut config = ConsumerConfig::lite_pull("lg", GROUP_TOPIC, "*");
+        config.from_where = ConsumeFromWhere::FirstOffset;
+        config
+    };
     let instances = vec![
         Instance::new("cg", "10.0.2.1", "cg-a", cg(), Arc::clone(&flaky)),
         Instance::new("cg", "10.0.2.2", "cg-b", cg(), Arc::clone(&flaky)),
@@ -312,7 +341,10 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
         Instance::new("og", "10.0.3.2", "og-b", og, Arc::clone(&flaky)),
         Instance::new("dg", "10.0.4.1", "dg", dg, dead),
         Instance::new("bg", "10.0.5.1", "bg-a", bg(), Arc::clone(&always)),
-        Instance::new("bg", "10.0.5.2", "bg-b", bg(), always),
+        Instance::new("bg", "10.0.5.2", "bg-b", bg(), Arc::clone(&always)),
+        Instance::new("lg", "10.0.7.1", "lg-a", lg(), Arc::clone(&always)),
+        Instance::new("lg", "10.0.7.2", "lg-b", lg(), Arc::clone(&always)),
+        Instance::new("lg", "10.0.7.3", "lg-c", lg(), always),
     ];
     // Each instance is a node; its client lives in the node's task, so killing the node
     // crashes the client (no commits, no unregistration).
@@ -323,7 +355,7 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
         let slot: Arc<Mutex<Option<KeelClient>>> = Arc::default();
         let (records2, slot2, name) = (records.clone(), Arc::clone(&slot), instance.name.clone());
         let instance = Arc::new(instance);
-        let starts_late = instance.name == "10.0.2.3@cg-c";
+        let starts_late = instance.name == "10.0.2.3@cg-c" || instance.name == "10.0.7.3@lg-c";
         let node = handle.create_node().name(name.clone()).ip(ip.parse().expect("ip")).build();
         clients.insert(name.clone(), slot);
         let delay = if starts_late { profile.join_at_ms } else { 0 };
@@ -371,15 +403,16 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     });
 
     // Membership changes.
-    let mut events: Vec<(u64, &str, bool)> = vec![
-        (profile.crash_at_ms, "10.0.2.1@cg-a", true),
-        (profile.leave_at_ms, "10.0.2.2@cg-b", false),
-        (profile.orderly_crash_at_ms, "10.0.3.1@og-a", true),
+    let mut events: Vec<(u64, &'static str, &str, bool)> = vec![
+        (profile.crash_at_ms, "cg", "10.0.2.1@cg-a", true),
+        (profile.leave_at_ms, "cg", "10.0.2.2@cg-b", false),
+        (profile.orderly_crash_at_ms, "og", "10.0.3.1@og-a", true),
+        (profile.crash_at_ms, "lg", "10.0.7.1@lg-a", true),
+        (profile.leave_at_ms, "lg", "10.0.7.2@lg-b", false),
     ];
     events.sort_unstable();
-    for (at, name, crash) in events {
+    for (at, group, name, crash) in events {
         tokio::time::sleep_until(epoch + Duration::from_millis(at)).await;
-        let group = if name.contains("og-") { "og" } else { "cg" };
         records.member(now_ms(), group, name, false);
         if crash {
             if let Some(node) = nodes.get(name) {
@@ -423,7 +456,10 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     let membership = records.membership.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let dlq = dlq_seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut violations = Vec::new();
-    check_clustering(&seen, &acked, &membership, &mut violations);
+    let owners = records.owners.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    check_clustering("cg", &seen, &acked, &membership, &mut violations);
+    check_clustering("lg", &seen, &acked, &membership, &mut violations);
+    check_ownership("lg", &owners, &membership, 4, &mut violations);
     check_orderly(&seen, &acked, &membership, &mut violations);
     check_dead_letters(&seen, &acked, &dlq, profile.max_reconsume, &mut violations);
     check_broadcast(&seen, &acked, &mut violations);
@@ -434,6 +470,8 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     coverage.add("group_consumer_leave", membership.iter().filter(|m| !m.3).count() as u64);
     coverage.add("group_retry_delivery", seen.iter().filter(|s| s.reconsume_times > 0).count() as u64);
     coverage.add("group_dead_letter", dlq.len() as u64);
+    coverage.add("group_lite_poll", seen.iter().filter(|s| s.group == "lg").count() as u64);
+    coverage.add("group_owner_sample", owners.len() as u64);
     let hash = crate::history::trace_hash(seen.iter().map(|s| format!("{s:?}")));
     let others = [namesrv.id(), broker.id(), producer_node.id(), reader.id()];
     crate::cluster::tear_down(&handle, nodes.into_values().chain(others), Some(broker.id())).await;
@@ -445,167 +483,5 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
         trace_hash: hash,
         coverage,
         tail: seen.iter().rev().take(40).rev().map(|s| format!("{s:?}")).collect(),
-    }
-}
-
-fn of_group<'a>(seen: &'a [Seen], group: &str) -> impl Iterator<Item = &'a Seen> {
-    let group = group.to_owned();
-    seen.iter().filter(move |s| s.group == group)
-}
-
-/// Membership events of `group` within [from, to].
-fn changes(membership: &Membership, group: &str, from: u64, to: u64) -> usize {
-    membership.iter().filter(|m| m.1 == group && m.0 >= from && m.0 <= to).count()
-}
-
-/// `cg`: every acknowledged message consumed; a second success only around a membership
-/// change (a crash loses up to one commit period; a hand-over may race the last commit).
-fn check_clustering(
-    seen: &[Seen],
-    acked: &BTreeMap<u32, MessageQueue>,
-    membership: &Membership,
-    out: &mut Vec<String>,
-) {
-    let mut successes: BTreeMap<u32, Vec<&Seen>> = BTreeMap::new();
-    for s in of_group(seen, "cg").filter(|s| s.ok) {
-        successes.entry(s.key).or_default().push(s);
-    }
-    for key in acked.keys() {
-        match successes.get(key).map(Vec::as_slice) {
-            None | Some([]) => out.push(format!("cg: acknowledged message {key} never consumed")),
-            Some([first, rest @ ..]) => {
-                for again in rest {
-                    if changes(membership, "cg", first.at_ms.saturating_sub(6_000), again.at_ms) == 0 {
-                        out.push(format!("cg: message {key} consumed again at {} ms (first at {} ms) with no membership change", again.at_ms, first.at_ms));
-                    }
-                }
-            }
-        }
-    }
-    for s in of_group(seen, "cg") {
-        if s.topic != GROUP_TOPIC {
-            out.push(format!(
-                "cg: message {} shown under topic {} (a retry must show its original topic)",
-                s.key, s.topic
-            ));
-        }
-    }
-}
-
-/// `og`: every acknowledged message consumed; per queue and owner, a failure is retried
-/// first and nothing is skipped; owners change only as often as membership changes.
-fn check_orderly(
-    seen: &[Seen],
-    acked: &BTreeMap<u32, MessageQueue>,
-    membership: &Membership,
-    out: &mut Vec<String>,
-) {
-    let consumed: BTreeSet<u32> = of_group(seen, "og").filter(|s| s.ok).map(|s| s.key).collect();
-    for key in acked.keys() {
-        if !consumed.contains(key) {
-            out.push(format!("og: acknowledged message {key} never consumed"));
-        }
-    }
-    let mut per_queue: BTreeMap<&MessageQueue, Vec<&Seen>> = BTreeMap::new();
-    for s in of_group(seen, "og") {
-        per_queue.entry(&s.queue).or_default().push(s);
-    }
-    for (queue, deliveries) in per_queue {
-        let mut last_switch_ms = 0;
-        let mut last: Option<&Seen> = None;
-        let mut high_water: Option<i64> = None; // highest offset consumed on this queue
-        for s in deliveries {
-            if let Some(prev) = last {
-                if prev.instance != s.instance {
-                    // Two consumers take turns on a queue only after a membership change.
-                    if changes(membership, "og", last_switch_ms, s.at_ms) == 0 {
-                        out.push(format!(
-                            "og: queue {} went from {} to {} at {} ms with no membership change since {} ms (interleaved consumers)",
-                            queue.queue_id, prev.instance, s.instance, s.at_ms, last_switch_ms
-                        ));
-                    }
-                    last_switch_ms = s.at_ms;
-                    // A new owner restarts at the committed offset: never past what was consumed.
-                    if high_water.is_some_and(|h| s.offset > h + 1) {
-                        out.push(format!(
-                            "og: queue {} skipped to {} after {:?} on a hand-over",
-                            queue.queue_id, s.offset, high_water
-                        ));
-                    }
-                } else {
-                    let expected = if prev.ok { prev.offset + 1 } else { prev.offset };
-                    if s.offset != expected && !(prev.ok && s.offset <= prev.offset) {
-                        out.push(format!(
-                            "og: queue {} by {} went from {} ({}) to {}",
-                            queue.queue_id,
-                            s.instance,
-                            prev.offset,
-                            if prev.ok { "consumed" } else { "failed" },
-                            s.offset
-                        ));
-                    }
-                }
-            }
-            if s.ok {
-                high_water = Some(high_water.map_or(s.offset, |h| h.max(s.offset)));
-            }
-            last = Some(s);
-        }
-    }
-}
-
-/// `dg`: a message that always fails is delivered exactly `max + 1` times with rising
-/// `reconsumeTimes`, then is in the DLQ exactly once and never delivered again; the others
-/// never reach the DLQ.
-fn check_dead_letters(
-    seen: &[Seen],
-    acked: &BTreeMap<u32, MessageQueue>,
-    dlq: &[u32],
-    max: i32,
-    out: &mut Vec<String>,
-) {
-    let mut tries: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
-    for s in of_group(seen, "dg") {
-        tries.entry(s.key).or_default().push(s.reconsume_times);
-    }
-    let want: Vec<i32> = (0..=max).collect();
-    for key in acked.keys() {
-        let got = tries.get(key).cloned().unwrap_or_default();
-        let in_dlq = dlq.iter().filter(|k| *k == key).count();
-        if key % 10 == 0 {
-            // A crash-free single consumer: every try is seen once (duplicates would be a
-            // broker restart's, and the broker does not restart here).
-            if got != want {
-                out.push(format!(
-                    "dg: failing message {key} delivered with reconsume times {got:?}, want {want:?}"
-                ));
-            }
-            if in_dlq != 1 {
-                out.push(format!("dg: failing message {key} is in the DLQ {in_dlq} times"));
-            }
-        } else {
-            if got.is_empty() {
-                out.push(format!("dg: message {key} never consumed"));
-            }
-            if in_dlq != 0 {
-                out.push(format!("dg: consumed message {key} is in the DLQ"));
-            }
-        }
-    }
-}
-
-/// `bg`: each instance consumed every acknowledged message.
-fn check_broadcast(seen: &[Seen], acked: &BTreeMap<u32, MessageQueue>, out: &mut Vec<String>) {
-    for instance in ["10.0.5.1@bg-a", "10.0.5.2@bg-b"] {
-        let got: BTreeSet<u32> =
-            of_group(seen, "bg").filter(|s| s.instance == instance).map(|s| s.key).collect();
-        let missing: Vec<&u32> = acked.keys().filter(|k| !got.contains(k)).collect();
-        if !missing.is_empty() {
-            out.push(format!(
-                "bg: {instance} missed {} messages, first {:?}",
-                missing.len(),
-                missing.first()
-            ));
-        }
     }
 }

@@ -15,11 +15,12 @@ fn consumer_groups_keep_their_promises_across_seeds() {
             std::env::var("SIM_MUTATION").ok().and_then(|m| keel_core::mutation::Mutation::parse(&m));
         let outcome = run_group_seed(&profile, mutation);
         println!(
-            "group seed {seed}: {} acked, {} deliveries, {:.0} s simulated, {} violations",
+            "group seed {seed}: {} acked, {} deliveries, {:.0} s simulated, {} violations, {:?}",
             outcome.acked,
             outcome.deliveries,
             outcome.simulated_ms as f64 / 1000.0,
-            outcome.violations.len()
+            outcome.violations.len(),
+            outcome.coverage
         );
         assert!(outcome.acked > 0, "seed {seed}: nothing was acknowledged");
         if !outcome.violations.is_empty() {
