@@ -71,6 +71,103 @@ impl LocalOffsets {
     }
 }
 
+/// Commands handled in one turn of the loop before the outputs are carried out: the
+/// listeners' results arrive one per delivery, and a turn per result would cost a timer
+/// registration and an output pass each.
+const COMMAND_BATCH: usize = 256;
+
+/// The driver's state beside the connections.
+struct ClientDriver {
+    client: Client,
+    clock: Arc<dyn crate::clock::Clock>,
+    sends: BTreeMap<
+        keel_core::client::SendId,
+        oneshot::Sender<Result<SendResult, keel_core::client::SendError>>,
+    >,
+    // Unbounded, but bounded in effect: the core delivers only what flow control let it
+    // pull (pullThresholdForQueue per owned queue).
+    listeners: BTreeMap<String, Listeners>,
+    polls: PollWaiters,
+    shutdown: Option<oneshot::Sender<()>>,
+    offsets: Option<LocalOffsets>,
+    results: mpsc::WeakSender<Command>,
+}
+
+impl ClientDriver {
+    /// Carry out one command (`None`: every handle is gone).
+    fn on_command(&mut self, command: Option<Command>) {
+        let now = self.clock.now();
+        let client = &mut self.client;
+        match command {
+            Some(Command::Send { request, reply }) => {
+                let id = client.send(now, request);
+                self.sends.insert(id, reply);
+            }
+            Some(Command::Subscribe { mut config, listener, workers }) => {
+                let listener = Listeners::start(listener, workers, self.results.clone());
+                self.listeners.insert(config.group.clone(), listener);
+                load_offsets(&mut config, self.offsets.as_ref());
+                client.start_consumer(now, config);
+            }
+            Some(Command::StartLitePull { mut config }) => {
+                load_offsets(&mut config, self.offsets.as_ref());
+                client.start_consumer(now, config);
+            }
+            Some(Command::Poll { group, max, timeout, reply }) => {
+                let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                self.polls.poll(client, now, group, max, now.mono.plus_millis(millis), reply);
+            }
+            Some(Command::Lite { group, op, reply }) => {
+                let _ = reply.send(op.apply(client, now, &group));
+            }
+            Some(Command::Assignment { group, reply }) => {
+                let _ = reply.send(client.assignment(&group));
+            }
+            Some(Command::Consumed { id, result }) => client.consumed(now, id, result),
+            Some(Command::StopConsumer { group, done }) => {
+                client.stop_consumer(now, &group);
+                self.listeners.remove(&group);
+                self.polls.close(&group);
+                let _ = done.send(());
+            }
+            Some(Command::Shutdown { done }) => {
+                client.shutdown(now);
+                self.listeners.clear();
+                self.shutdown = Some(done);
+            }
+            None => {
+                client.shutdown(now);
+                self.shutdown = Some(oneshot::channel().0);
+            }
+        }
+    }
+
+    /// Hand the client's events to the application.
+    fn on_events(&mut self) {
+        while let Some(event) = self.client.poll_event() {
+            match event {
+                ClientEvent::SendDone { id, result } => {
+                    if let Some(reply) = self.sends.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                ClientEvent::Deliver { id, group, queue, messages } => match self.listeners.get(&group) {
+                    Some(listener) => listener.deliver((id, queue, messages)),
+                    None => self.client.consumed(self.clock.now(), id, ConsumeResult::Later),
+                },
+                // Waiting polls are served after every turn.
+                ClientEvent::Ready { .. } => {}
+                ClientEvent::SaveOffsets { group, content } => {
+                    if let Some(Err(error)) = self.offsets.as_ref().map(|o| o.save(&group, &content)) {
+                        tracing::warn!(group, %error, "cannot save broadcast offsets");
+                    }
+                }
+            }
+        }
+        self.polls.serve(&mut self.client, self.clock.now());
+    }
+}
+
 pub(super) async fn run(
     config: ClientConfig,
     mut commands: mpsc::Receiver<Command>,
@@ -80,18 +177,26 @@ pub(super) async fn run(
 ) {
     let clock = Arc::clone(&driver.clock);
     let limits = ConnLimits::of(&driver);
-    let mut client = Client::new(config, clock.now());
     let (events_tx, mut events) = mpsc::channel::<Event>(driver.event_queue);
     let mut conns = Connections::default();
-    let mut sends: BTreeMap<keel_core::client::SendId, oneshot::Sender<_>> = BTreeMap::new();
-    // Unbounded, but bounded in effect: the core delivers only what flow control let it
-    // pull (pullThresholdForQueue per owned queue).
-    let mut listeners: BTreeMap<String, Listeners> = BTreeMap::new();
-    let mut polls = PollWaiters::default();
-    let mut shutdown: Option<oneshot::Sender<()>> = None;
+    let mut state = ClientDriver {
+        client: Client::new(config, clock.now()),
+        clock: Arc::clone(&clock),
+        sends: BTreeMap::new(),
+        listeners: BTreeMap::new(),
+        polls: PollWaiters::default(),
+        shutdown: None,
+        offsets,
+        results,
+    };
     loop {
-        let deadline =
-            client.poll_timeout().into_iter().chain(polls.deadline()).min().map(|at| clock.instant(at));
+        let deadline = state
+            .client
+            .poll_timeout()
+            .into_iter()
+            .chain(state.polls.deadline())
+            .min()
+            .map(|at| clock.instant(at));
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -101,80 +206,28 @@ pub(super) async fn run(
         // `biased` for determinism under the simulator (see the server loop).
         tokio::select! {
             biased;
-            () = sleep => client.handle(clock.now(), Input::Timeout),
+            () = sleep => state.client.handle(clock.now(), Input::Timeout),
             event = events.recv() => match event {
-                Some(event) => conns.on_event(&mut client, clock.now(), event),
+                Some(event) => conns.on_event(&mut state.client, clock.now(), event),
                 None => break,
             },
-            command = commands.recv(), if shutdown.is_none() => match command {
-                Some(Command::Send { request, reply }) => {
-                    let id = client.send(clock.now(), request);
-                    sends.insert(id, reply);
-                }
-                Some(Command::Subscribe { mut config, listener, workers }) => {
-                    listeners.insert(config.group.clone(), Listeners::start(listener, workers, results.clone()));
-                    load_offsets(&mut config, offsets.as_ref());
-                    client.start_consumer(clock.now(), config);
-                }
-                Some(Command::StartLitePull { mut config }) => {
-                    load_offsets(&mut config, offsets.as_ref());
-                    client.start_consumer(clock.now(), config);
-                }
-                Some(Command::Poll { group, max, timeout, reply }) => {
-                    let now = clock.now();
-                    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-                    polls.poll(&mut client, now, group, max, now.mono.plus_millis(millis), reply);
-                }
-                Some(Command::Lite { group, op, reply }) => {
-                    let _ = reply.send(op.apply(&mut client, clock.now(), &group));
-                }
-                Some(Command::Assignment { group, reply }) => {
-                    let _ = reply.send(client.assignment(&group));
-                }
-                Some(Command::Consumed { id, result }) => client.consumed(clock.now(), id, result),
-                Some(Command::StopConsumer { group, done }) => {
-                    client.stop_consumer(clock.now(), &group);
-                    listeners.remove(&group);
-                    polls.close(&group);
-                    let _ = done.send(());
-                }
-                Some(Command::Shutdown { done }) => {
-                    client.shutdown(clock.now());
-                    listeners.clear();
-                    shutdown = Some(done);
-                }
-                None => {
-                    client.shutdown(clock.now());
-                    shutdown = Some(oneshot::channel().0);
-                }
-            },
-        }
-        if let Err(error) = conns.carry_out_all(&mut client, &*clock, None, &events_tx, limits) {
-            tracing::error!(%error, "client driver stopped");
-            break;
-        }
-        while let Some(event) = client.poll_event() {
-            match event {
-                ClientEvent::SendDone { id, result } => {
-                    if let Some(reply) = sends.remove(&id) {
-                        let _ = reply.send(result);
-                    }
-                }
-                ClientEvent::Deliver { id, group, queue, messages } => match listeners.get(&group) {
-                    Some(listener) => listener.deliver((id, queue, messages)),
-                    None => client.consumed(clock.now(), id, ConsumeResult::Later),
-                },
-                // Waiting polls are served below, after every event.
-                ClientEvent::Ready { .. } => {}
-                ClientEvent::SaveOffsets { group, content } => {
-                    if let Some(Err(error)) = offsets.as_ref().map(|o| o.save(&group, &content)) {
-                        tracing::warn!(group, %error, "cannot save broadcast offsets");
+            command = commands.recv(), if state.shutdown.is_none() => {
+                state.on_command(command);
+                for _ in 1..COMMAND_BATCH {
+                    let Ok(command) = commands.try_recv() else { break };
+                    state.on_command(Some(command));
+                    if state.shutdown.is_some() {
+                        break;
                     }
                 }
             }
         }
-        polls.serve(&mut client, clock.now());
-        if let Some(done) = shutdown.take() {
+        if let Err(error) = conns.carry_out_all(&mut state.client, &*clock, None, &events_tx, limits) {
+            tracing::error!(%error, "client driver stopped");
+            break;
+        }
+        state.on_events();
+        if let Some(done) = state.shutdown.take() {
             // Give the writers a moment to put the last commits and unregistrations on the wire.
             tokio::time::sleep(SHUTDOWN_DRAIN).await;
             let _ = done.send(());
