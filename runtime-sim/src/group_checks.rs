@@ -45,9 +45,9 @@ fn changes(membership: &Membership, group: &str, from: u64, to: u64) -> usize {
     membership.iter().filter(|m| m.1 == group && m.0 >= from && m.0 <= to).count()
 }
 
-/// `cg` and `lg`: every acknowledged message consumed; a second success only around a
-/// membership change (a crash loses up to one commit period; a hand-over may race the last
-/// commit).
+/// `cg` and `lg`: every acknowledged message consumed; a second success only if the group's
+/// membership changed during the message's life (a crash loses up to one commit period; a
+/// hand-over may race the last commit; two owners during a rebalance both deliver it).
 pub fn check_clustering(
     group: &str,
     seen: &[Seen],
@@ -59,13 +59,24 @@ pub fn check_clustering(
     for s in of_group(seen, group).filter(|s| s.ok) {
         successes.entry(s.key).or_default().push(s);
     }
+    // A duplicate may come from a fork anywhere in the message's life: two owners delivering
+    // it during a rebalance both send it back, and each retry copy then lives on. So the
+    // window for the membership change opens at its first delivery, failed or not.
+    let mut first_seen: BTreeMap<u32, u64> = BTreeMap::new();
+    for s in of_group(seen, group) {
+        first_seen.entry(s.key).and_modify(|t| *t = (*t).min(s.at_ms)).or_insert(s.at_ms);
+    }
     for key in acked.keys() {
         match successes.get(key).map(Vec::as_slice) {
             None | Some([]) => out.push(format!("{group}: acknowledged message {key} never consumed")),
             Some([first, rest @ ..]) => {
                 for again in rest {
-                    if changes(membership, group, first.at_ms.saturating_sub(6_000), again.at_ms) == 0 {
-                        out.push(format!("{group}: message {key} consumed again at {} ms (first at {} ms) with no membership change", again.at_ms, first.at_ms));
+                    let born = first_seen.get(key).copied().unwrap_or(first.at_ms);
+                    if changes(membership, group, born.saturating_sub(6_000), again.at_ms) == 0 {
+                        out.push(format!(
+                            "{group}: message {key} consumed again at {} ms by {} from {} offset {} (first at {} ms by {} from {} offset {}) with no membership change",
+                            again.at_ms, again.instance, again.queue.topic, again.offset, first.at_ms, first.instance, first.queue.topic, first.offset
+                        ));
                     }
                 }
             }
@@ -275,6 +286,40 @@ mod tests {
         let mut out = Vec::new();
         check_ownership("lg", samples, &members(), 4, &mut out);
         out
+    }
+
+    fn seen(at_ms: u64, instance: &str, topic: &str, offset: i64, ok: bool) -> Seen {
+        Seen {
+            at_ms,
+            group: "cg",
+            instance: instance.into(),
+            queue: MessageQueue::new(topic, "broker-a", 0),
+            offset,
+            key: 7,
+            reconsume_times: i32::from(topic != GROUP_TOPIC),
+            topic: GROUP_TOPIC.into(),
+            ok,
+        }
+    }
+
+    #[test]
+    fn a_duplicate_is_excused_only_by_a_membership_change_in_the_message_life() {
+        let acked: BTreeMap<u32, MessageQueue> = [(7, MessageQueue::new(GROUP_TOPIC, "broker-a", 0))].into();
+        let joins: Membership = vec![(0, "cg", "a".into(), true), (0, "cg", "b".into(), true)];
+        // Two owners during the first rebalance both fail it; both retry copies succeed later.
+        let forked = [
+            seen(10, "a", GROUP_TOPIC, 0, false),
+            seen(12, "b", GROUP_TOPIC, 0, false),
+            seen(9_000, "a", "%RETRY%cg", 3, true),
+            seen(9_000, "a", "%RETRY%cg", 4, true),
+        ];
+        let mut out = Vec::new();
+        check_clustering("cg", &forked, &acked, &joins, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // The same two successes with the message born long after the last change: flagged.
+        let late: Vec<Seen> = forked.iter().map(|s| Seen { at_ms: s.at_ms + 60_000, ..s.clone() }).collect();
+        check_clustering("cg", &late, &acked, &joins, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 
     #[test]

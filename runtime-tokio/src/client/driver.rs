@@ -222,6 +222,13 @@ pub(super) async fn run(
                 }
             }
         }
+        // Work the turn made due now (a pull right after its answer) runs now: a sleep until
+        // an instant already past would wait for the next tick of tokio's timer (1 ms), once
+        // per pull per queue.
+        let now = clock.now();
+        if state.client.poll_timeout().is_some_and(|at| at <= now.mono) {
+            state.client.handle(now, Input::Timeout);
+        }
         if let Err(error) = conns.carry_out_all(&mut state.client, &*clock, None, &events_tx, limits) {
             tracing::error!(%error, "client driver stopped");
             break;
