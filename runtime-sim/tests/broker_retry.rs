@@ -211,3 +211,27 @@ fn a_retry_send_from_a_group_holding_locks_goes_to_the_dlq() {
     assert!(pull_all(&mut node, 3, "%RETRY%og", 0, 0).is_empty());
     assert_eq!(pull_all(&mut node, 4, "%DLQ%og", 0, 0).len(), 1);
 }
+
+#[test]
+fn the_delay_scheduler_sleeps_while_nothing_waits_and_wakes_for_a_new_head_when_readable() {
+    // SYNC_FLUSH: an entry becomes readable only once its record is fsynced, after its
+    // ConsumeQueue write; the scheduler must notice whichever comes last.
+    let mut node = boot(config(FlushMode::Sync), SharedDisk::default());
+    node.advance(3_000);
+    assert_eq!(node.broker.delay_schedule().0, None, "an idle scheduler sets no timer");
+
+    ok(&node.call(CLIENT, &delayed(1, "Later", 3, "x")));
+    let sent = node.now;
+    let woke = node.broker.delay_schedule().0.expect("a readable head wakes the scheduler");
+    assert!(woke <= node.now.mono, "woken at once, not on a tick");
+    // The head is read; the scheduler now sleeps towards its due time (10 s), at most a
+    // second at a time, and delivers nothing early.
+    node.advance(9_900);
+    assert!(pull_all(&mut node, 2, "Later", 0, 0).is_empty(), "delivered before its delay");
+    let next = node.broker.delay_schedule().0.expect("a waiting head keeps a deadline");
+    assert!(next > node.now.mono && next <= node.now.mono.plus_millis(1_000), "{next:?} vs {:?}", node.now);
+    node.advance(200);
+    assert_eq!(pull_all(&mut node, 3, "Later", 0, 0).len(), 1);
+    assert!(node.now.wall.0 >= sent.wall.0 + 10_000);
+    assert_eq!(node.broker.delay_schedule(), (None, 1), "caught up again: no timer");
+}

@@ -180,6 +180,13 @@ impl Broker {
         self.stats
     }
 
+    /// The delay scheduler's state: when it next looks at its heads (`None`: not until a
+    /// schedule queue grows) and how many messages it delivered.
+    #[must_use]
+    pub fn delay_schedule(&self) -> (Option<MonoNanos>, u64) {
+        (self.scheduler.wake_at(), self.scheduler.delivered)
+    }
+
     /// Begin a clean shutdown: the store flushes, checkpoints and removes its abort marker;
     /// [`is_stopped`](Self::is_stopped) turns true when done.
     pub fn begin_shutdown(&mut self) {
@@ -288,6 +295,7 @@ impl Broker {
         // A delivery counts once it is as safe as a send would be: what consumers may see.
         let durable_end = self.store.visible_end().0;
         self.scheduler.settle(durable_end, now.wall.0);
+        self.watch_schedule_queues(now);
         self.wake_holds(now);
         self.persist_metadata();
     }
@@ -365,7 +373,7 @@ impl Machine for Broker {
             self.namesrvs.next_deadline(),
             Some(self.next_client_scan),
             Some(self.next_offset_persist),
-            Some(self.scheduler.next_deadline()),
+            self.scheduler.next_deadline(),
             hold,
         ]
         .into_iter()

@@ -4,11 +4,17 @@
 //! watching: when the head is due (stored at least `delay(level)` ago by the broker's wall
 //! clock) it is stored again in its real topic and the level moves on.
 //!
+//! Wake-ups are event-driven, not a fixed-rate tick: the scheduler sleeps until the
+//! earliest head is due, or, with every level caught up, until a new entry of a schedule
+//! queue becomes readable (checked after each input that completed a ConsumeQueue write).
+//! A sleep is capped at a second so that a forward step of the wall clock delays nothing by
+//! more than that; a head's due time is cached, so those wake-ups read nothing.
+//!
 //! A level's progress is persisted in `config/delayOffset.json` (RocketMQ's shape) only up
 //! to deliveries that are durable (written under ASYNC_FLUSH, fsynced under SYNC_FLUSH), so
 //! a crash may deliver a message twice but never skips one.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -20,16 +26,16 @@ use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{parse_record, sys_flag, Parsed};
 use crate::store::{AppendRequest, QueueOffset};
 
-/// How often due heads are looked for while some level has messages waiting.
-const BUSY_TICK_MS: u64 = 100;
-/// How often when every level is empty (no level's delay is below a second by default;
-/// a message sent meanwhile waits at most this much longer).
-const IDLE_TICK_MS: u64 = 1_000;
+/// The longest sleep while a head waits: the bound on lateness after a forward wall-clock
+/// step.
+const MAX_SLEEP_MS: u64 = 1_000;
+/// Pause before retrying a head that could not be read or stored, or a store not ready.
+const RETRY_MS: u64 = 100;
 /// How often delivered offsets are persisted (`flushDelayOffsetInterval`).
 const PERSIST_MS: u64 = 10_000;
-/// Most deliveries per level per tick, so one deep level cannot starve the broker.
-const DELIVERIES_PER_TICK: usize = 256;
-/// A head that fails to read this many ticks in a row is skipped (logged): a transient
+/// Most deliveries per level per wake-up, so one deep level cannot starve the broker.
+const DELIVERIES_PER_WAKE: usize = 256;
+/// A head that fails to read this many times in a row is skipped (logged): a transient
 /// read error is retried, a destroyed record does not block its level forever.
 const HEAD_READ_ATTEMPTS: u32 = 50;
 
@@ -61,7 +67,14 @@ pub struct Scheduler {
     /// What is persisted: offsets whose deliveries are durable.
     durable: DelayOffsets,
     changed: bool,
-    next_tick: MonoNanos,
+    /// When to look at the heads again; `None`: only when a schedule queue grows.
+    wake_at: Option<MonoNanos>,
+    /// Levels with nothing readable past their offset at the last look.
+    idle: BTreeSet<i32>,
+    /// The store's readable generation and visible end when idle levels were last checked.
+    seen_visible: (u64, u64),
+    /// Per level: the head's queue offset and its store time plus delay, once read.
+    heads: BTreeMap<i32, (u64, i64)>,
     next_persist: MonoNanos,
     /// Per level: failed reads of the head in a row.
     head_failures: BTreeMap<i32, u32>,
@@ -88,7 +101,10 @@ impl Scheduler {
             in_flight: VecDeque::new(),
             durable: persisted,
             changed: false,
-            next_tick: now.mono.plus_millis(IDLE_TICK_MS),
+            wake_at: Some(now.mono),
+            idle: BTreeSet::new(),
+            seen_visible: (0, 0),
+            heads: BTreeMap::new(),
             next_persist: now.mono.plus_millis(PERSIST_MS),
             head_failures: BTreeMap::new(),
             clamped: false,
@@ -102,10 +118,36 @@ impl Scheduler {
         &self.levels
     }
 
-    /// When the scheduler next needs a timeout.
+    /// When the scheduler next needs a timeout: a head due, a retry, or persisting changed
+    /// offsets.
     #[must_use]
-    pub fn next_deadline(&self) -> MonoNanos {
-        self.next_tick.min(self.next_persist)
+    pub fn next_deadline(&self) -> Option<MonoNanos> {
+        let persist = self.changed.then_some(self.next_persist);
+        self.wake_at.into_iter().chain(persist).min()
+    }
+
+    /// Some queue's readable end may have moved (`visible`: the store's readable generation
+    /// and visible end): if a caught-up level has a new readable
+    /// entry (`readable` gives a level's readable end), look at the heads now.
+    pub fn on_visible(&mut self, now: MonoNanos, visible: (u64, u64), readable: impl Fn(i32) -> u64) {
+        if visible == self.seen_visible {
+            return;
+        }
+        self.seen_visible = visible;
+        if self.wake_at.is_some_and(|at| at <= now) {
+            return;
+        }
+        let grown =
+            self.idle.iter().any(|level| readable(*level) > self.next.get(level).copied().unwrap_or(0));
+        if grown {
+            self.wake_at = Some(now);
+        }
+    }
+
+    /// When the heads are looked at next; `None` while every level is caught up.
+    #[must_use]
+    pub fn wake_at(&self) -> Option<MonoNanos> {
+        self.wake_at
     }
 
     /// The persisted form.
@@ -144,42 +186,75 @@ impl Scheduler {
     }
 }
 
-/// Why a head could not be delivered this tick.
+/// Why a level stopped delivering for now.
 enum Stop {
-    /// Not due yet, or nothing more to read.
-    Wait,
-    /// The head could not be read or stored; retry next tick.
+    /// The head is due at this wall time.
+    Due(i64),
+    /// Nothing readable past the level's offset.
+    Empty,
+    /// The head could not be read or stored; retry shortly.
     Retry,
+    /// The per-wake budget is spent; more may be due.
+    Budget,
 }
 
 impl Broker {
     /// Deliver every due head, level by level (on the master only).
     pub(super) fn deliver_delayed(&mut self, now: Now) {
-        if now.mono < self.scheduler.next_tick {
+        if self.scheduler.wake_at.is_none_or(|at| now.mono < at) {
             return;
         }
-        if self.config.broker_id != 0 || !self.store.is_ready() {
-            self.scheduler.next_tick = now.mono.plus_millis(IDLE_TICK_MS);
+        // Only a master delivers; a slave's scheduler sleeps.
+        if self.config.broker_id != 0 {
+            self.scheduler.wake_at = None;
+            return;
+        }
+        if !self.store.is_ready() {
+            self.scheduler.wake_at = Some(now.mono.plus_millis(RETRY_MS));
             return;
         }
         if !self.scheduler.clamped {
             self.clamp_delay_offsets();
         }
-        let mut waiting = false;
+        let mut wake: Option<MonoNanos> = None;
         let levels: Vec<i32> = self.scheduler.levels.levels().collect();
         for level in levels {
-            for _ in 0..DELIVERIES_PER_TICK {
-                match self.deliver_head(now, level) {
-                    Ok(()) => {}
-                    Err(Stop::Wait | Stop::Retry) => break,
+            let mut stop = Stop::Budget;
+            for _ in 0..DELIVERIES_PER_WAKE {
+                if let Err(why) = self.deliver_head(now, level) {
+                    stop = why;
+                    break;
                 }
             }
-            let next = self.scheduler.next.get(&level).copied().unwrap_or(0);
-            let end = self.store.queue_offsets(SCHEDULE_TOPIC, level - 1).map_or(0, |(_, max)| max.0);
-            waiting |= next < end;
+            let idle = matches!(stop, Stop::Empty);
+            let at = match stop {
+                Stop::Due(due) => {
+                    let wait = u64::try_from(due.saturating_sub(now.wall.0)).unwrap_or(0);
+                    Some(now.mono.plus_millis(wait.min(MAX_SLEEP_MS)))
+                }
+                Stop::Empty => None,
+                Stop::Retry => Some(now.mono.plus_millis(RETRY_MS)),
+                Stop::Budget => Some(now.mono),
+            };
+            if idle {
+                self.scheduler.idle.insert(level);
+            } else {
+                self.scheduler.idle.remove(&level);
+            }
+            wake = wake.into_iter().chain(at).min();
         }
-        let tick = if waiting { BUSY_TICK_MS } else { IDLE_TICK_MS };
-        self.scheduler.next_tick = now.mono.plus_millis(tick);
+        self.scheduler.wake_at = wake;
+    }
+
+    /// After an input: wake the scheduler if a caught-up level got a readable entry.
+    pub(super) fn watch_schedule_queues(&mut self, now: Now) {
+        // Under SYNC_FLUSH an entry written to its queue is readable only once its record
+        // is fsynced: either may come last.
+        let visible = (self.store.readable_generation(), self.store.visible_end().0);
+        let store = &self.store;
+        self.scheduler.on_visible(now.mono, visible, |level| {
+            store.readable_next(SCHEDULE_TOPIC, level - 1).map_or(0, |n| n.0)
+        });
     }
 
     /// Offsets loaded from disk may lie outside the queues after a crash (a queue cut back
@@ -199,11 +274,19 @@ impl Broker {
     fn deliver_head(&mut self, now: Now, level: i32) -> Result<(), Stop> {
         let queue_id = level - 1;
         let next = self.scheduler.next.get(&level).copied().unwrap_or(0);
+        let delay = i64::try_from(self.scheduler.levels.delay_ms(level).unwrap_or(0)).unwrap_or(i64::MAX);
+        // A head already read and not due: no need to read it again.
+        if let Some(&(offset, due)) = self.scheduler.heads.get(&level) {
+            let due = due_by(due, delay, now.wall.0);
+            if offset == next && due > now.wall.0 {
+                return Err(Stop::Due(due));
+            }
+        }
         let entries = self
             .store
             .read_entries(&*self.reader, SCHEDULE_TOPIC, queue_id, QueueOffset(next), 1)
             .map_err(|_| Stop::Retry)?;
-        let Some(entry) = entries.first().copied() else { return Err(Stop::Wait) };
+        let Some(entry) = entries.first().copied() else { return Err(Stop::Empty) };
         // Entries below the queue's minimum are gone; reading starts at the minimum.
         let offset =
             self.store.queue_offsets(SCHEDULE_TOPIC, queue_id).map_or(next, |(min, _)| next.max(min.0));
@@ -215,14 +298,11 @@ impl Broker {
             return self.head_unreadable(level, offset, "not a message record");
         };
         self.scheduler.head_failures.remove(&level);
-        let delay = i64::try_from(self.scheduler.levels.delay_ms(level).unwrap_or(0)).unwrap_or(i64::MAX);
-        let mut due = view.store_timestamp.saturating_add(delay);
-        // The clock went back: do not wait longer than one delay from now.
-        if due > now.wall.0.saturating_add(delay) {
-            due = now.wall.0;
-        }
+        let stored_due = view.store_timestamp.saturating_add(delay);
+        let due = due_by(stored_due, delay, now.wall.0);
         if due > now.wall.0 {
-            return Err(Stop::Wait);
+            self.scheduler.heads.insert(level, (offset, stored_due));
+            return Err(Stop::Due(due));
         }
         let real_topic =
             properties::find(view.properties, keys::REAL_TOPIC).and_then(|t| core::str::from_utf8(t).ok());
@@ -285,5 +365,16 @@ impl Broker {
         self.scheduler.head_failures.remove(&level);
         self.scheduler.skip(level, offset);
         Ok(())
+    }
+}
+
+/// When a head stored to be due at `due` is due by a wall clock reading `now`: if the clock
+/// went back so far that it would wait longer than one `delay`, it is due now (RocketMQ's
+/// correction), so a backward step never holds a message for more than its delay.
+fn due_by(due: i64, delay: i64, now: i64) -> i64 {
+    if due > now.saturating_add(delay) {
+        now
+    } else {
+        due
     }
 }

@@ -116,6 +116,9 @@ pub(crate) struct QueueTable {
     dirty: Vec<Slot>,
     /// Queues written since the last sync round.
     unsynced: BTreeSet<Slot>,
+    /// ConsumeQueue writes completed so far: it changes whenever entries may have become
+    /// readable, so a watcher need not look at every queue after every input.
+    pub(crate) writes: u64,
 }
 
 impl QueueTable {
@@ -127,6 +130,7 @@ impl QueueTable {
             index: BTreeMap::new(),
             dirty: Vec::new(),
             unsynced: BTreeSet::new(),
+            writes: 0,
         }
     }
 
@@ -226,6 +230,7 @@ impl QueueTable {
 
     /// A ConsumeQueue write completed: the queue is on disk up to `upto`.
     pub(crate) fn written(&mut self, slot: usize, upto: u64) {
+        self.writes += 1;
         if let Some(queue) = self.slots.get_mut(slot) {
             queue.written_next = queue.written_next.max(upto);
         }

@@ -46,6 +46,12 @@ impl Store {
         }
     }
 
+    /// A counter that moves whenever some queue's entries may have become readable.
+    #[must_use]
+    pub fn readable_generation(&self) -> u64 {
+        self.queues.writes
+    }
+
     /// The offset just past a queue's last readable entry (≤ its max offset).
     #[must_use]
     pub fn readable_next(&self, topic: &str, queue_id: i32) -> Option<QueueOffset> {
