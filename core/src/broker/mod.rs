@@ -16,6 +16,7 @@ mod registration;
 mod schedule;
 mod send;
 mod send_back;
+pub mod timer;
 pub mod timer_wheel;
 pub mod topics;
 

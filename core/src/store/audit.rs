@@ -14,13 +14,12 @@
 
 use std::collections::BTreeMap;
 
+use super::consume_queue::entry_tags_code;
 use super::consume_queue::{CqEntry, ENTRY_LEN};
 use super::paths;
 use super::StoreConfig;
 use crate::io::{DiskError, StoreRead};
-use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{parse_record, sys_flag, verify_crcs, Parsed, BLANK_MIN_LEN};
-use crate::protocol::message::tag::tags_code;
 
 /// One valid record found in the CommitLog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +127,7 @@ fn audit_inner(
                         entry: CqEntry {
                             phys_offset: base + pos as u64,
                             size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
-                            tags_code: tags_code(properties::find(view.properties, keys::TAGS)),
+                            tags_code: entry_tags_code(view.topic, view.properties),
                         },
                     });
                     pos += view.bytes.len();

@@ -6,14 +6,34 @@
 //! |--------|------|-------|
 //! | 0 | i64 | CommitLog offset of the record |
 //! | 8 | i32 | record size (TOTALSIZE) |
-//! | 12 | i64 | tag hash code (Java `String.hashCode` of TAGS, sign-extended; 0 if none) |
+//! | 12 | i64 | tag hash code (Java `String.hashCode` of TAGS, sign-extended; 0 if none); in the timer topic, the due time in ms (`TIMER_OUT_MS`) |
 //!
 //! Files hold a fixed number of entries (RocketMQ: 300,000 = 6,000,000 bytes) and are named by
 //! the byte offset of their first entry. An entry is valid when its offset is ≥ 0 and its
 //! size > 0; an all-zero slot marks the end.
 
+use crate::protocol::message::properties::{self, keys};
+use crate::protocol::message::tag::tags_code;
+
 /// Bytes per entry.
 pub const ENTRY_LEN: u64 = 20;
+
+/// The topic timed messages wait in; its entries' tags code is their due time, so the
+/// pending timers can be rebuilt from the queue alone.
+pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
+
+/// The tags code a record of `topic` gets in its ConsumeQueue entry, the same at append,
+/// in recovery and in audits.
+#[must_use]
+pub fn entry_tags_code(topic: &str, record_properties: &[u8]) -> i64 {
+    if topic == TIMER_TOPIC {
+        return properties::find(record_properties, keys::TIMER_OUT_MS)
+            .and_then(|v| core::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+    }
+    tags_code(properties::find(record_properties, keys::TAGS))
+}
 
 /// One ConsumeQueue entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +91,15 @@ impl CqEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timer_entry_carries_its_due_time_and_others_their_tag_hash() {
+        let mut props = Vec::new();
+        properties::push(&mut props, keys::TAGS, "TagA");
+        properties::push(&mut props, keys::TIMER_OUT_MS, "1790000005000");
+        assert_eq!(entry_tags_code(TIMER_TOPIC, &props), 1_790_000_005_000);
+        assert_eq!(entry_tags_code("Orders", &props), 2_598_919);
+    }
 
     #[test]
     fn entries_round_trip_and_zero_means_end() {

@@ -2,15 +2,14 @@
 
 use super::checkpoint::Checkpoint;
 use super::commitlog::CommitLog;
+use super::consume_queue::entry_tags_code;
 use super::consume_queue::CqEntry;
 use super::ops::{Completed, GroupId, OpQueue, Purpose};
 use super::paths;
 use super::queue_table::QueueTable;
 use super::{AppendRequest, Appended, FlushMode, PhysOffset, QueueOffset, StoreConfig, StoreError};
 use crate::io::{DiskError, DiskOp, FilePath, IoId, MonoNanos, Now, Output};
-use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{sys_flag, BLANK_MIN_LEN};
-use crate::protocol::message::tag::tags_code;
 
 /// Topics longer than this are refused (RocketMQ allows 255 for retry and DLQ topics).
 const MAX_TOPIC_LEN: usize = 255;
@@ -256,7 +255,7 @@ impl Store {
             let entry = CqEntry {
                 phys_offset: pos.offset,
                 size: pos.size,
-                tags_code: tags_code(properties::find(req.properties, keys::TAGS)),
+                tags_code: entry_tags_code(req.topic, req.properties),
             };
             self.queues.dispatch(slot, &entry);
             #[cfg(madsim)]

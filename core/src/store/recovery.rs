@@ -28,17 +28,16 @@ use std::collections::BTreeSet;
 
 use super::checkpoint::{Checkpoint, CHECKPOINT_LEN};
 use super::commitlog::CommitLog;
+use super::consume_queue::entry_tags_code;
 use super::consume_queue::{CqEntry, ENTRY_LEN};
 use super::message_store::Store;
 use super::paths;
 use super::queue_table::{QueueState, QueueTable};
 use super::StoreConfig;
 use crate::io::{DiskError, DiskErrorKind, DiskOp, FilePath, Now, StoreRead};
-use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{
     parse_record, sys_flag, verify_crcs, Parsed, RecordView, BLANK_MIN_LEN,
 };
-use crate::protocol::message::tag::tags_code;
 use queue_files::{load_queues, verify_queue_tails, LoadedQueue};
 
 mod queue_files;
@@ -359,7 +358,7 @@ fn dispatch_record(queues: &mut QueueTable, view: &RecordView<'_>, rebuilding: b
     let entry = CqEntry {
         phys_offset: u64::try_from(view.physical_offset).unwrap_or(0),
         size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
-        tags_code: tags_code(properties::find(view.properties, keys::TAGS)),
+        tags_code: entry_tags_code(view.topic, view.properties),
     };
     queues.dispatch_to(view.topic, view.queue_id, &entry);
     true
