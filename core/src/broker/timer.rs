@@ -104,3 +104,252 @@ mod tests {
         assert!(error.to_string().contains("TIMER_DELAY_SEC"), "{error}");
     }
 }
+
+/// A timed message waiting in the wheel: its timer-queue offset and record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// Offset in the timer queue.
+    pub offset: u64,
+    /// CommitLog offset of its record.
+    pub phys: u64,
+    /// Record size.
+    pub size: u32,
+    /// Due time, ms.
+    pub due_ms: i64,
+}
+
+/// What survives a crash (`config/timerCheckpoint.json`): enough to rebuild the pending set
+/// from the timer queue without losing a timer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TimerCheckpoint {
+    /// Every timer-queue offset below this was delivered (durably).
+    pub low_water: u64,
+    /// Timer-queue entries below this had been read into the wheel...
+    pub enqueued: u64,
+    /// ...and those of them due before this tick had been delivered (durably).
+    pub read_tick: u64,
+}
+
+/// The timed messages' state: the wheel, what was delivered, and the checkpoint that may
+/// be persisted. Pure: the broker reads the queue, stores the deliveries and writes the
+/// checkpoint.
+///
+/// After a crash, entries from `low_water` on are read again; one below `enqueued` whose
+/// tick is before `read_tick` was delivered and is skipped, every other is pending again.
+/// So a delivery may repeat after a crash (one not yet checkpointed), and none is lost. A
+/// checkpoint becomes persistable only once the deliveries before it are durable, and its
+/// `read_tick` never passes a timer that expired but is not delivered (a failed store).
+#[derive(Debug)]
+pub struct TimerState {
+    wheel: super::timer_wheel::TimerWheel<Pending>,
+    precision_ms: u64,
+    /// The checkpoint recovered from (its skip rule applies to entries below `enqueued`).
+    recovered: TimerCheckpoint,
+    /// Next timer-queue offset to read.
+    enqueued: u64,
+    low_water: u64,
+    /// From `low_water` on: whether each entry was delivered (or skipped).
+    done: std::collections::VecDeque<bool>,
+    /// Expired, delivery failed: retried before anything else.
+    retry: Vec<Pending>,
+    /// Handed out by `due` and not yet reported: (tick, offset).
+    outstanding: std::collections::BTreeSet<(u64, u64)>,
+    /// Deliveries stored, not yet durable: (CommitLog end, the checkpoint valid after it).
+    in_flight: std::collections::VecDeque<(u64, TimerCheckpoint)>,
+    durable: TimerCheckpoint,
+    changed: bool,
+}
+
+impl TimerState {
+    /// Resume from `checkpoint` (default on a first start), with ticks of `precision_ms`.
+    #[must_use]
+    pub fn new(checkpoint: TimerCheckpoint, precision_ms: u64) -> Self {
+        Self {
+            wheel: super::timer_wheel::TimerWheel::new(checkpoint.read_tick),
+            precision_ms: precision_ms.max(1),
+            recovered: checkpoint,
+            enqueued: checkpoint.low_water,
+            low_water: checkpoint.low_water,
+            done: std::collections::VecDeque::new(),
+            retry: Vec::new(),
+            outstanding: std::collections::BTreeSet::new(),
+            in_flight: std::collections::VecDeque::new(),
+            durable: checkpoint,
+            changed: false,
+        }
+    }
+
+    /// The tick of a wall time: due timers of a tick come out once the clock is past it.
+    fn tick(&self, ms: i64) -> u64 {
+        u64::try_from(ms).unwrap_or(0) / self.precision_ms
+    }
+
+    /// The next timer-queue offset to read.
+    #[must_use]
+    pub fn next_offset(&self) -> u64 {
+        self.enqueued
+    }
+
+    /// Timers waiting (in the wheel or to be retried).
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.wheel.len() + self.retry.len()
+    }
+
+    /// The timer queue's entry at `offset` (the next one to read), due at `due_ms`.
+    pub fn enqueue(&mut self, offset: u64, phys: u64, size: u32, due_ms: i64) {
+        debug_assert_eq!(offset, self.enqueued);
+        self.enqueued = offset + 1;
+        self.done.push_back(false);
+        let tick = self.tick(due_ms);
+        if offset < self.recovered.enqueued && tick < self.recovered.read_tick {
+            // Delivered before the crash.
+            self.mark_done(offset);
+            return;
+        }
+        self.wheel.insert(tick, Pending { offset, phys, size, due_ms });
+    }
+
+    /// Timers due by the wall clock `now_ms` (retries first): deliver each, then report it
+    /// with [`delivered`](Self::delivered) or [`failed`](Self::failed).
+    pub fn due(&mut self, now_ms: i64) -> Vec<Pending> {
+        let mut out = core::mem::take(&mut self.retry);
+        let now = self.tick(now_ms);
+        self.wheel.advance(now, |_, pending| out.push(pending));
+        for pending in &out {
+            self.outstanding.insert((self.tick(pending.due_ms), pending.offset));
+        }
+        out
+    }
+
+    /// A due timer's delivery could not be stored: retry it next time.
+    pub fn failed(&mut self, pending: Pending) {
+        self.outstanding.remove(&(self.tick(pending.due_ms), pending.offset));
+        self.retry.push(pending);
+    }
+
+    /// A due timer was stored in its real topic, ending at CommitLog offset `end` (or was
+    /// dropped as unreadable: `end` 0).
+    pub fn delivered(&mut self, pending: &Pending, end: u64) {
+        self.outstanding.remove(&(self.tick(pending.due_ms), pending.offset));
+        self.mark_done(pending.offset);
+        // The checkpoint after it never claims a tick whose timer is not delivered yet: one
+        // handed out and not reported, or one waiting for a retry.
+        let waiting =
+            self.retry.iter().map(|p| self.tick(p.due_ms)).chain(self.outstanding.first().map(|o| o.0));
+        let read_tick = waiting.fold(self.wheel.current(), u64::min);
+        let candidate = TimerCheckpoint { low_water: self.low_water, enqueued: self.enqueued, read_tick };
+        self.in_flight.push_back((end, candidate));
+    }
+
+    fn mark_done(&mut self, offset: u64) {
+        if let Some(flag) =
+            offset.checked_sub(self.low_water).and_then(|i| self.done.get_mut(usize::try_from(i).ok()?))
+        {
+            *flag = true;
+        }
+        while self.done.front() == Some(&true) {
+            self.done.pop_front();
+            self.low_water += 1;
+        }
+    }
+
+    /// Deliveries up to CommitLog offset `durable_end` are durable: their checkpoint may
+    /// be persisted.
+    pub fn settle(&mut self, durable_end: u64) {
+        while let Some((end, candidate)) = self.in_flight.front().copied() {
+            if end > durable_end {
+                break;
+            }
+            self.in_flight.pop_front();
+            self.durable = candidate;
+            self.changed = true;
+        }
+    }
+
+    /// The checkpoint to persist, if it changed since last asked.
+    pub fn take_checkpoint(&mut self) -> Option<TimerCheckpoint> {
+        core::mem::take(&mut self.changed).then_some(self.durable)
+    }
+
+    /// How long until the next timer may be due by the wall clock `now_ms`, ms: `None` with
+    /// nothing pending, 0 with retries waiting.
+    #[must_use]
+    pub fn wait_ms(&self, now_ms: i64) -> Option<u64> {
+        if !self.retry.is_empty() {
+            return Some(0);
+        }
+        let tick = self.wheel.next_tick()?;
+        // Tick t's timers come out once the clock reaches the start of tick t + 1.
+        let at = (tick + 1).saturating_mul(self.precision_ms);
+        Some(at.saturating_sub(u64::try_from(now_ms).unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    /// Enqueue `dues` (ms) at offsets from the state's next one; phys = offset * 100.
+    fn enqueue_all(state: &mut TimerState, dues: &[i64]) {
+        for due in dues {
+            let offset = state.next_offset();
+            state.enqueue(offset, offset * 100, 100, *due);
+        }
+    }
+
+    fn offsets(pending: &[Pending]) -> Vec<u64> {
+        pending.iter().map(|p| p.offset).collect()
+    }
+
+    #[test]
+    fn timers_are_never_early_and_late_by_under_one_tick() {
+        let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
+        enqueue_all(&mut state, &[10_500, 10_000, 12_999]);
+        assert!(state.due(10_999).is_empty());
+        assert_eq!(state.wait_ms(10_999), Some(1));
+        assert_eq!(offsets(&state.due(11_000)), [0, 1]);
+        assert!(state.due(12_999).is_empty());
+        assert_eq!(offsets(&state.due(13_000)), [2]);
+        assert_eq!(state.wait_ms(13_000), None);
+    }
+
+    #[test]
+    fn after_a_crash_only_checkpointed_durable_deliveries_are_skipped() {
+        let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
+        // Offsets 0..4: due at 5 s, 1 h, 6 s, 40 days.
+        enqueue_all(&mut state, &[5_000, 3_600_000, 6_000, 40 * 86_400_000]);
+        for pending in state.due(7_000) {
+            let end = pending.phys + 100;
+            state.delivered(&pending, end);
+        }
+        // Only the first delivery (ending at 100) became durable before the crash.
+        state.settle(100);
+        let checkpoint = state.take_checkpoint().expect("a durable delivery");
+        assert_eq!(checkpoint.low_water, 1);
+
+        let mut recovered = TimerState::new(checkpoint, 1_000);
+        enqueue_all(&mut recovered, &[3_600_000, 6_000, 40 * 86_400_000]);
+        // Offset 2 (6 s) was delivered but not checkpointed: delivered again, never lost.
+        assert_eq!(offsets(&recovered.due(7_000)), [2]);
+        assert_eq!(recovered.pending(), 2);
+        assert_eq!(offsets(&recovered.due(3_601_000)), [1]);
+    }
+
+    #[test]
+    fn a_failed_delivery_is_retried_and_holds_the_checkpoint_back() {
+        let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
+        enqueue_all(&mut state, &[1_000, 2_000]);
+        let due = state.due(3_000);
+        assert_eq!(offsets(&due), [0, 1]);
+        state.failed(due[0]);
+        state.delivered(&due[1], 200);
+        state.settle(200);
+        let checkpoint = state.take_checkpoint().expect("checkpoint");
+        assert_eq!(checkpoint.low_water, 0, "offset 0 is not delivered");
+        assert!(checkpoint.read_tick <= 1, "the failed timer's tick is not claimed: {checkpoint:?}");
+        assert_eq!(state.wait_ms(3_000), Some(0));
+        assert_eq!(offsets(&state.due(3_000)), [0]);
+    }
+}
