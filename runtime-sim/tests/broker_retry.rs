@@ -156,21 +156,22 @@ fn delayed_messages_are_delivered_after_a_clean_restart_exactly_once() {
 }
 
 #[test]
-fn a_batch_cannot_be_delayed_and_timer_properties_are_refused() {
+fn a_batch_can_be_neither_delayed_nor_timed() {
     let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
     let message = OutgoingMessage {
         topic: "T".into(),
-        user_properties: vec![(keys::TIMER_DELAY_SEC.into(), "30".into())],
         body: "x".as_bytes().to_vec().into(),
         ..OutgoingMessage::default()
     };
-    let reply = node.call(CLIENT, &send_message(1, "pg", 0, &message));
-    assert_eq!(reply.response_code(), ResponseCode::MESSAGE_ILLEGAL);
-    let delayed_batch =
-        OutgoingMessage { user_properties: vec![(keys::DELAY.into(), "2".into())], ..message };
-    let mut batch = keel_core::protocol::client_requests::send_batch(2, "pg", 0, &[delayed_batch]);
-    batch.ext_fields.insert("i", "DELAY\u{1}2\u{2}".to_owned());
-    assert_eq!(node.call(CLIENT, &batch).response_code(), ResponseCode::MESSAGE_ILLEGAL);
+    for (opaque, (key, value)) in [(keys::DELAY, "2"), (keys::TIMER_DELAY_SEC, "30")].into_iter().enumerate()
+    {
+        let marked = OutgoingMessage { user_properties: vec![(key.into(), value.into())], ..message.clone() };
+        let opaque = i32::try_from(opaque).unwrap();
+        let mut batch = keel_core::protocol::client_requests::send_batch(opaque, "pg", 0, &[marked]);
+        batch.ext_fields.insert("i", format!("{key}\u{1}{value}\u{2}"));
+        let reply = node.call(CLIENT, &batch);
+        assert_eq!(reply.response_code(), ResponseCode::MESSAGE_ILLEGAL, "{key}: {:?}", reply.remark);
+    }
 }
 
 fn locked(reply: &RemotingCommand) -> Vec<i32> {

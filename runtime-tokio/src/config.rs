@@ -145,6 +145,10 @@ pub struct BrokerSettings {
     pub max_message_size: usize,
     /// `messageDelayLevel`: the delay of each level, `"1s 5s 10s …"`.
     pub message_delay_level: String,
+    /// `timerMaxDelaySec`: the furthest a timed message may be scheduled (Keel: 40 days).
+    pub timer_max_delay_sec: u64,
+    /// `timerPrecisionMs`: the timing wheel's tick.
+    pub timer_precision_ms: u64,
 }
 
 impl BrokerSettings {
@@ -166,6 +170,8 @@ impl BrokerSettings {
         "mappedFileSizeConsumeQueue",
         "maxMessageSize",
         "messageDelayLevel",
+        "timerMaxDelaySec",
+        "timerPrecisionMs",
         // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
         // for them is fixed (a single master, no file deletion yet).
         "brokerRole",
@@ -197,7 +203,14 @@ impl BrokerSettings {
             message_delay_level: props
                 .get("messageDelayLevel")?
                 .unwrap_or_else(|| keel_core::broker::delay_levels::DEFAULT_DELAY_LEVELS.into()),
+            timer_max_delay_sec: props
+                .get("timerMaxDelaySec")?
+                .unwrap_or(keel_core::broker::timer::DEFAULT_MAX_DELAY_MS / 1_000),
+            timer_precision_ms: props.get("timerPrecisionMs")?.unwrap_or(1_000),
         };
+        if settings.timer_precision_ms == 0 {
+            return Err(ConfigError::BadValue { key: "timerPrecisionMs".into(), value: "0".into() });
+        }
         if keel_core::broker::delay_levels::DelayLevels::parse(&settings.message_delay_level).is_err() {
             return Err(ConfigError::BadValue {
                 key: "messageDelayLevel".into(),
@@ -233,7 +246,7 @@ impl BrokerSettings {
     #[must_use]
     pub fn to_properties(&self) -> String {
         format!(
-            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageDelayLevel={}\n",
+            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageDelayLevel={}\ntimerMaxDelaySec={}\ntimerPrecisionMs={}\n",
             self.cluster_name,
             self.broker_name,
             self.broker_id,
@@ -250,6 +263,8 @@ impl BrokerSettings {
             self.consume_queue_file_size,
             self.max_message_size,
             self.message_delay_level,
+            self.timer_max_delay_sec,
+            self.timer_precision_ms,
         )
     }
 }

@@ -45,6 +45,10 @@ pub struct BrokerConfig {
     pub trace_on: bool,
     /// `messageDelayLevel`: the delay of each level.
     pub delay_levels: DelayLevels,
+    /// `timerMaxDelaySec` (in ms): the furthest a timed message may be scheduled.
+    pub timer_max_delay_ms: u64,
+    /// `timerPrecisionMs`: the timing wheel's tick; a timed message is late by less.
+    pub timer_precision_ms: u64,
     /// The message store.
     pub store: StoreConfig,
 }
@@ -72,6 +76,8 @@ impl BrokerConfig {
             region: "DefaultRegion".into(),
             trace_on: true,
             delay_levels: DelayLevels::default(),
+            timer_max_delay_ms: super::timer::DEFAULT_MAX_DELAY_MS,
+            timer_precision_ms: 1_000,
             store: StoreConfig::new(advertised_addr),
         }
     }

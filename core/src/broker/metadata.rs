@@ -129,6 +129,8 @@ pub(super) struct MetadataFiles {
     pub(super) groups: MetadataFile,
     /// `delayOffset.json`.
     pub(super) delay_offsets: MetadataFile,
+    /// `timerCheckpoint.json`.
+    pub(super) timer_checkpoint: MetadataFile,
     next_io: u64,
 }
 
@@ -139,6 +141,7 @@ impl MetadataFiles {
             offsets: MetadataFile::new("consumerOffset.json"),
             groups: MetadataFile::new("subscriptionGroup.json"),
             delay_offsets: MetadataFile::new("delayOffset.json"),
+            timer_checkpoint: MetadataFile::new("timerCheckpoint.json"),
             next_io: METADATA_IO_BASE,
         }
     }
@@ -156,8 +159,14 @@ impl MetadataFiles {
         }
     }
 
-    fn all(&mut self) -> [&mut MetadataFile; 4] {
-        [&mut self.topics, &mut self.offsets, &mut self.groups, &mut self.delay_offsets]
+    fn all(&mut self) -> [&mut MetadataFile; 5] {
+        [
+            &mut self.topics,
+            &mut self.offsets,
+            &mut self.groups,
+            &mut self.delay_offsets,
+            &mut self.timer_checkpoint,
+        ]
     }
 
     /// Every file is to be written (shutdown).
@@ -169,7 +178,9 @@ impl MetadataFiles {
 
     /// Nothing waiting or in flight.
     pub(super) fn all_settled(&self) -> bool {
-        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets].iter().all(|f| f.is_settled())
+        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets, &self.timer_checkpoint]
+            .iter()
+            .all(|f| f.is_settled())
     }
 
     /// A metadata operation completed.
@@ -186,12 +197,14 @@ impl MetadataFiles {
         offsets: &impl Serialize,
         groups: &impl Serialize,
         delay_offsets: &impl Serialize,
+        timer_checkpoint: &impl Serialize,
         out: &mut VecDeque<Output>,
     ) {
         self.topics.write_if_dirty(&mut self.next_io, || encode(topics), out);
         self.offsets.write_if_dirty(&mut self.next_io, || encode(offsets), out);
         self.groups.write_if_dirty(&mut self.next_io, || encode(groups), out);
         self.delay_offsets.write_if_dirty(&mut self.next_io, || encode(delay_offsets), out);
+        self.timer_checkpoint.write_if_dirty(&mut self.next_io, || encode(timer_checkpoint), out);
     }
 }
 

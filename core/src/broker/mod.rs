@@ -16,6 +16,7 @@ mod registration;
 mod schedule;
 mod send;
 mod send_back;
+mod timed_delivery;
 pub mod timer;
 pub mod timer_wheel;
 pub mod topics;
@@ -70,6 +71,7 @@ pub struct Broker {
     holds: Vec<PullHold>,
     locks: QueueLocks,
     scheduler: Scheduler,
+    timers: timed_delivery::TimedDelivery,
     namesrvs: NamesrvLinks,
     unique_ids: UniqueIdGenerator,
     queue_cursor: BTreeMap<String, u32>,
@@ -115,6 +117,10 @@ impl Broker {
         let delay_offsets =
             MetadataFiles::load::<DelayOffsets>(&metadata.delay_offsets, &*reader).unwrap_or_default();
         let scheduler = Scheduler::new(config.delay_levels.clone(), delay_offsets, now);
+        let timer_checkpoint =
+            MetadataFiles::load::<timer::TimerCheckpoint>(&metadata.timer_checkpoint, &*reader)
+                .unwrap_or_default();
+        let timers = timed_delivery::TimedDelivery::new(timer_checkpoint, config.timer_precision_ms, now);
         let auto_groups = config.auto_create_subscription_group;
         let groups = match MetadataFiles::load::<SubscriptionGroupWrapper>(&metadata.groups, &*reader) {
             Some(wrapper) => GroupTable::from_wrapper(wrapper, auto_groups, wall),
@@ -136,6 +142,7 @@ impl Broker {
             holds: Vec::new(),
             locks,
             scheduler,
+            timers,
             namesrvs,
             unique_ids: UniqueIdGenerator::new(
                 ip,
@@ -213,6 +220,7 @@ impl Broker {
             &self.offsets,
             self.groups.wrapper(),
             self.scheduler.offsets(),
+            self.timers.checkpoint(),
             &mut self.out,
         );
     }
@@ -298,6 +306,8 @@ impl Broker {
         let durable_end = self.store.visible_end().0;
         self.scheduler.settle(durable_end, now.wall.0);
         self.watch_schedule_queues(now);
+        self.timers.settle(durable_end);
+        self.watch_timer_queue(now);
         self.wake_holds(now);
         self.persist_metadata();
     }
@@ -342,6 +352,10 @@ impl Machine for Broker {
                 if self.scheduler.take_persist_due(now.mono) {
                     self.metadata.delay_offsets.mark_dirty();
                 }
+                self.run_timers(now);
+                if self.timers.take_persist_due(now.mono) {
+                    self.metadata.timer_checkpoint.mark_dirty();
+                }
                 if now.mono >= self.next_offset_persist {
                     self.next_offset_persist = now.mono.plus_millis(OFFSET_PERSIST_MS);
                     self.metadata.offsets.mark_dirty_if(self.offsets_changed);
@@ -376,6 +390,7 @@ impl Machine for Broker {
             Some(self.next_client_scan),
             Some(self.next_offset_persist),
             self.scheduler.next_deadline(),
+            self.timers.deadline(),
             hold,
         ]
         .into_iter()

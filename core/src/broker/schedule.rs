@@ -23,7 +23,7 @@ use super::Broker;
 use crate::io::{MonoNanos, Now};
 use crate::protocol::body::DataVersion;
 use crate::protocol::message::properties::{self, keys};
-use crate::protocol::message::stored::{parse_record, sys_flag, Parsed};
+use crate::protocol::message::stored::{parse_record, sys_flag, Parsed, RecordView};
 use crate::store::{AppendRequest, QueueOffset};
 
 /// The longest sleep while a head waits: the bound on lateness after a forward wall-clock
@@ -304,12 +304,7 @@ impl Broker {
             self.scheduler.heads.insert(level, (offset, stored_due));
             return Err(Stop::Due(due));
         }
-        let real_topic =
-            properties::find(view.properties, keys::REAL_TOPIC).and_then(|t| core::str::from_utf8(t).ok());
-        let real_queue = properties::find(view.properties, keys::REAL_QID)
-            .and_then(|q| core::str::from_utf8(q).ok())
-            .and_then(|q| q.parse::<i32>().ok());
-        let (Some(topic), Some(real_queue)) = (real_topic, real_queue) else {
+        let Some((topic, real_queue)) = real_destination(view.properties) else {
             tracing::error!(level, offset, "delayed message without REAL_TOPIC/REAL_QID; skipped");
             self.scheduler.skip(level, offset);
             return Ok(());
@@ -321,12 +316,34 @@ impl Broker {
             self.scheduler.skip(level, offset);
             return Ok(());
         }
-        // Java keeps DELAY, REAL_TOPIC and REAL_QID in the stored properties; consumers may
-        // look at them. Only our CRC tail is replaced by the new record's own.
+        let end = match self.store_copy(now, &view, topic, real_queue) {
+            Ok(end) => end,
+            Err(error) => {
+                tracing::warn!(level, offset, %error, "delayed delivery failed; retrying");
+                return Err(Stop::Retry);
+            }
+        };
+        self.scheduler.delivered += 1;
+        self.scheduler.next.insert(level, offset + 1);
+        self.scheduler.in_flight.push_back(Delivery { level, next: offset + 1, end });
+        Ok(())
+    }
+
+    /// Store a copy of a waiting message's record (delayed or timed) in its real `topic`
+    /// and `queue`; returns the CommitLog end of the copy. Java keeps `DELAY`, `TIMER_*`,
+    /// `REAL_TOPIC` and `REAL_QID` in the stored properties, and consumers may look at them;
+    /// only our CRC tail is replaced by the new record's own.
+    pub(super) fn store_copy(
+        &mut self,
+        now: Now,
+        view: &RecordView<'_>,
+        topic: &str,
+        queue: i32,
+    ) -> Result<u64, crate::store::StoreError> {
         let props = properties::without(view.properties, &[keys::CRC32]);
         let request = AppendRequest {
             topic,
-            queue_id: real_queue,
+            queue_id: queue,
             flag: view.flag,
             sys_flag: view.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
             born_timestamp: view.born_timestamp,
@@ -336,18 +353,9 @@ impl Broker {
             body: view.body,
             properties: &props,
         };
-        let appended = match self.store.append(now, &request) {
-            Ok(appended) => appended,
-            Err(error) => {
-                tracing::warn!(level, offset, %error, "delayed delivery failed; retrying");
-                return Err(Stop::Retry);
-            }
-        };
+        let appended = self.store.append(now, &request)?;
         self.stats.messages_put += 1;
-        self.scheduler.delivered += 1;
-        self.scheduler.next.insert(level, offset + 1);
-        self.scheduler.in_flight.push_back(Delivery { level, next: offset + 1, end: appended.end().0 });
-        Ok(())
+        Ok(appended.end().0)
     }
 
     fn head_unreadable(&mut self, level: i32, offset: u64, error: &str) -> Result<(), Stop> {
@@ -377,4 +385,13 @@ fn due_by(due: i64, delay: i64, now: i64) -> i64 {
     } else {
         due
     }
+}
+
+/// The real topic and queue a waiting message carries (`REAL_TOPIC`, `REAL_QID`).
+pub(super) fn real_destination(props: &[u8]) -> Option<(&str, i32)> {
+    let topic = properties::find(props, keys::REAL_TOPIC).and_then(|t| core::str::from_utf8(t).ok())?;
+    let queue = properties::find(props, keys::REAL_QID)
+        .and_then(|q| core::str::from_utf8(q).ok())
+        .and_then(|q| q.parse::<i32>().ok())?;
+    Some((topic, queue))
 }

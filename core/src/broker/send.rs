@@ -10,6 +10,7 @@
 use bytes::Bytes;
 
 use super::delay_levels::SCHEDULE_TOPIC;
+use super::timer::{deliver_at, TIMER_TOPIC};
 use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
 use super::{error_reply, Broker};
 use crate::io::{ConnId, Now};
@@ -225,15 +226,6 @@ impl Broker {
                 "transaction messages are not supported by this broker yet".into(),
             ));
         }
-        let timed = [keys::TIMER_DELIVER_MS, keys::TIMER_DELAY_SEC, keys::TIMER_DELAY_MS]
-            .iter()
-            .any(|key| properties::find(given, key).is_some());
-        if timed {
-            return Err((
-                ResponseCode::MESSAGE_ILLEGAL,
-                "timed delivery (TIMER_*) is not supported by this broker yet; delay levels are".into(),
-            ));
-        }
         Ok(())
     }
 
@@ -268,7 +260,9 @@ impl Broker {
             .and_then(|level| core::str::from_utf8(level).ok())
             .and_then(|level| level.trim().parse::<i32>().ok())
             .unwrap_or(0);
-        let Some(level) = self.config.delay_levels.effective(requested) else { return Ok(route) };
+        let Some(level) = self.config.delay_levels.effective(requested) else {
+            return self.route_timed(now, route, given, batch);
+        };
         if batch {
             return Err((ResponseCode::MESSAGE_ILLEGAL, "a batch message cannot be delayed".into()));
         }
@@ -278,6 +272,32 @@ impl Broker {
         properties::push(&mut props, keys::REAL_QID, &route.queue_id.to_string());
         route.topic = SCHEDULE_TOPIC.to_owned();
         route.queue_id = level - 1;
+        route.properties = props;
+        Ok(route)
+    }
+
+    /// A send with `TIMER_*` properties due later than now waits in the timer topic with its
+    /// due time (`TIMER_OUT_MS`) and its real topic and queue; one due already is stored at
+    /// once; one past `timerMaxDelaySec` or garbled is refused.
+    fn route_timed(
+        &self,
+        now: Now,
+        mut route: SendRoute,
+        given: &[u8],
+        batch: bool,
+    ) -> Result<SendRoute, (ResponseCode, String)> {
+        let due = deliver_at(given, now.wall.0, self.config.timer_max_delay_ms)
+            .map_err(|error| (ResponseCode::MESSAGE_ILLEGAL, error.to_string()))?;
+        let Some(due) = due.filter(|due| *due > now.wall.0) else { return Ok(route) };
+        if batch {
+            return Err((ResponseCode::MESSAGE_ILLEGAL, "a batch message cannot be timed".into()));
+        }
+        let mut props = properties::without(given, &[keys::TIMER_OUT_MS, keys::REAL_TOPIC, keys::REAL_QID]);
+        properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
+        properties::push(&mut props, keys::REAL_TOPIC, &route.topic);
+        properties::push(&mut props, keys::REAL_QID, &route.queue_id.to_string());
+        route.topic = TIMER_TOPIC.to_owned();
+        route.queue_id = 0;
         route.properties = props;
         Ok(route)
     }

@@ -1,0 +1,206 @@
+//! Timed messages in the broker: the timer queue is read into the [`TimerState`] wheel as
+//! entries become readable, due timers are stored again in their real topics, and the
+//! checkpoint (`config/timerCheckpoint.json`) is written once a second when deliveries have
+//! become durable.
+//!
+//! Like the delay levels, it is woken by events: a readable timer-queue entry, or the next
+//! tick with a timer in it (at most a second away, so a forward wall-clock step delays
+//! nothing by more than that).
+
+use std::collections::BTreeMap;
+
+use super::schedule::real_destination;
+use super::timer::{Pending, TimerCheckpoint, TimerState, TIMER_TOPIC};
+use super::Broker;
+use crate::io::{MonoNanos, Now};
+use crate::protocol::message::stored::{parse_record, Parsed};
+use crate::store::QueueOffset;
+
+/// The longest sleep while timers wait.
+const MAX_SLEEP_MS: u64 = 1_000;
+/// Pause before retrying a failed read or store, or a store not ready.
+const RETRY_MS: u64 = 100;
+/// Timer-queue entries read per wake-up, so a flood of timed sends cannot stall the broker.
+const READ_PER_WAKE: u64 = 4_096;
+/// How often a changed checkpoint is written (`timerFlushIntervalMs`).
+const PERSIST_MS: u64 = 1_000;
+/// A due timer whose record cannot be read this many times is dropped (logged).
+const READ_ATTEMPTS: u32 = 50;
+
+/// The broker's timed-delivery state beside the wheel.
+#[derive(Debug)]
+pub(super) struct TimedDelivery {
+    pub(super) state: TimerState,
+    wake_at: Option<MonoNanos>,
+    /// The store's readable generation and visible end at the last look at the queue.
+    seen: (u64, u64),
+    /// The last durable checkpoint, and whether it still has to be written.
+    checkpoint: TimerCheckpoint,
+    dirty: bool,
+    next_persist: MonoNanos,
+    /// Failed reads per timer-queue offset.
+    attempts: BTreeMap<u64, u32>,
+    /// Timed messages delivered since start.
+    pub(super) delivered: u64,
+}
+
+impl TimedDelivery {
+    pub(super) fn new(checkpoint: TimerCheckpoint, precision_ms: u64, now: Now) -> Self {
+        Self {
+            state: TimerState::new(checkpoint, precision_ms),
+            wake_at: Some(now.mono),
+            seen: (0, 0),
+            checkpoint,
+            dirty: false,
+            next_persist: now.mono.plus_millis(PERSIST_MS),
+            attempts: BTreeMap::new(),
+            delivered: 0,
+        }
+    }
+
+    /// When it next needs a timeout.
+    pub(super) fn deadline(&self) -> Option<MonoNanos> {
+        self.wake_at.into_iter().chain(self.dirty.then_some(self.next_persist)).min()
+    }
+
+    /// Deliveries up to `durable_end` are durable.
+    pub(super) fn settle(&mut self, durable_end: u64) {
+        self.state.settle(durable_end);
+        if let Some(checkpoint) = self.state.take_checkpoint() {
+            self.checkpoint = checkpoint;
+            self.dirty = true;
+        }
+    }
+
+    /// Whether the checkpoint is due to be written.
+    pub(super) fn take_persist_due(&mut self, now: MonoNanos) -> bool {
+        if !self.dirty || now < self.next_persist {
+            return false;
+        }
+        self.next_persist = now.plus_millis(PERSIST_MS);
+        self.dirty = false;
+        true
+    }
+
+    /// The checkpoint to write.
+    pub(super) fn checkpoint(&self) -> &TimerCheckpoint {
+        &self.checkpoint
+    }
+}
+
+impl Broker {
+    /// Read new timer-queue entries into the wheel and deliver every due timer (master only).
+    pub(super) fn run_timers(&mut self, now: Now) {
+        if self.timers.wake_at.is_none_or(|at| now.mono < at) {
+            return;
+        }
+        self.timers.wake_at = None;
+        if self.config.broker_id != 0 {
+            return;
+        }
+        if !self.store.is_ready() {
+            self.timers.wake_at = Some(now.mono.plus_millis(RETRY_MS));
+            return;
+        }
+        let mut wake = self.enqueue_timers(now);
+        for pending in self.timers.state.due(now.wall.0) {
+            match self.deliver_timer(now, &pending) {
+                Some(end) => {
+                    self.timers.attempts.remove(&pending.offset);
+                    self.timers.state.delivered(&pending, end);
+                }
+                None => self.timers.state.failed(pending),
+            }
+        }
+        if let Some(wait) = self.timers.state.wait_ms(now.wall.0) {
+            // 0: a failed delivery waits to be retried.
+            let wait = if wait == 0 { RETRY_MS } else { wait.min(MAX_SLEEP_MS) };
+            let at = now.mono.plus_millis(wait);
+            wake = wake.into_iter().chain(Some(at)).min();
+        }
+        self.timers.wake_at = wake;
+    }
+
+    /// Read readable timer-queue entries into the wheel; a wake-up time if more remain.
+    fn enqueue_timers(&mut self, now: Now) -> Option<MonoNanos> {
+        let mut read = 0;
+        while read < READ_PER_WAKE {
+            let next = self.timers.state.next_offset();
+            let want = (READ_PER_WAKE - read).min(256);
+            let entries =
+                match self.store.read_entries(&*self.reader, TIMER_TOPIC, 0, QueueOffset(next), want) {
+                    Ok(entries) => entries,
+                    Err(error) => {
+                        tracing::warn!(%error, next, "timer queue unreadable; retrying");
+                        return Some(now.mono.plus_millis(RETRY_MS));
+                    }
+                };
+            if entries.is_empty() {
+                return None;
+            }
+            for (offset, entry) in (next..).zip(&entries) {
+                self.timers.state.enqueue(offset, entry.phys_offset, entry.size, entry.tags_code);
+            }
+            read += entries.len() as u64;
+        }
+        Some(now.mono)
+    }
+
+    /// Store a due timer in its real topic: the CommitLog end of the copy, or `None` to
+    /// retry. A record that stays unreadable, or carries no destination, is dropped and
+    /// logged (end 0), so it cannot block the wheel.
+    fn deliver_timer(&mut self, now: Now, pending: &Pending) -> Option<u64> {
+        let record = match self.store.read_record(&*self.reader, pending.phys, pending.size) {
+            Ok(record) => record,
+            Err(error) => return self.timer_unreadable(pending, &error.to_string()),
+        };
+        let Ok(Parsed::Message(view)) = parse_record(&record) else {
+            return self.timer_unreadable(pending, "not a message record");
+        };
+        let Some((topic, queue)) = real_destination(view.properties) else {
+            tracing::error!(offset = pending.offset, "timed message without REAL_TOPIC/REAL_QID; dropped");
+            return Some(0);
+        };
+        match self.store_copy(now, &view, topic, queue) {
+            Ok(end) => {
+                self.timers.delivered += 1;
+                Some(end)
+            }
+            Err(error) => {
+                tracing::warn!(offset = pending.offset, %error, "timed delivery failed; retrying");
+                None
+            }
+        }
+    }
+
+    fn timer_unreadable(&mut self, pending: &Pending, error: &str) -> Option<u64> {
+        let attempts = self.timers.attempts.entry(pending.offset).or_insert(0);
+        *attempts += 1;
+        if *attempts < READ_ATTEMPTS {
+            return None;
+        }
+        tracing::error!(
+            offset = pending.offset,
+            error,
+            "timed message unreadable after {READ_ATTEMPTS} tries; dropped"
+        );
+        self.timers.attempts.remove(&pending.offset);
+        Some(0)
+    }
+
+    /// After an input: wake the timers if the timer queue got a readable entry.
+    pub(super) fn watch_timer_queue(&mut self, now: Now) {
+        let seen = (self.store.readable_generation(), self.store.visible_end().0);
+        if seen == self.timers.seen {
+            return;
+        }
+        self.timers.seen = seen;
+        if self.timers.wake_at.is_some_and(|at| at <= now.mono) {
+            return;
+        }
+        let readable = self.store.readable_next(TIMER_TOPIC, 0).map_or(0, |n| n.0);
+        if readable > self.timers.state.next_offset() {
+            self.timers.wake_at = Some(now.mono);
+        }
+    }
+}
