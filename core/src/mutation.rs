@@ -22,6 +22,12 @@ pub enum Mutation {
     DlqThresholdOffByOne,
     /// The scheduler drops due retry messages instead of storing them in the retry topic.
     DropRetryMessage,
+    /// END_TRANSACTION treats a rollback as a commit.
+    RollbackAsCommit,
+    /// Timed and delayed messages are delivered a second before they are due.
+    DeliverEarly,
+    /// The delay scheduler loses a level's progress on restart and starts it over.
+    LoseDelayOffset,
 }
 
 impl Mutation {
@@ -49,6 +55,9 @@ impl Mutation {
             Mutation::LockNotChecked => "lock_not_checked",
             Mutation::DlqThresholdOffByOne => "dlq_threshold_off_by_one",
             Mutation::DropRetryMessage => "drop_retry_message",
+            Mutation::RollbackAsCommit => "rollback_as_commit",
+            Mutation::DeliverEarly => "deliver_early",
+            Mutation::LoseDelayOffset => "lose_delay_offset",
         }
     }
 

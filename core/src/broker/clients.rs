@@ -172,6 +172,12 @@ impl ClientRegistry {
         self.consumers.get(group).map(|g| g.channels.keys().copied().collect()).unwrap_or_default()
     }
 
+    /// The connections of a producer group's live producers (for transaction checks).
+    #[must_use]
+    pub fn producer_conns(&self, group: &str) -> Vec<ConnId> {
+        self.producers.get(group).map(|channels| channels.keys().copied().collect()).unwrap_or_default()
+    }
+
     /// Counts of (producer groups, consumer groups), for runtime info.
     #[must_use]
     pub fn counts(&self) -> (usize, usize) {

@@ -3,6 +3,7 @@
 use core::net::SocketAddr;
 
 use super::delay_levels::DelayLevels;
+use super::transaction::TransactionConfig;
 use crate::protocol::DEFAULT_MAX_FRAME_LEN;
 use crate::store::StoreConfig;
 
@@ -49,6 +50,9 @@ pub struct BrokerConfig {
     pub timer_max_delay_ms: u64,
     /// `timerPrecisionMs`: the timing wheel's tick; a timed message is late by less.
     pub timer_precision_ms: u64,
+    /// Transaction messages: `transactionTimeOut`, `transactionCheckInterval`,
+    /// `transactionCheckMax`, `rejectTransactionMessage`.
+    pub transaction: TransactionConfig,
     /// The message store.
     pub store: StoreConfig,
 }
@@ -78,6 +82,7 @@ impl BrokerConfig {
             delay_levels: DelayLevels::default(),
             timer_max_delay_ms: super::timer::DEFAULT_MAX_DELAY_MS,
             timer_precision_ms: 1_000,
+            transaction: TransactionConfig::default(),
             store: StoreConfig::new(advertised_addr),
         }
     }

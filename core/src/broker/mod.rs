@@ -20,6 +20,8 @@ mod timed_delivery;
 pub mod timer;
 pub mod timer_wheel;
 pub mod topics;
+pub mod transaction;
+mod transactional;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -40,6 +42,7 @@ use registration::NamesrvLinks;
 pub use schedule::{DelayOffsets, Scheduler};
 pub use send::PendingReply;
 pub use topics::TopicTable;
+pub use transactional::TransactionStats;
 
 /// How often client expiry is checked.
 const CLIENT_SCAN_MS: u64 = 10_000;
@@ -72,6 +75,7 @@ pub struct Broker {
     locks: QueueLocks,
     scheduler: Scheduler,
     timers: timed_delivery::TimedDelivery,
+    transactions: transactional::TransactionService,
     namesrvs: NamesrvLinks,
     unique_ids: UniqueIdGenerator,
     queue_cursor: BTreeMap<String, u32>,
@@ -143,6 +147,7 @@ impl Broker {
             locks,
             scheduler,
             timers,
+            transactions: transactional::TransactionService::new(now, config.transaction.check_interval_ms),
             namesrvs,
             unique_ids: UniqueIdGenerator::new(
                 ip,
@@ -194,6 +199,13 @@ impl Broker {
     #[must_use]
     pub fn delay_schedule(&self) -> (Option<MonoNanos>, u64) {
         (self.scheduler.wake_at(), self.scheduler.delivered)
+    }
+
+    /// What the transaction service did, and how many transactions are open.
+    #[must_use]
+    pub fn transaction_stats(&self) -> (TransactionStats, usize) {
+        let open = self.transactions.table.as_ref().map_or(0, transaction::TransactionTable::open_count);
+        (self.transactions.stats, open)
     }
 
     /// Begin a clean shutdown: the store flushes, checkpoints and removes its abort marker;
@@ -270,6 +282,7 @@ impl Broker {
                 self.on_send(now, conn, &cmd)
             }
             RequestCode::CONSUMER_SEND_MSG_BACK => self.on_send_back(now, conn, &cmd),
+            RequestCode::END_TRANSACTION => self.on_end_transaction(now, conn, &cmd),
             RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
                 self.on_pull(now, conn, cmd.clone())
             }
@@ -308,6 +321,7 @@ impl Broker {
         self.watch_schedule_queues(now);
         self.timers.settle(durable_end);
         self.watch_timer_queue(now);
+        self.settle_transactions(now, durable_end);
         self.wake_holds(now);
         self.persist_metadata();
     }
@@ -356,6 +370,7 @@ impl Machine for Broker {
                 if self.timers.take_persist_due(now.mono) {
                     self.metadata.timer_checkpoint.mark_dirty();
                 }
+                self.run_transactions(now);
                 if now.mono >= self.next_offset_persist {
                     self.next_offset_persist = now.mono.plus_millis(OFFSET_PERSIST_MS);
                     self.metadata.offsets.mark_dirty_if(self.offsets_changed);
@@ -391,6 +406,7 @@ impl Machine for Broker {
             Some(self.next_offset_persist),
             self.scheduler.next_deadline(),
             self.timers.deadline(),
+            self.transactions.deadline(),
             hold,
         ]
         .into_iter()

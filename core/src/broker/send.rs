@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::delay_levels::SCHEDULE_TOPIC;
 use super::timer::{deliver_at, TIMER_TOPIC};
 use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
+use super::transaction::HALF_TOPIC;
 use super::{error_reply, Broker};
 use crate::io::{ConnId, Now};
 use crate::protocol::body::perm;
@@ -58,6 +59,8 @@ struct SendRoute {
     topic: String,
     queue_id: i32,
     properties: Vec<u8>,
+    /// Sys-flag bits the stored record must not carry.
+    clear_sys_flags: i32,
 }
 
 /// One message of a send, ready to append.
@@ -134,7 +137,6 @@ impl Broker {
             ));
         }
         let given = header.properties.as_deref().unwrap_or("").as_bytes();
-        self.refuse_unsupported(&header, given)?;
         let batch = header.batch == Some(true)
             || request.request_code() == crate::protocol::RequestCode::SEND_BATCH_MESSAGE;
         let route = self.route_send(now, &header, queue_id, given, batch)?;
@@ -157,7 +159,8 @@ impl Broker {
                 topic: &route.topic,
                 queue_id: route.queue_id,
                 flag: m.flag,
-                sys_flag: header.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
+                sys_flag: header.sys_flag
+                    & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6 | route.clear_sys_flags),
                 born_timestamp: header.born_timestamp,
                 born_host,
                 reconsume_times: header.reconsume_times.unwrap_or(0),
@@ -212,21 +215,51 @@ impl Broker {
         Ok(config)
     }
 
-    /// Features that come with later work are refused explicitly, never silently dropped.
-    fn refuse_unsupported(
+    /// A half message (`TRAN_MSG=true` or the PREPARED sys flag) waits in the half topic
+    /// queue 0, carrying its real topic and queue, with its sys flag's transaction type
+    /// cleared, until END_TRANSACTION. It cannot be a batch, nor delayed or timed (the Java
+    /// client clears a delay level itself; a commit is delivered at once).
+    fn route_half(
         &self,
-        header: &SendMessageRequestHeader,
+        mut route: SendRoute,
         given: &[u8],
-    ) -> Result<(), (ResponseCode, String)> {
-        let transactional = header.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED
-            || properties::find(given, keys::TRAN_MSG) == Some(b"true");
-        if transactional {
+        batch: bool,
+    ) -> Result<SendRoute, (ResponseCode, String)> {
+        if self.config.transaction.reject {
             return Err((
                 ResponseCode::NO_PERMISSION,
-                "transaction messages are not supported by this broker yet".into(),
+                "transaction messages are disabled on this broker (rejectTransactionMessage)".into(),
             ));
         }
-        Ok(())
+        if batch {
+            return Err((ResponseCode::MESSAGE_ILLEGAL, "a batch message cannot be transactional".into()));
+        }
+        let delayed = properties::find(given, keys::DELAY).is_some_and(|d| d != b"0")
+            || [keys::TIMER_DELAY_SEC, keys::TIMER_DELAY_MS, keys::TIMER_DELIVER_MS]
+                .iter()
+                .any(|key| properties::find(given, key).is_some());
+        if delayed {
+            return Err((
+                ResponseCode::MESSAGE_ILLEGAL,
+                "a transaction message cannot be delayed or timed".into(),
+            ));
+        }
+        let mut props = properties::without(
+            given,
+            &[
+                keys::REAL_TOPIC,
+                keys::REAL_QID,
+                keys::TRAN_PREPARED_QUEUE_OFFSET,
+                keys::TRANSACTION_CHECK_TIMES,
+            ],
+        );
+        properties::push(&mut props, keys::REAL_TOPIC, &route.topic);
+        properties::push(&mut props, keys::REAL_QID, &route.queue_id.to_string());
+        route.topic = HALF_TOPIC.to_owned();
+        route.queue_id = 0;
+        route.properties = props;
+        route.clear_sys_flags = sys_flag::TRANSACTION_MASK;
+        Ok(route)
     }
 
     /// Where a send is stored. A send to a retry topic past its group's retry limit, or
@@ -241,7 +274,17 @@ impl Broker {
         given: &[u8],
         batch: bool,
     ) -> Result<SendRoute, (ResponseCode, String)> {
-        let mut route = SendRoute { topic: header.topic.clone(), queue_id, properties: given.to_vec() };
+        let mut route = SendRoute {
+            topic: header.topic.clone(),
+            queue_id,
+            properties: given.to_vec(),
+            clear_sys_flags: 0,
+        };
+        let transactional = header.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED
+            || properties::find(given, keys::TRAN_MSG) == Some(b"true");
+        if transactional && !header.topic.starts_with(RETRY_PREFIX) {
+            return self.route_half(route, given, batch);
+        }
         if let Some(group) = header.topic.strip_prefix(RETRY_PREFIX) {
             let config = self.group_config(now, group)?;
             let max = header.max_reconsume_times.filter(|m| *m >= 0).unwrap_or(config.retry_max_times);
@@ -373,7 +416,7 @@ impl Broker {
     }
 }
 
-fn store_error(error: StoreError) -> (ResponseCode, String) {
+pub(super) fn store_error(error: StoreError) -> (ResponseCode, String) {
     let code = match &error {
         StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_) => {
             ResponseCode::SERVICE_NOT_AVAILABLE

@@ -40,6 +40,12 @@ pub mod keys {
     pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
     /// Transaction id.
     pub const TRANSACTION_ID: &str = "__transactionId__";
+    /// A check copy's transaction: the half queue offset of the first half message.
+    pub const TRAN_PREPARED_QUEUE_OFFSET: &str = "TRAN_PREPARED_QUEUE_OFFSET";
+    /// Checks already sent for a half message.
+    pub const TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
+    /// A half message's own first-check delay, in seconds.
+    pub const CHECK_IMMUNITY_TIME_IN_SECONDS: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
     /// Absolute delivery time, ms.
     pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
     /// Relative delay, s.

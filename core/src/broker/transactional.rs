@@ -1,0 +1,601 @@
+//! Transaction messages in the broker: END_TRANSACTION, the check-back service and the
+//! replay at boot (the table and its crash-safety argument are in `transaction.rs`).
+//!
+//! Only a master runs them: a slave answers END_TRANSACTION with SLAVE_NOT_AVAILABLE.
+//! Every `transactionCheckInterval` the service looks at the open transactions: one older
+//! than `transactionTimeOut` (by the monotonic clock when it arrived in this run) gets a
+//! copy with its check count raised, and once that copy is durable, CHECK_TRANSACTION_STATE
+//! goes to a live producer of its group. A check is counted only when sent. After
+//! `transactionCheckMax` checks (or the age limit) the transaction is discarded into
+//! `TRANS_CHECK_MAX_TIME_TOPIC`.
+
+use bytes::{Bytes, BytesMut};
+
+use super::send::PendingReply;
+use super::transaction::{
+    EndKind, HalfEntry, OpenTx, TransactionTable, CHECK_MAX_TOPIC, HALF_TOPIC, OP_HALF_PHYS, OP_KIND, OP_TAG,
+    OP_TOPIC, SYS_TRANS_GROUP,
+};
+use super::{error_reply, Broker};
+use crate::io::{ConnId, MonoNanos, Now};
+use crate::protocol::headers::{CommandHeader, EndTransactionRequestHeader};
+use crate::protocol::message::message_id::offset_message_id;
+use crate::protocol::message::properties::{self, keys};
+use crate::protocol::message::stored::{
+    encode_record, parse_record, sys_flag, Parsed, RecordView, StoredMessage,
+};
+use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use crate::store::{AppendRequest, FlushMode, QueueOffset};
+
+/// Pause before retrying when the store is not ready or a read failed.
+const RETRY_MS: u64 = 100;
+/// Half-queue entries read per wake-up.
+const READ_PER_WAKE: u64 = 4_096;
+/// Open transactions looked at per check round before yielding.
+const CHECKS_PER_WAKE: usize = 10_000;
+
+/// The check-back service's state beside the table.
+#[derive(Debug)]
+pub(super) struct TransactionService {
+    /// `None` until the replay at boot is done.
+    pub(super) table: Option<TransactionTable>,
+    wake_at: Option<MonoNanos>,
+    next_check: MonoNanos,
+    /// Where a check round yielded (the next origin to look at).
+    check_from: Option<u64>,
+    /// Rotates checks over a group's producers.
+    producer_cursor: usize,
+    /// Counters: checks sent, commits, rollbacks, discards.
+    pub(super) stats: TransactionStats,
+}
+
+/// What the transaction service did since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransactionStats {
+    /// CHECK_TRANSACTION_STATE requests sent.
+    pub checks_sent: u64,
+    /// Transactions committed (each stored once).
+    pub committed: u64,
+    /// Transactions rolled back.
+    pub rolled_back: u64,
+    /// Transactions discarded after their last check.
+    pub discarded: u64,
+    /// Commits or discards redone at boot because their copy was lost in a crash.
+    pub redone: u64,
+}
+
+impl TransactionService {
+    pub(super) fn new(now: Now, check_interval_ms: u64) -> Self {
+        Self {
+            table: None,
+            wake_at: Some(now.mono),
+            next_check: now.mono.plus_millis(check_interval_ms),
+            check_from: None,
+            producer_cursor: 0,
+            stats: TransactionStats::default(),
+        }
+    }
+
+    /// When the service next needs a timeout.
+    pub(super) fn deadline(&self) -> Option<MonoNanos> {
+        let check = self.table.is_some().then_some(self.next_check);
+        self.wake_at.into_iter().chain(check).min()
+    }
+}
+
+/// A half message as read, with what END_TRANSACTION and checks need from it.
+struct HalfRecord {
+    record: Bytes,
+}
+
+impl HalfRecord {
+    fn view(&self) -> Option<RecordView<'_>> {
+        match parse_record(&self.record) {
+            Ok(Parsed::Message(view)) => Some(view),
+            _ => None,
+        }
+    }
+}
+
+/// The transaction's origin and check count that a half-queue record carries.
+fn half_entry(view: &RecordView<'_>, offset: u64, size: u32) -> HalfEntry {
+    let number = |key: &str| {
+        properties::find(view.properties, key)
+            .and_then(|v| core::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    HalfEntry {
+        offset,
+        phys: u64::try_from(view.physical_offset).unwrap_or(0),
+        size,
+        origin: number(keys::TRAN_PREPARED_QUEUE_OFFSET).unwrap_or(offset),
+        checks: number(keys::TRANSACTION_CHECK_TIMES).map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)),
+        group: properties::find(view.properties, keys::PGROUP)
+            .map(|g| String::from_utf8_lossy(g).into_owned())
+            .unwrap_or_default(),
+        store_ms: view.store_timestamp,
+        immunity_ms: number(keys::CHECK_IMMUNITY_TIME_IN_SECONDS).map_or(0, |s| s.saturating_mul(1_000)),
+    }
+}
+
+/// The origins an op record's body lists (`"3,17,"`).
+fn op_origins(body: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(body).split(',').filter_map(|s| s.trim().parse::<u64>().ok()).collect()
+}
+
+impl Broker {
+    /// Boot (replay), read new half messages, run a due check round (master only).
+    pub(super) fn run_transactions(&mut self, now: Now) {
+        let due = self.transactions.wake_at.is_some_and(|at| now.mono >= at)
+            || (self.transactions.table.is_some() && now.mono >= self.transactions.next_check);
+        if !due {
+            return;
+        }
+        self.transactions.wake_at = None;
+        if self.config.broker_id != 0 {
+            return;
+        }
+        if !self.transactions_ready(now) {
+            self.transactions.wake_at = Some(now.mono.plus_millis(RETRY_MS));
+            return;
+        }
+        let more = self.read_half_queue(now, READ_PER_WAKE);
+        if now.mono >= self.transactions.next_check {
+            if self.check_round(now) {
+                self.transactions.wake_at = Some(now.mono);
+            } else {
+                let interval = self.config.transaction.check_interval_ms;
+                self.transactions.next_check = now.mono.plus_millis(interval);
+            }
+        }
+        if more {
+            self.transactions.wake_at = Some(now.mono);
+        }
+    }
+
+    /// After an input: wake the service if the half queue grew, and send the checks whose
+    /// copies became durable; move the checkpoint.
+    pub(super) fn settle_transactions(&mut self, now: Now, durable_end: u64) {
+        let Some(table) = self.transactions.table.as_mut() else { return };
+        let ready = table.settle(durable_end);
+        if let Some((half_low, op_low)) = table.take_checkpoint() {
+            self.offsets.commit(SYS_TRANS_GROUP, HALF_TOPIC, 0, i64::try_from(half_low).unwrap_or(0));
+            self.offsets.commit(SYS_TRANS_GROUP, OP_TOPIC, 0, i64::try_from(op_low).unwrap_or(0));
+            self.offsets_changed = true;
+        }
+        let readable = self.store.readable_next(HALF_TOPIC, 0).map_or(0, |n| n.0);
+        if readable > table.half_next() && self.transactions.wake_at.is_none() {
+            self.transactions.wake_at = Some(now.mono);
+        }
+        for (origin, offset) in ready {
+            self.send_check(origin, offset);
+        }
+    }
+
+    /// Replay the op and half queues once the store is up; false if not possible yet.
+    fn transactions_ready(&mut self, now: Now) -> bool {
+        if self.transactions.table.is_some() {
+            return true;
+        }
+        if !self.store.is_ready() {
+            return false;
+        }
+        let bounds = |store: &crate::store::Store, topic: &str| {
+            store.queue_offsets(topic, 0).map_or((0, 0), |(min, max)| (min.0, max.0))
+        };
+        let (half_min, half_max) = bounds(&self.store, HALF_TOPIC);
+        let (op_min, op_max) = bounds(&self.store, OP_TOPIC);
+        let persisted = |topic: &str| {
+            self.offsets.get(SYS_TRANS_GROUP, topic, 0).map_or(0, |o| u64::try_from(o).unwrap_or(0))
+        };
+        let half_from = persisted(HALF_TOPIC).clamp(half_min, half_max);
+        let op_from = persisted(OP_TOPIC).clamp(op_min, op_max);
+        let mut table = TransactionTable::new(half_from, op_from, half_max);
+        // Op records first: they say which transactions already ended.
+        let mut redo: std::collections::BTreeMap<u64, (EndKind, u64)> = std::collections::BTreeMap::new();
+        let mut next = op_from;
+        while next < op_max {
+            let Ok(entries) = self.store.read_entries(&*self.reader, OP_TOPIC, 0, QueueOffset(next), 256)
+            else {
+                return false;
+            };
+            if entries.is_empty() {
+                break;
+            }
+            for (offset, entry) in (next..).zip(&entries) {
+                let Ok(record) = self.store.read_record(&*self.reader, entry.phys_offset, entry.size) else {
+                    tracing::error!(offset, "transaction op record unreadable; skipped");
+                    continue;
+                };
+                let Ok(Parsed::Message(view)) = parse_record(&record) else { continue };
+                let origins = op_origins(view.body);
+                let kind = EndKind::parse(properties::find(view.properties, OP_KIND));
+                let half_phys = properties::find(view.properties, OP_HALF_PHYS)
+                    .and_then(|v| core::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let (true, Some(half_phys), [origin]) = (kind.has_copy(), half_phys, origins.as_slice()) {
+                    let follower = entry.phys_offset + u64::from(entry.size);
+                    if self.copy_follows(follower, kind, half_phys) {
+                        redo.remove(origin);
+                    } else {
+                        redo.insert(*origin, (kind, half_phys));
+                    }
+                }
+                table.replay_op(offset, &origins);
+            }
+            next += entries.len() as u64;
+        }
+        self.transactions.table = Some(table);
+        while self.read_half_queue(now, u64::MAX) {}
+        for (origin, (kind, half_phys)) in redo {
+            self.redo_end(now, origin, kind, half_phys);
+        }
+        let open = self.transactions.table.as_ref().map_or(0, TransactionTable::open_count);
+        tracing::info!(half_from, op_from, open, "transactions replayed");
+        true
+    }
+
+    /// Whether the record at `phys` is the copy an op record of `kind` wrote of `half_phys`.
+    fn copy_follows(&self, phys: u64, kind: EndKind, half_phys: u64) -> bool {
+        let Ok(record) = self.store.read_record_at(&*self.reader, phys) else { return false };
+        let Ok(Parsed::Message(view)) = parse_record(&record) else { return false };
+        let right_topic = match kind {
+            EndKind::Discard => view.topic == CHECK_MAX_TOPIC,
+            _ => view.topic != HALF_TOPIC && view.topic != OP_TOPIC,
+        };
+        right_topic && u64::try_from(view.prepared_transaction_offset).ok() == Some(half_phys)
+    }
+
+    /// An op record survived a crash but the copy behind it did not: write both again.
+    fn redo_end(&mut self, now: Now, origin: u64, kind: EndKind, half_phys: u64) {
+        let Ok(record) = self.store.read_record_at(&*self.reader, half_phys) else {
+            tracing::error!(origin, half_phys, "half message of an unfinished commit is unreadable");
+            return;
+        };
+        let half = HalfRecord { record };
+        let Some(view) = half.view() else { return };
+        match self.append_end(now, &view, origin, kind) {
+            Ok((_, _)) => {
+                self.transactions.stats.redone += 1;
+                tracing::warn!(origin, kind = kind.as_str(), "transaction end redone after a crash");
+            }
+            Err(error) => tracing::error!(origin, %error, "redoing a transaction end failed"),
+        }
+    }
+
+    /// Read readable half-queue entries into the table (up to `budget`); true if more remain.
+    fn read_half_queue(&mut self, now: Now, budget: u64) -> bool {
+        let timeout = self.config.transaction.timeout_ms;
+        let mut read = 0;
+        while read < budget {
+            let Some(table) = self.transactions.table.as_ref() else { return false };
+            let next = table.half_next();
+            let want = (budget - read).min(256);
+            let Ok(entries) = self.store.read_entries(&*self.reader, HALF_TOPIC, 0, QueueOffset(next), want)
+            else {
+                tracing::warn!(next, "half queue unreadable; retrying");
+                return true;
+            };
+            if entries.is_empty() {
+                return false;
+            }
+            for (offset, entry) in (next..).zip(&entries) {
+                let half = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
+                    Ok(record) => HalfRecord { record },
+                    Err(error) => {
+                        tracing::error!(offset, %error, "half message unreadable; skipped");
+                        continue;
+                    }
+                };
+                let Some(view) = half.view() else { continue };
+                let entry = half_entry(&view, offset, entry.size);
+                if let Some(table) = self.transactions.table.as_mut() {
+                    table.read_half(entry, timeout, Some(now.mono));
+                }
+            }
+            read += entries.len() as u64;
+        }
+        true
+    }
+
+    /// One check round; true if it yielded with more to look at.
+    fn check_round(&mut self, now: Now) -> bool {
+        let config = self.config.transaction;
+        let Some(table) = self.transactions.table.as_ref() else { return false };
+        let from = self.transactions.check_from.take().unwrap_or(0);
+        let mut todo: Vec<(u64, OpenTx)> = Vec::new();
+        let mut yielded = None;
+        for (origin, tx) in table.iter_open().filter(|(origin, _)| *origin >= from) {
+            if todo.len() >= CHECKS_PER_WAKE {
+                yielded = Some(origin);
+                break;
+            }
+            if tx.check_due(now.mono, now.wall.0) {
+                todo.push((origin, tx.clone()));
+            }
+        }
+        for (origin, tx) in todo {
+            let age = u64::try_from(now.wall.0.saturating_sub(tx.store_ms)).unwrap_or(0);
+            if tx.checks >= config.check_max || age > config.max_age_ms {
+                self.discard(now, origin, &tx);
+            } else {
+                self.copy_for_check(now, origin, &tx);
+            }
+        }
+        self.transactions.check_from = yielded;
+        yielded.is_some()
+    }
+
+    /// Re-append `tx`'s newest half message with its check count raised; the check is sent
+    /// once the copy is durable. Nothing happens while no producer of its group is live.
+    fn copy_for_check(&mut self, now: Now, origin: u64, tx: &OpenTx) {
+        if self.clients.producer_conns(&tx.group).is_empty() {
+            tracing::debug!(origin, group = tx.group, "no live producer to check a transaction with");
+            return;
+        }
+        let (_, phys, size) = tx.latest;
+        let Ok(record) = self.store.read_record(&*self.reader, phys, size) else {
+            tracing::warn!(origin, phys, "half message unreadable; check postponed");
+            return;
+        };
+        let half = HalfRecord { record };
+        let Some(view) = half.view() else { return };
+        let mut props = properties::without(
+            view.properties,
+            &[keys::CRC32, keys::TRANSACTION_CHECK_TIMES, keys::TRAN_PREPARED_QUEUE_OFFSET],
+        );
+        properties::push(&mut props, keys::TRANSACTION_CHECK_TIMES, &(tx.checks + 1).to_string());
+        properties::push(&mut props, keys::TRAN_PREPARED_QUEUE_OFFSET, &origin.to_string());
+        let request = AppendRequest {
+            topic: HALF_TOPIC,
+            queue_id: 0,
+            flag: view.flag,
+            sys_flag: view.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
+            born_timestamp: view.born_timestamp,
+            born_host: view.born_host,
+            reconsume_times: view.reconsume_times,
+            prepared_transaction_offset: 0,
+            body: view.body,
+            properties: &props,
+        };
+        match self.store.append(now, &request) {
+            Ok(appended) => {
+                let offset = appended.queue_offset.map_or(0, |q| q.0);
+                if let Some(table) = self.transactions.table.as_mut() {
+                    table.copied(origin, offset, appended.phys_offset.0, appended.size, appended.end().0);
+                }
+            }
+            Err(error) => tracing::warn!(origin, %error, "check copy not stored; retried next round"),
+        }
+    }
+
+    /// Send CHECK_TRANSACTION_STATE for the durable copy at `offset` of `origin`.
+    fn send_check(&mut self, origin: u64, offset: u64) {
+        let Some(tx) = self.transactions.table.as_ref().and_then(|t| t.get(origin)).cloned() else { return };
+        if tx.latest.0 != offset {
+            return;
+        }
+        let conns = self.clients.producer_conns(&tx.group);
+        let Some(conn) = conns.get(self.transactions.producer_cursor % conns.len().max(1)).copied() else {
+            tracing::debug!(origin, group = tx.group, "producer gone before its check was sent");
+            return;
+        };
+        self.transactions.producer_cursor = self.transactions.producer_cursor.wrapping_add(1);
+        let (_, phys, size) = tx.latest;
+        let Ok(record) = self.store.read_record(&*self.reader, phys, size) else { return };
+        let half = HalfRecord { record };
+        let Some(view) = half.view() else { return };
+        let Some((topic, queue)) = super::schedule::real_destination(view.properties) else { return };
+        let mut message = StoredMessage::from_view(&view);
+        message.topic = topic.to_owned();
+        message.queue_id = queue;
+        let mut body = BytesMut::new();
+        if encode_record(&mut body, &message.fields()).is_err() {
+            return;
+        }
+        let unique = properties::find(view.properties, keys::UNIQ_KEY)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let phys_i = i64::try_from(phys).unwrap_or(0);
+        let ext: ExtFields = [
+            ("topic", topic.to_owned()),
+            ("tranStateTableOffset", offset.to_string()),
+            ("commitLogOffset", phys_i.to_string()),
+            ("msgId", unique.clone()),
+            ("transactionId", unique),
+            ("offsetMsgId", offset_message_id(self.config.advertised_addr, phys_i)),
+            ("bname", self.config.broker_name.clone()),
+        ]
+        .into_iter()
+        .collect();
+        let mut cmd = RemotingCommand::request(RequestCode::CHECK_TRANSACTION_STATE, self.opaque(), ext)
+            .with_body(body.freeze());
+        cmd.flag |= crate::protocol::FLAG_ONEWAY;
+        crate::remoting::send(&mut self.out, conn, &cmd);
+        self.transactions.stats.checks_sent += 1;
+        tracing::debug!(origin, offset, checks = tx.checks, "transaction check sent");
+    }
+
+    /// Discard a transaction after its last check: it goes to `TRANS_CHECK_MAX_TIME_TOPIC`.
+    fn discard(&mut self, now: Now, origin: u64, tx: &OpenTx) {
+        let (_, phys, size) = tx.latest;
+        let Ok(record) = self.store.read_record(&*self.reader, phys, size) else { return };
+        let half = HalfRecord { record };
+        let Some(view) = half.view() else { return };
+        // Operators browse discarded transactions there (one queue, like RocketMQ's).
+        self.ensure_group_topic(now, CHECK_MAX_TOPIC);
+        match self.append_end(now, &view, origin, EndKind::Discard) {
+            Ok(_) => {
+                tracing::warn!(
+                    origin,
+                    checks = tx.checks,
+                    group = tx.group,
+                    "transaction discarded unresolved"
+                );
+            }
+            Err(error) => tracing::warn!(origin, %error, "discard not stored; retried next round"),
+        }
+    }
+
+    /// Write the op record ending `origin` and, for a commit or discard, the copy of the
+    /// half message `view` right behind it (one append, so a crash leaves a prefix). Returns
+    /// the op record's queue offset and the CommitLog end.
+    fn append_end(
+        &mut self,
+        now: Now,
+        view: &RecordView<'_>,
+        origin: u64,
+        kind: EndKind,
+    ) -> Result<(u64, u64), crate::store::StoreError> {
+        let half_phys = u64::try_from(view.physical_offset).unwrap_or(0);
+        let op_body = format!("{origin},");
+        let op_props = properties::encode(&[
+            (keys::TAGS, OP_TAG),
+            (keys::WAIT, "false"),
+            (OP_KIND, kind.as_str()),
+            (OP_HALF_PHYS, &half_phys.to_string()),
+        ]);
+        let op = AppendRequest {
+            topic: OP_TOPIC,
+            queue_id: 0,
+            flag: 0,
+            sys_flag: 0,
+            born_timestamp: now.wall.0,
+            born_host: self.config.advertised_addr,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: op_body.as_bytes(),
+            properties: &op_props,
+        };
+        let copy_props = properties::without(view.properties, &[keys::CRC32]);
+        let destination = match kind {
+            EndKind::Commit => super::schedule::real_destination(view.properties),
+            EndKind::Discard => Some((CHECK_MAX_TOPIC, 0)),
+            EndKind::Rollback => None,
+        };
+        let tx_type = if kind == EndKind::Commit { sys_flag::TRANSACTION_COMMIT } else { 0 };
+        let copy = destination.map(|(topic, queue_id)| AppendRequest {
+            topic,
+            queue_id,
+            flag: view.flag,
+            sys_flag: (view.sys_flag
+                & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6 | sys_flag::TRANSACTION_MASK))
+                | tx_type,
+            born_timestamp: view.born_timestamp,
+            born_host: view.born_host,
+            reconsume_times: view.reconsume_times,
+            prepared_transaction_offset: i64::try_from(half_phys).unwrap_or(0),
+            body: view.body,
+            properties: &copy_props,
+        });
+        if kind.has_copy() && copy.is_none() {
+            tracing::error!(origin, "half message without REAL_TOPIC/REAL_QID; ended without a copy");
+        }
+        let appended = match copy {
+            Some(copy) => self.store.append_batch(now, &[op, copy])?,
+            None => vec![self.store.append(now, &op)?],
+        };
+        self.stats.messages_put += appended.len() as u64;
+        let op_offset = appended.first().and_then(|a| a.queue_offset).map_or(0, |q| q.0);
+        let end = appended.last().map_or(0, |a| a.end().0);
+        match kind {
+            EndKind::Commit => self.transactions.stats.committed += 1,
+            EndKind::Rollback => self.transactions.stats.rolled_back += 1,
+            EndKind::Discard => self.transactions.stats.discarded += 1,
+        }
+        if let Some(table) = self.transactions.table.as_mut() {
+            table.end(origin, op_offset, end);
+        }
+        Ok((op_offset, end))
+    }
+
+    /// END_TRANSACTION: commit or roll back the half message the producer names.
+    pub(super) fn on_end_transaction(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        match self.end_transaction(now, conn, request) {
+            Ok(reply) => reply,
+            Err((code, remark)) => {
+                tracing::info!(?code, remark, "END_TRANSACTION refused");
+                Some(error_reply(request, code, remark))
+            }
+        }
+    }
+
+    fn end_transaction(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+    ) -> Result<Option<RemotingCommand>, (ResponseCode, String)> {
+        if self.config.broker_id != 0 {
+            return Err((ResponseCode::SLAVE_NOT_AVAILABLE, "a slave cannot end transactions".into()));
+        }
+        let header = EndTransactionRequestHeader::decode(&request.ext_fields)
+            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        #[allow(unused_mut)]
+        let mut kind = match header.commit_or_rollback {
+            sys_flag::TRANSACTION_NOT_TYPE => return Ok(None),
+            sys_flag::TRANSACTION_COMMIT => EndKind::Commit,
+            sys_flag::TRANSACTION_ROLLBACK => EndKind::Rollback,
+            other => return Err((ResponseCode::SYSTEM_ERROR, format!("illegal commitOrRollback {other}"))),
+        };
+        #[cfg(madsim)]
+        if self.store.config().mutation == Some(crate::mutation::Mutation::RollbackAsCommit) {
+            kind = EndKind::Commit;
+        }
+        if !self.transactions_ready(now) {
+            return Err((ResponseCode::SYSTEM_BUSY, "transactions are still being recovered".into()));
+        }
+        let phys = u64::try_from(header.commit_log_offset).unwrap_or(u64::MAX);
+        let record = self.store.read_record_at(&*self.reader, phys).map_err(|e| {
+            (
+                ResponseCode::SYSTEM_ERROR,
+                format!("half message at {} not found: {e}", header.commit_log_offset),
+            )
+        })?;
+        let half = HalfRecord { record };
+        let view = half.view().ok_or((ResponseCode::SYSTEM_ERROR, "not a message record".to_owned()))?;
+        let group = properties::find(view.properties, keys::PGROUP).unwrap_or_default();
+        if view.topic != HALF_TOPIC
+            || view.queue_offset != header.tran_state_table_offset
+            || group != header.producer_group.as_bytes()
+        {
+            return Err((
+                ResponseCode::SYSTEM_ERROR,
+                format!(
+                    "the message at {} is not the half message of group {} at queue offset {}",
+                    header.commit_log_offset, header.producer_group, header.tran_state_table_offset
+                ),
+            ));
+        }
+        let entry = half_entry(&view, u64::try_from(view.queue_offset).unwrap_or(0), 0);
+        // The table must have read this far (and past the replay) to know the origin.
+        while self.transactions.table.as_ref().is_some_and(|t| t.half_next() <= entry.offset) {
+            if !self.read_half_queue(now, READ_PER_WAKE) {
+                break;
+            }
+        }
+        if self.transactions.table.as_ref().is_some_and(|t| t.half_next() <= entry.offset) {
+            return Err((ResponseCode::SYSTEM_BUSY, "the half message is not readable yet".into()));
+        }
+        let open = self.transactions.table.as_ref().is_some_and(|t| t.get(entry.origin).is_some());
+        let durable_end = if open {
+            let (_, end) =
+                self.append_end(now, &view, entry.origin, kind).map_err(super::send::store_error)?;
+            end
+        } else {
+            // Ended already (a repeated commit, a check's answer after the producer's own):
+            // nothing more is stored.
+            tracing::debug!(origin = entry.origin, kind = kind.as_str(), "transaction already ended");
+            0
+        };
+        let reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
+        let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync);
+        self.pending.push_back(PendingReply::new(conn, reply, durable_end, needs_flush, request.is_oneway()));
+        Ok(None)
+    }
+}
