@@ -149,6 +149,14 @@ pub struct BrokerSettings {
     pub timer_max_delay_sec: u64,
     /// `timerPrecisionMs`: the timing wheel's tick.
     pub timer_precision_ms: u64,
+    /// `transactionTimeOut`, ms: a half message younger than this is not checked back.
+    pub transaction_timeout_ms: u64,
+    /// `transactionCheckInterval`, ms: how often open transactions are checked back.
+    pub transaction_check_interval_ms: u64,
+    /// `transactionCheckMax`: checks before an open transaction is discarded.
+    pub transaction_check_max: u32,
+    /// `rejectTransactionMessage`: refuse half messages.
+    pub reject_transaction_message: bool,
 }
 
 impl BrokerSettings {
@@ -172,6 +180,10 @@ impl BrokerSettings {
         "messageDelayLevel",
         "timerMaxDelaySec",
         "timerPrecisionMs",
+        "transactionTimeOut",
+        "transactionCheckInterval",
+        "transactionCheckMax",
+        "rejectTransactionMessage",
         // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
         // for them is fixed (a single master, no file deletion yet).
         "brokerRole",
@@ -184,6 +196,7 @@ impl BrokerSettings {
         let _ = props.unknown_keys(Self::KEYS);
         let home =
             std::env::var_os("HOME").map_or_else(|| std::path::PathBuf::from("."), std::path::PathBuf::from);
+        let tx = keel_core::broker::transaction::TransactionConfig::default();
         let settings = Self {
             cluster_name: props.get("brokerClusterName")?.unwrap_or_else(|| "DefaultCluster".into()),
             broker_name: props.get("brokerName")?.unwrap_or_else(|| "broker-a".into()),
@@ -207,7 +220,16 @@ impl BrokerSettings {
                 .get("timerMaxDelaySec")?
                 .unwrap_or(keel_core::broker::timer::DEFAULT_MAX_DELAY_MS / 1_000),
             timer_precision_ms: props.get("timerPrecisionMs")?.unwrap_or(1_000),
+            transaction_timeout_ms: props.get("transactionTimeOut")?.unwrap_or(tx.timeout_ms),
+            transaction_check_interval_ms: props
+                .get("transactionCheckInterval")?
+                .unwrap_or(tx.check_interval_ms),
+            transaction_check_max: props.get("transactionCheckMax")?.unwrap_or(tx.check_max),
+            reject_transaction_message: props.get("rejectTransactionMessage")?.unwrap_or(tx.reject),
         };
+        if settings.transaction_check_interval_ms == 0 {
+            return Err(ConfigError::BadValue { key: "transactionCheckInterval".into(), value: "0".into() });
+        }
         if settings.timer_precision_ms == 0 {
             return Err(ConfigError::BadValue { key: "timerPrecisionMs".into(), value: "0".into() });
         }
@@ -246,7 +268,7 @@ impl BrokerSettings {
     #[must_use]
     pub fn to_properties(&self) -> String {
         format!(
-            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageDelayLevel={}\ntimerMaxDelaySec={}\ntimerPrecisionMs={}\n",
+            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageDelayLevel={}\ntimerMaxDelaySec={}\ntimerPrecisionMs={}\ntransactionTimeOut={}\ntransactionCheckInterval={}\ntransactionCheckMax={}\nrejectTransactionMessage={}\n",
             self.cluster_name,
             self.broker_name,
             self.broker_id,
@@ -265,6 +287,10 @@ impl BrokerSettings {
             self.message_delay_level,
             self.timer_max_delay_sec,
             self.timer_precision_ms,
+            self.transaction_timeout_ms,
+            self.transaction_check_interval_ms,
+            self.transaction_check_max,
+            self.reject_transaction_message,
         )
     }
 }

@@ -149,6 +149,10 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.delay_levels = keel_core::broker::delay_levels::DelayLevels::parse(&settings.message_delay_level)?;
     config.timer_max_delay_ms = settings.timer_max_delay_sec.saturating_mul(1_000);
     config.timer_precision_ms = settings.timer_precision_ms;
+    config.transaction.timeout_ms = settings.transaction_timeout_ms;
+    config.transaction.check_interval_ms = settings.transaction_check_interval_ms;
+    config.transaction.check_max = settings.transaction_check_max;
+    config.transaction.reject = settings.reject_transaction_message;
     config.store = store;
     Ok(config)
 }

@@ -131,6 +131,14 @@ pub enum ClientEvent {
         /// The consumer group.
         group: String,
     },
+    /// The broker asks how a transaction left open ended: answer with
+    /// [`Client::end_transaction`], `from_check` set.
+    CheckTransaction {
+        /// The half message to name in the answer.
+        half: super::transaction::HalfMessage,
+        /// The message, as stored (its real topic and queue).
+        message: Box<StoredMessage>,
+    },
     /// A broadcasting consumer's offsets changed: persist them on the client.
     SaveOffsets {
         /// The consumer group.
@@ -412,6 +420,7 @@ impl Client {
                 tracing::debug!(group, "consumer ids changed");
                 self.rebalance_soon(now, &group);
             }
+            RequestCode::CHECK_TRANSACTION_STATE => self.on_check_transaction(conn, request),
             _ => {
                 let reply = crate::remoting::not_supported(request);
                 if !request.is_oneway() {

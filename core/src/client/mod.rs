@@ -14,6 +14,7 @@ mod push_consumer;
 pub mod queue_choice;
 pub mod rebalance;
 pub mod route;
+mod transaction;
 pub mod transport;
 
 pub use allocate::{allocate_sorted, AllocateStrategy};
@@ -26,3 +27,4 @@ pub use process_queue::{FlowLimits, ProcessQueue};
 pub use producer::{SendRequest, SendTarget};
 pub use queue_choice::{select_by_key, QueueChoice};
 pub use rebalance::{plan, RebalancePlan};
+pub use transaction::{HalfMessage, TransactionState};

@@ -57,6 +57,8 @@ pub(super) struct PendingSend {
     parked: bool,
     /// Parked with no route known anywhere: ask the name servers again then.
     ask_again: Option<MonoNanos>,
+    /// The request header's sys flag.
+    sys_flag: i32,
 }
 
 /// Response codes after which RocketMQ tries another broker.
@@ -73,7 +75,12 @@ fn retryable(code: ResponseCode) -> bool {
 
 impl Client {
     /// Send a message; the outcome arrives as [`ClientEvent::SendDone`].
-    pub fn send(&mut self, now: Now, mut request: SendRequest) -> SendId {
+    pub fn send(&mut self, now: Now, request: SendRequest) -> SendId {
+        self.send_with(now, request, 0)
+    }
+
+    /// Send with `sys_flag` in the request header (the PREPARED type for a half message).
+    pub(super) fn send_with(&mut self, now: Now, mut request: SendRequest, sys_flag: i32) -> SendId {
         self.next_send += 1;
         let id = SendId(self.next_send);
         if !self.producer_groups.contains(&request.group) {
@@ -98,6 +105,7 @@ impl Client {
             deadline: now.mono.plus_millis(budget),
             parked: true,
             ask_again: None,
+            sys_flag,
         };
         self.sends.insert(id, send);
         self.attempt(now, id);
@@ -159,7 +167,10 @@ impl Client {
         };
         send.parked = false;
         send.attempts += 1;
-        let request = send_message(0, &send.request.group, queue.queue_id, &send.request.message);
+        let mut request = send_message(0, &send.request.group, queue.queue_id, &send.request.message);
+        if send.sys_flag != 0 {
+            request.ext_fields.insert("f", send.sys_flag.to_string());
+        }
         let deadline = now.mono.plus_millis(self.config.send_timeout_ms).min(send.deadline);
         let tag = CallTag::Send { id, broker: queue.broker_name.clone(), started: now.mono };
         let request = self.stamp(request);

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::client::{
-    Client, ClientConfig, ClientEvent, ConsumeResult, ConsumerConfig, DeliveryId, MessageModel, SendRequest,
-    SendResult,
+    Client, ClientConfig, ClientEvent, ConsumeResult, ConsumerConfig, DeliveryId, HalfMessage, MessageModel,
+    SendError, SendRequest, SendResult, TransactionState,
 };
 use keel_core::io::{Input, Machine};
 use keel_core::protocol::body::MessageQueue;
@@ -16,7 +16,7 @@ use keel_core::protocol::message::stored::StoredMessage;
 use tokio::sync::{mpsc, oneshot};
 
 use super::lite_pull::{LiteOp, PollReply, PollWaiters};
-use super::MessageListener;
+use super::{MessageListener, TransactionListener};
 use crate::driver::{ConnLimits, Connections, DriverConfig, Event};
 
 /// How long a shutdown waits for its last oneway requests to be written.
@@ -24,15 +24,63 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_millis(200);
 
 /// What the application asks of the driver.
 pub(super) enum Command {
-    Send { request: SendRequest, reply: oneshot::Sender<Result<SendResult, keel_core::client::SendError>> },
-    Subscribe { config: ConsumerConfig, listener: Arc<dyn MessageListener>, workers: usize },
-    Consumed { id: DeliveryId, result: ConsumeResult },
-    StartLitePull { config: ConsumerConfig },
-    Poll { group: String, max: usize, timeout: Duration, reply: PollReply },
-    Lite { group: String, op: LiteOp, reply: oneshot::Sender<Result<(), keel_core::client::LitePullError>> },
-    Assignment { group: String, reply: oneshot::Sender<Vec<MessageQueue>> },
-    StopConsumer { group: String, done: oneshot::Sender<()> },
-    Shutdown { done: oneshot::Sender<()> },
+    Send {
+        request: SendRequest,
+        reply: oneshot::Sender<Result<SendResult, keel_core::client::SendError>>,
+    },
+    Subscribe {
+        config: ConsumerConfig,
+        listener: Arc<dyn MessageListener>,
+        workers: usize,
+    },
+    Consumed {
+        id: DeliveryId,
+        result: ConsumeResult,
+    },
+    SendHalf {
+        request: SendRequest,
+        reply: oneshot::Sender<Result<(SendResult, Option<HalfMessage>), SendError>>,
+    },
+    EndTransaction {
+        half: HalfMessage,
+        state: TransactionState,
+        from_check: bool,
+    },
+    CheckWith {
+        group: String,
+        listener: Arc<dyn TransactionListener>,
+    },
+    StartLitePull {
+        config: ConsumerConfig,
+    },
+    Poll {
+        group: String,
+        max: usize,
+        timeout: Duration,
+        reply: PollReply,
+    },
+    Lite {
+        group: String,
+        op: LiteOp,
+        reply: oneshot::Sender<Result<(), keel_core::client::LitePullError>>,
+    },
+    Assignment {
+        group: String,
+        reply: oneshot::Sender<Vec<MessageQueue>>,
+    },
+    StopConsumer {
+        group: String,
+        done: oneshot::Sender<()>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Who waits for a send: a plain send, or a half message (with what ending it needs).
+enum SendReply {
+    Plain(oneshot::Sender<Result<SendResult, SendError>>),
+    Half(String, oneshot::Sender<Result<(SendResult, Option<HalfMessage>), SendError>>),
 }
 
 /// One delivery for a listener.
@@ -80,10 +128,9 @@ const COMMAND_BATCH: usize = 256;
 struct ClientDriver {
     client: Client,
     clock: Arc<dyn crate::clock::Clock>,
-    sends: BTreeMap<
-        keel_core::client::SendId,
-        oneshot::Sender<Result<SendResult, keel_core::client::SendError>>,
-    >,
+    sends: BTreeMap<keel_core::client::SendId, SendReply>,
+    /// Transaction listeners by producer group, asked when the broker checks back.
+    checkers: BTreeMap<String, Arc<dyn TransactionListener>>,
     // Unbounded, but bounded in effect: the core delivers only what flow control let it
     // pull (pullThresholdForQueue per owned queue).
     listeners: BTreeMap<String, Listeners>,
@@ -101,7 +148,19 @@ impl ClientDriver {
         match command {
             Some(Command::Send { request, reply }) => {
                 let id = client.send(now, request);
-                self.sends.insert(id, reply);
+                self.sends.insert(id, SendReply::Plain(reply));
+            }
+            Some(Command::SendHalf { request, reply }) => {
+                let group = request.group.clone();
+                let id = client.send_half(now, request);
+                self.sends.insert(id, SendReply::Half(group, reply));
+            }
+            Some(Command::EndTransaction { half, state, from_check }) => {
+                client.end_transaction(&half, state, from_check);
+            }
+            Some(Command::CheckWith { group, listener }) => {
+                client.start_producer(now, &group);
+                self.checkers.insert(group, listener);
             }
             Some(Command::Subscribe { mut config, listener, workers }) => {
                 let listener = Listeners::start(listener, workers, self.results.clone());
@@ -146,11 +205,23 @@ impl ClientDriver {
     fn on_events(&mut self) {
         while let Some(event) = self.client.poll_event() {
             match event {
-                ClientEvent::SendDone { id, result } => {
-                    if let Some(reply) = self.sends.remove(&id) {
+                ClientEvent::SendDone { id, result } => match self.sends.remove(&id) {
+                    Some(SendReply::Plain(reply)) => {
                         let _ = reply.send(result);
                     }
-                }
+                    Some(SendReply::Half(group, reply)) => {
+                        let result = result.map(|r| {
+                            let half = self.client.half_of(&group, &r);
+                            (r, half)
+                        });
+                        let _ = reply.send(result);
+                    }
+                    None => {}
+                },
+                ClientEvent::CheckTransaction { half, message } => match self.checkers.get(&half.group) {
+                    Some(listener) => check_later(Arc::clone(listener), half, message, self.results.clone()),
+                    None => tracing::warn!(group = half.group, "transaction check without a listener"),
+                },
                 ClientEvent::Deliver { id, group, queue, messages } => match self.listeners.get(&group) {
                     Some(listener) => listener.deliver((id, queue, messages)),
                     None => self.client.consumed(self.clock.now(), id, ConsumeResult::Later),
@@ -183,6 +254,7 @@ pub(super) async fn run(
         client: Client::new(config, clock.now()),
         clock: Arc::clone(&clock),
         sends: BTreeMap::new(),
+        checkers: BTreeMap::new(),
         listeners: BTreeMap::new(),
         polls: PollWaiters::default(),
         shutdown: None,
@@ -242,6 +314,30 @@ pub(super) async fn run(
         }
     }
     conns.abort_all();
+}
+
+/// Ask a transaction listener about a checked transaction away from the driver (it is the
+/// application's code and may block), then answer the broker.
+fn check_later(
+    listener: Arc<dyn TransactionListener>,
+    half: HalfMessage,
+    message: Box<StoredMessage>,
+    results: mpsc::WeakSender<Command>,
+) {
+    #[cfg(not(madsim))]
+    tokio::task::spawn_blocking(move || {
+        let state = listener.check(&message);
+        if let Some(results) = results.upgrade() {
+            let _ = results.blocking_send(Command::EndTransaction { half, state, from_check: true });
+        }
+    });
+    #[cfg(madsim)]
+    tokio::spawn(async move {
+        let state = listener.check(&message);
+        if let Some(results) = results.upgrade() {
+            let _ = results.send(Command::EndTransaction { half, state, from_check: true }).await;
+        }
+    });
 }
 
 /// A broadcasting consumer starts from its offsets file, if it has one.

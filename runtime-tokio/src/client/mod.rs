@@ -32,7 +32,8 @@ use std::sync::Arc;
 
 pub use keel_core::client::{
     AllocateStrategy, ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, ConsumerKind,
-    LitePullError, MessageModel, SendError, SendRequest, SendResult, SendTarget,
+    HalfMessage, LitePullError, MessageModel, SendError, SendRequest, SendResult, SendTarget,
+    TransactionState,
 };
 pub use keel_core::protocol::body::MessageQueue;
 pub use keel_core::protocol::client_requests::OutgoingMessage;
@@ -59,6 +60,62 @@ where
 {
     fn consume(&self, queue: &MessageQueue, messages: &[StoredMessage]) -> ConsumeResult {
         self(queue, messages)
+    }
+}
+
+/// The application's side of transactions (`TransactionListener`).
+pub trait TransactionListener: Send + Sync + 'static {
+    /// Run the local transaction of a half message just stored (on the sender's task, as
+    /// RocketMQ runs it on the sending thread).
+    fn execute(&self, message: &OutgoingMessage, result: &SendResult) -> TransactionState;
+    /// The broker asks how a transaction left open ended (on a blocking thread).
+    fn check(&self, message: &StoredMessage) -> TransactionState;
+}
+
+/// A transactional producer: each send stores a half message, runs the local transaction
+/// and commits or rolls back by its answer.
+#[derive(Clone)]
+pub struct TransactionProducer {
+    group: String,
+    listener: Arc<dyn TransactionListener>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl core::fmt::Debug for TransactionProducer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TransactionProducer").field("group", &self.group).finish_non_exhaustive()
+    }
+}
+
+/// What a transactional send achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionSendResult {
+    /// Where the half message was stored.
+    pub send: SendResult,
+    /// What the local transaction answered (and the broker was told, unless `Unknown`).
+    pub state: TransactionState,
+}
+
+impl TransactionProducer {
+    /// Send `message` in a transaction: store the half message, run the listener's
+    /// `execute`, and end the transaction by its answer (oneway; a lost end is checked
+    /// back). A failed send runs nothing.
+    pub async fn send(&self, message: OutgoingMessage) -> Result<TransactionSendResult, ClientError> {
+        let request =
+            SendRequest { group: self.group.clone(), message: message.clone(), target: SendTarget::Any };
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::SendHalf { request, reply }).await.map_err(|_| ClientError::ShutDown)?;
+        let (send, half) = answer.await.map_err(|_| ClientError::ShutDown)??;
+        let state = self.listener.execute(&message, &send);
+        match half {
+            Some(half) if state != TransactionState::Unknown => {
+                let command = Command::EndTransaction { half, state, from_check: false };
+                self.commands.send(command).await.map_err(|_| ClientError::ShutDown)?;
+            }
+            Some(_) => {}
+            None => tracing::warn!(msg_id = send.msg_id, "half message's broker unknown; left to its check"),
+        }
+        Ok(TransactionSendResult { send, state })
     }
 }
 
@@ -153,6 +210,19 @@ impl KeelClient {
         let group = config.group.clone();
         self.commands.send(Command::StartLitePull { config }).await.map_err(|_| ClientError::ShutDown)?;
         Ok(LitePullConsumer { group, commands: self.commands.clone() })
+    }
+
+    /// Start a transactional producer of `group`; `listener` runs local transactions and
+    /// answers the broker's checks.
+    pub async fn start_transaction_producer(
+        &self,
+        group: &str,
+        listener: impl TransactionListener,
+    ) -> Result<TransactionProducer, ClientError> {
+        let listener: Arc<dyn TransactionListener> = Arc::new(listener);
+        let command = Command::CheckWith { group: group.to_owned(), listener: Arc::clone(&listener) };
+        self.commands.send(command).await.map_err(|_| ClientError::ShutDown)?;
+        Ok(TransactionProducer { group: group.to_owned(), listener, commands: self.commands.clone() })
     }
 
     /// Stop one consumer: its offsets are committed and its queues released.
