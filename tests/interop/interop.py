@@ -26,8 +26,10 @@ import traceback
 from rocketmq.client import Message, Producer, PullConsumer, PushConsumer, RecvMessage, SendStatus
 from rocketmq.ffi import _CConsumeStatus, dll
 
-# Short delay levels keep retry tests quick; their count (18) is RocketMQ's.
-DELAY_LEVELS = " ".join(["1s"] * 18)
+# Short delay levels keep retry tests quick; their count (18) is RocketMQ's. Retries use
+# levels 3 and up; level 2 (3 s) is the one the delay test sends with.
+DELAY_LEVEL_TESTED, DELAY_SECONDS = 2, 3.0
+DELAY_LEVELS = " ".join(["1s", "3s"] + ["1s"] * 16)
 
 BIN_DIR = sys.argv[1] if len(sys.argv) > 1 else "target/debug"
 
@@ -296,6 +298,8 @@ class Consumer:
             msg = RecvMessage(handle)
             record = received(msg)
             record["reconsume_times"] = msg.reconsume_times
+            record["at"] = time.time()
+            record["delay"] = msg.get_property("DELAY")
             ok = decide(msg)
             record["ok"] = ok
             with self.lock:
@@ -435,6 +439,37 @@ def test_a_rust_library_consumer_and_a_cpp_consumer_share_one_group(cluster):
             rust.kill()
 
 
+def test_a_delay_level_message_arrives_no_earlier_than_its_delay(cluster):
+    """The C++ producer sends with a delay level; the C++ consumer gets each message once,
+    no earlier than the level's delay after the send began, and not much later."""
+    topic, group = "InteropDelay", "cg_delay"
+    send_numbered(cluster, topic, 0, 1)  # creates the topic
+    c = Consumer(cluster, topic, group, "delay-1")
+    try:
+        wait_for("the consumer to start", lambda: len(c.snapshot()) >= 1)
+        p = producer(cluster, "pg_delay")
+        started = {}
+        for i in range(1, 6):
+            m = message(topic, i)
+            m.set_delay_time_level(DELAY_LEVEL_TESTED)
+            started[b"body-%d" % i] = time.time()
+            result = p.send_sync(m)
+            assert result.status == SendStatus.OK, result
+        p.shutdown()
+        wait_for("5 delayed messages", lambda: len(c.snapshot()) >= 6)
+        time.sleep(1)
+        got = [g for g in c.snapshot() if g["body"] in started]
+    finally:
+        c.stop()
+    assert_exact(got, [expected(i) for i in range(1, 6)], "delayed")
+    for g in got:
+        waited = g["at"] - started[g["body"]]
+        assert waited >= DELAY_SECONDS, "%r arrived %.3f s after its send, before the %.0f s delay" % (
+            g["body"], waited, DELAY_SECONDS)
+        assert waited < DELAY_SECONDS + 15, "%r arrived %.1f s late" % (g["body"], waited - DELAY_SECONDS)
+        assert g["delay"] == str(DELAY_LEVEL_TESTED).encode(), "DELAY property %r" % g["delay"]
+
+
 TESTS = [
     test_sync_sends_push_consumer_tag_expression,
     test_async_and_oneway_sends_pull_consumer,
@@ -446,6 +481,7 @@ TESTS = [
     test_orderly_push_consumer_keeps_fifo_per_queue,
     test_reconsume_later_redelivers_with_rising_reconsume_times,
     test_a_rust_library_consumer_and_a_cpp_consumer_share_one_group,
+    test_a_delay_level_message_arrives_no_earlier_than_its_delay,
 ]
 
 
