@@ -143,6 +143,24 @@ fn a_delayed_send_appears_in_its_topic_after_its_level_and_in_order() {
 }
 
 #[test]
+fn a_backward_clock_step_holds_a_delayed_message_until_its_due_time_never_early() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+    let stored_at = node.now.wall.0;
+    ok(&node.call(CLIENT, &delayed(1, "Stepped", 2, "five-seconds")));
+    // The wall clock steps back a minute: by the broker's clock the message is due in 65 s.
+    node.now.wall.0 -= 60_000;
+    node.advance(10_000);
+    assert!(pull_all(&mut node, 2, "Stepped", 0, 0).is_empty(), "delivered before its due time");
+    node.advance(54_000);
+    assert!(pull_all(&mut node, 3, "Stepped", 0, 0).is_empty(), "delivered before its due time");
+    node.advance(2_000);
+    let got = pull_all(&mut node, 4, "Stepped", 0, 0);
+    assert_eq!(got.len(), 1, "not delivered once due");
+    let due: i64 = prop(&got[0], keys::TIMER_OUT_MS).expect("the copy carries its due time").parse().unwrap();
+    assert_eq!(due, stored_at + 5_000);
+}
+
+#[test]
 fn delayed_messages_are_delivered_after_a_clean_restart_exactly_once() {
     let mut node = boot(config(FlushMode::Sync), SharedDisk::default());
     ok(&node.call(CLIENT, &delayed(1, "Later", 1, "early")));

@@ -118,8 +118,13 @@ impl Broker {
             None => TopicTable::new(auto_topics, queue_nums, wall),
         };
         let offsets = MetadataFiles::load::<ConsumerOffsets>(&metadata.offsets, &*reader).unwrap_or_default();
-        let delay_offsets =
+        #[allow(unused_mut)]
+        let mut delay_offsets =
             MetadataFiles::load::<DelayOffsets>(&metadata.delay_offsets, &*reader).unwrap_or_default();
+        #[cfg(madsim)]
+        if config.store.mutation == Some(crate::mutation::Mutation::LoseDelayOffset) {
+            delay_offsets = DelayOffsets::default();
+        }
         let scheduler = Scheduler::new(config.delay_levels.clone(), delay_offsets, now);
         let timer_checkpoint =
             MetadataFiles::load::<timer::TimerCheckpoint>(&metadata.timer_checkpoint, &*reader)

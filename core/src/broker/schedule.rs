@@ -277,8 +277,7 @@ impl Broker {
         let delay = i64::try_from(self.scheduler.levels.delay_ms(level).unwrap_or(0)).unwrap_or(i64::MAX);
         // A head already read and not due: no need to read it again.
         if let Some(&(offset, due)) = self.scheduler.heads.get(&level) {
-            let due = due_by(due, delay, now.wall.0);
-            if offset == next && due > now.wall.0 {
+            if offset == next && due > deliver_until(self, now) {
                 return Err(Stop::Due(due));
             }
         }
@@ -298,10 +297,9 @@ impl Broker {
             return self.head_unreadable(level, offset, "not a message record");
         };
         self.scheduler.head_failures.remove(&level);
-        let stored_due = view.store_timestamp.saturating_add(delay);
-        let due = due_by(stored_due, delay, now.wall.0);
-        if due > now.wall.0 {
-            self.scheduler.heads.insert(level, (offset, stored_due));
+        let due = view.store_timestamp.saturating_add(delay);
+        if due > deliver_until(self, now) {
+            self.scheduler.heads.insert(level, (offset, due));
             return Err(Stop::Due(due));
         }
         let Some((topic, real_queue)) = real_destination(view.properties) else {
@@ -316,7 +314,7 @@ impl Broker {
             self.scheduler.skip(level, offset);
             return Ok(());
         }
-        let end = match self.store_copy(now, &view, topic, real_queue) {
+        let end = match self.store_copy(now, &view, topic, real_queue, Some(due)) {
             Ok(end) => end,
             Err(error) => {
                 tracing::warn!(level, offset, %error, "delayed delivery failed; retrying");
@@ -332,15 +330,21 @@ impl Broker {
     /// Store a copy of a waiting message's record (delayed or timed) in its real `topic`
     /// and `queue`; returns the CommitLog end of the copy. Java keeps `DELAY`, `TIMER_*`,
     /// `REAL_TOPIC` and `REAL_QID` in the stored properties, and consumers may look at them;
-    /// only our CRC tail is replaced by the new record's own.
+    /// only our CRC tail is replaced by the new record's own. A delayed copy also gets its
+    /// due time as `TIMER_OUT_MS`, as RocketMQ 5 gives delay levels run by its timer.
     pub(super) fn store_copy(
         &mut self,
         now: Now,
         view: &RecordView<'_>,
         topic: &str,
         queue: i32,
+        due: Option<i64>,
     ) -> Result<u64, crate::store::StoreError> {
-        let props = properties::without(view.properties, &[keys::CRC32]);
+        let mut props = properties::without(view.properties, &[keys::CRC32]);
+        if let Some(due) = due {
+            props = properties::without(&props, &[keys::TIMER_OUT_MS]);
+            properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
+        }
         let request = AppendRequest {
             topic,
             queue_id: queue,
@@ -376,15 +380,17 @@ impl Broker {
     }
 }
 
-/// When a head stored to be due at `due` is due by a wall clock reading `now`: if the clock
-/// went back so far that it would wait longer than one `delay`, it is due now (RocketMQ's
-/// correction), so a backward step never holds a message for more than its delay.
-fn due_by(due: i64, delay: i64, now: i64) -> i64 {
-    if due > now.saturating_add(delay) {
-        now
-    } else {
-        due
+/// The latest due time deliverable now: the broker's wall clock. RocketMQ delivers a head
+/// at once when a backward clock step leaves it due more than one delay away; Keel holds it
+/// until the clock reaches its due time, as it does timed messages, so a delivery is never
+/// early by the broker's clock (a backward step delays instead).
+fn deliver_until(broker: &Broker, now: Now) -> i64 {
+    #[cfg(madsim)]
+    if broker.store.config().mutation == Some(crate::mutation::Mutation::DeliverEarly) {
+        return now.wall.0.saturating_add(1_000);
     }
+    let _ = broker;
+    now.wall.0
 }
 
 /// The real topic and queue a waiting message carries (`REAL_TOPIC`, `REAL_QID`).

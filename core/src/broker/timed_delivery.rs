@@ -103,7 +103,13 @@ impl Broker {
             return;
         }
         let mut wake = self.enqueue_timers(now);
-        for pending in self.timers.state.due(now.wall.0) {
+        #[allow(unused_mut)]
+        let mut until = now.wall.0;
+        #[cfg(madsim)]
+        if self.store.config().mutation == Some(crate::mutation::Mutation::DeliverEarly) {
+            until = until.saturating_add(1_000);
+        }
+        for pending in self.timers.state.due(until) {
             match self.deliver_timer(now, &pending) {
                 Some(end) => {
                     self.timers.attempts.remove(&pending.offset);
@@ -161,7 +167,7 @@ impl Broker {
             tracing::error!(offset = pending.offset, "timed message without REAL_TOPIC/REAL_QID; dropped");
             return Some(0);
         };
-        match self.store_copy(now, &view, topic, queue) {
+        match self.store_copy(now, &view, topic, queue, None) {
             Ok(end) => {
                 self.timers.delivered += 1;
                 Some(end)
