@@ -32,7 +32,7 @@ pub enum Mutation {
 
 impl Mutation {
     /// Every mutation, in a fixed order.
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 11] = [
         Mutation::AckBeforeFsync,
         Mutation::SkipCrcOnRecovery,
         Mutation::CqOffByOne,
@@ -41,6 +41,9 @@ impl Mutation {
         Mutation::LockNotChecked,
         Mutation::DlqThresholdOffByOne,
         Mutation::DropRetryMessage,
+        Mutation::RollbackAsCommit,
+        Mutation::DeliverEarly,
+        Mutation::LoseDelayOffset,
     ];
 
     /// The name used on the command line (`SIM_MUTATION=<name>`).

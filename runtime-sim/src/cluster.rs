@@ -34,6 +34,8 @@ use crate::profile::SimProfile;
 use crate::sim_clock::{ClockSkew, SharedSkew, SimClock};
 use crate::sim_conn::ConnChaos;
 use crate::sim_disk::SimDiskFaults;
+use crate::timing_checks::{check_timing, timing_pending, TimingCheckConfig};
+use crate::timing_workload::{self, TimingEnv};
 use crate::workload::{self, ClientEnv, QUEUES};
 use crate::world::World;
 
@@ -109,8 +111,22 @@ fn broker_config(profile: &SimProfile, mutation: Option<Mutation>) -> BrokerConf
         FlushMode::Async { interval_ms: profile.flush_interval_ms }
     };
     config.store.mutation = mutation.filter(|m| *m != Mutation::CommitBeforeProcess);
+    // Quick check-backs, so transactions are checked, answered and discarded within a run.
+    config.transaction.timeout_ms = TIMING_CHECKS.tx_timeout_ms;
+    config.transaction.check_interval_ms = 2_000;
+    config.transaction.check_max = TIMING_CHECKS.tx_check_max;
     config
 }
+
+/// The timing workload's checks, and the broker settings they assume.
+pub const TIMING_CHECKS: TimingCheckConfig = TimingCheckConfig {
+    tx_timeout_ms: 3_000,
+    tx_check_max: 4,
+    // The client library's send attempts (2 retries): each may store a half message.
+    send_attempts: 3,
+    late_bound_ms: 2_500,
+    slack_ms: 5_000,
+};
 
 fn disk_profile(profile: &SimProfile) -> DiskProfile {
     DiskProfile {
@@ -190,6 +206,7 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         wall_drift_ppm: profile.clock_drift_ppm,
         mono_drift_ppm: profile.mono_drift_ppm,
         stepped_ms: 0,
+        peak_ms: None,
     });
     if profile.clock_offset_ms != 0 {
         world.bump("clock_offset");
@@ -241,6 +258,15 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         consumers.push(node.id());
     }
     let prober = handle.create_node().name("probe").ip("10.0.3.1".parse().expect("ip")).build();
+    let timing_env =
+        TimingEnv { world: world.clone(), epoch, broker_skew: broker_skew.clone(), seed: profile.seed };
+    let timing_init = timing_env.clone();
+    let timing = handle
+        .create_node()
+        .name("timing")
+        .ip("10.0.4.1".parse().expect("ip"))
+        .init(move || timing_workload::run(timing_init.clone()))
+        .build();
 
     let nodes = Nodes { namesrv: namesrv.id(), broker: broker.id(), producers, consumers };
     let deadline = epoch + Duration::from_millis(profile.fault_ms);
@@ -269,7 +295,10 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     let heal_deadline = Instant::now() + Duration::from_millis(profile.heal_ms);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if world.read_history(|h| undelivered(h, &check_config)) == 0 || Instant::now() >= heal_deadline {
+        let clock = timing_env.broker_wall_ms();
+        let pending =
+            world.read_history(|h| undelivered(h, &check_config) + timing_pending(h, clock, &TIMING_CHECKS));
+        if pending == 0 || Instant::now() >= heal_deadline {
             break;
         }
     }
@@ -289,9 +318,16 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     if profile.fault_free {
         coverage.bump("fault_free_run");
     }
+    world.record(env.now_ms(), Event::BrokerClock { wall_ms: timing_env.broker_wall_ms() });
     let history = world.history();
+    let mut violations = check(&history, &check_config, MAX_VIOLATIONS);
+    violations.extend(check_timing(
+        &history,
+        &TIMING_CHECKS,
+        MAX_VIOLATIONS.saturating_sub(violations.len()),
+    ));
     let outcome = RunOutcome {
-        violations: check(&history, &check_config, MAX_VIOLATIONS),
+        violations,
         trace_hash: history.trace_hash(),
         coverage,
         simulated_ms: env.now_ms(),
@@ -311,7 +347,9 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
             .collect(),
     };
     nemesis_tasks.keeper.abort();
-    let all = [nodes.namesrv, nodes.broker, prober.id()].into_iter().chain(nodes.producers.iter().copied());
+    let all = [nodes.namesrv, nodes.broker, prober.id(), timing.id()]
+        .into_iter()
+        .chain(nodes.producers.iter().copied());
     tear_down(&handle, all.chain(nodes.consumers.iter().copied()), Some(broker.id())).await;
     outcome
 }

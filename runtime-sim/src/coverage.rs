@@ -43,6 +43,11 @@ pub const REQUIRED: &[&str] = &[
     "group_dead_letter",
     "group_lite_poll",
     "group_owner_sample",
+    "timing_delay_delivered",
+    "timing_timer_delivered",
+    "tx_commit_delivered",
+    "tx_check",
+    "tx_discard",
 ];
 
 /// Named counters.

@@ -52,6 +52,80 @@ pub enum Event {
     ProbeFailed { queue: i32, offset: i64, reason: String },
     /// Something the run itself noticed (a client stuck after healing, a node that panicked).
     Alarm { what: String },
+    /// The timing workload sent (or re-sent) `key` as `timing`.
+    TimingSent { key: Key, timing: Timing },
+    /// The broker stored it (a half message, for a transaction) at CommitLog offset `phys`;
+    /// when the acknowledgement arrived the broker's wall clock read `broker_wall_ms`, and
+    /// the highest it had read so far was `broker_high_ms` (higher after a backward step).
+    TimingAcked { key: Key, phys: u64, broker_wall_ms: i64, broker_high_ms: i64 },
+    /// The timing consumer got a copy of `key` stored at `queue`/`offset` with store time
+    /// `store_ms`, due at `due_ms` (its `TIMER_OUT_MS`; none for transactions), when the
+    /// broker's wall clock read `broker_wall_ms`.
+    TimingDelivered {
+        key: Key,
+        queue: i32,
+        offset: i64,
+        store_ms: i64,
+        due_ms: Option<i64>,
+        broker_wall_ms: i64,
+    },
+    /// The transaction producer was asked about `key` (CHECK_TRANSACTION_STATE).
+    TxChecked { key: Key },
+    /// `key` turned up in `TRANS_CHECK_MAX_TIME_TOPIC`: discarded after its last check.
+    TxDiscarded { key: Key },
+    /// The broker's wall clock at the end of the run.
+    BrokerClock { wall_ms: i64 },
+}
+
+/// How the timing workload sent a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// With a delay level of `delay_ms`.
+    Delay {
+        /// The level.
+        level: i32,
+        /// Its delay, ms.
+        delay_ms: u64,
+    },
+    /// With `TIMER_DELAY_MS`.
+    Timer {
+        /// The delay, ms.
+        delay_ms: u64,
+    },
+    /// In a transaction its producer decides so.
+    Tx(TxDecision),
+}
+
+/// How the transaction producer decides a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxDecision {
+    /// Commit at once.
+    Commit,
+    /// Roll back at once.
+    Rollback,
+    /// Unknown at first; commit when checked.
+    CommitOnCheck,
+    /// Unknown whenever asked: discarded after the last check.
+    NeverDecided,
+}
+
+impl TxDecision {
+    /// The decision for `key` (a fixed function, so a check after a crash answers alike).
+    #[must_use]
+    pub fn of(key: Key) -> Self {
+        match key % 4 {
+            0 => Self::Commit,
+            1 => Self::Rollback,
+            2 => Self::CommitOnCheck,
+            _ => Self::NeverDecided,
+        }
+    }
+
+    /// Whether the message must reach its topic.
+    #[must_use]
+    pub fn commits(self) -> bool {
+        matches!(self, Self::Commit | Self::CommitOnCheck)
+    }
 }
 
 /// One event and when it happened (milliseconds of true simulated time since the start).

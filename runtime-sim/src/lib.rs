@@ -31,6 +31,9 @@ pub mod sim_clock;
 pub mod sim_conn;
 pub mod sim_disk;
 pub mod store_node;
+pub mod timing_checks;
+#[cfg(madsim)]
+pub mod timing_workload;
 #[cfg(madsim)]
 pub mod workload;
 pub mod world;

@@ -19,6 +19,7 @@ use crate::history::Event;
 use crate::profile::{Recurring, Scripted, SimProfile};
 use crate::sim_clock::SharedSkew;
 use crate::world::World;
+use keel_runtime_tokio::clock::Clock;
 
 /// The cluster's nodes, by role.
 #[derive(Debug, Clone)]
@@ -291,6 +292,7 @@ async fn clock_steps(mut ctx: Ctx, r: Recurring, skew: SharedSkew) {
         let delta = if ctx.rng.gen_bool(0.5) { size } else { -size };
         ctx.fault(format!("broker wall clock steps {delta} ms"));
         ctx.world.bump(if delta > 0 { "clock_step_forward" } else { "clock_step_backward" });
-        skew.step(delta);
+        let reading = crate::sim_clock::SimClock::start(skew.clone(), ctx.epoch).now().wall.0;
+        skew.step(delta, reading);
     }
 }

@@ -22,6 +22,9 @@ pub struct ClockSkew {
     pub mono_drift_ppm: i64,
     /// The sum of the steps applied so far, milliseconds.
     pub stepped_ms: i64,
+    /// The highest wall reading a backward step left behind, if any: until the clock passes
+    /// it again, a broker that holds messages by its wall clock is catching up.
+    pub peak_ms: Option<i64>,
 }
 
 impl ClockSkew {
@@ -68,9 +71,14 @@ impl SharedSkew {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Step the wall clock by `delta_ms` (negative: backward).
-    pub fn step(&self, delta_ms: i64) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).stepped_ms += delta_ms;
+    /// Step the wall clock by `delta_ms` (negative: backward); it read `reading_ms` just
+    /// before.
+    pub fn step(&self, delta_ms: i64, reading_ms: i64) {
+        let mut skew = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if delta_ms < 0 {
+            skew.peak_ms = Some(skew.peak_ms.map_or(reading_ms, |peak| peak.max(reading_ms)));
+        }
+        skew.stepped_ms += delta_ms;
     }
 
     /// Stop drifting from now on (healing); the offset reached so far stays.
@@ -109,6 +117,13 @@ mod glue {
         #[must_use]
         pub fn start(skew: SharedSkew, epoch: Instant) -> Self {
             Self { skew, start: Instant::now(), epoch }
+        }
+
+        /// The highest wall reading so far (now, or one a backward step left behind).
+        #[must_use]
+        pub fn high_water_ms(&self) -> i64 {
+            let wall = self.now().wall.0;
+            self.skew.get().peak_ms.map_or(wall, |peak| peak.max(wall))
         }
     }
 
@@ -156,8 +171,9 @@ mod tests {
             SharedSkew::new(ClockSkew { offset_ms: 250, wall_drift_ppm: 100, ..ClockSkew::default() });
         assert_eq!(shared.get().wall(1_000_000, 0), 1_000_250);
         assert_eq!(shared.get().wall(1_000_000, 10_000_000), 1_001_250);
-        shared.step(-3_600_000);
+        shared.step(-3_600_000, 1_000_250);
         assert_eq!(shared.get().wall(1_000_000, 0), 1_000_250 - 3_600_000);
+        assert_eq!(shared.get().peak_ms, Some(1_000_250), "the reading the step left behind");
         shared.freeze_drift(10_000_000);
         let frozen = shared.get();
         assert_eq!(frozen.wall_drift_ppm, 0);

@@ -152,7 +152,11 @@ impl Broker {
             locks,
             scheduler,
             timers,
-            transactions: transactional::TransactionService::new(now, config.transaction.check_interval_ms),
+            transactions: transactional::TransactionService::new(
+                now,
+                config.transaction.check_interval_ms,
+                store.write_pos().0,
+            ),
             namesrvs,
             unique_ids: UniqueIdGenerator::new(
                 ip,

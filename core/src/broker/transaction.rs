@@ -134,23 +134,21 @@ pub struct OpenTx {
     pub checks: u32,
     /// Producer group.
     pub group: String,
-    /// When stored (broker wall clock), for the age limit and the first check.
+    /// When stored (broker wall clock), for the age limit.
     pub store_ms: i64,
-    /// The first check waits until then, by the wall clock (recovered) …
-    first_check_wall: i64,
-    /// … or by the monotonic clock, when seen arriving in this run.
-    first_check_mono: Option<MonoNanos>,
+    /// Not checked before then (`None`: checked already, due at every round).
+    first_check: Option<MonoNanos>,
 }
 
 impl OpenTx {
     /// Whether a check may be sent now: never before `transactionTimeOut` (or the message's
-    /// immunity) has passed since it was stored.
+    /// immunity) has passed since this broker first read the half message. That is by the
+    /// monotonic clock, so a wall-clock step neither hastens nor holds a check; after a
+    /// restart a recovered transaction waits one timeout again (its age by the wall clock
+    /// would be wrong by any step in between).
     #[must_use]
-    pub fn check_due(&self, now_mono: MonoNanos, now_wall: i64) -> bool {
-        match self.first_check_mono {
-            Some(at) => now_mono >= at,
-            None => now_wall >= self.first_check_wall,
-        }
+    pub fn check_due(&self, now_mono: MonoNanos) -> bool {
+        self.first_check.is_none_or(|at| now_mono >= at)
     }
 }
 
@@ -207,6 +205,13 @@ impl TransactionTable {
         self.half_next
     }
 
+    /// Whether every half message stored before the broker started has been read (until
+    /// then an origin not open may still be open).
+    #[must_use]
+    pub fn replayed(&self) -> bool {
+        self.half_next >= self.boot_half_end
+    }
+
     /// The next op-queue offset (to replay at boot, or to be written).
     #[must_use]
     pub fn op_next(&self) -> u64 {
@@ -244,9 +249,8 @@ impl TransactionTable {
         self.ended_at_boot.contains(&origin)
     }
 
-    /// A half-queue entry was read (in offset order). `now_mono` is `None` while replaying
-    /// what was stored before this run (its age is only known by the wall clock).
-    pub fn read_half(&mut self, entry: HalfEntry, timeout_ms: u64, now_mono: Option<MonoNanos>) -> Seen {
+    /// A half-queue entry was read (in offset order) at `now_mono`.
+    pub fn read_half(&mut self, entry: HalfEntry, timeout_ms: u64, now_mono: MonoNanos) -> Seen {
         self.half_next = self.half_next.max(entry.offset + 1);
         let before_crash = entry.offset < self.boot_half_end;
         let ended = self.ended_at_boot.contains(&entry.origin);
@@ -281,12 +285,7 @@ impl TransactionTable {
             checks: entry.checks,
             group: entry.group,
             store_ms: entry.store_ms,
-            first_check_wall: if checked {
-                i64::MIN
-            } else {
-                entry.store_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX))
-            },
-            first_check_mono: now_mono.filter(|_| !checked && !before_crash).map(|now| now.plus_millis(wait)),
+            first_check: (!checked).then(|| now_mono.plus_millis(wait)),
         };
         self.open.insert(entry.origin, tx);
         if copy {
@@ -294,6 +293,11 @@ impl TransactionTable {
         } else {
             Seen::Opened
         }
+    }
+
+    /// The entry at `offset` could not be read and is given up on.
+    pub fn skip_half(&mut self, offset: u64) {
+        self.half_next = self.half_next.max(offset + 1);
     }
 
     /// End an open transaction: its op record went to the op queue at `op_offset`, and the
@@ -381,7 +385,7 @@ mod tests {
     #[test]
     fn the_checkpoint_passes_an_end_only_once_it_is_durable() {
         let mut table = TransactionTable::new(0, 0, 0);
-        let mono = Some(MonoNanos(0));
+        let mono = MonoNanos(0);
         for offset in 0..3 {
             assert_eq!(table.read_half(entry(offset, offset, 0), 6_000, mono), Seen::Opened);
         }
@@ -402,7 +406,7 @@ mod tests {
     #[test]
     fn a_check_copy_moves_the_low_water_once_durable_and_counts_the_check() {
         let mut table = TransactionTable::new(0, 0, 0);
-        let mono = Some(MonoNanos(0));
+        let mono = MonoNanos(0);
         table.read_half(entry(0, 0, 0), 6_000, mono);
         table.read_half(entry(1, 1, 0), 6_000, mono);
         table.end(1, 0, 900);
@@ -422,30 +426,30 @@ mod tests {
         let mut table = TransactionTable::new(5, 0, 9);
         table.replay_op(0, &[6]);
         table.replay_op(1, &[2]);
-        assert_eq!(table.read_half(entry(5, 5, 0), 6_000, None), Seen::Opened);
-        assert_eq!(table.read_half(entry(6, 6, 0), 6_000, None), Seen::Ended);
-        assert_eq!(table.read_half(entry(7, 2, 1), 6_000, None), Seen::Ended, "a copy of an ended origin");
-        assert_eq!(table.read_half(entry(8, 3, 2), 6_000, None), Seen::Copy, "a copy of an origin below 5");
+        let boot = MonoNanos(1_000_000_000);
+        assert_eq!(table.read_half(entry(5, 5, 0), 6_000, boot), Seen::Opened);
+        assert_eq!(table.read_half(entry(6, 6, 0), 6_000, boot), Seen::Ended);
+        assert_eq!(table.read_half(entry(7, 2, 1), 6_000, boot), Seen::Ended, "a copy of an ended origin");
+        assert_eq!(table.read_half(entry(8, 3, 2), 6_000, boot), Seen::Copy, "a copy of an origin below 5");
         assert_eq!(table.iter_open().map(|(o, _)| o).collect::<Vec<_>>(), [3, 5]);
-        // Recovered transactions are due by the wall clock; the copy was checked already.
+        // A recovered transaction waits one timeout from the replay; a checked copy is due.
         let tx = table.get(5).cloned().expect("open");
-        assert!(!tx.check_due(MonoNanos(u64::MAX), 6_999));
-        assert!(tx.check_due(MonoNanos(0), 7_000));
-        assert!(table.get(3).is_some_and(|tx| tx.check_due(MonoNanos(0), 0)));
+        assert!(!tx.check_due(boot.plus_millis(5_999)));
+        assert!(tx.check_due(boot.plus_millis(6_000)));
+        assert!(table.get(3).is_some_and(|tx| tx.check_due(boot)));
         // After the replay, a copy of an ended transaction is recognised as ours.
-        assert_eq!(table.read_half(entry(9, 9, 0), 6_000, Some(MonoNanos(0))), Seen::Opened);
+        assert_eq!(table.read_half(entry(9, 9, 0), 6_000, boot), Seen::Opened);
         table.end(9, 2, 10_000);
-        assert_eq!(table.read_half(entry(10, 9, 1), 6_000, Some(MonoNanos(0))), Seen::Ended);
+        assert_eq!(table.read_half(entry(10, 9, 1), 6_000, boot), Seen::Ended);
     }
 
     #[test]
-    fn a_half_message_seen_arriving_is_due_by_the_monotonic_clock_only() {
+    fn immunity_replaces_a_shorter_timeout() {
         let mut table = TransactionTable::new(0, 0, 0);
         let seen = MonoNanos(1_000_000_000);
-        table.read_half(HalfEntry { immunity_ms: 20_000, ..entry(0, 0, 0) }, 6_000, Some(seen));
+        table.read_half(HalfEntry { immunity_ms: 20_000, ..entry(0, 0, 0) }, 6_000, seen);
         let tx = table.get(0).cloned().expect("open");
-        // A wall clock stepped far forward does not make it due early.
-        assert!(!tx.check_due(seen.plus_millis(19_999), i64::MAX));
-        assert!(tx.check_due(seen.plus_millis(20_000), 0), "immunity replaces a shorter timeout");
+        assert!(!tx.check_due(seen.plus_millis(19_999)));
+        assert!(tx.check_due(seen.plus_millis(20_000)));
     }
 }

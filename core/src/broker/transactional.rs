@@ -3,7 +3,7 @@
 //!
 //! Only a master runs them: a slave answers END_TRANSACTION with SLAVE_NOT_AVAILABLE.
 //! Every `transactionCheckInterval` the service looks at the open transactions: one older
-//! than `transactionTimeOut` (by the monotonic clock when it arrived in this run) gets a
+//! than `transactionTimeOut` (by the monotonic clock since this broker read it) gets a
 //! copy with its check count raised, and once that copy is durable, CHECK_TRANSACTION_STATE
 //! goes to a live producer of its group. A check is counted only when sent. After
 //! `transactionCheckMax` checks (or the age limit) the transaction is discarded into
@@ -33,6 +33,23 @@ const RETRY_MS: u64 = 100;
 const READ_PER_WAKE: u64 = 4_096;
 /// Open transactions looked at per check round before yielding.
 const CHECKS_PER_WAKE: usize = 10_000;
+/// A record that fails to read this many times in a row is skipped (logged).
+const READ_ATTEMPTS: u32 = 50;
+
+/// An op record with a copy, replayed at boot: (kind, the half message's CommitLog offset,
+/// where its copy should be).
+type ReplayedEnd = (EndKind, u64, u64);
+
+/// How reading the half queue ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Everything readable was read.
+    CaughtUp,
+    /// The budget ran out first.
+    More,
+    /// A read failed: try again shortly.
+    Retry,
+}
 
 /// The check-back service's state beside the table.
 #[derive(Debug)]
@@ -45,6 +62,13 @@ pub(super) struct TransactionService {
     check_from: Option<u64>,
     /// Rotates checks over a group's producers.
     producer_cursor: usize,
+    /// Failed reads per (queue, offset): a record that stays unreadable is skipped in the
+    /// end; one bad read (a flipped bit) must not lose a transaction.
+    read_failures: std::collections::BTreeMap<(&'static str, u64), u32>,
+    /// Commits and discards replayed at boot whose copies are still to be found, by origin.
+    verify: std::collections::BTreeMap<u64, Vec<ReplayedEnd>>,
+    /// The CommitLog's end when the broker started: nothing recovered lies beyond it.
+    boot_log_end: u64,
     /// Counters: checks sent, commits, rollbacks, discards.
     pub(super) stats: TransactionStats,
 }
@@ -65,13 +89,16 @@ pub struct TransactionStats {
 }
 
 impl TransactionService {
-    pub(super) fn new(now: Now, check_interval_ms: u64) -> Self {
+    pub(super) fn new(now: Now, check_interval_ms: u64, boot_log_end: u64) -> Self {
         Self {
             table: None,
             wake_at: Some(now.mono),
             next_check: now.mono.plus_millis(check_interval_ms),
             check_from: None,
             producer_cursor: 0,
+            read_failures: std::collections::BTreeMap::new(),
+            verify: std::collections::BTreeMap::new(),
+            boot_log_end,
             stats: TransactionStats::default(),
         }
     }
@@ -135,22 +162,53 @@ impl Broker {
         if self.config.broker_id != 0 {
             return;
         }
-        if !self.transactions_ready(now) {
+        if !self.transactions_ready() {
             self.transactions.wake_at = Some(now.mono.plus_millis(RETRY_MS));
             return;
         }
-        let more = self.read_half_queue(now, READ_PER_WAKE);
+        let reading = self.read_half_queue(now, READ_PER_WAKE);
+        self.verify_ends(now);
+        let replayed = self.transactions.table.as_ref().is_some_and(TransactionTable::replayed);
         if now.mono >= self.transactions.next_check {
-            if self.check_round(now) {
+            if !replayed {
+                // Checks wait for the replay: until then an open transaction may look ended.
+                self.transactions.next_check = now.mono.plus_millis(RETRY_MS);
+            } else if self.check_round(now) {
                 self.transactions.wake_at = Some(now.mono);
             } else {
                 let interval = self.config.transaction.check_interval_ms;
                 self.transactions.next_check = now.mono.plus_millis(interval);
             }
         }
-        if more {
-            self.transactions.wake_at = Some(now.mono);
+        let again = match reading {
+            Reading::CaughtUp => None,
+            Reading::More => Some(now.mono),
+            Reading::Retry => Some(now.mono.plus_millis(RETRY_MS)),
+        };
+        let again =
+            if self.transactions.verify.is_empty() { again } else { Some(now.mono.plus_millis(RETRY_MS)) };
+        if let Some(at) = again {
+            self.transactions.wake_at = Some(self.transactions.wake_at.map_or(at, |w| w.min(at)));
         }
+    }
+
+    /// Count a failed read of `offset` in `queue`; true once it has failed so often that it
+    /// is skipped.
+    fn give_up_reading(&mut self, queue: &'static str, offset: u64, error: &str) -> bool {
+        let failures = self.transactions.read_failures.entry((queue, offset)).or_insert(0);
+        *failures += 1;
+        if *failures < READ_ATTEMPTS {
+            tracing::debug!(queue, offset, error, "transaction record unreadable; retrying");
+            return false;
+        }
+        tracing::error!(
+            queue,
+            offset,
+            error,
+            "transaction record unreadable after {READ_ATTEMPTS} tries; skipped"
+        );
+        self.transactions.read_failures.remove(&(queue, offset));
+        true
     }
 
     /// After an input: wake the service if the half queue grew, and send the checks whose
@@ -173,7 +231,7 @@ impl Broker {
     }
 
     /// Replay the op and half queues once the store is up; false if not possible yet.
-    fn transactions_ready(&mut self, now: Now) -> bool {
+    fn transactions_ready(&mut self) -> bool {
         if self.transactions.table.is_some() {
             return true;
         }
@@ -192,8 +250,9 @@ impl Broker {
         let op_from = persisted(OP_TOPIC).clamp(op_min, op_max);
         let mut table = TransactionTable::new(half_from, op_from, half_max);
         // Op records first: they say which transactions already ended.
-        let mut redo: std::collections::BTreeMap<u64, (EndKind, u64)> = std::collections::BTreeMap::new();
+        let mut verify: std::collections::BTreeMap<u64, Vec<ReplayedEnd>> = std::collections::BTreeMap::new();
         let mut next = op_from;
+        let mut skipped = Vec::new();
         while next < op_max {
             let Ok(entries) = self.store.read_entries(&*self.reader, OP_TOPIC, 0, QueueOffset(next), 256)
             else {
@@ -203,9 +262,16 @@ impl Broker {
                 break;
             }
             for (offset, entry) in (next..).zip(&entries) {
-                let Ok(record) = self.store.read_record(&*self.reader, entry.phys_offset, entry.size) else {
-                    tracing::error!(offset, "transaction op record unreadable; skipped");
-                    continue;
+                let record = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        // Skipping an op record would reopen an ended transaction.
+                        if self.give_up_reading(OP_TOPIC, offset, &error.to_string()) {
+                            skipped.push(offset);
+                            continue;
+                        }
+                        return false;
+                    }
                 };
                 let Ok(Parsed::Message(view)) = parse_record(&record) else { continue };
                 let origins = op_origins(view.body);
@@ -215,87 +281,126 @@ impl Broker {
                     .and_then(|v| v.parse::<u64>().ok());
                 if let (true, Some(half_phys), [origin]) = (kind.has_copy(), half_phys, origins.as_slice()) {
                     let follower = entry.phys_offset + u64::from(entry.size);
-                    if self.copy_follows(follower, kind, half_phys) {
-                        redo.remove(origin);
-                    } else {
-                        redo.insert(*origin, (kind, half_phys));
-                    }
+                    verify.entry(*origin).or_default().push((kind, half_phys, follower));
                 }
                 table.replay_op(offset, &origins);
             }
             next += entries.len() as u64;
         }
         self.transactions.table = Some(table);
-        while self.read_half_queue(now, u64::MAX) {}
-        for (origin, (kind, half_phys)) in redo {
-            self.redo_end(now, origin, kind, half_phys);
-        }
+        self.transactions.verify = verify;
+        // The rest of the half queue is read by the service as usual (the table knows
+        // which entries were stored before the crash).
         let open = self.transactions.table.as_ref().map_or(0, TransactionTable::open_count);
-        tracing::info!(half_from, op_from, open, "transactions replayed");
+        tracing::info!(half_from, op_from, open, ?skipped, "transaction op records replayed");
         true
     }
 
-    /// Whether the record at `phys` is the copy an op record of `kind` wrote of `half_phys`.
-    fn copy_follows(&self, phys: u64, kind: EndKind, half_phys: u64) -> bool {
-        let Ok(record) = self.store.read_record_at(&*self.reader, phys) else { return false };
-        let Ok(Parsed::Message(view)) = parse_record(&record) else { return false };
+    /// Find the copies of the commits and discards replayed at boot; redo the ones a crash
+    /// lost. A copy is written right behind its op record in one append, so it is there iff
+    /// the record behind the op record is it.
+    fn verify_ends(&mut self, now: Now) {
+        let pending: Vec<(u64, Vec<ReplayedEnd>)> =
+            self.transactions.verify.iter().map(|(o, v)| (*o, v.clone())).collect();
+        for (origin, ends) in pending {
+            let found: Vec<Option<bool>> =
+                ends.iter().map(|&(kind, half_phys, at)| self.copy_at(at, kind, half_phys)).collect();
+            let done = if found.contains(&Some(true)) {
+                true
+            } else if found.iter().all(|f| *f == Some(false)) {
+                let Some(&(kind, half_phys, _)) = ends.last() else { continue };
+                self.redo_end(now, origin, kind, half_phys)
+            } else {
+                false // a read failed; look again shortly
+            };
+            if done {
+                self.transactions.verify.remove(&origin);
+            }
+        }
+    }
+
+    /// Whether the copy an op record of `kind` made of `half_phys` is at `at`: `None` while
+    /// that cannot be read (a record that stays unreadable counts as there: a redo must
+    /// never store a second copy).
+    fn copy_at(&mut self, at: u64, kind: EndKind, half_phys: u64) -> Option<bool> {
+        if at >= self.transactions.boot_log_end {
+            return Some(false); // the op record was the last record recovered
+        }
+        let record = match self.store.read_record_at(&*self.reader, at) {
+            Ok(record) => record,
+            Err(error) => {
+                return self.give_up_reading(CHECK_MAX_TOPIC, at, &error.to_string()).then_some(true)
+            }
+        };
+        let Ok(Parsed::Message(view)) = parse_record(&record) else { return Some(false) };
         let right_topic = match kind {
             EndKind::Discard => view.topic == CHECK_MAX_TOPIC,
             _ => view.topic != HALF_TOPIC && view.topic != OP_TOPIC,
         };
-        right_topic && u64::try_from(view.prepared_transaction_offset).ok() == Some(half_phys)
+        Some(right_topic && u64::try_from(view.prepared_transaction_offset).ok() == Some(half_phys))
     }
 
     /// An op record survived a crash but the copy behind it did not: write both again.
-    fn redo_end(&mut self, now: Now, origin: u64, kind: EndKind, half_phys: u64) {
-        let Ok(record) = self.store.read_record_at(&*self.reader, half_phys) else {
-            tracing::error!(origin, half_phys, "half message of an unfinished commit is unreadable");
-            return;
+    /// True when done (or given up on).
+    fn redo_end(&mut self, now: Now, origin: u64, kind: EndKind, half_phys: u64) -> bool {
+        let record = match self.store.read_record_at(&*self.reader, half_phys) {
+            Ok(record) => record,
+            Err(error) => return self.give_up_reading(HALF_TOPIC, half_phys, &error.to_string()),
         };
         let half = HalfRecord { record };
-        let Some(view) = half.view() else { return };
+        let Some(view) = half.view() else { return true };
         match self.append_end(now, &view, origin, kind) {
             Ok((_, _)) => {
                 self.transactions.stats.redone += 1;
                 tracing::warn!(origin, kind = kind.as_str(), "transaction end redone after a crash");
+                true
             }
-            Err(error) => tracing::error!(origin, %error, "redoing a transaction end failed"),
+            Err(error) => {
+                tracing::warn!(origin, %error, "redoing a transaction end failed; retrying");
+                false
+            }
         }
     }
 
-    /// Read readable half-queue entries into the table (up to `budget`); true if more remain.
-    fn read_half_queue(&mut self, now: Now, budget: u64) -> bool {
+    /// Read readable half-queue entries into the table, up to `budget`.
+    fn read_half_queue(&mut self, now: Now, budget: u64) -> Reading {
         let timeout = self.config.transaction.timeout_ms;
         let mut read = 0;
         while read < budget {
-            let Some(table) = self.transactions.table.as_ref() else { return false };
+            let Some(table) = self.transactions.table.as_ref() else { return Reading::CaughtUp };
             let next = table.half_next();
             let want = (budget - read).min(256);
             let Ok(entries) = self.store.read_entries(&*self.reader, HALF_TOPIC, 0, QueueOffset(next), want)
             else {
                 tracing::warn!(next, "half queue unreadable; retrying");
-                return true;
+                return Reading::Retry;
             };
             if entries.is_empty() {
-                return false;
+                return Reading::CaughtUp;
             }
             for (offset, entry) in (next..).zip(&entries) {
                 let half = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
                     Ok(record) => HalfRecord { record },
                     Err(error) => {
-                        tracing::error!(offset, %error, "half message unreadable; skipped");
-                        continue;
+                        if self.give_up_reading(HALF_TOPIC, offset, &error.to_string()) {
+                            if let Some(table) = self.transactions.table.as_mut() {
+                                table.skip_half(offset);
+                            }
+                            continue;
+                        }
+                        return Reading::Retry;
                     }
                 };
+                self.transactions.read_failures.remove(&(HALF_TOPIC, offset));
                 let Some(view) = half.view() else { continue };
                 let entry = half_entry(&view, offset, entry.size);
                 if let Some(table) = self.transactions.table.as_mut() {
-                    table.read_half(entry, timeout, Some(now.mono));
+                    table.read_half(entry, timeout, now.mono);
                 }
             }
             read += entries.len() as u64;
         }
-        true
+        Reading::More
     }
 
     /// One check round; true if it yielded with more to look at.
@@ -310,7 +415,7 @@ impl Broker {
                 yielded = Some(origin);
                 break;
             }
-            if tx.check_due(now.mono, now.wall.0) {
+            if tx.check_due(now.mono) {
                 todo.push((origin, tx.clone()));
             }
         }
@@ -547,7 +652,7 @@ impl Broker {
         if self.store.config().mutation == Some(crate::mutation::Mutation::RollbackAsCommit) {
             kind = EndKind::Commit;
         }
-        if !self.transactions_ready(now) {
+        if !self.transactions_ready() {
             return Err((ResponseCode::SYSTEM_BUSY, "transactions are still being recovered".into()));
         }
         let phys = u64::try_from(header.commit_log_offset).unwrap_or(u64::MAX);
@@ -574,13 +679,14 @@ impl Broker {
         }
         let entry = half_entry(&view, u64::try_from(view.queue_offset).unwrap_or(0), 0);
         // The table must have read this far (and past the replay) to know the origin.
-        while self.transactions.table.as_ref().is_some_and(|t| t.half_next() <= entry.offset) {
-            if !self.read_half_queue(now, READ_PER_WAKE) {
+        let behind = |table: &TransactionTable| table.half_next() <= entry.offset || !table.replayed();
+        while self.transactions.table.as_ref().is_some_and(behind) {
+            if self.read_half_queue(now, READ_PER_WAKE) != Reading::More {
                 break;
             }
         }
-        if self.transactions.table.as_ref().is_some_and(|t| t.half_next() <= entry.offset) {
-            return Err((ResponseCode::SYSTEM_BUSY, "the half message is not readable yet".into()));
+        if self.transactions.table.as_ref().is_some_and(behind) {
+            return Err((ResponseCode::SYSTEM_BUSY, "the half queue is not read that far yet".into()));
         }
         let open = self.transactions.table.as_ref().is_some_and(|t| t.get(entry.origin).is_some());
         let durable_end = if open {

@@ -1,0 +1,413 @@
+//! The checks of the timing workload (delay levels, timed messages, transactions), read
+//! from a run's history. Plain Rust, unit-tested in normal builds.
+//!
+//! - Never early: a delayed or timed copy is stored no earlier, by the broker's clock, than
+//!   its due time (`TIMER_OUT_MS` on the copy; the broker's clock at delivery is the copy's
+//!   store time).
+//! - Rolled-back and never-decided transactions are never delivered.
+//! - Once: a message has one copy in its topic; a second is excused only by a broker restart
+//!   or data loss shortly after the first (progress persisted every few seconds repeats),
+//!   or for a timed message any time after it (the timers' low-water mark lags).
+//! - All delivered: once the broker's clock has passed a message's due time, it is in its
+//!   topic; a committed transaction is delivered unless it was discarded after its checks;
+//!   a data loss after (or just before) the send excuses, as in the main checker: the
+//!   consumer's position may have been in the lost tail.
+//! - Bounded late: a copy stored more than `late_bound_ms` after its due time, by the
+//!   broker's clock (its store time; the consumer's own lag does not count), needs a fault
+//!   (or the healing, which lifts a full disk) between its send and its arrival, or a
+//!   backward clock step not yet caught up at its send, to excuse it.
+//! - Check-backs: never before `transactionTimeOut` after the send (the broker times them
+//!   by its monotonic clock, so even across restarts and clock steps), and at most
+//!   `transactionCheckMax` per half message.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::history::{Event, History, Key, Timing};
+
+/// What the timing checks need to know of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimingCheckConfig {
+    /// `transactionTimeOut`, ms.
+    pub tx_timeout_ms: u64,
+    /// `transactionCheckMax`.
+    pub tx_check_max: u32,
+    /// Half messages one transactional send may store (the client's send attempts).
+    pub send_attempts: u32,
+    /// How late, by the broker's clock, an undisturbed delivery may be, ms.
+    pub late_bound_ms: i64,
+    /// How long after its due time a message must be in its topic, by the broker's clock.
+    pub slack_ms: i64,
+}
+
+/// A restart or loss up to this long after a copy arrived may repeat it (a level's
+/// progress is persisted every 10 s).
+const REPEAT_AFTER_MS: u64 = 15_000;
+/// After a loss of unsynced data, how long a consumer may take to find its position was in
+/// the lost tail (restart, reconnect, a pull retry): messages sent then may be skipped.
+const LOSS_SKIP_MS: u64 = 10_000;
+
+/// One copy as the consumer got it.
+#[derive(Debug, Clone)]
+struct Copy {
+    at: u64,
+    queue: i32,
+    offset: i64,
+    store_ms: i64,
+    due_ms: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct Facts {
+    sent: BTreeMap<Key, (u64, Timing)>,
+    /// Per key: (acknowledged at, broker clock then, its high-water mark then).
+    acked: BTreeMap<Key, (u64, i64, i64)>,
+    /// Per key: every distinct copy.
+    copies: BTreeMap<Key, Vec<Copy>>,
+    checks: BTreeMap<Key, Vec<u64>>,
+    discarded: BTreeSet<Key>,
+    restarts: Vec<u64>,
+    losses: Vec<u64>,
+    faults: Vec<u64>,
+    clock_end: Option<i64>,
+}
+
+/// Whether a fault event is the broker going down (a kill, a power loss, a fatal stop).
+fn is_broker_restart(what: &str) -> bool {
+    what.contains("broker power loss")
+        || what.contains("broker process killed")
+        || what.contains("broker stopped")
+        || what.contains("kill broker")
+}
+
+impl Facts {
+    fn of(history: &History) -> Self {
+        let mut facts = Self::default();
+        for entry in history.entries() {
+            let at = entry.at_ms;
+            match &entry.event {
+                Event::TimingSent { key, timing } => {
+                    facts.sent.entry(*key).or_insert((at, *timing));
+                }
+                Event::TimingAcked { key, broker_wall_ms, broker_high_ms, .. } => {
+                    facts.acked.entry(*key).or_insert((at, *broker_wall_ms, *broker_high_ms));
+                }
+                Event::TimingDelivered { key, queue, offset, store_ms, due_ms, .. } => {
+                    let copies = facts.copies.entry(*key).or_default();
+                    if !copies.iter().any(|c| c.queue == *queue && c.offset == *offset) {
+                        copies.push(Copy {
+                            at,
+                            queue: *queue,
+                            offset: *offset,
+                            store_ms: *store_ms,
+                            due_ms: *due_ms,
+                        });
+                    }
+                }
+                Event::TxChecked { key } => facts.checks.entry(*key).or_default().push(at),
+                Event::TxDiscarded { key } => {
+                    facts.discarded.insert(*key);
+                }
+                Event::Fault { what } => {
+                    facts.faults.push(at);
+                    if is_broker_restart(what) {
+                        facts.restarts.push(at);
+                    }
+                }
+                Event::BrokerDataLoss { .. } => {
+                    facts.losses.push(at);
+                    facts.faults.push(at);
+                }
+                // Healing lifts faults that leave no event of their own (a full disk).
+                Event::Healed => facts.faults.push(at),
+                Event::BrokerClock { wall_ms } => facts.clock_end = Some(*wall_ms),
+                _ => {}
+            }
+        }
+        facts
+    }
+
+    fn any_in(times: &[u64], from: u64, to: u64) -> bool {
+        times.iter().any(|t| (from..=to).contains(t))
+    }
+
+    /// The latest the broker may have set `key` due, by its clock: the highest its clock
+    /// had read by the acknowledgement plus the delay (`None` for transactions). After a
+    /// backward step the store's timestamps (and a level's earlier heads) may run ahead of
+    /// the clock, but never past its highest reading.
+    fn due_bound(&self, key: Key) -> Option<i64> {
+        let (_, timing) = self.sent.get(&key)?;
+        let (_, _, high) = self.acked.get(&key)?;
+        let delay = match timing {
+            Timing::Delay { delay_ms, .. } | Timing::Timer { delay_ms } => *delay_ms,
+            Timing::Tx(_) => return None,
+        };
+        Some(high.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)))
+    }
+
+    /// Whether `key` is owed a delivery by now (the broker's clock reading `clock`).
+    fn owed(&self, key: Key, clock: i64, slack_ms: i64) -> bool {
+        if !self.acked.contains_key(&key) {
+            return false;
+        }
+        let Some((sent_ms, timing)) = self.sent.get(&key) else { return false };
+        // A loss may take the message itself, or its copy; and for a while after one, a
+        // consumer whose position was in the lost tail skips what is stored there anew.
+        let lost = self.losses.iter().any(|l| l + LOSS_SKIP_MS >= *sent_ms);
+        if self.copies.contains_key(&key) || lost {
+            return false;
+        }
+        match timing {
+            Timing::Tx(decision) => decision.commits() && !self.discarded.contains(&key),
+            _ => self.due_bound(key).is_some_and(|due| due.saturating_add(slack_ms) <= clock),
+        }
+    }
+}
+
+/// How many messages are still owed a delivery with the broker's clock at `clock` (the
+/// healing phase waits for none).
+#[must_use]
+pub fn timing_pending(history: &History, clock: i64, config: &TimingCheckConfig) -> usize {
+    let facts = Facts::of(history);
+    facts.sent.keys().filter(|key| facts.owed(**key, clock, config.slack_ms)).count()
+}
+
+/// Every violation of the timing checks, at most `limit`.
+#[must_use]
+pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize) -> Vec<String> {
+    let facts = Facts::of(history);
+    let mut found = Vec::new();
+    let mut add = |v: String| {
+        if found.len() < limit {
+            found.push(v);
+        }
+    };
+    for (key, copies) in &facts.copies {
+        let timing = facts.sent.get(key).map(|(_, t)| *t);
+        if let Some(Timing::Tx(decision)) = timing {
+            if !decision.commits() {
+                add(format!("transaction {key:x} ({decision:?}) was delivered"));
+            }
+        }
+        for copy in copies {
+            let Some(due) = copy.due_ms else { continue };
+            // The copy's store time is the broker's clock at delivery (or later: store
+            // times never go backwards).
+            if copy.store_ms < due {
+                add(format!(
+                    "{key:x} delivered at broker time {}, {} ms before its due time {due} (offset {}, arrived {}ms)",
+                    copy.store_ms,
+                    due - copy.store_ms,
+                    copy.offset,
+                    copy.at
+                ));
+            } else if copy.store_ms - due > config.late_bound_ms {
+                let (_, wall, high) = facts.acked.get(key).copied().unwrap_or((0, 0, 0));
+                let from = facts.sent.get(key).map_or(0, |(sent, _)| *sent);
+                // Catching up after a backward step holds a level's heads.
+                let catching_up = high > wall;
+                if !catching_up && !Facts::any_in(&facts.faults, from, copy.at) {
+                    add(format!(
+                        "{key:x} stored {} ms late by the broker's clock with no fault to excuse it",
+                        copy.store_ms - due
+                    ));
+                }
+            }
+        }
+        // A producer's retried send stores another copy in another queue; a broker that
+        // stores one message twice does so in the same queue.
+        let queues: BTreeSet<i32> = copies.iter().map(|c| c.queue).collect();
+        if queues.len() > config.send_attempts as usize {
+            add(format!(
+                "{key:x} stored in {} queues by at most {} sends",
+                queues.len(),
+                config.send_attempts
+            ));
+        }
+        for queue in queues {
+            let mut in_queue = copies.iter().filter(|c| c.queue == queue);
+            let Some(first) = in_queue.next().map(|c| c.at) else { continue };
+            // A timer's progress is a low-water mark that the earliest pending timer holds
+            // back (up to its whole delay, longer while the broker cannot deliver): any
+            // later restart may repeat it. A level's is persisted every few seconds.
+            let is_timer = matches!(timing, Some(Timing::Timer { .. }));
+            for &Copy { at, offset, .. } in in_queue {
+                // The broker stored the first copy between the send and its arrival (the
+                // consumer may lag far behind): a restart from then on may repeat it.
+                let sent = facts.sent.get(key).map_or(0, |(at, _)| *at);
+                let until = if is_timer { u64::MAX } else { first + REPEAT_AFTER_MS };
+                let window = (sent, until);
+                let excused = Facts::any_in(&facts.restarts, window.0, window.1)
+                    || Facts::any_in(&facts.losses, window.0, window.1);
+                if !excused {
+                    add(format!(
+                        "{key:x} stored twice: a second copy at {queue}/{offset} arrived {at}ms, the first {first}ms, no restart near the first"
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(clock) = facts.clock_end {
+        for key in facts.sent.keys() {
+            if facts.owed(*key, clock, config.slack_ms) {
+                let timing = facts.sent.get(key).map(|(_, t)| *t);
+                add(format!("{key:x} ({timing:?}) never delivered (broker clock at the end {clock})"));
+            }
+        }
+    }
+    for (key, checks) in &facts.checks {
+        let Some(&(sent, _)) = facts.sent.get(key) else { continue };
+        let earliest = sent + config.tx_timeout_ms.saturating_sub(10);
+        for &at in checks {
+            if at < earliest {
+                add(format!(
+                    "transaction {key:x} checked {} ms after its send, before transactionTimeOut",
+                    at - sent
+                ));
+            }
+        }
+        let most = config.tx_check_max.saturating_mul(config.send_attempts) as usize;
+        if checks.len() > most {
+            add(format!("transaction {key:x} checked {} times, more than {most}", checks.len()));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::TxDecision;
+
+    const CONFIG: TimingCheckConfig = TimingCheckConfig {
+        tx_timeout_ms: 3_000,
+        tx_check_max: 4,
+        send_attempts: 1,
+        late_bound_ms: 2_500,
+        slack_ms: 5_000,
+    };
+
+    fn timer(h: &mut History, key: Key, at: u64, wall: i64, delay_ms: u64) {
+        h.push(at, Event::TimingSent { key, timing: Timing::Timer { delay_ms } });
+        h.push(at + 5, Event::TimingAcked { key, phys: 0, broker_wall_ms: wall, broker_high_ms: wall });
+    }
+
+    fn delayed(h: &mut History, key: Key, at: u64, wall: i64, delay_ms: u64) {
+        h.push(at, Event::TimingSent { key, timing: Timing::Delay { level: 1, delay_ms } });
+        h.push(at + 5, Event::TimingAcked { key, phys: 0, broker_wall_ms: wall, broker_high_ms: wall });
+    }
+
+    /// A copy stored at `store_ms`, arriving at once (the clock then reads `store_ms`).
+    fn copy(h: &mut History, key: Key, at: u64, offset: i64, store_ms: i64, due_ms: Option<i64>) {
+        h.push(
+            at,
+            Event::TimingDelivered { key, queue: 0, offset, store_ms, due_ms, broker_wall_ms: store_ms },
+        );
+    }
+
+    #[test]
+    fn an_early_copy_and_a_late_one_without_a_fault_are_flagged() {
+        let mut h = History::default();
+        timer(&mut h, 1, 0, 1_000_000, 5_000);
+        copy(&mut h, 1, 5_100, 0, 1_004_999, Some(1_005_000));
+        timer(&mut h, 2, 0, 1_000_000, 5_000);
+        copy(&mut h, 2, 9_000, 1, 1_009_000, Some(1_005_000));
+        let found = check_timing(&h, &CONFIG, 10);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("1 ms before its due time"));
+        assert!(found[1].contains("stored 4000 ms late"));
+        // Catching up after a backward step excuses lateness too.
+        let mut stepped = History::default();
+        stepped.push(0, Event::TimingSent { key: 5, timing: Timing::Delay { level: 2, delay_ms: 5_000 } });
+        let ack =
+            Event::TimingAcked { key: 5, phys: 0, broker_wall_ms: 1_000_000, broker_high_ms: 1_060_000 };
+        stepped.push(5, ack);
+        copy(&mut stepped, 5, 70_000, 0, 1_070_000, Some(1_065_000));
+        assert!(check_timing(&stepped, &CONFIG, 10).is_empty());
+        // A fault in between excuses lateness, never earliness.
+        h.push(6_000, Event::Fault { what: "pause broker for 3s".into() });
+        assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1);
+    }
+
+    #[test]
+    fn a_second_copy_needs_a_restart_near_the_first() {
+        let mut h = History::default();
+        delayed(&mut h, 1, 0, 1_000_000, 1_000);
+        copy(&mut h, 1, 1_100, 0, 1_001_000, Some(1_001_000));
+        copy(&mut h, 1, 1_200, 0, 1_001_000, Some(1_001_000)); // a redelivery of the same copy
+        assert!(check_timing(&h, &CONFIG, 10).is_empty());
+        h.push(40_000, Event::Fault { what: "broker process killed with 0 IOs in flight".into() });
+        copy(&mut h, 1, 41_000, 7, 1_041_000, Some(1_001_000));
+        let mut other_queue = h.clone();
+        let found = check_timing(&h, &CONFIG, 10);
+        assert!(found.iter().any(|v| v.contains("stored twice")), "{found:?}");
+        // A copy in another queue is a retried send's (one attempt allowed here).
+        other_queue.push(
+            41_500,
+            Event::TimingDelivered {
+                key: 1,
+                queue: 2,
+                offset: 0,
+                store_ms: 1_041_000,
+                due_ms: Some(1_001_000),
+                broker_wall_ms: 1_041_000,
+            },
+        );
+        let found = check_timing(&other_queue, &CONFIG, 10);
+        assert!(found.iter().any(|v| v.contains("stored in 2 queues")), "{found:?}");
+        // A timer's repeat is excused by any later restart.
+        let mut timed = History::default();
+        timer(&mut timed, 1, 0, 1_000_000, 1_000);
+        copy(&mut timed, 1, 1_100, 0, 1_001_000, Some(1_001_000));
+        timed.push(40_000, Event::Fault { what: "broker process killed with 0 IOs in flight".into() });
+        copy(&mut timed, 1, 41_000, 7, 1_041_000, Some(1_001_000));
+        assert!(check_timing(&timed, &CONFIG, 10).is_empty());
+        let mut near = History::default();
+        delayed(&mut near, 1, 0, 1_000_000, 1_000);
+        copy(&mut near, 1, 1_100, 0, 1_001_000, Some(1_001_000));
+        near.push(9_000, Event::Fault { what: "broker power loss with 2 IOs in flight".into() });
+        copy(&mut near, 1, 12_000, 7, 1_012_000, Some(1_001_000));
+        let found = check_timing(&near, &CONFIG, 10);
+        assert!(!found.iter().any(|v| v.contains("stored twice")), "{found:?}");
+    }
+
+    #[test]
+    fn due_messages_must_arrive_and_rollbacks_never() {
+        let mut h = History::default();
+        timer(&mut h, 1, 0, 1_000_000, 5_000);
+        timer(&mut h, 2, 0, 1_000_000, 600_000);
+        for (key, decision) in
+            [(10, TxDecision::Commit), (11, TxDecision::Rollback), (12, TxDecision::CommitOnCheck)]
+        {
+            h.push(0, Event::TimingSent { key, timing: Timing::Tx(decision) });
+            h.push(
+                5,
+                Event::TimingAcked { key, phys: 0, broker_wall_ms: 1_000_000, broker_high_ms: 1_000_000 },
+            );
+        }
+        copy(&mut h, 11, 100, 0, 1_000_100, None);
+        h.push(9_000, Event::TxDiscarded { key: 12 });
+        h.push(20_000, Event::BrokerClock { wall_ms: 1_020_000 });
+        assert_eq!(timing_pending(&h, 1_020_000, &CONFIG), 2, "the due timer and the commit");
+        let found = check_timing(&h, &CONFIG, 10);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].contains("Rollback) was delivered"));
+        assert!(found.iter().any(|v| v.starts_with("1 (") && v.contains("never delivered")));
+        assert!(found.iter().any(|v| v.starts_with("a (") && v.contains("never delivered")));
+        // A data loss after the acknowledgement excuses a missing message.
+        h.push(10_000, Event::BrokerDataLoss { synced_end: 0, cause: "power loss".into() });
+        assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1);
+    }
+
+    #[test]
+    fn a_check_before_the_timeout_or_past_the_maximum_is_flagged() {
+        let mut h = History::default();
+        h.push(1_000, Event::TimingSent { key: 3, timing: Timing::Tx(TxDecision::NeverDecided) });
+        for at in [3_000, 6_000, 8_000, 10_000, 12_000] {
+            h.push(at, Event::TxChecked { key: 3 });
+        }
+        let found = check_timing(&h, &CONFIG, 10);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("2000 ms after its send"));
+        assert!(found[1].contains("checked 5 times"));
+    }
+}
