@@ -25,17 +25,8 @@ fn timed(opaque: i32, topic: &str, key: &str, value: &str, body: &str) -> Remoti
     send_message(opaque, "pg", 0, &message)
 }
 
-/// Bodies in `topic` queue 0, in offset order.
 fn bodies(node: &mut BrokerNode, opaque: i32, topic: &str) -> Vec<String> {
-    let reply = node.call(CLIENT, &pull(opaque, topic, 0, 0, "*", false));
-    if reply.response_code() != ResponseCode::SUCCESS {
-        return Vec::new();
-    }
-    pulled_records(&reply.body)
-        .expect("pull body")
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.body).into_owned())
-        .collect()
+    queue_bodies(node, opaque, topic)
 }
 
 fn ok(reply: &RemotingCommand) {

@@ -78,15 +78,7 @@ fn end_oneway(node: &mut BrokerNode, position: &(i64, i64, String), state: i32, 
 }
 
 fn bodies(node: &mut BrokerNode, opaque: i32, topic: &str) -> Vec<String> {
-    let reply = node.call(CLIENT, &pull(opaque, topic, 0, 0, "*", false));
-    if reply.response_code() != ResponseCode::SUCCESS {
-        return Vec::new();
-    }
-    pulled_records(&reply.body)
-        .expect("pull body")
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.body).into_owned())
-        .collect()
+    queue_bodies(node, opaque, topic)
 }
 
 /// Register `CLIENT` as a live producer of group `pg`.

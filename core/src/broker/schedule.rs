@@ -345,19 +345,7 @@ impl Broker {
             props = properties::without(&props, &[keys::TIMER_OUT_MS]);
             properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
         }
-        let request = AppendRequest {
-            topic,
-            queue_id: queue,
-            flag: view.flag,
-            sys_flag: view.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
-            born_timestamp: view.born_timestamp,
-            born_host: view.born_host,
-            reconsume_times: view.reconsume_times,
-            prepared_transaction_offset: 0,
-            body: view.body,
-            properties: &props,
-        };
-        let appended = self.store.append(now, &request)?;
+        let appended = self.store.append(now, &copy_request(view, topic, queue, &props))?;
         self.stats.messages_put += 1;
         Ok(appended.end().0)
     }
@@ -391,6 +379,28 @@ fn deliver_until(broker: &Broker, now: Now) -> i64 {
     }
     let _ = broker;
     now.wall.0
+}
+
+/// An append of a copy of the record `view` to `topic`/`queue_id` with `properties`: the
+/// same flag, sys flag, birth and retry count (the store stamps host, time and offsets anew).
+pub(super) fn copy_request<'a>(
+    view: &RecordView<'a>,
+    topic: &'a str,
+    queue_id: i32,
+    properties: &'a [u8],
+) -> AppendRequest<'a> {
+    AppendRequest {
+        topic,
+        queue_id,
+        flag: view.flag,
+        sys_flag: view.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
+        born_timestamp: view.born_timestamp,
+        born_host: view.born_host,
+        reconsume_times: view.reconsume_times,
+        prepared_transaction_offset: 0,
+        body: view.body,
+        properties,
+    }
 }
 
 /// The real topic and queue a waiting message carries (`REAL_TOPIC`, `REAL_QID`).

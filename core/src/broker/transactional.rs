@@ -11,6 +11,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::schedule::copy_request;
 use super::send::PendingReply;
 use super::transaction::{
     EndKind, HalfEntry, OpenTx, TransactionTable, CHECK_MAX_TOPIC, HALF_TOPIC, OP_HALF_PHYS, OP_KIND, OP_TAG,
@@ -451,19 +452,7 @@ impl Broker {
         );
         properties::push(&mut props, keys::TRANSACTION_CHECK_TIMES, &(tx.checks + 1).to_string());
         properties::push(&mut props, keys::TRAN_PREPARED_QUEUE_OFFSET, &origin.to_string());
-        let request = AppendRequest {
-            topic: HALF_TOPIC,
-            queue_id: 0,
-            flag: view.flag,
-            sys_flag: view.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
-            born_timestamp: view.born_timestamp,
-            born_host: view.born_host,
-            reconsume_times: view.reconsume_times,
-            prepared_transaction_offset: 0,
-            body: view.body,
-            properties: &props,
-        };
-        match self.store.append(now, &request) {
+        match self.store.append(now, &copy_request(&view, HALF_TOPIC, 0, &props)) {
             Ok(appended) => {
                 let offset = appended.queue_offset.map_or(0, |q| q.0);
                 if let Some(table) = self.transactions.table.as_mut() {
@@ -579,19 +568,13 @@ impl Broker {
             EndKind::Rollback => None,
         };
         let tx_type = if kind == EndKind::Commit { sys_flag::TRANSACTION_COMMIT } else { 0 };
-        let copy = destination.map(|(topic, queue_id)| AppendRequest {
-            topic,
-            queue_id,
-            flag: view.flag,
-            sys_flag: (view.sys_flag
-                & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6 | sys_flag::TRANSACTION_MASK))
-                | tx_type,
-            born_timestamp: view.born_timestamp,
-            born_host: view.born_host,
-            reconsume_times: view.reconsume_times,
-            prepared_transaction_offset: i64::try_from(half_phys).unwrap_or(0),
-            body: view.body,
-            properties: &copy_props,
+        let copy = destination.map(|(topic, queue_id)| {
+            let request = copy_request(view, topic, queue_id, &copy_props);
+            AppendRequest {
+                sys_flag: (request.sys_flag & !sys_flag::TRANSACTION_MASK) | tx_type,
+                prepared_transaction_offset: i64::try_from(half_phys).unwrap_or(0),
+                ..request
+            }
         });
         if kind.has_copy() && copy.is_none() {
             tracing::error!(origin, "half message without REAL_TOPIC/REAL_QID; ended without a copy");

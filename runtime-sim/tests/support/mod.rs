@@ -85,3 +85,16 @@ pub fn messages(reply: &RemotingCommand) -> Vec<(i64, String, String)> {
         })
         .collect()
 }
+
+/// Bodies in `topic` queue 0, in offset order (none if the pull is refused).
+pub fn queue_bodies(node: &mut BrokerNode, opaque: i32, topic: &str) -> Vec<String> {
+    let reply = node.call(CLIENT, &pull(opaque, topic, 0, 0, "*", false));
+    if reply.response_code() != keel_core::protocol::ResponseCode::SUCCESS {
+        return Vec::new();
+    }
+    pulled_records(&reply.body)
+        .expect("pull body")
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.body).into_owned())
+        .collect()
+}
