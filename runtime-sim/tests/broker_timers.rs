@@ -1,7 +1,8 @@
 //! Timed delivery as clients see it on the wire: `TIMER_DELAY_SEC` / `TIMER_DELAY_MS` /
 //! `TIMER_DELIVER_MS` sends wait in the timer topic and appear in their real topic once due,
-//! never before; past the 40-day maximum a send is refused; pending timers survive a
-//! clean restart and a power loss, at worst delivered twice, never lost.
+//! never before and no later than the wheel's precision; past the 40-day maximum a send is
+//! refused; pending timers survive a clean restart and a power loss, at worst delivered
+//! twice, never lost.
 
 use keel_core::io::{Now, UnixMillis};
 use keel_core::protocol::client_requests::{pulled_records, send_message, OutgoingMessage};
@@ -63,6 +64,47 @@ fn a_timed_message_appears_in_its_topic_once_due_never_before() {
     let record = pulled_records(&reply.body).expect("pull body").remove(0);
     let real = properties::find(record.properties, keys::REAL_TOPIC);
     assert_eq!(real, Some(&b"Timed"[..]), "RocketMQ keeps REAL_TOPIC on the delivered copy");
+}
+
+#[test]
+fn under_normal_load_each_timer_is_stored_within_the_wheel_precision_after_its_due_time() {
+    use rand::Rng;
+    let config = config(FlushMode::Async { interval_ms: 200 });
+    let precision = i64::try_from(config.timer_precision_ms).unwrap();
+    let mut node = boot(config, SharedDisk::default());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+    let mut due = std::collections::BTreeMap::new();
+    for n in 0..300_i32 {
+        // Sends spread over a minute, due 0.1 s to 2 min later: every wheel level up to
+        // the second one, and many timers sharing a tick.
+        node.advance(rng.gen_range(0..200));
+        let delay = rng.gen_range(100..120_000_i64);
+        let body = format!("t{n}");
+        ok(&node.call(CLIENT, &timed(100 + n, "Precise", keys::TIMER_DELAY_MS, &delay.to_string(), &body)));
+        due.insert(body, node.now.wall.0 + delay);
+    }
+    node.advance(125_000);
+
+    let mut offset = 0;
+    let mut stored = std::collections::BTreeMap::new();
+    loop {
+        let reply = node.call(CLIENT, &pull(1_000 + offset as i32, "Precise", 0, offset, "*", false));
+        if reply.response_code() != ResponseCode::SUCCESS {
+            break;
+        }
+        let records = pulled_records(&reply.body).expect("pull body");
+        offset += records.len() as i64;
+        for record in records {
+            let body = String::from_utf8_lossy(record.body).into_owned();
+            assert!(stored.insert(body.clone(), record.store_timestamp).is_none(), "{body} twice");
+        }
+    }
+    assert_eq!(stored.len(), due.len(), "every timer delivered once");
+    for (body, at) in &stored {
+        let lateness = at - due[body];
+        assert!(lateness >= 0, "{body} stored {} ms early", -lateness);
+        assert!(lateness <= precision, "{body} stored {lateness} ms late, precision {precision} ms");
+    }
 }
 
 #[test]
