@@ -108,6 +108,41 @@ fn under_normal_load_each_timer_is_stored_within_the_wheel_precision_after_its_d
 }
 
 #[test]
+fn a_burst_due_in_one_tick_goes_out_in_bounded_batches_a_pause_apart() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+    // Mid-tick, five seconds ahead: every timer in the same one-second tick.
+    let due = (node.now.wall.0 / 1_000 + 5) * 1_000 + 500;
+    for n in 0..3_000 {
+        let body = format!("b{n}");
+        ok(&node.call(CLIENT, &timed(n, "Burst", keys::TIMER_DELIVER_MS, &due.to_string(), &body)));
+    }
+    let release = (due / 1_000 + 1) * 1_000;
+    node.advance(u64::try_from(release - 1 - node.now.wall.0).unwrap());
+    assert_eq!(node.broker.timer_stats(), (0, 3_000), "nothing before the tick is past");
+    node.advance(1);
+    assert_eq!(node.broker.timer_stats(), (1_024, 1_976), "one bounded batch per wake-up");
+    // Requests are served between batches: a send now is stored before the rest of the burst.
+    ok(&node.call(CLIENT, &send(9_000, "Burst", 0, "T", "between")));
+    node.advance(1);
+    assert_eq!(node.broker.timer_stats().0, 2_048);
+    node.advance(1);
+    assert_eq!(node.broker.timer_stats(), (3_000, 0));
+    let mut offset = 0;
+    let mut seen = Vec::new();
+    loop {
+        let reply = node.call(CLIENT, &pull(10_000 + offset as i32, "Burst", 0, offset, "*", false));
+        if reply.response_code() != ResponseCode::SUCCESS {
+            break;
+        }
+        let records = pulled_records(&reply.body).expect("pull body");
+        offset += records.len() as i64;
+        seen.extend(records.iter().map(|r| String::from_utf8_lossy(r.body).into_owned()));
+    }
+    assert_eq!(seen.len(), 3_001, "every timer once, and the send");
+    assert_eq!(seen.iter().position(|b| b == "between"), Some(1_024), "the send went in between batches");
+}
+
+#[test]
 fn past_forty_days_or_garbled_is_refused_and_a_past_time_is_stored_at_once() {
     let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
     let now = node.now.wall.0;

@@ -46,6 +46,10 @@ pub use transactional::TransactionStats;
 
 /// How often client expiry is checked.
 const CLIENT_SCAN_MS: u64 = 10_000;
+/// Pause before a budgeted background job (timers, delay levels, transaction reads and
+/// checks) goes on with its next batch. Not zero: the runtimes serve a due deadline before
+/// requests, so a job that woke again at once would starve them until it finished.
+const BATCH_PAUSE_MS: u64 = 1;
 /// How often committed offsets are persisted (`flushConsumerOffsetInterval`).
 const OFFSET_PERSIST_MS: u64 = 5_000;
 /// Most requests kept while the store boots; beyond it they get SYSTEM_BUSY.
@@ -208,6 +212,13 @@ impl Broker {
     #[must_use]
     pub fn delay_schedule(&self) -> (Option<MonoNanos>, u64) {
         (self.scheduler.wake_at(), self.scheduler.delivered)
+    }
+
+    /// The timed-delivery service: timers delivered since boot, and timers pending (in the
+    /// wheel or due and waiting for their batch).
+    #[must_use]
+    pub fn timer_stats(&self) -> (u64, usize) {
+        (self.timers.delivered, self.timers.state.pending())
     }
 
     /// What the transaction service did, and how many transactions are open.

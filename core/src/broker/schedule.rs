@@ -234,7 +234,7 @@ impl Broker {
                 }
                 Stop::Empty => None,
                 Stop::Retry => Some(now.mono.plus_millis(RETRY_MS)),
-                Stop::Budget => Some(now.mono),
+                Stop::Budget => Some(now.mono.plus_millis(super::BATCH_PAUSE_MS)),
             };
             if idle {
                 self.scheduler.idle.insert(level);

@@ -22,6 +22,9 @@ const MAX_SLEEP_MS: u64 = 1_000;
 const RETRY_MS: u64 = 100;
 /// Timer-queue entries read per wake-up, so a flood of timed sends cannot stall the broker.
 const READ_PER_WAKE: u64 = 4_096;
+/// Deliveries per wake-up: a burst due in one tick goes out in batches between the
+/// broker's other work (sends, pulls), not in one long turn.
+const DELIVER_PER_WAKE: usize = 1_024;
 /// How often a changed checkpoint is written (`timerFlushIntervalMs`).
 const PERSIST_MS: u64 = 1_000;
 /// A due timer whose record cannot be read this many times is dropped (logged).
@@ -109,18 +112,26 @@ impl Broker {
         if self.store.config().mutation == Some(crate::mutation::Mutation::DeliverEarly) {
             until = until.saturating_add(1_000);
         }
-        for pending in self.timers.state.due(until) {
+        let mut failed = false;
+        for pending in self.timers.state.due(until, DELIVER_PER_WAKE) {
             match self.deliver_timer(now, &pending) {
                 Some(end) => {
                     self.timers.attempts.remove(&pending.offset);
                     self.timers.state.delivered(&pending, end);
                 }
-                None => self.timers.state.failed(pending),
+                None => {
+                    failed = true;
+                    self.timers.state.failed(pending);
+                }
             }
         }
         if let Some(wait) = self.timers.state.wait_ms(now.wall.0) {
-            // 0: a failed delivery waits to be retried.
-            let wait = if wait == 0 { RETRY_MS } else { wait.min(MAX_SLEEP_MS) };
+            // 0: more are due now (the next batch), or a failed delivery waits to be retried.
+            let wait = match wait {
+                0 if failed => RETRY_MS,
+                0 => super::BATCH_PAUSE_MS,
+                wait => wait.min(MAX_SLEEP_MS),
+            };
             let at = now.mono.plus_millis(wait);
             wake = wake.into_iter().chain(Some(at)).min();
         }
@@ -149,7 +160,7 @@ impl Broker {
             }
             read += entries.len() as u64;
         }
-        Some(now.mono)
+        Some(now.mono.plus_millis(super::BATCH_PAUSE_MS))
     }
 
     /// Store a due timer in its real topic: the CommitLog end of the copy, or `None` to

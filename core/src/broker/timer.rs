@@ -151,9 +151,11 @@ pub struct TimerState {
     low_water: u64,
     /// From `low_water` on: whether each entry was delivered (or skipped).
     done: std::collections::VecDeque<bool>,
-    /// Expired, delivery failed: retried before anything else.
-    retry: Vec<Pending>,
-    /// Handed out by `due` and not yet reported: (tick, offset).
+    /// Expired and not handed out yet, a failed delivery in front: handing them out a
+    /// bounded batch at a time keeps a burst of timers due in one tick from stalling the
+    /// broker's other work.
+    ready: std::collections::VecDeque<Pending>,
+    /// Expired and not delivered yet (ready or handed out): (tick, offset).
     outstanding: std::collections::BTreeSet<(u64, u64)>,
     /// Deliveries stored, not yet durable: (CommitLog end, the checkpoint valid after it).
     in_flight: std::collections::VecDeque<(u64, TimerCheckpoint)>,
@@ -172,7 +174,7 @@ impl TimerState {
             enqueued: checkpoint.low_water,
             low_water: checkpoint.low_water,
             done: std::collections::VecDeque::new(),
-            retry: Vec::new(),
+            ready: std::collections::VecDeque::new(),
             outstanding: std::collections::BTreeSet::new(),
             in_flight: std::collections::VecDeque::new(),
             durable: checkpoint,
@@ -191,10 +193,16 @@ impl TimerState {
         self.enqueued
     }
 
-    /// Timers waiting (in the wheel or to be retried).
+    /// Timers waiting (in the wheel or expired and not handed out).
     #[must_use]
     pub fn pending(&self) -> usize {
-        self.wheel.len() + self.retry.len()
+        self.wheel.len() + self.ready.len()
+    }
+
+    /// Expired timers not handed out yet: more to deliver now.
+    #[must_use]
+    pub fn backlog(&self) -> usize {
+        self.ready.len()
     }
 
     /// The timer queue's entry at `offset` (the next one to read), due at `due_ms`.
@@ -211,22 +219,23 @@ impl TimerState {
         self.wheel.insert(tick, Pending { offset, phys, size, due_ms });
     }
 
-    /// Timers due by the wall clock `now_ms` (retries first): deliver each, then report it
-    /// with [`delivered`](Self::delivered) or [`failed`](Self::failed).
-    pub fn due(&mut self, now_ms: i64) -> Vec<Pending> {
-        let mut out = core::mem::take(&mut self.retry);
+    /// Up to `max` timers due by the wall clock `now_ms`, in due order (a failed one
+    /// first): deliver each, then report it with [`delivered`](Self::delivered) or
+    /// [`failed`](Self::failed).
+    pub fn due(&mut self, now_ms: i64, max: usize) -> Vec<Pending> {
         let now = self.tick(now_ms);
-        self.wheel.advance(now, |_, pending| out.push(pending));
-        for pending in &out {
-            self.outstanding.insert((self.tick(pending.due_ms), pending.offset));
-        }
-        out
+        let (ready, outstanding, precision) = (&mut self.ready, &mut self.outstanding, self.precision_ms);
+        self.wheel.advance(now, |_, pending| {
+            outstanding.insert((u64::try_from(pending.due_ms).unwrap_or(0) / precision, pending.offset));
+            ready.push_back(pending);
+        });
+        let take = max.min(self.ready.len());
+        self.ready.drain(..take).collect()
     }
 
-    /// A due timer's delivery could not be stored: retry it next time.
+    /// A due timer's delivery could not be stored: it is handed out first next time.
     pub fn failed(&mut self, pending: Pending) {
-        self.outstanding.remove(&(self.tick(pending.due_ms), pending.offset));
-        self.retry.push(pending);
+        self.ready.push_front(pending);
     }
 
     /// A due timer was stored in its real topic, ending at CommitLog offset `end` (or was
@@ -234,11 +243,10 @@ impl TimerState {
     pub fn delivered(&mut self, pending: &Pending, end: u64) {
         self.outstanding.remove(&(self.tick(pending.due_ms), pending.offset));
         self.mark_done(pending.offset);
-        // The checkpoint after it never claims a tick whose timer is not delivered yet: one
-        // handed out and not reported, or one waiting for a retry.
-        let waiting =
-            self.retry.iter().map(|p| self.tick(p.due_ms)).chain(self.outstanding.first().map(|o| o.0));
-        let read_tick = waiting.fold(self.wheel.current(), u64::min);
+        // The checkpoint after it never claims a tick whose timer is not delivered yet:
+        // one ready, handed out and not reported, or failed.
+        let read_tick =
+            self.outstanding.first().map_or(self.wheel.current(), |o| o.0.min(self.wheel.current()));
         let candidate = TimerCheckpoint { low_water: self.low_water, enqueued: self.enqueued, read_tick };
         self.in_flight.push_back((end, candidate));
     }
@@ -274,10 +282,10 @@ impl TimerState {
     }
 
     /// How long until the next timer may be due by the wall clock `now_ms`, ms: `None` with
-    /// nothing pending, 0 with retries waiting.
+    /// nothing pending, 0 with expired timers ready.
     #[must_use]
     pub fn wait_ms(&self, now_ms: i64) -> Option<u64> {
-        if !self.retry.is_empty() {
+        if !self.ready.is_empty() {
             return Some(0);
         }
         let tick = self.wheel.next_tick()?;
@@ -307,11 +315,11 @@ mod state_tests {
     fn timers_are_never_early_and_late_by_under_one_tick() {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         enqueue_all(&mut state, &[10_500, 10_000, 12_999]);
-        assert!(state.due(10_999).is_empty());
+        assert!(state.due(10_999, 100).is_empty());
         assert_eq!(state.wait_ms(10_999), Some(1));
-        assert_eq!(offsets(&state.due(11_000)), [0, 1]);
-        assert!(state.due(12_999).is_empty());
-        assert_eq!(offsets(&state.due(13_000)), [2]);
+        assert_eq!(offsets(&state.due(11_000, 100)), [0, 1]);
+        assert!(state.due(12_999, 100).is_empty());
+        assert_eq!(offsets(&state.due(13_000, 100)), [2]);
         assert_eq!(state.wait_ms(13_000), None);
     }
 
@@ -320,7 +328,7 @@ mod state_tests {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         // Offsets 0..4: due at 5 s, 1 h, 6 s, 40 days.
         enqueue_all(&mut state, &[5_000, 3_600_000, 6_000, 40 * 86_400_000]);
-        for pending in state.due(7_000) {
+        for pending in state.due(7_000, 100) {
             let end = pending.phys + 100;
             state.delivered(&pending, end);
         }
@@ -332,16 +340,16 @@ mod state_tests {
         let mut recovered = TimerState::new(checkpoint, 1_000);
         enqueue_all(&mut recovered, &[3_600_000, 6_000, 40 * 86_400_000]);
         // Offset 2 (6 s) was delivered but not checkpointed: delivered again, never lost.
-        assert_eq!(offsets(&recovered.due(7_000)), [2]);
+        assert_eq!(offsets(&recovered.due(7_000, 100)), [2]);
         assert_eq!(recovered.pending(), 2);
-        assert_eq!(offsets(&recovered.due(3_601_000)), [1]);
+        assert_eq!(offsets(&recovered.due(3_601_000, 100)), [1]);
     }
 
     #[test]
     fn a_failed_delivery_is_retried_and_holds_the_checkpoint_back() {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         enqueue_all(&mut state, &[1_000, 2_000]);
-        let due = state.due(3_000);
+        let due = state.due(3_000, 100);
         assert_eq!(offsets(&due), [0, 1]);
         state.failed(due[0]);
         state.delivered(&due[1], 200);
@@ -350,6 +358,28 @@ mod state_tests {
         assert_eq!(checkpoint.low_water, 0, "offset 0 is not delivered");
         assert!(checkpoint.read_tick <= 1, "the failed timer's tick is not claimed: {checkpoint:?}");
         assert_eq!(state.wait_ms(3_000), Some(0));
-        assert_eq!(offsets(&state.due(3_000)), [0]);
+        assert_eq!(offsets(&state.due(3_000, 100)), [0]);
+    }
+
+    #[test]
+    fn a_burst_due_in_one_tick_is_handed_out_in_bounded_batches_holding_the_checkpoint() {
+        let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
+        enqueue_all(&mut state, &[5_000; 10]);
+        enqueue_all(&mut state, &[9_000]);
+        let first = state.due(6_000, 4);
+        assert_eq!(offsets(&first), [0, 1, 2, 3]);
+        assert_eq!(state.backlog(), 6);
+        assert_eq!(state.wait_ms(6_000), Some(0), "the rest is due now");
+        for pending in &first {
+            state.delivered(pending, pending.phys + 100);
+        }
+        state.settle(u64::MAX);
+        let checkpoint = state.take_checkpoint().expect("checkpoint");
+        assert_eq!(checkpoint.low_water, 4);
+        assert!(checkpoint.read_tick <= 5, "ready timers of tick 5 are not claimed: {checkpoint:?}");
+        assert_eq!(offsets(&state.due(6_000, 4)), [4, 5, 6, 7]);
+        assert_eq!(offsets(&state.due(6_000, 4)), [8, 9]);
+        assert_eq!(state.backlog(), 0);
+        assert_eq!(state.wait_ms(6_000), Some(4_000));
     }
 }

@@ -175,7 +175,7 @@ impl Broker {
                 // Checks wait for the replay: until then an open transaction may look ended.
                 self.transactions.next_check = now.mono.plus_millis(RETRY_MS);
             } else if self.check_round(now) {
-                self.transactions.wake_at = Some(now.mono);
+                self.transactions.wake_at = Some(now.mono.plus_millis(super::BATCH_PAUSE_MS));
             } else {
                 let interval = self.config.transaction.check_interval_ms;
                 self.transactions.next_check = now.mono.plus_millis(interval);
@@ -183,7 +183,7 @@ impl Broker {
         }
         let again = match reading {
             Reading::CaughtUp => None,
-            Reading::More => Some(now.mono),
+            Reading::More => Some(now.mono.plus_millis(super::BATCH_PAUSE_MS)),
             Reading::Retry => Some(now.mono.plus_millis(RETRY_MS)),
         };
         let again =
