@@ -14,7 +14,7 @@ use super::timer::{Pending, TimerCheckpoint, TimerState, TIMER_TOPIC};
 use super::Broker;
 use crate::io::{MonoNanos, Now};
 use crate::protocol::message::stored::{parse_record, Parsed};
-use crate::store::QueueOffset;
+use crate::store::{QueueOffset, StoreError};
 
 /// The longest sleep while timers wait.
 const MAX_SLEEP_MS: u64 = 1_000;
@@ -29,6 +29,16 @@ const DELIVER_PER_WAKE: usize = 1_024;
 const PERSIST_MS: u64 = 1_000;
 /// A due timer whose record cannot be read this many times is dropped (logged).
 const READ_ATTEMPTS: u32 = 50;
+
+/// What became of one due timer's delivery.
+enum Delivery {
+    /// Stored in its real topic, its copy ending at this CommitLog offset; 0: dropped.
+    Done(u64),
+    /// Its record could not be read (or copied) this time: retried.
+    Again,
+    /// The store refused the copy: retried, and the rest of the batch waits with it.
+    Refused,
+}
 
 /// The broker's timed-delivery state beside the wheel.
 #[derive(Debug)]
@@ -113,15 +123,26 @@ impl Broker {
             until = until.saturating_add(1_000);
         }
         let mut failed = false;
-        for pending in self.timers.state.due(until, DELIVER_PER_WAKE) {
+        let mut batch = self.timers.state.due(until, DELIVER_PER_WAKE).into_iter();
+        while let Some(pending) = batch.next() {
             match self.deliver_timer(now, &pending) {
-                Some(end) => {
+                Delivery::Done(end) => {
                     self.timers.attempts.remove(&pending.offset);
                     self.timers.state.delivered(&pending, end);
                 }
-                None => {
+                Delivery::Again => {
                     failed = true;
                     self.timers.state.failed(pending);
+                }
+                Delivery::Refused => {
+                    // The store refuses every copy alike: the rest of the batch waits too,
+                    // in order, rather than fail (and log) one by one.
+                    failed = true;
+                    for rest in batch.rev() {
+                        self.timers.state.failed(rest);
+                    }
+                    self.timers.state.failed(pending);
+                    break;
                 }
             }
         }
@@ -163,10 +184,9 @@ impl Broker {
         Some(now.mono.plus_millis(super::BATCH_PAUSE_MS))
     }
 
-    /// Store a due timer in its real topic: the CommitLog end of the copy, or `None` to
-    /// retry. A record that stays unreadable, or carries no destination, is dropped and
-    /// logged (end 0), so it cannot block the wheel.
-    fn deliver_timer(&mut self, now: Now, pending: &Pending) -> Option<u64> {
+    /// Store a due timer in its real topic. A record that stays unreadable, or carries no
+    /// destination, is dropped and logged (end 0), so it cannot block the wheel.
+    fn deliver_timer(&mut self, now: Now, pending: &Pending) -> Delivery {
         let record = match self.store.read_record(&*self.reader, pending.phys, pending.size) {
             Ok(record) => record,
             Err(error) => return self.timer_unreadable(pending, &error.to_string()),
@@ -176,25 +196,28 @@ impl Broker {
         };
         let Some((topic, queue)) = real_destination(view.properties) else {
             tracing::error!(offset = pending.offset, "timed message without REAL_TOPIC/REAL_QID; dropped");
-            return Some(0);
+            return Delivery::Done(0);
         };
         match self.store_copy(now, &view, topic, queue, None) {
             Ok(end) => {
                 self.timers.delivered += 1;
-                Some(end)
+                Delivery::Done(end)
             }
-            Err(error) => {
+            Err(error @ (StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_))) => {
                 tracing::warn!(offset = pending.offset, %error, "timed delivery failed; retrying");
-                None
+                Delivery::Refused
             }
+            // This record's copy cannot be stored (too large, bad topic): like an unreadable
+            // record, retried a few times, then dropped and logged.
+            Err(error) => self.timer_unreadable(pending, &format!("copy refused: {error}")),
         }
     }
 
-    fn timer_unreadable(&mut self, pending: &Pending, error: &str) -> Option<u64> {
+    fn timer_unreadable(&mut self, pending: &Pending, error: &str) -> Delivery {
         let attempts = self.timers.attempts.entry(pending.offset).or_insert(0);
         *attempts += 1;
         if *attempts < READ_ATTEMPTS {
-            return None;
+            return Delivery::Again;
         }
         tracing::error!(
             offset = pending.offset,
@@ -202,7 +225,7 @@ impl Broker {
             "timed message unreadable after {READ_ATTEMPTS} tries; dropped"
         );
         self.timers.attempts.remove(&pending.offset);
-        Some(0)
+        Delivery::Done(0)
     }
 
     /// After an input: wake the timers if the timer queue got a readable entry.
