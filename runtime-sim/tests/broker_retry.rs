@@ -254,3 +254,32 @@ fn the_delay_scheduler_sleeps_while_nothing_waits_and_wakes_for_a_new_head_when_
     assert!(node.now.wall.0 >= sent.wall.0 + 10_000);
     assert_eq!(node.broker.delay_schedule(), (None, 1), "caught up again: no timer");
 }
+
+#[test]
+fn a_delayed_message_whose_copy_cannot_be_stored_is_skipped_and_does_not_block_its_level() {
+    // The copy names the real topic where the original named SCHEDULE_TOPIC_XXXX, and gains
+    // TIMER_OUT_MS: with a long topic, the largest original that fits a segment makes a copy
+    // that does not.
+    let topic = "L".repeat(120);
+    let fits = |body: usize| {
+        let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+        let reply = node.call(CLIENT, &delayed(1, &topic, 1, &"x".repeat(body)));
+        reply.response_code() == ResponseCode::SUCCESS
+    };
+    let (mut low, mut high) = (1_000, 70_000);
+    while high - low > 1 {
+        let mid = (low + high) / 2;
+        if fits(mid) {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+    ok(&node.call(CLIENT, &delayed(1, &topic, 1, &"x".repeat(low))));
+    ok(&node.call(CLIENT, &delayed(2, &topic, 1, "small")));
+    node.advance(10_000);
+    let bodies: Vec<String> = pull_all(&mut node, 3, &topic, 0, 0).into_iter().map(|g| g.body).collect();
+    assert_eq!(bodies, ["small"], "the undeliverable head is skipped after its attempts");
+    assert_eq!(node.broker.delay_schedule().1, 1);
+}

@@ -191,3 +191,32 @@ fn pending_timers_survive_a_clean_restart_and_a_power_loss() {
     }
     assert_eq!(got.iter().filter(|b| *b == "2h").count(), 1);
 }
+
+#[test]
+fn a_timer_whose_copy_cannot_be_stored_is_dropped_after_its_attempts_and_others_go_on() {
+    // As for delay levels: with a long real topic, the largest original that fits a segment
+    // makes a copy that does not.
+    let topic = "L".repeat(120);
+    let fits = |body: usize| {
+        let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+        let reply = node.call(CLIENT, &timed(1, &topic, keys::TIMER_DELAY_MS, "1000", &"x".repeat(body)));
+        reply.response_code() == ResponseCode::SUCCESS
+    };
+    let (mut low, mut high) = (1_000, 70_000);
+    while high - low > 1 {
+        let mid = (low + high) / 2;
+        if fits(mid) {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+    ok(&node.call(CLIENT, &timed(1, &topic, keys::TIMER_DELAY_MS, "1000", &"x".repeat(low))));
+    ok(&node.call(CLIENT, &timed(2, &topic, keys::TIMER_DELAY_MS, "1000", "small")));
+    node.advance(2_100);
+    assert_eq!(bodies(&mut node, 3, &topic), ["small"], "the other timer is not held up");
+    node.advance(10_000);
+    assert_eq!(node.broker.timer_stats(), (1, 0), "the undeliverable one is dropped, not retried forever");
+    assert_eq!(bodies(&mut node, 4, &topic), ["small"]);
+}

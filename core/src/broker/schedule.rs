@@ -24,7 +24,7 @@ use crate::io::{MonoNanos, Now};
 use crate::protocol::body::DataVersion;
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{parse_record, sys_flag, Parsed, RecordView};
-use crate::store::{AppendRequest, QueueOffset};
+use crate::store::{AppendRequest, QueueOffset, StoreError};
 
 /// The longest sleep while a head waits: the bound on lateness after a forward wall-clock
 /// step.
@@ -172,6 +172,7 @@ impl Scheduler {
     /// Move past `offset` of `level` without delivering it; the skip becomes persisted
     /// progress in order, after the deliveries before it.
     fn skip(&mut self, level: i32, offset: u64) {
+        self.head_failures.remove(&level);
         self.next.insert(level, offset + 1);
         self.in_flight.push_back(Delivery { level, next: offset + 1, end: 0 });
     }
@@ -296,9 +297,9 @@ impl Broker {
         let Ok(Parsed::Message(view)) = parse_record(&record) else {
             return self.head_unreadable(level, offset, "not a message record");
         };
-        self.scheduler.head_failures.remove(&level);
         let due = view.store_timestamp.saturating_add(delay);
         if due > deliver_until(self, now) {
+            self.scheduler.head_failures.remove(&level);
             self.scheduler.heads.insert(level, (offset, due));
             return Err(Stop::Due(due));
         }
@@ -316,11 +317,15 @@ impl Broker {
         }
         let end = match self.store_copy(now, &view, topic, real_queue, Some(due)) {
             Ok(end) => end,
-            Err(error) => {
+            Err(error @ (StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_))) => {
                 tracing::warn!(level, offset, %error, "delayed delivery failed; retrying");
                 return Err(Stop::Retry);
             }
+            // This record's copy cannot be stored (too large, bad topic): like an unreadable
+            // head, retried a few times, then skipped and logged, so the level goes on.
+            Err(error) => return self.head_unreadable(level, offset, &format!("copy refused: {error}")),
         };
+        self.scheduler.head_failures.remove(&level);
         self.scheduler.delivered += 1;
         self.scheduler.next.insert(level, offset + 1);
         self.scheduler.in_flight.push_back(Delivery { level, next: offset + 1, end });
@@ -360,9 +365,8 @@ impl Broker {
             level,
             offset,
             error,
-            "delayed message unreadable after {HEAD_READ_ATTEMPTS} tries; skipped"
+            "delayed message unreadable or undeliverable after {HEAD_READ_ATTEMPTS} tries; skipped"
         );
-        self.scheduler.head_failures.remove(&level);
         self.scheduler.skip(level, offset);
         Ok(())
     }

@@ -222,7 +222,7 @@ impl Broker {
         tracing::error!(
             offset = pending.offset,
             error,
-            "timed message unreadable after {READ_ATTEMPTS} tries; dropped"
+            "timed message unreadable or undeliverable after {READ_ATTEMPTS} tries; dropped"
         );
         self.timers.attempts.remove(&pending.offset);
         Delivery::Done(0)
