@@ -261,20 +261,7 @@ fn a_delayed_message_whose_copy_cannot_be_stored_is_skipped_and_does_not_block_i
     // TIMER_OUT_MS: with a long topic, the largest original that fits a segment makes a copy
     // that does not.
     let topic = "L".repeat(120);
-    let fits = |body: usize| {
-        let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
-        let reply = node.call(CLIENT, &delayed(1, &topic, 1, &"x".repeat(body)));
-        reply.response_code() == ResponseCode::SUCCESS
-    };
-    let (mut low, mut high) = (1_000, 70_000);
-    while high - low > 1 {
-        let mid = (low + high) / 2;
-        if fits(mid) {
-            low = mid;
-        } else {
-            high = mid;
-        }
-    }
+    let low = largest_accepted_body(1_000, 70_000, |size| delayed(1, &topic, 1, &"x".repeat(size)));
     let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
     ok(&node.call(CLIENT, &delayed(1, &topic, 1, &"x".repeat(low))));
     ok(&node.call(CLIENT, &delayed(2, &topic, 1, "small")));

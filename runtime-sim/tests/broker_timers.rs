@@ -85,19 +85,9 @@ fn under_normal_load_each_timer_is_stored_within_the_wheel_precision_after_its_d
     }
     node.advance(125_000);
 
-    let mut offset = 0;
     let mut stored = std::collections::BTreeMap::new();
-    loop {
-        let reply = node.call(CLIENT, &pull(1_000 + offset as i32, "Precise", 0, offset, "*", false));
-        if reply.response_code() != ResponseCode::SUCCESS {
-            break;
-        }
-        let records = pulled_records(&reply.body).expect("pull body");
-        offset += records.len() as i64;
-        for record in records {
-            let body = String::from_utf8_lossy(record.body).into_owned();
-            assert!(stored.insert(body.clone(), record.store_timestamp).is_none(), "{body} twice");
-        }
+    for (body, at) in drain_queue(&mut node, "Precise") {
+        assert!(stored.insert(body.clone(), at).is_none(), "{body} twice");
     }
     assert_eq!(stored.len(), due.len(), "every timer delivered once");
     for (body, at) in &stored {
@@ -127,17 +117,7 @@ fn a_burst_due_in_one_tick_goes_out_in_bounded_batches_a_pause_apart() {
     assert_eq!(node.broker.timer_stats().0, 2_048);
     node.advance(1);
     assert_eq!(node.broker.timer_stats(), (3_000, 0));
-    let mut offset = 0;
-    let mut seen = Vec::new();
-    loop {
-        let reply = node.call(CLIENT, &pull(10_000 + offset as i32, "Burst", 0, offset, "*", false));
-        if reply.response_code() != ResponseCode::SUCCESS {
-            break;
-        }
-        let records = pulled_records(&reply.body).expect("pull body");
-        offset += records.len() as i64;
-        seen.extend(records.iter().map(|r| String::from_utf8_lossy(r.body).into_owned()));
-    }
+    let seen: Vec<String> = drain_queue(&mut node, "Burst").into_iter().map(|(body, _)| body).collect();
     assert_eq!(seen.len(), 3_001, "every timer once, and the send");
     assert_eq!(seen.iter().position(|b| b == "between"), Some(1_024), "the send went in between batches");
 }
@@ -197,20 +177,9 @@ fn a_timer_whose_copy_cannot_be_stored_is_dropped_after_its_attempts_and_others_
     // As for delay levels: with a long real topic, the largest original that fits a segment
     // makes a copy that does not.
     let topic = "L".repeat(120);
-    let fits = |body: usize| {
-        let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
-        let reply = node.call(CLIENT, &timed(1, &topic, keys::TIMER_DELAY_MS, "1000", &"x".repeat(body)));
-        reply.response_code() == ResponseCode::SUCCESS
-    };
-    let (mut low, mut high) = (1_000, 70_000);
-    while high - low > 1 {
-        let mid = (low + high) / 2;
-        if fits(mid) {
-            low = mid;
-        } else {
-            high = mid;
-        }
-    }
+    let low = largest_accepted_body(1_000, 70_000, |size| {
+        timed(1, &topic, keys::TIMER_DELAY_MS, "1000", &"x".repeat(size))
+    });
     let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
     ok(&node.call(CLIENT, &timed(1, &topic, keys::TIMER_DELAY_MS, "1000", &"x".repeat(low))));
     ok(&node.call(CLIENT, &timed(2, &topic, keys::TIMER_DELAY_MS, "1000", "small")));

@@ -98,3 +98,38 @@ pub fn queue_bodies(node: &mut BrokerNode, opaque: i32, topic: &str) -> Vec<Stri
         .map(|r| String::from_utf8_lossy(r.body).into_owned())
         .collect()
 }
+
+/// Every record of `topic` queue 0, pulled from offset 0: (body, store timestamp).
+pub fn drain_queue(node: &mut BrokerNode, topic: &str) -> Vec<(String, i64)> {
+    let mut offset = 0;
+    let mut got = Vec::new();
+    loop {
+        let opaque = 100_000 + i32::try_from(offset).unwrap_or(0);
+        let reply = node.call(CLIENT, &pull(opaque, topic, 0, offset, "*", false));
+        if reply.response_code() != keel_core::protocol::ResponseCode::SUCCESS {
+            return got;
+        }
+        let records = pulled_records(&reply.body).expect("pull body");
+        offset += i64::try_from(records.len()).unwrap_or(0);
+        got.extend(records.iter().map(|r| (String::from_utf8_lossy(r.body).into_owned(), r.store_timestamp)));
+    }
+}
+
+/// The largest body size in `low..high` whose request, `send(size)`, a fresh broker accepts
+/// (`low` must be accepted, `high` not).
+pub fn largest_accepted_body(
+    mut low: usize,
+    mut high: usize,
+    send: impl Fn(usize) -> RemotingCommand,
+) -> usize {
+    while high - low > 1 {
+        let mid = (low + high) / 2;
+        let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+        if node.call(CLIENT, &send(mid)).response_code() == keel_core::protocol::ResponseCode::SUCCESS {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    low
+}
