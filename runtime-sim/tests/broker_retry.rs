@@ -143,6 +143,23 @@ fn a_delayed_send_appears_in_its_topic_after_its_level_and_in_order() {
 }
 
 #[test]
+fn runtime_info_reports_each_delay_levels_delivered_and_end_offsets() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+    ok(&node.call(CLIENT, &delayed(1, "Later", 2, "a")));
+    ok(&node.call(CLIENT, &delayed(2, "Later", 2, "b")));
+    ok(&node.call(CLIENT, &delayed(3, "Later", 3, "c")));
+    node.advance(100);
+    let info = runtime_info(&mut node, 4);
+    assert_eq!(info.get("scheduleMessageOffset_2").map(String::as_str), Some("0,2"));
+    assert_eq!(info.get("scheduleMessageOffset_3").map(String::as_str), Some("0,1"));
+    assert_eq!(info.get("scheduleMessageOffset_1"), None, "a level never used has no queue");
+    node.advance(5_000);
+    let info = runtime_info(&mut node, 5);
+    assert_eq!(info["scheduleMessageOffset_2"], "2,2", "level 2 (5 s) delivered");
+    assert_eq!(info["scheduleMessageOffset_3"], "0,1", "level 3 (10 s) still waiting");
+}
+
+#[test]
 fn a_backward_clock_step_holds_a_delayed_message_until_its_due_time_never_early() {
     let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
     let stored_at = node.now.wall.0;

@@ -111,6 +111,10 @@ fn a_burst_due_in_one_tick_goes_out_in_bounded_batches_a_pause_apart() {
     assert_eq!(node.broker.timer_stats(), (0, 3_000), "nothing before the tick is past");
     node.advance(1);
     assert_eq!(node.broker.timer_stats(), (1_024, 1_976), "one bounded batch per wake-up");
+    let info = runtime_info(&mut node, 8_999);
+    assert_eq!(info["timerCongestNum"], "1976", "due and waiting for their batch");
+    assert_eq!(info["timerOffsetBehind"], "0", "all read into the wheel");
+    assert_eq!(info["timerReadBehind"], "0", "under a second behind");
     // Requests are served between batches: a send now is stored before the rest of the burst.
     ok(&node.call(CLIENT, &send(9_000, "Burst", 0, "T", "between")));
     node.advance(1);

@@ -196,7 +196,9 @@ impl Broker {
 
     fn on_runtime_info(&self, now: Now, request: &RemotingCommand) -> RemotingCommand {
         let (producers, consumers) = self.clients.counts();
-        let entries: Vec<(&str, String)> = vec![
+        let mut entries: Vec<(String, String)> = self.schedule_progress();
+        let progress = self.timer_progress(now.wall.0);
+        let fixed: Vec<(&str, String)> = vec![
             ("brokerVersionDesc", "V5_3_3".into()),
             ("brokerVersion", crate::protocol::SERVER_VERSION.to_string()),
             ("brokerActive", "true".into()),
@@ -222,7 +224,8 @@ impl Broker {
             ("producerGroups", producers.to_string()),
             ("consumerGroups", consumers.to_string()),
         ];
-        let table = KvTable { table: entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() };
+        entries.extend(fixed.into_iter().chain(progress).map(|(k, v)| (k.to_owned(), v)));
+        let table = KvTable { table: entries.into_iter().collect() };
         Self::ok(request).with_body(json::to_vec(&table, KeyStyle::Fastjson).unwrap_or_default())
     }
 

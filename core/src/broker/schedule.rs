@@ -271,6 +271,21 @@ impl Broker {
         }
     }
 
+    /// Per delay level with a schedule queue, RocketMQ's `scheduleMessageOffset_<level>`
+    /// runtime-info entry: "<next offset to deliver>,<queue end>"; the difference is the
+    /// level's backlog.
+    pub(super) fn schedule_progress(&self) -> Vec<(String, String)> {
+        self.scheduler
+            .levels
+            .levels()
+            .filter_map(|level| {
+                let (_, end) = self.store.queue_offsets(SCHEDULE_TOPIC, level - 1)?;
+                let next = self.scheduler.next.get(&level).copied().unwrap_or(0);
+                Some((format!("scheduleMessageOffset_{level}"), format!("{next},{}", end.0)))
+            })
+            .collect()
+    }
+
     /// Deliver the head of `level` if it is due.
     fn deliver_head(&mut self, now: Now, level: i32) -> Result<(), Stop> {
         let queue_id = level - 1;

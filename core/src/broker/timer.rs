@@ -199,6 +199,16 @@ impl TimerState {
         self.wheel.len() + self.ready.len()
     }
 
+    /// How long the oldest expired, undelivered timer has been waiting since its tick was
+    /// past, ms (0 with none): how far delivery is behind the clock.
+    #[must_use]
+    pub fn overdue_ms(&self, now_ms: i64) -> u64 {
+        self.outstanding.first().map_or(0, |&(tick, _)| {
+            let released = (tick + 1).saturating_mul(self.precision_ms);
+            u64::try_from(now_ms).unwrap_or(0).saturating_sub(released)
+        })
+    }
+
     /// Expired timers not handed out yet: more to deliver now.
     #[must_use]
     pub fn backlog(&self) -> usize {
@@ -370,6 +380,7 @@ mod state_tests {
         assert_eq!(offsets(&first), [0, 1, 2, 3]);
         assert_eq!(state.backlog(), 6);
         assert_eq!(state.wait_ms(6_000), Some(0), "the rest is due now");
+        assert_eq!(state.overdue_ms(7_500), 1_500, "tick 5 was released at 6 s");
         for pending in &first {
             state.delivered(pending, pending.phys + 100);
         }
@@ -377,9 +388,16 @@ mod state_tests {
         let checkpoint = state.take_checkpoint().expect("checkpoint");
         assert_eq!(checkpoint.low_water, 4);
         assert!(checkpoint.read_tick <= 5, "ready timers of tick 5 are not claimed: {checkpoint:?}");
-        assert_eq!(offsets(&state.due(6_000, 4)), [4, 5, 6, 7]);
-        assert_eq!(offsets(&state.due(6_000, 4)), [8, 9]);
+        let second = state.due(6_000, 4);
+        assert_eq!(offsets(&second), [4, 5, 6, 7]);
+        let third = state.due(6_000, 4);
+        assert_eq!(offsets(&third), [8, 9]);
         assert_eq!(state.backlog(), 0);
+        assert_eq!(state.overdue_ms(7_500), 1_500, "handed out, not yet reported");
+        for pending in second.iter().chain(&third) {
+            state.delivered(pending, pending.phys + 100);
+        }
+        assert_eq!(state.overdue_ms(7_500), 0, "every due timer delivered");
         assert_eq!(state.wait_ms(6_000), Some(4_000));
     }
 }

@@ -133,3 +133,13 @@ pub fn largest_accepted_body(
     }
     low
 }
+
+/// The broker's GET_BROKER_RUNTIME_INFO table.
+pub fn runtime_info(node: &mut BrokerNode, opaque: i32) -> std::collections::BTreeMap<String, String> {
+    use keel_core::protocol::{ExtFields, RequestCode};
+    let request = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO, opaque, ExtFields::new());
+    let reply = node.call(CLIENT, &request);
+    let table: keel_core::protocol::body::KvTable =
+        keel_core::protocol::json::from_slice(&reply.body).expect("a KVTable body");
+    table.table
+}
