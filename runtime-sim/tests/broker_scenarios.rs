@@ -323,3 +323,43 @@ fn a_damaged_record_is_never_delivered_nor_skipped() {
     let reply = node.call(CLIENT, &pull(12, "Orders", 0, 1, "*", false));
     assert_eq!(messages(&reply), vec![(1, "TagA".into(), "m1".into()), (2, "TagA".into(), "m2".into())]);
 }
+
+#[test]
+fn runtime_info_reports_put_and_get_rates_over_ten_seconds_a_minute_and_ten_minutes() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    let tps = |info: &std::collections::BTreeMap<String, String>, key: &str| -> Vec<f64> {
+        info[key].split(' ').map(|v| v.parse().expect("a number")).collect()
+    };
+    // 20 messages a second for two minutes, pulled back 32 at a time every 4 s (8 a second).
+    let mut opaque = 0;
+    let mut pulled = 0;
+    for tenth in 0..1_200 {
+        for _ in 0..2 {
+            opaque += 1;
+            let reply = node.call(CLIENT, &send(opaque, "Rated", 0, "T", "m"));
+            assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+        }
+        if tenth % 40 == 0 {
+            opaque += 1;
+            pulled +=
+                messages(&node.call(CLIENT, &pull(opaque, "Rated", 0, pulled, "*", false))).len() as i64;
+        }
+        node.advance(100);
+    }
+    let info = runtime_info(&mut node, 1_000_000);
+    let put = tps(&info, "putTps");
+    let got = tps(&info, "getTransferredTps");
+    for (rate, want) in put.iter().zip([20.0, 20.0, 20.0]) {
+        assert!((rate - want).abs() < 2.5, "putTps {put:?}");
+    }
+    for (rate, want) in got.iter().zip([8.0, 8.0, 8.0]) {
+        assert!((rate - want).abs() < 3.3, "getTransferredTps {got:?}");
+    }
+    // Quiet for nine minutes: the 10 s and 1 min rates fall to zero; the last ten minutes
+    // hold the second minute of traffic, 1,200 messages.
+    node.advance(540_000);
+    let info = runtime_info(&mut node, 1_000_001);
+    let put = tps(&info, "putTps");
+    assert_eq!(put[..2], [0.0, 0.0], "putTps {put:?}");
+    assert!((put[2] - 1_200.0 / 600.0).abs() < 0.1, "putTps {put:?}");
+}

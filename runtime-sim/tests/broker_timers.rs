@@ -121,6 +121,14 @@ fn a_burst_due_in_one_tick_goes_out_in_bounded_batches_a_pause_apart() {
     assert_eq!(node.broker.timer_stats().0, 2_048);
     node.advance(1);
     assert_eq!(node.broker.timer_stats(), (3_000, 0));
+    // Both timer rates are over the time since boot (younger than their minute).
+    let info = runtime_info(&mut node, 9_001);
+    #[allow(clippy::cast_precision_loss)]
+    let since_boot_s = (node.now.wall.0 - start().wall.0) as f64 / 1_000.0;
+    for key in ["timerEnqueueTps", "timerDequeueTps"] {
+        let rate: f64 = info[key].parse().expect("a number");
+        assert!((rate - 3_000.0 / since_boot_s).abs() < 1.0, "{key} {rate}, {since_boot_s} s since boot");
+    }
     let seen: Vec<String> = drain_queue(&mut node, "Burst").into_iter().map(|(body, _)| body).collect();
     assert_eq!(seen.len(), 3_001, "every timer once, and the send");
     assert_eq!(seen.iter().position(|b| b == "between"), Some(1_024), "the send went in between batches");

@@ -17,6 +17,15 @@ use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::remoting;
 use crate::store::QueueOffset;
 
+/// Index of messages stored in [`Broker::rate_counters`].
+const RATE_PUT: usize = 0;
+/// Index of messages handed out by pulls.
+const RATE_GOT: usize = 1;
+/// Index of timed messages read into the wheel.
+const RATE_TIMER_IN: usize = 2;
+/// Index of timed messages delivered.
+const RATE_TIMER_OUT: usize = 3;
+
 impl Broker {
     pub(super) fn on_admin(&mut self, now: Now, conn: ConnId, request: &RemotingCommand) -> RemotingCommand {
         let answer = match request.request_code() {
@@ -194,7 +203,22 @@ impl Broker {
         Ok(Self::ok(request).with_body(record))
     }
 
+    /// The counters behind the runtime info's rates, by the `RATE_*` indexes.
+    pub(super) fn rate_counters(&self) -> [u64; 4] {
+        [
+            self.stats.messages_put,
+            self.stats.messages_got,
+            self.timers.state.next_offset(),
+            self.timers.delivered,
+        ]
+    }
+
     fn on_runtime_info(&self, now: Now, request: &RemotingCommand) -> RemotingCommand {
+        let counters = self.rate_counters();
+        let current = |index: usize| counters.get(index).copied().unwrap_or(0);
+        let three = |index: usize| self.rates.three_windows(now.mono, index, current(index));
+        let minute =
+            |index: usize| format!("{:?}", self.rates.per_second(now.mono, 60, index, current(index)));
         let (producers, consumers) = self.clients.counts();
         let mut entries: Vec<(String, String)> = self.schedule_progress();
         let progress = self.timer_progress(now.wall.0);
@@ -208,8 +232,10 @@ impl Broker {
             ("msgGetTotalTodayMorning", "0".into()),
             ("msgPutTotalYesterdayMorning", "0".into()),
             ("msgGetTotalYesterdayMorning", "0".into()),
-            ("putTps", "0.0 0.0 0.0".into()),
-            ("getTransferredTps", "0.0 0.0 0.0".into()),
+            ("putTps", three(RATE_PUT)),
+            ("getTransferredTps", three(RATE_GOT)),
+            ("timerEnqueueTps", minute(RATE_TIMER_IN)),
+            ("timerDequeueTps", minute(RATE_TIMER_OUT)),
             ("sendThreadPoolQueueSize", self.pending.len().to_string()),
             ("pullThreadPoolQueueSize", self.holds.len().to_string()),
             ("sendThreadPoolQueueHeadWaitTimeMills", "0".into()),

@@ -12,6 +12,7 @@ mod metadata;
 pub mod offsets;
 mod pull;
 pub mod queue_locks;
+pub mod rates;
 mod registration;
 mod schedule;
 mod send;
@@ -87,6 +88,8 @@ pub struct Broker {
     next_client_scan: MonoNanos,
     boot_wall_ms: i64,
     stats: BrokerStats,
+    /// Samples of the counters behind the runtime info's rates (see `rate_counters`).
+    rates: rates::Rates<4>,
     groups: GroupTable,
     metadata: MetadataFiles,
     next_offset_persist: MonoNanos,
@@ -172,6 +175,7 @@ impl Broker {
             next_client_scan: now.mono.plus_millis(CLIENT_SCAN_MS),
             boot_wall_ms: now.wall.0,
             stats: BrokerStats::default(),
+            rates: rates::Rates::default(),
             groups,
             metadata,
             next_offset_persist: now.mono.plus_millis(OFFSET_PERSIST_MS),
@@ -349,6 +353,7 @@ impl Broker {
 
 impl Machine for Broker {
     fn handle(&mut self, now: Now, input: Input) {
+        self.rates.sample(now.mono, self.rate_counters());
         match input {
             Input::ConnOpened { conn, peer } => {
                 if conn.is_outbound() {
