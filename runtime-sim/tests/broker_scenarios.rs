@@ -363,3 +363,26 @@ fn runtime_info_reports_put_and_get_rates_over_ten_seconds_a_minute_and_ten_minu
     assert_eq!(put[..2], [0.0, 0.0], "putTps {put:?}");
     assert!((put[2] - 1_200.0 / 600.0).abs() < 0.1, "putTps {put:?}");
 }
+
+#[test]
+fn runtime_info_reports_bytes_appended_but_not_yet_visible_as_dispatch_behind() {
+    let mut node = boot(config(FlushMode::Sync), SharedDisk::default());
+    let first = node.call(CLIENT, &send(1, "Behind", 0, "T", "first"));
+    assert_eq!(first.response_code(), ResponseCode::SUCCESS, "{:?}", first.remark);
+    let request = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO, 2, ExtFields::new());
+    let behind = |node: &mut BrokerNode, opaque: i32| -> u64 {
+        let mut request = request.clone();
+        request.opaque = opaque;
+        node.send(CLIENT, &request);
+        let reply = node.take_reply(CLIENT, opaque).expect("runtime info answers at once");
+        let table: keel_core::protocol::body::KvTable = json::from_slice(&reply.body).unwrap();
+        table.table["dispatchBehindBytes"].parse().unwrap()
+    };
+    assert_eq!(behind(&mut node, 3), 0, "everything stored is visible");
+    // A send whose write and flush have not been carried out yet.
+    node.send(CLIENT, &send(4, "Behind", 0, "T", "not yet flushed"));
+    let appended = behind(&mut node, 5);
+    assert!(appended > 0, "the appended record is behind");
+    node.run_all();
+    assert_eq!(behind(&mut node, 6), 0, "visible once flushed");
+}

@@ -243,7 +243,11 @@ impl Broker {
             ("pageCacheLockTimeMills", "0".into()),
             ("commitLogMinOffset", "0".into()),
             ("commitLogMaxOffset", self.store.write_pos().0.to_string()),
-            ("dispatchBehindBytes", "0".into()),
+            // Appended but not yet visible to consumers (written, and flushed under SYNC_FLUSH).
+            (
+                "dispatchBehindBytes",
+                self.store.write_pos().0.saturating_sub(self.store.visible_end().0).to_string(),
+            ),
             ("commitLogDiskRatio", "0.0".into()),
             ("bootTimestamp", self.boot_wall_ms.to_string()),
             ("runtime", format!("{} ms", now.wall.0 - self.boot_wall_ms)),
