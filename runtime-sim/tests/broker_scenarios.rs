@@ -362,27 +362,48 @@ fn runtime_info_reports_put_and_get_rates_over_ten_seconds_a_minute_and_ten_minu
     let put = tps(&info, "putTps");
     assert_eq!(put[..2], [0.0, 0.0], "putTps {put:?}");
     assert!((put[2] - 1_200.0 / 600.0).abs() < 0.1, "putTps {put:?}");
+    assert_eq!(info["msgPutTotalTodayNow"], "2400");
+    assert_eq!(info["msgPutTotalTodayMorning"], "0", "the boot day counts from boot");
+
+    // Past the next UTC midnight, today's morning mark is the total before it.
+    let to_midnight = 86_400_000 - node.now.wall.0.rem_euclid(86_400_000);
+    node.advance(u64::try_from(to_midnight).unwrap() + 1_000);
+    for n in 0..3 {
+        let reply = node.call(CLIENT, &send(2_000_000 + n, "Rated", 0, "T", "m"));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+    }
+    let info = runtime_info(&mut node, 1_000_002);
+    assert_eq!(info["msgPutTotalTodayNow"], "2403");
+    assert_eq!(info["msgPutTotalTodayMorning"], "2400");
+    assert_eq!(info["msgPutTotalYesterdayMorning"], "0");
+    assert_eq!(info["msgGetTotalTodayMorning"], pulled.to_string());
 }
 
 #[test]
-fn runtime_info_reports_bytes_appended_but_not_yet_visible_as_dispatch_behind() {
+fn runtime_info_reports_what_waits_for_durability_bytes_behind_and_the_oldest_sends_wait() {
     let mut node = boot(config(FlushMode::Sync), SharedDisk::default());
     let first = node.call(CLIENT, &send(1, "Behind", 0, "T", "first"));
     assert_eq!(first.response_code(), ResponseCode::SUCCESS, "{:?}", first.remark);
-    let request = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO, 2, ExtFields::new());
-    let behind = |node: &mut BrokerNode, opaque: i32| -> u64 {
-        let mut request = request.clone();
-        request.opaque = opaque;
+    let info = |node: &mut BrokerNode, opaque: i32| -> (u64, u64, u64) {
+        let request =
+            RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO, opaque, ExtFields::new());
         node.send(CLIENT, &request);
         let reply = node.take_reply(CLIENT, opaque).expect("runtime info answers at once");
         let table: keel_core::protocol::body::KvTable = json::from_slice(&reply.body).unwrap();
-        table.table["dispatchBehindBytes"].parse().unwrap()
+        let number = |key: &str| table.table[key].parse::<u64>().unwrap();
+        (
+            number("dispatchBehindBytes"),
+            number("sendThreadPoolQueueSize"),
+            number("sendThreadPoolQueueHeadWaitTimeMills"),
+        )
     };
-    assert_eq!(behind(&mut node, 3), 0, "everything stored is visible");
-    // A send whose write and flush have not been carried out yet.
+    assert_eq!(info(&mut node, 3), (0, 0, 0), "everything stored is visible");
+    // A send whose write and flush have not been carried out yet, 250 ms ago.
     node.send(CLIENT, &send(4, "Behind", 0, "T", "not yet flushed"));
-    let appended = behind(&mut node, 5);
-    assert!(appended > 0, "the appended record is behind");
+    node.now.mono = node.now.mono.plus_millis(250);
+    let (behind, waiting, head_wait) = info(&mut node, 5);
+    assert!(behind > 0, "the appended record is behind");
+    assert_eq!((waiting, head_wait), (1, 250), "one send waits for its fsync, for 250 ms");
     node.run_all();
-    assert_eq!(behind(&mut node, 6), 0, "visible once flushed");
+    assert_eq!(info(&mut node, 6), (0, 0, 0), "visible and answered once flushed");
 }

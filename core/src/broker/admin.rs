@@ -214,6 +214,9 @@ impl Broker {
     }
 
     fn on_runtime_info(&self, now: Now, request: &RemotingCommand) -> RemotingCommand {
+        let send_head_wait_ms =
+            self.pending.front().map_or(0, |head| now.mono.0.saturating_sub(head.since().0) / 1_000_000);
+        let (today, yesterday) = (self.days.today(), self.days.yesterday());
         let counters = self.rate_counters();
         let current = |index: usize| counters.get(index).copied().unwrap_or(0);
         let three = |index: usize| self.rates.three_windows(now.mono, index, current(index));
@@ -228,17 +231,18 @@ impl Broker {
             ("brokerActive", "true".into()),
             ("msgPutTotalTodayNow", self.stats.messages_put.to_string()),
             ("msgGetTotalTodayNow", self.stats.messages_got.to_string()),
-            ("msgPutTotalTodayMorning", "0".into()),
-            ("msgGetTotalTodayMorning", "0".into()),
-            ("msgPutTotalYesterdayMorning", "0".into()),
-            ("msgGetTotalYesterdayMorning", "0".into()),
+            ("msgPutTotalTodayMorning", today[RATE_PUT].to_string()),
+            ("msgGetTotalTodayMorning", today[RATE_GOT].to_string()),
+            ("msgPutTotalYesterdayMorning", yesterday[RATE_PUT].to_string()),
+            ("msgGetTotalYesterdayMorning", yesterday[RATE_GOT].to_string()),
             ("putTps", three(RATE_PUT)),
             ("getTransferredTps", three(RATE_GOT)),
             ("timerEnqueueTps", minute(RATE_TIMER_IN)),
             ("timerDequeueTps", minute(RATE_TIMER_OUT)),
             ("sendThreadPoolQueueSize", self.pending.len().to_string()),
             ("pullThreadPoolQueueSize", self.holds.len().to_string()),
-            ("sendThreadPoolQueueHeadWaitTimeMills", "0".into()),
+            // Sends wait in line for durability: the oldest one's age.
+            ("sendThreadPoolQueueHeadWaitTimeMills", send_head_wait_ms.to_string()),
             ("pullThreadPoolQueueHeadWaitTimeMills", "0".into()),
             ("pageCacheLockTimeMills", "0".into()),
             ("commitLogMinOffset", "0".into()),

@@ -90,6 +90,8 @@ pub struct Broker {
     stats: BrokerStats,
     /// Samples of the counters behind the runtime info's rates (see `rate_counters`).
     rates: rates::Rates<4>,
+    /// The same counters at the start of today and yesterday.
+    days: rates::DayMarks<4>,
     groups: GroupTable,
     metadata: MetadataFiles,
     next_offset_persist: MonoNanos,
@@ -176,6 +178,7 @@ impl Broker {
             boot_wall_ms: now.wall.0,
             stats: BrokerStats::default(),
             rates: rates::Rates::default(),
+            days: rates::DayMarks::default(),
             groups,
             metadata,
             next_offset_persist: now.mono.plus_millis(OFFSET_PERSIST_MS),
@@ -353,7 +356,9 @@ impl Broker {
 
 impl Machine for Broker {
     fn handle(&mut self, now: Now, input: Input) {
-        self.rates.sample(now.mono, self.rate_counters());
+        let counters = self.rate_counters();
+        self.rates.sample(now.mono, counters);
+        self.days.observe(now.wall.0, counters);
         match input {
             Input::ConnOpened { conn, peer } => {
                 if conn.is_outbound() {

@@ -1,5 +1,6 @@
 //! Throughput over recent windows, as RocketMQ's runtime info reports it (`putTps`,
-//! `getTransferredTps` over 10 s, 1 min and 10 min; the timer's enqueue and dequeue rates).
+//! `getTransferredTps` over 10 s, 1 min and 10 min; the timer's enqueue and dequeue rates),
+//! and the counters at the start of each day (`msgPutTotalTodayMorning` and the like).
 //!
 //! Counters are sampled at most once a second, when the broker handles an input, so an idle
 //! broker takes no samples. That loses nothing: a counter does not move while nothing
@@ -73,6 +74,57 @@ impl<const N: usize> Rates<N> {
     }
 }
 
+/// One day, ms.
+const DAY_MS: i64 = 86_400_000;
+
+/// The counters at the start of today and of yesterday, for RocketMQ's
+/// `msgPutTotalTodayMorning` / `msgPutTotalYesterdayMorning` and their get twins, from which
+/// `mqadmin` works out today's and yesterday's traffic. Days are UTC days (RocketMQ uses the
+/// JVM's time zone). Counters start at zero at boot, so the day the broker starts counts
+/// from its boot.
+#[derive(Debug, Clone)]
+pub struct DayMarks<const N: usize> {
+    day: Option<i64>,
+    today: [u64; N],
+    yesterday: [u64; N],
+}
+
+impl<const N: usize> Default for DayMarks<N> {
+    fn default() -> Self {
+        Self { day: None, today: [0; N], yesterday: [0; N] }
+    }
+}
+
+impl<const N: usize> DayMarks<N> {
+    /// Note the counters at wall time `wall_ms`; the first observation in a new day marks
+    /// its morning. A backward clock step changes nothing.
+    pub fn observe(&mut self, wall_ms: i64, counters: [u64; N]) {
+        let day = wall_ms.div_euclid(DAY_MS);
+        match self.day {
+            None => self.day = Some(day),
+            Some(seen) if day > seen => {
+                // After a gap of more than a day, yesterday saw nothing.
+                self.yesterday = if day == seen + 1 { self.today } else { counters };
+                self.today = counters;
+                self.day = Some(day);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The counters at the start of today.
+    #[must_use]
+    pub fn today(&self) -> [u64; N] {
+        self.today
+    }
+
+    /// The counters at the start of yesterday.
+    #[must_use]
+    pub fn yesterday(&self) -> [u64; N] {
+        self.yesterday
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +167,22 @@ mod tests {
         rates.sample(at(0), [9, 9]); // less than a second later: not taken
         assert!((rates.per_second(at(4), 600, 1, 40) - 10.0).abs() < 1e-9);
         assert_eq!(rates.three_windows(at(0), 0, 5), "0.0 0.0 0.0", "no time has passed");
+    }
+
+    #[test]
+    fn day_marks_move_at_midnight_and_ignore_a_backward_step() {
+        let mut marks = DayMarks::<1>::default();
+        let noon = 10 * DAY_MS + DAY_MS / 2;
+        marks.observe(noon, [5]);
+        assert_eq!((marks.today(), marks.yesterday()), ([0], [0]), "the boot day counts from boot");
+        marks.observe(noon + DAY_MS / 2 - 1, [40]);
+        marks.observe(noon + DAY_MS / 2 + 10_000, [42]);
+        assert_eq!((marks.today(), marks.yesterday()), ([42], [0]));
+        marks.observe(noon, [43]); // the clock stepped back a day
+        assert_eq!((marks.today(), marks.yesterday()), ([42], [0]));
+        marks.observe(noon + DAY_MS + DAY_MS / 2, [90]);
+        assert_eq!((marks.today(), marks.yesterday()), ([90], [42]));
+        marks.observe(noon + 4 * DAY_MS, [95]); // days without a single observation
+        assert_eq!((marks.today(), marks.yesterday()), ([95], [95]));
     }
 }

@@ -14,7 +14,7 @@ use super::timer::{deliver_at, TIMER_TOPIC};
 use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
 use super::transaction::HALF_TOPIC;
 use super::{error_reply, Broker};
-use crate::io::{ConnId, Now};
+use crate::io::{ConnId, MonoNanos, Now};
 use crate::protocol::body::perm;
 use crate::protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::protocol::message::batch::decode_batch;
@@ -38,6 +38,8 @@ pub struct PendingReply {
     needs_flush: bool,
     /// Whether the request was oneway (nothing is sent, but order is kept).
     silent: bool,
+    /// When the request arrived: the head's age is the runtime info's queue head wait.
+    since: MonoNanos,
 }
 
 impl PendingReply {
@@ -49,8 +51,14 @@ impl PendingReply {
         end: u64,
         needs_flush: bool,
         silent: bool,
+        since: MonoNanos,
     ) -> Self {
-        Self { conn, reply, end, needs_flush, silent }
+        Self { conn, reply, end, needs_flush, silent, since }
+    }
+
+    /// When the request arrived.
+    pub(super) fn since(&self) -> MonoNanos {
+        self.since
     }
 }
 
@@ -182,7 +190,14 @@ impl Broker {
         let needs_flush =
             needs_flush && self.store.config().mutation != Some(crate::mutation::Mutation::AckBeforeFsync);
         let end = appended.last().map_or(0, |a| a.end().0);
-        self.pending.push_back(PendingReply { conn, reply, end, needs_flush, silent: request.is_oneway() });
+        self.pending.push_back(PendingReply::new(
+            conn,
+            reply,
+            end,
+            needs_flush,
+            request.is_oneway(),
+            now.mono,
+        ));
         Ok(())
     }
 

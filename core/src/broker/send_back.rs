@@ -164,6 +164,7 @@ impl Broker {
             appended.end().0,
             needs_flush,
             request.is_oneway(),
+            now.mono,
         ));
         Ok(None)
     }

@@ -684,7 +684,14 @@ impl Broker {
         };
         let reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
         let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync);
-        self.pending.push_back(PendingReply::new(conn, reply, durable_end, needs_flush, request.is_oneway()));
+        self.pending.push_back(PendingReply::new(
+            conn,
+            reply,
+            durable_end,
+            needs_flush,
+            request.is_oneway(),
+            now.mono,
+        ));
         Ok(None)
     }
 }
