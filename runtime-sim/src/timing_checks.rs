@@ -19,10 +19,16 @@
 //! - Check-backs: never before `transactionTimeOut` after the send (the broker times them
 //!   by its monotonic clock, so even across restarts and clock steps), and at most
 //!   `transactionCheckMax` per half message.
+//! - No unexpected check-back: a transaction ended at its send (commit or rollback) is never
+//!   checked, and one ended by its first check is not checked again, unless a fault in its
+//!   life may have lost the (oneway) END_TRANSACTION or its op record, or held up checks
+//!   sent before the END arrived.
+//!   RocketMQ's transaction benchmark counts these as `UnexpectedCheck` and
+//!   `DuplicatedCheck`; checks that go on after a commit are a known RocketMQ bug.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::history::{Event, History, Key, Timing};
+use crate::history::{Event, History, Key, Timing, TxDecision};
 
 /// What the timing checks need to know of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +275,24 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
         if checks.len() > most {
             add(format!("transaction {key:x} checked {} times, more than {most}", checks.len()));
         }
+        // When the producer ended it: at its send, or answering its first check.
+        let ended = match facts.sent.get(key).map(|(_, t)| *t) {
+            Some(Timing::Tx(TxDecision::Commit | TxDecision::Rollback)) => Some(sent),
+            Some(Timing::Tx(TxDecision::CommitOnCheck)) => checks.first().copied(),
+            _ => None,
+        };
+        if let Some(ended) = ended {
+            // A check the broker sent before the END reached it may arrive after it was
+            // sent, held up by a partition that began long before: any fault in the
+            // transaction's life excuses.
+            for &at in checks.iter().filter(|&&at| at > ended) {
+                if !Facts::any_in(&facts.faults, sent, at) {
+                    add(format!(
+                        "transaction {key:x} checked at {at}ms though it was ended at {ended}ms, with no fault between"
+                    ));
+                }
+            }
+        }
     }
     found
 }
@@ -276,7 +300,6 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::TxDecision;
 
     const CONFIG: TimingCheckConfig = TimingCheckConfig {
         tx_timeout_ms: 3_000,
@@ -409,5 +432,25 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].contains("2000 ms after its send"));
         assert!(found[1].contains("checked 5 times"));
+    }
+
+    #[test]
+    fn a_check_after_the_end_needs_a_fault_between() {
+        let mut h = History::default();
+        h.push(1_000, Event::TimingSent { key: 4, timing: Timing::Tx(TxDecision::Commit) });
+        h.push(1_000, Event::TimingSent { key: 6, timing: Timing::Tx(TxDecision::CommitOnCheck) });
+        h.push(5_000, Event::TxChecked { key: 6 });
+        h.push(6_000, Event::TxChecked { key: 4 });
+        h.push(7_000, Event::TxChecked { key: 6 });
+        let found = check_timing(&h, &CONFIG, 10);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("transaction 4 checked at 6000ms"), "{found:?}");
+        assert!(found[1].starts_with("transaction 6 checked at 7000ms though it was ended at 5000ms"));
+        // A partition in their lives may have lost an END_TRANSACTION or held up a check
+        // sent before it: both are excused.
+        h.push(900, Event::Fault { what: "partition broker".into() });
+        assert_eq!(check_timing(&h, &CONFIG, 10).len(), 2, "a fault before the send excuses nothing");
+        h.push(4_000, Event::Fault { what: "partition broker".into() });
+        assert_eq!(check_timing(&h, &CONFIG, 10), Vec::<String>::new());
     }
 }

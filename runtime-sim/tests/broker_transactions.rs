@@ -313,3 +313,27 @@ fn a_commit_whose_copy_a_crash_tore_off_is_redone_once() {
     end_oneway(&mut node, &a, COMMIT, false);
     assert_eq!(bodies(&mut node, 5, "Tx"), ["torn"]);
 }
+
+#[test]
+fn an_end_arriving_before_its_half_message_is_readable_is_held_then_carried_out() {
+    let mut node = boot(tx_config(), SharedDisk::default());
+    node.send(CLIENT, &half(1, "Tx", "early-end"));
+    // Disk work one operation at a time, only until the send is acknowledged: the half
+    // message's ConsumeQueue entry is not readable yet.
+    let reply = loop {
+        node.run(1);
+        if let Some(reply) = node.take_reply(CLIENT, 1) {
+            break reply;
+        }
+    };
+    let position = half_position(&reply);
+    node.send(CLIENT, &end(2, &position, COMMIT, false));
+    assert!(node.take_reply(CLIENT, 2).is_none(), "the END is held, not refused");
+    assert_eq!(node.broker.transaction_stats().0.committed, 0, "the half message is not read yet");
+    node.run_all();
+    node.advance(200);
+    let reply = node.take_reply(CLIENT, 2).expect("answered once carried out");
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    assert_eq!(node.broker.transaction_stats().0.committed, 1);
+    assert_eq!(bodies(&mut node, 3, "Tx"), ["early-end"]);
+}

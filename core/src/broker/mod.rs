@@ -22,6 +22,7 @@ pub mod timer;
 pub mod timer_wheel;
 pub mod topics;
 pub mod transaction;
+mod transaction_end;
 mod transactional;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -1,5 +1,6 @@
-//! Transaction messages in the broker: END_TRANSACTION, the check-back service and the
-//! replay at boot (the table and its crash-safety argument are in `transaction.rs`).
+//! Transaction messages in the broker: the check-back service, the replay at boot, and the
+//! op records that end a transaction (the table and its crash-safety argument are in
+//! `transaction.rs`; END_TRANSACTION itself in `transaction_end.rs`).
 //!
 //! Only a master runs them: a slave answers END_TRANSACTION with SLAVE_NOT_AVAILABLE.
 //! Every `transactionCheckInterval` the service looks at the open transactions: one older
@@ -12,26 +13,24 @@
 use bytes::{Bytes, BytesMut};
 
 use super::schedule::copy_request;
-use super::send::PendingReply;
 use super::transaction::{
     EndKind, HalfEntry, OpenTx, TransactionTable, CHECK_MAX_TOPIC, HALF_TOPIC, OP_HALF_PHYS, OP_KIND, OP_TAG,
     OP_TOPIC, SYS_TRANS_GROUP,
 };
-use super::{error_reply, Broker};
-use crate::io::{ConnId, MonoNanos, Now};
-use crate::protocol::headers::{CommandHeader, EndTransactionRequestHeader};
+use super::Broker;
+use crate::io::{MonoNanos, Now};
 use crate::protocol::message::message_id::offset_message_id;
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{
     encode_record, parse_record, sys_flag, Parsed, RecordView, StoredMessage,
 };
-use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
-use crate::store::{AppendRequest, FlushMode, QueueOffset};
+use crate::protocol::{ExtFields, RemotingCommand, RequestCode};
+use crate::store::{AppendRequest, QueueOffset};
 
 /// Pause before retrying when the store is not ready or a read failed.
 const RETRY_MS: u64 = 100;
 /// Half-queue entries read per wake-up.
-const READ_PER_WAKE: u64 = 4_096;
+pub(super) const READ_PER_WAKE: u64 = 4_096;
 /// Open transactions looked at per check round before yielding.
 const CHECKS_PER_WAKE: usize = 10_000;
 /// A record that fails to read this many times in a row is skipped (logged).
@@ -43,7 +42,7 @@ type ReplayedEnd = (EndKind, u64, u64);
 
 /// How reading the half queue ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reading {
+pub(super) enum Reading {
     /// Everything readable was read.
     CaughtUp,
     /// The budget ran out first.
@@ -70,6 +69,8 @@ pub(super) struct TransactionService {
     verify: std::collections::BTreeMap<u64, Vec<ReplayedEnd>>,
     /// The CommitLog's end when the broker started: nothing recovered lies beyond it.
     boot_log_end: u64,
+    /// ENDs that arrived before they could be carried out.
+    pub(super) held: super::transaction_end::HeldEnds,
     /// Counters: checks sent, commits, rollbacks, discards.
     pub(super) stats: TransactionStats,
 }
@@ -100,8 +101,15 @@ impl TransactionService {
             read_failures: std::collections::BTreeMap::new(),
             verify: std::collections::BTreeMap::new(),
             boot_log_end,
+            held: super::transaction_end::HeldEnds::default(),
             stats: TransactionStats::default(),
         }
+    }
+
+    /// Wake the service within `RETRY_MS` (a held END to try again).
+    pub(super) fn wake_soon(&mut self, now: Now) {
+        let at = now.mono.plus_millis(RETRY_MS);
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
 
     /// When the service next needs a timeout.
@@ -112,12 +120,12 @@ impl TransactionService {
 }
 
 /// A half message as read, with what END_TRANSACTION and checks need from it.
-struct HalfRecord {
-    record: Bytes,
+pub(super) struct HalfRecord {
+    pub(super) record: Bytes,
 }
 
 impl HalfRecord {
-    fn view(&self) -> Option<RecordView<'_>> {
+    pub(super) fn view(&self) -> Option<RecordView<'_>> {
         match parse_record(&self.record) {
             Ok(Parsed::Message(view)) => Some(view),
             _ => None,
@@ -126,7 +134,7 @@ impl HalfRecord {
 }
 
 /// The transaction's origin and check count that a half-queue record carries.
-fn half_entry(view: &RecordView<'_>, offset: u64, size: u32) -> HalfEntry {
+pub(super) fn half_entry(view: &RecordView<'_>, offset: u64, size: u32) -> HalfEntry {
     let number = |key: &str| {
         properties::find(view.properties, key)
             .and_then(|v| core::str::from_utf8(v).ok())
@@ -169,6 +177,7 @@ impl Broker {
         }
         let reading = self.read_half_queue(now, READ_PER_WAKE);
         self.verify_ends(now);
+        self.retry_held_ends(now);
         let replayed = self.transactions.table.as_ref().is_some_and(TransactionTable::replayed);
         if now.mono >= self.transactions.next_check {
             if !replayed {
@@ -232,7 +241,7 @@ impl Broker {
     }
 
     /// Replay the op and half queues once the store is up; false if not possible yet.
-    fn transactions_ready(&mut self) -> bool {
+    pub(super) fn transactions_ready(&mut self) -> bool {
         if self.transactions.table.is_some() {
             return true;
         }
@@ -364,7 +373,7 @@ impl Broker {
     }
 
     /// Read readable half-queue entries into the table, up to `budget`.
-    fn read_half_queue(&mut self, now: Now, budget: u64) -> Reading {
+    pub(super) fn read_half_queue(&mut self, now: Now, budget: u64) -> Reading {
         let timeout = self.config.transaction.timeout_ms;
         let mut read = 0;
         while read < budget {
@@ -534,7 +543,7 @@ impl Broker {
     /// Write the op record ending `origin` and, for a commit or discard, the copy of the
     /// half message `view` right behind it (one append, so a crash leaves a prefix). Returns
     /// the op record's queue offset and the CommitLog end.
-    fn append_end(
+    pub(super) fn append_end(
         &mut self,
         now: Now,
         view: &RecordView<'_>,
@@ -595,103 +604,5 @@ impl Broker {
             table.end(origin, op_offset, end);
         }
         Ok((op_offset, end))
-    }
-
-    /// END_TRANSACTION: commit or roll back the half message the producer names.
-    pub(super) fn on_end_transaction(
-        &mut self,
-        now: Now,
-        conn: ConnId,
-        request: &RemotingCommand,
-    ) -> Option<RemotingCommand> {
-        match self.end_transaction(now, conn, request) {
-            Ok(reply) => reply,
-            Err((code, remark)) => {
-                tracing::info!(?code, remark, "END_TRANSACTION refused");
-                Some(error_reply(request, code, remark))
-            }
-        }
-    }
-
-    fn end_transaction(
-        &mut self,
-        now: Now,
-        conn: ConnId,
-        request: &RemotingCommand,
-    ) -> Result<Option<RemotingCommand>, (ResponseCode, String)> {
-        if self.config.broker_id != 0 {
-            return Err((ResponseCode::SLAVE_NOT_AVAILABLE, "a slave cannot end transactions".into()));
-        }
-        let header = EndTransactionRequestHeader::decode(&request.ext_fields)
-            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
-        #[allow(unused_mut)]
-        let mut kind = match header.commit_or_rollback {
-            sys_flag::TRANSACTION_NOT_TYPE => return Ok(None),
-            sys_flag::TRANSACTION_COMMIT => EndKind::Commit,
-            sys_flag::TRANSACTION_ROLLBACK => EndKind::Rollback,
-            other => return Err((ResponseCode::SYSTEM_ERROR, format!("illegal commitOrRollback {other}"))),
-        };
-        #[cfg(madsim)]
-        if self.store.config().mutation == Some(crate::mutation::Mutation::RollbackAsCommit) {
-            kind = EndKind::Commit;
-        }
-        if !self.transactions_ready() {
-            return Err((ResponseCode::SYSTEM_BUSY, "transactions are still being recovered".into()));
-        }
-        let phys = u64::try_from(header.commit_log_offset).unwrap_or(u64::MAX);
-        let record = self.store.read_record_at(&*self.reader, phys).map_err(|e| {
-            (
-                ResponseCode::SYSTEM_ERROR,
-                format!("half message at {} not found: {e}", header.commit_log_offset),
-            )
-        })?;
-        let half = HalfRecord { record };
-        let view = half.view().ok_or((ResponseCode::SYSTEM_ERROR, "not a message record".to_owned()))?;
-        let group = properties::find(view.properties, keys::PGROUP).unwrap_or_default();
-        if view.topic != HALF_TOPIC
-            || view.queue_offset != header.tran_state_table_offset
-            || group != header.producer_group.as_bytes()
-        {
-            return Err((
-                ResponseCode::SYSTEM_ERROR,
-                format!(
-                    "the message at {} is not the half message of group {} at queue offset {}",
-                    header.commit_log_offset, header.producer_group, header.tran_state_table_offset
-                ),
-            ));
-        }
-        let entry = half_entry(&view, u64::try_from(view.queue_offset).unwrap_or(0), 0);
-        // The table must have read this far (and past the replay) to know the origin.
-        let behind = |table: &TransactionTable| table.half_next() <= entry.offset || !table.replayed();
-        while self.transactions.table.as_ref().is_some_and(behind) {
-            if self.read_half_queue(now, READ_PER_WAKE) != Reading::More {
-                break;
-            }
-        }
-        if self.transactions.table.as_ref().is_some_and(behind) {
-            return Err((ResponseCode::SYSTEM_BUSY, "the half queue is not read that far yet".into()));
-        }
-        let open = self.transactions.table.as_ref().is_some_and(|t| t.get(entry.origin).is_some());
-        let durable_end = if open {
-            let (_, end) =
-                self.append_end(now, &view, entry.origin, kind).map_err(super::send::store_error)?;
-            end
-        } else {
-            // Ended already (a repeated commit, a check's answer after the producer's own):
-            // nothing more is stored.
-            tracing::debug!(origin = entry.origin, kind = kind.as_str(), "transaction already ended");
-            0
-        };
-        let reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
-        let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync);
-        self.pending.push_back(PendingReply::new(
-            conn,
-            reply,
-            durable_end,
-            needs_flush,
-            request.is_oneway(),
-            now.mono,
-        ));
-        Ok(None)
     }
 }

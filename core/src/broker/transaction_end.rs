@@ -1,0 +1,218 @@
+//! END_TRANSACTION: commit or roll back a half message, and hold an END that cannot be
+//! carried out yet instead of refusing it.
+//!
+//! Clients send END_TRANSACTION oneway, so a refusal is never seen: the transaction stays
+//! open and costs the producer a check-back (and the commit `transactionTimeOut` plus up to
+//! `transactionCheckInterval` of latency). An END can arrive before the service has read
+//! its half message (the producer ends it the moment the send is acknowledged, which may
+//! be before its ConsumeQueue entry is readable), while the table is still being replayed,
+//! or when one read of the half message fails. Such an END is kept (bounded) and retried
+//! as the service reads on; only one that stays impossible is refused.
+
+use std::collections::VecDeque;
+
+use super::send::PendingReply;
+use super::transaction::{EndKind, TransactionTable, HALF_TOPIC};
+use super::transactional::{half_entry, HalfRecord, READ_PER_WAKE};
+use super::{error_reply, Broker};
+use crate::io::{ConnId, MonoNanos, Now};
+use crate::protocol::headers::{CommandHeader, EndTransactionRequestHeader};
+use crate::protocol::message::properties::{self, keys};
+use crate::protocol::message::stored::sys_flag;
+use crate::protocol::{RemotingCommand, ResponseCode};
+use crate::remoting;
+use crate::store::FlushMode;
+
+/// ENDs held at most; beyond, a held-up END is refused with SYSTEM_BUSY.
+const HELD_MAX: usize = 10_000;
+/// How long an END is held before it is refused (then the check-back resolves it).
+const HELD_MS: u64 = 10_000;
+
+/// An END_TRANSACTION waiting to be carried out.
+#[derive(Debug)]
+pub(super) struct HeldEnd {
+    conn: ConnId,
+    request: RemotingCommand,
+    since: MonoNanos,
+}
+
+/// The ENDs held, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct HeldEnds(VecDeque<HeldEnd>);
+
+impl HeldEnds {
+    /// Whether any END is waiting.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Why an END was not carried out.
+enum Refusal {
+    /// It may succeed later: hold it.
+    NotYet(ResponseCode, String),
+    /// It never will.
+    Final(ResponseCode, String),
+}
+
+impl Refusal {
+    fn parts(self) -> (ResponseCode, String) {
+        match self {
+            Self::NotYet(code, remark) | Self::Final(code, remark) => (code, remark),
+        }
+    }
+}
+
+impl Broker {
+    /// END_TRANSACTION: commit or roll back the half message the producer names.
+    pub(super) fn on_end_transaction(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        match self.end_transaction(now, conn, request) {
+            Ok(reply) => reply,
+            Err(Refusal::NotYet(code, remark)) if self.transactions.held.0.len() < HELD_MAX => {
+                tracing::debug!(?code, remark, "END_TRANSACTION held");
+                self.transactions.held.0.push_back(HeldEnd {
+                    conn,
+                    request: request.clone(),
+                    since: now.mono,
+                });
+                self.transactions.wake_soon(now);
+                None
+            }
+            Err(refusal) => {
+                let (code, remark) = refusal.parts();
+                tracing::info!(?code, remark, "END_TRANSACTION refused");
+                Some(error_reply(request, code, remark))
+            }
+        }
+    }
+
+    /// Try the held ENDs again, in order; refuse those out of tries.
+    pub(super) fn retry_held_ends(&mut self, now: Now) {
+        let held = core::mem::take(&mut self.transactions.held.0);
+        for end in held {
+            let (code, remark) = match self.end_transaction(now, end.conn, &end.request) {
+                Ok(None) => continue,
+                Ok(Some(reply)) => {
+                    remoting::reply(&mut self.out, end.conn, &end.request, &reply);
+                    continue;
+                }
+                Err(Refusal::NotYet(..)) if now.mono < end.since.plus_millis(HELD_MS) => {
+                    self.transactions.held.0.push_back(end);
+                    continue;
+                }
+                Err(refusal) => refusal.parts(),
+            };
+            tracing::warn!(?code, remark, "END_TRANSACTION refused after holding it {HELD_MS} ms");
+            let reply = error_reply(&end.request, code, remark);
+            remoting::reply(&mut self.out, end.conn, &end.request, &reply);
+        }
+        if !self.transactions.held.is_empty() {
+            self.transactions.wake_soon(now);
+        }
+    }
+
+    fn end_transaction(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+    ) -> Result<Option<RemotingCommand>, Refusal> {
+        if self.config.broker_id != 0 {
+            return Err(Refusal::Final(
+                ResponseCode::SLAVE_NOT_AVAILABLE,
+                "a slave cannot end transactions".into(),
+            ));
+        }
+        let header = EndTransactionRequestHeader::decode(&request.ext_fields)
+            .map_err(|e| Refusal::Final(ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        #[allow(unused_mut)]
+        let mut kind = match header.commit_or_rollback {
+            sys_flag::TRANSACTION_NOT_TYPE => return Ok(None),
+            sys_flag::TRANSACTION_COMMIT => EndKind::Commit,
+            sys_flag::TRANSACTION_ROLLBACK => EndKind::Rollback,
+            other => {
+                return Err(Refusal::Final(
+                    ResponseCode::SYSTEM_ERROR,
+                    format!("illegal commitOrRollback {other}"),
+                ))
+            }
+        };
+        #[cfg(madsim)]
+        if self.store.config().mutation == Some(crate::mutation::Mutation::RollbackAsCommit) {
+            kind = EndKind::Commit;
+        }
+        if !self.transactions_ready() {
+            return Err(Refusal::NotYet(
+                ResponseCode::SYSTEM_BUSY,
+                "transactions are still being recovered".into(),
+            ));
+        }
+        let phys = u64::try_from(header.commit_log_offset).unwrap_or(u64::MAX);
+        // A failed read may be a flipped bit on the way: worth another try.
+        let record = self.store.read_record_at(&*self.reader, phys).map_err(|e| {
+            Refusal::NotYet(
+                ResponseCode::SYSTEM_ERROR,
+                format!("half message at {} not found: {e}", header.commit_log_offset),
+            )
+        })?;
+        let half = HalfRecord { record };
+        let view = half
+            .view()
+            .ok_or_else(|| Refusal::Final(ResponseCode::SYSTEM_ERROR, "not a message record".to_owned()))?;
+        let group = properties::find(view.properties, keys::PGROUP).unwrap_or_default();
+        if view.topic != HALF_TOPIC
+            || view.queue_offset != header.tran_state_table_offset
+            || group != header.producer_group.as_bytes()
+        {
+            return Err(Refusal::Final(
+                ResponseCode::SYSTEM_ERROR,
+                format!(
+                    "the message at {} is not the half message of group {} at queue offset {}",
+                    header.commit_log_offset, header.producer_group, header.tran_state_table_offset
+                ),
+            ));
+        }
+        let entry = half_entry(&view, u64::try_from(view.queue_offset).unwrap_or(0), 0);
+        // The table must have read this far (and past the replay) to know the origin; one
+        // budget of reading now, else the END waits for the service to read on.
+        let behind = |table: &TransactionTable| table.half_next() <= entry.offset || !table.replayed();
+        if self.transactions.table.as_ref().is_some_and(behind) {
+            self.read_half_queue(now, READ_PER_WAKE);
+        }
+        if self.transactions.table.as_ref().is_some_and(behind) {
+            return Err(Refusal::NotYet(
+                ResponseCode::SYSTEM_BUSY,
+                "the half queue is not read that far yet".into(),
+            ));
+        }
+        let open = self.transactions.table.as_ref().is_some_and(|t| t.get(entry.origin).is_some());
+        let durable_end = if open {
+            let (_, end) = self.append_end(now, &view, entry.origin, kind).map_err(|e| {
+                let (code, remark) = super::send::store_error(e);
+                Refusal::Final(code, remark)
+            })?;
+            end
+        } else {
+            // Ended already (a repeated commit, a check's answer after the producer's own):
+            // nothing more is stored.
+            tracing::debug!(origin = entry.origin, kind = kind.as_str(), "transaction already ended");
+            0
+        };
+        let reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
+        let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync);
+        self.pending.push_back(PendingReply::new(
+            conn,
+            reply,
+            durable_end,
+            needs_flush,
+            request.is_oneway(),
+            now.mono,
+        ));
+        Ok(None)
+    }
+}
