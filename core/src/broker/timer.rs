@@ -155,8 +155,12 @@ pub struct TimerState {
     /// bounded batch at a time keeps a burst of timers due in one tick from stalling the
     /// broker's other work.
     ready: std::collections::VecDeque<Pending>,
-    /// Expired and not delivered yet (ready or handed out): (tick, offset).
+    /// Expired and not delivered yet (ready or handed out), or behind: (tick, offset).
     outstanding: std::collections::BTreeSet<(u64, u64)>,
+    /// Timers for ticks the wheel has already passed, by (tick, offset): its clock ran ahead
+    /// before a backward step. The wheel would hand them out at once, early by the clock
+    /// now; they wait here for the clock instead.
+    behind: std::collections::BTreeMap<(u64, u64), Pending>,
     /// Deliveries stored, not yet durable: (CommitLog end, the checkpoint valid after it).
     in_flight: std::collections::VecDeque<(u64, TimerCheckpoint)>,
     durable: TimerCheckpoint,
@@ -176,6 +180,7 @@ impl TimerState {
             done: std::collections::VecDeque::new(),
             ready: std::collections::VecDeque::new(),
             outstanding: std::collections::BTreeSet::new(),
+            behind: std::collections::BTreeMap::new(),
             in_flight: std::collections::VecDeque::new(),
             durable: checkpoint,
             changed: false,
@@ -196,7 +201,7 @@ impl TimerState {
     /// Timers waiting (in the wheel or expired and not handed out).
     #[must_use]
     pub fn pending(&self) -> usize {
-        self.wheel.len() + self.ready.len()
+        self.wheel.len() + self.ready.len() + self.behind.len()
     }
 
     /// How long the oldest expired, undelivered timer has been waiting since its tick was
@@ -226,7 +231,15 @@ impl TimerState {
             self.mark_done(offset);
             return;
         }
-        self.wheel.insert(tick, Pending { offset, phys, size, due_ms });
+        let pending = Pending { offset, phys, size, due_ms };
+        if tick < self.wheel.current() {
+            // Never early: held until the clock, not the wheel, passes its tick. It counts
+            // as outstanding, so the checkpoint never claims its tick.
+            self.outstanding.insert((tick, offset));
+            self.behind.insert((tick, offset), pending);
+            return;
+        }
+        self.wheel.insert(tick, pending);
     }
 
     /// Up to `max` timers due by the wall clock `now_ms`, in due order (a failed one
@@ -234,6 +247,12 @@ impl TimerState {
     /// [`failed`](Self::failed).
     pub fn due(&mut self, now_ms: i64, max: usize) -> Vec<Pending> {
         let now = self.tick(now_ms);
+        while let Some(entry) = self.behind.first_entry() {
+            if entry.key().0 >= now {
+                break;
+            }
+            self.ready.push_back(entry.remove());
+        }
         let (ready, outstanding, precision) = (&mut self.ready, &mut self.outstanding, self.precision_ms);
         self.wheel.advance(now, |_, pending| {
             outstanding.insert((u64::try_from(pending.due_ms).unwrap_or(0) / precision, pending.offset));
@@ -298,7 +317,8 @@ impl TimerState {
         if !self.ready.is_empty() {
             return Some(0);
         }
-        let tick = self.wheel.next_tick()?;
+        let behind = self.behind.keys().next().map(|(tick, _)| *tick);
+        let tick = self.wheel.next_tick().into_iter().chain(behind).min()?;
         // Tick t's timers come out once the clock reaches the start of tick t + 1.
         let at = (tick + 1).saturating_mul(self.precision_ms);
         Some(at.saturating_sub(u64::try_from(now_ms).unwrap_or(0)))
@@ -399,5 +419,26 @@ mod state_tests {
         }
         assert_eq!(state.overdue_ms(7_500), 0, "every due timer delivered");
         assert_eq!(state.wait_ms(6_000), Some(4_000));
+    }
+
+    #[test]
+    fn after_a_backward_step_a_timer_behind_the_wheel_waits_for_the_clock() {
+        let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
+        enqueue_all(&mut state, &[100_000]);
+        assert_eq!(offsets(&state.due(101_000, 100)), [0], "the wheel is at tick 101");
+        // The clock steps back to 50 s; a timer due at 55.5 s is behind the wheel.
+        enqueue_all(&mut state, &[55_500, 200_000]);
+        assert!(state.due(50_000, 100).is_empty(), "never early by the clock");
+        assert_eq!(state.wait_ms(50_000), Some(6_000));
+        assert_eq!(state.pending(), 2);
+        assert!(state.due(55_999, 100).is_empty());
+        let due = state.due(56_000, 100);
+        assert_eq!(offsets(&due), [1]);
+        // Until delivered, its tick holds the checkpoint back: a crash must not skip it.
+        state.delivered(&due[0], 200);
+        state.settle(200);
+        let checkpoint = state.take_checkpoint().expect("checkpoint");
+        assert!(checkpoint.read_tick <= 101, "{checkpoint:?}");
+        assert!(state.wait_ms(56_000).is_some_and(|w| w > 0 && w <= 145_000), "the wheel's next");
     }
 }
