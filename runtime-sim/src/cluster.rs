@@ -306,6 +306,13 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     if tokio::time::timeout(Duration::from_secs(60), probe).await.is_err() {
         world.record(env.now_ms(), Event::Alarm { what: "the read-back did not finish within 60 s".into() });
     }
+    let probe = prober.spawn(timing_workload::probe(env.clone(), profile.seed ^ 0x7137));
+    if tokio::time::timeout(Duration::from_secs(60), probe).await.is_err() {
+        world.record(
+            env.now_ms(),
+            Event::Alarm { what: "the timing read-back did not finish within 60 s".into() },
+        );
+    }
 
     let mut coverage = world.coverage();
     if let Some(disk) = disks.disk(broker.id()) {

@@ -69,6 +69,9 @@ pub enum Event {
         due_ms: Option<i64>,
         broker_wall_ms: i64,
     },
+    /// The end-of-run read-back found a copy of `key` stored at `queue`/`offset` in the
+    /// timing topic, with store time `store_ms`, due at `due_ms`.
+    TimingProbed { key: Key, queue: i32, offset: i64, store_ms: i64, due_ms: Option<i64> },
     /// The transaction producer was asked about `key` (CHECK_TRANSACTION_STATE).
     TxChecked { key: Key },
     /// `key` turned up in `TRANS_CHECK_MAX_TIME_TOPIC`: discarded after its last check.

@@ -97,7 +97,10 @@ impl Facts {
                 Event::TimingAcked { key, broker_wall_ms, broker_high_ms, .. } => {
                     facts.acked.entry(*key).or_insert((at, *broker_wall_ms, *broker_high_ms));
                 }
-                Event::TimingDelivered { key, queue, offset, store_ms, due_ms, .. } => {
+                // The read-back at the end sees what the broker stored even where the
+                // consumer's position skipped it: a copy all the same.
+                Event::TimingDelivered { key, queue, offset, store_ms, due_ms, .. }
+                | Event::TimingProbed { key, queue, offset, store_ms, due_ms } => {
                     let copies = facts.copies.entry(*key).or_default();
                     if !copies.iter().any(|c| c.queue == *queue && c.offset == *offset) {
                         copies.push(Copy {
@@ -451,6 +454,17 @@ mod tests {
         h.push(900, Event::Fault { what: "partition broker".into() });
         assert_eq!(check_timing(&h, &CONFIG, 10).len(), 2, "a fault before the send excuses nothing");
         h.push(4_000, Event::Fault { what: "partition broker".into() });
+        assert_eq!(check_timing(&h, &CONFIG, 10), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_copy_the_read_back_finds_counts_though_the_consumer_skipped_it() {
+        let mut h = History::default();
+        h.push(1_000, Event::TimingSent { key: 8, timing: Timing::Tx(TxDecision::Commit) });
+        h.push(1_010, Event::TimingAcked { key: 8, phys: 0, broker_wall_ms: 1_000, broker_high_ms: 1_000 });
+        h.push(90_000, Event::BrokerClock { wall_ms: 90_000 });
+        assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1, "never delivered");
+        h.push(89_000, Event::TimingProbed { key: 8, queue: 0, offset: 0, store_ms: 1_020, due_ms: None });
         assert_eq!(check_timing(&h, &CONFIG, 10), Vec::<String>::new());
     }
 }

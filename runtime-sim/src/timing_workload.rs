@@ -16,7 +16,7 @@ use keel_core::protocol::body::MessageQueue;
 use keel_core::protocol::client_requests::OutgoingMessage;
 use keel_core::protocol::message::message_id::decode_offset_message_id;
 use keel_core::protocol::message::properties::{self, keys};
-use keel_core::protocol::message::stored::StoredMessage;
+use keel_core::protocol::message::stored::{RecordView, StoredMessage};
 use keel_runtime_tokio::client::{KeelClient, TransactionListener};
 use keel_runtime_tokio::clock::Clock;
 use madsim::time::Instant;
@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::history::{Event, Key, Timing, TxDecision};
 use crate::sim_clock::{SharedSkew, SimClock};
+use crate::workload::{read_back, resolve, ClientEnv, NAMESRV, QUEUES};
 use crate::world::World;
 
 /// The topic of the timing workload.
@@ -196,4 +197,44 @@ pub async fn run(env: TimingEnv) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..600))).await;
     }
     std::future::pending::<()>().await;
+}
+
+/// The end-of-run read-back of the timing topics: every copy stored in [`TIMING_TOPIC`]
+/// (`TimingProbed`) and every discard in `TRANS_CHECK_MAX_TIME_TOPIC` (`TxDiscarded`), read
+/// as a fresh group. What the broker stored counts even where the consumer's position
+/// skipped it (a position from before a data loss can lie beyond a queue's new end).
+pub async fn probe(env: ClientEnv, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut namesrv = env.conn(NAMESRV.parse().expect("address"));
+    let broker = resolve(&env, &mut namesrv, &mut rng).await;
+    let mut conn = env.conn(broker);
+    let key_of = |record: &RecordView<'_>| -> Option<Key> {
+        properties::find(record.properties, keys::KEYS)
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.parse().ok())
+    };
+    for queue in 0..QUEUES {
+        // A queue that cannot be read back leaves the check to what the consumer saw.
+        let _ = read_back(&env, &mut conn, &mut rng, TIMING_TOPIC, queue, |at, record| {
+            let Some(key) = key_of(record) else { return };
+            let due_ms = properties::find(record.properties, keys::TIMER_OUT_MS)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse().ok());
+            let event = Event::TimingProbed {
+                key,
+                queue,
+                offset: record.queue_offset,
+                store_ms: record.store_timestamp,
+                due_ms,
+            };
+            env.world.record(at, event);
+        })
+        .await;
+    }
+    let _ = read_back(&env, &mut conn, &mut rng, CHECK_MAX_TOPIC, 0, |at, record| {
+        if let Some(key) = key_of(record) {
+            env.world.record(at, Event::TxDiscarded { key });
+        }
+    })
+    .await;
 }

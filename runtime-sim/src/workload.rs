@@ -72,7 +72,7 @@ impl ClientEnv {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn conn(&self, addr: SocketAddr) -> SimConn {
+    pub(crate) fn conn(&self, addr: SocketAddr) -> SimConn {
         SimConn::new(addr, self.chaos, self.world.clone())
     }
 
@@ -120,7 +120,7 @@ async fn route(env: &ClientEnv, conn: &mut SimConn, rng: &mut ChaCha8Rng) -> Opt
 }
 
 /// Resolve the broker, retrying every second until the name server answers.
-async fn resolve(env: &ClientEnv, namesrv: &mut SimConn, rng: &mut ChaCha8Rng) -> SocketAddr {
+pub(crate) async fn resolve(env: &ClientEnv, namesrv: &mut SimConn, rng: &mut ChaCha8Rng) -> SocketAddr {
     loop {
         if let Some(addr) = route(env, namesrv, rng).await {
             return addr;
@@ -403,68 +403,75 @@ pub async fn probe(env: ClientEnv, seed: u64) {
     let broker = resolve(&env, &mut namesrv, &mut rng).await;
     let mut conn = env.conn(broker);
     for queue in 0..QUEUES {
-        let mut offset = 0i64;
-        let mut failures = 0;
-        loop {
-            let request = pull_message(
-                0,
-                &PullRequest {
-                    group: "dst-probe".into(),
-                    topic: TOPIC.into(),
-                    queue_id: queue,
-                    offset,
-                    max_messages: 32,
-                    expression: "*".into(),
-                    suspend_ms: 0,
-                },
-            );
-            // Give up on a queue only after 20 failures in a row (connections reset, misreads
-            // refused): each success starts the count again.
-            let reply = match conn.call(request, Duration::from_secs(3), &mut rng).await {
-                Ok(reply) => reply,
-                Err(error) => {
-                    failures += 1;
-                    if failures > 20 {
-                        let reason = format!("{error:?}");
-                        env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let code = reply.response_code();
-            let next = PullMessageResponseHeader::decode(&reply.ext_fields).map(|h| h.next_begin_offset).ok();
-            if code == ResponseCode::SUCCESS {
-                let Ok(records) = pulled_records(&reply.body) else {
-                    env.world.record(
-                        env.now_ms(),
-                        Event::ProbeFailed { queue, offset, reason: "undecodable".into() },
-                    );
-                    break;
-                };
-                for record in records {
-                    let (key, intact) = identify(record.properties, record.body);
-                    env.world.record(
-                        env.now_ms(),
-                        Event::Probe { queue, offset: record.queue_offset, key, intact },
-                    );
-                }
-                failures = 0;
-                offset = next.unwrap_or(offset + 1);
-            } else if code == ResponseCode::PULL_NOT_FOUND {
-                break;
-            } else if code == ResponseCode::PULL_RETRY_IMMEDIATELY && next.is_some_and(|n| n > offset) {
-                offset = next.unwrap_or(offset + 1);
-            } else {
+        let read = read_back(&env, &mut conn, &mut rng, TOPIC, queue, |at, record| {
+            let (key, intact) = identify(record.properties, record.body);
+            env.world.record(at, Event::Probe { queue, offset: record.queue_offset, key, intact });
+        })
+        .await;
+        if let Err((offset, reason)) = read {
+            env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
+        }
+    }
+}
+
+/// Read `topic` queue `queue` from offset 0 to its end as a fresh group, handing each record
+/// to `on_record` with the time; gives up only after 20 failures in a row (connections
+/// reset, misreads refused), with where and why.
+pub async fn read_back(
+    env: &ClientEnv,
+    conn: &mut SimConn,
+    rng: &mut ChaCha8Rng,
+    topic: &str,
+    queue: i32,
+    mut on_record: impl FnMut(u64, &keel_core::protocol::message::stored::RecordView<'_>),
+) -> Result<(), (i64, String)> {
+    let mut offset = 0i64;
+    let mut failures = 0;
+    loop {
+        let request = pull_message(
+            0,
+            &PullRequest {
+                group: "dst-probe".into(),
+                topic: topic.into(),
+                queue_id: queue,
+                offset,
+                max_messages: 32,
+                expression: "*".into(),
+                suspend_ms: 0,
+            },
+        );
+        let reply = match conn.call(request, Duration::from_secs(3), rng).await {
+            Ok(reply) => reply,
+            Err(error) => {
                 failures += 1;
                 if failures > 20 {
-                    let reason = format!("code {code:?}: {}", reply.remark.unwrap_or_default());
-                    env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
-                    break;
+                    return Err((offset, format!("{error:?}")));
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
+        };
+        let code = reply.response_code();
+        let next = PullMessageResponseHeader::decode(&reply.ext_fields).map(|h| h.next_begin_offset).ok();
+        if code == ResponseCode::SUCCESS {
+            let Ok(records) = pulled_records(&reply.body) else {
+                return Err((offset, "undecodable".into()));
+            };
+            for record in &records {
+                on_record(env.now_ms(), record);
+            }
+            failures = 0;
+            offset = next.unwrap_or(offset + 1);
+        } else if code == ResponseCode::PULL_NOT_FOUND {
+            return Ok(());
+        } else if code == ResponseCode::PULL_RETRY_IMMEDIATELY && next.is_some_and(|n| n > offset) {
+            offset = next.unwrap_or(offset + 1);
+        } else {
+            failures += 1;
+            if failures > 20 {
+                return Err((offset, format!("code {code:?}: {}", reply.remark.unwrap_or_default())));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
