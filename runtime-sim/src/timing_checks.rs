@@ -74,7 +74,27 @@ struct Facts {
     restarts: Vec<u64>,
     losses: Vec<u64>,
     faults: Vec<u64>,
+    /// Every fault as (start, end): a pause or partition lasts (`"… for 1.2s"`).
+    fault_spans: Vec<(u64, u64)>,
     clock_end: Option<i64>,
+}
+
+/// When a fault that began at `at` ended: its description says how long it lasts
+/// (`"… for 1.049s"`, `"… for 167ms"`, `"… for 2000 ms"`); one without a length is an instant.
+fn fault_end(at: u64, what: &str) -> u64 {
+    let Some((_, length)) = what.rsplit_once(" for ") else { return at };
+    let length = length.trim();
+    let split = length.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(length.len());
+    let (number, unit) = length.split_at(split);
+    let Ok(value) = number.parse::<f64>() else { return at };
+    let ms = match unit.trim() {
+        "s" => value * 1_000.0,
+        "ms" => value,
+        _ => 0.0,
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a few seconds, ms
+    let ms = ms.ceil() as u64;
+    at.saturating_add(ms)
 }
 
 /// Whether a fault event is the broker going down (a kill, a power loss, a fatal stop).
@@ -118,6 +138,7 @@ impl Facts {
                 }
                 Event::Fault { what } => {
                     facts.faults.push(at);
+                    facts.fault_spans.push((at, fault_end(at, what)));
                     if is_broker_restart(what) {
                         facts.restarts.push(at);
                     }
@@ -125,6 +146,7 @@ impl Facts {
                 Event::BrokerDataLoss { .. } => {
                     facts.losses.push(at);
                     facts.faults.push(at);
+                    facts.fault_spans.push((at, at));
                 }
                 // Healing lifts faults that leave no event of their own (a full disk).
                 Event::Healed => facts.faults.push(at),
@@ -133,6 +155,11 @@ impl Facts {
             }
         }
         facts
+    }
+
+    /// Whether a fault was going on at some time in `from..=to`.
+    fn any_during(&self, from: u64, to: u64) -> bool {
+        self.fault_spans.iter().any(|&(start, end)| start <= to && end >= from)
     }
 
     fn any_in(times: &[u64], from: u64, to: u64) -> bool {
@@ -289,9 +316,9 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
             // sent, held up by a partition that began long before: any fault in the
             // transaction's life excuses.
             for &at in checks.iter().filter(|&&at| at > ended) {
-                if !Facts::any_in(&facts.faults, sent, at) {
+                if !facts.any_during(sent, at) {
                     add(format!(
-                        "transaction {key:x} checked at {at}ms though it was ended at {ended}ms, with no fault between"
+                        "transaction {key:x} checked at {at}ms though it was ended at {ended}ms, with no fault in its life"
                     ));
                 }
             }
@@ -465,6 +492,20 @@ mod tests {
         h.push(90_000, Event::BrokerClock { wall_ms: 90_000 });
         assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1, "never delivered");
         h.push(89_000, Event::TimingProbed { key: 8, queue: 0, offset: 0, store_ms: 1_020, due_ms: None });
+        assert_eq!(check_timing(&h, &CONFIG, 10), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_fault_lasts_as_long_as_its_description_says() {
+        assert_eq!(fault_end(100, "pause broker for 1.049s"), 1_149);
+        assert_eq!(fault_end(100, "pause broker for 167ms"), 267);
+        assert_eq!(fault_end(100, "scripted: kill name server for 2000 ms"), 2_100);
+        assert_eq!(fault_end(100, "broker power loss with 3 IOs in flight: [..]"), 100);
+        // A pause that began before the send and outlasted it excuses a check.
+        let mut h = History::default();
+        h.push(500, Event::Fault { what: "pause broker for 1.049s".into() });
+        h.push(1_000, Event::TimingSent { key: 4, timing: Timing::Tx(TxDecision::Commit) });
+        h.push(6_000, Event::TxChecked { key: 4 });
         assert_eq!(check_timing(&h, &CONFIG, 10), Vec::<String>::new());
     }
 }
