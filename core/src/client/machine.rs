@@ -26,10 +26,6 @@ use crate::protocol::{LanguageCode, RemotingCommand, RequestCode, ResponseCode};
 
 /// How often routes are refreshed (`pollNameServerInterval`).
 const ROUTE_REFRESH_MS: u64 = 30_000;
-/// How long a topic the name servers said has no route is not asked about again on
-/// demand: a consumer's rebalance asks for its topics' routes, and an answer of "no route"
-/// reruns it, which without a pause asks again at once, a request per round trip.
-const NO_ROUTE_RETRY_MS: u64 = 1_000;
 /// How often every broker hears a heartbeat (`heartbeatBrokerInterval`).
 const HEARTBEAT_MS: u64 = 30_000;
 /// Deadline of an ordinary call.
@@ -173,7 +169,7 @@ pub struct Client {
     /// Topics with a route request in flight.
     route_asked: BTreeSet<String>,
     /// Topics that have no route (TOPIC_NOT_EXIST), and since when.
-    pub(super) no_route: BTreeMap<String, MonoNanos>,
+    pub(super) no_route: BTreeSet<String>,
     pub(super) producer_groups: BTreeSet<String>,
     pub(super) consumers: BTreeMap<String, ConsumerState>,
     pub(super) sends: BTreeMap<SendId, PendingSend>,
@@ -200,7 +196,7 @@ impl Client {
             events: VecDeque::new(),
             routes: BTreeMap::new(),
             route_asked: BTreeSet::new(),
-            no_route: BTreeMap::new(),
+            no_route: BTreeSet::new(),
             producer_groups: BTreeSet::new(),
             consumers: BTreeMap::new(),
             sends: BTreeMap::new(),
@@ -270,12 +266,9 @@ impl Client {
         request
     }
 
-    /// The route of `topic`, asking the name servers for it if unknown (not again within
-    /// `NO_ROUTE_RETRY_MS` of being told there is none).
+    /// The route of `topic`, asking the name servers for it if unknown.
     pub(super) fn route(&mut self, now: Now, topic: &str) -> Option<&TopicRouteData> {
-        let told_none_lately =
-            self.no_route.get(topic).is_some_and(|at| now.mono < at.plus_millis(NO_ROUTE_RETRY_MS));
-        if !self.routes.contains_key(topic) && !told_none_lately {
+        if !self.routes.contains_key(topic) {
             self.ask_route(now, topic);
         }
         self.routes.get(topic)
@@ -324,7 +317,7 @@ impl Client {
             },
             code => {
                 tracing::debug!(topic, ?code, "no route");
-                self.no_route.insert(topic.clone(), now.mono);
+                self.no_route.insert(topic.clone());
                 self.route_changed(now, &topic);
             }
         }
@@ -443,7 +436,7 @@ impl Client {
         }
         if now.mono >= self.next_route_refresh {
             self.next_route_refresh = now.mono.plus_millis(ROUTE_REFRESH_MS);
-            let topics: Vec<String> = self.routes.keys().chain(self.no_route.keys()).cloned().collect();
+            let topics: Vec<String> = self.routes.keys().chain(self.no_route.iter()).cloned().collect();
             for topic in topics {
                 self.ask_route(now, &topic);
             }
