@@ -16,7 +16,7 @@ use keel_core::protocol::body::MessageQueue;
 use keel_core::protocol::client_requests::OutgoingMessage;
 use keel_core::protocol::message::message_id::decode_offset_message_id;
 use keel_core::protocol::message::properties::{self, keys};
-use keel_core::protocol::message::stored::{RecordView, StoredMessage};
+use keel_core::protocol::message::stored::StoredMessage;
 use keel_runtime_tokio::client::{KeelClient, TransactionListener};
 use keel_runtime_tokio::clock::Clock;
 use madsim::time::Instant;
@@ -70,8 +70,9 @@ impl TimingEnv {
     }
 }
 
-fn key_of(message: &StoredMessage) -> Option<Key> {
-    properties::find(&message.properties, keys::KEYS)
+/// The workload's key of a message, from its properties' `KEYS`.
+fn key_of(message_properties: &[u8]) -> Option<Key> {
+    properties::find(message_properties, keys::KEYS)
         .and_then(|k| std::str::from_utf8(k).ok())
         .and_then(|k| k.parse().ok())
 }
@@ -92,7 +93,7 @@ impl TransactionListener for Decider {
     }
 
     fn check(&self, message: &StoredMessage) -> TransactionState {
-        let Some(key) = key_of(message) else { return TransactionState::Unknown };
+        let Some(key) = key_of(&message.properties) else { return TransactionState::Unknown };
         self.env.record(Event::TxChecked { key });
         self.env.world.bump("tx_check");
         match TxDecision::of(key) {
@@ -106,7 +107,7 @@ impl TransactionListener for Decider {
 /// Record what the timing consumer got.
 fn on_delivery(env: &TimingEnv, queue: &MessageQueue, messages: &[StoredMessage]) -> ConsumeResult {
     for message in messages {
-        let Some(key) = key_of(message) else { continue };
+        let Some(key) = key_of(&message.properties) else { continue };
         if queue.topic == CHECK_MAX_TOPIC {
             env.record(Event::TxDiscarded { key });
             env.world.bump("tx_discard");
@@ -208,15 +209,10 @@ pub async fn probe(env: ClientEnv, seed: u64) {
     let mut namesrv = env.conn(NAMESRV.parse().expect("address"));
     let broker = resolve(&env, &mut namesrv, &mut rng).await;
     let mut conn = env.conn(broker);
-    let key_of = |record: &RecordView<'_>| -> Option<Key> {
-        properties::find(record.properties, keys::KEYS)
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .and_then(|k| k.parse().ok())
-    };
     for queue in 0..QUEUES {
         // A queue that cannot be read back leaves the check to what the consumer saw.
         let _ = read_back(&env, &mut conn, &mut rng, TIMING_TOPIC, queue, |at, record| {
-            let Some(key) = key_of(record) else { return };
+            let Some(key) = key_of(record.properties) else { return };
             let due_ms = properties::find(record.properties, keys::TIMER_OUT_MS)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.parse().ok());
@@ -232,7 +228,7 @@ pub async fn probe(env: ClientEnv, seed: u64) {
         .await;
     }
     let _ = read_back(&env, &mut conn, &mut rng, CHECK_MAX_TOPIC, 0, |at, record| {
-        if let Some(key) = key_of(record) {
+        if let Some(key) = key_of(record.properties) {
             env.world.record(at, Event::TxDiscarded { key });
         }
     })

@@ -215,7 +215,7 @@ impl Broker {
 
     fn on_runtime_info(&self, now: Now, request: &RemotingCommand) -> RemotingCommand {
         let send_head_wait_ms =
-            self.pending.front().map_or(0, |head| now.mono.0.saturating_sub(head.since().0) / 1_000_000);
+            self.oldest_pending_since().map_or(0, |since| now.mono.0.saturating_sub(since.0) / 1_000_000);
         let (today, yesterday) = (self.days.today(), self.days.yesterday());
         let counters = self.rate_counters();
         let current = |index: usize| counters.get(index).copied().unwrap_or(0);

@@ -42,26 +42,6 @@ pub struct PendingReply {
     since: MonoNanos,
 }
 
-impl PendingReply {
-    /// A reply to send once the log reaches `end` (fsynced if `needs_flush`); nothing is
-    /// sent for a oneway request (`silent`), but its place in line is kept.
-    pub(super) fn new(
-        conn: ConnId,
-        reply: RemotingCommand,
-        end: u64,
-        needs_flush: bool,
-        silent: bool,
-        since: MonoNanos,
-    ) -> Self {
-        Self { conn, reply, end, needs_flush, silent, since }
-    }
-
-    /// When the request arrived.
-    pub(super) fn since(&self) -> MonoNanos {
-        self.since
-    }
-}
-
 /// Where a send is stored, and its properties after routing.
 struct SendRoute {
     topic: String,
@@ -190,15 +170,28 @@ impl Broker {
         let needs_flush =
             needs_flush && self.store.config().mutation != Some(crate::mutation::Mutation::AckBeforeFsync);
         let end = appended.last().map_or(0, |a| a.end().0);
-        self.pending.push_back(PendingReply::new(
-            conn,
-            reply,
-            end,
-            needs_flush,
-            request.is_oneway(),
-            now.mono,
-        ));
+        self.reply_when_durable(now, conn, request, reply, end, needs_flush);
         Ok(())
+    }
+
+    /// Answer `request` with `reply` once the log reaches `end` (fsynced if `needs_flush`).
+    /// A oneway request gets nothing, but keeps its place in line.
+    pub(super) fn reply_when_durable(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request: &RemotingCommand,
+        reply: RemotingCommand,
+        end: u64,
+        needs_flush: bool,
+    ) {
+        let silent = request.is_oneway();
+        self.pending.push_back(PendingReply { conn, reply, end, needs_flush, silent, since: now.mono });
+    }
+
+    /// When the oldest reply waiting for durability was asked for.
+    pub(super) fn oldest_pending_since(&self) -> Option<MonoNanos> {
+        self.pending.front().map(|head| head.since)
     }
 
     /// The topic a send goes to, auto-created if allowed; retry topics are created with one

@@ -10,7 +10,7 @@
 
 use super::delay_levels::SCHEDULE_TOPIC;
 use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
-use super::{error_reply, Broker, PendingReply};
+use super::{error_reply, Broker};
 use crate::io::{ConnId, Now};
 use crate::protocol::headers::{CommandHeader, ConsumerSendMsgBackRequestHeader};
 use crate::protocol::message::message_id::offset_message_id;
@@ -158,14 +158,7 @@ impl Broker {
             self.store.append(now, &append).map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
         self.stats.messages_put += 1;
         let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync);
-        self.pending.push_back(PendingReply::new(
-            conn,
-            ok,
-            appended.end().0,
-            needs_flush,
-            request.is_oneway(),
-            now.mono,
-        ));
+        self.reply_when_durable(now, conn, request, ok, appended.end().0, needs_flush);
         Ok(None)
     }
 }

@@ -131,6 +131,11 @@ pub struct TimerCheckpoint {
     pub read_tick: u64,
 }
 
+/// The tick of wall time `ms` with ticks of `precision_ms`.
+fn tick_of(ms: i64, precision_ms: u64) -> u64 {
+    u64::try_from(ms).unwrap_or(0) / precision_ms
+}
+
 /// The timed messages' state: the wheel, what was delivered, and the checkpoint that may
 /// be persisted. Pure: the broker reads the queue, stores the deliveries and writes the
 /// checkpoint.
@@ -189,7 +194,12 @@ impl TimerState {
 
     /// The tick of a wall time: due timers of a tick come out once the clock is past it.
     fn tick(&self, ms: i64) -> u64 {
-        u64::try_from(ms).unwrap_or(0) / self.precision_ms
+        tick_of(ms, self.precision_ms)
+    }
+
+    /// When tick `tick`'s timers come out: once the clock reaches the start of the next.
+    fn released_at(&self, tick: u64) -> u64 {
+        (tick + 1).saturating_mul(self.precision_ms)
     }
 
     /// The next timer-queue offset to read.
@@ -208,10 +218,9 @@ impl TimerState {
     /// past, ms (0 with none): how far delivery is behind the clock.
     #[must_use]
     pub fn overdue_ms(&self, now_ms: i64) -> u64 {
-        self.outstanding.first().map_or(0, |&(tick, _)| {
-            let released = (tick + 1).saturating_mul(self.precision_ms);
-            u64::try_from(now_ms).unwrap_or(0).saturating_sub(released)
-        })
+        self.outstanding
+            .first()
+            .map_or(0, |&(tick, _)| u64::try_from(now_ms).unwrap_or(0).saturating_sub(self.released_at(tick)))
     }
 
     /// Expired timers not handed out yet: more to deliver now.
@@ -255,7 +264,7 @@ impl TimerState {
         }
         let (ready, outstanding, precision) = (&mut self.ready, &mut self.outstanding, self.precision_ms);
         self.wheel.advance(now, |_, pending| {
-            outstanding.insert((u64::try_from(pending.due_ms).unwrap_or(0) / precision, pending.offset));
+            outstanding.insert((tick_of(pending.due_ms, precision), pending.offset));
             ready.push_back(pending);
         });
         let take = max.min(self.ready.len());
@@ -319,9 +328,7 @@ impl TimerState {
         }
         let behind = self.behind.keys().next().map(|(tick, _)| *tick);
         let tick = self.wheel.next_tick().into_iter().chain(behind).min()?;
-        // Tick t's timers come out once the clock reaches the start of tick t + 1.
-        let at = (tick + 1).saturating_mul(self.precision_ms);
-        Some(at.saturating_sub(u64::try_from(now_ms).unwrap_or(0)))
+        Some(self.released_at(tick).saturating_sub(u64::try_from(now_ms).unwrap_or(0)))
     }
 }
 

@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 
-use super::send::PendingReply;
 use super::transaction::{EndKind, TransactionTable, HALF_TOPIC};
 use super::transactional::{half_entry, HalfRecord, READ_PER_WAKE};
 use super::{error_reply, Broker};
@@ -205,14 +204,7 @@ impl Broker {
         };
         let reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
         let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync);
-        self.pending.push_back(PendingReply::new(
-            conn,
-            reply,
-            durable_end,
-            needs_flush,
-            request.is_oneway(),
-            now.mono,
-        ));
+        self.reply_when_durable(now, conn, request, reply, durable_end, needs_flush);
         Ok(None)
     }
 }
