@@ -140,12 +140,21 @@ fn the_all_in_one_command_serves_routes_and_messages_and_stops_cleanly() {
     );
     assert!(keel.boot_line.starts_with("Keel is up."), "{}", keel.boot_line);
     let (namesrv, broker) = (keel.addr_in_boot_line(0), keel.addr_in_boot_line(1));
+    // Once it says it is up, the name server already knows the broker: a client started on
+    // the announcement is routed at its first ask.
+    let mut client = Client::connect(namesrv);
+    let header = GetRouteInfoRequestHeader { topic: "TBW102".into(), accept_standard_json_only: None };
+    let route = client.call(&RemotingCommand::request(
+        RequestCode::GET_ROUTEINFO_BY_TOPIC,
+        1,
+        header.to_ext_fields(),
+    ));
+    assert_eq!(route.response_code(), ResponseCode::SUCCESS, "{:?}", route.remark);
 
     let mut producer = Client::connect(broker);
     let reply = producer.call(&send_message(1, "pg", 0, &message("AllInOne", 1)));
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
     // The new topic reaches the in-process name server.
-    let mut client = Client::connect(namesrv);
     let header = GetRouteInfoRequestHeader { topic: "AllInOne".into(), accept_standard_json_only: None };
     let route_request =
         RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 2, header.to_ext_fields());

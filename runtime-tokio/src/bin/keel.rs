@@ -5,10 +5,16 @@
 //! registers with the in-process name server over loopback exactly as a separate broker
 //! would. SIGTERM or Ctrl-C stops both; the broker flushes its store first.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+use keel_core::protocol::body::ClusterInfo;
+use keel_core::protocol::json;
+use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use keel_runtime_tokio::config::{BrokerSettings, NamesrvSettings, Properties};
+use keel_runtime_tokio::remoting_client::RemotingClient;
 use keel_runtime_tokio::server::{BrokerServer, NamesrvServer};
 use tokio::sync::watch;
 
@@ -52,12 +58,24 @@ async fn main() -> anyhow::Result<()> {
     let namesrv_addr = std::net::SocketAddr::from(([127, 0, 0, 1], namesrv.local_addr()?.port()));
     broker_settings.namesrv_addr = namesrv_addr.to_string();
     let broker = BrokerServer::open(&broker_settings).await?;
-    println!(
+    let up_line = format!(
         "Keel is up. Name server: {namesrv_addr} (set clients' namesrvAddr to it); broker {} at {}; data in {}",
         broker_settings.broker_name,
         broker.advertised(),
         broker_settings.store_path_root_dir.display()
     );
+    // "Up" means a client can be routed: announce it once the name server lists the broker
+    // (RocketMQ's broker also registers before it prints "boot success"), else a client
+    // started on the announcement finds no route.
+    let broker_name = broker_settings.broker_name.clone();
+    let announce = async move {
+        if !registered_within(namesrv_addr, &broker_name, REGISTRATION_WAIT).await {
+            tracing::warn!(
+                "the broker has not registered with the in-process name server after {REGISTRATION_WAIT:?}"
+            );
+        }
+        println!("{up_line}");
+    };
 
     // One signal stops both: the broker first flushes, the name server simply stops.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -68,8 +86,40 @@ async fn main() -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let (namesrv_result, broker_result) =
-        tokio::join!(namesrv.run(stopped(stop_rx.clone())), broker.run(stopped(stop_rx)));
+    let (namesrv_result, broker_result, ()) =
+        tokio::join!(namesrv.run(stopped(stop_rx.clone())), broker.run(stopped(stop_rx)), announce);
     broker_result?;
     namesrv_result
+}
+
+/// How long the announcement waits for the broker's first registration.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether the name server at `namesrv` lists broker `broker_name` within `wait`, asking
+/// every 20 ms.
+async fn registered_within(namesrv: SocketAddr, broker_name: &str, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut client = None;
+    while tokio::time::Instant::now() < deadline {
+        if client.is_none() {
+            client = RemotingClient::connect(namesrv).await.ok();
+        }
+        if let Some(connected) = &client {
+            let request =
+                RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_INFO, 0, ExtFields::default());
+            match connected.call(request).await {
+                Ok(reply) => {
+                    let listed = reply.response_code() == ResponseCode::SUCCESS
+                        && json::from_slice::<ClusterInfo>(&reply.body)
+                            .is_ok_and(|info| info.broker_addr_table.contains_key(broker_name));
+                    if listed {
+                        return true;
+                    }
+                }
+                Err(_) => client = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
