@@ -349,7 +349,10 @@ impl Broker {
         self.watch_schedule_queues(now);
         self.timers.settle(durable_end);
         self.watch_timer_queue(now);
-        self.settle_transactions(now, durable_end);
+        // Transaction state is the broker's own promise (at most `transactionCheckMax`
+        // checks, a checkpoint past ends only): it waits for the fsync in either flush mode,
+        // or a power loss could undo a check copy whose check went out, and count it again.
+        self.settle_transactions(now, self.store.flushed_end().0);
         self.wake_holds(now);
         self.persist_metadata();
     }

@@ -5,8 +5,9 @@
 //! Only a master runs them: a slave answers END_TRANSACTION with SLAVE_NOT_AVAILABLE.
 //! Every `transactionCheckInterval` the service looks at the open transactions: one older
 //! than `transactionTimeOut` (by the monotonic clock since this broker read it) gets a
-//! copy with its check count raised, and once that copy is durable, CHECK_TRANSACTION_STATE
-//! goes to a live producer of its group. A check is counted only when sent. After
+//! copy with its check count raised, and once that copy is fsynced (in either flush mode,
+//! so a power loss cannot undo a check that went out), CHECK_TRANSACTION_STATE goes to a
+//! live producer of its group. A check is counted only when sent. After
 //! `transactionCheckMax` checks (or the age limit) the transaction is discarded into
 //! `TRANS_CHECK_MAX_TIME_TOPIC`.
 
