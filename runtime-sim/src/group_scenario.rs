@@ -128,6 +128,9 @@ struct Records {
     membership: Arc<Mutex<Membership>>,
     acked: Arc<Mutex<BTreeMap<u32, MessageQueue>>>,
     owners: Arc<Mutex<Vec<OwnerSample>>>,
+    /// When each instance's client first learned the group topic's route: only then does
+    /// the broker count it in its group, so for the others it joins then.
+    routed: Arc<Mutex<Membership>>,
 }
 
 impl Records {
@@ -368,7 +371,22 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
                 true,
             );
             let client = start_instance(&records2, epoch, &instance);
-            *slot2.lock().unwrap_or_else(PoisonError::into_inner) = Some(client);
+            *slot2.lock().unwrap_or_else(PoisonError::into_inner) = Some(client.clone());
+            // The topic may not exist yet (the producer's first send creates it): the
+            // broker sees this member once its client has the route.
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Ok(Some(at)) = client.first_routed_at(GROUP_TOPIC).await {
+                    let at_ms = u64::try_from(at.duration_since(epoch).as_millis()).unwrap_or(0);
+                    records2.routed.lock().unwrap_or_else(PoisonError::into_inner).push((
+                        at_ms,
+                        instance.group,
+                        instance.name.clone(),
+                        true,
+                    ));
+                    break;
+                }
+            }
             std::future::pending::<()>().await;
         });
         nodes.insert(name, node.id());
@@ -453,7 +471,13 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
 
     let seen = records.seen();
     let acked = records.acked.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let membership = records.membership.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let started_and_stopped = records.membership.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    // What the checks judge by is membership as the broker sees it: an instance also joins
+    // when its client first has the topic's route (members learn a new topic's route at
+    // different times, and the first to learn takes every queue until the others appear).
+    let mut membership = started_and_stopped.clone();
+    membership.extend(records.routed.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned());
+    membership.sort_by_key(|m| m.0);
     let dlq = dlq_seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut violations = Vec::new();
     let owners = records.owners.lock().unwrap_or_else(PoisonError::into_inner).clone();
@@ -466,8 +490,8 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     violations.truncate(12);
 
     let mut coverage = Coverage::default();
-    coverage.add("group_consumer_join", membership.iter().filter(|m| m.3).count() as u64);
-    coverage.add("group_consumer_leave", membership.iter().filter(|m| !m.3).count() as u64);
+    coverage.add("group_consumer_join", started_and_stopped.iter().filter(|m| m.3).count() as u64);
+    coverage.add("group_consumer_leave", started_and_stopped.iter().filter(|m| !m.3).count() as u64);
     coverage.add("group_retry_delivery", seen.iter().filter(|s| s.reconsume_times > 0).count() as u64);
     coverage.add("group_dead_letter", dlq.len() as u64);
     coverage.add("group_lite_poll", seen.iter().filter(|s| s.group == "lg").count() as u64);

@@ -26,6 +26,11 @@ use crate::protocol::{LanguageCode, RemotingCommand, RequestCode, ResponseCode};
 
 /// How often routes are refreshed (`pollNameServerInterval`).
 const ROUTE_REFRESH_MS: u64 = 30_000;
+/// How soon a topic the name servers said has no route is asked about again, for a
+/// consumer subscribed to it: the topic may be created any moment (by a producer's first
+/// send), and members of a group should learn of it about together; but not once per round
+/// trip, which an immediate re-ask amounts to.
+const NO_ROUTE_RETRY_MS: u64 = 1_000;
 /// How often every broker hears a heartbeat (`heartbeatBrokerInterval`).
 const HEARTBEAT_MS: u64 = 30_000;
 /// Deadline of an ordinary call.
@@ -168,8 +173,10 @@ pub struct Client {
     pub(super) routes: BTreeMap<String, TopicRouteData>,
     /// Topics with a route request in flight.
     route_asked: BTreeSet<String>,
-    /// Topics that have no route (TOPIC_NOT_EXIST), and since when.
-    pub(super) no_route: BTreeSet<String>,
+    /// When each topic's route was first learned.
+    first_routed: BTreeMap<String, MonoNanos>,
+    /// Topics the name servers last said have no route (TOPIC_NOT_EXIST), and when.
+    pub(super) no_route: BTreeMap<String, MonoNanos>,
     pub(super) producer_groups: BTreeSet<String>,
     pub(super) consumers: BTreeMap<String, ConsumerState>,
     pub(super) sends: BTreeMap<SendId, PendingSend>,
@@ -196,7 +203,8 @@ impl Client {
             events: VecDeque::new(),
             routes: BTreeMap::new(),
             route_asked: BTreeSet::new(),
-            no_route: BTreeSet::new(),
+            first_routed: BTreeMap::new(),
+            no_route: BTreeMap::new(),
             producer_groups: BTreeSet::new(),
             consumers: BTreeMap::new(),
             sends: BTreeMap::new(),
@@ -266,12 +274,33 @@ impl Client {
         request
     }
 
-    /// The route of `topic`, asking the name servers for it if unknown.
+    /// The route of `topic`, asking the name servers for it if unknown (not again within
+    /// `NO_ROUTE_RETRY_MS` of being told there is none).
     pub(super) fn route(&mut self, now: Now, topic: &str) -> Option<&TopicRouteData> {
-        if !self.routes.contains_key(topic) {
+        let told_none_lately =
+            self.no_route.get(topic).is_some_and(|at| now.mono < at.plus_millis(NO_ROUTE_RETRY_MS));
+        if !self.routes.contains_key(topic) && !told_none_lately {
             self.ask_route(now, topic);
         }
         self.routes.get(topic)
+    }
+
+    /// Topics a live consumer subscribes to that have no route, with when to ask again.
+    fn consumed_topics_without_route(&self) -> impl Iterator<Item = (&String, MonoNanos)> {
+        self.no_route.iter().filter_map(|(topic, told)| {
+            let wanted = !self.routes.contains_key(topic)
+                && !self.route_asked.contains(topic)
+                && self.consumers.values().any(|c| !c.stopped && c.subscriptions.contains_key(topic));
+            wanted.then(|| (topic, told.plus_millis(NO_ROUTE_RETRY_MS)))
+        })
+    }
+
+    /// When this client first learned `topic`'s route. From then on it heartbeats the
+    /// topic's brokers, so they count it in its consumer groups: for the rest of a group, a
+    /// route learned late is a member joining late.
+    #[must_use]
+    pub fn first_routed_at(&self, topic: &str) -> Option<MonoNanos> {
+        self.first_routed.get(topic).copied()
     }
 
     /// Ask a name server for `topic`'s route (one request at a time per topic).
@@ -307,6 +336,7 @@ impl Client {
                     let new_brokers =
                         self.routes.get(&topic).is_none_or(|old| old.broker_datas != route.broker_datas);
                     self.no_route.remove(&topic);
+                    self.first_routed.entry(topic.clone()).or_insert(now.mono);
                     self.routes.insert(topic.clone(), route);
                     if new_brokers {
                         self.heartbeat_all(now);
@@ -317,8 +347,12 @@ impl Client {
             },
             code => {
                 tracing::debug!(topic, ?code, "no route");
-                self.no_route.insert(topic.clone());
-                self.route_changed(now, &topic);
+                self.no_route.insert(topic.clone(), now.mono);
+                // Sends waiting for this answer fall back to the default topic. A route
+                // already known is kept (as RocketMQ does), so consumers have nothing to
+                // rebalance; rebalancing here asked again at once, a request per round
+                // trip for as long as a subscribed topic did not exist.
+                self.retry_parked_sends(now, &topic);
             }
         }
     }
@@ -436,10 +470,18 @@ impl Client {
         }
         if now.mono >= self.next_route_refresh {
             self.next_route_refresh = now.mono.plus_millis(ROUTE_REFRESH_MS);
-            let topics: Vec<String> = self.routes.keys().chain(self.no_route.iter()).cloned().collect();
+            let topics: Vec<String> = self.routes.keys().chain(self.no_route.keys()).cloned().collect();
             for topic in topics {
                 self.ask_route(now, &topic);
             }
+        }
+        let due: Vec<String> = self
+            .consumed_topics_without_route()
+            .filter(|(_, at)| *at <= now.mono)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in due {
+            self.ask_route(now, &topic);
         }
         if now.mono >= self.next_heartbeat {
             self.next_heartbeat = now.mono.plus_millis(HEARTBEAT_MS);
@@ -477,6 +519,7 @@ impl Machine for Client {
         [
             Some(self.next_route_refresh),
             Some(self.next_heartbeat),
+            self.consumed_topics_without_route().map(|(_, at)| at).min(),
             self.transport.next_deadline(),
             self.send_deadline(),
             self.consumer_deadline(),

@@ -122,11 +122,11 @@ impl Client {
         if let Some(route) = self.route(now, topic).cloned() {
             return Ok(Some((publish_queues(topic, &route), route)));
         }
-        if !self.no_route.contains(topic) {
+        if !self.no_route.contains_key(topic) {
             return Ok(None); // asked; wait
         }
         let Some(mut route) = self.route(now, DEFAULT_TOPIC).cloned() else {
-            return if self.no_route.contains(DEFAULT_TOPIC) { Err(()) } else { Ok(None) };
+            return if self.no_route.contains_key(DEFAULT_TOPIC) { Err(()) } else { Ok(None) };
         };
         for data in &mut route.queue_datas {
             let queues = DEFAULT_TOPIC_QUEUES.min(data.read_queue_nums);

@@ -68,6 +68,10 @@ pub(super) enum Command {
         group: String,
         reply: oneshot::Sender<Vec<MessageQueue>>,
     },
+    FirstRouted {
+        topic: String,
+        reply: oneshot::Sender<Option<tokio::time::Instant>>,
+    },
     StopConsumer {
         group: String,
         done: oneshot::Sender<()>,
@@ -181,6 +185,9 @@ impl ClientDriver {
             }
             Some(Command::Assignment { group, reply }) => {
                 let _ = reply.send(client.assignment(&group));
+            }
+            Some(Command::FirstRouted { topic, reply }) => {
+                let _ = reply.send(client.first_routed_at(&topic).map(|at| self.clock.instant(at)));
             }
             Some(Command::Consumed { id, result }) => client.consumed(now, id, result),
             Some(Command::StopConsumer { group, done }) => {

@@ -225,6 +225,15 @@ impl KeelClient {
         Ok(TransactionProducer { group: group.to_owned(), listener, commands: self.commands.clone() })
     }
 
+    /// When this client first learned `topic`'s route (from then on its brokers count it in
+    /// its consumer groups); `None` if it has not yet.
+    pub async fn first_routed_at(&self, topic: &str) -> Result<Option<tokio::time::Instant>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::FirstRouted { topic: topic.to_owned(), reply };
+        self.commands.send(command).await.map_err(|_| ClientError::ShutDown)?;
+        answer.await.map_err(|_| ClientError::ShutDown)
+    }
+
     /// Stop one consumer: its offsets are committed and its queues released.
     pub async fn stop_consumer(&self, group: &str) -> Result<(), ClientError> {
         let (done, finished) = oneshot::channel();
