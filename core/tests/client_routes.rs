@@ -1,62 +1,157 @@
-//! The client machine's route requests, driven by hand: a consumer of a topic the name
-//! servers have no route for asks again about once a second: neither once per round trip
-//! nor only at the 30 s route refresh, so a topic created later is found soon.
+//! The client machine's route requests, driven by hand against a scripted name server: a
+//! topic nobody has a route for is asked about again at a steady pace, neither once per
+//! round trip nor only at the 30 s route refresh, so a topic or broker that appears later is
+//! found soon.
 
 use std::collections::BTreeMap;
 
-use keel_core::client::{Client, ClientConfig, ConsumerConfig};
+use keel_core::client::{Client, ClientConfig, ConsumerConfig, SendRequest, SendTarget};
 use keel_core::io::{ConnId, Input, Machine, MonoNanos, Now, Output, UnixMillis};
+use keel_core::protocol::body::{perm, BrokerData, QueueData, TopicRouteData};
+use keel_core::protocol::client_requests::OutgoingMessage;
 use keel_core::protocol::frame::{encode_to_bytes, FrameDecoder};
+use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-#[test]
-fn a_consumer_of_a_topic_without_a_route_asks_again_about_once_a_second() {
-    let namesrv = "10.0.0.1:9876".parse().unwrap();
-    let mut now = Now { mono: MonoNanos(1_000_000_000), wall: UnixMillis(1_790_000_000_000) };
-    let mut client = Client::new(ClientConfig::new(vec![namesrv], "10.0.0.5@test"), now);
-    client.start_consumer(now, ConsumerConfig::new("cg", "NoSuchTopic", "*"));
+const NAMESRV: &str = "10.0.0.1:9876";
+const BROKER: &str = "10.0.0.2:10911";
+
+/// One request the client sent: (ms since the start, to where, what).
+type Sent = (u64, String, RemotingCommand);
+
+fn start() -> (Client, Now) {
+    let now = Now { mono: MonoNanos(1_000_000_000), wall: UnixMillis(1_790_000_000_000) };
+    let client = Client::new(ClientConfig::new(vec![NAMESRV.parse().unwrap()], "10.0.0.5@test"), now);
+    (client, now)
+}
+
+/// Run `client` for `steps` steps of 10 ms. Every request it sends is recorded, and
+/// `answer` may reply to it at once.
+fn drive(
+    client: &mut Client,
+    now: &mut Now,
+    steps: usize,
+    mut answer: impl FnMut(u64, &RemotingCommand) -> Option<RemotingCommand>,
+) -> Vec<Sent> {
+    let begin = now.mono.0;
+    let mut peers = BTreeMap::new();
     let mut decoders: BTreeMap<ConnId, FrameDecoder> = BTreeMap::new();
-    let mut asked = Vec::new();
-    // Five seconds in 10 ms steps; the name server answers every route request at once,
-    // "no route".
-    for _ in 0..500 {
+    let mut sent = Vec::new();
+    for _ in 0..steps {
         let mut inputs = Vec::new();
         while let Some(output) = client.poll_output() {
             match output {
                 Output::Connect { conn, addr } => {
                     decoders.insert(conn, FrameDecoder::new(usize::MAX));
+                    peers.insert(conn, addr.to_string());
                     inputs.push(Input::ConnOpened { conn, peer: addr });
                 }
                 Output::Send { conn, data } => {
                     let Some(decoder) = decoders.get_mut(&conn) else { continue };
                     decoder.push(&data);
                     while let Some(Ok(request)) = decoder.next_frame() {
-                        if request.request_code() == RequestCode::GET_ROUTEINFO_BY_TOPIC
-                            && request.ext_fields.get("topic") == Some("NoSuchTopic")
-                        {
-                            asked.push(now.mono.0 / 1_000_000);
-                            let reply = RemotingCommand::response_to(
-                                &request,
-                                ResponseCode::TOPIC_NOT_EXIST,
-                                Some("No topic route info in name server for the topic".into()),
-                            );
+                        let ms = (now.mono.0 - begin) / 1_000_000;
+                        if let Some(reply) = answer(ms, &request) {
                             inputs.push(Input::Bytes { conn, data: encode_to_bytes(&reply) });
                         }
+                        sent.push((ms, peers[&conn].clone(), request));
                     }
                 }
                 _ => {}
             }
         }
         for input in inputs {
-            client.handle(now, input);
+            client.handle(*now, input);
         }
-        now = Now { mono: now.mono.plus_millis(10), wall: UnixMillis(now.wall.0 + 10) };
+        *now = Now { mono: now.mono.plus_millis(10), wall: UnixMillis(now.wall.0 + 10) };
         if client.poll_timeout().is_some_and(|at| at <= now.mono) {
-            client.handle(now, Input::Timeout);
+            client.handle(*now, Input::Timeout);
         }
     }
+    sent
+}
+
+fn no_route(request: &RemotingCommand) -> RemotingCommand {
+    RemotingCommand::response_to(
+        request,
+        ResponseCode::TOPIC_NOT_EXIST,
+        Some("No topic route info in name server for the topic".into()),
+    )
+}
+
+/// Route requests among `sent` for `topic`, by time.
+fn route_asks(sent: &[Sent], topic: &str) -> Vec<u64> {
+    sent.iter()
+        .filter(|(_, _, r)| {
+            r.request_code() == RequestCode::GET_ROUTEINFO_BY_TOPIC
+                && r.ext_fields.get("topic") == Some(topic)
+        })
+        .map(|(ms, _, _)| *ms)
+        .collect()
+}
+
+#[test]
+fn a_consumer_of_a_topic_without_a_route_asks_again_about_once_a_second() {
+    let (mut client, mut now) = start();
+    client.start_consumer(now, ConsumerConfig::new("cg", "NoSuchTopic", "*"));
+    // Five seconds; the name server answers every route request at once, "no route".
+    let sent = drive(&mut client, &mut now, 500, |_, request| {
+        (request.request_code() == RequestCode::GET_ROUTEINFO_BY_TOPIC).then(|| no_route(request))
+    });
+    let asked = route_asks(&sent, "NoSuchTopic");
     assert!((5..=6).contains(&asked.len()), "asked {} times in 5 s: {asked:?}", asked.len());
     for pair in asked.windows(2) {
         assert!(pair[1] - pair[0] >= 1_000, "asked again after {} ms: {asked:?}", pair[1] - pair[0]);
     }
+}
+
+#[test]
+fn a_send_before_any_broker_registered_goes_out_soon_after_one_does() {
+    let (mut client, mut now) = start();
+    let message = OutgoingMessage {
+        topic: "Fresh".into(),
+        body: b"first".to_vec().into(),
+        ..OutgoingMessage::default()
+    };
+    client.send(now, SendRequest { group: "pg".into(), message, target: SendTarget::Any });
+    // No broker registered for 2 s; then one has the default topic (the new topic itself
+    // still has no route: the broker creates it on the first send).
+    let registered = TopicRouteData {
+        queue_datas: vec![QueueData {
+            broker_name: "broker-a".into(),
+            read_queue_nums: 8,
+            write_queue_nums: 8,
+            perm: perm::READ | perm::WRITE,
+            topic_sys_flag: 0,
+        }],
+        broker_datas: vec![BrokerData {
+            broker_name: "broker-a".into(),
+            broker_addrs: [(0, BROKER.to_owned())].into_iter().collect(),
+            ..BrokerData::default()
+        }],
+        ..TopicRouteData::default()
+    };
+    let body = json::to_vec(&registered, KeyStyle::Standard).unwrap();
+    let sent = drive(&mut client, &mut now, 300, |ms, request| {
+        if request.request_code() != RequestCode::GET_ROUTEINFO_BY_TOPIC {
+            return None;
+        }
+        if ms >= 2_000 && request.ext_fields.get("topic") == Some("TBW102") {
+            return Some(
+                RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body.clone()),
+            );
+        }
+        Some(no_route(request))
+    });
+    let asked = route_asks(&sent, "Fresh").len() + route_asks(&sent, "TBW102").len();
+    let before = sent.iter().filter(|(ms, to, _)| *ms < 2_000 && to == NAMESRV).count();
+    assert!(before <= 12, "{before} route requests in 2 s with no broker ({asked} in all)");
+    let send_at = sent
+        .iter()
+        .find(|(_, to, r)| to == BROKER && r.request_code() == RequestCode::SEND_MESSAGE_V2)
+        .map(|(ms, _, _)| *ms);
+    assert!(
+        send_at.is_some_and(|ms| (2_000..=2_600).contains(&ms)),
+        "the send reached the broker at {send_at:?} ms; the default topic's route came at 2000 ms"
+    );
 }

@@ -248,6 +248,21 @@ impl Client {
 
     /// Parked sends whose time ran out fail.
     pub(super) fn send_timers(&mut self, now: Now) {
+        // Parked with no route anywhere: ask the name servers about the topic and the
+        // default topic again; their answers retry the parked sends.
+        let due: Vec<(SendId, String)> = self
+            .sends
+            .iter()
+            .filter(|(_, s)| s.parked && s.ask_again.is_some_and(|at| now.mono >= at))
+            .map(|(id, s)| (*id, s.request.message.topic.clone()))
+            .collect();
+        for (id, topic) in due {
+            if let Some(send) = self.sends.get_mut(&id) {
+                send.ask_again = None;
+            }
+            self.ask_route(now, &topic);
+            self.ask_route(now, DEFAULT_TOPIC);
+        }
         let expired: Vec<SendId> = self
             .sends
             .iter()
@@ -260,8 +275,8 @@ impl Client {
         }
     }
 
-    /// The earliest deadline of a parked send.
+    /// The earliest deadline of a parked send, or time to ask again for its route.
     pub(super) fn send_deadline(&self) -> Option<MonoNanos> {
-        self.sends.values().filter(|s| s.parked).map(|s| s.deadline).min()
+        self.sends.values().filter(|s| s.parked).flat_map(|s| [Some(s.deadline), s.ask_again]).flatten().min()
     }
 }
