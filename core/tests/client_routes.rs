@@ -155,3 +155,42 @@ fn a_send_before_any_broker_registered_goes_out_soon_after_one_does() {
         "the send reached the broker at {send_at:?} ms; the default topic's route came at 2000 ms"
     );
 }
+
+#[test]
+fn a_send_whose_route_request_went_unanswered_asks_again_until_a_name_server_answers() {
+    let (mut client, mut now) = start();
+    let message =
+        OutgoingMessage { topic: "Known".into(), body: b"x".to_vec().into(), ..OutgoingMessage::default() };
+    client.send(now, SendRequest { group: "pg".into(), message, target: SendTarget::Any });
+    // The name server is silent for a second (the first request times out after 3 s),
+    // then answers with the topic's route.
+    let route = TopicRouteData {
+        queue_datas: vec![QueueData {
+            broker_name: "broker-a".into(),
+            read_queue_nums: 4,
+            write_queue_nums: 4,
+            perm: perm::READ | perm::WRITE,
+            topic_sys_flag: 0,
+        }],
+        broker_datas: vec![BrokerData {
+            broker_name: "broker-a".into(),
+            broker_addrs: [(0, BROKER.to_owned())].into_iter().collect(),
+            ..BrokerData::default()
+        }],
+        ..TopicRouteData::default()
+    };
+    let body = json::to_vec(&route, KeyStyle::Standard).unwrap();
+    let sent = drive(&mut client, &mut now, 800, |ms, request| {
+        (request.request_code() == RequestCode::GET_ROUTEINFO_BY_TOPIC && ms >= 1_000).then(|| {
+            RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body.clone())
+        })
+    });
+    let send_at = sent
+        .iter()
+        .find(|(_, to, r)| to == BROKER && r.request_code() == RequestCode::SEND_MESSAGE_V2)
+        .map(|(ms, _, _)| *ms);
+    assert!(
+        send_at.is_some_and(|ms| ms <= 3_600),
+        "the send reached the broker at {send_at:?} ms; its route request timed out at 3000 ms"
+    );
+}

@@ -437,6 +437,7 @@ impl Client {
                 } else {
                     self.route_asked.remove(&topic);
                     tracing::debug!(topic, %error, "route request failed on every name server");
+                    self.route_unanswered(now, &topic);
                 }
             }
             CallTag::Heartbeat => tracing::debug!(%error, "heartbeat failed"),

@@ -246,6 +246,17 @@ impl Client {
         }
     }
 
+    /// No name server answered about `topic`: the sends parked on it ask again shortly
+    /// (until their time runs out) rather than wait for the route refresh.
+    pub(super) fn route_unanswered(&mut self, now: Now, topic: &str) {
+        for send in self.sends.values_mut() {
+            let waiting = send.parked && (send.request.message.topic == topic || topic == DEFAULT_TOPIC);
+            if waiting && send.ask_again.is_none() {
+                send.ask_again = Some(now.mono.plus_millis(ROUTE_RETRY_MS));
+            }
+        }
+    }
+
     /// Parked sends whose time ran out fail.
     pub(super) fn send_timers(&mut self, now: Now) {
         // Parked with no route anywhere: ask the name servers about the topic and the
