@@ -19,6 +19,33 @@ const BROKER: &str = "10.0.0.2:10911";
 /// One request the client sent: (ms since the start, to where, what).
 type Sent = (u64, String, RemotingCommand);
 
+/// A route answer's body: `queues` read and write queues on [`BROKER`].
+fn route_on_the_broker(queues: i32) -> Vec<u8> {
+    let route = TopicRouteData {
+        queue_datas: vec![QueueData {
+            broker_name: "broker-a".into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: perm::READ | perm::WRITE,
+            topic_sys_flag: 0,
+        }],
+        broker_datas: vec![BrokerData {
+            broker_name: "broker-a".into(),
+            broker_addrs: [(0, BROKER.to_owned())].into_iter().collect(),
+            ..BrokerData::default()
+        }],
+        ..TopicRouteData::default()
+    };
+    json::to_vec(&route, KeyStyle::Standard).unwrap()
+}
+
+/// When the first message reached the broker, if one did.
+fn first_send_at(sent: &[Sent]) -> Option<u64> {
+    sent.iter()
+        .find(|(_, to, r)| to == BROKER && r.request_code() == RequestCode::SEND_MESSAGE_V2)
+        .map(|(ms, _, _)| *ms)
+}
+
 fn start() -> (Client, Now) {
     let now = Now { mono: MonoNanos(1_000_000_000), wall: UnixMillis(1_790_000_000_000) };
     let client = Client::new(ClientConfig::new(vec![NAMESRV.parse().unwrap()], "10.0.0.5@test"), now);
@@ -116,22 +143,7 @@ fn a_send_before_any_broker_registered_goes_out_soon_after_one_does() {
     client.send(now, SendRequest { group: "pg".into(), message, target: SendTarget::Any });
     // No broker registered for 2 s; then one has the default topic (the new topic itself
     // still has no route: the broker creates it on the first send).
-    let registered = TopicRouteData {
-        queue_datas: vec![QueueData {
-            broker_name: "broker-a".into(),
-            read_queue_nums: 8,
-            write_queue_nums: 8,
-            perm: perm::READ | perm::WRITE,
-            topic_sys_flag: 0,
-        }],
-        broker_datas: vec![BrokerData {
-            broker_name: "broker-a".into(),
-            broker_addrs: [(0, BROKER.to_owned())].into_iter().collect(),
-            ..BrokerData::default()
-        }],
-        ..TopicRouteData::default()
-    };
-    let body = json::to_vec(&registered, KeyStyle::Standard).unwrap();
+    let body = route_on_the_broker(8);
     let sent = drive(&mut client, &mut now, 300, |ms, request| {
         if request.request_code() != RequestCode::GET_ROUTEINFO_BY_TOPIC {
             return None;
@@ -146,10 +158,7 @@ fn a_send_before_any_broker_registered_goes_out_soon_after_one_does() {
     let asked = route_asks(&sent, "Fresh").len() + route_asks(&sent, "TBW102").len();
     let before = sent.iter().filter(|(ms, to, _)| *ms < 2_000 && to == NAMESRV).count();
     assert!(before <= 12, "{before} route requests in 2 s with no broker ({asked} in all)");
-    let send_at = sent
-        .iter()
-        .find(|(_, to, r)| to == BROKER && r.request_code() == RequestCode::SEND_MESSAGE_V2)
-        .map(|(ms, _, _)| *ms);
+    let send_at = first_send_at(&sent);
     assert!(
         send_at.is_some_and(|ms| (2_000..=2_600).contains(&ms)),
         "the send reached the broker at {send_at:?} ms; the default topic's route came at 2000 ms"
@@ -164,31 +173,13 @@ fn a_send_whose_route_request_went_unanswered_asks_again_until_a_name_server_ans
     client.send(now, SendRequest { group: "pg".into(), message, target: SendTarget::Any });
     // The name server is silent for a second (the first request times out after 3 s),
     // then answers with the topic's route.
-    let route = TopicRouteData {
-        queue_datas: vec![QueueData {
-            broker_name: "broker-a".into(),
-            read_queue_nums: 4,
-            write_queue_nums: 4,
-            perm: perm::READ | perm::WRITE,
-            topic_sys_flag: 0,
-        }],
-        broker_datas: vec![BrokerData {
-            broker_name: "broker-a".into(),
-            broker_addrs: [(0, BROKER.to_owned())].into_iter().collect(),
-            ..BrokerData::default()
-        }],
-        ..TopicRouteData::default()
-    };
-    let body = json::to_vec(&route, KeyStyle::Standard).unwrap();
+    let body = route_on_the_broker(4);
     let sent = drive(&mut client, &mut now, 800, |ms, request| {
         (request.request_code() == RequestCode::GET_ROUTEINFO_BY_TOPIC && ms >= 1_000).then(|| {
             RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body.clone())
         })
     });
-    let send_at = sent
-        .iter()
-        .find(|(_, to, r)| to == BROKER && r.request_code() == RequestCode::SEND_MESSAGE_V2)
-        .map(|(ms, _, _)| *ms);
+    let send_at = first_send_at(&sent);
     assert!(
         send_at.is_some_and(|ms| ms <= 3_600),
         "the send reached the broker at {send_at:?} ms; its route request timed out at 3000 ms"
