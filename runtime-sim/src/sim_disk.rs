@@ -340,12 +340,8 @@ impl SimDisk {
         if parent_key(from) != parent_key(to) {
             // Across directories each side commits with its own directory: link the new
             // name first, so a crash may leave both names but never neither.
-            self.names.remove(from.as_str());
             self.link(to, inode);
-            self.pending
-                .entry(parent_key(from))
-                .or_default()
-                .push(DirChange::Unlink { name: from.as_str().to_owned() });
+            self.unlink(from);
             return;
         }
         self.names.remove(from.as_str());

@@ -261,16 +261,16 @@ impl Client {
     pub(super) fn send_timers(&mut self, now: Now) {
         // Parked with no route anywhere: ask the name servers about the topic and the
         // default topic again; their answers retry the parked sends.
-        let due: Vec<(SendId, String)> = self
+        let due: Vec<String> = self
             .sends
-            .iter()
-            .filter(|(_, s)| s.parked && s.ask_again.is_some_and(|at| now.mono >= at))
-            .map(|(id, s)| (*id, s.request.message.topic.clone()))
+            .values_mut()
+            .filter(|s| s.parked && s.ask_again.is_some_and(|at| now.mono >= at))
+            .map(|s| {
+                s.ask_again = None;
+                s.request.message.topic.clone()
+            })
             .collect();
-        for (id, topic) in due {
-            if let Some(send) = self.sends.get_mut(&id) {
-                send.ask_again = None;
-            }
+        for topic in due {
             self.ask_route(now, &topic);
             self.ask_route(now, DEFAULT_TOPIC);
         }
