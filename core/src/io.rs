@@ -177,7 +177,10 @@ impl DiskError {
 /// emitted and reports their completions in that order for any one file. So a `Sync` covers
 /// every earlier `Write` to that file and a `SyncDir` covers every earlier `Create`, `Rename`
 /// and `Remove` in that directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows a write's length, never its bytes: they are customer data and a
+/// failed write is logged.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DiskOp {
     /// Create the file (and missing parent directories) if absent, then set its length,
     /// zero-filling any extension. Existing bytes below `len` are kept.
@@ -243,12 +246,38 @@ impl DiskOp {
     }
 }
 
+impl fmt::Debug for DiskOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Create { file, len } => {
+                f.debug_struct("Create").field("file", file).field("len", len).finish()
+            }
+            Self::Write { file, offset, data } => f
+                .debug_struct("Write")
+                .field("file", file)
+                .field("offset", offset)
+                .field("len", &data.len())
+                .finish(),
+            Self::SetLen { file, len } => {
+                f.debug_struct("SetLen").field("file", file).field("len", len).finish()
+            }
+            Self::Sync { file } => f.debug_struct("Sync").field("file", file).finish(),
+            Self::SyncDir { dir } => f.debug_struct("SyncDir").field("dir", dir).finish(),
+            Self::Rename { from, to } => {
+                f.debug_struct("Rename").field("from", from).field("to", to).finish()
+            }
+            Self::Remove { file } => f.debug_struct("Remove").field("file", file).finish(),
+        }
+    }
+}
+
 /// Why a connection is being closed, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseReason(pub String);
 
-/// Everything that can happen to a state machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything that can happen to a state machine. Its `Debug` shows the length of bytes
+/// read, never the bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Input {
     /// A connection was accepted or established.
     ConnOpened {
@@ -280,8 +309,9 @@ pub enum Input {
     Timeout,
 }
 
-/// Everything a state machine can ask of its runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything a state machine can ask of its runtime. Its `Debug` shows the length of bytes
+/// sent, never the bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Output {
     /// Write bytes to a connection, after everything sent on it before.
     Send {
@@ -319,6 +349,42 @@ pub enum Output {
         /// Why, for the log.
         reason: String,
     },
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ConnOpened { conn, peer } => {
+                f.debug_struct("ConnOpened").field("conn", conn).field("peer", peer).finish()
+            }
+            Self::ConnClosed { conn } => f.debug_struct("ConnClosed").field("conn", conn).finish(),
+            Self::Bytes { conn, data } => {
+                f.debug_struct("Bytes").field("conn", conn).field("len", &data.len()).finish()
+            }
+            Self::DiskDone { io, result } => {
+                f.debug_struct("DiskDone").field("io", io).field("result", result).finish()
+            }
+            Self::Timeout => f.write_str("Timeout"),
+        }
+    }
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Send { conn, data } => {
+                f.debug_struct("Send").field("conn", conn).field("len", &data.len()).finish()
+            }
+            Self::Connect { conn, addr } => {
+                f.debug_struct("Connect").field("conn", conn).field("addr", addr).finish()
+            }
+            Self::Close { conn, reason } => {
+                f.debug_struct("Close").field("conn", conn).field("reason", reason).finish()
+            }
+            Self::Disk { io, op } => f.debug_struct("Disk").field("io", io).field("op", op).finish(),
+            Self::Fatal { reason } => f.debug_struct("Fatal").field("reason", reason).finish(),
+        }
+    }
 }
 
 /// The read-only view of storage a runtime lends the core: page cache and pread in
@@ -389,6 +455,20 @@ mod tests {
         assert!(abort.parent().unwrap().is_root());
         assert_eq!(FilePath::root().parent(), None);
         assert_eq!(FilePath::root().to_string(), ".");
+    }
+
+    #[test]
+    fn debug_output_names_lengths_never_bytes() {
+        let secret = Bytes::from_static(b"card 4111-1111-1111-1111");
+        let file = FilePath::new("commitlog/00000000000000000000").unwrap();
+        let op = DiskOp::Write { file, offset: 4096, data: secret.clone() };
+        let shown = format!(
+            "{op:?} {:?} {:?}",
+            Output::Send { conn: ConnId(3), data: secret.clone() },
+            Input::Bytes { conn: ConnId(3), data: secret }
+        );
+        assert!(!shown.contains("card") && !shown.contains("4111"), "{shown}");
+        assert!(shown.contains("offset: 4096") && shown.contains("len: 24"), "{shown}");
     }
 
     #[test]

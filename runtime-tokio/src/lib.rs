@@ -19,16 +19,9 @@ pub mod disk;
 pub mod driver;
 pub mod remoting_client;
 pub mod server;
+pub mod startup;
 
-/// Log through tracing to stderr, filtered by `RUST_LOG` or else `default_filter`.
-pub fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-}
+pub use startup::init_logging;
 
 /// Resolves on SIGTERM or Ctrl-C: the signal for a clean shutdown.
 pub async fn shutdown_signal() {

@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerSettings, NamesrvSettings};
 use crate::disk::{Completion, Disk, FileDisk};
 use crate::driver::{self, DriverConfig};
+use crate::startup::{io_reason, listen_error};
 
 /// A name server with its listener bound.
 #[derive(Debug)]
@@ -27,7 +28,8 @@ pub struct NamesrvServer {
 impl NamesrvServer {
     /// Bind `listenPort` on all interfaces.
     pub async fn bind(settings: &NamesrvSettings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("0.0.0.0", settings.listen_port)).await?;
+        let addr = SocketAddr::from(([0, 0, 0, 0], settings.listen_port));
+        let listener = TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?;
         let machine = NameServer::new(NameServerConfig {
             scan_interval_ms: settings.scan_interval_ms,
             ..NameServerConfig::default()
@@ -76,11 +78,15 @@ impl std::fmt::Debug for BrokerServer {
 impl BrokerServer {
     /// Bind `listenPort`, recover the store under `storePathRootDir` and load the metadata.
     pub async fn open(settings: &BrokerSettings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("0.0.0.0", settings.listen_port)).await?;
+        let addr = SocketAddr::from(([0, 0, 0, 0], settings.listen_port));
+        let listener = TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?;
         let advertised = SocketAddr::new(settings.broker_ip, listener.local_addr()?.port());
         let config = broker_config(settings, advertised)?;
         let (completions_tx, completions) = mpsc::unbounded_channel();
-        let disk = Arc::new(FileDisk::open(&settings.store_path_root_dir, completions_tx)?);
+        let root = &settings.store_path_root_dir;
+        let disk = Arc::new(FileDisk::open(root, completions_tx).map_err(|e| {
+            anyhow::anyhow!("cannot open the store directory {}: {}", root.display(), io_reason(&e))
+        })?);
         Self::from_parts(config, listener, disk, completions, Arc::new(SystemClock::start()))
     }
 
@@ -94,7 +100,8 @@ impl BrokerServer {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let advertised = config.advertised_addr;
-        let (store, report) = Store::recover(config.store.clone(), &*disk, clock.now())?;
+        let (store, report) = Store::recover(config.store.clone(), &*disk, clock.now())
+            .map_err(|e| anyhow::anyhow!("cannot recover the store: {e}"))?;
         tracing::info!(kind = ?report.kind, end = report.recovered_end, redispatched = report.redispatched, "store recovered");
         let broker = Broker::new(config, store, Box::new(Arc::clone(&disk)), clock.now());
         Ok(Self { broker, listener, disk, completions, clock, advertised })

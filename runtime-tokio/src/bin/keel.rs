@@ -37,8 +37,12 @@ struct Args {
     broker_port: Option<u16>,
 }
 
+fn main() -> std::process::ExitCode {
+    keel_runtime_tokio::startup::exit_code("keel", run())
+}
+
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     keel_runtime_tokio::init_logging("info");
     let args = Args::parse();
     let props = Properties::load_or_default(args.config_file.as_deref())?;

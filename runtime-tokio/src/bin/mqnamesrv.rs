@@ -21,8 +21,12 @@ struct Args {
     print_config: bool,
 }
 
+fn main() -> std::process::ExitCode {
+    keel_runtime_tokio::startup::exit_code("mqnamesrv", run())
+}
+
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     keel_runtime_tokio::init_logging("info");
     let args = Args::parse();
     let props = Properties::load_or_default(args.config_file.as_deref())?;

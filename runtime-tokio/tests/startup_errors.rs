@@ -1,0 +1,97 @@
+//! The binaries started wrongly, as an operator would: each exits non-zero with one line
+//! that names what it was doing and with what, no backtrace (even with RUST_BACKTRACE set,
+//! as it often is), and no colour codes when stderr is not a terminal. Normal builds only.
+#![cfg(not(madsim))]
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use support::scratch_dir;
+
+fn run(binary: &str, args: &[&str]) -> Output {
+    Command::new(binary)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("NO_COLOR")
+        .env_remove("KEEL_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+/// Stderr of a failed start: exit code non-zero, no backtrace, no escape codes.
+fn failure_text(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "exited successfully: {stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("backtrace") && !stderr.contains("Stack"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in a log that is not a terminal: {stderr:?}");
+    stderr
+}
+
+#[test]
+fn a_broker_on_a_taken_port_names_the_address_and_exits_1() {
+    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = scratch_dir("startup-broker");
+    let conf = dir.join("broker.conf");
+    std::fs::write(&conf, format!("listenPort={port}\nstorePathRootDir={}\n", dir.join("store").display()))
+        .unwrap();
+    let stderr = failure_text(&run(env!("CARGO_BIN_EXE_mqbroker"), &["-c", conf.to_str().unwrap()]));
+    assert!(
+        stderr.contains(&format!("mqbroker: cannot listen on 0.0.0.0:{port}: address in use")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("os error"), "{stderr}");
+}
+
+#[test]
+fn a_name_server_on_a_taken_port_names_the_address_and_exits_1() {
+    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = scratch_dir("startup-namesrv");
+    let conf = dir.join("namesrv.properties");
+    std::fs::write(&conf, format!("listenPort={port}\n")).unwrap();
+    let stderr = failure_text(&run(env!("CARGO_BIN_EXE_mqnamesrv"), &["-c", conf.to_str().unwrap()]));
+    assert!(
+        stderr.contains(&format!("mqnamesrv: cannot listen on 0.0.0.0:{port}: address in use")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_all_in_one_command_on_a_taken_port_names_it() {
+    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = scratch_dir("startup-keel");
+    let data = dir.join("data");
+    let args = ["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port"];
+    let port_text = port.to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(&port_text);
+    let stderr = failure_text(&run(env!("CARGO_BIN_EXE_keel"), &all));
+    assert!(stderr.contains(&format!("keel: cannot listen on 0.0.0.0:{port}: address in use")), "{stderr}");
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let dir = scratch_dir("startup-config");
+    let missing = dir.join("nope.conf");
+    let stderr = failure_text(&run(env!("CARGO_BIN_EXE_mqbroker"), &["-c", missing.to_str().unwrap()]));
+    assert!(stderr.contains(&format!("mqbroker: cannot read {}", missing.display())), "{stderr}");
+}
+
+#[test]
+fn a_store_directory_that_cannot_be_made_is_named() {
+    let dir = scratch_dir("startup-store");
+    // A file where the store directory should be.
+    let blocker = dir.join("store");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let conf = dir.join("broker.conf");
+    std::fs::write(&conf, format!("listenPort=0\nstorePathRootDir={}\n", blocker.join("inner").display()))
+        .unwrap();
+    let stderr = failure_text(&run(env!("CARGO_BIN_EXE_mqbroker"), &["-c", conf.to_str().unwrap()]));
+    assert!(stderr.contains("mqbroker: cannot open the store directory"), "{stderr}");
+    assert!(stderr.contains(&blocker.join("inner").display().to_string()), "{stderr}");
+}
