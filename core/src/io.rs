@@ -400,6 +400,34 @@ pub trait StoreRead {
 
     /// The names in a directory (files and subdirectories), sorted; empty if it is missing.
     fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError>;
+
+    /// The size and free space of the file system holding the store, if the runtime can
+    /// tell (retention and the disk-full guard act on it; `None` disables both).
+    fn disk_usage(&self) -> Option<DiskUsage> {
+        None
+    }
+}
+
+/// A file system's size and the space still available to the store, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Total size.
+    pub total: u64,
+    /// Available to an unprivileged writer (statvfs `f_bavail`).
+    pub available: u64,
+}
+
+impl DiskUsage {
+    /// The share in use, in per mille (RocketMQ compares percentages; per mille keeps a
+    /// tenth of a percent for the runtime info's ratio).
+    #[must_use]
+    pub fn used_per_mille(&self) -> u64 {
+        if self.total == 0 {
+            return 1000;
+        }
+        let used = self.total.saturating_sub(self.available.min(self.total));
+        u64::try_from(u128::from(used) * 1000 / u128::from(self.total)).unwrap_or(1000)
+    }
 }
 
 impl<T: StoreRead + ?Sized> StoreRead for std::sync::Arc<T> {
@@ -413,6 +441,10 @@ impl<T: StoreRead + ?Sized> StoreRead for std::sync::Arc<T> {
 
     fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError> {
         (**self).list(dir)
+    }
+
+    fn disk_usage(&self) -> Option<DiskUsage> {
+        (**self).disk_usage()
     }
 }
 

@@ -50,6 +50,10 @@ impl StoreRead for SharedDisk {
     fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError> {
         self.with(|d| d.list(dir))
     }
+
+    fn disk_usage(&self) -> Option<keel_core::io::DiskUsage> {
+        self.with(|d| d.disk_usage())
+    }
 }
 
 /// What one connection received from the broker.

@@ -111,6 +111,9 @@ fn broker_config(profile: &SimProfile, mutation: Option<Mutation>) -> BrokerConf
         FlushMode::Async { interval_ms: profile.flush_interval_ms }
     };
     config.store.mutation = mutation.filter(|m| *m != Mutation::CommitBeforeProcess);
+    // The checkers require every acknowledged message: a full disk here may refuse writes
+    // but never delete unexpired data.
+    config.store.retention.clean_forcibly = false;
     // Quick check-backs, so transactions are checked, answered and discarded within a run.
     config.transaction.timeout_ms = TIMING_CHECKS.tx_timeout_ms;
     config.transaction.check_interval_ms = 2_000;

@@ -278,4 +278,8 @@ impl StoreRead for NodeDisk {
     fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError> {
         self.sim.with(self.node, |n| n.disk.list(dir)).unwrap_or(Ok(Vec::new()))
     }
+
+    fn disk_usage(&self) -> Option<keel_core::io::DiskUsage> {
+        self.sim.with(self.node, |n| n.disk.disk_usage()).flatten()
+    }
 }

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_core::io::{DiskError, DiskErrorKind, DiskOp, FilePath, StoreRead};
+use keel_core::io::{DiskError, DiskErrorKind, DiskOp, DiskUsage, FilePath, StoreRead};
 use rand::Rng;
 
 /// Page size: the unit the page cache writes back.
@@ -506,6 +506,11 @@ impl StoreRead for SimDisk {
             .collect();
         names.dedup();
         Ok(names)
+    }
+
+    fn disk_usage(&self) -> Option<DiskUsage> {
+        let total = self.faults.capacity?;
+        Some(DiskUsage { total, available: total.saturating_sub(self.used()) })
     }
 }
 

@@ -157,6 +157,8 @@ pub struct BrokerSettings {
     pub transaction_check_max: u32,
     /// `rejectTransactionMessage`: refuse half messages.
     pub reject_transaction_message: bool,
+    /// Retention and disk-space settings (`fileReservedTime`, `deleteWhen`, the ratios).
+    pub retention: keel_core::store::RetentionConfig,
 }
 
 impl BrokerSettings {
@@ -184,11 +186,17 @@ impl BrokerSettings {
         "transactionCheckInterval",
         "transactionCheckMax",
         "rejectTransactionMessage",
-        // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
-        // for them is fixed (a single master, no file deletion yet).
-        "brokerRole",
-        "deleteWhen",
         "fileReservedTime",
+        "deleteWhen",
+        "cleanFileForciblyEnable",
+        "diskMaxUsedSpaceRatio",
+        "diskSpaceCleanForciblyRatio",
+        "diskSpaceWarningLevelRatio",
+        "deletePhysicFilesInterval",
+        "cleanResourceInterval",
+        // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
+        // for it is fixed (a single master).
+        "brokerRole",
     ];
 
     /// Settings from properties; unknown keys are warned about.
@@ -226,6 +234,7 @@ impl BrokerSettings {
                 .unwrap_or(tx.check_interval_ms),
             transaction_check_max: props.get("transactionCheckMax")?.unwrap_or(tx.check_max),
             reject_transaction_message: props.get("rejectTransactionMessage")?.unwrap_or(tx.reject),
+            retention: retention_settings(props)?,
         };
         if settings.transaction_check_interval_ms == 0 {
             return Err(ConfigError::BadValue { key: "transactionCheckInterval".into(), value: "0".into() });
@@ -246,6 +255,23 @@ impl BrokerSettings {
             });
         }
         Ok(settings)
+    }
+
+    /// The retention keys as broker.conf spells them.
+    fn retention_properties(&self) -> String {
+        let r = &self.retention;
+        let hours: Vec<String> = r.delete_hours.iter().map(|h| format!("{h:02}")).collect();
+        format!(
+            "fileReservedTime={}\ndeleteWhen={}\ncleanFileForciblyEnable={}\ndiskMaxUsedSpaceRatio={}\ndiskSpaceCleanForciblyRatio={}\ndiskSpaceWarningLevelRatio={}\ndeletePhysicFilesInterval={}\ncleanResourceInterval={}\n",
+            r.file_reserved_ms as f64 / 3_600_000.0,
+            hours.join(";"),
+            r.clean_forcibly,
+            r.disk_max_used_ratio,
+            r.clean_forcibly_ratio,
+            r.warning_ratio,
+            r.delete_interval_ms,
+            r.check_interval_ms,
+        )
     }
 
     /// The name server addresses, resolved.
@@ -291,8 +317,39 @@ impl BrokerSettings {
             self.transaction_check_interval_ms,
             self.transaction_check_max,
             self.reject_transaction_message,
-        )
+        ) + &self.retention_properties()
     }
+}
+
+/// RocketMQ's retention keys. `fileReservedTime` is in hours; Keel also takes a fraction
+/// (`0.01` is 36 s), which tests and small disks use.
+fn retention_settings(props: &Properties) -> Result<keel_core::store::RetentionConfig, ConfigError> {
+    let mut retention = keel_core::store::RetentionConfig::default();
+    if let Some(hours) = props.get::<f64>("fileReservedTime")? {
+        if !(hours.is_finite() && hours > 0.0) {
+            return Err(ConfigError::BadValue { key: "fileReservedTime".into(), value: hours.to_string() });
+        }
+        // At least 1 ms; hours beyond u64 ms saturate.
+        retention.file_reserved_ms = ((hours * 3_600_000.0).round() as u64).max(1);
+    }
+    if let Some(text) = props.get::<String>("deleteWhen")? {
+        retention.delete_hours = keel_core::store::RetentionConfig::parse_delete_when(&text)
+            .map_err(|_| ConfigError::BadValue { key: "deleteWhen".into(), value: text })?;
+    }
+    retention.clean_forcibly = props.get("cleanFileForciblyEnable")?.unwrap_or(retention.clean_forcibly);
+    retention.disk_max_used_ratio =
+        props.get("diskMaxUsedSpaceRatio")?.unwrap_or(retention.disk_max_used_ratio);
+    retention.clean_forcibly_ratio =
+        props.get("diskSpaceCleanForciblyRatio")?.unwrap_or(retention.clean_forcibly_ratio);
+    retention.warning_ratio = props.get("diskSpaceWarningLevelRatio")?.unwrap_or(retention.warning_ratio);
+    retention.delete_interval_ms =
+        props.get("deletePhysicFilesInterval")?.unwrap_or(retention.delete_interval_ms);
+    retention.check_interval_ms = props.get("cleanResourceInterval")?.unwrap_or(retention.check_interval_ms);
+    if let Err(reason) = retention.validate() {
+        let key = reason.split_whitespace().next().unwrap_or("retention").to_owned();
+        return Err(ConfigError::BadValue { key, value: reason });
+    }
+    Ok(retention)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, RwLock};
 use std::thread;
 
-use keel_core::io::{DiskError, DiskErrorKind, DiskOp, FilePath, IoId, StoreRead};
+use keel_core::io::{DiskError, DiskErrorKind, DiskOp, DiskUsage, FilePath, IoId, StoreRead};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A disk operation's completion.
@@ -165,6 +165,15 @@ impl StoreRead for FileDisk {
         }
         names.sort();
         Ok(names)
+    }
+
+    fn disk_usage(&self) -> Option<DiskUsage> {
+        let stat = rustix::fs::statvfs(&self.root).ok()?;
+        let unit = stat.f_frsize.max(1);
+        Some(DiskUsage {
+            total: stat.f_blocks.saturating_mul(unit),
+            available: stat.f_bavail.saturating_mul(unit),
+        })
     }
 }
 

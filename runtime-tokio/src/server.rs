@@ -139,6 +139,15 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     store.segment_size = settings.commitlog_segment_size;
     store.queue_file_entries = (settings.consume_queue_file_size / 20).max(1);
     store.max_message_size = settings.max_message_size;
+    store.retention = settings.retention.clone();
+    let reserved_ms = store.retention.file_reserved_ms;
+    if settings.timer_max_delay_sec.saturating_mul(1_000) > reserved_ms {
+        tracing::warn!(
+            timer_max_delay_sec = settings.timer_max_delay_sec,
+            file_reserved_hours = reserved_ms as f64 / 3_600_000.0,
+            "timerMaxDelaySec exceeds fileReservedTime: a timed message due later than that is deleted before it is delivered"
+        );
+    }
     store.instance = std::process::id().to_string();
     store.flush_mode = if settings.flush_disk_type == "SYNC_FLUSH" {
         FlushMode::Sync

@@ -245,14 +245,21 @@ impl Broker {
             ("sendThreadPoolQueueHeadWaitTimeMills", send_head_wait_ms.to_string()),
             ("pullThreadPoolQueueHeadWaitTimeMills", "0".into()),
             ("pageCacheLockTimeMills", "0".into()),
-            ("commitLogMinOffset", "0".into()),
+            ("commitLogMinOffset", self.store.min_phys().to_string()),
             ("commitLogMaxOffset", self.store.write_pos().0.to_string()),
             // Appended but not yet visible to consumers (written, and flushed under SYNC_FLUSH).
             (
                 "dispatchBehindBytes",
                 self.store.write_pos().0.saturating_sub(self.store.visible_end().0).to_string(),
             ),
-            ("commitLogDiskRatio", "0.0".into()),
+            // The share of the store's file system in use (0 to 1), as of the last check.
+            (
+                "commitLogDiskRatio",
+                self.store
+                    .disk_usage()
+                    .map_or_else(|| "0.0".into(), |u| format!("{}", u.used_per_mille() as f64 / 1000.0)),
+            ),
+            ("commitLogDirCapacity", disk_capacity(self.store.disk_usage())),
             ("bootTimestamp", self.boot_wall_ms.to_string()),
             ("runtime", format!("{} ms", now.wall.0 - self.boot_wall_ms)),
             ("producerGroups", producers.to_string()),
@@ -316,4 +323,11 @@ fn offset_reply(request: &RemotingCommand, offset: i64) -> RemotingCommand {
     let mut reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
     reply.ext_fields = OffsetResponseHeader { offset }.to_ext_fields();
     reply
+}
+
+/// RocketMQ's `commitLogDirCapacity`: "Total : 49.1 GiB, Free : 12.0 GiB." (unknown: zeros).
+fn disk_capacity(usage: Option<crate::io::DiskUsage>) -> String {
+    let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
+    let (total, free) = usage.map_or((0, 0), |u| (u.total, u.available));
+    format!("Total : {:.1} GiB, Free : {:.1} GiB.", gib(total), gib(free))
 }

@@ -395,6 +395,9 @@ impl Machine for Broker {
                 if self.store.poll_timeout().is_some_and(|at| now.mono >= at) {
                     self.store.handle_timeout(now);
                 }
+                if self.store.retention_deadline().is_some_and(|at| now.mono >= at) {
+                    self.store.run_retention(now, &*self.reader);
+                }
                 self.on_registration_timer(now);
                 self.deliver_delayed(now);
                 if self.scheduler.take_persist_due(now.mono) {
@@ -435,6 +438,7 @@ impl Machine for Broker {
         let hold = self.holds.iter().map(|h| h.deadline).min();
         [
             self.store.poll_timeout(),
+            self.store.retention_deadline(),
             self.namesrvs.next_deadline(),
             Some(self.next_client_scan),
             Some(self.next_offset_persist),

@@ -215,12 +215,15 @@ impl Broker {
         let mut body = Vec::new();
         let mut scanned = 0u64;
         let mut found = 0u64;
+        // Entries into segments retention is deleting are passed over, as RocketMQ skips
+        // to the next file: the queue's minimum is moving past them.
+        let log_min = self.store.min_phys();
         for entry in &entries {
             if found > 0 && body.len() + entry.size as usize > max_bytes {
                 break;
             }
             scanned += 1;
-            if !subscription.matches_code(entry.tags_code) {
+            if entry.phys_offset < log_min || !subscription.matches_code(entry.tags_code) {
                 continue;
             }
             match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {

@@ -302,9 +302,21 @@ impl Broker {
             .read_entries(&*self.reader, SCHEDULE_TOPIC, queue_id, QueueOffset(next), 1)
             .map_err(|_| Stop::Retry)?;
         let Some(entry) = entries.first().copied() else { return Err(Stop::Empty) };
+        if entry.phys_offset < self.store.min_phys() {
+            // Retention is moving this queue's minimum past the head: wait for it, then
+            // skip to it below (one log line for the lot).
+            return Err(Stop::Retry);
+        }
         // Entries below the queue's minimum are gone; reading starts at the minimum.
         let offset =
             self.store.queue_offsets(SCHEDULE_TOPIC, queue_id).map_or(next, |(min, _)| next.max(min.0));
+        if offset > next {
+            tracing::warn!(
+                level,
+                skipped = offset - next,
+                "delayed messages deleted by retention before they were due; skipped"
+            );
+        }
         let record = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
             Ok(record) => record,
             Err(error) => return self.head_unreadable(level, offset, &error.to_string()),
@@ -332,8 +344,11 @@ impl Broker {
         }
         let end = match self.store_copy(now, &view, topic, real_queue, Some(due)) {
             Ok(end) => end,
-            Err(error @ (StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_))) => {
-                tracing::warn!(level, offset, %error, "delayed delivery failed; retrying");
+            Err(error) if error.refuses_every_write() => {
+                // A full disk is logged once by the store, not once per retry.
+                if !matches!(error, StoreError::DiskFull { .. }) {
+                    tracing::warn!(level, offset, %error, "delayed delivery failed; retrying");
+                }
                 return Err(Stop::Retry);
             }
             // This record's copy cannot be stored (too large, bad topic): like an unreadable

@@ -426,7 +426,9 @@ impl Broker {
 
 pub(super) fn store_error(error: StoreError) -> (ResponseCode, String) {
     let code = match &error {
-        StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_) => {
+        // RocketMQ answers a full disk with SERVICE_NOT_AVAILABLE too; clients retry it
+        // on another broker.
+        StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_) | StoreError::DiskFull { .. } => {
             ResponseCode::SERVICE_NOT_AVAILABLE
         }
         StoreError::BadTopic(_) => ResponseCode::INVALID_PARAMETER,

@@ -123,8 +123,17 @@ impl Broker {
             until = until.saturating_add(1_000);
         }
         let mut failed = false;
+        let mut deleted = 0u64;
         let mut batch = self.timers.state.due(until, DELIVER_PER_WAKE).into_iter();
         while let Some(pending) = batch.next() {
+            if pending.phys < self.store.min_phys() {
+                // Its record was deleted by retention while it waited (a delay longer than
+                // fileReservedTime): nothing left to deliver.
+                deleted += 1;
+                self.timers.attempts.remove(&pending.offset);
+                self.timers.state.delivered(&pending, 0);
+                continue;
+            }
             match self.deliver_timer(now, &pending) {
                 Delivery::Done(end) => {
                     self.timers.attempts.remove(&pending.offset);
@@ -145,6 +154,9 @@ impl Broker {
                     break;
                 }
             }
+        }
+        if deleted > 0 {
+            tracing::warn!(deleted, "due timed messages whose records retention deleted; dropped");
         }
         if let Some(wait) = self.timers.state.wait_ms(now.wall.0) {
             // 0: more are due now (the next batch), or a failed delivery waits to be retried.
@@ -175,6 +187,15 @@ impl Broker {
     /// Read readable timer-queue entries into the wheel; a wake-up time if more remain.
     fn enqueue_timers(&mut self, now: Now) -> Option<MonoNanos> {
         let mut read = 0;
+        let min = self.store.queue_offsets(TIMER_TOPIC, 0).map_or(0, |(min, _)| min.0);
+        let next = self.timers.state.next_offset();
+        if next < min {
+            tracing::warn!(
+                skipped = min - next,
+                "timed messages deleted by retention before they were read; skipped"
+            );
+            self.timers.state.skip_to(min);
+        }
         while read < READ_PER_WAKE {
             let next = self.timers.state.next_offset();
             let want = (READ_PER_WAKE - read).min(256);
@@ -188,6 +209,10 @@ impl Broker {
                 };
             if entries.is_empty() {
                 return None;
+            }
+            if entries.iter().any(|e| e.phys_offset < self.store.min_phys()) {
+                // Retention is moving the queue's minimum past these: read on once it has.
+                return Some(now.mono.plus_millis(RETRY_MS));
             }
             for (offset, entry) in (next..).zip(&entries) {
                 self.timers.state.enqueue(offset, entry.phys_offset, entry.size, entry.tags_code);
@@ -216,8 +241,11 @@ impl Broker {
                 self.timers.delivered += 1;
                 Delivery::Done(end)
             }
-            Err(error @ (StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_))) => {
-                tracing::warn!(offset = pending.offset, %error, "timed delivery failed; retrying");
+            Err(error) if error.refuses_every_write() => {
+                // A full disk is logged once by the store, not once per retry.
+                if !matches!(error, StoreError::DiskFull { .. }) {
+                    tracing::warn!(offset = pending.offset, %error, "timed delivery failed; retrying");
+                }
                 Delivery::Refused
             }
             // This record's copy cannot be stored (too large, bad topic): like an unreadable

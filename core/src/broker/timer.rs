@@ -271,6 +271,22 @@ impl TimerState {
         self.ready.drain(..take).collect()
     }
 
+    /// Timer-queue entries from the next one to read up to `upto` are gone (deleted by
+    /// retention): they count as done, unread. After a restart the queue's minimum has
+    /// moved past them too, so the checkpoint need not record them.
+    pub fn skip_to(&mut self, upto: u64) {
+        if self.enqueued >= upto {
+            return;
+        }
+        if self.done.is_empty() && self.low_water == self.enqueued {
+            self.low_water = upto;
+        } else {
+            let gap = usize::try_from(upto - self.enqueued).unwrap_or(usize::MAX);
+            self.done.extend(core::iter::repeat_n(true, gap));
+        }
+        self.enqueued = upto;
+    }
+
     /// A due timer's delivery could not be stored: it is handed out first next time.
     pub fn failed(&mut self, pending: Pending) {
         self.ready.push_front(pending);

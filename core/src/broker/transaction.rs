@@ -295,6 +295,24 @@ impl TransactionTable {
         }
     }
 
+    /// Retention deleted the CommitLog below `log_min`: open transactions whose newest
+    /// half message lay there can no longer be checked or committed and are forgotten
+    /// (a restart does not read them back either: the half queue's minimum moved past
+    /// them). Returns how many.
+    pub fn forget_deleted(&mut self, log_min: u64) -> usize {
+        let before = self.open.len();
+        self.open.retain(|_, tx| tx.latest.1 >= log_min);
+        before - self.open.len()
+    }
+
+    /// Half-queue entries below `min` are gone (retention): reading goes on from `min`.
+    /// Returns how many were skipped.
+    pub fn skip_half_to(&mut self, min: u64) -> u64 {
+        let skipped = min.saturating_sub(self.half_next);
+        self.half_next = self.half_next.max(min);
+        skipped
+    }
+
     /// The entry at `offset` could not be read and is given up on.
     pub fn skip_half(&mut self, offset: u64) {
         self.half_next = self.half_next.max(offset + 1);

@@ -377,6 +377,13 @@ impl Broker {
     pub(super) fn read_half_queue(&mut self, now: Now, budget: u64) -> Reading {
         let timeout = self.config.transaction.timeout_ms;
         let mut read = 0;
+        let min = self.store.queue_offsets(HALF_TOPIC, 0).map_or(0, |(min, _)| min.0);
+        if let Some(table) = self.transactions.table.as_mut() {
+            let skipped = table.skip_half_to(min);
+            if skipped > 0 {
+                tracing::warn!(skipped, "half messages deleted by retention before they were read; skipped");
+            }
+        }
         while read < budget {
             let Some(table) = self.transactions.table.as_ref() else { return Reading::CaughtUp };
             let next = table.half_next();
@@ -388,6 +395,10 @@ impl Broker {
             };
             if entries.is_empty() {
                 return Reading::CaughtUp;
+            }
+            if entries.iter().any(|e| e.phys_offset < self.store.min_phys()) {
+                // Retention is moving the queue's minimum past these: read on once it has.
+                return Reading::Retry;
             }
             for (offset, entry) in (next..).zip(&entries) {
                 let half = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
@@ -417,7 +428,15 @@ impl Broker {
     /// One check round; true if it yielded with more to look at.
     fn check_round(&mut self, now: Now) -> bool {
         let config = self.config.transaction;
-        let Some(table) = self.transactions.table.as_ref() else { return false };
+        let log_min = self.store.min_phys();
+        let Some(table) = self.transactions.table.as_mut() else { return false };
+        let forgotten = table.forget_deleted(log_min);
+        if forgotten > 0 {
+            tracing::warn!(
+                forgotten,
+                "open transactions whose half messages retention deleted; forgotten unresolved"
+            );
+        }
         let from = self.transactions.check_from.take().unwrap_or(0);
         let mut todo: Vec<(u64, OpenTx)> = Vec::new();
         let mut yielded = None;

@@ -228,6 +228,32 @@ fn needs_separator(properties: &[u8]) -> bool {
 }
 
 impl CommitLog {
+    /// The oldest segment, if any exists.
+    pub(crate) fn oldest_segment(&self) -> Option<u64> {
+        self.segments.first().copied()
+    }
+
+    /// The log's first byte still on disk: its oldest segment's start (the start of the
+    /// segment being written when none exists yet).
+    pub(crate) fn min_offset(&self) -> u64 {
+        self.oldest_segment().unwrap_or_else(|| self.segment_base(self.write_pos))
+    }
+
+    /// Retention: remove the oldest segment `base` (never the one being written) and sync
+    /// the directory in the same `purpose`, so removals are durable one at a time and the
+    /// segments left stay contiguous whatever a crash keeps.
+    pub(crate) fn remove_oldest(&mut self, ops: &mut OpQueue, base: u64, purpose: Purpose) {
+        assert_eq!(self.oldest_segment(), Some(base), "retention removes the oldest segment only");
+        assert!(
+            base + self.segment_size <= self.write_pos && self.segment_base(self.write_pos) != base,
+            "retention never removes the segment being written"
+        );
+        self.segments.remove(&base);
+        self.unsynced.remove(&base);
+        ops.push(DiskOp::Remove { file: paths::segment(base) }, purpose);
+        ops.push(DiskOp::SyncDir { dir: paths::commitlog_dir() }, purpose);
+    }
+
     /// Recovery: the segments that exist.
     pub(crate) fn set_segments(&mut self, segments: BTreeSet<u64>) {
         self.segments = segments;

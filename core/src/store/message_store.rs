@@ -7,6 +7,7 @@ use super::consume_queue::CqEntry;
 use super::ops::{Completed, GroupId, OpQueue, Purpose};
 use super::paths;
 use super::queue_table::QueueTable;
+use super::retention::Retention;
 use super::{AppendRequest, Appended, FlushMode, PhysOffset, QueueOffset, StoreConfig, StoreError};
 use crate::io::{DiskError, DiskOp, FilePath, IoId, MonoNanos, Now, Output};
 use crate::protocol::message::stored::{sys_flag, BLANK_MIN_LEN};
@@ -57,7 +58,7 @@ pub struct Store {
     pub(super) config: StoreConfig,
     pub(super) log: CommitLog,
     pub(super) queues: QueueTable,
-    ops: OpQueue,
+    pub(super) ops: OpQueue,
     phase: Phase,
     pub(super) written_end: u64,
     pub(super) flushed_end: u64,
@@ -69,6 +70,7 @@ pub struct Store {
     next_checkpoint_at: MonoNanos,
     /// A shutdown was asked for while booting: it starts once boot completes.
     shutdown_requested: bool,
+    pub(super) retention: Retention,
 }
 
 impl Store {
@@ -99,6 +101,7 @@ impl Store {
             checkpoint: None,
             last_checkpoint: Checkpoint::default(),
             shutdown_requested: false,
+            retention: Retention::new(now),
         };
         let group = store.ops.new_group();
         for op in fixups {
@@ -187,6 +190,9 @@ impl Store {
 
     fn check_writable(&self) -> Result<(), StoreError> {
         match &self.phase {
+            Phase::Running if self.retention.disk_full => Err(StoreError::DiskFull {
+                used_per_mille: self.retention.usage.map_or(1000, |u| u.used_per_mille()),
+            }),
             Phase::Running => Ok(()),
             Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_) => Err(StoreError::NotReady),
             Phase::ExpectShutdownRounds | Phase::ExpectAbortRemoved(_) | Phase::Stopped => {
@@ -426,6 +432,7 @@ impl Store {
 
     fn group_done(&mut self, group: GroupId) {
         self.ops.close_group(group);
+        self.retention_group_done(group);
         if let Some(round) = self.flush.filter(|r| r.group == group) {
             self.flushed_end = self.flushed_end.max(round.target);
             self.flushed_timestamp = round.timestamp;

@@ -18,6 +18,7 @@ pub mod paths;
 mod queue_table;
 mod read;
 mod recovery;
+mod retention;
 
 pub mod audit;
 
@@ -27,6 +28,7 @@ pub use checkpoint::{Checkpoint, CHECKPOINT_LEN};
 pub use message_store::Store;
 pub use read::ReadError;
 pub use recovery::{RecoveryError, RecoveryKind, RecoveryReport};
+pub use retention::RetentionConfig;
 
 use crate::protocol::message::stored::RecordError;
 
@@ -66,6 +68,8 @@ pub struct StoreConfig {
     pub max_message_size: usize,
     /// The address clients reach; written as STOREHOST into every record.
     pub store_host: SocketAddr,
+    /// When segments are deleted and when the disk counts as full.
+    pub retention: RetentionConfig,
     /// Text written into the abort marker (RocketMQ writes the process id).
     pub instance: String,
     /// A deliberate bug the simulator switched on (simulation builds only).
@@ -84,6 +88,7 @@ impl StoreConfig {
             checkpoint_interval_ms: 1000,
             max_message_size: 4 * 1024 * 1024,
             store_host,
+            retention: RetentionConfig::default(),
             instance: String::from("keel"),
             #[cfg(madsim)]
             mutation: None,
@@ -108,7 +113,7 @@ impl StoreConfig {
         if let FlushMode::Async { interval_ms: 0 } = self.flush_mode {
             return Err("async flush interval must be positive".into());
         }
-        Ok(())
+        self.retention.validate()
     }
 }
 
@@ -159,6 +164,15 @@ impl Appended {
     }
 }
 
+impl StoreError {
+    /// Whether the store refuses every write now (not ready, shut down, failed, disk full),
+    /// as opposed to refusing this record: a copy refused so is retried, never dropped.
+    #[must_use]
+    pub fn refuses_every_write(&self) -> bool {
+        matches!(self, Self::NotReady | Self::ShutDown | Self::Failed(_) | Self::DiskFull { .. })
+    }
+}
+
 /// Why an append was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -168,6 +182,14 @@ pub enum StoreError {
     /// The store is shutting down or stopped.
     #[error("store is shut down")]
     ShutDown,
+    /// The store's file system is at or above `diskSpaceWarningLevelRatio`.
+    #[error(
+        "disk full: the store's file system is {used_per_mille}‰ used; writes resume once space is freed"
+    )]
+    DiskFull {
+        /// Share in use, per mille.
+        used_per_mille: u64,
+    },
     /// A disk operation failed; the process must restart and recover.
     #[error("store failed: {0}")]
     Failed(String),

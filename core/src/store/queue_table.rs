@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::consume_queue::{CqEntry, ENTRY_LEN};
 use super::ops::{OpQueue, Purpose};
 use super::paths;
-use crate::io::{DiskOp, FilePath};
+use crate::io::{DiskError, DiskOp, FilePath, StoreRead};
 
 /// Entries a queue's staging buffer holds before it regrows.
 const STAGE_ENTRIES: usize = 128;
@@ -98,6 +98,36 @@ impl QueueState {
             ops.push(DiskOp::SyncDir { dir: self.dir.clone() }, purpose);
         }
     }
+}
+
+/// The offset of `queue`'s first written entry whose record starts at or above `log_min`
+/// (its readable end if none does), found by binary search: entries are in log order.
+fn first_entry_at_or_above(
+    queue: &QueueState,
+    file_size: u64,
+    log_min: u64,
+    reader: &dyn StoreRead,
+) -> Result<u64, DiskError> {
+    let (mut low, mut high) = (queue.min_offset, queue.written_next.max(queue.min_offset));
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let pos = mid * ENTRY_LEN;
+        let start = pos - pos % file_size;
+        let mut slot = [0u8; ENTRY_LEN as usize];
+        let got = match queue.dir.join(&paths::offset_name(start)) {
+            Some(file) => reader.read_at(&file, pos - start, &mut slot)?,
+            None => 0,
+        };
+        // A slot that cannot be read as an entry is treated as still needed: the minimum
+        // never moves past what is not known to be gone.
+        let below = got == slot.len() && CqEntry::decode(&slot).is_some_and(|e| e.phys_offset < log_min);
+        if below {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
 }
 
 /// A queue's position in the table.
@@ -239,6 +269,42 @@ impl QueueTable {
     /// The directory of a queue's files.
     pub(crate) fn dir(&self, topic: &str, queue_id: i32) -> Option<&FilePath> {
         self.get(topic, queue_id).map(|q| &q.dir)
+    }
+
+    /// Retention: move the minimum of the queue in slot `index` to its first entry whose
+    /// record starts at or above `log_min` (everything below is gone or going), and remove
+    /// its files wholly below the new minimum, never its newest file (it keeps the queue's
+    /// max offset across restarts, as RocketMQ keeps a queue's last file). Returns how many
+    /// entries the minimum moved over; `Ok(None)` past the last slot.
+    pub(crate) fn retire_below(
+        &mut self,
+        index: usize,
+        log_min: u64,
+        reader: &dyn StoreRead,
+        ops: &mut OpQueue,
+    ) -> Result<Option<u64>, DiskError> {
+        let file_size = self.file_size;
+        let Some(queue) = self.slots.get_mut(index) else { return Ok(None) };
+        let old_min = queue.min_offset;
+        let new_min = first_entry_at_or_above(queue, file_size, log_min, reader)?;
+        queue.min_offset = new_min;
+        let newest = queue.files.last().copied();
+        let below: Vec<u64> = queue
+            .files
+            .iter()
+            .copied()
+            .filter(|&start| Some(start) != newest && (start + file_size) / ENTRY_LEN <= new_min)
+            .collect();
+        for start in below {
+            queue.files.remove(&start);
+            queue.unsynced.remove(&start);
+            if let Some(file) = queue.dir.join(&paths::offset_name(start)) {
+                ops.push(DiskOp::Remove { file }, Purpose::Plain);
+                queue.dir_dirty = true;
+                self.unsynced.insert(Slot(index));
+            }
+        }
+        Ok(Some(new_min - old_min))
     }
 
     /// Recovery: only these files of the queue remain.

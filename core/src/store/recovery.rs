@@ -384,7 +384,7 @@ fn plan_incremental(
     let file_size = QueueTable::new(config.queue_file_entries).file_size();
     // Queues keep entries of records ending at or below the boundary; records from the
     // boundary on are dispatched again as the scan meets them.
-    let mut loaded = load_queues(reader, file_size, boundary, ignored)?;
+    let mut loaded = load_queues(reader, file_size, boundary, first, ignored)?;
     verify_queue_tails(reader, config, file_size, &mut loaded)?;
     let mut queues = queues_from(config, &loaded);
     let mut redispatched = 0u64;
@@ -403,7 +403,7 @@ fn plan_incremental(
         // Bytes the checkpoint called durable are gone (e.g. bit rot): cut the queues at the
         // recovered end instead. Nothing was dispatched, since no record lay past the boundary.
         ignored.clear();
-        let mut loaded = load_queues(reader, file_size, scan.end, ignored)?;
+        let mut loaded = load_queues(reader, file_size, scan.end, first, ignored)?;
         verify_queue_tails(reader, config, file_size, &mut loaded)?;
         let queues = queues_from(config, &loaded);
         return Ok(Some(Plan { queues, loaded, scan, scanned_from, redispatched: 0, rebuilt: false }));
@@ -430,7 +430,8 @@ fn plan_rebuild(
 ) -> Result<Plan, RecoveryError> {
     let first = segments.kept.first().copied().unwrap_or(0);
     // Every existing queue file goes; loading with a cut of zero keeps no entries.
-    let loaded = load_queues(reader, QueueTable::new(config.queue_file_entries).file_size(), 0, ignored)?;
+    let file_size = QueueTable::new(config.queue_file_entries).file_size();
+    let loaded = load_queues(reader, file_size, 0, first, ignored)?;
     let mut queues = QueueTable::new(config.queue_file_entries);
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {

@@ -31,6 +31,7 @@ pub(super) fn load_queues(
     reader: &dyn StoreRead,
     file_size: u64,
     cut: u64,
+    log_min: u64,
     ignored: &mut Vec<String>,
 ) -> Result<Vec<LoadedQueue>, RecoveryError> {
     let root = paths::consume_queue_root();
@@ -51,10 +52,37 @@ pub(super) fn load_queues(
                     _ => ignored.push(format!("{dir}/{name}")),
                 }
             }
-            loaded.push(load_queue(reader, topic.clone(), queue_id, dir, files, file_size, cut)?);
+            let mut queue = load_queue(reader, topic.clone(), queue_id, dir, files, file_size, cut)?;
+            queue.min_offset = first_at_or_above(reader, &queue, file_size, log_min)?;
+            loaded.push(queue);
         }
     }
     Ok(loaded)
+}
+
+/// The first kept entry of `queue` whose record starts at or above `log_min`: retention
+/// deleted the segments below it (and maybe not yet the queue files pointing there).
+/// Entries are in log order, so a binary search finds it.
+fn first_at_or_above(
+    reader: &dyn StoreRead,
+    queue: &LoadedQueue,
+    file_size: u64,
+    log_min: u64,
+) -> Result<u64, RecoveryError> {
+    let (mut low, mut high) = (queue.min_offset, queue.next_offset);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let pos = mid * ENTRY_LEN;
+        let file = queue.dir.join(&paths::offset_name(pos - pos % file_size)).unwrap_or_else(FilePath::root);
+        let mut slot = [0u8; ENTRY_LEN as usize];
+        let got = reader.read_at(&file, pos % file_size, &mut slot)?;
+        if got == slot.len() && CqEntry::decode(&slot).is_some_and(|e| e.phys_offset < log_min) {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
 }
 
 /// Marks slots before a queue's first entry in its first file (RocketMQ's pre-blank entry).

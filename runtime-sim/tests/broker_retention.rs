@@ -1,0 +1,201 @@
+//! Retention and a full disk on a `SimDisk`, driven by hand: expired CommitLog segments go
+//! oldest first, one per interval, never the one being written; queue minimums and files
+//! follow; consumers behind the new minimum are moved to it; a full disk refuses writes
+//! and serves everything else until space comes back.
+
+use keel_core::io::UnixMillis;
+use keel_core::protocol::headers::{CommandHeader, PullMessageResponseHeader};
+use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use keel_core::store::FlushMode;
+use keel_runtime_sim::broker_node::{BrokerNode, SharedDisk};
+use keel_runtime_sim::sim_disk::SimDiskFaults;
+
+mod support;
+use support::*;
+
+const RESERVED_MS: u64 = 60_000;
+
+fn retention_config() -> keel_core::broker::BrokerConfig {
+    let mut config = config(FlushMode::Async { interval_ms: 100 });
+    config.store.segment_size = 4096;
+    config.store.queue_file_entries = 8;
+    config.store.checkpoint_interval_ms = 200;
+    config.store.retention.file_reserved_ms = RESERVED_MS;
+    config.store.retention.delete_hours = (0..24).collect();
+    config.store.retention.delete_interval_ms = 100;
+    config.store.retention.check_interval_ms = 1_000;
+    config
+}
+
+fn segments(node: &BrokerNode) -> Vec<u64> {
+    use keel_core::io::{FilePath, StoreRead};
+    let names = node.disk.list(&FilePath::new("commitlog").unwrap()).unwrap();
+    names.iter().filter_map(|n| n.parse().ok()).collect()
+}
+
+fn queue_files(node: &BrokerNode, topic: &str) -> Vec<String> {
+    use keel_core::io::{FilePath, StoreRead};
+    node.disk.list(&FilePath::new(&format!("consumequeue/{topic}/0")).unwrap()).unwrap()
+}
+
+fn min_offset(node: &mut BrokerNode, opaque: i32, topic: &str) -> i64 {
+    let ext: ExtFields = [("topic", topic), ("queueId", "0")].into_iter().collect();
+    let reply = node.call(CLIENT, &RemotingCommand::request(RequestCode::GET_MIN_OFFSET, opaque, ext));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    reply.ext_fields.get("offset").unwrap().parse().unwrap()
+}
+
+fn send_many(node: &mut BrokerNode, topic: &str, from: usize, count: usize) {
+    for i in from..from + count {
+        let body = format!("{topic}-{i:04}-{}", "x".repeat(200));
+        let reply = node.call(CLIENT, &send(i32::try_from(i).unwrap() + 1, topic, 0, "T", &body));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    }
+    node.advance(500);
+}
+
+#[test]
+fn expired_segments_go_oldest_first_one_per_interval_and_consumers_move_to_the_new_minimum() {
+    let mut node = boot(retention_config(), SharedDisk::default());
+    send_many(&mut node, "Old", 0, 60);
+    node.advance(30_000);
+    send_many(&mut node, "New", 0, 60);
+    let before = segments(&node);
+    assert!(before.len() >= 6, "{before:?}");
+    let old_files = queue_files(&node, "Old");
+
+    // Until the old segments are RESERVED_MS old, nothing goes.
+    node.advance(RESERVED_MS - 31_500);
+    assert_eq!(segments(&node), before, "deleted before fileReservedTime");
+    // Then one segment per deletePhysicFilesInterval (100 ms), oldest first.
+    let mut waited = 0;
+    while segments(&node).len() == before.len() {
+        node.advance(10);
+        waited += 10;
+        assert!(waited <= 2_000, "nothing deleted once expired");
+    }
+    assert_eq!(segments(&node), before[1..]);
+    node.advance(85);
+    assert_eq!(segments(&node), before[1..], "two deletions within one interval");
+    node.advance(20);
+    assert_eq!(segments(&node), before[2..]);
+    node.advance(2_000);
+    let after = segments(&node);
+    assert!(after.len() < before.len() - 1, "{before:?} -> {after:?}");
+    assert_eq!(after, before[before.len() - after.len()..], "not oldest first");
+    // The segments that hold New's messages (stored 30 s later) are all still there.
+    let new_bodies = drain_queue(&mut node, "New");
+    assert_eq!(new_bodies.len(), 60);
+
+    // Old's minimum moved past everything in the deleted segments; its files went with it.
+    let min = min_offset(&mut node, 900, "Old");
+    assert!(min > 0, "min offset did not move");
+    let reply = node.call(CLIENT, &pull(901, "Old", 0, 0, "*", false));
+    assert_eq!(reply.response_code(), ResponseCode::PULL_OFFSET_MOVED);
+    let header = PullMessageResponseHeader::decode(&reply.ext_fields).unwrap();
+    assert_eq!(header.next_begin_offset, min);
+    let reply = node.call(CLIENT, &pull(902, "Old", 0, min, "*", false));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    assert_eq!(messages(&reply).first().map(|m| m.0), Some(min));
+    let old_files_after = queue_files(&node, "Old");
+    assert!(old_files_after.len() < old_files.len(), "{old_files:?} -> {old_files_after:?}");
+    let info = runtime_info(&mut node, 903);
+    assert_eq!(info["commitLogMinOffset"], after[0].to_string());
+
+    // A restart, clean or not, keeps the minimums and max offsets.
+    let max_before = queue_max(&mut node, 904, "Old");
+    let disk = node.kill();
+    let mut node = boot(retention_config(), disk);
+    assert_eq!(min_offset(&mut node, 905, "Old"), min);
+    assert_eq!(queue_max(&mut node, 906, "Old"), max_before);
+    let disk = node.shutdown();
+    let mut node = boot(retention_config(), disk);
+    assert_eq!(min_offset(&mut node, 907, "Old"), min);
+    assert_eq!(drain_queue(&mut node, "New").len(), 60);
+}
+
+fn queue_max(node: &mut BrokerNode, opaque: i32, topic: &str) -> i64 {
+    let ext: ExtFields = [("topic", topic), ("queueId", "0")].into_iter().collect();
+    let reply = node.call(CLIENT, &RemotingCommand::request(RequestCode::GET_MAX_OFFSET, opaque, ext));
+    reply.ext_fields.get("offset").unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_segment_being_written_is_never_deleted_and_a_queue_keeps_its_max_offset() {
+    let mut node = boot(retention_config(), SharedDisk::default());
+    send_many(&mut node, "Q", 0, 50);
+    let written = *segments(&node).last().unwrap();
+    node.advance(3 * RESERVED_MS);
+    assert_eq!(segments(&node), vec![written], "only the segment being written is left");
+    let max = queue_max(&mut node, 1, "Q");
+    assert_eq!(max, 50);
+    // A queue whose every message expired keeps its max offset across a restart, so new
+    // messages continue its offsets instead of reusing them.
+    send_many(&mut node, "Q", 50, 1);
+    let disk = node.shutdown();
+    let mut node = boot(retention_config(), disk);
+    assert_eq!(queue_max(&mut node, 2, "Q"), 51);
+}
+
+#[test]
+fn a_forward_clock_step_deletes_nothing_younger_than_the_reserve_minus_the_step() {
+    let mut node = boot(retention_config(), SharedDisk::default());
+    send_many(&mut node, "Q", 0, 80); // stored within the first 0.5 s
+    let before = segments(&node);
+    // The wall clock jumps 40 s ahead: the segments look 40.5 s old, and are 0.5 s.
+    node.now.wall = UnixMillis(node.now.wall.0 + 40_000);
+    node.advance(18_500); // 19 s of true age: under fileReservedTime - step (20 s)
+    assert_eq!(segments(&node), before, "a segment younger than the reserve minus the step went");
+    node.advance(2_000);
+    assert!(segments(&node).len() < before.len(), "expired by the stepped clock, yet kept");
+}
+
+#[test]
+fn a_full_disk_refuses_writes_serves_reads_and_resumes_by_itself() {
+    let mut config = retention_config();
+    config.store.retention.clean_forcibly = false;
+    config.store.retention.file_reserved_ms = 10 * RESERVED_MS;
+    let mut node = boot(config.clone(), SharedDisk::default());
+    send_many(&mut node, "Q", 0, 10);
+    let used = node.disk.with(|d| d.used());
+    // The file system is now 95 % full.
+    let capacity = used * 100 / 95;
+    node.disk.with(|d| d.set_faults(SimDiskFaults { capacity: Some(capacity), ..SimDiskFaults::default() }));
+    node.advance(1_100);
+    let reply = node.call(CLIENT, &send(500, "Q", 0, "T", "refused"));
+    assert_eq!(reply.response_code(), ResponseCode::SERVICE_NOT_AVAILABLE);
+    assert!(reply.remark.as_deref().unwrap_or("").contains("disk full"), "{:?}", reply.remark);
+    // Reads, offsets and admin keep working.
+    assert_eq!(drain_queue(&mut node, "Q").len(), 10);
+    let info = runtime_info(&mut node, 501);
+    let ratio: f64 = info["commitLogDiskRatio"].parse().unwrap();
+    assert!((0.94..=0.96).contains(&ratio), "{ratio}");
+    // Space comes back: writes resume within a second, no restart.
+    node.disk
+        .with(|d| d.set_faults(SimDiskFaults { capacity: Some(capacity * 4), ..SimDiskFaults::default() }));
+    node.advance(1_100);
+    let reply = node.call(CLIENT, &send(502, "Q", 0, "T", "accepted"));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+}
+
+#[test]
+fn above_the_forcible_ratio_the_oldest_segment_goes_even_unexpired() {
+    let mut config = retention_config();
+    config.store.retention.file_reserved_ms = 10 * RESERVED_MS;
+    config.store.retention.delete_hours = Vec::new();
+    let mut node = boot(config, SharedDisk::default());
+    send_many(&mut node, "Q", 0, 60);
+    let before = segments(&node);
+    let used = node.disk.with(|d| d.used());
+    // 87 %: above diskSpaceCleanForciblyRatio (85), below the warning level (90).
+    node.disk.with(|d| {
+        d.set_faults(SimDiskFaults { capacity: Some(used * 100 / 87), ..SimDiskFaults::default() })
+    });
+    node.advance(1_100);
+    let after = segments(&node);
+    assert_eq!(after.len(), before.len() - 1, "{before:?} -> {after:?}");
+    assert_eq!(after, before[1..]);
+    // Writes are still accepted (below the warning level).
+    let reply = node.call(CLIENT, &send(600, "Q", 0, "T", "ok"));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+}
