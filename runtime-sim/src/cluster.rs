@@ -232,6 +232,15 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         ledger.record(at, Event::BrokerDataLoss { synced_end, cause: cause.to_owned() });
     });
     disks.attach(broker.id(), profile.seed ^ 0xd15c, disk_profile(&profile), on_loss);
+    if let Some(capacity) = profile.capacity {
+        // A small disk fills and refuses writes for as long as the fault phase lasts.
+        world.record(
+            0,
+            Event::Fault {
+                what: format!("broker disk holds {capacity} bytes {}", crate::history::UNTIL_HEALED),
+            },
+        );
+    }
     if profile.disk_latency_us > 0 {
         world.bump("disk_latency");
     }

@@ -8,6 +8,10 @@ use std::fmt;
 /// A message's identity across retries: the producer and its sequence number.
 pub type Key = u64;
 
+/// How the description of a fault that lasts the whole fault phase ends (a small disk):
+/// the checkers count it as going on until `Healed`.
+pub const UNTIL_HEALED: &str = "until healing";
+
 /// What happened, in the order it happened. (Fields are the variant's nouns: group and
 /// session number a consumer's life, queue and offset a ConsumeQueue position.)
 #[allow(missing_docs)]

@@ -122,6 +122,8 @@ fn is_broker_restart(what: &str) -> bool {
 impl Facts {
     fn of(history: &History) -> Self {
         let mut facts = Self::default();
+        // Faults on from their start until the run heals.
+        let mut until_healed = Vec::new();
         for entry in history.entries() {
             let at = entry.at_ms;
             match &entry.event {
@@ -150,6 +152,10 @@ impl Facts {
                 Event::TxDiscarded { key } => {
                     facts.discarded.insert(*key);
                 }
+                Event::Fault { what } if what.ends_with(crate::history::UNTIL_HEALED) => {
+                    facts.faults.push(at);
+                    until_healed.push(at);
+                }
                 Event::Fault { what } => {
                     facts.faults.push(at);
                     facts.fault_spans.push((at, fault_end(at, what)));
@@ -163,7 +169,10 @@ impl Facts {
                     facts.fault_spans.push((at, at));
                 }
                 // Healing lifts faults that leave no event of their own (a full disk).
-                Event::Healed => facts.faults.push(at),
+                Event::Healed => {
+                    facts.faults.push(at);
+                    facts.fault_spans.extend(until_healed.drain(..).map(|start| (start, at)));
+                }
                 Event::BrokerClock { wall_ms } => facts.clock_end = Some(*wall_ms),
                 _ => {}
             }

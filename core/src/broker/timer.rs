@@ -256,6 +256,18 @@ impl TimerState {
     /// [`failed`](Self::failed).
     pub fn due(&mut self, now_ms: i64, max: usize) -> Vec<Pending> {
         let now = self.tick(now_ms);
+        let precision = self.precision_ms;
+        if self.ready.iter().any(|p| tick_of(p.due_ms, precision) >= now) {
+            // The clock stepped back since these expired (their delivery failed, say on a
+            // full disk, or waits for its batch): they wait for it again, never early.
+            let (wait, go) = core::mem::take(&mut self.ready)
+                .into_iter()
+                .partition::<std::collections::VecDeque<_>, _>(|p| tick_of(p.due_ms, precision) >= now);
+            self.ready = go;
+            for pending in wait {
+                self.behind.insert((tick_of(pending.due_ms, precision), pending.offset), pending);
+            }
+        }
         while let Some(entry) = self.behind.first_entry() {
             if entry.key().0 >= now {
                 break;
@@ -463,5 +475,20 @@ mod state_tests {
         let checkpoint = state.take_checkpoint().expect("checkpoint");
         assert!(checkpoint.read_tick <= 101, "{checkpoint:?}");
         assert!(state.wait_ms(56_000).is_some_and(|w| w > 0 && w <= 145_000), "the wheel's next");
+    }
+
+    #[test]
+    fn a_failed_delivery_waits_for_the_clock_again_after_a_backward_step() {
+        let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
+        enqueue_all(&mut state, &[100_000, 100_500]);
+        let due = state.due(101_000, 100);
+        assert_eq!(offsets(&due), [0, 1]);
+        // Both copies are refused (a full disk), then the clock steps back to 60 s.
+        for pending in due.into_iter().rev() {
+            state.failed(pending);
+        }
+        assert!(state.due(60_000, 100).is_empty(), "handed out again before its due time");
+        assert_eq!(state.pending(), 2);
+        assert_eq!(offsets(&state.due(101_000, 100)), [0, 1]);
     }
 }
