@@ -143,6 +143,9 @@ impl fmt::Display for FilePath {
     }
 }
 
+/// The store root, for operations on the whole store.
+static ROOT: FilePath = FilePath(String::new());
+
 /// What went wrong with a disk operation, as far as the core needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DiskErrorKind {
@@ -216,6 +219,10 @@ pub enum DiskOp {
         /// The directory.
         dir: FilePath,
     },
+    /// Make every file and directory under the store root durable at once (`syncfs`):
+    /// one journal commit where thousands of `Sync`s after a crash would each cost one.
+    /// Failure is fatal, as for `Sync`.
+    SyncAll,
     /// Atomically rename `from` over `to`.
     Rename {
         /// The existing file.
@@ -241,6 +248,7 @@ impl DiskOp {
             | Self::Sync { file }
             | Self::Remove { file } => file,
             Self::SyncDir { dir } => dir,
+            Self::SyncAll => &ROOT,
             Self::Rename { to, .. } => to,
         }
     }
@@ -263,6 +271,7 @@ impl fmt::Debug for DiskOp {
             }
             Self::Sync { file } => f.debug_struct("Sync").field("file", file).finish(),
             Self::SyncDir { dir } => f.debug_struct("SyncDir").field("dir", dir).finish(),
+            Self::SyncAll => f.write_str("SyncAll"),
             Self::Rename { from, to } => {
                 f.debug_struct("Rename").field("from", from).field("to", to).finish()
             }

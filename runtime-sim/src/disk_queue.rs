@@ -44,6 +44,11 @@ impl DiskQueue {
         self.pending.front().map(|(_, op)| op)
     }
 
+    /// Every operation waiting, oldest first.
+    pub fn pending_ops(&self) -> impl Iterator<Item = &DiskOp> {
+        self.pending.iter().map(|(_, op)| op)
+    }
+
     /// Carry out the oldest operation; returns its completion.
     pub fn run_one(
         &mut self,

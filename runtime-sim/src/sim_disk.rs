@@ -421,6 +421,28 @@ impl SimDisk {
                 self.commit_dir(dir.as_str(), usize::MAX);
                 Ok(())
             }
+            DiskOp::SyncAll => {
+                let fail = self.faults.sync_failure > 0.0 && rng.gen_bool(self.faults.sync_failure);
+                let live: std::collections::BTreeSet<u64> = self.names.values().copied().collect();
+                for inode in live {
+                    if let Some(f) = self.files.get_mut(&inode) {
+                        if fail {
+                            f.drop_dirty();
+                        } else {
+                            f.sync();
+                        }
+                    }
+                }
+                if fail {
+                    self.counts.sync_failures += 1;
+                    return Err(DiskError::new(DiskErrorKind::Io, "injected syncfs failure"));
+                }
+                let dirs: Vec<String> = self.pending.keys().cloned().collect();
+                for dir in dirs {
+                    self.commit_dir(&dir, usize::MAX);
+                }
+                Ok(())
+            }
             DiskOp::Rename { from, to } => {
                 let inode = self.inode(from).ok_or_else(|| not_found(from))?;
                 self.rename(from, to, inode);

@@ -321,3 +321,39 @@ fn regression_a_garbled_unsynced_queue_entry_is_dropped_by_recovery() {
     );
     insta::assert_debug_snapshot!("garbled_unsynced_queue_entry", outcome);
 }
+
+/// After a crash with many queues, boot makes everything durable with one `SyncAll`
+/// instead of a sync per queue file and directory, and a power loss right after boot
+/// loses nothing it recovered.
+#[test]
+fn after_a_crash_with_many_queues_one_sync_all_replaces_a_sync_per_file() {
+    let mut config = config(FlushMode::Sync);
+    config.segment_size = 64 * 1024;
+    let mut node = StoreNode::boot(config.clone(), SimDisk::new(), now()).unwrap().0;
+    let props = properties::encode(&[("TAGS", "A")]);
+    for queue in 0..400 {
+        node.store.append(node.now, &request("Many", queue, b"m", &props)).unwrap();
+        node.run_all();
+    }
+    let disk = node.kill();
+    let (mut node, report) = StoreNode::recover(config.clone(), disk, now()).unwrap();
+    assert_eq!(report.kind, RecoveryKind::Abnormal);
+    let ops: Vec<DiskOp> = node.queue.pending_ops().cloned().collect();
+    let sync_all = ops.iter().filter(|op| matches!(op, DiskOp::SyncAll)).count();
+    let per_file = ops
+        .iter()
+        .filter(|op| matches!(op, DiskOp::Sync { file } if file.as_str().starts_with("consumequeue")))
+        .count();
+    assert_eq!((sync_all, per_file), (1, 0), "{} operations", ops.len());
+    node.run_all();
+    assert!(node.store.is_ready());
+    // A power loss now keeps everything: the SyncAll made it durable.
+    let mut disk = node.kill();
+    disk.crash(&mut ChaCha8Rng::seed_from_u64(7));
+    let node = StoreNode::boot(config, disk, now()).unwrap().0;
+    let audited = audit(node.config(), &node.disk).unwrap();
+    assert_eq!(audited.records.len(), 400);
+    for queue in 0..400 {
+        assert_eq!(node.store.queue_offsets("Many", queue).map(|(_, next)| next), Some(QueueOffset(1)));
+    }
+}

@@ -11,6 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, RwLock};
 use std::thread;
 
@@ -36,28 +37,120 @@ fn map_error(path: &Path, error: &std::io::Error) -> DiskError {
     DiskError::new(kind, format!("{}: {error}", path.display()))
 }
 
+/// Most files kept open for writing. A broker with tens of thousands of queues would
+/// otherwise hold a descriptor per queue file and hit the process's limit (EMFILE): past
+/// this, the least recently used files are closed, those with nothing unsynced first. A
+/// file closed with unsynced writes is the exception (a crash recovery touching every
+/// queue): a descriptor opened later would not report a writeback error that came before
+/// it, so the next sync is also a `syncfs` on the root, whose descriptor is as old as the
+/// disk and reports any error in the file system since.
+const MAX_OPEN_FILES: usize = 4096;
+
+/// Files kept open for reading only.
+const READ_HANDLES: usize = 4;
+
+/// A file open for writing.
+#[derive(Debug)]
+struct OpenFile {
+    file: Arc<File>,
+    /// The handles' clock at its last use.
+    used: AtomicU64,
+    /// Written since its last successful sync.
+    dirty: AtomicBool,
+}
+
 /// Open files shared by the IO thread (writes) and readers (preads).
 #[derive(Debug, Default)]
 struct Handles {
-    open: RwLock<BTreeMap<String, Arc<File>>>,
+    open: RwLock<BTreeMap<String, OpenFile>>,
+    clock: AtomicU64,
+    /// A file was closed with unsynced writes since the last `syncfs`.
+    closed_dirty: AtomicBool,
+    /// The files last opened for reading only, newest first: recovery reads a few slots
+    /// of each queue file and the record its last entry points at, and an open per
+    /// 20-byte read cost more than the read.
+    last_read: std::sync::Mutex<Vec<(String, Arc<File>)>>,
 }
 
 impl Handles {
     fn get(&self, key: &str) -> Option<Arc<File>> {
-        self.open.read().ok()?.get(key).cloned()
+        if let Some(open) = self.get_writable(key) {
+            return Some(open);
+        }
+        let last = self.last_read.lock().ok()?;
+        last.iter().find(|(name, _)| name == key).map(|(_, file)| Arc::clone(file))
     }
 
-    fn put(&self, key: &str, file: Arc<File>) {
-        if let Ok(mut open) = self.open.write() {
-            open.insert(key.to_owned(), file);
+    /// A handle opened for writing (the IO thread's own).
+    fn get_writable(&self, key: &str) -> Option<Arc<File>> {
+        let open = self.open.read().ok()?;
+        let entry = open.get(key)?;
+        entry.used.store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        Some(Arc::clone(&entry.file))
+    }
+
+    fn remember_read(&self, key: &str, file: Arc<File>) {
+        if let Ok(mut last) = self.last_read.lock() {
+            last.retain(|(name, _)| name != key);
+            last.insert(0, (key.to_owned(), file));
+            last.truncate(READ_HANDLES);
         }
     }
 
+    fn put(&self, key: &str, file: Arc<File>) {
+        let used = AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed));
+        if let Ok(mut open) = self.open.write() {
+            // Opened to write: dirty until synced.
+            open.insert(key.to_owned(), OpenFile { file, used, dirty: AtomicBool::new(true) });
+            if open.len() > MAX_OPEN_FILES && close_least_used(&mut open) {
+                self.closed_dirty.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Record whether `key` has writes not yet synced.
+    fn mark(&self, key: &str, dirty: bool) {
+        if let Some(entry) = self.open.read().ok().as_ref().and_then(|open| open.get(key)) {
+            entry.dirty.store(dirty, Ordering::Relaxed);
+        }
+    }
+
+    /// Everything was synced (syncfs).
+    fn mark_all_clean(&self) {
+        if let Ok(open) = self.open.read() {
+            for entry in open.values() {
+                entry.dirty.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Drop the handles of `key`: call it after the file was removed or renamed, so a read
+    /// racing with that cannot leave a handle to the old file behind.
     fn forget(&self, key: &str) {
         if let Ok(mut open) = self.open.write() {
             open.remove(key);
         }
+        if let Ok(mut last) = self.last_read.lock() {
+            last.retain(|(name, _)| name != key);
+        }
     }
+}
+
+/// Close files until a quarter of the limit is free: clean ones first, least recently
+/// used first. Returns whether a file with unsynced writes was closed.
+fn close_least_used(open: &mut BTreeMap<String, OpenFile>) -> bool {
+    let mut order: Vec<(bool, u64, String)> = open
+        .iter()
+        .map(|(key, e)| (e.dirty.load(Ordering::Relaxed), e.used.load(Ordering::Relaxed), key.clone()))
+        .collect();
+    order.sort_unstable();
+    let excess = open.len().saturating_sub(MAX_OPEN_FILES * 3 / 4);
+    let mut closed_dirty = false;
+    for (dirty, _, key) in order.into_iter().take(excess) {
+        closed_dirty |= dirty;
+        open.remove(&key);
+    }
+    closed_dirty
 }
 
 /// Files under a root directory, with operations carried out on a dedicated thread.
@@ -75,7 +168,8 @@ impl FileDisk {
         std::fs::create_dir_all(&root)?;
         let handles = Arc::new(Handles::default());
         let (ops, queue) = mpsc::channel::<(IoId, DiskOp)>();
-        let worker = Worker { root: root.clone(), handles: Arc::clone(&handles) };
+        let root_dir = File::open(&root)?;
+        let worker = Worker { root: root.clone(), root_dir, handles: Arc::clone(&handles) };
         thread::Builder::new().name("keel-disk".into()).spawn(move || {
             // Ends when the FileDisk (the only sender) is dropped.
             while let Ok((io, op)) = queue.recv() {
@@ -106,7 +200,15 @@ impl FileDisk {
             return Ok(open);
         }
         let path = self.path(file);
-        File::open(&path).map(Arc::new).map_err(|e| map_error(&path, &e))
+        let handle = File::open(&path).map(Arc::new).map_err(|e| map_error(&path, &e))?;
+        if file.as_str().starts_with("consumequeue/") {
+            // Reads of a queue file are a few slots at a time (recovery's searches, a pull's
+            // entries): readahead would zero-fill 128 KiB of a preallocated file's holes for
+            // each, which made a restart with 80,000 queues memset gigabytes. Advice only.
+            let _ = rustix::fs::fadvise(&*handle, 0, None, rustix::fs::Advice::Random);
+        }
+        self.handles.remember_read(file.as_str(), Arc::clone(&handle));
+        Ok(handle)
     }
 }
 
@@ -180,12 +282,15 @@ impl StoreRead for FileDisk {
 /// The IO thread's side.
 struct Worker {
     root: PathBuf,
+    /// The root directory, open since the disk opened: `syncfs` on it reports any
+    /// writeback error in the file system since then.
+    root_dir: File,
     handles: Arc<Handles>,
 }
 
 impl Worker {
     fn open_for_write(&self, file: &FilePath, create: bool) -> Result<Arc<File>, DiskError> {
-        if let Some(open) = self.handles.get(file.as_str()) {
+        if let Some(open) = self.handles.get_writable(file.as_str()) {
             return Ok(open);
         }
         let path = resolve(&self.root, file);
@@ -212,16 +317,30 @@ impl Worker {
         match op {
             DiskOp::Create { file, len } => {
                 let handle = self.open_for_write(file, true)?;
+                self.handles.mark(file.as_str(), true);
                 if handle.metadata().map_err(io)?.len() != *len {
                     handle.set_len(*len).map_err(io)?;
                 }
             }
             DiskOp::Write { file, offset, data } => {
-                self.open_for_write(file, false)?.write_all_at(data, *offset).map_err(io)?;
+                let handle = self.open_for_write(file, false)?;
+                self.handles.mark(file.as_str(), true);
+                handle.write_all_at(data, *offset).map_err(io)?;
             }
-            DiskOp::SetLen { file, len } => self.open_for_write(file, false)?.set_len(*len).map_err(io)?,
-            DiskOp::Sync { file } => self.open_for_write(file, false)?.sync_data().map_err(io)?,
+            DiskOp::SetLen { file, len } => {
+                let handle = self.open_for_write(file, false)?;
+                self.handles.mark(file.as_str(), true);
+                handle.set_len(*len).map_err(io)?;
+            }
+            DiskOp::Sync { file } => {
+                self.open_for_write(file, false)?.sync_data().map_err(io)?;
+                if self.handles.closed_dirty.swap(false, Ordering::Relaxed) {
+                    self.sync_all()?;
+                }
+                self.handles.mark(file.as_str(), false);
+            }
             DiskOp::SyncDir { dir } => self.sync_dir_chain(dir)?,
+            DiskOp::SyncAll => self.sync_all()?,
             DiskOp::Rename { from, to } => {
                 let from_path = resolve(&self.root, from);
                 std::fs::rename(&from_path, &path).map_err(io)?;
@@ -229,13 +348,22 @@ impl Worker {
                 self.handles.forget(to.as_str());
             }
             DiskOp::Remove { file } => {
+                let removed = std::fs::remove_file(&path);
                 self.handles.forget(file.as_str());
-                match std::fs::remove_file(&path) {
+                match removed {
                     Err(e) if e.kind() != ErrorKind::NotFound => return Err(io(e)),
                     _ => {}
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `syncfs`: everything in the file system is durable, every open file clean.
+    fn sync_all(&self) -> Result<(), DiskError> {
+        self.handles.closed_dirty.store(false, Ordering::Relaxed);
+        rustix::fs::syncfs(&self.root_dir).map_err(|e| map_error(&self.root, &e.into()))?;
+        self.handles.mark_all_clean();
         Ok(())
     }
 

@@ -171,3 +171,46 @@ fn process_kill_leads_to_abnormal_recovery_of_a_valid_prefix() {
     assert!(audited.records.len() <= 150);
     assert_eq!(node.store.write_pos().0, audited.end);
 }
+
+/// Descriptors this process holds open.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+#[test]
+fn thousands_of_queues_never_hold_a_descriptor_each() {
+    let dir = TempDir::new();
+    let (mut node, _) = Node::start(&dir, config(FlushMode::Sync));
+    let before = open_descriptors();
+    let props = properties::encode(&[("TAGS", "A")]);
+    for i in 0..6_000 {
+        let topic = format!("Q{}", i / 8);
+        let req = AppendRequest {
+            topic: &topic,
+            queue_id: i % 8,
+            flag: 0,
+            sys_flag: 0,
+            born_timestamp: 1_726_000_000_000,
+            born_host: "127.0.0.1:50000".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: b"one per queue",
+            properties: &props,
+        };
+        node.store.append(node.now, &req).unwrap();
+        if i % 500 == 499 {
+            node.drain_all();
+            // Queue files are synced by checkpoints: force one so they become clean.
+            node.now = Now::new(node.now.mono.0 + 2_000_000_000, node.now.wall.0 + 2_000);
+            node.store.handle_timeout(node.now);
+            node.drain_all();
+        }
+    }
+    node.drain_all();
+    let held = open_descriptors().saturating_sub(before);
+    assert!(held < 4_200, "{held} descriptors held for 6,000 queue files");
+    // Every queue still reads back after its file was closed and reopened.
+    let cfg = config(FlushMode::Sync);
+    let report = audit(&cfg, &node.disk).unwrap();
+    assert_eq!(report.records.len(), 6_000);
+}

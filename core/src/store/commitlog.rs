@@ -264,6 +264,12 @@ impl CommitLog {
         self.unsynced.insert(base);
     }
 
+    /// Everything was made durable by one `SyncAll` (nothing staged: emit first).
+    pub(crate) fn forget_unsynced(&mut self) {
+        self.unsynced.clear();
+        self.dir_dirty = false;
+    }
+
     /// Recovery: segments were removed, so the directory must be synced.
     pub(crate) fn mark_dir_dirty(&mut self) {
         self.dir_dirty = true;

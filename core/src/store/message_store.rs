@@ -12,6 +12,9 @@ use super::{AppendRequest, Appended, FlushMode, PhysOffset, QueueOffset, StoreCo
 use crate::io::{DiskError, DiskOp, FilePath, IoId, MonoNanos, Now, Output};
 use crate::protocol::message::stored::{sys_flag, BLANK_MIN_LEN};
 
+/// Files and directories to sync at boot above which one `SyncAll` replaces them.
+const SYNC_ALL_ABOVE: usize = 256;
+
 /// Topics longer than this are refused (RocketMQ allows 255 for retry and DLQ topics).
 const MAX_TOPIC_LEN: usize = 255;
 
@@ -104,8 +107,22 @@ impl Store {
             retention: Retention::new(now),
         };
         let group = store.ops.new_group();
+        // After a crash every queue tail and directory recovery touched must be synced:
+        // past a few hundred files, one syncfs costs one journal commit instead of one each.
+        let sync_all = fixups.iter().filter(|op| matches!(op, DiskOp::SyncDir { .. })).count()
+            + store.queues.unsynced_files()
+            > SYNC_ALL_ABOVE;
         for op in fixups {
-            store.ops.push(op, Purpose::Group(group));
+            if !(sync_all && matches!(op, DiskOp::SyncDir { .. })) {
+                store.ops.push(op, Purpose::Group(group));
+            }
+        }
+        if sync_all {
+            store.queues.emit_staged(&mut store.ops);
+            store.log.emit_staged(&mut store.ops);
+            store.ops.push(DiskOp::SyncAll, Purpose::Group(group));
+            store.queues.forget_unsynced();
+            store.log.forget_unsynced();
         }
         store.queues.issue_sync(&mut store.ops, Purpose::Group(group));
         store.log.issue_sync(&mut store.ops, Purpose::Group(group));

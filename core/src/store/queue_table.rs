@@ -307,6 +307,21 @@ impl QueueTable {
         Ok(Some(new_min - old_min))
     }
 
+    /// Files written or marked since their last sync, over every queue.
+    pub(crate) fn unsynced_files(&self) -> usize {
+        self.unsynced.iter().filter_map(|slot| self.slots.get(slot.0)).map(|q| q.unsynced.len()).sum()
+    }
+
+    /// Everything was made durable by one `SyncAll`: nothing is left to sync.
+    pub(crate) fn forget_unsynced(&mut self) {
+        for slot in core::mem::take(&mut self.unsynced) {
+            if let Some(queue) = self.slots.get_mut(slot.0) {
+                queue.unsynced.clear();
+                queue.dir_dirty = false;
+            }
+        }
+    }
+
     /// Recovery: only these files of the queue remain.
     pub(crate) fn retain_files(&mut self, topic: &str, queue_id: i32, files: &BTreeSet<u64>) {
         if let Some(queue) = self.slot(topic, queue_id).and_then(|s| self.slots.get_mut(s.0)) {

@@ -371,6 +371,7 @@ fn plan_incremental(
     config: &StoreConfig,
     segments: &Segments,
     checkpoint: &Checkpoint,
+    abnormal: bool,
     ignored: &mut Vec<String>,
 ) -> Result<Option<Plan>, RecoveryError> {
     let (Some(&first), Some(&last)) = (segments.kept.first(), segments.kept.last()) else { return Ok(None) };
@@ -384,7 +385,7 @@ fn plan_incremental(
     let file_size = QueueTable::new(config.queue_file_entries).file_size();
     // Queues keep entries of records ending at or below the boundary; records from the
     // boundary on are dispatched again as the scan meets them.
-    let mut loaded = load_queues(reader, file_size, boundary, first, ignored)?;
+    let mut loaded = load_queues(reader, file_size, boundary, first, abnormal, ignored)?;
     verify_queue_tails(reader, config, file_size, &mut loaded)?;
     let mut queues = queues_from(config, &loaded);
     let mut redispatched = 0u64;
@@ -403,7 +404,7 @@ fn plan_incremental(
         // Bytes the checkpoint called durable are gone (e.g. bit rot): cut the queues at the
         // recovered end instead. Nothing was dispatched, since no record lay past the boundary.
         ignored.clear();
-        let mut loaded = load_queues(reader, file_size, scan.end, first, ignored)?;
+        let mut loaded = load_queues(reader, file_size, scan.end, first, true, ignored)?;
         verify_queue_tails(reader, config, file_size, &mut loaded)?;
         let queues = queues_from(config, &loaded);
         return Ok(Some(Plan { queues, loaded, scan, scanned_from, redispatched: 0, rebuilt: false }));
@@ -431,7 +432,7 @@ fn plan_rebuild(
     let first = segments.kept.first().copied().unwrap_or(0);
     // Every existing queue file goes; loading with a cut of zero keeps no entries.
     let file_size = QueueTable::new(config.queue_file_entries).file_size();
-    let loaded = load_queues(reader, file_size, 0, first, ignored)?;
+    let loaded = load_queues(reader, file_size, 0, first, true, ignored)?;
     let mut queues = QueueTable::new(config.queue_file_entries);
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {
@@ -560,7 +561,9 @@ pub(super) fn recover(
         _ => RecoveryKind::Normal,
     };
     let incremental = match &checkpoint {
-        Some(cp) => plan_incremental(reader, &config, &segments, cp, &mut ignored)?,
+        Some(cp) => {
+            plan_incremental(reader, &config, &segments, cp, kind == RecoveryKind::Abnormal, &mut ignored)?
+        }
         None => None,
     };
     let mut plan = match incremental {

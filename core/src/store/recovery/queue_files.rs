@@ -20,8 +20,8 @@ pub(super) struct LoadedQueue {
     pub(super) min_offset: u64,
     /// Entries kept: the valid prefix whose records end at or below the cut.
     pub(super) next_offset: u64,
-    /// Byte position of the first all-zero slot (or the end of the last file): beyond it
-    /// the files hold nothing.
+    /// Byte position beyond which the files hold nothing; `u64::MAX` when that was not
+    /// read (after a crash): the tail is then cut and zeroed unread.
     pub(super) extent: u64,
     /// Files shorter than a full ConsumeQueue file (their length change was lost).
     pub(super) short_files: Vec<u64>,
@@ -32,6 +32,7 @@ pub(super) fn load_queues(
     file_size: u64,
     cut: u64,
     log_min: u64,
+    assume_dirty: bool,
     ignored: &mut Vec<String>,
 ) -> Result<Vec<LoadedQueue>, RecoveryError> {
     let root = paths::consume_queue_root();
@@ -52,8 +53,11 @@ pub(super) fn load_queues(
                     _ => ignored.push(format!("{dir}/{name}")),
                 }
             }
-            let mut queue = load_queue(reader, topic.clone(), queue_id, dir, files, file_size, cut)?;
-            queue.min_offset = first_at_or_above(reader, &queue, file_size, log_min)?;
+            let mut queue =
+                load_queue(reader, topic.clone(), queue_id, dir, files, file_size, cut, assume_dirty)?;
+            if log_min > 0 {
+                queue.min_offset = first_at_or_above(reader, &queue, file_size, log_min)?;
+            }
             loaded.push(queue);
         }
     }
@@ -87,7 +91,20 @@ fn first_at_or_above(
 
 /// Marks slots before a queue's first entry in its first file (RocketMQ's pre-blank entry).
 const PRE_BLANK_SIZE: i32 = i32::MAX;
+/// Leading slots of a queue's first file read at once (one 4 KiB page): its pre-blank
+/// entries, and for most queues every entry.
+const HEAD_SLOTS: usize = 204;
 
+/// One queue's entries as recovery trusts them, found with a few small reads rather than
+/// by reading its files whole (preallocated files are mostly zeros, and a broker with tens
+/// of thousands of queues would read gigabytes of them at every start, as RocketMQ's
+/// last-files scan avoids): the kept entries are the prefix of valid entries whose
+/// records end at or below `cut`, found by binary search (entries are in log order and
+/// everything the checkpoint covers was synced, so that prefix has no holes); a garbled
+/// entry at its end is dropped by [`verify_queue_tails`]. What lies beyond is not read:
+/// after a clean stop nothing does (the checkpoint covered every entry), otherwise
+/// (`assume_dirty`) the tail is cut and zeroed unread.
+#[allow(clippy::too_many_arguments)] // recovery's facts about one queue, each needed
 fn load_queue(
     reader: &dyn StoreRead,
     topic: String,
@@ -96,54 +113,100 @@ fn load_queue(
     files: BTreeSet<u64>,
     file_size: u64,
     cut: u64,
+    assume_dirty: bool,
 ) -> Result<LoadedQueue, RecoveryError> {
     let first = files.first().copied().unwrap_or(0);
-    let mut min_offset = first / ENTRY_LEN;
-    let mut next_offset = min_offset;
-    let mut extent = first;
-    let mut keeping = true;
-    let mut buf = vec![0u8; usize::try_from(file_size).unwrap_or(0)];
+    let file_of = |start: u64| dir.join(&paths::offset_name(start)).unwrap_or_else(FilePath::root);
+    // Entries are trusted only in files that continue without a gap from the first and
+    // only up to the end of the first short file (its length change was lost).
     let mut short_files = Vec::new();
+    let mut limit = first;
+    let mut whole = true;
     for &start in &files {
-        let file = dir.join(&paths::offset_name(start)).unwrap_or_else(FilePath::root);
-        if reader.len(&file)?.unwrap_or(0) < file_size {
+        let len = reader.len(&file_of(start))?.unwrap_or(0);
+        if len < file_size {
             short_files.push(start);
         }
-        // Entries are kept while they continue without a gap from the queue's start.
-        keeping &= start == next_offset * ENTRY_LEN - (next_offset * ENTRY_LEN) % file_size;
-        let got = reader.read_at(&file, 0, &mut buf)?;
-        // A torn slot at the end of a short file is no entry.
-        let data = buf.get(..got - got % ENTRY_LEN as usize).unwrap_or_default();
-        // Files are preallocated: slots past the last non-zero byte were never written, so
-        // only the written prefix is walked slot by slot.
-        let written = written_len(data);
-        if written > 0 {
-            extent = extent.max(start + written as u64);
+        if whole && start == limit {
+            limit = start + len.min(file_size);
+            whole = len >= file_size;
+        } else {
+            whole = false;
         }
-        let mut slot_pos = start;
-        for slot in data.get(..written).unwrap_or_default().chunks_exact(ENTRY_LEN as usize) {
-            let pre_blank = slot.get(8..12) == Some(&PRE_BLANK_SIZE.to_be_bytes()[..])
-                && slot.get(..8).is_some_and(|b| b.iter().all(|x| *x == 0));
-            if keeping && slot_pos == next_offset * ENTRY_LEN {
-                if pre_blank && next_offset == min_offset {
-                    min_offset += 1;
-                    next_offset += 1;
-                } else {
-                    match CqEntry::decode(slot) {
-                        Some(entry) if entry.end() <= cut => next_offset += 1,
-                        _ => keeping = false,
-                    }
-                }
-            }
-            slot_pos += ENTRY_LEN;
-        }
-        // The first unwritten slot, if any, is an empty entry: the kept entries end there.
-        if written + ENTRY_LEN as usize <= data.len() && slot_pos == next_offset * ENTRY_LEN {
-            keeping = false;
-        }
-        // A short file ends the kept entries where its bytes end.
-        keeping &= got as u64 == file_size;
     }
+    let limit = limit / ENTRY_LEN;
+    // The first page of the first file: most queues' entries all lie in it.
+    let mut head = vec![0u8; HEAD_SLOTS * ENTRY_LEN as usize];
+    let got = if files.is_empty() { 0 } else { reader.read_at(&file_of(first), 0, &mut head)? };
+    head.truncate(got - got % ENTRY_LEN as usize);
+    let head_from = first / ENTRY_LEN;
+    let head_end = head_from + (head.len() as u64) / ENTRY_LEN;
+    let mut min_offset = head_from;
+    for slot in head.chunks_exact(ENTRY_LEN as usize) {
+        let pre_blank = slot.get(8..12) == Some(&PRE_BLANK_SIZE.to_be_bytes()[..])
+            && slot.get(..8).is_some_and(|b| b.iter().all(|x| *x == 0));
+        if !pre_blank {
+            break;
+        }
+        min_offset += 1;
+    }
+    let min_offset = min_offset.min(limit);
+    // Whether slot `i` holds an entry the checkpoint covers.
+    let trusted = |i: u64| -> Result<bool, RecoveryError> {
+        let mut slot = [0u8; ENTRY_LEN as usize];
+        let bytes = if (head_from..head_end).contains(&i) {
+            let at = usize::try_from((i - head_from) * ENTRY_LEN).unwrap_or(usize::MAX);
+            head.get(at..at + ENTRY_LEN as usize).unwrap_or_default()
+        } else {
+            let pos = i * ENTRY_LEN;
+            let got = reader.read_at(&file_of(pos - pos % file_size), pos % file_size, &mut slot)?;
+            slot.get(..got).unwrap_or_default()
+        };
+        Ok(bytes.len() == ENTRY_LEN as usize
+            && CqEntry::decode(bytes).is_some_and(|entry| entry.end() <= cut))
+    };
+    // Gallop from the start (a queue's few entries are found in its first page, touching
+    // no other), then bisect the last stride.
+    let (mut low, mut high) = (min_offset, limit);
+    let mut stride = 1u64;
+    while low < high {
+        let probe = (low + stride - 1).min(high - 1);
+        if !trusted(probe)? {
+            high = probe;
+            break;
+        }
+        low = probe + 1;
+        stride = stride.saturating_mul(2);
+    }
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if trusted(mid)? {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    let next_offset = low;
+    // One look past the kept entries: anything there (a boot's unsynced work that a crash
+    // cut short before the abort marker existed) is cut and zeroed too.
+    let mut after = [0u8; ENTRY_LEN as usize];
+    let pos = next_offset * ENTRY_LEN;
+    let after: &[u8] = if (head_from..head_end).contains(&next_offset) {
+        let at = usize::try_from((next_offset - head_from) * ENTRY_LEN).unwrap_or(usize::MAX);
+        head.get(at..at + ENTRY_LEN as usize).unwrap_or_default()
+    } else {
+        match reader.read_at(&file_of(pos - pos % file_size), pos % file_size, &mut after) {
+            Ok(got) => after.get(..got).unwrap_or_default(),
+            Err(e) if e.kind == crate::io::DiskErrorKind::NotFound => &[],
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let written_after = after.iter().any(|x| *x != 0);
+    let suspect = assume_dirty
+        || written_after
+        || !short_files.is_empty()
+        || files.last().is_some_and(|&last| last >= limit * ENTRY_LEN);
+    let extent = if suspect { u64::MAX } else { next_offset * ENTRY_LEN };
     Ok(LoadedQueue { topic, queue_id, dir, files, min_offset, next_offset, extent, short_files })
 }
 
@@ -209,25 +272,4 @@ fn entry_matches(
         }
         _ => false,
     }
-}
-
-/// The length of `data` up to the end of the last slot holding a non-zero byte. Zero runs are
-/// skipped a block at a time (a slice comparison, i.e. `memcmp`), as preallocated queue files
-/// are mostly zeros and recovery reads every one of them.
-fn written_len(data: &[u8]) -> usize {
-    const BLOCK: usize = 4096;
-    static ZEROS: [u8; BLOCK] = [0; BLOCK];
-    let mut end = data.len();
-    while end > 0 {
-        let from = end.saturating_sub(BLOCK);
-        let block = data.get(from..end).unwrap_or_default();
-        if block == ZEROS.get(..block.len()).unwrap_or_default() {
-            end = from;
-            continue;
-        }
-        let last = block.iter().rposition(|b| *b != 0).map_or(0, |i| from + i);
-        let slot = ENTRY_LEN as usize;
-        return (last / slot + 1) * slot;
-    }
-    0
 }
