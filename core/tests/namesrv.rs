@@ -40,6 +40,11 @@ fn response(outputs: &[Output]) -> RemotingCommand {
 }
 
 fn register(ns: &mut NameServer, now: Now, topics: &[&str]) -> RemotingCommand {
+    register_as(ns, now, topics, false)
+}
+
+/// REGISTER_BROKER with `topics`, its body compressed or JSON.
+fn register_as(ns: &mut NameServer, now: Now, topics: &[&str], compressed: bool) -> RemotingCommand {
     let header = RegisterBrokerRequestHeader {
         broker_name: "broker-a".into(),
         broker_addr: "127.0.0.1:10911".into(),
@@ -48,7 +53,7 @@ fn register(ns: &mut NameServer, now: Now, topics: &[&str]) -> RemotingCommand {
         broker_id: 0,
         heartbeat_timeout_millis: None,
         enable_acting_master: Some(false),
-        compressed: Some(false),
+        compressed: Some(compressed),
         body_crc32: Some(0),
     };
     let mut body = RegisterBrokerBody::default();
@@ -61,9 +66,47 @@ fn register(ns: &mut NameServer, now: Now, topics: &[&str]) -> RemotingCommand {
         };
         body.topic_config_serialize_wrapper.topic_config_table.insert((*topic).into(), config);
     }
-    let request = RemotingCommand::request(RequestCode::REGISTER_BROKER, 1, header.to_ext_fields())
-        .with_body(json::to_vec(&body, KeyStyle::Fastjson).unwrap());
+    let encoded = if compressed {
+        keel_core::protocol::body::register_compressed::encode_compressed(&body)
+    } else {
+        json::to_vec(&body, KeyStyle::Fastjson).unwrap()
+    };
+    let request =
+        RemotingCommand::request(RequestCode::REGISTER_BROKER, 1, header.to_ext_fields()).with_body(encoded);
     response(&call(ns, now, BROKER, &request))
+}
+
+#[test]
+fn a_compressed_registration_routes_like_a_json_one() {
+    let mut ns = start();
+    let topics: Vec<String> = (0..500).map(|i| format!("T{i}")).collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    assert_eq!(register_as(&mut ns, at(0), &names, true).response_code(), ResponseCode::SUCCESS);
+    for topic in ["T0", "T499"] {
+        let reply = route(&mut ns, at(10), topic);
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{topic}");
+        let data: TopicRouteData = json::from_slice(&reply.body).unwrap();
+        assert_eq!(data.queue_datas[0].read_queue_nums, 4);
+    }
+    // A damaged compressed body is refused with a reason, and nothing is registered.
+    let mut ns = start();
+    let header = RegisterBrokerRequestHeader {
+        broker_name: "broker-b".into(),
+        broker_addr: "127.0.0.1:10921".into(),
+        cluster_name: "DefaultCluster".into(),
+        ha_server_addr: "127.0.0.1:10922".into(),
+        broker_id: 0,
+        heartbeat_timeout_millis: None,
+        enable_acting_master: None,
+        compressed: Some(true),
+        body_crc32: None,
+    };
+    let request = RemotingCommand::request(RequestCode::REGISTER_BROKER, 2, header.to_ext_fields())
+        .with_body(&b"\x78\x9c garbage"[..]);
+    let reply = response(&call(&mut ns, at(20), BROKER, &request));
+    assert_eq!(reply.response_code(), ResponseCode::SYSTEM_ERROR);
+    assert!(reply.remark.unwrap_or_default().contains("compressed REGISTER_BROKER body"));
+    assert_ne!(route(&mut ns, at(30), "T0").response_code(), ResponseCode::SUCCESS);
 }
 
 fn route(ns: &mut NameServer, now: Now, topic: &str) -> RemotingCommand {

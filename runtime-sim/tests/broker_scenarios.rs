@@ -195,6 +195,22 @@ fn the_broker_registers_with_its_name_server_and_redials_a_lost_link() {
 }
 
 #[test]
+fn with_compressed_register_the_registration_body_is_rocketmq_compressed_form() {
+    let mut config = config(FlushMode::Async { interval_ms: 500 });
+    config.compressed_register = true;
+    let mut node = boot(config, SharedDisk::default());
+    node.advance(1);
+    let (conn, namesrv) = node.dials.pop().expect("a dial to the name server at boot");
+    node.open(conn, namesrv);
+    let register = node.peers[&conn].inbox.first().cloned().expect("REGISTER_BROKER on connect");
+    let header = RegisterBrokerRequestHeader::decode(&register.ext_fields).unwrap();
+    assert_eq!(header.compressed, Some(true));
+    assert_eq!(header.body_crc32, Some(keel_core::protocol::message::stored::masked_crc32(&register.body)));
+    let body = keel_core::protocol::body::register_compressed::decode_compressed(&register.body).unwrap();
+    assert!(body.topic_config_serialize_wrapper.topic_config_table.contains_key("TBW102"));
+}
+
+#[test]
 fn a_request_arriving_while_the_store_boots_is_served_once_it_is_ready() {
     let config = config(FlushMode::Sync);
     let (mut node, _) = BrokerNode::start(config, SharedDisk::default(), start()).expect("start");

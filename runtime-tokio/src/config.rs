@@ -159,6 +159,8 @@ pub struct BrokerSettings {
     pub reject_transaction_message: bool,
     /// Retention and disk-space settings (`fileReservedTime`, `deleteWhen`, the ratios).
     pub retention: keel_core::store::RetentionConfig,
+    /// `compressedRegister`: REGISTER_BROKER bodies in their compressed form.
+    pub compressed_register: bool,
 }
 
 impl BrokerSettings {
@@ -194,6 +196,7 @@ impl BrokerSettings {
         "diskSpaceWarningLevelRatio",
         "deletePhysicFilesInterval",
         "cleanResourceInterval",
+        "compressedRegister",
         // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
         // for it is fixed (a single master).
         "brokerRole",
@@ -235,6 +238,7 @@ impl BrokerSettings {
             transaction_check_max: props.get("transactionCheckMax")?.unwrap_or(tx.check_max),
             reject_transaction_message: props.get("rejectTransactionMessage")?.unwrap_or(tx.reject),
             retention: retention_settings(props)?,
+            compressed_register: props.get("compressedRegister")?.unwrap_or(false),
         };
         if settings.transaction_check_interval_ms == 0 {
             return Err(ConfigError::BadValue { key: "transactionCheckInterval".into(), value: "0".into() });
@@ -262,7 +266,8 @@ impl BrokerSettings {
         let r = &self.retention;
         let hours: Vec<String> = r.delete_hours.iter().map(|h| format!("{h:02}")).collect();
         format!(
-            "fileReservedTime={}\ndeleteWhen={}\ncleanFileForciblyEnable={}\ndiskMaxUsedSpaceRatio={}\ndiskSpaceCleanForciblyRatio={}\ndiskSpaceWarningLevelRatio={}\ndeletePhysicFilesInterval={}\ncleanResourceInterval={}\n",
+            "compressedRegister={}\nfileReservedTime={}\ndeleteWhen={}\ncleanFileForciblyEnable={}\ndiskMaxUsedSpaceRatio={}\ndiskSpaceCleanForciblyRatio={}\ndiskSpaceWarningLevelRatio={}\ndeletePhysicFilesInterval={}\ncleanResourceInterval={}\n",
+            self.compressed_register,
             r.file_reserved_ms as f64 / 3_600_000.0,
             hours.join(";"),
             r.clean_forcibly,

@@ -169,6 +169,7 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.transaction.check_interval_ms = settings.transaction_check_interval_ms;
     config.transaction.check_max = settings.transaction_check_max;
     config.transaction.reject = settings.reject_transaction_message;
+    config.compressed_register = settings.compressed_register;
     config.store = store;
     Ok(config)
 }

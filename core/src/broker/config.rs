@@ -28,6 +28,9 @@ pub struct BrokerConfig {
     pub default_topic_queue_nums: i32,
     /// `registerNameServerPeriod`, ms.
     pub register_interval_ms: u64,
+    /// `compressedRegister`: send REGISTER_BROKER's body in its compressed form (a broker
+    /// with thousands of topics sends megabytes of JSON every 30 s otherwise).
+    pub compressed_register: bool,
     /// `channelExpiredTimeout`: a client silent this long is dropped, ms.
     pub client_expiry_ms: u64,
     /// Longest a pull is held, ms (below the client's own 30 s timeout).
@@ -71,6 +74,7 @@ impl BrokerConfig {
             auto_create_subscription_group: true,
             default_topic_queue_nums: 8,
             register_interval_ms: 30_000,
+            compressed_register: false,
             client_expiry_ms: 120_000,
             max_pull_hold_ms: 20_000,
             max_pull_holds: 20_000,

@@ -87,7 +87,12 @@ impl Broker {
             topic_config_serialize_wrapper: self.topics.wrapper().clone(),
             ..RegisterBrokerBody::default()
         };
-        let body = json::to_vec(&body, KeyStyle::Fastjson).unwrap_or_default();
+        let compressed = self.config.compressed_register;
+        let body = if compressed {
+            crate::protocol::body::register_compressed::encode_compressed(&body)
+        } else {
+            json::to_vec(&body, KeyStyle::Fastjson).unwrap_or_default()
+        };
         let addr = self.config.advertised_addr;
         let header = RegisterBrokerRequestHeader {
             broker_name: self.config.broker_name.clone(),
@@ -97,7 +102,7 @@ impl Broker {
             broker_id: self.config.broker_id,
             heartbeat_timeout_millis: None,
             enable_acting_master: Some(false),
-            compressed: Some(false),
+            compressed: Some(compressed),
             body_crc32: Some(masked_crc32(&body)),
         };
         RemotingCommand::request(RequestCode::REGISTER_BROKER, self.opaque(), header.to_ext_fields())

@@ -169,12 +169,12 @@ impl NameServer {
                 return Ok(error("crc32 not match".into()));
             }
         }
-        if header.compressed == Some(true) {
-            return Ok(error(
-                "compressed REGISTER_BROKER bodies are not supported; send compressed=false".into(),
-            ));
-        }
-        let body: RegisterBrokerBody = if request.body.is_empty() {
+        let body: RegisterBrokerBody = if header.compressed == Some(true) {
+            match crate::protocol::body::register_compressed::decode_compressed(&request.body) {
+                Ok(body) => body,
+                Err(e) => return Ok(error(e.to_string())),
+            }
+        } else if request.body.is_empty() {
             RegisterBrokerBody::default()
         } else {
             match json::from_slice(&request.body) {

@@ -5,6 +5,7 @@
 mod client;
 mod group;
 mod queue;
+pub mod register_compressed;
 mod route;
 mod topic;
 
