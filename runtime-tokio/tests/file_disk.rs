@@ -86,19 +86,25 @@ impl Node {
         let body = format!("message {i} ").repeat(i % 20 + 1);
         let tag = format!("Tag{}", i % 3);
         let props = properties::encode(&[("TAGS", tag.as_str())]);
-        let req = AppendRequest {
-            topic: if i % 2 == 0 { "TopicA" } else { "TopicB" },
-            queue_id: i32::try_from(i % 4).unwrap(),
-            flag: 0,
-            sys_flag: 0,
-            born_timestamp: 1_726_000_000_000,
-            born_host: "127.0.0.1:50000".parse().unwrap(),
-            reconsume_times: 0,
-            prepared_transaction_offset: 0,
-            body: body.as_bytes(),
-            properties: &props,
-        };
+        let topic = if i % 2 == 0 { "TopicA" } else { "TopicB" };
+        let req = request(topic, i32::try_from(i % 4).unwrap(), body.as_bytes(), &props);
         self.store.append(self.now, &req).unwrap();
+    }
+}
+
+/// A message to append from a producer on loopback.
+fn request<'a>(topic: &'a str, queue_id: i32, body: &'a [u8], properties: &'a [u8]) -> AppendRequest<'a> {
+    AppendRequest {
+        topic,
+        queue_id,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: 1_726_000_000_000,
+        born_host: "127.0.0.1:50000".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body,
+        properties,
     }
 }
 
@@ -185,18 +191,7 @@ fn thousands_of_queues_never_hold_a_descriptor_each() {
     let props = properties::encode(&[("TAGS", "A")]);
     for i in 0..6_000 {
         let topic = format!("Q{}", i / 8);
-        let req = AppendRequest {
-            topic: &topic,
-            queue_id: i % 8,
-            flag: 0,
-            sys_flag: 0,
-            born_timestamp: 1_726_000_000_000,
-            born_host: "127.0.0.1:50000".parse().unwrap(),
-            reconsume_times: 0,
-            prepared_transaction_offset: 0,
-            body: b"one per queue",
-            properties: &props,
-        };
+        let req = request(&topic, i % 8, b"one per queue", &props);
         node.store.append(node.now, &req).unwrap();
         if i % 500 == 499 {
             node.drain_all();

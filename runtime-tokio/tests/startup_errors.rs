@@ -30,48 +30,54 @@ fn failure_text(output: &Output) -> String {
     stderr
 }
 
-#[test]
-fn a_broker_on_a_taken_port_names_the_address_and_exits_1() {
+/// Run `binary` with a port someone else holds; its stderr, checked for the one line that
+/// names the address.
+fn on_a_taken_port(
+    binary: &str,
+    name: &str,
+    args: impl FnOnce(u16, &std::path::Path) -> Vec<String>,
+) -> String {
     let taken = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let dir = scratch_dir("startup-broker");
-    let conf = dir.join("broker.conf");
-    std::fs::write(&conf, format!("listenPort={port}\nstorePathRootDir={}\n", dir.join("store").display()))
-        .unwrap();
-    let stderr = failure_text(&run(env!("CARGO_BIN_EXE_mqbroker"), &["-c", conf.to_str().unwrap()]));
-    assert!(
-        stderr.contains(&format!("mqbroker: cannot listen on 0.0.0.0:{port}: address in use")),
-        "{stderr}"
-    );
+    let dir = scratch_dir(&format!("startup-{name}"));
+    let args = args(port, &dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stderr = failure_text(&run(binary, &args));
+    assert!(stderr.contains(&format!("{name}: cannot listen on 0.0.0.0:{port}: address in use")), "{stderr}");
     assert!(!stderr.contains("os error"), "{stderr}");
+    stderr
+}
+
+/// A config file in `dir` holding `text`; its path as an argument.
+fn conf(dir: &std::path::Path, name: &str, text: String) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_broker_on_a_taken_port_names_the_address_and_exits_1() {
+    on_a_taken_port(env!("CARGO_BIN_EXE_mqbroker"), "mqbroker", |port, dir| {
+        let text = format!("listenPort={port}\nstorePathRootDir={}\n", dir.join("store").display());
+        vec!["-c".into(), conf(dir, "broker.conf", text)]
+    });
 }
 
 #[test]
 fn a_name_server_on_a_taken_port_names_the_address_and_exits_1() {
-    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let dir = scratch_dir("startup-namesrv");
-    let conf = dir.join("namesrv.properties");
-    std::fs::write(&conf, format!("listenPort={port}\n")).unwrap();
-    let stderr = failure_text(&run(env!("CARGO_BIN_EXE_mqnamesrv"), &["-c", conf.to_str().unwrap()]));
-    assert!(
-        stderr.contains(&format!("mqnamesrv: cannot listen on 0.0.0.0:{port}: address in use")),
-        "{stderr}"
-    );
+    on_a_taken_port(env!("CARGO_BIN_EXE_mqnamesrv"), "mqnamesrv", |port, dir| {
+        vec!["-c".into(), conf(dir, "namesrv.properties", format!("listenPort={port}\n"))]
+    });
 }
 
 #[test]
 fn the_all_in_one_command_on_a_taken_port_names_it() {
-    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let dir = scratch_dir("startup-keel");
-    let data = dir.join("data");
-    let args = ["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port"];
-    let port_text = port.to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.push(&port_text);
-    let stderr = failure_text(&run(env!("CARGO_BIN_EXE_keel"), &all));
-    assert!(stderr.contains(&format!("keel: cannot listen on 0.0.0.0:{port}: address in use")), "{stderr}");
+    on_a_taken_port(env!("CARGO_BIN_EXE_keel"), "keel", |port, dir| {
+        let data = dir.join("data").to_str().unwrap().to_owned();
+        ["--data-dir", &data, "--namesrv-port", "0", "--broker-port", &port.to_string()]
+            .map(str::to_owned)
+            .to_vec()
+    });
 }
 
 #[test]
