@@ -199,3 +199,83 @@ fn above_the_forcible_ratio_the_oldest_segment_goes_even_unexpired() {
     let reply = node.call(CLIENT, &send(600, "Q", 0, "T", "ok"));
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
 }
+
+fn waiting(opaque: i32, topic: &str, key: &str, value: &str, body: &str) -> RemotingCommand {
+    use keel_core::protocol::client_requests::OutgoingMessage;
+    let message = OutgoingMessage {
+        topic: topic.into(),
+        tags: Some("T".into()),
+        user_properties: vec![(key.into(), value.into())],
+        body: body.as_bytes().to_vec().into(),
+        ..OutgoingMessage::default()
+    };
+    keel_core::protocol::client_requests::send_message(opaque, "pg", 0, &message)
+}
+
+/// Delayed and timed messages whose records retention deleted before they were due are
+/// skipped (never delivered, never blocking what comes after), and a later one arrives.
+#[test]
+fn delayed_and_timed_messages_deleted_before_their_time_are_skipped_and_later_ones_arrive() {
+    use keel_core::protocol::message::properties::keys;
+    let mut node = boot(retention_config(), SharedDisk::default());
+    // Level 5 is 1 minute, and 100 s for the timer: both outlive fileReservedTime (60 s).
+    for i in 0..3 {
+        let reply = node.call(CLIENT, &waiting(10 + i, "Late", keys::DELAY, "5", &format!("delayed-{i}")));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+        let reply =
+            node.call(CLIENT, &waiting(20 + i, "Late", keys::TIMER_DELAY_SEC, "100", &format!("timed-{i}")));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    }
+    // Enough other traffic that those records' segments close, then expire.
+    send_many(&mut node, "Filler", 0, 60);
+    node.advance(40_000);
+    send_many(&mut node, "Filler", 60, 60);
+    node.advance(RESERVED_MS - 40_000 + 2_000);
+    assert!(segments(&node)[0] > 0, "nothing was deleted");
+    // Later ones, stored after the deletion, are delivered on time.
+    let reply = node.call(CLIENT, &waiting(30, "Late", keys::DELAY, "2", "delayed-later"));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    let reply = node.call(CLIENT, &waiting(31, "Late", keys::TIMER_DELAY_SEC, "3", "timed-later"));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    node.advance(120_000);
+    let mut delivered: Vec<String> =
+        drain_queue(&mut node, "Late").into_iter().map(|(body, _)| body).collect();
+    delivered.sort();
+    assert_eq!(delivered, ["delayed-later", "timed-later"]);
+    let info = runtime_info(&mut node, 40);
+    let (done, end) = info["scheduleMessageOffset_5"].split_once(',').unwrap();
+    assert_eq!(done, end, "level 5 did not move past its deleted heads: {}", info["scheduleMessageOffset_5"]);
+    assert_eq!(info["timerOffsetBehind"], "0");
+    assert_eq!(node.broker.timer_stats().1, 0, "timers still pending");
+}
+
+/// An open transaction whose half message retention deleted is forgotten: never checked
+/// again, never committed.
+#[test]
+fn an_open_transaction_whose_half_message_was_deleted_is_forgotten() {
+    use keel_core::protocol::client_requests::OutgoingMessage;
+    use keel_core::protocol::message::properties::keys;
+    let mut config = retention_config();
+    config.transaction.timeout_ms = 1_000;
+    config.transaction.check_interval_ms = 1_000;
+    let mut node = boot(config, SharedDisk::default());
+    let message = OutgoingMessage {
+        topic: "Tx".into(),
+        user_properties: vec![(keys::TRAN_MSG.into(), "true".into()), (keys::PGROUP.into(), "txg".into())],
+        body: b"half".to_vec().into(),
+        ..OutgoingMessage::default()
+    };
+    let mut request = keel_core::protocol::client_requests::send_message(1, "txg", 0, &message);
+    request.ext_fields.insert("f", "4".to_owned()); // sysFlag: TRANSACTION_PREPARED
+    let reply = node.call(CLIENT, &request);
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    node.advance(500);
+    assert_eq!(node.broker.transaction_stats().1, 1, "the transaction is open");
+    // No producer of txg is connected, so nobody answers checks: it stays open while its
+    // half message ages out.
+    send_many(&mut node, "Filler", 0, 60);
+    node.advance(RESERVED_MS + 5_000);
+    assert!(segments(&node)[0] > 0, "nothing was deleted");
+    assert_eq!(node.broker.transaction_stats().1, 0, "the transaction is still open");
+    assert!(drain_queue(&mut node, "Tx").is_empty());
+}

@@ -289,7 +289,19 @@ impl Broker {
     /// Deliver the head of `level` if it is due.
     fn deliver_head(&mut self, now: Now, level: i32) -> Result<(), Stop> {
         let queue_id = level - 1;
-        let next = self.scheduler.next.get(&level).copied().unwrap_or(0);
+        let mut next = self.scheduler.next.get(&level).copied().unwrap_or(0);
+        let min = self.store.queue_offsets(SCHEDULE_TOPIC, queue_id).map_or(0, |(min, _)| min.0);
+        if next < min {
+            // Retention deleted these heads before they were due: one line for the lot.
+            tracing::warn!(
+                level,
+                skipped = min - next,
+                "delayed messages deleted by retention before they were due; skipped"
+            );
+            self.scheduler.skip(level, min - 1);
+            self.scheduler.heads.remove(&level);
+            next = min;
+        }
         let delay = i64::try_from(self.scheduler.levels.delay_ms(level).unwrap_or(0)).unwrap_or(i64::MAX);
         // A head already read and not due: no need to read it again.
         if let Some(&(offset, due)) = self.scheduler.heads.get(&level) {
@@ -304,19 +316,10 @@ impl Broker {
         let Some(entry) = entries.first().copied() else { return Err(Stop::Empty) };
         if entry.phys_offset < self.store.min_phys() {
             // Retention is moving this queue's minimum past the head: wait for it, then
-            // skip to it below (one log line for the lot).
+            // skip to it above (one log line for the lot).
             return Err(Stop::Retry);
         }
-        // Entries below the queue's minimum are gone; reading starts at the minimum.
-        let offset =
-            self.store.queue_offsets(SCHEDULE_TOPIC, queue_id).map_or(next, |(min, _)| next.max(min.0));
-        if offset > next {
-            tracing::warn!(
-                level,
-                skipped = offset - next,
-                "delayed messages deleted by retention before they were due; skipped"
-            );
-        }
+        let offset = next;
         let record = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
             Ok(record) => record,
             Err(error) => return self.head_unreadable(level, offset, &error.to_string()),
