@@ -172,16 +172,17 @@ async fn fill(addr: SocketAddr, topics: usize, queues: i32) -> anyhow::Result<()
         let reply = client.call(request).await?;
         anyhow::ensure!(reply.response_code() == ResponseCode::SUCCESS, "topic refused: {:?}", reply.remark);
     }
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: std::collections::VecDeque<tokio::task::JoinHandle<anyhow::Result<()>>> =
+        std::collections::VecDeque::new();
     for topic in 0..topics {
         for queue in 0..queues {
-            while tasks.len() >= 512 {
-                if let Some(done) = tasks.join_next().await {
-                    done??;
+            if tasks.len() >= 512 {
+                if let Some(oldest) = tasks.pop_front() {
+                    oldest.await??;
                 }
             }
             let client = Arc::clone(&client);
-            tasks.spawn(async move {
+            tasks.push_back(tokio::spawn(async move {
                 let message = OutgoingMessage {
                     topic: format!("T{topic:05}"),
                     body: Bytes::from_static(b"one message per queue"),
@@ -194,11 +195,11 @@ async fn fill(addr: SocketAddr, topics: usize, queues: i32) -> anyhow::Result<()
                     reply.remark
                 );
                 Ok(())
-            });
+            }));
         }
     }
-    while let Some(done) = tasks.join_next().await {
-        done??;
+    for done in tasks {
+        done.await??;
     }
     Ok(())
 }
