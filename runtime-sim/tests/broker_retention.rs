@@ -200,18 +200,6 @@ fn above_the_forcible_ratio_the_oldest_segment_goes_even_unexpired() {
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
 }
 
-fn waiting(opaque: i32, topic: &str, key: &str, value: &str, body: &str) -> RemotingCommand {
-    use keel_core::protocol::client_requests::OutgoingMessage;
-    let message = OutgoingMessage {
-        topic: topic.into(),
-        tags: Some("T".into()),
-        user_properties: vec![(key.into(), value.into())],
-        body: body.as_bytes().to_vec().into(),
-        ..OutgoingMessage::default()
-    };
-    keel_core::protocol::client_requests::send_message(opaque, "pg", 0, &message)
-}
-
 /// Delayed and timed messages whose records retention deleted before they were due are
 /// skipped (never delivered, never blocking what comes after), and a later one arrives.
 #[test]
@@ -220,10 +208,10 @@ fn delayed_and_timed_messages_deleted_before_their_time_are_skipped_and_later_on
     let mut node = boot(retention_config(), SharedDisk::default());
     // Level 5 is 1 minute, and 100 s for the timer: both outlive fileReservedTime (60 s).
     for i in 0..3 {
-        let reply = node.call(CLIENT, &waiting(10 + i, "Late", keys::DELAY, "5", &format!("delayed-{i}")));
+        let reply = node.call(CLIENT, &timed(10 + i, "Late", keys::DELAY, "5", &format!("delayed-{i}")));
         assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
         let reply =
-            node.call(CLIENT, &waiting(20 + i, "Late", keys::TIMER_DELAY_SEC, "100", &format!("timed-{i}")));
+            node.call(CLIENT, &timed(20 + i, "Late", keys::TIMER_DELAY_SEC, "100", &format!("timed-{i}")));
         assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
     }
     // Enough other traffic that those records' segments close, then expire.
@@ -233,9 +221,9 @@ fn delayed_and_timed_messages_deleted_before_their_time_are_skipped_and_later_on
     node.advance(RESERVED_MS - 40_000 + 2_000);
     assert!(segments(&node)[0] > 0, "nothing was deleted");
     // Later ones, stored after the deletion, are delivered on time.
-    let reply = node.call(CLIENT, &waiting(30, "Late", keys::DELAY, "2", "delayed-later"));
+    let reply = node.call(CLIENT, &timed(30, "Late", keys::DELAY, "2", "delayed-later"));
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
-    let reply = node.call(CLIENT, &waiting(31, "Late", keys::TIMER_DELAY_SEC, "3", "timed-later"));
+    let reply = node.call(CLIENT, &timed(31, "Late", keys::TIMER_DELAY_SEC, "3", "timed-later"));
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
     node.advance(120_000);
     let mut delivered: Vec<String> =

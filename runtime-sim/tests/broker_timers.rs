@@ -5,7 +5,7 @@
 //! twice, never lost.
 
 use keel_core::io::{Now, UnixMillis};
-use keel_core::protocol::client_requests::{pulled_records, send_message, OutgoingMessage};
+use keel_core::protocol::client_requests::pulled_records;
 use keel_core::protocol::message::properties::{self, keys};
 use keel_core::protocol::{RemotingCommand, ResponseCode};
 use keel_core::store::FlushMode;
@@ -14,17 +14,6 @@ use rand::SeedableRng;
 
 mod support;
 use support::*;
-
-fn timed(opaque: i32, topic: &str, key: &str, value: &str, body: &str) -> RemotingCommand {
-    let message = OutgoingMessage {
-        topic: topic.into(),
-        tags: Some("T".into()),
-        user_properties: vec![(key.into(), value.into())],
-        body: body.as_bytes().to_vec().into(),
-        ..OutgoingMessage::default()
-    };
-    send_message(opaque, "pg", 0, &message)
-}
 
 fn bodies(node: &mut BrokerNode, opaque: i32, topic: &str) -> Vec<String> {
     queue_bodies(node, opaque, topic)

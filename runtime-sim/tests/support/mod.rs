@@ -143,3 +143,15 @@ pub fn runtime_info(node: &mut BrokerNode, opaque: i32) -> std::collections::BTr
         keel_core::protocol::json::from_slice(&reply.body).expect("a KVTable body");
     table.table
 }
+
+/// A send to `topic` queue 0 carrying one property `key=value` (a delay level, a timer).
+pub fn timed(opaque: i32, topic: &str, key: &str, value: &str, body: &str) -> RemotingCommand {
+    let message = OutgoingMessage {
+        topic: topic.into(),
+        tags: Some("T".into()),
+        user_properties: vec![(key.into(), value.into())],
+        body: body.as_bytes().to_vec().into(),
+        ..OutgoingMessage::default()
+    };
+    send_message(opaque, "pg", 0, &message)
+}
