@@ -109,11 +109,13 @@ impl Store {
         let group = store.ops.new_group();
         // After a crash every queue tail and directory recovery touched must be synced:
         // past a few hundred files, one syncfs costs one journal commit instead of one each.
-        let sync_all = fixups.iter().filter(|op| matches!(op, DiskOp::SyncDir { .. })).count()
-            + store.queues.unsynced_files()
-            > SYNC_ALL_ABOVE;
+        // Queue directories' syncs are folded into it; the root's stays where it is (it
+        // orders a withdrawn checkpoint before the rebuild's removals).
+        let folded = |op: &DiskOp| matches!(op, DiskOp::SyncDir { dir } if !dir.is_root());
+        let sync_all =
+            fixups.iter().filter(|op| folded(op)).count() + store.queues.unsynced_files() > SYNC_ALL_ABOVE;
         for op in fixups {
-            if !(sync_all && matches!(op, DiskOp::SyncDir { .. })) {
+            if !(sync_all && folded(&op)) {
                 store.ops.push(op, Purpose::Group(group));
             }
         }

@@ -577,6 +577,14 @@ pub(super) fn recover(
     let last_timestamp =
         plan.scan.last_timestamp.or(checkpoint.map(|c| c.physic_msg_timestamp)).unwrap_or(0).max(0);
     let mut fixups = Vec::new();
+    if plan.rebuilt && checkpoint.is_some() {
+        // A rebuild removes and rewrites every queue file. Until its new checkpoint is
+        // written, the old one must not vouch for files half rewritten: a crash in between
+        // would trust a prefix of them and resume a queue at a reused offset. Withdrawn
+        // first, durably, so that crash rebuilds again.
+        fixups.push(DiskOp::Remove { file: paths::checkpoint() });
+        fixups.push(DiskOp::SyncDir { dir: FilePath::root() });
+    }
     let mut removed = Vec::new();
     let mut log = CommitLog::new(config.segment_size, BTreeSet::new(), end, last_timestamp);
     let kept =
