@@ -311,25 +311,29 @@ impl Worker {
         Ok(handle)
     }
 
+    /// The file's write handle, marked dirty: an operation is about to change it.
+    fn open_to_change(&self, file: &FilePath, create: bool) -> Result<Arc<File>, DiskError> {
+        let handle = self.open_for_write(file, create)?;
+        self.handles.mark(file.as_str(), true);
+        Ok(handle)
+    }
+
     fn execute(&self, op: &DiskOp) -> Result<(), DiskError> {
         let path = resolve(&self.root, op.target());
         let io = |e: std::io::Error| map_error(&path, &e);
         match op {
             DiskOp::Create { file, len } => {
-                let handle = self.open_for_write(file, true)?;
-                self.handles.mark(file.as_str(), true);
+                let handle = self.open_to_change(file, true)?;
                 if handle.metadata().map_err(io)?.len() != *len {
                     handle.set_len(*len).map_err(io)?;
                 }
             }
             DiskOp::Write { file, offset, data } => {
-                let handle = self.open_for_write(file, false)?;
-                self.handles.mark(file.as_str(), true);
+                let handle = self.open_to_change(file, false)?;
                 handle.write_all_at(data, *offset).map_err(io)?;
             }
             DiskOp::SetLen { file, len } => {
-                let handle = self.open_for_write(file, false)?;
-                self.handles.mark(file.as_str(), true);
+                let handle = self.open_to_change(file, false)?;
                 handle.set_len(*len).map_err(io)?;
             }
             DiskOp::Sync { file } => {

@@ -12,6 +12,8 @@
 //! the byte offset of their first entry. An entry is valid when its offset is ≥ 0 and its
 //! size > 0; an all-zero slot marks the end.
 
+use super::paths;
+use crate::io::{DiskError, DiskErrorKind, FilePath, StoreRead};
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::tag::tags_code;
 
@@ -86,6 +88,49 @@ impl CqEntry {
     pub fn end(&self) -> u64 {
         self.phys_offset + u64::from(self.size)
     }
+}
+
+/// Read slot `index` of the queue whose files (of `file_size` bytes) lie in `dir` into
+/// `slot`: how many bytes came back (fewer past a file's end, none from a missing file).
+pub(crate) fn read_slot(
+    reader: &dyn StoreRead,
+    dir: &FilePath,
+    file_size: u64,
+    index: u64,
+    slot: &mut [u8; ENTRY_LEN as usize],
+) -> Result<usize, DiskError> {
+    let pos = index * ENTRY_LEN;
+    let start = pos - pos % file_size;
+    let Some(file) = dir.join(&paths::offset_name(start)) else { return Ok(0) };
+    match reader.read_at(&file, pos - start, slot) {
+        Err(e) if e.kind == DiskErrorKind::NotFound => Ok(0),
+        read => read,
+    }
+}
+
+/// The first slot in `from..to` whose entry's record starts at or above `log_min` (`to`
+/// if none), by binary search: a queue's entries are in log order. A slot that does not
+/// read as an entry counts as at or above: a minimum never moves past what is not known
+/// to be gone.
+pub(crate) fn first_entry_at_or_above(
+    reader: &dyn StoreRead,
+    dir: &FilePath,
+    file_size: u64,
+    (from, to): (u64, u64),
+    log_min: u64,
+) -> Result<u64, DiskError> {
+    let (mut low, mut high) = (from, to.max(from));
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let mut slot = [0u8; ENTRY_LEN as usize];
+        let got = read_slot(reader, dir, file_size, mid, &mut slot)?;
+        if got == slot.len() && CqEntry::decode(&slot).is_some_and(|e| e.phys_offset < log_min) {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
 }
 
 #[cfg(test)]

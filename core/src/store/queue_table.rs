@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::consume_queue::{CqEntry, ENTRY_LEN};
+use super::consume_queue::{first_entry_at_or_above, CqEntry, ENTRY_LEN};
 use super::ops::{OpQueue, Purpose};
 use super::paths;
 use crate::io::{DiskError, DiskOp, FilePath, StoreRead};
@@ -98,36 +98,6 @@ impl QueueState {
             ops.push(DiskOp::SyncDir { dir: self.dir.clone() }, purpose);
         }
     }
-}
-
-/// The offset of `queue`'s first written entry whose record starts at or above `log_min`
-/// (its readable end if none does), found by binary search: entries are in log order.
-fn first_entry_at_or_above(
-    queue: &QueueState,
-    file_size: u64,
-    log_min: u64,
-    reader: &dyn StoreRead,
-) -> Result<u64, DiskError> {
-    let (mut low, mut high) = (queue.min_offset, queue.written_next.max(queue.min_offset));
-    while low < high {
-        let mid = low + (high - low) / 2;
-        let pos = mid * ENTRY_LEN;
-        let start = pos - pos % file_size;
-        let mut slot = [0u8; ENTRY_LEN as usize];
-        let got = match queue.dir.join(&paths::offset_name(start)) {
-            Some(file) => reader.read_at(&file, pos - start, &mut slot)?,
-            None => 0,
-        };
-        // A slot that cannot be read as an entry is treated as still needed: the minimum
-        // never moves past what is not known to be gone.
-        let below = got == slot.len() && CqEntry::decode(&slot).is_some_and(|e| e.phys_offset < log_min);
-        if below {
-            low = mid + 1;
-        } else {
-            high = mid;
-        }
-    }
-    Ok(low)
 }
 
 /// A queue's position in the table.
@@ -286,7 +256,8 @@ impl QueueTable {
         let file_size = self.file_size;
         let Some(queue) = self.slots.get_mut(index) else { return Ok(None) };
         let old_min = queue.min_offset;
-        let new_min = first_entry_at_or_above(queue, file_size, log_min, reader)?;
+        let range = (queue.min_offset, queue.written_next);
+        let new_min = first_entry_at_or_above(reader, &queue.dir, file_size, range, log_min)?;
         queue.min_offset = new_min;
         let newest = queue.files.last().copied();
         let below: Vec<u64> = queue

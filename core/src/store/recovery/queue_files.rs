@@ -4,11 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use super::super::consume_queue::{CqEntry, ENTRY_LEN};
+use super::super::consume_queue::{first_entry_at_or_above, read_slot, CqEntry, ENTRY_LEN};
 use super::super::paths;
 use super::super::StoreConfig;
 use super::RecoveryError;
-use crate::io::{FilePath, StoreRead};
+use crate::io::{DiskError, FilePath, StoreRead};
 use crate::protocol::message::stored::{parse_record, verify_crcs, Parsed};
 
 /// A ConsumeQueue as found on disk.
@@ -56,37 +56,15 @@ pub(super) fn load_queues(
             let mut queue =
                 load_queue(reader, topic.clone(), queue_id, dir, files, file_size, cut, assume_dirty)?;
             if log_min > 0 {
-                queue.min_offset = first_at_or_above(reader, &queue, file_size, log_min)?;
+                // Retention deleted the segments below `log_min` (maybe not yet the queue
+                // files pointing there).
+                let range = (queue.min_offset, queue.next_offset);
+                queue.min_offset = first_entry_at_or_above(reader, &queue.dir, file_size, range, log_min)?;
             }
             loaded.push(queue);
         }
     }
     Ok(loaded)
-}
-
-/// The first kept entry of `queue` whose record starts at or above `log_min`: retention
-/// deleted the segments below it (and maybe not yet the queue files pointing there).
-/// Entries are in log order, so a binary search finds it.
-fn first_at_or_above(
-    reader: &dyn StoreRead,
-    queue: &LoadedQueue,
-    file_size: u64,
-    log_min: u64,
-) -> Result<u64, RecoveryError> {
-    let (mut low, mut high) = (queue.min_offset, queue.next_offset);
-    while low < high {
-        let mid = low + (high - low) / 2;
-        let pos = mid * ENTRY_LEN;
-        let file = queue.dir.join(&paths::offset_name(pos - pos % file_size)).unwrap_or_else(FilePath::root);
-        let mut slot = [0u8; ENTRY_LEN as usize];
-        let got = reader.read_at(&file, pos % file_size, &mut slot)?;
-        if got == slot.len() && CqEntry::decode(&slot).is_some_and(|e| e.phys_offset < log_min) {
-            low = mid + 1;
-        } else {
-            high = mid;
-        }
-    }
-    Ok(low)
 }
 
 /// Marks slots before a queue's first entry in its first file (RocketMQ's pre-blank entry).
@@ -140,7 +118,6 @@ fn load_queue(
     let got = if files.is_empty() { 0 } else { reader.read_at(&file_of(first), 0, &mut head)? };
     head.truncate(got - got % ENTRY_LEN as usize);
     let head_from = first / ENTRY_LEN;
-    let head_end = head_from + (head.len() as u64) / ENTRY_LEN;
     let mut min_offset = head_from;
     for slot in head.chunks_exact(ENTRY_LEN as usize) {
         let pre_blank = slot.get(8..12) == Some(&PRE_BLANK_SIZE.to_be_bytes()[..])
@@ -154,14 +131,7 @@ fn load_queue(
     // Whether slot `i` holds an entry the checkpoint covers.
     let trusted = |i: u64| -> Result<bool, RecoveryError> {
         let mut slot = [0u8; ENTRY_LEN as usize];
-        let bytes = if (head_from..head_end).contains(&i) {
-            let at = usize::try_from((i - head_from) * ENTRY_LEN).unwrap_or(usize::MAX);
-            head.get(at..at + ENTRY_LEN as usize).unwrap_or_default()
-        } else {
-            let pos = i * ENTRY_LEN;
-            let got = reader.read_at(&file_of(pos - pos % file_size), pos % file_size, &mut slot)?;
-            slot.get(..got).unwrap_or_default()
-        };
+        let bytes = slot_at(&head, head_from, i, reader, &dir, file_size, &mut slot)?;
         Ok(bytes.len() == ENTRY_LEN as usize
             && CqEntry::decode(bytes).is_some_and(|entry| entry.end() <= cut))
     };
@@ -190,24 +160,34 @@ fn load_queue(
     // One look past the kept entries: anything there (a boot's unsynced work that a crash
     // cut short before the abort marker existed) is cut and zeroed too.
     let mut after = [0u8; ENTRY_LEN as usize];
-    let pos = next_offset * ENTRY_LEN;
-    let after: &[u8] = if (head_from..head_end).contains(&next_offset) {
-        let at = usize::try_from((next_offset - head_from) * ENTRY_LEN).unwrap_or(usize::MAX);
-        head.get(at..at + ENTRY_LEN as usize).unwrap_or_default()
-    } else {
-        match reader.read_at(&file_of(pos - pos % file_size), pos % file_size, &mut after) {
-            Ok(got) => after.get(..got).unwrap_or_default(),
-            Err(e) if e.kind == crate::io::DiskErrorKind::NotFound => &[],
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let written_after = after.iter().any(|x| *x != 0);
+    let written_after =
+        slot_at(&head, head_from, next_offset, reader, &dir, file_size, &mut after)?.iter().any(|x| *x != 0);
     let suspect = assume_dirty
         || written_after
         || !short_files.is_empty()
         || files.last().is_some_and(|&last| last >= limit * ENTRY_LEN);
     let extent = if suspect { u64::MAX } else { next_offset * ENTRY_LEN };
     Ok(LoadedQueue { topic, queue_id, dir, files, min_offset, next_offset, extent, short_files })
+}
+
+/// Slot `i` of a queue: from `head` (its first file's first slots, from slot `head_from`)
+/// when it lies there, else read from its file into `buf`; fewer than 20 bytes past a
+/// file's end.
+fn slot_at<'a>(
+    head: &'a [u8],
+    head_from: u64,
+    i: u64,
+    reader: &dyn StoreRead,
+    dir: &FilePath,
+    file_size: u64,
+    buf: &'a mut [u8; ENTRY_LEN as usize],
+) -> Result<&'a [u8], DiskError> {
+    let in_head = i.checked_sub(head_from).and_then(|k| usize::try_from(k * ENTRY_LEN).ok());
+    if let Some(bytes) = in_head.and_then(|at| head.get(at..at + ENTRY_LEN as usize)) {
+        return Ok(bytes);
+    }
+    let got = read_slot(reader, dir, file_size, i, buf)?;
+    Ok(buf.get(..got).unwrap_or_default())
 }
 
 /// Check each queue's last kept entry against the record it points at, dropping entries
