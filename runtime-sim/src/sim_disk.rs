@@ -230,6 +230,10 @@ pub struct SimDiskFaults {
     pub write_error: f64,
     /// Bytes the disk holds (the sum of file lengths); a write past it fails with ENOSPC.
     pub capacity: Option<u64>,
+    /// Every n-th read of a CommitLog segment returns one bit flipped (the stored bytes stay
+    /// right): a transient read fault, at a fixed rhythm so a hand-driven test can count on
+    /// it (the cluster runs flip at random in the disk plugin instead).
+    pub commitlog_read_flip_every: Option<u64>,
 }
 
 /// How often each injected disk fault fired.
@@ -253,6 +257,8 @@ pub struct SimDisk {
     next_inode: u64,
     faults: SimDiskFaults,
     counts: DiskFaultCounts,
+    /// CommitLog reads so far, for `commitlog_read_flip_every` (reads take `&self`).
+    commitlog_reads: std::cell::Cell<u64>,
 }
 
 fn not_found(path: &FilePath) -> DiskError {
@@ -511,7 +517,17 @@ impl StoreRead for SimDisk {
     fn read_at(&self, file: &FilePath, offset: u64, buf: &mut [u8]) -> Result<usize, DiskError> {
         let inode = self.inode(file).ok_or_else(|| not_found(file))?;
         let f = self.files.get(&inode).ok_or_else(|| not_found(file))?;
-        Ok(f.read(offset, buf))
+        let n = f.read(offset, buf);
+        if let Some(every) = self.faults.commitlog_read_flip_every.filter(|e| *e > 0) {
+            if file.as_str().starts_with("commitlog/") && n > 0 {
+                let reads = self.commitlog_reads.get() + 1;
+                self.commitlog_reads.set(reads);
+                if reads % every == 0 {
+                    buf[n / 2] ^= 0x10;
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn len(&self, file: &FilePath) -> Result<Option<u64>, DiskError> {

@@ -352,6 +352,10 @@ impl Broker {
                 if !matches!(error, StoreError::DiskFull { .. }) {
                     tracing::warn!(level, offset, %error, "delayed delivery failed; retrying");
                 }
+                // The head read well: only consecutive bad reads count toward skipping it,
+                // or a transient read fault now and then over minutes of a full disk would
+                // add up to a skip of a good message.
+                self.scheduler.head_failures.remove(&level);
                 return Err(Stop::Retry);
             }
             // This record's copy cannot be stored (too large, bad topic): like an unreadable

@@ -246,6 +246,8 @@ impl Broker {
                 if !matches!(error, StoreError::DiskFull { .. }) {
                     tracing::warn!(offset = pending.offset, %error, "timed delivery failed; retrying");
                 }
+                // It read well: only consecutive bad reads count toward dropping it.
+                self.timers.attempts.remove(&pending.offset);
                 Delivery::Refused
             }
             // This record's copy cannot be stored (too large, bad topic): like an unreadable
