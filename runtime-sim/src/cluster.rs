@@ -231,7 +231,16 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     let ledger = world.clone();
     let on_loss: LossHook = Arc::new(move |synced_end, cause| {
         let at = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(0);
-        ledger.record(at, Event::BrokerDataLoss { synced_end, cause: cause.to_owned() });
+        if let Some(synced_end) = synced_end {
+            ledger.record(at, Event::BrokerDataLoss { synced_end, cause: cause.to_owned() });
+        }
+        if cause != "power loss" {
+            // The broker refuses writes, drains and rebuilds its store in place.
+            ledger.record(
+                at,
+                Event::Fault { what: format!("{} ({cause})", crate::history::DISK_ERROR_REPAIR) },
+            );
+        }
     });
     disks.attach(broker.id(), profile.seed ^ 0xd15c, disk_profile(&profile), on_loss);
     if let Some(capacity) = profile.capacity {

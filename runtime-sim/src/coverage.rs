@@ -28,7 +28,7 @@ pub const REQUIRED: &[&str] = &[
     "fsync_failure",
     "bit_rot_read",
     "bit_rot_refused",
-    "fatal_restart",
+    "store_repaired",
     "clock_offset",
     "clock_drift",
     "clock_step_forward",

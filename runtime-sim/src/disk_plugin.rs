@@ -43,9 +43,10 @@ pub struct DiskProfile {
     pub read_flip: f64,
 }
 
-/// Told the synced end of the CommitLog whenever unsynced data may have been lost, so the
-/// history holds the fault ledger the durability checker excuses losses by.
-pub type LossHook = Arc<dyn Fn(u64, &str) + Send + Sync>;
+/// Told of every failed disk operation and every power loss, with the synced end of the
+/// CommitLog whenever unsynced data may have been lost (`None`: nothing was), so the history
+/// holds the fault ledger the checkers excuse losses and repairs by.
+pub type LossHook = Arc<dyn Fn(Option<u64>, &str) + Send + Sync>;
 
 struct NodeState {
     disk: SharedDisk,
@@ -100,7 +101,7 @@ impl Simulator for DiskSimulator {
             let stats = disk.crash(rng);
             CrashRecord { commitlog_synced_end, in_flight, stats }
         });
-        (node.on_loss)(record.commitlog_synced_end, "power loss");
+        (node.on_loss)(Some(record.commitlog_synced_end), "power loss");
         node.crashes.push(record);
     }
 }
@@ -202,8 +203,9 @@ impl DiskSimulator {
                 (synced_end, d.execute(op, rng))
             });
             // A failed fsync drops the file's dirty pages (Linux marks them clean).
-            if log_sync && result.is_err() {
-                (n.on_loss)(synced_end, "fsync failure");
+            if let Err(error) = &result {
+                let lost = log_sync.then_some(synced_end);
+                (n.on_loss)(lost, if log_sync { "fsync failure" } else { &error.detail });
             }
             result
         })

@@ -12,6 +12,10 @@ pub type Key = u64;
 /// the checkers count it as going on until `Healed`.
 pub const UNTIL_HEALED: &str = "until healing";
 
+/// How the description of a failed disk operation begins: the broker repairs its store in
+/// place, which the checkers count as a restart of the broker's services.
+pub const DISK_ERROR_REPAIR: &str = "broker disk error, store repaired in place";
+
 /// What happened, in the order it happened. (Fields are the variant's nouns: group and
 /// session number a consumer's life, queue and offset a ConsumeQueue position.)
 #[allow(missing_docs)]

@@ -117,6 +117,7 @@ fn is_broker_restart(what: &str) -> bool {
         || what.contains("broker process killed")
         || what.contains("broker stopped")
         || what.contains("kill broker")
+        || what.starts_with(crate::history::DISK_ERROR_REPAIR)
 }
 
 impl Facts {

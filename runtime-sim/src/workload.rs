@@ -20,7 +20,7 @@ use keel_core::protocol::headers::{
 };
 use keel_core::protocol::json;
 use keel_core::protocol::message::properties::{self, keys};
-use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use madsim::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -411,6 +411,13 @@ pub async fn probe(env: ClientEnv, seed: u64) {
         if let Err((offset, reason)) = read {
             env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
         }
+    }
+    // Disk errors the broker repaired in place since its last start (coverage only).
+    let request = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO, 0, ExtFields::new());
+    if let Ok(reply) = conn.call(request, Duration::from_secs(3), &mut rng).await {
+        let table = json::from_slice::<keel_core::protocol::body::KvTable>(&reply.body);
+        let repairs = table.ok().and_then(|t| t.table.get("storeRepairs").and_then(|n| n.parse().ok()));
+        env.world.add("store_repaired", repairs.unwrap_or(0));
     }
 }
 

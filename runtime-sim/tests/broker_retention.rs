@@ -296,7 +296,61 @@ fn delayed_and_timed_messages_survive_minutes_of_a_full_disk_with_flaky_reads() 
     node.disk.with(|d| d.set_faults(SimDiskFaults { capacity: Some(used * 10), ..full }));
     node.advance(30_000);
     node.disk.with(|d| d.set_faults(SimDiskFaults::default()));
-    let mut delivered: Vec<String> = drain_queue(&mut node, "Wait").into_iter().map(|(body, _)| body).collect();
+    let mut delivered: Vec<String> =
+        drain_queue(&mut node, "Wait").into_iter().map(|(body, _)| body).collect();
     delivered.sort();
     assert_eq!(delivered, ["delayed", "timed"]);
+}
+
+/// An ENOSPC that gets past the guard (here the guard is off) fails that send and those
+/// after it, never the broker: no fatal stop, the store repairs its tail in place, every
+/// acknowledged message stays readable, and sends succeed again once space is back.
+#[test]
+fn an_enospc_past_the_guard_fails_the_send_not_the_broker_and_writes_resume() {
+    let mut config = retention_config();
+    config.store.retention.warning_ratio = 100;
+    config.store.retention.clean_forcibly = false;
+    config.store.retention.file_reserved_ms = 100 * RESERVED_MS;
+    let mut node = boot(config, SharedDisk::default());
+    send_many(&mut node, "Q", 0, 10);
+    // The next segment cannot be created: a write past capacity fails with ENOSPC.
+    let used = node.disk.with(|d| d.used());
+    node.disk
+        .with(|d| d.set_faults(SimDiskFaults { capacity: Some(used + 100), ..SimDiskFaults::default() }));
+    let mut refused = 0;
+    let mut acked = 10;
+    for i in 10..40 {
+        let body = format!("Q-{i:04}-{}", "x".repeat(200));
+        node.send(CLIENT, &send(1000 + i, "Q", 0, "T", &body));
+        node.run_all();
+        let reply = node.take_reply(CLIENT, 1000 + i).expect("every send is answered, even while repairing");
+        match reply.response_code() {
+            ResponseCode::SUCCESS => acked += 1,
+            ResponseCode::SERVICE_NOT_AVAILABLE => refused += 1,
+            other => panic!("unexpected {other:?}: {:?}", reply.remark),
+        }
+        node.advance(50);
+    }
+    assert!(refused > 0, "the disk never filled");
+    assert!(node.fatal.is_empty(), "the broker stopped: {:?}", node.fatal);
+    assert!(node.broker.stats().store_repairs > 0, "no repair in place");
+    // Space comes back: within a few seconds sends succeed again, with no restart.
+    node.disk.with(|d| d.set_faults(SimDiskFaults::default()));
+    let mut resumed_after_ms = None;
+    for step in 0..100u64 {
+        node.advance(100);
+        let reply = node.call(CLIENT, &send(5000 + i32::try_from(step).unwrap(), "Q", 0, "T", "after"));
+        if reply.response_code() == ResponseCode::SUCCESS {
+            resumed_after_ms = Some(step * 100);
+            break;
+        }
+    }
+    let resumed_after_ms = resumed_after_ms.expect("sends never succeeded again");
+    assert!(resumed_after_ms <= 11_000, "resumed only after {resumed_after_ms} ms");
+    node.advance(500);
+    // Every acknowledged message is there, in order, and nothing else but "after".
+    let bodies: Vec<String> = drain_queue(&mut node, "Q").into_iter().map(|(body, _)| body).collect();
+    let stored: Vec<&String> = bodies.iter().filter(|b| b.as_str() != "after").collect();
+    assert_eq!(stored.len(), acked, "acknowledged {acked}, stored {}", stored.len());
+    assert!(node.fatal.is_empty());
 }

@@ -56,6 +56,9 @@ struct World {
     fatal: bool,
     crashes: u64,
     shutdowns: u64,
+    repairs: u64,
+    /// Whether the store was running (not booting) when its current repair began.
+    repair_from_running: Option<bool>,
 }
 
 fn random_config(rng: &mut ChaCha8Rng) -> StoreConfig {
@@ -78,6 +81,7 @@ impl World {
         let config = random_config(&mut rng);
         let faults = SimDiskFaults {
             sync_failure: if rng.gen_bool(0.2) { 0.01 } else { 0.0 },
+            write_error: if rng.gen_bool(0.2) { 0.01 } else { 0.0 },
             ..SimDiskFaults::default()
         };
         let disk = SimDisk::with_faults(faults);
@@ -97,6 +101,8 @@ impl World {
             fatal: false,
             crashes: 0,
             shutdowns: 0,
+            repairs: 0,
+            repair_from_running: None,
         };
         world.pump();
         world
@@ -123,7 +129,11 @@ impl World {
     fn run_ops(&mut self, count: usize) {
         for _ in 0..count {
             let Some((io, result)) = self.queue.run_one(&mut self.disk, &mut self.rng) else { return };
+            let running = self.store.is_ready();
             self.store.handle_disk_done(self.now, io, result);
+            if self.store.is_repairing() && self.repair_from_running.is_none() {
+                self.repair_from_running = Some(running);
+            }
             self.pump();
         }
     }
@@ -192,7 +202,9 @@ impl World {
                     body,
                 });
             }
-            Err(StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_)) => {}
+            Err(
+                StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_) | StoreError::Repairing,
+            ) => {}
             Err(other) => self.fail(format!("append refused: {other}")),
         }
         self.pump();
@@ -202,6 +214,10 @@ impl World {
     fn finish_boot(&mut self) -> bool {
         let mut steps = 0;
         while !self.store.is_ready() {
+            if self.store.is_repairing() {
+                self.repair_and_check();
+                continue;
+            }
             if self.fatal || self.queue.is_empty() {
                 return false;
             }
@@ -214,12 +230,51 @@ impl World {
         true
     }
 
+    /// A disk operation failed: let what is in flight complete, rebuild the store in place,
+    /// check that it kept every record below the cut (everything written before a failed
+    /// write; everything synced before a failed fsync) and nothing else.
+    fn repair_and_check(&mut self) {
+        while self.store.io_in_flight() > 0 {
+            if self.queue.is_empty() {
+                self.fail("operations in flight that the runtime never got");
+            }
+            self.run_ops(1);
+        }
+        if let Some(retry_at) = self.store.poll_timeout() {
+            self.now.mono = self.now.mono.max(retry_at);
+        }
+        if !self.store.repair_due(self.now.mono) {
+            self.fail("a drained store at its retry time is not due for repair");
+        }
+        let durable = self.store.flushed_end().0;
+        let cut = self.store.repair_cut().map_or(0, |c| c.0);
+        let Some((store, report)) = self.store.rebuild(&self.disk, self.now) else {
+            self.fail("rebuilding the store failed");
+        };
+        self.repairs += 1;
+        if report.recovered_end > cut {
+            self.fail(format!("rebuilt store kept {} past the cut at {cut}", report.recovered_end));
+        }
+        if self.repair_from_running.take() == Some(true) && report.recovered_end != cut {
+            // Below the cut every write completed, and nothing the sim disk drops lies there.
+            self.fail(format!("rebuilt store ends at {} short of the cut at {cut}", report.recovered_end));
+        }
+        self.store = store;
+        self.pump();
+        if !self.finish_boot() {
+            return self.crash_and_check(false);
+        }
+        let audit_report = audit(&self.config, &self.disk).unwrap_or_else(|p| self.fail(p.join("\n")));
+        self.check_prefix(&audit_report, durable);
+    }
+
     /// Kill the process (and, on power loss, the page cache), restart, check everything.
     fn crash_and_check(&mut self, power_loss: bool) {
         self.crashes += 1;
         let durable = self.store.flushed_end().0;
         self.queue.clear();
         self.fatal = false;
+        self.repair_from_running = None;
         if power_loss {
             self.disk.crash(&mut self.rng);
         }
@@ -377,6 +432,10 @@ impl World {
                 self.crash_and_check(false);
                 continue;
             }
+            if self.store.is_repairing() && self.rng.gen_bool(0.5) {
+                self.repair_and_check();
+                continue;
+            }
             match self.rng.gen_range(0..100) {
                 0..=44 => self.append(),
                 45..=79 => {
@@ -405,17 +464,20 @@ fn seeds() -> Vec<u64> {
 fn recovery_keeps_a_prefix_holding_everything_synced() {
     let mut crashes = 0;
     let mut shutdowns = 0;
+    let mut repairs = 0;
     let seeds = seeds();
     for &seed in &seeds {
         let mut world = World::new(seed);
         world.run(300);
         crashes += world.crashes;
         shutdowns += world.shutdowns;
+        repairs += world.repairs;
     }
     println!(
-        "store_crash: {} seeds, {crashes} restarts after crashes, {shutdowns} clean shutdowns",
+        "store_crash: {} seeds, {crashes} restarts after crashes, {shutdowns} clean shutdowns, {repairs} repairs in place",
         seeds.len()
     );
     assert!(crashes > seeds.len() as u64, "too few crashes exercised");
     assert!(shutdowns > 0, "no clean shutdown exercised");
+    assert!(seeds.len() < 100 || repairs > 0, "no repair in place exercised");
 }

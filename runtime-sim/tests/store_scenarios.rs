@@ -143,11 +143,90 @@ fn async_flush_waits_for_its_interval() {
     assert_eq!(node.store.flushed_end(), a.end());
 }
 
+/// Rebuild a repairing store once what it issued has drained, as the broker does.
+fn rebuild(node: &mut StoreNode) -> keel_core::store::RecoveryReport {
+    node.run_all();
+    assert!(node.store.repair_due(node.now.mono), "drained, yet not due for repair");
+    let (store, report) = node.store.rebuild(&node.disk, node.now).expect("rebuilt");
+    node.store = store;
+    node.pump();
+    node.run_all();
+    assert!(node.store.is_ready(), "the rebuilt store did not finish booting");
+    report
+}
+
 #[test]
-fn a_failed_fsync_is_fatal_and_refuses_appends() {
-    let disk = SimDisk::with_faults(SimDiskFaults { sync_failure: 1.0, ..SimDiskFaults::default() });
-    let (mut node, _) = StoreNode::boot(config(FlushMode::Sync), disk, now()).unwrap();
-    assert!(!node.fatal.is_empty(), "the boot sync failed: fatal");
+fn a_failed_fsync_refuses_appends_and_the_rebuilt_store_ends_at_what_was_synced() {
+    let mut node = fresh(FlushMode::Async { interval_ms: 100 });
+    let a = append(&mut node, 100);
+    node.now.mono = node.now.mono.plus_millis(100);
+    node.store.handle_timeout(node.now);
+    node.run_all();
+    assert_eq!(node.store.flushed_end(), a.end());
+    let b = append(&mut node, 100);
+    node.run_all();
+    assert_eq!(node.store.written_end(), b.end(), "written, not yet synced");
+    node.disk.set_faults(SimDiskFaults { sync_failure: 1.0, ..SimDiskFaults::default() });
+    node.now.mono = node.now.mono.plus_millis(100);
+    node.store.handle_timeout(node.now);
+    node.run_all();
+    assert!(node.store.is_repairing() && node.fatal.is_empty(), "a failed fsync repairs, never stops");
+    assert_eq!(node.store.repair_cut(), Some(a.end()), "the page cache may have dropped B");
+    assert_eq!(node.store.visible_end(), a.end(), "nothing past the cut is served meanwhile");
+    let body = [0u8; 10];
+    assert_eq!(node.store.append(node.now, &request("T", 0, &body, &[])), Err(StoreError::Repairing));
+    // Still failing: the rebuilt store's own syncs fail, and it repairs again, later.
+    let report = {
+        node.run_all();
+        let (store, report) = node.store.rebuild(&node.disk, node.now).expect("rebuilt");
+        node.store = store;
+        node.pump();
+        node.run_all();
+        report
+    };
+    assert_eq!(report.recovered_end, a.end().0);
+    assert!(node.store.is_repairing(), "its boot syncs failed too");
+    assert!(!node.store.repair_due(node.now.mono), "the next try waits a while");
+    node.disk.set_faults(SimDiskFaults::default());
+    node.now.mono = node.now.mono.plus_millis(1_000);
+    let report = rebuild(&mut node);
+    assert_eq!(report.recovered_end, a.end().0);
+    let c = append(&mut node, 10);
+    assert_eq!(c.phys_offset, a.end(), "the log goes on from the cut");
+    assert_eq!(c.queue_offset, Some(QueueOffset(1)), "B's queue entry went with it");
+    assert!(node.fatal.is_empty());
+}
+
+#[test]
+fn a_failed_write_keeps_everything_written_before_it_and_drops_the_rest() {
+    let mut node = fresh(FlushMode::Async { interval_ms: 60_000 });
+    let a = append(&mut node, 100);
+    let b = append(&mut node, 100);
+    node.run_all();
+    node.disk.set_faults(SimDiskFaults { write_error: 1.0, ..SimDiskFaults::default() });
+    let c = append(&mut node, 100);
+    node.run_all();
+    assert!(node.store.is_repairing());
+    assert_eq!(node.store.repair_cut(), Some(b.end()));
+    node.disk.set_faults(SimDiskFaults::default());
+    let report = rebuild(&mut node);
+    assert_eq!(report.recovered_end, b.end().0, "A and B were written; C was not");
+    assert_eq!(node.store.queue_offsets("T", 0), Some((QueueOffset(0), QueueOffset(2))));
+    assert!(c.end() > b.end());
+    let records = audit(node.config(), &node.disk).unwrap().records;
+    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), [a.phys_offset.0, b.phys_offset.0]);
+}
+
+#[test]
+fn a_failed_fsync_while_shutting_down_stops_the_store() {
+    let mut node = fresh(FlushMode::Async { interval_ms: 60_000 });
+    append(&mut node, 100);
+    node.run_all();
+    node.disk.set_faults(SimDiskFaults { sync_failure: 1.0, ..SimDiskFaults::default() });
+    node.store.begin_shutdown();
+    node.pump();
+    node.run_all();
+    assert!(!node.fatal.is_empty(), "the process exits; the next start recovers");
     assert!(node.store.failure().is_some());
     let body = [0u8; 10];
     assert!(matches!(node.store.append(node.now, &request("T", 0, &body, &[])), Err(StoreError::Failed(_))));

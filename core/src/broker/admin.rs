@@ -260,6 +260,8 @@ impl Broker {
                     .map_or_else(|| "0.0".into(), |u| format!("{}", u.used_per_mille() as f64 / 1000.0)),
             ),
             ("commitLogDirCapacity", disk_capacity(self.store.disk_usage())),
+            // Keel's own: times the store was rebuilt in place after a disk error, since boot.
+            ("storeRepairs", self.stats.store_repairs.to_string()),
             ("bootTimestamp", self.boot_wall_ms.to_string()),
             ("runtime", format!("{} ms", now.wall.0 - self.boot_wall_ms)),
             ("producerGroups", producers.to_string()),

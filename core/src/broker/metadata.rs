@@ -5,20 +5,25 @@
 //!
 //! A file is replaced atomically: write `X.tmp`, fsync it, rename it over `X`, fsync the
 //! directory. A crash at any point leaves either the old or the new version, never a mix.
-//! One write per file is in flight at a time; a change meanwhile is written after it. Any
-//! disk error is fatal, like the store's. The broker numbers these operations from
-//! [`METADATA_IO_BASE`], so they never collide with the store's.
+//! Each step is issued once the one before it succeeded, so a failed write or fsync never
+//! lets its rename through: the old version stays, and the replacement is tried again a
+//! while later (a full disk or an I/O error does not stop the broker). One replacement per
+//! file is in flight at a time; a change meanwhile is written after it. The broker numbers
+//! these operations from [`METADATA_IO_BASE`], so they never collide with the store's.
 
 use std::collections::VecDeque;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::io::{DiskOp, FilePath, IoId, Output, StoreRead};
+use crate::io::{DiskError, DiskOp, FilePath, IoId, MonoNanos, Output, StoreRead};
 use crate::protocol::json::{self, KeyStyle};
 
 /// Metadata disk operations are numbered from here up.
 pub const METADATA_IO_BASE: u64 = 1 << 62;
+
+/// After a failed replacement, how long before it is tried again.
+const RETRY_AFTER_FAILURE_MS: u64 = 1_000;
 
 /// `config/`.
 fn config_dir() -> FilePath {
@@ -29,15 +34,33 @@ fn config_dir() -> FilePath {
 #[derive(Debug)]
 pub(super) struct MetadataFile {
     name: &'static str,
-    /// The last operation of the write in flight.
+    /// The step of the replacement in flight.
     in_flight: Option<IoId>,
+    /// The replacement's steps not issued yet.
+    steps: VecDeque<DiskOp>,
     /// Changed since the write in flight (or the last one) started.
     dirty: bool,
+    /// A replacement failed: the next is not tried before this.
+    retry_at: Option<MonoNanos>,
+    /// Changes noted so far (a count), the count the replacement in flight writes, and the
+    /// count the file on disk holds durably.
+    changes: u64,
+    writing: u64,
+    durable: u64,
 }
 
 impl MetadataFile {
     pub(super) const fn new(name: &'static str) -> Self {
-        Self { name, in_flight: None, dirty: false }
+        Self {
+            name,
+            in_flight: None,
+            steps: VecDeque::new(),
+            dirty: false,
+            retry_at: None,
+            changes: 0,
+            writing: 0,
+            durable: 0,
+        }
     }
 
     fn path(&self) -> FilePath {
@@ -57,11 +80,24 @@ impl MetadataFile {
     /// Note a change to persist.
     pub(super) fn mark_dirty(&mut self) {
         self.dirty = true;
+        self.changes += 1;
     }
 
     /// Note a change to persist, if there was one.
     pub(super) fn mark_dirty_if(&mut self, changed: bool) {
-        self.dirty |= changed;
+        if changed {
+            self.mark_dirty();
+        }
+    }
+
+    /// The changes noted so far: what [`is_durable_through`](Self::is_durable_through) takes.
+    pub(super) fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Whether the file on disk durably holds every change up to `change`.
+    pub(super) fn is_durable_through(&self, change: u64) -> bool {
+        self.durable >= change
     }
 
     /// Whether nothing is waiting to be written or being written.
@@ -69,17 +105,20 @@ impl MetadataFile {
         !self.dirty && self.in_flight.is_none()
     }
 
-    /// If dirty and idle, issue the atomic replacement with `content`.
+    /// If dirty, idle and not backing off, start the atomic replacement with `content`.
     pub(super) fn write_if_dirty(
         &mut self,
+        now: MonoNanos,
         next_io: &mut u64,
         content: impl FnOnce() -> Result<Vec<u8>, json::JsonError>,
         out: &mut VecDeque<Output>,
     ) {
-        if !self.dirty || self.in_flight.is_some() {
+        if !self.dirty || self.in_flight.is_some() || self.retry_at.is_some_and(|at| now < at) {
             return;
         }
+        self.retry_at = None;
         self.dirty = false;
+        self.writing = self.changes;
         // Our own tables always serialize; if one ever did not, writing nothing (or an empty
         // file) would silently lose metadata, so it stops the broker instead.
         let content = match content() {
@@ -91,29 +130,55 @@ impl MetadataFile {
         };
         let path = self.path();
         let tmp = config_dir().join(&format!("{}.tmp", self.name)).unwrap_or_else(FilePath::root);
-        let ops = [
+        self.steps = VecDeque::from([
             DiskOp::Create { file: tmp.clone(), len: 0 },
             DiskOp::Write { file: tmp.clone(), offset: 0, data: content.into() },
             DiskOp::Sync { file: tmp.clone() },
             DiskOp::Rename { from: tmp, to: path },
             DiskOp::SyncDir { dir: config_dir() },
-        ];
-        let mut last = IoId(0);
-        for op in ops {
-            *next_io += 1;
-            last = IoId(*next_io);
-            out.push_back(Output::Disk { io: last, op });
-        }
-        self.in_flight = Some(last);
+        ]);
+        self.issue_next(next_io, out);
     }
 
-    /// An operation completed; true if it was this file's last.
-    pub(super) fn completed(&mut self, io: IoId) -> bool {
-        if self.in_flight == Some(io) {
-            self.in_flight = None;
-            return true;
+    fn issue_next(&mut self, next_io: &mut u64, out: &mut VecDeque<Output>) {
+        self.in_flight = self.steps.pop_front().map(|op| {
+            *next_io += 1;
+            let io = IoId(*next_io);
+            out.push_back(Output::Disk { io, op });
+            io
+        });
+    }
+
+    /// An operation completed: if it was this file's step, issue the next one, or after a
+    /// failure give the replacement up (the old version stays) and try again later.
+    pub(super) fn completed(
+        &mut self,
+        now: MonoNanos,
+        io: IoId,
+        result: &Result<(), DiskError>,
+        next_io: &mut u64,
+        out: &mut VecDeque<Output>,
+    ) {
+        if self.in_flight != Some(io) {
+            return;
         }
-        false
+        if let Err(error) = result {
+            tracing::warn!(file = self.name, %error, "metadata file not replaced; the old version stays, retrying");
+            self.steps.clear();
+            self.in_flight = None;
+            self.dirty = true;
+            self.retry_at = Some(now.plus_millis(RETRY_AFTER_FAILURE_MS));
+            return;
+        }
+        self.issue_next(next_io, out);
+        if self.in_flight.is_none() {
+            self.durable = self.writing;
+        }
+    }
+
+    /// When a replacement held back by a failure may be tried again.
+    pub(super) fn retry_at(&self) -> Option<MonoNanos> {
+        self.retry_at.filter(|_| self.dirty && self.in_flight.is_none())
     }
 }
 
@@ -132,6 +197,9 @@ pub(super) struct MetadataFiles {
     /// `timerCheckpoint.json`.
     pub(super) timer_checkpoint: MetadataFile,
     next_io: u64,
+    /// Shutting down: a failed replacement stops the broker instead of being retried, so
+    /// a broken disk cannot hold the exit forever (the next start has the old versions).
+    closing: bool,
 }
 
 impl MetadataFiles {
@@ -143,6 +211,7 @@ impl MetadataFiles {
             delay_offsets: MetadataFile::new("delayOffset.json"),
             timer_checkpoint: MetadataFile::new("timerCheckpoint.json"),
             next_io: METADATA_IO_BASE,
+            closing: false,
         }
     }
 
@@ -169,10 +238,12 @@ impl MetadataFiles {
         ]
     }
 
-    /// Every file is to be written (shutdown).
-    pub(super) fn mark_all_dirty(&mut self) {
+    /// Every file is to be written now, whatever failed before (shutdown).
+    pub(super) fn mark_all_for_shutdown(&mut self) {
+        self.closing = true;
         for file in self.all() {
             file.mark_dirty();
+            file.retry_at = None;
         }
     }
 
@@ -184,27 +255,55 @@ impl MetadataFiles {
     }
 
     /// A metadata operation completed.
-    pub(super) fn completed(&mut self, io: IoId) {
-        for file in self.all() {
-            file.completed(io);
-        }
-    }
-
-    /// Write whichever files are dirty and idle.
-    pub(super) fn persist(
+    pub(super) fn completed(
         &mut self,
-        topics: &impl Serialize,
-        offsets: &impl Serialize,
-        groups: &impl Serialize,
-        delay_offsets: &impl Serialize,
-        timer_checkpoint: &impl Serialize,
+        now: MonoNanos,
+        io: IoId,
+        result: &Result<(), DiskError>,
         out: &mut VecDeque<Output>,
     ) {
-        self.topics.write_if_dirty(&mut self.next_io, || encode(topics), out);
-        self.offsets.write_if_dirty(&mut self.next_io, || encode(offsets), out);
-        self.groups.write_if_dirty(&mut self.next_io, || encode(groups), out);
-        self.delay_offsets.write_if_dirty(&mut self.next_io, || encode(delay_offsets), out);
-        self.timer_checkpoint.write_if_dirty(&mut self.next_io, || encode(timer_checkpoint), out);
+        if self.closing {
+            if let Err(error) = result {
+                out.push_back(Output::Fatal {
+                    reason: format!("metadata write failed while shutting down: {error}"),
+                });
+                return;
+            }
+        }
+        let mut next_io = self.next_io;
+        for file in self.all() {
+            file.completed(now, io, result, &mut next_io, out);
+        }
+        self.next_io = next_io;
+    }
+
+    /// The soonest retry of a replacement that failed, if any.
+    pub(super) fn retry_at(&self) -> Option<MonoNanos> {
+        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets, &self.timer_checkpoint]
+            .iter()
+            .filter_map(|f| f.retry_at())
+            .min()
+    }
+
+    /// Write whichever files are dirty and idle (and not backing off after a failure), from
+    /// the topics, offsets, groups, delay offsets and timer checkpoint, in that order.
+    pub(super) fn persist(
+        &mut self,
+        now: MonoNanos,
+        (topics, offsets, groups, delay_offsets, timer_checkpoint): (
+            &impl Serialize,
+            &impl Serialize,
+            &impl Serialize,
+            &impl Serialize,
+            &impl Serialize,
+        ),
+        out: &mut VecDeque<Output>,
+    ) {
+        self.topics.write_if_dirty(now, &mut self.next_io, || encode(topics), out);
+        self.offsets.write_if_dirty(now, &mut self.next_io, || encode(offsets), out);
+        self.groups.write_if_dirty(now, &mut self.next_io, || encode(groups), out);
+        self.delay_offsets.write_if_dirty(now, &mut self.next_io, || encode(delay_offsets), out);
+        self.timer_checkpoint.write_if_dirty(now, &mut self.next_io, || encode(timer_checkpoint), out);
     }
 }
 

@@ -14,6 +14,7 @@ mod pull;
 pub mod queue_locks;
 pub mod rates;
 mod registration;
+mod repair;
 mod schedule;
 mod send;
 mod send_back;
@@ -64,6 +65,8 @@ pub struct BrokerStats {
     pub messages_put: u64,
     /// Messages delivered by pulls.
     pub messages_got: u64,
+    /// Times the store was rebuilt in place after a disk error.
+    pub store_repairs: u64,
 }
 
 /// The broker state machine.
@@ -100,6 +103,9 @@ pub struct Broker {
     offsets_changed: bool,
     /// Requests that arrived while the store was still booting, served once it is ready.
     early: VecDeque<(ConnId, RemotingCommand)>,
+    /// The topic table's change count when the request being served arrived: a send that
+    /// created its topic waits for `topics.json` (see `PendingReply`).
+    topics_before_request: u64,
 }
 
 impl core::fmt::Debug for Broker {
@@ -185,6 +191,7 @@ impl Broker {
             next_offset_persist: now.mono.plus_millis(OFFSET_PERSIST_MS),
             offsets_changed: false,
             early: VecDeque::new(),
+            topics_before_request: 0,
             config,
             store,
             reader,
@@ -239,8 +246,9 @@ impl Broker {
     /// Begin a clean shutdown: the store flushes, checkpoints and removes its abort marker;
     /// [`is_stopped`](Self::is_stopped) turns true when done.
     pub fn begin_shutdown(&mut self) {
-        self.metadata.mark_all_dirty();
-        self.persist_metadata();
+        self.metadata.mark_all_for_shutdown();
+        // No retry is pending any more, so any instant will do.
+        self.persist_metadata(MonoNanos(0));
         self.store.begin_shutdown();
     }
 
@@ -254,15 +262,15 @@ impl Broker {
     }
 
     /// Write the metadata files that changed (offsets only when due, or shutting down).
-    fn persist_metadata(&mut self) {
-        self.metadata.persist(
+    fn persist_metadata(&mut self, now: MonoNanos) {
+        let contents = (
             self.topics.wrapper(),
             &self.offsets,
             self.groups.wrapper(),
             self.scheduler.offsets(),
             self.timers.checkpoint(),
-            &mut self.out,
         );
+        self.metadata.persist(now, contents, &mut self.out);
     }
 
     fn opaque(&mut self) -> i32 {
@@ -296,7 +304,7 @@ impl Broker {
         }
         // The store finishes booting (a few disk operations) after the listener opens: a
         // client that connects at once waits rather than being refused.
-        if !self.store.is_ready() && self.store.failure().is_none() {
+        if !self.store.is_ready() && self.store.failure().is_none() && !self.store.is_repairing() {
             if self.early.len() < EARLY_REQUESTS_MAX {
                 self.early.push_back((conn, cmd));
             } else {
@@ -305,6 +313,7 @@ impl Broker {
             }
             return;
         }
+        self.topics_before_request = self.metadata.topics.changes();
         let reply = match cmd.request_code() {
             RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE => {
                 self.on_send(now, conn, &cmd)
@@ -337,7 +346,9 @@ impl Broker {
     /// After any input: serve requests that waited for boot, release replies whose data is
     /// now durable, answer pulls that can be.
     fn settle(&mut self, now: Now) {
-        if self.store.is_ready() {
+        self.repair_store_if_due(now);
+        // Held while the store booted; a store that failed to boot instead refuses them.
+        if self.store.is_ready() || self.store.is_repairing() {
             while let Some((conn, cmd)) = self.early.pop_front() {
                 self.on_command(now, conn, cmd);
             }
@@ -354,7 +365,7 @@ impl Broker {
         // or a power loss could undo a check copy whose check went out, and count it again.
         self.settle_transactions(now, self.store.flushed_end().0);
         self.wake_holds(now);
-        self.persist_metadata();
+        self.persist_metadata(now.mono);
     }
 }
 
@@ -385,10 +396,7 @@ impl Machine for Broker {
                 }
             }
             Input::DiskDone { io, result } if io.0 >= METADATA_IO_BASE => {
-                if let Err(error) = result {
-                    self.out.push_back(Output::Fatal { reason: format!("metadata write failed: {error}") });
-                }
-                self.metadata.completed(io);
+                self.metadata.completed(now.mono, io, &result, &mut self.out);
             }
             Input::DiskDone { io, result } => self.store.handle_disk_done(now, io, result),
             Input::Timeout => {
@@ -445,6 +453,7 @@ impl Machine for Broker {
             self.scheduler.next_deadline(),
             self.timers.deadline(),
             self.transactions.deadline(),
+            self.metadata.retry_at(),
             hold,
         ]
         .into_iter()

@@ -40,6 +40,22 @@ pub struct PendingReply {
     silent: bool,
     /// When the request arrived: the head's age is the runtime info's queue head wait.
     since: MonoNanos,
+    /// The topic table's change count to wait for (0: none): a send that created its topic
+    /// is acknowledged only once `topics.json` holds the topic, or a crash right after the
+    /// acknowledgement would leave the message stored under a topic the broker denies.
+    topics_change: u64,
+}
+
+impl PendingReply {
+    /// The log end its record reaches.
+    pub(super) fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Where to answer it, and the success reply it waits to send (none if oneway).
+    pub(super) fn answer(&self) -> Option<(ConnId, &RemotingCommand)> {
+        (!self.silent).then_some((self.conn, &self.reply))
+    }
 }
 
 /// Where a send is stored, and its properties after routing.
@@ -186,7 +202,17 @@ impl Broker {
         needs_flush: bool,
     ) {
         let silent = request.is_oneway();
-        self.pending.push_back(PendingReply { conn, reply, end, needs_flush, silent, since: now.mono });
+        let changes = self.metadata.topics.changes();
+        let topics_change = if changes == self.topics_before_request { 0 } else { changes };
+        self.pending.push_back(PendingReply {
+            conn,
+            reply,
+            end,
+            needs_flush,
+            silent,
+            since: now.mono,
+            topics_change,
+        });
     }
 
     /// When the oldest reply waiting for durability was asked for.
@@ -413,7 +439,7 @@ impl Broker {
         let flushed = self.store.flushed_end().0;
         while let Some(front) = self.pending.front() {
             let reached = if front.needs_flush { flushed } else { written };
-            if front.end > reached {
+            if front.end > reached || !self.metadata.topics.is_durable_through(front.topics_change) {
                 break;
             }
             let Some(pending) = self.pending.pop_front() else { break };
@@ -428,9 +454,11 @@ pub(super) fn store_error(error: StoreError) -> (ResponseCode, String) {
     let code = match &error {
         // RocketMQ answers a full disk with SERVICE_NOT_AVAILABLE too; clients retry it
         // on another broker.
-        StoreError::NotReady | StoreError::ShutDown | StoreError::Failed(_) | StoreError::DiskFull { .. } => {
-            ResponseCode::SERVICE_NOT_AVAILABLE
-        }
+        StoreError::NotReady
+        | StoreError::ShutDown
+        | StoreError::Failed(_)
+        | StoreError::DiskFull { .. }
+        | StoreError::Repairing => ResponseCode::SERVICE_NOT_AVAILABLE,
         StoreError::BadTopic(_) => ResponseCode::INVALID_PARAMETER,
         StoreError::BodyTooLarge { .. }
         | StoreError::TooLargeForSegment(_)

@@ -200,9 +200,13 @@ impl CommitLog {
         let base = self.segment_base(self.staged_at);
         let data = self.buffers.freeze(core::mem::take(&mut self.staged));
         let end = self.staged_at + data.len() as u64;
+        // Bytes that close their segment with a BLANK (only its header is written) make the
+        // log written to the segment's end: a cut there keeps the BLANK whole.
+        let segment_end = base + self.segment_size;
+        let logical_end = if self.write_pos >= segment_end { segment_end } else { end };
         ops.push(
             DiskOp::Write { file: paths::segment(base), offset: self.staged_at - base, data },
-            Purpose::LogWrite { end },
+            Purpose::LogWrite { end: logical_end },
         );
         self.staged_at = end;
     }

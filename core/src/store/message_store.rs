@@ -33,9 +33,51 @@ enum Phase {
     ExpectAbortRemoved(GroupId),
     /// Shut down cleanly.
     Stopped,
-    /// A disk operation failed; only a restart helps.
+    /// A disk operation failed while shutting down; the process exits and the next start
+    /// recovers.
     Failed(String),
+    /// A disk operation failed while running: writes are refused, the operations in flight
+    /// drain, then the broker rebuilds the store in place ([`Store::rebuild`]).
+    Repairing(Repair),
 }
+
+/// A store waiting to be rebuilt after a failed disk operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Repair {
+    reason: String,
+    /// The CommitLog is trusted below this offset only.
+    cut: u64,
+    /// When the rebuild may be tried.
+    retry_at: MonoNanos,
+    /// It began while booting: `flushed_end` meant nothing yet (recovery reads what the page
+    /// cache holds, so the recovered end stays the cut).
+    while_booting: bool,
+    /// Rebuilds abandoned because recovery ended short of the cut.
+    short_reads: u32,
+    /// A sync of CommitLog data failed while booting: pages the last recovery read may be
+    /// gone, so less of the log is known whole.
+    log_pages_dropped: bool,
+}
+
+/// Where a repairing store's log is known whole: the cut (written, or synced, below it; or
+/// read whole by the last recovery); but after a failed sync of the log while booting, only
+/// what is known synced, by the checkpoint on disk or by the store replaced before (the page
+/// cache may have dropped the rest of what the last recovery read).
+fn whole_below(repair: &Repair, report: &super::RecoveryReport, durable_floor: u64) -> u64 {
+    if repair.log_pages_dropped {
+        report.checkpoint.map_or(0, |c| c.log_durable_end).max(durable_floor).min(repair.cut)
+    } else {
+        repair.cut
+    }
+}
+
+/// The longest pause between rebuilds of a store whose disk keeps failing.
+const REPAIR_BACKOFF_MAX_MS: u64 = 10_000;
+
+/// A running store's log below the cut was whole (written, or synced): a rebuild that reads
+/// it as damaged is tried again this many times, this far apart, before it is believed.
+const SHORT_REBUILD_TRIES: u32 = 10;
+const SHORT_REBUILD_PAUSE_MS: u64 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FlushRound {
@@ -74,6 +116,12 @@ pub struct Store {
     /// A shutdown was asked for while booting: it starts once boot completes.
     shutdown_requested: bool,
     pub(super) retention: Retention,
+    /// How long to wait before the next rebuild if this store fails too: 0 until a disk
+    /// error, doubled by each rebuild that fails again, cleared by a checkpoint written.
+    repair_backoff_ms: u64,
+    /// The log is known synced below this, by a store this one replaced in place (its
+    /// `flushed_end`), whatever the checkpoint on disk says.
+    durable_floor: u64,
 }
 
 impl Store {
@@ -105,6 +153,8 @@ impl Store {
             last_checkpoint: Checkpoint::default(),
             shutdown_requested: false,
             retention: Retention::new(now),
+            repair_backoff_ms: 0,
+            durable_floor: 0,
         };
         let group = store.ops.new_group();
         // After a crash every queue tail and directory recovery touched must be synced:
@@ -142,7 +192,7 @@ impl Store {
         reader: &dyn crate::io::StoreRead,
         now: Now,
     ) -> Result<(Self, super::RecoveryReport), super::RecoveryError> {
-        super::recovery::recover(config, reader, now)
+        super::recovery::recover(config, reader, now, None)
     }
 
     /// Whether appends are accepted.
@@ -155,6 +205,71 @@ impl Store {
     #[must_use]
     pub fn is_stopped(&self) -> bool {
         self.phase == Phase::Stopped
+    }
+
+    /// Whether a disk operation failed and the store waits to be rebuilt in place.
+    #[must_use]
+    pub fn is_repairing(&self) -> bool {
+        matches!(self.phase, Phase::Repairing(_))
+    }
+
+    /// Whether the store is ready to be rebuilt ([`rebuild`](Self::rebuild)): it is
+    /// repairing, nothing it issued is still in flight, and the retry time has come.
+    #[must_use]
+    pub fn repair_due(&self, now: MonoNanos) -> bool {
+        matches!(&self.phase, Phase::Repairing(r) if now >= r.retry_at) && self.ops.in_flight() == 0
+    }
+
+    /// The offset below which a repairing store trusts its CommitLog.
+    #[must_use]
+    pub fn repair_cut(&self) -> Option<PhysOffset> {
+        match &self.phase {
+            Phase::Repairing(r) => Some(PhysOffset(r.cut)),
+            _ => None,
+        }
+    }
+
+    /// Recover a new store from disk exactly as a restart would, trusting the CommitLog only
+    /// below the cut, to replace this repairing one; `None` (logged, retried later) if
+    /// recovery fails or the store is not repairing. The new store runs recovery's fix-ups
+    /// and boot markers before it accepts writes, as at a start.
+    pub fn rebuild(
+        &mut self,
+        reader: &dyn crate::io::StoreRead,
+        now: Now,
+    ) -> Option<(Store, super::RecoveryReport)> {
+        let Phase::Repairing(repair) = &mut self.phase else { return None };
+        let backoff = (self.repair_backoff_ms * 2).clamp(1_000, REPAIR_BACKOFF_MAX_MS);
+        match super::recovery::recover(self.config.clone(), reader, now, Some(repair.cut)) {
+            Ok((_, report))
+                if report.recovered_end < whole_below(repair, &report, self.durable_floor)
+                    && repair.short_reads < SHORT_REBUILD_TRIES =>
+            {
+                // A transient read fault would cut good (even acknowledged) records.
+                repair.short_reads += 1;
+                tracing::warn!(
+                    cut = repair.cut,
+                    recovered_end = report.recovered_end,
+                    why = report.stopped_because.as_deref().unwrap_or(""),
+                    "the rebuild read the log as damaged below the cut, where it was whole; reading again"
+                );
+                repair.retry_at = now.mono.plus_millis(SHORT_REBUILD_PAUSE_MS);
+                None
+            }
+            Ok((mut store, report)) => {
+                store.retention.carry_disk_state(&self.retention);
+                store.shutdown_requested = self.shutdown_requested;
+                store.durable_floor = self.durable_floor.max(self.flushed_end).min(report.recovered_end);
+                store.repair_backoff_ms = backoff;
+                Some((store, report))
+            }
+            Err(error) => {
+                tracing::error!(%error, retry_in_ms = backoff, "store repair failed; retrying");
+                repair.retry_at = now.mono.plus_millis(backoff);
+                self.repair_backoff_ms = backoff;
+                None
+            }
+        }
     }
 
     /// The failure that stopped the store, if any.
@@ -218,6 +333,7 @@ impl Store {
                 Err(StoreError::ShutDown)
             }
             Phase::Failed(reason) => Err(StoreError::Failed(reason.clone())),
+            Phase::Repairing(_) => Err(StoreError::Repairing),
         }
     }
 
@@ -305,17 +421,26 @@ impl Store {
                 self.advance_shutdown();
             }
             // Recovery's fix-ups must finish first (their syncs make the recovered state
-            // durable); the shutdown follows them.
-            Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_) => self.shutdown_requested = true,
+            // durable); the shutdown follows them. A store being repaired passes the request
+            // on to the store that replaces it.
+            Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_) | Phase::Repairing(_) => {
+                self.shutdown_requested = true;
+            }
             _ => {}
         }
     }
 
-    /// A disk operation finished. Any failure is fatal: the process must restart and
-    /// recover, because the state of unsynced data is now unknown.
-    pub fn handle_disk_done(&mut self, _now: Now, io: IoId, result: Result<(), DiskError>) {
+    /// A disk operation finished. A failure stops writes and starts a repair (see
+    /// [`disk_failed`](Self::disk_failed)); while repairing, completions change nothing.
+    pub fn handle_disk_done(&mut self, now: Now, io: IoId, result: Result<(), DiskError>) {
         if let Err(error) = result {
-            self.fail(format!("disk operation {io:?} failed: {error}"));
+            self.disk_failed(now, io, &error);
+            return;
+        }
+        if self.is_repairing() {
+            // Frozen: nothing completing after a failure makes more of the log count as
+            // written or durable (a write after a failed one would leave a hole below it).
+            let _ = self.ops.complete(io);
             return;
         }
         match self.ops.complete(io) {
@@ -324,6 +449,63 @@ impl Store {
             Completed::GroupDone(group) => self.group_done(group),
             Completed::Nothing => {}
             Completed::Unknown => tracing::warn!(?io, "completion of an unknown disk operation"),
+        }
+    }
+
+    /// A disk operation failed. While shutting down, the store stops (the process exits and
+    /// the next start recovers). Otherwise writes are refused from now on and the CommitLog
+    /// is trusted only up to a cut: what was written before the failure, since operations
+    /// complete in order; or, if a sync of CommitLog data failed, only what earlier syncs
+    /// made durable, because the page cache may have dropped the rest (the kernel reports a
+    /// writeback error once and may mark the pages clean; retrying the fsync would "succeed").
+    fn disk_failed(&mut self, now: Now, io: IoId, error: &DiskError) {
+        // A failed sync of a segment may have dropped that segment's pages written since the
+        // last sync (the log up to `flushed_end` is durable, and syncs complete in order, so
+        // earlier segments of this round are too).
+        let log_sync = self.ops.log_sync(io);
+        let synced_before = log_sync.map(|segment| self.flushed_end.max(segment.unwrap_or(0)));
+        let _ = self.ops.complete(io);
+        let reason = format!("disk operation {io:?} failed: {error}");
+        let booting = matches!(self.phase, Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_));
+        match &mut self.phase {
+            Phase::Repairing(repair) => {
+                if let Some(synced) = synced_before.filter(|_| !repair.while_booting) {
+                    repair.cut = repair.cut.min(synced);
+                }
+                repair.log_pages_dropped |= repair.while_booting && log_sync.is_some();
+            }
+            Phase::Running | Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_) => {
+                // While booting nothing was acknowledged by this store yet, and recovery
+                // reads what the page cache still holds: the recovered end is the cut.
+                let cut =
+                    synced_before.filter(|_| !booting).unwrap_or(self.written_end).min(self.written_end);
+                tracing::error!(
+                    %reason,
+                    cut,
+                    written = self.written_end,
+                    "disk error: writes past the cut fail; repairing the store's tail in place"
+                );
+                self.ops.cancel_unissued();
+                self.flush = None;
+                self.checkpoint = None;
+                let retry_at = now.mono.plus_millis(self.repair_backoff_ms);
+                let while_booting = booting;
+                let log_pages_dropped = booting && log_sync.is_some();
+                self.phase = Phase::Repairing(Repair {
+                    reason,
+                    cut,
+                    retry_at,
+                    while_booting,
+                    short_reads: 0,
+                    log_pages_dropped,
+                });
+            }
+            Phase::ExpectShutdownRounds
+            | Phase::ExpectAbortRemoved(_)
+            | Phase::Stopped
+            | Phase::Failed(_) => {
+                self.fail(reason);
+            }
         }
     }
 
@@ -347,6 +529,9 @@ impl Store {
     /// When to call [`handle_timeout`](Self::handle_timeout).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<MonoNanos> {
+        if let Phase::Repairing(repair) = &self.phase {
+            return Some(repair.retry_at);
+        }
         if self.phase != Phase::Running {
             return None;
         }
@@ -359,6 +544,10 @@ impl Store {
 
     /// The next disk operation (or fatal stop) to carry out.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.is_repairing() {
+            // This store is being replaced: nothing new goes to disk.
+            return None;
+        }
         if !self.ops.has_outputs() {
             if matches!(self.config.flush_mode, FlushMode::Sync)
                 && matches!(self.phase, Phase::Running | Phase::ExpectShutdownRounds)
@@ -380,7 +569,7 @@ impl Store {
 
     fn fail(&mut self, reason: String) {
         if !matches!(self.phase, Phase::Failed(_)) {
-            tracing::error!(%reason, "store failed; restart to recover");
+            tracing::error!(%reason, "store failed while shutting down; the next start recovers");
             self.ops.push_output(Output::Fatal { reason: reason.clone() });
             self.phase = Phase::Failed(reason);
         }
@@ -466,6 +655,8 @@ impl Store {
             Some(CheckpointRound::ExpectWritten { group: g, checkpoint }) if g == group => {
                 self.last_checkpoint = checkpoint;
                 self.checkpoint = None;
+                // The disk works again: a later failure is repaired at once.
+                self.repair_backoff_ms = 0;
             }
             _ => {}
         }

@@ -169,7 +169,10 @@ impl StoreError {
     /// as opposed to refusing this record: a copy refused so is retried, never dropped.
     #[must_use]
     pub fn refuses_every_write(&self) -> bool {
-        matches!(self, Self::NotReady | Self::ShutDown | Self::Failed(_) | Self::DiskFull { .. })
+        matches!(
+            self,
+            Self::NotReady | Self::ShutDown | Self::Failed(_) | Self::DiskFull { .. } | Self::Repairing
+        )
     }
 }
 
@@ -193,6 +196,10 @@ pub enum StoreError {
     /// A disk operation failed; the process must restart and recover.
     #[error("store failed: {0}")]
     Failed(String),
+    /// A disk operation failed and the store is cutting its tail back to what is known
+    /// good, as recovery would; writes resume once it has.
+    #[error("store is repairing its tail after a disk error; retry shortly")]
+    Repairing,
     /// The body exceeds `max_message_size`.
     #[error("body of {size} bytes exceeds the maximum of {max}")]
     BodyTooLarge {

@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::io::{DiskOp, IoId, Output};
 
+/// Paths of CommitLog segments start with this.
+const LOG_DIR_PREFIX: &str = "commitlog/";
+
 /// A set of operations whose joint completion the store waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct GroupId(pub(crate) u64);
@@ -48,6 +51,9 @@ pub(crate) struct OpQueue {
     outputs: VecDeque<Output>,
     in_flight: BTreeMap<IoId, Purpose>,
     group_sizes: BTreeMap<GroupId, usize>,
+    /// In-flight syncs of CommitLog data, with the segment each covers (`None`: every file):
+    /// if one fails, the page cache may have dropped what it covered.
+    log_syncs: BTreeMap<IoId, Option<u64>>,
 }
 
 impl OpQueue {
@@ -67,8 +73,35 @@ impl OpQueue {
             *self.group_sizes.entry(group).or_insert(0) += 1;
         }
         self.in_flight.insert(io, purpose);
+        match &op {
+            DiskOp::Sync { file } if file.as_str().starts_with(LOG_DIR_PREFIX) => {
+                let base =
+                    file.as_str().get(LOG_DIR_PREFIX.len()..).and_then(super::paths::parse_offset_name);
+                self.log_syncs.insert(io, Some(base.unwrap_or(0)));
+            }
+            DiskOp::SyncAll => {
+                self.log_syncs.insert(io, None);
+            }
+            _ => {}
+        }
         self.outputs.push_back(Output::Disk { io, op });
         io
+    }
+
+    /// If `io` (in flight) syncs CommitLog data: the segment it covers (`None`: all files).
+    pub(crate) fn log_sync(&self, io: IoId) -> Option<Option<u64>> {
+        self.log_syncs.get(&io).copied()
+    }
+
+    /// Drop the operations not yet handed to the runtime, as if never issued (the store is
+    /// being rebuilt); the ones in flight still complete.
+    pub(crate) fn cancel_unissued(&mut self) {
+        for output in self.outputs.drain(..) {
+            if let Output::Disk { io, .. } = output {
+                self.in_flight.remove(&io);
+                self.log_syncs.remove(&io);
+            }
+        }
     }
 
     /// Queue a non-disk output (fatal stop).
@@ -88,6 +121,7 @@ impl OpQueue {
 
     /// Record a completion.
     pub(crate) fn complete(&mut self, io: IoId) -> Completed {
+        self.log_syncs.remove(&io);
         match self.in_flight.remove(&io) {
             None => Completed::Unknown,
             Some(Purpose::LogWrite { end }) => Completed::LogWritten { end },

@@ -40,10 +40,12 @@ impl Store {
     /// The end of what consumers may see: written under ASYNC_FLUSH, flushed under SYNC_FLUSH.
     #[must_use]
     pub fn visible_end(&self) -> PhysOffset {
-        match self.config.flush_mode {
-            FlushMode::Sync => PhysOffset(self.flushed_end),
-            FlushMode::Async { .. } => PhysOffset(self.written_end),
-        }
+        let end = match self.config.flush_mode {
+            FlushMode::Sync => self.flushed_end,
+            FlushMode::Async { .. } => self.written_end,
+        };
+        // While repairing, nothing past the cut is served: it is about to be cut.
+        PhysOffset(self.repair_cut().map_or(end, |cut| end.min(cut.0)))
     }
 
     /// A counter that moves whenever some queue's entries may have become readable.

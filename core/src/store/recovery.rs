@@ -210,6 +210,7 @@ fn scan(
     kept: &[u64],
     start_index: usize,
     boundary: u64,
+    limit: u64,
     visit: &mut dyn FnMut(&RecordView<'_>) -> bool,
 ) -> Result<Option<Scan>, RecoveryError> {
     let segment_size = config.segment_size;
@@ -234,15 +235,28 @@ fn scan(
         let mut segment = SegmentReader::new(reader, base);
         loop {
             boundary_hit |= cursor == boundary;
+            if cursor >= limit {
+                stopped_because = Some(format!("repair cut at {limit}"));
+                break 'segments;
+            }
             let pos = cursor - base;
             let room = segment_size - pos;
             match next_record(&mut segment, pos, room, config)? {
+                Step::Blank if base + segment_size > limit => {
+                    stopped_because =
+                        Some(format!("repair cut at {limit}: the segment's end filler crosses it"));
+                    break 'segments;
+                }
                 Step::Blank => {
                     cursor = base + segment_size;
                     continue 'segments;
                 }
                 Step::Invalid(why) => {
                     stopped_because = Some(format!("{why} at {cursor}"));
+                    break 'segments;
+                }
+                Step::Record(total) if cursor + total as u64 > limit => {
+                    stopped_because = Some(format!("repair cut at {limit}: record at {cursor} crosses it"));
                     break 'segments;
                 }
                 Step::Record(total) => {
@@ -372,6 +386,7 @@ fn plan_incremental(
     segments: &Segments,
     checkpoint: &Checkpoint,
     abnormal: bool,
+    limit: u64,
     ignored: &mut Vec<String>,
 ) -> Result<Option<Plan>, RecoveryError> {
     let (Some(&first), Some(&last)) = (segments.kept.first(), segments.kept.last()) else { return Ok(None) };
@@ -393,7 +408,7 @@ fn plan_incremental(
         redispatched += 1;
         dispatch_record(&mut queues, view, false)
     };
-    let Some(scan) = scan(reader, config, &segments.kept, start_index, boundary, &mut visit)? else {
+    let Some(scan) = scan(reader, config, &segments.kept, start_index, boundary, limit, &mut visit)? else {
         return Ok(None);
     };
     if scan.end > boundary && !scan.boundary_hit {
@@ -427,6 +442,7 @@ fn plan_rebuild(
     reader: &dyn StoreRead,
     config: &StoreConfig,
     segments: &Segments,
+    limit: u64,
     ignored: &mut Vec<String>,
 ) -> Result<Plan, RecoveryError> {
     let first = segments.kept.first().copied().unwrap_or(0);
@@ -442,7 +458,7 @@ fn plan_rebuild(
         }
         true
     };
-    let scan = scan(reader, config, &segments.kept, 0, first, &mut visit)?.unwrap_or(Scan {
+    let scan = scan(reader, config, &segments.kept, 0, first, limit, &mut visit)?.unwrap_or(Scan {
         end: first,
         stopped_because: None,
         boundary_hit: true,
@@ -544,12 +560,15 @@ fn queue_fixups(plan: &mut Plan, abnormal: bool, fixups: &mut Vec<DiskOp>) {
     }
 }
 
-/// Recover a store from disk. See the [module docs](self) for the steps.
+/// Recover a store from disk. See the [module docs](self) for the steps. With a `limit`
+/// (a store rebuilt in place after a disk error), no record reaching past it is kept.
 pub(super) fn recover(
     config: StoreConfig,
     reader: &dyn StoreRead,
     now: Now,
+    limit: Option<u64>,
 ) -> Result<(Store, RecoveryReport), RecoveryError> {
+    let limit = limit.unwrap_or(u64::MAX);
     config.validate().map_err(RecoveryError::BadConfig)?;
     let mut ignored = Vec::new();
     let abort_present = reader.len(&paths::abort())?.is_some();
@@ -562,7 +581,8 @@ pub(super) fn recover(
     };
     let incremental = match &checkpoint {
         Some(cp) => {
-            plan_incremental(reader, &config, &segments, cp, kind == RecoveryKind::Abnormal, &mut ignored)?
+            let abnormal = kind == RecoveryKind::Abnormal;
+            plan_incremental(reader, &config, &segments, cp, abnormal, limit, &mut ignored)?
         }
         None => None,
     };
@@ -570,7 +590,7 @@ pub(super) fn recover(
         Some(plan) => plan,
         None => {
             ignored.clear();
-            plan_rebuild(reader, &config, &segments, &mut ignored)?
+            plan_rebuild(reader, &config, &segments, limit, &mut ignored)?
         }
     };
     let end = plan.scan.end;

@@ -141,6 +141,15 @@ impl Retention {
             entries_retired: 0,
         }
     }
+
+    /// Take over what a store being replaced in place knew of its disk, so a full disk stays
+    /// refused across the rebuild instead of until the next check.
+    pub(super) fn carry_disk_state(&mut self, old: &Self) {
+        self.usage = old.usage;
+        self.disk_full = old.disk_full;
+        self.segments_deleted = old.segments_deleted;
+        self.entries_retired = old.entries_retired;
+    }
 }
 
 /// Why retention deleted (or chose not to delete) the oldest segment.

@@ -190,6 +190,10 @@ fn slot_at<'a>(
     Ok(buf.get(..got).unwrap_or_default())
 }
 
+/// Reads of a queue's tail record that must all disagree with its entry before the entry
+/// is dropped.
+const MISMATCH_READS: usize = 5;
+
 /// Check each queue's last kept entry against the record it points at, dropping entries
 /// until one matches. ConsumeQueue entries carry no checksum, and an entry written after the
 /// checkpoint can come back from a power loss garbled so that it seems to point below the
@@ -209,9 +213,12 @@ pub(super) fn verify_queue_tails(
                 queue.dir.join(&paths::offset_name(pos - pos % file_size)).unwrap_or_else(FilePath::root);
             let mut slot = [0u8; ENTRY_LEN as usize];
             let got = reader.read_at(&file, pos % file_size, &mut slot)?;
+            // A mismatch must be read again before it is believed: dropping a good entry to
+            // a transient read fault would lose a message and reuse its offset.
             let matches = got == slot.len()
-                && CqEntry::decode(&slot)
-                    .is_some_and(|entry| entry_matches(reader, config, queue, offset, &entry));
+                && CqEntry::decode(&slot).is_some_and(|entry| {
+                    (0..MISMATCH_READS).any(|_| entry_matches(reader, config, queue, offset, &entry))
+                });
             if matches {
                 break;
             }
