@@ -306,6 +306,10 @@ pub enum Input {
         conn: ConnId,
         /// The bytes, in order.
         data: Bytes,
+        /// When the runtime read them: how long requests waited in line before the machine
+        /// saw them (a send that waited too long is refused SYSTEM_BUSY, as RocketMQ's
+        /// `waitTimeMillsInSendQueue` does).
+        received: MonoNanos,
     },
     /// A disk operation finished.
     DiskDone {
@@ -367,9 +371,12 @@ impl fmt::Debug for Input {
                 f.debug_struct("ConnOpened").field("conn", conn).field("peer", peer).finish()
             }
             Self::ConnClosed { conn } => f.debug_struct("ConnClosed").field("conn", conn).finish(),
-            Self::Bytes { conn, data } => {
-                f.debug_struct("Bytes").field("conn", conn).field("len", &data.len()).finish()
-            }
+            Self::Bytes { conn, data, received } => f
+                .debug_struct("Bytes")
+                .field("conn", conn)
+                .field("len", &data.len())
+                .field("received", received)
+                .finish(),
             Self::DiskDone { io, result } => {
                 f.debug_struct("DiskDone").field("io", io).field("result", result).finish()
             }
@@ -506,7 +513,7 @@ mod tests {
         let shown = format!(
             "{op:?} {:?} {:?}",
             Output::Send { conn: ConnId(3), data: secret.clone() },
-            Input::Bytes { conn: ConnId(3), data: secret }
+            Input::Bytes { conn: ConnId(3), data: secret, received: MonoNanos(0) }
         );
         assert!(!shown.contains("card") && !shown.contains("4111"), "{shown}");
         assert!(shown.contains("offset: 4096") && shown.contains("len: 24"), "{shown}");

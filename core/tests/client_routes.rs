@@ -79,7 +79,11 @@ fn drive(
                     while let Some(Ok(request)) = decoder.next_frame() {
                         let ms = (now.mono.0 - begin) / 1_000_000;
                         if let Some(reply) = answer(ms, &request) {
-                            inputs.push(Input::Bytes { conn, data: encode_to_bytes(&reply) });
+                            inputs.push(Input::Bytes {
+                                conn,
+                                data: encode_to_bytes(&reply),
+                                received: MonoNanos(0),
+                            });
                         }
                         sent.push((ms, peers[&conn].clone(), request));
                     }

@@ -28,7 +28,7 @@ fn start() -> NameServer {
 
 /// Send one request and collect what comes back on that connection.
 fn call(ns: &mut NameServer, now: Now, conn: ConnId, request: &RemotingCommand) -> Vec<Output> {
-    ns.handle(now, Input::Bytes { conn, data: encode_to_bytes(request) });
+    ns.handle(now, Input::Bytes { conn, data: encode_to_bytes(request), received: now.mono });
     std::iter::from_fn(|| ns.poll_output()).collect()
 }
 
@@ -162,7 +162,14 @@ fn unknown_codes_are_answered_not_supported_and_oneway_requests_get_no_answer() 
 fn garbage_closes_only_that_connection() {
     let mut ns = start();
     register(&mut ns, at(0), &["T"]);
-    ns.handle(at(1), Input::Bytes { conn: CLIENT, data: Bytes::from_static(b"\xff\xff\xff\xffgarbage") });
+    ns.handle(
+        at(1),
+        Input::Bytes {
+            conn: CLIENT,
+            data: Bytes::from_static(b"\xff\xff\xff\xffgarbage"),
+            received: at(1).mono,
+        },
+    );
     let outputs: Vec<Output> = std::iter::from_fn(|| ns.poll_output()).collect();
     assert!(matches!(outputs.as_slice(), [Output::Close { conn: CLIENT, .. }]), "{outputs:?}");
     // The broker's connection and its routes are untouched.

@@ -174,12 +174,18 @@ impl BrokerNode {
 
     /// Write raw bytes on a connection.
     pub fn write(&mut self, conn: ConnId, data: &[u8]) {
-        self.handle(Input::Bytes { conn, data: Bytes::copy_from_slice(data) });
+        self.handle(Input::Bytes { conn, data: Bytes::copy_from_slice(data), received: self.now.mono });
     }
 
     /// Send a command on a connection.
     pub fn send(&mut self, conn: ConnId, cmd: &RemotingCommand) {
         self.write(conn, &encode_to_bytes(cmd));
+    }
+
+    /// Send a command that the runtime read `waited_ms` ago (it waited in line since).
+    pub fn send_read_earlier(&mut self, conn: ConnId, cmd: &RemotingCommand, waited_ms: u64) {
+        let received = MonoNanos(self.now.mono.0.saturating_sub(waited_ms * 1_000_000));
+        self.handle(Input::Bytes { conn, data: encode_to_bytes(cmd), received });
     }
 
     /// Send a request, carry out the disk work, and return the reply with its opaque.

@@ -423,3 +423,47 @@ fn runtime_info_reports_what_waits_for_durability_bytes_behind_and_the_oldest_se
     node.run_all();
     assert_eq!(info(&mut node, 6), (0, 0, 0), "visible and answered once flushed");
 }
+
+/// A send that waited in line longer than `waitTimeMillsInSendQueue` (200 ms) before the
+/// broker got to it is refused SYSTEM_BUSY with RocketMQ's remark (its clients back off on
+/// it); one that waited less is stored.
+#[test]
+fn a_send_that_waited_in_line_too_long_is_refused_busy() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 100 }), SharedDisk::default());
+    node.send_read_earlier(CLIENT, &send(1, "Line", 0, "T", "late"), 250);
+    node.run_all();
+    let reply = node.take_reply(CLIENT, 1).expect("answered");
+    assert_eq!(reply.response_code(), ResponseCode::SYSTEM_BUSY);
+    assert!(
+        reply.remark.as_deref().unwrap_or("").starts_with("[TIMEOUT_CLEAN_QUEUE]broker busy"),
+        "{:?}",
+        reply.remark
+    );
+    node.send_read_earlier(CLIENT, &send(2, "Line", 0, "T", "in time"), 150);
+    node.run_all();
+    assert_eq!(node.take_reply(CLIENT, 2).expect("answered").response_code(), ResponseCode::SUCCESS);
+    assert_eq!(node.broker.stats().sends_shed, 1);
+}
+
+/// Sends faster than the disk takes them are refused SYSTEM_BUSY once the appended bytes
+/// not yet written pass `max_unwritten_bytes`, so memory stays bounded; once the disk has
+/// caught up they are stored again.
+#[test]
+fn sends_beyond_what_the_disk_has_taken_are_refused_busy_until_it_catches_up() {
+    let mut config = config(FlushMode::Async { interval_ms: 100 });
+    config.max_unwritten_bytes = 4096;
+    let mut node = boot(config, SharedDisk::default());
+    let body = "b".repeat(1000);
+    // No disk work is carried out: the bytes stay unwritten.
+    let codes: Vec<ResponseCode> = (1..=8)
+        .map(|i| {
+            node.send(CLIENT, &send(i, "Disk", 0, "T", &body));
+            node.pump();
+            node.take_reply(CLIENT, i).map_or(ResponseCode::SUCCESS, |r| r.response_code())
+        })
+        .collect();
+    assert!(codes.contains(&ResponseCode::SYSTEM_BUSY), "{codes:?}");
+    assert!(codes[..2].iter().all(|c| *c == ResponseCode::SUCCESS), "{codes:?}");
+    node.run_all();
+    assert_eq!(node.call(CLIENT, &send(20, "Disk", 0, "T", &body)).response_code(), ResponseCode::SUCCESS);
+}

@@ -248,8 +248,19 @@ impl World {
         }
         let durable = self.store.flushed_end().0;
         let cut = self.store.repair_cut().map_or(0, |c| c.0);
-        let Some((store, report)) = self.store.rebuild(&self.disk, self.now) else {
-            self.fail("rebuilding the store failed");
+        // A rebuild that ends short of the cut reads again until two reads agree.
+        let mut tries = 0;
+        let (store, report) = loop {
+            if let Some(rebuilt) = self.store.rebuild(&self.disk, self.now) {
+                break rebuilt;
+            }
+            tries += 1;
+            if tries > 20 {
+                self.fail("rebuilding the store never succeeded");
+            }
+            if let Some(retry_at) = self.store.poll_timeout() {
+                self.now.mono = self.now.mono.max(retry_at);
+            }
         };
         self.repairs += 1;
         if report.recovered_end > cut {

@@ -161,6 +161,16 @@ pub struct BrokerSettings {
     pub retention: keel_core::store::RetentionConfig,
     /// `compressedRegister`: REGISTER_BROKER bodies in their compressed form.
     pub compressed_register: bool,
+    /// `waitTimeMillsInSendQueue`: a send waiting in line longer is refused SYSTEM_BUSY, ms.
+    pub wait_time_mills_in_send_queue: u64,
+    /// `maxUnwrittenBytes` (Keel's): appended bytes the disk has not taken yet above which
+    /// sends are refused SYSTEM_BUSY.
+    pub max_unwritten_bytes: u64,
+    /// `readChunkBytes` (Keel's): bytes read from a connection at once, and what one
+    /// connection may have waiting for the broker.
+    pub read_chunk_bytes: usize,
+    /// `requestBufferBytes` (Keel's): bytes every connection together may have waiting.
+    pub request_buffer_bytes: usize,
 }
 
 impl BrokerSettings {
@@ -197,6 +207,10 @@ impl BrokerSettings {
         "deletePhysicFilesInterval",
         "cleanResourceInterval",
         "compressedRegister",
+        "waitTimeMillsInSendQueue",
+        "maxUnwrittenBytes",
+        "readChunkBytes",
+        "requestBufferBytes",
         // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
         // for it is fixed (a single master).
         "brokerRole",
@@ -239,7 +253,17 @@ impl BrokerSettings {
             reject_transaction_message: props.get("rejectTransactionMessage")?.unwrap_or(tx.reject),
             retention: retention_settings(props)?,
             compressed_register: props.get("compressedRegister")?.unwrap_or(false),
+            wait_time_mills_in_send_queue: props.get("waitTimeMillsInSendQueue")?.unwrap_or(200),
+            max_unwritten_bytes: props.get("maxUnwrittenBytes")?.unwrap_or(64 * 1024 * 1024),
+            read_chunk_bytes: props.get("readChunkBytes")?.unwrap_or(16 * 1024),
+            request_buffer_bytes: props.get("requestBufferBytes")?.unwrap_or(64 * 1024 * 1024),
         };
+        if settings.read_chunk_bytes < 1024 || settings.request_buffer_bytes < settings.read_chunk_bytes {
+            return Err(ConfigError::BadValue {
+                key: "readChunkBytes".into(),
+                value: format!("{} (at least 1024, at most requestBufferBytes)", settings.read_chunk_bytes),
+            });
+        }
         if settings.transaction_check_interval_ms == 0 {
             return Err(ConfigError::BadValue { key: "transactionCheckInterval".into(), value: "0".into() });
         }
@@ -261,13 +285,17 @@ impl BrokerSettings {
         Ok(settings)
     }
 
-    /// The retention keys as broker.conf spells them.
+    /// The retention and overload keys as broker.conf spells them.
     fn retention_properties(&self) -> String {
         let r = &self.retention;
         let hours: Vec<String> = r.delete_hours.iter().map(|h| format!("{h:02}")).collect();
         format!(
-            "compressedRegister={}\nfileReservedTime={}\ndeleteWhen={}\ncleanFileForciblyEnable={}\ndiskMaxUsedSpaceRatio={}\ndiskSpaceCleanForciblyRatio={}\ndiskSpaceWarningLevelRatio={}\ndeletePhysicFilesInterval={}\ncleanResourceInterval={}\n",
+            "compressedRegister={}\nwaitTimeMillsInSendQueue={}\nmaxUnwrittenBytes={}\nreadChunkBytes={}\nrequestBufferBytes={}\nfileReservedTime={}\ndeleteWhen={}\ncleanFileForciblyEnable={}\ndiskMaxUsedSpaceRatio={}\ndiskSpaceCleanForciblyRatio={}\ndiskSpaceWarningLevelRatio={}\ndeletePhysicFilesInterval={}\ncleanResourceInterval={}\n",
             self.compressed_register,
+            self.wait_time_mills_in_send_queue,
+            self.max_unwritten_bytes,
+            self.read_chunk_bytes,
+            self.request_buffer_bytes,
             r.file_reserved_ms as f64 / 3_600_000.0,
             hours.join(";"),
             r.clean_forcibly,

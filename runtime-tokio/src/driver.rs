@@ -1,12 +1,16 @@
 //! The driver loop: one task owns a core state machine and feeds it everything — accepted
 //! connections, bytes, disk completions, deadlines — then carries its outputs out.
 //!
-//! Each connection has a reader task that forwards raw chunks into one bounded queue (so a
-//! client flooding the server is slowed by backpressure, not buffered without limit) and a
-//! writer task with a bounded queue of its own (a client that does not read its replies is
-//! disconnected rather than buffered without limit). The loop never interprets a request:
-//! it only moves bytes, completions and time. The same loop runs on madsim's simulated
-//! network and time under `--cfg madsim`.
+//! Each connection has a reader task that forwards raw chunks into one queue and a writer
+//! task with a bounded queue of its own (a client that does not read its replies is
+//! disconnected rather than buffered without limit). A reader has at most one chunk waiting
+//! in the queue or being handled, and all readers together at most `queued_bytes`: it reads
+//! its next chunk only once the machine has handled the last. So memory for requests is
+//! bounded per connection and in total, a client flooding the server is slowed by TCP
+//! backpressure, and the queue serves connections in turn (a well-behaved connection waits
+//! behind at most one chunk of each other, never behind a flood's backlog). The loop never
+//! interprets a request: it only moves bytes, completions and time. The same loop runs on
+//! madsim's simulated network and time under `--cfg madsim`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -18,14 +22,14 @@ use bytes::Bytes;
 use keel_core::io::{CloseReason, ConnId, Input, Machine, Now, Output};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Completion, Disk};
 
 /// Driver limits, and the clock the machine's deadlines were taken from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DriverConfig {
     /// The clock: the one the machine was built with, as its deadlines count from its zero.
     pub clock: Arc<dyn Clock>,
@@ -33,8 +37,11 @@ pub struct DriverConfig {
     pub event_queue: usize,
     /// Replies waiting to be written, per connection.
     pub write_queue: usize,
-    /// Bytes read from a socket at once.
+    /// Bytes read from a socket at once: also what one connection may have waiting for the
+    /// machine (the finer, the fairer under a flood).
     pub read_chunk: usize,
+    /// Bytes every connection together may have waiting for the machine.
+    pub queued_bytes: usize,
 }
 
 impl Default for DriverConfig {
@@ -43,22 +50,49 @@ impl Default for DriverConfig {
             clock: Arc::new(SystemClock::start()),
             event_queue: 4096,
             write_queue: 4096,
-            read_chunk: 64 * 1024,
+            read_chunk: 16 * 1024,
+            queued_bytes: 64 * 1024 * 1024,
         }
     }
 }
 
 /// What a spawned connection task needs to know.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct ConnLimits {
     write_queue: usize,
     read_chunk: usize,
+    /// Bytes read and not yet handled, over every connection (in KiB permits).
+    queued: Arc<Semaphore>,
+    /// To stamp chunks with when they were read, on the machine's clock.
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ConnLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnLimits").field("read_chunk", &self.read_chunk).finish_non_exhaustive()
+    }
 }
 
 impl ConnLimits {
     pub(crate) fn of(config: &DriverConfig) -> Self {
-        Self { write_queue: config.write_queue, read_chunk: config.read_chunk }
+        // Never below one chunk, or a reader could wait for more than there is.
+        let kib = (config.queued_bytes / 1024)
+            .max(config.read_chunk.div_ceil(1024))
+            .clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            write_queue: config.write_queue,
+            read_chunk: config.read_chunk,
+            queued: Arc::new(Semaphore::new(kib)),
+            clock: Arc::clone(&config.clock),
+        }
     }
+}
+
+/// What a chunk of bytes holds until the machine has handled it: its connection's turn to
+/// read again, and its share of the bytes all connections may have waiting.
+pub(crate) struct ReadCredit {
+    _turn: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
 }
 
 /// Why the driver stopped.
@@ -75,7 +109,7 @@ pub enum DriverError {
 /// What a connection's tasks tell the loop.
 pub(crate) enum Event {
     Opened { conn: ConnId, peer: SocketAddr, writer: mpsc::Sender<Bytes>, reader: JoinHandle<()> },
-    Bytes { conn: ConnId, data: Bytes },
+    Bytes { conn: ConnId, data: Bytes, received: Now, _credit: ReadCredit },
     Closed { conn: ConnId },
 }
 
@@ -101,7 +135,9 @@ impl Connections {
                 self.open.insert(conn, Connection { writer, reader });
                 machine.handle(now, Input::ConnOpened { conn, peer });
             }
-            Event::Bytes { conn, data } => machine.handle(now, Input::Bytes { conn, data }),
+            Event::Bytes { conn, data, received, _credit } => {
+                machine.handle(now, Input::Bytes { conn, data, received: received.mono });
+            }
             Event::Closed { conn } => {
                 if self.open.remove(&conn).is_some() || self.dialing.remove(&conn) {
                     machine.handle(now, Input::ConnClosed { conn });
@@ -118,7 +154,7 @@ impl Connections {
         clock: &dyn Clock,
         disk: Option<&Arc<dyn Disk>>,
         events: &mpsc::Sender<Event>,
-        limits: ConnLimits,
+        limits: &ConnLimits,
     ) -> Result<(), DriverError> {
         loop {
             let dropped = carry_out(machine, &mut self.open, &mut self.dialing, disk, events, limits)?;
@@ -155,7 +191,7 @@ pub async fn run<M: Machine>(
     let clock = Arc::clone(&config.clock);
     let limits = ConnLimits::of(&config);
     let (events_tx, mut events) = mpsc::channel::<Event>(config.event_queue);
-    let acceptor = tokio::spawn(accept_loop(listener, events_tx.clone(), limits));
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx.clone(), limits.clone()));
     let mut conns = Connections::default();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut shutting_down = false;
@@ -194,7 +230,7 @@ pub async fn run<M: Machine>(
             },
         }
         if let Err(error) =
-            conns.carry_out_all(machine, &*clock, disk.as_ref().map(|(d, _)| d), &events_tx, limits)
+            conns.carry_out_all(machine, &*clock, disk.as_ref().map(|(d, _)| d), &events_tx, &limits)
         {
             break Err(error);
         }
@@ -212,7 +248,7 @@ fn carry_out<M: Machine>(
     dialing: &mut BTreeSet<ConnId>,
     disk: Option<&Arc<dyn Disk>>,
     events: &mpsc::Sender<Event>,
-    limits: ConnLimits,
+    limits: &ConnLimits,
 ) -> Result<Vec<ConnId>, DriverError> {
     let mut dropped = Vec::new();
     while let Some(output) = machine.poll_output() {
@@ -229,7 +265,7 @@ fn carry_out<M: Machine>(
             }
             Output::Connect { conn, addr } => {
                 dialing.insert(conn);
-                tokio::spawn(connect(conn, addr, events.clone(), limits));
+                tokio::spawn(connect(conn, addr, events.clone(), limits.clone()));
             }
             Output::Close { conn, reason: CloseReason(reason) } => {
                 tracing::info!(?conn, %reason, "closing connection");
@@ -257,7 +293,7 @@ fn close(conns: &mut BTreeMap<ConnId, Connection>, conn: ConnId) {
 pub(crate) async fn connect(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Event>, limits: ConnLimits) {
     match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => {
-            start_connection(conn, addr, stream, &events, limits).await;
+            start_connection(conn, addr, stream, &events, &limits).await;
         }
         Ok(Err(error)) => {
             tracing::debug!(?conn, %addr, %error, "connect failed");
@@ -276,13 +312,13 @@ async fn start_connection(
     peer: SocketAddr,
     stream: TcpStream,
     events: &mpsc::Sender<Event>,
-    limits: ConnLimits,
+    limits: &ConnLimits,
 ) -> bool {
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = tokio::io::split(stream);
     let (writer, queue) = mpsc::channel::<Bytes>(limits.write_queue);
     tokio::spawn(write_loop(write_half, queue));
-    let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), limits.read_chunk));
+    let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), limits.clone()));
     events.send(Event::Opened { conn, peer, writer, reader }).await.is_ok()
 }
 
@@ -297,7 +333,7 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, limits:
             }
         };
         next_conn += 1;
-        if !start_connection(ConnId(next_conn), peer, stream, &events, limits).await {
+        if !start_connection(ConnId(next_conn), peer, stream, &events, &limits).await {
             return;
         }
     }
@@ -307,18 +343,27 @@ async fn read_loop(
     conn: ConnId,
     mut stream: tokio::io::ReadHalf<TcpStream>,
     events: mpsc::Sender<Event>,
-    chunk: usize,
+    limits: ConnLimits,
 ) {
     // One buffer for the connection's life; each chunk read is copied out at its own size.
     // (Handing out slices of a fresh `chunk`-sized allocation per read made every small
     // request cost a 64 KiB malloc and free: a fifth of the broker's time with 64 senders.)
-    let mut buf = vec![0u8; chunk.max(1)];
+    let mut buf = vec![0u8; limits.read_chunk.max(1)];
+    // This connection's turn: one chunk waiting or being handled at a time.
+    let turns = Arc::new(Semaphore::new(1));
     loop {
+        let Ok(turn) = Arc::clone(&turns).acquire_owned().await else { break };
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                // The shared budget is taken after the read: an idle connection waiting in
+                // `read` holds none of it.
+                let kib = u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX);
+                let Ok(bytes) = Arc::clone(&limits.queued).acquire_many_owned(kib).await else { break };
+                let received = limits.clock.now();
                 let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                if events.send(Event::Bytes { conn, data }).await.is_err() {
+                let _credit = ReadCredit { _turn: turn, _bytes: bytes };
+                if events.send(Event::Bytes { conn, data, received, _credit }).await.is_err() {
                     return;
                 }
             }

@@ -67,6 +67,8 @@ pub struct BrokerServer {
     completions: mpsc::UnboundedReceiver<Completion>,
     clock: Arc<dyn Clock>,
     advertised: SocketAddr,
+    /// `readChunkBytes` and `requestBufferBytes`.
+    read_limits: (usize, usize),
 }
 
 impl std::fmt::Debug for BrokerServer {
@@ -87,7 +89,8 @@ impl BrokerServer {
         let disk = Arc::new(FileDisk::open(root, completions_tx).map_err(|e| {
             anyhow::anyhow!("cannot open the store directory {}: {}", root.display(), io_reason(&e))
         })?);
-        Self::from_parts(config, listener, disk, completions, Arc::new(SystemClock::start()))
+        let server = Self::from_parts(config, listener, disk, completions, Arc::new(SystemClock::start()))?;
+        Ok(Self { read_limits: (settings.read_chunk_bytes, settings.request_buffer_bytes), ..server })
     }
 
     /// Recover the store from `disk` and load the metadata: the seam where the simulator
@@ -104,7 +107,9 @@ impl BrokerServer {
             .map_err(|e| anyhow::anyhow!("cannot recover the store: {e}"))?;
         tracing::info!(kind = ?report.kind, end = report.recovered_end, redispatched = report.redispatched, "store recovered");
         let broker = Broker::new(config, store, Box::new(Arc::clone(&disk)), clock.now());
-        Ok(Self { broker, listener, disk, completions, clock, advertised })
+        let defaults = DriverConfig::default();
+        let read_limits = (defaults.read_chunk, defaults.queued_bytes);
+        Ok(Self { broker, listener, disk, completions, clock, advertised, read_limits })
     }
 
     /// The address clients are told (`brokerIP1` and the bound port).
@@ -119,7 +124,12 @@ impl BrokerServer {
             &mut self.broker,
             self.listener,
             Some((self.disk, self.completions)),
-            DriverConfig { clock: self.clock, ..DriverConfig::default() },
+            DriverConfig {
+                clock: self.clock,
+                read_chunk: self.read_limits.0,
+                queued_bytes: self.read_limits.1,
+                ..DriverConfig::default()
+            },
             shutdown,
             |broker, _| {
                 tracing::info!("shutting down: flushing the store");
@@ -170,6 +180,8 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.transaction.check_max = settings.transaction_check_max;
     config.transaction.reject = settings.reject_transaction_message;
     config.compressed_register = settings.compressed_register;
+    config.send_queue_wait_ms = settings.wait_time_mills_in_send_queue;
+    config.max_unwritten_bytes = settings.max_unwritten_bytes;
     config.store = store;
     Ok(config)
 }

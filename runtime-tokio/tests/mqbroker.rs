@@ -196,4 +196,23 @@ fn mqbench_produces_and_consumes_against_the_all_in_one_command() {
     assert!(batched.contains("] 100 msgs in") && batched.contains("failed 0;"), "{batched}");
     let consumed = run(&["consumer", "-n", &namesrv, "-t", "Bench", "-w", "2", "--duration", "30"]);
     assert!(consumed.contains("] 400 msgs in") && consumed.contains("failed 0;"), "{consumed}");
+    // The probe: one sync sender's latency while a small flood runs in a child process.
+    let probed = run(&[
+        "probe",
+        "-n",
+        &namesrv,
+        "-t",
+        "Bench",
+        "--flood-conns",
+        "4",
+        "--flood-inflight",
+        "4",
+        "--duration",
+        "2",
+    ]);
+    assert!(probed.contains("[producer: 1 x Sync, 4096 B") && probed.contains("failed 0;"), "{probed}");
+    assert!(
+        probed.contains("flood: [producer: 4 x Async") && probed.contains("while the probe ran"),
+        "{probed}"
+    );
 }

@@ -39,6 +39,13 @@ pub struct BrokerConfig {
     pub max_pull_holds: usize,
     /// Most sends waiting for durability before new ones get SYSTEM_BUSY.
     pub max_pending_replies: usize,
+    /// `waitTimeMillsInSendQueue`: a send read this long before the broker got to it is
+    /// refused SYSTEM_BUSY (RocketMQ's fast failure; its clients back off), ms.
+    pub send_queue_wait_ms: u64,
+    /// Appended bytes not yet written to the page cache (held in memory meanwhile, e.g.
+    /// behind an fsync) above which sends get SYSTEM_BUSY: what bounds the broker's memory
+    /// when clients send faster than the disk takes it.
+    pub max_unwritten_bytes: u64,
     /// Largest frame accepted.
     pub max_frame_len: usize,
     /// Most connections.
@@ -79,6 +86,8 @@ impl BrokerConfig {
             max_pull_hold_ms: 20_000,
             max_pull_holds: 20_000,
             max_pending_replies: 100_000,
+            send_queue_wait_ms: 200,
+            max_unwritten_bytes: 64 * 1024 * 1024,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_connections: 10_000,
             region: "DefaultRegion".into(),

@@ -67,6 +67,8 @@ pub struct BrokerStats {
     pub messages_got: u64,
     /// Times the store was rebuilt in place after a disk error.
     pub store_repairs: u64,
+    /// Sends refused SYSTEM_BUSY for waiting in line longer than `send_queue_wait_ms`.
+    pub sends_shed: u64,
 }
 
 /// The broker state machine.
@@ -106,6 +108,9 @@ pub struct Broker {
     /// The topic table's change count when the request being served arrived: a send that
     /// created its topic waits for `topics.json` (see `PendingReply`).
     topics_before_request: u64,
+    /// When the runtime read the request being served: a send that waited in line longer
+    /// than `send_queue_wait_ms` is refused SYSTEM_BUSY.
+    request_received: MonoNanos,
 }
 
 impl core::fmt::Debug for Broker {
@@ -192,6 +197,7 @@ impl Broker {
             offsets_changed: false,
             early: VecDeque::new(),
             topics_before_request: 0,
+            request_received: now.mono,
             config,
             store,
             reader,
@@ -349,6 +355,8 @@ impl Broker {
         self.repair_store_if_due(now);
         // Held while the store booted; a store that failed to boot instead refuses them.
         if self.store.is_ready() || self.store.is_repairing() {
+            // They waited for the store, not in line behind other requests.
+            self.request_received = now.mono;
             while let Some((conn, cmd)) = self.early.pop_front() {
                 self.on_command(now, conn, cmd);
             }
@@ -387,7 +395,8 @@ impl Machine for Broker {
                 self.conns.close(conn);
                 self.connection_gone(now, conn);
             }
-            Input::Bytes { conn, data } => {
+            Input::Bytes { conn, data, received } => {
+                self.request_received = received;
                 for received in self.conns.feed(conn, &data, &mut self.out) {
                     match received {
                         Received::Command(cmd) => self.on_command(now, conn, cmd),

@@ -116,6 +116,28 @@ impl Broker {
                 "[PC_SYNCHRONIZED]broker busy: too many sends waiting for flush".into(),
             ));
         }
+        let waited_ms = now.mono.0.saturating_sub(self.request_received.0) / 1_000_000;
+        if waited_ms > self.config.send_queue_wait_ms {
+            self.stats.sends_shed += 1;
+            return Err((
+                ResponseCode::SYSTEM_BUSY,
+                format!(
+                    "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, period in queue: {waited_ms}ms, size of queue: {}",
+                    self.pending.len()
+                ),
+            ));
+        }
+        let behind = self.store.write_pos().0.saturating_sub(self.store.written_end().0);
+        if behind > self.config.max_unwritten_bytes {
+            self.stats.sends_shed += 1;
+            return Err((
+                ResponseCode::SYSTEM_BUSY,
+                format!(
+                    "[PCBUSY_CLEAN_QUEUE]broker busy, start flow control for a while, the disk is {} KiB behind",
+                    behind / 1024
+                ),
+            ));
+        }
         let config = self.topic_for_send(now, &header)?;
         if !perm::writable(config.perm) {
             return Err((

@@ -502,7 +502,7 @@ impl Machine for Client {
                     self.on_arrived(now, arrived);
                 }
             }
-            Input::Bytes { conn, data } => {
+            Input::Bytes { conn, data, .. } => {
                 for arrived in self.transport.feed(conn, &data, &mut self.out) {
                     self.on_arrived(now, arrived);
                 }

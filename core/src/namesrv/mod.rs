@@ -220,7 +220,7 @@ impl Machine for NameServer {
                 self.conns.close(conn);
                 self.routes.connection_closed(conn);
             }
-            Input::Bytes { conn, data } => {
+            Input::Bytes { conn, data, .. } => {
                 for received in self.conns.feed(conn, &data, &mut self.out) {
                     match received {
                         Received::Command(cmd) => self.on_command(now, conn, cmd),

@@ -52,8 +52,9 @@ struct Repair {
     /// It began while booting: `flushed_end` meant nothing yet (recovery reads what the page
     /// cache holds, so the recovered end stays the cut).
     while_booting: bool,
-    /// Rebuilds abandoned because recovery ended short of the cut.
+    /// Rebuilds abandoned because recovery ended short of the cut, and where the last ended.
     short_reads: u32,
+    last_short_end: Option<u64>,
     /// A sync of CommitLog data failed while booting: pages the last recovery read may be
     /// gone, so less of the log is known whole.
     log_pages_dropped: bool,
@@ -74,8 +75,9 @@ fn whole_below(repair: &Repair, report: &super::RecoveryReport, durable_floor: u
 /// The longest pause between rebuilds of a store whose disk keeps failing.
 const REPAIR_BACKOFF_MAX_MS: u64 = 10_000;
 
-/// A running store's log below the cut was whole (written, or synced): a rebuild that reads
-/// it as damaged is tried again this many times, this far apart, before it is believed.
+/// A rebuild that reads the log as damaged below the cut is tried again, at most this many
+/// times this far apart, until two reads agree (and never believed where the log is known
+/// whole, until the tries run out).
 const SHORT_REBUILD_TRIES: u32 = 10;
 const SHORT_REBUILD_PAUSE_MS: u64 = 100;
 
@@ -242,16 +244,21 @@ impl Store {
         let backoff = (self.repair_backoff_ms * 2).clamp(1_000, REPAIR_BACKOFF_MAX_MS);
         match super::recovery::recover(self.config.clone(), reader, now, Some(repair.cut)) {
             Ok((_, report))
-                if report.recovered_end < whole_below(repair, &report, self.durable_floor)
-                    && repair.short_reads < SHORT_REBUILD_TRIES =>
+                if report.recovered_end < repair.cut
+                    && repair.short_reads < SHORT_REBUILD_TRIES
+                    && (report.recovered_end < whole_below(repair, &report, self.durable_floor)
+                        || repair.last_short_end != Some(report.recovered_end)) =>
             {
-                // A transient read fault would cut good (even acknowledged) records.
+                // A transient read fault would cut good (even acknowledged) records: a short
+                // end is believed only where the log may really have lost data, and only once
+                // two reads in a row agree on it.
                 repair.short_reads += 1;
+                repair.last_short_end = Some(report.recovered_end);
                 tracing::warn!(
                     cut = repair.cut,
                     recovered_end = report.recovered_end,
                     why = report.stopped_because.as_deref().unwrap_or(""),
-                    "the rebuild read the log as damaged below the cut, where it was whole; reading again"
+                    "the rebuild read the log as damaged below the cut; reading again"
                 );
                 repair.retry_at = now.mono.plus_millis(SHORT_REBUILD_PAUSE_MS);
                 None
@@ -497,6 +504,7 @@ impl Store {
                     retry_at,
                     while_booting,
                     short_reads: 0,
+                    last_short_end: None,
                     log_pages_dropped,
                 });
             }

@@ -1,7 +1,10 @@
 //! `mqbench`: load for a RocketMQ-compatible broker, like RocketMQ's benchmark tool.
 //!
 //! `mqbench producer -n 127.0.0.1:9876 -t BenchTopic -w 64 -s 1024 [-b 32] [--mode sync]
-//! [--duration 10 | --count N]` and `mqbench consumer -n … -t BenchTopic -w 4 [-g group]`.
+//! [--duration 10 | --count N]`, `mqbench consumer -n … -t BenchTopic -w 4 [-g group]` and
+//! `mqbench probe -n … -s 4096 --flood-conns 300 --flood-inflight 64 [--broker-pid PID]`:
+//! one sync sender's latency while another mqbench process floods the broker (and the
+//! broker's peak resident memory, read from /proc).
 //! The route comes from the name server, as a client's would. A line every second (TPS,
 //! average and max RT), then a summary with p50, p99 and p999: of the request round trip
 //! for the producer; for the consumer (a push consumer of Keel's client library, from the
@@ -37,9 +40,29 @@ enum Role {
     Producer(ProducerArgs),
     /// Consume the topic from its first offset with a push consumer of Keel's client library.
     Consumer(ConsumerArgs),
+    /// One sync sender (p50, p99, max) while a flood of async senders runs in a child process.
+    Probe(ProbeArgs),
 }
 
 #[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Message body size, bytes (the probe's and the flood's).
+    #[arg(short = 's', long, default_value_t = 4096)]
+    size: usize,
+    /// Flooding connections (0: the probe alone, for its unloaded figures).
+    #[arg(long, default_value_t = 300)]
+    flood_conns: usize,
+    /// Requests in flight on each flooding connection.
+    #[arg(long, default_value_t = 64)]
+    flood_inflight: usize,
+    /// The broker's process id: its peak resident memory during the run is reported.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 struct CommonArgs {
     /// Name server address.
     #[arg(short = 'n', long, default_value = "127.0.0.1:9876")]
@@ -153,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
     let (common, workers) = match &args.role {
         Role::Producer(p) => (&p.common, spawn_producers(p, &stats).await?),
         Role::Consumer(c) => (&c.common, spawn_consumers(c, &stats).await?),
+        Role::Probe(p) => return probe(p, &stats).await,
     };
     let started = Instant::now();
     report_until_done(common, &stats, started).await;
@@ -371,6 +395,87 @@ async fn report_until_done(args: &CommonArgs, stats: &Stats, started: Instant) {
     }
 }
 
+/// The probe: start the flood (another mqbench process, so the probe's own task never waits
+/// behind thousands of flood tasks), let it ramp up, run one sync sender, then report both.
+async fn probe(args: &ProbeArgs, stats: &Arc<Stats>) -> anyhow::Result<()> {
+    let duration = args.common.duration;
+    let flood = if args.flood_conns > 0 {
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(["producer", "-n", &args.common.namesrv.to_string(), "-t", &args.common.topic])
+            .args(["-w", &args.flood_conns.to_string(), "-s", &args.size.to_string()])
+            .args(["--mode", "async", "--inflight", &args.flood_inflight.to_string()])
+            .args(["--duration", &(duration + 3).to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the flood")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Some(child)
+    } else {
+        None
+    };
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let sampler = args.broker_pid.map(|pid| {
+        let (peak, stats) = (Arc::clone(&peak_rss), Arc::clone(stats));
+        tokio::spawn(async move {
+            while !stats.stop.load(Ordering::Relaxed) {
+                peak.fetch_max(resident_kib(pid).unwrap_or(0), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    });
+    let producer = ProducerArgs {
+        common: CommonArgs { threads: 1, ..args.common.clone() },
+        size: args.size,
+        batch: 1,
+        mode: Mode::Sync,
+        inflight: 1,
+    };
+    let workers = spawn_producers(&producer, stats).await?;
+    let started = Instant::now();
+    report_until_done(&producer.common, stats, started).await;
+    stats.stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let elapsed = started.elapsed();
+    if let Some(sampler) = sampler {
+        let _ = sampler.await;
+    }
+    summarize(&Role::Producer(producer), stats, elapsed);
+    if let Some(child) = flood {
+        let output = child.wait_with_output().context("waiting for the flood")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let summary = text.lines().rev().find(|l| l.starts_with('[')).unwrap_or("(no summary)");
+        println!("flood: {summary}");
+        // Its steady rate while the probe ran: the median of its per-second lines from the
+        // probe's start (after the 2 s ramp-up) to its end.
+        let mut rates: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("TPS:")?.split('|').next()?.trim().parse().ok())
+            .skip(2)
+            .take(usize::try_from(duration).unwrap_or(0))
+            .collect();
+        rates.sort_unstable();
+        if let Some(median) = rates.get(rates.len() / 2) {
+            println!("flood: {median} msgs/s while the probe ran (median of {} seconds)", rates.len());
+        }
+    }
+    if let Some(pid) = args.broker_pid {
+        println!(
+            "broker {pid}: peak resident memory {:.1} MiB",
+            peak_rss.load(Ordering::Relaxed) as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+/// A process's resident memory, KiB (`VmRSS` in /proc/PID/status).
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn summarize(role: &Role, stats: &Stats, elapsed: Duration) {
     let histogram = stats.histogram.lock().unwrap_or_else(PoisonError::into_inner);
     let messages = stats.messages.load(Ordering::Relaxed);
@@ -379,6 +484,9 @@ fn summarize(role: &Role, stats: &Stats, elapsed: Duration) {
             format!("producer: {} x {:?}, {} B, batch {}", p.common.threads, p.mode, p.size, p.batch)
         }
         Role::Consumer(c) => format!("push consumer: {} listener slots, batch {}", c.common.threads, c.batch),
+        Role::Probe(p) => {
+            format!("probe: {} B under {} x {} in flight", p.size, p.flood_conns, p.flood_inflight)
+        }
     };
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     println!(

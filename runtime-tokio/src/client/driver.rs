@@ -308,7 +308,7 @@ pub(super) async fn run(
         if state.client.poll_timeout().is_some_and(|at| at <= now.mono) {
             state.client.handle(now, Input::Timeout);
         }
-        if let Err(error) = conns.carry_out_all(&mut state.client, &*clock, None, &events_tx, limits) {
+        if let Err(error) = conns.carry_out_all(&mut state.client, &*clock, None, &events_tx, &limits) {
             tracing::error!(%error, "client driver stopped");
             break;
         }
