@@ -158,6 +158,7 @@ pub async fn producer(env: ClientEnv, id: u32, seed: u64, send_gap_ms: u64, max_
             }
             env.world.record(env.now_ms(), Event::SendAttempt { producer: id, key, queue });
             let request = send_message(0, "dst-producer", queue, &message);
+            let asked_ms = env.now_ms();
             match env.call(&mut conn, request, Duration::from_secs(3), &mut rng, "send").await {
                 Ok(reply) if reply.response_code() == ResponseCode::SUCCESS => {
                     let Ok(header) = SendMessageResponseHeader::decode(&reply.ext_fields) else {
@@ -185,6 +186,12 @@ pub async fn producer(env: ClientEnv, id: u32, seed: u64, send_gap_ms: u64, max_
                 Ok(reply) => {
                     let reason =
                         format!("code {:?}: {}", reply.response_code(), reply.remark.unwrap_or_default());
+                    // Healed long enough, a refusal is a broker that did not recover by
+                    // itself (a full disk or a disk error must not outlast the fault).
+                    if env.world.must_succeed(asked_ms) {
+                        let what = format!("send refused after healing: {reason}");
+                        env.world.record(env.now_ms(), Event::Alarm { what });
+                    }
                     env.world.record(env.now_ms(), Event::SendFailed { producer: id, key, reason });
                 }
                 Err(error) => {

@@ -482,3 +482,17 @@ fn a_rebuild_withdraws_the_checkpoint_before_rewriting_queue_files() {
     assert_eq!(node.store.queue_offsets("R", 0).map(|(_, next)| next), Some(QueueOffset(12)));
     assert_eq!(node.store.queue_offsets("R", 1).map(|(_, next)| next), Some(QueueOffset(12)));
 }
+
+#[test]
+fn a_shutdown_asked_for_while_repairing_stops_at_once() {
+    let mut node = fresh(FlushMode::Async { interval_ms: 60_000 });
+    append(&mut node, 100);
+    node.disk.set_faults(SimDiskFaults { write_error: 1.0, ..SimDiskFaults::default() });
+    append(&mut node, 100);
+    node.run_all();
+    assert!(node.store.is_repairing());
+    node.store.begin_shutdown();
+    node.pump();
+    assert!(!node.fatal.is_empty(), "a disk that keeps failing must not hold the exit");
+    assert!(node.store.failure().is_some());
+}

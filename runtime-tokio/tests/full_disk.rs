@@ -61,7 +61,9 @@ fn send(client: &mut Client, i: u32) -> (ResponseCode, Option<String>, i64) {
     (reply.response_code(), reply.remark, offset)
 }
 
-/// Every message of Fill/0 from its minimum: (min, [(queue offset, body)]).
+/// Every message of Fill/0 from its minimum: (the highest minimum seen, [(queue offset,
+/// body)]). Segments may expire while it reads, moving the minimum past what it has not
+/// read yet.
 fn read_all(client: &mut Client) -> (i64, Vec<(i64, Bytes)>) {
     let mut offset = 0;
     let mut min = None;
@@ -78,7 +80,7 @@ fn read_all(client: &mut Client) -> (i64, Vec<(i64, Bytes)>) {
         };
         let reply = client.call(&pull_message(opaque, &request));
         let header = PullMessageResponseHeader::decode(&reply.ext_fields).unwrap();
-        min.get_or_insert(header.min_offset);
+        min = Some(min.map_or(header.min_offset, |m: i64| m.max(header.min_offset)));
         match reply.response_code() {
             ResponseCode::SUCCESS => {
                 for record in pulled_records(&reply.body).unwrap() {

@@ -428,11 +428,11 @@ impl Store {
                 self.advance_shutdown();
             }
             // Recovery's fix-ups must finish first (their syncs make the recovered state
-            // durable); the shutdown follows them. A store being repaired passes the request
-            // on to the store that replaces it.
-            Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_) | Phase::Repairing(_) => {
-                self.shutdown_requested = true;
-            }
+            // durable); the shutdown follows them.
+            Phase::ExpectFixupsDone(..) | Phase::ExpectBootMarkersDone(_) => self.shutdown_requested = true,
+            // A disk that keeps failing could hold the exit forever: stop now, and let the
+            // next start recover, as after a crash.
+            Phase::Repairing(_) => self.fail("shut down while repairing after a disk error".into()),
             _ => {}
         }
     }
