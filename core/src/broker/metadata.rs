@@ -247,11 +247,13 @@ impl MetadataFiles {
         }
     }
 
+    fn each(&self) -> [&MetadataFile; 5] {
+        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets, &self.timer_checkpoint]
+    }
+
     /// Nothing waiting or in flight.
     pub(super) fn all_settled(&self) -> bool {
-        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets, &self.timer_checkpoint]
-            .iter()
-            .all(|f| f.is_settled())
+        self.each().iter().all(|f| f.is_settled())
     }
 
     /// A metadata operation completed.
@@ -279,10 +281,7 @@ impl MetadataFiles {
 
     /// The soonest retry of a replacement that failed, if any.
     pub(super) fn retry_at(&self) -> Option<MonoNanos> {
-        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets, &self.timer_checkpoint]
-            .iter()
-            .filter_map(|f| f.retry_at())
-            .min()
+        self.each().iter().filter_map(|f| f.retry_at()).min()
     }
 
     /// Write whichever files are dirty and idle (and not backing off after a failure), from

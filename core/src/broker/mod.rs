@@ -67,7 +67,7 @@ pub struct BrokerStats {
     pub messages_got: u64,
     /// Times the store was rebuilt in place after a disk error.
     pub store_repairs: u64,
-    /// Sends refused SYSTEM_BUSY for waiting in line longer than `send_queue_wait_ms`.
+    /// Sends refused SYSTEM_BUSY: waited in line too long, or the disk too far behind.
     pub sends_shed: u64,
 }
 

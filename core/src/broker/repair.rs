@@ -4,10 +4,8 @@
 //! connections, its clients and its name-server registration stay; only what was not
 //! acknowledged is lost (or, after a failed fsync under ASYNC_FLUSH, what was not synced).
 
-use super::{error_reply, timed_delivery, transactional, Broker, Scheduler};
+use super::{timed_delivery, transactional, Broker, Scheduler};
 use crate::io::Now;
-use crate::protocol::ResponseCode;
-use crate::remoting;
 
 impl Broker {
     /// Rebuild the store if it is repairing and ready to be rebuilt; else nothing.
@@ -47,29 +45,5 @@ impl Broker {
             replies_failed = failed,
             "store rebuilt in place after a disk error; writes resume once its fix-ups are synced"
         );
-    }
-
-    /// Answer every send waiting for durability whose record reaches past `end`: the repair
-    /// cut it, so it was never acknowledged and is not stored. The rest wait on the new store.
-    fn fail_pending_past(&mut self, end: u64) -> usize {
-        let mut failed = 0;
-        let mut kept = std::collections::VecDeque::with_capacity(self.pending.len());
-        for pending in std::mem::take(&mut self.pending) {
-            if pending.end() <= end {
-                kept.push_back(pending);
-                continue;
-            }
-            failed += 1;
-            if let Some((conn, reply)) = pending.answer() {
-                let error = error_reply(
-                    reply,
-                    ResponseCode::SERVICE_NOT_AVAILABLE,
-                    "not stored: a disk error cut the store's tail; send again",
-                );
-                remoting::send(&mut self.out, conn, &error);
-            }
-        }
-        self.pending = kept;
-        failed
     }
 }

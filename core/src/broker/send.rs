@@ -46,18 +46,6 @@ pub struct PendingReply {
     topics_change: u64,
 }
 
-impl PendingReply {
-    /// The log end its record reaches.
-    pub(super) fn end(&self) -> u64 {
-        self.end
-    }
-
-    /// Where to answer it, and the success reply it waits to send (none if oneway).
-    pub(super) fn answer(&self) -> Option<(ConnId, &RemotingCommand)> {
-        (!self.silent).then_some((self.conn, &self.reply))
-    }
-}
-
 /// Where a send is stored, and its properties after routing.
 struct SendRoute {
     topic: String,
@@ -116,27 +104,9 @@ impl Broker {
                 "[PC_SYNCHRONIZED]broker busy: too many sends waiting for flush".into(),
             ));
         }
-        let waited_ms = now.mono.0.saturating_sub(self.request_received.0) / 1_000_000;
-        if waited_ms > self.config.send_queue_wait_ms {
+        if let Some(remark) = self.shed_reason(now) {
             self.stats.sends_shed += 1;
-            return Err((
-                ResponseCode::SYSTEM_BUSY,
-                format!(
-                    "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, period in queue: {waited_ms}ms, size of queue: {}",
-                    self.pending.len()
-                ),
-            ));
-        }
-        let behind = self.store.write_pos().0.saturating_sub(self.store.written_end().0);
-        if behind > self.config.max_unwritten_bytes {
-            self.stats.sends_shed += 1;
-            return Err((
-                ResponseCode::SYSTEM_BUSY,
-                format!(
-                    "[PCBUSY_CLEAN_QUEUE]broker busy, start flow control for a while, the disk is {} KiB behind",
-                    behind / 1024
-                ),
-            ));
+            return Err((ResponseCode::SYSTEM_BUSY, remark));
         }
         let config = self.topic_for_send(now, &header)?;
         if !perm::writable(config.perm) {
@@ -235,6 +205,47 @@ impl Broker {
             since: now.mono,
             topics_change,
         });
+    }
+
+    /// Why a send is shed now, RocketMQ's remark first: it waited in line longer than
+    /// `send_queue_wait_ms`, or the disk is more than `max_unwritten_bytes` behind.
+    fn shed_reason(&self, now: Now) -> Option<String> {
+        let waited_ms = now.mono.0.saturating_sub(self.request_received.0) / 1_000_000;
+        if waited_ms > self.config.send_queue_wait_ms {
+            return Some(format!(
+                "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, period in queue: {waited_ms}ms, size of queue: {}",
+                self.pending.len()
+            ));
+        }
+        let behind = self.store.write_pos().0.saturating_sub(self.store.written_end().0);
+        (behind > self.config.max_unwritten_bytes).then(|| {
+            format!(
+                "[PCBUSY_CLEAN_QUEUE]broker busy, start flow control for a while, the disk is {} KiB behind",
+                behind / 1024
+            )
+        })
+    }
+
+    /// Answer every send waiting for durability whose record reaches past `end`: a repair
+    /// cut it, so it was never acknowledged and is not stored. The rest keep waiting.
+    pub(super) fn fail_pending_past(&mut self, end: u64) -> usize {
+        let out = &mut self.out;
+        let before = self.pending.len();
+        self.pending.retain(|pending| {
+            if pending.end <= end {
+                return true;
+            }
+            if !pending.silent {
+                let error = RemotingCommand::response_to(
+                    &pending.reply,
+                    ResponseCode::SERVICE_NOT_AVAILABLE,
+                    Some("not stored: a disk error cut the store's tail; send again".into()),
+                );
+                crate::remoting::send(out, pending.conn, &error);
+            }
+            false
+        });
+        before - self.pending.len()
     }
 
     /// When the oldest reply waiting for durability was asked for.

@@ -44,7 +44,6 @@ enum Phase {
 /// A store waiting to be rebuilt after a failed disk operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Repair {
-    reason: String,
     /// The CommitLog is trusted below this offset only.
     cut: u64,
     /// When the rebuild may be tried.
@@ -495,17 +494,13 @@ impl Store {
                 self.ops.cancel_unissued();
                 self.flush = None;
                 self.checkpoint = None;
-                let retry_at = now.mono.plus_millis(self.repair_backoff_ms);
-                let while_booting = booting;
-                let log_pages_dropped = booting && log_sync.is_some();
                 self.phase = Phase::Repairing(Repair {
-                    reason,
                     cut,
-                    retry_at,
-                    while_booting,
+                    retry_at: now.mono.plus_millis(self.repair_backoff_ms),
+                    while_booting: booting,
                     short_reads: 0,
                     last_short_end: None,
-                    log_pages_dropped,
+                    log_pages_dropped: booting && log_sync.is_some(),
                 });
             }
             Phase::ExpectShutdownRounds
