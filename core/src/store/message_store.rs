@@ -74,9 +74,10 @@ fn whole_below(repair: &Repair, report: &super::RecoveryReport, durable_floor: u
 /// The longest pause between rebuilds of a store whose disk keeps failing.
 const REPAIR_BACKOFF_MAX_MS: u64 = 10_000;
 
-/// A rebuild that reads the log as damaged below the cut is tried again, at most this many
-/// times this far apart, until two reads agree (and never believed where the log is known
-/// whole, until the tries run out).
+/// A rebuild that reads the log as damaged below the cut is tried again this far apart
+/// until two reads agree, and where the log is known whole until they have agreed after this
+/// many tries; past that many, reads that still disagree are tried again with the repair's
+/// backoff.
 const SHORT_REBUILD_TRIES: u32 = 10;
 const SHORT_REBUILD_PAUSE_MS: u64 = 100;
 
@@ -244,13 +245,15 @@ impl Store {
         match super::recovery::recover(self.config.clone(), reader, now, Some(repair.cut)) {
             Ok((_, report))
                 if report.recovered_end < repair.cut
-                    && repair.short_reads < SHORT_REBUILD_TRIES
-                    && (report.recovered_end < whole_below(repair, &report, self.durable_floor)
-                        || repair.last_short_end != Some(report.recovered_end)) =>
+                    && (repair.last_short_end != Some(report.recovered_end)
+                        || (repair.short_reads < SHORT_REBUILD_TRIES
+                            && report.recovered_end < whole_below(repair, &report, self.durable_floor))) =>
             {
                 // A transient read fault would cut good (even acknowledged) records: a short
-                // end is believed only where the log may really have lost data, and only once
-                // two reads in a row agree on it.
+                // end is believed only once two reads in a row agree on it, and where the log
+                // is known whole only once the tries run out (the disk keeps returning the
+                // same damage). Reads that keep disagreeing are flaky, not the log: they are
+                // read again, the tries spent backing off as for a failing disk.
                 repair.short_reads += 1;
                 repair.last_short_end = Some(report.recovered_end);
                 tracing::warn!(
@@ -259,7 +262,13 @@ impl Store {
                     why = report.stopped_because.as_deref().unwrap_or(""),
                     "the rebuild read the log as damaged below the cut; reading again"
                 );
-                repair.retry_at = now.mono.plus_millis(SHORT_REBUILD_PAUSE_MS);
+                let pause = if repair.short_reads < SHORT_REBUILD_TRIES {
+                    SHORT_REBUILD_PAUSE_MS
+                } else {
+                    self.repair_backoff_ms = backoff;
+                    backoff
+                };
+                repair.retry_at = now.mono.plus_millis(pause);
                 None
             }
             Ok((mut store, report)) => {
