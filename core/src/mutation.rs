@@ -28,11 +28,13 @@ pub enum Mutation {
     DeliverEarly,
     /// The delay scheduler loses a level's progress on restart and starts it over.
     LoseDelayOffset,
+    /// Retention deletes the oldest segment at every check, however young its messages.
+    DeleteInsideHorizon,
 }
 
 impl Mutation {
     /// Every mutation, in a fixed order.
-    pub const ALL: [Mutation; 11] = [
+    pub const ALL: [Mutation; 12] = [
         Mutation::AckBeforeFsync,
         Mutation::SkipCrcOnRecovery,
         Mutation::CqOffByOne,
@@ -44,6 +46,7 @@ impl Mutation {
         Mutation::RollbackAsCommit,
         Mutation::DeliverEarly,
         Mutation::LoseDelayOffset,
+        Mutation::DeleteInsideHorizon,
     ];
 
     /// The name used on the command line (`SIM_MUTATION=<name>`).
@@ -61,6 +64,7 @@ impl Mutation {
             Mutation::RollbackAsCommit => "rollback_as_commit",
             Mutation::DeliverEarly => "deliver_early",
             Mutation::LoseDelayOffset => "lose_delay_offset",
+            Mutation::DeleteInsideHorizon => "delete_inside_horizon",
         }
     }
 

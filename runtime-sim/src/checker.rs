@@ -4,18 +4,22 @@
 //!   byte for byte; nothing damaged is ever delivered.
 //! - **Durability**: every acknowledged message can be read back at its queue and offset,
 //!   unless it was acknowledged under ASYNC_FLUSH and a power loss came before it was synced
-//!   (the disk reports the synced end at every power loss). SYNC_FLUSH excuses nothing.
+//!   (the disk reports the synced end at every power loss), or retention may have deleted
+//!   it (older than `fileReservedTime` by the broker's clock: [`Horizon`]). SYNC_FLUSH
+//!   excuses nothing else.
 //! - **FIFO**: a producer's acknowledged offsets rise per queue; a consumer session sees
 //!   consecutive offsets per queue from where it resumed (or where the broker moved it).
 //! - **Commits**: a committed offset never passes a message that was not processed yet.
 //! - **Duplicates**: stored copies of a key never outnumber its send attempts; a group sees
 //!   a copy again only after one of its consumers restarted or was moved. A fault-free run
 //!   has no duplicate and no failed send at all.
-//! - **Liveness**: after healing, every durable acknowledged message reached every group.
+//! - **Liveness**: after healing, every durable acknowledged message retention may not have
+//!   deleted reached every group.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{Event, History, Key};
+use crate::horizon::Horizon;
 
 /// What the checkers need to know about the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,9 @@ pub struct CheckConfig {
     pub groups: Vec<u8>,
     /// An upper bound on one stored record's size, bytes (to excuse a record torn by a loss).
     pub record_bound: u64,
+    /// Retention's `fileReservedTime`, ms, if it deletes within the run: what is older by
+    /// the broker's clock may be gone ([`Horizon`]).
+    pub reserved_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,13 +62,17 @@ pub fn check(history: &History, config: &CheckConfig, limit: usize) -> Vec<Strin
     }
     let excused = |ack: &Ack| excused(config, &losses, ack);
     let durable: Vec<&Ack> = acks.iter().filter(|a| !excused(a)).collect();
+    // What retention may have deleted need not be read back or delivered; what it fixed
+    // at its offset while it lived still counts (`check_served`).
+    let horizon = Horizon::of(history, config.reserved_ms, None);
+    let kept: Vec<&Ack> = durable.iter().copied().filter(|a| !horizon.expired(a.key, a.acked_ms)).collect();
 
     check_integrity(history, &attempts, &mut v);
     check_consumers(history, config, &attempts, &mut v);
     check_producer_order(&acks, &excused, &mut v);
     check_served(history, &durable, &mut v);
-    check_read_back(history, &durable, &mut v);
-    check_liveness(history, config, &durable, &mut v);
+    check_read_back(history, &kept, !durable.is_empty(), &mut v);
+    check_liveness(history, config, &kept, &mut v);
     if config.fault_free {
         if failed_sends > 0 {
             v.add(format!("fault-free run: {failed_sends} sends failed"));
@@ -81,13 +92,15 @@ fn excused(config: &CheckConfig, losses: &[(u64, u64)], ack: &Ack) -> bool {
 }
 
 /// How many (group, message) deliveries are still owed: durable acknowledged messages that
-/// some group has not received intact yet. The healing phase waits for zero.
+/// some group has not received intact yet, and retention may not have deleted with the
+/// broker's clock at its highest `high_ms`. The healing phase waits for zero.
 #[must_use]
-pub fn undelivered(history: &History, config: &CheckConfig) -> usize {
+pub fn undelivered(history: &History, config: &CheckConfig, high_ms: i64) -> usize {
     let Sends { acks, losses, .. } = sends(history);
     let delivery = Deliveries::of(history);
+    let horizon = Horizon::of(history, config.reserved_ms, Some(high_ms));
     acks.iter()
-        .filter(|a| !excused(config, &losses, a))
+        .filter(|a| !excused(config, &losses, a) && !horizon.expired(a.key, a.acked_ms))
         .map(|a| config.groups.iter().filter(|g| !delivery.reached(**g, a)).count())
         .sum()
 }
@@ -272,7 +285,7 @@ fn check_served(history: &History, durable: &[&Ack], v: &mut Violations) {
     }
 }
 
-fn check_read_back(history: &History, durable: &[&Ack], v: &mut Violations) {
+fn check_read_back(history: &History, durable: &[&Ack], any_durable: bool, v: &mut Violations) {
     let mut probes: BTreeMap<(i32, i64), Option<Key>> = BTreeMap::new();
     let mut probed = false;
     for entry in history.entries() {
@@ -288,7 +301,7 @@ fn check_read_back(history: &History, durable: &[&Ack], v: &mut Violations) {
             _ => {}
         }
     }
-    if !probed && !durable.is_empty() {
+    if !probed && any_durable {
         v.add("no read-back happened".to_owned());
         return;
     }
@@ -359,7 +372,13 @@ mod tests {
     }
 
     fn config() -> CheckConfig {
-        CheckConfig { sync_flush: true, fault_free: true, groups: vec![1], record_bound: 400 }
+        CheckConfig {
+            sync_flush: true,
+            fault_free: true,
+            groups: vec![1],
+            record_bound: 400,
+            reserved_ms: None,
+        }
     }
 
     /// A clean run: one key sent, acked, delivered, committed, read back.
@@ -367,7 +386,7 @@ mod tests {
         let mut h = History::default();
         h.push(0, Event::SessionStart { group: 1, session: 0 });
         h.push(0, Event::Resume { group: 1, session: 0, queue: 0, offset: 0 });
-        h.push(1, Event::SendAttempt { producer: 0, key: 7, queue: 0 });
+        h.push(1, Event::SendAttempt { producer: 0, key: 7, queue: 0, broker_wall_ms: 1 });
         h.push(2, Event::SendAcked { producer: 0, key: 7, queue: 0, offset: 0, phys: 0 });
         h.push(3, delivered(0, 7, true));
         h.push(4, Event::Committed { group: 1, session: 0, queue: 0, offset: 1 });
@@ -429,6 +448,36 @@ mod tests {
     }
 
     #[test]
+    fn retention_excuses_only_what_is_past_its_horizon() {
+        // Key 7 (sent at broker time 1) is delivered but not read back: retention took it.
+        let mut h = History::default();
+        for e in clean().entries() {
+            if !matches!(e.event, Event::Probe { .. }) {
+                h.push(e.at_ms, e.event.clone());
+            }
+        }
+        // The read-back saw the queue, from a minimum past key 7.
+        h.push(5, Event::Probe { queue: 0, offset: 1, key: Some(9), intact: true });
+        h.push(5, Event::SendAttempt { producer: 0, key: 9, queue: 0, broker_wall_ms: 1 });
+        let at_end = |high_ms: i64| {
+            let mut ended = h.clone();
+            ended.push(6, Event::BrokerClock { wall_ms: high_ms, high_ms });
+            ended
+        };
+        let retention = CheckConfig { reserved_ms: Some(60_000), ..config() };
+        assert_eq!(check(&at_end(60_001), &retention, 10), Vec::<String>::new());
+        let inside = check(&at_end(59_999), &retention, 10);
+        assert!(inside.iter().any(|v| v.contains("is lost")), "{inside:?}");
+        assert!(!check(&at_end(60_001), &config(), 10).is_empty(), "no retention, no excuse");
+        // Never delivered either: owed until the horizon passes it.
+        let mut unsent = at_end(60_001);
+        unsent.push(7, Event::SendAttempt { producer: 0, key: 11, queue: 0, broker_wall_ms: 50_000 });
+        unsent.push(8, Event::SendAcked { producer: 0, key: 11, queue: 0, offset: 2, phys: 99 });
+        assert_eq!(undelivered(&unsent, &retention, 109_999), 1);
+        assert_eq!(undelivered(&unsent, &retention, 110_000), 0);
+    }
+
+    #[test]
     fn async_flush_excuses_only_what_a_power_loss_could_lose() {
         let mut h = clean();
         h.push(6, Event::BrokerDataLoss { synced_end: 0, cause: "power loss".into() });
@@ -442,7 +491,7 @@ mod tests {
             };
             lost.push(e.at_ms, event);
         }
-        lost.push(7, Event::SendAttempt { producer: 0, key: 8, queue: 0 });
+        lost.push(7, Event::SendAttempt { producer: 0, key: 8, queue: 0, broker_wall_ms: 7 });
         let asynchronous = CheckConfig { sync_flush: false, fault_free: false, ..config() };
         assert_eq!(check(&lost, &asynchronous, 10), Vec::<String>::new());
         // Synced before the loss: not excused.

@@ -115,6 +115,13 @@ fn broker_config(profile: &SimProfile, mutation: Option<Mutation>) -> BrokerConf
     // disk-full guard is on: a small disk refuses writes above the warning level, and a
     // write past capacity still ends in ENOSPC.
     config.store.retention.clean_forcibly = false;
+    if let Some(r) = profile.retention {
+        // Seconds instead of days, at every hour of the day: segments expire within a run.
+        config.store.retention.file_reserved_ms = r.reserved_ms;
+        config.store.retention.delete_hours = (0..24).collect();
+        config.store.retention.check_interval_ms = r.check_interval_ms;
+        config.store.retention.delete_interval_ms = r.delete_interval_ms;
+    }
     // Quick check-backs, so transactions are checked, answered and discarded within a run.
     config.transaction.timeout_ms = TIMING_CHECKS.tx_timeout_ms;
     config.transaction.check_interval_ms = 2_000;
@@ -130,6 +137,7 @@ pub const TIMING_CHECKS: TimingCheckConfig = TimingCheckConfig {
     send_attempts: 3,
     late_bound_ms: 2_500,
     slack_ms: 5_000,
+    reserved_ms: None,
 };
 
 fn disk_profile(profile: &SimProfile) -> DiskProfile {
@@ -191,11 +199,19 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         split_writes: profile.split_writes,
         coalesce_writes: profile.coalesce_writes,
     };
+    let broker_skew = SharedSkew::new(ClockSkew {
+        offset_ms: profile.clock_offset_ms,
+        wall_drift_ppm: profile.clock_drift_ppm,
+        mono_drift_ppm: profile.mono_drift_ppm,
+        stepped_ms: 0,
+        peak_ms: None,
+    });
     let env = ClientEnv {
         world: world.clone(),
         epoch,
         chaos,
         commit_before_process: mutation == Some(Mutation::CommitBeforeProcess),
+        broker_skew: broker_skew.clone(),
     };
 
     let namesrv_skew = SharedSkew::default();
@@ -206,13 +222,6 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         .init(move || namesrv_main(namesrv_skew.clone(), epoch))
         .build();
 
-    let broker_skew = SharedSkew::new(ClockSkew {
-        offset_ms: profile.clock_offset_ms,
-        wall_drift_ppm: profile.clock_drift_ppm,
-        mono_drift_ppm: profile.mono_drift_ppm,
-        stepped_ms: 0,
-        peak_ms: None,
-    });
     if profile.clock_offset_ms != 0 {
         world.bump("clock_offset");
     }
@@ -310,7 +319,10 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         fault_free: profile.fault_free,
         groups: GROUPS.to_vec(),
         record_bound: profile.max_body as u64 + 512,
+        reserved_ms: profile.retention.map(|r| r.reserved_ms),
     };
+    let timing_checks =
+        TimingCheckConfig { reserved_ms: profile.retention.map(|r| r.reserved_ms), ..TIMING_CHECKS };
     // Producers go on into the healed period, so requests that must succeed meet fresh
     // messages (a held pull answered, or not, when one arrives).
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -318,9 +330,10 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     let heal_deadline = Instant::now() + Duration::from_millis(profile.heal_ms);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let clock = timing_env.broker_wall_ms();
-        let pending =
-            world.read_history(|h| undelivered(h, &check_config) + timing_pending(h, clock, &TIMING_CHECKS));
+        let (clock, high) = (timing_env.broker_wall_ms(), timing_env.broker_high_ms());
+        let pending = world.read_history(|h| {
+            undelivered(h, &check_config, high) + timing_pending(h, clock, high, &timing_checks)
+        });
         if pending == 0 || Instant::now() >= heal_deadline {
             break;
         }
@@ -348,12 +361,13 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     if profile.fault_free {
         coverage.bump("fault_free_run");
     }
-    world.record(env.now_ms(), Event::BrokerClock { wall_ms: timing_env.broker_wall_ms() });
+    let (wall_ms, high_ms) = (timing_env.broker_wall_ms(), timing_env.broker_high_ms());
+    world.record(env.now_ms(), Event::BrokerClock { wall_ms, high_ms });
     let history = world.history();
     let mut violations = check(&history, &check_config, MAX_VIOLATIONS);
     violations.extend(check_timing(
         &history,
-        &TIMING_CHECKS,
+        &timing_checks,
         MAX_VIOLATIONS.saturating_sub(violations.len()),
     ));
     let outcome = RunOutcome {

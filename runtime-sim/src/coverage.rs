@@ -29,6 +29,7 @@ pub const REQUIRED: &[&str] = &[
     "bit_rot_read",
     "bit_rot_refused",
     "store_repaired",
+    "retention_deleted",
     "clock_offset",
     "clock_drift",
     "clock_step_forward",

@@ -21,8 +21,9 @@ pub const DISK_ERROR_REPAIR: &str = "broker disk error, store repaired in place"
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A producer sent (or re-sent) `key` to `queue`.
-    SendAttempt { producer: u32, key: Key, queue: i32 },
+    /// A producer sent (or re-sent) `key` to `queue`, when the broker's wall clock read
+    /// `broker_wall_ms` (the store time is no earlier, unless the clock steps back).
+    SendAttempt { producer: u32, key: Key, queue: i32, broker_wall_ms: i64 },
     /// The broker acknowledged `key` as stored at `queue`/`offset`, CommitLog offset `phys`.
     SendAcked { producer: u32, key: Key, queue: i32, offset: i64, phys: u64 },
     /// An attempt's outcome is unknown (timeout, reset) or it was refused.
@@ -60,8 +61,9 @@ pub enum Event {
     ProbeFailed { queue: i32, offset: i64, reason: String },
     /// Something the run itself noticed (a client stuck after healing, a node that panicked).
     Alarm { what: String },
-    /// The timing workload sent (or re-sent) `key` as `timing`.
-    TimingSent { key: Key, timing: Timing },
+    /// The timing workload sent (or re-sent) `key` as `timing`, when the broker's wall
+    /// clock read `broker_wall_ms`.
+    TimingSent { key: Key, timing: Timing, broker_wall_ms: i64 },
     /// The broker stored it (a half message, for a transaction) at CommitLog offset `phys`;
     /// when the acknowledgement arrived the broker's wall clock read `broker_wall_ms`, and
     /// the highest it had read so far was `broker_high_ms` (higher after a backward step).
@@ -84,8 +86,10 @@ pub enum Event {
     TxChecked { key: Key },
     /// `key` turned up in `TRANS_CHECK_MAX_TIME_TOPIC`: discarded after its last check.
     TxDiscarded { key: Key },
-    /// The broker's wall clock at the end of the run.
-    BrokerClock { wall_ms: i64 },
+    /// The broker's wall clock stepped from `from_ms` to `to_ms`.
+    BrokerClockStep { from_ms: i64, to_ms: i64 },
+    /// The broker's wall clock at the end of the run, and the highest it ever read.
+    BrokerClock { wall_ms: i64, high_ms: i64 },
 }
 
 /// How the timing workload sent a message.

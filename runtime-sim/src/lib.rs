@@ -23,6 +23,7 @@ pub mod group_checks;
 #[cfg(madsim)]
 pub mod group_scenario;
 pub mod history;
+pub mod horizon;
 #[cfg(madsim)]
 pub mod nemesis;
 pub mod profile;

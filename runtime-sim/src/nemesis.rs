@@ -294,5 +294,7 @@ async fn clock_steps(mut ctx: Ctx, r: Recurring, skew: SharedSkew) {
         ctx.world.bump(if delta > 0 { "clock_step_forward" } else { "clock_step_backward" });
         let reading = crate::sim_clock::SimClock::start(skew.clone(), ctx.epoch).now().wall.0;
         skew.step(delta, reading);
+        let step = Event::BrokerClockStep { from_ms: reading, to_ms: reading + delta };
+        ctx.world.record(ctx.now_ms(), step);
     }
 }

@@ -112,6 +112,19 @@ pub struct SimProfile {
     pub clock_steps: Option<Recurring>,
     /// Faults at fixed moments (scripted scenarios; seeds have none).
     pub script: Vec<Scripted>,
+    /// Retention deletes what is older than this (`fileReservedTime`), at every hour.
+    pub retention: Option<RetentionProfile>,
+}
+
+/// How a seed runs retention: seconds instead of days, so segments expire within a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionProfile {
+    /// `fileReservedTime`, ms.
+    pub reserved_ms: u64,
+    /// `cleanResourceInterval`, ms.
+    pub check_interval_ms: u64,
+    /// `deletePhysicFilesInterval`, ms.
+    pub delete_interval_ms: u64,
 }
 
 fn maybe(rng: &mut ChaCha8Rng, on: bool, mean: (u64, u64), max: (u64, u64)) -> Option<Recurring> {
@@ -187,6 +200,12 @@ impl SimProfile {
             mono_drift_ppm: if on && rng.gen_bool(0.5) { rng.gen_range(-500..500) } else { 0 },
             clock_steps: maybe(&mut rng, on, (2_000, 15_000), (1_000, 3_600_000)),
             script: Vec::new(),
+            // Drawn last, so adding it left every other field of a seed as it was.
+            retention: (!quiet && rng.gen_ratio(1, 3)).then(|| RetentionProfile {
+                reserved_ms: rng.gen_range(3_000..60_000),
+                check_interval_ms: rng.gen_range(200..5_000),
+                delete_interval_ms: rng.gen_range(10..1_000),
+            }),
         }
     }
 
@@ -221,5 +240,7 @@ mod tests {
         assert!(profiles.iter().any(|p| p.broker_kills.is_some()));
         assert!(profiles.iter().any(|p| !p.fault_free && p.broker_kills.is_none()));
         assert!(profiles.iter().any(|p| p.capacity.is_some()));
+        let retention = profiles.iter().filter(|p| p.retention.is_some()).count();
+        assert!((80..200).contains(&retention), "about 1 in 3 seeds run retention, got {retention}");
     }
 }

@@ -127,6 +127,21 @@ mod glue {
         }
     }
 
+    impl SharedSkew {
+        /// The wall clock this skew gives now, in a run that began at `epoch` (what the
+        /// node reads, as the clients note it beside what they do).
+        #[must_use]
+        pub fn wall_ms(&self, epoch: Instant) -> i64 {
+            SimClock::start(self.clone(), epoch).now().wall.0
+        }
+
+        /// The highest that wall clock has read so far.
+        #[must_use]
+        pub fn high_ms(&self, epoch: Instant) -> i64 {
+            SimClock::start(self.clone(), epoch).high_water_ms()
+        }
+    }
+
     impl Clock for SimClock {
         fn now(&self) -> Now {
             let skew = self.skew.get();

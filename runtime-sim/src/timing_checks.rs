@@ -14,8 +14,8 @@
 //!   consumer's position may have been in the lost tail.
 //! - Bounded late: a copy stored more than `late_bound_ms` after its due time, by the
 //!   broker's clock (its store time; the consumer's own lag does not count), needs a fault
-//!   (or the healing, which lifts a full disk) between its send and its arrival, or a
-//!   backward clock step not yet caught up at its send, to excuse it.
+//!   going on between its send and its arrival (a small disk counts until the healing,
+//!   which lifts it), or a backward clock step not yet caught up at its send, to excuse it.
 //! - Check-backs: never before `transactionTimeOut` after the send (the broker times them
 //!   by its monotonic clock, so even across restarts and clock steps), and at most
 //!   `transactionCheckMax` per half message.
@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{Event, History, Key, Timing, TxDecision};
+use crate::horizon::Horizon;
 
 /// What the timing checks need to know of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,9 @@ pub struct TimingCheckConfig {
     pub late_bound_ms: i64,
     /// How long after its due time a message must be in its topic, by the broker's clock.
     pub slack_ms: i64,
+    /// Retention's `fileReservedTime`, ms, if it deletes within the run: a message older
+    /// than that by the broker's clock may have been skipped or deleted ([`Horizon`]).
+    pub reserved_ms: Option<u64>,
 }
 
 /// A restart or loss up to this long after a copy arrived may repeat it (a level's
@@ -73,10 +77,11 @@ struct Facts {
     discarded: BTreeSet<Key>,
     restarts: Vec<u64>,
     losses: Vec<u64>,
-    faults: Vec<u64>,
     /// Every fault as (start, end): a pause or partition lasts (`"… for 1.2s"`).
     fault_spans: Vec<(u64, u64)>,
     clock_end: Option<i64>,
+    /// What retention may have deleted.
+    horizon: Horizon,
 }
 
 /// How long a partition holds traffic up after it is lifted. madsim retries a clogged
@@ -121,14 +126,17 @@ fn is_broker_restart(what: &str) -> bool {
 }
 
 impl Facts {
-    fn of(history: &History) -> Self {
-        let mut facts = Self::default();
+    /// The facts of `history`, with retention's horizon as of the broker's clock at its
+    /// highest `high_ms` (`None`: at the end of the run).
+    fn of(history: &History, config: &TimingCheckConfig, high_ms: Option<i64>) -> Self {
+        let mut facts =
+            Self { horizon: Horizon::of(history, config.reserved_ms, high_ms), ..Self::default() };
         // Faults on from their start until the run heals.
         let mut until_healed = Vec::new();
         for entry in history.entries() {
             let at = entry.at_ms;
             match &entry.event {
-                Event::TimingSent { key, timing } => {
+                Event::TimingSent { key, timing, .. } => {
                     facts.sent.entry(*key).or_insert((at, *timing));
                 }
                 Event::TimingAcked { key, broker_wall_ms, broker_high_ms, .. } => {
@@ -154,11 +162,9 @@ impl Facts {
                     facts.discarded.insert(*key);
                 }
                 Event::Fault { what } if what.ends_with(crate::history::UNTIL_HEALED) => {
-                    facts.faults.push(at);
                     until_healed.push(at);
                 }
                 Event::Fault { what } => {
-                    facts.faults.push(at);
                     facts.fault_spans.push((at, fault_end(at, what)));
                     if is_broker_restart(what) {
                         facts.restarts.push(at);
@@ -166,18 +172,19 @@ impl Facts {
                 }
                 Event::BrokerDataLoss { .. } => {
                     facts.losses.push(at);
-                    facts.faults.push(at);
                     facts.fault_spans.push((at, at));
                 }
                 // Healing lifts faults that leave no event of their own (a full disk).
                 Event::Healed => {
-                    facts.faults.push(at);
+                    facts.fault_spans.push((at, at));
                     facts.fault_spans.extend(until_healed.drain(..).map(|start| (start, at)));
                 }
-                Event::BrokerClock { wall_ms } => facts.clock_end = Some(*wall_ms),
+                Event::BrokerClock { wall_ms, .. } => facts.clock_end = Some(*wall_ms),
                 _ => {}
             }
         }
+        // Not healed yet: still going on.
+        facts.fault_spans.extend(until_healed.drain(..).map(|start| (start, u64::MAX)));
         facts
     }
 
@@ -213,7 +220,11 @@ impl Facts {
         // A loss may take the message itself, or its copy; and for a while after one, a
         // consumer whose position was in the lost tail skips what is stored there anew.
         let lost = self.losses.iter().any(|l| l + LOSS_SKIP_MS >= *sent_ms);
-        if self.copies.contains_key(&key) || lost {
+        // Retention may have deleted it before it was due (a level or a timer skips it), or
+        // its copy before anyone read it.
+        let acked_ms = self.acked.get(&key).map_or(0, |(at, _, _)| *at);
+        let expired = self.horizon.expired(key, acked_ms);
+        if self.copies.contains_key(&key) || lost || expired {
             return false;
         }
         match timing {
@@ -223,18 +234,18 @@ impl Facts {
     }
 }
 
-/// How many messages are still owed a delivery with the broker's clock at `clock` (the
-/// healing phase waits for none).
+/// How many messages are still owed a delivery with the broker's clock at `clock`, its
+/// highest reading so far `high_ms` (the healing phase waits for none).
 #[must_use]
-pub fn timing_pending(history: &History, clock: i64, config: &TimingCheckConfig) -> usize {
-    let facts = Facts::of(history);
+pub fn timing_pending(history: &History, clock: i64, high_ms: i64, config: &TimingCheckConfig) -> usize {
+    let facts = Facts::of(history, config, Some(high_ms));
     facts.sent.keys().filter(|key| facts.owed(**key, clock, config.slack_ms)).count()
 }
 
 /// Every violation of the timing checks, at most `limit`.
 #[must_use]
 pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize) -> Vec<String> {
-    let facts = Facts::of(history);
+    let facts = Facts::of(history, config, None);
     let mut found = Vec::new();
     let mut add = |v: String| {
         if found.len() < limit {
@@ -263,9 +274,11 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
             } else if copy.store_ms - due > config.late_bound_ms {
                 let (_, wall, high) = facts.acked.get(key).copied().unwrap_or((0, 0, 0));
                 let from = facts.sent.get(key).map_or(0, |(sent, _)| *sent);
-                // Catching up after a backward step holds a level's heads.
+                // Catching up after a backward step holds a level's heads. A fault going
+                // on in between excuses too: a small disk that retention keeps freeing is
+                // full now and then for the whole fault phase, and a delivery waits for space.
                 let catching_up = high > wall;
-                if !catching_up && !Facts::any_in(&facts.faults, from, copy.at) {
+                if !catching_up && !facts.any_during(from, copy.at) {
                     add(format!(
                         "{key:x} stored {} ms late by the broker's clock with no fault to excuse it",
                         copy.store_ms - due
@@ -361,15 +374,19 @@ mod tests {
         send_attempts: 1,
         late_bound_ms: 2_500,
         slack_ms: 5_000,
+        reserved_ms: None,
     };
 
     fn timer(h: &mut History, key: Key, at: u64, wall: i64, delay_ms: u64) {
-        h.push(at, Event::TimingSent { key, timing: Timing::Timer { delay_ms } });
+        h.push(at, Event::TimingSent { key, timing: Timing::Timer { delay_ms }, broker_wall_ms: wall });
         h.push(at + 5, Event::TimingAcked { key, phys: 0, broker_wall_ms: wall, broker_high_ms: wall });
     }
 
     fn delayed(h: &mut History, key: Key, at: u64, wall: i64, delay_ms: u64) {
-        h.push(at, Event::TimingSent { key, timing: Timing::Delay { level: 1, delay_ms } });
+        h.push(
+            at,
+            Event::TimingSent { key, timing: Timing::Delay { level: 1, delay_ms }, broker_wall_ms: wall },
+        );
         h.push(at + 5, Event::TimingAcked { key, phys: 0, broker_wall_ms: wall, broker_high_ms: wall });
     }
 
@@ -394,7 +411,14 @@ mod tests {
         assert!(found[1].contains("stored 4000 ms late"));
         // Catching up after a backward step excuses lateness too.
         let mut stepped = History::default();
-        stepped.push(0, Event::TimingSent { key: 5, timing: Timing::Delay { level: 2, delay_ms: 5_000 } });
+        stepped.push(
+            0,
+            Event::TimingSent {
+                key: 5,
+                timing: Timing::Delay { level: 2, delay_ms: 5_000 },
+                broker_wall_ms: 0,
+            },
+        );
         let ack =
             Event::TimingAcked { key: 5, phys: 0, broker_wall_ms: 1_000_000, broker_high_ms: 1_060_000 };
         stepped.push(5, ack);
@@ -403,6 +427,19 @@ mod tests {
         // A fault in between excuses lateness, never earliness.
         h.push(6_000, Event::Fault { what: "pause broker for 3s".into() });
         assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1);
+        // So does a small disk, from its start until the healing.
+        let mut small = History::default();
+        small.push(
+            0,
+            Event::Fault { what: format!("broker disk holds 1 bytes {}", crate::history::UNTIL_HEALED) },
+        );
+        timer(&mut small, 2, 100, 1_000_000, 5_000);
+        copy(&mut small, 2, 9_000, 1, 1_009_000, Some(1_005_000));
+        assert!(check_timing(&small, &CONFIG, 10).is_empty());
+        small.push(9_500, Event::Healed);
+        timer(&mut small, 3, 10_000, 1_010_000, 5_000);
+        copy(&mut small, 3, 19_000, 2, 1_019_000, Some(1_015_000));
+        assert_eq!(check_timing(&small, &CONFIG, 10).len(), 1, "healed: late again needs a fault");
     }
 
     #[test]
@@ -455,7 +492,7 @@ mod tests {
         for (key, decision) in
             [(10, TxDecision::Commit), (11, TxDecision::Rollback), (12, TxDecision::CommitOnCheck)]
         {
-            h.push(0, Event::TimingSent { key, timing: Timing::Tx(decision) });
+            h.push(0, Event::TimingSent { key, timing: Timing::Tx(decision), broker_wall_ms: 0 });
             h.push(
                 5,
                 Event::TimingAcked { key, phys: 0, broker_wall_ms: 1_000_000, broker_high_ms: 1_000_000 },
@@ -463,8 +500,8 @@ mod tests {
         }
         copy(&mut h, 11, 100, 0, 1_000_100, None);
         h.push(9_000, Event::TxDiscarded { key: 12 });
-        h.push(20_000, Event::BrokerClock { wall_ms: 1_020_000 });
-        assert_eq!(timing_pending(&h, 1_020_000, &CONFIG), 2, "the due timer and the commit");
+        h.push(20_000, Event::BrokerClock { wall_ms: 1_020_000, high_ms: 1_020_000 });
+        assert_eq!(timing_pending(&h, 1_020_000, 1_020_000, &CONFIG), 2, "the due timer and the commit");
         let found = check_timing(&h, &CONFIG, 10);
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(found[0].contains("Rollback) was delivered"));
@@ -478,7 +515,10 @@ mod tests {
     #[test]
     fn a_check_before_the_timeout_or_past_the_maximum_is_flagged() {
         let mut h = History::default();
-        h.push(1_000, Event::TimingSent { key: 3, timing: Timing::Tx(TxDecision::NeverDecided) });
+        h.push(
+            1_000,
+            Event::TimingSent { key: 3, timing: Timing::Tx(TxDecision::NeverDecided), broker_wall_ms: 0 },
+        );
         for at in [3_000, 6_000, 8_000, 10_000, 12_000] {
             h.push(at, Event::TxChecked { key: 3 });
         }
@@ -491,8 +531,14 @@ mod tests {
     #[test]
     fn a_check_after_the_end_needs_a_fault_between() {
         let mut h = History::default();
-        h.push(1_000, Event::TimingSent { key: 4, timing: Timing::Tx(TxDecision::Commit) });
-        h.push(1_000, Event::TimingSent { key: 6, timing: Timing::Tx(TxDecision::CommitOnCheck) });
+        h.push(
+            1_000,
+            Event::TimingSent { key: 4, timing: Timing::Tx(TxDecision::Commit), broker_wall_ms: 0 },
+        );
+        h.push(
+            1_000,
+            Event::TimingSent { key: 6, timing: Timing::Tx(TxDecision::CommitOnCheck), broker_wall_ms: 0 },
+        );
         h.push(5_000, Event::TxChecked { key: 6 });
         h.push(6_000, Event::TxChecked { key: 4 });
         h.push(7_000, Event::TxChecked { key: 6 });
@@ -511,9 +557,12 @@ mod tests {
     #[test]
     fn a_copy_the_read_back_finds_counts_though_the_consumer_skipped_it() {
         let mut h = History::default();
-        h.push(1_000, Event::TimingSent { key: 8, timing: Timing::Tx(TxDecision::Commit) });
+        h.push(
+            1_000,
+            Event::TimingSent { key: 8, timing: Timing::Tx(TxDecision::Commit), broker_wall_ms: 0 },
+        );
         h.push(1_010, Event::TimingAcked { key: 8, phys: 0, broker_wall_ms: 1_000, broker_high_ms: 1_000 });
-        h.push(90_000, Event::BrokerClock { wall_ms: 90_000 });
+        h.push(90_000, Event::BrokerClock { wall_ms: 90_000, high_ms: 90_000 });
         assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1, "never delivered");
         h.push(89_000, Event::TimingProbed { key: 8, queue: 0, offset: 0, store_ms: 1_020, due_ms: None });
         assert_eq!(check_timing(&h, &CONFIG, 10), Vec::<String>::new());
@@ -531,7 +580,10 @@ mod tests {
         // A pause that began before the send and outlasted it excuses a check.
         let mut h = History::default();
         h.push(500, Event::Fault { what: "pause broker for 1.049s".into() });
-        h.push(1_000, Event::TimingSent { key: 4, timing: Timing::Tx(TxDecision::Commit) });
+        h.push(
+            1_000,
+            Event::TimingSent { key: 4, timing: Timing::Tx(TxDecision::Commit), broker_wall_ms: 0 },
+        );
         h.push(6_000, Event::TxChecked { key: 4 });
         assert_eq!(check_timing(&h, &CONFIG, 10), Vec::<String>::new());
     }
@@ -544,7 +596,14 @@ mod tests {
         let history = |sent: u64| {
             let mut h = History::default();
             h.push(42_034, Event::Fault { what: "one-way partition: broker out for 3.301s".into() });
-            h.push(sent, Event::TimingSent { key: 6, timing: Timing::Tx(TxDecision::CommitOnCheck) });
+            h.push(
+                sent,
+                Event::TimingSent {
+                    key: 6,
+                    timing: Timing::Tx(TxDecision::CommitOnCheck),
+                    broker_wall_ms: 0,
+                },
+            );
             h.push(sent + 7_583, Event::TxChecked { key: 6 });
             h.push(sent + 7_585, Event::TxChecked { key: 6 });
             h

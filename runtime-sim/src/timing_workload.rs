@@ -18,7 +18,6 @@ use keel_core::protocol::message::message_id::decode_offset_message_id;
 use keel_core::protocol::message::properties::{self, keys};
 use keel_core::protocol::message::stored::StoredMessage;
 use keel_runtime_tokio::client::{KeelClient, TransactionListener};
-use keel_runtime_tokio::clock::Clock;
 use madsim::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -60,13 +59,13 @@ impl TimingEnv {
     /// The broker's wall clock now.
     #[must_use]
     pub fn broker_wall_ms(&self) -> i64 {
-        SimClock::start(self.broker_skew.clone(), self.epoch).now().wall.0
+        self.broker_skew.wall_ms(self.epoch)
     }
 
     /// The highest the broker's wall clock has read so far.
     #[must_use]
     pub fn broker_high_ms(&self) -> i64 {
-        SimClock::start(self.broker_skew.clone(), self.epoch).high_water_ms()
+        self.broker_skew.high_ms(self.epoch)
     }
 }
 
@@ -175,7 +174,7 @@ pub async fn run(env: TimingEnv) {
             body: format!("timing-{key}").into_bytes().into(),
             ..OutgoingMessage::default()
         };
-        env.record(Event::TimingSent { key, timing });
+        env.record(Event::TimingSent { key, timing, broker_wall_ms: env.broker_wall_ms() });
         let sent = match timing {
             Timing::Delay { level, .. } => {
                 message.user_properties.push((keys::DELAY.into(), level.to_string()));

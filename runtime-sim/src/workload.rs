@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::history::{Event, Key};
+use crate::sim_clock::SharedSkew;
 use crate::sim_conn::{CallError, ConnChaos, SimConn};
 use crate::world::World;
 
@@ -63,6 +64,8 @@ pub struct ClientEnv {
     pub chaos: ConnChaos,
     /// The deliberate client bug switched on, if any.
     pub commit_before_process: bool,
+    /// The broker's clock skew (to note its wall clock at each send).
+    pub broker_skew: SharedSkew,
 }
 
 impl ClientEnv {
@@ -156,7 +159,8 @@ pub async fn producer(env: ClientEnv, id: u32, seed: u64, send_gap_ms: u64, max_
                     conn.retarget(addr);
                 }
             }
-            env.world.record(env.now_ms(), Event::SendAttempt { producer: id, key, queue });
+            let broker_wall_ms = env.broker_skew.wall_ms(env.epoch);
+            env.world.record(env.now_ms(), Event::SendAttempt { producer: id, key, queue, broker_wall_ms });
             let request = send_message(0, "dst-producer", queue, &message);
             let asked_ms = env.now_ms();
             match env.call(&mut conn, request, Duration::from_secs(3), &mut rng, "send").await {
@@ -419,16 +423,22 @@ pub async fn probe(env: ClientEnv, seed: u64) {
             env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
         }
     }
-    // Disk errors the broker repaired in place since its last start (coverage only).
+    // Disk errors the broker repaired in place since its last start, and whether retention
+    // deleted a segment (coverage only).
     let request = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO, 0, ExtFields::new());
     if let Ok(reply) = conn.call(request, Duration::from_secs(3), &mut rng).await {
         let table = json::from_slice::<keel_core::protocol::body::KvTable>(&reply.body);
-        let repairs = table.ok().and_then(|t| t.table.get("storeRepairs").and_then(|n| n.parse().ok()));
-        env.world.add("store_repaired", repairs.unwrap_or(0));
+        let number = |key: &str| -> u64 {
+            table.as_ref().ok().and_then(|t| t.table.get(key)).and_then(|n| n.parse().ok()).unwrap_or(0)
+        };
+        env.world.add("store_repaired", number("storeRepairs"));
+        if number("commitLogMinOffset") > 0 {
+            env.world.bump("retention_deleted");
+        }
     }
 }
 
-/// Read `topic` queue `queue` from offset 0 to its end as a fresh group, handing each record
+/// Read `topic` queue `queue` from offset 0 (or its minimum) to its end as a fresh group, handing each record
 /// to `on_record` with the time; gives up only after 20 failures in a row (connections
 /// reset, misreads refused), with where and why.
 pub async fn read_back(
@@ -478,7 +488,11 @@ pub async fn read_back(
             offset = next.unwrap_or(offset + 1);
         } else if code == ResponseCode::PULL_NOT_FOUND {
             return Ok(());
-        } else if code == ResponseCode::PULL_RETRY_IMMEDIATELY && next.is_some_and(|n| n > offset) {
+        } else if (code == ResponseCode::PULL_RETRY_IMMEDIATELY || code == ResponseCode::PULL_OFFSET_MOVED)
+            && next.is_some_and(|n| n > offset)
+        {
+            // Retention deleted the queue's head (OFFSET_TOO_SMALL): whether anything
+            // acknowledged may be missing there is the checkers' business.
             offset = next.unwrap_or(offset + 1);
         } else {
             failures += 1;

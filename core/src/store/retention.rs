@@ -252,10 +252,15 @@ impl Store {
             return;
         }
         let Some(base) = self.deletable_oldest() else { return };
+        #[cfg(madsim)]
+        let ignore_age = self.config.mutation == Some(crate::mutation::Mutation::DeleteInsideHorizon);
+        #[cfg(not(madsim))]
+        let ignore_age = false;
         let verdict = match self.newest_timestamp_bound(reader, base) {
             Some(newest) if newest.saturating_add_unsigned(config.file_reserved_ms) <= now.wall.0 => {
                 Verdict::Expired
             }
+            _ if ignore_age => Verdict::Expired,
             _ if forcibly => Verdict::Forcibly,
             _ => Verdict::Keep,
         };
