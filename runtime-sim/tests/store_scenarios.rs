@@ -252,6 +252,54 @@ fn a_rebuild_never_believes_reads_that_keep_disagreeing() {
     assert_eq!(report.recovered_end, cut.0, "sound reads find the whole log again");
 }
 
+/// A queue rebuilt from a CommitLog whose head retention deleted begins inside its first
+/// file: pre-blanks fill the slots before its first entry, so the next recovery, clean or
+/// not, finds the queue where it begins (cluster seed 31000062: without them the next
+/// recovery read the queue as empty, rebuilt again, and a queue restarted at offset 0).
+#[test]
+fn a_queue_rebuilt_without_its_head_begins_where_its_first_record_is() {
+    // A few pre-blanks, and more than the first page holds (found by bisection).
+    rebuilt_without_head(4, 12, 1);
+    rebuilt_without_head(1024, 300, 70);
+}
+
+fn rebuilt_without_head(entries_per_file: u64, messages: usize, segments_deleted: u64) {
+    let mut config = config(FlushMode::Sync);
+    config.queue_file_entries = entries_per_file;
+    let mut node = StoreNode::boot(config.clone(), SimDisk::new(), now()).unwrap().0;
+    let mut last = None;
+    for _ in 0..messages {
+        last = Some(append(&mut node, 150));
+        node.run_all();
+    }
+    let end = last.unwrap().queue_offset.unwrap().0 + 1;
+    let mut disk = node.shutdown();
+    // Retention took the first segments; a lost checkpoint makes the next start rebuild.
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let gone = (0..segments_deleted).map(|i| format!("commitlog/{:020}", i * SEGMENT));
+    for file in gone.chain(["checkpoint".to_owned()]) {
+        disk.execute(&DiskOp::Remove { file: FilePath::new(&file).unwrap() }, &mut rng).unwrap();
+    }
+    let (mut node, report) = StoreNode::recover(config.clone(), disk, now()).unwrap();
+    assert!(report.rebuilt_queues);
+    node.run_all();
+    let (min, max) = node.store.queue_offsets("T", 0).unwrap();
+    assert!(min.0 % entries_per_file != 0, "the test wants a queue that begins inside a file: {min:?}");
+    assert_eq!(max.0, end);
+    let after_rebuild = (min, max);
+    // A clean restart, then a crash: each finds the queue as the rebuild left it.
+    let node = StoreNode::recover(config.clone(), node.shutdown(), now()).unwrap().0;
+    assert_eq!(node.store.queue_offsets("T", 0), Some(after_rebuild));
+    let (mut node, report) = StoreNode::recover(config, node.kill(), now()).unwrap();
+    assert!(!report.rebuilt_queues, "read incrementally, not rebuilt again");
+    assert_eq!(node.store.queue_offsets("T", 0), Some(after_rebuild));
+    node.run_all();
+    let next = append(&mut node, 10);
+    assert_eq!(next.queue_offset, Some(QueueOffset(end)), "the queue goes on where it was");
+    node.run_all();
+    audit(node.config(), &node.disk).unwrap();
+}
+
 #[test]
 fn a_failed_fsync_while_shutting_down_stops_the_store() {
     let mut node = fresh(FlushMode::Async { interval_ms: 60_000 });

@@ -196,8 +196,7 @@ fn check_queues(
                         junk_after_end |= slot.iter().any(|b| *b != 0);
                         continue;
                     }
-                    let pre_blank = slot.get(..8).is_some_and(|b| b.iter().all(|x| *x == 0))
-                        && slot.get(8..12) == Some(&i32::MAX.to_be_bytes()[..]);
+                    let pre_blank = super::consume_queue::is_pre_blank(slot);
                     if pre_blank && entries.is_empty() {
                         continue;
                     }

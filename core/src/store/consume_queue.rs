@@ -10,7 +10,10 @@
 //!
 //! Files hold a fixed number of entries (RocketMQ: 300,000 = 6,000,000 bytes) and are named by
 //! the byte offset of their first entry. An entry is valid when its offset is ≥ 0 and its
-//! size > 0; an all-zero slot marks the end.
+//! size > 0; an all-zero slot marks the end. A queue whose first file begins before its
+//! first entry (a queue rebuilt from a CommitLog whose head retention deleted) fills the
+//! slots before it with pre-blank entries, as RocketMQ does: offset 0, size `i32::MAX`,
+//! tags code 0.
 
 use super::paths;
 use crate::io::{DiskError, DiskErrorKind, FilePath, StoreRead};
@@ -19,6 +22,23 @@ use crate::protocol::message::tag::tags_code;
 
 /// Bytes per entry.
 pub const ENTRY_LEN: u64 = 20;
+
+/// The slot RocketMQ writes before a queue's first entry in its first file.
+pub const PRE_BLANK: [u8; ENTRY_LEN as usize] = {
+    let mut slot = [0u8; ENTRY_LEN as usize];
+    let size = i32::MAX.to_be_bytes();
+    slot[8] = size[0];
+    slot[9] = size[1];
+    slot[10] = size[2];
+    slot[11] = size[3];
+    slot
+};
+
+/// Whether `slot` is a pre-blank entry.
+#[must_use]
+pub fn is_pre_blank(slot: &[u8]) -> bool {
+    slot == PRE_BLANK
+}
 
 /// The topic timed messages wait in; its entries' tags code is their due time, so the
 /// pending timers can be rebuilt from the queue alone.

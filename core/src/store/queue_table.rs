@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::consume_queue::{first_entry_at_or_above, CqEntry, ENTRY_LEN};
+use super::consume_queue::{first_entry_at_or_above, CqEntry, ENTRY_LEN, PRE_BLANK};
 use super::ops::{OpQueue, Purpose};
 use super::paths;
 use crate::io::{DiskError, DiskOp, FilePath, StoreRead};
@@ -76,9 +76,20 @@ impl QueueState {
             let room = usize::try_from(file_size - in_file).unwrap_or(usize::MAX);
             let chunk = staged.split_to(room.min(staged.len()));
             let Some(file) = self.dir.join(&paths::offset_name(file_start)) else { return };
+            let first_file = self.files.range(..file_start).next().is_none();
             if self.files.insert(file_start) {
                 ops.push(DiskOp::Create { file: file.clone(), len: file_size }, Purpose::Plain);
                 self.dir_dirty = true;
+                if first_file && in_file > 0 {
+                    // The queue begins inside its first file (rebuilt from a log whose head
+                    // was deleted): pre-blanks before it, so a loader finds where it begins.
+                    let len = usize::try_from(in_file).unwrap_or(0);
+                    let blanks: Vec<u8> = PRE_BLANK.iter().copied().cycle().take(len).collect();
+                    ops.push(
+                        DiskOp::Write { file: file.clone(), offset: 0, data: blanks.into() },
+                        Purpose::Plain,
+                    );
+                }
             }
             self.staged_from += chunk.len() as u64 / ENTRY_LEN;
             let purpose = Purpose::CqWrite { slot: slot.0, upto: self.staged_from };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::super::consume_queue::{first_entry_at_or_above, read_slot, CqEntry, ENTRY_LEN};
+use super::super::consume_queue::{first_entry_at_or_above, is_pre_blank, read_slot, CqEntry, ENTRY_LEN};
 use super::super::paths;
 use super::super::StoreConfig;
 use super::RecoveryError;
@@ -67,10 +67,9 @@ pub(super) fn load_queues(
     Ok(loaded)
 }
 
-/// Marks slots before a queue's first entry in its first file (RocketMQ's pre-blank entry).
-const PRE_BLANK_SIZE: i32 = i32::MAX;
 /// Leading slots of a queue's first file read at once (one 4 KiB page): its pre-blank
-/// entries, and for most queues every entry.
+/// entries (RocketMQ's marks before a queue's first entry in its first file), and for most
+/// queues every entry.
 const HEAD_SLOTS: usize = 204;
 
 /// One queue's entries as recovery trusts them, found with a few small reads rather than
@@ -118,14 +117,22 @@ fn load_queue(
     let got = if files.is_empty() { 0 } else { reader.read_at(&file_of(first), 0, &mut head)? };
     head.truncate(got - got % ENTRY_LEN as usize);
     let head_from = first / ENTRY_LEN;
-    let mut min_offset = head_from;
-    for slot in head.chunks_exact(ENTRY_LEN as usize) {
-        let pre_blank = slot.get(8..12) == Some(&PRE_BLANK_SIZE.to_be_bytes()[..])
-            && slot.get(..8).is_some_and(|b| b.iter().all(|x| *x == 0));
-        if !pre_blank {
-            break;
+    let leading = head.chunks_exact(ENTRY_LEN as usize).take_while(|slot| is_pre_blank(slot)).count() as u64;
+    let mut min_offset = head_from + leading;
+    if leading == HEAD_SLOTS as u64 {
+        // Pre-blanks fill the whole first page: bisect the first file for where they end.
+        let (mut low, mut high) = (min_offset, (head_from + file_size / ENTRY_LEN).min(limit.max(head_from)));
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let mut slot = [0u8; ENTRY_LEN as usize];
+            let got = read_slot(reader, &dir, file_size, mid, &mut slot)?;
+            if got == slot.len() && is_pre_blank(&slot) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
         }
-        min_offset += 1;
+        min_offset = low;
     }
     let min_offset = min_offset.min(limit);
     // Whether slot `i` holds an entry the checkpoint covers.
