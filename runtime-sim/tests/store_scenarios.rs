@@ -3,7 +3,7 @@
 //! middle of the log, the abort marker, clock steps, undispatched half messages, and the
 //! regressions the simulators found (each a fixed schedule, its outcome an insta snapshot).
 
-use keel_core::io::{DiskOp, FilePath, Now, StoreRead};
+use keel_core::io::{DiskOp, FilePath, Now, StoreRead, UnixMillis};
 use keel_core::protocol::message::properties;
 use keel_core::protocol::message::stored::{parse_record, sys_flag, Parsed, MAGIC_BLANK};
 use keel_core::store::audit::audit;
@@ -298,6 +298,51 @@ fn rebuilt_without_head(entries_per_file: u64, messages: usize, segments_deleted
     assert_eq!(next.queue_offset, Some(QueueOffset(end)), "the queue goes on where it was");
     node.run_all();
     audit(node.config(), &node.disk).unwrap();
+}
+
+/// When the log's end sits on a segment boundary whose segment could not be created (a
+/// full disk), the newest segment that exists is the one retention must keep: deleting it
+/// left an empty log that started again at offset zero (retention cluster seed 47001875).
+#[test]
+fn retention_keeps_the_newest_segment_when_the_log_ends_on_its_boundary() {
+    let mut config = config(FlushMode::Sync);
+    config.retention.file_reserved_ms = 1_000;
+    config.retention.delete_hours = (0..24).collect();
+    config.retention.check_interval_ms = 100;
+    let mut node = StoreNode::boot(config.clone(), SimDisk::new(), now()).unwrap().0;
+    let mut appended = Vec::new();
+    // Fill the first segment until the next record needs a new one.
+    while appended.last().is_none_or(|a: &Appended| a.end().0 + 300 < SEGMENT) {
+        appended.push(append(&mut node, 150));
+        node.run_all();
+    }
+    // The disk is full: the BLANK closing the first segment is written, the second
+    // segment cannot be created.
+    let used = node.disk.used();
+    node.disk.set_faults(SimDiskFaults { capacity: Some(used), ..SimDiskFaults::default() });
+    let _ =
+        node.store.append(node.now, &request("T", 0, &[b'b'; 150], &properties::encode(&[("TAGS", "A")])));
+    node.run_all();
+    assert_eq!(node.store.repair_cut().map(|c| c.0), Some(SEGMENT), "cut where the segment ends");
+    node.disk.set_faults(SimDiskFaults::default());
+    node.now.mono = node.now.mono.plus_millis(1_000);
+    let report = rebuild(&mut node);
+    assert_eq!(report.recovered_end, SEGMENT);
+    // Long after: every record has expired, and retention runs.
+    for _ in 0..20 {
+        node.now.mono = node.now.mono.plus_millis(1_000);
+        node.now.wall = UnixMillis(node.now.wall.0 + 1_000);
+        node.store.run_retention(node.now, &node.disk);
+        node.pump();
+        node.run_all();
+    }
+    let segments = node.disk.list(&FilePath::new("commitlog").unwrap()).unwrap();
+    assert_eq!(segments, vec![format!("{:020}", 0)], "the newest segment is kept");
+    let mut node = StoreNode::recover(config, node.kill(), now()).unwrap().0;
+    node.run_all();
+    let next = append(&mut node, 10);
+    assert!(next.phys_offset.0 >= SEGMENT, "the log goes on from its end: {next:?}");
+    assert_eq!(next.queue_offset, Some(QueueOffset(appended.len() as u64)));
 }
 
 #[test]

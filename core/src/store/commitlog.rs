@@ -237,6 +237,12 @@ impl CommitLog {
         self.segments.first().copied()
     }
 
+    /// The newest segment that exists (the one being written, or the one before it while
+    /// the log's end sits on a segment boundary not yet created).
+    pub(crate) fn newest_segment(&self) -> Option<u64> {
+        self.segments.last().copied()
+    }
+
     /// The log's first byte still on disk: its oldest segment's start (the start of the
     /// segment being written when none exists yet).
     pub(crate) fn min_offset(&self) -> u64 {
