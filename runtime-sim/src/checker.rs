@@ -84,11 +84,19 @@ pub fn check(history: &History, config: &CheckConfig, limit: usize) -> Vec<Strin
     v.found
 }
 
-/// Whether a power loss after `ack` may have taken it: only under ASYNC_FLUSH, and only if
-/// the record reached past what was synced at that loss.
+/// Whether a loss of unsynced data may have taken `ack`: only under ASYNC_FLUSH, and only
+/// if the record reached past what was synced at that loss. The record was written between
+/// its attempt and its acknowledgement, so any loss in between may have taken it; of the
+/// losses after the acknowledgement only the first decides: what was synced then stays
+/// synced, and a later loss that takes it is the broker's doing (a repair or a recovery that
+/// cut records it had made durable), not the disk's.
 fn excused(config: &CheckConfig, losses: &[(u64, u64)], ack: &Ack) -> bool {
+    let reached_past = |end: u64| ack.phys + config.record_bound > end;
+    let during = || losses.iter().filter(|(at, _)| (ack.at_ms..ack.acked_ms).contains(at));
+    let first_after = losses.iter().find(|(at, _)| *at >= ack.acked_ms);
     !config.sync_flush
-        && losses.iter().any(|(at, end)| *at >= ack.at_ms && ack.phys + config.record_bound > *end)
+        && (during().any(|(_, end)| reached_past(*end))
+            || first_after.is_some_and(|(_, end)| reached_past(*end)))
 }
 
 /// How many (group, message) deliveries are still owed: durable acknowledged messages that
@@ -506,6 +514,15 @@ mod tests {
             synced.push(e.at_ms, event);
         }
         assert!(!check(&synced, &asynchronous, 10).is_empty());
+        // Synced at the first loss after its acknowledgement: a later loss cannot excuse it.
+        let mut cut_later = History::default();
+        for e in synced.entries() {
+            cut_later.push(e.at_ms, e.event.clone());
+            if matches!(e.event, Event::BrokerDataLoss { .. }) {
+                cut_later.push(e.at_ms, Event::BrokerDataLoss { synced_end: 0, cause: "power loss".into() });
+            }
+        }
+        assert!(!check(&cut_later, &asynchronous, 10).is_empty());
         // SYNC_FLUSH excuses nothing.
         assert!(!check(&lost, &CheckConfig { fault_free: false, ..config() }, 10).is_empty());
     }
