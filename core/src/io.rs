@@ -422,6 +422,15 @@ pub trait StoreRead {
     fn disk_usage(&self) -> Option<DiskUsage> {
         None
     }
+
+    /// Where `file` may hold data at or after `offset` (`SEEK_DATA`), or `None` when only a
+    /// hole (zeros) follows: recovery learns that a queue file holds nothing past its last
+    /// entry without reading its preallocated zeros. A reader that cannot tell answers
+    /// `Some(offset)`.
+    fn next_data(&self, file: &FilePath, offset: u64) -> Result<Option<u64>, DiskError> {
+        let _ = file;
+        Ok(Some(offset))
+    }
 }
 
 /// A file system's size and the space still available to the store, in bytes.
@@ -461,6 +470,10 @@ impl<T: StoreRead + ?Sized> StoreRead for std::sync::Arc<T> {
 
     fn disk_usage(&self) -> Option<DiskUsage> {
         (**self).disk_usage()
+    }
+
+    fn next_data(&self, file: &FilePath, offset: u64) -> Result<Option<u64>, DiskError> {
+        (**self).next_data(file, offset)
     }
 }
 

@@ -54,6 +54,10 @@ impl StoreRead for SharedDisk {
     fn disk_usage(&self) -> Option<keel_core::io::DiskUsage> {
         self.with(|d| d.disk_usage())
     }
+
+    fn next_data(&self, file: &FilePath, offset: u64) -> Result<Option<u64>, DiskError> {
+        self.with(|d| d.next_data(file, offset))
+    }
 }
 
 /// What one connection received from the broker.

@@ -284,4 +284,8 @@ impl StoreRead for NodeDisk {
     fn disk_usage(&self) -> Option<keel_core::io::DiskUsage> {
         self.sim.with(self.node, |n| n.disk.disk_usage()).flatten()
     }
+
+    fn next_data(&self, file: &FilePath, offset: u64) -> Result<Option<u64>, DiskError> {
+        self.sim.with(self.node, |n| n.disk.next_data(file, offset)).unwrap_or(Ok(Some(offset)))
+    }
 }

@@ -18,7 +18,7 @@
 //!
 //! This module is plain Rust (no madsim) so its model is unit-tested in normal builds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use keel_core::io::{DiskError, DiskErrorKind, DiskOp, DiskUsage, FilePath, StoreRead};
 use rand::Rng;
@@ -51,6 +51,23 @@ impl SimFile {
     fn page_mut(&mut self, index: u64) -> &mut Page {
         let durable = self.durable.get(&index).cloned();
         self.dirty.entry(index).or_insert_with(|| durable.unwrap_or_else(zero_page))
+    }
+
+    /// Where the file may hold data at or after `offset`, as reads see it: the start (or
+    /// `offset`) of the first page holding a byte that is not zero, or `None`. Stricter than
+    /// a file system, which also reports pages of written zeros.
+    fn next_data(&self, offset: u64) -> Option<u64> {
+        let page_len = PAGE as u64;
+        let first = offset / page_len;
+        let pages: BTreeSet<u64> =
+            self.dirty.range(first..).chain(self.durable.range(first..)).map(|(i, _)| *i).collect();
+        pages.into_iter().take_while(|i| i * page_len < self.len).find_map(|index| {
+            let start = (index * page_len).max(offset);
+            let stop = ((index + 1) * page_len).min(self.len);
+            let from = usize::try_from(start % page_len).ok()?;
+            let to = from + usize::try_from(stop - start).ok()?;
+            self.page(index)?.get(from..to)?.iter().any(|b| *b != 0).then_some(start)
+        })
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> usize {
@@ -532,6 +549,12 @@ impl StoreRead for SimDisk {
 
     fn len(&self, file: &FilePath) -> Result<Option<u64>, DiskError> {
         Ok(self.inode(file).and_then(|inode| self.files.get(&inode)).map(|f| f.len))
+    }
+
+    fn next_data(&self, file: &FilePath, offset: u64) -> Result<Option<u64>, DiskError> {
+        let inode = self.inode(file).ok_or_else(|| not_found(file))?;
+        let f = self.files.get(&inode).ok_or_else(|| not_found(file))?;
+        Ok(f.next_data(offset))
     }
 
     fn list(&self, dir: &FilePath) -> Result<Vec<String>, DiskError> {

@@ -7,6 +7,7 @@
 //! cargo build --release -p keel-runtime-tokio --bins --examples
 //! target/release/examples/many_topics --topics 10000 --queues 8
 //! target/release/examples/many_topics --topics 10000 --queues 8 --set compressedRegister=true
+//! target/release/examples/many_topics --dir /tmp/mt --reuse   # restarts only, after one fill
 //! ```
 //!
 //! The broker is the real `mqbroker` (next to this example's directory by default); the
@@ -50,6 +51,10 @@ struct Args {
     /// Extra broker.conf lines, `key=value`.
     #[arg(long = "set")]
     set: Vec<String>,
+    /// With `--dir`: restart the store a previous run filled there instead of filling
+    /// again (the fill takes minutes; restarts are what is measured).
+    #[arg(long, requires = "dir")]
+    reuse: bool,
 }
 
 /// What the stand-in name server saw: (ms since the broker started, body bytes, compressed).
@@ -63,7 +68,10 @@ async fn main() -> anyhow::Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("keel-many-topics-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir);
+    let reuse = args.reuse && dir.join("store").exists();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     std::fs::create_dir_all(&dir)?;
     let registrations: Registrations = Arc::default();
     let namesrv = stand_in_namesrv(Arc::clone(&registrations)).await?;
@@ -79,21 +87,23 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&conf, text)?;
 
-    let (mut broker, addr, _) = start(&bin, &conf)?;
-    let filled = Instant::now();
-    if let Err(error) = fill(addr, args.topics, args.queues).await {
-        let _ = broker.kill();
-        return Err(error);
-    }
-    println!(
-        "stored one message in each of {} queues ({} topics x {}) in {:.1} s",
-        args.topics * usize::try_from(args.queues)?,
-        args.topics,
-        args.queues,
-        filled.elapsed().as_secs_f64()
-    );
     let last_topic = format!("T{:05}", args.topics - 1);
-    stop(&mut broker, "TERM")?;
+    if !reuse {
+        let (mut broker, addr, _) = start(&bin, &conf)?;
+        let filled = Instant::now();
+        if let Err(error) = fill(addr, args.topics, args.queues).await {
+            let _ = broker.kill();
+            return Err(error);
+        }
+        println!(
+            "stored one message in each of {} queues ({} topics x {}) in {:.1} s",
+            args.topics * usize::try_from(args.queues)?,
+            args.topics,
+            args.queues,
+            filled.elapsed().as_secs_f64()
+        );
+        stop(&mut broker, "TERM")?;
+    }
 
     registrations.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clear();
     let (mut broker, addr, started) = start(&bin, &conf)?;

@@ -269,6 +269,18 @@ impl StoreRead for FileDisk {
         Ok(names)
     }
 
+    fn next_data(&self, file: &FilePath, offset: u64) -> Result<Option<u64>, DiskError> {
+        let handle = self.handle(file)?;
+        // Every read is positioned (`pread`), so moving the shared descriptor's offset
+        // disturbs nothing.
+        match rustix::fs::seek(&*handle, rustix::fs::SeekFrom::Data(offset)) {
+            Ok(at) => Ok(Some(at)),
+            Err(rustix::io::Errno::NXIO) => Ok(None),
+            // A file system without SEEK_DATA: say there may be data, so the caller reads.
+            Err(_) => Ok(Some(offset)),
+        }
+    }
+
     fn disk_usage(&self) -> Option<DiskUsage> {
         let stat = rustix::fs::statvfs(&self.root).ok()?;
         let unit = stat.f_frsize.max(1);

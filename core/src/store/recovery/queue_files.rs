@@ -79,8 +79,9 @@ const HEAD_SLOTS: usize = 204;
 /// records end at or below `cut`, found by binary search (entries are in log order and
 /// everything the checkpoint covers was synced, so that prefix has no holes); a garbled
 /// entry at its end is dropped by [`verify_queue_tails`]. What lies beyond is not read:
-/// after a clean stop nothing does (the checkpoint covered every entry), otherwise
-/// (`assume_dirty`) the tail is cut and zeroed unread.
+/// after a clean stop nothing does (the checkpoint covered every entry); otherwise
+/// (`assume_dirty`) the tail is cut and zeroed unless the file system shows only a hole
+/// there ([`tail_is_hole`]).
 #[allow(clippy::too_many_arguments)] // recovery's facts about one queue, each needed
 fn load_queue(
     reader: &dyn StoreRead,
@@ -169,12 +170,48 @@ fn load_queue(
     let mut after = [0u8; ENTRY_LEN as usize];
     let written_after =
         slot_at(&head, head_from, next_offset, reader, &dir, file_size, &mut after)?.iter().any(|x| *x != 0);
-    let suspect = assume_dirty
-        || written_after
+    let suspect = written_after
         || !short_files.is_empty()
-        || files.last().is_some_and(|&last| last >= limit * ENTRY_LEN);
+        || files.last().is_some_and(|&last| last >= limit * ENTRY_LEN)
+        || (assume_dirty && !tail_is_hole(reader, &dir, &files, file_size, next_offset * ENTRY_LEN)?);
     let extent = if suspect { u64::MAX } else { next_offset * ENTRY_LEN };
     Ok(LoadedQueue { topic, queue_id, dir, files, min_offset, next_offset, extent, short_files })
+}
+
+/// Bytes a file system reports data or holes by (a page; a larger block only makes
+/// [`tail_is_hole`] say no more often).
+const HOLE_GRAIN: u64 = 4096;
+
+/// Whether a queue's files hold nothing but zeros from byte `pos` of the queue on, found
+/// without reading the preallocated rest: no file begins after the one holding `pos`, the
+/// rest of `pos`'s page reads as zeros, and the file system reports only a hole after it.
+/// After a crash this is what lets recovery trust a queue's tail without cutting and
+/// zeroing it (two truncations per queue, which with 80,000 queues doubled a restart); it
+/// sees page-cache-only data and holes alike, so whatever a power loss kept, however
+/// scattered, is found.
+fn tail_is_hole(
+    reader: &dyn StoreRead,
+    dir: &FilePath,
+    files: &BTreeSet<u64>,
+    file_size: u64,
+    pos: u64,
+) -> Result<bool, RecoveryError> {
+    let tail_start = pos - pos % file_size;
+    if files.range(tail_start + 1..).next().is_some() {
+        return Ok(false);
+    }
+    if !files.contains(&tail_start) {
+        return Ok(true);
+    }
+    let file = dir.join(&paths::offset_name(tail_start)).unwrap_or_else(FilePath::root);
+    let in_file = pos - tail_start;
+    let page_end = ((in_file / HOLE_GRAIN + 1) * HOLE_GRAIN).min(file_size);
+    let mut rest = vec![0u8; usize::try_from(page_end - in_file).unwrap_or(0)];
+    let got = reader.read_at(&file, in_file, &mut rest)?;
+    if rest.get(..got).is_some_and(|bytes| bytes.iter().any(|b| *b != 0)) {
+        return Ok(false);
+    }
+    Ok(page_end >= file_size || reader.next_data(&file, page_end)?.is_none())
 }
 
 /// Slot `i` of a queue: from `head` (its first file's first slots, from slot `head_from`)
