@@ -27,7 +27,6 @@
 pub mod broker;
 pub mod client;
 pub mod io;
-#[cfg(madsim)]
 pub mod mutation;
 pub mod namesrv;
 pub mod protocol;

@@ -1,6 +1,8 @@
 //! Deliberate bugs the simulator switches on, one at a time, to prove its checkers catch
-//! them (a checker that never fails proves nothing). Everything here exists only under
-//! `--cfg madsim`; a production build cannot contain a mutation.
+//! them (a checker that never fails proves nothing). Code asks through one door,
+//! [`StoreConfig::mutated`](crate::store::StoreConfig::mutated), which only a `--cfg madsim`
+//! build can answer yes: a production build cannot switch a mutation on, and the compiler
+//! drops every mutated branch.
 
 /// One deliberate bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

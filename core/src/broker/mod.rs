@@ -142,8 +142,7 @@ impl Broker {
         #[allow(unused_mut)]
         let mut delay_offsets =
             MetadataFiles::load::<DelayOffsets>(&metadata.delay_offsets, &*reader).unwrap_or_default();
-        #[cfg(madsim)]
-        if config.store.mutation == Some(crate::mutation::Mutation::LoseDelayOffset) {
+        if config.store.mutated(crate::mutation::Mutation::LoseDelayOffset) {
             delay_offsets = DelayOffsets::default();
         }
         let scheduler = Scheduler::new(config.delay_levels.clone(), delay_offsets, now);
@@ -158,10 +157,7 @@ impl Broker {
         };
         #[allow(unused_mut)]
         let mut locks = QueueLocks::new(queue_locks::LOCK_MAX_LIVE_MS);
-        #[cfg(madsim)]
-        {
-            locks.ignore_holders = config.store.mutation == Some(crate::mutation::Mutation::LockNotChecked);
-        }
+        locks.ignore_holders = config.store.mutated(crate::mutation::Mutation::LockNotChecked);
         Self {
             conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
             topics,

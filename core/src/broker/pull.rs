@@ -299,8 +299,7 @@ impl Broker {
                 self.holds.push(hold);
                 continue;
             }
-            #[cfg(madsim)]
-            if readable && self.store.config().mutation == Some(crate::mutation::Mutation::DropHeldPull) {
+            if readable && self.store.config().mutated(crate::mutation::Mutation::DropHeldPull) {
                 continue;
             }
             let outcome = self.pull_once(&hold.header, &hold.subscription);

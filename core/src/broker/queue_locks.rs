@@ -31,7 +31,6 @@ pub struct QueueLocks {
     groups: BTreeMap<String, BTreeMap<MessageQueue, Holder>>,
     max_live_ms: u64,
     /// The `LockNotChecked` mutation: grant whatever is asked.
-    #[cfg(madsim)]
     pub(super) ignore_holders: bool,
 }
 
@@ -39,12 +38,7 @@ impl QueueLocks {
     /// An empty table whose locks live `max_live_ms` after their last renewal.
     #[must_use]
     pub fn new(max_live_ms: u64) -> Self {
-        Self {
-            groups: BTreeMap::new(),
-            max_live_ms,
-            #[cfg(madsim)]
-            ignore_holders: false,
-        }
+        Self { groups: BTreeMap::new(), max_live_ms, ignore_holders: false }
     }
 
     fn expired(&self, holder: &Holder, now: MonoNanos) -> bool {
@@ -62,7 +56,6 @@ impl QueueLocks {
         now: MonoNanos,
     ) -> Vec<MessageQueue> {
         let max_live_ms = self.max_live_ms;
-        #[cfg(madsim)]
         let max_live_ms = if self.ignore_holders { 0 } else { max_live_ms };
         let table = self.groups.entry(group.to_owned()).or_default();
         let mut granted = Vec::new();

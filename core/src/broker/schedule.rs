@@ -338,8 +338,7 @@ impl Broker {
             self.scheduler.skip(level, offset);
             return Ok(());
         };
-        #[cfg(madsim)]
-        if self.store.config().mutation == Some(crate::mutation::Mutation::DropRetryMessage)
+        if self.store.config().mutated(crate::mutation::Mutation::DropRetryMessage)
             && topic.starts_with(super::topics::RETRY_PREFIX)
         {
             self.scheduler.skip(level, offset);
@@ -414,8 +413,7 @@ impl Broker {
 /// until the clock reaches its due time, as it does timed messages, so a delivery is never
 /// early by the broker's clock (a backward step delays instead).
 fn deliver_until(broker: &Broker, now: Now) -> i64 {
-    #[cfg(madsim)]
-    if broker.store.config().mutation == Some(crate::mutation::Mutation::DeliverEarly) {
+    if broker.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
         return now.wall.0.saturating_add(1_000);
     }
     let _ = broker;

@@ -174,9 +174,8 @@ impl Broker {
         let reply = self.send_reply(request, queue_id, &appended, &messages);
         let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync)
             && properties::find(given, keys::WAIT) != Some(b"false");
-        #[cfg(madsim)]
         let needs_flush =
-            needs_flush && self.store.config().mutation != Some(crate::mutation::Mutation::AckBeforeFsync);
+            needs_flush && !self.store.config().mutated(crate::mutation::Mutation::AckBeforeFsync);
         let end = appended.last().map_or(0, |a| a.end().0);
         self.reply_when_durable(now, conn, request, reply, end, needs_flush);
         Ok(())

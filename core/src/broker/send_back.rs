@@ -94,12 +94,8 @@ impl Broker {
         let Ok(Parsed::Message(original)) = parse_record(&record) else { return Err(lookup_failed()) };
 
         let max = header.max_reconsume_times.filter(|m| *m >= 0).unwrap_or(config.retry_max_times);
-        #[cfg(madsim)]
-        let max = if self.store.config().mutation == Some(crate::mutation::Mutation::DlqThresholdOffByOne) {
-            max + 1
-        } else {
-            max
-        };
+        let off_by_one = self.store.config().mutated(crate::mutation::Mutation::DlqThresholdOffByOne);
+        let max = if off_by_one { max + 1 } else { max };
         let target = send_back_target(
             original.reconsume_times,
             header.delay_level,

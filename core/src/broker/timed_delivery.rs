@@ -118,8 +118,7 @@ impl Broker {
         let mut wake = self.enqueue_timers(now);
         #[allow(unused_mut)]
         let mut until = now.wall.0;
-        #[cfg(madsim)]
-        if self.store.config().mutation == Some(crate::mutation::Mutation::DeliverEarly) {
+        if self.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
             until = until.saturating_add(1_000);
         }
         let mut failed = false;

@@ -141,8 +141,7 @@ impl Broker {
                 ))
             }
         };
-        #[cfg(madsim)]
-        if self.store.config().mutation == Some(crate::mutation::Mutation::RollbackAsCommit) {
+        if self.store.config().mutated(crate::mutation::Mutation::RollbackAsCommit) {
             kind = EndKind::Commit;
         }
         if !self.transactions_ready() {

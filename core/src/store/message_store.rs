@@ -414,8 +414,7 @@ impl Store {
                 tags_code: entry_tags_code(req.topic, req.properties),
             };
             self.queues.dispatch(slot, &entry);
-            #[cfg(madsim)]
-            if self.config.mutation == Some(crate::mutation::Mutation::CqOffByOne) && queue_offset % 8 == 7 {
+            if self.config.mutated(crate::mutation::Mutation::CqOffByOne) && queue_offset % 8 == 7 {
                 self.queues.dispatch(slot, &entry);
             }
         }

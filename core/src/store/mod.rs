@@ -78,6 +78,20 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Whether the simulator switched `mutation` on: the one place code asks, and never
+    /// true outside `--cfg madsim`.
+    #[must_use]
+    #[inline]
+    pub fn mutated(&self, mutation: crate::mutation::Mutation) -> bool {
+        #[cfg(madsim)]
+        return self.mutation == Some(mutation);
+        #[cfg(not(madsim))]
+        {
+            let _ = mutation;
+            false
+        }
+    }
+
     /// RocketMQ's defaults, storing as `store_host`.
     #[must_use]
     pub fn new(store_host: SocketAddr) -> Self {

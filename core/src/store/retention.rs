@@ -252,10 +252,7 @@ impl Store {
             return;
         }
         let Some(base) = self.deletable_oldest() else { return };
-        #[cfg(madsim)]
-        let ignore_age = self.config.mutation == Some(crate::mutation::Mutation::DeleteInsideHorizon);
-        #[cfg(not(madsim))]
-        let ignore_age = false;
+        let ignore_age = self.config.mutated(crate::mutation::Mutation::DeleteInsideHorizon);
         let verdict = match self.newest_timestamp_bound(reader, base) {
             Some(newest) if newest.saturating_add_unsigned(config.file_reserved_ms) <= now.wall.0 => {
                 Verdict::Expired
