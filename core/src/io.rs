@@ -479,9 +479,10 @@ impl<T: StoreRead + ?Sized> StoreRead for std::sync::Arc<T> {
 
 /// A sans-IO state machine: the shape shared by the broker, the name server and the clients.
 ///
-/// The run-loop contract: call [`handle`](Machine::handle) once with the current time and
-/// one input; drain [`poll_output`](Machine::poll_output) until `None` and carry the outputs
-/// out in order; then wait for the next input or for the deadline from
+/// The run-loop contract: call [`handle`](Machine::handle) with the current time and one
+/// input (several may be fed before draining; what each causes is queued in order); drain
+/// [`poll_output`](Machine::poll_output) until `None` and carry the outputs out in order;
+/// then wait for the next input or for the deadline from
 /// [`poll_timeout`](Machine::poll_timeout), whichever comes first, and deliver
 /// `Input::Timeout` for the latter.
 pub trait Machine {

@@ -10,16 +10,20 @@
 //!
 //! Every state machine has the same three calls:
 //!
-//! 1. `handle(now, input)`: feed exactly one input with the current time.
+//! 1. `handle(now, input)`: feed one input with the current time. Several may be fed
+//!    before draining (the client driver feeds a batch of commands a turn): a machine
+//!    queues what each input causes, in order, so the batch ends as if each input had been
+//!    fed and drained in turn (`broker_scenarios::several_inputs_fed_before_draining_…`).
 //! 2. `poll_output()`: drain until `None`, carrying each output out **in order**. Disk
 //!    operations must be carried out in the order they were emitted (so a sync covers the
 //!    writes before it), and their completions fed back as `Input::DiskDone`.
-//! 3. `poll_timeout()`: sleep until the returned deadline or the next input, whichever is
-//!    first; at the deadline feed `Input::Timeout`.
+//! 3. `poll_timeout()`: after draining, sleep until the returned deadline or the next
+//!    input, whichever is first; at the deadline feed `Input::Timeout`.
 //!
-//! Durability is explicit: data is durable only once the `Sync` covering it has completed,
-//! and a failed sync is fatal (`Output::Fatal`): the process restarts and recovery decides
-//! what survived. Reads (recovery, and later pulls) go through the read-only
+//! Durability is explicit: data is durable only once the `Sync` covering it has completed.
+//! A failed disk operation makes the store refuse writes and rebuild itself in place from
+//! what the disk holds, as a restart's recovery would; only a failure while shutting down
+//! is fatal (`Output::Fatal`). Reads (recovery, and pulls) go through the read-only
 //! [`io::StoreRead`] the runtime lends.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]

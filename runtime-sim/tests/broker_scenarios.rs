@@ -467,3 +467,28 @@ fn sends_beyond_what_the_disk_has_taken_are_refused_busy_until_it_catches_up() {
     node.run_all();
     assert_eq!(node.call(CLIENT, &send(20, "Disk", 0, "T", &body)).response_code(), ResponseCode::SUCCESS);
 }
+
+/// The run-loop contract allows several inputs before the outputs are drained (the client
+/// driver feeds a batch of commands a turn): the broker queues what each input causes, in
+/// order, and the batch ends as fed one by one would, each send acknowledged in its place.
+#[test]
+fn several_inputs_fed_before_draining_are_served_as_if_fed_one_by_one() {
+    for flush in [FlushMode::Sync, FlushMode::Async { interval_ms: 100 }] {
+        let mut node = boot(config(flush), SharedDisk::default());
+        let now = node.now;
+        for (opaque, body) in [(1, "first"), (2, "second"), (3, "third")] {
+            let data = keel_core::protocol::encode_to_bytes(&send(opaque, "Batch", 0, "TagA", body));
+            let input = keel_core::io::Input::Bytes { conn: CLIENT, data, received: now.mono };
+            keel_core::io::Machine::handle(&mut node.broker, now, input);
+        }
+        node.pump();
+        node.run_all();
+        node.advance(200);
+        for (opaque, offset) in [(1, "0"), (2, "1"), (3, "2")] {
+            let reply = node.take_reply(CLIENT, opaque).expect("every send of the batch is answered");
+            assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+            assert_eq!(reply.ext_fields.get("queueOffset"), Some(offset));
+        }
+        assert_eq!(queue_bodies(&mut node, 10, "Batch"), ["first", "second", "third"]);
+    }
+}

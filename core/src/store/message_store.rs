@@ -445,7 +445,7 @@ impl Store {
     }
 
     /// A disk operation finished. A failure stops writes and starts a repair (see
-    /// [`disk_failed`](Self::disk_failed)); while repairing, completions change nothing.
+    /// `disk_failed`); while repairing, completions change nothing.
     pub fn handle_disk_done(&mut self, now: Now, io: IoId, result: Result<(), DiskError>) {
         if let Err(error) = result {
             self.disk_failed(now, io, &error);

@@ -38,7 +38,7 @@ pub trait CommandHeader: Sized {
 /// Why a header could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
-    /// A required field is absent (Java: "the custom field <x> is null").
+    /// A required field is absent (Java: "the custom field `<x>` is null").
     #[error("the custom field {0} is null")]
     Missing(&'static str),
     /// A field does not parse as its type.
