@@ -30,6 +30,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod invalid_setting;
 pub mod io;
 pub mod mutation;
 pub mod namesrv;

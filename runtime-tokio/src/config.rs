@@ -378,9 +378,8 @@ fn retention_settings(props: &Properties) -> Result<keel_core::store::RetentionC
     retention.delete_interval_ms =
         props.get("deletePhysicFilesInterval")?.unwrap_or(retention.delete_interval_ms);
     retention.check_interval_ms = props.get("cleanResourceInterval")?.unwrap_or(retention.check_interval_ms);
-    if let Err(reason) = retention.validate() {
-        let key = reason.split_whitespace().next().unwrap_or("retention").to_owned();
-        return Err(ConfigError::BadValue { key, value: reason });
+    if let Err(invalid) = retention.validate() {
+        return Err(ConfigError::BadValue { key: invalid.key.into(), value: invalid.problem });
     }
     Ok(retention)
 }

@@ -183,5 +183,6 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.send_queue_wait_ms = settings.wait_time_mills_in_send_queue;
     config.max_unwritten_bytes = settings.max_unwritten_bytes;
     config.store = store;
+    config.validate().map_err(|invalid| anyhow::anyhow!("bad setting {invalid}"))?;
     Ok(config)
 }

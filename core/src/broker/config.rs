@@ -4,6 +4,7 @@ use core::net::SocketAddr;
 
 use super::delay_levels::DelayLevels;
 use super::transaction::TransactionConfig;
+use crate::invalid_setting::InvalidSetting;
 use crate::protocol::DEFAULT_MAX_FRAME_LEN;
 use crate::store::StoreConfig;
 
@@ -98,5 +99,47 @@ impl BrokerConfig {
             transaction: TransactionConfig::default(),
             store: StoreConfig::new(advertised_addr),
         }
+    }
+
+    /// Check the settings make sense together; the error names the broker.conf key to fix.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if !(1..=1024).contains(&self.default_topic_queue_nums) {
+            let problem = format!("{} is not a queue count from 1 to 1024", self.default_topic_queue_nums);
+            return Err(InvalidSetting::new("defaultTopicQueueNums", problem));
+        }
+        if self.timer_precision_ms == 0 {
+            return Err(InvalidSetting::new("timerPrecisionMs", "must be positive"));
+        }
+        if self.transaction.check_interval_ms == 0 {
+            return Err(InvalidSetting::new("transactionCheckInterval", "must be positive"));
+        }
+        self.store.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_a_bad_value_names_its_key() {
+        let good = BrokerConfig::new("127.0.0.1:10911".parse().unwrap_or_else(|_| unreachable!()));
+        assert_eq!(good.validate(), Ok(()));
+        let key = |edit: &dyn Fn(&mut BrokerConfig)| {
+            let mut config = good.clone();
+            edit(&mut config);
+            config.validate().err().map(|e| e.key)
+        };
+        assert_eq!(key(&|c| c.default_topic_queue_nums = 0), Some("defaultTopicQueueNums"));
+        assert_eq!(key(&|c| c.timer_precision_ms = 0), Some("timerPrecisionMs"));
+        assert_eq!(key(&|c| c.store.segment_size = 100), Some("mappedFileSizeCommitLog"));
+        assert_eq!(key(&|c| c.store.queue_file_entries = 0), Some("mappedFileSizeConsumeQueue"));
+        assert_eq!(key(&|c| c.store.retention.warning_ratio = 0), Some("diskSpaceWarningLevelRatio"));
+        let message = {
+            let mut config = good.clone();
+            config.store.retention.check_interval_ms = 0;
+            config.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(message.as_deref(), Some("cleanResourceInterval: must be positive"));
     }
 }

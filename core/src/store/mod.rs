@@ -24,6 +24,8 @@ pub mod audit;
 
 use core::net::SocketAddr;
 
+use crate::invalid_setting::InvalidSetting;
+
 pub use checkpoint::{Checkpoint, CHECKPOINT_LEN};
 pub use message_store::Store;
 pub use read::ReadError;
@@ -109,23 +111,31 @@ impl StoreConfig {
         }
     }
 
-    /// Check the settings make sense together.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check the settings make sense together; the error names the key to fix.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        const SEGMENT: &str = "mappedFileSizeCommitLog";
         // The smallest record (empty body, 1-byte topic, only the CRC property) plus a BLANK.
         if self.segment_size < 256 {
-            return Err(format!("segment size {} is below the minimum of 256 bytes", self.segment_size));
+            let problem = format!("{} bytes is below the minimum of 256", self.segment_size);
+            return Err(InvalidSetting::new(SEGMENT, problem));
         }
         if self.segment_size > i64::MAX as u64 / 2 {
-            return Err("segment size too large".into());
+            return Err(InvalidSetting::new(SEGMENT, format!("{} bytes is too large", self.segment_size)));
         }
         if self.queue_file_entries == 0 {
-            return Err("ConsumeQueue files must hold at least one entry".into());
+            return Err(InvalidSetting::new(
+                "mappedFileSizeConsumeQueue",
+                "a file must hold at least one entry",
+            ));
         }
         if self.checkpoint_interval_ms == 0 {
-            return Err("checkpoint interval must be positive".into());
+            return Err(InvalidSetting::new(
+                "flushIntervalConsumeQueue",
+                "the checkpoint interval must be positive",
+            ));
         }
         if let FlushMode::Async { interval_ms: 0 } = self.flush_mode {
-            return Err("async flush interval must be positive".into());
+            return Err(InvalidSetting::new("flushIntervalCommitLog", "must be positive"));
         }
         self.retention.validate()
     }

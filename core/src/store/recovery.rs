@@ -568,7 +568,7 @@ pub(super) fn recover(
     limit: Option<u64>,
 ) -> Result<(Store, RecoveryReport), RecoveryError> {
     let limit = limit.unwrap_or(u64::MAX);
-    config.validate().map_err(RecoveryError::BadConfig)?;
+    config.validate().map_err(|e| RecoveryError::BadConfig(e.to_string()))?;
     let mut ignored = Vec::new();
     let abort_present = reader.len(&paths::abort())?.is_some();
     let checkpoint = read_checkpoint(reader)?;

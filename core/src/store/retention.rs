@@ -23,6 +23,7 @@
 
 use super::message_store::Store;
 use super::ops::{GroupId, Purpose};
+use crate::invalid_setting::InvalidSetting;
 use crate::io::{DiskUsage, MonoNanos, Now, StoreRead};
 use crate::protocol::message::stored::{parse_record, Parsed};
 
@@ -86,19 +87,22 @@ impl RetentionConfig {
         Ok(hours)
     }
 
-    /// Check the ratios make sense.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check the ratios make sense; the error names the key to fix.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         for (key, value) in [
             ("diskMaxUsedSpaceRatio", self.disk_max_used_ratio),
             ("diskSpaceCleanForciblyRatio", self.clean_forcibly_ratio),
             ("diskSpaceWarningLevelRatio", self.warning_ratio),
         ] {
             if value == 0 || value > 100 {
-                return Err(format!("{key} must be a percentage from 1 to 100, not {value}"));
+                return Err(InvalidSetting::new(
+                    key,
+                    format!("must be a percentage from 1 to 100, not {value}"),
+                ));
             }
         }
         if self.check_interval_ms == 0 {
-            return Err("cleanResourceInterval must be positive".into());
+            return Err(InvalidSetting::new("cleanResourceInterval", "must be positive"));
         }
         Ok(())
     }
