@@ -107,8 +107,11 @@ fn a_setting_that_cannot_work_names_its_key() {
     let dir = scratch_dir("startup-setting");
     let conf = dir.join("broker.conf");
     let store = dir.join("store");
-    std::fs::write(&conf, format!("listenPort=0\nstorePathRootDir={}\ndefaultTopicQueueNums=0\n", store.display()))
-        .unwrap();
+    std::fs::write(
+        &conf,
+        format!("listenPort=0\nstorePathRootDir={}\ndefaultTopicQueueNums=0\n", store.display()),
+    )
+    .unwrap();
     let stderr = failure_text(&run(env!("CARGO_BIN_EXE_mqbroker"), &["-c", conf.to_str().unwrap()]));
     assert!(stderr.contains("defaultTopicQueueNums: 0 is not a queue count from 1 to 1024"), "{stderr}");
 }

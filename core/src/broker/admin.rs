@@ -107,8 +107,7 @@ impl Broker {
                 format!("no consumer for this group, {}", header.consumer_group),
             ));
         }
-        let body =
-            json::to_vec(&ConsumerIdList { consumer_id_list: ids }, KeyStyle::Fastjson).unwrap_or_default();
+        let body = json::to_body(&ConsumerIdList { consumer_id_list: ids }, KeyStyle::Fastjson);
         Ok(Self::ok(request).with_body(body))
     }
 
@@ -269,7 +268,7 @@ impl Broker {
         ];
         entries.extend(fixed.into_iter().chain(progress).map(|(k, v)| (k.to_owned(), v)));
         let table = KvTable { table: entries.into_iter().collect() };
-        Self::ok(request).with_body(json::to_vec(&table, KeyStyle::Fastjson).unwrap_or_default())
+        Self::ok(request).with_body(json::to_body(&table, KeyStyle::Fastjson))
     }
 
     fn on_update_topic(&mut self, now: Now, request: &RemotingCommand) -> Answer {

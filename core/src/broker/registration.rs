@@ -91,7 +91,7 @@ impl Broker {
         let body = if compressed {
             crate::protocol::body::register_compressed::encode_compressed(&body)
         } else {
-            json::to_vec(&body, KeyStyle::Fastjson).unwrap_or_default()
+            json::to_body(&body, KeyStyle::Fastjson)
         };
         let addr = self.config.advertised_addr;
         let header = RegisterBrokerRequestHeader {

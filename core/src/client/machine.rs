@@ -387,7 +387,7 @@ impl Client {
                 .collect(),
             ..HeartbeatData::default()
         };
-        let body = json::to_vec(&data, KeyStyle::Standard).unwrap_or_default();
+        let body = json::to_body(&data, KeyStyle::Standard);
         let deadline = now.mono.plus_millis(CALL_TIMEOUT_MS);
         for addr in self.broker_masters() {
             let request = self.stamp(

@@ -416,7 +416,7 @@ impl Client {
                 self.commit_one(now, group, &queue, offset);
             }
         } else {
-            let content = json::to_vec(&consumer.offsets.wrapper(), KeyStyle::Fastjson).unwrap_or_default();
+            let content = json::to_body(&consumer.offsets.wrapper(), KeyStyle::Fastjson);
             self.events.push_back(ClientEvent::SaveOffsets { group: group.to_owned(), content });
         }
     }

@@ -119,7 +119,7 @@ impl NameServer {
                 let mut response = ok(request);
                 response.ext_fields.insert("changed", changed.to_string());
                 if let Some(ours) = self.routes.data_version(&header.broker_addr) {
-                    response.body = json::to_vec(&ours, KeyStyle::Fastjson).unwrap_or_default().into();
+                    response.body = json::to_body(&ours, KeyStyle::Fastjson).into();
                 }
                 response
             }
@@ -127,9 +127,7 @@ impl NameServer {
                 let header = GetRouteInfoRequestHeader::decode(&request.ext_fields)?;
                 match self.routes.route(&header.topic) {
                     // Standard JSON (quoted integer keys): every client reads it.
-                    Some(route) => {
-                        ok(request).with_body(json::to_vec(&route, KeyStyle::Standard).unwrap_or_default())
-                    }
+                    Some(route) => ok(request).with_body(json::to_body(&route, KeyStyle::Standard)),
                     None => RemotingCommand::response_to(
                         request,
                         ResponseCode::TOPIC_NOT_EXIST,
@@ -137,14 +135,16 @@ impl NameServer {
                     ),
                 }
             }
-            RequestCode::GET_BROKER_CLUSTER_INFO => ok(request)
-                .with_body(json::to_vec(&self.routes.cluster_info(), KeyStyle::Standard).unwrap_or_default()),
-            RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => ok(request)
-                .with_body(json::to_vec(&self.routes.topics(), KeyStyle::Standard).unwrap_or_default()),
+            RequestCode::GET_BROKER_CLUSTER_INFO => {
+                ok(request).with_body(json::to_body(&self.routes.cluster_info(), KeyStyle::Standard))
+            }
+            RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => {
+                ok(request).with_body(json::to_body(&self.routes.topics(), KeyStyle::Standard))
+            }
             RequestCode::GET_TOPICS_BY_CLUSTER => {
                 let header = GetTopicsByClusterRequestHeader::decode(&request.ext_fields)?;
                 let topics = self.routes.topics_of_cluster(&header.cluster);
-                ok(request).with_body(json::to_vec(&topics, KeyStyle::Standard).unwrap_or_default())
+                ok(request).with_body(json::to_body(&topics, KeyStyle::Standard))
             }
             RequestCode::DELETE_TOPIC_IN_NAMESRV => {
                 let header = DeleteTopicFromNamesrvRequestHeader::decode(&request.ext_fields)?;

@@ -179,6 +179,6 @@ pub fn lock_batch(
         only_this_broker: false,
     };
     let code = if unlock { RequestCode::UNLOCK_BATCH_MQ } else { RequestCode::LOCK_BATCH_MQ };
-    let bytes = super::json::to_vec(&body, super::json::KeyStyle::Standard).unwrap_or_default();
+    let bytes = super::json::to_body(&body, super::json::KeyStyle::Standard);
     RemotingCommand::request(code, opaque, super::ExtFields::default()).with_body(bytes)
 }

@@ -116,10 +116,17 @@ pub fn encode_frame(cmd: &RemotingCommand, out: &mut BytesMut) {
             SerializeType::Json
         }
     };
+    // What the core sends is built from bounded parts (bodies up to maxMessageSize, pulls
+    // up to their byte limit, anything echoed from a request up to the largest frame read):
+    // a frame of 4 GiB is a bug, asserted (on in release too), never a wrong length on the
+    // wire.
     let frame_len = 4 + header.len() + cmd.body.len();
-    out.reserve(4 + frame_len);
-    out.put_u32(u32::try_from(frame_len).unwrap_or(u32::MAX));
+    let Ok(frame_len_field) = u32::try_from(frame_len) else {
+        panic!("a frame of {frame_len} bytes does not fit its 4-byte length");
+    };
     let header_len = u32::try_from(header.len()).unwrap_or(0x00FF_FFFF) & 0x00FF_FFFF;
+    out.reserve(4 + frame_len);
+    out.put_u32(frame_len_field);
     out.put_u32((u32::from(serialize_type.code()) << 24) | header_len);
     out.put_slice(&header);
     out.put_slice(&cmd.body);

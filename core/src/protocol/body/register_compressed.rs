@@ -51,7 +51,7 @@ pub fn encode_compressed(body: &RegisterBrokerBody) -> Vec<u8> {
         put_len(&mut plain, bytes.len());
         plain.extend_from_slice(bytes);
     };
-    chunk(&json::to_vec(&wrapper.data_version, KeyStyle::Fastjson).unwrap_or_default());
+    chunk(&json::to_body(&wrapper.data_version, KeyStyle::Fastjson));
     let mut topics = Vec::new();
     put_len(&mut topics, wrapper.topic_config_table.len());
     for config in wrapper.topic_config_table.values() {
@@ -60,7 +60,7 @@ pub fn encode_compressed(body: &RegisterBrokerBody) -> Vec<u8> {
         topics.extend_from_slice(text.as_bytes());
     }
     plain.extend_from_slice(&topics);
-    let filters = json::to_vec(&body.filter_server_list, KeyStyle::Fastjson).unwrap_or_default();
+    let filters = json::to_body(&body.filter_server_list, KeyStyle::Fastjson);
     put_len(&mut plain, filters.len());
     plain.extend_from_slice(&filters);
     put_len(&mut plain, 0); // no static-topic queue mappings
@@ -104,7 +104,7 @@ pub fn decode_compressed(bytes: &[u8]) -> Result<RegisterBrokerBody, CompressedB
 
 /// `TopicConfig.encode()`.
 fn topic_text(config: &TopicConfig) -> String {
-    let attributes = json::to_vec(&config.attributes, KeyStyle::Fastjson).unwrap_or_default();
+    let attributes = json::to_body(&config.attributes, KeyStyle::Fastjson);
     format!(
         "{} {} {} {} {} {}",
         config.topic_name,

@@ -49,6 +49,19 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T, keys: KeyStyle) -> Result<Vec<u8
     Ok(out)
 }
 
+/// Write a body built from the core's own types, whose shape always serializes: a failure
+/// is a bug, asserted (on in release too), never an empty body sent in its place.
+///
+/// # Panics
+/// If `value` cannot be written (a type with a map key JSON cannot carry).
+#[must_use]
+pub fn to_body<T: Serialize + ?Sized>(value: &T, keys: KeyStyle) -> Vec<u8> {
+    match to_vec(value, keys) {
+        Ok(bytes) => bytes,
+        Err(error) => panic!("a body of the core's own types did not serialize: {error}"),
+    }
+}
+
 /// Write `value` as a fastjson-dialect JSON string.
 pub fn to_string<T: Serialize + ?Sized>(value: &T, keys: KeyStyle) -> Result<String, JsonError> {
     let bytes = to_vec(value, keys)?;
