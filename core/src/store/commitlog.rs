@@ -110,6 +110,12 @@ impl CommitLog {
     /// Make room for `len` bytes of records in the current segment, closing it with a BLANK
     /// and moving to the next one if they do not fit. `len` must fit in an empty segment.
     pub(crate) fn reserve(&mut self, ops: &mut OpQueue, len: u64) {
+        // Callers refuse records too large for a segment (`TooLargeForSegment`) first.
+        assert!(
+            len + BLANK_MIN_LEN as u64 <= self.segment_size,
+            "reserving {len} bytes in segments of {}",
+            self.segment_size
+        );
         let base = self.segment_base(self.write_pos);
         let remaining = base + self.segment_size - self.write_pos;
         if len + BLANK_MIN_LEN as u64 > remaining {
@@ -135,6 +141,13 @@ impl CommitLog {
         store_host: core::net::SocketAddr,
     ) -> Result<LogPosition, StoreError> {
         let base = self.segment_base(self.write_pos);
+        // `reserve` made room: a record never spans segments (recovery reads it whole).
+        let predicted = Self::record_len_for(req, store_host.is_ipv6());
+        assert!(
+            self.write_pos + predicted as u64 <= base + self.segment_size,
+            "a record of {predicted} bytes at {} would cross the segment's end; reserve first",
+            self.write_pos
+        );
         self.ensure_segment(ops, base);
         self.stage_start();
         let store_timestamp = wall.max(self.last_store_timestamp);
@@ -157,6 +170,7 @@ impl CommitLog {
         };
         let len = encode_record_sealed(&mut self.staged, &fields, needs_separator(req.properties))
             .map_err(StoreError::Record)?;
+        assert_eq!(len, predicted, "the size checks before an append measured another record");
         self.write_pos += len as u64;
         self.last_store_timestamp = store_timestamp;
         if self.unsynced.last() != Some(&base) {

@@ -194,7 +194,12 @@ impl QueueTable {
 
     /// Dispatch an entry to the queue in `slot` at the queue's next offset.
     pub(crate) fn dispatch(&mut self, slot: Slot, entry: &CqEntry) {
-        let Some(queue) = self.slots.get_mut(slot.0) else { return };
+        // A slot comes only from this table's own lookups, and an entry only from a record
+        // the log holds: anything else is a bug that would lose or garble a queue entry.
+        let Some(queue) = self.slots.get_mut(slot.0) else {
+            panic!("dispatch to slot {} of a table of {} queues", slot.0, self.slots.len());
+        };
+        assert!(entry.size > 0, "a ConsumeQueue entry of size 0 reads as the queue's end");
         if queue.staged.is_empty() {
             self.dirty.push(slot);
         }
