@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel_core::io::{CloseReason, ConnId, Input, Machine, Now, Output};
+use keel_core::io::{CloseReason, ConnId, Input, Machine, MonoNanos, Now, Output};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -109,7 +109,7 @@ pub enum DriverError {
 /// What a connection's tasks tell the loop.
 pub(crate) enum Event {
     Opened { conn: ConnId, peer: SocketAddr, writer: mpsc::Sender<Bytes>, reader: JoinHandle<()> },
-    Bytes { conn: ConnId, data: Bytes, received: Now, _credit: ReadCredit },
+    Bytes { conn: ConnId, data: Bytes, received: MonoNanos, _credit: ReadCredit },
     Closed { conn: ConnId },
 }
 
@@ -136,7 +136,7 @@ impl Connections {
                 machine.handle(now, Input::ConnOpened { conn, peer });
             }
             Event::Bytes { conn, data, received, _credit } => {
-                machine.handle(now, Input::Bytes { conn, data, received: received.mono });
+                machine.handle(now, Input::Bytes { conn, data, received });
             }
             Event::Closed { conn } => {
                 if self.open.remove(&conn).is_some() || self.dialing.remove(&conn) {
@@ -360,7 +360,7 @@ async fn read_loop(
                 // `read` holds none of it.
                 let kib = u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX);
                 let Ok(bytes) = Arc::clone(&limits.queued).acquire_many_owned(kib).await else { break };
-                let received = limits.clock.now();
+                let received = limits.clock.now().mono;
                 let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                 let _credit = ReadCredit { _turn: turn, _bytes: bytes };
                 if events.send(Event::Bytes { conn, data, received, _credit }).await.is_err() {

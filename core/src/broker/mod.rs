@@ -139,7 +139,6 @@ impl Broker {
             None => TopicTable::new(auto_topics, queue_nums, wall),
         };
         let offsets = MetadataFiles::load::<ConsumerOffsets>(&metadata.offsets, &*reader).unwrap_or_default();
-        #[allow(unused_mut)]
         let mut delay_offsets =
             MetadataFiles::load::<DelayOffsets>(&metadata.delay_offsets, &*reader).unwrap_or_default();
         if config.store.mutated(crate::mutation::Mutation::LoseDelayOffset) {
@@ -155,7 +154,6 @@ impl Broker {
             Some(wrapper) => GroupTable::from_wrapper(wrapper, auto_groups, wall),
             None => GroupTable::new(auto_groups, wall),
         };
-        #[allow(unused_mut)]
         let mut locks = QueueLocks::new(queue_locks::LOCK_MAX_LIVE_MS);
         locks.ignore_holders = config.store.mutated(crate::mutation::Mutation::LockNotChecked);
         Self {

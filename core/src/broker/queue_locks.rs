@@ -55,8 +55,7 @@ impl QueueLocks {
         queues: &[MessageQueue],
         now: MonoNanos,
     ) -> Vec<MessageQueue> {
-        let max_live_ms = self.max_live_ms;
-        let max_live_ms = if self.ignore_holders { 0 } else { max_live_ms };
+        let max_live_ms = if self.ignore_holders { 0 } else { self.max_live_ms };
         let table = self.groups.entry(group.to_owned()).or_default();
         let mut granted = Vec::new();
         for queue in queues {

@@ -416,7 +416,6 @@ fn deliver_until(broker: &Broker, now: Now) -> i64 {
     if broker.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
         return now.wall.0.saturating_add(1_000);
     }
-    let _ = broker;
     now.wall.0
 }
 

@@ -116,7 +116,6 @@ impl Broker {
             return;
         }
         let mut wake = self.enqueue_timers(now);
-        #[allow(unused_mut)]
         let mut until = now.wall.0;
         if self.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
             until = until.saturating_add(1_000);

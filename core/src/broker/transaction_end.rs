@@ -129,7 +129,6 @@ impl Broker {
         }
         let header = EndTransactionRequestHeader::decode(&request.ext_fields)
             .map_err(|e| Refusal::Final(ResponseCode::SYSTEM_ERROR, e.to_string()))?;
-        #[allow(unused_mut)]
         let mut kind = match header.commit_or_rollback {
             sys_flag::TRANSACTION_NOT_TYPE => return Ok(None),
             sys_flag::TRANSACTION_COMMIT => EndKind::Commit,

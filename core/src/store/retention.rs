@@ -278,16 +278,15 @@ impl Store {
         self.retire_batch(now, reader, base, 0);
     }
 
-    /// The oldest segment, if retention may delete it: not the one being written, nor the
-    /// newest that exists (when the log's end sits on a boundary, the next segment does not
-    /// exist yet, and deleting the last one would leave an empty log that starts again at
-    /// zero), and wholly flushed and covered by the checkpoint (recovery never needs it again).
+    /// The oldest segment, if retention may delete it: not the newest that exists (the one
+    /// being written; or, while the log's end sits on a boundary whose segment does not exist
+    /// yet, the last one, whose deletion would leave an empty log that starts again at zero),
+    /// and wholly flushed and covered by the checkpoint (recovery never needs it again).
     fn deletable_oldest(&self) -> Option<u64> {
         let base = self.log.oldest_segment()?;
         let end = base + self.config.segment_size;
         let covered = end <= self.flushed_end && end <= self.last_checkpoint().queue_durable_end;
-        let being_written = self.log.segment_base(self.log.write_pos()) == base;
-        (covered && !being_written && self.log.newest_segment() != Some(base)).then_some(base)
+        (covered && self.log.newest_segment() != Some(base)).then_some(base)
     }
 
     /// An upper bound on the newest store timestamp in segment `base`: the next segment's

@@ -67,10 +67,10 @@ pub(super) fn load_queues(
     Ok(loaded)
 }
 
-/// Leading slots of a queue's first file read at once (one 4 KiB page): its pre-blank
+/// Leading slots of a queue's first file read at once (its first page): its pre-blank
 /// entries (RocketMQ's marks before a queue's first entry in its first file), and for most
 /// queues every entry.
-const HEAD_SLOTS: usize = 204;
+const HEAD_SLOTS: usize = (HOLE_GRAIN / ENTRY_LEN) as usize;
 
 /// One queue's entries as recovery trusts them, found with a few small reads rather than
 /// by reading its files whole (preallocated files are mostly zeros, and a broker with tens
@@ -114,9 +114,10 @@ fn load_queue(
     }
     let limit = limit / ENTRY_LEN;
     // The first page of the first file: most queues' entries all lie in it.
-    let mut head = vec![0u8; HEAD_SLOTS * ENTRY_LEN as usize];
-    let got = if files.is_empty() { 0 } else { reader.read_at(&file_of(first), 0, &mut head)? };
-    head.truncate(got - got % ENTRY_LEN as usize);
+    let mut page = vec![0u8; HOLE_GRAIN as usize];
+    let got = if files.is_empty() { 0 } else { reader.read_at(&file_of(first), 0, &mut page)? };
+    page.truncate(got);
+    let head = page.get(..got - got % ENTRY_LEN as usize).unwrap_or_default();
     let head_from = first / ENTRY_LEN;
     let leading = head.chunks_exact(ENTRY_LEN as usize).take_while(|slot| is_pre_blank(slot)).count() as u64;
     let mut min_offset = head_from + leading;
@@ -139,7 +140,7 @@ fn load_queue(
     // Whether slot `i` holds an entry the checkpoint covers.
     let trusted = |i: u64| -> Result<bool, RecoveryError> {
         let mut slot = [0u8; ENTRY_LEN as usize];
-        let bytes = slot_at(&head, head_from, i, reader, &dir, file_size, &mut slot)?;
+        let bytes = slot_at(head, head_from, i, reader, &dir, file_size, &mut slot)?;
         Ok(bytes.len() == ENTRY_LEN as usize
             && CqEntry::decode(bytes).is_some_and(|entry| entry.end() <= cut))
     };
@@ -169,11 +170,11 @@ fn load_queue(
     // cut short before the abort marker existed) is cut and zeroed too.
     let mut after = [0u8; ENTRY_LEN as usize];
     let written_after =
-        slot_at(&head, head_from, next_offset, reader, &dir, file_size, &mut after)?.iter().any(|x| *x != 0);
+        slot_at(head, head_from, next_offset, reader, &dir, file_size, &mut after)?.iter().any(|x| *x != 0);
     let suspect = written_after
         || !short_files.is_empty()
         || files.last().is_some_and(|&last| last >= limit * ENTRY_LEN)
-        || (assume_dirty && !tail_is_hole(reader, &dir, &files, file_size, next_offset * ENTRY_LEN)?);
+        || (assume_dirty && !tail_is_hole(reader, &dir, &files, file_size, &page, next_offset * ENTRY_LEN)?);
     let extent = if suspect { u64::MAX } else { next_offset * ENTRY_LEN };
     Ok(LoadedQueue { topic, queue_id, dir, files, min_offset, next_offset, extent, short_files })
 }
@@ -185,6 +186,8 @@ const HOLE_GRAIN: u64 = 4096;
 /// Whether a queue's files hold nothing but zeros from byte `pos` of the queue on, found
 /// without reading the preallocated rest: no file begins after the one holding `pos`, the
 /// rest of `pos`'s page reads as zeros, and the file system reports only a hole after it.
+/// `first_page` is what was read of the queue's first file from its start, so a tail in it
+/// is not read again.
 /// After a crash this is what lets recovery trust a queue's tail without cutting and
 /// zeroing it (two truncations per queue, which with 80,000 queues doubled a restart); it
 /// sees page-cache-only data and holes alike, so whatever a power loss kept, however
@@ -194,6 +197,7 @@ fn tail_is_hole(
     dir: &FilePath,
     files: &BTreeSet<u64>,
     file_size: u64,
+    first_page: &[u8],
     pos: u64,
 ) -> Result<bool, RecoveryError> {
     let tail_start = pos - pos % file_size;
@@ -206,9 +210,16 @@ fn tail_is_hole(
     let file = dir.join(&paths::offset_name(tail_start)).unwrap_or_else(FilePath::root);
     let in_file = pos - tail_start;
     let page_end = ((in_file / HOLE_GRAIN + 1) * HOLE_GRAIN).min(file_size);
-    let mut rest = vec![0u8; usize::try_from(page_end - in_file).unwrap_or(0)];
-    let got = reader.read_at(&file, in_file, &mut rest)?;
-    if rest.get(..got).is_some_and(|bytes| bytes.iter().any(|b| *b != 0)) {
+    let (from, to) = (usize::try_from(in_file).unwrap_or(usize::MAX), usize::try_from(page_end).unwrap_or(0));
+    let in_first_page = files.first() == Some(&tail_start) && to <= first_page.len();
+    let rest_written = if in_first_page {
+        first_page.get(from..to).is_some_and(|bytes| bytes.iter().any(|b| *b != 0))
+    } else {
+        let mut rest = vec![0u8; to.saturating_sub(from)];
+        let got = reader.read_at(&file, in_file, &mut rest)?;
+        rest.get(..got).is_some_and(|bytes| bytes.iter().any(|b| *b != 0))
+    };
+    if rest_written {
         return Ok(false);
     }
     Ok(page_end >= file_size || reader.next_data(&file, page_end)?.is_none())
