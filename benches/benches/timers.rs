@@ -8,7 +8,7 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use keel_core::broker::timer_wheel::TimerWheel;
+use keel_core::broker::timer::TimerWheel;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

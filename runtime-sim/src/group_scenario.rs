@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use keel_core::broker::delay_levels::DelayLevels;
+use keel_core::broker::delay::DelayLevels;
 use keel_core::broker::BrokerConfig;
 use keel_core::client::{
     ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, MessageModel, SendRequest, SendTarget,

@@ -240,7 +240,7 @@ impl BrokerSettings {
             max_message_size: props.get("maxMessageSize")?.unwrap_or(4 * 1024 * 1024),
             message_delay_level: props
                 .get("messageDelayLevel")?
-                .unwrap_or_else(|| keel_core::broker::delay_levels::DEFAULT_DELAY_LEVELS.into()),
+                .unwrap_or_else(|| keel_core::broker::delay::DEFAULT_DELAY_LEVELS.into()),
             timer_max_delay_sec: props
                 .get("timerMaxDelaySec")?
                 .unwrap_or(keel_core::broker::timer::DEFAULT_MAX_DELAY_MS / 1_000),
@@ -270,7 +270,7 @@ impl BrokerSettings {
         if settings.timer_precision_ms == 0 {
             return Err(ConfigError::BadValue { key: "timerPrecisionMs".into(), value: "0".into() });
         }
-        if keel_core::broker::delay_levels::DelayLevels::parse(&settings.message_delay_level).is_err() {
+        if keel_core::broker::delay::DelayLevels::parse(&settings.message_delay_level).is_err() {
             return Err(ConfigError::BadValue {
                 key: "messageDelayLevel".into(),
                 value: settings.message_delay_level,

@@ -2,7 +2,7 @@
 
 use core::net::SocketAddr;
 
-use super::delay_levels::DelayLevels;
+use super::delay::DelayLevels;
 use super::transaction::TransactionConfig;
 use crate::invalid_setting::InvalidSetting;
 use crate::protocol::DEFAULT_MAX_FRAME_LEN;

@@ -5,7 +5,7 @@
 
 use core::net::SocketAddr;
 
-use super::Broker;
+use super::shared::Shared;
 use crate::io::{ConnId, MonoNanos, Now, Output};
 use crate::protocol::body::RegisterBrokerBody;
 use crate::protocol::headers::{CommandHeader, RegisterBrokerRequestHeader};
@@ -46,7 +46,8 @@ impl NamesrvLinks {
         Self { links, next_conn: ConnId::OUTBOUND, next_register: now }
     }
 
-    pub(super) fn next_deadline(&self) -> Option<MonoNanos> {
+    /// When a link is due to be dialled again or the registration period is up.
+    pub(super) fn poll_timeout(&self) -> Option<MonoNanos> {
         let redial = self.links.iter().filter_map(|l| match l.state {
             LinkState::ExpectRedial(at) => Some(at),
             _ => None,
@@ -81,7 +82,9 @@ impl NamesrvLinks {
     }
 }
 
-impl Broker {
+/// Registration on the name servers, as part of the broker's common state: it needs the
+/// topic table and the settings, and every topic change re-registers at once.
+impl Shared {
     fn register_request(&mut self) -> RemotingCommand {
         let body = RegisterBrokerBody {
             topic_config_serialize_wrapper: self.topics.wrapper().clone(),
@@ -110,7 +113,7 @@ impl Broker {
     }
 
     /// A name server link opened: register on it at once.
-    pub(super) fn register_now(&mut self, _now: Now, conn: ConnId) {
+    pub(super) fn register_now(&mut self, conn: ConnId) {
         for link in &mut self.namesrvs.links {
             if link.state == LinkState::ExpectConnected(conn) {
                 tracing::info!(namesrv = %link.addr, "name server link open");
@@ -122,7 +125,7 @@ impl Broker {
     }
 
     /// Topics changed: every name server hears of it now, and `topics.json` is rewritten.
-    pub(super) fn topics_changed(&mut self, _now: Now) {
+    pub(super) fn topics_changed(&mut self) {
         self.metadata.topics.mark_dirty();
         self.reregister();
     }
@@ -136,7 +139,7 @@ impl Broker {
     }
 
     /// Dial links that are due, and register on every open one when the period is up.
-    pub(super) fn on_registration_timer(&mut self, now: Now) {
+    pub(super) fn handle_registration_timeout(&mut self, now: Now) {
         let mut dial = Vec::new();
         for link in &mut self.namesrvs.links {
             if let LinkState::ExpectRedial(at) = link.state {

@@ -4,46 +4,35 @@
 //! connections, its clients and its name-server registration stay; only what was not
 //! acknowledged is lost (or, after a failed fsync under ASYNC_FLUSH, what was not synced).
 
-use super::{timed_delivery, transactional, Broker, Scheduler};
+use super::shared::Shared;
 use crate::io::Now;
 
-impl Broker {
-    /// Rebuild the store if it is repairing and ready to be rebuilt; else nothing.
-    pub(super) fn repair_store_if_due(&mut self, now: Now) {
-        let Some(cut) = self.store.repair_cut().map(|c| c.0) else { return };
+/// A store rebuilt in place.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rebuilt {
+    /// Where the store last knew its CommitLog good.
+    pub(super) cut: u64,
+    /// Where the rebuilt CommitLog ends.
+    pub(super) recovered_end: u64,
+    /// Replies failed because their records were past the end.
+    pub(super) replies_failed: usize,
+}
+
+impl Shared {
+    /// Rebuild the store if it is repairing and ready to be rebuilt; `None` if it was not.
+    pub(super) fn rebuild_store_if_due(&mut self, now: Now) -> Option<Rebuilt> {
+        let cut = self.store.repair_cut()?.0;
         // Sends past the cut are lost whatever the rebuild finds: answer them now, not at
         // the rebuild, which may wait for a disk that keeps failing.
-        self.fail_pending_past(cut);
+        self.replies.fail_past(cut, &mut self.out);
         if !self.store.repair_due(now.mono) {
-            return;
+            return None;
         }
-        let Some((store, report)) = self.store.rebuild(&*self.reader, now) else { return };
+        let (store, report) = self.store.rebuild(&*self.reader, now)?;
         self.store = store;
-        let end = report.recovered_end;
-        let failed = self.fail_pending_past(end);
-        // The services that read the log from a position start again from where their
-        // settled progress is (it only covers what reached the cut), as after a restart:
-        // their reads, wheels and deliveries in flight refer to the replaced store.
-        let delay_offsets = self.scheduler.offsets().clone();
-        self.scheduler = Scheduler::new(self.config.delay_levels.clone(), delay_offsets, now);
-        let timer_checkpoint = *self.timers.checkpoint();
-        self.timers =
-            timed_delivery::TimedDelivery::new(timer_checkpoint, self.config.timer_precision_ms, now);
-        let stats = self.transactions.stats;
-        self.transactions = transactional::TransactionService::new(
-            now,
-            self.config.transaction.check_interval_ms,
-            self.store.write_pos().0,
-        );
-        self.transactions.stats = stats;
-        self.metadata.delay_offsets.mark_dirty();
-        self.metadata.timer_checkpoint.mark_dirty();
+        let recovered_end = report.recovered_end;
+        let replies_failed = self.replies.fail_past(recovered_end, &mut self.out);
         self.stats.store_repairs += 1;
-        tracing::warn!(
-            cut,
-            recovered_end = end,
-            replies_failed = failed,
-            "store rebuilt in place after a disk error; writes resume once its fix-ups are synced"
-        );
+        Some(Rebuilt { cut, recovered_end, replies_failed })
     }
 }

@@ -3,8 +3,7 @@
 //! (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP), removed by `deleteSubGroup`; the table is
 //! persisted as `subscriptionGroup.json`. A group with `consumeEnable=false` may not pull.
 
-use super::admin::{bad_header, Answer};
-use super::{error_reply, Broker};
+use crate::broker::shared::{bad_header, error_reply, Answer, Shared};
 use crate::io::Now;
 use crate::protocol::body::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 use crate::protocol::headers::{
@@ -88,10 +87,15 @@ impl GroupTable {
     }
 }
 
-impl Broker {
+impl super::Consumers {
     /// A consumer group was seen (heartbeat or pull): make sure it exists. Errors are the
     /// pull's answer when it does not and may not be created, or may not consume.
-    pub(super) fn check_group(&mut self, now: Now, group: &str) -> Result<(), (ResponseCode, String)> {
+    pub(in crate::broker) fn check_group(
+        &mut self,
+        shared: &mut Shared,
+        now: Now,
+        group: &str,
+    ) -> Result<(), (ResponseCode, String)> {
         let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall.0) else {
             return Err((
                 ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
@@ -101,7 +105,7 @@ impl Broker {
         let enabled = config.consume_enable;
         if created {
             tracing::info!(group, "subscription group auto-created");
-            self.metadata.groups.mark_dirty();
+            shared.metadata.groups.mark_dirty();
         }
         if !enabled {
             return Err((
@@ -114,8 +118,9 @@ impl Broker {
 
     /// A group's settings for its retries (auto-created if allowed); unlike
     /// [`check_group`](Self::check_group), a group that may not consume still has retries.
-    pub(super) fn group_config(
+    pub(in crate::broker) fn group_config(
         &mut self,
+        shared: &mut Shared,
         now: Now,
         group: &str,
     ) -> Result<SubscriptionGroupConfig, (ResponseCode, String)> {
@@ -128,13 +133,18 @@ impl Broker {
         let config = config.clone();
         if created {
             tracing::info!(group, "subscription group auto-created");
-            self.metadata.groups.mark_dirty();
+            shared.metadata.groups.mark_dirty();
         }
         Ok(config)
     }
 
     /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: the body is the group's settings.
-    pub(super) fn on_update_group(&mut self, now: Now, request: &RemotingCommand) -> Answer {
+    pub(in crate::broker) fn on_update_group(
+        &mut self,
+        shared: &mut Shared,
+        now: Now,
+        request: &RemotingCommand,
+    ) -> Answer {
         let config: SubscriptionGroupConfig = json::from_slice(&request.body)
             .map_err(|e| (ResponseCode::SYSTEM_ERROR, format!("bad subscription group body: {e}")))?;
         if config.group_name.is_empty() {
@@ -142,34 +152,39 @@ impl Broker {
         }
         tracing::info!(group = %config.group_name, "subscription group updated");
         self.groups.put(config, now.wall.0);
-        self.metadata.groups.mark_dirty();
+        shared.metadata.groups.mark_dirty();
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None))
     }
 
     /// DELETE_SUBSCRIPTIONGROUP, with its offsets too when `cleanOffset` is set.
-    pub(super) fn on_delete_group(&mut self, now: Now, request: &RemotingCommand) -> Answer {
+    pub(in crate::broker) fn on_delete_group(
+        &mut self,
+        shared: &mut Shared,
+        now: Now,
+        request: &RemotingCommand,
+    ) -> Answer {
         let header = DeleteSubscriptionGroupRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
         if self.groups.remove(&header.group_name, now.wall.0) {
             tracing::info!(group = %header.group_name, "subscription group deleted");
-            self.metadata.groups.mark_dirty();
+            shared.metadata.groups.mark_dirty();
         }
         if header.clean_offset == Some(true) {
             self.offsets.remove_group(&header.group_name);
-            self.metadata.offsets.mark_dirty();
+            shared.metadata.offsets.mark_dirty();
         }
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None))
     }
 
     /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG (unpaged: the paging headers of 5.3+ are ignored
     /// and everything is returned, which paging clients accept as the last page).
-    pub(super) fn on_get_all_groups(&self, request: &RemotingCommand) -> Answer {
+    pub(in crate::broker) fn on_get_all_groups(&self, request: &RemotingCommand) -> Answer {
         let body = json::to_vec(self.groups.wrapper(), KeyStyle::Fastjson)
             .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body))
     }
 
     /// GET_SUBSCRIPTIONGROUP_CONFIG.
-    pub(super) fn on_get_group(&self, request: &RemotingCommand) -> Answer {
+    pub(in crate::broker) fn on_get_group(&self, request: &RemotingCommand) -> Answer {
         let header =
             GetSubscriptionGroupConfigRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
         let Some(config) = self.groups.get(&header.group) else {

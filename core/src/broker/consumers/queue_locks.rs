@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::admin::Answer;
-use super::Broker;
+use crate::broker::shared::Answer;
 use crate::io::{MonoNanos, Now};
 use crate::protocol::body::{LockBatchRequestBody, LockBatchResponseBody, MessageQueue};
 use crate::protocol::json::{self, KeyStyle};
@@ -31,7 +30,7 @@ pub struct QueueLocks {
     groups: BTreeMap<String, BTreeMap<MessageQueue, Holder>>,
     max_live_ms: u64,
     /// The `LockNotChecked` mutation: grant whatever is asked.
-    pub(super) ignore_holders: bool,
+    pub(in crate::broker) ignore_holders: bool,
 }
 
 impl QueueLocks {
@@ -119,8 +118,8 @@ impl QueueLocks {
     }
 }
 
-impl Broker {
-    pub(super) fn on_lock_batch(&mut self, now: Now, request: &RemotingCommand) -> Answer {
+impl super::Consumers {
+    pub(in crate::broker) fn on_lock_batch(&mut self, now: Now, request: &RemotingCommand) -> Answer {
         let body = lock_body(request)?;
         let granted = self.locks.lock(&body.consumer_group, &body.client_id, &body.mq_set, now.mono);
         let reply = LockBatchResponseBody { lock_ok_mq_set: granted };
@@ -129,7 +128,7 @@ impl Broker {
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(bytes))
     }
 
-    pub(super) fn on_unlock_batch(&mut self, request: &RemotingCommand) -> Answer {
+    pub(in crate::broker) fn on_unlock_batch(&mut self, request: &RemotingCommand) -> Answer {
         let body = lock_body(request)?;
         self.locks.unlock(&body.consumer_group, &body.client_id, &body.mq_set);
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None))

@@ -147,7 +147,7 @@ fn tick_of(ms: i64, precision_ms: u64) -> u64 {
 /// `read_tick` never passes a timer that expired but is not delivered (a failed store).
 #[derive(Debug)]
 pub struct TimerState {
-    wheel: super::timer_wheel::TimerWheel<Pending>,
+    wheel: super::wheel::TimerWheel<Pending>,
     precision_ms: u64,
     /// The checkpoint recovered from (its skip rule applies to entries below `enqueued`).
     recovered: TimerCheckpoint,
@@ -177,7 +177,7 @@ impl TimerState {
     #[must_use]
     pub fn new(checkpoint: TimerCheckpoint, precision_ms: u64) -> Self {
         Self {
-            wheel: super::timer_wheel::TimerWheel::new(checkpoint.read_tick),
+            wheel: super::wheel::TimerWheel::new(checkpoint.read_tick),
             precision_ms: precision_ms.max(1),
             recovered: checkpoint,
             enqueued: checkpoint.low_water,

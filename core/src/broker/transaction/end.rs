@@ -11,9 +11,10 @@
 
 use std::collections::VecDeque;
 
-use super::transaction::{EndKind, TransactionTable, HALF_TOPIC};
-use super::transactional::{half_entry, HalfRecord, READ_PER_WAKE};
-use super::{error_reply, Broker};
+use super::table::{EndKind, TransactionTable, HALF_TOPIC};
+use super::{half_entry, HalfRecord, READ_PER_WAKE};
+use crate::broker::consumers::Consumers;
+use crate::broker::shared::{error_reply, Shared};
 use crate::io::{ConnId, MonoNanos, Now};
 use crate::protocol::headers::{CommandHeader, EndTransactionRequestHeader};
 use crate::protocol::message::properties::{self, keys};
@@ -62,24 +63,22 @@ impl Refusal {
     }
 }
 
-impl Broker {
+impl super::TransactionService {
     /// END_TRANSACTION: commit or roll back the half message the producer names.
-    pub(super) fn on_end_transaction(
+    pub(in crate::broker) fn on_end_transaction(
         &mut self,
+        shared: &mut Shared,
+        consumers: &mut Consumers,
         now: Now,
         conn: ConnId,
         request: &RemotingCommand,
     ) -> Option<RemotingCommand> {
-        match self.end_transaction(now, conn, request) {
+        match self.end_transaction(shared, consumers, now, conn, request) {
             Ok(reply) => reply,
-            Err(Refusal::NotYet(code, remark)) if self.transactions.held.0.len() < HELD_MAX => {
+            Err(Refusal::NotYet(code, remark)) if self.held.0.len() < HELD_MAX => {
                 tracing::debug!(?code, remark, "END_TRANSACTION held");
-                self.transactions.held.0.push_back(HeldEnd {
-                    conn,
-                    request: request.clone(),
-                    since: now.mono,
-                });
-                self.transactions.wake_soon(now);
+                self.held.0.push_back(HeldEnd { conn, request: request.clone(), since: now.mono });
+                self.wake_soon(now);
                 None
             }
             Err(refusal) => {
@@ -91,37 +90,39 @@ impl Broker {
     }
 
     /// Try the held ENDs again, in order; refuse those out of tries.
-    pub(super) fn retry_held_ends(&mut self, now: Now) {
-        let held = core::mem::take(&mut self.transactions.held.0);
+    pub(super) fn retry_held_ends(&mut self, shared: &mut Shared, consumers: &mut Consumers, now: Now) {
+        let held = core::mem::take(&mut self.held.0);
         for end in held {
-            let (code, remark) = match self.end_transaction(now, end.conn, &end.request) {
+            let (code, remark) = match self.end_transaction(shared, consumers, now, end.conn, &end.request) {
                 Ok(None) => continue,
                 Ok(Some(reply)) => {
-                    remoting::reply(&mut self.out, end.conn, &end.request, &reply);
+                    remoting::reply(&mut shared.out, end.conn, &end.request, &reply);
                     continue;
                 }
                 Err(Refusal::NotYet(..)) if now.mono < end.since.plus_millis(HELD_MS) => {
-                    self.transactions.held.0.push_back(end);
+                    self.held.0.push_back(end);
                     continue;
                 }
                 Err(refusal) => refusal.parts(),
             };
             tracing::warn!(?code, remark, "END_TRANSACTION refused after holding it {HELD_MS} ms");
             let reply = error_reply(&end.request, code, remark);
-            remoting::reply(&mut self.out, end.conn, &end.request, &reply);
+            remoting::reply(&mut shared.out, end.conn, &end.request, &reply);
         }
-        if !self.transactions.held.is_empty() {
-            self.transactions.wake_soon(now);
+        if !self.held.is_empty() {
+            self.wake_soon(now);
         }
     }
 
     fn end_transaction(
         &mut self,
+        shared: &mut Shared,
+        consumers: &mut Consumers,
         now: Now,
         conn: ConnId,
         request: &RemotingCommand,
     ) -> Result<Option<RemotingCommand>, Refusal> {
-        if self.config.broker_id != 0 {
+        if shared.config.broker_id != 0 {
             return Err(Refusal::Final(
                 ResponseCode::SLAVE_NOT_AVAILABLE,
                 "a slave cannot end transactions".into(),
@@ -140,10 +141,10 @@ impl Broker {
                 ))
             }
         };
-        if self.store.config().mutated(crate::mutation::Mutation::RollbackAsCommit) {
+        if shared.store.config().mutated(crate::mutation::Mutation::RollbackAsCommit) {
             kind = EndKind::Commit;
         }
-        if !self.transactions_ready() {
+        if !self.ready(shared, consumers) {
             return Err(Refusal::NotYet(
                 ResponseCode::SYSTEM_BUSY,
                 "transactions are still being recovered".into(),
@@ -151,7 +152,7 @@ impl Broker {
         }
         let phys = u64::try_from(header.commit_log_offset).unwrap_or(u64::MAX);
         // A failed read may be a flipped bit on the way: worth another try.
-        let record = self.store.read_record_at(&*self.reader, phys).map_err(|e| {
+        let record = shared.store.read_record_at(&*shared.reader, phys).map_err(|e| {
             Refusal::NotYet(
                 ResponseCode::SYSTEM_ERROR,
                 format!("half message at {} not found: {e}", header.commit_log_offset),
@@ -178,19 +179,19 @@ impl Broker {
         // The table must have read this far (and past the replay) to know the origin; one
         // budget of reading now, else the END waits for the service to read on.
         let behind = |table: &TransactionTable| table.half_next() <= entry.offset || !table.replayed();
-        if self.transactions.table.as_ref().is_some_and(behind) {
-            self.read_half_queue(now, READ_PER_WAKE);
+        if self.table.as_ref().is_some_and(behind) {
+            self.read_half_queue(shared, now, READ_PER_WAKE);
         }
-        if self.transactions.table.as_ref().is_some_and(behind) {
+        if self.table.as_ref().is_some_and(behind) {
             return Err(Refusal::NotYet(
                 ResponseCode::SYSTEM_BUSY,
                 "the half queue is not read that far yet".into(),
             ));
         }
-        let open = self.transactions.table.as_ref().is_some_and(|t| t.get(entry.origin).is_some());
+        let open = self.table.as_ref().is_some_and(|t| t.get(entry.origin).is_some());
         let durable_end = if open {
-            let (_, end) = self.append_end(now, &view, entry.origin, kind).map_err(|e| {
-                let (code, remark) = super::send::store_error(e);
+            let (_, end) = self.append_end(shared, now, &view, entry.origin, kind).map_err(|e| {
+                let (code, remark) = crate::broker::send::store_error(e);
                 Refusal::Final(code, remark)
             })?;
             end
@@ -201,8 +202,8 @@ impl Broker {
             0
         };
         let reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
-        let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync);
-        self.reply_when_durable(now, conn, request, reply, durable_end, needs_flush);
+        let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
+        shared.reply_when_durable(now, conn, request, reply, durable_end, needs_flush);
         Ok(None)
     }
 }

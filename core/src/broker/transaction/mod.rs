@@ -13,12 +13,11 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::schedule::copy_request;
-use super::transaction::{
-    EndKind, HalfEntry, OpenTx, TransactionTable, CHECK_MAX_TOPIC, HALF_TOPIC, OP_HALF_PHYS, OP_KIND, OP_TAG,
-    OP_TOPIC, SYS_TRANS_GROUP,
-};
-use super::Broker;
+mod end;
+pub mod table;
+
+use crate::broker::consumers::Consumers;
+use crate::broker::shared::{copy_request, real_destination, Shared};
 use crate::io::{MonoNanos, Now};
 use crate::protocol::message::message_id::offset_message_id;
 use crate::protocol::message::properties::{self, keys};
@@ -27,6 +26,8 @@ use crate::protocol::message::stored::{
 };
 use crate::protocol::{ExtFields, RemotingCommand, RequestCode};
 use crate::store::{AppendRequest, QueueOffset};
+use table::{EndKind, HalfEntry, OpenTx, TransactionTable, OP_HALF_PHYS, OP_KIND, OP_TAG, SYS_TRANS_GROUP};
+pub use table::{TransactionConfig, CHECK_MAX_TOPIC, HALF_TOPIC, OP_TOPIC};
 
 /// Pause before retrying when the store is not ready or a read failed.
 const RETRY_MS: u64 = 100;
@@ -71,7 +72,7 @@ pub(super) struct TransactionService {
     /// The CommitLog's end when the broker started: nothing recovered lies beyond it.
     boot_log_end: u64,
     /// ENDs that arrived before they could be carried out.
-    pub(super) held: super::transaction_end::HeldEnds,
+    held: end::HeldEnds,
     /// Counters: checks sent, commits, rollbacks, discards.
     pub(super) stats: TransactionStats,
 }
@@ -102,7 +103,7 @@ impl TransactionService {
             read_failures: std::collections::BTreeMap::new(),
             verify: std::collections::BTreeMap::new(),
             boot_log_end,
-            held: super::transaction_end::HeldEnds::default(),
+            held: end::HeldEnds::default(),
             stats: TransactionStats::default(),
         }
     }
@@ -113,8 +114,8 @@ impl TransactionService {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
 
-    /// When the service next needs a timeout.
-    pub(super) fn deadline(&self) -> Option<MonoNanos> {
+    /// When the service next needs a timeout: a wake-up or the next check round.
+    pub(super) fn poll_timeout(&self) -> Option<MonoNanos> {
         let check = self.table.is_some().then_some(self.next_check);
         self.wake_at.into_iter().chain(check).min()
     }
@@ -160,53 +161,52 @@ fn op_origins(body: &[u8]) -> Vec<u64> {
     String::from_utf8_lossy(body).split(',').filter_map(|s| s.trim().parse::<u64>().ok()).collect()
 }
 
-impl Broker {
+impl TransactionService {
     /// Boot (replay), read new half messages, run a due check round (master only).
-    pub(super) fn run_transactions(&mut self, now: Now) {
-        let due = self.transactions.wake_at.is_some_and(|at| now.mono >= at)
-            || (self.transactions.table.is_some() && now.mono >= self.transactions.next_check);
+    pub(super) fn handle_timeout(&mut self, shared: &mut Shared, consumers: &mut Consumers, now: Now) {
+        let due = self.wake_at.is_some_and(|at| now.mono >= at)
+            || (self.table.is_some() && now.mono >= self.next_check);
         if !due {
             return;
         }
-        self.transactions.wake_at = None;
-        if self.config.broker_id != 0 {
+        self.wake_at = None;
+        if shared.config.broker_id != 0 {
             return;
         }
-        if !self.transactions_ready() {
-            self.transactions.wake_at = Some(now.mono.plus_millis(RETRY_MS));
+        if !self.ready(shared, consumers) {
+            self.wake_at = Some(now.mono.plus_millis(RETRY_MS));
             return;
         }
-        let reading = self.read_half_queue(now, READ_PER_WAKE);
-        self.verify_ends(now);
-        self.retry_held_ends(now);
-        let replayed = self.transactions.table.as_ref().is_some_and(TransactionTable::replayed);
-        if now.mono >= self.transactions.next_check {
+        let reading = self.read_half_queue(shared, now, READ_PER_WAKE);
+        self.verify_ends(shared, now);
+        self.retry_held_ends(shared, consumers, now);
+        let replayed = self.table.as_ref().is_some_and(TransactionTable::replayed);
+        if now.mono >= self.next_check {
             if !replayed {
                 // Checks wait for the replay: until then an open transaction may look ended.
-                self.transactions.next_check = now.mono.plus_millis(RETRY_MS);
-            } else if self.check_round(now) {
-                self.transactions.wake_at = Some(now.mono.plus_millis(super::BATCH_PAUSE_MS));
+                self.next_check = now.mono.plus_millis(RETRY_MS);
+            } else if self.check_round(shared, consumers, now) {
+                self.wake_at = Some(now.mono.plus_millis(crate::broker::BATCH_PAUSE_MS));
             } else {
-                let interval = self.config.transaction.check_interval_ms;
-                self.transactions.next_check = now.mono.plus_millis(interval);
+                let interval = shared.config.transaction.check_interval_ms;
+                self.next_check = now.mono.plus_millis(interval);
             }
         }
         let again = match reading {
             Reading::CaughtUp => None,
-            Reading::More => Some(now.mono.plus_millis(super::BATCH_PAUSE_MS)),
+            Reading::More => Some(now.mono.plus_millis(crate::broker::BATCH_PAUSE_MS)),
             Reading::Retry => Some(now.mono.plus_millis(RETRY_MS)),
         };
-        let again =
-            if self.transactions.verify.is_empty() { again } else { Some(now.mono.plus_millis(RETRY_MS)) };
+        let again = if self.verify.is_empty() { again } else { Some(now.mono.plus_millis(RETRY_MS)) };
         if let Some(at) = again {
-            self.transactions.wake_at = Some(self.transactions.wake_at.map_or(at, |w| w.min(at)));
+            self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
         }
     }
 
     /// Count a failed read of `offset` in `queue`; true once it has failed so often that it
     /// is skipped.
     fn give_up_reading(&mut self, queue: &'static str, offset: u64, error: &str) -> bool {
-        let failures = self.transactions.read_failures.entry((queue, offset)).or_insert(0);
+        let failures = self.read_failures.entry((queue, offset)).or_insert(0);
         *failures += 1;
         if *failures < READ_ATTEMPTS {
             tracing::debug!(queue, offset, error, "transaction record unreadable; retrying");
@@ -218,44 +218,49 @@ impl Broker {
             error,
             "transaction record unreadable after {READ_ATTEMPTS} tries; skipped"
         );
-        self.transactions.read_failures.remove(&(queue, offset));
+        self.read_failures.remove(&(queue, offset));
         true
     }
 
     /// After an input: wake the service if the half queue grew, and send the checks whose
     /// copies became durable; move the checkpoint.
-    pub(super) fn settle_transactions(&mut self, now: Now, durable_end: u64) {
-        let Some(table) = self.transactions.table.as_mut() else { return };
+    pub(super) fn settle(
+        &mut self,
+        shared: &mut Shared,
+        consumers: &mut Consumers,
+        now: Now,
+        durable_end: u64,
+    ) {
+        let Some(table) = self.table.as_mut() else { return };
         let ready = table.settle(durable_end);
         if let Some((half_low, op_low)) = table.take_checkpoint() {
-            self.offsets.commit(SYS_TRANS_GROUP, HALF_TOPIC, 0, i64::try_from(half_low).unwrap_or(0));
-            self.offsets.commit(SYS_TRANS_GROUP, OP_TOPIC, 0, i64::try_from(op_low).unwrap_or(0));
-            self.offsets_changed = true;
+            consumers.commit_offset(SYS_TRANS_GROUP, HALF_TOPIC, 0, i64::try_from(half_low).unwrap_or(0));
+            consumers.commit_offset(SYS_TRANS_GROUP, OP_TOPIC, 0, i64::try_from(op_low).unwrap_or(0));
         }
-        let readable = self.store.readable_next(HALF_TOPIC, 0).map_or(0, |n| n.0);
-        if readable > table.half_next() && self.transactions.wake_at.is_none() {
-            self.transactions.wake_at = Some(now.mono);
+        let readable = shared.store.readable_next(HALF_TOPIC, 0).map_or(0, |n| n.0);
+        if readable > table.half_next() && self.wake_at.is_none() {
+            self.wake_at = Some(now.mono);
         }
         for (origin, offset) in ready {
-            self.send_check(origin, offset);
+            self.send_check(shared, consumers, origin, offset);
         }
     }
 
     /// Replay the op and half queues once the store is up; false if not possible yet.
-    pub(super) fn transactions_ready(&mut self) -> bool {
-        if self.transactions.table.is_some() {
+    pub(super) fn ready(&mut self, shared: &mut Shared, consumers: &mut Consumers) -> bool {
+        if self.table.is_some() {
             return true;
         }
-        if !self.store.is_ready() {
+        if !shared.store.is_ready() {
             return false;
         }
         let bounds = |store: &crate::store::Store, topic: &str| {
             store.queue_offsets(topic, 0).map_or((0, 0), |(min, max)| (min.0, max.0))
         };
-        let (half_min, half_max) = bounds(&self.store, HALF_TOPIC);
-        let (op_min, op_max) = bounds(&self.store, OP_TOPIC);
+        let (half_min, half_max) = bounds(&shared.store, HALF_TOPIC);
+        let (op_min, op_max) = bounds(&shared.store, OP_TOPIC);
         let persisted = |topic: &str| {
-            self.offsets.get(SYS_TRANS_GROUP, topic, 0).map_or(0, |o| u64::try_from(o).unwrap_or(0))
+            consumers.offsets.get(SYS_TRANS_GROUP, topic, 0).map_or(0, |o| u64::try_from(o).unwrap_or(0))
         };
         let half_from = persisted(HALF_TOPIC).clamp(half_min, half_max);
         let op_from = persisted(OP_TOPIC).clamp(op_min, op_max);
@@ -265,7 +270,7 @@ impl Broker {
         let mut next = op_from;
         let mut skipped = Vec::new();
         while next < op_max {
-            let Ok(entries) = self.store.read_entries(&*self.reader, OP_TOPIC, 0, QueueOffset(next), 256)
+            let Ok(entries) = shared.store.read_entries(&*shared.reader, OP_TOPIC, 0, QueueOffset(next), 256)
             else {
                 return false;
             };
@@ -273,7 +278,7 @@ impl Broker {
                 break;
             }
             for (offset, entry) in (next..).zip(&entries) {
-                let record = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
+                let record = match shared.store.read_record(&*shared.reader, entry.phys_offset, entry.size) {
                     Ok(record) => record,
                     Err(error) => {
                         // Skipping an op record would reopen an ended transaction.
@@ -298,11 +303,11 @@ impl Broker {
             }
             next += entries.len() as u64;
         }
-        self.transactions.table = Some(table);
-        self.transactions.verify = verify;
+        self.table = Some(table);
+        self.verify = verify;
         // The rest of the half queue is read by the service as usual (the table knows
         // which entries were stored before the crash).
-        let open = self.transactions.table.as_ref().map_or(0, TransactionTable::open_count);
+        let open = self.table.as_ref().map_or(0, TransactionTable::open_count);
         tracing::info!(half_from, op_from, open, ?skipped, "transaction op records replayed");
         true
     }
@@ -310,22 +315,22 @@ impl Broker {
     /// Find the copies of the commits and discards replayed at boot; redo the ones a crash
     /// lost. A copy is written right behind its op record in one append, so it is there iff
     /// the record behind the op record is it.
-    fn verify_ends(&mut self, now: Now) {
+    fn verify_ends(&mut self, shared: &mut Shared, now: Now) {
         let pending: Vec<(u64, Vec<ReplayedEnd>)> =
-            self.transactions.verify.iter().map(|(o, v)| (*o, v.clone())).collect();
+            self.verify.iter().map(|(o, v)| (*o, v.clone())).collect();
         for (origin, ends) in pending {
             let found: Vec<Option<bool>> =
-                ends.iter().map(|&(kind, half_phys, at)| self.copy_at(at, kind, half_phys)).collect();
+                ends.iter().map(|&(kind, half_phys, at)| self.copy_at(shared, at, kind, half_phys)).collect();
             let done = if found.contains(&Some(true)) {
                 true
             } else if found.iter().all(|f| *f == Some(false)) {
                 let Some(&(kind, half_phys, _)) = ends.last() else { continue };
-                self.redo_end(now, origin, kind, half_phys)
+                self.redo_end(shared, now, origin, kind, half_phys)
             } else {
                 false // a read failed; look again shortly
             };
             if done {
-                self.transactions.verify.remove(&origin);
+                self.verify.remove(&origin);
             }
         }
     }
@@ -333,11 +338,11 @@ impl Broker {
     /// Whether the copy an op record of `kind` made of `half_phys` is at `at`: `None` while
     /// that cannot be read (a record that stays unreadable counts as there: a redo must
     /// never store a second copy).
-    fn copy_at(&mut self, at: u64, kind: EndKind, half_phys: u64) -> Option<bool> {
-        if at >= self.transactions.boot_log_end {
+    fn copy_at(&mut self, shared: &mut Shared, at: u64, kind: EndKind, half_phys: u64) -> Option<bool> {
+        if at >= self.boot_log_end {
             return Some(false); // the op record was the last record recovered
         }
-        let record = match self.store.read_record_at(&*self.reader, at) {
+        let record = match shared.store.read_record_at(&*shared.reader, at) {
             Ok(record) => record,
             Err(error) => {
                 return self.give_up_reading(CHECK_MAX_TOPIC, at, &error.to_string()).then_some(true)
@@ -353,16 +358,23 @@ impl Broker {
 
     /// An op record survived a crash but the copy behind it did not: write both again.
     /// True when done (or given up on).
-    fn redo_end(&mut self, now: Now, origin: u64, kind: EndKind, half_phys: u64) -> bool {
-        let record = match self.store.read_record_at(&*self.reader, half_phys) {
+    fn redo_end(
+        &mut self,
+        shared: &mut Shared,
+        now: Now,
+        origin: u64,
+        kind: EndKind,
+        half_phys: u64,
+    ) -> bool {
+        let record = match shared.store.read_record_at(&*shared.reader, half_phys) {
             Ok(record) => record,
             Err(error) => return self.give_up_reading(HALF_TOPIC, half_phys, &error.to_string()),
         };
         let half = HalfRecord { record };
         let Some(view) = half.view() else { return true };
-        match self.append_end(now, &view, origin, kind) {
+        match self.append_end(shared, now, &view, origin, kind) {
             Ok((_, _)) => {
-                self.transactions.stats.redone += 1;
+                self.stats.redone += 1;
                 tracing::warn!(origin, kind = kind.as_str(), "transaction end redone after a crash");
                 true
             }
@@ -374,21 +386,22 @@ impl Broker {
     }
 
     /// Read readable half-queue entries into the table, up to `budget`.
-    pub(super) fn read_half_queue(&mut self, now: Now, budget: u64) -> Reading {
-        let timeout = self.config.transaction.timeout_ms;
+    pub(super) fn read_half_queue(&mut self, shared: &mut Shared, now: Now, budget: u64) -> Reading {
+        let timeout = shared.config.transaction.timeout_ms;
         let mut read = 0;
-        let min = self.store.queue_offsets(HALF_TOPIC, 0).map_or(0, |(min, _)| min.0);
-        if let Some(table) = self.transactions.table.as_mut() {
+        let min = shared.store.queue_offsets(HALF_TOPIC, 0).map_or(0, |(min, _)| min.0);
+        if let Some(table) = self.table.as_mut() {
             let skipped = table.skip_half_to(min);
             if skipped > 0 {
                 tracing::warn!(skipped, "half messages deleted by retention before they were read; skipped");
             }
         }
         while read < budget {
-            let Some(table) = self.transactions.table.as_ref() else { return Reading::CaughtUp };
+            let Some(table) = self.table.as_ref() else { return Reading::CaughtUp };
             let next = table.half_next();
             let want = (budget - read).min(256);
-            let Ok(entries) = self.store.read_entries(&*self.reader, HALF_TOPIC, 0, QueueOffset(next), want)
+            let Ok(entries) =
+                shared.store.read_entries(&*shared.reader, HALF_TOPIC, 0, QueueOffset(next), want)
             else {
                 tracing::warn!(next, "half queue unreadable; retrying");
                 return Reading::Retry;
@@ -396,16 +409,16 @@ impl Broker {
             if entries.is_empty() {
                 return Reading::CaughtUp;
             }
-            if entries.iter().any(|e| e.phys_offset < self.store.min_phys()) {
+            if entries.iter().any(|e| e.phys_offset < shared.store.min_phys()) {
                 // Retention is moving the queue's minimum past these: read on once it has.
                 return Reading::Retry;
             }
             for (offset, entry) in (next..).zip(&entries) {
-                let half = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
+                let half = match shared.store.read_record(&*shared.reader, entry.phys_offset, entry.size) {
                     Ok(record) => HalfRecord { record },
                     Err(error) => {
                         if self.give_up_reading(HALF_TOPIC, offset, &error.to_string()) {
-                            if let Some(table) = self.transactions.table.as_mut() {
+                            if let Some(table) = self.table.as_mut() {
                                 table.skip_half(offset);
                             }
                             continue;
@@ -413,10 +426,10 @@ impl Broker {
                         return Reading::Retry;
                     }
                 };
-                self.transactions.read_failures.remove(&(HALF_TOPIC, offset));
+                self.read_failures.remove(&(HALF_TOPIC, offset));
                 let Some(view) = half.view() else { continue };
                 let entry = half_entry(&view, offset, entry.size);
-                if let Some(table) = self.transactions.table.as_mut() {
+                if let Some(table) = self.table.as_mut() {
                     table.read_half(entry, timeout, now.mono);
                 }
             }
@@ -426,10 +439,10 @@ impl Broker {
     }
 
     /// One check round; true if it yielded with more to look at.
-    fn check_round(&mut self, now: Now) -> bool {
-        let config = self.config.transaction;
-        let log_min = self.store.min_phys();
-        let Some(table) = self.transactions.table.as_mut() else { return false };
+    fn check_round(&mut self, shared: &mut Shared, consumers: &mut Consumers, now: Now) -> bool {
+        let config = shared.config.transaction;
+        let log_min = shared.store.min_phys();
+        let Some(table) = self.table.as_mut() else { return false };
         let forgotten = table.forget_deleted(log_min);
         if forgotten > 0 {
             tracing::warn!(
@@ -437,7 +450,7 @@ impl Broker {
                 "open transactions whose half messages retention deleted; forgotten unresolved"
             );
         }
-        let from = self.transactions.check_from.take().unwrap_or(0);
+        let from = self.check_from.take().unwrap_or(0);
         let mut todo: Vec<(u64, OpenTx)> = Vec::new();
         let mut yielded = None;
         for (origin, tx) in table.iter_open().filter(|(origin, _)| *origin >= from) {
@@ -452,24 +465,31 @@ impl Broker {
         for (origin, tx) in todo {
             let age = u64::try_from(now.wall.0.saturating_sub(tx.store_ms)).unwrap_or(0);
             if tx.checks >= config.check_max || age > config.max_age_ms {
-                self.discard(now, origin, &tx);
+                self.discard(shared, now, origin, &tx);
             } else {
-                self.copy_for_check(now, origin, &tx);
+                self.copy_for_check(shared, consumers, now, origin, &tx);
             }
         }
-        self.transactions.check_from = yielded;
+        self.check_from = yielded;
         yielded.is_some()
     }
 
     /// Re-append `tx`'s newest half message with its check count raised; the check is sent
     /// once the copy is durable. Nothing happens while no producer of its group is live.
-    fn copy_for_check(&mut self, now: Now, origin: u64, tx: &OpenTx) {
-        if self.clients.producer_conns(&tx.group).is_empty() {
+    fn copy_for_check(
+        &mut self,
+        shared: &mut Shared,
+        consumers: &mut Consumers,
+        now: Now,
+        origin: u64,
+        tx: &OpenTx,
+    ) {
+        if consumers.clients.producer_conns(&tx.group).is_empty() {
             tracing::debug!(origin, group = tx.group, "no live producer to check a transaction with");
             return;
         }
         let (_, phys, size) = tx.latest;
-        let Ok(record) = self.store.read_record(&*self.reader, phys, size) else {
+        let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else {
             tracing::warn!(origin, phys, "half message unreadable; check postponed");
             return;
         };
@@ -481,10 +501,10 @@ impl Broker {
         );
         properties::push(&mut props, keys::TRANSACTION_CHECK_TIMES, &(tx.checks + 1).to_string());
         properties::push(&mut props, keys::TRAN_PREPARED_QUEUE_OFFSET, &origin.to_string());
-        match self.store.append(now, &copy_request(&view, HALF_TOPIC, 0, &props)) {
+        match shared.store.append(now, &copy_request(&view, HALF_TOPIC, 0, &props)) {
             Ok(appended) => {
                 let offset = appended.queue_offset.map_or(0, |q| q.0);
-                if let Some(table) = self.transactions.table.as_mut() {
+                if let Some(table) = self.table.as_mut() {
                     table.copied(origin, offset, appended.phys_offset.0, appended.size, appended.end().0);
                 }
             }
@@ -493,22 +513,22 @@ impl Broker {
     }
 
     /// Send CHECK_TRANSACTION_STATE for the durable copy at `offset` of `origin`.
-    fn send_check(&mut self, origin: u64, offset: u64) {
-        let Some(tx) = self.transactions.table.as_ref().and_then(|t| t.get(origin)).cloned() else { return };
+    fn send_check(&mut self, shared: &mut Shared, consumers: &mut Consumers, origin: u64, offset: u64) {
+        let Some(tx) = self.table.as_ref().and_then(|t| t.get(origin)).cloned() else { return };
         if tx.latest.0 != offset {
             return;
         }
-        let conns = self.clients.producer_conns(&tx.group);
-        let Some(conn) = conns.get(self.transactions.producer_cursor % conns.len().max(1)).copied() else {
+        let conns = consumers.clients.producer_conns(&tx.group);
+        let Some(conn) = conns.get(self.producer_cursor % conns.len().max(1)).copied() else {
             tracing::debug!(origin, group = tx.group, "producer gone before its check was sent");
             return;
         };
-        self.transactions.producer_cursor = self.transactions.producer_cursor.wrapping_add(1);
+        self.producer_cursor = self.producer_cursor.wrapping_add(1);
         let (_, phys, size) = tx.latest;
-        let Ok(record) = self.store.read_record(&*self.reader, phys, size) else { return };
+        let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else { return };
         let half = HalfRecord { record };
         let Some(view) = half.view() else { return };
-        let Some((topic, queue)) = super::schedule::real_destination(view.properties) else { return };
+        let Some((topic, queue)) = real_destination(view.properties) else { return };
         let mut message = StoredMessage::from_view(&view);
         message.topic = topic.to_owned();
         message.queue_id = queue;
@@ -526,28 +546,28 @@ impl Broker {
             ("commitLogOffset", phys_i.to_string()),
             ("msgId", unique.clone()),
             ("transactionId", unique),
-            ("offsetMsgId", offset_message_id(self.config.advertised_addr, phys_i)),
-            ("bname", self.config.broker_name.clone()),
+            ("offsetMsgId", offset_message_id(shared.config.advertised_addr, phys_i)),
+            ("bname", shared.config.broker_name.clone()),
         ]
         .into_iter()
         .collect();
-        let mut cmd = RemotingCommand::request(RequestCode::CHECK_TRANSACTION_STATE, self.opaque(), ext)
+        let mut cmd = RemotingCommand::request(RequestCode::CHECK_TRANSACTION_STATE, shared.opaque(), ext)
             .with_body(body.freeze());
         cmd.flag |= crate::protocol::FLAG_ONEWAY;
-        crate::remoting::send(&mut self.out, conn, &cmd);
-        self.transactions.stats.checks_sent += 1;
+        crate::remoting::send(&mut shared.out, conn, &cmd);
+        self.stats.checks_sent += 1;
         tracing::debug!(origin, offset, checks = tx.checks, "transaction check sent");
     }
 
     /// Discard a transaction after its last check: it goes to `TRANS_CHECK_MAX_TIME_TOPIC`.
-    fn discard(&mut self, now: Now, origin: u64, tx: &OpenTx) {
+    fn discard(&mut self, shared: &mut Shared, now: Now, origin: u64, tx: &OpenTx) {
         let (_, phys, size) = tx.latest;
-        let Ok(record) = self.store.read_record(&*self.reader, phys, size) else { return };
+        let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else { return };
         let half = HalfRecord { record };
         let Some(view) = half.view() else { return };
         // Operators browse discarded transactions there (one queue, like RocketMQ's).
-        self.ensure_group_topic(now, CHECK_MAX_TOPIC);
-        match self.append_end(now, &view, origin, EndKind::Discard) {
+        shared.ensure_group_topic(now, CHECK_MAX_TOPIC);
+        match self.append_end(shared, now, &view, origin, EndKind::Discard) {
             Ok(_) => {
                 tracing::warn!(
                     origin,
@@ -565,6 +585,7 @@ impl Broker {
     /// the op record's queue offset and the CommitLog end.
     pub(super) fn append_end(
         &mut self,
+        shared: &mut Shared,
         now: Now,
         view: &RecordView<'_>,
         origin: u64,
@@ -584,7 +605,7 @@ impl Broker {
             flag: 0,
             sys_flag: 0,
             born_timestamp: now.wall.0,
-            born_host: self.config.advertised_addr,
+            born_host: shared.config.advertised_addr,
             reconsume_times: 0,
             prepared_transaction_offset: 0,
             body: op_body.as_bytes(),
@@ -592,7 +613,7 @@ impl Broker {
         };
         let copy_props = properties::without(view.properties, &[keys::CRC32]);
         let destination = match kind {
-            EndKind::Commit => super::schedule::real_destination(view.properties),
+            EndKind::Commit => real_destination(view.properties),
             EndKind::Discard => Some((CHECK_MAX_TOPIC, 0)),
             EndKind::Rollback => None,
         };
@@ -609,18 +630,18 @@ impl Broker {
             tracing::error!(origin, "half message without REAL_TOPIC/REAL_QID; ended without a copy");
         }
         let appended = match copy {
-            Some(copy) => self.store.append_batch(now, &[op, copy])?,
-            None => vec![self.store.append(now, &op)?],
+            Some(copy) => shared.store.append_batch(now, &[op, copy])?,
+            None => vec![shared.store.append(now, &op)?],
         };
-        self.stats.messages_put += appended.len() as u64;
+        shared.stats.messages_put += appended.len() as u64;
         let op_offset = appended.first().and_then(|a| a.queue_offset).map_or(0, |q| q.0);
         let end = appended.last().map_or(0, |a| a.end().0);
         match kind {
-            EndKind::Commit => self.transactions.stats.committed += 1,
-            EndKind::Rollback => self.transactions.stats.rolled_back += 1,
-            EndKind::Discard => self.transactions.stats.discarded += 1,
+            EndKind::Commit => self.stats.committed += 1,
+            EndKind::Rollback => self.stats.rolled_back += 1,
+            EndKind::Discard => self.stats.discarded += 1,
         }
-        if let Some(table) = self.transactions.table.as_mut() {
+        if let Some(table) = self.table.as_mut() {
             table.end(origin, op_offset, end);
         }
         Ok((op_offset, end))

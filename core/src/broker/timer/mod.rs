@@ -9,12 +9,18 @@
 
 use std::collections::BTreeMap;
 
-use super::schedule::real_destination;
-use super::timer::{Pending, TimerCheckpoint, TimerState, TIMER_TOPIC};
-use super::Broker;
+pub mod state;
+pub mod wheel;
+
+use crate::broker::shared::{real_destination, Shared};
 use crate::io::{MonoNanos, Now};
 use crate::protocol::message::stored::{parse_record, Parsed};
+use crate::store::Store;
 use crate::store::{QueueOffset, StoreError};
+pub use state::{
+    deliver_at, Pending, TimerCheckpoint, TimerError, TimerState, DEFAULT_MAX_DELAY_MS, TIMER_TOPIC,
+};
+pub use wheel::TimerWheel;
 
 /// The longest sleep while timers wait.
 const MAX_SLEEP_MS: u64 = 1_000;
@@ -42,7 +48,7 @@ enum Delivery {
 
 /// The broker's timed-delivery state beside the wheel.
 #[derive(Debug)]
-pub(super) struct TimedDelivery {
+pub(super) struct TimerService {
     pub(super) state: TimerState,
     wake_at: Option<MonoNanos>,
     /// The store's readable generation and visible end at the last look at the queue.
@@ -57,7 +63,7 @@ pub(super) struct TimedDelivery {
     pub(super) delivered: u64,
 }
 
-impl TimedDelivery {
+impl TimerService {
     pub(super) fn new(checkpoint: TimerCheckpoint, precision_ms: u64, now: Now) -> Self {
         Self {
             state: TimerState::new(checkpoint, precision_ms),
@@ -71,8 +77,9 @@ impl TimedDelivery {
         }
     }
 
-    /// When it next needs a timeout.
-    pub(super) fn deadline(&self) -> Option<MonoNanos> {
+    /// When it next needs a timeout: a tick with a timer in it, a retry, or a changed
+    /// checkpoint to write.
+    pub(super) fn poll_timeout(&self) -> Option<MonoNanos> {
         self.wake_at.into_iter().chain(self.dirty.then_some(self.next_persist)).min()
     }
 
@@ -86,7 +93,7 @@ impl TimedDelivery {
     }
 
     /// Whether the checkpoint is due to be written.
-    pub(super) fn take_persist_due(&mut self, now: MonoNanos) -> bool {
+    fn take_persist_due(&mut self, now: MonoNanos) -> bool {
         if !self.dirty || now < self.next_persist {
             return false;
         }
@@ -101,54 +108,62 @@ impl TimedDelivery {
     }
 }
 
-impl Broker {
-    /// Read new timer-queue entries into the wheel and deliver every due timer (master only).
-    pub(super) fn run_timers(&mut self, now: Now) {
-        if self.timers.wake_at.is_none_or(|at| now.mono < at) {
+impl TimerService {
+    /// Read new timer-queue entries into the wheel, deliver every due timer (master only),
+    /// and mark the checkpoint for writing when that is due.
+    pub(super) fn handle_timeout(&mut self, shared: &mut Shared, now: Now) {
+        self.deliver_due(shared, now);
+        if self.take_persist_due(now.mono) {
+            shared.metadata.timer_checkpoint.mark_dirty();
+        }
+    }
+
+    fn deliver_due(&mut self, shared: &mut Shared, now: Now) {
+        if self.wake_at.is_none_or(|at| now.mono < at) {
             return;
         }
-        self.timers.wake_at = None;
-        if self.config.broker_id != 0 {
+        self.wake_at = None;
+        if shared.config.broker_id != 0 {
             return;
         }
-        if !self.store.is_ready() {
-            self.timers.wake_at = Some(now.mono.plus_millis(RETRY_MS));
+        if !shared.store.is_ready() {
+            self.wake_at = Some(now.mono.plus_millis(RETRY_MS));
             return;
         }
-        let mut wake = self.enqueue_timers(now);
+        let mut wake = self.enqueue_timers(shared, now);
         let mut until = now.wall.0;
-        if self.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
+        if shared.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
             until = until.saturating_add(1_000);
         }
         let mut failed = false;
         let mut deleted = 0u64;
-        let mut batch = self.timers.state.due(until, DELIVER_PER_WAKE).into_iter();
+        let mut batch = self.state.due(until, DELIVER_PER_WAKE).into_iter();
         while let Some(pending) = batch.next() {
-            if pending.phys < self.store.min_phys() {
+            if pending.phys < shared.store.min_phys() {
                 // Its record was deleted by retention while it waited (a delay longer than
                 // fileReservedTime): nothing left to deliver.
                 deleted += 1;
-                self.timers.attempts.remove(&pending.offset);
-                self.timers.state.delivered(&pending, 0);
+                self.attempts.remove(&pending.offset);
+                self.state.delivered(&pending, 0);
                 continue;
             }
-            match self.deliver_timer(now, &pending) {
+            match self.deliver_timer(shared, now, &pending) {
                 Delivery::Done(end) => {
-                    self.timers.attempts.remove(&pending.offset);
-                    self.timers.state.delivered(&pending, end);
+                    self.attempts.remove(&pending.offset);
+                    self.state.delivered(&pending, end);
                 }
                 Delivery::Again => {
                     failed = true;
-                    self.timers.state.failed(pending);
+                    self.state.failed(pending);
                 }
                 Delivery::Refused => {
                     // The store refuses every copy alike: the rest of the batch waits too,
                     // in order, rather than fail (and log) one by one.
                     failed = true;
                     for rest in batch.rev() {
-                        self.timers.state.failed(rest);
+                        self.state.failed(rest);
                     }
-                    self.timers.state.failed(pending);
+                    self.state.failed(pending);
                     break;
                 }
             }
@@ -156,49 +171,49 @@ impl Broker {
         if deleted > 0 {
             tracing::warn!(deleted, "due timed messages whose records retention deleted; dropped");
         }
-        if let Some(wait) = self.timers.state.wait_ms(now.wall.0) {
+        if let Some(wait) = self.state.wait_ms(now.wall.0) {
             // 0: more are due now (the next batch), or a failed delivery waits to be retried.
             let wait = match wait {
                 0 if failed => RETRY_MS,
-                0 => super::BATCH_PAUSE_MS,
+                0 => crate::broker::BATCH_PAUSE_MS,
                 wait => wait.min(MAX_SLEEP_MS),
             };
             let at = now.mono.plus_millis(wait);
             wake = wake.into_iter().chain(Some(at)).min();
         }
-        self.timers.wake_at = wake;
+        self.wake_at = wake;
     }
 
     /// Timer progress as RocketMQ 5 reports it in GET_BROKER_RUNTIME_INFO (and `mqadmin
     /// clusterList` shows as `Timer(Progress)`): `timerReadBehind`, seconds delivery is
     /// behind the clock; `timerOffsetBehind`, timer-queue entries not read into the wheel
     /// yet; `timerCongestNum`, timers due and waiting for their batch.
-    pub(super) fn timer_progress(&self, now_ms: i64) -> [(&'static str, String); 3] {
-        let end = self.store.queue_offsets(TIMER_TOPIC, 0).map_or(0, |(_, end)| end.0);
+    pub(super) fn progress(&self, store: &Store, now_ms: i64) -> [(&'static str, String); 3] {
+        let end = store.queue_offsets(TIMER_TOPIC, 0).map_or(0, |(_, end)| end.0);
         [
-            ("timerReadBehind", (self.timers.state.overdue_ms(now_ms) / 1_000).to_string()),
-            ("timerOffsetBehind", end.saturating_sub(self.timers.state.next_offset()).to_string()),
-            ("timerCongestNum", self.timers.state.backlog().to_string()),
+            ("timerReadBehind", (self.state.overdue_ms(now_ms) / 1_000).to_string()),
+            ("timerOffsetBehind", end.saturating_sub(self.state.next_offset()).to_string()),
+            ("timerCongestNum", self.state.backlog().to_string()),
         ]
     }
 
     /// Read readable timer-queue entries into the wheel; a wake-up time if more remain.
-    fn enqueue_timers(&mut self, now: Now) -> Option<MonoNanos> {
+    fn enqueue_timers(&mut self, shared: &Shared, now: Now) -> Option<MonoNanos> {
         let mut read = 0;
-        let min = self.store.queue_offsets(TIMER_TOPIC, 0).map_or(0, |(min, _)| min.0);
-        let next = self.timers.state.next_offset();
+        let min = shared.store.queue_offsets(TIMER_TOPIC, 0).map_or(0, |(min, _)| min.0);
+        let next = self.state.next_offset();
         if next < min {
             tracing::warn!(
                 skipped = min - next,
                 "timed messages deleted by retention before they were read; skipped"
             );
-            self.timers.state.skip_to(min);
+            self.state.skip_to(min);
         }
         while read < READ_PER_WAKE {
-            let next = self.timers.state.next_offset();
+            let next = self.state.next_offset();
             let want = (READ_PER_WAKE - read).min(256);
             let entries =
-                match self.store.read_entries(&*self.reader, TIMER_TOPIC, 0, QueueOffset(next), want) {
+                match shared.store.read_entries(&*shared.reader, TIMER_TOPIC, 0, QueueOffset(next), want) {
                     Ok(entries) => entries,
                     Err(error) => {
                         tracing::warn!(%error, next, "timer queue unreadable; retrying");
@@ -208,22 +223,22 @@ impl Broker {
             if entries.is_empty() {
                 return None;
             }
-            if entries.iter().any(|e| e.phys_offset < self.store.min_phys()) {
+            if entries.iter().any(|e| e.phys_offset < shared.store.min_phys()) {
                 // Retention is moving the queue's minimum past these: read on once it has.
                 return Some(now.mono.plus_millis(RETRY_MS));
             }
             for (offset, entry) in (next..).zip(&entries) {
-                self.timers.state.enqueue(offset, entry.phys_offset, entry.size, entry.tags_code);
+                self.state.enqueue(offset, entry.phys_offset, entry.size, entry.tags_code);
             }
             read += entries.len() as u64;
         }
-        Some(now.mono.plus_millis(super::BATCH_PAUSE_MS))
+        Some(now.mono.plus_millis(crate::broker::BATCH_PAUSE_MS))
     }
 
     /// Store a due timer in its real topic. A record that stays unreadable, or carries no
     /// destination, is dropped and logged (end 0), so it cannot block the wheel.
-    fn deliver_timer(&mut self, now: Now, pending: &Pending) -> Delivery {
-        let record = match self.store.read_record(&*self.reader, pending.phys, pending.size) {
+    fn deliver_timer(&mut self, shared: &mut Shared, now: Now, pending: &Pending) -> Delivery {
+        let record = match shared.store.read_record(&*shared.reader, pending.phys, pending.size) {
             Ok(record) => record,
             Err(error) => return self.timer_unreadable(pending, &error.to_string()),
         };
@@ -234,9 +249,9 @@ impl Broker {
             tracing::error!(offset = pending.offset, "timed message without REAL_TOPIC/REAL_QID; dropped");
             return Delivery::Done(0);
         };
-        match self.store_copy(now, &view, topic, queue, None) {
+        match shared.store_copy(now, &view, topic, queue, None) {
             Ok(end) => {
-                self.timers.delivered += 1;
+                self.delivered += 1;
                 Delivery::Done(end)
             }
             Err(error) if error.refuses_every_write() => {
@@ -245,7 +260,7 @@ impl Broker {
                     tracing::warn!(offset = pending.offset, %error, "timed delivery failed; retrying");
                 }
                 // It read well: only consecutive bad reads count toward dropping it.
-                self.timers.attempts.remove(&pending.offset);
+                self.attempts.remove(&pending.offset);
                 Delivery::Refused
             }
             // This record's copy cannot be stored (too large, bad topic): like an unreadable
@@ -255,7 +270,7 @@ impl Broker {
     }
 
     fn timer_unreadable(&mut self, pending: &Pending, error: &str) -> Delivery {
-        let attempts = self.timers.attempts.entry(pending.offset).or_insert(0);
+        let attempts = self.attempts.entry(pending.offset).or_insert(0);
         *attempts += 1;
         if *attempts < READ_ATTEMPTS {
             return Delivery::Again;
@@ -265,23 +280,23 @@ impl Broker {
             error,
             "timed message unreadable or undeliverable after {READ_ATTEMPTS} tries; dropped"
         );
-        self.timers.attempts.remove(&pending.offset);
+        self.attempts.remove(&pending.offset);
         Delivery::Done(0)
     }
 
     /// After an input: wake the timers if the timer queue got a readable entry.
-    pub(super) fn watch_timer_queue(&mut self, now: Now) {
-        let seen = (self.store.readable_generation(), self.store.visible_end().0);
-        if seen == self.timers.seen {
+    pub(super) fn watch(&mut self, store: &Store, now: Now) {
+        let seen = (store.readable_generation(), store.visible_end().0);
+        if seen == self.seen {
             return;
         }
-        self.timers.seen = seen;
-        if self.timers.wake_at.is_some_and(|at| at <= now.mono) {
+        self.seen = seen;
+        if self.wake_at.is_some_and(|at| at <= now.mono) {
             return;
         }
-        let readable = self.store.readable_next(TIMER_TOPIC, 0).map_or(0, |n| n.0);
-        if readable > self.timers.state.next_offset() {
-            self.timers.wake_at = Some(now.mono);
+        let readable = store.readable_next(TIMER_TOPIC, 0).map_or(0, |n| n.0);
+        if readable > self.state.next_offset() {
+            self.wake_at = Some(now.mono);
         }
     }
 }

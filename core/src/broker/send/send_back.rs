@@ -8,9 +8,10 @@
 //! The reply waits until the copy is as durable as a send would be: the consumer commits
 //! its offset past the original once it hears SUCCESS, so the copy must not be lost after.
 
-use super::delay_levels::SCHEDULE_TOPIC;
-use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
-use super::{error_reply, Broker};
+use crate::broker::consumers::Consumers;
+use crate::broker::delay::SCHEDULE_TOPIC;
+use crate::broker::shared::{error_reply, Shared};
+use crate::broker::topics::{DLQ_PREFIX, RETRY_PREFIX};
 use crate::io::{ConnId, Now};
 use crate::protocol::headers::{CommandHeader, ConsumerSendMsgBackRequestHeader};
 use crate::protocol::message::message_id::offset_message_id;
@@ -55,22 +56,25 @@ pub fn send_back_target(
     }
 }
 
-impl Broker {
+/// CONSUMER_SEND_MSG_BACK, over the send path.
+impl super::SendPath {
     /// Handle CONSUMER_SEND_MSG_BACK; `None` when the reply waits for durability.
-    pub(super) fn on_send_back(
-        &mut self,
+    pub(in crate::broker) fn on_send_back(
+        shared: &mut Shared,
+        consumers: &mut Consumers,
         now: Now,
         conn: ConnId,
         request: &RemotingCommand,
     ) -> Option<RemotingCommand> {
-        match self.try_send_back(now, conn, request) {
+        match Self::try_send_back(shared, consumers, now, conn, request) {
             Ok(reply) => reply,
             Err((code, remark)) => Some(error_reply(request, code, remark)),
         }
     }
 
     fn try_send_back(
-        &mut self,
+        shared: &mut Shared,
+        consumers: &mut Consumers,
         now: Now,
         conn: ConnId,
         request: &RemotingCommand,
@@ -78,11 +82,11 @@ impl Broker {
         let header = ConsumerSendMsgBackRequestHeader::decode(&request.ext_fields)
             .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
         let ok = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
-        if self.pending.len() >= self.config.max_pending_replies {
+        if shared.replies.len() >= shared.config.max_pending_replies {
             return Err((ResponseCode::SYSTEM_BUSY, "broker busy: too many writes waiting for flush".into()));
         }
         let group = header.group.clone();
-        let config = self.group_config(now, &group)?;
+        let config = consumers.group_config(shared, now, &group)?;
         if config.retry_queue_nums <= 0 {
             // RocketMQ's rule: a group without retry queues drops failed messages.
             return Ok(Some(ok));
@@ -90,22 +94,22 @@ impl Broker {
         let lookup_failed =
             || (ResponseCode::SYSTEM_ERROR, format!("look message by offset failed, {}", header.offset));
         let phys = u64::try_from(header.offset).map_err(|_| lookup_failed())?;
-        let record = self.store.read_record_at(&*self.reader, phys).map_err(|_| lookup_failed())?;
+        let record = shared.store.read_record_at(&*shared.reader, phys).map_err(|_| lookup_failed())?;
         let Ok(Parsed::Message(original)) = parse_record(&record) else { return Err(lookup_failed()) };
 
         let max = header.max_reconsume_times.filter(|m| *m >= 0).unwrap_or(config.retry_max_times);
-        let off_by_one = self.store.config().mutated(crate::mutation::Mutation::DlqThresholdOffByOne);
+        let off_by_one = shared.store.config().mutated(crate::mutation::Mutation::DlqThresholdOffByOne);
         let max = if off_by_one { max + 1 } else { max };
         let target = send_back_target(
             original.reconsume_times,
             header.delay_level,
             max,
-            self.config.delay_levels.max_level(),
+            shared.config.delay_levels.max_level(),
             config.retry_queue_nums,
             phys,
         );
         let retry_topic = format!("{RETRY_PREFIX}{group}");
-        self.ensure_group_topic(now, &retry_topic);
+        shared.ensure_group_topic(now, &retry_topic);
 
         let mut props = properties::without(
             original.properties,
@@ -122,7 +126,7 @@ impl Broker {
         let (topic, queue_id) = match target {
             SendBackTarget::DeadLetter => {
                 let dlq = format!("{DLQ_PREFIX}{group}");
-                self.ensure_group_topic(now, &dlq);
+                shared.ensure_group_topic(now, &dlq);
                 tracing::info!(
                     group,
                     offset = header.offset,
@@ -151,10 +155,10 @@ impl Broker {
             properties: &props,
         };
         let appended =
-            self.store.append(now, &append).map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
-        self.stats.messages_put += 1;
-        let needs_flush = matches!(self.store.config().flush_mode, FlushMode::Sync);
-        self.reply_when_durable(now, conn, request, ok, appended.end().0, needs_flush);
+            shared.store.append(now, &append).map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        shared.stats.messages_put += 1;
+        let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
+        shared.reply_when_durable(now, conn, request, ok, appended.end().0, needs_flush);
         Ok(None)
     }
 }

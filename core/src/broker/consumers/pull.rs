@@ -15,7 +15,7 @@
 //! queue or its time is up, then answered; the held request occupies nothing on its
 //! connection, so later requests on the same connection are served meanwhile.
 
-use super::{error_reply, Broker};
+use crate::broker::shared::{error_reply, Shared};
 use crate::io::{ConnId, MonoNanos, Now};
 use crate::protocol::body::{perm, SubscriptionData};
 use crate::protocol::headers::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
@@ -55,9 +55,10 @@ struct Outcome {
     status: &'static str,
 }
 
-impl Broker {
-    pub(super) fn on_pull(
+impl super::Consumers {
+    pub(in crate::broker) fn on_pull(
         &mut self,
+        shared: &mut Shared,
         now: Now,
         conn: ConnId,
         request: RemotingCommand,
@@ -70,20 +71,20 @@ impl Broker {
             Ok(subscription) => subscription,
             Err((code, remark)) => return Some(error_reply(&request, code, remark)),
         };
-        if let Err((code, remark)) =
-            self.check_group(now, &header.consumer_group).and_then(|()| self.check_pull_target(&header))
+        if let Err((code, remark)) = self
+            .check_group(shared, now, &header.consumer_group)
+            .and_then(|()| Self::check_pull_target(shared, &header))
         {
             return Some(error_reply(&request, code, remark));
         }
         if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
-            self.offsets.commit(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
-            self.offsets_changed = true;
+            self.commit_offset(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
         }
-        let outcome = self.pull_once(&header, &subscription);
-        let may_hold = header.sys_flag & FLAG_SUSPEND != 0 && self.holds.len() < self.config.max_pull_holds;
+        let outcome = Self::pull_once(shared, &header, &subscription);
+        let may_hold = header.sys_flag & FLAG_SUSPEND != 0 && self.holds.len() < shared.config.max_pull_holds;
         if outcome.code == ResponseCode::PULL_NOT_FOUND && may_hold && header.suspend_timeout_millis > 0 {
             let hold_ms =
-                u64::try_from(header.suspend_timeout_millis).unwrap_or(0).min(self.config.max_pull_hold_ms);
+                u64::try_from(header.suspend_timeout_millis).unwrap_or(0).min(shared.config.max_pull_hold_ms);
             self.holds.push(PullHold {
                 conn,
                 deadline: now.mono.plus_millis(hold_ms),
@@ -93,7 +94,7 @@ impl Broker {
             });
             return None;
         }
-        Some(self.pull_reply(&request, outcome))
+        Some(Self::pull_reply(&request, outcome))
     }
 
     /// The subscription a pull filters by: the request's (subscription flag) or the one
@@ -134,8 +135,11 @@ impl Broker {
         Ok(registered.clone())
     }
 
-    fn check_pull_target(&self, header: &PullMessageRequestHeader) -> Result<(), (ResponseCode, String)> {
-        let config = self.topics.get(&header.topic).ok_or_else(|| {
+    fn check_pull_target(
+        shared: &Shared,
+        header: &PullMessageRequestHeader,
+    ) -> Result<(), (ResponseCode, String)> {
+        let config = shared.topics.get(&header.topic).ok_or_else(|| {
             (ResponseCode::TOPIC_NOT_EXIST, format!("topic[{}] not exist, apply first please!", header.topic))
         })?;
         if !perm::readable(config.perm) {
@@ -156,10 +160,14 @@ impl Broker {
         Ok(())
     }
 
-    fn pull_once(&mut self, header: &PullMessageRequestHeader, subscription: &SubscriptionData) -> Outcome {
+    fn pull_once(
+        shared: &mut Shared,
+        header: &PullMessageRequestHeader,
+        subscription: &SubscriptionData,
+    ) -> Outcome {
         let offset = u64::try_from(header.queue_offset).unwrap_or(0);
         let (min, max) =
-            self.store.queue_offsets(&header.topic, header.queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
+            shared.store.queue_offsets(&header.topic, header.queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
         let moved = |next_begin, status| Outcome {
             code: ResponseCode::PULL_OFFSET_MOVED,
             next_begin,
@@ -195,8 +203,8 @@ impl Broker {
         let max_messages = u64::try_from(header.max_msg_nums).unwrap_or(0).clamp(1, MAX_MESSAGES);
         let max_bytes =
             header.max_msg_bytes.and_then(|b| usize::try_from(b).ok()).unwrap_or(MAX_BYTES).min(MAX_BYTES);
-        let entries = match self.store.read_entries(
-            &*self.reader,
+        let entries = match shared.store.read_entries(
+            &*shared.reader,
             &header.topic,
             header.queue_id,
             QueueOffset(offset),
@@ -217,7 +225,7 @@ impl Broker {
         let mut found = 0u64;
         // Entries into segments retention is deleting are passed over, as RocketMQ skips
         // to the next file: the queue's minimum is moving past them.
-        let log_min = self.store.min_phys();
+        let log_min = shared.store.min_phys();
         for entry in &entries {
             if found > 0 && body.len() + entry.size as usize > max_bytes {
                 break;
@@ -226,7 +234,7 @@ impl Broker {
             if entry.phys_offset < log_min || !subscription.matches_code(entry.tags_code) {
                 continue;
             }
-            match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
+            match shared.store.read_record(&*shared.reader, entry.phys_offset, entry.size) {
                 Ok(record) => {
                     body.extend_from_slice(&record);
                     found += 1;
@@ -254,7 +262,7 @@ impl Broker {
             }
         }
         let next_begin = offset + scanned;
-        self.stats.messages_got += found;
+        shared.stats.messages_got += found;
         if found > 0 {
             Outcome { code: ResponseCode::SUCCESS, next_begin, min, max, body, status: "FOUND" }
         } else {
@@ -269,7 +277,7 @@ impl Broker {
         }
     }
 
-    fn pull_reply(&self, request: &RemotingCommand, outcome: Outcome) -> RemotingCommand {
+    fn pull_reply(request: &RemotingCommand, outcome: Outcome) -> RemotingCommand {
         let mut reply = RemotingCommand::response_to(request, outcome.code, Some(outcome.status.to_owned()));
         let header = PullMessageResponseHeader {
             suggest_which_broker_id: 0,
@@ -283,14 +291,14 @@ impl Broker {
     }
 
     /// Answer held pulls whose queue has something new, or whose time is up.
-    pub(super) fn wake_holds(&mut self, now: Now) {
+    pub(in crate::broker) fn wake_holds(&mut self, shared: &mut Shared, now: Now) {
         if self.holds.is_empty() {
             return;
         }
         let holds = core::mem::take(&mut self.holds);
         for hold in holds {
             let offset = u64::try_from(hold.header.queue_offset).unwrap_or(0);
-            let readable = self
+            let readable = shared
                 .store
                 .readable_next(&hold.header.topic, hold.header.queue_id)
                 .is_some_and(|next| next.0 > offset);
@@ -299,17 +307,17 @@ impl Broker {
                 self.holds.push(hold);
                 continue;
             }
-            if readable && self.store.config().mutated(crate::mutation::Mutation::DropHeldPull) {
+            if readable && shared.store.config().mutated(crate::mutation::Mutation::DropHeldPull) {
                 continue;
             }
-            let outcome = self.pull_once(&hold.header, &hold.subscription);
+            let outcome = Self::pull_once(shared, &hold.header, &hold.subscription);
             if outcome.code == ResponseCode::PULL_NOT_FOUND && !expired {
                 // Written but not yet visible (SYNC_FLUSH waits for the fsync): keep holding.
                 self.holds.push(hold);
                 continue;
             }
-            let reply = self.pull_reply(&hold.request, outcome);
-            crate::remoting::send(&mut self.out, hold.conn, &reply);
+            let reply = Self::pull_reply(&hold.request, outcome);
+            crate::remoting::send(&mut shared.out, hold.conn, &reply);
         }
     }
 }

@@ -18,13 +18,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::delay_levels::{DelayLevels, SCHEDULE_TOPIC};
-use super::Broker;
+pub mod levels;
+
+use crate::broker::shared::{real_destination, Shared};
 use crate::io::{MonoNanos, Now};
 use crate::protocol::body::DataVersion;
-use crate::protocol::message::properties::{self, keys};
-use crate::protocol::message::stored::{parse_record, sys_flag, Parsed, RecordView};
-use crate::store::{AppendRequest, QueueOffset, StoreError};
+use crate::protocol::message::stored::{parse_record, Parsed};
+use crate::store::StoreConfig;
+use crate::store::{QueueOffset, StoreError};
+pub use levels::{BadDelayLevel, DelayLevels, DEFAULT_DELAY_LEVELS, SCHEDULE_TOPIC};
 
 /// The longest sleep while a head waits: the bound on lateness after a forward wall-clock
 /// step.
@@ -59,7 +61,7 @@ struct Delivery {
 
 /// The delivery state of every level.
 #[derive(Debug)]
-pub struct Scheduler {
+pub struct DelayService {
     levels: DelayLevels,
     /// Per level: the next schedule-queue offset to look at.
     next: BTreeMap<i32, u64>,
@@ -84,7 +86,7 @@ pub struct Scheduler {
     pub delivered: u64,
 }
 
-impl Scheduler {
+impl DelayService {
     /// A scheduler resuming from `persisted` (empty on first start).
     #[must_use]
     pub fn new(levels: DelayLevels, persisted: DelayOffsets, now: Now) -> Self {
@@ -121,7 +123,7 @@ impl Scheduler {
     /// When the scheduler next needs a timeout: a head due, a retry, or persisting changed
     /// offsets.
     #[must_use]
-    pub fn next_deadline(&self) -> Option<MonoNanos> {
+    pub fn poll_timeout(&self) -> Option<MonoNanos> {
         let persist = self.changed.then_some(self.next_persist);
         self.wake_at.into_iter().chain(persist).min()
     }
@@ -178,8 +180,8 @@ impl Scheduler {
     }
 
     /// Whether delivered offsets are due to be persisted (every 10 s, if they changed).
-    pub fn take_persist_due(&mut self, now: MonoNanos) -> bool {
-        if now < self.next_persist {
+    fn take_persist_due(&mut self, now: MonoNanos) -> bool {
+        if !self.changed || now < self.next_persist {
             return false;
         }
         self.next_persist = now.plus_millis(PERSIST_MS);
@@ -199,30 +201,38 @@ enum Stop {
     Budget,
 }
 
-impl Broker {
-    /// Deliver every due head, level by level (on the master only).
-    pub(super) fn deliver_delayed(&mut self, now: Now) {
-        if self.scheduler.wake_at.is_none_or(|at| now.mono < at) {
+impl DelayService {
+    /// Deliver every due head, level by level (on the master only), and mark the offsets
+    /// for persisting when that is due.
+    pub(super) fn handle_timeout(&mut self, shared: &mut Shared, now: Now) {
+        self.deliver_due(shared, now);
+        if self.take_persist_due(now.mono) {
+            shared.metadata.delay_offsets.mark_dirty();
+        }
+    }
+
+    fn deliver_due(&mut self, shared: &mut Shared, now: Now) {
+        if self.wake_at.is_none_or(|at| now.mono < at) {
             return;
         }
         // Only a master delivers; a slave's scheduler sleeps.
-        if self.config.broker_id != 0 {
-            self.scheduler.wake_at = None;
+        if shared.config.broker_id != 0 {
+            self.wake_at = None;
             return;
         }
-        if !self.store.is_ready() {
-            self.scheduler.wake_at = Some(now.mono.plus_millis(RETRY_MS));
+        if !shared.store.is_ready() {
+            self.wake_at = Some(now.mono.plus_millis(RETRY_MS));
             return;
         }
-        if !self.scheduler.clamped {
-            self.clamp_delay_offsets();
+        if !self.clamped {
+            self.clamp_offsets(&shared.store);
         }
         let mut wake: Option<MonoNanos> = None;
-        let levels: Vec<i32> = self.scheduler.levels.levels().collect();
+        let levels: Vec<i32> = self.levels.levels().collect();
         for level in levels {
             let mut stop = Stop::Budget;
             for _ in 0..DELIVERIES_PER_WAKE {
-                if let Err(why) = self.deliver_head(now, level) {
+                if let Err(why) = self.deliver_head(shared, now, level) {
                     stop = why;
                     break;
                 }
@@ -235,38 +245,35 @@ impl Broker {
                 }
                 Stop::Empty => None,
                 Stop::Retry => Some(now.mono.plus_millis(RETRY_MS)),
-                Stop::Budget => Some(now.mono.plus_millis(super::BATCH_PAUSE_MS)),
+                Stop::Budget => Some(now.mono.plus_millis(crate::broker::BATCH_PAUSE_MS)),
             };
             if idle {
-                self.scheduler.idle.insert(level);
+                self.idle.insert(level);
             } else {
-                self.scheduler.idle.remove(&level);
+                self.idle.remove(&level);
             }
             wake = wake.into_iter().chain(at).min();
         }
-        self.scheduler.wake_at = wake;
+        self.wake_at = wake;
     }
 
     /// After an input: wake the scheduler if a caught-up level got a readable entry.
-    pub(super) fn watch_schedule_queues(&mut self, now: Now) {
+    pub(super) fn watch(&mut self, store: &crate::store::Store, now: Now) {
         // Under SYNC_FLUSH an entry written to its queue is readable only once its record
         // is fsynced: either may come last.
-        let visible = (self.store.readable_generation(), self.store.visible_end().0);
-        let store = &self.store;
-        self.scheduler.on_visible(now.mono, visible, |level| {
+        let visible = (store.readable_generation(), store.visible_end().0);
+        self.on_visible(now.mono, visible, |level| {
             store.readable_next(SCHEDULE_TOPIC, level - 1).map_or(0, |n| n.0)
         });
     }
 
     /// Offsets loaded from disk may lie outside the queues after a crash (a queue cut back
     /// by recovery): keep each within [min, max] of its queue.
-    fn clamp_delay_offsets(&mut self) {
-        self.scheduler.clamped = true;
-        for (level, next) in &mut self.scheduler.next {
-            let (min, max) = self
-                .store
-                .queue_offsets(SCHEDULE_TOPIC, level - 1)
-                .map_or((0, 0), |(min, max)| (min.0, max.0));
+    fn clamp_offsets(&mut self, store: &crate::store::Store) {
+        self.clamped = true;
+        for (level, next) in &mut self.next {
+            let (min, max) =
+                store.queue_offsets(SCHEDULE_TOPIC, level - 1).map_or((0, 0), |(min, max)| (min.0, max.0));
             *next = (*next).clamp(min, max);
         }
     }
@@ -274,23 +281,22 @@ impl Broker {
     /// Per delay level with a schedule queue, RocketMQ's `scheduleMessageOffset_<level>`
     /// runtime-info entry: "<next offset to deliver>,<queue end>"; the difference is the
     /// level's backlog.
-    pub(super) fn schedule_progress(&self) -> Vec<(String, String)> {
-        self.scheduler
-            .levels
+    pub(super) fn progress(&self, store: &crate::store::Store) -> Vec<(String, String)> {
+        self.levels
             .levels()
             .filter_map(|level| {
-                let (_, end) = self.store.queue_offsets(SCHEDULE_TOPIC, level - 1)?;
-                let next = self.scheduler.next.get(&level).copied().unwrap_or(0);
+                let (_, end) = store.queue_offsets(SCHEDULE_TOPIC, level - 1)?;
+                let next = self.next.get(&level).copied().unwrap_or(0);
                 Some((format!("scheduleMessageOffset_{level}"), format!("{next},{}", end.0)))
             })
             .collect()
     }
 
     /// Deliver the head of `level` if it is due.
-    fn deliver_head(&mut self, now: Now, level: i32) -> Result<(), Stop> {
+    fn deliver_head(&mut self, shared: &mut Shared, now: Now, level: i32) -> Result<(), Stop> {
         let queue_id = level - 1;
-        let mut next = self.scheduler.next.get(&level).copied().unwrap_or(0);
-        let min = self.store.queue_offsets(SCHEDULE_TOPIC, queue_id).map_or(0, |(min, _)| min.0);
+        let mut next = self.next.get(&level).copied().unwrap_or(0);
+        let min = shared.store.queue_offsets(SCHEDULE_TOPIC, queue_id).map_or(0, |(min, _)| min.0);
         if next < min {
             // Retention deleted these heads before they were due: one line for the lot.
             tracing::warn!(
@@ -298,29 +304,29 @@ impl Broker {
                 skipped = min - next,
                 "delayed messages deleted by retention before they were due; skipped"
             );
-            self.scheduler.skip(level, min - 1);
-            self.scheduler.heads.remove(&level);
+            self.skip(level, min - 1);
+            self.heads.remove(&level);
             next = min;
         }
-        let delay = i64::try_from(self.scheduler.levels.delay_ms(level).unwrap_or(0)).unwrap_or(i64::MAX);
+        let delay = i64::try_from(self.levels.delay_ms(level).unwrap_or(0)).unwrap_or(i64::MAX);
         // A head already read and not due: no need to read it again.
-        if let Some(&(offset, due)) = self.scheduler.heads.get(&level) {
-            if offset == next && due > deliver_until(self, now) {
+        if let Some(&(offset, due)) = self.heads.get(&level) {
+            if offset == next && due > deliver_until(shared.store.config(), now) {
                 return Err(Stop::Due(due));
             }
         }
-        let entries = self
+        let entries = shared
             .store
-            .read_entries(&*self.reader, SCHEDULE_TOPIC, queue_id, QueueOffset(next), 1)
+            .read_entries(&*shared.reader, SCHEDULE_TOPIC, queue_id, QueueOffset(next), 1)
             .map_err(|_| Stop::Retry)?;
         let Some(entry) = entries.first().copied() else { return Err(Stop::Empty) };
-        if entry.phys_offset < self.store.min_phys() {
+        if entry.phys_offset < shared.store.min_phys() {
             // Retention is moving this queue's minimum past the head: wait for it, then
             // skip to it above (one log line for the lot).
             return Err(Stop::Retry);
         }
         let offset = next;
-        let record = match self.store.read_record(&*self.reader, entry.phys_offset, entry.size) {
+        let record = match shared.store.read_record(&*shared.reader, entry.phys_offset, entry.size) {
             Ok(record) => record,
             Err(error) => return self.head_unreadable(level, offset, &error.to_string()),
         };
@@ -328,23 +334,23 @@ impl Broker {
             return self.head_unreadable(level, offset, "not a message record");
         };
         let due = view.store_timestamp.saturating_add(delay);
-        if due > deliver_until(self, now) {
-            self.scheduler.head_failures.remove(&level);
-            self.scheduler.heads.insert(level, (offset, due));
+        if due > deliver_until(shared.store.config(), now) {
+            self.head_failures.remove(&level);
+            self.heads.insert(level, (offset, due));
             return Err(Stop::Due(due));
         }
         let Some((topic, real_queue)) = real_destination(view.properties) else {
             tracing::error!(level, offset, "delayed message without REAL_TOPIC/REAL_QID; skipped");
-            self.scheduler.skip(level, offset);
+            self.skip(level, offset);
             return Ok(());
         };
-        if self.store.config().mutated(crate::mutation::Mutation::DropRetryMessage)
-            && topic.starts_with(super::topics::RETRY_PREFIX)
+        if shared.store.config().mutated(crate::mutation::Mutation::DropRetryMessage)
+            && topic.starts_with(crate::broker::topics::RETRY_PREFIX)
         {
-            self.scheduler.skip(level, offset);
+            self.skip(level, offset);
             return Ok(());
         }
-        let end = match self.store_copy(now, &view, topic, real_queue, Some(due)) {
+        let end = match shared.store_copy(now, &view, topic, real_queue, Some(due)) {
             Ok(end) => end,
             Err(error) if error.refuses_every_write() => {
                 // A full disk is logged once by the store, not once per retry.
@@ -354,45 +360,22 @@ impl Broker {
                 // The head read well: only consecutive bad reads count toward skipping it,
                 // or a transient read fault now and then over minutes of a full disk would
                 // add up to a skip of a good message.
-                self.scheduler.head_failures.remove(&level);
+                self.head_failures.remove(&level);
                 return Err(Stop::Retry);
             }
             // This record's copy cannot be stored (too large, bad topic): like an unreadable
             // head, retried a few times, then skipped and logged, so the level goes on.
             Err(error) => return self.head_unreadable(level, offset, &format!("copy refused: {error}")),
         };
-        self.scheduler.head_failures.remove(&level);
-        self.scheduler.delivered += 1;
-        self.scheduler.next.insert(level, offset + 1);
-        self.scheduler.in_flight.push_back(Delivery { level, next: offset + 1, end });
+        self.head_failures.remove(&level);
+        self.delivered += 1;
+        self.next.insert(level, offset + 1);
+        self.in_flight.push_back(Delivery { level, next: offset + 1, end });
         Ok(())
     }
 
-    /// Store a copy of a waiting message's record (delayed or timed) in its real `topic`
-    /// and `queue`; returns the CommitLog end of the copy. Java keeps `DELAY`, `TIMER_*`,
-    /// `REAL_TOPIC` and `REAL_QID` in the stored properties, and consumers may look at them;
-    /// only our CRC tail is replaced by the new record's own. A delayed copy also gets its
-    /// due time as `TIMER_OUT_MS`, as RocketMQ 5 gives delay levels run by its timer.
-    pub(super) fn store_copy(
-        &mut self,
-        now: Now,
-        view: &RecordView<'_>,
-        topic: &str,
-        queue: i32,
-        due: Option<i64>,
-    ) -> Result<u64, crate::store::StoreError> {
-        let mut props = properties::without(view.properties, &[keys::CRC32]);
-        if let Some(due) = due {
-            props = properties::without(&props, &[keys::TIMER_OUT_MS]);
-            properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
-        }
-        let appended = self.store.append(now, &copy_request(view, topic, queue, &props))?;
-        self.stats.messages_put += 1;
-        Ok(appended.end().0)
-    }
-
     fn head_unreadable(&mut self, level: i32, offset: u64, error: &str) -> Result<(), Stop> {
-        let failures = self.scheduler.head_failures.entry(level).or_insert(0);
+        let failures = self.head_failures.entry(level).or_insert(0);
         *failures += 1;
         if *failures < HEAD_READ_ATTEMPTS {
             return Err(Stop::Retry);
@@ -403,7 +386,7 @@ impl Broker {
             error,
             "delayed message unreadable or undeliverable after {HEAD_READ_ATTEMPTS} tries; skipped"
         );
-        self.scheduler.skip(level, offset);
+        self.skip(level, offset);
         Ok(())
     }
 }
@@ -412,40 +395,9 @@ impl Broker {
 /// at once when a backward clock step leaves it due more than one delay away; Keel holds it
 /// until the clock reaches its due time, as it does timed messages, so a delivery is never
 /// early by the broker's clock (a backward step delays instead).
-fn deliver_until(broker: &Broker, now: Now) -> i64 {
-    if broker.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
+fn deliver_until(config: &StoreConfig, now: Now) -> i64 {
+    if config.mutated(crate::mutation::Mutation::DeliverEarly) {
         return now.wall.0.saturating_add(1_000);
     }
     now.wall.0
-}
-
-/// An append of a copy of the record `view` to `topic`/`queue_id` with `properties`: the
-/// same flag, sys flag, birth and retry count (the store stamps host, time and offsets anew).
-pub(super) fn copy_request<'a>(
-    view: &RecordView<'a>,
-    topic: &'a str,
-    queue_id: i32,
-    properties: &'a [u8],
-) -> AppendRequest<'a> {
-    AppendRequest {
-        topic,
-        queue_id,
-        flag: view.flag,
-        sys_flag: view.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
-        born_timestamp: view.born_timestamp,
-        born_host: view.born_host,
-        reconsume_times: view.reconsume_times,
-        prepared_transaction_offset: 0,
-        body: view.body,
-        properties,
-    }
-}
-
-/// The real topic and queue a waiting message carries (`REAL_TOPIC`, `REAL_QID`).
-pub(super) fn real_destination(props: &[u8]) -> Option<(&str, i32)> {
-    let topic = properties::find(props, keys::REAL_TOPIC).and_then(|t| core::str::from_utf8(t).ok())?;
-    let queue = properties::find(props, keys::REAL_QID)
-        .and_then(|q| core::str::from_utf8(q).ok())
-        .and_then(|q| q.parse::<i32>().ok())?;
-    Some((topic, queue))
 }
