@@ -465,32 +465,88 @@ impl Client {
         }
     }
 
-    fn on_timers(&mut self, now: Now) {
-        for arrived in self.transport.expire(now.mono) {
-            self.on_arrived(now, arrived);
+    /// When `reason`'s part next needs a timeout.
+    fn deadline(&self, reason: Reason) -> Option<MonoNanos> {
+        match reason {
+            Reason::Calls => self.transport.poll_timeout(),
+            Reason::RouteRefresh => Some(self.next_route_refresh),
+            Reason::RouteRetry => self.consumed_topics_without_route().map(|(_, at)| at).min(),
+            Reason::Heartbeat => Some(self.next_heartbeat),
+            Reason::Sends => self.send_poll_timeout(),
+            Reason::Consumers => self.consumer_poll_timeout(),
         }
-        if now.mono >= self.next_route_refresh {
-            self.next_route_refresh = now.mono.plus_millis(ROUTE_REFRESH_MS);
-            let topics: Vec<String> = self.routes.keys().chain(self.no_route.keys()).cloned().collect();
-            for topic in topics {
-                self.ask_route(now, &topic);
+    }
+
+    /// The soonest deadline of all, and whose it is.
+    #[must_use]
+    pub fn soonest(&self) -> Option<(MonoNanos, Reason)> {
+        Reason::ALL.into_iter().filter_map(|reason| Some((self.deadline(reason)?, reason))).min()
+    }
+
+    /// A timeout: every part whose deadline has passed runs, in [`Reason::ALL`]'s order;
+    /// each deadline is read just before its part runs, as an earlier part may move it.
+    fn handle_timeout(&mut self, now: Now) {
+        for reason in Reason::ALL {
+            if self.deadline(reason).is_none_or(|at| now.mono < at) {
+                continue;
+            }
+            match reason {
+                Reason::Calls => {
+                    for arrived in self.transport.expire(now.mono) {
+                        self.on_arrived(now, arrived);
+                    }
+                }
+                Reason::RouteRefresh => {
+                    self.next_route_refresh = now.mono.plus_millis(ROUTE_REFRESH_MS);
+                    let topics: Vec<String> =
+                        self.routes.keys().chain(self.no_route.keys()).cloned().collect();
+                    for topic in topics {
+                        self.ask_route(now, &topic);
+                    }
+                }
+                Reason::RouteRetry => {
+                    let due: Vec<String> = self
+                        .consumed_topics_without_route()
+                        .filter(|(_, at)| *at <= now.mono)
+                        .map(|(t, _)| t.clone())
+                        .collect();
+                    for topic in due {
+                        self.ask_route(now, &topic);
+                    }
+                }
+                Reason::Heartbeat => {
+                    self.next_heartbeat = now.mono.plus_millis(HEARTBEAT_MS);
+                    self.heartbeat_all(now);
+                }
+                Reason::Sends => self.handle_send_timeout(now),
+                Reason::Consumers => self.handle_consumer_timeout(now),
             }
         }
-        let due: Vec<String> = self
-            .consumed_topics_without_route()
-            .filter(|(_, at)| *at <= now.mono)
-            .map(|(t, _)| t.clone())
-            .collect();
-        for topic in due {
-            self.ask_route(now, &topic);
-        }
-        if now.mono >= self.next_heartbeat {
-            self.next_heartbeat = now.mono.plus_millis(HEARTBEAT_MS);
-            self.heartbeat_all(now);
-        }
-        self.send_timers(now);
-        self.consumer_timers(now);
     }
+}
+
+/// Which part of the client asked for a timeout. A timeout goes to every part whose
+/// deadline has passed, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    /// A call's time is up (its caller hears `Timeout`).
+    Calls,
+    /// The periodic refresh of every known route.
+    RouteRefresh,
+    /// A consumed topic without a route, asked for again.
+    RouteRetry,
+    /// The heartbeat to every broker.
+    Heartbeat,
+    /// A parked send's deadline, or time to ask for its route again.
+    Sends,
+    /// Consumers: rebalance, offset commits, locks, pulls, deliveries.
+    Consumers,
+}
+
+impl Reason {
+    /// Every reason, in the order a timeout serves them.
+    pub const ALL: [Self; 6] =
+        [Self::Calls, Self::RouteRefresh, Self::RouteRetry, Self::Heartbeat, Self::Sends, Self::Consumers];
 }
 
 impl Machine for Client {
@@ -508,7 +564,7 @@ impl Machine for Client {
                 }
             }
             Input::DiskDone { .. } => {}
-            Input::Timeout => self.on_timers(now),
+            Input::Timeout => self.handle_timeout(now),
         }
     }
 
@@ -517,16 +573,6 @@ impl Machine for Client {
     }
 
     fn poll_timeout(&self) -> Option<MonoNanos> {
-        [
-            Some(self.next_route_refresh),
-            Some(self.next_heartbeat),
-            self.consumed_topics_without_route().map(|(_, at)| at).min(),
-            self.transport.next_deadline(),
-            self.send_deadline(),
-            self.consumer_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.soonest().map(|(at, _)| at)
     }
 }

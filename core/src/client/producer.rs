@@ -258,7 +258,7 @@ impl Client {
     }
 
     /// Parked sends whose time ran out fail.
-    pub(super) fn send_timers(&mut self, now: Now) {
+    pub(super) fn handle_send_timeout(&mut self, now: Now) {
         // Parked with no route anywhere: ask the name servers about the topic and the
         // default topic again; their answers retry the parked sends.
         let due: Vec<String> = self
@@ -287,7 +287,7 @@ impl Client {
     }
 
     /// The earliest deadline of a parked send, or time to ask again for its route.
-    pub(super) fn send_deadline(&self) -> Option<MonoNanos> {
+    pub(super) fn send_poll_timeout(&self) -> Option<MonoNanos> {
         self.sends.values().filter(|s| s.parked).flat_map(|s| [Some(s.deadline), s.ask_again]).flatten().min()
     }
 }

@@ -197,7 +197,7 @@ impl ConsumerState {
         self.config.orderly && self.clustering()
     }
 
-    pub(super) fn deadline(&self) -> Option<MonoNanos> {
+    pub(super) fn poll_timeout(&self) -> Option<MonoNanos> {
         if self.stopped {
             return None;
         }
@@ -638,7 +638,7 @@ impl Client {
 
     /// The consumers' periodic work: rebalances, commits, lock renewals, due pulls and
     /// re-deliveries.
-    pub(super) fn consumer_timers(&mut self, now: Now) {
+    pub(super) fn handle_consumer_timeout(&mut self, now: Now) {
         let groups: Vec<String> =
             self.consumers.iter().filter(|(_, c)| !c.stopped).map(|(g, _)| g.clone()).collect();
         for group in groups {
@@ -673,7 +673,7 @@ impl Client {
     }
 
     /// The consumers' earliest deadline.
-    pub(super) fn consumer_deadline(&self) -> Option<MonoNanos> {
-        self.consumers.values().filter_map(ConsumerState::deadline).min()
+    pub(super) fn consumer_poll_timeout(&self) -> Option<MonoNanos> {
+        self.consumers.values().filter_map(ConsumerState::poll_timeout).min()
     }
 }

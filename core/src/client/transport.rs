@@ -239,7 +239,7 @@ impl<K> Transport<K> {
 
     /// The earliest call deadline.
     #[must_use]
-    pub fn next_deadline(&self) -> Option<MonoNanos> {
+    pub fn poll_timeout(&self) -> Option<MonoNanos> {
         self.deadlines.first().map(|(at, _, _)| *at)
     }
 

@@ -207,6 +207,17 @@ impl NameServer {
     }
 }
 
+impl NameServer {
+    /// A timeout: expire brokers whose last registration is older than their timeout, when
+    /// the scan is due (the name server's one deadline).
+    fn handle_timeout(&mut self, now: Now) {
+        if self.next_scan.is_some_and(|at| now.mono >= at) {
+            self.routes.expire(now.mono);
+            self.next_scan = Some(now.mono.plus_millis(self.config.scan_interval_ms));
+        }
+    }
+}
+
 impl Machine for NameServer {
     fn handle(&mut self, now: Now, input: Input) {
         if self.next_scan.is_none() {
@@ -233,12 +244,7 @@ impl Machine for NameServer {
             Input::DiskDone { io, .. } => {
                 tracing::warn!(?io, "name server got a disk completion it never asked for")
             }
-            Input::Timeout => {
-                if self.next_scan.is_some_and(|at| now.mono >= at) {
-                    self.routes.expire(now.mono);
-                    self.next_scan = Some(now.mono.plus_millis(self.config.scan_interval_ms));
-                }
-            }
+            Input::Timeout => self.handle_timeout(now),
         }
     }
 

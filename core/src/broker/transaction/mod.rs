@@ -1,6 +1,7 @@
-//! Transaction messages in the broker: the check-back service, the replay at boot, and the
-//! op records that end a transaction (the table and its crash-safety argument are in
-//! `transaction.rs`; END_TRANSACTION itself in `transaction_end.rs`).
+//! Transaction messages in the broker: the service that reads the half queue and writes
+//! the op records that end a transaction. The table and its crash-safety argument are in
+//! `table.rs`, END_TRANSACTION in `end.rs`, check-back in `check.rs`, the replay at boot in
+//! `replay.rs`.
 //!
 //! Only a master runs them: a slave answers END_TRANSACTION with SLAVE_NOT_AVAILABLE.
 //! Every `transactionCheckInterval` the service looks at the open transactions: one older
@@ -11,22 +12,21 @@
 //! `transactionCheckMax` checks (or the age limit) the transaction is discarded into
 //! `TRANS_CHECK_MAX_TIME_TOPIC`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+mod check;
 mod end;
+mod replay;
 pub mod table;
 
 use crate::broker::consumers::Consumers;
 use crate::broker::shared::{copy_request, real_destination, Shared};
 use crate::io::{MonoNanos, Now};
-use crate::protocol::message::message_id::offset_message_id;
 use crate::protocol::message::properties::{self, keys};
-use crate::protocol::message::stored::{
-    encode_record, parse_record, sys_flag, Parsed, RecordView, StoredMessage,
-};
-use crate::protocol::{ExtFields, RemotingCommand, RequestCode};
+use crate::protocol::message::stored::{parse_record, sys_flag, Parsed, RecordView};
+
 use crate::store::{AppendRequest, QueueOffset};
-use table::{EndKind, HalfEntry, OpenTx, TransactionTable, OP_HALF_PHYS, OP_KIND, OP_TAG, SYS_TRANS_GROUP};
+use table::{EndKind, HalfEntry, TransactionTable, OP_HALF_PHYS, OP_KIND, OP_TAG, SYS_TRANS_GROUP};
 pub use table::{TransactionConfig, CHECK_MAX_TOPIC, HALF_TOPIC, OP_TOPIC};
 
 /// Pause before retrying when the store is not ready or a read failed.
@@ -246,145 +246,6 @@ impl TransactionService {
         }
     }
 
-    /// Replay the op and half queues once the store is up; false if not possible yet.
-    pub(super) fn ready(&mut self, shared: &mut Shared, consumers: &mut Consumers) -> bool {
-        if self.table.is_some() {
-            return true;
-        }
-        if !shared.store.is_ready() {
-            return false;
-        }
-        let bounds = |store: &crate::store::Store, topic: &str| {
-            store.queue_offsets(topic, 0).map_or((0, 0), |(min, max)| (min.0, max.0))
-        };
-        let (half_min, half_max) = bounds(&shared.store, HALF_TOPIC);
-        let (op_min, op_max) = bounds(&shared.store, OP_TOPIC);
-        let persisted = |topic: &str| {
-            consumers.offsets.get(SYS_TRANS_GROUP, topic, 0).map_or(0, |o| u64::try_from(o).unwrap_or(0))
-        };
-        let half_from = persisted(HALF_TOPIC).clamp(half_min, half_max);
-        let op_from = persisted(OP_TOPIC).clamp(op_min, op_max);
-        let mut table = TransactionTable::new(half_from, op_from, half_max);
-        // Op records first: they say which transactions already ended.
-        let mut verify: std::collections::BTreeMap<u64, Vec<ReplayedEnd>> = std::collections::BTreeMap::new();
-        let mut next = op_from;
-        let mut skipped = Vec::new();
-        while next < op_max {
-            let Ok(entries) = shared.store.read_entries(&*shared.reader, OP_TOPIC, 0, QueueOffset(next), 256)
-            else {
-                return false;
-            };
-            if entries.is_empty() {
-                break;
-            }
-            for (offset, entry) in (next..).zip(&entries) {
-                let record = match shared.store.read_record(&*shared.reader, entry.phys_offset, entry.size) {
-                    Ok(record) => record,
-                    Err(error) => {
-                        // Skipping an op record would reopen an ended transaction.
-                        if self.give_up_reading(OP_TOPIC, offset, &error.to_string()) {
-                            skipped.push(offset);
-                            continue;
-                        }
-                        return false;
-                    }
-                };
-                let Ok(Parsed::Message(view)) = parse_record(&record) else { continue };
-                let origins = op_origins(view.body);
-                let kind = EndKind::parse(properties::find(view.properties, OP_KIND));
-                let half_phys = properties::find(view.properties, OP_HALF_PHYS)
-                    .and_then(|v| core::str::from_utf8(v).ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if let (true, Some(half_phys), [origin]) = (kind.has_copy(), half_phys, origins.as_slice()) {
-                    let follower = entry.phys_offset + u64::from(entry.size);
-                    verify.entry(*origin).or_default().push((kind, half_phys, follower));
-                }
-                table.replay_op(offset, &origins);
-            }
-            next += entries.len() as u64;
-        }
-        self.table = Some(table);
-        self.verify = verify;
-        // The rest of the half queue is read by the service as usual (the table knows
-        // which entries were stored before the crash).
-        let open = self.table.as_ref().map_or(0, TransactionTable::open_count);
-        tracing::info!(half_from, op_from, open, ?skipped, "transaction op records replayed");
-        true
-    }
-
-    /// Find the copies of the commits and discards replayed at boot; redo the ones a crash
-    /// lost. A copy is written right behind its op record in one append, so it is there iff
-    /// the record behind the op record is it.
-    fn verify_ends(&mut self, shared: &mut Shared, now: Now) {
-        let pending: Vec<(u64, Vec<ReplayedEnd>)> =
-            self.verify.iter().map(|(o, v)| (*o, v.clone())).collect();
-        for (origin, ends) in pending {
-            let found: Vec<Option<bool>> =
-                ends.iter().map(|&(kind, half_phys, at)| self.copy_at(shared, at, kind, half_phys)).collect();
-            let done = if found.contains(&Some(true)) {
-                true
-            } else if found.iter().all(|f| *f == Some(false)) {
-                let Some(&(kind, half_phys, _)) = ends.last() else { continue };
-                self.redo_end(shared, now, origin, kind, half_phys)
-            } else {
-                false // a read failed; look again shortly
-            };
-            if done {
-                self.verify.remove(&origin);
-            }
-        }
-    }
-
-    /// Whether the copy an op record of `kind` made of `half_phys` is at `at`: `None` while
-    /// that cannot be read (a record that stays unreadable counts as there: a redo must
-    /// never store a second copy).
-    fn copy_at(&mut self, shared: &mut Shared, at: u64, kind: EndKind, half_phys: u64) -> Option<bool> {
-        if at >= self.boot_log_end {
-            return Some(false); // the op record was the last record recovered
-        }
-        let record = match shared.store.read_record_at(&*shared.reader, at) {
-            Ok(record) => record,
-            Err(error) => {
-                return self.give_up_reading(CHECK_MAX_TOPIC, at, &error.to_string()).then_some(true)
-            }
-        };
-        let Ok(Parsed::Message(view)) = parse_record(&record) else { return Some(false) };
-        let right_topic = match kind {
-            EndKind::Discard => view.topic == CHECK_MAX_TOPIC,
-            _ => view.topic != HALF_TOPIC && view.topic != OP_TOPIC,
-        };
-        Some(right_topic && u64::try_from(view.prepared_transaction_offset).ok() == Some(half_phys))
-    }
-
-    /// An op record survived a crash but the copy behind it did not: write both again.
-    /// True when done (or given up on).
-    fn redo_end(
-        &mut self,
-        shared: &mut Shared,
-        now: Now,
-        origin: u64,
-        kind: EndKind,
-        half_phys: u64,
-    ) -> bool {
-        let record = match shared.store.read_record_at(&*shared.reader, half_phys) {
-            Ok(record) => record,
-            Err(error) => return self.give_up_reading(HALF_TOPIC, half_phys, &error.to_string()),
-        };
-        let half = HalfRecord { record };
-        let Some(view) = half.view() else { return true };
-        match self.append_end(shared, now, &view, origin, kind) {
-            Ok((_, _)) => {
-                self.stats.redone += 1;
-                tracing::warn!(origin, kind = kind.as_str(), "transaction end redone after a crash");
-                true
-            }
-            Err(error) => {
-                tracing::warn!(origin, %error, "redoing a transaction end failed; retrying");
-                false
-            }
-        }
-    }
-
     /// Read readable half-queue entries into the table, up to `budget`.
     pub(super) fn read_half_queue(&mut self, shared: &mut Shared, now: Now, budget: u64) -> Reading {
         let timeout = shared.config.transaction.timeout_ms;
@@ -436,148 +297,6 @@ impl TransactionService {
             read += entries.len() as u64;
         }
         Reading::More
-    }
-
-    /// One check round; true if it yielded with more to look at.
-    fn check_round(&mut self, shared: &mut Shared, consumers: &mut Consumers, now: Now) -> bool {
-        let config = shared.config.transaction;
-        let log_min = shared.store.min_phys();
-        let Some(table) = self.table.as_mut() else { return false };
-        let forgotten = table.forget_deleted(log_min);
-        if forgotten > 0 {
-            tracing::warn!(
-                forgotten,
-                "open transactions whose half messages retention deleted; forgotten unresolved"
-            );
-        }
-        let from = self.check_from.take().unwrap_or(0);
-        let mut todo: Vec<(u64, OpenTx)> = Vec::new();
-        let mut yielded = None;
-        for (origin, tx) in table.iter_open().filter(|(origin, _)| *origin >= from) {
-            if todo.len() >= CHECKS_PER_WAKE {
-                yielded = Some(origin);
-                break;
-            }
-            if tx.check_due(now.mono) {
-                todo.push((origin, tx.clone()));
-            }
-        }
-        for (origin, tx) in todo {
-            let age = u64::try_from(now.wall.0.saturating_sub(tx.store_ms)).unwrap_or(0);
-            if tx.checks >= config.check_max || age > config.max_age_ms {
-                self.discard(shared, now, origin, &tx);
-            } else {
-                self.copy_for_check(shared, consumers, now, origin, &tx);
-            }
-        }
-        self.check_from = yielded;
-        yielded.is_some()
-    }
-
-    /// Re-append `tx`'s newest half message with its check count raised; the check is sent
-    /// once the copy is durable. Nothing happens while no producer of its group is live.
-    fn copy_for_check(
-        &mut self,
-        shared: &mut Shared,
-        consumers: &mut Consumers,
-        now: Now,
-        origin: u64,
-        tx: &OpenTx,
-    ) {
-        if consumers.clients.producer_conns(&tx.group).is_empty() {
-            tracing::debug!(origin, group = tx.group, "no live producer to check a transaction with");
-            return;
-        }
-        let (_, phys, size) = tx.latest;
-        let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else {
-            tracing::warn!(origin, phys, "half message unreadable; check postponed");
-            return;
-        };
-        let half = HalfRecord { record };
-        let Some(view) = half.view() else { return };
-        let mut props = properties::without(
-            view.properties,
-            &[keys::CRC32, keys::TRANSACTION_CHECK_TIMES, keys::TRAN_PREPARED_QUEUE_OFFSET],
-        );
-        properties::push(&mut props, keys::TRANSACTION_CHECK_TIMES, &(tx.checks + 1).to_string());
-        properties::push(&mut props, keys::TRAN_PREPARED_QUEUE_OFFSET, &origin.to_string());
-        match shared.store.append(now, &copy_request(&view, HALF_TOPIC, 0, &props)) {
-            Ok(appended) => {
-                let offset = appended.queue_offset.map_or(0, |q| q.0);
-                if let Some(table) = self.table.as_mut() {
-                    table.copied(origin, offset, appended.phys_offset.0, appended.size, appended.end().0);
-                }
-            }
-            Err(error) => tracing::warn!(origin, %error, "check copy not stored; retried next round"),
-        }
-    }
-
-    /// Send CHECK_TRANSACTION_STATE for the durable copy at `offset` of `origin`.
-    fn send_check(&mut self, shared: &mut Shared, consumers: &mut Consumers, origin: u64, offset: u64) {
-        let Some(tx) = self.table.as_ref().and_then(|t| t.get(origin)).cloned() else { return };
-        if tx.latest.0 != offset {
-            return;
-        }
-        let conns = consumers.clients.producer_conns(&tx.group);
-        let Some(conn) = conns.get(self.producer_cursor % conns.len().max(1)).copied() else {
-            tracing::debug!(origin, group = tx.group, "producer gone before its check was sent");
-            return;
-        };
-        self.producer_cursor = self.producer_cursor.wrapping_add(1);
-        let (_, phys, size) = tx.latest;
-        let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else { return };
-        let half = HalfRecord { record };
-        let Some(view) = half.view() else { return };
-        let Some((topic, queue)) = real_destination(view.properties) else { return };
-        let mut message = StoredMessage::from_view(&view);
-        message.topic = topic.to_owned();
-        message.queue_id = queue;
-        let mut body = BytesMut::new();
-        if encode_record(&mut body, &message.fields()).is_err() {
-            return;
-        }
-        let unique = properties::find(view.properties, keys::UNIQ_KEY)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        let phys_i = i64::try_from(phys).unwrap_or(0);
-        let ext: ExtFields = [
-            ("topic", topic.to_owned()),
-            ("tranStateTableOffset", offset.to_string()),
-            ("commitLogOffset", phys_i.to_string()),
-            ("msgId", unique.clone()),
-            ("transactionId", unique),
-            ("offsetMsgId", offset_message_id(shared.config.advertised_addr, phys_i)),
-            ("bname", shared.config.broker_name.clone()),
-        ]
-        .into_iter()
-        .collect();
-        let mut cmd = RemotingCommand::request(RequestCode::CHECK_TRANSACTION_STATE, shared.opaque(), ext)
-            .with_body(body.freeze());
-        cmd.flag |= crate::protocol::FLAG_ONEWAY;
-        crate::remoting::send(&mut shared.out, conn, &cmd);
-        self.stats.checks_sent += 1;
-        tracing::debug!(origin, offset, checks = tx.checks, "transaction check sent");
-    }
-
-    /// Discard a transaction after its last check: it goes to `TRANS_CHECK_MAX_TIME_TOPIC`.
-    fn discard(&mut self, shared: &mut Shared, now: Now, origin: u64, tx: &OpenTx) {
-        let (_, phys, size) = tx.latest;
-        let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else { return };
-        let half = HalfRecord { record };
-        let Some(view) = half.view() else { return };
-        // Operators browse discarded transactions there (one queue, like RocketMQ's).
-        shared.ensure_group_topic(now, CHECK_MAX_TOPIC);
-        match self.append_end(shared, now, &view, origin, EndKind::Discard) {
-            Ok(_) => {
-                tracing::warn!(
-                    origin,
-                    checks = tx.checks,
-                    group = tx.group,
-                    "transaction discarded unresolved"
-                );
-            }
-            Err(error) => tracing::warn!(origin, %error, "discard not stored; retried next round"),
-        }
     }
 
     /// Write the op record ending `origin` and, for a commit or discard, the copy of the
