@@ -34,7 +34,10 @@ fn in_memory_store(config: StoreConfig) -> Store {
 
 /// Take every output and report it done without doing it: the store's own cost only.
 fn complete_all(store: &mut Store) {
-    while let Some(output) = store.poll_output() {
+    while let Some(output) = {
+        store.start_round();
+        store.poll_output()
+    } {
         if let Output::Disk { io, .. } = output {
             store.handle_disk_done(now(), io, Ok(()));
         }
@@ -85,7 +88,10 @@ fn recovery_dispatch(c: &mut Criterion) {
     let (mut store, _) = Store::recover(config.clone(), &disk, now()).unwrap();
     let mut queue = DiskQueue::new();
     let mut drive = |store: &mut Store, disk: &mut SimDisk| loop {
-        while let Some(Output::Disk { io, op }) = store.poll_output() {
+        while let Some(Output::Disk { io, op }) = {
+            store.start_round();
+            store.poll_output()
+        } {
             queue.push(io, op);
         }
         let Some((io, result)) = queue.run_one(disk, &mut rng) else { break };

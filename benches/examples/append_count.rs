@@ -17,7 +17,10 @@ fn main() {
     config.flush_mode = FlushMode::Async { interval_ms: 500 };
     let (mut store, _) = Store::recover(config, &SimDisk::new(), now).unwrap();
     let complete = |store: &mut Store| {
-        while let Some(output) = store.poll_output() {
+        while let Some(output) = {
+            store.start_round();
+            store.poll_output()
+        } {
             if let Output::Disk { io, .. } = output {
                 store.handle_disk_done(now, io, Ok(()));
             }

@@ -60,7 +60,10 @@ impl StoreNode {
 
     /// Move the store's outputs into the queue.
     pub fn pump(&mut self) {
-        while let Some(output) = self.store.poll_output() {
+        while let Some(output) = {
+            self.store.start_round();
+            self.store.poll_output()
+        } {
             match output {
                 Output::Disk { io, op } => self.queue.push(io, op),
                 Output::Fatal { reason } => self.fatal.push(reason),

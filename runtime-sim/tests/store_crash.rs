@@ -117,7 +117,10 @@ impl World {
 
     /// Move the store's outputs into the disk queue.
     fn pump(&mut self) {
-        while let Some(output) = self.store.poll_output() {
+        while let Some(output) = {
+            self.store.start_round();
+            self.store.poll_output()
+        } {
             match output {
                 Output::Disk { io, op } => self.queue.push(io, op),
                 Output::Fatal { .. } => self.fatal = true,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use keel_core::broker::{Broker, BrokerConfig};
 use keel_core::namesrv::{NameServer, NameServerConfig};
-use keel_core::store::{FlushMode, Store, StoreConfig};
+use keel_core::store::{FlushMode, Store};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -145,7 +145,9 @@ impl BrokerServer {
 
 /// The core's broker and store settings from broker.conf's.
 fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::Result<BrokerConfig> {
-    let mut store = StoreConfig::new(advertised);
+    let mut config = BrokerConfig::new(advertised);
+    // The broker's store settings (its timer topic among them), with broker.conf's on top.
+    let mut store = config.store.clone();
     store.segment_size = settings.commitlog_segment_size;
     store.queue_file_entries = (settings.consume_queue_file_size / 20).max(1);
     store.max_message_size = settings.max_message_size;
@@ -164,7 +166,6 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     } else {
         FlushMode::Async { interval_ms: settings.flush_interval_ms.max(1) }
     };
-    let mut config = BrokerConfig::new(advertised);
     config.cluster_name.clone_from(&settings.cluster_name);
     config.broker_name.clone_from(&settings.broker_name);
     config.broker_id = settings.broker_id;

@@ -65,7 +65,10 @@ impl Node {
     fn drain_all(&mut self) {
         loop {
             let mut submitted = 0;
-            while let Some(output) = self.store.poll_output() {
+            while let Some(output) = {
+                self.store.start_round();
+                self.store.poll_output()
+            } {
                 match output {
                     Output::Disk { io, op } => {
                         self.disk.submit(io, op);
@@ -157,7 +160,10 @@ fn process_kill_leads_to_abnormal_recovery_of_a_valid_prefix() {
     // Hand some of the last writes to the disk thread and "kill" the process: the store and
     // everything not yet handed over vanish; the page cache keeps what was written.
     let mut handed = 0;
-    while let Some(output) = node.store.poll_output() {
+    while let Some(output) = {
+        node.store.start_round();
+        node.store.poll_output()
+    } {
         if let Output::Disk { io, op } = output {
             if handed < 2 {
                 node.disk.submit(io, op);

@@ -63,7 +63,10 @@ async fn node_main(seed: u64, disk: Arc<Mutex<SimDisk>>, progress: Arc<Mutex<Pro
     let born_host = "10.0.0.9:50000".parse().unwrap();
     let mut next_append = Instant::now();
     loop {
-        while let Some(output) = store.poll_output() {
+        while let Some(output) = {
+            store.start_round();
+            store.poll_output()
+        } {
             match output {
                 Output::Disk { io, op } => queue.push(io, op),
                 Output::Fatal { reason } => panic!("fatal: {reason}"),
@@ -117,7 +120,10 @@ fn recover_copy(seed: u64, disk: &SimDisk) -> keel_core::store::audit::AuditRepo
     let mut queue = DiskQueue::new();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     loop {
-        while let Some(Output::Disk { io, op }) = store.poll_output() {
+        while let Some(Output::Disk { io, op }) = {
+            store.start_round();
+            store.poll_output()
+        } {
             queue.push(io, op);
         }
         let Some((io, result)) = queue.run_one(&mut copy, &mut rng) else { break };

@@ -97,7 +97,10 @@ impl BrokerConfig {
             timer_max_delay_ms: super::timer::DEFAULT_MAX_DELAY_MS,
             timer_precision_ms: 1_000,
             transaction: TransactionConfig::default(),
-            store: StoreConfig::new(advertised_addr),
+            store: StoreConfig {
+                due_time_topics: vec![crate::broker::timer::TIMER_TOPIC.to_owned()],
+                ..StoreConfig::new(advertised_addr)
+            },
         }
     }
 

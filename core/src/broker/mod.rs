@@ -138,6 +138,13 @@ impl Broker {
     /// A broker over a recovered `store`, reading through `reader`.
     #[must_use]
     pub fn new(config: BrokerConfig, store: Store, reader: Box<dyn StoreRead + Send>, now: Now) -> Self {
+        // Without it the timer wheel could not be rebuilt from its queue after a restart: a
+        // runtime that built its store from other settings than the broker's is a bug.
+        assert!(
+            store.config().due_time_topics.iter().any(|t| t == timer::TIMER_TOPIC),
+            "the broker's store must give {} entries their due time (StoreConfig::due_time_topics)",
+            timer::TIMER_TOPIC
+        );
         let ip = match config.advertised_addr.ip() {
             core::net::IpAddr::V4(v4) => v4,
             core::net::IpAddr::V6(_) => core::net::Ipv4Addr::LOCALHOST,
@@ -421,6 +428,7 @@ impl Machine for Broker {
         if let Some(output) = self.shared.out.pop_front() {
             return Some(output);
         }
+        self.shared.store.start_round();
         self.shared.store.poll_output()
     }
 

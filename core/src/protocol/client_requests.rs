@@ -1,13 +1,18 @@
 //! The requests a RocketMQ client sends to a broker, built the way the Java client builds
-//! them (short-form send headers, the subscription flag on pulls), and the pull reply body
-//! read back. Used by Keel's own tools (`mqbench`) and by tests that play the client.
+//! them (short-form send headers, the subscription flag on pulls). Used by Keel's client
+//! library and tools (`mqbench`); with the `testing` feature, also a bare PULL_MESSAGE and
+//! the pull reply body read back, for tests that play the client.
+
+#[cfg(any(test, feature = "testing"))]
+mod pull;
+#[cfg(any(test, feature = "testing"))]
+pub use pull::{pull_message, pulled_records, PullRequest};
 
 use bytes::Bytes;
 
-use super::headers::{CommandHeader, PullMessageRequestHeader, SendMessageRequestHeaderV2};
+use super::headers::{CommandHeader, SendMessageRequestHeaderV2};
 use super::message::batch::{encode_batch, BatchEntry};
 use super::message::properties;
-use super::message::stored::{parse_record, Parsed, RecordError, RecordView, MAGIC_BLANK};
 use super::{RemotingCommand, RequestCode};
 
 /// PullSysFlag: commit the offset carried in the request.
@@ -87,60 +92,6 @@ pub fn send_batch(opaque: i32, group: &str, queue_id: i32, messages: &[OutgoingM
     let header = send_header(group, topic, queue_id, Vec::new(), true);
     RemotingCommand::request(RequestCode::SEND_BATCH_MESSAGE, opaque, header.to_ext_fields())
         .with_body(encode_batch(&entries))
-}
-
-/// What a consumer asks a PULL_MESSAGE for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRequest {
-    /// Consumer group.
-    pub group: String,
-    /// Topic.
-    pub topic: String,
-    /// Queue.
-    pub queue_id: i32,
-    /// Queue offset to read from.
-    pub offset: i64,
-    /// Most messages.
-    pub max_messages: i32,
-    /// Tag expression (`*`, `TagA || TagB`).
-    pub expression: String,
-    /// How long the broker may hold it; 0 = answer at once.
-    pub suspend_ms: i64,
-}
-
-/// PULL_MESSAGE for `request`.
-#[must_use]
-pub fn pull_message(opaque: i32, request: &PullRequest) -> RemotingCommand {
-    let suspend = if request.suspend_ms > 0 { PULL_FLAG_SUSPEND } else { 0 };
-    let header = PullMessageRequestHeader {
-        consumer_group: request.group.clone(),
-        topic: request.topic.clone(),
-        queue_id: request.queue_id,
-        queue_offset: request.offset,
-        max_msg_nums: request.max_messages,
-        sys_flag: PULL_FLAG_SUBSCRIPTION | suspend,
-        suspend_timeout_millis: request.suspend_ms,
-        subscription: Some(request.expression.clone()),
-        ..PullMessageRequestHeader::default()
-    };
-    RemotingCommand::request(RequestCode::PULL_MESSAGE, opaque, header.to_ext_fields())
-}
-
-/// The records of a successful pull reply's body, in order.
-pub fn pulled_records(body: &[u8]) -> Result<Vec<RecordView<'_>>, RecordError> {
-    let mut records = Vec::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        match parse_record(rest)? {
-            Parsed::Message(record) => {
-                rest = rest.get(record.bytes.len()..).unwrap_or_default();
-                records.push(record);
-            }
-            // A BLANK closes a segment; it is never part of a pull reply.
-            Parsed::Blank(_) => return Err(RecordError::BadMagic(MAGIC_BLANK)),
-        }
-    }
-    Ok(records)
 }
 
 /// CONSUMER_SEND_MSG_BACK: `group` failed the message stored at `commit_log_offset`; retry

@@ -11,6 +11,7 @@ mod header_json;
 pub mod headers;
 pub mod json;
 pub mod message;
+#[cfg(any(test, feature = "testing"))]
 pub mod self_check;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};

@@ -127,7 +127,7 @@ fn audit_inner(
                         entry: CqEntry {
                             phys_offset: base + pos as u64,
                             size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
-                            tags_code: entry_tags_code(view.topic, view.properties),
+                            tags_code: entry_tags_code(&config.due_time_topics, view.topic, view.properties),
                         },
                     });
                     pos += view.bytes.len();

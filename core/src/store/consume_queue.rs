@@ -6,7 +6,7 @@
 //! |--------|------|-------|
 //! | 0 | i64 | CommitLog offset of the record |
 //! | 8 | i32 | record size (TOTALSIZE) |
-//! | 12 | i64 | tag hash code (Java `String.hashCode` of TAGS, sign-extended; 0 if none); in the timer topic, the due time in ms (`TIMER_OUT_MS`) |
+//! | 12 | i64 | tag hash code (Java `String.hashCode` of TAGS, sign-extended; 0 if none); in a topic of `due_time_topics` (the timer topic), the due time in ms (`TIMER_OUT_MS`) |
 //!
 //! Files hold a fixed number of entries (RocketMQ: 300,000 = 6,000,000 bytes) and are named by
 //! the byte offset of their first entry. An entry is valid when its offset is ≥ 0 and its
@@ -40,15 +40,13 @@ pub fn is_pre_blank(slot: &[u8]) -> bool {
     slot == PRE_BLANK
 }
 
-/// The topic timed messages wait in; its entries' tags code is their due time, so the
-/// pending timers can be rebuilt from the queue alone.
-pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
-
 /// The tags code a record of `topic` gets in its ConsumeQueue entry, the same at append,
-/// in recovery and in audits.
+/// in recovery and in audits: the hash of its TAGS, or in a topic of `due_time_topics`
+/// (the broker's timer topic) its due time, so pending timers can be rebuilt from the queue
+/// alone.
 #[must_use]
-pub fn entry_tags_code(topic: &str, record_properties: &[u8]) -> i64 {
-    if topic == TIMER_TOPIC {
+pub fn entry_tags_code(due_time_topics: &[String], topic: &str, record_properties: &[u8]) -> i64 {
+    if due_time_topics.iter().any(|t| t == topic) {
         return properties::find(record_properties, keys::TIMER_OUT_MS)
             .and_then(|v| core::str::from_utf8(v).ok())
             .and_then(|v| v.parse().ok())
@@ -162,8 +160,10 @@ mod tests {
         let mut props = Vec::new();
         properties::push(&mut props, keys::TAGS, "TagA");
         properties::push(&mut props, keys::TIMER_OUT_MS, "1790000005000");
-        assert_eq!(entry_tags_code(TIMER_TOPIC, &props), 1_790_000_005_000);
-        assert_eq!(entry_tags_code("Orders", &props), 2_598_919);
+        let timers = ["rmq_sys_wheel_timer".to_owned()];
+        assert_eq!(entry_tags_code(&timers, "rmq_sys_wheel_timer", &props), 1_790_000_005_000);
+        assert_eq!(entry_tags_code(&timers, "Orders", &props), 2_598_919);
+        assert_eq!(entry_tags_code(&[], "rmq_sys_wheel_timer", &props), 2_598_919);
     }
 
     #[test]

@@ -411,7 +411,7 @@ impl Store {
             let entry = CqEntry {
                 phys_offset: pos.offset,
                 size: pos.size,
-                tags_code: entry_tags_code(req.topic, req.properties),
+                tags_code: entry_tags_code(&self.config.due_time_topics, req.topic, req.properties),
             };
             self.queues.dispatch(slot, &entry);
             if self.config.mutated(crate::mutation::Mutation::CqOffByOne) && queue_offset % 8 == 7 {
@@ -553,21 +553,30 @@ impl Store {
         })
     }
 
+    /// Start the next disk round once the last one's operations are all out: the staged
+    /// CommitLog and ConsumeQueue writes, and under SYNC_FLUSH the group commit's fsync, which
+    /// covers everything appended since the last round. A driver calls it before each
+    /// [`poll_output`](Self::poll_output): the later a round starts, the more appends share
+    /// its writes and its fsync, and a round starts no later than when the runtime asks for
+    /// work with nothing else queued.
+    pub fn start_round(&mut self) {
+        if self.is_repairing() || self.ops.has_outputs() {
+            return;
+        }
+        if matches!(self.config.flush_mode, FlushMode::Sync)
+            && matches!(self.phase, Phase::Running | Phase::ExpectShutdownRounds)
+        {
+            self.start_flush();
+        }
+        self.log.emit_staged(&mut self.ops);
+        self.queues.emit_staged(&mut self.ops);
+    }
+
     /// The next disk operation (or fatal stop) to carry out.
     pub fn poll_output(&mut self) -> Option<Output> {
         if self.is_repairing() {
             // This store is being replaced: nothing new goes to disk.
             return None;
-        }
-        if !self.ops.has_outputs() {
-            if matches!(self.config.flush_mode, FlushMode::Sync)
-                && matches!(self.phase, Phase::Running | Phase::ExpectShutdownRounds)
-            {
-                // Group commit: everything appended since the last round shares this sync.
-                self.start_flush();
-            }
-            self.log.emit_staged(&mut self.ops);
-            self.queues.emit_staged(&mut self.ops);
         }
         self.ops.pop()
     }

@@ -20,6 +20,7 @@ mod read;
 mod recovery;
 mod retention;
 
+#[cfg(any(test, feature = "testing"))]
 pub mod audit;
 
 use core::net::SocketAddr;
@@ -74,6 +75,10 @@ pub struct StoreConfig {
     pub retention: RetentionConfig,
     /// Text written into the abort marker (RocketMQ writes the process id).
     pub instance: String,
+    /// Topics whose ConsumeQueue entries carry the record's due time (`TIMER_OUT_MS`) as
+    /// their tags code: the broker's timer topic, so its wheel can be rebuilt from the
+    /// queue alone. Empty by default: the store knows no broker feature.
+    pub due_time_topics: Vec<String>,
     /// A deliberate bug the simulator switched on (simulation builds only).
     #[cfg(madsim)]
     pub mutation: Option<crate::mutation::Mutation>,
@@ -106,6 +111,7 @@ impl StoreConfig {
             store_host,
             retention: RetentionConfig::default(),
             instance: String::from("keel"),
+            due_time_topics: Vec::new(),
             #[cfg(madsim)]
             mutation: None,
         }

@@ -341,7 +341,12 @@ struct Plan {
 }
 
 /// Dispatch scanned records into `queues`; false if a queue's offsets do not continue.
-fn dispatch_record(queues: &mut QueueTable, view: &RecordView<'_>, rebuilding: bool) -> bool {
+fn dispatch_record(
+    config: &StoreConfig,
+    queues: &mut QueueTable,
+    view: &RecordView<'_>,
+    rebuilding: bool,
+) -> bool {
     let tx = view.sys_flag & sys_flag::TRANSACTION_MASK;
     if tx != sys_flag::TRANSACTION_NOT_TYPE && tx != sys_flag::TRANSACTION_COMMIT {
         return true;
@@ -371,7 +376,7 @@ fn dispatch_record(queues: &mut QueueTable, view: &RecordView<'_>, rebuilding: b
     let entry = CqEntry {
         phys_offset: u64::try_from(view.physical_offset).unwrap_or(0),
         size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
-        tags_code: entry_tags_code(view.topic, view.properties),
+        tags_code: entry_tags_code(&config.due_time_topics, view.topic, view.properties),
     };
     queues.dispatch_to(view.topic, view.queue_id, &entry);
     true
@@ -405,7 +410,7 @@ fn plan_incremental(
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {
         redispatched += 1;
-        dispatch_record(&mut queues, view, false)
+        dispatch_record(config, &mut queues, view, false)
     };
     let Some(scan) = scan(reader, config, &segments.kept, start_index, boundary, limit, &mut visit)? else {
         return Ok(None);
@@ -452,7 +457,7 @@ fn plan_rebuild(
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {
         redispatched += 1;
-        if !dispatch_record(&mut queues, view, true) {
+        if !dispatch_record(config, &mut queues, view, true) {
             tracing::warn!(offset = view.physical_offset, topic = view.topic, "queue offset out of sequence");
         }
         true

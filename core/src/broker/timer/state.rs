@@ -7,7 +7,9 @@
 
 use crate::protocol::message::properties::{self, keys};
 
-pub use crate::store::consume_queue::TIMER_TOPIC;
+/// The topic timed messages wait in; the store gives its entries their due time as tags
+/// code (`StoreConfig::due_time_topics`), so the wheel can be rebuilt from the queue alone.
+pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
 /// The longest delay accepted by default: 40 days.
 pub const DEFAULT_MAX_DELAY_MS: u64 = 40 * 86_400 * 1_000;
 
