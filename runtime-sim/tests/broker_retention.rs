@@ -254,7 +254,7 @@ fn an_open_transaction_whose_half_message_was_deleted_is_forgotten() {
         ..OutgoingMessage::default()
     };
     let mut request = keel_core::protocol::client_requests::send_message(1, "txg", 0, &message);
-    request.ext_fields.insert("f", "4".to_owned()); // sysFlag: TRANSACTION_PREPARED
+    request.ext_fields.insert("f", "4"); // sysFlag: TRANSACTION_PREPARED
     let reply = node.call(CLIENT, &request);
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
     node.advance(500);

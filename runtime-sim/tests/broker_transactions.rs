@@ -43,7 +43,7 @@ fn half(opaque: i32, topic: &str, body: &str) -> RemotingCommand {
         ..OutgoingMessage::default()
     };
     let mut cmd = send_message(opaque, "pg", 0, &message);
-    cmd.ext_fields.insert("f", "4".to_owned());
+    cmd.ext_fields.insert("f", "4");
     cmd
 }
 
@@ -140,7 +140,7 @@ fn a_half_message_is_invisible_until_committed_and_a_repeated_commit_is_stored_o
     // A non-oneway END is answered; one naming the wrong group or offset is refused.
     let c = half_position(&node.call(CLIENT, &half(7, "Tx", "third")));
     let mut wrong = end(8, &c, COMMIT, false);
-    wrong.ext_fields.insert("producerGroup", "other".to_owned());
+    wrong.ext_fields.insert("producerGroup", "other");
     assert_eq!(node.call(CLIENT, &wrong).response_code(), ResponseCode::SYSTEM_ERROR);
     let mut shifted = c.clone();
     shifted.1 += 1;

@@ -119,7 +119,7 @@ impl Client {
         };
         let mut request = send_message_back(0, group, message.physical_offset, level, max);
         if let Some(id) = properties::find(&message.properties, keys::UNIQ_KEY) {
-            request.ext_fields.insert("originMsgId", String::from_utf8_lossy(id).into_owned());
+            request.ext_fields.insert("originMsgId", String::from_utf8_lossy(id));
         }
         request.ext_fields.insert("originTopic", message.topic.clone());
         self.consumer_call(now, addr, request, call);

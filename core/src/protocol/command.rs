@@ -1,69 +1,14 @@
 //! `RemotingCommand`: one request or response of RocketMQ's remoting protocol.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 
 use super::code::{LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};
+pub use super::ext_fields::ExtFields;
 
 /// Flag bit 0: this command is a response.
 pub const FLAG_RESPONSE: i32 = 1;
 /// Flag bit 1: this request expects no response at all.
 pub const FLAG_ONEWAY: i32 = 2;
-
-/// A command's custom header: string keys to string values, as every client sends them.
-///
-/// Values are kept as text; typed headers parse them leniently. Keys are sorted so encoded
-/// frames are deterministic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExtFields(BTreeMap<String, String>);
-
-impl ExtFields {
-    /// No fields.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The raw value of `key`, including an empty string if the peer sent one.
-    #[must_use]
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    /// Set `key` to `value`, replacing any earlier value.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(key.into(), value.into());
-    }
-
-    /// Remove `key`, returning its value.
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.0.remove(key)
-    }
-
-    /// Whether there are no fields.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// How many fields there are.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// The fields in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
-    }
-}
 
 /// One frame's command: header fields plus an opaque body. Its `Debug` shows the body's
 /// length, never its bytes (a message body is customer data).

@@ -67,7 +67,7 @@ pub(crate) fn decode(mut header: &[u8]) -> Result<RemotingCommand, FrameError> {
     let version = i32::from(header.get_i16());
     let opaque = header.get_i32();
     let flag = header.get_i32();
-    let remark = take_string(&mut header, |h| h.get_i32())?;
+    let remark = take_str(&mut header, |h| h.get_i32())?.map(str::to_owned);
     if header.remaining() < 4 {
         return Err(FrameError::BadHeader("binary header ends before extFields length"));
     }
@@ -77,16 +77,17 @@ pub(crate) fn decode(mut header: &[u8]) -> Result<RemotingCommand, FrameError> {
         return Err(FrameError::BadHeader("extFields length exceeds the header"));
     }
     let (mut ext, _rest) = header.split_at(ext_len);
-    let mut ext_fields = ExtFields::new();
+    // Keys and values are never longer than the part that carries them.
+    let mut ext_fields = ExtFields::with_capacity(ext_len, 16);
     while ext.has_remaining() {
         if ext.remaining() < 2 {
             return Err(FrameError::BadHeader("truncated extFields key length"));
         }
-        let key = take_string(&mut ext, |h| i32::from(h.get_i16()))?;
+        let key = take_str(&mut ext, |h| i32::from(h.get_i16()))?;
         if ext.remaining() < 4 {
             return Err(FrameError::BadHeader("truncated extFields value length"));
         }
-        let value = take_string(&mut ext, |h| h.get_i32())?;
+        let value = take_str(&mut ext, |h| h.get_i32())?;
         if let (Some(key), Some(value)) = (key, value) {
             ext_fields.insert(key, value);
         }
@@ -106,7 +107,10 @@ pub(crate) fn decode(mut header: &[u8]) -> Result<RemotingCommand, FrameError> {
 
 /// Read a length (with `read_len`, which the caller made sure has bytes) and that many
 /// bytes of UTF-8; length 0 is absent.
-fn take_string(buf: &mut &[u8], read_len: impl Fn(&mut &[u8]) -> i32) -> Result<Option<String>, FrameError> {
+fn take_str<'a>(
+    buf: &mut &'a [u8],
+    read_len: impl Fn(&mut &[u8]) -> i32,
+) -> Result<Option<&'a str>, FrameError> {
     let len = usize::try_from(read_len(buf)).map_err(|_| FrameError::BadHeader("negative string length"))?;
     if len > buf.remaining() {
         return Err(FrameError::BadHeader("string length exceeds the header"));
@@ -116,7 +120,5 @@ fn take_string(buf: &mut &[u8], read_len: impl Fn(&mut &[u8]) -> i32) -> Result<
     }
     let (text, rest) = buf.split_at(len);
     *buf = rest;
-    String::from_utf8(text.to_vec())
-        .map(Some)
-        .map_err(|_| FrameError::BadHeader("header string is not UTF-8"))
+    core::str::from_utf8(text).map(Some).map_err(|_| FrameError::BadHeader("header string is not UTF-8"))
 }

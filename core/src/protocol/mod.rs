@@ -5,6 +5,7 @@ pub mod body;
 pub mod client_requests;
 pub mod code;
 pub mod command;
+mod ext_fields;
 pub mod frame;
 mod header_binary;
 mod header_json;

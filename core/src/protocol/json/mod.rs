@@ -11,6 +11,7 @@ mod value;
 
 pub use ser::{write_string, KeyStyle};
 pub use value::Value;
+pub(crate) use value::{parse_integer, Reader};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -33,7 +33,7 @@ pub enum Value {
 impl Value {
     /// Parse one JSON value that makes up the whole input (surrounding whitespace allowed).
     pub fn parse(input: &[u8]) -> Result<Self, JsonError> {
-        let mut reader = Reader { input, pos: 0 };
+        let mut reader = Reader::new(input)?;
         let value = reader.value(0)?;
         reader.skip_ws();
         if reader.pos != input.len() {
@@ -99,33 +99,51 @@ pub(crate) fn parse_integer(text: &str) -> Option<i64> {
     in_range.then_some(float as i64)
 }
 
-struct Reader<'a> {
+/// A cursor over JSON text: the tree parser's, and the header decoder's, which reads a
+/// frame header straight into a command without building a tree.
+pub(crate) struct Reader<'a> {
+    /// The input, checked to be UTF-8 once (JSON text that is not is refused anyway:
+    /// outside a string no such byte is allowed, inside one the string is not text).
+    text: &'a str,
     input: &'a [u8],
     pos: usize,
 }
 
-impl Reader<'_> {
-    fn error(&self, what: &'static str) -> JsonError {
+impl<'a> Reader<'a> {
+    /// A reader at the start of `input`.
+    pub(crate) fn new(input: &'a [u8]) -> Result<Self, JsonError> {
+        let text = core::str::from_utf8(input)
+            .map_err(|e| JsonError::Syntax { what: "input is not UTF-8", at: e.valid_up_to() })?;
+        Ok(Self { text, input, pos: 0 })
+    }
+
+    /// Whether only whitespace is left.
+    pub(crate) fn at_end(&mut self) -> bool {
+        self.skip_ws();
+        self.pos == self.input.len()
+    }
+
+    pub(crate) fn error(&self, what: &'static str) -> JsonError {
         JsonError::Syntax { what, at: self.pos }
     }
 
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.input.get(self.pos).copied()
     }
 
-    fn bump(&mut self) -> Option<u8> {
+    pub(crate) fn bump(&mut self) -> Option<u8> {
         let byte = self.peek()?;
         self.pos += 1;
         Some(byte)
     }
 
-    fn skip_ws(&mut self) {
+    pub(crate) fn skip_ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
 
-    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), JsonError> {
+    pub(crate) fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), JsonError> {
         self.skip_ws();
         if self.bump() == Some(byte) {
             Ok(())
@@ -134,7 +152,7 @@ impl Reader<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, JsonError> {
+    pub(crate) fn value(&mut self, depth: usize) -> Result<Value, JsonError> {
         if depth > MAX_DEPTH {
             return Err(self.error("nesting too deep"));
         }
@@ -144,9 +162,9 @@ impl Reader<'_> {
             Some(b'[') => self.array(depth),
             Some(quote @ (b'"' | b'\'')) => {
                 self.pos += 1;
-                self.string(quote).map(Value::String)
+                self.string(quote).map(|s| Value::String(s.into_owned()))
             }
-            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|n| Value::Number(n.to_owned())),
             Some(b't') => self.literal(b"true", Value::Bool(true)),
             Some(b'f') => self.literal(b"false", Value::Bool(false)),
             Some(b'n') => self.literal(b"null", Value::Null),
@@ -165,7 +183,8 @@ impl Reader<'_> {
         }
     }
 
-    fn number(&mut self) -> Result<String, JsonError> {
+    /// A number's text, as written.
+    pub(crate) fn number(&mut self) -> Result<&'a str, JsonError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -189,9 +208,8 @@ impl Reader<'_> {
                 return Err(self.error("number without exponent digits"));
             }
         }
-        let text = self.input.get(start..self.pos).unwrap_or_default();
-        // Only ASCII digits and signs were consumed.
-        Ok(String::from_utf8_lossy(text).into_owned())
+        // Only ASCII digits, signs, dots and exponents were consumed: char boundaries.
+        Ok(self.text.get(start..self.pos).unwrap_or_default())
     }
 
     fn digits(&mut self) -> usize {
@@ -202,45 +220,67 @@ impl Reader<'_> {
         self.pos - start
     }
 
-    fn string(&mut self, quote: u8) -> Result<String, JsonError> {
-        let mut out = Vec::new();
-        loop {
-            let start = self.pos;
-            while let Some(byte) = self.peek() {
-                if byte == quote || byte == b'\\' {
-                    break;
-                }
-                self.pos += 1;
+    /// A string's text after its opening `quote`, unescaped: borrowed from the input when
+    /// it has no escapes, as header strings almost never do.
+    pub(crate) fn string(&mut self, quote: u8) -> Result<std::borrow::Cow<'a, str>, JsonError> {
+        let rest = self.input.get(self.pos..).unwrap_or_default();
+        // Header strings are mostly a few bytes: a plain scan finds their end sooner than
+        // a vectorized search gets going; a long one (properties) goes to memchr.
+        let head = rest.get(..16).unwrap_or(rest);
+        let end = match head.iter().position(|&b| b == quote || b == b'\\') {
+            Some(len) => Some(len),
+            None => memchr::memchr2(quote, b'\\', rest.get(head.len()..).unwrap_or_default())
+                .map(|len| len + head.len()),
+        };
+        if let Some(len) = end {
+            if rest.get(len) == Some(&quote) {
+                // The quote is ASCII, so both ends are char boundaries of the checked text.
+                let text = self.text.get(self.pos..self.pos + len).unwrap_or_default();
+                self.pos += len + 1;
+                return Ok(std::borrow::Cow::Borrowed(text));
             }
-            out.extend_from_slice(self.input.get(start..self.pos).unwrap_or_default());
+        }
+        self.escaped_string(quote).map(std::borrow::Cow::Owned)
+    }
+
+    fn escaped_string(&mut self, quote: u8) -> Result<String, JsonError> {
+        let mut out = String::new();
+        loop {
+            let rest = self.input.get(self.pos..).unwrap_or_default();
+            let len = rest.iter().position(|&b| b == quote || b == b'\\').unwrap_or(rest.len());
+            // The run ends at an ASCII byte or the input's end: a slice of the checked text.
+            out.push_str(self.text.get(self.pos..self.pos + len).unwrap_or_default());
+            self.pos += len;
             match self.bump() {
-                Some(b'\\') => self.escape(&mut out)?,
+                Some(b'\\') => out.push(self.escape()?),
                 Some(_) => break,
                 None => return Err(self.error("unterminated string")),
             }
         }
-        String::from_utf8(out).map_err(|_| self.error("string is not UTF-8"))
+        Ok(out)
     }
 
-    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    /// The character an escape (after its backslash) stands for.
+    fn escape(&mut self) -> Result<char, JsonError> {
         let byte = self.bump().ok_or_else(|| self.error("unterminated escape"))?;
         let simple = match byte {
-            b'"' => Some(b'"'),
-            b'\'' => Some(b'\''),
-            b'\\' => Some(b'\\'),
-            b'/' => Some(b'/'),
-            b'b' => Some(0x08),
-            b'f' => Some(0x0c),
-            b'n' => Some(b'\n'),
-            b'r' => Some(b'\r'),
-            b't' => Some(b'\t'),
-            b'u' => None,
+            b'"' => '"',
+            b'\'' => '\'',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => return self.unicode_escape(),
             _ => return Err(self.error("unknown escape")),
         };
-        if let Some(b) = simple {
-            out.push(b);
-            return Ok(());
-        }
+        Ok(simple)
+    }
+
+    /// A `\uXXXX` escape (after its `u`), with its low surrogate if it is a high one.
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
         let first = self.hex4()?;
         let code = if (0xD800..0xDC00).contains(&first) {
             // A high surrogate must be followed by an escaped low surrogate.
@@ -255,10 +295,7 @@ impl Reader<'_> {
         } else {
             first
         };
-        let ch = char::from_u32(code).ok_or_else(|| self.error("escape is not a character"))?;
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-        Ok(())
+        char::from_u32(code).ok_or_else(|| self.error("escape is not a character"))
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
@@ -314,18 +351,24 @@ impl Reader<'_> {
 
     /// A key: any value, or a bare identifier (fastjson's unquoted field names).
     fn key(&mut self, depth: usize) -> Result<Value, JsonError> {
-        self.skip_ws();
-        match self.peek() {
-            Some(b'a'..=b'z' | b'A'..=b'Z' | b'_' | b'$') => {
-                let start = self.pos;
-                while matches!(self.peek(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'$')) {
-                    self.pos += 1;
-                }
-                let ident = self.input.get(start..self.pos).unwrap_or_default();
-                Ok(Value::String(String::from_utf8_lossy(ident).into_owned()))
-            }
-            _ => self.value(depth + 1),
+        match self.identifier() {
+            Some(ident) => Ok(Value::String(ident.to_owned())),
+            None => self.value(depth + 1),
         }
+    }
+
+    /// A bare identifier at the cursor (after whitespace), if there is one.
+    pub(crate) fn identifier(&mut self) -> Option<&'a str> {
+        self.skip_ws();
+        if !matches!(self.peek(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_' | b'$')) {
+            return None;
+        }
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'$')) {
+            self.pos += 1;
+        }
+        // Only ASCII letters, digits, '_' and '$' were consumed: char boundaries.
+        Some(self.text.get(start..self.pos).unwrap_or_default())
     }
 }
 

@@ -1,0 +1,192 @@
+//! `ExtFields`: a command's custom header, string keys to string values.
+//!
+//! Every frame carries one (a send has fifteen fields), so it is built for decoding: all
+//! keys and values live back to back in one text buffer, and a small index sorted by key
+//! points into it. Decoding a header costs two allocations however many fields it has,
+//! where a map of `String`s cost two per field. Fields iterate in key order, so encoded
+//! frames are deterministic.
+//!
+//! | part | holds |
+//! |---|---|
+//! | `text` | key, value, key, value, … in insertion order (replaced values stay as garbage) |
+//! | `index` | per field: the key's and the value's byte ranges in `text`, sorted by key |
+
+use core::cmp::Ordering;
+use core::ops::Range;
+
+/// `a.cmp(b)`, byte by byte: header keys are a few bytes, shorter than a call to `memcmp`
+/// is worth.
+fn compare(a: &str, b: &str) -> Ordering {
+    a.bytes().cmp(b.bytes())
+}
+
+/// A command's custom header: string keys to string values, as every client sends them.
+///
+/// Values are kept as text; typed headers parse them leniently.
+#[derive(Clone, Default)]
+pub struct ExtFields {
+    text: String,
+    index: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl ExtFields {
+    /// No fields.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// No fields, with room for `text` bytes of keys and values and `fields` fields: a
+    /// decoder sizes it from the header once.
+    #[must_use]
+    pub fn with_capacity(text: usize, fields: usize) -> Self {
+        Self { text: String::with_capacity(text), index: Vec::with_capacity(fields) }
+    }
+
+    fn slice(&self, range: &Range<usize>) -> &str {
+        // Ranges are made by `push_text` from the text's own lengths, on char boundaries.
+        self.text.get(range.clone()).unwrap_or_default()
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        // Clients write keys in order (fastjson sorts them): a key past the last one is
+        // the common case, settled by one comparison.
+        let last = self.index.len().checked_sub(1);
+        match last.and_then(|at| self.index.get(at)).map(|(k, _)| compare(self.slice(k), key)) {
+            None | Some(Ordering::Less) => Err(self.index.len()),
+            Some(Ordering::Equal) => last.ok_or(0),
+            Some(Ordering::Greater) => self.index.binary_search_by(|(k, _)| compare(self.slice(k), key)),
+        }
+    }
+
+    /// Append `part` to the text; its range there.
+    fn push_text(&mut self, part: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(part);
+        start..self.text.len()
+    }
+
+    /// The raw value of `key`, including an empty string if the peer sent one.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let at = self.find(key).ok()?;
+        self.index.get(at).map(|(_, value)| self.slice(value))
+    }
+
+    /// Set `key` to `value`, replacing any earlier value.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        match self.find(key) {
+            Ok(at) => {
+                let value = self.push_text(value);
+                if let Some(field) = self.index.get_mut(at) {
+                    field.1 = value;
+                }
+            }
+            Err(at) => {
+                let key = self.push_text(key);
+                let value = self.push_text(value);
+                self.index.insert(at, (key, value));
+            }
+        }
+    }
+
+    /// Remove `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let at = self.find(key).ok()?;
+        let (_, value) = self.index.remove(at);
+        Some(self.slice(&value).to_owned())
+    }
+
+    /// Whether there are no fields.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// How many fields there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The fields in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.index.iter().map(|(key, value)| (self.slice(key), self.slice(value)))
+    }
+}
+
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl core::fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut fields = Self::new();
+        for (key, value) in iter {
+            fields.insert(key, value);
+        }
+        fields
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_as_a_sorted_map_of_strings() {
+        let mut fields = ExtFields::new();
+        let mut model = std::collections::BTreeMap::new();
+        let ops: &[(&str, Option<&str>)] = &[
+            ("topic", Some("T")),
+            ("a", Some("1")),
+            ("queueId", Some("3")),
+            ("topic", Some("U")),
+            ("a", None),
+            ("", Some("empty key")),
+            ("z", Some("")),
+            ("queueId", None),
+            ("queueId", Some("\u{e9}\u{1F600}")),
+            ("ключ", Some("значение")),
+        ];
+        for (key, value) in ops {
+            match value {
+                Some(value) => {
+                    fields.insert(key, value);
+                    model.insert((*key).to_owned(), (*value).to_owned());
+                }
+                None => assert_eq!(fields.remove(key), model.remove(*key)),
+            }
+            let got: Vec<(&str, &str)> = fields.iter().collect();
+            let want: Vec<(&str, &str)> = model.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(got, want);
+            assert_eq!(fields.len(), model.len());
+            for (k, v) in &model {
+                assert_eq!(fields.get(k), Some(v.as_str()));
+            }
+            assert_eq!(fields.get("missing"), None);
+        }
+    }
+
+    #[test]
+    fn equality_and_debug_see_fields_not_layout() {
+        let mut replaced = ExtFields::new();
+        replaced.insert("k", "old");
+        replaced.insert("k", "new");
+        let direct: ExtFields = [("k", "new")].into_iter().collect();
+        assert_eq!(replaced, direct);
+        assert_eq!(format!("{direct:?}"), r#"{"k": "new"}"#);
+        assert_ne!(direct, [("k", "other")].into_iter().collect::<ExtFields>());
+    }
+}
