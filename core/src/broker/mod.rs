@@ -22,6 +22,7 @@ pub mod config;
 pub mod consumers;
 pub mod delay;
 mod metadata;
+mod refusal;
 mod registration;
 mod repair;
 mod router;

@@ -2,10 +2,10 @@
 
 use super::admin::{Admin, RuntimeView};
 use super::send::SendPath;
-use super::shared::error_reply;
 use super::{Broker, EARLY_REQUESTS_MAX};
+use crate::broker::refusal::Refusal;
 use crate::io::{ConnId, Now};
-use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::protocol::{RemotingCommand, RequestCode};
 use crate::remoting;
 
 impl Broker {
@@ -23,7 +23,7 @@ impl Broker {
             if self.early.len() < EARLY_REQUESTS_MAX {
                 self.early.push_back((conn, cmd));
             } else {
-                let reply = error_reply(&cmd, ResponseCode::SYSTEM_BUSY, "broker is starting");
+                let reply = Refusal::Busy("broker is starting".into()).reply_to(&cmd);
                 remoting::reply(&mut shared.out, conn, &cmd, &reply);
             }
             return;
@@ -80,7 +80,7 @@ impl Broker {
             }
             _ => Ok(Some(remoting::not_supported(&cmd))),
         };
-        let reply = answer.unwrap_or_else(|(code, remark)| Some(error_reply(&cmd, code, remark)));
+        let reply = answer.unwrap_or_else(|refusal| Some(refusal.reply_to(&cmd)));
         if let Some(reply) = reply {
             remoting::reply(&mut self.shared.out, conn, &cmd, &reply);
         }

@@ -3,6 +3,7 @@
 //! metadata files, the counters, the settings, and the replies waiting for durability.
 //! Subsystems own their own state and borrow this one next to it, as str0m's session does.
 
+use crate::broker::refusal::Refusal;
 use std::collections::VecDeque;
 
 use super::metadata::MetadataFiles;
@@ -14,7 +15,7 @@ use crate::protocol::body::TopicConfig;
 use crate::protocol::message::message_id::UniqueIdGenerator;
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{sys_flag, RecordView};
-use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use crate::protocol::{ExtFields, RemotingCommand, RequestCode};
 use crate::remoting::{self, ConnectionTable};
 use crate::store::{AppendRequest, Store, StoreError};
 
@@ -159,19 +160,5 @@ pub(super) fn real_destination(props: &[u8]) -> Option<(&str, i32)> {
     Some((topic, queue))
 }
 
-/// An error reply.
-pub(super) fn error_reply(
-    request: &RemotingCommand,
-    code: ResponseCode,
-    remark: impl Into<String>,
-) -> RemotingCommand {
-    RemotingCommand::response_to(request, code, Some(remark.into()))
-}
-
-/// A handler's answer: a reply, or a refusal (code and remark) to send as an error reply.
-pub(super) type Answer = Result<RemotingCommand, (ResponseCode, String)>;
-
-/// A request header that does not decode.
-pub(super) fn bad_header(e: crate::protocol::headers::HeaderError) -> (ResponseCode, String) {
-    (ResponseCode::SYSTEM_ERROR, e.to_string())
-}
+/// A handler's answer: a reply, or a refusal to send as an error reply.
+pub(super) type Answer = Result<RemotingCommand, Refusal>;

@@ -5,7 +5,8 @@
 pub mod rates;
 
 use crate::broker::consumers::{offset_reply, ok, Consumers};
-use crate::broker::shared::{bad_header, Answer, Shared};
+use crate::broker::refusal::Refusal;
+use crate::broker::shared::{Answer, Shared};
 use crate::io::Now;
 use crate::protocol::body::{KvTable, TopicConfig};
 use crate::protocol::headers::{
@@ -14,7 +15,7 @@ use crate::protocol::headers::{
 };
 use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::message::stored::{parse_record, Parsed};
-use crate::protocol::{RemotingCommand, ResponseCode};
+use crate::protocol::RemotingCommand;
 use crate::store::QueueOffset;
 
 /// Index of messages stored in the rate counters.
@@ -62,7 +63,7 @@ impl Admin {
         request: &RemotingCommand,
         pick: fn(u64, u64) -> u64,
     ) -> Answer {
-        let header = QueueRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = QueueRequestHeader::decode(&request.ext_fields)?;
         let (min, max) =
             shared.store.queue_offsets(&header.topic, header.queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
         Ok(offset_reply(request, i64::try_from(pick(min, max)).unwrap_or(0)))
@@ -84,7 +85,7 @@ impl Admin {
     }
 
     pub(super) fn on_earliest_store_time(shared: &Shared, request: &RemotingCommand) -> Answer {
-        let header = QueueRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = QueueRequestHeader::decode(&request.ext_fields)?;
         let min = shared.store.queue_offsets(&header.topic, header.queue_id).map_or(0, |(min, _)| min.0);
         let time = Self::store_time(shared, &header.topic, header.queue_id, min).unwrap_or(-1);
         let mut reply = ok(request);
@@ -95,7 +96,7 @@ impl Admin {
     /// The first offset stored at or after `timestamp` (LOWER), or the last at or before it
     /// (UPPER): a binary search over store times, which never go backwards in a queue.
     pub(super) fn on_search_offset(shared: &Shared, request: &RemotingCommand) -> Answer {
-        let header = SearchOffsetRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = SearchOffsetRequestHeader::decode(&request.ext_fields)?;
         let upper = header.boundary_type.as_deref().is_some_and(|b| b.eq_ignore_ascii_case("UPPER"));
         let (min, _) =
             shared.store.queue_offsets(&header.topic, header.queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
@@ -115,10 +116,10 @@ impl Admin {
     }
 
     pub(super) fn on_view_message(shared: &Shared, request: &RemotingCommand) -> Answer {
-        let header = ViewMessageRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = ViewMessageRequestHeader::decode(&request.ext_fields)?;
         let offset = u64::try_from(header.offset).unwrap_or(u64::MAX);
         let record = shared.store.read_record_at(&*shared.reader, offset).map_err(|_| {
-            (ResponseCode::SYSTEM_ERROR, format!("can not find message by the offset, {}", header.offset))
+            Refusal::SystemError(format!("can not find message by the offset, {}", header.offset))
         })?;
         Ok(ok(request).with_body(record))
     }
@@ -189,19 +190,19 @@ impl Admin {
     }
 
     pub(super) fn on_update_topic(shared: &mut Shared, now: Now, request: &RemotingCommand) -> Answer {
-        let header = CreateTopicRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = CreateTopicRequestHeader::decode(&request.ext_fields)?;
         let system = header.topic == crate::broker::topics::TBW102
             || header.topic == crate::broker::topics::SELF_TEST_TOPIC;
         if !crate::broker::topics::valid_topic_name(&header.topic) || system {
-            return Err((
-                ResponseCode::INVALID_PARAMETER,
-                format!("the topic[{}] is invalid or reserved", header.topic),
-            ));
+            return Err(Refusal::InvalidParameter(format!(
+                "the topic[{}] is invalid or reserved",
+                header.topic
+            )));
         }
         let queues_ok =
             (1..=1024).contains(&header.read_queue_nums) && (1..=1024).contains(&header.write_queue_nums);
         if !queues_ok {
-            return Err((ResponseCode::INVALID_PARAMETER, "queue counts must be between 1 and 1024".into()));
+            return Err(Refusal::InvalidParameter("queue counts must be between 1 and 1024".into()));
         }
         let config = TopicConfig {
             topic_name: header.topic,
@@ -226,7 +227,7 @@ impl Admin {
     ) -> Answer {
         let topic = request.ext_fields.get("topic").unwrap_or("").to_owned();
         if topic.is_empty() || topic == crate::broker::topics::TBW102 {
-            return Err((ResponseCode::INVALID_PARAMETER, format!("the topic[{topic}] cannot be deleted")));
+            return Err(Refusal::InvalidParameter(format!("the topic[{topic}] cannot be deleted")));
         }
         if shared.topics.remove(&topic, now.wall.0) {
             consumers.remove_topic(&topic);

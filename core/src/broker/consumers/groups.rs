@@ -3,7 +3,8 @@
 //! (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP), removed by `deleteSubGroup`; the table is
 //! persisted as `subscriptionGroup.json`. A group with `consumeEnable=false` may not pull.
 
-use crate::broker::shared::{bad_header, error_reply, Answer, Shared};
+use crate::broker::refusal::Refusal;
+use crate::broker::shared::{Answer, Shared};
 use crate::io::Now;
 use crate::protocol::body::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 use crate::protocol::headers::{
@@ -95,12 +96,9 @@ impl super::Consumers {
         shared: &mut Shared,
         now: Now,
         group: &str,
-    ) -> Result<(), (ResponseCode, String)> {
+    ) -> Result<(), Refusal> {
         let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall.0) else {
-            return Err((
-                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!("subscription group [{group}] does not exist"),
-            ));
+            return Err(Refusal::GroupNotExist(format!("subscription group [{group}] does not exist")));
         };
         let enabled = config.consume_enable;
         if created {
@@ -108,10 +106,9 @@ impl super::Consumers {
             shared.metadata.groups.mark_dirty();
         }
         if !enabled {
-            return Err((
-                ResponseCode::NO_PERMISSION,
-                format!("subscription group [{group}] no permission to consume"),
-            ));
+            return Err(Refusal::NoPermission(format!(
+                "subscription group [{group}] no permission to consume"
+            )));
         }
         Ok(())
     }
@@ -123,12 +120,9 @@ impl super::Consumers {
         shared: &mut Shared,
         now: Now,
         group: &str,
-    ) -> Result<SubscriptionGroupConfig, (ResponseCode, String)> {
+    ) -> Result<SubscriptionGroupConfig, Refusal> {
         let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall.0) else {
-            return Err((
-                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!("subscription group [{group}] does not exist"),
-            ));
+            return Err(Refusal::GroupNotExist(format!("subscription group [{group}] does not exist")));
         };
         let config = config.clone();
         if created {
@@ -146,9 +140,9 @@ impl super::Consumers {
         request: &RemotingCommand,
     ) -> Answer {
         let config: SubscriptionGroupConfig = json::from_slice(&request.body)
-            .map_err(|e| (ResponseCode::SYSTEM_ERROR, format!("bad subscription group body: {e}")))?;
+            .map_err(|e| Refusal::SystemError(format!("bad subscription group body: {e}")))?;
         if config.group_name.is_empty() {
-            return Err((ResponseCode::INVALID_PARAMETER, "groupName is blank".into()));
+            return Err(Refusal::InvalidParameter("groupName is blank".into()));
         }
         tracing::info!(group = %config.group_name, "subscription group updated");
         self.groups.put(config, now.wall.0);
@@ -163,7 +157,7 @@ impl super::Consumers {
         now: Now,
         request: &RemotingCommand,
     ) -> Answer {
-        let header = DeleteSubscriptionGroupRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = DeleteSubscriptionGroupRequestHeader::decode(&request.ext_fields)?;
         if self.groups.remove(&header.group_name, now.wall.0) {
             tracing::info!(group = %header.group_name, "subscription group deleted");
             shared.metadata.groups.mark_dirty();
@@ -179,23 +173,21 @@ impl super::Consumers {
     /// and everything is returned, which paging clients accept as the last page).
     pub(in crate::broker) fn on_get_all_groups(&self, request: &RemotingCommand) -> Answer {
         let body = json::to_vec(self.groups.wrapper(), KeyStyle::Fastjson)
-            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+            .map_err(|e| Refusal::SystemError(e.to_string()))?;
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body))
     }
 
     /// GET_SUBSCRIPTIONGROUP_CONFIG.
     pub(in crate::broker) fn on_get_group(&self, request: &RemotingCommand) -> Answer {
-        let header =
-            GetSubscriptionGroupConfigRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = GetSubscriptionGroupConfigRequestHeader::decode(&request.ext_fields)?;
         let Some(config) = self.groups.get(&header.group) else {
-            return Ok(error_reply(
-                request,
-                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!("subscription group [{}] does not exist", header.group),
-            ));
+            // An answer, not a refusal: the group's absence is what the tool asked about.
+            let absent =
+                Refusal::GroupNotExist(format!("subscription group [{}] does not exist", header.group));
+            return Ok(absent.reply_to(request));
         };
-        let body = json::to_vec(config, KeyStyle::Fastjson)
-            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        let body =
+            json::to_vec(config, KeyStyle::Fastjson).map_err(|e| Refusal::SystemError(e.to_string()))?;
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body))
     }
 }

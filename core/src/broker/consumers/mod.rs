@@ -8,7 +8,8 @@ pub mod offsets;
 mod pull;
 pub mod queue_locks;
 
-use crate::broker::shared::{bad_header, Answer, Shared};
+use crate::broker::refusal::Refusal;
+use crate::broker::shared::{Answer, Shared};
 use crate::broker::topics::RETRY_PREFIX;
 use crate::io::{ConnId, MonoNanos, Now};
 use crate::protocol::body::{ConsumerIdList, HeartbeatData};
@@ -131,7 +132,7 @@ impl Consumers {
         request: &RemotingCommand,
     ) -> Answer {
         let data: HeartbeatData = json::from_slice(&request.body)
-            .map_err(|e| (ResponseCode::SYSTEM_ERROR, format!("bad heartbeat: {e}")))?;
+            .map_err(|e| Refusal::SystemError(format!("bad heartbeat: {e}")))?;
         for consumer in &data.consumer_data_set {
             // A group that may not exist or consume finds out on its pulls.
             let _ = self.check_group(shared, now, &consumer.group_name);
@@ -153,7 +154,7 @@ impl Consumers {
         conn: ConnId,
         request: &RemotingCommand,
     ) -> Answer {
-        let header = UnregisterClientRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = UnregisterClientRequestHeader::decode(&request.ext_fields)?;
         let changed =
             self.clients.unregister(conn, header.producer_group.as_deref(), header.consumer_group.as_deref());
         self.notify_consumer_ids_changed(shared, &changed);
@@ -162,13 +163,13 @@ impl Consumers {
 
     /// GET_CONSUMER_LIST_BY_GROUP.
     pub(super) fn on_consumer_list(&self, request: &RemotingCommand) -> Answer {
-        let header = ConsumerGroupHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = ConsumerGroupHeader::decode(&request.ext_fields)?;
         let ids = self.clients.consumer_ids(&header.consumer_group);
         if ids.is_empty() {
-            return Err((
-                ResponseCode::SYSTEM_ERROR,
-                format!("no consumer for this group, {}", header.consumer_group),
-            ));
+            return Err(Refusal::SystemError(format!(
+                "no consumer for this group, {}",
+                header.consumer_group
+            )));
         }
         let body = json::to_body(&ConsumerIdList { consumer_id_list: ids }, KeyStyle::Fastjson);
         Ok(ok(request).with_body(body))
@@ -176,7 +177,7 @@ impl Consumers {
 
     /// QUERY_CONSUMER_OFFSET.
     pub(super) fn on_query_offset(&self, shared: &Shared, request: &RemotingCommand) -> Answer {
-        let header = QueryConsumerOffsetRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = QueryConsumerOffsetRequestHeader::decode(&request.ext_fields)?;
         let stored = self.offsets.get(&header.consumer_group, &header.topic, header.queue_id);
         let offset = match stored {
             Some(offset) if offset >= 0 => offset,
@@ -186,8 +187,7 @@ impl Consumers {
                 let min =
                     shared.store.queue_offsets(&header.topic, header.queue_id).map_or(0, |(min, _)| min.0);
                 if header.set_zero_if_not_found == Some(false) || min > 0 {
-                    return Err((
-                        ResponseCode::QUERY_NOT_FOUND,
+                    return Err(Refusal::QueryNotFound(
                         "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first".into(),
                     ));
                 }
@@ -199,7 +199,7 @@ impl Consumers {
 
     /// UPDATE_CONSUMER_OFFSET.
     pub(super) fn on_update_offset(&mut self, request: &RemotingCommand) -> Answer {
-        let header = UpdateConsumerOffsetRequestHeader::decode(&request.ext_fields).map_err(bad_header)?;
+        let header = UpdateConsumerOffsetRequestHeader::decode(&request.ext_fields)?;
         self.commit_offset(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
         Ok(ok(request))
     }

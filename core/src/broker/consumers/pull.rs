@@ -15,7 +15,8 @@
 //! queue or its time is up, then answered; the held request occupies nothing on its
 //! connection, so later requests on the same connection are served meanwhile.
 
-use crate::broker::shared::{error_reply, Shared};
+use crate::broker::refusal::Refusal;
+use crate::broker::shared::Shared;
 use crate::io::{ConnId, MonoNanos, Now};
 use crate::protocol::body::{perm, SubscriptionData};
 use crate::protocol::headers::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
@@ -65,17 +66,17 @@ impl super::Consumers {
     ) -> Option<RemotingCommand> {
         let header = match PullMessageRequestHeader::decode(&request.ext_fields) {
             Ok(header) => header,
-            Err(e) => return Some(error_reply(&request, ResponseCode::SYSTEM_ERROR, e.to_string())),
+            Err(e) => return Some(Refusal::from(e).reply_to(&request)),
         };
         let subscription = match self.pull_subscription(&header) {
             Ok(subscription) => subscription,
-            Err((code, remark)) => return Some(error_reply(&request, code, remark)),
+            Err(refusal) => return Some(refusal.reply_to(&request)),
         };
-        if let Err((code, remark)) = self
+        if let Err(refusal) = self
             .check_group(shared, now, &header.consumer_group)
             .and_then(|()| Self::check_pull_target(shared, &header))
         {
-            return Some(error_reply(&request, code, remark));
+            return Some(refusal.reply_to(&request));
         }
         if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
             self.commit_offset(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
@@ -99,63 +100,47 @@ impl super::Consumers {
 
     /// The subscription a pull filters by: the request's (subscription flag) or the one
     /// the group registered by heartbeat.
-    fn pull_subscription(
-        &self,
-        header: &PullMessageRequestHeader,
-    ) -> Result<SubscriptionData, (ResponseCode, String)> {
+    fn pull_subscription(&self, header: &PullMessageRequestHeader) -> Result<SubscriptionData, Refusal> {
         let expression_type = header.expression_type.as_deref().unwrap_or("TAG");
         if !expression_type.eq_ignore_ascii_case("TAG") {
-            return Err((
-                ResponseCode::SUBSCRIPTION_PARSE_FAILED,
-                format!("{expression_type} filtering is not supported by this broker"),
-            ));
+            return Err(Refusal::SubscriptionParseFailed(format!(
+                "{expression_type} filtering is not supported by this broker"
+            )));
         }
         if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
             let expression = header.subscription.as_deref().unwrap_or("*");
             return Ok(SubscriptionData::from_expression(&header.topic, expression, header.sub_version));
         }
         let group = self.clients.consumer_group(&header.consumer_group).ok_or_else(|| {
-            (
-                ResponseCode::SUBSCRIPTION_NOT_EXIST,
-                format!("the consumer's group info not exist: {}", header.consumer_group),
-            )
+            Refusal::SubscriptionNotExist(format!(
+                "the consumer's group info not exist: {}",
+                header.consumer_group
+            ))
         })?;
         let registered = group.subscriptions.get(&header.topic).ok_or_else(|| {
-            (
-                ResponseCode::SUBSCRIPTION_NOT_EXIST,
-                format!("the consumer's subscription not exist: {}", header.topic),
-            )
+            Refusal::SubscriptionNotExist(format!("the consumer's subscription not exist: {}", header.topic))
         })?;
         if registered.sub_version < header.sub_version {
-            return Err((
-                ResponseCode::SUBSCRIPTION_NOT_LATEST,
-                "the consumer's subscription not latest".into(),
-            ));
+            return Err(Refusal::SubscriptionNotLatest("the consumer's subscription not latest".into()));
         }
         Ok(registered.clone())
     }
 
-    fn check_pull_target(
-        shared: &Shared,
-        header: &PullMessageRequestHeader,
-    ) -> Result<(), (ResponseCode, String)> {
+    fn check_pull_target(shared: &Shared, header: &PullMessageRequestHeader) -> Result<(), Refusal> {
         let config = shared.topics.get(&header.topic).ok_or_else(|| {
-            (ResponseCode::TOPIC_NOT_EXIST, format!("topic[{}] not exist, apply first please!", header.topic))
+            Refusal::TopicNotExist(format!("topic[{}] not exist, apply first please!", header.topic))
         })?;
         if !perm::readable(config.perm) {
-            return Err((
-                ResponseCode::NO_PERMISSION,
-                format!("the topic[{}] pulling message is forbidden", header.topic),
-            ));
+            return Err(Refusal::NoPermission(format!(
+                "the topic[{}] pulling message is forbidden",
+                header.topic
+            )));
         }
         if header.queue_id < 0 || header.queue_id >= config.read_queue_nums {
-            return Err((
-                ResponseCode::INVALID_PARAMETER,
-                format!(
-                    "queueId[{}] is illegal, topic {} has {} read queues",
-                    header.queue_id, header.topic, config.read_queue_nums
-                ),
-            ));
+            return Err(Refusal::InvalidParameter(format!(
+                "queueId[{}] is illegal, topic {} has {} read queues",
+                header.queue_id, header.topic, config.read_queue_nums
+            )));
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! lock period later. Expiry runs on the monotonic clock: a wall-clock step must neither
 //! break a live lock nor keep a dead one.
 
+use crate::broker::refusal::Refusal;
 use std::collections::BTreeMap;
 
 use crate::broker::shared::Answer;
@@ -123,8 +124,8 @@ impl super::Consumers {
         let body = lock_body(request)?;
         let granted = self.locks.lock(&body.consumer_group, &body.client_id, &body.mq_set, now.mono);
         let reply = LockBatchResponseBody { lock_ok_mq_set: granted };
-        let bytes = json::to_vec(&reply, KeyStyle::Fastjson)
-            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        let bytes =
+            json::to_vec(&reply, KeyStyle::Fastjson).map_err(|e| Refusal::SystemError(e.to_string()))?;
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(bytes))
     }
 
@@ -135,18 +136,18 @@ impl super::Consumers {
     }
 }
 
-fn lock_body(request: &RemotingCommand) -> Result<LockBatchRequestBody, (ResponseCode, String)> {
+fn lock_body(request: &RemotingCommand) -> Result<LockBatchRequestBody, Refusal> {
     // Both codes have empty headers: everything is in the body.
-    let body: LockBatchRequestBody = json::from_slice(&request.body)
-        .map_err(|e| (ResponseCode::SYSTEM_ERROR, format!("bad lock body: {e}")))?;
+    let body: LockBatchRequestBody =
+        json::from_slice(&request.body).map_err(|e| Refusal::SystemError(format!("bad lock body: {e}")))?;
     if body.mq_set.len() > LOCK_BATCH_MAX {
-        return Err((
-            ResponseCode::SYSTEM_ERROR,
-            format!("too many queues in one lock request: {}", body.mq_set.len()),
-        ));
+        return Err(Refusal::SystemError(format!(
+            "too many queues in one lock request: {}",
+            body.mq_set.len()
+        )));
     }
     if body.consumer_group.is_empty() || body.client_id.is_empty() {
-        return Err((ResponseCode::SYSTEM_ERROR, "lock request without consumerGroup or clientId".into()));
+        return Err(Refusal::SystemError("lock request without consumerGroup or clientId".into()));
     }
     Ok(body)
 }

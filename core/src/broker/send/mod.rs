@@ -7,13 +7,14 @@
 //! every send it covers). Every reply, errors included, carries `MSG_REGION` and `TRACE_ON`:
 //! the Java client reads them without a null check.
 
+use crate::broker::refusal::Refusal;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
 use super::consumers::Consumers;
 use super::delay::SCHEDULE_TOPIC;
-use super::shared::{error_reply, Shared};
+use super::shared::Shared;
 use super::timer::{deliver_at, TIMER_TOPIC};
 use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
 use super::transaction::HALF_TOPIC;
@@ -26,7 +27,7 @@ use crate::protocol::message::message_id::offset_message_id;
 use crate::protocol::message::properties::{self, keys, PROPERTY_SEPARATOR};
 use crate::protocol::message::stored::sys_flag;
 use crate::protocol::{RemotingCommand, ResponseCode};
-use crate::store::{AppendRequest, Appended, FlushMode, StoreError};
+use crate::store::{AppendRequest, Appended, FlushMode};
 
 /// Most messages in one batch send.
 pub(super) mod durable;
@@ -61,13 +62,8 @@ pub(super) struct SendPath {
 
 impl SendPath {
     /// A send reply with the fields every client reads, even on errors.
-    fn send_error(
-        shared: &Shared,
-        request: &RemotingCommand,
-        code: ResponseCode,
-        remark: impl Into<String>,
-    ) -> RemotingCommand {
-        let mut reply = error_reply(request, code, remark);
+    fn send_error(shared: &Shared, request: &RemotingCommand, refusal: &Refusal) -> RemotingCommand {
+        let mut reply = refusal.reply_to(request);
         reply.ext_fields.insert("MSG_REGION", shared.config.region.clone());
         reply.ext_fields.insert("TRACE_ON", shared.config.trace_on.to_string());
         reply
@@ -84,7 +80,7 @@ impl SendPath {
     ) -> Option<RemotingCommand> {
         match self.try_send(shared, consumers, now, conn, request) {
             Ok(()) => None,
-            Err((code, remark)) => Some(Self::send_error(shared, request, code, remark)),
+            Err(refusal) => Some(Self::send_error(shared, request, &refusal)),
         }
     }
 
@@ -95,25 +91,24 @@ impl SendPath {
         now: Now,
         conn: ConnId,
         request: &RemotingCommand,
-    ) -> Result<(), (ResponseCode, String)> {
+    ) -> Result<(), Refusal> {
         let header = SendMessageRequestHeader::decode_any(&request.ext_fields)
-            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+            .map_err(|e| Refusal::SystemError(e.to_string()))?;
         if shared.replies.len() >= shared.config.max_pending_replies {
-            return Err((
-                ResponseCode::SYSTEM_BUSY,
+            return Err(Refusal::Busy(
                 "[PC_SYNCHRONIZED]broker busy: too many sends waiting for flush".into(),
             ));
         }
         if let Some(remark) = shed_reason(shared, now) {
             shared.stats.sends_shed += 1;
-            return Err((ResponseCode::SYSTEM_BUSY, remark));
+            return Err(Refusal::Busy(remark));
         }
         let config = topic_for_send(shared, now, &header)?;
         if !perm::writable(config.perm) {
-            return Err((
-                ResponseCode::NO_PERMISSION,
-                format!("the topic[{}] sending message is forbidden", header.topic),
-            ));
+            return Err(Refusal::NoPermission(format!(
+                "the topic[{}] sending message is forbidden",
+                header.topic
+            )));
         }
         let queue_nums = config.write_queue_nums.max(config.read_queue_nums);
         let queue_id = if header.queue_id < 0 {
@@ -124,13 +119,10 @@ impl SendPath {
             header.queue_id
         };
         if queue_id >= queue_nums {
-            return Err((
-                ResponseCode::INVALID_PARAMETER,
-                format!(
-                    "request queueId[{queue_id}] is illegal, topic {} has {queue_nums} queues",
-                    header.topic
-                ),
-            ));
+            return Err(Refusal::InvalidParameter(format!(
+                "request queueId[{queue_id}] is illegal, topic {} has {queue_nums} queues",
+                header.topic
+            )));
         }
         let given = header.properties.as_deref().unwrap_or("").as_bytes();
         let batch = header.batch == Some(true)
@@ -138,10 +130,10 @@ impl SendPath {
         let route = route_send(shared, consumers, now, &header, queue_id, given, batch)?;
         let given: &[u8] = &route.properties;
         let messages = if batch {
-            let entries = decode_batch(&request.body, MAX_BATCH)
-                .map_err(|e| (ResponseCode::MESSAGE_ILLEGAL, e.to_string()))?;
+            let entries =
+                decode_batch(&request.body, MAX_BATCH).map_err(|e| Refusal::MessageIllegal(e.to_string()))?;
             if entries.is_empty() {
-                return Err((ResponseCode::MESSAGE_ILLEGAL, "empty batch".into()));
+                return Err(Refusal::MessageIllegal("empty batch".into()));
             }
             entries.into_iter().map(|e| stamp(shared, now, e.flag, e.body, &e.properties)).collect::<Vec<_>>()
         } else {
@@ -168,8 +160,7 @@ impl SendPath {
         let appended = match requests.as_slice() {
             [single] => shared.store.append(now, single).map(|a| vec![a]),
             many => shared.store.append_batch(now, many),
-        }
-        .map_err(store_error)?;
+        }?;
         shared.stats.messages_put += appended.len() as u64;
         let reply = send_reply(&shared.config, request, queue_id, &appended, &messages);
         let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync)
@@ -207,7 +198,7 @@ fn topic_for_send(
     shared: &mut Shared,
     now: Now,
     header: &SendMessageRequestHeader,
-) -> Result<crate::protocol::body::TopicConfig, (ResponseCode, String)> {
+) -> Result<crate::protocol::body::TopicConfig, Refusal> {
     if header.topic.starts_with(RETRY_PREFIX) {
         shared.ensure_group_topic(now, &header.topic);
     }
@@ -215,8 +206,8 @@ fn topic_for_send(
         .topics
         .get_or_auto_create(&header.topic, &header.default_topic, header.default_topic_queue_nums, now.wall.0)
         .map_err(|e| match e {
-            super::topics::TopicError::Invalid(_) => (ResponseCode::INVALID_PARAMETER, e.to_string()),
-            super::topics::TopicError::NotExist(_) => (ResponseCode::TOPIC_NOT_EXIST, e.to_string()),
+            super::topics::TopicError::Invalid(_) => Refusal::InvalidParameter(e.to_string()),
+            super::topics::TopicError::NotExist(_) => Refusal::TopicNotExist(e.to_string()),
         })?;
     if created {
         tracing::info!(topic = %header.topic, queues = config.write_queue_nums, "topic auto-created");
@@ -234,25 +225,21 @@ fn route_half(
     mut route: SendRoute,
     given: &[u8],
     batch: bool,
-) -> Result<SendRoute, (ResponseCode, String)> {
+) -> Result<SendRoute, Refusal> {
     if shared.config.transaction.reject {
-        return Err((
-            ResponseCode::NO_PERMISSION,
+        return Err(Refusal::NoPermission(
             "transaction messages are disabled on this broker (rejectTransactionMessage)".into(),
         ));
     }
     if batch {
-        return Err((ResponseCode::MESSAGE_ILLEGAL, "a batch message cannot be transactional".into()));
+        return Err(Refusal::MessageIllegal("a batch message cannot be transactional".into()));
     }
     let delayed = properties::find(given, keys::DELAY).is_some_and(|d| d != b"0")
         || [keys::TIMER_DELAY_SEC, keys::TIMER_DELAY_MS, keys::TIMER_DELIVER_MS]
             .iter()
             .any(|key| properties::find(given, key).is_some());
     if delayed {
-        return Err((
-            ResponseCode::MESSAGE_ILLEGAL,
-            "a transaction message cannot be delayed or timed".into(),
-        ));
+        return Err(Refusal::MessageIllegal("a transaction message cannot be delayed or timed".into()));
     }
     let mut props = properties::without(
         given,
@@ -279,7 +266,7 @@ fn route_send(
     queue_id: i32,
     given: &[u8],
     batch: bool,
-) -> Result<SendRoute, (ResponseCode, String)> {
+) -> Result<SendRoute, Refusal> {
     let mut route =
         SendRoute { topic: header.topic.clone(), queue_id, properties: given.to_vec(), clear_sys_flags: 0 };
     let transactional = header.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED
@@ -309,7 +296,7 @@ fn route_send(
         return route_timed(shared, now, route, given, batch);
     };
     if batch {
-        return Err((ResponseCode::MESSAGE_ILLEGAL, "a batch message cannot be delayed".into()));
+        return Err(Refusal::MessageIllegal("a batch message cannot be delayed".into()));
     }
     let mut props = properties::without(given, &[keys::DELAY, keys::REAL_TOPIC, keys::REAL_QID]);
     properties::push(&mut props, keys::DELAY, &level.to_string());
@@ -330,12 +317,12 @@ fn route_timed(
     mut route: SendRoute,
     given: &[u8],
     batch: bool,
-) -> Result<SendRoute, (ResponseCode, String)> {
+) -> Result<SendRoute, Refusal> {
     let due = deliver_at(given, now.wall.0, shared.config.timer_max_delay_ms)
-        .map_err(|error| (ResponseCode::MESSAGE_ILLEGAL, error.to_string()))?;
+        .map_err(|error| Refusal::MessageIllegal(error.to_string()))?;
     let Some(due) = due.filter(|due| *due > now.wall.0) else { return Ok(route) };
     if batch {
-        return Err((ResponseCode::MESSAGE_ILLEGAL, "a batch message cannot be timed".into()));
+        return Err(Refusal::MessageIllegal("a batch message cannot be timed".into()));
     }
     let mut props = properties::without(given, &[keys::TIMER_OUT_MS, keys::REAL_TOPIC, keys::REAL_QID]);
     properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
@@ -399,22 +386,4 @@ fn send_reply(
     let mut reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
     reply.ext_fields = header.to_ext_fields();
     reply
-}
-
-pub(in crate::broker) fn store_error(error: StoreError) -> (ResponseCode, String) {
-    let code = match &error {
-        // RocketMQ answers a full disk with SERVICE_NOT_AVAILABLE too; clients retry it
-        // on another broker.
-        StoreError::NotReady
-        | StoreError::ShutDown
-        | StoreError::Failed(_)
-        | StoreError::DiskFull { .. }
-        | StoreError::Repairing => ResponseCode::SERVICE_NOT_AVAILABLE,
-        StoreError::BadTopic(_) => ResponseCode::INVALID_PARAMETER,
-        StoreError::BodyTooLarge { .. }
-        | StoreError::TooLargeForSegment(_)
-        | StoreError::Record(_)
-        | StoreError::OffsetOverflow => ResponseCode::MESSAGE_ILLEGAL,
-    };
-    (code, error.to_string())
 }

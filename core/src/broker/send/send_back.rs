@@ -10,7 +10,8 @@
 
 use crate::broker::consumers::Consumers;
 use crate::broker::delay::SCHEDULE_TOPIC;
-use crate::broker::shared::{error_reply, Shared};
+use crate::broker::refusal::Refusal;
+use crate::broker::shared::Shared;
 use crate::broker::topics::{DLQ_PREFIX, RETRY_PREFIX};
 use crate::io::{ConnId, Now};
 use crate::protocol::headers::{CommandHeader, ConsumerSendMsgBackRequestHeader};
@@ -68,7 +69,7 @@ impl super::SendPath {
     ) -> Option<RemotingCommand> {
         match Self::try_send_back(shared, consumers, now, conn, request) {
             Ok(reply) => reply,
-            Err((code, remark)) => Some(error_reply(request, code, remark)),
+            Err(refusal) => Some(refusal.reply_to(request)),
         }
     }
 
@@ -78,12 +79,12 @@ impl super::SendPath {
         now: Now,
         conn: ConnId,
         request: &RemotingCommand,
-    ) -> Result<Option<RemotingCommand>, (ResponseCode, String)> {
+    ) -> Result<Option<RemotingCommand>, Refusal> {
         let header = ConsumerSendMsgBackRequestHeader::decode(&request.ext_fields)
-            .map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+            .map_err(|e| Refusal::SystemError(e.to_string()))?;
         let ok = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
         if shared.replies.len() >= shared.config.max_pending_replies {
-            return Err((ResponseCode::SYSTEM_BUSY, "broker busy: too many writes waiting for flush".into()));
+            return Err(Refusal::Busy("broker busy: too many writes waiting for flush".into()));
         }
         let group = header.group.clone();
         let config = consumers.group_config(shared, now, &group)?;
@@ -92,7 +93,7 @@ impl super::SendPath {
             return Ok(Some(ok));
         }
         let lookup_failed =
-            || (ResponseCode::SYSTEM_ERROR, format!("look message by offset failed, {}", header.offset));
+            || Refusal::SystemError(format!("look message by offset failed, {}", header.offset));
         let phys = u64::try_from(header.offset).map_err(|_| lookup_failed())?;
         let record = shared.store.read_record_at(&*shared.reader, phys).map_err(|_| lookup_failed())?;
         let Ok(Parsed::Message(original)) = parse_record(&record) else { return Err(lookup_failed()) };
@@ -154,8 +155,7 @@ impl super::SendPath {
             body: original.body,
             properties: &props,
         };
-        let appended =
-            shared.store.append(now, &append).map_err(|e| (ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+        let appended = shared.store.append(now, &append).map_err(|e| Refusal::SystemError(e.to_string()))?;
         shared.stats.messages_put += 1;
         let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
         shared.reply_when_durable(now, conn, request, ok, appended.end().0, needs_flush);

@@ -14,7 +14,8 @@ use std::collections::VecDeque;
 use super::table::{EndKind, TransactionTable, HALF_TOPIC};
 use super::{half_entry, HalfRecord, READ_PER_WAKE};
 use crate::broker::consumers::Consumers;
-use crate::broker::shared::{error_reply, Shared};
+use crate::broker::refusal::Refusal;
+use crate::broker::shared::Shared;
 use crate::io::{ConnId, MonoNanos, Now};
 use crate::protocol::headers::{CommandHeader, EndTransactionRequestHeader};
 use crate::protocol::message::properties::{self, keys};
@@ -48,17 +49,17 @@ impl HeldEnds {
 }
 
 /// Why an END was not carried out.
-enum Refusal {
+enum NotDone {
     /// It may succeed later: hold it.
-    NotYet(ResponseCode, String),
+    NotYet(Refusal),
     /// It never will.
-    Final(ResponseCode, String),
+    Final(Refusal),
 }
 
-impl Refusal {
-    fn parts(self) -> (ResponseCode, String) {
+impl NotDone {
+    fn refusal(self) -> Refusal {
         match self {
-            Self::NotYet(code, remark) | Self::Final(code, remark) => (code, remark),
+            Self::NotYet(refusal) | Self::Final(refusal) => refusal,
         }
     }
 }
@@ -75,16 +76,16 @@ impl super::TransactionService {
     ) -> Option<RemotingCommand> {
         match self.end_transaction(shared, consumers, now, conn, request) {
             Ok(reply) => reply,
-            Err(Refusal::NotYet(code, remark)) if self.held.0.len() < HELD_MAX => {
-                tracing::debug!(?code, remark, "END_TRANSACTION held");
+            Err(NotDone::NotYet(refusal)) if self.held.0.len() < HELD_MAX => {
+                tracing::debug!(code = ?refusal.code(), remark = refusal.remark(), "END_TRANSACTION held");
                 self.held.0.push_back(HeldEnd { conn, request: request.clone(), since: now.mono });
                 self.wake_soon(now);
                 None
             }
-            Err(refusal) => {
-                let (code, remark) = refusal.parts();
-                tracing::info!(?code, remark, "END_TRANSACTION refused");
-                Some(error_reply(request, code, remark))
+            Err(not_done) => {
+                let refusal = not_done.refusal();
+                tracing::info!(code = ?refusal.code(), remark = refusal.remark(), "END_TRANSACTION refused");
+                Some(refusal.reply_to(request))
             }
         }
     }
@@ -93,20 +94,21 @@ impl super::TransactionService {
     pub(super) fn retry_held_ends(&mut self, shared: &mut Shared, consumers: &mut Consumers, now: Now) {
         let held = core::mem::take(&mut self.held.0);
         for end in held {
-            let (code, remark) = match self.end_transaction(shared, consumers, now, end.conn, &end.request) {
+            let refusal = match self.end_transaction(shared, consumers, now, end.conn, &end.request) {
                 Ok(None) => continue,
                 Ok(Some(reply)) => {
                     remoting::reply(&mut shared.out, end.conn, &end.request, &reply);
                     continue;
                 }
-                Err(Refusal::NotYet(..)) if now.mono < end.since.plus_millis(HELD_MS) => {
+                Err(NotDone::NotYet(_)) if now.mono < end.since.plus_millis(HELD_MS) => {
                     self.held.0.push_back(end);
                     continue;
                 }
-                Err(refusal) => refusal.parts(),
+                Err(not_done) => not_done.refusal(),
             };
+            let (code, remark) = (refusal.code(), refusal.remark());
             tracing::warn!(?code, remark, "END_TRANSACTION refused after holding it {HELD_MS} ms");
-            let reply = error_reply(&end.request, code, remark);
+            let reply = refusal.reply_to(&end.request);
             remoting::reply(&mut shared.out, end.conn, &end.request, &reply);
         }
         if !self.held.is_empty() {
@@ -121,59 +123,47 @@ impl super::TransactionService {
         now: Now,
         conn: ConnId,
         request: &RemotingCommand,
-    ) -> Result<Option<RemotingCommand>, Refusal> {
+    ) -> Result<Option<RemotingCommand>, NotDone> {
         if shared.config.broker_id != 0 {
-            return Err(Refusal::Final(
-                ResponseCode::SLAVE_NOT_AVAILABLE,
-                "a slave cannot end transactions".into(),
-            ));
+            return Err(NotDone::Final(Refusal::SlaveNotAvailable("a slave cannot end transactions".into())));
         }
         let header = EndTransactionRequestHeader::decode(&request.ext_fields)
-            .map_err(|e| Refusal::Final(ResponseCode::SYSTEM_ERROR, e.to_string()))?;
+            .map_err(|e| NotDone::Final(Refusal::SystemError(e.to_string())))?;
         let mut kind = match header.commit_or_rollback {
             sys_flag::TRANSACTION_NOT_TYPE => return Ok(None),
             sys_flag::TRANSACTION_COMMIT => EndKind::Commit,
             sys_flag::TRANSACTION_ROLLBACK => EndKind::Rollback,
             other => {
-                return Err(Refusal::Final(
-                    ResponseCode::SYSTEM_ERROR,
-                    format!("illegal commitOrRollback {other}"),
-                ))
+                return Err(NotDone::Final(Refusal::SystemError(format!("illegal commitOrRollback {other}"))))
             }
         };
         if shared.store.config().mutated(crate::mutation::Mutation::RollbackAsCommit) {
             kind = EndKind::Commit;
         }
         if !self.ready(shared, consumers) {
-            return Err(Refusal::NotYet(
-                ResponseCode::SYSTEM_BUSY,
-                "transactions are still being recovered".into(),
-            ));
+            return Err(NotDone::NotYet(Refusal::Busy("transactions are still being recovered".into())));
         }
         let phys = u64::try_from(header.commit_log_offset).unwrap_or(u64::MAX);
         // A failed read may be a flipped bit on the way: worth another try.
         let record = shared.store.read_record_at(&*shared.reader, phys).map_err(|e| {
-            Refusal::NotYet(
-                ResponseCode::SYSTEM_ERROR,
-                format!("half message at {} not found: {e}", header.commit_log_offset),
-            )
+            NotDone::NotYet(Refusal::SystemError(format!(
+                "half message at {} not found: {e}",
+                header.commit_log_offset
+            )))
         })?;
         let half = HalfRecord { record };
         let view = half
             .view()
-            .ok_or_else(|| Refusal::Final(ResponseCode::SYSTEM_ERROR, "not a message record".to_owned()))?;
+            .ok_or_else(|| NotDone::Final(Refusal::SystemError("not a message record".to_owned())))?;
         let group = properties::find(view.properties, keys::PGROUP).unwrap_or_default();
         if view.topic != HALF_TOPIC
             || view.queue_offset != header.tran_state_table_offset
             || group != header.producer_group.as_bytes()
         {
-            return Err(Refusal::Final(
-                ResponseCode::SYSTEM_ERROR,
-                format!(
-                    "the message at {} is not the half message of group {} at queue offset {}",
-                    header.commit_log_offset, header.producer_group, header.tran_state_table_offset
-                ),
-            ));
+            return Err(NotDone::Final(Refusal::SystemError(format!(
+                "the message at {} is not the half message of group {} at queue offset {}",
+                header.commit_log_offset, header.producer_group, header.tran_state_table_offset
+            ))));
         }
         let entry = half_entry(&view, u64::try_from(view.queue_offset).unwrap_or(0), 0);
         // The table must have read this far (and past the replay) to know the origin; one
@@ -183,17 +173,13 @@ impl super::TransactionService {
             self.read_half_queue(shared, now, READ_PER_WAKE);
         }
         if self.table.as_ref().is_some_and(behind) {
-            return Err(Refusal::NotYet(
-                ResponseCode::SYSTEM_BUSY,
-                "the half queue is not read that far yet".into(),
-            ));
+            return Err(NotDone::NotYet(Refusal::Busy("the half queue is not read that far yet".into())));
         }
         let open = self.table.as_ref().is_some_and(|t| t.get(entry.origin).is_some());
         let durable_end = if open {
-            let (_, end) = self.append_end(shared, now, &view, entry.origin, kind).map_err(|e| {
-                let (code, remark) = crate::broker::send::store_error(e);
-                Refusal::Final(code, remark)
-            })?;
+            let (_, end) = self
+                .append_end(shared, now, &view, entry.origin, kind)
+                .map_err(|e| NotDone::Final(Refusal::from(e)))?;
             end
         } else {
             // Ended already (a repeated commit, a check's answer after the producer's own):
