@@ -136,6 +136,8 @@ mod tests {
         assert_eq!(key(&|c| c.default_topic_queue_nums = 0), Some("defaultTopicQueueNums"));
         assert_eq!(key(&|c| c.timer_precision_ms = 0), Some("timerPrecisionMs"));
         assert_eq!(key(&|c| c.store.segment_size = 100), Some("mappedFileSizeCommitLog"));
+        assert_eq!(key(&|c| c.store.segment_size = 1 << 31), Some("mappedFileSizeCommitLog"));
+        assert_eq!(key(&|c| c.store.segment_size = (1 << 31) - 1), None);
         assert_eq!(key(&|c| c.store.queue_file_entries = 0), Some("mappedFileSizeConsumeQueue"));
         assert_eq!(key(&|c| c.store.retention.warning_ratio = 0), Some("diskSpaceWarningLevelRatio"));
         let message = {

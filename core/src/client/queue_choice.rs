@@ -51,7 +51,8 @@ impl QueueChoice {
         let n = queues.len() as u64;
         let start = self.next;
         self.next = self.next.wrapping_add(1);
-        let at = |i: u64| queues.get(usize::try_from(start.wrapping_add(i) % n).unwrap_or(0));
+        // Below the queue count: an index.
+        let at = |i: u64| queues.get((start.wrapping_add(i) % n) as usize);
         let usable = |q: &&MessageQueue| {
             Some(q.broker_name.as_str()) != last_failed
                 && self.avoid_until.get(&q.broker_name).is_none_or(|until| now >= *until)
@@ -89,7 +90,7 @@ impl QueueChoice {
 #[must_use]
 pub fn select_by_key(queues: &[MessageQueue], key: i32) -> Option<MessageQueue> {
     let n = u32::try_from(queues.len()).ok().filter(|n| *n > 0)?;
-    queues.get(usize::try_from(key.unsigned_abs() % n).unwrap_or(0)).cloned()
+    queues.get((key.unsigned_abs() % n) as usize).cloned()
 }
 
 #[cfg(test)]

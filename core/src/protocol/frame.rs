@@ -87,8 +87,9 @@ impl FrameDecoder {
 /// Decode everything after the length word: header info, header and body.
 fn decode_frame_body(mut frame: Bytes) -> Result<RemotingCommand, FrameError> {
     let info = frame.get_u32();
-    let type_byte = u8::try_from(info >> 24).unwrap_or(u8::MAX);
-    let header_len = usize::try_from(info & 0x00FF_FFFF).unwrap_or(usize::MAX);
+    // The top byte and the low 24 bits: both fit what they become.
+    let type_byte = (info >> 24) as u8;
+    let header_len = (info & 0x00FF_FFFF) as usize;
     if header_len > frame.len() {
         return Err(FrameError::BadHeader("header length exceeds the frame"));
     }
@@ -106,16 +107,19 @@ fn decode_frame_body(mut frame: Bytes) -> Result<RemotingCommand, FrameError> {
 /// cannot carry its code).
 pub fn encode_frame(cmd: &RemotingCommand, out: &mut BytesMut) {
     let mut header = Vec::with_capacity(160);
-    let serialize_type = match cmd.serialize_type {
-        SerializeType::RocketMq if header_binary::fits(cmd) => {
-            header_binary::encode(cmd, &mut header);
-            SerializeType::RocketMq
+    let mut serialize_type = encode_header(cmd, &mut header);
+    if header.len() > MAX_HEADER_LEN {
+        // A remark can quote what a peer sent (a topic name in an error), and JSON escapes
+        // can make it six times longer than the frame that carried it: cut the remark, the
+        // one free-text part, rather than fail the reply.
+        if let Some(remark) = &cmd.remark {
+            let mut cut = cmd.clone();
+            let end = (0..=REMARK_CUT_LEN.min(remark.len())).rev().find(|at| remark.is_char_boundary(*at));
+            cut.remark = Some(format!("{}…", remark.get(..end.unwrap_or(0)).unwrap_or_default()));
+            header.clear();
+            serialize_type = encode_header(&cut, &mut header);
         }
-        _ => {
-            header_json::encode(cmd, &mut header);
-            SerializeType::Json
-        }
-    };
+    }
     // What the core sends is built from bounded parts (bodies up to maxMessageSize, pulls
     // up to their byte limit, anything echoed from a request up to the largest frame read):
     // a frame of 4 GiB is a bug, asserted (on in release too), never a wrong length on the
@@ -124,12 +128,36 @@ pub fn encode_frame(cmd: &RemotingCommand, out: &mut BytesMut) {
     let Ok(frame_len_field) = u32::try_from(frame_len) else {
         panic!("a frame of {frame_len} bytes does not fit its 4-byte length");
     };
-    let header_len = u32::try_from(header.len()).unwrap_or(0x00FF_FFFF) & 0x00FF_FFFF;
+    // A header has 24 bits for its length; with its remark cut, ours are far below.
+    let header_len = match u32::try_from(header.len()) {
+        Ok(len) if header.len() <= MAX_HEADER_LEN => len,
+        _ => panic!("a header of {} bytes does not fit its 24-bit length", header.len()),
+    };
     out.reserve(4 + frame_len);
     out.put_u32(frame_len_field);
     out.put_u32((u32::from(serialize_type.code()) << 24) | header_len);
     out.put_slice(&header);
     out.put_slice(&cmd.body);
+}
+
+/// The longest header a frame's 24-bit length field can carry.
+const MAX_HEADER_LEN: usize = 0x00FF_FFFF;
+/// What is kept of a remark that would not fit a header.
+const REMARK_CUT_LEN: usize = 4_096;
+
+/// Encode `cmd`'s header in its own serialize type, or JSON if a binary header cannot
+/// carry it; the type used.
+fn encode_header(cmd: &RemotingCommand, header: &mut Vec<u8>) -> SerializeType {
+    match cmd.serialize_type {
+        SerializeType::RocketMq if header_binary::fits(cmd) => {
+            header_binary::encode(cmd, header);
+            SerializeType::RocketMq
+        }
+        _ => {
+            header_json::encode(cmd, header);
+            SerializeType::Json
+        }
+    }
 }
 
 /// `cmd` as one frame.
@@ -225,5 +253,27 @@ mod tests {
         let mut decoder = FrameDecoder::new(1024);
         decoder.push(&[0, 0, 0, 4]);
         assert_eq!(decoder.next_frame(), None, "a partial frame waits for more bytes");
+    }
+
+    #[test]
+    fn a_remark_too_long_for_a_header_is_cut_not_fatal() {
+        // A 20 MiB remark (a 10 MiB topic name of control characters a client sent, quoted
+        // in an error, escapes to 60 MiB of JSON): more than a 24-bit length can say.
+        let topic = "\u{1}".repeat(20 << 20);
+        for serialize_type in [SerializeType::Json, SerializeType::RocketMq] {
+            let request = sample(3, serialize_type);
+            let mut reply = RemotingCommand::response_to(
+                &request,
+                crate::protocol::ResponseCode::TOPIC_NOT_EXIST,
+                Some(format!("topic[{topic}] not exist")),
+            );
+            reply.serialize_type = serialize_type;
+            let frame = encode_to_bytes(&reply);
+            let decoded = decode_one(&frame, DEFAULT_MAX_FRAME_LEN).unwrap();
+            let remark = decoded.remark.unwrap();
+            assert!(remark.starts_with("topic[\u{1}") && remark.ends_with('…'), "{}", remark.len());
+            assert!(remark.len() <= REMARK_CUT_LEN + 3);
+            assert_eq!((decoded.code, decoded.opaque), (reply.code, reply.opaque));
+        }
     }
 }

@@ -27,13 +27,16 @@ pub(crate) const FIXED_LEN: usize = 2 + 1 + 2 + 4 + 4 + 4 + 4;
 
 /// Whether `cmd` can be carried in a binary header (its code fits in 16 bits).
 pub(crate) fn fits(cmd: &RemotingCommand) -> bool {
-    i16::try_from(cmd.code).is_ok() && i16::try_from(cmd.version).is_ok()
+    i16::try_from(cmd.code).is_ok()
+        && i16::try_from(cmd.version).is_ok()
+        && cmd.ext_fields.iter().all(|(key, _)| i16::try_from(key.len()).is_ok())
 }
 
 /// Append the binary header of `cmd` to `out`. Callers check [`fits`] first.
 pub(crate) fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
-    let code = i16::try_from(cmd.code).unwrap_or(i16::MAX);
-    let version = i16::try_from(cmd.version).unwrap_or(i16::MAX);
+    let (Ok(code), Ok(version)) = (i16::try_from(cmd.code), i16::try_from(cmd.version)) else {
+        panic!("binary header for code {} version {}: callers check fits()", cmd.code, cmd.version);
+    };
     out.put_i16(code);
     out.put_u8(cmd.language.0);
     out.put_i16(version);
@@ -46,7 +49,10 @@ pub(crate) fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
         cmd.ext_fields.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
     put_len_i32(out, ext_len);
     for (key, value) in cmd.ext_fields.iter().filter(|(_, v)| !v.is_empty()) {
-        out.put_i16(i16::try_from(key.len()).unwrap_or(i16::MAX));
+        let Ok(key_len) = i16::try_from(key.len()) else {
+            panic!("a {}-byte key: callers check fits()", key.len())
+        };
+        out.put_i16(key_len);
         out.put_slice(key.as_bytes());
         put_len_i32(out, value.len());
         out.put_slice(value.as_bytes());
@@ -54,7 +60,9 @@ pub(crate) fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
 }
 
 fn put_len_i32(out: &mut Vec<u8>, len: usize) {
-    out.put_i32(i32::try_from(len).unwrap_or(i32::MAX));
+    // Parts of a frame, which is asserted to fit 4 GiB; one part past 2 GiB is a bug too.
+    let Ok(len) = i32::try_from(len) else { panic!("a header part of {len} bytes") };
+    out.put_i32(len);
 }
 
 /// Decode a binary header into a command with an empty body.

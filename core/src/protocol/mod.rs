@@ -19,6 +19,17 @@ pub use code::{LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VE
 pub use command::{ExtFields, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 pub use frame::{decode_one, encode_frame, encode_to_bytes, FrameDecoder, DEFAULT_MAX_FRAME_LEN};
 
+/// An offset or count of ours as Java's `long` on the wire. CommitLog and queue offsets
+/// are bounded by disk sizes far below 2^63, so one that does not fit is a bug: asserted
+/// (on in release and in the simulator), never sent as a made-up value.
+#[must_use]
+pub fn wire_long(value: u64) -> i64 {
+    let Ok(long) = i64::try_from(value) else {
+        panic!("offset or count {value} does not fit Java's long");
+    };
+    long
+}
+
 /// Why a byte stream could not be read as frames. Any of these closes the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {

@@ -50,7 +50,7 @@ fn get_i64(buf: &[u8], at: usize) -> Option<i64> {
 }
 
 fn as_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+    crate::protocol::wire_long(n)
 }
 
 impl Checkpoint {

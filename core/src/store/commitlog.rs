@@ -121,7 +121,8 @@ impl CommitLog {
         if len + BLANK_MIN_LEN as u64 > remaining {
             self.ensure_segment(ops, base);
             self.stage_start();
-            let blank_len = i32::try_from(remaining).unwrap_or(i32::MAX);
+            // A segment is at most i32::MAX bytes (StoreConfig::validate).
+            let Ok(blank_len) = i32::try_from(remaining) else { panic!("a BLANK of {remaining} bytes") };
             self.staged.put_i32(blank_len);
             self.staged.put_i32(MAGIC_BLANK);
             self.write_pos = base + self.segment_size;
@@ -179,7 +180,9 @@ impl CommitLog {
         if self.staged.len() >= STAGE_LIMIT {
             self.emit_staged(ops);
         }
-        Ok(LogPosition { offset, size: u32::try_from(len).unwrap_or(u32::MAX), store_timestamp })
+        // It fit in a segment, so in a u32 (checked by the preconditions above).
+        let Ok(size) = u32::try_from(len) else { panic!("a record of {len} bytes") };
+        Ok(LogPosition { offset, size, store_timestamp })
     }
 
     /// Begin staging at the write position if nothing is staged.

@@ -69,17 +69,17 @@ pub struct CqEntry {
 impl CqEntry {
     /// Append the 20 bytes of this entry to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&i64::try_from(self.phys_offset).unwrap_or(i64::MAX).to_be_bytes());
-        out.extend_from_slice(&i32::try_from(self.size).unwrap_or(i32::MAX).to_be_bytes());
-        out.extend_from_slice(&self.tags_code.to_be_bytes());
+        out.extend_from_slice(&self.encode());
     }
 
     /// The 20 bytes of this entry.
     #[must_use]
     pub fn encode(&self) -> [u8; 20] {
         let mut out = [0u8; 20];
-        let phys = i64::try_from(self.phys_offset).unwrap_or(i64::MAX).to_be_bytes();
-        let size = i32::try_from(self.size).unwrap_or(i32::MAX).to_be_bytes();
+        // Offsets are bounded by the disk and sizes by a segment (at most i32::MAX bytes).
+        let phys = crate::protocol::wire_long(self.phys_offset).to_be_bytes();
+        let Ok(size) = i32::try_from(self.size) else { panic!("an entry of {} bytes", self.size) };
+        let size = size.to_be_bytes();
         for (dst, src) in
             out.iter_mut().zip(phys.iter().chain(size.iter()).chain(self.tags_code.to_be_bytes().iter()))
         {

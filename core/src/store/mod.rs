@@ -125,8 +125,12 @@ impl StoreConfig {
             let problem = format!("{} bytes is below the minimum of 256", self.segment_size);
             return Err(InvalidSetting::new(SEGMENT, problem));
         }
-        if self.segment_size > i64::MAX as u64 / 2 {
-            return Err(InvalidSetting::new(SEGMENT, format!("{} bytes is too large", self.segment_size)));
+        // RocketMQ's key is an int, and a BLANK's length field is one: a larger segment
+        // could not be closed with one BLANK.
+        if self.segment_size > i32::MAX as u64 {
+            let problem =
+                format!("{} bytes is above the maximum of {} (2 GiB - 1)", self.segment_size, i32::MAX);
+            return Err(InvalidSetting::new(SEGMENT, problem));
         }
         if self.queue_file_entries == 0 {
             return Err(InvalidSetting::new(

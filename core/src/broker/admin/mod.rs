@@ -15,7 +15,7 @@ use crate::protocol::headers::{
 };
 use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::message::stored::{parse_record, Parsed};
-use crate::protocol::RemotingCommand;
+use crate::protocol::{wire_long, RemotingCommand};
 use crate::store::QueueOffset;
 
 /// Index of messages stored in the rate counters.
@@ -66,7 +66,7 @@ impl Admin {
         let header = QueueRequestHeader::decode(&request.ext_fields)?;
         let (min, max) =
             shared.store.queue_offsets(&header.topic, header.queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
-        Ok(offset_reply(request, i64::try_from(pick(min, max)).unwrap_or(0)))
+        Ok(offset_reply(request, wire_long(pick(min, max))))
     }
 
     /// Store time of the message at `offset` of a queue, if readable.
@@ -112,7 +112,7 @@ impl Admin {
             }
         }
         let offset = if upper { low.saturating_sub(1).max(min) } else { low };
-        Ok(offset_reply(request, i64::try_from(offset).unwrap_or(0)))
+        Ok(offset_reply(request, wire_long(offset)))
     }
 
     pub(super) fn on_view_message(shared: &Shared, request: &RemotingCommand) -> Answer {

@@ -20,7 +20,7 @@ use crate::broker::shared::Shared;
 use crate::io::{ConnId, MonoNanos, Now};
 use crate::protocol::body::{perm, SubscriptionData};
 use crate::protocol::headers::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
-use crate::protocol::{RemotingCommand, ResponseCode};
+use crate::protocol::{wire_long, RemotingCommand, ResponseCode};
 use crate::store::QueueOffset;
 
 /// PullSysFlag: commit the offset carried in the request.
@@ -266,9 +266,9 @@ impl super::Consumers {
         let mut reply = RemotingCommand::response_to(request, outcome.code, Some(outcome.status.to_owned()));
         let header = PullMessageResponseHeader {
             suggest_which_broker_id: 0,
-            next_begin_offset: i64::try_from(outcome.next_begin).unwrap_or(0),
-            min_offset: i64::try_from(outcome.min).unwrap_or(0),
-            max_offset: i64::try_from(outcome.max).unwrap_or(0),
+            next_begin_offset: wire_long(outcome.next_begin),
+            min_offset: wire_long(outcome.min),
+            max_offset: wire_long(outcome.max),
             ..PullMessageResponseHeader::default()
         };
         reply.ext_fields = header.to_ext_fields();

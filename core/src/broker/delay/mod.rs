@@ -165,7 +165,7 @@ impl DelayService {
                 break;
             }
             self.in_flight.pop_front();
-            self.durable.offset_table.insert(front.level, i64::try_from(front.next).unwrap_or(i64::MAX));
+            self.durable.offset_table.insert(front.level, crate::protocol::wire_long(front.next));
             self.durable.data_version.bump(wall_ms);
             self.changed = true;
         }

@@ -26,7 +26,7 @@ use crate::protocol::message::batch::decode_batch;
 use crate::protocol::message::message_id::offset_message_id;
 use crate::protocol::message::properties::{self, keys, PROPERTY_SEPARATOR};
 use crate::protocol::message::stored::sys_flag;
-use crate::protocol::{RemotingCommand, ResponseCode};
+use crate::protocol::{wire_long, RemotingCommand, ResponseCode};
 use crate::store::{AppendRequest, Appended, FlushMode};
 
 /// Most messages in one batch send.
@@ -114,7 +114,11 @@ impl SendPath {
         let queue_id = if header.queue_id < 0 {
             let cursor = self.queue_cursor.entry(header.topic.clone()).or_insert(0);
             *cursor = cursor.wrapping_add(1);
-            i32::try_from(*cursor % u32::try_from(config.write_queue_nums.max(1)).unwrap_or(1)).unwrap_or(0)
+            // A remainder below a positive i32 fits one.
+            let Ok(queue) = i32::try_from(*cursor % config.write_queue_nums.max(1).unsigned_abs()) else {
+                panic!("a queue index below {} does not fit an i32", config.write_queue_nums);
+            };
+            queue
         } else {
             header.queue_id
         };
@@ -367,11 +371,10 @@ fn send_reply(
     let host = config.advertised_addr;
     let msg_id = appended
         .iter()
-        .map(|a| offset_message_id(host, i64::try_from(a.phys_offset.0).unwrap_or(0)))
+        .map(|a| offset_message_id(host, wire_long(a.phys_offset.0)))
         .collect::<Vec<_>>()
         .join(",");
-    let queue_offset =
-        appended.first().and_then(|a| a.queue_offset).map_or(0, |q| i64::try_from(q.0).unwrap_or(0));
+    let queue_offset = appended.first().and_then(|a| a.queue_offset).map_or(0, |q| wire_long(q.0));
     let header = SendMessageResponseHeader {
         msg_id,
         queue_id,

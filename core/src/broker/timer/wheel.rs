@@ -114,7 +114,7 @@ impl<T> TimerWheel<T> {
                 continue;
             }
             let slot = level.occupied.trailing_zeros() as usize;
-            let width_bits = BITS * u32::try_from(index).unwrap_or(0);
+            let width_bits = BITS * level_bits(index);
             let block = self
                 .current
                 .checked_shr(width_bits + BITS)
@@ -174,13 +174,23 @@ fn level_of(diff: u64) -> usize {
         return 0;
     }
     let highest = 63 - diff.leading_zeros();
-    usize::try_from(highest / BITS).unwrap_or(usize::MAX)
+    let Ok(level) = usize::try_from(highest / BITS) else { panic!("timer wheel level of {diff}") };
+    level
 }
 
-/// The tick's digit at `level`.
+/// A level index as a shift factor (there are at most 64 / BITS levels).
+fn level_bits(level: usize) -> u32 {
+    let Ok(bits) = u32::try_from(level) else { panic!("timer wheel level {level}") };
+    bits
+}
+
+/// The tick's digit at `level`: below SLOTS, a slot index.
 fn digit(tick: u64, level: usize) -> usize {
-    let shift = BITS * u32::try_from(level).unwrap_or(0);
-    usize::try_from((tick >> shift) & (SLOTS as u64 - 1)).unwrap_or(0)
+    let shift = BITS * level_bits(level);
+    let Ok(slot) = usize::try_from((tick >> shift) & (SLOTS as u64 - 1)) else {
+        panic!("slot of tick {tick}")
+    };
+    slot
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ impl TransactionService {
         let unique = properties::find(view.properties, keys::UNIQ_KEY)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let phys_i = i64::try_from(phys).unwrap_or(0);
+        let phys_i = crate::protocol::wire_long(phys);
         let ext: ExtFields = [
             ("topic", topic.to_owned()),
             ("tranStateTableOffset", offset.to_string()),

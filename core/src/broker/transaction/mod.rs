@@ -24,6 +24,7 @@ use crate::broker::shared::{copy_request, real_destination, Shared};
 use crate::io::{MonoNanos, Now};
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{parse_record, sys_flag, Parsed, RecordView};
+use crate::protocol::wire_long;
 
 use crate::store::{AppendRequest, QueueOffset};
 use table::{EndKind, HalfEntry, TransactionTable, OP_HALF_PHYS, OP_KIND, OP_TAG, SYS_TRANS_GROUP};
@@ -234,8 +235,8 @@ impl TransactionService {
         let Some(table) = self.table.as_mut() else { return };
         let ready = table.settle(durable_end);
         if let Some((half_low, op_low)) = table.take_checkpoint() {
-            consumers.commit_offset(SYS_TRANS_GROUP, HALF_TOPIC, 0, i64::try_from(half_low).unwrap_or(0));
-            consumers.commit_offset(SYS_TRANS_GROUP, OP_TOPIC, 0, i64::try_from(op_low).unwrap_or(0));
+            consumers.commit_offset(SYS_TRANS_GROUP, HALF_TOPIC, 0, wire_long(half_low));
+            consumers.commit_offset(SYS_TRANS_GROUP, OP_TOPIC, 0, wire_long(op_low));
         }
         let readable = shared.store.readable_next(HALF_TOPIC, 0).map_or(0, |n| n.0);
         if readable > table.half_next() && self.wake_at.is_none() {
@@ -341,7 +342,7 @@ impl TransactionService {
             let request = copy_request(view, topic, queue_id, &copy_props);
             AppendRequest {
                 sys_flag: (request.sys_flag & !sys_flag::TRANSACTION_MASK) | tx_type,
-                prepared_transaction_offset: i64::try_from(half_phys).unwrap_or(0),
+                prepared_transaction_offset: wire_long(half_phys),
                 ..request
             }
         });

@@ -132,7 +132,8 @@ pub enum RecordError {
 /// The masked CRC32 RocketMQ stores: `java.util.zip.CRC32` `& 0x7FFFFFFF`.
 #[must_use]
 pub fn masked_crc32(bytes: &[u8]) -> i32 {
-    i32::try_from(crc32fast::hash(bytes) & 0x7FFF_FFFF).unwrap_or(0)
+    // Masked to 31 bits: a non-negative i32.
+    (crc32fast::hash(bytes) & 0x7FFF_FFFF) as i32
 }
 
 /// Everything needed to encode a record; borrowed so encoding copies each byte once.
@@ -534,7 +535,8 @@ fn crc_tail(mut crc: u32) -> [u8; RECORD_CRC_TAIL_LEN] {
     if let Some(digits) = tail.get_mut(digits_start..digits_start + 10) {
         for digit in digits {
             // Least significant digit first, as Java writes it.
-            *digit = b'0' + u8::try_from(crc % 10).unwrap_or(0);
+            // A decimal digit.
+            *digit = b'0' + (crc % 10) as u8;
             crc /= 10;
         }
     }
