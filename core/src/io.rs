@@ -33,6 +33,29 @@ impl MonoNanos {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct UnixMillis(pub i64);
 
+/// The soonest of a machine's deadlines and whose it is: each of `reasons`, in order, with
+/// its `deadline`; on a tie the first reason wins.
+pub fn soonest<R: Copy>(
+    reasons: impl IntoIterator<Item = R>,
+    deadline: impl Fn(R) -> Option<MonoNanos>,
+) -> Option<(MonoNanos, R)> {
+    let mut soonest: Option<(MonoNanos, R)> = None;
+    for reason in reasons {
+        if let Some(at) = deadline(reason) {
+            if soonest.is_none_or(|(best, _)| at < best) {
+                soonest = Some((at, reason));
+            }
+        }
+    }
+    soonest
+}
+
+/// Whether a part with `deadline` is due at `now`.
+#[must_use]
+pub fn is_due(deadline: Option<MonoNanos>, now: Now) -> bool {
+    deadline.is_some_and(|at| now.mono >= at)
+}
+
 /// The time passed into every call: the core never reads a clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Now {

@@ -312,14 +312,14 @@ impl Broker {
     /// The soonest deadline of all, and whose it is.
     #[must_use]
     pub fn soonest(&self) -> Option<(MonoNanos, Reason)> {
-        Reason::ALL.into_iter().filter_map(|reason| Some((self.deadline(reason)?, reason))).min()
+        crate::io::soonest(Reason::ALL, |reason| self.deadline(reason))
     }
 
     /// A timeout: every part whose deadline has passed runs, in [`Reason::ALL`]'s order;
     /// each deadline is read just before its part runs, as an earlier part may move it.
     fn handle_timeout(&mut self, now: Now) {
         for reason in Reason::ALL {
-            if self.deadline(reason).is_none_or(|at| now.mono < at) {
+            if !crate::io::is_due(self.deadline(reason), now) {
                 continue;
             }
             tracing::trace!(?reason, "timeout");

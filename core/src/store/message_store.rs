@@ -462,7 +462,6 @@ impl Store {
             Completed::CqWritten { slot, upto } => self.queues.written(slot, upto),
             Completed::GroupDone(group) => self.group_done(group),
             Completed::Nothing => {}
-            Completed::Unknown => tracing::warn!(?io, "completion of an unknown disk operation"),
         }
     }
 

@@ -39,8 +39,6 @@ pub(crate) enum Completed {
     GroupDone(GroupId),
     /// Nothing to act on.
     Nothing,
-    /// Not an operation we issued (a runtime bug, logged and ignored).
-    Unknown,
 }
 
 /// Outputs waiting to be polled, and operations waiting to complete.
@@ -119,11 +117,14 @@ impl OpQueue {
         self.group_sizes.remove(&group);
     }
 
-    /// Record a completion.
+    /// Record a completion. One of an operation never issued (or completed twice) is a
+    /// bug of the runtime or of the store: a repair swaps stores only once nothing is in
+    /// flight, and metadata operations are numbered apart. Asserted, as the store's sense of
+    /// what is written and durable would be wrong from then on.
     pub(crate) fn complete(&mut self, io: IoId) -> Completed {
         self.log_syncs.remove(&io);
         match self.in_flight.remove(&io) {
-            None => Completed::Unknown,
+            None => panic!("completion of disk operation {io:?}, which is not in flight"),
             Some(Purpose::LogWrite { end }) => Completed::LogWritten { end },
             Some(Purpose::CqWrite { slot, upto }) => Completed::CqWritten { slot, upto },
             Some(Purpose::Plain) => Completed::Nothing,
@@ -178,7 +179,15 @@ mod tests {
         assert_eq!(ops.complete(b), Completed::Nothing);
         assert_eq!(ops.complete(w), Completed::LogWritten { end: 10 });
         assert_eq!(ops.complete(a), Completed::GroupDone(group));
-        assert_eq!(ops.complete(a), Completed::Unknown);
         assert!(ops.pop().is_some());
+    }
+
+    #[test]
+    #[should_panic(expected = "which is not in flight")]
+    fn a_completion_of_an_operation_not_in_flight_is_a_bug() {
+        let mut ops = OpQueue::default();
+        let a = ops.push(sync(), Purpose::Plain);
+        ops.complete(a);
+        ops.complete(a);
     }
 }

@@ -44,6 +44,18 @@ struct SendRoute {
     clear_sys_flags: i32,
 }
 
+impl SendRoute {
+    /// Make the send wait in `topic`/`queue_id` (half, schedule or timer queue) with
+    /// `properties`, to which its real topic and queue are added (`REAL_TOPIC`, `REAL_QID`).
+    fn wait_in(&mut self, topic: &str, queue_id: i32, mut properties: Vec<u8>) {
+        properties::push(&mut properties, keys::REAL_TOPIC, &self.topic);
+        properties::push(&mut properties, keys::REAL_QID, &self.queue_id.to_string());
+        self.topic = topic.to_owned();
+        self.queue_id = queue_id;
+        self.properties = properties;
+    }
+}
+
 /// One message of a send, ready to append.
 struct Outgoing {
     flag: i32,
@@ -245,15 +257,11 @@ fn route_half(
     if delayed {
         return Err(Refusal::MessageIllegal("a transaction message cannot be delayed or timed".into()));
     }
-    let mut props = properties::without(
+    let props = properties::without(
         given,
         &[keys::REAL_TOPIC, keys::REAL_QID, keys::TRAN_PREPARED_QUEUE_OFFSET, keys::TRANSACTION_CHECK_TIMES],
     );
-    properties::push(&mut props, keys::REAL_TOPIC, &route.topic);
-    properties::push(&mut props, keys::REAL_QID, &route.queue_id.to_string());
-    route.topic = HALF_TOPIC.to_owned();
-    route.queue_id = 0;
-    route.properties = props;
+    route.wait_in(HALF_TOPIC, 0, props);
     route.clear_sys_flags = sys_flag::TRANSACTION_MASK;
     Ok(route)
 }
@@ -304,11 +312,7 @@ fn route_send(
     }
     let mut props = properties::without(given, &[keys::DELAY, keys::REAL_TOPIC, keys::REAL_QID]);
     properties::push(&mut props, keys::DELAY, &level.to_string());
-    properties::push(&mut props, keys::REAL_TOPIC, &route.topic);
-    properties::push(&mut props, keys::REAL_QID, &route.queue_id.to_string());
-    route.topic = SCHEDULE_TOPIC.to_owned();
-    route.queue_id = level - 1;
-    route.properties = props;
+    route.wait_in(SCHEDULE_TOPIC, level - 1, props);
     Ok(route)
 }
 
@@ -330,11 +334,7 @@ fn route_timed(
     }
     let mut props = properties::without(given, &[keys::TIMER_OUT_MS, keys::REAL_TOPIC, keys::REAL_QID]);
     properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
-    properties::push(&mut props, keys::REAL_TOPIC, &route.topic);
-    properties::push(&mut props, keys::REAL_QID, &route.queue_id.to_string());
-    route.topic = TIMER_TOPIC.to_owned();
-    route.queue_id = 0;
-    route.properties = props;
+    route.wait_in(TIMER_TOPIC, 0, props);
     Ok(route)
 }
 
