@@ -33,6 +33,15 @@ impl MonoNanos {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct UnixMillis(pub i64);
 
+impl UnixMillis {
+    /// Milliseconds from here to `later`; 0 if `later` is not after (a due time already
+    /// past, or a clock that stepped back).
+    #[must_use]
+    pub fn millis_until(self, later: Self) -> u64 {
+        later.0.saturating_sub(self.0).max(0).unsigned_abs()
+    }
+}
+
 /// The soonest of a machine's deadlines and whose it is: each of `reasons`, in order, with
 /// its `deadline`; on a tie the first reason wins.
 pub fn soonest<R: Copy>(
@@ -520,6 +529,22 @@ pub trait Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn millis_until_is_zero_for_the_past_and_never_overflows() {
+        assert_eq!(UnixMillis(1_000).millis_until(UnixMillis(1_250)), 250);
+        assert_eq!(UnixMillis(1_250).millis_until(UnixMillis(1_000)), 0);
+        assert_eq!(UnixMillis(i64::MIN).millis_until(UnixMillis(i64::MAX)), i64::MAX.unsigned_abs());
+    }
+
+    #[test]
+    fn soonest_picks_the_earliest_deadline_and_the_first_reason_on_a_tie() {
+        let deadlines = [Some(MonoNanos(5)), None, Some(MonoNanos(3)), Some(MonoNanos(3))];
+        assert_eq!(soonest(0..4, |r: usize| deadlines[r]), Some((MonoNanos(3), 2)));
+        assert_eq!(soonest(0..0, |r: usize| deadlines[r]), None);
+        let now = Now { mono: MonoNanos(3), wall: UnixMillis(0) };
+        assert!(is_due(Some(MonoNanos(3)), now) && !is_due(Some(MonoNanos(4)), now) && !is_due(None, now));
+    }
 
     #[test]
     fn file_paths_stay_inside_the_root() {

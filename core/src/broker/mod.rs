@@ -153,7 +153,7 @@ impl Broker {
         let namesrvs = NamesrvLinks::new(&config.namesrv_addrs, now.mono);
         let metadata = MetadataFiles::new();
         let (auto_topics, queue_nums, wall) =
-            (config.auto_create_topic, config.default_topic_queue_nums, now.wall.0);
+            (config.auto_create_topic, config.default_topic_queue_nums, now.wall);
         let topics = match MetadataFiles::load::<TopicConfigSerializeWrapper>(&metadata.topics, &*reader) {
             Some(wrapper) => TopicTable::from_wrapper(wrapper, auto_topics, queue_nums, wall),
             None => TopicTable::new(auto_topics, queue_nums, wall),
@@ -177,7 +177,7 @@ impl Broker {
         let mut locks = QueueLocks::new(queue_locks::LOCK_MAX_LIVE_MS);
         locks.ignore_holders = config.store.mutated(crate::mutation::Mutation::LockNotChecked);
         let transactions =
-            TransactionService::new(now, config.transaction.check_interval_ms, store.write_pos().0);
+            TransactionService::new(now, config.transaction.check_interval_ms, store.write_pos());
         Self {
             shared: Shared {
                 conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
@@ -348,17 +348,14 @@ impl Broker {
         self.delay = DelayService::new(config.delay_levels.clone(), self.delay.offsets().clone(), now);
         self.timers = TimerService::new(*self.timers.checkpoint(), config.timer_precision_ms, now);
         let stats = self.transactions.stats;
-        self.transactions = TransactionService::new(
-            now,
-            config.transaction.check_interval_ms,
-            self.shared.store.write_pos().0,
-        );
+        self.transactions =
+            TransactionService::new(now, config.transaction.check_interval_ms, self.shared.store.write_pos());
         self.transactions.stats = stats;
         self.shared.metadata.delay_offsets.mark_dirty();
         self.shared.metadata.timer_checkpoint.mark_dirty();
         tracing::warn!(
-            cut = rebuilt.cut,
-            recovered_end = rebuilt.recovered_end,
+            cut = rebuilt.cut.0,
+            recovered_end = rebuilt.recovered_end.0,
             replies_failed = rebuilt.replies_failed,
             "store rebuilt in place after a disk error; writes resume once its fix-ups are synced"
         );
@@ -378,15 +375,15 @@ impl Broker {
         }
         self.shared.release_replies();
         // A delivery counts once it is as safe as a send would be: what consumers may see.
-        let durable_end = self.shared.store.visible_end().0;
-        self.delay.settle(durable_end, now.wall.0);
+        let durable_end = self.shared.store.visible_end();
+        self.delay.settle(durable_end, now.wall);
         self.delay.watch(&self.shared.store, now);
         self.timers.settle(durable_end);
         self.timers.watch(&self.shared.store, now);
         // Transaction state is the broker's own promise (at most `transactionCheckMax`
         // checks, a checkpoint past ends only): it waits for the fsync in either flush mode,
         // or a power loss could undo a check copy whose check went out, and count it again.
-        let flushed_end = self.shared.store.flushed_end().0;
+        let flushed_end = self.shared.store.flushed_end();
         self.transactions.settle(&mut self.shared, &mut self.consumers, now, flushed_end);
         self.consumers.wake_holds(&mut self.shared, now);
         self.persist_metadata(now.mono);

@@ -6,14 +6,15 @@
 
 use super::shared::Shared;
 use crate::io::Now;
+use crate::store::PhysOffset;
 
 /// A store rebuilt in place.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Rebuilt {
     /// Where the store last knew its CommitLog good.
-    pub(super) cut: u64,
+    pub(super) cut: PhysOffset,
     /// Where the rebuilt CommitLog ends.
-    pub(super) recovered_end: u64,
+    pub(super) recovered_end: PhysOffset,
     /// Replies failed because their records were past the end.
     pub(super) replies_failed: usize,
 }
@@ -21,7 +22,7 @@ pub(super) struct Rebuilt {
 impl Shared {
     /// Rebuild the store if it is repairing and ready to be rebuilt; `None` if it was not.
     pub(super) fn rebuild_store_if_due(&mut self, now: Now) -> Option<Rebuilt> {
-        let cut = self.store.repair_cut()?.0;
+        let cut = self.store.repair_cut()?;
         // Sends past the cut are lost whatever the rebuild finds: answer them now, not at
         // the rebuild, which may wait for a disk that keeps failing.
         self.replies.fail_past(cut, &mut self.out);
@@ -30,7 +31,7 @@ impl Shared {
         }
         let (store, report) = self.store.rebuild(&*self.reader, now)?;
         self.store = store;
-        let recovered_end = report.recovered_end;
+        let recovered_end = PhysOffset(report.recovered_end);
         let replies_failed = self.replies.fail_past(recovered_end, &mut self.out);
         self.stats.store_repairs += 1;
         Some(Rebuilt { cut, recovered_end, replies_failed })

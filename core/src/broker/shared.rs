@@ -17,7 +17,7 @@ use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{sys_flag, RecordView};
 use crate::protocol::{ExtFields, RemotingCommand, RequestCode};
 use crate::remoting::{self, ConnectionTable};
-use crate::store::{AppendRequest, Store, StoreError};
+use crate::store::{AppendRequest, PhysOffset, Store, StoreError};
 
 /// The broker's common state, borrowed by every subsystem.
 pub(super) struct Shared {
@@ -70,7 +70,7 @@ impl Shared {
             write_queue_nums: 1,
             ..TopicConfig::default()
         };
-        self.topics.put(config, now.wall.0);
+        self.topics.put(config, now.wall);
         self.topics_changed();
     }
 
@@ -87,7 +87,7 @@ impl Shared {
         topic: &str,
         queue: i32,
         due: Option<i64>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<PhysOffset, StoreError> {
         let mut props = properties::without(view.properties, &[keys::CRC32]);
         if let Some(due) = due {
             props = properties::without(&props, &[keys::TIMER_OUT_MS]);
@@ -95,7 +95,7 @@ impl Shared {
         }
         let appended = self.store.append(now, &copy_request(view, topic, queue, &props))?;
         self.stats.messages_put += 1;
-        Ok(appended.end().0)
+        Ok(appended.end())
     }
 
     /// Answer `request` with `reply` once the log reaches `end` (fsynced if `needs_flush`).
@@ -106,7 +106,7 @@ impl Shared {
         conn: ConnId,
         request: &RemotingCommand,
         reply: RemotingCommand,
-        end: u64,
+        end: PhysOffset,
         needs_flush: bool,
     ) {
         let changes = self.metadata.topics.changes();
@@ -124,7 +124,7 @@ impl Shared {
 
     /// Send every reply whose data is now durable enough, in order.
     pub(super) fn release_replies(&mut self) {
-        let (written, flushed) = (self.store.written_end().0, self.store.flushed_end().0);
+        let (written, flushed) = (self.store.written_end(), self.store.flushed_end());
         self.replies.release(written, flushed, &self.metadata.topics, &mut self.out);
     }
 }

@@ -1,6 +1,7 @@
 //! The broker's topics: configs, auto-creation through `TBW102`, and the version the name
 //! servers compare to decide whether to re-read them.
 
+use crate::io::UnixMillis;
 use std::collections::BTreeMap;
 
 use crate::protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
@@ -46,10 +47,10 @@ impl TopicTable {
     /// The built-in topics: `SELF_TEST_TOPIC`, and `TBW102` (read-write-inherit, 8 queues)
     /// when auto-creation is on.
     #[must_use]
-    pub fn new(auto_create: bool, default_queue_nums: i32, now_ms: i64) -> Self {
+    pub fn new(auto_create: bool, default_queue_nums: i32, now: UnixMillis) -> Self {
         let mut table = Self {
             table: TopicConfigSerializeWrapper {
-                data_version: DataVersion { counter: 0, state_version: 0, timestamp: now_ms },
+                data_version: DataVersion { counter: 0, state_version: 0, timestamp: now.0 },
                 topic_config_table: BTreeMap::new(),
             },
         };
@@ -60,7 +61,7 @@ impl TopicTable {
                 write_queue_nums: 1,
                 ..TopicConfig::default()
             },
-            now_ms,
+            now,
         );
         if auto_create {
             table.put(
@@ -71,7 +72,7 @@ impl TopicTable {
                     perm: perm::READ_WRITE | perm::INHERIT,
                     ..TopicConfig::default()
                 },
-                now_ms,
+                now,
             );
         }
         table
@@ -83,9 +84,9 @@ impl TopicTable {
         wrapper: TopicConfigSerializeWrapper,
         auto_create: bool,
         default_queue_nums: i32,
-        now_ms: i64,
+        now: UnixMillis,
     ) -> Self {
-        let mut table = Self::new(auto_create, default_queue_nums, now_ms);
+        let mut table = Self::new(auto_create, default_queue_nums, now);
         for (name, config) in wrapper.topic_config_table {
             table.table.topic_config_table.insert(name, config);
         }
@@ -101,16 +102,16 @@ impl TopicTable {
     }
 
     /// Create or replace a topic; bumps the version.
-    pub fn put(&mut self, config: TopicConfig, now_ms: i64) {
+    pub fn put(&mut self, config: TopicConfig, now: UnixMillis) {
         self.table.topic_config_table.insert(config.topic_name.clone(), config);
-        self.table.data_version.bump(now_ms);
+        self.table.data_version.bump(now);
     }
 
     /// Remove a topic; true if it existed.
-    pub fn remove(&mut self, topic: &str, now_ms: i64) -> bool {
+    pub fn remove(&mut self, topic: &str, now: UnixMillis) -> bool {
         let existed = self.table.topic_config_table.remove(topic).is_some();
         if existed {
-            self.table.data_version.bump(now_ms);
+            self.table.data_version.bump(now);
         }
         existed
     }
@@ -122,7 +123,7 @@ impl TopicTable {
         topic: &str,
         default_topic: &str,
         requested_queues: i32,
-        now_ms: i64,
+        now: UnixMillis,
     ) -> Result<(TopicConfig, bool), TopicError> {
         if let Some(config) = self.table.topic_config_table.get(topic) {
             return Ok((config.clone(), false));
@@ -142,7 +143,7 @@ impl TopicTable {
             topic_sys_flag: template.topic_sys_flag,
             ..TopicConfig::default()
         };
-        self.put(config.clone(), now_ms);
+        self.put(config.clone(), now);
         Ok((config, true))
     }
 
@@ -164,18 +165,21 @@ mod tests {
 
     #[test]
     fn topics_auto_create_from_tbw102_only_when_it_inherits() {
-        let mut table = TopicTable::new(true, 8, 1);
-        let (config, created) = table.get_or_auto_create("TopicTest", TBW102, 4, 2).unwrap();
+        let mut table = TopicTable::new(true, 8, UnixMillis(1));
+        let (config, created) = table.get_or_auto_create("TopicTest", TBW102, 4, UnixMillis(2)).unwrap();
         assert!(created);
         assert_eq!((config.read_queue_nums, config.write_queue_nums, config.perm), (4, 4, perm::READ_WRITE));
-        assert!(!table.get_or_auto_create("TopicTest", TBW102, 4, 3).unwrap().1);
-        assert_eq!(table.get_or_auto_create("Big", TBW102, 64, 3).unwrap().0.write_queue_nums, 8);
+        assert!(!table.get_or_auto_create("TopicTest", TBW102, 4, UnixMillis(3)).unwrap().1);
+        assert_eq!(table.get_or_auto_create("Big", TBW102, 64, UnixMillis(3)).unwrap().0.write_queue_nums, 8);
         assert_eq!(
-            table.get_or_auto_create("bad topic", TBW102, 4, 3),
+            table.get_or_auto_create("bad topic", TBW102, 4, UnixMillis(3)),
             Err(TopicError::Invalid("bad topic".into()))
         );
-        let mut strict = TopicTable::new(false, 8, 1);
-        assert_eq!(strict.get_or_auto_create("T", TBW102, 4, 2), Err(TopicError::NotExist("T".into())));
+        let mut strict = TopicTable::new(false, 8, UnixMillis(1));
+        assert_eq!(
+            strict.get_or_auto_create("T", TBW102, 4, UnixMillis(2)),
+            Err(TopicError::NotExist("T".into()))
+        );
         assert!(valid_topic_name(&format!("%RETRY%{}", "g".repeat(200))));
         assert!(!valid_topic_name(&"t".repeat(128)));
     }

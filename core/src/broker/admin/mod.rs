@@ -214,7 +214,7 @@ impl Admin {
             order: header.order.unwrap_or(false),
             ..TopicConfig::default()
         };
-        shared.topics.put(config, now.wall.0);
+        shared.topics.put(config, now.wall);
         shared.topics_changed();
         Ok(ok(request))
     }
@@ -229,7 +229,7 @@ impl Admin {
         if topic.is_empty() || topic == crate::broker::topics::TBW102 {
             return Err(Refusal::InvalidParameter(format!("the topic[{topic}] cannot be deleted")));
         }
-        if shared.topics.remove(&topic, now.wall.0) {
+        if shared.topics.remove(&topic, now.wall) {
             consumers.remove_topic(&topic);
             shared.topics_changed();
         }

@@ -5,7 +5,7 @@
 
 use crate::broker::refusal::Refusal;
 use crate::broker::shared::{Answer, Shared};
-use crate::io::Now;
+use crate::io::{Now, UnixMillis};
 use crate::protocol::body::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 use crate::protocol::headers::{
     CommandHeader, DeleteSubscriptionGroupRequestHeader, GetSubscriptionGroupConfigRequestHeader,
@@ -23,16 +23,16 @@ pub struct GroupTable {
 impl GroupTable {
     /// An empty table.
     #[must_use]
-    pub fn new(auto_create: bool, now_ms: i64) -> Self {
+    pub fn new(auto_create: bool, now: UnixMillis) -> Self {
         let mut table = SubscriptionGroupWrapper::default();
-        table.data_version.timestamp = now_ms;
+        table.data_version.timestamp = now.0;
         Self { table, auto_create }
     }
 
     /// The table persisted in `subscriptionGroup.json`.
     #[must_use]
-    pub fn from_wrapper(mut table: SubscriptionGroupWrapper, auto_create: bool, now_ms: i64) -> Self {
-        table.data_version.bump(now_ms);
+    pub fn from_wrapper(mut table: SubscriptionGroupWrapper, auto_create: bool, now: UnixMillis) -> Self {
+        table.data_version.bump(now);
         Self { table, auto_create }
     }
 
@@ -47,7 +47,7 @@ impl GroupTable {
     pub fn get_or_auto_create(
         &mut self,
         group: &str,
-        now_ms: i64,
+        now: UnixMillis,
     ) -> Option<(&SubscriptionGroupConfig, bool)> {
         let created = !self.table.subscription_group_table.contains_key(group);
         if created {
@@ -59,24 +59,24 @@ impl GroupTable {
                     group_name: group.to_owned(),
                     ..SubscriptionGroupConfig::default()
                 },
-                now_ms,
+                now,
             );
         }
         self.get(group).map(|config| (config, created))
     }
 
     /// Create or replace a group.
-    pub fn put(&mut self, config: SubscriptionGroupConfig, now_ms: i64) {
+    pub fn put(&mut self, config: SubscriptionGroupConfig, now: UnixMillis) {
         self.table.subscription_group_table.insert(config.group_name.clone(), config);
-        self.table.data_version.bump(now_ms);
+        self.table.data_version.bump(now);
     }
 
     /// Remove a group; true if it existed.
-    pub fn remove(&mut self, group: &str, now_ms: i64) -> bool {
+    pub fn remove(&mut self, group: &str, now: UnixMillis) -> bool {
         let existed = self.table.subscription_group_table.remove(group).is_some();
         self.table.forbidden_table.remove(group);
         if existed {
-            self.table.data_version.bump(now_ms);
+            self.table.data_version.bump(now);
         }
         existed
     }
@@ -97,7 +97,7 @@ impl super::Consumers {
         now: Now,
         group: &str,
     ) -> Result<(), Refusal> {
-        let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall.0) else {
+        let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall) else {
             return Err(Refusal::GroupNotExist(format!("subscription group [{group}] does not exist")));
         };
         let enabled = config.consume_enable;
@@ -121,7 +121,7 @@ impl super::Consumers {
         now: Now,
         group: &str,
     ) -> Result<SubscriptionGroupConfig, Refusal> {
-        let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall.0) else {
+        let Some((config, created)) = self.groups.get_or_auto_create(group, now.wall) else {
             return Err(Refusal::GroupNotExist(format!("subscription group [{group}] does not exist")));
         };
         let config = config.clone();
@@ -145,7 +145,7 @@ impl super::Consumers {
             return Err(Refusal::InvalidParameter("groupName is blank".into()));
         }
         tracing::info!(group = %config.group_name, "subscription group updated");
-        self.groups.put(config, now.wall.0);
+        self.groups.put(config, now.wall);
         shared.metadata.groups.mark_dirty();
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None))
     }
@@ -158,7 +158,7 @@ impl super::Consumers {
         request: &RemotingCommand,
     ) -> Answer {
         let header = DeleteSubscriptionGroupRequestHeader::decode(&request.ext_fields)?;
-        if self.groups.remove(&header.group_name, now.wall.0) {
+        if self.groups.remove(&header.group_name, now.wall) {
             tracing::info!(group = %header.group_name, "subscription group deleted");
             shared.metadata.groups.mark_dirty();
         }
@@ -198,17 +198,17 @@ mod tests {
 
     #[test]
     fn groups_auto_create_only_when_allowed_and_bump_the_version() {
-        let mut table = GroupTable::new(true, 1);
-        let (config, created) = table.get_or_auto_create("g", 2).unwrap();
+        let mut table = GroupTable::new(true, UnixMillis(1));
+        let (config, created) = table.get_or_auto_create("g", UnixMillis(2)).unwrap();
         assert!(created && config.consume_enable && config.retry_max_times == 16);
-        assert!(!table.get_or_auto_create("g", 3).unwrap().1);
+        assert!(!table.get_or_auto_create("g", UnixMillis(3)).unwrap().1);
         assert_eq!(table.wrapper().data_version.counter, 1);
-        assert!(table.remove("g", 4));
-        assert!(!table.remove("g", 5));
+        assert!(table.remove("g", UnixMillis(4)));
+        assert!(!table.remove("g", UnixMillis(5)));
         assert_eq!(table.wrapper().data_version.counter, 2);
-        let mut strict = GroupTable::new(false, 1);
-        assert!(strict.get_or_auto_create("g", 2).is_none());
-        let reloaded = GroupTable::from_wrapper(table.wrapper().clone(), true, 9);
+        let mut strict = GroupTable::new(false, UnixMillis(1));
+        assert!(strict.get_or_auto_create("g", UnixMillis(2)).is_none());
+        let reloaded = GroupTable::from_wrapper(table.wrapper().clone(), true, UnixMillis(9));
         assert_eq!(reloaded.wrapper().data_version.counter, 3);
     }
 }

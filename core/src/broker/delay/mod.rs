@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 pub mod levels;
 
 use crate::broker::shared::{real_destination, Shared};
-use crate::io::{MonoNanos, Now};
+use crate::io::{MonoNanos, Now, UnixMillis};
 use crate::protocol::body::DataVersion;
 use crate::protocol::message::stored::{parse_record, Parsed};
 use crate::store::StoreConfig;
-use crate::store::{QueueOffset, StoreError};
+use crate::store::{PhysOffset, QueueOffset, StoreError};
 pub use levels::{BadDelayLevel, DelayLevels, DEFAULT_DELAY_LEVELS, SCHEDULE_TOPIC};
 
 /// The longest sleep while a head waits: the bound on lateness after a forward wall-clock
@@ -56,7 +56,8 @@ pub struct DelayOffsets {
 struct Delivery {
     level: i32,
     next: u64,
-    end: u64,
+    /// Where the delivery's copy ends in the CommitLog (0 for a skipped head).
+    end: PhysOffset,
 }
 
 /// The delivery state of every level.
@@ -159,14 +160,14 @@ impl DelayService {
     }
 
     /// Deliveries whose data reached `durable_end` become persisted progress.
-    pub fn settle(&mut self, durable_end: u64, wall_ms: i64) {
+    pub fn settle(&mut self, durable_end: PhysOffset, now: UnixMillis) {
         while let Some(front) = self.in_flight.front().copied() {
             if front.end > durable_end {
                 break;
             }
             self.in_flight.pop_front();
             self.durable.offset_table.insert(front.level, crate::protocol::wire_long(front.next));
-            self.durable.data_version.bump(wall_ms);
+            self.durable.data_version.bump(now);
             self.changed = true;
         }
     }
@@ -176,7 +177,7 @@ impl DelayService {
     fn skip(&mut self, level: i32, offset: u64) {
         self.head_failures.remove(&level);
         self.next.insert(level, offset + 1);
-        self.in_flight.push_back(Delivery { level, next: offset + 1, end: 0 });
+        self.in_flight.push_back(Delivery { level, next: offset + 1, end: PhysOffset(0) });
     }
 
     /// Whether delivered offsets are due to be persisted (every 10 s, if they changed).
@@ -240,7 +241,7 @@ impl DelayService {
             let idle = matches!(stop, Stop::Empty);
             let at = match stop {
                 Stop::Due(due) => {
-                    let wait = u64::try_from(due.saturating_sub(now.wall.0)).unwrap_or(0);
+                    let wait = now.wall.millis_until(UnixMillis(due));
                     Some(now.mono.plus_millis(wait.min(MAX_SLEEP_MS)))
                 }
                 Stop::Empty => None,

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use crate::broker::metadata::MetadataFile;
 use crate::io::{ConnId, MonoNanos, Output};
 use crate::protocol::{RemotingCommand, ResponseCode};
+use crate::store::PhysOffset;
 
 /// A reply waiting for its data to become durable enough.
 #[derive(Debug, Clone)]
@@ -14,7 +15,7 @@ pub struct PendingReply {
     pub(in crate::broker) conn: ConnId,
     pub(in crate::broker) reply: RemotingCommand,
     /// The log end that must be reached.
-    pub(in crate::broker) end: u64,
+    pub(in crate::broker) end: PhysOffset,
     /// Whether it waits for the fsync (else for the write).
     pub(in crate::broker) needs_flush: bool,
     /// Whether the request was oneway (nothing is sent, but order is kept).
@@ -53,8 +54,8 @@ impl DurableReplies {
     /// waits for the fsync) and whose topic, if its send created it, is in `topics.json`.
     pub(in crate::broker) fn release(
         &mut self,
-        written: u64,
-        flushed: u64,
+        written: PhysOffset,
+        flushed: PhysOffset,
         topics: &MetadataFile,
         out: &mut VecDeque<Output>,
     ) {
@@ -72,7 +73,7 @@ impl DurableReplies {
 
     /// Answer every reply whose record reaches past `end`: a repair cut it, so it was never
     /// acknowledged and is not stored. The rest keep waiting. Returns how many failed.
-    pub(in crate::broker) fn fail_past(&mut self, end: u64, out: &mut VecDeque<Output>) -> usize {
+    pub(in crate::broker) fn fail_past(&mut self, end: PhysOffset, out: &mut VecDeque<Output>) -> usize {
         let before = self.0.len();
         self.0.retain(|pending| {
             if pending.end <= end {

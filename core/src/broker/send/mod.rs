@@ -27,7 +27,7 @@ use crate::protocol::message::message_id::offset_message_id;
 use crate::protocol::message::properties::{self, keys, PROPERTY_SEPARATOR};
 use crate::protocol::message::stored::sys_flag;
 use crate::protocol::{wire_long, RemotingCommand, ResponseCode};
-use crate::store::{AppendRequest, Appended, FlushMode};
+use crate::store::{AppendRequest, Appended, FlushMode, PhysOffset};
 
 /// Most messages in one batch send.
 pub(super) mod durable;
@@ -183,7 +183,7 @@ impl SendPath {
             && properties::find(given, keys::WAIT) != Some(b"false");
         let needs_flush =
             needs_flush && !shared.store.config().mutated(crate::mutation::Mutation::AckBeforeFsync);
-        let end = appended.last().map_or(0, |a| a.end().0);
+        let end = appended.last().map_or(PhysOffset(0), Appended::end);
         shared.reply_when_durable(now, conn, request, reply, end, needs_flush);
         Ok(())
     }
@@ -220,7 +220,7 @@ fn topic_for_send(
     }
     let (config, created) = shared
         .topics
-        .get_or_auto_create(&header.topic, &header.default_topic, header.default_topic_queue_nums, now.wall.0)
+        .get_or_auto_create(&header.topic, &header.default_topic, header.default_topic_queue_nums, now.wall)
         .map_err(|e| match e {
             super::topics::TopicError::Invalid(_) => Refusal::InvalidParameter(e.to_string()),
             super::topics::TopicError::NotExist(_) => Refusal::TopicNotExist(e.to_string()),

@@ -158,7 +158,7 @@ impl super::SendPath {
         let appended = shared.store.append(now, &append).map_err(|e| Refusal::SystemError(e.to_string()))?;
         shared.stats.messages_put += 1;
         let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
-        shared.reply_when_durable(now, conn, request, ok, appended.end().0, needs_flush);
+        shared.reply_when_durable(now, conn, request, ok, appended.end(), needs_flush);
         Ok(None)
     }
 }

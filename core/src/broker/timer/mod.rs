@@ -16,7 +16,7 @@ use crate::broker::shared::{real_destination, Shared};
 use crate::io::{MonoNanos, Now};
 use crate::protocol::message::stored::{parse_record, Parsed};
 use crate::store::Store;
-use crate::store::{QueueOffset, StoreError};
+use crate::store::{PhysOffset, QueueOffset, StoreError};
 pub use state::{
     deliver_at, Pending, TimerCheckpoint, TimerError, TimerState, DEFAULT_MAX_DELAY_MS, TIMER_TOPIC,
 };
@@ -39,7 +39,7 @@ const READ_ATTEMPTS: u32 = 50;
 /// What became of one due timer's delivery.
 enum Delivery {
     /// Stored in its real topic, its copy ending at this CommitLog offset; 0: dropped.
-    Done(u64),
+    Done(PhysOffset),
     /// Its record could not be read (or copied) this time: retried.
     Again,
     /// The store refused the copy: retried, and the rest of the batch waits with it.
@@ -84,7 +84,7 @@ impl TimerService {
     }
 
     /// Deliveries up to `durable_end` are durable.
-    pub(super) fn settle(&mut self, durable_end: u64) {
+    pub(super) fn settle(&mut self, durable_end: PhysOffset) {
         self.state.settle(durable_end);
         if let Some(checkpoint) = self.state.take_checkpoint() {
             self.checkpoint = checkpoint;
@@ -144,7 +144,7 @@ impl TimerService {
                 // fileReservedTime): nothing left to deliver.
                 deleted += 1;
                 self.attempts.remove(&pending.offset);
-                self.state.delivered(&pending, 0);
+                self.state.delivered(&pending, PhysOffset(0));
                 continue;
             }
             match self.deliver_timer(shared, now, &pending) {
@@ -247,7 +247,7 @@ impl TimerService {
         };
         let Some((topic, queue)) = real_destination(view.properties) else {
             tracing::error!(offset = pending.offset, "timed message without REAL_TOPIC/REAL_QID; dropped");
-            return Delivery::Done(0);
+            return Delivery::Done(PhysOffset(0));
         };
         match shared.store_copy(now, &view, topic, queue, None) {
             Ok(end) => {
@@ -281,7 +281,7 @@ impl TimerService {
             "timed message unreadable or undeliverable after {READ_ATTEMPTS} tries; dropped"
         );
         self.attempts.remove(&pending.offset);
-        Delivery::Done(0)
+        Delivery::Done(PhysOffset(0))
     }
 
     /// After an input: wake the timers if the timer queue got a readable entry.

@@ -6,6 +6,7 @@
 //! code carries the due time, so the pending set can be rebuilt from the queue alone.
 
 use crate::protocol::message::properties::{self, keys};
+use crate::store::PhysOffset;
 
 /// The topic timed messages wait in; the store gives its entries their due time as tags
 /// code (`StoreConfig::due_time_topics`), so the wheel can be rebuilt from the queue alone.
@@ -169,7 +170,7 @@ pub struct TimerState {
     /// now; they wait here for the clock instead.
     behind: std::collections::BTreeMap<(u64, u64), Pending>,
     /// Deliveries stored, not yet durable: (CommitLog end, the checkpoint valid after it).
-    in_flight: std::collections::VecDeque<(u64, TimerCheckpoint)>,
+    in_flight: std::collections::VecDeque<(PhysOffset, TimerCheckpoint)>,
     durable: TimerCheckpoint,
     changed: bool,
 }
@@ -311,7 +312,7 @@ impl TimerState {
 
     /// A due timer was stored in its real topic, ending at CommitLog offset `end` (or was
     /// dropped as unreadable: `end` 0).
-    pub fn delivered(&mut self, pending: &Pending, end: u64) {
+    pub fn delivered(&mut self, pending: &Pending, end: PhysOffset) {
         self.outstanding.remove(&(self.tick(pending.due_ms), pending.offset));
         self.mark_done(pending.offset);
         // The checkpoint after it never claims a tick whose timer is not delivered yet:
@@ -336,7 +337,7 @@ impl TimerState {
 
     /// Deliveries up to CommitLog offset `durable_end` are durable: their checkpoint may
     /// be persisted.
-    pub fn settle(&mut self, durable_end: u64) {
+    pub fn settle(&mut self, durable_end: PhysOffset) {
         while let Some((end, candidate)) = self.in_flight.front().copied() {
             if end > durable_end {
                 break;
@@ -400,10 +401,10 @@ mod state_tests {
         enqueue_all(&mut state, &[5_000, 3_600_000, 6_000, 40 * 86_400_000]);
         for pending in state.due(7_000, 100) {
             let end = pending.phys + 100;
-            state.delivered(&pending, end);
+            state.delivered(&pending, PhysOffset(end));
         }
         // Only the first delivery (ending at 100) became durable before the crash.
-        state.settle(100);
+        state.settle(PhysOffset(100));
         let checkpoint = state.take_checkpoint().expect("a durable delivery");
         assert_eq!(checkpoint.low_water, 1);
 
@@ -422,8 +423,8 @@ mod state_tests {
         let due = state.due(3_000, 100);
         assert_eq!(offsets(&due), [0, 1]);
         state.failed(due[0]);
-        state.delivered(&due[1], 200);
-        state.settle(200);
+        state.delivered(&due[1], PhysOffset(200));
+        state.settle(PhysOffset(200));
         let checkpoint = state.take_checkpoint().expect("checkpoint");
         assert_eq!(checkpoint.low_water, 0, "offset 0 is not delivered");
         assert!(checkpoint.read_tick <= 1, "the failed timer's tick is not claimed: {checkpoint:?}");
@@ -442,9 +443,9 @@ mod state_tests {
         assert_eq!(state.wait_ms(6_000), Some(0), "the rest is due now");
         assert_eq!(state.overdue_ms(7_500), 1_500, "tick 5 was released at 6 s");
         for pending in &first {
-            state.delivered(pending, pending.phys + 100);
+            state.delivered(pending, PhysOffset(pending.phys + 100));
         }
-        state.settle(u64::MAX);
+        state.settle(PhysOffset(u64::MAX));
         let checkpoint = state.take_checkpoint().expect("checkpoint");
         assert_eq!(checkpoint.low_water, 4);
         assert!(checkpoint.read_tick <= 5, "ready timers of tick 5 are not claimed: {checkpoint:?}");
@@ -455,7 +456,7 @@ mod state_tests {
         assert_eq!(state.backlog(), 0);
         assert_eq!(state.overdue_ms(7_500), 1_500, "handed out, not yet reported");
         for pending in second.iter().chain(&third) {
-            state.delivered(pending, pending.phys + 100);
+            state.delivered(pending, PhysOffset(pending.phys + 100));
         }
         assert_eq!(state.overdue_ms(7_500), 0, "every due timer delivered");
         assert_eq!(state.wait_ms(6_000), Some(4_000));
@@ -475,8 +476,8 @@ mod state_tests {
         let due = state.due(56_000, 100);
         assert_eq!(offsets(&due), [1]);
         // Until delivered, its tick holds the checkpoint back: a crash must not skip it.
-        state.delivered(&due[0], 200);
-        state.settle(200);
+        state.delivered(&due[0], PhysOffset(200));
+        state.settle(PhysOffset(200));
         let checkpoint = state.take_checkpoint().expect("checkpoint");
         assert!(checkpoint.read_tick <= 101, "{checkpoint:?}");
         assert!(state.wait_ms(56_000).is_some_and(|w| w > 0 && w <= 145_000), "the wheel's next");

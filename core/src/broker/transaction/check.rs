@@ -41,7 +41,7 @@ impl TransactionService {
             }
         }
         for (origin, tx) in todo {
-            let age = u64::try_from(now.wall.0.saturating_sub(tx.store_ms)).unwrap_or(0);
+            let age = crate::io::UnixMillis(tx.store_ms).millis_until(now.wall);
             if tx.checks >= config.check_max || age > config.max_age_ms {
                 self.discard(shared, now, origin, &tx);
             } else {
@@ -83,7 +83,7 @@ impl TransactionService {
             Ok(appended) => {
                 let offset = appended.queue_offset.map_or(0, |q| q.0);
                 if let Some(table) = self.table.as_mut() {
-                    table.copied(origin, offset, appended.phys_offset.0, appended.size, appended.end().0);
+                    table.copied(origin, offset, appended.phys_offset.0, appended.size, appended.end());
                 }
             }
             Err(error) => tracing::warn!(origin, %error, "check copy not stored; retried next round"),

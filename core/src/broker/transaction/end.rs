@@ -22,7 +22,7 @@ use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::sys_flag;
 use crate::protocol::{RemotingCommand, ResponseCode};
 use crate::remoting;
-use crate::store::FlushMode;
+use crate::store::{FlushMode, PhysOffset};
 
 /// ENDs held at most; beyond, a held-up END is refused with SYSTEM_BUSY.
 const HELD_MAX: usize = 10_000;
@@ -185,7 +185,7 @@ impl super::TransactionService {
             // Ended already (a repeated commit, a check's answer after the producer's own):
             // nothing more is stored.
             tracing::debug!(origin = entry.origin, kind = kind.as_str(), "transaction already ended");
-            0
+            PhysOffset(0)
         };
         let reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
         let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);

@@ -26,7 +26,7 @@ use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{parse_record, sys_flag, Parsed, RecordView};
 use crate::protocol::wire_long;
 
-use crate::store::{AppendRequest, QueueOffset};
+use crate::store::{AppendRequest, PhysOffset, QueueOffset};
 use table::{EndKind, HalfEntry, TransactionTable, OP_HALF_PHYS, OP_KIND, OP_TAG, SYS_TRANS_GROUP};
 pub use table::{TransactionConfig, CHECK_MAX_TOPIC, HALF_TOPIC, OP_TOPIC};
 
@@ -71,7 +71,7 @@ pub(super) struct TransactionService {
     /// Commits and discards replayed at boot whose copies are still to be found, by origin.
     verify: std::collections::BTreeMap<u64, Vec<ReplayedEnd>>,
     /// The CommitLog's end when the broker started: nothing recovered lies beyond it.
-    boot_log_end: u64,
+    boot_log_end: PhysOffset,
     /// ENDs that arrived before they could be carried out.
     held: end::HeldEnds,
     /// Counters: checks sent, commits, rollbacks, discards.
@@ -94,7 +94,7 @@ pub struct TransactionStats {
 }
 
 impl TransactionService {
-    pub(super) fn new(now: Now, check_interval_ms: u64, boot_log_end: u64) -> Self {
+    pub(super) fn new(now: Now, check_interval_ms: u64, boot_log_end: PhysOffset) -> Self {
         Self {
             table: None,
             wake_at: Some(now.mono),
@@ -230,7 +230,7 @@ impl TransactionService {
         shared: &mut Shared,
         consumers: &mut Consumers,
         now: Now,
-        durable_end: u64,
+        durable_end: PhysOffset,
     ) {
         let Some(table) = self.table.as_mut() else { return };
         let ready = table.settle(durable_end);
@@ -310,7 +310,7 @@ impl TransactionService {
         view: &RecordView<'_>,
         origin: u64,
         kind: EndKind,
-    ) -> Result<(u64, u64), crate::store::StoreError> {
+    ) -> Result<(u64, PhysOffset), crate::store::StoreError> {
         let half_phys = u64::try_from(view.physical_offset).unwrap_or(0);
         let op_body = format!("{origin},");
         let op_props = properties::encode(&[
@@ -355,7 +355,7 @@ impl TransactionService {
         };
         shared.stats.messages_put += appended.len() as u64;
         let op_offset = appended.first().and_then(|a| a.queue_offset).map_or(0, |q| q.0);
-        let end = appended.last().map_or(0, |a| a.end().0);
+        let end = appended.last().map_or(PhysOffset(0), crate::store::Appended::end);
         match kind {
             EndKind::Commit => self.stats.committed += 1,
             EndKind::Rollback => self.stats.rolled_back += 1,

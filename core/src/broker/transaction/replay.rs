@@ -106,7 +106,7 @@ impl TransactionService {
     /// that cannot be read (a record that stays unreadable counts as there: a redo must
     /// never store a second copy).
     fn copy_at(&mut self, shared: &mut Shared, at: u64, kind: EndKind, half_phys: u64) -> Option<bool> {
-        if at >= self.boot_log_end {
+        if at >= self.boot_log_end.0 {
             return Some(false); // the op record was the last record recovered
         }
         let record = match shared.store.read_record_at(&*shared.reader, at) {

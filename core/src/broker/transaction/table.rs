@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::io::MonoNanos;
+use crate::store::PhysOffset;
 
 /// Where half messages wait.
 pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
@@ -178,9 +179,9 @@ pub struct TransactionTable {
     /// Op records that a restart must still replay: (op offset, half end when written).
     op_log: VecDeque<(u64, u64)>,
     /// Ends not yet durable: (CommitLog end, the half offset they keep).
-    unsettled: VecDeque<(u64, u64)>,
+    unsettled: VecDeque<(PhysOffset, u64)>,
     /// Check copies not yet durable: (CommitLog end, origin, copy offset).
-    copies: VecDeque<(u64, u64, u64)>,
+    copies: VecDeque<(PhysOffset, u64, u64)>,
     /// The checkpoint last reported: (half low water, op low water).
     reported: (u64, u64),
 }
@@ -320,7 +321,7 @@ impl TransactionTable {
 
     /// End an open transaction: its op record went to the op queue at `op_offset`, and the
     /// op record (and copy) reach the CommitLog up to `end`. `None` if it was not open.
-    pub fn end(&mut self, origin: u64, op_offset: u64, end: u64) -> Option<OpenTx> {
+    pub fn end(&mut self, origin: u64, op_offset: u64, end: PhysOffset) -> Option<OpenTx> {
         let tx = self.open.remove(&origin)?;
         self.unsettled.push_back((end, tx.keep_from));
         self.op_log.push_back((op_offset, self.half_next.max(tx.latest.0 + 1)));
@@ -330,7 +331,7 @@ impl TransactionTable {
 
     /// A check copy of `origin` was appended at half offset `offset` (`phys`, `size`),
     /// durable once the CommitLog reaches `end`.
-    pub fn copied(&mut self, origin: u64, offset: u64, phys: u64, size: u32, end: u64) {
+    pub fn copied(&mut self, origin: u64, offset: u64, phys: u64, size: u32, end: PhysOffset) {
         if let Some(tx) = self.open.get_mut(&origin) {
             tx.latest = (offset, phys, size);
             tx.checks += 1;
@@ -340,7 +341,7 @@ impl TransactionTable {
 
     /// The CommitLog is durable up to `durable_end`: the check copies that became durable,
     /// as (origin, copy offset), to be sent now.
-    pub fn settle(&mut self, durable_end: u64) -> Vec<(u64, u64)> {
+    pub fn settle(&mut self, durable_end: PhysOffset) -> Vec<(u64, u64)> {
         while self.unsettled.front().is_some_and(|(end, _)| *end <= durable_end) {
             self.unsettled.pop_front();
         }
@@ -408,16 +409,16 @@ mod tests {
             assert_eq!(table.read_half(entry(offset, offset, 0), 6_000, mono), Seen::Opened);
         }
         assert_eq!(table.take_checkpoint(), None, "nothing ended yet");
-        table.end(0, 0, 5_000);
+        table.end(0, 0, PhysOffset(5_000));
         assert_eq!(table.take_checkpoint(), None, "an end not yet durable moved the checkpoint");
-        table.settle(4_999);
+        table.settle(PhysOffset(4_999));
         assert_eq!(table.take_checkpoint(), None);
-        table.settle(5_000);
+        table.settle(PhysOffset(5_000));
         // Half offset 1 is still open; the op record about 0 need not be replayed.
         assert_eq!(table.take_checkpoint(), Some((1, 0)), "op record 0 is about half 0 < 3: kept");
-        table.end(1, 1, 6_000);
-        table.end(2, 2, 7_000);
-        table.settle(7_000);
+        table.end(1, 1, PhysOffset(6_000));
+        table.end(2, 2, PhysOffset(7_000));
+        table.settle(PhysOffset(7_000));
         assert_eq!(table.take_checkpoint(), Some((3, 3)));
     }
 
@@ -427,14 +428,18 @@ mod tests {
         let mono = MonoNanos(0);
         table.read_half(entry(0, 0, 0), 6_000, mono);
         table.read_half(entry(1, 1, 0), 6_000, mono);
-        table.end(1, 0, 900);
-        table.copied(0, 2, 200, 100, 1_000);
+        table.end(1, 0, PhysOffset(900));
+        table.copied(0, 2, 200, 100, PhysOffset(1_000));
         // The copy is read back from the queue: still the same transaction.
         assert_eq!(table.read_half(entry(2, 0, 1), 6_000, mono), Seen::Copy);
         assert_eq!(table.get(0).map(|tx| (tx.latest.0, tx.checks)), Some((2, 1)));
-        assert_eq!(table.settle(999), vec![]);
+        assert_eq!(table.settle(PhysOffset(999)), vec![]);
         assert_eq!(table.take_checkpoint(), None, "low water moved before the copy was durable");
-        assert_eq!(table.settle(1_000), vec![(0, 2)], "the check goes out once its copy is durable");
+        assert_eq!(
+            table.settle(PhysOffset(1_000)),
+            vec![(0, 2)],
+            "the check goes out once its copy is durable"
+        );
         assert_eq!(table.take_checkpoint(), Some((2, 1)), "and the op record about 1 is no longer needed");
     }
 
@@ -457,7 +462,7 @@ mod tests {
         assert!(table.get(3).is_some_and(|tx| tx.check_due(boot)));
         // After the replay, a copy of an ended transaction is recognised as ours.
         assert_eq!(table.read_half(entry(9, 9, 0), 6_000, boot), Seen::Opened);
-        table.end(9, 2, 10_000);
+        table.end(9, 2, PhysOffset(10_000));
         assert_eq!(table.read_half(entry(10, 9, 1), 6_000, boot), Seen::Ended);
     }
 

@@ -80,8 +80,9 @@ pub struct DataVersion {
 }
 
 impl DataVersion {
-    /// Mark a change at `now_ms`.
-    pub fn bump(&mut self, now_ms: i64) {
+    /// Mark a change at `now`.
+    pub fn bump(&mut self, now: crate::io::UnixMillis) {
+        let now_ms = now.0;
         self.counter += 1;
         self.timestamp = now_ms;
     }
