@@ -285,16 +285,6 @@ impl Broker {
         self.shared.metadata.persist(now, contents, &mut self.shared.out);
     }
 
-    /// The counters behind the runtime info's rates, by the `admin::RATE_*` indexes.
-    fn rate_counters(&self) -> [u64; 4] {
-        [
-            self.shared.stats.messages_put,
-            self.shared.stats.messages_got,
-            self.timers.state.next_offset(),
-            self.timers.delivered,
-        ]
-    }
-
     /// When `reason`'s part next needs a timeout.
     fn deadline(&self, reason: Reason) -> Option<MonoNanos> {
         match reason {
@@ -390,9 +380,14 @@ impl Broker {
     }
 }
 
+/// The counters behind the runtime info's rates, by the `admin::RATE_*` indexes.
+fn rate_counters(stats: &BrokerStats, timers: &TimerService) -> [u64; 4] {
+    [stats.messages_put, stats.messages_got, timers.state.next_offset(), timers.delivered]
+}
+
 impl Machine for Broker {
     fn handle(&mut self, now: Now, input: Input) {
-        self.admin.sample(now, self.rate_counters());
+        self.admin.sample(now, rate_counters(&self.shared.stats, &self.timers));
         match input {
             Input::ConnOpened { conn, peer } => {
                 self.shared.conns.open(conn, peer, &mut self.shared.out);

@@ -69,12 +69,7 @@ impl Broker {
                 let mut progress = self.delay.progress(&shared.store);
                 let timers = self.timers.progress(&shared.store, now.wall.0);
                 progress.extend(timers.into_iter().map(|(key, value)| (key.to_owned(), value)));
-                let counters = [
-                    shared.stats.messages_put,
-                    shared.stats.messages_got,
-                    self.timers.state.next_offset(),
-                    self.timers.delivered,
-                ];
+                let counters = super::rate_counters(&shared.stats, &self.timers);
                 let view = RuntimeView { counters, progress, consumers };
                 Ok(Some(self.admin.on_runtime_info(shared, now, &cmd, view)))
             }

@@ -67,12 +67,8 @@ impl Consumers {
     /// When it next needs a timeout: the client scan, the offset persist, or a held pull's
     /// time running out.
     pub(super) fn poll_timeout(&self) -> MonoNanos {
-        let hold = self.holds.iter().map(|h| h.deadline).min();
-        [self.next_client_scan, self.next_offset_persist]
-            .into_iter()
-            .chain(hold)
-            .min()
-            .unwrap_or(self.next_client_scan)
+        let periodic = self.next_client_scan.min(self.next_offset_persist);
+        self.holds.iter().map(|h| h.deadline).fold(periodic, MonoNanos::min)
     }
 
     /// Mark the offsets for persisting and expire silent clients, when each is due (held
