@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use keel_benches::send_request;
 use keel_core::protocol::message::properties;
 use keel_core::protocol::message::stored::{
-    encode_record_with_tail, seal_record_crc, RecordFields, RECORD_CRC_PLACEHOLDER,
+    encode_record_with_tail, seal_record_crc, Record, RecordHead, RECORD_CRC_PLACEHOLDER,
 };
 use keel_core::protocol::{
     encode_frame, encode_to_bytes, FrameDecoder, SerializeType, DEFAULT_MAX_FRAME_LEN,
@@ -69,7 +69,7 @@ fn record_encode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let body = vec![b'x'; 1024];
     let props = properties::encode(&[("TAGS", "TagA"), ("UNIQ_KEY", "AC110002004D12345678000003E80000")]);
-    let fields = RecordFields {
+    let head = RecordHead {
         queue_id: 3,
         flag: 0,
         queue_offset: 5,
@@ -81,10 +81,8 @@ fn record_encode(c: &mut Criterion) {
         store_host: "10.0.0.1:10911".parse().unwrap(),
         reconsume_times: 0,
         prepared_transaction_offset: 0,
-        body: &body,
-        topic: "BenchmarkTest",
-        properties: &props,
     };
+    let fields = Record { head, body: body.as_slice(), topic: "BenchmarkTest", properties: props.as_slice() };
     let mut out = BytesMut::with_capacity(1 << 20);
     group.bench_function("1k_with_record_crc", |b| {
         b.iter(|| {

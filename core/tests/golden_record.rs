@@ -10,7 +10,8 @@ use keel_core::protocol::message::message_id::offset_message_id;
 use keel_core::protocol::message::properties;
 use keel_core::protocol::message::stored::{
     check_record_crc, decode_records, encode_record, parse_record, record_crc_placeholder, seal_record_crc,
-    sys_flag, verify_crcs, Parsed, RecordError, RecordFields, StoredMessage, MAGIC_V2, RECORD_CRC_TAIL_LEN,
+    sys_flag, verify_crcs, Parsed, Record, RecordError, RecordHead, RecordRef, StoredMessage, MAGIC_V2,
+    RECORD_CRC_TAIL_LEN,
 };
 use support::{hexdump, unhex};
 
@@ -26,8 +27,8 @@ const WORKED_EXAMPLE: &str = "
     00 00 00 02 68 69         01 54
     00 13 54 41 47 53 01 41 02 55 4E 49 51 5F 4B 45 59 01 41 42 02";
 
-fn example_fields(props: &[u8]) -> RecordFields<'_> {
-    RecordFields {
+fn example_head() -> RecordHead {
+    RecordHead {
         queue_id: 3,
         flag: 0,
         queue_offset: 5,
@@ -39,10 +40,11 @@ fn example_fields(props: &[u8]) -> RecordFields<'_> {
         store_host: "10.0.0.1:10911".parse().unwrap(),
         reconsume_times: 0,
         prepared_transaction_offset: 0,
-        body: b"hi",
-        topic: "T",
-        properties: props,
     }
+}
+
+fn example_fields(props: &[u8]) -> RecordRef<'_> {
+    Record { head: example_head(), body: b"hi", topic: "T", properties: props }
 }
 
 #[test]
@@ -56,20 +58,23 @@ fn worked_example_is_reproduced_and_read() {
     assert_eq!(out.as_ref(), expected.as_slice());
 
     let Parsed::Message(view) = parse_record(&expected).unwrap() else { panic!("not a message") };
-    assert_eq!(view.topic, "T");
-    assert_eq!(view.queue_offset, 5);
-    assert_eq!(view.physical_offset, 1000);
-    assert_eq!(view.born_host, fields.born_host);
-    assert_eq!(view.store_host, fields.store_host);
-    assert_eq!(view.body, b"hi");
-    assert_eq!(properties::find(view.properties, "UNIQ_KEY"), Some(&b"AB"[..]));
+    assert_eq!(view.record.topic, "T");
+    assert_eq!(view.head().queue_offset, 5);
+    assert_eq!(view.head().physical_offset, 1000);
+    assert_eq!(view.head().born_host, fields.head.born_host);
+    assert_eq!(view.head().store_host, fields.head.store_host);
+    assert_eq!(view.record.body, b"hi");
+    assert_eq!(properties::find(view.record.properties, "UNIQ_KEY"), Some(&b"AB"[..]));
     verify_crcs(&view, false).unwrap();
     // RocketMQ's own records carry no whole-record CRC; Keel's store requires one.
     assert_eq!(verify_crcs(&view, true), Err(RecordError::MissingRecordCrc));
-    assert_eq!(offset_message_id(view.store_host, view.physical_offset), "0A00000100002A9F00000000000003E8");
+    assert_eq!(
+        offset_message_id(view.head().store_host, view.head().physical_offset),
+        "0A00000100002A9F00000000000003E8"
+    );
     let owned = decode_records(&expected).unwrap();
     assert_eq!(owned.len(), 1);
-    assert_eq!(owned[0].fields(), fields);
+    assert_eq!(owned[0].borrowed(), fields);
 }
 
 #[test]
@@ -103,24 +108,27 @@ fn whole_record_crc_tail_catches_damage_anywhere() {
 fn ipv6_hosts_and_long_topics_use_the_wide_forms() {
     let topic = "t".repeat(130);
     let props = properties::encode(&[("KEYS", "k1 k2")]);
-    let fields = RecordFields {
+    let head = RecordHead {
         born_host: "[2001:db8::2]:50000".parse().unwrap(),
         store_host: "[2001:db8::1]:10911".parse().unwrap(),
-        topic: &topic,
         sys_flag: sys_flag::TRANSACTION_COMMIT,
         prepared_transaction_offset: 77,
-        ..example_fields(&props)
+        ..example_head()
     };
+    let fields = Record { head, topic: topic.as_str(), ..example_fields(&props) };
     let mut out = BytesMut::new();
     let len = encode_record(&mut out, &fields).unwrap();
     assert_eq!(len, 91 + 24 + 1 + 2 + 130 + props.len());
     assert_eq!(i32::from_be_bytes(out[4..8].try_into().unwrap()), MAGIC_V2);
     insta::assert_snapshot!("record_ipv6_v2_topic", hexdump(&out));
     let Parsed::Message(view) = parse_record(&out).unwrap() else { panic!("not a message") };
-    assert_eq!(view.sys_flag, sys_flag::TRANSACTION_COMMIT | sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
-    assert_eq!(view.topic, topic);
-    assert_eq!(view.born_host, fields.born_host);
-    assert_eq!(view.prepared_transaction_offset, 77);
+    assert_eq!(
+        view.head().sys_flag,
+        sys_flag::TRANSACTION_COMMIT | sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6
+    );
+    assert_eq!(view.record.topic, topic);
+    assert_eq!(view.head().born_host, fields.head.born_host);
+    assert_eq!(view.head().prepared_transaction_offset, 77);
 }
 
 #[test]
@@ -172,6 +180,6 @@ fn owned_messages_re_encode_identically() {
     let expected = unhex(WORKED_EXAMPLE);
     let message: StoredMessage = decode_records(&expected).unwrap().remove(0);
     let mut out = BytesMut::new();
-    encode_record(&mut out, &message.fields()).unwrap();
+    encode_record(&mut out, &message.borrowed()).unwrap();
     assert_eq!(out.as_ref(), expected.as_slice());
 }

@@ -203,7 +203,7 @@ fn start_instance(records: &Records, epoch: Instant, instance: &Instance) -> Kee
         let mut result = ConsumeResult::Success;
         for message in messages {
             let key = key_of(message).unwrap_or(u32::MAX);
-            let ok = decide(key, message.reconsume_times);
+            let ok = decide(key, message.head.reconsume_times);
             if !ok {
                 result = ConsumeResult::Later;
             }
@@ -212,9 +212,9 @@ fn start_instance(records: &Records, epoch: Instant, instance: &Instance) -> Kee
                 group,
                 instance: name.clone(),
                 queue: queue.clone(),
-                offset: message.queue_offset,
+                offset: message.head.queue_offset,
                 key,
-                reconsume_times: message.reconsume_times,
+                reconsume_times: message.head.reconsume_times,
                 topic: message.topic.clone(),
                 ok,
             });
@@ -249,10 +249,10 @@ async fn poll_forever(
                 at_ms,
                 group: "lg",
                 instance: name.clone(),
-                queue: MessageQueue::new(&message.topic, "broker-a", message.queue_id),
-                offset: message.queue_offset,
+                queue: MessageQueue::new(&message.topic, "broker-a", message.head.queue_id),
+                offset: message.head.queue_offset,
                 key: key_of(message).unwrap_or(u32::MAX),
-                reconsume_times: message.reconsume_times,
+                reconsume_times: message.head.reconsume_times,
                 topic: message.topic.clone(),
                 ok: true,
             }));

@@ -125,9 +125,9 @@ fn on_delivery(env: &TimingEnv, queue: &MessageQueue, messages: &[StoredMessage]
         env.world.bump(what);
         env.record(Event::TimingDelivered {
             key,
-            queue: message.queue_id,
-            offset: message.queue_offset,
-            store_ms: message.store_timestamp,
+            queue: message.head.queue_id,
+            offset: message.head.queue_offset,
+            store_ms: message.head.store_timestamp,
             due_ms,
             broker_wall_ms: env.broker_wall_ms(),
         });
@@ -211,15 +211,15 @@ pub async fn probe(env: ClientEnv, seed: u64) {
     for queue in 0..QUEUES {
         // A queue that cannot be read back leaves the check to what the consumer saw.
         let _ = read_back(&env, &mut conn, &mut rng, TIMING_TOPIC, queue, |at, record| {
-            let Some(key) = key_of(record.properties) else { return };
-            let due_ms = properties::find(record.properties, keys::TIMER_OUT_MS)
+            let Some(key) = key_of(record.record.properties) else { return };
+            let due_ms = properties::find(record.record.properties, keys::TIMER_OUT_MS)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.parse().ok());
             let event = Event::TimingProbed {
                 key,
                 queue,
-                offset: record.queue_offset,
-                store_ms: record.store_timestamp,
+                offset: record.head().queue_offset,
+                store_ms: record.head().store_timestamp,
                 due_ms,
             };
             env.world.record(at, event);
@@ -227,7 +227,7 @@ pub async fn probe(env: ClientEnv, seed: u64) {
         .await;
     }
     let _ = read_back(&env, &mut conn, &mut rng, CHECK_MAX_TOPIC, 0, |at, record| {
-        if let Some(key) = key_of(record.properties) {
+        if let Some(key) = key_of(record.record.properties) {
             env.world.record(at, Event::TxDiscarded { key });
         }
     })

@@ -367,21 +367,21 @@ async fn pull_queue(
                 if max_process_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=max_process_ms))).await;
                 }
-                let (key, intact) = identify(record.properties, record.body);
+                let (key, intact) = identify(record.record.properties, record.record.body);
                 env.world.record(
                     env.now_ms(),
                     Event::Delivered {
                         group,
                         session,
                         queue,
-                        offset: record.queue_offset,
+                        offset: record.head().queue_offset,
                         key,
                         intact,
                         asked_ms,
                     },
                 );
                 if !env.commit_before_process {
-                    set_progress(record.queue_offset + 1);
+                    set_progress(record.head().queue_offset + 1);
                 }
             }
             offset = next;
@@ -415,8 +415,8 @@ pub async fn probe(env: ClientEnv, seed: u64) {
     let mut conn = env.conn(broker);
     for queue in 0..QUEUES {
         let read = read_back(&env, &mut conn, &mut rng, TOPIC, queue, |at, record| {
-            let (key, intact) = identify(record.properties, record.body);
-            env.world.record(at, Event::Probe { queue, offset: record.queue_offset, key, intact });
+            let (key, intact) = identify(record.record.properties, record.record.body);
+            env.world.record(at, Event::Probe { queue, offset: record.head().queue_offset, key, intact });
         })
         .await;
         if let Err((offset, reason)) = read {

@@ -31,10 +31,10 @@ fn pull_all(node: &mut BrokerNode, opaque: i32, topic: &str, queue: i32, from: i
         .expect("pull body")
         .iter()
         .map(|r| Got {
-            phys: r.physical_offset,
-            reconsume_times: r.reconsume_times,
-            body: String::from_utf8_lossy(r.body).into_owned(),
-            properties: r.properties.to_vec(),
+            phys: r.head().physical_offset,
+            reconsume_times: r.head().reconsume_times,
+            body: String::from_utf8_lossy(r.record.body).into_owned(),
+            properties: r.record.properties.to_vec(),
         })
         .collect()
 }

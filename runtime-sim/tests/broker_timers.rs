@@ -51,7 +51,7 @@ fn a_timed_message_appears_in_its_topic_once_due_never_before() {
 
     let reply = node.call(CLIENT, &pull(18, "Timed", 0, 2, "*", false));
     let record = pulled_records(&reply.body).expect("pull body").remove(0);
-    let real = properties::find(record.properties, keys::REAL_TOPIC);
+    let real = properties::find(record.record.properties, keys::REAL_TOPIC);
     assert_eq!(real, Some(&b"Timed"[..]), "RocketMQ keeps REAL_TOPIC on the delivered copy");
 }
 

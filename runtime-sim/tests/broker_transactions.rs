@@ -132,8 +132,8 @@ fn a_half_message_is_invisible_until_committed_and_a_repeated_commit_is_stored_o
 
     let reply = node.call(CLIENT, &pull(6, "Tx", 0, 0, "*", false));
     let record = pulled_records(&reply.body).expect("pull body").remove(0);
-    assert_eq!(record.sys_flag & 0xC, COMMIT, "the committed copy carries the COMMIT type");
-    assert_eq!(record.prepared_transaction_offset, a.0, "and the half message's offset");
+    assert_eq!(record.head().sys_flag & 0xC, COMMIT, "the committed copy carries the COMMIT type");
+    assert_eq!(record.head().prepared_transaction_offset, a.0, "and the half message's offset");
     let (stats, open) = node.broker.transaction_stats();
     assert_eq!((stats.committed, stats.rolled_back, open), (1, 1, 0));
 
@@ -190,7 +190,7 @@ fn an_open_transaction_is_checked_after_the_timeout_and_a_checked_commit_lands_o
     assert_eq!(check.ext_fields.get("topic"), Some("Tx"));
     assert_eq!(check.ext_fields.get("msgId"), Some(a.2.as_str()));
     let message = decode_records(&check.body).expect("check body").remove(0);
-    assert_eq!((message.topic.as_str(), message.queue_id), ("Tx", 0), "the body names the real topic");
+    assert_eq!((message.topic.as_str(), message.head.queue_id), ("Tx", 0), "the body names the real topic");
     assert_eq!(&message.body[..], b"checked");
     let copy = checked_position(check);
     assert_ne!(copy.1, a.1, "a check names a new copy of the half message");
@@ -293,7 +293,7 @@ fn a_commit_whose_copy_a_crash_tore_off_is_redone_once() {
     assert_eq!(bodies(&mut node, 2, "Tx"), ["torn"]);
     // Damage the committed copy (the last record) as a torn write would.
     let reply = node.call(CLIENT, &pull(3, "Tx", 0, 0, "*", false));
-    let copy_at = pulled_records(&reply.body).expect("pull body")[0].physical_offset;
+    let copy_at = pulled_records(&reply.body).expect("pull body")[0].head().physical_offset;
     let segment = keel_core::store::paths::segment(0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let offset = u64::try_from(copy_at).expect("offset") + 40;

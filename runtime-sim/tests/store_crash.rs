@@ -351,17 +351,17 @@ impl World {
                 && found.topic == expected.topic
                 && found.queue_id == expected.queue_id
                 && found.queue_offset == expected.queue_offset
-                && view.body == expected.body.as_slice();
+                && view.record.body == expected.body.as_slice();
             if !same {
                 self.fail(format!(
                     "recovered record at {} differs from what was appended there",
                     found.offset
                 ));
             }
-            if view.store_timestamp < last_timestamp {
+            if view.head().store_timestamp < last_timestamp {
                 self.fail(format!("store timestamp went backwards at {}", found.offset));
             }
-            last_timestamp = view.store_timestamp;
+            last_timestamp = view.head().store_timestamp;
         }
         let kept = report.records.len();
         if let Some(lost) = self.appended.get(kept) {

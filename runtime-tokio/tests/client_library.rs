@@ -58,8 +58,8 @@ fn recorder(
             seen.lock().unwrap().push((
                 instance.clone(),
                 queue.queue_id,
-                m.queue_offset,
-                m.reconsume_times,
+                m.head.queue_offset,
+                m.head.reconsume_times,
                 body,
             ));
             failed |= fail(m);
@@ -278,7 +278,7 @@ async fn poll_until(consumer: &LitePullConsumer, count: usize, timeout: Duration
     let mut got = Vec::new();
     while got.len() < count && Instant::now() < deadline {
         for m in consumer.poll(16, Duration::from_millis(500)).await.expect("poll") {
-            got.push((m.queue_id, m.queue_offset, String::from_utf8_lossy(&m.body).into_owned()));
+            got.push((m.head.queue_id, m.head.queue_offset, String::from_utf8_lossy(&m.body).into_owned()));
         }
     }
     got
@@ -406,7 +406,7 @@ async fn a_delivery_past_its_consume_timeout_is_sent_back_and_comes_again() {
     let record = recorder(&seen, "t", |_| false);
     // The first delivery takes 2.5 s, past the timeout; its late success is ignored.
     let slow = move |queue: &MessageQueue, messages: &[StoredMessage]| {
-        if messages.iter().any(|m| m.reconsume_times == 0) {
+        if messages.iter().any(|m| m.head.reconsume_times == 0) {
             std::thread::sleep(Duration::from_millis(2_500));
         }
         record(queue, messages)

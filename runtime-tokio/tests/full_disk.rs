@@ -84,7 +84,7 @@ fn read_all(client: &mut Client) -> (i64, Vec<(i64, Bytes)>) {
         match reply.response_code() {
             ResponseCode::SUCCESS => {
                 for record in pulled_records(&reply.body).unwrap() {
-                    got.push((record.queue_offset, Bytes::copy_from_slice(record.body)));
+                    got.push((record.head().queue_offset, Bytes::copy_from_slice(record.record.body)));
                 }
                 offset = header.next_begin_offset;
             }

@@ -60,7 +60,7 @@ fn pull(opaque: i32, topic: &str, queue_id: i32, offset: i64, suspend_ms: i64) -
 fn stored_bodies(client: &mut Client, topic: &str) -> Vec<Bytes> {
     let reply = client.call(&pull(900, topic, 0, 0, 0));
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
-    pulled_records(&reply.body).unwrap().iter().map(|r| Bytes::copy_from_slice(r.body)).collect()
+    pulled_records(&reply.body).unwrap().iter().map(|r| Bytes::copy_from_slice(r.record.body)).collect()
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn hostile_peers_only_hurt_themselves_and_stored_data_is_unchanged() {
     assert_eq!(answered.response_code(), ResponseCode::SUCCESS);
     let got = pulled_records(&answered.body).unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].body, &message("Safe", 20).body[..]);
+    assert_eq!(got[0].record.body, &message("Safe", 20).body[..]);
     assert_eq!(stored_bodies(&mut producer, "Safe"), sent, "stored data changed");
 
     let (clean, stderr) = server.terminate();

@@ -88,7 +88,7 @@ impl Shared {
         queue: i32,
         due: Option<i64>,
     ) -> Result<PhysOffset, StoreError> {
-        let mut props = properties::without(view.properties, &[keys::CRC32]);
+        let mut props = properties::without(view.record.properties, &[keys::CRC32]);
         if let Some(due) = due {
             props = properties::without(&props, &[keys::TIMER_OUT_MS]);
             properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
@@ -140,13 +140,13 @@ pub(super) fn copy_request<'a>(
     AppendRequest {
         topic,
         queue_id,
-        flag: view.flag,
-        sys_flag: view.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
-        born_timestamp: view.born_timestamp,
-        born_host: view.born_host,
-        reconsume_times: view.reconsume_times,
+        flag: view.head().flag,
+        sys_flag: view.head().sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
+        born_timestamp: view.head().born_timestamp,
+        born_host: view.head().born_host,
+        reconsume_times: view.head().reconsume_times,
         prepared_transaction_offset: 0,
-        body: view.body,
+        body: view.record.body,
         properties,
     }
 }

@@ -83,7 +83,7 @@ impl Client {
         epoch: u64,
         messages: &[StoredMessage],
     ) {
-        let offsets: Vec<i64> = messages.iter().map(|m| m.queue_offset).collect();
+        let offsets: Vec<i64> = messages.iter().map(|m| m.head.queue_offset).collect();
         let Some(owned) = self.owned_mut(group, queue, epoch) else { return };
         let Some(commit) = owned.pq.finish(&offsets) else { return };
         if let Some(consumer) = self.consumers.get_mut(group) {
@@ -117,7 +117,7 @@ impl Client {
         let Some(addr) = self.queue_addr(queue) else {
             return self.on_sent_back(now, group, queue, epoch, message, orderly, false);
         };
-        let mut request = send_message_back(0, group, message.physical_offset, level, max);
+        let mut request = send_message_back(0, group, message.head.physical_offset, level, max);
         if let Some(id) = properties::find(&message.properties, keys::UNIQ_KEY) {
             request.ext_fields.insert("originMsgId", String::from_utf8_lossy(id));
         }
@@ -151,7 +151,7 @@ impl Client {
         }
         // The broker did not take it: deliver it again here after a pause; it keeps
         // holding the offset back meanwhile.
-        message.reconsume_times = message.reconsume_times.saturating_add(1);
+        message.head.reconsume_times = message.head.reconsume_times.saturating_add(1);
         if let Some(consumer) = self.consumers.get_mut(group) {
             consumer.later.push((now.mono.plus_millis(LOCAL_RETRY_MS), queue.clone(), epoch, message));
         }
@@ -163,7 +163,7 @@ impl Client {
             return self.orderly_done(now, &group, &queue, epoch, true);
         }
         let max = self.consumers.get(&group).map_or(i32::MAX, |c| c.config.max_reconsume());
-        if messages.iter().all(|m| m.reconsume_times < max) {
+        if messages.iter().all(|m| m.head.reconsume_times < max) {
             return self.orderly_done(now, &group, &queue, epoch, false);
         }
         let Some(owned) = self.owned_mut(&group, &queue, epoch) else { return };

@@ -69,7 +69,7 @@ impl ProcessQueue {
 
     /// Cache one pulled message; false if it is already cached or taken.
     pub fn insert(&mut self, message: StoredMessage) -> bool {
-        let offset = message.queue_offset;
+        let offset = message.head.queue_offset;
         if self.taken.contains_key(&offset) || self.cached.contains_key(&offset) {
             return false;
         }
@@ -125,7 +125,7 @@ impl ProcessQueue {
     /// their local retry count raised, to be consumed again first.
     pub fn return_taken(&mut self) {
         for (offset, mut message) in core::mem::take(&mut self.taken) {
-            message.reconsume_times = message.reconsume_times.saturating_add(1);
+            message.head.reconsume_times = message.head.reconsume_times.saturating_add(1);
             self.cached_bytes += message.body.len();
             self.cached.insert(offset, message);
         }
@@ -176,10 +176,11 @@ impl ProcessQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::message::stored::RecordHead;
     use bytes::Bytes;
 
     fn message(offset: i64) -> StoredMessage {
-        StoredMessage {
+        let head = RecordHead {
             queue_id: 0,
             flag: 0,
             queue_offset: offset,
@@ -191,10 +192,12 @@ mod tests {
             store_host: "127.0.0.1:2".parse().unwrap(),
             reconsume_times: 0,
             prepared_transaction_offset: 0,
+        };
+        StoredMessage {
+            head,
             body: Bytes::from_static(b"0123456789"),
             topic: "T".into(),
             properties: Bytes::new(),
-            body_crc: 0,
         }
     }
 
@@ -228,15 +231,15 @@ mod tests {
     fn orderly_takes_in_order_commits_what_it_took_and_retries_it_first() {
         let mut queue = ProcessQueue::new();
         queue.put(messages([3, 1, 2, 4]));
-        let taken: Vec<i64> = queue.take(2).iter().map(|m| m.queue_offset).collect();
+        let taken: Vec<i64> = queue.take(2).iter().map(|m| m.head.queue_offset).collect();
         assert_eq!(taken, [1, 2]);
         assert_eq!(queue.commit_point(), Some(1), "taken messages hold the commit back");
         queue.return_taken();
         let again = queue.take(1);
-        assert_eq!((again[0].queue_offset, again[0].reconsume_times), (1, 1));
+        assert_eq!((again[0].head.queue_offset, again[0].head.reconsume_times), (1, 1));
         assert_eq!(queue.commit_taken(), Some(2));
         assert_eq!(queue.commit_taken(), None);
-        let rest: Vec<i64> = queue.take(10).iter().map(|m| m.queue_offset).collect();
+        let rest: Vec<i64> = queue.take(10).iter().map(|m| m.head.queue_offset).collect();
         assert_eq!(rest, [2, 3, 4]);
         assert_eq!(queue.commit_taken(), Some(5));
     }

@@ -7,9 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::frame::{decode_one, encode_to_bytes, FrameDecoder};
 use super::message::batch::decode_batch;
-use super::message::stored::{
-    decode_records, encode_record, parse_record, verify_crcs, Parsed, StoredMessage, MAGIC_V2,
-};
+use super::message::stored::{decode_records, encode_record, parse_record, verify_crcs, Parsed, MAGIC_V2};
 
 /// The maximum frame the checks use: small, so "too long" is reachable.
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -41,12 +39,13 @@ pub fn frame_stream(data: &[u8]) {
 pub fn record(data: &[u8]) {
     if let Ok(Parsed::Message(view)) = parse_record(data) {
         let _ = verify_crcs(&view, true);
-        let owned = StoredMessage::from_view(&view);
+        let owned = view.record.to_stored();
+        assert_eq!(owned.borrowed(), view.record, "an owned copy keeps every field");
         let mut out = BytesMut::new();
-        encode_record(&mut out, &owned.fields()).expect("a parsed record re-encodes");
+        encode_record(&mut out, &owned.borrowed()).expect("a parsed record re-encodes");
         // The encoder writes V1 whenever the topic fits; a V2 record with a short topic is
         // valid but encodes differently.
-        let v2_short = view.bytes[4..8] == MAGIC_V2.to_be_bytes() && view.topic.len() <= 127;
+        let v2_short = view.bytes[4..8] == MAGIC_V2.to_be_bytes() && view.record.topic.len() <= 127;
         if !v2_short {
             assert_eq!(&out[12..], &view.bytes[12..], "re-encoding changed the record");
         }

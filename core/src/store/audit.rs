@@ -111,23 +111,27 @@ fn audit_inner(
                 }
                 Ok(Parsed::Message(view))
                     if verify_crcs(&view, true).is_ok()
-                        && u64::try_from(view.physical_offset).ok() == Some(base + pos as u64)
+                        && u64::try_from(view.head().physical_offset).ok() == Some(base + pos as u64)
                         && pos + view.bytes.len() + BLANK_MIN_LEN <= bytes.len() =>
                 {
-                    let tx = view.sys_flag & sys_flag::TRANSACTION_MASK;
+                    let tx = view.head().sys_flag & sys_flag::TRANSACTION_MASK;
                     let dispatched =
                         tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT;
                     report.records.push(AuditedRecord {
                         offset: base + pos as u64,
                         bytes: view.bytes.to_vec(),
-                        topic: view.topic.to_owned(),
-                        queue_id: view.queue_id,
+                        topic: view.record.topic.to_owned(),
+                        queue_id: view.head().queue_id,
                         queue_offset: dispatched
-                            .then(|| u64::try_from(view.queue_offset).unwrap_or(u64::MAX)),
+                            .then(|| u64::try_from(view.head().queue_offset).unwrap_or(u64::MAX)),
                         entry: CqEntry {
                             phys_offset: base + pos as u64,
                             size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
-                            tags_code: entry_tags_code(&config.due_time_topics, view.topic, view.properties),
+                            tags_code: entry_tags_code(
+                                &config.due_time_topics,
+                                view.record.topic,
+                                view.record.properties,
+                            ),
                         },
                     });
                     pos += view.bytes.len();

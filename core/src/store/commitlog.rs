@@ -22,7 +22,7 @@ const STAGE_LIMIT: usize = 256 * 1024;
 use crate::io::DiskOp;
 use crate::protocol::message::properties::PROPERTY_SEPARATOR;
 use crate::protocol::message::stored::{
-    encode_record_sealed, record_len, RecordFields, BLANK_MIN_LEN, MAGIC_BLANK, RECORD_CRC_TAIL_LEN,
+    encode_record_sealed, record_len, Record, RecordHead, BLANK_MIN_LEN, MAGIC_BLANK, RECORD_CRC_TAIL_LEN,
 };
 
 /// Where an appended record landed.
@@ -153,7 +153,7 @@ impl CommitLog {
         self.stage_start();
         let store_timestamp = wall.max(self.last_store_timestamp);
         let offset = self.write_pos;
-        let fields = RecordFields {
+        let head = RecordHead {
             queue_id: req.queue_id,
             flag: req.flag,
             queue_offset: i64::try_from(queue_offset).map_err(|_| StoreError::OffsetOverflow)?,
@@ -165,11 +165,9 @@ impl CommitLog {
             store_host,
             reconsume_times: req.reconsume_times,
             prepared_transaction_offset: req.prepared_transaction_offset,
-            body: req.body,
-            topic: req.topic,
-            properties: req.properties,
         };
-        let len = encode_record_sealed(&mut self.staged, &fields, needs_separator(req.properties))
+        let record = Record { head, body: req.body, topic: req.topic, properties: req.properties };
+        let len = encode_record_sealed(&mut self.staged, &record, needs_separator(req.properties))
             .map_err(StoreError::Record)?;
         assert_eq!(len, predicted, "the size checks before an append measured another record");
         self.write_pos += len as u64;

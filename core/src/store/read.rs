@@ -112,7 +112,7 @@ impl Store {
             return Err(ReadError::Missing(phys));
         }
         match parse_record(&buf) {
-            Ok(Parsed::Message(view)) if u64::try_from(view.physical_offset).ok() == Some(phys) => {
+            Ok(Parsed::Message(view)) if u64::try_from(view.head().physical_offset).ok() == Some(phys) => {
                 verify_crcs(&view, true).map_err(|error| ReadError::Damaged { offset: phys, error })?;
             }
             Ok(_) => return Err(ReadError::Missing(phys)),

@@ -265,12 +265,12 @@ fn scan(
                         stopped_because = Some(format!("record vanished at {cursor}"));
                         break 'segments;
                     };
-                    if u64::try_from(view.physical_offset).ok() != Some(cursor) {
+                    if u64::try_from(view.head().physical_offset).ok() != Some(cursor) {
                         stopped_because =
-                            Some(format!("record at {cursor} claims offset {}", view.physical_offset));
+                            Some(format!("record at {cursor} claims offset {}", view.head().physical_offset));
                         break 'segments;
                     }
-                    last_timestamp = Some(view.store_timestamp);
+                    last_timestamp = Some(view.head().store_timestamp);
                     if cursor >= boundary && !visit(&view) {
                         return Ok(None);
                     }
@@ -347,38 +347,38 @@ fn dispatch_record(
     view: &RecordView<'_>,
     rebuilding: bool,
 ) -> bool {
-    let tx = view.sys_flag & sys_flag::TRANSACTION_MASK;
+    let tx = view.head().sys_flag & sys_flag::TRANSACTION_MASK;
     if tx != sys_flag::TRANSACTION_NOT_TYPE && tx != sys_flag::TRANSACTION_COMMIT {
         return true;
     }
-    let Ok(queue_offset) = u64::try_from(view.queue_offset) else { return false };
-    let exists = queues.get(view.topic, view.queue_id).is_some();
+    let Ok(queue_offset) = u64::try_from(view.head().queue_offset) else { return false };
+    let exists = queues.get(view.record.topic, view.head().queue_id).is_some();
     if !exists {
         // A queue recovery has not seen yet starts at this record's offset; outside a full
         // rebuild its earlier entries would have been on disk, so it must start at zero.
         if !rebuilding && queue_offset != 0 {
             return false;
         }
-        let Some(dir) = paths::consume_queue_dir(view.topic, view.queue_id) else {
+        let Some(dir) = paths::consume_queue_dir(view.record.topic, view.head().queue_id) else {
             // Appends refuse such topics, so this record was never dispatched: skip it.
             return true;
         };
         queues.insert(
-            view.topic,
-            view.queue_id,
+            view.record.topic,
+            view.head().queue_id,
             QueueState::new(dir, queue_offset, queue_offset, BTreeSet::new()),
         );
     }
-    match queues.get(view.topic, view.queue_id) {
+    match queues.get(view.record.topic, view.head().queue_id) {
         Some(queue) if queue.next_offset == queue_offset => {}
         _ => return false,
     }
     let entry = CqEntry {
-        phys_offset: u64::try_from(view.physical_offset).unwrap_or(0),
+        phys_offset: u64::try_from(view.head().physical_offset).unwrap_or(0),
         size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
-        tags_code: entry_tags_code(&config.due_time_topics, view.topic, view.properties),
+        tags_code: entry_tags_code(&config.due_time_topics, view.record.topic, view.record.properties),
     };
-    queues.dispatch_to(view.topic, view.queue_id, &entry);
+    queues.dispatch_to(view.record.topic, view.head().queue_id, &entry);
     true
 }
 
@@ -458,7 +458,11 @@ fn plan_rebuild(
     let mut visit = |view: &RecordView<'_>| {
         redispatched += 1;
         if !dispatch_record(config, &mut queues, view, true) {
-            tracing::warn!(offset = view.physical_offset, topic = view.topic, "queue offset out of sequence");
+            tracing::warn!(
+                offset = view.head().physical_offset,
+                topic = view.record.topic,
+                "queue offset out of sequence"
+            );
         }
         true
     };

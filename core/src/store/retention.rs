@@ -299,7 +299,7 @@ impl Store {
         }
         let Ok(record) = self.read_record_at(reader, next) else { return fallback };
         match parse_record(&record) {
-            Ok(Parsed::Message(view)) => Some(view.store_timestamp),
+            Ok(Parsed::Message(view)) => Some(view.head().store_timestamp),
             _ => fallback,
         }
     }

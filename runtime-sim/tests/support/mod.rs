@@ -79,9 +79,13 @@ pub fn messages(reply: &RemotingCommand) -> Vec<(i64, String, String)> {
         .expect("pull body")
         .iter()
         .map(|record| {
-            let tag =
-                properties::find(record.properties, "TAGS").map(|t| String::from_utf8_lossy(t).into_owned());
-            (record.queue_offset, tag.unwrap_or_default(), String::from_utf8_lossy(record.body).into_owned())
+            let tag = properties::find(record.record.properties, "TAGS")
+                .map(|t| String::from_utf8_lossy(t).into_owned());
+            (
+                record.head().queue_offset,
+                tag.unwrap_or_default(),
+                String::from_utf8_lossy(record.record.body).into_owned(),
+            )
         })
         .collect()
 }
@@ -95,7 +99,7 @@ pub fn queue_bodies(node: &mut BrokerNode, opaque: i32, topic: &str) -> Vec<Stri
     pulled_records(&reply.body)
         .expect("pull body")
         .iter()
-        .map(|r| String::from_utf8_lossy(r.body).into_owned())
+        .map(|r| String::from_utf8_lossy(r.record.body).into_owned())
         .collect()
 }
 
@@ -111,7 +115,11 @@ pub fn drain_queue(node: &mut BrokerNode, topic: &str) -> Vec<(String, i64)> {
         }
         let records = pulled_records(&reply.body).expect("pull body");
         offset += i64::try_from(records.len()).unwrap_or(0);
-        got.extend(records.iter().map(|r| (String::from_utf8_lossy(r.body).into_owned(), r.store_timestamp)));
+        got.extend(
+            records
+                .iter()
+                .map(|r| (String::from_utf8_lossy(r.record.body).into_owned(), r.head().store_timestamp)),
+        );
     }
 }
 

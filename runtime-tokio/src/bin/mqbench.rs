@@ -340,11 +340,11 @@ async fn spawn_consumers(
                 println!(
                     "consumed {} {} {}",
                     queue.queue_id,
-                    message.queue_offset,
+                    message.head.queue_offset,
                     String::from_utf8_lossy(&message.body)
                 );
             }
-            let delay_ms = u64::try_from(now_ms - message.store_timestamp).unwrap_or(0);
+            let delay_ms = u64::try_from(now_ms - message.head.store_timestamp).unwrap_or(0);
             listener_stats.record(1, Duration::from_millis(delay_ms), &mut histogram);
         }
         ConsumeResult::Success

@@ -79,7 +79,7 @@ impl Admin {
             .next()?;
         let record = shared.store.read_record(&*shared.reader, entry.phys_offset, entry.size).ok()?;
         match parse_record(&record) {
-            Ok(Parsed::Message(view)) => Some(view.store_timestamp),
+            Ok(Parsed::Message(view)) => Some(view.head().store_timestamp),
             _ => None,
         }
     }

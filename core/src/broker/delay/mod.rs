@@ -334,13 +334,13 @@ impl DelayService {
         let Ok(Parsed::Message(view)) = parse_record(&record) else {
             return self.head_unreadable(level, offset, "not a message record");
         };
-        let due = view.store_timestamp.saturating_add(delay);
+        let due = view.head().store_timestamp.saturating_add(delay);
         if due > deliver_until(shared.store.config(), now) {
             self.head_failures.remove(&level);
             self.heads.insert(level, (offset, due));
             return Err(Stop::Due(due));
         }
-        let Some((topic, real_queue)) = real_destination(view.properties) else {
+        let Some((topic, real_queue)) = real_destination(view.record.properties) else {
             tracing::error!(level, offset, "delayed message without REAL_TOPIC/REAL_QID; skipped");
             self.skip(level, offset);
             return Ok(());

@@ -102,7 +102,7 @@ impl super::SendPath {
         let off_by_one = shared.store.config().mutated(crate::mutation::Mutation::DlqThresholdOffByOne);
         let max = if off_by_one { max + 1 } else { max };
         let target = send_back_target(
-            original.reconsume_times,
+            original.head().reconsume_times,
             header.delay_level,
             max,
             shared.config.delay_levels.max_level(),
@@ -113,14 +113,14 @@ impl super::SendPath {
         shared.ensure_group_topic(now, &retry_topic);
 
         let mut props = properties::without(
-            original.properties,
+            original.record.properties,
             &[keys::CRC32, keys::WAIT, keys::DELAY, keys::REAL_TOPIC, keys::REAL_QID],
         );
-        if properties::find(original.properties, keys::RETRY_TOPIC).is_none() {
-            properties::push(&mut props, keys::RETRY_TOPIC, original.topic);
+        if properties::find(original.record.properties, keys::RETRY_TOPIC).is_none() {
+            properties::push(&mut props, keys::RETRY_TOPIC, original.record.topic);
         }
-        if properties::find(original.properties, keys::ORIGIN_MESSAGE_ID).is_none() {
-            let id = offset_message_id(original.store_host, original.physical_offset);
+        if properties::find(original.record.properties, keys::ORIGIN_MESSAGE_ID).is_none() {
+            let id = offset_message_id(original.head().store_host, original.head().physical_offset);
             properties::push(&mut props, keys::ORIGIN_MESSAGE_ID, &id);
         }
         properties::push(&mut props, keys::WAIT, "false");
@@ -131,7 +131,7 @@ impl super::SendPath {
                 tracing::info!(
                     group,
                     offset = header.offset,
-                    times = original.reconsume_times,
+                    times = original.head().reconsume_times,
                     "message sent to the dead-letter queue"
                 );
                 (dlq, 0)
@@ -146,13 +146,13 @@ impl super::SendPath {
         let append = AppendRequest {
             topic: &topic,
             queue_id,
-            flag: original.flag,
-            sys_flag: original.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
-            born_timestamp: original.born_timestamp,
-            born_host: original.born_host,
-            reconsume_times: original.reconsume_times.saturating_add(1),
+            flag: original.head().flag,
+            sys_flag: original.head().sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
+            born_timestamp: original.head().born_timestamp,
+            born_host: original.head().born_host,
+            reconsume_times: original.head().reconsume_times.saturating_add(1),
             prepared_transaction_offset: 0,
-            body: original.body,
+            body: original.record.body,
             properties: &props,
         };
         let appended = shared.store.append(now, &append).map_err(|e| Refusal::SystemError(e.to_string()))?;

@@ -245,7 +245,7 @@ impl TimerService {
         let Ok(Parsed::Message(view)) = parse_record(&record) else {
             return self.timer_unreadable(pending, "not a message record");
         };
-        let Some((topic, queue)) = real_destination(view.properties) else {
+        let Some((topic, queue)) = real_destination(view.record.properties) else {
             tracing::error!(offset = pending.offset, "timed message without REAL_TOPIC/REAL_QID; dropped");
             return Delivery::Done(PhysOffset(0));
         };

@@ -12,7 +12,7 @@ use crate::broker::shared::{copy_request, real_destination, Shared};
 use crate::io::Now;
 use crate::protocol::message::message_id::offset_message_id;
 use crate::protocol::message::properties::{self, keys};
-use crate::protocol::message::stored::{encode_record, StoredMessage};
+use crate::protocol::message::stored::encode_record;
 use crate::protocol::{ExtFields, RemotingCommand, RequestCode};
 
 impl TransactionService {
@@ -74,7 +74,7 @@ impl TransactionService {
         let half = HalfRecord { record };
         let Some(view) = half.view() else { return };
         let mut props = properties::without(
-            view.properties,
+            view.record.properties,
             &[keys::CRC32, keys::TRANSACTION_CHECK_TIMES, keys::TRAN_PREPARED_QUEUE_OFFSET],
         );
         properties::push(&mut props, keys::TRANSACTION_CHECK_TIMES, &(tx.checks + 1).to_string());
@@ -112,15 +112,17 @@ impl TransactionService {
         let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else { return };
         let half = HalfRecord { record };
         let Some(view) = half.view() else { return };
-        let Some((topic, queue)) = real_destination(view.properties) else { return };
-        let mut message = StoredMessage::from_view(&view);
-        message.topic = topic.to_owned();
-        message.queue_id = queue;
+        let Some((topic, queue)) = real_destination(view.record.properties) else { return };
+        // The check shows the producer the message as it will be delivered: its real topic
+        // and queue, not the half topic's.
+        let mut message = view.record;
+        message.topic = topic;
+        message.head.queue_id = queue;
         let mut body = BytesMut::new();
-        if encode_record(&mut body, &message.fields()).is_err() {
+        if encode_record(&mut body, &message).is_err() {
             return;
         }
-        let unique = properties::find(view.properties, keys::UNIQ_KEY)
+        let unique = properties::find(view.record.properties, keys::UNIQ_KEY)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
         let phys_i = crate::protocol::wire_long(phys);

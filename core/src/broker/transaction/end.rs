@@ -155,9 +155,9 @@ impl super::TransactionService {
         let view = half
             .view()
             .ok_or_else(|| NotDone::Final(Refusal::SystemError("not a message record".to_owned())))?;
-        let group = properties::find(view.properties, keys::PGROUP).unwrap_or_default();
-        if view.topic != HALF_TOPIC
-            || view.queue_offset != header.tran_state_table_offset
+        let group = properties::find(view.record.properties, keys::PGROUP).unwrap_or_default();
+        if view.record.topic != HALF_TOPIC
+            || view.head().queue_offset != header.tran_state_table_offset
             || group != header.producer_group.as_bytes()
         {
             return Err(NotDone::Final(Refusal::SystemError(format!(
@@ -165,7 +165,7 @@ impl super::TransactionService {
                 header.commit_log_offset, header.producer_group, header.tran_state_table_offset
             ))));
         }
-        let entry = half_entry(&view, u64::try_from(view.queue_offset).unwrap_or(0), 0);
+        let entry = half_entry(&view, u64::try_from(view.head().queue_offset).unwrap_or(0), 0);
         // The table must have read this far (and past the replay) to know the origin; one
         // budget of reading now, else the END waits for the service to read on.
         let behind = |table: &TransactionTable| table.half_next() <= entry.offset || !table.replayed();

@@ -139,20 +139,20 @@ impl HalfRecord {
 /// The transaction's origin and check count that a half-queue record carries.
 pub(super) fn half_entry(view: &RecordView<'_>, offset: u64, size: u32) -> HalfEntry {
     let number = |key: &str| {
-        properties::find(view.properties, key)
+        properties::find(view.record.properties, key)
             .and_then(|v| core::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
     HalfEntry {
         offset,
-        phys: u64::try_from(view.physical_offset).unwrap_or(0),
+        phys: u64::try_from(view.head().physical_offset).unwrap_or(0),
         size,
         origin: number(keys::TRAN_PREPARED_QUEUE_OFFSET).unwrap_or(offset),
         checks: number(keys::TRANSACTION_CHECK_TIMES).map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)),
-        group: properties::find(view.properties, keys::PGROUP)
+        group: properties::find(view.record.properties, keys::PGROUP)
             .map(|g| String::from_utf8_lossy(g).into_owned())
             .unwrap_or_default(),
-        store_ms: view.store_timestamp,
+        store_ms: view.head().store_timestamp,
         immunity_ms: number(keys::CHECK_IMMUNITY_TIME_IN_SECONDS).map_or(0, |s| s.saturating_mul(1_000)),
     }
 }
@@ -311,7 +311,7 @@ impl TransactionService {
         origin: u64,
         kind: EndKind,
     ) -> Result<(u64, PhysOffset), crate::store::StoreError> {
-        let half_phys = u64::try_from(view.physical_offset).unwrap_or(0);
+        let half_phys = u64::try_from(view.head().physical_offset).unwrap_or(0);
         let op_body = format!("{origin},");
         let op_props = properties::encode(&[
             (keys::TAGS, OP_TAG),
@@ -331,9 +331,9 @@ impl TransactionService {
             body: op_body.as_bytes(),
             properties: &op_props,
         };
-        let copy_props = properties::without(view.properties, &[keys::CRC32]);
+        let copy_props = properties::without(view.record.properties, &[keys::CRC32]);
         let destination = match kind {
-            EndKind::Commit => real_destination(view.properties),
+            EndKind::Commit => real_destination(view.record.properties),
             EndKind::Discard => Some((CHECK_MAX_TOPIC, 0)),
             EndKind::Rollback => None,
         };

@@ -57,9 +57,9 @@ impl TransactionService {
                     }
                 };
                 let Ok(Parsed::Message(view)) = parse_record(&record) else { continue };
-                let origins = op_origins(view.body);
-                let kind = EndKind::parse(properties::find(view.properties, OP_KIND));
-                let half_phys = properties::find(view.properties, OP_HALF_PHYS)
+                let origins = op_origins(view.record.body);
+                let kind = EndKind::parse(properties::find(view.record.properties, OP_KIND));
+                let half_phys = properties::find(view.record.properties, OP_HALF_PHYS)
                     .and_then(|v| core::str::from_utf8(v).ok())
                     .and_then(|v| v.parse::<u64>().ok());
                 if let (true, Some(half_phys), [origin]) = (kind.has_copy(), half_phys, origins.as_slice()) {
@@ -117,10 +117,10 @@ impl TransactionService {
         };
         let Ok(Parsed::Message(view)) = parse_record(&record) else { return Some(false) };
         let right_topic = match kind {
-            EndKind::Discard => view.topic == CHECK_MAX_TOPIC,
-            _ => view.topic != HALF_TOPIC && view.topic != OP_TOPIC,
+            EndKind::Discard => view.record.topic == CHECK_MAX_TOPIC,
+            _ => view.record.topic != HALF_TOPIC && view.record.topic != OP_TOPIC,
         };
-        Some(right_topic && u64::try_from(view.prepared_transaction_offset).ok() == Some(half_phys))
+        Some(right_topic && u64::try_from(view.head().prepared_transaction_offset).ok() == Some(half_phys))
     }
 
     /// An op record survived a crash but the copy behind it did not: write both again.

@@ -136,9 +136,9 @@ pub fn masked_crc32(bytes: &[u8]) -> i32 {
     (crc32fast::hash(bytes) & 0x7FFF_FFFF) as i32
 }
 
-/// Everything needed to encode a record; borrowed so encoding copies each byte once.
+/// The fixed-size fields of a record: everything but the body, topic and properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordFields<'a> {
+pub struct RecordHead {
     /// Queue id.
     pub queue_id: i32,
     /// User flag.
@@ -147,7 +147,7 @@ pub struct RecordFields<'a> {
     pub queue_offset: i64,
     /// CommitLog offset of this record.
     pub physical_offset: i64,
-    /// Sys flag; the host-family bits are set by the encoder from the addresses.
+    /// Sys flag; on encoding, the host-family bits are set from the addresses.
     pub sys_flag: i32,
     /// Producer clock, ms.
     pub born_timestamp: i64,
@@ -161,15 +161,9 @@ pub struct RecordFields<'a> {
     pub reconsume_times: i32,
     /// Half-message offset of a committed transaction message.
     pub prepared_transaction_offset: i64,
-    /// Body bytes.
-    pub body: &'a [u8],
-    /// Topic.
-    pub topic: &'a str,
-    /// Properties string bytes.
-    pub properties: &'a [u8],
 }
 
-impl RecordFields<'_> {
+impl RecordHead {
     /// The sys flag with the host-family bits set from the actual addresses.
     #[must_use]
     pub fn effective_sys_flag(&self) -> i32 {
@@ -182,17 +176,63 @@ impl RecordFields<'_> {
         }
         flag
     }
+}
+
+/// A message record: the fixed head and the variable tail, either borrowed ([`RecordRef`],
+/// to encode or to read in place) or owned ([`StoredMessage`], as a client keeps it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<B, S> {
+    /// The fixed-size fields.
+    pub head: RecordHead,
+    /// Body bytes.
+    pub body: B,
+    /// Topic.
+    pub topic: S,
+    /// Properties string bytes.
+    pub properties: B,
+}
+
+/// A record with a borrowed tail, so encoding copies each byte once.
+pub type RecordRef<'a> = Record<&'a [u8], &'a str>;
+
+/// A decoded message with an owned tail, as a client sees it after a pull.
+pub type StoredMessage = Record<Bytes, String>;
+
+impl<B: AsRef<[u8]>, S: AsRef<str>> Record<B, S> {
+    /// The record with its tail borrowed.
+    #[must_use]
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        Record {
+            head: self.head,
+            body: self.body.as_ref(),
+            topic: self.topic.as_ref(),
+            properties: self.properties.as_ref(),
+        }
+    }
 
     /// The encoded length of this record.
     #[must_use]
     pub fn encoded_len(&self) -> usize {
         record_len(
-            self.body.len(),
-            self.topic.len(),
-            self.properties.len(),
-            self.born_host.is_ipv6(),
-            self.store_host.is_ipv6(),
+            self.body.as_ref().len(),
+            self.topic.as_ref().len(),
+            self.properties.as_ref().len(),
+            self.head.born_host.is_ipv6(),
+            self.head.store_host.is_ipv6(),
         )
+    }
+}
+
+impl RecordRef<'_> {
+    /// Copy the tail into an owned message.
+    #[must_use]
+    pub fn to_stored(&self) -> StoredMessage {
+        Record {
+            head: self.head,
+            body: Bytes::copy_from_slice(self.body),
+            topic: self.topic.to_owned(),
+            properties: Bytes::copy_from_slice(self.properties),
+        }
     }
 }
 
@@ -247,17 +287,17 @@ impl HeadWriter {
 
 /// Append the record to `out`; returns its length. Fails only on sizes the format cannot
 /// hold (topic over 32767 bytes, properties over 32767, record over 2 GiB).
-pub fn encode_record(out: &mut impl BufMut, fields: &RecordFields<'_>) -> Result<usize, RecordError> {
-    encode_record_with_tail(out, fields, &[])
+pub fn encode_record(out: &mut impl BufMut, record: &RecordRef<'_>) -> Result<usize, RecordError> {
+    encode_record_with_tail(out, record, &[])
 }
 
 /// Like [`encode_record`], with `tail` appended to the properties string.
 pub fn encode_record_with_tail(
     out: &mut impl BufMut,
-    fields: &RecordFields<'_>,
+    record: &RecordRef<'_>,
     tail: &[u8],
 ) -> Result<usize, RecordError> {
-    encode_parts(out, fields, tail, false)
+    encode_parts(out, record, tail, false)
 }
 
 /// Encode a record whose properties end with the whole-record CRC property (after a property
@@ -266,12 +306,12 @@ pub fn encode_record_with_tail(
 /// The CRC digits are filled in by [`seal_record_crc`] once the record is in place.
 pub fn encode_record_sealed(
     out: &mut Vec<u8>,
-    fields: &RecordFields<'_>,
+    record: &RecordRef<'_>,
     separator_first: bool,
 ) -> Result<usize, RecordError> {
     let tail: &[u8] = if separator_first { &[PROPERTY_SEPARATOR] } else { &[] };
     let start = out.len();
-    let len = encode_parts(out, fields, tail, true)?;
+    let len = encode_parts(out, record, tail, true)?;
     if let Some(record) = out.get_mut(start..) {
         seal_record_crc(record);
     }
@@ -282,56 +322,57 @@ pub fn encode_record_sealed(
 /// whole-record CRC property covering everything before it.
 fn encode_parts(
     out: &mut impl BufMut,
-    fields: &RecordFields<'_>,
+    record: &RecordRef<'_>,
     tail: &[u8],
     seal: bool,
 ) -> Result<usize, RecordError> {
     let tail_len = tail.len() + if seal { RECORD_CRC_TAIL_LEN } else { 0 };
-    let properties_total = fields.properties.len() + tail_len;
+    let properties_total = record.properties.len() + tail_len;
     let len = record_len(
-        fields.body.len(),
-        fields.topic.len(),
+        record.body.len(),
+        record.topic.len(),
         properties_total,
-        fields.born_host.is_ipv6(),
-        fields.store_host.is_ipv6(),
+        record.head.born_host.is_ipv6(),
+        record.head.store_host.is_ipv6(),
     );
     let total = i32::try_from(len).map_err(|_| RecordError::TooLarge)?;
-    let body_len = i32::try_from(fields.body.len()).map_err(|_| RecordError::TooLarge)?;
+    let body_len = i32::try_from(record.body.len()).map_err(|_| RecordError::TooLarge)?;
     let properties_len =
         i16::try_from(properties_total).map_err(|_| RecordError::PropertiesTooLong(properties_total))?;
-    if fields.topic.len() > i16::MAX as usize {
+    if record.topic.len() > i16::MAX as usize {
         return Err(RecordError::BadTopic);
     }
     // The fixed part is assembled on the stack and copied once: per-field writes into the
     // output cost a capacity check each.
-    let mut head = HeadWriter::default();
-    head.put(&total.to_be_bytes());
-    let v1 = fields.topic.len() <= 127;
-    head.put(&(if v1 { MAGIC_V1 } else { MAGIC_V2 }).to_be_bytes());
-    head.put(&masked_crc32(fields.body).to_be_bytes());
-    head.put(&fields.queue_id.to_be_bytes());
-    head.put(&fields.flag.to_be_bytes());
-    head.put(&fields.queue_offset.to_be_bytes());
-    head.put(&fields.physical_offset.to_be_bytes());
-    head.put(&fields.effective_sys_flag().to_be_bytes());
-    head.put(&fields.born_timestamp.to_be_bytes());
-    head.put_host(fields.born_host);
-    head.put(&fields.store_timestamp.to_be_bytes());
-    head.put_host(fields.store_host);
-    head.put(&fields.reconsume_times.to_be_bytes());
-    head.put(&fields.prepared_transaction_offset.to_be_bytes());
-    head.put(&body_len.to_be_bytes());
-    let topic_len_bytes = u16::try_from(fields.topic.len()).map_err(|_| RecordError::BadTopic)?.to_be_bytes();
+    let head = &record.head;
+    let mut fixed = HeadWriter::default();
+    fixed.put(&total.to_be_bytes());
+    let v1 = record.topic.len() <= 127;
+    fixed.put(&(if v1 { MAGIC_V1 } else { MAGIC_V2 }).to_be_bytes());
+    fixed.put(&masked_crc32(record.body).to_be_bytes());
+    fixed.put(&head.queue_id.to_be_bytes());
+    fixed.put(&head.flag.to_be_bytes());
+    fixed.put(&head.queue_offset.to_be_bytes());
+    fixed.put(&head.physical_offset.to_be_bytes());
+    fixed.put(&record.head.effective_sys_flag().to_be_bytes());
+    fixed.put(&head.born_timestamp.to_be_bytes());
+    fixed.put_host(record.head.born_host);
+    fixed.put(&head.store_timestamp.to_be_bytes());
+    fixed.put_host(record.head.store_host);
+    fixed.put(&head.reconsume_times.to_be_bytes());
+    fixed.put(&head.prepared_transaction_offset.to_be_bytes());
+    fixed.put(&body_len.to_be_bytes());
+    let topic_len_bytes = u16::try_from(record.topic.len()).map_err(|_| RecordError::BadTopic)?.to_be_bytes();
     let topic_len_field: &[u8] =
         if v1 { topic_len_bytes.get(1..).unwrap_or_default() } else { &topic_len_bytes };
     let properties_len_field = properties_len.to_be_bytes();
     let parts: [&[u8]; 8] = [
-        head.written(),
-        fields.body,
+        fixed.written(),
+        record.body,
         topic_len_field,
-        fields.topic.as_bytes(),
+        record.topic.as_bytes(),
         &properties_len_field,
-        fields.properties,
+        record.properties,
         tail,
         &[],
     ];
@@ -346,41 +387,23 @@ fn encode_parts(
     Ok(len)
 }
 
-/// A record parsed in place: fixed fields read, variable fields borrowed.
+/// A record parsed in place: the whole record's bytes, its stored BODYCRC and its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {
     /// The whole record.
     pub bytes: &'a [u8],
     /// BODYCRC as stored.
     pub body_crc: i32,
-    /// Queue id.
-    pub queue_id: i32,
-    /// User flag.
-    pub flag: i32,
-    /// ConsumeQueue offset.
-    pub queue_offset: i64,
-    /// CommitLog offset.
-    pub physical_offset: i64,
-    /// Sys flag.
-    pub sys_flag: i32,
-    /// Producer clock, ms.
-    pub born_timestamp: i64,
-    /// Producer address.
-    pub born_host: SocketAddr,
-    /// Broker clock, ms.
-    pub store_timestamp: i64,
-    /// Broker address.
-    pub store_host: SocketAddr,
-    /// Retry count.
-    pub reconsume_times: i32,
-    /// Half-message offset of a committed transaction message.
-    pub prepared_transaction_offset: i64,
-    /// Body.
-    pub body: &'a [u8],
-    /// Topic.
-    pub topic: &'a str,
-    /// Properties string.
-    pub properties: &'a [u8],
+    /// The fields, tail borrowed from `bytes`.
+    pub record: RecordRef<'a>,
+}
+
+impl RecordView<'_> {
+    /// The record's fixed-size fields.
+    #[must_use]
+    pub fn head(&self) -> &RecordHead {
+        &self.record.head
+    }
 }
 
 /// What sits at a position in a CommitLog segment.
@@ -490,9 +513,7 @@ fn parse_message(record: &[u8], magic: i32) -> Result<RecordView<'_>, RecordErro
     if computed != total || !buf.is_empty() {
         return Err(RecordError::LengthMismatch { declared: total, computed });
     }
-    Ok(RecordView {
-        bytes: record,
-        body_crc,
+    let head = RecordHead {
         queue_id,
         flag,
         queue_offset,
@@ -504,10 +525,8 @@ fn parse_message(record: &[u8], magic: i32) -> Result<RecordView<'_>, RecordErro
         store_host,
         reconsume_times,
         prepared_transaction_offset,
-        body,
-        topic,
-        properties,
-    })
+    };
+    Ok(RecordView { bytes: record, body_crc, record: Record { head, body, topic, properties } })
 }
 
 fn take<'a>(buf: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
@@ -554,7 +573,7 @@ pub fn seal_record_crc(record: &mut [u8]) {
 
 /// Check BODYCRC and, when `require_record_crc`, the whole-record CRC tail.
 pub fn verify_crcs(view: &RecordView<'_>, require_record_crc: bool) -> Result<(), RecordError> {
-    if masked_crc32(view.body) != view.body_crc {
+    if masked_crc32(view.record.body) != view.body_crc {
         return Err(RecordError::BodyCrcMismatch);
     }
     if require_record_crc {
@@ -590,86 +609,6 @@ pub fn check_record_crc(record: &[u8]) -> Result<(), RecordError> {
     }
 }
 
-/// A decoded message with owned fields, as a client sees it after a pull.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredMessage {
-    /// Queue id.
-    pub queue_id: i32,
-    /// User flag.
-    pub flag: i32,
-    /// ConsumeQueue offset.
-    pub queue_offset: i64,
-    /// CommitLog offset.
-    pub physical_offset: i64,
-    /// Sys flag.
-    pub sys_flag: i32,
-    /// Producer clock, ms.
-    pub born_timestamp: i64,
-    /// Producer address.
-    pub born_host: SocketAddr,
-    /// Broker clock, ms.
-    pub store_timestamp: i64,
-    /// Broker address.
-    pub store_host: SocketAddr,
-    /// Retry count.
-    pub reconsume_times: i32,
-    /// Half-message offset of a committed transaction message.
-    pub prepared_transaction_offset: i64,
-    /// Body.
-    pub body: Bytes,
-    /// Topic.
-    pub topic: String,
-    /// Properties string.
-    pub properties: Bytes,
-    /// BODYCRC as stored.
-    pub body_crc: i32,
-}
-
-impl StoredMessage {
-    /// Copy a parsed record into owned fields.
-    #[must_use]
-    pub fn from_view(view: &RecordView<'_>) -> Self {
-        Self {
-            queue_id: view.queue_id,
-            flag: view.flag,
-            queue_offset: view.queue_offset,
-            physical_offset: view.physical_offset,
-            sys_flag: view.sys_flag,
-            born_timestamp: view.born_timestamp,
-            born_host: view.born_host,
-            store_timestamp: view.store_timestamp,
-            store_host: view.store_host,
-            reconsume_times: view.reconsume_times,
-            prepared_transaction_offset: view.prepared_transaction_offset,
-            body: Bytes::copy_from_slice(view.body),
-            topic: view.topic.to_owned(),
-            properties: Bytes::copy_from_slice(view.properties),
-            body_crc: view.body_crc,
-        }
-    }
-
-    /// The fields borrowed for encoding.
-    #[must_use]
-    pub fn fields(&self) -> RecordFields<'_> {
-        RecordFields {
-            queue_id: self.queue_id,
-            flag: self.flag,
-            queue_offset: self.queue_offset,
-            physical_offset: self.physical_offset,
-            sys_flag: self.sys_flag,
-            born_timestamp: self.born_timestamp,
-            born_host: self.born_host,
-            store_timestamp: self.store_timestamp,
-            store_host: self.store_host,
-            reconsume_times: self.reconsume_times,
-            prepared_transaction_offset: self.prepared_transaction_offset,
-            body: &self.body,
-            topic: &self.topic,
-            properties: &self.properties,
-        }
-    }
-}
-
 /// Decode records laid back to back (a pull, view or query body). A malformed record is an
 /// error, never a silent stop: a client must know the body was damaged.
 pub fn decode_records(mut body: &[u8]) -> Result<Vec<StoredMessage>, RecordError> {
@@ -677,7 +616,7 @@ pub fn decode_records(mut body: &[u8]) -> Result<Vec<StoredMessage>, RecordError
     while !body.is_empty() {
         match parse_record(body)? {
             Parsed::Message(view) => {
-                out.push(StoredMessage::from_view(&view));
+                out.push(view.record.to_stored());
                 body = body.get(view.bytes.len()..).unwrap_or_default();
             }
             Parsed::Blank(_) => return Err(RecordError::BadMagic(MAGIC_BLANK)),

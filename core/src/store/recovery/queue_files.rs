@@ -306,10 +306,10 @@ fn entry_matches(
     match parse_record(&buf) {
         Ok(Parsed::Message(view)) => {
             view.bytes.len() == buf.len()
-                && u64::try_from(view.physical_offset).ok() == Some(phys)
-                && u64::try_from(view.queue_offset).ok() == Some(offset)
-                && view.queue_id == queue.queue_id
-                && view.topic == queue.topic
+                && u64::try_from(view.head().physical_offset).ok() == Some(phys)
+                && u64::try_from(view.head().queue_offset).ok() == Some(offset)
+                && view.head().queue_id == queue.queue_id
+                && view.record.topic == queue.topic
                 && verify_crcs(&view, true).is_ok()
         }
         _ => false,
