@@ -40,6 +40,18 @@ impl UnixMillis {
     pub fn millis_until(self, later: Self) -> u64 {
         later.0.saturating_sub(self.0).max(0).unsigned_abs()
     }
+
+    /// The time `millis` later (earlier if negative), saturating at the ends of the range.
+    #[must_use]
+    pub fn plus_millis(self, millis: i64) -> Self {
+        Self(self.0.saturating_add(millis))
+    }
+
+    /// Milliseconds since the epoch; 0 for a time before it (a clock set far back).
+    #[must_use]
+    pub fn since_epoch(self) -> u64 {
+        self.0.max(0).unsigned_abs()
+    }
 }
 
 /// The soonest of a machine's deadlines and whose it is: each of `reasons`, in order, with

@@ -461,17 +461,17 @@ fn reads_serve_only_visible_entries_and_never_a_damaged_record() {
     node.run_all();
     let entries = node.store.read_entries(&node.disk, "T", 0, QueueOffset(0), 32).unwrap();
     assert_eq!(entries.len(), 2);
-    assert_eq!(entries[1].phys_offset, b.phys_offset.0);
+    assert_eq!(entries[1].phys_offset, b.phys_offset);
     let record = node.store.read_record(&node.disk, entries[0].phys_offset, entries[0].size).unwrap();
     let Ok(Parsed::Message(view)) = parse_record(&record) else { panic!("not a record") };
     assert_eq!(view.record.body, vec![b'b'; 40].as_slice());
-    assert_eq!(node.store.read_record_at(&node.disk, a.phys_offset.0).unwrap(), record);
+    assert_eq!(node.store.read_record_at(&node.disk, a.phys_offset).unwrap(), record);
     assert_eq!(node.store.read_entries(&node.disk, "T", 0, QueueOffset(1), 32).unwrap().len(), 1);
     // Damage on disk is detected on read.
     let at = b.phys_offset.0 + 100;
     write(&mut node.disk, paths::segment(0).as_str(), at, b"X");
     assert!(matches!(
-        node.store.read_record(&node.disk, b.phys_offset.0, b.size),
+        node.store.read_record(&node.disk, b.phys_offset, b.size),
         Err(keel_core::store::ReadError::Damaged { .. })
     ));
 }

@@ -67,7 +67,7 @@ impl Broker {
             }
             RequestCode::GET_BROKER_RUNTIME_INFO => {
                 let mut progress = self.delay.progress(&shared.store);
-                let timers = self.timers.progress(&shared.store, now.wall.0);
+                let timers = self.timers.progress(&shared.store, now.wall);
                 progress.extend(timers.into_iter().map(|(key, value)| (key.to_owned(), value)));
                 let counters = super::rate_counters(&shared.stats, &self.timers);
                 let view = RuntimeView { counters, progress, consumers };

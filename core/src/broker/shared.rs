@@ -10,7 +10,7 @@ use super::metadata::MetadataFiles;
 use super::registration::NamesrvLinks;
 use super::send::durable::{DurableReplies, PendingReply};
 use super::{BrokerConfig, BrokerStats, TopicTable};
-use crate::io::{ConnId, MonoNanos, Now, Output, StoreRead};
+use crate::io::{ConnId, MonoNanos, Now, Output, StoreRead, UnixMillis};
 use crate::protocol::body::TopicConfig;
 use crate::protocol::message::message_id::UniqueIdGenerator;
 use crate::protocol::message::properties::{self, keys};
@@ -86,12 +86,12 @@ impl Shared {
         view: &RecordView<'_>,
         topic: &str,
         queue: i32,
-        due: Option<i64>,
+        due: Option<UnixMillis>,
     ) -> Result<PhysOffset, StoreError> {
         let mut props = properties::without(view.record.properties, &[keys::CRC32]);
         if let Some(due) = due {
             props = properties::without(&props, &[keys::TIMER_OUT_MS]);
-            properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
+            properties::push(&mut props, keys::TIMER_OUT_MS, &due.0.to_string());
         }
         let appended = self.store.append(now, &copy_request(view, topic, queue, &props))?;
         self.stats.messages_put += 1;
@@ -127,6 +127,15 @@ impl Shared {
         let (written, flushed) = (self.store.written_end(), self.store.flushed_end());
         self.replies.release(written, flushed, &self.metadata.topics, &mut self.out);
     }
+}
+
+/// The CommitLog offset a record read from the store carries: the store serves only
+/// records whose PHYSICALOFFSET is where they sit, so it is never negative.
+pub(super) fn record_phys(view: &RecordView<'_>) -> PhysOffset {
+    let Ok(phys) = u64::try_from(view.head().physical_offset) else {
+        panic!("the store served a record claiming offset {}", view.head().physical_offset);
+    };
+    PhysOffset(phys)
 }
 
 /// An append of a copy of the record `view` to `topic`/`queue_id` with `properties`: the

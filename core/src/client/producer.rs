@@ -86,11 +86,10 @@ impl Client {
         if !self.producer_groups.contains(&request.group) {
             self.start_producer(now, &request.group.clone());
         }
-        let millis_in_month = i32::try_from(now.wall.0.rem_euclid(2_592_000_000)).unwrap_or(0);
         let unique_id = match request.message.user_properties.iter().find(|(k, _)| k == keys::UNIQ_KEY) {
             Some((_, id)) => id.clone(),
             None => {
-                let id = self.unique_ids.next_id(millis_in_month);
+                let id = self.unique_ids.next_id(now.wall);
                 request.message.user_properties.push((keys::UNIQ_KEY.to_owned(), id.clone()));
                 id
             }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use super::consume_queue::entry_tags_code;
 use super::consume_queue::{CqEntry, ENTRY_LEN};
 use super::paths;
-use super::StoreConfig;
+use super::{PhysOffset, StoreConfig};
 use crate::io::{DiskError, StoreRead};
 use crate::protocol::message::stored::{parse_record, sys_flag, verify_crcs, Parsed, BLANK_MIN_LEN};
 
@@ -125,7 +125,7 @@ fn audit_inner(
                         queue_offset: dispatched
                             .then(|| u64::try_from(view.head().queue_offset).unwrap_or(u64::MAX)),
                         entry: CqEntry {
-                            phys_offset: base + pos as u64,
+                            phys_offset: PhysOffset(base + pos as u64),
                             size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
                             tags_code: entry_tags_code(
                                 &config.due_time_topics,

@@ -15,7 +15,7 @@
 //! slots before it with pre-blank entries, as RocketMQ does: offset 0, size `i32::MAX`,
 //! tags code 0.
 
-use super::paths;
+use super::{paths, PhysOffset};
 use crate::io::{DiskError, DiskErrorKind, FilePath, StoreRead};
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::tag::tags_code;
@@ -59,7 +59,7 @@ pub fn entry_tags_code(due_time_topics: &[String], topic: &str, record_propertie
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CqEntry {
     /// CommitLog offset of the record.
-    pub phys_offset: u64,
+    pub phys_offset: PhysOffset,
     /// Record size.
     pub size: u32,
     /// Tag hash code.
@@ -77,7 +77,7 @@ impl CqEntry {
     pub fn encode(&self) -> [u8; 20] {
         let mut out = [0u8; 20];
         // Offsets are bounded by the disk and sizes by a segment (at most i32::MAX bytes).
-        let phys = crate::protocol::wire_long(self.phys_offset).to_be_bytes();
+        let phys = crate::protocol::wire_long(self.phys_offset.0).to_be_bytes();
         let Ok(size) = i32::try_from(self.size) else { panic!("an entry of {} bytes", self.size) };
         let size = size.to_be_bytes();
         for (dst, src) in
@@ -95,7 +95,7 @@ impl CqEntry {
         let size = i32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
         let tags_code = i64::from_be_bytes(bytes.get(12..20)?.try_into().ok()?);
         Some(Self {
-            phys_offset: u64::try_from(phys).ok()?,
+            phys_offset: PhysOffset(u64::try_from(phys).ok()?),
             size: u32::try_from(size).ok().filter(|s| *s > 0)?,
             tags_code,
         })
@@ -103,7 +103,7 @@ impl CqEntry {
 
     /// Where the record ends in the CommitLog.
     #[must_use]
-    pub fn end(&self) -> u64 {
+    pub fn end(&self) -> PhysOffset {
         self.phys_offset + u64::from(self.size)
     }
 }
@@ -142,7 +142,7 @@ pub(crate) fn first_entry_at_or_above(
         let mid = low + (high - low) / 2;
         let mut slot = [0u8; ENTRY_LEN as usize];
         let got = read_slot(reader, dir, file_size, mid, &mut slot)?;
-        if got == slot.len() && CqEntry::decode(&slot).is_some_and(|e| e.phys_offset < log_min) {
+        if got == slot.len() && CqEntry::decode(&slot).is_some_and(|e| e.phys_offset.0 < log_min) {
             low = mid + 1;
         } else {
             high = mid;
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_zero_means_end() {
-        let entry = CqEntry { phys_offset: 1000, size: 113, tags_code: -5 };
+        let entry = CqEntry { phys_offset: PhysOffset(1000), size: 113, tags_code: -5 };
         let bytes = entry.encode();
         assert_eq!(&bytes[..12], &[0, 0, 0, 0, 0, 0, 3, 0xE8, 0, 0, 0, 113]);
         assert_eq!(CqEntry::decode(&bytes), Some(entry));
@@ -178,6 +178,6 @@ mod tests {
         assert_eq!(CqEntry::decode(&[0u8; 20]), None);
         assert_eq!(CqEntry::decode(&[0xFFu8; 20]), None);
         assert_eq!(CqEntry::decode(&bytes[..19]), None);
-        assert_eq!(entry.end(), 1113);
+        assert_eq!(entry.end(), PhysOffset(1113));
     }
 }

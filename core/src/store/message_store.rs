@@ -409,7 +409,7 @@ impl Store {
         let pos = self.log.append(&mut self.ops, now.wall.0, req, queue_offset, self.config.store_host)?;
         if let Some((slot, _)) = queue {
             let entry = CqEntry {
-                phys_offset: pos.offset,
+                phys_offset: PhysOffset(pos.offset),
                 size: pos.size,
                 tags_code: entry_tags_code(&self.config.due_time_topics, req.topic, req.properties),
             };

@@ -45,6 +45,23 @@ impl core::fmt::Display for PhysOffset {
     }
 }
 
+impl core::ops::Add<u64> for PhysOffset {
+    type Output = Self;
+
+    /// The offset `bytes` further on.
+    fn add(self, bytes: u64) -> Self {
+        Self(self.0 + bytes)
+    }
+}
+
+impl PhysOffset {
+    /// Bytes from `earlier` to here; 0 if `earlier` is not before.
+    #[must_use]
+    pub fn bytes_since(self, earlier: Self) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
 /// Entry index in a ConsumeQueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct QueueOffset(pub u64);

@@ -24,13 +24,16 @@ pub enum ReadError {
     #[error("damaged record at {offset}: {error}")]
     Damaged {
         /// CommitLog offset.
-        offset: u64,
+        offset: PhysOffset,
         /// What was wrong.
         error: RecordError,
     },
     /// Nothing there (beyond the log, or a removed segment).
     #[error("no record at {0}")]
-    Missing(u64),
+    Missing(PhysOffset),
+    /// A ConsumeQueue file that should hold these entries is not there.
+    #[error("no ConsumeQueue file for entry {0}")]
+    MissingEntries(u64),
 }
 
 /// Most entries read at once.
@@ -72,7 +75,7 @@ impl Store {
     ) -> Result<Vec<CqEntry>, ReadError> {
         let Some(queue) = self.queues.get(topic, queue_id) else { return Ok(Vec::new()) };
         let Some(dir) = self.queues.dir(topic, queue_id) else { return Ok(Vec::new()) };
-        let visible = self.visible_end().0;
+        let visible = self.visible_end();
         let end = queue.written_next.min(from.0.saturating_add(max.min(MAX_ENTRIES_PER_READ)));
         let file_size = self.queues.file_size();
         let mut entries = Vec::new();
@@ -83,7 +86,7 @@ impl Store {
             let in_file = pos - file_start;
             let count = (end - offset).min((file_size - in_file) / ENTRY_LEN);
             let mut buf = vec![0u8; usize::try_from(count * ENTRY_LEN).unwrap_or(0)];
-            let file = dir.join(&paths::offset_name(file_start)).ok_or(ReadError::Missing(pos))?;
+            let file = dir.join(&paths::offset_name(file_start)).ok_or(ReadError::MissingEntries(offset))?;
             let got = reader.read_at(&file, in_file, &mut buf)?;
             for slot in buf.get(..got).unwrap_or_default().chunks_exact(ENTRY_LEN as usize) {
                 match CqEntry::decode(slot) {
@@ -99,38 +102,40 @@ impl Store {
         Ok(entries)
     }
 
-    /// The record at `phys` of `size` bytes, CRC-checked.
-    pub fn read_record(&self, reader: &dyn StoreRead, phys: u64, size: u32) -> Result<Bytes, ReadError> {
-        if phys + u64::from(size) > self.visible_end().0 {
-            return Err(ReadError::Missing(phys));
+    /// The record at `at` of `size` bytes, CRC-checked.
+    pub fn read_record(&self, reader: &dyn StoreRead, at: PhysOffset, size: u32) -> Result<Bytes, ReadError> {
+        if at + u64::from(size) > self.visible_end() {
+            return Err(ReadError::Missing(at));
         }
+        let phys = at.0;
         let segment_size = self.config.segment_size;
         let base = phys - phys % segment_size;
         let mut buf = vec![0u8; usize::try_from(size).unwrap_or(0)];
         let got = reader.read_at(&paths::segment(base), phys - base, &mut buf)?;
         if got < buf.len() {
-            return Err(ReadError::Missing(phys));
+            return Err(ReadError::Missing(at));
         }
         match parse_record(&buf) {
             Ok(Parsed::Message(view)) if u64::try_from(view.head().physical_offset).ok() == Some(phys) => {
-                verify_crcs(&view, true).map_err(|error| ReadError::Damaged { offset: phys, error })?;
+                verify_crcs(&view, true).map_err(|error| ReadError::Damaged { offset: at, error })?;
             }
-            Ok(_) => return Err(ReadError::Missing(phys)),
-            Err(error) => return Err(ReadError::Damaged { offset: phys, error }),
+            Ok(_) => return Err(ReadError::Missing(at)),
+            Err(error) => return Err(ReadError::Damaged { offset: at, error }),
         }
         Ok(Bytes::from(buf))
     }
 
-    /// The record starting at `phys` (its size read from its first bytes), CRC-checked: for
+    /// The record starting at `at` (its size read from its first bytes), CRC-checked: for
     /// lookups by offset message id.
-    pub fn read_record_at(&self, reader: &dyn StoreRead, phys: u64) -> Result<Bytes, ReadError> {
+    pub fn read_record_at(&self, reader: &dyn StoreRead, at: PhysOffset) -> Result<Bytes, ReadError> {
+        let phys = at.0;
         let segment_size = self.config.segment_size;
         let base = phys - phys % segment_size;
         let mut head = [0u8; 4];
         if reader.read_at(&paths::segment(base), phys - base, &mut head)? < 4 {
-            return Err(ReadError::Missing(phys));
+            return Err(ReadError::Missing(at));
         }
-        let size = u32::try_from(i32::from_be_bytes(head)).map_err(|_| ReadError::Missing(phys))?;
-        self.read_record(reader, phys, size)
+        let size = u32::try_from(i32::from_be_bytes(head)).map_err(|_| ReadError::Missing(at))?;
+        self.read_record(reader, at, size)
     }
 }

@@ -33,7 +33,7 @@ use super::consume_queue::{CqEntry, ENTRY_LEN};
 use super::message_store::Store;
 use super::paths;
 use super::queue_table::{QueueState, QueueTable};
-use super::StoreConfig;
+use super::{PhysOffset, StoreConfig};
 use crate::io::{DiskError, DiskErrorKind, DiskOp, FilePath, Now, StoreRead};
 use crate::protocol::message::stored::{
     parse_record, sys_flag, verify_crcs, Parsed, RecordView, BLANK_MIN_LEN,
@@ -374,7 +374,7 @@ fn dispatch_record(
         _ => return false,
     }
     let entry = CqEntry {
-        phys_offset: u64::try_from(view.head().physical_offset).unwrap_or(0),
+        phys_offset: PhysOffset(u64::try_from(view.head().physical_offset).unwrap_or(0)),
         size: u32::try_from(view.bytes.len()).unwrap_or(u32::MAX),
         tags_code: entry_tags_code(&config.due_time_topics, view.record.topic, view.record.properties),
     };

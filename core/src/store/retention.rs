@@ -23,6 +23,7 @@
 
 use super::message_store::Store;
 use super::ops::{GroupId, Purpose};
+use super::PhysOffset;
 use crate::invalid_setting::InvalidSetting;
 use crate::io::{DiskUsage, MonoNanos, Now, StoreRead};
 use crate::protocol::message::stored::{parse_record, Parsed};
@@ -168,13 +169,13 @@ impl Store {
     /// The log's logical minimum (RocketMQ's min physical offset): records below it are
     /// deleted or being deleted, and no reader is served them.
     #[must_use]
-    pub fn min_phys(&self) -> u64 {
-        match self.retention.phase {
+    pub fn min_phys(&self) -> PhysOffset {
+        PhysOffset(match self.retention.phase {
             RetentionPhase::Retiring { base, .. } | RetentionPhase::ExpectRemoved { base, .. } => {
                 base + self.config.segment_size
             }
             RetentionPhase::Idle => self.log.min_offset(),
-        }
+        })
     }
 
     /// The last measurement of the store's file system, if the runtime reports one.
@@ -297,7 +298,7 @@ impl Store {
         if next >= self.log.write_pos() {
             return fallback;
         }
-        let Ok(record) = self.read_record_at(reader, next) else { return fallback };
+        let Ok(record) = self.read_record_at(reader, PhysOffset(next)) else { return fallback };
         match parse_record(&record) {
             Ok(Parsed::Message(view)) => Some(view.head().store_timestamp),
             _ => fallback,

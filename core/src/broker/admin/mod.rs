@@ -7,7 +7,7 @@ pub mod rates;
 use crate::broker::consumers::{offset_reply, ok, Consumers};
 use crate::broker::refusal::Refusal;
 use crate::broker::shared::{Answer, Shared};
-use crate::io::Now;
+use crate::io::{Now, UnixMillis};
 use crate::protocol::body::{KvTable, TopicConfig};
 use crate::protocol::headers::{
     CommandHeader, CreateTopicRequestHeader, QueueRequestHeader, SearchOffsetRequestHeader,
@@ -16,7 +16,7 @@ use crate::protocol::headers::{
 use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::message::stored::{parse_record, Parsed};
 use crate::protocol::{wire_long, RemotingCommand};
-use crate::store::QueueOffset;
+use crate::store::{PhysOffset, QueueOffset};
 
 /// Index of messages stored in the rate counters.
 pub(super) const RATE_PUT: usize = 0;
@@ -34,7 +34,8 @@ pub(super) struct Admin {
     rates: rates::Rates<4>,
     /// The same counters at the start of today and yesterday.
     days: rates::DayMarks<4>,
-    boot_wall_ms: i64,
+    /// The broker's wall clock at boot.
+    booted_at: UnixMillis,
 }
 
 /// What the runtime info reads from the other subsystems.
@@ -49,13 +50,13 @@ pub(super) struct RuntimeView<'a> {
 impl Admin {
     /// Nothing sampled yet; booted at `now`.
     pub(super) fn new(now: Now) -> Self {
-        Self { rates: rates::Rates::default(), days: rates::DayMarks::default(), boot_wall_ms: now.wall.0 }
+        Self { rates: rates::Rates::default(), days: rates::DayMarks::default(), booted_at: now.wall }
     }
 
     /// Sample the counters behind the rates (after every input).
     pub(super) fn sample(&mut self, now: Now, counters: [u64; 4]) {
         self.rates.sample(now.mono, counters);
-        self.days.observe(now.wall.0, counters);
+        self.days.observe(now.wall, counters);
     }
 
     pub(super) fn on_queue_offset(
@@ -117,7 +118,8 @@ impl Admin {
 
     pub(super) fn on_view_message(shared: &Shared, request: &RemotingCommand) -> Answer {
         let header = ViewMessageRequestHeader::decode(&request.ext_fields)?;
-        let offset = u64::try_from(header.offset).unwrap_or(u64::MAX);
+        // A negative offset from the wire names nothing: it reads as missing.
+        let offset = PhysOffset(u64::try_from(header.offset).unwrap_or(u64::MAX));
         let record = shared.store.read_record_at(&*shared.reader, offset).map_err(|_| {
             Refusal::SystemError(format!("can not find message by the offset, {}", header.offset))
         })?;
@@ -179,8 +181,8 @@ impl Admin {
             ("commitLogDirCapacity", disk_capacity(shared.store.disk_usage())),
             // Keel's own: times the store was rebuilt in place after a disk error, since boot.
             ("storeRepairs", shared.stats.store_repairs.to_string()),
-            ("bootTimestamp", self.boot_wall_ms.to_string()),
-            ("runtime", format!("{} ms", now.wall.0 - self.boot_wall_ms)),
+            ("bootTimestamp", self.booted_at.0.to_string()),
+            ("runtime", format!("{} ms", self.booted_at.millis_until(now.wall))),
             ("producerGroups", producers.to_string()),
             ("consumerGroups", consumers.to_string()),
         ];

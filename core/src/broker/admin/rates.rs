@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::io::MonoNanos;
+use crate::io::{MonoNanos, UnixMillis};
 
 /// Least time between two samples.
 const SAMPLE_EVERY_NS: u64 = 1_000_000_000;
@@ -96,10 +96,10 @@ impl<const N: usize> Default for DayMarks<N> {
 }
 
 impl<const N: usize> DayMarks<N> {
-    /// Note the counters at wall time `wall_ms`; the first observation in a new day marks
+    /// Note the counters at wall time `wall`; the first observation in a new day marks
     /// its morning. A backward clock step changes nothing.
-    pub fn observe(&mut self, wall_ms: i64, counters: [u64; N]) {
-        let day = wall_ms.div_euclid(DAY_MS);
+    pub fn observe(&mut self, wall: UnixMillis, counters: [u64; N]) {
+        let day = wall.0.div_euclid(DAY_MS);
         match self.day {
             None => self.day = Some(day),
             Some(seen) if day > seen => {
@@ -173,16 +173,16 @@ mod tests {
     fn day_marks_move_at_midnight_and_ignore_a_backward_step() {
         let mut marks = DayMarks::<1>::default();
         let noon = 10 * DAY_MS + DAY_MS / 2;
-        marks.observe(noon, [5]);
+        marks.observe(UnixMillis(noon), [5]);
         assert_eq!((marks.today(), marks.yesterday()), ([0], [0]), "the boot day counts from boot");
-        marks.observe(noon + DAY_MS / 2 - 1, [40]);
-        marks.observe(noon + DAY_MS / 2 + 10_000, [42]);
+        marks.observe(UnixMillis(noon + DAY_MS / 2 - 1), [40]);
+        marks.observe(UnixMillis(noon + DAY_MS / 2 + 10_000), [42]);
         assert_eq!((marks.today(), marks.yesterday()), ([42], [0]));
-        marks.observe(noon, [43]); // the clock stepped back a day
+        marks.observe(UnixMillis(noon), [43]); // the clock stepped back a day
         assert_eq!((marks.today(), marks.yesterday()), ([42], [0]));
-        marks.observe(noon + DAY_MS + DAY_MS / 2, [90]);
+        marks.observe(UnixMillis(noon + DAY_MS + DAY_MS / 2), [90]);
         assert_eq!((marks.today(), marks.yesterday()), ([90], [42]));
-        marks.observe(noon + 4 * DAY_MS, [95]); // days without a single observation
+        marks.observe(UnixMillis(noon + 4 * DAY_MS), [95]); // days without a single observation
         assert_eq!((marks.today(), marks.yesterday()), ([95], [95]));
     }
 }

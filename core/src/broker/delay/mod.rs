@@ -77,7 +77,7 @@ pub struct DelayService {
     /// The store's readable generation and visible end when idle levels were last checked.
     seen_visible: (u64, u64),
     /// Per level: the head's queue offset and its store time plus delay, once read.
-    heads: BTreeMap<i32, (u64, i64)>,
+    heads: BTreeMap<i32, (u64, UnixMillis)>,
     next_persist: MonoNanos,
     /// Per level: failed reads of the head in a row.
     head_failures: BTreeMap<i32, u32>,
@@ -193,7 +193,7 @@ impl DelayService {
 /// Why a level stopped delivering for now.
 enum Stop {
     /// The head is due at this wall time.
-    Due(i64),
+    Due(UnixMillis),
     /// Nothing readable past the level's offset.
     Empty,
     /// The head could not be read or stored; retry shortly.
@@ -241,7 +241,7 @@ impl DelayService {
             let idle = matches!(stop, Stop::Empty);
             let at = match stop {
                 Stop::Due(due) => {
-                    let wait = now.wall.millis_until(UnixMillis(due));
+                    let wait = now.wall.millis_until(due);
                     Some(now.mono.plus_millis(wait.min(MAX_SLEEP_MS)))
                 }
                 Stop::Empty => None,
@@ -334,7 +334,7 @@ impl DelayService {
         let Ok(Parsed::Message(view)) = parse_record(&record) else {
             return self.head_unreadable(level, offset, "not a message record");
         };
-        let due = view.head().store_timestamp.saturating_add(delay);
+        let due = UnixMillis(view.head().store_timestamp).plus_millis(delay);
         if due > deliver_until(shared.store.config(), now) {
             self.head_failures.remove(&level);
             self.heads.insert(level, (offset, due));
@@ -396,9 +396,9 @@ impl DelayService {
 /// at once when a backward clock step leaves it due more than one delay away; Keel holds it
 /// until the clock reaches its due time, as it does timed messages, so a delivery is never
 /// early by the broker's clock (a backward step delays instead).
-fn deliver_until(config: &StoreConfig, now: Now) -> i64 {
+fn deliver_until(config: &StoreConfig, now: Now) -> UnixMillis {
     if config.mutated(crate::mutation::Mutation::DeliverEarly) {
-        return now.wall.0.saturating_add(1_000);
+        return now.wall.plus_millis(1_000);
     }
-    now.wall.0
+    now.wall
 }

@@ -326,14 +326,14 @@ fn route_timed(
     given: &[u8],
     batch: bool,
 ) -> Result<SendRoute, Refusal> {
-    let due = deliver_at(given, now.wall.0, shared.config.timer_max_delay_ms)
+    let due = deliver_at(given, now.wall, shared.config.timer_max_delay_ms)
         .map_err(|error| Refusal::MessageIllegal(error.to_string()))?;
-    let Some(due) = due.filter(|due| *due > now.wall.0) else { return Ok(route) };
+    let Some(due) = due.filter(|due| *due > now.wall) else { return Ok(route) };
     if batch {
         return Err(Refusal::MessageIllegal("a batch message cannot be timed".into()));
     }
     let mut props = properties::without(given, &[keys::TIMER_OUT_MS, keys::REAL_TOPIC, keys::REAL_QID]);
-    properties::push(&mut props, keys::TIMER_OUT_MS, &due.to_string());
+    properties::push(&mut props, keys::TIMER_OUT_MS, &due.0.to_string());
     route.wait_in(TIMER_TOPIC, 0, props);
     Ok(route)
 }
@@ -348,9 +348,7 @@ fn stamp(shared: &mut Shared, now: Now, flag: i32, body: Bytes, given: &[u8]) ->
     let unique_id = match properties::find(given, keys::UNIQ_KEY) {
         Some(id) => String::from_utf8_lossy(id).into_owned(),
         None => {
-            // Milliseconds into a 30-day window: the id's shape, not a calendar month.
-            let ms = i32::try_from(now.wall.0.rem_euclid(2_592_000_000)).unwrap_or(0);
-            let id = shared.unique_ids.next_id(ms);
+            let id = shared.unique_ids.next_id(now.wall);
             properties::push(&mut props, keys::UNIQ_KEY, &id);
             id
         }

@@ -19,7 +19,7 @@ use crate::protocol::message::message_id::offset_message_id;
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{parse_record, sys_flag, Parsed};
 use crate::protocol::{RemotingCommand, ResponseCode};
-use crate::store::{AppendRequest, FlushMode};
+use crate::store::{AppendRequest, FlushMode, PhysOffset};
 
 /// Where a sent-back message goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl super::SendPath {
         }
         let lookup_failed =
             || Refusal::SystemError(format!("look message by offset failed, {}", header.offset));
-        let phys = u64::try_from(header.offset).map_err(|_| lookup_failed())?;
+        let phys = PhysOffset(u64::try_from(header.offset).map_err(|_| lookup_failed())?);
         let record = shared.store.read_record_at(&*shared.reader, phys).map_err(|_| lookup_failed())?;
         let Ok(Parsed::Message(original)) = parse_record(&record) else { return Err(lookup_failed()) };
 
@@ -107,7 +107,7 @@ impl super::SendPath {
             max,
             shared.config.delay_levels.max_level(),
             config.retry_queue_nums,
-            phys,
+            phys.0,
         );
         let retry_topic = format!("{RETRY_PREFIX}{group}");
         shared.ensure_group_topic(now, &retry_topic);

@@ -13,7 +13,7 @@ pub mod state;
 pub mod wheel;
 
 use crate::broker::shared::{real_destination, Shared};
-use crate::io::{MonoNanos, Now};
+use crate::io::{MonoNanos, Now, UnixMillis};
 use crate::protocol::message::stored::{parse_record, Parsed};
 use crate::store::Store;
 use crate::store::{PhysOffset, QueueOffset, StoreError};
@@ -131,9 +131,9 @@ impl TimerService {
             return;
         }
         let mut wake = self.enqueue_timers(shared, now);
-        let mut until = now.wall.0;
+        let mut until = now.wall;
         if shared.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
-            until = until.saturating_add(1_000);
+            until = until.plus_millis(1_000);
         }
         let mut failed = false;
         let mut deleted = 0u64;
@@ -171,7 +171,7 @@ impl TimerService {
         if deleted > 0 {
             tracing::warn!(deleted, "due timed messages whose records retention deleted; dropped");
         }
-        if let Some(wait) = self.state.wait_ms(now.wall.0) {
+        if let Some(wait) = self.state.wait_ms(now.wall) {
             // 0: more are due now (the next batch), or a failed delivery waits to be retried.
             let wait = match wait {
                 0 if failed => RETRY_MS,
@@ -188,10 +188,10 @@ impl TimerService {
     /// clusterList` shows as `Timer(Progress)`): `timerReadBehind`, seconds delivery is
     /// behind the clock; `timerOffsetBehind`, timer-queue entries not read into the wheel
     /// yet; `timerCongestNum`, timers due and waiting for their batch.
-    pub(super) fn progress(&self, store: &Store, now_ms: i64) -> [(&'static str, String); 3] {
+    pub(super) fn progress(&self, store: &Store, now: UnixMillis) -> [(&'static str, String); 3] {
         let end = store.queue_offsets(TIMER_TOPIC, 0).map_or(0, |(_, end)| end.0);
         [
-            ("timerReadBehind", (self.state.overdue_ms(now_ms) / 1_000).to_string()),
+            ("timerReadBehind", (self.state.overdue_ms(now) / 1_000).to_string()),
             ("timerOffsetBehind", end.saturating_sub(self.state.next_offset()).to_string()),
             ("timerCongestNum", self.state.backlog().to_string()),
         ]
@@ -228,7 +228,8 @@ impl TimerService {
                 return Some(now.mono.plus_millis(RETRY_MS));
             }
             for (offset, entry) in (next..).zip(&entries) {
-                self.state.enqueue(offset, entry.phys_offset, entry.size, entry.tags_code);
+                // The timer topic's tag code is the due time (StoreConfig::due_time_topics).
+                self.state.enqueue(offset, entry.phys_offset, entry.size, UnixMillis(entry.tags_code));
             }
             read += entries.len() as u64;
         }

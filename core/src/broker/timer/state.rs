@@ -5,6 +5,7 @@
 //! and its real topic and queue in `REAL_TOPIC`/`REAL_QID`; the ConsumeQueue entry's tags
 //! code carries the due time, so the pending set can be rebuilt from the queue alone.
 
+use crate::io::UnixMillis;
 use crate::protocol::message::properties::{self, keys};
 use crate::store::PhysOffset;
 
@@ -36,10 +37,14 @@ pub enum TimerError {
 }
 
 /// When a send's `TIMER_*` properties ask it to be delivered, by the broker's wall clock
-/// `now_ms`: `None` if it has none. Precedence as in RocketMQ: `TIMER_DELAY_SEC`, then
+/// `now`: `None` if it has none. Precedence as in RocketMQ: `TIMER_DELAY_SEC`, then
 /// `TIMER_DELAY_MS`, then `TIMER_DELIVER_MS` (absolute). A due time already past is allowed
 /// (the caller stores the message at once); one beyond `max_delay_ms` is refused.
-pub fn deliver_at(given: &[u8], now_ms: i64, max_delay_ms: u64) -> Result<Option<i64>, TimerError> {
+pub fn deliver_at(
+    given: &[u8],
+    now: UnixMillis,
+    max_delay_ms: u64,
+) -> Result<Option<UnixMillis>, TimerError> {
     let read = |key: &'static str| -> Result<Option<i64>, TimerError> {
         let Some(raw) = properties::find(given, key) else { return Ok(None) };
         let text = String::from_utf8_lossy(raw);
@@ -49,15 +54,15 @@ pub fn deliver_at(given: &[u8], now_ms: i64, max_delay_ms: u64) -> Result<Option
             .map_err(|_| TimerError::NotANumber { key, value: text.into_owned() })
     };
     let due = if let Some(seconds) = read(keys::TIMER_DELAY_SEC)? {
-        now_ms.saturating_add(seconds.saturating_mul(1_000))
+        now.plus_millis(seconds.saturating_mul(1_000))
     } else if let Some(millis) = read(keys::TIMER_DELAY_MS)? {
-        now_ms.saturating_add(millis)
+        now.plus_millis(millis)
     } else if let Some(at) = read(keys::TIMER_DELIVER_MS)? {
-        at
+        UnixMillis(at)
     } else {
         return Ok(None);
     };
-    let delay_ms = due.saturating_sub(now_ms);
+    let delay_ms = due.0.saturating_sub(now.0);
     let too_far = u64::try_from(delay_ms).is_ok_and(|d| d > max_delay_ms);
     let negative_relative = delay_ms < 0
         && (properties::find(given, keys::TIMER_DELAY_SEC).is_some()
@@ -82,23 +87,26 @@ mod tests {
 
     #[test]
     fn relative_delays_come_before_an_absolute_time_and_past_times_are_due_now() {
-        let now = 1_790_000_000_000;
+        let now = UnixMillis(1_790_000_000_000);
         let max = DEFAULT_MAX_DELAY_MS;
         assert_eq!(deliver_at(&props(&[("TAGS", "a")]), now, max), Ok(None));
         let both = props(&[(keys::TIMER_DELIVER_MS, "5"), (keys::TIMER_DELAY_SEC, "3")]);
-        assert_eq!(deliver_at(&both, now, max), Ok(Some(now + 3_000)));
-        assert_eq!(deliver_at(&props(&[(keys::TIMER_DELAY_MS, "250")]), now, max), Ok(Some(now + 250)));
-        let past = props(&[(keys::TIMER_DELIVER_MS, &(now - 10).to_string())]);
-        assert_eq!(deliver_at(&past, now, max), Ok(Some(now - 10)));
+        assert_eq!(deliver_at(&both, now, max), Ok(Some(now.plus_millis(3_000))));
+        assert_eq!(
+            deliver_at(&props(&[(keys::TIMER_DELAY_MS, "250")]), now, max),
+            Ok(Some(now.plus_millis(250)))
+        );
+        let past = props(&[(keys::TIMER_DELIVER_MS, &(now.0 - 10).to_string())]);
+        assert_eq!(deliver_at(&past, now, max), Ok(Some(now.plus_millis(-10))));
     }
 
     #[test]
     fn beyond_the_maximum_negative_or_garbled_is_refused() {
-        let now = 1_790_000_000_000;
+        let now = UnixMillis(1_790_000_000_000);
         let max = DEFAULT_MAX_DELAY_MS;
         let forty_days = props(&[(keys::TIMER_DELAY_SEC, &(40 * 86_400).to_string())]);
-        assert_eq!(deliver_at(&forty_days, now, max), Ok(Some(now + 40 * 86_400_000)));
-        let later = props(&[(keys::TIMER_DELIVER_MS, &(now + 40 * 86_400_000 + 1).to_string())]);
+        assert_eq!(deliver_at(&forty_days, now, max), Ok(Some(now.plus_millis(40 * 86_400_000))));
+        let later = props(&[(keys::TIMER_DELIVER_MS, &(now.0 + 40 * 86_400_000 + 1).to_string())]);
         assert!(matches!(deliver_at(&later, now, max), Err(TimerError::OutOfRange { .. })));
         let negative = props(&[(keys::TIMER_DELAY_MS, "-5")]);
         assert!(matches!(deliver_at(&negative, now, max), Err(TimerError::OutOfRange { .. })));
@@ -114,11 +122,11 @@ pub struct Pending {
     /// Offset in the timer queue.
     pub offset: u64,
     /// CommitLog offset of its record.
-    pub phys: u64,
+    pub phys: PhysOffset,
     /// Record size.
     pub size: u32,
-    /// Due time, ms.
-    pub due_ms: i64,
+    /// Due time.
+    pub due: UnixMillis,
 }
 
 /// What survives a crash (`config/timerCheckpoint.json`): enough to rebuild the pending set
@@ -135,8 +143,8 @@ pub struct TimerCheckpoint {
 }
 
 /// The tick of wall time `ms` with ticks of `precision_ms`.
-fn tick_of(ms: i64, precision_ms: u64) -> u64 {
-    u64::try_from(ms).unwrap_or(0) / precision_ms
+fn tick_of(at: UnixMillis, precision_ms: u64) -> u64 {
+    at.since_epoch() / precision_ms
 }
 
 /// The timed messages' state: the wheel, what was delivered, and the checkpoint that may
@@ -196,8 +204,8 @@ impl TimerState {
     }
 
     /// The tick of a wall time: due timers of a tick come out once the clock is past it.
-    fn tick(&self, ms: i64) -> u64 {
-        tick_of(ms, self.precision_ms)
+    fn tick(&self, at: UnixMillis) -> u64 {
+        tick_of(at, self.precision_ms)
     }
 
     /// When tick `tick`'s timers come out: once the clock reaches the start of the next.
@@ -220,10 +228,10 @@ impl TimerState {
     /// How long the oldest expired, undelivered timer has been waiting since its tick was
     /// past, ms (0 with none): how far delivery is behind the clock.
     #[must_use]
-    pub fn overdue_ms(&self, now_ms: i64) -> u64 {
+    pub fn overdue_ms(&self, now: UnixMillis) -> u64 {
         self.outstanding
             .first()
-            .map_or(0, |&(tick, _)| u64::try_from(now_ms).unwrap_or(0).saturating_sub(self.released_at(tick)))
+            .map_or(0, |&(tick, _)| now.since_epoch().saturating_sub(self.released_at(tick)))
     }
 
     /// Expired timers not handed out yet: more to deliver now.
@@ -232,18 +240,18 @@ impl TimerState {
         self.ready.len()
     }
 
-    /// The timer queue's entry at `offset` (the next one to read), due at `due_ms`.
-    pub fn enqueue(&mut self, offset: u64, phys: u64, size: u32, due_ms: i64) {
+    /// The timer queue's entry at `offset` (the next one to read), due at `due`.
+    pub fn enqueue(&mut self, offset: u64, phys: PhysOffset, size: u32, due: UnixMillis) {
         debug_assert_eq!(offset, self.enqueued);
         self.enqueued = offset + 1;
         self.done.push_back(false);
-        let tick = self.tick(due_ms);
+        let tick = self.tick(due);
         if offset < self.recovered.enqueued && tick < self.recovered.read_tick {
             // Delivered before the crash.
             self.mark_done(offset);
             return;
         }
-        let pending = Pending { offset, phys, size, due_ms };
+        let pending = Pending { offset, phys, size, due };
         if tick < self.wheel.current() {
             // Never early: held until the clock, not the wheel, passes its tick. It counts
             // as outstanding, so the checkpoint never claims its tick.
@@ -254,21 +262,21 @@ impl TimerState {
         self.wheel.insert(tick, pending);
     }
 
-    /// Up to `max` timers due by the wall clock `now_ms`, in due order (a failed one
+    /// Up to `max` timers due by the wall clock `now`, in due order (a failed one
     /// first): deliver each, then report it with [`delivered`](Self::delivered) or
     /// [`failed`](Self::failed).
-    pub fn due(&mut self, now_ms: i64, max: usize) -> Vec<Pending> {
-        let now = self.tick(now_ms);
+    pub fn due(&mut self, now: UnixMillis, max: usize) -> Vec<Pending> {
+        let now = self.tick(now);
         let precision = self.precision_ms;
-        if self.ready.iter().any(|p| tick_of(p.due_ms, precision) >= now) {
+        if self.ready.iter().any(|p| tick_of(p.due, precision) >= now) {
             // The clock stepped back since these expired (their delivery failed, say on a
             // full disk, or waits for its batch): they wait for it again, never early.
             let (wait, go) = core::mem::take(&mut self.ready)
                 .into_iter()
-                .partition::<std::collections::VecDeque<_>, _>(|p| tick_of(p.due_ms, precision) >= now);
+                .partition::<std::collections::VecDeque<_>, _>(|p| tick_of(p.due, precision) >= now);
             self.ready = go;
             for pending in wait {
-                self.behind.insert((tick_of(pending.due_ms, precision), pending.offset), pending);
+                self.behind.insert((tick_of(pending.due, precision), pending.offset), pending);
             }
         }
         while let Some(entry) = self.behind.first_entry() {
@@ -279,7 +287,7 @@ impl TimerState {
         }
         let (ready, outstanding, precision) = (&mut self.ready, &mut self.outstanding, self.precision_ms);
         self.wheel.advance(now, |_, pending| {
-            outstanding.insert((tick_of(pending.due_ms, precision), pending.offset));
+            outstanding.insert((tick_of(pending.due, precision), pending.offset));
             ready.push_back(pending);
         });
         let take = max.min(self.ready.len());
@@ -313,7 +321,7 @@ impl TimerState {
     /// A due timer was stored in its real topic, ending at CommitLog offset `end` (or was
     /// dropped as unreadable: `end` 0).
     pub fn delivered(&mut self, pending: &Pending, end: PhysOffset) {
-        self.outstanding.remove(&(self.tick(pending.due_ms), pending.offset));
+        self.outstanding.remove(&(self.tick(pending.due), pending.offset));
         self.mark_done(pending.offset);
         // The checkpoint after it never claims a tick whose timer is not delivered yet:
         // one ready, handed out and not reported, or failed.
@@ -353,16 +361,16 @@ impl TimerState {
         core::mem::take(&mut self.changed).then_some(self.durable)
     }
 
-    /// How long until the next timer may be due by the wall clock `now_ms`, ms: `None` with
+    /// How long until the next timer may be due by the wall clock `now`, ms: `None` with
     /// nothing pending, 0 with expired timers ready.
     #[must_use]
-    pub fn wait_ms(&self, now_ms: i64) -> Option<u64> {
+    pub fn wait_ms(&self, now: UnixMillis) -> Option<u64> {
         if !self.ready.is_empty() {
             return Some(0);
         }
         let behind = self.behind.keys().next().map(|(tick, _)| *tick);
         let tick = self.wheel.next_tick().into_iter().chain(behind).min()?;
-        Some(self.released_at(tick).saturating_sub(u64::try_from(now_ms).unwrap_or(0)))
+        Some(self.released_at(tick).saturating_sub(now.since_epoch()))
     }
 }
 
@@ -374,7 +382,7 @@ mod state_tests {
     fn enqueue_all(state: &mut TimerState, dues: &[i64]) {
         for due in dues {
             let offset = state.next_offset();
-            state.enqueue(offset, offset * 100, 100, *due);
+            state.enqueue(offset, PhysOffset(offset * 100), 100, UnixMillis(*due));
         }
     }
 
@@ -386,12 +394,12 @@ mod state_tests {
     fn timers_are_never_early_and_late_by_under_one_tick() {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         enqueue_all(&mut state, &[10_500, 10_000, 12_999]);
-        assert!(state.due(10_999, 100).is_empty());
-        assert_eq!(state.wait_ms(10_999), Some(1));
-        assert_eq!(offsets(&state.due(11_000, 100)), [0, 1]);
-        assert!(state.due(12_999, 100).is_empty());
-        assert_eq!(offsets(&state.due(13_000, 100)), [2]);
-        assert_eq!(state.wait_ms(13_000), None);
+        assert!(state.due(UnixMillis(10_999), 100).is_empty());
+        assert_eq!(state.wait_ms(UnixMillis(10_999)), Some(1));
+        assert_eq!(offsets(&state.due(UnixMillis(11_000), 100)), [0, 1]);
+        assert!(state.due(UnixMillis(12_999), 100).is_empty());
+        assert_eq!(offsets(&state.due(UnixMillis(13_000), 100)), [2]);
+        assert_eq!(state.wait_ms(UnixMillis(13_000)), None);
     }
 
     #[test]
@@ -399,9 +407,8 @@ mod state_tests {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         // Offsets 0..4: due at 5 s, 1 h, 6 s, 40 days.
         enqueue_all(&mut state, &[5_000, 3_600_000, 6_000, 40 * 86_400_000]);
-        for pending in state.due(7_000, 100) {
-            let end = pending.phys + 100;
-            state.delivered(&pending, PhysOffset(end));
+        for pending in state.due(UnixMillis(7_000), 100) {
+            state.delivered(&pending, pending.phys + 100);
         }
         // Only the first delivery (ending at 100) became durable before the crash.
         state.settle(PhysOffset(100));
@@ -411,16 +418,16 @@ mod state_tests {
         let mut recovered = TimerState::new(checkpoint, 1_000);
         enqueue_all(&mut recovered, &[3_600_000, 6_000, 40 * 86_400_000]);
         // Offset 2 (6 s) was delivered but not checkpointed: delivered again, never lost.
-        assert_eq!(offsets(&recovered.due(7_000, 100)), [2]);
+        assert_eq!(offsets(&recovered.due(UnixMillis(7_000), 100)), [2]);
         assert_eq!(recovered.pending(), 2);
-        assert_eq!(offsets(&recovered.due(3_601_000, 100)), [1]);
+        assert_eq!(offsets(&recovered.due(UnixMillis(3_601_000), 100)), [1]);
     }
 
     #[test]
     fn a_failed_delivery_is_retried_and_holds_the_checkpoint_back() {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         enqueue_all(&mut state, &[1_000, 2_000]);
-        let due = state.due(3_000, 100);
+        let due = state.due(UnixMillis(3_000), 100);
         assert_eq!(offsets(&due), [0, 1]);
         state.failed(due[0]);
         state.delivered(&due[1], PhysOffset(200));
@@ -428,8 +435,8 @@ mod state_tests {
         let checkpoint = state.take_checkpoint().expect("checkpoint");
         assert_eq!(checkpoint.low_water, 0, "offset 0 is not delivered");
         assert!(checkpoint.read_tick <= 1, "the failed timer's tick is not claimed: {checkpoint:?}");
-        assert_eq!(state.wait_ms(3_000), Some(0));
-        assert_eq!(offsets(&state.due(3_000, 100)), [0]);
+        assert_eq!(state.wait_ms(UnixMillis(3_000)), Some(0));
+        assert_eq!(offsets(&state.due(UnixMillis(3_000), 100)), [0]);
     }
 
     #[test]
@@ -437,64 +444,64 @@ mod state_tests {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         enqueue_all(&mut state, &[5_000; 10]);
         enqueue_all(&mut state, &[9_000]);
-        let first = state.due(6_000, 4);
+        let first = state.due(UnixMillis(6_000), 4);
         assert_eq!(offsets(&first), [0, 1, 2, 3]);
         assert_eq!(state.backlog(), 6);
-        assert_eq!(state.wait_ms(6_000), Some(0), "the rest is due now");
-        assert_eq!(state.overdue_ms(7_500), 1_500, "tick 5 was released at 6 s");
+        assert_eq!(state.wait_ms(UnixMillis(6_000)), Some(0), "the rest is due now");
+        assert_eq!(state.overdue_ms(UnixMillis(7_500)), 1_500, "tick 5 was released at 6 s");
         for pending in &first {
-            state.delivered(pending, PhysOffset(pending.phys + 100));
+            state.delivered(pending, pending.phys + 100);
         }
         state.settle(PhysOffset(u64::MAX));
         let checkpoint = state.take_checkpoint().expect("checkpoint");
         assert_eq!(checkpoint.low_water, 4);
         assert!(checkpoint.read_tick <= 5, "ready timers of tick 5 are not claimed: {checkpoint:?}");
-        let second = state.due(6_000, 4);
+        let second = state.due(UnixMillis(6_000), 4);
         assert_eq!(offsets(&second), [4, 5, 6, 7]);
-        let third = state.due(6_000, 4);
+        let third = state.due(UnixMillis(6_000), 4);
         assert_eq!(offsets(&third), [8, 9]);
         assert_eq!(state.backlog(), 0);
-        assert_eq!(state.overdue_ms(7_500), 1_500, "handed out, not yet reported");
+        assert_eq!(state.overdue_ms(UnixMillis(7_500)), 1_500, "handed out, not yet reported");
         for pending in second.iter().chain(&third) {
-            state.delivered(pending, PhysOffset(pending.phys + 100));
+            state.delivered(pending, pending.phys + 100);
         }
-        assert_eq!(state.overdue_ms(7_500), 0, "every due timer delivered");
-        assert_eq!(state.wait_ms(6_000), Some(4_000));
+        assert_eq!(state.overdue_ms(UnixMillis(7_500)), 0, "every due timer delivered");
+        assert_eq!(state.wait_ms(UnixMillis(6_000)), Some(4_000));
     }
 
     #[test]
     fn after_a_backward_step_a_timer_behind_the_wheel_waits_for_the_clock() {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         enqueue_all(&mut state, &[100_000]);
-        assert_eq!(offsets(&state.due(101_000, 100)), [0], "the wheel is at tick 101");
+        assert_eq!(offsets(&state.due(UnixMillis(101_000), 100)), [0], "the wheel is at tick 101");
         // The clock steps back to 50 s; a timer due at 55.5 s is behind the wheel.
         enqueue_all(&mut state, &[55_500, 200_000]);
-        assert!(state.due(50_000, 100).is_empty(), "never early by the clock");
-        assert_eq!(state.wait_ms(50_000), Some(6_000));
+        assert!(state.due(UnixMillis(50_000), 100).is_empty(), "never early by the clock");
+        assert_eq!(state.wait_ms(UnixMillis(50_000)), Some(6_000));
         assert_eq!(state.pending(), 2);
-        assert!(state.due(55_999, 100).is_empty());
-        let due = state.due(56_000, 100);
+        assert!(state.due(UnixMillis(55_999), 100).is_empty());
+        let due = state.due(UnixMillis(56_000), 100);
         assert_eq!(offsets(&due), [1]);
         // Until delivered, its tick holds the checkpoint back: a crash must not skip it.
         state.delivered(&due[0], PhysOffset(200));
         state.settle(PhysOffset(200));
         let checkpoint = state.take_checkpoint().expect("checkpoint");
         assert!(checkpoint.read_tick <= 101, "{checkpoint:?}");
-        assert!(state.wait_ms(56_000).is_some_and(|w| w > 0 && w <= 145_000), "the wheel's next");
+        assert!(state.wait_ms(UnixMillis(56_000)).is_some_and(|w| w > 0 && w <= 145_000), "the wheel's next");
     }
 
     #[test]
     fn a_failed_delivery_waits_for_the_clock_again_after_a_backward_step() {
         let mut state = TimerState::new(TimerCheckpoint::default(), 1_000);
         enqueue_all(&mut state, &[100_000, 100_500]);
-        let due = state.due(101_000, 100);
+        let due = state.due(UnixMillis(101_000), 100);
         assert_eq!(offsets(&due), [0, 1]);
         // Both copies are refused (a full disk), then the clock steps back to 60 s.
         for pending in due.into_iter().rev() {
             state.failed(pending);
         }
-        assert!(state.due(60_000, 100).is_empty(), "handed out again before its due time");
+        assert!(state.due(UnixMillis(60_000), 100).is_empty(), "handed out again before its due time");
         assert_eq!(state.pending(), 2);
-        assert_eq!(offsets(&state.due(101_000, 100)), [0, 1]);
+        assert_eq!(offsets(&state.due(UnixMillis(101_000), 100)), [0, 1]);
     }
 }

@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 
-use super::table::{EndKind, OpenTx, CHECK_MAX_TOPIC, HALF_TOPIC};
+use super::table::{EndKind, HalfCopy, OpenTx, CHECK_MAX_TOPIC, HALF_TOPIC};
 use super::{HalfRecord, TransactionService, CHECKS_PER_WAKE};
 use crate::broker::consumers::Consumers;
 use crate::broker::shared::{copy_request, real_destination, Shared};
@@ -41,7 +41,7 @@ impl TransactionService {
             }
         }
         for (origin, tx) in todo {
-            let age = crate::io::UnixMillis(tx.store_ms).millis_until(now.wall);
+            let age = tx.stored_at.millis_until(now.wall);
             if tx.checks >= config.check_max || age > config.max_age_ms {
                 self.discard(shared, now, origin, &tx);
             } else {
@@ -66,9 +66,9 @@ impl TransactionService {
             tracing::debug!(origin, group = tx.group, "no live producer to check a transaction with");
             return;
         }
-        let (_, phys, size) = tx.latest;
+        let HalfCopy { phys, size, .. } = tx.latest;
         let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else {
-            tracing::warn!(origin, phys, "half message unreadable; check postponed");
+            tracing::warn!(origin, %phys, "half message unreadable; check postponed");
             return;
         };
         let half = HalfRecord { record };
@@ -81,9 +81,13 @@ impl TransactionService {
         properties::push(&mut props, keys::TRAN_PREPARED_QUEUE_OFFSET, &origin.to_string());
         match shared.store.append(now, &copy_request(&view, HALF_TOPIC, 0, &props)) {
             Ok(appended) => {
-                let offset = appended.queue_offset.map_or(0, |q| q.0);
+                let copy = HalfCopy {
+                    offset: appended.queue_offset.map_or(0, |q| q.0),
+                    phys: appended.phys_offset,
+                    size: appended.size,
+                };
                 if let Some(table) = self.table.as_mut() {
-                    table.copied(origin, offset, appended.phys_offset.0, appended.size, appended.end());
+                    table.copied(origin, copy, appended.end());
                 }
             }
             Err(error) => tracing::warn!(origin, %error, "check copy not stored; retried next round"),
@@ -99,7 +103,7 @@ impl TransactionService {
         offset: u64,
     ) {
         let Some(tx) = self.table.as_ref().and_then(|t| t.get(origin)).cloned() else { return };
-        if tx.latest.0 != offset {
+        if tx.latest.offset != offset {
             return;
         }
         let conns = consumers.clients.producer_conns(&tx.group);
@@ -108,7 +112,7 @@ impl TransactionService {
             return;
         };
         self.producer_cursor = self.producer_cursor.wrapping_add(1);
-        let (_, phys, size) = tx.latest;
+        let HalfCopy { phys, size, .. } = tx.latest;
         let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else { return };
         let half = HalfRecord { record };
         let Some(view) = half.view() else { return };
@@ -125,7 +129,7 @@ impl TransactionService {
         let unique = properties::find(view.record.properties, keys::UNIQ_KEY)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let phys_i = crate::protocol::wire_long(phys);
+        let phys_i = crate::protocol::wire_long(phys.0);
         let ext: ExtFields = [
             ("topic", topic.to_owned()),
             ("tranStateTableOffset", offset.to_string()),
@@ -147,7 +151,7 @@ impl TransactionService {
 
     /// Discard a transaction after its last check: it goes to `TRANS_CHECK_MAX_TIME_TOPIC`.
     fn discard(&mut self, shared: &mut Shared, now: Now, origin: u64, tx: &OpenTx) {
-        let (_, phys, size) = tx.latest;
+        let HalfCopy { phys, size, .. } = tx.latest;
         let Ok(record) = shared.store.read_record(&*shared.reader, phys, size) else { return };
         let half = HalfRecord { record };
         let Some(view) = half.view() else { return };

@@ -143,7 +143,8 @@ impl super::TransactionService {
         if !self.ready(shared, consumers) {
             return Err(NotDone::NotYet(Refusal::Busy("transactions are still being recovered".into())));
         }
-        let phys = u64::try_from(header.commit_log_offset).unwrap_or(u64::MAX);
+        // A negative offset from the wire names nothing: it reads as missing.
+        let phys = PhysOffset(u64::try_from(header.commit_log_offset).unwrap_or(u64::MAX));
         // A failed read may be a flipped bit on the way: worth another try.
         let record = shared.store.read_record_at(&*shared.reader, phys).map_err(|e| {
             NotDone::NotYet(Refusal::SystemError(format!(

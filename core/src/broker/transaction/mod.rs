@@ -20,8 +20,8 @@ mod replay;
 pub mod table;
 
 use crate::broker::consumers::Consumers;
-use crate::broker::shared::{copy_request, real_destination, Shared};
-use crate::io::{MonoNanos, Now};
+use crate::broker::shared::{copy_request, real_destination, record_phys, Shared};
+use crate::io::{MonoNanos, Now, UnixMillis};
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{parse_record, sys_flag, Parsed, RecordView};
 use crate::protocol::wire_long;
@@ -41,7 +41,7 @@ const READ_ATTEMPTS: u32 = 50;
 
 /// An op record with a copy, replayed at boot: (kind, the half message's CommitLog offset,
 /// where its copy should be).
-type ReplayedEnd = (EndKind, u64, u64);
+type ReplayedEnd = (EndKind, PhysOffset, PhysOffset);
 
 /// How reading the half queue ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,14 +145,14 @@ pub(super) fn half_entry(view: &RecordView<'_>, offset: u64, size: u32) -> HalfE
     };
     HalfEntry {
         offset,
-        phys: u64::try_from(view.head().physical_offset).unwrap_or(0),
+        phys: record_phys(view),
         size,
         origin: number(keys::TRAN_PREPARED_QUEUE_OFFSET).unwrap_or(offset),
         checks: number(keys::TRANSACTION_CHECK_TIMES).map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)),
         group: properties::find(view.record.properties, keys::PGROUP)
             .map(|g| String::from_utf8_lossy(g).into_owned())
             .unwrap_or_default(),
-        store_ms: view.head().store_timestamp,
+        stored_at: UnixMillis(view.head().store_timestamp),
         immunity_ms: number(keys::CHECK_IMMUNITY_TIME_IN_SECONDS).map_or(0, |s| s.saturating_mul(1_000)),
     }
 }
@@ -311,7 +311,7 @@ impl TransactionService {
         origin: u64,
         kind: EndKind,
     ) -> Result<(u64, PhysOffset), crate::store::StoreError> {
-        let half_phys = u64::try_from(view.head().physical_offset).unwrap_or(0);
+        let half_phys = record_phys(view);
         let op_body = format!("{origin},");
         let op_props = properties::encode(&[
             (keys::TAGS, OP_TAG),
@@ -342,7 +342,7 @@ impl TransactionService {
             let request = copy_request(view, topic, queue_id, &copy_props);
             AppendRequest {
                 sys_flag: (request.sys_flag & !sys_flag::TRANSACTION_MASK) | tx_type,
-                prepared_transaction_offset: wire_long(half_phys),
+                prepared_transaction_offset: wire_long(half_phys.0),
                 ..request
             }
         });

@@ -10,7 +10,7 @@ use crate::broker::shared::Shared;
 use crate::io::Now;
 use crate::protocol::message::properties;
 use crate::protocol::message::stored::{parse_record, Parsed};
-use crate::store::QueueOffset;
+use crate::store::{PhysOffset, QueueOffset};
 
 impl TransactionService {
     /// Replay the op and half queues once the store is up; false if not possible yet.
@@ -61,9 +61,10 @@ impl TransactionService {
                 let kind = EndKind::parse(properties::find(view.record.properties, OP_KIND));
                 let half_phys = properties::find(view.record.properties, OP_HALF_PHYS)
                     .and_then(|v| core::str::from_utf8(v).ok())
-                    .and_then(|v| v.parse::<u64>().ok());
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(PhysOffset);
                 if let (true, Some(half_phys), [origin]) = (kind.has_copy(), half_phys, origins.as_slice()) {
-                    let follower = entry.phys_offset + u64::from(entry.size);
+                    let follower = entry.end();
                     verify.entry(*origin).or_default().push((kind, half_phys, follower));
                 }
                 table.replay_op(offset, &origins);
@@ -105,14 +106,20 @@ impl TransactionService {
     /// Whether the copy an op record of `kind` made of `half_phys` is at `at`: `None` while
     /// that cannot be read (a record that stays unreadable counts as there: a redo must
     /// never store a second copy).
-    fn copy_at(&mut self, shared: &mut Shared, at: u64, kind: EndKind, half_phys: u64) -> Option<bool> {
-        if at >= self.boot_log_end.0 {
+    fn copy_at(
+        &mut self,
+        shared: &mut Shared,
+        at: PhysOffset,
+        kind: EndKind,
+        half_phys: PhysOffset,
+    ) -> Option<bool> {
+        if at >= self.boot_log_end {
             return Some(false); // the op record was the last record recovered
         }
         let record = match shared.store.read_record_at(&*shared.reader, at) {
             Ok(record) => record,
             Err(error) => {
-                return self.give_up_reading(CHECK_MAX_TOPIC, at, &error.to_string()).then_some(true)
+                return self.give_up_reading(CHECK_MAX_TOPIC, at.0, &error.to_string()).then_some(true)
             }
         };
         let Ok(Parsed::Message(view)) = parse_record(&record) else { return Some(false) };
@@ -120,7 +127,7 @@ impl TransactionService {
             EndKind::Discard => view.record.topic == CHECK_MAX_TOPIC,
             _ => view.record.topic != HALF_TOPIC && view.record.topic != OP_TOPIC,
         };
-        Some(right_topic && u64::try_from(view.head().prepared_transaction_offset).ok() == Some(half_phys))
+        Some(right_topic && u64::try_from(view.head().prepared_transaction_offset).ok() == Some(half_phys.0))
     }
 
     /// An op record survived a crash but the copy behind it did not: write both again.
@@ -131,11 +138,11 @@ impl TransactionService {
         now: Now,
         origin: u64,
         kind: EndKind,
-        half_phys: u64,
+        half_phys: PhysOffset,
     ) -> bool {
         let record = match shared.store.read_record_at(&*shared.reader, half_phys) {
             Ok(record) => record,
-            Err(error) => return self.give_up_reading(HALF_TOPIC, half_phys, &error.to_string()),
+            Err(error) => return self.give_up_reading(HALF_TOPIC, half_phys.0, &error.to_string()),
         };
         let half = HalfRecord { record };
         let Some(view) = half.view() else { return true };

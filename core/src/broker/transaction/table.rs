@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::io::MonoNanos;
+use crate::io::{MonoNanos, UnixMillis};
 use crate::store::PhysOffset;
 
 /// Where half messages wait.
@@ -103,13 +103,25 @@ impl EndKind {
     }
 }
 
+/// Where one half message (an original or a check copy) sits: its half-queue offset and
+/// its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HalfCopy {
+    /// Half-queue offset.
+    pub offset: u64,
+    /// CommitLog offset of the record.
+    pub phys: PhysOffset,
+    /// Record size.
+    pub size: u32,
+}
+
 /// One half-queue entry, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HalfEntry {
     /// Its half-queue offset.
     pub offset: u64,
-    /// Its CommitLog position and size.
-    pub phys: u64,
+    /// CommitLog offset of its record.
+    pub phys: PhysOffset,
     /// Record size.
     pub size: u32,
     /// The transaction's first half offset (`TRAN_PREPARED_QUEUE_OFFSET`, else its own).
@@ -119,16 +131,24 @@ pub struct HalfEntry {
     /// Producer group (`PGROUP`).
     pub group: String,
     /// Broker wall clock when stored.
-    pub store_ms: i64,
+    pub stored_at: UnixMillis,
     /// `CHECK_IMMUNITY_TIME_IN_SECONDS`, in ms.
     pub immunity_ms: u64,
+}
+
+impl HalfEntry {
+    /// Where this entry sits.
+    #[must_use]
+    pub fn copy(&self) -> HalfCopy {
+        HalfCopy { offset: self.offset, phys: self.phys, size: self.size }
+    }
 }
 
 /// An open transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenTx {
-    /// Its newest half-queue copy: offset, CommitLog position, size.
-    pub latest: (u64, u64, u32),
+    /// Its newest half-queue copy.
+    pub latest: HalfCopy,
     /// The lowest half offset a restart must read to find it again (its newest durable copy).
     keep_from: u64,
     /// Checks sent.
@@ -136,7 +156,7 @@ pub struct OpenTx {
     /// Producer group.
     pub group: String,
     /// When stored (broker wall clock), for the age limit.
-    pub store_ms: i64,
+    pub stored_at: UnixMillis,
     /// Not checked before then (`None`: checked already, due at every round).
     first_check: Option<MonoNanos>,
 }
@@ -264,8 +284,8 @@ impl TransactionTable {
             return Seen::Ended;
         }
         if let Some(tx) = self.open.get_mut(&entry.origin) {
-            if entry.offset > tx.latest.0 {
-                tx.latest = (entry.offset, entry.phys, entry.size);
+            if entry.offset > tx.latest.offset {
+                tx.latest = entry.copy();
                 tx.checks = tx.checks.max(entry.checks);
                 tx.keep_from = entry.offset;
             }
@@ -281,11 +301,11 @@ impl TransactionTable {
         let wait = timeout_ms.max(entry.immunity_ms);
         let checked = entry.checks > 0;
         let tx = OpenTx {
-            latest: (entry.offset, entry.phys, entry.size),
+            latest: entry.copy(),
             keep_from: entry.offset,
             checks: entry.checks,
             group: entry.group,
-            store_ms: entry.store_ms,
+            stored_at: entry.stored_at,
             first_check: (!checked).then(|| now_mono.plus_millis(wait)),
         };
         self.open.insert(entry.origin, tx);
@@ -300,9 +320,9 @@ impl TransactionTable {
     /// half message lay there can no longer be checked or committed and are forgotten
     /// (a restart does not read them back either: the half queue's minimum moved past
     /// them). Returns how many.
-    pub fn forget_deleted(&mut self, log_min: u64) -> usize {
+    pub fn forget_deleted(&mut self, log_min: PhysOffset) -> usize {
         let before = self.open.len();
-        self.open.retain(|_, tx| tx.latest.1 >= log_min);
+        self.open.retain(|_, tx| tx.latest.phys >= log_min);
         before - self.open.len()
     }
 
@@ -324,18 +344,18 @@ impl TransactionTable {
     pub fn end(&mut self, origin: u64, op_offset: u64, end: PhysOffset) -> Option<OpenTx> {
         let tx = self.open.remove(&origin)?;
         self.unsettled.push_back((end, tx.keep_from));
-        self.op_log.push_back((op_offset, self.half_next.max(tx.latest.0 + 1)));
+        self.op_log.push_back((op_offset, self.half_next.max(tx.latest.offset + 1)));
         self.op_next = self.op_next.max(op_offset + 1);
         Some(tx)
     }
 
-    /// A check copy of `origin` was appended at half offset `offset` (`phys`, `size`),
-    /// durable once the CommitLog reaches `end`.
-    pub fn copied(&mut self, origin: u64, offset: u64, phys: u64, size: u32, end: PhysOffset) {
+    /// A check copy of `origin` was appended as `copy`, durable once the CommitLog reaches
+    /// `end`.
+    pub fn copied(&mut self, origin: u64, copy: HalfCopy, end: PhysOffset) {
         if let Some(tx) = self.open.get_mut(&origin) {
-            tx.latest = (offset, phys, size);
+            tx.latest = copy;
             tx.checks += 1;
-            self.copies.push_back((end, origin, offset));
+            self.copies.push_back((end, origin, copy.offset));
         }
     }
 
@@ -352,7 +372,7 @@ impl TransactionTable {
             }
             self.copies.pop_front();
             if let Some(tx) = self.open.get_mut(&origin) {
-                if tx.latest.0 == offset {
+                if tx.latest.offset == offset {
                     tx.keep_from = offset;
                 }
                 ready.push((origin, offset));
@@ -391,12 +411,12 @@ mod tests {
     fn entry(offset: u64, origin: u64, checks: u32) -> HalfEntry {
         HalfEntry {
             offset,
-            phys: offset * 100,
+            phys: PhysOffset(offset * 100),
             size: 100,
             origin,
             checks,
             group: "pg".into(),
-            store_ms: 1_000,
+            stored_at: UnixMillis(1_000),
             immunity_ms: 0,
         }
     }
@@ -429,10 +449,10 @@ mod tests {
         table.read_half(entry(0, 0, 0), 6_000, mono);
         table.read_half(entry(1, 1, 0), 6_000, mono);
         table.end(1, 0, PhysOffset(900));
-        table.copied(0, 2, 200, 100, PhysOffset(1_000));
+        table.copied(0, HalfCopy { offset: 2, phys: PhysOffset(200), size: 100 }, PhysOffset(1_000));
         // The copy is read back from the queue: still the same transaction.
         assert_eq!(table.read_half(entry(2, 0, 1), 6_000, mono), Seen::Copy);
-        assert_eq!(table.get(0).map(|tx| (tx.latest.0, tx.checks)), Some((2, 1)));
+        assert_eq!(table.get(0).map(|tx| (tx.latest.offset, tx.checks)), Some((2, 1)));
         assert_eq!(table.settle(PhysOffset(999)), vec![]);
         assert_eq!(table.take_checkpoint(), None, "low water moved before the copy was durable");
         assert_eq!(

@@ -5,9 +5,11 @@
 //! (VIEW_MESSAGE_BY_ID, END_TRANSACTION), so the address must be the one clients reach.
 //!
 //! UNIQ_KEY (4.x client id): uppercase hex of client IP (4 bytes) ‖ pid (i16) ‖ seed (i32)
-//! ‖ milliseconds since the start of the current month (i32) ‖ counter (i16).
+//! ‖ milliseconds into the time window (32 bits; Java: since the month began) ‖ counter (i16).
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::io::UnixMillis;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -69,6 +71,9 @@ pub fn decode_offset_message_id(id: &str) -> Option<(SocketAddr, i64)> {
     Some((SocketAddr::new(ip, port), offset))
 }
 
+/// The span of a unique id's time field: 30 days of milliseconds.
+const UNIQUE_ID_WINDOW_MS: i64 = 30 * 86_400_000;
+
 /// Generates UNIQ_KEY ids for messages a producer did not label. Deterministic: the caller
 /// supplies the identity and the clock, so simulations replay exactly.
 #[derive(Debug, Clone)]
@@ -89,11 +94,15 @@ impl UniqueIdGenerator {
         Self { prefix, counter: 0 }
     }
 
-    /// The next id; `millis_in_month` is milliseconds since the start of the current month.
-    pub fn next_id(&mut self, millis_in_month: i32) -> String {
+    /// The next id at wall time `now`. Its time field is milliseconds into a 30-day window
+    /// (Java counts from the start of the month and keeps the low 32 bits; the field's
+    /// shape, not the calendar, is what readers rely on).
+    pub fn next_id(&mut self, now: UnixMillis) -> String {
+        // Below 2^32: the field holds every millisecond of the window, none clamped.
+        let window_ms = now.0.rem_euclid(UNIQUE_ID_WINDOW_MS) as u32;
         let mut id = String::with_capacity(32);
         id.push_str(&self.prefix);
-        push_hex(&mut id, &millis_in_month.to_be_bytes());
+        push_hex(&mut id, &window_ms.to_be_bytes());
         push_hex(&mut id, &self.counter.to_be_bytes());
         self.counter = self.counter.wrapping_add(1);
         id
@@ -122,9 +131,19 @@ mod tests {
     #[test]
     fn unique_ids_have_the_java_shape_and_count_up() {
         let mut ids = UniqueIdGenerator::new(Ipv4Addr::new(172, 17, 0, 2), 77, 0x1234_5678);
-        let first = ids.next_id(1000);
-        let second = ids.next_id(1000);
+        let first = ids.next_id(UnixMillis(1000));
+        let second = ids.next_id(UnixMillis(UNIQUE_ID_WINDOW_MS + 1000));
         assert_eq!(first, "AC110002004D12345678000003E80000");
         assert_eq!(second, "AC110002004D12345678000003E80001");
+    }
+
+    #[test]
+    fn late_in_the_window_the_time_field_keeps_counting_past_i32() {
+        let mut ids = UniqueIdGenerator::new(Ipv4Addr::new(172, 17, 0, 2), 77, 0x1234_5678);
+        // 2.5e9 ms into the window: over i32::MAX, written as Java's low 32 bits.
+        let late = ids.next_id(UnixMillis(2_500_000_000));
+        assert_eq!(&late[20..28], "9502F900");
+        let later = ids.next_id(UnixMillis(2_500_000_001));
+        assert_ne!(late[20..28], later[20..28], "the field moves with the clock");
     }
 }

@@ -142,7 +142,7 @@ fn load_queue(
         let mut slot = [0u8; ENTRY_LEN as usize];
         let bytes = slot_at(head, head_from, i, reader, &dir, file_size, &mut slot)?;
         Ok(bytes.len() == ENTRY_LEN as usize
-            && CqEntry::decode(bytes).is_some_and(|entry| entry.end() <= cut))
+            && CqEntry::decode(bytes).is_some_and(|entry| entry.end().0 <= cut))
     };
     // Gallop from the start (a queue's few entries are found in its first page, touching
     // no other), then bisect the last stride.
@@ -293,7 +293,7 @@ fn entry_matches(
     offset: u64,
     entry: &CqEntry,
 ) -> bool {
-    let phys = entry.phys_offset;
+    let phys = entry.phys_offset.0;
     let base = phys - phys % config.segment_size;
     let mut buf = vec![0u8; usize::try_from(entry.size).unwrap_or(0)];
     if phys % config.segment_size + u64::from(entry.size) > config.segment_size {
