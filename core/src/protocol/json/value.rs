@@ -99,6 +99,36 @@ pub(crate) fn parse_integer(text: &str) -> Option<i64> {
     in_range.then_some(float as i64)
 }
 
+/// Where the string starting `rest` stops: the first `quote` or backslash. Header strings
+/// are mostly a few bytes, so the first 64 are scanned eight at a time (sooner than a
+/// vectorized search gets going); a longer one (properties) goes to memchr.
+fn string_stop(rest: &[u8], quote: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let (quotes, backslashes) = (ONES * u64::from(quote), ONES * u64::from(b'\\'));
+    let mut words = rest.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref().take(8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else { break };
+        let word = u64::from_le_bytes(word);
+        let (q, b) = (word ^ quotes, word ^ backslashes);
+        // A zero byte in q or b is a match. The lowest flagged byte is always a true match
+        // (a borrow only flags bytes above one), and little-endian puts the first byte lowest.
+        let flagged = (q.wrapping_sub(ONES) & !q | b.wrapping_sub(ONES) & !b) & HIGHS;
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = rest.get(at..).unwrap_or_default();
+    let found = if at < 64 {
+        tail.iter().position(|&b| b == quote || b == b'\\')
+    } else {
+        memchr::memchr2(quote, b'\\', tail)
+    };
+    found.map(|len| at + len)
+}
+
 /// A cursor over JSON text: the tree parser's, and the header decoder's, which reads a
 /// frame header straight into a command without building a tree.
 pub(crate) struct Reader<'a> {
@@ -224,15 +254,7 @@ impl<'a> Reader<'a> {
     /// it has no escapes, as header strings almost never do.
     pub(crate) fn string(&mut self, quote: u8) -> Result<std::borrow::Cow<'a, str>, JsonError> {
         let rest = self.input.get(self.pos..).unwrap_or_default();
-        // Header strings are mostly a few bytes: a plain scan finds their end sooner than
-        // a vectorized search gets going; a long one (properties) goes to memchr.
-        let head = rest.get(..16).unwrap_or(rest);
-        let end = match head.iter().position(|&b| b == quote || b == b'\\') {
-            Some(len) => Some(len),
-            None => memchr::memchr2(quote, b'\\', rest.get(head.len()..).unwrap_or_default())
-                .map(|len| len + head.len()),
-        };
-        if let Some(len) = end {
+        if let Some(len) = string_stop(rest, quote) {
             if rest.get(len) == Some(&quote) {
                 // The quote is ASCII, so both ends are char boundaries of the checked text.
                 let text = self.text.get(self.pos..self.pos + len).unwrap_or_default();
@@ -436,5 +458,21 @@ mod tests {
         assert_eq!(parse_integer("3.5"), None);
         assert_eq!(parse_integer("1e30"), None);
         assert_eq!(Value::parse(b"\"17\"").unwrap().as_i64(), Some(17));
+    }
+
+    #[test]
+    fn a_string_stops_at_its_first_quote_or_backslash_wherever_it_is() {
+        for len in 0..150 {
+            for (stop, quote) in [(b'"', b'"'), (b'\\', b'"'), (b'\'', b'\'')] {
+                // Bytes next to the stops (0x21, 0x5B, 0x5D, 0x26) and high bytes around.
+                let mut text: Vec<u8> =
+                    (0..len).map(|i| [b'!', b'[', b']', b'&', 0xC3, 0xA9][i % 6]).collect();
+                text.push(stop);
+                text.extend_from_slice(b"\"tail\\");
+                assert_eq!(super::string_stop(&text, quote), Some(len), "len {len} stop {stop}");
+            }
+            let plain = vec![b'a'; len];
+            assert_eq!(super::string_stop(&plain, b'"'), None);
+        }
     }
 }
