@@ -181,6 +181,12 @@ impl QueueTable {
         self.state(self.slot(topic, queue_id)?)
     }
 
+    /// A lookup of the queues of one topic by id, finding the topic once.
+    pub(crate) fn of_topic<'a>(&'a self, topic: &str) -> impl Fn(i32) -> Option<&'a QueueState> + 'a {
+        let queues = self.index.get(topic);
+        move |queue_id| self.state(*queues?.get(&queue_id)?)
+    }
+
     /// The queue's slot and the offset its next entry gets, creating the queue if new;
     /// `None` if the topic cannot name a directory.
     pub(crate) fn slot_or_create(&mut self, topic: &str, queue_id: i32) -> Option<(Slot, u64)> {

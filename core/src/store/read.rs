@@ -63,6 +63,13 @@ impl Store {
         self.queues.get(topic, queue_id).map(|q| QueueOffset(q.written_next))
     }
 
+    /// [`readable_next`](Self::readable_next) for several queues of one topic: the topic is
+    /// looked up once, as a watcher of a system topic's queues asks after every input.
+    pub fn readable_next_of<'a>(&'a self, topic: &str) -> impl Fn(i32) -> Option<QueueOffset> + 'a {
+        let queues = self.queues.of_topic(topic);
+        move |queue_id| queues(queue_id).map(|q| QueueOffset(q.written_next))
+    }
+
     /// Up to `max` readable entries of a queue starting at `from`, stopping at the first whose
     /// record is not visible yet.
     pub fn read_entries(

@@ -263,9 +263,8 @@ impl DelayService {
         // Under SYNC_FLUSH an entry written to its queue is readable only once its record
         // is fsynced: either may come last.
         let visible = (store.readable_generation(), store.visible_end().0);
-        self.on_visible(now.mono, visible, |level| {
-            store.readable_next(SCHEDULE_TOPIC, level - 1).map_or(0, |n| n.0)
-        });
+        let readable = store.readable_next_of(SCHEDULE_TOPIC);
+        self.on_visible(now.mono, visible, |level| readable(level - 1).map_or(0, |n| n.0));
     }
 
     /// Offsets loaded from disk may lie outside the queues after a crash (a queue cut back
