@@ -1,0 +1,304 @@
+//! The classic master/slave replication stream (RocketMQ's `DefaultHAService`), both ways.
+//!
+//! Slave to master: reports, each the slave's CommitLog end (its max physical offset). The
+//! slave sends one every heartbeat interval and whenever it has appended; the master acts
+//! on the newest complete one.
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0      | 8    | slave's CommitLog end, i64 big-endian, ≥ 0 |
+//!
+//! Master to slave: transfers, each a run of CommitLog bytes with the offset it starts at.
+//! An empty transfer is a heartbeat.
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0      | 8    | CommitLog offset of the first byte, i64 big-endian, ≥ 0 |
+//! | 8      | 4    | byte count n, i32 big-endian, 0 ≤ n ≤ the reader's maximum |
+//! | 12     | n    | CommitLog bytes, copied as stored |
+//!
+//! Bytes arrive in arbitrary chunks. A value no peer of ours can send (a negative offset or
+//! size, a size over the maximum) breaks the stream: the connection is closed with the
+//! error, and the decoder stays failed.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::store::PhysOffset;
+
+/// Length of a slave's report.
+pub const REPORT_LEN: usize = 8;
+/// Length of a transfer's header.
+pub const TRANSFER_HEADER_LEN: usize = 8 + 4;
+/// Most CommitLog bytes a master sends in one transfer (`haTransferBatchSize`, 32 KiB).
+pub const DEFAULT_TRANSFER_BATCH: usize = 32 * 1024;
+/// Most bytes a slave accepts in one transfer: RocketMQ's slave reads into a 4 MiB buffer.
+pub const MAX_TRANSFER_LEN: usize = 4 * 1024 * 1024;
+
+/// Why a replication stream is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HaWireError {
+    /// An offset below zero.
+    #[error("negative CommitLog offset {0}")]
+    NegativeOffset(i64),
+    /// A transfer size below zero.
+    #[error("negative transfer size {0}")]
+    NegativeSize(i32),
+    /// A transfer larger than this side accepts.
+    #[error("transfer of {len} bytes exceeds the maximum {max}")]
+    TooLong {
+        /// The size announced.
+        len: usize,
+        /// The most this side accepts.
+        max: usize,
+    },
+}
+
+fn offset_from_wire(raw: i64) -> Result<PhysOffset, HaWireError> {
+    u64::try_from(raw).map(PhysOffset).map_err(|_| HaWireError::NegativeOffset(raw))
+}
+
+/// Append a report of `end` (the slave's CommitLog end) to `out`.
+pub fn encode_report(end: PhysOffset, out: &mut impl BufMut) {
+    out.put_i64(crate::protocol::wire_long(end.0));
+}
+
+/// Append a transfer of `bytes` starting at CommitLog offset `from` to `out`; an empty
+/// `bytes` is a heartbeat.
+///
+/// # Panics
+/// If `bytes` is longer than [`MAX_TRANSFER_LEN`]: the master cuts its batches far below.
+pub fn encode_transfer(from: PhysOffset, bytes: &[u8], out: &mut impl BufMut) {
+    assert!(
+        bytes.len() <= MAX_TRANSFER_LEN,
+        "a transfer of {} bytes; batches are at most {MAX_TRANSFER_LEN}",
+        bytes.len()
+    );
+    out.put_i64(crate::protocol::wire_long(from.0));
+    // At most 4 MiB (asserted above): an i32.
+    out.put_i32(bytes.len() as i32);
+    out.put_slice(bytes);
+}
+
+/// The master's side: the newest report the slave sent.
+#[derive(Debug, Default)]
+pub struct ReportDecoder {
+    /// Bytes of a report not complete yet (fewer than [`REPORT_LEN`]).
+    partial: Vec<u8>,
+    latest: Option<PhysOffset>,
+    failed: Option<HaWireError>,
+}
+
+impl ReportDecoder {
+    /// A decoder that has seen nothing.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Take bytes read from the slave; the newest complete report so far, or the error that
+    /// broke the stream.
+    pub fn push(&mut self, mut data: &[u8]) -> Result<Option<PhysOffset>, HaWireError> {
+        if let Some(error) = self.failed {
+            return Err(error);
+        }
+        while !data.is_empty() {
+            let take = (REPORT_LEN - self.partial.len()).min(data.len());
+            let (head, rest) = data.split_at(take);
+            self.partial.extend_from_slice(head);
+            data = rest;
+            if self.partial.len() == REPORT_LEN {
+                let raw = self.partial.as_slice().get_i64();
+                self.partial.clear();
+                match offset_from_wire(raw) {
+                    Ok(end) => self.latest = Some(end),
+                    Err(error) => {
+                        self.failed = Some(error);
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Ok(self.latest)
+    }
+
+    /// The newest complete report, if any.
+    #[must_use]
+    pub fn latest(&self) -> Option<PhysOffset> {
+        self.latest
+    }
+}
+
+/// One transfer from the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// CommitLog offset of the first byte.
+    pub from: PhysOffset,
+    /// The bytes; empty for a heartbeat.
+    pub bytes: Bytes,
+}
+
+impl Transfer {
+    /// The CommitLog offset just past these bytes.
+    #[must_use]
+    pub fn end(&self) -> PhysOffset {
+        self.from + self.bytes.len() as u64
+    }
+}
+
+/// The slave's side: transfers from the master, fed in arbitrary chunks.
+#[derive(Debug)]
+pub struct TransferDecoder {
+    buf: BytesMut,
+    max_len: usize,
+    failed: Option<HaWireError>,
+}
+
+impl TransferDecoder {
+    /// A decoder refusing transfers of more than `max_len` bytes (at most
+    /// [`MAX_TRANSFER_LEN`]).
+    #[must_use]
+    pub fn new(max_len: usize) -> Self {
+        Self { buf: BytesMut::new(), max_len: max_len.min(MAX_TRANSFER_LEN), failed: None }
+    }
+
+    /// Append bytes read from the master.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// Bytes held for a transfer not complete yet.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete transfer: `None` when more bytes are needed, `Some(Err)` when the
+    /// stream is broken (and stays so).
+    pub fn next_transfer(&mut self) -> Option<Result<Transfer, HaWireError>> {
+        if let Some(error) = self.failed {
+            return Some(Err(error));
+        }
+        let result = self.try_next()?;
+        if let Err(error) = result {
+            self.failed = Some(error);
+            self.buf = BytesMut::new();
+        }
+        Some(result)
+    }
+
+    fn try_next(&mut self) -> Option<Result<Transfer, HaWireError>> {
+        let mut header = self.buf.get(..TRANSFER_HEADER_LEN)?;
+        let raw_from = header.get_i64();
+        let raw_len = header.get_i32();
+        let from = match offset_from_wire(raw_from) {
+            Ok(from) => from,
+            Err(error) => return Some(Err(error)),
+        };
+        let len = match usize::try_from(raw_len) {
+            Ok(len) if len > self.max_len => {
+                return Some(Err(HaWireError::TooLong { len, max: self.max_len }))
+            }
+            Ok(len) => len,
+            Err(_) => return Some(Err(HaWireError::NegativeSize(raw_len))),
+        };
+        if self.buf.len() < TRANSFER_HEADER_LEN + len {
+            return None;
+        }
+        self.buf.advance(TRANSFER_HEADER_LEN);
+        let bytes = self.buf.split_to(len).freeze();
+        Some(Ok(Transfer { from, bytes }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way of cutting `stream` into two or three chunks.
+    fn splits(stream: &[u8]) -> Vec<Vec<&[u8]>> {
+        let mut out = vec![vec![stream]];
+        for a in 0..=stream.len() {
+            for b in a..=stream.len() {
+                out.push(vec![&stream[..a], &stream[a..b], &stream[b..]]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn transfers_match_the_layout_and_survive_any_chunking() {
+        let mut stream = Vec::new();
+        encode_transfer(PhysOffset(0x0102_0304_0506), b"abc", &mut stream);
+        encode_transfer(PhysOffset(7), b"", &mut stream);
+        assert_eq!(&stream[..15], b"\0\0\x01\x02\x03\x04\x05\x06\0\0\0\x03abc");
+        assert_eq!(stream.len(), 15 + 12);
+        for chunks in splits(&stream) {
+            let mut decoder = TransferDecoder::new(DEFAULT_TRANSFER_BATCH);
+            let mut got = Vec::new();
+            for chunk in chunks {
+                decoder.push(chunk);
+                while let Some(transfer) = decoder.next_transfer() {
+                    got.push(transfer.unwrap());
+                }
+            }
+            assert_eq!(decoder.buffered(), 0);
+            assert_eq!(
+                got,
+                [
+                    Transfer { from: PhysOffset(0x0102_0304_0506), bytes: Bytes::from_static(b"abc") },
+                    Transfer { from: PhysOffset(7), bytes: Bytes::new() },
+                ]
+            );
+            assert_eq!(got[0].end(), PhysOffset(0x0102_0304_0509));
+        }
+    }
+
+    #[test]
+    fn impossible_transfer_headers_break_the_stream_before_the_body_arrives() {
+        let cases: [(&[u8], HaWireError); 3] = [
+            (&[0xFF, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], HaWireError::NegativeOffset(-0x00FF_FFFF_FFFF_FFFF)),
+            (&[0, 0, 0, 0, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF], HaWireError::NegativeSize(-1)),
+            (&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x80, 1], HaWireError::TooLong { len: 32_769, max: 32_768 }),
+        ];
+        for (header, error) in cases {
+            let mut decoder = TransferDecoder::new(DEFAULT_TRANSFER_BATCH);
+            decoder.push(header);
+            assert_eq!(decoder.next_transfer(), Some(Err(error)));
+            // Failed for good: nothing more is buffered or decoded.
+            decoder.push(&[0; 64]);
+            assert_eq!(decoder.buffered(), 0);
+            assert_eq!(decoder.next_transfer(), Some(Err(error)));
+        }
+    }
+
+    #[test]
+    fn the_master_keeps_the_newest_complete_report_however_they_arrive() {
+        let mut stream = Vec::new();
+        for end in [0u64, 300, 1 << 40] {
+            encode_report(PhysOffset(end), &mut stream);
+        }
+        assert_eq!(&stream[..8], &[0; 8]);
+        assert_eq!(&stream[8..16], &300i64.to_be_bytes());
+        for chunks in splits(&stream) {
+            let mut decoder = ReportDecoder::new();
+            let mut seen = Vec::new();
+            for chunk in chunks {
+                seen.push(decoder.push(chunk).unwrap());
+            }
+            assert_eq!(decoder.latest(), Some(PhysOffset(1 << 40)));
+            // Reports only move forward through the stream: each answer is a prefix's newest.
+            assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        }
+        let mut partial = ReportDecoder::new();
+        assert_eq!(partial.push(&stream[..7]), Ok(None), "seven bytes are no report yet");
+    }
+
+    #[test]
+    fn a_negative_report_breaks_the_stream() {
+        let mut decoder = ReportDecoder::new();
+        assert_eq!(decoder.push(&(-5i64).to_be_bytes()), Err(HaWireError::NegativeOffset(-5)));
+        assert_eq!(decoder.push(&7i64.to_be_bytes()), Err(HaWireError::NegativeOffset(-5)));
+    }
+}
