@@ -3,12 +3,13 @@
 //! middle of the log, the abort marker, clock steps, undispatched half messages, and the
 //! regressions the simulators found (each a fixed schedule, its outcome an insta snapshot).
 
+use bytes::Bytes;
 use keel_core::io::{DiskOp, FilePath, Now, StoreRead, UnixMillis};
 use keel_core::protocol::message::properties;
 use keel_core::protocol::message::stored::{parse_record, sys_flag, Parsed, MAGIC_BLANK};
 use keel_core::store::audit::audit;
 use keel_core::store::{
-    paths, AppendRequest, Appended, FlushMode, QueueOffset, RecoveryKind, StoreConfig, StoreError,
+    paths, AppendRequest, Appended, FlushMode, PhysOffset, QueueOffset, RecoveryKind, StoreConfig, StoreError,
 };
 use keel_runtime_sim::sim_disk::{SimDisk, SimDiskFaults};
 use keel_runtime_sim::store_node::{read_file, StoreNode};
@@ -474,6 +475,36 @@ fn reads_serve_only_visible_entries_and_never_a_damaged_record() {
         node.store.read_record(&node.disk, b.phys_offset, b.size),
         Err(keel_core::store::ReadError::Damaged { .. })
     ));
+}
+
+#[test]
+fn the_log_is_read_raw_for_replication_up_to_the_visible_end_one_segment_at_a_time() {
+    let mut node = fresh(FlushMode::Sync);
+    let first = append(&mut node, 300);
+    append(&mut node, 300);
+    // It does not fit behind the two: a BLANK closes the first segment.
+    let third = append(&mut node, 300);
+    assert_eq!(third.phys_offset, PhysOffset(SEGMENT));
+    // Under SYNC_FLUSH nothing is streamed before it is flushed.
+    assert_eq!(node.store.read_log(&node.disk, PhysOffset(0), 4096).unwrap(), Bytes::new());
+    node.run_all();
+    let segment = node.read_file(paths::segment(0).as_str());
+    // The whole first segment, BLANK included, and not a byte of the next.
+    assert_eq!(node.store.read_log(&node.disk, PhysOffset(0), 4096).unwrap(), segment);
+    // A run cut by `max` may end inside a record; the next run goes on from there.
+    let cut = node.store.read_log(&node.disk, PhysOffset(0), 100).unwrap();
+    assert_eq!(cut, &segment[..100]);
+    let rest = node.store.read_log(&node.disk, PhysOffset(100), 4096).unwrap();
+    assert_eq!(rest, &segment[100..]);
+    // The next segment, up to the visible end; empty there; missing beyond it.
+    let next = node.store.read_log(&node.disk, third.phys_offset, 4096).unwrap();
+    assert_eq!(next, &node.read_file(paths::segment(SEGMENT).as_str())[..third.size as usize]);
+    assert_eq!(node.store.read_log(&node.disk, third.end(), 4096).unwrap(), Bytes::new());
+    assert!(matches!(
+        node.store.read_log(&node.disk, third.end() + 1, 4096),
+        Err(keel_core::store::ReadError::Missing(_))
+    ));
+    assert_eq!(first.phys_offset, PhysOffset(0));
 }
 
 #[test]

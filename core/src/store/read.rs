@@ -145,4 +145,32 @@ impl Store {
         let size = u32::try_from(i32::from_be_bytes(head)).map_err(|_| ReadError::Missing(at))?;
         self.read_record(reader, at, size)
     }
+
+    /// Raw CommitLog bytes from `from`, as a master streams them to its slaves: at most
+    /// `max`, never past what consumers may see ([`visible_end`](Self::visible_end)) nor
+    /// past the end of `from`'s segment, so a run may end inside a record (the slave keeps
+    /// the rest for the next). Empty at the visible end. Not CRC-checked here: every
+    /// record carries its CRCs to the slave, which checks them.
+    pub fn read_log(&self, reader: &dyn StoreRead, from: PhysOffset, max: usize) -> Result<Bytes, ReadError> {
+        if from < self.min_phys() {
+            return Err(ReadError::Missing(from));
+        }
+        let visible = self.visible_end();
+        if from > visible {
+            return Err(ReadError::Missing(from));
+        }
+        let segment_size = self.config.segment_size;
+        let base = from.0 - from.0 % segment_size;
+        let end = visible.0.min(base + segment_size).min(from.0.saturating_add(max as u64));
+        // A run within one segment: far below usize on any host we run on.
+        let mut buf = vec![0u8; (end - from.0) as usize];
+        if buf.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let got = reader.read_at(&paths::segment(base), from.0 - base, &mut buf)?;
+        if got < buf.len() {
+            return Err(ReadError::Missing(from + got as u64));
+        }
+        Ok(Bytes::from(buf))
+    }
 }
