@@ -507,6 +507,96 @@ fn the_log_is_read_raw_for_replication_up_to_the_visible_end_one_segment_at_a_ti
     assert_eq!(first.phys_offset, PhysOffset(0));
 }
 
+/// Stream `master`'s log into `slave` in runs of at most `batch` bytes, as replication
+/// does: a record cut at a run's end waits, with the caller, for the next run.
+fn replicate(master: &StoreNode, slave: &mut StoreNode, batch: usize) {
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let end = slave.store.write_pos();
+        let run = master.store.read_log(&master.disk, end + pending.len() as u64, batch).unwrap();
+        if run.is_empty() {
+            assert!(pending.is_empty(), "the master's visible log ends inside a record");
+            return;
+        }
+        pending.extend_from_slice(&run);
+        let took = slave.store.append_replicated(end, &pending).unwrap();
+        assert_eq!(took.end, end + took.consumed as u64);
+        pending.drain(..took.consumed);
+        slave.run_all();
+    }
+}
+
+/// A mix for a master: two queues, a transaction half (no queue entry) and its commit,
+/// enough to fill two segments and start a third.
+fn append_mix(node: &mut StoreNode) {
+    let props = properties::encode(&[("TAGS", "A")]);
+    for i in 0..9usize {
+        let body = vec![b'0' + (i % 10) as u8; 60 + 37 * i];
+        let mut req = request("T", (i % 2) as i32, &body, &props);
+        if i == 4 {
+            req.sys_flag = sys_flag::TRANSACTION_PREPARED;
+        } else if i == 5 {
+            req.sys_flag = sys_flag::TRANSACTION_COMMIT;
+        }
+        node.store.append(node.now, &req).unwrap();
+    }
+    node.run_all();
+}
+
+#[test]
+fn a_slave_fed_the_masters_log_in_runs_cut_anywhere_holds_the_same_bytes_and_queues() {
+    let mut master = fresh(FlushMode::Sync);
+    append_mix(&mut master);
+    let end = master.store.write_pos();
+    assert!(end.0 > 2 * SEGMENT, "the mix spans three segments");
+    for batch in [7, 100, 4096] {
+        let mut slave = fresh(FlushMode::Sync);
+        replicate(&master, &mut slave, batch);
+        assert_eq!(slave.store.write_pos(), end, "batch {batch}");
+        for base in [0, SEGMENT, 2 * SEGMENT] {
+            let path = paths::segment(base);
+            assert_eq!(slave.read_file(path.as_str()), master.read_file(path.as_str()), "segment {base}");
+        }
+        for queue in [0, 1] {
+            let read = |node: &StoreNode| {
+                node.store.read_entries(&node.disk, "T", queue, QueueOffset(0), 64).unwrap()
+            };
+            assert_eq!(read(&slave), read(&master), "queue {queue}");
+        }
+        let (ours, theirs) =
+            (audit(slave.config(), &slave.disk).unwrap(), audit(master.config(), &master.disk).unwrap());
+        assert_eq!(ours.records, theirs.records);
+    }
+}
+
+#[test]
+fn a_slave_refuses_a_run_that_does_not_continue_its_log_and_keeps_what_it_has() {
+    let mut master = fresh(FlushMode::Sync);
+    append_mix(&mut master);
+    let run = master.store.read_log(&master.disk, PhysOffset(0), 4096).unwrap();
+
+    let mut slave = fresh(FlushMode::Sync);
+    let gap = slave.store.append_replicated(PhysOffset(5), &run);
+    assert!(matches!(gap, Err(StoreError::Diverged { at: 0, .. })), "{gap:?}");
+    let mut damaged = run.to_vec();
+    damaged[100] ^= 1;
+    let refused = slave.store.append_replicated(PhysOffset(0), &damaged);
+    assert!(matches!(refused, Err(StoreError::Record(_))), "{refused:?}");
+    assert_eq!(slave.store.write_pos(), PhysOffset(0), "a damaged record stores nothing");
+
+    // A slave whose queue 1 got a record of the size the master put in queue 0: the log
+    // offsets line up, but the master's next record, queue 1's first, is not its next.
+    let mut diverged = fresh(FlushMode::Sync);
+    let props = properties::encode(&[("TAGS", "A")]);
+    diverged.store.append(diverged.now, &request("T", 1, &[b'0'; 60], &props)).unwrap();
+    diverged.run_all();
+    let next = diverged.store.write_pos();
+    let rest = master.store.read_log(&master.disk, next, 4096).unwrap();
+    let refused = diverged.store.append_replicated(next, &rest);
+    assert!(matches!(refused, Err(StoreError::Diverged { .. })), "{refused:?}");
+    assert_eq!(diverged.store.write_pos(), next);
+}
+
 #[test]
 fn a_shutdown_asked_for_during_boot_runs_once_boot_completes() {
     let mut node = fresh(FlushMode::Sync);

@@ -102,7 +102,9 @@ impl From<StoreError> for Refusal {
             | StoreError::ShutDown
             | StoreError::Failed(_)
             | StoreError::DiskFull { .. }
-            | StoreError::Repairing => Self::ServiceNotAvailable(remark),
+            | StoreError::Repairing
+            // A replica's own disagreement with its master: never a client's request's fault.
+            | StoreError::Diverged { .. } => Self::ServiceNotAvailable(remark),
             StoreError::BadTopic(_) => Self::InvalidParameter(remark),
             StoreError::BodyTooLarge { .. }
             | StoreError::TooLargeForSegment(_)

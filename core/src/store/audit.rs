@@ -19,7 +19,7 @@ use super::consume_queue::{CqEntry, ENTRY_LEN};
 use super::paths;
 use super::{PhysOffset, StoreConfig};
 use crate::io::{DiskError, StoreRead};
-use crate::protocol::message::stored::{parse_record, sys_flag, verify_crcs, Parsed, BLANK_MIN_LEN};
+use crate::protocol::message::stored::{parse_record, verify_crcs, Parsed, BLANK_MIN_LEN};
 
 /// One valid record found in the CommitLog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,9 +114,7 @@ fn audit_inner(
                         && u64::try_from(view.head().physical_offset).ok() == Some(base + pos as u64)
                         && pos + view.bytes.len() + BLANK_MIN_LEN <= bytes.len() =>
                 {
-                    let tx = view.head().sys_flag & sys_flag::TRANSACTION_MASK;
-                    let dispatched =
-                        tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT;
+                    let dispatched = super::consume_queue::takes_queue_entry(view.head().sys_flag);
                     report.records.push(AuditedRecord {
                         offset: base + pos as u64,
                         bytes: view.bytes.to_vec(),

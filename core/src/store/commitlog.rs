@@ -116,17 +116,52 @@ impl CommitLog {
             "reserving {len} bytes in segments of {}",
             self.segment_size
         );
+        if len + BLANK_MIN_LEN as u64 > self.segment_left() {
+            self.close_segment(ops);
+        }
+    }
+
+    /// Bytes left in the segment being written.
+    pub(crate) fn segment_left(&self) -> u64 {
+        self.segment_base(self.write_pos) + self.segment_size - self.write_pos
+    }
+
+    /// Close the segment being written with a BLANK filling the rest of it (only its header
+    /// is written; the segment was created zeroed) and move to the next.
+    pub(crate) fn close_segment(&mut self, ops: &mut OpQueue) {
         let base = self.segment_base(self.write_pos);
-        let remaining = base + self.segment_size - self.write_pos;
-        if len + BLANK_MIN_LEN as u64 > remaining {
-            self.ensure_segment(ops, base);
-            self.stage_start();
-            // A segment is at most i32::MAX bytes (StoreConfig::validate).
-            let Ok(blank_len) = i32::try_from(remaining) else { panic!("a BLANK of {remaining} bytes") };
-            self.staged.put_i32(blank_len);
-            self.staged.put_i32(MAGIC_BLANK);
-            self.write_pos = base + self.segment_size;
+        let remaining = self.segment_left();
+        assert!(remaining >= BLANK_MIN_LEN as u64, "a segment closed with {remaining} bytes left");
+        self.ensure_segment(ops, base);
+        self.stage_start();
+        // A segment is at most i32::MAX bytes (StoreConfig::validate).
+        let Ok(blank_len) = i32::try_from(remaining) else { panic!("a BLANK of {remaining} bytes") };
+        self.staged.put_i32(blank_len);
+        self.staged.put_i32(MAGIC_BLANK);
+        self.write_pos = base + self.segment_size;
+        self.unsynced.insert(base);
+        self.emit_staged(ops);
+    }
+
+    /// Append a record replicated from the master byte for byte. The caller checked it: a
+    /// whole record, written for this position, leaving room for a BLANK in its segment.
+    pub(crate) fn append_raw(&mut self, ops: &mut OpQueue, record: &[u8], store_timestamp: i64) {
+        let len = record.len() as u64;
+        assert!(
+            len + BLANK_MIN_LEN as u64 <= self.segment_left(),
+            "a replicated record of {len} bytes at {} would cross the segment's end",
+            self.write_pos
+        );
+        let base = self.segment_base(self.write_pos);
+        self.ensure_segment(ops, base);
+        self.stage_start();
+        self.staged.extend_from_slice(record);
+        self.write_pos += len;
+        self.last_store_timestamp = self.last_store_timestamp.max(store_timestamp);
+        if self.unsynced.last() != Some(&base) {
             self.unsynced.insert(base);
+        }
+        if self.staged.len() >= STAGE_LIMIT {
             self.emit_staged(ops);
         }
     }

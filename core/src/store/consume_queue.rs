@@ -18,6 +18,7 @@
 use super::{paths, PhysOffset};
 use crate::io::{DiskError, DiskErrorKind, FilePath, StoreRead};
 use crate::protocol::message::properties::{self, keys};
+use crate::protocol::message::stored;
 use crate::protocol::message::tag::tags_code;
 
 /// Bytes per entry.
@@ -53,6 +54,16 @@ pub fn entry_tags_code(due_time_topics: &[String], topic: &str, record_propertie
             .unwrap_or(0);
     }
     tags_code(properties::find(record_properties, keys::TAGS))
+}
+
+/// Whether a record with this sys flag gets a ConsumeQueue entry: transaction half and
+/// rollback records do not (a commit's copy does).
+#[must_use]
+pub fn takes_queue_entry(sys_flag: i32) -> bool {
+    matches!(
+        sys_flag & stored::sys_flag::TRANSACTION_MASK,
+        stored::sys_flag::TRANSACTION_NOT_TYPE | stored::sys_flag::TRANSACTION_COMMIT
+    )
 }
 
 /// One ConsumeQueue entry.

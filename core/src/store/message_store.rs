@@ -10,7 +10,7 @@ use super::queue_table::QueueTable;
 use super::retention::Retention;
 use super::{AppendRequest, Appended, FlushMode, PhysOffset, QueueOffset, StoreConfig, StoreError};
 use crate::io::{DiskError, DiskOp, FilePath, IoId, MonoNanos, Now, Output};
-use crate::protocol::message::stored::{sys_flag, BLANK_MIN_LEN};
+use crate::protocol::message::stored::BLANK_MIN_LEN;
 
 /// Files and directories to sync at boot above which one `SyncAll` replaces them.
 const SYNC_ALL_ABOVE: usize = 256;
@@ -337,7 +337,7 @@ impl Store {
         &self.config
     }
 
-    fn check_writable(&self) -> Result<(), StoreError> {
+    pub(super) fn check_writable(&self) -> Result<(), StoreError> {
         match &self.phase {
             Phase::Running if self.retention.disk_full => Err(StoreError::DiskFull {
                 used_per_mille: self.retention.usage.map_or(1000, |u| u.used_per_mille()),
@@ -735,10 +735,7 @@ impl Store {
 
 /// Whether a record goes to a ConsumeQueue: transaction half and rollback records do not.
 fn dispatched(req: &AppendRequest<'_>) -> bool {
-    matches!(
-        req.sys_flag & sys_flag::TRANSACTION_MASK,
-        sys_flag::TRANSACTION_NOT_TYPE | sys_flag::TRANSACTION_COMMIT
-    )
+    super::consume_queue::takes_queue_entry(req.sys_flag)
 }
 
 fn flush_interval(config: &StoreConfig) -> u64 {

@@ -18,6 +18,7 @@ pub mod paths;
 mod queue_table;
 mod read;
 mod recovery;
+mod replica;
 mod retention;
 
 #[cfg(any(test, feature = "testing"))]
@@ -31,6 +32,7 @@ pub use checkpoint::{Checkpoint, CHECKPOINT_LEN};
 pub use message_store::Store;
 pub use read::ReadError;
 pub use recovery::{RecoveryError, RecoveryKind, RecoveryReport};
+pub use replica::ReplicaAppend;
 pub use retention::RetentionConfig;
 
 use crate::protocol::message::stored::RecordError;
@@ -277,4 +279,12 @@ pub enum StoreError {
     /// An offset exceeds the format's range.
     #[error("offset overflow")]
     OffsetOverflow,
+    /// Replicated bytes that do not continue this log: the replica and its master disagree.
+    #[error("replica diverged at CommitLog offset {at}: {what}")]
+    Diverged {
+        /// This log's end, where the bytes were to go.
+        at: u64,
+        /// What disagreed.
+        what: &'static str,
+    },
 }

@@ -35,9 +35,7 @@ use super::paths;
 use super::queue_table::{QueueState, QueueTable};
 use super::{PhysOffset, StoreConfig};
 use crate::io::{DiskError, DiskErrorKind, DiskOp, FilePath, Now, StoreRead};
-use crate::protocol::message::stored::{
-    parse_record, sys_flag, verify_crcs, Parsed, RecordView, BLANK_MIN_LEN,
-};
+use crate::protocol::message::stored::{parse_record, verify_crcs, Parsed, RecordView, BLANK_MIN_LEN};
 use queue_files::{load_queues, verify_queue_tails, LoadedQueue};
 
 mod queue_files;
@@ -347,8 +345,7 @@ fn dispatch_record(
     view: &RecordView<'_>,
     rebuilding: bool,
 ) -> bool {
-    let tx = view.head().sys_flag & sys_flag::TRANSACTION_MASK;
-    if tx != sys_flag::TRANSACTION_NOT_TYPE && tx != sys_flag::TRANSACTION_COMMIT {
+    if !super::consume_queue::takes_queue_entry(view.head().sys_flag) {
         return true;
     }
     let Ok(queue_offset) = u64::try_from(view.head().queue_offset) else { return false };
