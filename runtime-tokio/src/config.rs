@@ -211,8 +211,7 @@ impl BrokerSettings {
         "maxUnwrittenBytes",
         "readChunkBytes",
         "requestBufferBytes",
-        // Accepted for compatibility with RocketMQ's shipped broker.conf; Keel's behaviour
-        // for it is fixed (a single master).
+        // Read to refuse what this build cannot be: only ASYNC_MASTER (see `check_role`).
         "brokerRole",
     ];
 
@@ -276,6 +275,7 @@ impl BrokerSettings {
                 value: settings.message_delay_level,
             });
         }
+        check_role(props.get::<String>("brokerRole")?.as_deref(), settings.broker_id)?;
         if settings.flush_disk_type != "ASYNC_FLUSH" && settings.flush_disk_type != "SYNC_FLUSH" {
             return Err(ConfigError::BadValue {
                 key: "flushDiskType".into(),
@@ -384,6 +384,30 @@ fn retention_settings(props: &Properties) -> Result<keel_core::store::RetentionC
     Ok(retention)
 }
 
+/// `brokerRole` and `brokerId` together. Replication is not in this build yet, so a broker
+/// is a master (`brokerId` 0, as RocketMQ forces for masters); a SLAVE or SYNC_MASTER setting
+/// is refused rather than silently run as a lone master that acknowledges sends no slave has.
+fn check_role(role: Option<&str>, broker_id: i64) -> Result<(), ConfigError> {
+    match role.unwrap_or("ASYNC_MASTER") {
+        "ASYNC_MASTER" if broker_id == 0 => Ok(()),
+        "ASYNC_MASTER" => Err(ConfigError::BadValue {
+            key: "brokerId".into(),
+            value: format!("{broker_id} (a master's brokerId is 0)"),
+        }),
+        "SYNC_MASTER" | "SLAVE" => Err(ConfigError::BadValue {
+            key: "brokerRole".into(),
+            value: format!(
+                "{} (this build runs ASYNC_MASTER only: no replication yet)",
+                role.unwrap_or_default()
+            ),
+        }),
+        other => Err(ConfigError::BadValue {
+            key: "brokerRole".into(),
+            value: format!("{other} (ASYNC_MASTER, SYNC_MASTER or SLAVE)"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +427,20 @@ mod tests {
             Properties::parse(&settings.to_properties()).unwrap(),
             Properties::parse("listenPort=19876\nscanNotActiveBrokerInterval=2000").unwrap()
         );
+    }
+
+    #[test]
+    fn a_role_this_build_cannot_play_is_refused_with_its_key() {
+        let role = |text: &str| BrokerSettings::from_properties(&Properties::parse(text).unwrap()).err();
+        assert!(role("brokerRole=ASYNC_MASTER\nbrokerId=0\n").is_none());
+        assert!(role("").is_none());
+        let key = |error: Option<ConfigError>| match error {
+            Some(ConfigError::BadValue { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(key(role("brokerRole=SLAVE\nbrokerId=1\n")), "brokerRole");
+        assert_eq!(key(role("brokerRole=SYNC_MASTER\n")), "brokerRole");
+        assert_eq!(key(role("brokerRole=MASTER\n")), "brokerRole");
+        assert_eq!(key(role("brokerId=2\n")), "brokerId");
     }
 }
