@@ -111,6 +111,16 @@ impl ConnId {
     }
 }
 
+/// What a connection carries: which of a broker's ports it came in on, or what the state
+/// machine opened it for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConnKind {
+    /// Remoting commands: requests and replies (`listenPort`).
+    Remoting,
+    /// A master/slave replication stream (`haListenPort`).
+    Replication,
+}
+
 /// One disk operation, as numbered by the state machine that asked for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IoId(pub u64);
@@ -338,6 +348,8 @@ pub enum Input {
         conn: ConnId,
         /// The peer's address (a producer's address becomes BORNHOST).
         peer: SocketAddr,
+        /// What it carries: the port it was accepted on, or what `Output::Connect` said.
+        kind: ConnKind,
     },
     /// The connection is gone; nothing more will be sent or received on it.
     ConnClosed {
@@ -385,6 +397,8 @@ pub enum Output {
         conn: ConnId,
         /// Where to connect.
         addr: SocketAddr,
+        /// What it will carry; echoed in its `Input::ConnOpened`.
+        kind: ConnKind,
     },
     /// Close a connection (after sending what was queued).
     Close {
@@ -411,9 +425,12 @@ pub enum Output {
 impl fmt::Debug for Input {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ConnOpened { conn, peer } => {
-                f.debug_struct("ConnOpened").field("conn", conn).field("peer", peer).finish()
-            }
+            Self::ConnOpened { conn, peer, kind } => f
+                .debug_struct("ConnOpened")
+                .field("conn", conn)
+                .field("peer", peer)
+                .field("kind", kind)
+                .finish(),
             Self::ConnClosed { conn } => f.debug_struct("ConnClosed").field("conn", conn).finish(),
             Self::Bytes { conn, data, received } => f
                 .debug_struct("Bytes")
@@ -435,8 +452,8 @@ impl fmt::Debug for Output {
             Self::Send { conn, data } => {
                 f.debug_struct("Send").field("conn", conn).field("len", &data.len()).finish()
             }
-            Self::Connect { conn, addr } => {
-                f.debug_struct("Connect").field("conn", conn).field("addr", addr).finish()
+            Self::Connect { conn, addr, kind } => {
+                f.debug_struct("Connect").field("conn", conn).field("addr", addr).field("kind", kind).finish()
             }
             Self::Close { conn, reason } => {
                 f.debug_struct("Close").field("conn", conn).field("reason", reason).finish()

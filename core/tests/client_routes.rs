@@ -68,10 +68,10 @@ fn drive(
         let mut inputs = Vec::new();
         while let Some(output) = client.poll_output() {
             match output {
-                Output::Connect { conn, addr } => {
+                Output::Connect { conn, addr, kind } => {
                     decoders.insert(conn, FrameDecoder::new(usize::MAX));
                     peers.insert(conn, addr.to_string());
-                    inputs.push(Input::ConnOpened { conn, peer: addr });
+                    inputs.push(Input::ConnOpened { conn, peer: addr, kind });
                 }
                 Output::Send { conn, data } => {
                     let Some(decoder) = decoders.get_mut(&conn) else { continue };

@@ -1,7 +1,7 @@
 //! The name server state machine driven with real frames, as a broker and clients would.
 
 use bytes::Bytes;
-use keel_core::io::{ConnId, Input, Machine, MonoNanos, Now, Output};
+use keel_core::io::{ConnId, ConnKind, Input, Machine, MonoNanos, Now, Output};
 use keel_core::namesrv::{NameServer, NameServerConfig};
 use keel_core::protocol::body::{ClusterInfo, RegisterBrokerBody, TopicConfig, TopicList, TopicRouteData};
 use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader, RegisterBrokerRequestHeader};
@@ -21,7 +21,10 @@ fn at(ms: u64) -> Now {
 fn start() -> NameServer {
     let mut ns = NameServer::new(NameServerConfig::default());
     for conn in [BROKER, CLIENT] {
-        ns.handle(at(0), Input::ConnOpened { conn, peer: "127.0.0.1:40000".parse().unwrap() });
+        ns.handle(
+            at(0),
+            Input::ConnOpened { conn, peer: "127.0.0.1:40000".parse().unwrap(), kind: ConnKind::Remoting },
+        );
     }
     ns
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use keel_core::broker::{Broker, BrokerConfig};
 use keel_core::io::{
-    CloseReason, ConnId, DiskError, FilePath, Input, Machine, MonoNanos, Now, Output, StoreRead, UnixMillis,
+    CloseReason, ConnId, ConnKind, DiskError, FilePath, Input, Machine, MonoNanos, Now, Output, StoreRead,
+    UnixMillis,
 };
 use keel_core::protocol::frame::{encode_to_bytes, FrameDecoder};
 use keel_core::protocol::RemotingCommand;
@@ -83,6 +84,9 @@ pub struct BrokerNode {
     pub now: Now,
     /// Connections by id, with what they received.
     pub peers: BTreeMap<ConnId, Peer>,
+    /// Replication connections (slaves on the replication port), with the raw bytes the
+    /// broker sent each and whether it closed it.
+    pub slaves: BTreeMap<ConnId, (Vec<u8>, Option<CloseReason>)>,
     /// Outbound connections the broker asked for, not yet answered.
     pub dials: Vec<(ConnId, SocketAddr)>,
     /// Fatal stops the broker emitted.
@@ -118,6 +122,7 @@ impl BrokerNode {
             broker,
             now,
             peers: BTreeMap::new(),
+            slaves: BTreeMap::new(),
             dials: Vec::new(),
             fatal: Vec::new(),
             config,
@@ -144,7 +149,9 @@ impl BrokerNode {
         while let Some(output) = self.broker.poll_output() {
             match output {
                 Output::Send { conn, data } => {
-                    if let Some(peer) = self.peers.get_mut(&conn) {
+                    if let Some((received, _)) = self.slaves.get_mut(&conn) {
+                        received.extend_from_slice(&data);
+                    } else if let Some(peer) = self.peers.get_mut(&conn) {
                         peer.decoder.push(&data);
                         while let Some(Ok(cmd)) = peer.decoder.next_frame() {
                             peer.inbox.push(cmd);
@@ -152,11 +159,13 @@ impl BrokerNode {
                     }
                 }
                 Output::Close { conn, reason } => {
-                    if let Some(peer) = self.peers.get_mut(&conn) {
+                    if let Some((_, closed)) = self.slaves.get_mut(&conn) {
+                        *closed = Some(reason);
+                    } else if let Some(peer) = self.peers.get_mut(&conn) {
                         peer.closed = Some(reason);
                     }
                 }
-                Output::Connect { conn, addr } => self.dials.push((conn, addr)),
+                Output::Connect { conn, addr, .. } => self.dials.push((conn, addr)),
                 Output::Disk { io, op } => self.queue.push(io, op),
                 Output::Fatal { reason } => self.fatal.push(reason),
             }
@@ -167,7 +176,13 @@ impl BrokerNode {
     pub fn open(&mut self, conn: ConnId, peer: SocketAddr) {
         self.peers
             .insert(conn, Peer { decoder: FrameDecoder::new(usize::MAX), inbox: Vec::new(), closed: None });
-        self.handle(Input::ConnOpened { conn, peer });
+        self.handle(Input::ConnOpened { conn, peer, kind: ConnKind::Remoting });
+    }
+
+    /// A slave connects on the replication port.
+    pub fn open_replication(&mut self, conn: ConnId, peer: SocketAddr) {
+        self.slaves.insert(conn, (Vec::new(), None));
+        self.handle(Input::ConnOpened { conn, peer, kind: ConnKind::Replication });
     }
 
     /// The peer closed its connection.

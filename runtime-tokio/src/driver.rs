@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel_core::io::{CloseReason, ConnId, Input, Machine, MonoNanos, Now, Output};
+use keel_core::io::{CloseReason, ConnId, ConnKind, Input, Machine, MonoNanos, Now, Output};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -108,9 +108,22 @@ pub enum DriverError {
 
 /// What a connection's tasks tell the loop.
 pub(crate) enum Event {
-    Opened { conn: ConnId, peer: SocketAddr, writer: mpsc::Sender<Bytes>, reader: JoinHandle<()> },
-    Bytes { conn: ConnId, data: Bytes, received: MonoNanos, _credit: ReadCredit },
-    Closed { conn: ConnId },
+    Opened {
+        conn: ConnId,
+        peer: SocketAddr,
+        kind: ConnKind,
+        writer: mpsc::Sender<Bytes>,
+        reader: JoinHandle<()>,
+    },
+    Bytes {
+        conn: ConnId,
+        data: Bytes,
+        received: MonoNanos,
+        _credit: ReadCredit,
+    },
+    Closed {
+        conn: ConnId,
+    },
 }
 
 pub(crate) struct Connection {
@@ -130,10 +143,10 @@ impl Connections {
     /// Feed a connection event to `machine`.
     pub(crate) fn on_event<M: Machine>(&mut self, machine: &mut M, now: Now, event: Event) {
         match event {
-            Event::Opened { conn, peer, writer, reader } => {
+            Event::Opened { conn, peer, kind, writer, reader } => {
                 self.dialing.remove(&conn);
                 self.open.insert(conn, Connection { writer, reader });
-                machine.handle(now, Input::ConnOpened { conn, peer });
+                machine.handle(now, Input::ConnOpened { conn, peer, kind });
             }
             Event::Bytes { conn, data, received, _credit } => {
                 machine.handle(now, Input::Bytes { conn, data, received });
@@ -263,9 +276,9 @@ fn carry_out<M: Machine>(
                     dropped.push(conn);
                 }
             }
-            Output::Connect { conn, addr } => {
+            Output::Connect { conn, addr, kind } => {
                 dialing.insert(conn);
-                tokio::spawn(connect(conn, addr, events.clone(), limits.clone()));
+                tokio::spawn(connect(conn, addr, kind, events.clone(), limits.clone()));
             }
             Output::Close { conn, reason: CloseReason(reason) } => {
                 tracing::info!(?conn, %reason, "closing connection");
@@ -290,10 +303,16 @@ fn close(conns: &mut BTreeMap<ConnId, Connection>, conn: ConnId) {
 }
 
 /// Open an outbound connection; report it like an accepted one, or as closed on failure.
-pub(crate) async fn connect(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Event>, limits: ConnLimits) {
+pub(crate) async fn connect(
+    conn: ConnId,
+    addr: SocketAddr,
+    kind: ConnKind,
+    events: mpsc::Sender<Event>,
+    limits: ConnLimits,
+) {
     match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => {
-            start_connection(conn, addr, stream, &events, &limits).await;
+            start_connection(conn, addr, kind, stream, &events, &limits).await;
         }
         Ok(Err(error)) => {
             tracing::debug!(?conn, %addr, %error, "connect failed");
@@ -310,6 +329,7 @@ pub(crate) async fn connect(conn: ConnId, addr: SocketAddr, events: mpsc::Sender
 async fn start_connection(
     conn: ConnId,
     peer: SocketAddr,
+    kind: ConnKind,
     stream: TcpStream,
     events: &mpsc::Sender<Event>,
     limits: &ConnLimits,
@@ -319,7 +339,7 @@ async fn start_connection(
     let (writer, queue) = mpsc::channel::<Bytes>(limits.write_queue);
     tokio::spawn(write_loop(write_half, queue));
     let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), limits.clone()));
-    events.send(Event::Opened { conn, peer, writer, reader }).await.is_ok()
+    events.send(Event::Opened { conn, peer, kind, writer, reader }).await.is_ok()
 }
 
 async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, limits: ConnLimits) {
@@ -333,7 +353,8 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, limits:
             }
         };
         next_conn += 1;
-        if !start_connection(ConnId(next_conn), peer, stream, &events, &limits).await {
+        // One listener, for remoting; the replication port gets its own.
+        if !start_connection(ConnId(next_conn), peer, ConnKind::Remoting, stream, &events, &limits).await {
             return;
         }
     }

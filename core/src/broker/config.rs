@@ -64,6 +64,9 @@ pub struct BrokerConfig {
     /// Transaction messages: `transactionTimeOut`, `transactionCheckInterval`,
     /// `transactionCheckMax`, `rejectTransactionMessage`.
     pub transaction: TransactionConfig,
+    /// Replication to slaves (`haTransferBatchSize`, `haSendHeartbeatInterval`,
+    /// `haHousekeepingInterval`).
+    pub ha: crate::ha::HaConfig,
     /// The message store.
     pub store: StoreConfig,
 }
@@ -97,6 +100,7 @@ impl BrokerConfig {
             timer_max_delay_ms: super::timer::DEFAULT_MAX_DELAY_MS,
             timer_precision_ms: 1_000,
             transaction: TransactionConfig::default(),
+            ha: crate::ha::HaConfig::default(),
             store: StoreConfig {
                 due_time_topics: vec![crate::broker::timer::TIMER_TOPIC.to_owned()],
                 ..StoreConfig::new(advertised_addr)

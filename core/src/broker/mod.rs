@@ -25,6 +25,7 @@ mod metadata;
 mod refusal;
 mod registration;
 mod repair;
+mod replication;
 mod router;
 mod send;
 mod shared;
@@ -34,7 +35,7 @@ pub mod transaction;
 
 use std::collections::VecDeque;
 
-use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output, StoreRead};
+use crate::io::{ConnId, ConnKind, Input, Machine, MonoNanos, Now, Output, StoreRead};
 use crate::protocol::body::{SubscriptionGroupWrapper, TopicConfigSerializeWrapper};
 use crate::protocol::message::message_id::UniqueIdGenerator;
 use crate::protocol::RemotingCommand;
@@ -48,6 +49,7 @@ pub use consumers::{ClientRegistry, ConsumerOffsets, GroupTable};
 pub use delay::{DelayOffsets, DelayService};
 use metadata::{MetadataFiles, METADATA_IO_BASE};
 use registration::NamesrvLinks;
+use replication::Replication;
 use send::durable::DurableReplies;
 use send::SendPath;
 use shared::Shared;
@@ -85,6 +87,7 @@ pub struct Broker {
     transactions: TransactionService,
     consumers: Consumers,
     admin: Admin,
+    replication: Replication,
     /// Requests that arrived while the store was still booting, served once it is ready.
     early: VecDeque<(ConnId, RemotingCommand)>,
 }
@@ -110,11 +113,13 @@ pub enum Reason {
     Consumers,
     /// A metadata file's replacement to retry.
     Metadata,
+    /// A slave's heartbeat, or its silence check.
+    Replication,
 }
 
 impl Reason {
     /// Every reason, in the order a timeout serves them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Store,
         Self::Retention,
         Self::Registration,
@@ -123,6 +128,7 @@ impl Reason {
         Self::Transactions,
         Self::Consumers,
         Self::Metadata,
+        Self::Replication,
     ];
 }
 
@@ -178,6 +184,7 @@ impl Broker {
         locks.ignore_holders = config.store.mutated(crate::mutation::Mutation::LockNotChecked);
         let transactions =
             TransactionService::new(now, config.transaction.check_interval_ms, store.write_pos());
+        let replication = Replication::new(config.ha);
         Self {
             shared: Shared {
                 conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
@@ -205,6 +212,7 @@ impl Broker {
             transactions,
             consumers: Consumers::new(groups, offsets, locks, now.mono),
             admin: Admin::new(now),
+            replication,
             early: VecDeque::new(),
         }
     }
@@ -296,6 +304,7 @@ impl Broker {
             Reason::Transactions => self.transactions.poll_timeout(),
             Reason::Consumers => Some(self.consumers.poll_timeout()),
             Reason::Metadata => self.shared.metadata.retry_at(),
+            Reason::Replication => self.replication.poll_timeout(),
         }
     }
 
@@ -324,6 +333,7 @@ impl Broker {
                 Reason::Consumers => self.consumers.handle_timeout(shared, now),
                 // Metadata files are written as the broker settles, after every input.
                 Reason::Metadata => {}
+                Reason::Replication => self.replication.handle_timeout(shared, now),
             }
         }
     }
@@ -377,6 +387,7 @@ impl Broker {
         self.transactions.settle(&mut self.shared, &mut self.consumers, now, flushed_end);
         self.consumers.wake_holds(&mut self.shared, now);
         self.persist_metadata(now.mono);
+        self.replication.pump(&mut self.shared, now);
     }
 }
 
@@ -389,11 +400,16 @@ impl Machine for Broker {
     fn handle(&mut self, now: Now, input: Input) {
         self.admin.sample(now, rate_counters(&self.shared.stats, &self.timers));
         match input {
-            Input::ConnOpened { conn, peer } => {
+            Input::ConnOpened { conn, kind: ConnKind::Replication, .. } => self.replication.opened(now, conn),
+            Input::ConnOpened { conn, peer, kind: ConnKind::Remoting } => {
                 self.shared.conns.open(conn, peer, &mut self.shared.out);
                 if conn.is_outbound() {
                     self.shared.register_now(conn);
                 }
+            }
+            Input::ConnClosed { conn } if self.replication.owns(conn) => self.replication.closed(conn),
+            Input::Bytes { conn, data, .. } if self.replication.owns(conn) => {
+                self.replication.on_bytes(&mut self.shared, now, conn, &data);
             }
             Input::ConnClosed { conn } => {
                 self.shared.conns.close(conn);

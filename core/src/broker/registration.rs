@@ -152,7 +152,7 @@ impl Shared {
             }
         }
         for (conn, addr) in dial {
-            self.out.push_back(Output::Connect { conn, addr });
+            self.out.push_back(Output::Connect { conn, addr, kind: crate::io::ConnKind::Remoting });
         }
         if now.mono >= self.namesrvs.next_register {
             self.namesrvs.next_register = now.mono.plus_millis(self.config.register_interval_ms);

@@ -102,7 +102,7 @@ impl<K> Transport<K> {
                 queued: VecDeque::new(),
             },
         );
-        out.push_back(Output::Connect { conn, addr });
+        out.push_back(Output::Connect { conn, addr, kind: crate::io::ConnKind::Remoting });
         conn
     }
 

@@ -224,7 +224,8 @@ impl Machine for NameServer {
             self.next_scan = Some(now.mono.plus_millis(self.config.scan_interval_ms));
         }
         match input {
-            Input::ConnOpened { conn, peer } => {
+            // A name server has one port: every connection carries remoting.
+            Input::ConnOpened { conn, peer, .. } => {
                 self.conns.open(conn, peer, &mut self.out);
             }
             Input::ConnClosed { conn } => {
