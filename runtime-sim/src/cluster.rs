@@ -159,7 +159,16 @@ pub(crate) async fn namesrv_main(skew: SharedSkew, epoch: Instant) {
     let clock: Arc<dyn Clock> = Arc::new(SimClock::start(skew, epoch));
     let config = DriverConfig { clock, ..DriverConfig::default() };
     let never = std::future::pending::<()>();
-    let _ = driver::run(&mut machine, listener, None, config, never, |_, _| {}, |_| true).await;
+    let _ = driver::run(
+        &mut machine,
+        vec![(listener, keel_core::io::ConnKind::Remoting)],
+        None,
+        config,
+        never,
+        |_, _| {},
+        |_| true,
+    )
+    .await;
 }
 
 pub(crate) async fn broker_main(world: World, config: BrokerConfig, skew: SharedSkew, epoch: Instant) {

@@ -121,6 +121,8 @@ pub struct BrokerSettings {
     pub broker_id: i64,
     /// `listenPort`.
     pub listen_port: u16,
+    /// `haListenPort`: where slaves connect; `None` for `listenPort` + 1.
+    pub ha_listen_port: Option<u16>,
     /// `brokerIP1`: the address clients are told to use.
     pub broker_ip: std::net::IpAddr,
     /// `namesrvAddr`: `;`-separated `host:port` list.
@@ -213,6 +215,7 @@ impl BrokerSettings {
         "requestBufferBytes",
         // Read to refuse what this build cannot be: only ASYNC_MASTER (see `check_role`).
         "brokerRole",
+        "haListenPort",
     ];
 
     /// Settings from properties; unknown keys are warned about.
@@ -226,6 +229,7 @@ impl BrokerSettings {
             broker_name: props.get("brokerName")?.unwrap_or_else(|| "broker-a".into()),
             broker_id: props.get("brokerId")?.unwrap_or(0),
             listen_port: props.get("listenPort")?.unwrap_or(10911),
+            ha_listen_port: props.get("haListenPort")?,
             broker_ip: props.get("brokerIP1")?.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
             namesrv_addr: props.get("namesrvAddr")?.unwrap_or_default(),
             store_path_root_dir: props.get("storePathRootDir")?.unwrap_or_else(|| home.join("store")),
@@ -283,6 +287,19 @@ impl BrokerSettings {
             });
         }
         Ok(settings)
+    }
+
+    /// The replication port: `haListenPort`, else `listenPort` + 1 as RocketMQ's, else
+    /// (with `listenPort` 0) any free port.
+    pub fn ha_listen_port(&self) -> Result<u16, ConfigError> {
+        match (self.ha_listen_port, self.listen_port) {
+            (Some(port), _) => Ok(port),
+            (None, 0) => Ok(0),
+            (None, listen) => listen.checked_add(1).ok_or_else(|| ConfigError::BadValue {
+                key: "haListenPort".into(),
+                value: format!("unset, and listenPort {listen} + 1 is not a port"),
+            }),
+        }
     }
 
     /// The retention and overload keys as broker.conf spells them.

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,7 +195,7 @@ impl Connections {
 /// marker).
 pub async fn run<M: Machine>(
     machine: &mut M,
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, ConnKind)>,
     mut disk: Option<(Arc<dyn Disk>, mpsc::UnboundedReceiver<Completion>)>,
     config: DriverConfig,
     shutdown: impl Future<Output = ()>,
@@ -204,7 +205,15 @@ pub async fn run<M: Machine>(
     let clock = Arc::clone(&config.clock);
     let limits = ConnLimits::of(&config);
     let (events_tx, mut events) = mpsc::channel::<Event>(config.event_queue);
-    let acceptor = tokio::spawn(accept_loop(listener, events_tx.clone(), limits.clone()));
+    // Accepted connections are numbered from one counter, whichever port they came in on.
+    let numbers = Arc::new(AtomicU64::new(0));
+    let acceptors: Vec<JoinHandle<()>> = listeners
+        .into_iter()
+        .map(|(listener, kind)| {
+            let accepted = Accepted { kind, numbers: Arc::clone(&numbers) };
+            tokio::spawn(accept_loop(listener, accepted, events_tx.clone(), limits.clone()))
+        })
+        .collect();
     let mut conns = Connections::default();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut shutting_down = false;
@@ -248,7 +257,9 @@ pub async fn run<M: Machine>(
             break Err(error);
         }
     };
-    acceptor.abort();
+    for acceptor in acceptors {
+        acceptor.abort();
+    }
     conns.abort_all();
     result
 }
@@ -342,8 +353,19 @@ async fn start_connection(
     events.send(Event::Opened { conn, peer, kind, writer, reader }).await.is_ok()
 }
 
-async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, limits: ConnLimits) {
-    let mut next_conn = 0u64;
+/// What an accept loop stamps on its connections: what they carry, and their numbers
+/// (shared by every loop of a driver, so no two connections get the same).
+struct Accepted {
+    kind: ConnKind,
+    numbers: Arc<AtomicU64>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    accepted: Accepted,
+    events: mpsc::Sender<Event>,
+    limits: ConnLimits,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -352,9 +374,8 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, limits:
                 continue;
             }
         };
-        next_conn += 1;
-        // One listener, for remoting; the replication port gets its own.
-        if !start_connection(ConnId(next_conn), peer, ConnKind::Remoting, stream, &events, &limits).await {
+        let conn = ConnId(accepted.numbers.fetch_add(1, Ordering::Relaxed) + 1);
+        if !start_connection(conn, peer, accepted.kind, stream, &events, &limits).await {
             return;
         }
     }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use keel_core::broker::{Broker, BrokerConfig};
+use keel_core::io::ConnKind;
 use keel_core::namesrv::{NameServer, NameServerConfig};
 use keel_core::store::{FlushMode, Store};
 use tokio::net::TcpListener;
@@ -46,7 +47,7 @@ impl NamesrvServer {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         driver::run(
             &mut self.machine,
-            self.listener,
+            vec![(self.listener, ConnKind::Remoting)],
             None,
             DriverConfig::default(),
             shutdown,
@@ -59,10 +60,12 @@ impl NamesrvServer {
     }
 }
 
-/// A broker with its listener bound and its store recovered.
+/// A broker with its listeners bound and its store recovered.
 pub struct BrokerServer {
     broker: Broker,
     listener: TcpListener,
+    /// `haListenPort`: slaves' replication streams.
+    replication: Option<TcpListener>,
     disk: Arc<dyn Disk>,
     completions: mpsc::UnboundedReceiver<Completion>,
     clock: Arc<dyn Clock>,
@@ -89,8 +92,15 @@ impl BrokerServer {
         let disk = Arc::new(FileDisk::open(root, completions_tx).map_err(|e| {
             anyhow::anyhow!("cannot open the store directory {}: {}", root.display(), io_reason(&e))
         })?);
+        let ha_port = settings.ha_listen_port()?;
+        let ha_addr = SocketAddr::from(([0, 0, 0, 0], ha_port));
+        let replication = TcpListener::bind(ha_addr).await.map_err(|e| listen_error(ha_addr, &e))?;
         let server = Self::from_parts(config, listener, disk, completions, Arc::new(SystemClock::start()))?;
-        Ok(Self { read_limits: (settings.read_chunk_bytes, settings.request_buffer_bytes), ..server })
+        Ok(Self {
+            read_limits: (settings.read_chunk_bytes, settings.request_buffer_bytes),
+            replication: Some(replication),
+            ..server
+        })
     }
 
     /// Recover the store from `disk` and load the metadata: the seam where the simulator
@@ -109,7 +119,7 @@ impl BrokerServer {
         let broker = Broker::new(config, store, Box::new(Arc::clone(&disk)), clock.now());
         let defaults = DriverConfig::default();
         let read_limits = (defaults.read_chunk, defaults.queued_bytes);
-        Ok(Self { broker, listener, disk, completions, clock, advertised, read_limits })
+        Ok(Self { broker, listener, replication: None, disk, completions, clock, advertised, read_limits })
     }
 
     /// The address clients are told (`brokerIP1` and the bound port).
@@ -118,11 +128,21 @@ impl BrokerServer {
         self.advertised
     }
 
+    /// Where slaves connect (`haListenPort`), if it is bound.
+    #[must_use]
+    pub fn replication_addr(&self) -> Option<SocketAddr> {
+        let port = self.replication.as_ref()?.local_addr().ok()?.port();
+        Some(SocketAddr::new(self.advertised.ip(), port))
+    }
+
     /// Serve until `shutdown` resolves, then flush the store and metadata and return.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let listeners = std::iter::once((self.listener, ConnKind::Remoting))
+            .chain(self.replication.map(|listener| (listener, ConnKind::Replication)))
+            .collect();
         driver::run(
             &mut self.broker,
-            self.listener,
+            listeners,
             Some((self.disk, self.completions)),
             DriverConfig {
                 clock: self.clock,

@@ -39,7 +39,8 @@ fn on_a_taken_port(
 ) -> String {
     let taken = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let dir = scratch_dir(&format!("startup-{name}"));
+    // Named by the port too: tests of one binary run at once.
+    let dir = scratch_dir(&format!("startup-{name}-{port}"));
     let args = args(port, &dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let stderr = failure_text(&run(binary, &args));
@@ -59,6 +60,15 @@ fn conf(dir: &std::path::Path, name: &str, text: String) -> String {
 fn a_broker_on_a_taken_port_names_the_address_and_exits_1() {
     on_a_taken_port(env!("CARGO_BIN_EXE_mqbroker"), "mqbroker", |port, dir| {
         let text = format!("listenPort={port}\nstorePathRootDir={}\n", dir.join("store").display());
+        vec!["-c".into(), conf(dir, "broker.conf", text)]
+    });
+}
+
+#[test]
+fn a_broker_whose_replication_port_is_taken_names_it_and_exits_1() {
+    on_a_taken_port(env!("CARGO_BIN_EXE_mqbroker"), "mqbroker", |port, dir| {
+        let text =
+            format!("listenPort=0\nhaListenPort={port}\nstorePathRootDir={}\n", dir.join("store").display());
         vec!["-c".into(), conf(dir, "broker.conf", text)]
     });
 }

@@ -27,9 +27,17 @@ async fn namesrv_main() {
     let listener = TcpListener::bind("0.0.0.0:9876").await.expect("bind");
     let mut machine = NameServer::new(NameServerConfig::default());
     let never = std::future::pending::<()>();
-    driver::run(&mut machine, listener, None, DriverConfig::default(), never, |_, _| {}, |_| true)
-        .await
-        .expect("driver");
+    driver::run(
+        &mut machine,
+        vec![(listener, keel_core::io::ConnKind::Remoting)],
+        None,
+        DriverConfig::default(),
+        never,
+        |_, _| {},
+        |_| true,
+    )
+    .await
+    .expect("driver");
 }
 
 /// One request over a fresh connection; `None` if the server is unreachable.

@@ -67,6 +67,7 @@ class Cluster:
         conf = self._write(
             "broker.conf",
             "listenPort=%d\n"
+            "haListenPort=0\n"
             "namesrvAddr=%s\n"
             "storePathRootDir=%s\n"
             "flushDiskType=%s\n"
