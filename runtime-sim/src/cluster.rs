@@ -135,6 +135,8 @@ pub const TIMING_CHECKS: TimingCheckConfig = TimingCheckConfig {
     tx_check_max: 4,
     // The client library's send attempts (2 retries): each may store a half message.
     send_attempts: 3,
+    // ClientConfig's default.
+    send_timeout_ms: 3_000,
     late_bound_ms: 2_500,
     slack_ms: 5_000,
     reserved_ms: None,
