@@ -99,3 +99,14 @@ fn a_slave_claiming_more_log_than_the_master_has_is_dropped() {
     assert!(closed.0.contains("past this master"), "{closed:?}");
     assert!(master.slaves[&SLAVE].0.is_empty());
 }
+
+#[test]
+fn replication_connections_beyond_the_limit_are_refused() {
+    let mut master = master();
+    for i in 0..17u64 {
+        master.open_replication(ConnId(100 + i), addr("10.0.0.2:50001"));
+    }
+    let refused: Vec<ConnId> =
+        master.slaves.iter().filter(|(_, (_, closed))| closed.is_some()).map(|(conn, _)| *conn).collect();
+    assert_eq!(refused, [ConnId(116)], "the 17th is refused, the 16 before it stay");
+}

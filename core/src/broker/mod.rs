@@ -400,7 +400,9 @@ impl Machine for Broker {
     fn handle(&mut self, now: Now, input: Input) {
         self.admin.sample(now, rate_counters(&self.shared.stats, &self.timers));
         match input {
-            Input::ConnOpened { conn, kind: ConnKind::Replication, .. } => self.replication.opened(now, conn),
+            Input::ConnOpened { conn, kind: ConnKind::Replication, .. } => {
+                self.replication.opened(&mut self.shared, now, conn);
+            }
             Input::ConnOpened { conn, peer, kind: ConnKind::Remoting } => {
                 self.shared.conns.open(conn, peer, &mut self.shared.out);
                 if conn.is_outbound() {

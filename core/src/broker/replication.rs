@@ -12,6 +12,10 @@ use super::shared::Shared;
 use crate::ha::{HaConfig, HaError, SlaveSession};
 use crate::io::{CloseReason, ConnId, MonoNanos, Now, Output};
 
+/// Most slaves streaming at once: a set has a few; more connections on the replication
+/// port are refused rather than each given a stream.
+const MAX_SLAVES: usize = 16;
+
 /// The slaves streaming from this broker.
 #[derive(Debug)]
 pub(super) struct Replication {
@@ -31,7 +35,17 @@ impl Replication {
     }
 
     /// A slave connected.
-    pub(super) fn opened(&mut self, now: Now, conn: ConnId) {
+    pub(super) fn opened(&mut self, shared: &mut Shared, now: Now, conn: ConnId) {
+        if self.sessions.len() >= MAX_SLAVES {
+            tracing::warn!(
+                ?conn,
+                slaves = self.sessions.len(),
+                "replication connection refused: too many slaves"
+            );
+            let reason = CloseReason(format!("more than {MAX_SLAVES} slaves"));
+            shared.out.push_back(Output::Close { conn, reason });
+            return;
+        }
         self.sessions.insert(conn, SlaveSession::new(now.mono));
     }
 
