@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::wire::{encode_transfer, ReportDecoder};
-use super::{HaConfig, HaError};
+use super::{HaConfig, HaError, Liveness};
 use crate::io::{MonoNanos, StoreRead};
 use crate::store::{PhysOffset, Store};
 
@@ -21,26 +21,19 @@ pub struct SlaveSession {
     next: Option<PhysOffset>,
     /// The newest end the slave reported: what it holds.
     acked: PhysOffset,
-    last_sent: MonoNanos,
-    last_heard: MonoNanos,
+    liveness: Liveness,
 }
 
 impl SlaveSession {
     /// A slave that connected at `now` and has not reported yet.
     #[must_use]
     pub fn new(now: MonoNanos) -> Self {
-        Self {
-            reports: ReportDecoder::new(),
-            next: None,
-            acked: PhysOffset(0),
-            last_sent: now,
-            last_heard: now,
-        }
+        Self { reports: ReportDecoder::new(), next: None, acked: PhysOffset(0), liveness: Liveness::new(now) }
     }
 
     /// Bytes from the slave. An error means the connection must be closed.
     pub fn on_bytes(&mut self, now: MonoNanos, data: &[u8], store: &Store) -> Result<(), HaError> {
-        self.last_heard = now;
+        self.liveness.heard(now);
         let Some(end) = self.reports.push(data)? else { return Ok(()) };
         if self.next.is_none() {
             if end > store.write_pos() {
@@ -83,14 +76,14 @@ impl SlaveSession {
                 let mut out = BytesMut::with_capacity(super::wire::TRANSFER_HEADER_LEN + run.len());
                 encode_transfer(next, &run, &mut out);
                 self.next = Some(next + run.len() as u64);
-                self.last_sent = now;
+                self.liveness.sent(now);
                 return Ok(Some(out.freeze()));
             }
         }
-        if now >= self.last_sent.plus_millis(config.heartbeat_interval_ms) {
+        if now >= self.liveness.heartbeat_at(config) {
             let mut out = BytesMut::new();
             encode_transfer(next, &[], &mut out);
-            self.last_sent = now;
+            self.liveness.sent(now);
             return Ok(Some(out.freeze()));
         }
         Ok(None)
@@ -111,9 +104,9 @@ impl SlaveSession {
     /// When this session next needs a timeout: its heartbeat, or its silence check.
     #[must_use]
     pub fn poll_timeout(&self, config: &HaConfig) -> MonoNanos {
-        let silence = self.last_heard.plus_millis(config.housekeeping_ms);
+        let silence = self.liveness.silent_at(config);
         if self.next.is_some() {
-            silence.min(self.last_sent.plus_millis(config.heartbeat_interval_ms))
+            silence.min(self.liveness.heartbeat_at(config))
         } else {
             silence
         }
@@ -121,10 +114,6 @@ impl SlaveSession {
 
     /// `Err` once the slave has been silent for the housekeeping interval.
     pub fn check_alive(&self, now: MonoNanos, config: &HaConfig) -> Result<(), HaError> {
-        let silent = now.millis_since(self.last_heard);
-        if silent >= config.housekeeping_ms {
-            return Err(HaError::Silent(silent));
-        }
-        Ok(())
+        self.liveness.check_alive(now, config)
     }
 }

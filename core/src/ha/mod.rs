@@ -15,7 +15,49 @@ pub mod wire;
 pub use master::SlaveSession;
 pub use slave::MasterLink;
 
+use crate::io::MonoNanos;
 use crate::store::{PhysOffset, ReadError, StoreError};
+
+/// When one side of a replication connection last sent and last heard anything: what its
+/// heartbeats and its silence check go by.
+#[derive(Debug, Clone, Copy)]
+struct Liveness {
+    last_sent: MonoNanos,
+    last_heard: MonoNanos,
+}
+
+impl Liveness {
+    fn new(now: MonoNanos) -> Self {
+        Self { last_sent: now, last_heard: now }
+    }
+
+    fn heard(&mut self, now: MonoNanos) {
+        self.last_heard = now;
+    }
+
+    fn sent(&mut self, now: MonoNanos) {
+        self.last_sent = now;
+    }
+
+    /// When a heartbeat is due if nothing is sent before.
+    fn heartbeat_at(&self, config: &HaConfig) -> MonoNanos {
+        self.last_sent.plus_millis(config.heartbeat_interval_ms)
+    }
+
+    /// When the peer counts as silent if nothing is heard before.
+    fn silent_at(&self, config: &HaConfig) -> MonoNanos {
+        self.last_heard.plus_millis(config.housekeeping_ms)
+    }
+
+    /// `Err` once the peer has been silent for the housekeeping interval.
+    fn check_alive(&self, now: MonoNanos, config: &HaConfig) -> Result<(), HaError> {
+        let silent = now.millis_since(self.last_heard);
+        if silent >= config.housekeeping_ms {
+            return Err(HaError::Silent(silent));
+        }
+        Ok(())
+    }
+}
 
 /// Replication settings (RocketMQ's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

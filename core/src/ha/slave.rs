@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::wire::{encode_report, TransferDecoder, MAX_TRANSFER_LEN};
-use super::{HaConfig, HaError};
+use super::{HaConfig, HaError, Liveness};
 use crate::io::MonoNanos;
 use crate::store::{PhysOffset, Store};
 
@@ -25,8 +25,7 @@ pub struct MasterLink {
     pending: Vec<u8>,
     /// The end last reported to the master.
     reported: PhysOffset,
-    last_sent: MonoNanos,
-    last_heard: MonoNanos,
+    liveness: Liveness,
 }
 
 impl MasterLink {
@@ -39,8 +38,7 @@ impl MasterLink {
             transfers: TransferDecoder::new(MAX_TRANSFER_LEN),
             pending: Vec::new(),
             reported: end,
-            last_sent: now,
-            last_heard: now,
+            liveness: Liveness::new(now),
         };
         (link, report(end))
     }
@@ -48,7 +46,7 @@ impl MasterLink {
     /// Bytes from the master: every complete transfer is appended to `store`. An error
     /// means the connection must be closed (what was appended before it stays).
     pub fn on_bytes(&mut self, now: MonoNanos, data: &[u8], store: &mut Store) -> Result<(), HaError> {
-        self.last_heard = now;
+        self.liveness.heard(now);
         self.transfers.push(data);
         // A record is never longer than the store's largest plus its fields.
         let bound = store.config().max_message_size + RECORD_OVERHEAD;
@@ -84,9 +82,9 @@ impl MasterLink {
     /// or the same end once nothing was sent for the heartbeat interval.
     pub fn poll_transmit(&mut self, now: MonoNanos, store: &Store, config: &HaConfig) -> Option<Bytes> {
         let end = store.write_pos();
-        if end != self.reported || now >= self.last_sent.plus_millis(config.heartbeat_interval_ms) {
+        if end != self.reported || now >= self.liveness.heartbeat_at(config) {
             self.reported = end;
-            self.last_sent = now;
+            self.liveness.sent(now);
             return Some(report(end));
         }
         None
@@ -101,18 +99,12 @@ impl MasterLink {
     /// When this link next needs a timeout: its heartbeat, or its silence check.
     #[must_use]
     pub fn poll_timeout(&self, config: &HaConfig) -> MonoNanos {
-        self.last_heard
-            .plus_millis(config.housekeeping_ms)
-            .min(self.last_sent.plus_millis(config.heartbeat_interval_ms))
+        self.liveness.silent_at(config).min(self.liveness.heartbeat_at(config))
     }
 
     /// `Err` once the master has been silent for the housekeeping interval.
     pub fn check_alive(&self, now: MonoNanos, config: &HaConfig) -> Result<(), HaError> {
-        let silent = now.millis_since(self.last_heard);
-        if silent >= config.housekeeping_ms {
-            return Err(HaError::Silent(silent));
-        }
-        Ok(())
+        self.liveness.check_alive(now, config)
     }
 }
 
