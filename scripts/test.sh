@@ -54,6 +54,15 @@ suite() {
   fi
 }
 
+# raft-rs builds its protobuf messages with protoc: install Debian's when it is missing.
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "=== installing protobuf-compiler (protoc, for raft-rs's build)"
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -q >/dev/null
+  $sudo_cmd apt-get install -y -q protobuf-compiler >/dev/null
+fi
+
 echo "=== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -30,6 +30,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod controller;
 pub mod ha;
 pub mod invalid_setting;
 pub mod io;

@@ -1,11 +1,13 @@
 //! The client machine's route requests, driven by hand against a scripted name server: a
 //! topic nobody has a route for is asked about again at a steady pace, neither once per
 //! round trip nor only at the 30 s route refresh, so a topic or broker that appears later is
-//! found soon.
+//! found soon. And what a send's reply status makes of it.
 
 use std::collections::BTreeMap;
 
-use keel_core::client::{Client, ClientConfig, ConsumerConfig, SendRequest, SendTarget};
+use keel_core::client::{
+    Client, ClientConfig, ClientEvent, ConsumerConfig, SendRequest, SendStatus, SendTarget,
+};
 use keel_core::io::{ConnId, Input, Machine, MonoNanos, Now, Output, UnixMillis};
 use keel_core::protocol::body::{perm, BrokerData, QueueData, TopicRouteData};
 use keel_core::protocol::client_requests::OutgoingMessage;
@@ -188,4 +190,47 @@ fn a_send_whose_route_request_went_unanswered_asks_again_until_a_name_server_ans
         send_at.is_some_and(|ms| ms <= 3_600),
         "the send reached the broker at {send_at:?} ms; its route request timed out at 3000 ms"
     );
+}
+
+#[test]
+fn a_send_stored_without_a_slave_ends_with_that_status_and_is_not_retried() {
+    use keel_core::protocol::headers::{CommandHeader, SendMessageResponseHeader};
+    for (code, status) in [
+        (ResponseCode::SUCCESS, SendStatus::SendOk),
+        (ResponseCode::FLUSH_SLAVE_TIMEOUT, SendStatus::FlushSlaveTimeout),
+        (ResponseCode::SLAVE_NOT_AVAILABLE, SendStatus::SlaveNotAvailable),
+    ] {
+        let (mut client, mut now) = start();
+        let message =
+            OutgoingMessage { topic: "T".into(), body: b"x".to_vec().into(), ..OutgoingMessage::default() };
+        client.send(now, SendRequest { group: "pg".into(), message, target: SendTarget::Any });
+        let body = route_on_the_broker(4);
+        let sent = drive(&mut client, &mut now, 100, |_, request| match request.request_code() {
+            RequestCode::GET_ROUTEINFO_BY_TOPIC => Some(
+                RemotingCommand::response_to(request, ResponseCode::SUCCESS, None).with_body(body.clone()),
+            ),
+            RequestCode::SEND_MESSAGE_V2 => {
+                let header = SendMessageResponseHeader {
+                    msg_id: "0A00000200002A9F0000000000000000".into(),
+                    queue_id: 1,
+                    queue_offset: 5,
+                    transaction_id: None,
+                    batch_uniq_id: None,
+                    msg_region: "DefaultRegion".into(),
+                    trace_on: "true".into(),
+                };
+                let reply = RemotingCommand::response_to(request, code, None);
+                Some(RemotingCommand { ext_fields: header.to_ext_fields(), ..reply })
+            }
+            _ => None,
+        });
+        let sends = sent.iter().filter(|(_, _, r)| r.request_code() == RequestCode::SEND_MESSAGE_V2).count();
+        assert_eq!(sends, 1, "{code:?}: stored, so not sent again");
+        let done = std::iter::from_fn(|| client.poll_event()).find_map(|event| match event {
+            ClientEvent::SendDone { result, .. } => Some(result),
+            _ => None,
+        });
+        let result = done.expect("the send ended").expect("a stored message is a result");
+        assert_eq!((result.status, result.queue_offset), (status, 5), "{code:?}");
+    }
 }

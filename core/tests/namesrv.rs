@@ -201,3 +201,43 @@ fn brokers_expire_after_120_seconds_and_at_once_when_their_connection_closes() {
     ns.handle(at(130_001), Input::ConnClosed { conn: BROKER });
     assert_eq!(route(&mut ns, at(130_002), "T").response_code(), ResponseCode::TOPIC_NOT_EXIST);
 }
+
+#[test]
+fn with_enable_controller_in_namesrv_the_name_server_answers_controller_requests_too() {
+    use keel_core::controller::ControllerConfig;
+    use keel_core::protocol::headers::GetNextBrokerIdHeader;
+    let ask = GetNextBrokerIdHeader {
+        cluster_name: "c".into(),
+        broker_name: "broker-a".into(),
+        next_broker_id: None,
+    };
+    let request =
+        RemotingCommand::request(RequestCode::CONTROLLER_GET_NEXT_BROKER_ID, 7, ask.to_ext_fields());
+
+    let mut plain = start();
+    let refused = response(&call(&mut plain, at(1), CLIENT, &request));
+    assert_eq!(refused.response_code(), ResponseCode::REQUEST_CODE_NOT_SUPPORTED);
+
+    let config =
+        NameServerConfig { controller: Some(ControllerConfig::default()), ..NameServerConfig::default() };
+    let mut ns = NameServer::new(config);
+    ns.handle(
+        at(0),
+        Input::ConnOpened {
+            conn: CLIENT,
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            kind: ConnKind::Remoting,
+        },
+    );
+    let answered = response(&call(&mut ns, at(1), CLIENT, &request));
+    assert_eq!(answered.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(GetNextBrokerIdHeader::decode(&answered.ext_fields).unwrap().next_broker_id, Some(1));
+    // Routes are still served, and the controller's scan is among the deadlines.
+    let route = GetRouteInfoRequestHeader { topic: "T".into(), accept_standard_json_only: None };
+    let request = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 8, route.to_ext_fields());
+    assert_eq!(
+        response(&call(&mut ns, at(2), CLIENT, &request)).response_code(),
+        ResponseCode::TOPIC_NOT_EXIST
+    );
+    assert!(ns.poll_timeout().is_some() && ns.controller().is_some());
+}

@@ -87,8 +87,8 @@ pub struct BrokerNode {
     /// Replication connections (slaves on the replication port), with the raw bytes the
     /// broker sent each and whether it closed it.
     pub slaves: BTreeMap<ConnId, (Vec<u8>, Option<CloseReason>)>,
-    /// Outbound connections the broker asked for, not yet answered.
-    pub dials: Vec<(ConnId, SocketAddr)>,
+    /// Outbound connections the broker asked for, not yet answered, with what each carries.
+    pub dials: Vec<(ConnId, SocketAddr, ConnKind)>,
     /// Fatal stops the broker emitted.
     pub fatal: Vec<String>,
     config: BrokerConfig,
@@ -165,7 +165,7 @@ impl BrokerNode {
                         peer.closed = Some(reason);
                     }
                 }
-                Output::Connect { conn, addr, .. } => self.dials.push((conn, addr)),
+                Output::Connect { conn, addr, kind } => self.dials.push((conn, addr, kind)),
                 Output::Disk { io, op } => self.queue.push(io, op),
                 Output::Fatal { reason } => self.fatal.push(reason),
             }
@@ -179,7 +179,8 @@ impl BrokerNode {
         self.handle(Input::ConnOpened { conn, peer, kind: ConnKind::Remoting });
     }
 
-    /// A slave connects on the replication port.
+    /// A replication connection opens: a slave's on the replication port, or the one a
+    /// slave dialled to its master. Its bytes are kept raw in [`slaves`](Self::slaves).
     pub fn open_replication(&mut self, conn: ConnId, peer: SocketAddr) {
         self.slaves.insert(conn, (Vec::new(), None));
         self.handle(Input::ConnOpened { conn, peer, kind: ConnKind::Replication });

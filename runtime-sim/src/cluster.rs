@@ -175,6 +175,10 @@ pub(crate) async fn namesrv_main(skew: SharedSkew, epoch: Instant) {
 
 pub(crate) async fn broker_main(world: World, config: BrokerConfig, skew: SharedSkew, epoch: Instant) {
     let listener = TcpListener::bind("0.0.0.0:10911").await.expect("bind broker");
+    let replication = match config.ha_addr {
+        Some(addr) => Some(TcpListener::bind(("0.0.0.0", addr.port())).await.expect("bind replication")),
+        None => None,
+    };
     let (completions_tx, completions) = mpsc::unbounded_channel();
     let disk: Arc<dyn Disk> = Arc::new(NodeDisk::start(completions_tx));
     let clock: Arc<dyn Clock> = Arc::new(SimClock::start(skew, epoch));
@@ -186,6 +190,10 @@ pub(crate) async fn broker_main(world: World, config: BrokerConfig, skew: Shared
             world.broker_down(format!("recovery: {error:#}"));
             return;
         }
+    };
+    let server = match replication {
+        Some(listener) => server.with_replication_listener(listener),
+        None => server,
     };
     madsim::plugin::simulator::<DiskSimulator>().arm_read_faults(madsim::plugin::node());
     if let Err(error) = server.run(std::future::pending()).await {
@@ -239,7 +247,12 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     if profile.clock_drift_ppm != 0 || profile.mono_drift_ppm != 0 {
         world.bump("clock_drift");
     }
-    let config = broker_config(&profile, mutation);
+    let mut config = broker_config(&profile, mutation);
+    if let Some(replica) = &profile.replica {
+        crate::replica::make_master(&mut config, replica);
+        world.bump(if replica.sync_master { "sync_master_run" } else { "async_master_run" });
+    }
+    let master_config = config.clone();
     let (broker_world, skew) = (world.clone(), broker_skew.clone());
     let broker = handle
         .create_node()
@@ -275,6 +288,19 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     if profile.disk_latency_us > 0 {
         world.bump("disk_latency");
     }
+    let slave = profile.replica.map(|_| {
+        let config = crate::replica::slave_config(&master_config);
+        let (slave_world, init_config) = (world.clone(), config.clone());
+        let node = handle
+            .create_node()
+            .name("slave")
+            .ip(crate::replica::SLAVE_IP.parse().expect("ip"))
+            .init(move || crate::replica::slave_main(slave_world.clone(), init_config.clone(), epoch))
+            .build();
+        let never: LossHook = Arc::new(|_, _| {});
+        disks.attach(node.id(), profile.seed ^ 0x51a7e, DiskProfile::default(), never);
+        (node.id(), config)
+    });
 
     let mut producers: Vec<NodeId> = Vec::new();
     for id in 0..profile.producers {
@@ -314,9 +340,23 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     let nodes = Nodes { namesrv: namesrv.id(), broker: broker.id(), producers, consumers };
     let deadline = epoch + Duration::from_millis(profile.fault_ms);
     let nemesis_tasks = nemesis::start(&profile, &world, &nodes, &broker_skew, epoch, deadline);
+    let replica_faults = match (&slave, profile.replica.and_then(|r| r.partitions)) {
+        (Some((slave, _)), Some(r)) => Some(tokio::spawn(crate::replica::partitions(
+            world.clone(),
+            r,
+            profile.seed,
+            (broker.id(), *slave),
+            epoch,
+            deadline,
+        ))),
+        _ => None,
+    };
     tokio::time::sleep_until(deadline).await;
-    for task in nemesis_tasks.faults {
+    for task in nemesis_tasks.faults.into_iter().chain(replica_faults) {
         let _ = task.await;
+    }
+    if let Some((slave, _)) = &slave {
+        crate::replica::heal(broker.id(), *slave);
     }
     // Heal: every fault off, the network whole, the disk sound, the clock steady.
     let now_ms = env.now_ms();
@@ -361,6 +401,14 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         );
     }
 
+    let mut replica_violation = None;
+    if let Some((slave, slave_config)) = &slave {
+        let nodes = (broker.id(), *slave);
+        let patience = Duration::from_secs(60);
+        replica_violation =
+            crate::replica::check_converged(nodes, (&master_config, slave_config), patience).await;
+        world.bump(if replica_violation.is_none() { "replica_converged" } else { "replica_diverged" });
+    }
     let mut coverage = world.coverage();
     if let Some(disk) = disks.disk(broker.id()) {
         let counts = disk.with(|d| d.fault_counts());
@@ -376,6 +424,7 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     world.record(env.now_ms(), Event::BrokerClock { wall_ms, high_ms });
     let history = world.history();
     let mut violations = check(&history, &check_config, MAX_VIOLATIONS);
+    violations.extend(replica_violation);
     violations.extend(check_timing(
         &history,
         &timing_checks,
@@ -404,7 +453,11 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     nemesis_tasks.keeper.abort();
     let all = [nodes.namesrv, nodes.broker, prober.id(), timing.id()]
         .into_iter()
-        .chain(nodes.producers.iter().copied());
+        .chain(nodes.producers.iter().copied())
+        .chain(slave.iter().map(|(node, _)| *node));
+    if let Some((slave, _)) = &slave {
+        disks.detach(*slave);
+    }
     tear_down(&handle, all.chain(nodes.consumers.iter().copied()), Some(broker.id())).await;
     outcome
 }

@@ -27,6 +27,9 @@ pub mod horizon;
 #[cfg(madsim)]
 pub mod nemesis;
 pub mod profile;
+#[cfg(madsim)]
+pub mod replica;
+pub mod replica_checks;
 pub mod sim_clock;
 #[cfg(madsim)]
 pub mod sim_conn;

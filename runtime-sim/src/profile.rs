@@ -114,6 +114,17 @@ pub struct SimProfile {
     pub script: Vec<Scripted>,
     /// Retention deletes what is older than this (`fileReservedTime`), at every hour.
     pub retention: Option<RetentionProfile>,
+    /// The broker has a slave copying its log (one seed in four).
+    pub replica: Option<ReplicaProfile>,
+}
+
+/// How a seed replicates: the broker is a master with one slave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaProfile {
+    /// SYNC_MASTER (a send is acknowledged once the slave has it) or ASYNC_MASTER.
+    pub sync_master: bool,
+    /// Partitions between the master and its slave.
+    pub partitions: Option<Recurring>,
 }
 
 /// How a seed runs retention: seconds instead of days, so segments expire within a run.
@@ -206,6 +217,11 @@ impl SimProfile {
                 check_interval_ms: rng.gen_range(200..5_000),
                 delete_interval_ms: rng.gen_range(10..1_000),
             }),
+            // Drawn after everything else, so adding it left every other field as it was.
+            replica: (!quiet && rng.gen_ratio(1, 4)).then(|| ReplicaProfile {
+                sync_master: rng.gen_bool(0.5),
+                partitions: maybe(&mut rng, on, (3_000, 20_000), (100, 8_000)),
+            }),
         }
     }
 
@@ -242,5 +258,13 @@ mod tests {
         assert!(profiles.iter().any(|p| p.capacity.is_some()));
         let retention = profiles.iter().filter(|p| p.retention.is_some()).count();
         assert!((80..200).contains(&retention), "about 1 in 3 seeds run retention, got {retention}");
+        let replicated: Vec<&SimProfile> = profiles.iter().filter(|p| p.replica.is_some()).collect();
+        assert!(
+            (60..150).contains(&replicated.len()),
+            "about 1 in 4 seeds replicate, got {}",
+            replicated.len()
+        );
+        assert!(replicated.iter().any(|p| p.replica.is_some_and(|r| r.sync_master)));
+        assert!(replicated.iter().any(|p| p.replica.is_some_and(|r| !r.sync_master)));
     }
 }

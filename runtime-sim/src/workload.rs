@@ -164,7 +164,19 @@ pub async fn producer(env: ClientEnv, id: u32, seed: u64, send_gap_ms: u64, max_
             let request = send_message(0, "dst-producer", queue, &message);
             let asked_ms = env.now_ms();
             match env.call(&mut conn, request, Duration::from_secs(3), &mut rng, "send").await {
-                Ok(reply) if reply.response_code() == ResponseCode::SUCCESS => {
+                // A SYNC_MASTER's FLUSH_SLAVE_TIMEOUT and SLAVE_NOT_AVAILABLE: stored on the
+                // master, which is all the checkers take an acknowledgement for.
+                Ok(reply)
+                    if matches!(
+                        reply.response_code(),
+                        ResponseCode::SUCCESS
+                            | ResponseCode::FLUSH_SLAVE_TIMEOUT
+                            | ResponseCode::SLAVE_NOT_AVAILABLE
+                    ) =>
+                {
+                    if reply.response_code() != ResponseCode::SUCCESS {
+                        env.world.bump("send_stored_without_slave");
+                    }
                     let Ok(header) = SendMessageResponseHeader::decode(&reply.ext_fields) else {
                         env.world
                             .record(env.now_ms(), Event::Alarm { what: "send reply without header".into() });

@@ -4,7 +4,7 @@
 use keel_core::protocol::body::{RegisterBrokerBody, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 use keel_core::protocol::headers::{
     CommandHeader, OffsetResponseHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
-    RegisterBrokerRequestHeader, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+    RegisterBrokerRequestHeader, SendMessageResponseHeader,
 };
 use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
@@ -14,17 +14,6 @@ use rand::SeedableRng;
 
 mod support;
 use support::*;
-
-/// UPDATE_CONSUMER_OFFSET for group `cg`.
-fn commit_offset(opaque: i32, topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
-    let header = UpdateConsumerOffsetRequestHeader {
-        consumer_group: "cg".into(),
-        topic: topic.into(),
-        queue_id,
-        commit_offset: offset,
-    };
-    RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, opaque, header.to_ext_fields())
-}
 
 /// QUERY_CONSUMER_OFFSET for group `cg`.
 fn query_offset(opaque: i32, topic: &str, queue_id: i32) -> RemotingCommand {
@@ -169,7 +158,7 @@ fn a_malformed_frame_closes_only_its_connection() {
 fn the_broker_registers_with_its_name_server_and_redials_a_lost_link() {
     let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
     node.advance(1);
-    let (conn, namesrv) = node.dials.pop().expect("a dial to the name server at boot");
+    let (conn, namesrv, _) = node.dials.pop().expect("a dial to the name server at boot");
     assert_eq!(namesrv, addr("10.0.0.9:9876"));
     node.open(conn, namesrv);
     let register = node.peers[&conn].inbox.first().cloned().expect("REGISTER_BROKER on connect");
@@ -200,7 +189,7 @@ fn with_compressed_register_the_registration_body_is_rocketmq_compressed_form() 
     config.compressed_register = true;
     let mut node = boot(config, SharedDisk::default());
     node.advance(1);
-    let (conn, namesrv) = node.dials.pop().expect("a dial to the name server at boot");
+    let (conn, namesrv, _) = node.dials.pop().expect("a dial to the name server at boot");
     node.open(conn, namesrv);
     let register = node.peers[&conn].inbox.first().cloned().expect("REGISTER_BROKER on connect");
     let header = RegisterBrokerRequestHeader::decode(&register.ext_fields).unwrap();

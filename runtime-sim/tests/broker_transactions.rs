@@ -167,6 +167,7 @@ fn transactional_batches_and_delays_are_refused_and_a_slave_ends_nothing() {
 
     let mut config = tx_config();
     config.broker_id = 1;
+    config.role = keel_core::ha::BrokerRole::Slave;
     let mut node = boot(config, SharedDisk::default());
     let position = (0, 0, "id".to_owned());
     assert_eq!(

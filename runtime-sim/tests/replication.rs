@@ -2,6 +2,7 @@
 //! master's `SlaveSession` and the slave's `MasterLink` exchange bytes cut into random
 //! pieces, as TCP may deliver them, while the master keeps appending.
 
+use keel_core::ha::epoch::EpochHistory;
 use keel_core::ha::wire::{Transfer, TransferDecoder, MAX_TRANSFER_LEN, TRANSFER_HEADER_LEN};
 use keel_core::ha::{HaConfig, HaError, MasterLink, SlaveSession};
 use keel_core::io::{MonoNanos, Now};
@@ -81,14 +82,17 @@ fn exchange(
     config: &HaConfig,
 ) -> usize {
     let mut sent = 0;
-    while let Some(frame) = session.poll_transmit(now, &master.store, &master.disk, config).unwrap() {
+    let history = EpochHistory::default();
+    while let Some(frame) =
+        session.poll_transmit(now, &master.store, &master.disk, config, Some(&history)).unwrap()
+    {
         sent += frame.len();
         for piece in pieces(rng, &frame) {
-            link.on_bytes(now, piece, &mut slave.store).unwrap();
+            link.on_bytes(now, piece, &mut slave.store, &history).unwrap();
         }
         slave.run_all();
     }
-    if let Some(report) = link.poll_transmit(now, &slave.store, config) {
+    if let Some(report) = link.poll_transmit(now, &slave.store, config, false) {
         for piece in pieces(rng, &report) {
             session.on_bytes(now, piece, &master.store).unwrap();
         }
@@ -96,23 +100,24 @@ fn exchange(
     sent
 }
 
+/// The slave's log and queues equal the master's from where the slave's log begins (0, or
+/// the master's newest segment when the slave connected with nothing).
 fn assert_identical(master: &StoreNode, slave: &StoreNode) {
     let end = master.store.write_pos();
     assert_eq!(slave.store.write_pos(), end);
-    for base in (0..=end.0 / SEGMENT).map(|i| i * SEGMENT) {
+    let start = slave.store.min_phys().0;
+    for base in (start / SEGMENT..=end.0 / SEGMENT).map(|i| i * SEGMENT) {
         let path = paths::segment(base);
-        assert_eq!(slave.read_file(path.as_str()), master.read_file(path.as_str()), "segment {base}");
+        assert!(slave.read_file(path.as_str()) == master.read_file(path.as_str()), "segment {base} differs");
     }
     for (topic, queue) in [("T", 0), ("T", 1), ("Other", 0), ("Other", 1)] {
-        let read = |node: &StoreNode| {
-            node.store.read_entries(&node.disk, topic, queue, QueueOffset(0), 1024).unwrap()
-        };
-        assert_eq!(read(slave), read(master), "{topic}/{queue}");
+        let from = QueueOffset(slave.store.queue_offsets(topic, queue).map_or(0, |(min, _)| min.0));
+        let read = |node: &StoreNode| node.store.read_entries(&node.disk, topic, queue, from, 1024).unwrap();
+        assert_eq!(read(slave), read(master), "{topic}/{queue} from {from:?}");
     }
-    assert_eq!(
-        audit(slave.config(), &slave.disk).unwrap().records,
-        audit(master.config(), &master.disk).unwrap().records
-    );
+    let mut theirs = audit(master.config(), &master.disk).unwrap().records;
+    theirs.retain(|record| record.offset >= start);
+    assert!(audit(slave.config(), &slave.disk).unwrap().records == theirs, "the audited records differ");
 }
 
 #[test]
@@ -128,10 +133,11 @@ fn a_slave_fed_through_a_chunked_stream_while_the_master_appends_ends_identical(
             append(&mut master, i);
         }
         master.run_all();
+        let newest = master.store.write_pos().0 / SEGMENT * SEGMENT;
         let mut slave = node();
         let now = MonoNanos(1_000_000_000);
         let mut session = SlaveSession::new(now);
-        let (mut link, hello) = MasterLink::new(now, &slave.store);
+        let (mut link, hello) = MasterLink::new(now, &slave.store, None);
         for piece in pieces(&mut rng, &hello) {
             session.on_bytes(now, piece, &master.store).unwrap();
         }
@@ -145,6 +151,7 @@ fn a_slave_fed_through_a_chunked_stream_while_the_master_appends_ends_identical(
         master.run_all();
         while exchange(&mut rng, now, &master, &mut session, &mut slave, &mut link, &config) > 0 {}
         assert!(master.store.write_pos().0 > 3 * SEGMENT, "seed {seed}: the log spans segments");
+        assert_eq!(slave.store.min_phys().0, newest, "seed {seed}: a slave with nothing starts there");
         assert_identical(&master, &slave);
         assert_eq!(
             session.acked(),
@@ -158,51 +165,69 @@ fn a_slave_fed_through_a_chunked_stream_while_the_master_appends_ends_identical(
 #[test]
 fn a_master_sends_no_more_than_its_window_past_the_slaves_reports() {
     let mut master = node();
-    for i in 0..40 {
+    // Within the first segment: an empty slave is streamed from the newest segment's start.
+    for i in 0..8 {
         append(&mut master, i);
     }
     master.run_all();
+    assert!((3500..SEGMENT).contains(&master.store.write_pos().0), "{:?}", master.store.write_pos());
     let slave = node();
     let config = HaConfig { transfer_batch: 1000, window: 2500, ..HaConfig::default() };
     let now = MonoNanos(1_000_000_000);
     let mut session = SlaveSession::new(now);
-    let (_, hello) = MasterLink::new(now, &slave.store);
+    let (_, hello) = MasterLink::new(now, &slave.store, None);
     session.on_bytes(now, &hello, &master.store).unwrap();
+    let history = EpochHistory::default();
+    let poll = |session: &mut SlaveSession| {
+        session.poll_transmit(now, &master.store, &master.disk, &config, Some(&history)).unwrap()
+    };
     let mut stream = Vec::new();
-    while let Some(frame) = session.poll_transmit(now, &master.store, &master.disk, &config).unwrap() {
+    while let Some(frame) = poll(&mut session) {
         stream.extend_from_slice(&frame);
     }
     let sent = transfers(&stream);
     let sizes: Vec<usize> = sent.iter().map(|t| t.bytes.len()).collect();
     assert_eq!(sizes, [1000, 1000, 500], "batches, then what the window leaves");
-    assert_eq!(stream.len(), 2500 + 3 * TRANSFER_HEADER_LEN);
+    // The history frame first: its header, the end, one epoch.
+    let history_len = TRANSFER_HEADER_LEN + 8 + 12;
+    assert_eq!(stream.len(), history_len + 2500 + 3 * TRANSFER_HEADER_LEN);
     // A report of 1000 bytes opens the window by as much.
     let mut report = Vec::new();
     keel_core::ha::wire::encode_report(PhysOffset(1000), &mut report);
     session.on_bytes(now, &report, &master.store).unwrap();
-    let more = session.poll_transmit(now, &master.store, &master.disk, &config).unwrap().unwrap();
+    let more = poll(&mut session).unwrap();
     assert_eq!(transfers(&more)[0].from, PhysOffset(2500));
     assert_eq!(more.len(), TRANSFER_HEADER_LEN + 1000);
-    assert_eq!(session.poll_transmit(now, &master.store, &master.disk, &config).unwrap(), None);
+    assert_eq!(poll(&mut session), None);
 }
 
 #[test]
 fn idle_sides_send_heartbeats_and_a_silent_peer_is_dropped() {
     let master = node();
-    let slave = node();
+    let mut slave = node();
     let config = HaConfig::default();
     let start = MonoNanos(1_000_000_000);
     let mut session = SlaveSession::new(start);
-    let (mut link, hello) = MasterLink::new(start, &slave.store);
+    let (mut link, hello) = MasterLink::new(start, &slave.store, None);
     session.on_bytes(start, &hello, &master.store).unwrap();
-    assert_eq!(session.poll_transmit(start, &master.store, &master.disk, &config).unwrap(), None);
-    assert_eq!(link.poll_transmit(start, &slave.store, &config), None, "the end was just reported");
+    let history = EpochHistory::default();
+    // Nothing until the history is durable, then the history.
+    assert_eq!(session.poll_transmit(start, &master.store, &master.disk, &config, None).unwrap(), None);
+    let first = session.poll_transmit(start, &master.store, &master.disk, &config, Some(&history)).unwrap();
+    link.on_bytes(start, &first.expect("the history"), &mut slave.store, &history).unwrap();
+    assert_eq!(link.take_adopted(), Some(history.clone()));
+    assert_eq!(
+        session.poll_transmit(start, &master.store, &master.disk, &config, Some(&history)).unwrap(),
+        None
+    );
+    assert_eq!(link.poll_transmit(start, &slave.store, &config, false), None, "the end was just reported");
     let beat = start.plus_millis(config.heartbeat_interval_ms);
     assert_eq!(session.poll_timeout(&config), beat);
-    let heartbeat = session.poll_transmit(beat, &master.store, &master.disk, &config).unwrap().unwrap();
+    let heartbeat =
+        session.poll_transmit(beat, &master.store, &master.disk, &config, Some(&history)).unwrap().unwrap();
     let decoded = transfers(&heartbeat);
     assert!(decoded.len() == 1 && decoded[0].bytes.is_empty(), "an empty transfer");
-    assert_eq!(link.poll_transmit(beat, &slave.store, &config).map(|r| r.len()), Some(8));
+    assert_eq!(link.poll_transmit(beat, &slave.store, &config, false).map(|r| r.len()), Some(8));
     let late = start.plus_millis(config.housekeeping_ms);
     assert!(session.check_alive(MonoNanos(late.0 - 1), &config).is_ok());
     assert!(matches!(session.check_alive(late, &config), Err(HaError::Silent(_))));
@@ -210,17 +235,41 @@ fn idle_sides_send_heartbeats_and_a_silent_peer_is_dropped() {
 }
 
 #[test]
-fn a_slave_ahead_of_its_master_or_out_of_order_transfers_close_the_connection() {
+fn a_slave_ahead_of_its_master_is_told_to_cut_back_and_closed() {
     let master = node();
     let mut slave = node();
     append(&mut slave, 1);
     slave.run_all();
     let now = MonoNanos(1_000_000_000);
+    let config = HaConfig::default();
+    let history = EpochHistory::default();
     let mut session = SlaveSession::new(now);
-    let (mut link, hello) = MasterLink::new(now, &slave.store);
-    assert!(matches!(session.on_bytes(now, &hello, &master.store), Err(HaError::SlaveAhead { .. })));
+    let (mut link, hello) = MasterLink::new(now, &slave.store, None);
+    session.on_bytes(now, &hello, &master.store).unwrap();
+    let frame = session.poll_transmit(now, &master.store, &master.disk, &config, Some(&history)).unwrap();
+    let closed = session.poll_transmit(now, &master.store, &master.disk, &config, Some(&history));
+    assert!(matches!(closed, Err(HaError::SlaveAhead { .. })), "closed after the history: {closed:?}");
+    // The master's log ends at 0 in the epoch both share: the slave must cut back to it.
+    let told = link.on_bytes(now, &frame.expect("the history"), &mut slave.store, &history);
+    assert_eq!(told, Err(HaError::CutBack { to: PhysOffset(0) }));
+}
+
+#[test]
+fn bytes_before_the_history_or_out_of_order_close_the_connection() {
+    let slave_store = node();
+    let mut slave = node();
+    let now = MonoNanos(1_000_000_000);
+    let history = EpochHistory::default();
+    let (mut link, _) = MasterLink::new(now, &slave_store.store, None);
     let mut transfer = Vec::new();
     keel_core::ha::wire::encode_transfer(PhysOffset(0), b"", &mut transfer);
-    let refused = link.on_bytes(now, &transfer, &mut slave.store);
-    assert!(matches!(refused, Err(HaError::OutOfOrder { got: PhysOffset(0), .. })), "{refused:?}");
+    assert_eq!(link.on_bytes(now, &transfer, &mut slave.store, &history), Err(HaError::EpochsExpected));
+    append(&mut slave, 1);
+    slave.run_all();
+    let (mut link, _) = MasterLink::new(now, &slave.store, None);
+    let mut stream = Vec::new();
+    history.encode_frame(PhysOffset(100_000), &mut stream);
+    keel_core::ha::wire::encode_transfer(PhysOffset(40), b"", &mut stream);
+    let refused = link.on_bytes(now, &stream, &mut slave.store, &history);
+    assert!(matches!(refused, Err(HaError::OutOfOrder { got: PhysOffset(40), .. })), "{refused:?}");
 }

@@ -598,6 +598,22 @@ fn a_slave_refuses_a_run_that_does_not_continue_its_log_and_keeps_what_it_has() 
 }
 
 #[test]
+fn an_empty_slave_log_starts_where_the_stream_does_only_at_a_segment_start() {
+    let segment = config(FlushMode::Sync).segment_size;
+    let mut slave = fresh(FlushMode::Sync);
+    let refused = slave.store.start_replica_at(PhysOffset(segment + 1));
+    assert!(matches!(refused, Err(StoreError::Diverged { .. })), "{refused:?}");
+    slave.store.start_replica_at(PhysOffset(segment)).unwrap();
+    assert_eq!((slave.store.write_pos(), slave.store.min_phys()), (PhysOffset(segment), PhysOffset(segment)));
+    // A log with records cannot start elsewhere.
+    let mut other = fresh(FlushMode::Sync);
+    other.store.append(other.now, &request("T", 0, b"x", b"")).unwrap();
+    other.run_all();
+    let refused = other.store.start_replica_at(PhysOffset(segment));
+    assert!(matches!(refused, Err(StoreError::Diverged { .. })), "a log with records: {refused:?}");
+}
+
+#[test]
 fn a_shutdown_asked_for_during_boot_runs_once_boot_completes() {
     let mut node = fresh(FlushMode::Sync);
     append(&mut node, 40);

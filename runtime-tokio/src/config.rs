@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
+use keel_core::ha::BrokerRole;
+
 /// Why a configuration could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -86,13 +88,23 @@ impl Properties {
 pub struct NamesrvSettings {
     /// `listenPort`: where clients and brokers connect (9876).
     pub listen_port: u16,
-    /// `scanNotActiveBrokerInterval`: ms between expiry scans (5000).
+    /// `scanNotActiveBrokerInterval`: ms between expiry scans (5000), and between the
+    /// embedded controller's scans for dead masters.
     pub scan_interval_ms: u64,
+    /// `enableControllerInNamesrv`: serve a controller on the same port (false).
+    pub enable_controller: bool,
+    /// `enableElectUncleanMaster`: the controller may elect outside the SyncStateSet (false).
+    pub elect_unclean: bool,
 }
 
 impl NamesrvSettings {
     /// Keys the name server understands.
-    pub const KEYS: &'static [&'static str] = &["listenPort", "scanNotActiveBrokerInterval"];
+    pub const KEYS: &'static [&'static str] = &[
+        "listenPort",
+        "scanNotActiveBrokerInterval",
+        "enableControllerInNamesrv",
+        "enableElectUncleanMaster",
+    ];
 
     /// Settings from properties (defaults for what is absent); unknown keys are warned about.
     pub fn from_properties(props: &Properties) -> Result<Self, ConfigError> {
@@ -100,13 +112,76 @@ impl NamesrvSettings {
         Ok(Self {
             listen_port: props.get("listenPort")?.unwrap_or(9876),
             scan_interval_ms: props.get("scanNotActiveBrokerInterval")?.unwrap_or(5000),
+            enable_controller: props.get("enableControllerInNamesrv")?.unwrap_or(false),
+            elect_unclean: props.get("enableElectUncleanMaster")?.unwrap_or(false),
         })
+    }
+
+    /// The embedded controller's settings, when it is enabled.
+    #[must_use]
+    pub fn controller(&self) -> Option<keel_core::controller::ControllerConfig> {
+        let embedded = ControllerSettings {
+            listen_port: self.listen_port,
+            scan_interval_ms: self.scan_interval_ms,
+            elect_unclean: self.elect_unclean,
+        };
+        self.enable_controller.then(|| embedded.controller())
     }
 
     /// The effective configuration as properties text (what `-p` prints).
     #[must_use]
     pub fn to_properties(&self) -> String {
-        format!("listenPort={}\nscanNotActiveBrokerInterval={}\n", self.listen_port, self.scan_interval_ms)
+        format!(
+            "listenPort={}\nscanNotActiveBrokerInterval={}\nenableControllerInNamesrv={}\nenableElectUncleanMaster={}\n",
+            self.listen_port, self.scan_interval_ms, self.enable_controller, self.elect_unclean
+        )
+    }
+}
+
+/// Standalone controller settings (`mqcontroller -c controller.properties`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerSettings {
+    /// `listenPort`: where brokers and tools connect (9878).
+    pub listen_port: u16,
+    /// `scanNotActiveBrokerInterval`: ms between scans for dead masters (5000).
+    pub scan_interval_ms: u64,
+    /// `enableElectUncleanMaster`: elect outside the SyncStateSet when nobody in it
+    /// qualifies (false).
+    pub elect_unclean: bool,
+}
+
+impl ControllerSettings {
+    /// Keys the controller understands.
+    pub const KEYS: &'static [&'static str] =
+        &["listenPort", "scanNotActiveBrokerInterval", "enableElectUncleanMaster"];
+
+    /// Settings from properties (defaults for what is absent); unknown keys are warned about.
+    pub fn from_properties(props: &Properties) -> Result<Self, ConfigError> {
+        let _ = props.unknown_keys(Self::KEYS);
+        Ok(Self {
+            listen_port: props.get("listenPort")?.unwrap_or(9878),
+            scan_interval_ms: props.get("scanNotActiveBrokerInterval")?.unwrap_or(5000),
+            elect_unclean: props.get("enableElectUncleanMaster")?.unwrap_or(false),
+        })
+    }
+
+    /// The machine's settings.
+    #[must_use]
+    pub fn controller(&self) -> keel_core::controller::ControllerConfig {
+        keel_core::controller::ControllerConfig {
+            elect_unclean: self.elect_unclean,
+            scan_interval_ms: self.scan_interval_ms,
+            ..keel_core::controller::ControllerConfig::default()
+        }
+    }
+
+    /// The effective configuration as properties text (what `-p` prints).
+    #[must_use]
+    pub fn to_properties(&self) -> String {
+        format!(
+            "listenPort={}\nscanNotActiveBrokerInterval={}\nenableElectUncleanMaster={}\n",
+            self.listen_port, self.scan_interval_ms, self.elect_unclean
+        )
     }
 }
 
@@ -123,6 +198,25 @@ pub struct BrokerSettings {
     pub listen_port: u16,
     /// `haListenPort`: where slaves connect; `None` for `listenPort` + 1.
     pub ha_listen_port: Option<u16>,
+    /// `brokerRole`: ASYNC_MASTER, SYNC_MASTER or SLAVE.
+    pub broker_role: keel_core::ha::BrokerRole,
+    /// `slaveReadEnable`: a slave serves pulls; a master suggests it to consumers far behind.
+    pub slave_read_enable: bool,
+    /// `whichBrokerWhenConsumeSlowly`: the broker id suggested to a consumer far behind.
+    pub which_broker_when_consume_slowly: i64,
+    /// `accessMessageInMemoryMaxRatio`: percent of physical memory a pull may read behind
+    /// the log's end before a slave is suggested.
+    pub access_message_in_memory_max_ratio: u64,
+    /// Replication: `haTransferBatchSize`, `haSendHeartbeatInterval`,
+    /// `haHousekeepingInterval`, `syncFlushTimeout`, `haMaxGapNotInSync`.
+    pub ha: keel_core::ha::HaConfig,
+    /// `haMasterAddress`: a slave's master's replication `ip:port`; unset to learn it from
+    /// the name servers.
+    pub ha_master_address: Option<std::net::SocketAddr>,
+    /// `controllerAddr` when `enableControllerMode=true`: the controller decides the role.
+    pub controller_addr: Option<std::net::SocketAddr>,
+    /// `brokerElectionPriority`: lower wins an election among equals.
+    pub election_priority: i32,
     /// `brokerIP1`: the address clients are told to use.
     pub broker_ip: std::net::IpAddr,
     /// `namesrvAddr`: `;`-separated `host:port` list.
@@ -213,9 +307,22 @@ impl BrokerSettings {
         "maxUnwrittenBytes",
         "readChunkBytes",
         "requestBufferBytes",
-        // Read to refuse what this build cannot be: only ASYNC_MASTER (see `check_role`).
         "brokerRole",
         "haListenPort",
+        "haMasterAddress",
+        "enableControllerMode",
+        "allAckInSyncStateSet",
+        "minInSyncReplicas",
+        "controllerAddr",
+        "brokerElectionPriority",
+        "haTransferBatchSize",
+        "haSendHeartbeatInterval",
+        "haHousekeepingInterval",
+        "syncFlushTimeout",
+        "haMaxGapNotInSync",
+        "slaveReadEnable",
+        "whichBrokerWhenConsumeSlowly",
+        "accessMessageInMemoryMaxRatio",
     ];
 
     /// Settings from properties; unknown keys are warned about.
@@ -224,12 +331,35 @@ impl BrokerSettings {
         let home =
             std::env::var_os("HOME").map_or_else(|| std::path::PathBuf::from("."), std::path::PathBuf::from);
         let tx = keel_core::broker::transaction::TransactionConfig::default();
+        let controller_mode = props.get("enableControllerMode")?.unwrap_or(false);
         let settings = Self {
             cluster_name: props.get("brokerClusterName")?.unwrap_or_else(|| "DefaultCluster".into()),
             broker_name: props.get("brokerName")?.unwrap_or_else(|| "broker-a".into()),
             broker_id: props.get("brokerId")?.unwrap_or(0),
             listen_port: props.get("listenPort")?.unwrap_or(10911),
             ha_listen_port: props.get("haListenPort")?,
+            broker_role: check_role(
+                props.get::<String>("brokerRole")?.as_deref(),
+                props.get("brokerId")?.unwrap_or(0),
+                controller_mode,
+            )?,
+            ha_master_address: props.get("haMasterAddress")?,
+            controller_addr: if controller_mode {
+                let addr = props.get::<String>("controllerAddr")?.unwrap_or_default();
+                // Several controllers are `;`-separated; the first is dialled.
+                let first = addr.split(';').next().unwrap_or_default().trim().to_owned();
+                Some(first.parse().map_err(|_| ConfigError::BadValue {
+                    key: "controllerAddr".into(),
+                    value: format!("{addr:?} (enableControllerMode needs a controller's host:port)"),
+                })?)
+            } else {
+                None
+            },
+            election_priority: props.get("brokerElectionPriority")?.unwrap_or(i32::MAX),
+            ha: ha_settings(props)?,
+            slave_read_enable: props.get("slaveReadEnable")?.unwrap_or(false),
+            which_broker_when_consume_slowly: props.get("whichBrokerWhenConsumeSlowly")?.unwrap_or(1),
+            access_message_in_memory_max_ratio: props.get("accessMessageInMemoryMaxRatio")?.unwrap_or(40),
             broker_ip: props.get("brokerIP1")?.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
             namesrv_addr: props.get("namesrvAddr")?.unwrap_or_default(),
             store_path_root_dir: props.get("storePathRootDir")?.unwrap_or_else(|| home.join("store")),
@@ -279,7 +409,6 @@ impl BrokerSettings {
                 value: settings.message_delay_level,
             });
         }
-        check_role(props.get::<String>("brokerRole")?.as_deref(), settings.broker_id)?;
         if settings.flush_disk_type != "ASYNC_FLUSH" && settings.flush_disk_type != "SYNC_FLUSH" {
             return Err(ConfigError::BadValue {
                 key: "flushDiskType".into(),
@@ -368,6 +497,42 @@ impl BrokerSettings {
             self.transaction_check_max,
             self.reject_transaction_message,
         ) + &self.retention_properties()
+            + &self.ha_properties()
+    }
+
+    /// The replication keys; the optional ones only when set.
+    fn ha_properties(&self) -> String {
+        let ha = &self.ha;
+        let mut text = format!(
+            "brokerRole={}\nhaTransferBatchSize={}\nhaSendHeartbeatInterval={}\nhaHousekeepingInterval={}\nsyncFlushTimeout={}\nhaMaxGapNotInSync={}\n",
+            self.broker_role.name(),
+            ha.transfer_batch,
+            ha.heartbeat_interval_ms,
+            ha.housekeeping_ms,
+            ha.sync_flush_timeout_ms,
+            ha.max_gap_not_in_sync
+        );
+        text += &format!(
+            "allAckInSyncStateSet={}\nminInSyncReplicas={}\n",
+            ha.all_ack_in_sync_state_set, ha.min_in_sync_replicas
+        );
+        text += &format!(
+            "slaveReadEnable={}\nwhichBrokerWhenConsumeSlowly={}\naccessMessageInMemoryMaxRatio={}\n",
+            self.slave_read_enable,
+            self.which_broker_when_consume_slowly,
+            self.access_message_in_memory_max_ratio
+        );
+        if let Some(port) = self.ha_listen_port {
+            text += &format!("haListenPort={port}\n");
+        }
+        if let Some(addr) = self.ha_master_address {
+            text += &format!("haMasterAddress={addr}\n");
+        }
+        if let Some(addr) = self.controller_addr {
+            text += &format!("enableControllerMode=true\ncontrollerAddr={addr}\n");
+        }
+        text += &format!("brokerElectionPriority={}\n", self.election_priority);
+        text
     }
 }
 
@@ -401,27 +566,55 @@ fn retention_settings(props: &Properties) -> Result<keel_core::store::RetentionC
     Ok(retention)
 }
 
-/// `brokerRole` and `brokerId` together. Replication is not in this build yet, so a broker
-/// is a master (`brokerId` 0, as RocketMQ forces for masters); a SLAVE or SYNC_MASTER setting
-/// is refused rather than silently run as a lone master that acknowledges sends no slave has.
-fn check_role(role: Option<&str>, broker_id: i64) -> Result<(), ConfigError> {
-    match role.unwrap_or("ASYNC_MASTER") {
-        "ASYNC_MASTER" if broker_id == 0 => Ok(()),
-        "ASYNC_MASTER" => Err(ConfigError::BadValue {
-            key: "brokerId".into(),
-            value: format!("{broker_id} (a master's brokerId is 0)"),
-        }),
-        "SYNC_MASTER" | "SLAVE" => Err(ConfigError::BadValue {
-            key: "brokerRole".into(),
-            value: format!(
-                "{} (this build runs ASYNC_MASTER only: no replication yet)",
-                role.unwrap_or_default()
-            ),
-        }),
-        other => Err(ConfigError::BadValue {
-            key: "brokerRole".into(),
-            value: format!("{other} (ASYNC_MASTER, SYNC_MASTER or SLAVE)"),
-        }),
+/// The replication keys, RocketMQ's defaults for those unset.
+fn ha_settings(props: &Properties) -> Result<keel_core::ha::HaConfig, ConfigError> {
+    let defaults = keel_core::ha::HaConfig::default();
+    let batch: usize = props.get("haTransferBatchSize")?.unwrap_or(defaults.transfer_batch);
+    if !(1024..=keel_core::ha::wire::MAX_TRANSFER_LEN).contains(&batch) {
+        let value = format!("{batch} (from 1024 to {} bytes)", keel_core::ha::wire::MAX_TRANSFER_LEN);
+        return Err(ConfigError::BadValue { key: "haTransferBatchSize".into(), value });
+    }
+    let positive = |key: &str, default: u64| -> Result<u64, ConfigError> {
+        match props.get::<u64>(key)?.unwrap_or(default) {
+            0 => Err(ConfigError::BadValue { key: key.into(), value: "0 (must be positive)".into() }),
+            value => Ok(value),
+        }
+    };
+    Ok(keel_core::ha::HaConfig {
+        transfer_batch: batch,
+        window: 8 * batch as u64,
+        heartbeat_interval_ms: positive("haSendHeartbeatInterval", defaults.heartbeat_interval_ms)?,
+        housekeeping_ms: positive("haHousekeepingInterval", defaults.housekeeping_ms)?,
+        sync_flush_timeout_ms: positive("syncFlushTimeout", defaults.sync_flush_timeout_ms)?,
+        max_gap_not_in_sync: positive("haMaxGapNotInSync", defaults.max_gap_not_in_sync)?,
+        all_ack_in_sync_state_set: props
+            .get("allAckInSyncStateSet")?
+            .unwrap_or(defaults.all_ack_in_sync_state_set),
+        min_in_sync_replicas: props.get("minInSyncReplicas")?.unwrap_or(defaults.min_in_sync_replicas),
+        ..defaults
+    })
+}
+
+/// `brokerRole` and `brokerId` together: a master's id is 0 (as RocketMQ forces), a slave's
+/// above 0.
+fn check_role(role: Option<&str>, broker_id: i64, controller_mode: bool) -> Result<BrokerRole, ConfigError> {
+    let name = role.unwrap_or("ASYNC_MASTER");
+    let bad = |key: &str, value: String| ConfigError::BadValue { key: key.into(), value };
+    match BrokerRole::parse(name) {
+        // In controller mode the role is how the broker acts once elected; its id is its own.
+        Some(_) if controller_mode && broker_id < 1 => Err(bad(
+            "brokerId",
+            format!("{broker_id} (in controller mode each broker has its own id, from 1)"),
+        )),
+        Some(role) if controller_mode => Ok(role),
+        Some(BrokerRole::AsyncMaster | BrokerRole::SyncMaster) if broker_id != 0 => {
+            Err(bad("brokerId", format!("{broker_id} (a master's brokerId is 0)")))
+        }
+        Some(BrokerRole::Slave) if broker_id <= 0 => {
+            Err(bad("brokerId", format!("{broker_id} (a slave's brokerId is above 0)")))
+        }
+        Some(role) => Ok(role),
+        None => Err(bad("brokerRole", format!("{name} (ASYNC_MASTER, SYNC_MASTER or SLAVE)"))),
     }
 }
 
@@ -436,18 +629,32 @@ mod tests {
         )
         .unwrap();
         let settings = NamesrvSettings::from_properties(&props).unwrap();
-        assert_eq!(settings, NamesrvSettings { listen_port: 19876, scan_interval_ms: 2000 });
+        let expected = NamesrvSettings {
+            listen_port: 19876,
+            scan_interval_ms: 2000,
+            enable_controller: false,
+            elect_unclean: false,
+        };
+        assert_eq!(settings, expected);
+        assert_eq!(settings.controller(), None, "no controller unless enableControllerInNamesrv");
         assert_eq!(props.unknown_keys(NamesrvSettings::KEYS), vec!["listenPrt".to_owned()]);
         let bad = Properties::parse("listenPort=abc\n").unwrap();
         assert!(matches!(NamesrvSettings::from_properties(&bad), Err(ConfigError::BadValue { .. })));
         assert_eq!(
             Properties::parse(&settings.to_properties()).unwrap(),
-            Properties::parse("listenPort=19876\nscanNotActiveBrokerInterval=2000").unwrap()
+            Properties::parse(
+                "listenPort=19876\nscanNotActiveBrokerInterval=2000\nenableControllerInNamesrv=false\nenableElectUncleanMaster=false"
+            )
+            .unwrap()
         );
+        let embedded =
+            Properties::parse("enableControllerInNamesrv=true\nenableElectUncleanMaster=true\n").unwrap();
+        let controller = NamesrvSettings::from_properties(&embedded).unwrap().controller().unwrap();
+        assert!(controller.elect_unclean);
     }
 
     #[test]
-    fn a_role_this_build_cannot_play_is_refused_with_its_key() {
+    fn a_role_this_build_cannot_play_or_a_mismatched_id_is_refused_with_its_key() {
         let role = |text: &str| BrokerSettings::from_properties(&Properties::parse(text).unwrap()).err();
         assert!(role("brokerRole=ASYNC_MASTER\nbrokerId=0\n").is_none());
         assert!(role("").is_none());
@@ -455,8 +662,12 @@ mod tests {
             Some(ConfigError::BadValue { key, .. }) => key,
             other => panic!("{other:?}"),
         };
-        assert_eq!(key(role("brokerRole=SLAVE\nbrokerId=1\n")), "brokerRole");
-        assert_eq!(key(role("brokerRole=SYNC_MASTER\n")), "brokerRole");
+        assert!(role("brokerRole=SLAVE\nbrokerId=1\n").is_none());
+        assert_eq!(key(role("brokerRole=SLAVE\n")), "brokerId");
+        assert!(role("brokerRole=SYNC_MASTER\n").is_none());
+        assert_eq!(key(role("brokerRole=SYNC_MASTER\nbrokerId=1\n")), "brokerId");
+        assert_eq!(key(role("haTransferBatchSize=10\n")), "haTransferBatchSize");
+        assert_eq!(key(role("syncFlushTimeout=0\n")), "syncFlushTimeout");
         assert_eq!(key(role("brokerRole=MASTER\n")), "brokerRole");
         assert_eq!(key(role("brokerId=2\n")), "brokerId");
     }

@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod controller_server;
 pub mod disk;
 pub mod driver;
 pub mod remoting_client;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use keel_core::broker::{Broker, BrokerConfig};
-use keel_core::io::ConnKind;
+use keel_core::io::{ConnKind, Machine};
 use keel_core::namesrv::{NameServer, NameServerConfig};
 use keel_core::store::{FlushMode, Store};
 use tokio::net::TcpListener;
@@ -19,23 +19,23 @@ use crate::disk::{Completion, Disk, FileDisk};
 use crate::driver::{self, DriverConfig};
 use crate::startup::{io_reason, listen_error};
 
-/// A name server with its listener bound.
-#[derive(Debug)]
-pub struct NamesrvServer {
-    machine: NameServer,
+/// A machine without a disk (a name server, a controller) with its listener bound.
+pub struct ListenerServer<M> {
+    machine: M,
     listener: TcpListener,
+    /// What it is, for the log.
+    what: &'static str,
 }
 
-impl NamesrvServer {
-    /// Bind `listenPort` on all interfaces.
-    pub async fn bind(settings: &NamesrvSettings) -> anyhow::Result<Self> {
-        let addr = SocketAddr::from(([0, 0, 0, 0], settings.listen_port));
+/// A name server with its listener bound.
+pub type NamesrvServer = ListenerServer<NameServer>;
+
+impl<M: Machine> ListenerServer<M> {
+    /// Bind `port` on all interfaces for `machine`.
+    pub async fn bind_machine(machine: M, port: u16, what: &'static str) -> anyhow::Result<Self> {
+        let addr = SocketAddr::from(([0, 0, 0, 0], port));
         let listener = TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?;
-        let machine = NameServer::new(NameServerConfig {
-            scan_interval_ms: settings.scan_interval_ms,
-            ..NameServerConfig::default()
-        });
-        Ok(Self { machine, listener })
+        Ok(Self { machine, listener, what })
     }
 
     /// The bound address.
@@ -55,8 +55,20 @@ impl NamesrvServer {
             |_| true,
         )
         .await?;
-        tracing::info!("name server stopped");
+        tracing::info!(what = self.what, "stopped");
         Ok(())
+    }
+}
+
+impl NamesrvServer {
+    /// Bind `listenPort` on all interfaces.
+    pub async fn bind(settings: &NamesrvSettings) -> anyhow::Result<Self> {
+        let machine = NameServer::new(NameServerConfig {
+            scan_interval_ms: settings.scan_interval_ms,
+            controller: settings.controller(),
+            ..NameServerConfig::default()
+        });
+        Self::bind_machine(machine, settings.listen_port, "name server").await
     }
 }
 
@@ -86,7 +98,7 @@ impl BrokerServer {
         let addr = SocketAddr::from(([0, 0, 0, 0], settings.listen_port));
         let listener = TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?;
         let advertised = SocketAddr::new(settings.broker_ip, listener.local_addr()?.port());
-        let config = broker_config(settings, advertised)?;
+        let mut config = broker_config(settings, advertised)?;
         let (completions_tx, completions) = mpsc::unbounded_channel();
         let root = &settings.store_path_root_dir;
         let disk = Arc::new(FileDisk::open(root, completions_tx).map_err(|e| {
@@ -95,6 +107,7 @@ impl BrokerServer {
         let ha_port = settings.ha_listen_port()?;
         let ha_addr = SocketAddr::from(([0, 0, 0, 0], ha_port));
         let replication = TcpListener::bind(ha_addr).await.map_err(|e| listen_error(ha_addr, &e))?;
+        config.ha_addr = Some(SocketAddr::new(settings.broker_ip, replication.local_addr()?.port()));
         let server = Self::from_parts(config, listener, disk, completions, Arc::new(SystemClock::start()))?;
         Ok(Self {
             read_limits: (settings.read_chunk_bytes, settings.request_buffer_bytes),
@@ -120,6 +133,12 @@ impl BrokerServer {
         let defaults = DriverConfig::default();
         let read_limits = (defaults.read_chunk, defaults.queued_bytes);
         Ok(Self { broker, listener, replication: None, disk, completions, clock, advertised, read_limits })
+    }
+
+    /// Serve slaves on `listener` too (the simulator binds its own).
+    #[must_use]
+    pub fn with_replication_listener(self, listener: TcpListener) -> Self {
+        Self { replication: Some(listener), ..self }
     }
 
     /// The address clients are told (`brokerIP1` and the bound port).
@@ -189,6 +208,16 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.cluster_name.clone_from(&settings.cluster_name);
     config.broker_name.clone_from(&settings.broker_name);
     config.broker_id = settings.broker_id;
+    config.role = settings.broker_role;
+    config.ha_master_addr = settings.ha_master_address;
+    config.controller_addr = settings.controller_addr;
+    config.election_priority = settings.election_priority;
+    config.ha = settings.ha;
+    config.slave_read_enable = settings.slave_read_enable;
+    config.which_broker_when_consume_slowly = settings.which_broker_when_consume_slowly;
+    if let Some(memory) = physical_memory() {
+        config.slow_consume_bytes = memory / 100 * settings.access_message_in_memory_max_ratio.min(100);
+    }
     config.namesrv_addrs = settings.namesrv_addrs()?;
     config.auto_create_topic = settings.auto_create_topic;
     config.auto_create_subscription_group = settings.auto_create_subscription_group;
@@ -206,4 +235,12 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.store = store;
     config.validate().map_err(|invalid| anyhow::anyhow!("bad setting {invalid}"))?;
     Ok(config)
+}
+
+/// The machine's physical memory (`MemTotal` in /proc/meminfo), if it can be read.
+fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }

@@ -471,6 +471,132 @@ def test_a_delay_level_message_arrives_no_earlier_than_its_delay(cluster):
         assert g["delay"] == str(DELAY_LEVEL_TESTED).encode(), "DELAY property %r" % g["delay"]
 
 
+def remoting_call(addr, code, ext=None, body=b""):
+    """One request over RocketMQ's remoting protocol (JSON header), its reply as (header, body)."""
+    import json
+    import struct
+
+    host, port = addr.rsplit(":", 1)
+    header = json.dumps(
+        {"code": code, "flag": 0, "language": "PYTHON", "opaque": 1, "serializeTypeCurrentRPC": "JSON",
+         "version": 1, "extFields": ext or {}}
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(struct.pack(">ii", 4 + len(header) + len(body), len(header)) + header + body)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
+            chunk = conn.recv(65536)
+            assert chunk, "connection closed"
+            data += chunk
+    length, header_len = struct.unpack(">ii", data[:8])
+    return json.loads(data[8 : 8 + header_len]), data[8 + header_len : 4 + length]
+
+
+def test_controller_failover_after_kill9_of_a_sync_master(_cluster):
+    """A controller, a name server and two brokers of one set in controller mode, SYNC_MASTER
+    with allAckInSyncStateSet. The C++ producer sends; the master is killed with kill -9;
+    the controller elects the in-sync slave; the same producer's sends resume against it;
+    a C++ push consumer then receives every message that was acknowledged."""
+    import json
+
+    root = tempfile.mkdtemp(prefix="keel-interop-failover-")
+    procs = []
+
+    def spawn(argv, name):
+        log = open(os.path.join(root, name + ".log"), "ab")
+        proc = subprocess.Popen([os.path.join(BIN_DIR, argv[0])] + argv[1:], stdout=subprocess.PIPE, stderr=log)
+        procs.append(proc)
+        line = proc.stdout.readline().decode()
+        assert "boot success" in line, line
+        return proc, line
+
+    def write(name, text):
+        path = os.path.join(root, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def free_port():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    try:
+        _, line = spawn(["mqcontroller", "-c", write("c.properties", "listenPort=0\nscanNotActiveBrokerInterval=1000\n")], "controller")
+        controller = "127.0.0.1:" + line.strip().rsplit(":", 1)[1]
+        _, line = spawn(["mqnamesrv", "-c", write("n.properties", "listenPort=0\n")], "namesrv")
+        namesrv = "127.0.0.1:" + line.strip().rsplit(":", 1)[1]
+        brokers = {}
+        for broker_id in (1, 2):
+            port = free_port()
+            conf = write(
+                "broker-%d.conf" % broker_id,
+                "brokerName=broker-a\nbrokerId=%d\nbrokerRole=SYNC_MASTER\nenableControllerMode=true\n"
+                "controllerAddr=%s\nallAckInSyncStateSet=true\nnamesrvAddr=%s\nlistenPort=%d\nhaListenPort=%d\n"
+                "storePathRootDir=%s\nflushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=4194304\n"
+                % (broker_id, controller, namesrv, port, free_port(), os.path.join(root, "store-%d" % broker_id)),
+            )
+            brokers[broker_id] = (spawn(["mqbroker", "-c", conf], "broker-%d" % broker_id)[0], "127.0.0.1:%d" % port)
+            if broker_id == 1:
+                wait_for("broker 1 elected", lambda: json.loads(remoting_call(brokers[1][1], 907)[1])["master"], 20)
+
+        def sync_state():
+            header, body = remoting_call(controller, 1006, body=b'["broker-a"]')
+            return json.loads(body)["replicasInfoTable"]["broker-a"]
+
+        wait_for("broker 2 in the SyncStateSet", lambda: any(r["brokerId"] == 2 for r in sync_state()["inSyncReplicas"]), 30)
+
+        topic = "InteropFailover"
+        p = Producer("pg_failover")
+        p.set_namesrv_addr(namesrv)
+        p.start()
+        acked = []
+        for i in range(30):
+            result = p.send_sync(message(topic, i))
+            assert result.status == SendStatus.OK, result
+            acked.append(expected(i))
+        # The slave copies the topic's config with the master's metadata (every 10 s).
+        time.sleep(11)
+        brokers[1][0].send_signal(signal.SIGKILL)
+        brokers[1][0].wait()
+        killed = time.time()
+        resumed = None
+        i = 30
+        while time.time() - killed < 90:
+            try:
+                result = p.send_sync(message(topic, i))
+                if result.status == SendStatus.OK:
+                    acked.append(expected(i))
+                    i += 1
+                    resumed = resumed or time.time() - killed
+                    if i >= 40:
+                        break
+            except Exception:
+                time.sleep(0.5)
+        p.shutdown()
+        assert resumed is not None, "sends never resumed after the master was killed"
+        print("     failover: the C++ producer's sends resumed %.1f s after kill -9" % resumed, flush=True)
+        state = sync_state()
+        assert state["masterBrokerId"] == 2 and state["masterEpoch"] == 2, state
+
+        class Namesrv:
+            namesrv_addr = namesrv
+
+        got = push_consume(Namesrv(), topic, "cg_failover", "*", len(acked), timeout=60)
+        got_bodies = {g["body"] for g in got}
+        missing = [a["body"] for a in acked if a["body"] not in got_bodies]
+        assert not missing, "acknowledged but never consumed: %r" % missing[:10]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if not os.environ.get("KEEL_INTEROP_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print("interop: failover logs kept in %s" % root)
+
+
 TESTS = [
     test_sync_sends_push_consumer_tag_expression,
     test_async_and_oneway_sends_pull_consumer,
@@ -483,6 +609,7 @@ TESTS = [
     test_reconsume_later_redelivers_with_rising_reconsume_times,
     test_a_rust_library_consumer_and_a_cpp_consumer_share_one_group,
     test_a_delay_level_message_arrives_no_earlier_than_its_delay,
+    test_controller_failover_after_kill9_of_a_sync_master,
 ]
 
 

@@ -17,6 +17,19 @@ pub struct BrokerConfig {
     pub broker_name: String,
     /// `brokerId` (0 = master).
     pub broker_id: i64,
+    /// `brokerRole`: a master (async or sync) or a slave.
+    pub role: crate::ha::BrokerRole,
+    /// Where this broker's slaves connect (`haListenPort` on `brokerIP1`), told to the name
+    /// servers as `haServerAddr`; `None` for the listen port + 1.
+    pub ha_addr: Option<SocketAddr>,
+    /// `haMasterAddress`: a slave's master's replication address; `None` to learn it from
+    /// the name servers' registration replies.
+    pub ha_master_addr: Option<SocketAddr>,
+    /// `controllerAddr` with `enableControllerMode=true`: a controller decides this
+    /// broker's role (it starts as a slave, its `brokerId` its id in the set).
+    pub controller_addr: Option<SocketAddr>,
+    /// `brokerElectionPriority`: lower wins an election among equals.
+    pub election_priority: i32,
     /// The `ip:port` clients reach (`brokerIP1:listenPort`); also STOREHOST of every record.
     pub advertised_addr: SocketAddr,
     /// `namesrvAddr`.
@@ -64,6 +77,14 @@ pub struct BrokerConfig {
     /// Transaction messages: `transactionTimeOut`, `transactionCheckInterval`,
     /// `transactionCheckMax`, `rejectTransactionMessage`.
     pub transaction: TransactionConfig,
+    /// `slaveReadEnable`: a slave serves pulls (RocketMQ 5's refuse them otherwise), and a
+    /// master suggests a slave to a consumer reading far behind.
+    pub slave_read_enable: bool,
+    /// `whichBrokerWhenConsumeSlowly`: the slave's broker id suggested then.
+    pub which_broker_when_consume_slowly: i64,
+    /// How far behind the log's end a pull may read before a slave is suggested
+    /// (RocketMQ: `accessMessageInMemoryMaxRatio`, 40, percent of physical memory).
+    pub slow_consume_bytes: u64,
     /// Replication to slaves (`haTransferBatchSize`, `haSendHeartbeatInterval`,
     /// `haHousekeepingInterval`).
     pub ha: crate::ha::HaConfig,
@@ -79,6 +100,11 @@ impl BrokerConfig {
             cluster_name: "DefaultCluster".into(),
             broker_name: "broker-a".into(),
             broker_id: 0,
+            role: crate::ha::BrokerRole::AsyncMaster,
+            ha_addr: None,
+            ha_master_addr: None,
+            controller_addr: None,
+            election_priority: i32::MAX,
             advertised_addr,
             namesrv_addrs: Vec::new(),
             auto_create_topic: true,
@@ -101,6 +127,10 @@ impl BrokerConfig {
             timer_precision_ms: 1_000,
             transaction: TransactionConfig::default(),
             ha: crate::ha::HaConfig::default(),
+            slave_read_enable: false,
+            which_broker_when_consume_slowly: 1,
+            // 40% of 8 GiB; the runtime measures the machine's memory.
+            slow_consume_bytes: 8 * 1024 * 1024 * 1024 / 10 * 4,
             store: StoreConfig {
                 due_time_topics: vec![crate::broker::timer::TIMER_TOPIC.to_owned()],
                 ..StoreConfig::new(advertised_addr)
@@ -110,6 +140,23 @@ impl BrokerConfig {
 
     /// Check the settings make sense together; the error names the broker.conf key to fix.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        // In controller mode every broker has its own id in the set, master or not.
+        if self.controller_addr.is_some() && self.broker_id < 1 {
+            let problem =
+                format!("{}: in controller mode each broker of a set has its own id, from 1", self.broker_id);
+            return Err(InvalidSetting::new("brokerId", problem));
+        }
+        // RocketMQ forces a master's id to 0; a slave with id 0 would be routed as a master.
+        match (self.role.is_slave() || self.controller_addr.is_some(), self.broker_id) {
+            (false, 0) => {}
+            (false, id) => {
+                return Err(InvalidSetting::new("brokerId", format!("{id}: a master's brokerId is 0")))
+            }
+            (true, id) if id > 0 => {}
+            (true, id) => {
+                return Err(InvalidSetting::new("brokerId", format!("{id}: a slave's brokerId is above 0")))
+            }
+        }
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
             let problem = format!("{} is not a queue count from 1 to 1024", self.default_topic_queue_nums);
             return Err(InvalidSetting::new("defaultTopicQueueNums", problem));
@@ -138,6 +185,13 @@ mod tests {
             config.validate().err().map(|e| e.key)
         };
         assert_eq!(key(&|c| c.default_topic_queue_nums = 0), Some("defaultTopicQueueNums"));
+        assert_eq!(key(&|c| c.broker_id = 1), Some("brokerId"));
+        assert_eq!(key(&|c| c.role = crate::ha::BrokerRole::Slave), Some("brokerId"));
+        let slave = |c: &mut BrokerConfig| {
+            c.role = crate::ha::BrokerRole::Slave;
+            c.broker_id = 2;
+        };
+        assert_eq!(key(&slave), None);
         assert_eq!(key(&|c| c.timer_precision_ms = 0), Some("timerPrecisionMs"));
         assert_eq!(key(&|c| c.store.segment_size = 100), Some("mappedFileSizeCommitLog"));
         assert_eq!(key(&|c| c.store.segment_size = 1 << 31), Some("mappedFileSizeCommitLog"));

@@ -196,6 +196,8 @@ pub(super) struct MetadataFiles {
     pub(super) delay_offsets: MetadataFile,
     /// `timerCheckpoint.json`.
     pub(super) timer_checkpoint: MetadataFile,
+    /// `epochs.json`: written as a master begins an epoch, and as a slave adopts its master's.
+    pub(super) epochs: MetadataFile,
     next_io: u64,
     /// Shutting down: a failed replacement stops the broker instead of being retried, so
     /// a broken disk cannot hold the exit forever (the next start has the old versions).
@@ -210,6 +212,7 @@ impl MetadataFiles {
             groups: MetadataFile::new("subscriptionGroup.json"),
             delay_offsets: MetadataFile::new("delayOffset.json"),
             timer_checkpoint: MetadataFile::new("timerCheckpoint.json"),
+            epochs: MetadataFile::new("epochs.json"),
             next_io: METADATA_IO_BASE,
             closing: false,
         }
@@ -228,6 +231,8 @@ impl MetadataFiles {
         }
     }
 
+    /// The files a shutdown writes whatever their state (the epochs are written when they
+    /// change, before anything is written in a new one).
     fn all(&mut self) -> [&mut MetadataFile; 5] {
         [
             &mut self.topics,
@@ -247,8 +252,8 @@ impl MetadataFiles {
         }
     }
 
-    fn each(&self) -> [&MetadataFile; 5] {
-        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets, &self.timer_checkpoint]
+    fn each(&self) -> [&MetadataFile; 6] {
+        [&self.topics, &self.offsets, &self.groups, &self.delay_offsets, &self.timer_checkpoint, &self.epochs]
     }
 
     /// Nothing waiting or in flight.
@@ -276,6 +281,7 @@ impl MetadataFiles {
         for file in self.all() {
             file.completed(now, io, result, &mut next_io, out);
         }
+        self.epochs.completed(now, io, result, &mut next_io, out);
         self.next_io = next_io;
     }
 
@@ -285,11 +291,12 @@ impl MetadataFiles {
     }
 
     /// Write whichever files are dirty and idle (and not backing off after a failure), from
-    /// the topics, offsets, groups, delay offsets and timer checkpoint, in that order.
+    /// the topics, offsets, groups, delay offsets, timer checkpoint and epochs, in that order.
     pub(super) fn persist(
         &mut self,
         now: MonoNanos,
-        (topics, offsets, groups, delay_offsets, timer_checkpoint): (
+        (topics, offsets, groups, delay_offsets, timer_checkpoint, epochs): (
+            &impl Serialize,
             &impl Serialize,
             &impl Serialize,
             &impl Serialize,
@@ -303,6 +310,7 @@ impl MetadataFiles {
         self.groups.write_if_dirty(now, &mut self.next_io, || encode(groups), out);
         self.delay_offsets.write_if_dirty(now, &mut self.next_io, || encode(delay_offsets), out);
         self.timer_checkpoint.write_if_dirty(now, &mut self.next_io, || encode(timer_checkpoint), out);
+        self.epochs.write_if_dirty(now, &mut self.next_io, || encode(epochs), out);
     }
 }
 

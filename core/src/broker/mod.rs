@@ -16,16 +16,23 @@
 //! | `registration.rs` | name-server links (part of [`Shared`]) |
 //! | `metadata.rs` | the metadata files |
 //! | `repair.rs` | rebuilding the store in place after a disk error |
+//! | `replication.rs` | a master's side of replication: its slaves' streams |
+//! | `ha_client.rs` | a slave's side: its link to the master |
+//! | `metadata_sync.rs` | a slave's copy of its master's metadata |
 
 mod admin;
 pub mod config;
 pub mod consumers;
+mod controller_link;
 pub mod delay;
+mod ha_client;
 mod metadata;
+mod metadata_sync;
 mod refusal;
 mod registration;
 mod repair;
 mod replication;
+pub mod role;
 mod router;
 mod send;
 mod shared;
@@ -47,7 +54,10 @@ use consumers::queue_locks::{self, QueueLocks};
 use consumers::Consumers;
 pub use consumers::{ClientRegistry, ConsumerOffsets, GroupTable};
 pub use delay::{DelayOffsets, DelayService};
+use ha_client::HaClient;
 use metadata::{MetadataFiles, METADATA_IO_BASE};
+pub use metadata_sync::SYNC_INTERVAL_MS as SLAVE_SYNC_INTERVAL_MS;
+use metadata_sync::{MetadataSync, Synced};
 use registration::NamesrvLinks;
 use replication::Replication;
 use send::durable::DurableReplies;
@@ -88,8 +98,17 @@ pub struct Broker {
     consumers: Consumers,
     admin: Admin,
     replication: Replication,
+    ha_client: HaClient,
+    metadata_sync: MetadataSync,
     /// Requests that arrived while the store was still booting, served once it is ready.
     early: VecDeque<(ConnId, RemotingCommand)>,
+    /// The role this broker takes when made master (its configured master role; ASYNC for
+    /// a broker configured as a slave).
+    master_role: crate::ha::BrokerRole,
+    /// Its id as a slave (the configured `brokerId`; 0 is the master's in the routes).
+    replica_id: i64,
+    /// Controller mode: the link to the controller that decides this broker's role.
+    controller: controller_link::ControllerLink,
 }
 
 /// Which part of the broker asked for a timeout. A timeout goes to every part whose
@@ -113,7 +132,8 @@ pub enum Reason {
     Consumers,
     /// A metadata file's replacement to retry.
     Metadata,
-    /// A slave's heartbeat, or its silence check.
+    /// Replication: a slave's heartbeat or silence check (on a master), the master's link
+    /// to dial, report on or check (on a slave).
     Replication,
 }
 
@@ -144,7 +164,7 @@ impl core::fmt::Debug for Broker {
 impl Broker {
     /// A broker over a recovered `store`, reading through `reader`.
     #[must_use]
-    pub fn new(config: BrokerConfig, store: Store, reader: Box<dyn StoreRead + Send>, now: Now) -> Self {
+    pub fn new(mut config: BrokerConfig, store: Store, reader: Box<dyn StoreRead + Send>, now: Now) -> Self {
         // Without it the timer wheel could not be rebuilt from its queue after a restart: a
         // runtime that built its store from other settings than the broker's is a bug.
         assert!(
@@ -165,6 +185,9 @@ impl Broker {
             None => TopicTable::new(auto_topics, queue_nums, wall),
         };
         let offsets = MetadataFiles::load::<ConsumerOffsets>(&metadata.offsets, &*reader).unwrap_or_default();
+        let epochs = MetadataFiles::load::<crate::ha::epoch::EpochHistory>(&metadata.epochs, &*reader)
+            .and_then(|loaded| crate::ha::epoch::EpochHistory::from_entries(loaded.entries().to_vec()))
+            .unwrap_or_default();
         let mut delay_offsets =
             MetadataFiles::load::<DelayOffsets>(&metadata.delay_offsets, &*reader).unwrap_or_default();
         if config.store.mutated(crate::mutation::Mutation::LoseDelayOffset) {
@@ -185,7 +208,26 @@ impl Broker {
         let transactions =
             TransactionService::new(now, config.transaction.check_interval_ms, store.write_pos());
         let replication = Replication::new(config.ha);
-        Self {
+        // In controller mode a broker starts as a slave; the controller makes it master.
+        let controller_addr = config.controller_addr;
+        let master_role =
+            if config.role.is_slave() { crate::ha::BrokerRole::AsyncMaster } else { config.role };
+        if controller_addr.is_some() {
+            config.role = crate::ha::BrokerRole::Slave;
+        }
+        let ha_client = HaClient::new(
+            config.ha,
+            config.role.is_slave(),
+            config.ha_master_addr,
+            config.broker_id,
+            now.mono,
+        );
+        let metadata_sync = MetadataSync::new(config.role.is_slave(), now.mono);
+        let config_is_slave = config.role.is_slave();
+        let replica_id = config.broker_id;
+        let mut store = store;
+        store.set_replica(config.role.is_slave());
+        let mut broker = Self {
             shared: Shared {
                 conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
                 topics,
@@ -198,6 +240,13 @@ impl Broker {
                     0x4B45_454C,
                 ),
                 next_opaque: 1,
+                next_dial: ConnId::OUTBOUND,
+                slave_acked: None,
+                sync_state_set: None,
+                replica_id,
+                epochs,
+                epoch_change: 0,
+                booted: false,
                 stats: BrokerStats::default(),
                 metadata,
                 topics_before_request: 0,
@@ -210,11 +259,27 @@ impl Broker {
             delay,
             timers,
             transactions,
-            consumers: Consumers::new(groups, offsets, locks, now.mono),
+            consumers: {
+                let mut consumers = Consumers::new(groups, offsets, locks, now.mono);
+                if config_is_slave {
+                    consumers.committed_here = Some(std::collections::BTreeSet::new());
+                }
+                consumers
+            },
             admin: Admin::new(now),
             replication,
+            ha_client,
+            metadata_sync,
             early: VecDeque::new(),
+            master_role,
+            replica_id,
+            controller: controller_link::ControllerLink::new(controller_addr, now.mono),
+        };
+        if !broker.is_slave() {
+            let epoch = broker.shared.begin_epoch();
+            tracing::info!(epoch, start = broker.shared.store.write_pos().0, "serving as master");
         }
+        broker
     }
 
     /// The message store.
@@ -227,6 +292,12 @@ impl Broker {
     #[must_use]
     pub fn topics(&self) -> &TopicTable {
         &self.shared.topics
+    }
+
+    /// Which master wrote which stretch of this broker's log.
+    #[must_use]
+    pub fn epochs(&self) -> &crate::ha::epoch::EpochHistory {
+        &self.shared.epochs
     }
 
     /// Committed consumer offsets.
@@ -289,13 +360,74 @@ impl Broker {
             self.consumers.groups.wrapper(),
             self.delay.offsets(),
             self.timers.checkpoint(),
+            &self.shared.epochs,
         );
         self.shared.metadata.persist(now, contents, &mut self.shared.out);
     }
 
+    /// Whether this broker is a slave: it copies its master's log, and the services that
+    /// write to it (delay levels, timers, transaction checks) run on the master only.
+    fn is_slave(&self) -> bool {
+        self.shared.config.role.is_slave()
+    }
+
+    /// Take a table copied from the master: it replaces this slave's (offsets are merged
+    /// over), and the file is rewritten when it changed.
+    fn apply_synced(&mut self, now: Now, synced: Synced) {
+        let shared = &mut self.shared;
+        match synced {
+            Synced::Topics(wrapper) => {
+                if shared.topics.wrapper().data_version != wrapper.data_version {
+                    shared.topics.replace(wrapper);
+                    shared.topics_changed();
+                }
+            }
+            Synced::Groups(wrapper) => {
+                if self.consumers.groups.wrapper().data_version != wrapper.data_version {
+                    self.consumers.groups.replace(wrapper);
+                    shared.metadata.groups.mark_dirty();
+                }
+            }
+            Synced::Offsets(master) => {
+                // Commits made here while the master was away (consumers read from this
+                // slave then) stay when newer than the master's, and go to the master.
+                let here = self.consumers.committed_here.as_mut().map(core::mem::take).unwrap_or_default();
+                let newer: Vec<(String, String, i32, i64)> = here
+                    .into_iter()
+                    .filter_map(|(group, topic, queue)| {
+                        let ours = self.consumers.offsets.get(&group, &topic, queue)?;
+                        let theirs = master.get(&group, &topic, queue);
+                        theirs.is_none_or(|theirs| theirs < ours).then_some((group, topic, queue, ours))
+                    })
+                    .collect();
+                let mut changed = self.consumers.offsets.merge(&master);
+                for (group, topic, queue, offset) in newer {
+                    changed = true;
+                    self.consumers.offsets.commit(&group, &topic, queue, offset);
+                    self.metadata_sync.push_offset(shared, &group, &topic, queue, offset);
+                }
+                shared.metadata.offsets.mark_dirty_if(changed);
+            }
+            Synced::DelayOffsets(offsets) => {
+                if *self.delay.offsets() != offsets {
+                    self.delay = DelayService::new(shared.config.delay_levels.clone(), offsets, now);
+                    shared.metadata.delay_offsets.mark_dirty();
+                }
+            }
+            Synced::TimerCheckpoint(checkpoint) => {
+                if *self.timers.checkpoint() != checkpoint {
+                    self.timers = TimerService::new(checkpoint, shared.config.timer_precision_ms, now);
+                    shared.metadata.timer_checkpoint.mark_dirty();
+                }
+            }
+        }
+    }
+
     /// When `reason`'s part next needs a timeout.
     fn deadline(&self, reason: Reason) -> Option<MonoNanos> {
+        let slave = self.is_slave();
         match reason {
+            Reason::DelayLevels | Reason::Timers | Reason::Transactions if slave => None,
             Reason::Store => self.shared.store.poll_timeout(),
             Reason::Retention => self.shared.store.retention_deadline(),
             Reason::Registration => self.shared.namesrvs.poll_timeout(),
@@ -304,7 +436,23 @@ impl Broker {
             Reason::Transactions => self.transactions.poll_timeout(),
             Reason::Consumers => Some(self.consumers.poll_timeout()),
             Reason::Metadata => self.shared.metadata.retry_at(),
-            Reason::Replication => self.replication.poll_timeout(),
+            Reason::Replication => {
+                let link = self.ha_client.poll_timeout(self.shared.store.is_ready());
+                let sync = self.metadata_sync.poll_timeout();
+                let store = &self.shared.store;
+                let wait_ms = self.shared.config.ha.sync_flush_timeout_ms;
+                let acks =
+                    self.shared.replies.slave_deadline(store.written_end(), store.flushed_end(), wait_ms);
+                let controller = self.controller.poll_timeout();
+                self.replication
+                    .poll_timeout()
+                    .into_iter()
+                    .chain(link)
+                    .chain(sync)
+                    .chain(acks)
+                    .chain(controller)
+                    .min()
+            }
         }
     }
 
@@ -333,7 +481,12 @@ impl Broker {
                 Reason::Consumers => self.consumers.handle_timeout(shared, now),
                 // Metadata files are written as the broker settles, after every input.
                 Reason::Metadata => {}
-                Reason::Replication => self.replication.handle_timeout(shared, now),
+                Reason::Replication => {
+                    self.replication.handle_timeout(shared, now);
+                    self.ha_client.handle_timeout(shared, now);
+                    self.metadata_sync.handle_timeout(shared, now);
+                    self.controller.handle_timeout(shared, now, self.replica_id, &self.replication);
+                }
             }
         }
     }
@@ -344,6 +497,31 @@ impl Broker {
     /// refer to the replaced store.
     fn repair_store_if_due(&mut self, now: Now) {
         let Some(rebuilt) = self.shared.rebuild_store_if_due(now) else { return };
+        self.ha_client.store_replaced(&mut self.shared, now);
+        if !self.is_slave() {
+            // The log may be shorter than what slaves were sent: a new epoch begins at its
+            // new end, and slaves connect again to learn it and cut back.
+            let epoch = self.shared.begin_epoch();
+            tracing::warn!(
+                epoch,
+                start = self.shared.store.write_pos().0,
+                "store rebuilt: a new epoch begins"
+            );
+            self.replication.drop_all(&mut self.shared, "the master's store was rebuilt");
+        }
+        self.restart_log_services(now);
+        tracing::warn!(
+            cut = rebuilt.cut.0,
+            recovered_end = rebuilt.recovered_end.0,
+            replies_failed = rebuilt.replies_failed,
+            "store rebuilt in place (after a disk error, or a slave's log cut back to its master's); writes resume once its fix-ups are synced"
+        );
+    }
+
+    /// Start the services that read the log from a position again from their settled
+    /// progress (delay levels, timers, transactions), as after a restart: what they held
+    /// in flight refers to a store replaced, or to a role this broker no longer has.
+    fn restart_log_services(&mut self, now: Now) {
         let config = &self.shared.config;
         self.delay = DelayService::new(config.delay_levels.clone(), self.delay.offsets().clone(), now);
         self.timers = TimerService::new(*self.timers.checkpoint(), config.timer_precision_ms, now);
@@ -353,12 +531,6 @@ impl Broker {
         self.transactions.stats = stats;
         self.shared.metadata.delay_offsets.mark_dirty();
         self.shared.metadata.timer_checkpoint.mark_dirty();
-        tracing::warn!(
-            cut = rebuilt.cut.0,
-            recovered_end = rebuilt.recovered_end.0,
-            replies_failed = rebuilt.replies_failed,
-            "store rebuilt in place after a disk error; writes resume once its fix-ups are synced"
-        );
     }
 
     /// After any input: serve requests that waited for boot, release replies whose data is
@@ -366,14 +538,26 @@ impl Broker {
     fn settle(&mut self, now: Now) {
         self.repair_store_if_due(now);
         // Held while the store booted; a store that failed to boot instead refuses them.
-        if self.shared.store.is_ready() || self.shared.store.is_repairing() {
+        if !self.shared.booting() || self.shared.store.is_repairing() {
+            self.shared.booted = true;
             // They waited for the store, not in line behind other requests.
             self.shared.request_received = now.mono;
             while let Some((conn, cmd)) = self.early.pop_front() {
                 self.on_command(now, conn, cmd);
             }
         }
-        self.shared.release_replies();
+        self.shared.release_replies(now);
+        if !self.is_slave() && self.shared.epoch_durable() {
+            self.settle_writers(now);
+        }
+        self.consumers.wake_holds(&mut self.shared, now);
+        self.persist_metadata(now.mono);
+        self.replication.pump(&mut self.shared, now);
+        self.ha_client.pump(&mut self.shared, now);
+    }
+
+    /// The master's services that write to the log see what became durable and go on.
+    fn settle_writers(&mut self, now: Now) {
         // A delivery counts once it is as safe as a send would be: what consumers may see.
         let durable_end = self.shared.store.visible_end();
         self.delay.settle(durable_end, now.wall);
@@ -385,9 +569,6 @@ impl Broker {
         // or a power loss could undo a check copy whose check went out, and count it again.
         let flushed_end = self.shared.store.flushed_end();
         self.transactions.settle(&mut self.shared, &mut self.consumers, now, flushed_end);
-        self.consumers.wake_holds(&mut self.shared, now);
-        self.persist_metadata(now.mono);
-        self.replication.pump(&mut self.shared, now);
     }
 }
 
@@ -400,16 +581,29 @@ impl Machine for Broker {
     fn handle(&mut self, now: Now, input: Input) {
         self.admin.sample(now, rate_counters(&self.shared.stats, &self.timers));
         match input {
-            Input::ConnOpened { conn, kind: ConnKind::Replication, .. } => {
-                self.replication.opened(&mut self.shared, now, conn);
+            Input::ConnOpened { conn, kind: ConnKind::Replication, .. } if conn.is_outbound() => {
+                self.ha_client.opened(&mut self.shared, now, conn);
+            }
+            Input::ConnOpened { conn, peer, kind: ConnKind::Replication } => {
+                self.replication.opened(&mut self.shared, now, conn, peer);
             }
             Input::ConnOpened { conn, peer, kind: ConnKind::Remoting } => {
                 self.shared.conns.open(conn, peer, &mut self.shared.out);
-                if conn.is_outbound() {
+                if self.controller.owns(conn) {
+                    self.controller.opened(&mut self.shared, conn, self.replica_id);
+                } else if self.metadata_sync.owns(conn) {
+                    self.metadata_sync.opened(&mut self.shared, now, conn);
+                } else if conn.is_outbound() {
                     self.shared.register_now(conn);
                 }
             }
-            Input::ConnClosed { conn } if self.replication.owns(conn) => self.replication.closed(conn),
+            Input::ConnClosed { conn } if self.replication.owns(conn) => {
+                self.replication.closed(&mut self.shared, conn)
+            }
+            Input::ConnClosed { conn } if self.ha_client.owns(conn) => self.ha_client.closed(now, conn),
+            Input::Bytes { conn, data, .. } if self.ha_client.owns(conn) => {
+                self.ha_client.on_bytes(&mut self.shared, now, conn, &data);
+            }
             Input::Bytes { conn, data, .. } if self.replication.owns(conn) => {
                 self.replication.on_bytes(&mut self.shared, now, conn, &data);
             }

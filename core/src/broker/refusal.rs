@@ -103,6 +103,7 @@ impl From<StoreError> for Refusal {
             | StoreError::Failed(_)
             | StoreError::DiskFull { .. }
             | StoreError::Repairing
+            | StoreError::Replica
             // A replica's own disagreement with its master: never a client's request's fault.
             | StoreError::Diverged { .. } => Self::ServiceNotAvailable(remark),
             StoreError::BadTopic(_) => Self::InvalidParameter(remark),

@@ -32,18 +32,26 @@ struct Link {
     state: LinkState,
 }
 
+/// The master of this broker's set, as a name server's registration reply names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct NamedMaster {
+    /// Its remoting address, where a slave copies metadata from.
+    pub(super) remoting: Option<SocketAddr>,
+    /// Its replication address (`haListenPort`).
+    pub(super) replication: Option<SocketAddr>,
+}
+
 /// All name server links.
 #[derive(Debug)]
 pub(super) struct NamesrvLinks {
     links: Vec<Link>,
-    next_conn: u64,
     next_register: MonoNanos,
 }
 
 impl NamesrvLinks {
     pub(super) fn new(addrs: &[SocketAddr], now: MonoNanos) -> Self {
         let links = addrs.iter().map(|&addr| Link { addr, state: LinkState::ExpectRedial(now) }).collect();
-        Self { links, next_conn: ConnId::OUTBOUND, next_register: now }
+        Self { links, next_register: now }
     }
 
     /// When a link is due to be dialled again or the registration period is up.
@@ -65,10 +73,22 @@ impl NamesrvLinks {
         }
     }
 
-    pub(super) fn on_response(&self, conn: ConnId, response: &RemotingCommand) {
+    /// A name server answered: a refusal is logged; a registration reply names the master
+    /// of this broker's set (`masterAddr`, `haServerAddr`), for a slave to follow.
+    pub(super) fn on_response(&self, conn: ConnId, response: &RemotingCommand) -> NamedMaster {
         if response.response_code() != ResponseCode::SUCCESS {
             tracing::warn!(?conn, code = ?response.response_code(), remark = ?response.remark, "name server refused a request");
+            return NamedMaster::default();
         }
+        let addr = |key: &str| {
+            let named = response.ext_fields.get(key).filter(|addr| !addr.is_empty())?;
+            let parsed = named.parse().ok();
+            if parsed.is_none() {
+                tracing::warn!(?conn, key, value = %named, "name server named a master address that is not ip:port");
+            }
+            parsed
+        };
+        NamedMaster { remoting: addr("masterAddr"), replication: addr("haServerAddr") }
     }
 
     fn open_conns(&self) -> Vec<ConnId> {
@@ -101,7 +121,7 @@ impl Shared {
             broker_name: self.config.broker_name.clone(),
             broker_addr: addr.to_string(),
             cluster_name: self.config.cluster_name.clone(),
-            ha_server_addr: SocketAddr::new(addr.ip(), addr.port().wrapping_add(1)).to_string(),
+            ha_server_addr: self.ha_addr().to_string(),
             broker_id: self.config.broker_id,
             heartbeat_timeout_millis: None,
             enable_acting_master: Some(false),
@@ -113,6 +133,13 @@ impl Shared {
     }
 
     /// A name server link opened: register on it at once.
+    /// Where this broker's slaves connect: `haListenPort` on `brokerIP1`, by default the
+    /// listen port + 1.
+    pub(super) fn ha_addr(&self) -> SocketAddr {
+        let addr = self.config.advertised_addr;
+        self.config.ha_addr.unwrap_or_else(|| SocketAddr::new(addr.ip(), addr.port().wrapping_add(1)))
+    }
+
     pub(super) fn register_now(&mut self, conn: ConnId) {
         for link in &mut self.namesrvs.links {
             if link.state == LinkState::ExpectConnected(conn) {
@@ -131,7 +158,7 @@ impl Shared {
     }
 
     /// Register with every connected name server.
-    fn reregister(&mut self) {
+    pub(super) fn reregister(&mut self) {
         for conn in self.namesrvs.open_conns() {
             let request = self.register_request();
             crate::remoting::send(&mut self.out, conn, &request);
@@ -140,19 +167,16 @@ impl Shared {
 
     /// Dial links that are due, and register on every open one when the period is up.
     pub(super) fn handle_registration_timeout(&mut self, now: Now) {
-        let mut dial = Vec::new();
-        for link in &mut self.namesrvs.links {
-            if let LinkState::ExpectRedial(at) = link.state {
-                if now.mono >= at {
-                    let conn = ConnId(self.namesrvs.next_conn);
-                    self.namesrvs.next_conn += 1;
+        for at in 0..self.namesrvs.links.len() {
+            let Some(link) = self.namesrvs.links.get(at) else { continue };
+            if matches!(link.state, LinkState::ExpectRedial(due) if now.mono >= due) {
+                let addr = link.addr;
+                let conn = self.dial_id();
+                if let Some(link) = self.namesrvs.links.get_mut(at) {
                     link.state = LinkState::ExpectConnected(conn);
-                    dial.push((conn, link.addr));
                 }
+                self.out.push_back(Output::Connect { conn, addr, kind: crate::io::ConnKind::Remoting });
             }
-        }
-        for (conn, addr) in dial {
-            self.out.push_back(Output::Connect { conn, addr, kind: crate::io::ConnKind::Remoting });
         }
         if now.mono >= self.namesrvs.next_register {
             self.namesrvs.next_register = now.mono.plus_millis(self.config.register_interval_ms);

@@ -1,6 +1,7 @@
 //! The router: one `match` from request code to the subsystem that serves it.
 
 use super::admin::{Admin, RuntimeView};
+use super::metadata_sync;
 use super::send::SendPath;
 use super::{Broker, EARLY_REQUESTS_MAX};
 use crate::broker::refusal::Refusal;
@@ -12,14 +13,42 @@ impl Broker {
     /// Serve one command from a connection: a response is a name server's; a request goes
     /// to its subsystem, and its reply out, unless the subsystem answers it later.
     pub(super) fn on_command(&mut self, now: Now, conn: ConnId, cmd: RemotingCommand) {
+        if self.controller.owns(conn) {
+            let change = if cmd.is_response() {
+                self.controller.on_response(&mut self.shared, now, &cmd, self.replica_id)
+            } else if cmd.request_code() == RequestCode::NOTIFY_BROKER_ROLE_CHANGED {
+                let reply = RemotingCommand::response_to(&cmd, crate::protocol::ResponseCode::SUCCESS, None);
+                remoting::reply(&mut self.shared.out, conn, &cmd, &reply);
+                self.controller.on_notice(&mut self.shared, &cmd, self.replica_id)
+            } else {
+                remoting::reply(&mut self.shared.out, conn, &cmd, &remoting::not_supported(&cmd));
+                None
+            };
+            if let Some(change) = change {
+                self.take_role(now, change);
+            }
+            return;
+        }
         let shared = &mut self.shared;
         if cmd.is_response() {
-            shared.namesrvs.on_response(conn, &cmd);
+            if self.metadata_sync.owns(conn) {
+                if let Some(synced) = self.metadata_sync.on_response(conn, &cmd) {
+                    self.apply_synced(now, synced);
+                }
+            } else if conn.is_outbound() {
+                let named = shared.namesrvs.on_response(conn, &cmd);
+                if let Some(master) = named.replication {
+                    self.ha_client.learned(shared, now, master);
+                }
+                if let Some(master) = named.remoting {
+                    self.metadata_sync.learned(shared, now, master);
+                }
+            }
             return;
         }
         // The store finishes booting (a few disk operations) after the listener opens: a
         // client that connects at once waits rather than being refused.
-        if !shared.store.is_ready() && shared.store.failure().is_none() && !shared.store.is_repairing() {
+        if shared.booting() && shared.store.failure().is_none() && !shared.store.is_repairing() {
             if self.early.len() < EARLY_REQUESTS_MAX {
                 self.early.push_back((conn, cmd));
             } else {
@@ -31,6 +60,34 @@ impl Broker {
         shared.topics_before_request = shared.metadata.topics.changes();
         let consumers = &mut self.consumers;
         let answer = match cmd.request_code() {
+            // Checked before a send can create its topic; the store refuses a slave's own
+            // writes anyway.
+            RequestCode::SEND_MESSAGE
+            | RequestCode::SEND_MESSAGE_V2
+            | RequestCode::SEND_BATCH_MESSAGE
+            | RequestCode::CONSUMER_SEND_MSG_BACK
+                if shared.config.role.is_slave() =>
+            {
+                Err(Refusal::from(crate::store::StoreError::Replica))
+            }
+            // Nothing is written in a master's epoch before the epoch is recorded (moments
+            // after a start or a rebuild; longer only while the disk refuses the file).
+            RequestCode::SEND_MESSAGE
+            | RequestCode::SEND_MESSAGE_V2
+            | RequestCode::SEND_BATCH_MESSAGE
+            | RequestCode::CONSUMER_SEND_MSG_BACK
+            | RequestCode::END_TRANSACTION
+                if !shared.epoch_durable() =>
+            {
+                Err(Refusal::ServiceNotAvailable(
+                    "the master's new epoch is not recorded yet; retry shortly".into(),
+                ))
+            }
+            RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE
+                if shared.in_sync_replicas_short().is_some() =>
+            {
+                Err(Refusal::SystemError(shared.in_sync_replicas_short().unwrap_or_default()))
+            }
             RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE => {
                 Ok(self.sends.on_send(shared, consumers, now, conn, &cmd))
             }
@@ -55,6 +112,14 @@ impl Broker {
             }
             RequestCode::DELETE_SUBSCRIPTIONGROUP => consumers.on_delete_group(shared, now, &cmd).map(Some),
             RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => consumers.on_get_all_groups(&cmd).map(Some),
+            RequestCode::GET_ALL_TOPIC_CONFIG => {
+                metadata_sync::serve(&cmd, shared.topics.wrapper()).map(Some)
+            }
+            RequestCode::GET_ALL_CONSUMER_OFFSET => metadata_sync::serve(&cmd, &consumers.offsets).map(Some),
+            RequestCode::GET_ALL_DELAY_OFFSET => metadata_sync::serve(&cmd, self.delay.offsets()).map(Some),
+            RequestCode::GET_TIMER_CHECK_POINT => {
+                metadata_sync::serve(&cmd, self.timers.checkpoint()).map(Some)
+            }
             RequestCode::GET_SUBSCRIPTIONGROUP_CONFIG => consumers.on_get_group(&cmd).map(Some),
             RequestCode::GET_MAX_OFFSET => Admin::on_queue_offset(shared, &cmd, |_, max| max).map(Some),
             RequestCode::GET_MIN_OFFSET => Admin::on_queue_offset(shared, &cmd, |min, _| min).map(Some),
@@ -64,6 +129,13 @@ impl Broker {
             RequestCode::UPDATE_AND_CREATE_TOPIC => Admin::on_update_topic(shared, now, &cmd).map(Some),
             RequestCode::DELETE_TOPIC_IN_BROKER => {
                 Admin::on_delete_topic(shared, consumers, now, &cmd).map(Some)
+            }
+            RequestCode::GET_BROKER_HA_STATUS => {
+                let info = self.replication.ha_status(shared, &self.ha_client, now);
+                Ok(Some(json_reply(&cmd, &info)))
+            }
+            RequestCode::GET_BROKER_EPOCH_CACHE => {
+                Ok(Some(json_reply(&cmd, &super::replication::epoch_cache(shared))))
             }
             RequestCode::GET_BROKER_RUNTIME_INFO => {
                 let mut progress = self.delay.progress(&shared.store);
@@ -84,6 +156,14 @@ impl Broker {
     /// A connection closed (by the peer, or by us for a malformed stream): forget what was
     /// waiting on it; a name server link is re-dialled.
     pub(super) fn connection_gone(&mut self, now: Now, conn: ConnId) {
+        if self.controller.owns(conn) {
+            self.controller.closed(now, conn);
+            return;
+        }
+        if self.metadata_sync.owns(conn) {
+            self.metadata_sync.closed(now, conn);
+            return;
+        }
         if conn.is_outbound() {
             self.shared.namesrvs.closed(conn, now.mono);
             return;
@@ -91,4 +171,10 @@ impl Broker {
         self.early.retain(|(waiting, _)| *waiting != conn);
         self.consumers.connection_gone(&mut self.shared, conn);
     }
+}
+
+/// A SUCCESS reply carrying `body` as JSON.
+fn json_reply(request: &RemotingCommand, body: &impl serde::Serialize) -> RemotingCommand {
+    let body = crate::protocol::json::to_body(body, crate::protocol::json::KeyStyle::Fastjson);
+    RemotingCommand::response_to(request, crate::protocol::ResponseCode::SUCCESS, None).with_body(body)
 }

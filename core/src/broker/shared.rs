@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use super::metadata::MetadataFiles;
 use super::registration::NamesrvLinks;
-use super::send::durable::{DurableReplies, PendingReply};
+use super::send::durable::{DurableReplies, PendingReply, ReleaseEnds, Wait};
 use super::{BrokerConfig, BrokerStats, TopicTable};
 use crate::io::{ConnId, MonoNanos, Now, Output, StoreRead, UnixMillis};
 use crate::protocol::body::TopicConfig;
@@ -32,6 +32,25 @@ pub(super) struct Shared {
     pub(super) stats: BrokerStats,
     pub(super) unique_ids: UniqueIdGenerator,
     pub(super) next_opaque: i32,
+    /// The newest CommitLog end a streaming slave reported holding (`None`: no slave
+    /// streams): what a SYNC_MASTER's replies wait for.
+    pub(super) slave_acked: Option<PhysOffset>,
+    /// Controller mode, on a master: its SyncStateSet as the controller last confirmed it
+    /// (broker ids, this broker's included).
+    pub(super) sync_state_set: Option<std::collections::BTreeSet<i64>>,
+    /// This broker's id in its set (`brokerId` as configured; a master registers as 0).
+    pub(super) replica_id: i64,
+    /// Which master wrote which stretch of this log (`epochs.json`).
+    pub(super) epochs: crate::ha::epoch::EpochHistory,
+    /// The `epochs.json` change that records this master's current epoch: nothing is
+    /// written to the log in an epoch before it is durable, or a crash could keep records
+    /// of an epoch the history forgot, and count them as the previous epoch's.
+    pub(super) epoch_change: u64,
+    /// The store booted and a master's first epoch was recorded: requests are no longer
+    /// held (a later epoch, after a rebuild, refuses writes until it is recorded instead).
+    pub(super) booted: bool,
+    /// The id of the next connection this broker dials (name servers, its master).
+    pub(super) next_dial: u64,
     /// Replies waiting for their data to be durable (sends, sends back, transaction ends).
     pub(super) replies: DurableReplies,
     /// The topic table's change count when the request being served arrived: a send that
@@ -47,6 +66,40 @@ impl Shared {
     pub(super) fn opaque(&mut self) -> i32 {
         self.next_opaque = self.next_opaque.wrapping_add(1).max(1);
         self.next_opaque
+    }
+
+    /// Whether this broker may write to its log: a slave always (it copies), a master once
+    /// its current epoch is durably recorded.
+    pub(super) fn epoch_durable(&self) -> bool {
+        self.config.role.is_slave() || self.metadata.epochs.is_durable_through(self.epoch_change)
+    }
+
+    /// Whether requests are still held: while the store boots (at a start or after a
+    /// rebuild), and at a start until a master's first epoch is recorded.
+    pub(super) fn booting(&self) -> bool {
+        !self.store.is_ready() || (!self.booted && !self.epoch_durable())
+    }
+
+    /// Begin a new epoch at the log's end and have it recorded (a master's start, or its
+    /// store rebuilt in place).
+    pub(super) fn begin_epoch(&mut self) -> u32 {
+        self.begin_epoch_at_least(0)
+    }
+
+    /// Begin a new epoch numbered at least `floor` (a controller's master epoch, shifted)
+    /// and have it recorded.
+    pub(super) fn begin_epoch_at_least(&mut self, floor: u32) -> u32 {
+        let epoch = self.epochs.begin_at_least(floor, self.store.write_pos());
+        self.metadata.epochs.mark_dirty();
+        self.epoch_change = self.metadata.epochs.changes();
+        epoch
+    }
+
+    /// A fresh id for a connection this broker dials.
+    pub(super) fn dial_id(&mut self) -> ConnId {
+        let conn = ConnId(self.next_dial);
+        self.next_dial += 1;
+        conn
     }
 
     /// Send a request of ours (to a client or a name server), oneway or not.
@@ -98,34 +151,70 @@ impl Shared {
         Ok(appended.end())
     }
 
-    /// Answer `request` with `reply` once the log reaches `end` (fsynced if `needs_flush`).
-    /// A oneway request gets nothing, but keeps its place in line.
+    /// Answer `request` with `reply` once the log reaches `end`: fsynced if `wait.flush`,
+    /// and on a SYNC_MASTER held by a slave too if `wait.slave` (SLAVE_NOT_AVAILABLE at
+    /// once when no slave is in sync). A oneway request gets nothing, but keeps its place.
     pub(super) fn reply_when_durable(
         &mut self,
         now: Now,
         conn: ConnId,
         request: &RemotingCommand,
-        reply: RemotingCommand,
+        mut reply: RemotingCommand,
         end: PhysOffset,
-        needs_flush: bool,
+        wait: Wait,
     ) {
         let changes = self.metadata.topics.changes();
         let topics_change = if changes == self.topics_before_request { 0 } else { changes };
+        let mut needs_slave = wait.slave && self.config.role == crate::ha::BrokerRole::SyncMaster;
+        if needs_slave && !self.slave_in_sync() {
+            // Stored here only: RocketMQ's status for it, with the reply's fields kept.
+            reply.code = crate::protocol::ResponseCode::SLAVE_NOT_AVAILABLE.0;
+            needs_slave = false;
+        }
         self.replies.push(PendingReply {
             conn,
             reply,
             end,
-            needs_flush,
+            needs_flush: wait.flush,
+            needs_slave,
             silent: request.is_oneway(),
             since: now.mono,
             topics_change,
         });
     }
 
+    /// Controller mode: a SYNC_MASTER whose SyncStateSet is smaller than
+    /// `minInSyncReplicas` takes no sends (RocketMQ's IN_SYNC_REPLICAS_NOT_ENOUGH).
+    pub(super) fn in_sync_replicas_short(&self) -> Option<String> {
+        let min = self.config.ha.min_in_sync_replicas;
+        let set = self.sync_state_set.as_ref()?;
+        let sync = self.config.role == crate::ha::BrokerRole::SyncMaster;
+        (sync && (set.len() as u64) < u64::from(min)).then(|| {
+            format!("in-sync replicas not enough: {} in the SyncStateSet, minInSyncReplicas {min}", set.len())
+        })
+    }
+
+    /// Whether a slave streams and is within `haMaxGapNotInSync` of this log's end.
+    fn slave_in_sync(&self) -> bool {
+        let gap = self.config.ha.max_gap_not_in_sync;
+        self.slave_acked.is_some_and(|held| self.store.write_pos().bytes_since(held) < gap)
+    }
+
+    /// How far replies' records have got, now.
+    pub(super) fn release_ends(&self, now: Now) -> ReleaseEnds {
+        ReleaseEnds {
+            written: self.store.written_end(),
+            flushed: self.store.flushed_end(),
+            slave: self.slave_acked,
+            now: now.mono,
+            slave_wait_ms: self.config.ha.sync_flush_timeout_ms,
+        }
+    }
+
     /// Send every reply whose data is now durable enough, in order.
-    pub(super) fn release_replies(&mut self) {
-        let (written, flushed) = (self.store.written_end(), self.store.flushed_end());
-        self.replies.release(written, flushed, &self.metadata.topics, &mut self.out);
+    pub(super) fn release_replies(&mut self, now: Now) {
+        let ends = self.release_ends(now);
+        self.replies.release(ends, &self.metadata.topics, &mut self.out);
     }
 }
 

@@ -95,6 +95,11 @@ impl TopicTable {
         table
     }
 
+    /// Take `wrapper` whole, version included: a slave's copy of its master's table.
+    pub fn replace(&mut self, wrapper: TopicConfigSerializeWrapper) {
+        self.table = wrapper;
+    }
+
     /// A topic's config.
     #[must_use]
     pub fn get(&self, topic: &str) -> Option<&TopicConfig> {

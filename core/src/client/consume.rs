@@ -289,14 +289,15 @@ impl Client {
             owned.next_pull = Some(now.mono.plus_millis(PULL_ERROR_DELAY_MS));
             return;
         }
-        let (epoch, offset) = (owned.epoch, owned.next_offset);
+        let (epoch, offset, pull_from) = (owned.epoch, owned.next_offset, owned.pull_from);
         owned.pull_in_flight = true;
-        let Some(addr) = self.queue_addr(queue) else {
+        let Some(addr) = self.read_addr(queue, pull_from) else {
             return self.on_pulled(now, group, queue, epoch, Err(CallError::Closed));
         };
         let subscription = subscription.unwrap_or_default();
         let mut sys_flag = PULL_FLAG_SUSPEND | PULL_FLAG_SUBSCRIPTION;
-        if commit.is_some() {
+        // A slave keeps no offsets a pull carries (RocketMQ clears the flag for it too).
+        if commit.is_some() && self.queue_addr(queue) == Some(addr) {
             sys_flag |= PULL_FLAG_COMMIT_OFFSET;
         }
         let header = PullMessageRequestHeader {
@@ -345,6 +346,7 @@ impl Client {
             owned.next_pull = Some(now.mono.plus_millis(PULL_ERROR_DELAY_MS));
             return;
         };
+        owned.pull_from = header.suggest_which_broker_id;
         match code {
             ResponseCode::SUCCESS => {
                 let body = response.map(|r| r.body.clone()).unwrap_or_default();

@@ -92,6 +92,37 @@ pub struct SendResult {
     pub queue: MessageQueue,
     /// Its queue offset.
     pub queue_offset: i64,
+    /// How safe the broker says it is (RocketMQ's SendStatus).
+    pub status: SendStatus,
+}
+
+/// How safe a stored message is, as the broker answered (RocketMQ's `SendStatus`): each is
+/// stored on the broker; all but `SendOk` lack a promise the broker was asked to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Stored as promised.
+    SendOk,
+    /// Stored, but not fsynced in time (SYNC_FLUSH).
+    FlushDiskTimeout,
+    /// Stored on the master, but no slave held it in time (SYNC_MASTER).
+    FlushSlaveTimeout,
+    /// Stored on the master, with no slave in sync (SYNC_MASTER).
+    SlaveNotAvailable,
+}
+
+impl SendStatus {
+    /// The status a send reply's code means; `None` for a refusal.
+    #[must_use]
+    pub fn of(code: crate::protocol::ResponseCode) -> Option<Self> {
+        use crate::protocol::ResponseCode;
+        match code {
+            ResponseCode::SUCCESS => Some(Self::SendOk),
+            ResponseCode::FLUSH_DISK_TIMEOUT => Some(Self::FlushDiskTimeout),
+            ResponseCode::FLUSH_SLAVE_TIMEOUT => Some(Self::FlushSlaveTimeout),
+            ResponseCode::SLAVE_NOT_AVAILABLE => Some(Self::SlaveNotAvailable),
+            _ => None,
+        }
+    }
 }
 
 /// Why a send failed for good.

@@ -21,7 +21,9 @@ pub use allocate::{allocate_sorted, AllocateStrategy};
 pub use consume::ConsumeResult;
 pub use consumer_config::{ConsumeFromWhere, ConsumerConfig, ConsumerKind, MessageModel};
 pub use lite_pull::LitePullError;
-pub use machine::{Client, ClientConfig, ClientEvent, DeliveryId, Reason, SendError, SendId, SendResult};
+pub use machine::{
+    Client, ClientConfig, ClientEvent, DeliveryId, Reason, SendError, SendId, SendResult, SendStatus,
+};
 pub use offset_store::OffsetStore;
 pub use process_queue::{FlowLimits, ProcessQueue};
 pub use producer::{SendRequest, SendTarget};

@@ -6,7 +6,9 @@
 //! a topic the name servers do not know borrows `TBW102`'s route, so the broker auto-creates
 //! it, as RocketMQ's producer does.
 
-use super::machine::{CallTag, Client, ClientEvent, SendError, SendId, SendResult, DEFAULT_TOPIC};
+use super::machine::{
+    CallTag, Client, ClientEvent, SendError, SendId, SendResult, SendStatus, DEFAULT_TOPIC,
+};
 use super::queue_choice::select_by_key;
 use super::route::{master_addr, publish_queues};
 use super::transport::CallError;
@@ -188,15 +190,19 @@ impl Client {
     ) {
         let latency = now.mono.millis_since(started);
         let failure = match response {
-            Ok(reply) if reply.response_code() == ResponseCode::SUCCESS => {
+            // Stored: a status short of SEND_OK is the application's to judge, not retried
+            // (RocketMQ's default, retryAnotherBrokerWhenNotStoreOK off).
+            Ok(reply) if SendStatus::of(reply.response_code()).is_some() => {
                 self.queue_choice.record(broker, latency, false, now.mono);
                 let Some(send) = self.sends.get(&id) else { return };
+                let status = SendStatus::of(reply.response_code()).unwrap_or(SendStatus::SendOk);
                 let result = SendMessageResponseHeader::decode(&reply.ext_fields)
                     .map(|header| SendResult {
                         msg_id: header.msg_id,
                         unique_id: send.unique_id.clone(),
                         queue: MessageQueue::new(&send.request.message.topic, broker, header.queue_id),
                         queue_offset: header.queue_offset,
+                        status,
                     })
                     .map_err(|e| SendError::Failed {
                         attempts: send.attempts,

@@ -59,6 +59,9 @@ pub(super) struct OwnedQueue {
     pub(super) epoch: u64,
     pub(super) stage: QueueStage,
     pub(super) next_offset: i64,
+    /// The broker id the last pull reply suggested pulling from (`suggestWhichBrokerId`:
+    /// a slave while this consumer lags far behind).
+    pub(super) pull_from: i64,
     pub(super) pull_in_flight: bool,
     pub(super) next_pull: Option<MonoNanos>,
     /// Orderly: the lock is trusted until then.
@@ -79,6 +82,7 @@ impl OwnedQueue {
             epoch,
             stage,
             next_offset: 0,
+            pull_from: 0,
             pull_in_flight: false,
             next_pull: None,
             locked_until: None,
@@ -325,6 +329,13 @@ impl Client {
         master_addr(route, &queue.broker_name)?.parse().ok()
     }
 
+    /// Where to read `queue` and its offsets: broker id `wanted`, else the master, else a
+    /// slave (reads and offsets go on while the master is gone).
+    pub(super) fn read_addr(&self, queue: &MessageQueue, wanted: i64) -> Option<SocketAddr> {
+        let route = self.routes.get(&queue.topic)?;
+        super::route::read_addr(route, &queue.broker_name, wanted)?.parse().ok()
+    }
+
     fn apply_allocation(&mut self, now: Now, group: &str, topic: &str, allocated: Vec<MessageQueue>) {
         let Some(consumer) = self.consumers.get_mut(group) else { return };
         if consumer.stopped {
@@ -381,7 +392,7 @@ impl Client {
     }
 
     fn commit_one(&mut self, _now: Now, group: &str, queue: &MessageQueue, offset: i64) {
-        let Some(addr) = self.queue_addr(queue) else { return };
+        let Some(addr) = self.read_addr(queue, 0) else { return };
         let header = UpdateConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
             topic: queue.topic.clone(),
@@ -471,7 +482,7 @@ impl Client {
             return self.begin_pulling(now, group, queue, epoch, offset);
         }
         if consumer.clustering() {
-            let Some(addr) = self.queue_addr(queue) else { return self.give_up(group, queue, epoch) };
+            let Some(addr) = self.read_addr(queue, 0) else { return self.give_up(group, queue, epoch) };
             let header = QueryConsumerOffsetRequestHeader {
                 consumer_group: group.to_owned(),
                 topic: queue.topic.clone(),
@@ -494,7 +505,7 @@ impl Client {
         if queue.topic.starts_with(RETRY_PREFIX) || from_where == ConsumeFromWhere::FirstOffset {
             return self.begin_pulling(now, group, queue, epoch, 0);
         }
-        let Some(addr) = self.queue_addr(queue) else { return self.give_up(group, queue, epoch) };
+        let Some(addr) = self.read_addr(queue, 0) else { return self.give_up(group, queue, epoch) };
         let (topic, queue_id) = (queue.topic.clone(), queue.queue_id);
         let request = match from_where {
             ConsumeFromWhere::Timestamp(timestamp) => {

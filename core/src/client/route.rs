@@ -53,6 +53,15 @@ pub fn any_addr<'a>(route: &'a TopicRouteData, broker_name: &str) -> Option<&'a 
     broker(route, broker_name)?.broker_addrs.values().next().map(String::as_str)
 }
 
+/// Where a consumer reads `broker_name` (RocketMQ's findBrokerAddressInSubscribe, not
+/// only that broker): broker id `wanted` if the route has it, else the master, else any
+/// (the lowest id), so reads go on from a slave while the master is gone.
+#[must_use]
+pub fn read_addr<'a>(route: &'a TopicRouteData, broker_name: &str, wanted: i64) -> Option<&'a str> {
+    let addrs = &broker(route, broker_name)?.broker_addrs;
+    addrs.get(&wanted).or_else(|| addrs.get(&0)).or_else(|| addrs.values().next()).map(String::as_str)
+}
+
 fn broker<'a>(route: &'a TopicRouteData, broker_name: &str) -> Option<&'a BrokerData> {
     route.broker_datas.iter().find(|b| b.broker_name == broker_name)
 }
@@ -117,5 +126,10 @@ mod tests {
         );
         assert_eq!(master_addr(&route(), "slaveonly"), None);
         assert_eq!(any_addr(&route(), "slaveonly"), Some("10.0.0.1:10911"));
+        assert_eq!(read_addr(&route(), "slaveonly", 0), Some("10.0.0.1:10911"), "no master: a slave");
+        assert_eq!(read_addr(&route(), "slaveonly", 7), Some("10.0.0.1:10911"), "no such id: any");
+        assert_eq!(read_addr(&route(), "a", 1), Some("10.0.0.1:10911"), "the suggested slave");
+        assert_eq!(read_addr(&route(), "a", 0), Some("10.0.0.0:10911"));
+        assert_eq!(read_addr(&route(), "a", 5), Some("10.0.0.0:10911"), "no such id: the master");
     }
 }

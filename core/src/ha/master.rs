@@ -1,15 +1,18 @@
 //! The master's side of one slave's connection.
 //!
-//! The slave's first report says where its log ends; the master streams from there, a
-//! batch at a time, never more than `window` bytes past the slave's newest report. After
-//! the first, reports only acknowledge: what the slave holds is what a SYNC_MASTER waits
+//! The slave's first report says where its log ends. The master answers with its epoch
+//! history (so the slave can cut back what the master no longer has; a slave claiming more
+//! log than the master then gets closed), then streams from there (from its newest
+//! segment's start for a slave with nothing), a batch at a time, never more than
+//! `window` bytes past the slave's newest report. After the first, reports only acknowledge: what the slave holds is what a SYNC_MASTER waits
 //! for. With nothing to send for `heartbeat_interval_ms`, an empty transfer keeps the
 //! connection alive.
 
 use bytes::{Bytes, BytesMut};
 
+use super::epoch::EpochHistory;
 use super::wire::{encode_transfer, ReportDecoder};
-use super::{HaConfig, HaError, Liveness};
+use super::{ByteRate, HaConfig, HaError, Liveness};
 use crate::io::{MonoNanos, StoreRead};
 use crate::store::{PhysOffset, Store};
 
@@ -17,10 +20,27 @@ use crate::store::{PhysOffset, Store};
 #[derive(Debug)]
 pub struct SlaveSession {
     reports: ReportDecoder,
-    /// Where the next transfer starts; `None` until the slave's first report.
+    /// The slave's first report: where its log ends.
+    first: Option<PhysOffset>,
+    /// The master's epoch history went out (before any transfer).
+    history_sent: bool,
+    /// The slave claimed more log than this master has: it gets the history (to cut its
+    /// log back), then the connection is closed.
+    ahead: Option<PhysOffset>,
+    /// Where the next transfer starts; `None` until the history went out after the slave's
+    /// first report.
     next: Option<PhysOffset>,
     /// The newest end the slave reported: what it holds.
     acked: PhysOffset,
+    /// Where the stream began (`transferFromWhere`).
+    from: Option<PhysOffset>,
+    /// When the slave last reported holding all of this log as it was at its previous
+    /// report (it keeps up though the log keeps growing).
+    caught_up: Option<MonoNanos>,
+    /// This log's end when the slave's previous report came.
+    end_at_report: PhysOffset,
+    /// Log bytes streamed per second.
+    rate: ByteRate,
     liveness: Liveness,
 }
 
@@ -28,36 +48,78 @@ impl SlaveSession {
     /// A slave that connected at `now` and has not reported yet.
     #[must_use]
     pub fn new(now: MonoNanos) -> Self {
-        Self { reports: ReportDecoder::new(), next: None, acked: PhysOffset(0), liveness: Liveness::new(now) }
+        Self {
+            reports: ReportDecoder::new(),
+            first: None,
+            history_sent: false,
+            ahead: None,
+            next: None,
+            acked: PhysOffset(0),
+            from: None,
+            caught_up: None,
+            end_at_report: PhysOffset(u64::MAX),
+            rate: ByteRate::default(),
+            liveness: Liveness::new(now),
+        }
     }
 
     /// Bytes from the slave. An error means the connection must be closed.
     pub fn on_bytes(&mut self, now: MonoNanos, data: &[u8], store: &Store) -> Result<(), HaError> {
         self.liveness.heard(now);
         let Some(end) = self.reports.push(data)? else { return Ok(()) };
-        if self.next.is_none() {
-            if end > store.write_pos() {
-                return Err(HaError::SlaveAhead { slave: end, master: store.write_pos() });
+        if self.first.is_none() {
+            self.first = Some(end);
+            let master = store.write_pos();
+            if end > master {
+                self.ahead = Some(end);
+                return Ok(());
             }
-            if end < store.min_phys() {
-                return Err(HaError::BehindRetention { needed: end, min: store.min_phys() });
-            }
-            self.next = Some(end);
+            // A slave with nothing starts at this log's newest segment, as RocketMQ's
+            // masters do: copying a whole history first would hold it out of sync for long.
+            // So does a slave that needs what retention deleted here: the gap before the
+            // first transfer tells it to start over.
+            let newest = PhysOffset(master.0 - master.0 % store.config().segment_size);
+            let from = if end.0 == 0 || end < store.min_phys() { newest } else { end };
+            self.next = Some(from);
+            self.from = Some(from);
+            // Nothing below the stream's start is owed: the window counts from it.
+            self.acked = from;
+            return Ok(());
         }
         // A report never takes back what an earlier one acknowledged on this connection.
         self.acked = self.acked.max(end);
+        if self.acked >= self.end_at_report.min(store.write_pos()) {
+            self.caught_up = Some(now);
+        }
+        self.end_at_report = store.write_pos();
         Ok(())
     }
 
-    /// The next frame for the slave: a transfer of what it lacks (within the window), or a
-    /// heartbeat once nothing was sent for the heartbeat interval.
+    /// The next frame for the slave: this master's epoch `history` first (once it is
+    /// durable: `None` until then), then a transfer of what the slave lacks (within the
+    /// window), or a heartbeat once nothing was sent for the heartbeat interval.
     pub fn poll_transmit(
         &mut self,
         now: MonoNanos,
         store: &Store,
         reader: &dyn StoreRead,
         config: &HaConfig,
+        history: Option<&EpochHistory>,
     ) -> Result<Option<Bytes>, HaError> {
+        if self.first.is_none() {
+            return Ok(None);
+        }
+        if !self.history_sent {
+            let Some(history) = history else { return Ok(None) };
+            let mut out = BytesMut::new();
+            history.encode_frame(store.write_pos(), &mut out);
+            self.history_sent = true;
+            self.liveness.sent(now);
+            return Ok(Some(out.freeze()));
+        }
+        if let Some(slave) = self.ahead {
+            return Err(HaError::SlaveAhead { slave, master: store.write_pos() });
+        }
         let Some(next) = self.next else { return Ok(None) };
         let ahead = next.bytes_since(self.acked);
         if next < store.visible_end() && ahead < config.window {
@@ -76,6 +138,7 @@ impl SlaveSession {
                 let mut out = BytesMut::with_capacity(super::wire::TRANSFER_HEADER_LEN + run.len());
                 encode_transfer(next, &run, &mut out);
                 self.next = Some(next + run.len() as u64);
+                self.rate.record(now, run.len() as u64);
                 self.liveness.sent(now);
                 return Ok(Some(out.freeze()));
             }
@@ -95,17 +158,42 @@ impl SlaveSession {
         self.acked
     }
 
+    /// The broker id the slave said it has (controller mode), if it did.
+    #[must_use]
+    pub fn slave_id(&self) -> Option<i64> {
+        self.reports.identity()
+    }
+
+    /// When the slave last reported holding all of this log, if it ever did on this
+    /// connection.
+    #[must_use]
+    pub fn caught_up_at(&self) -> Option<MonoNanos> {
+        self.caught_up
+    }
+
+    /// Where the stream to this slave began, once it has.
+    #[must_use]
+    pub fn streamed_from(&self) -> Option<PhysOffset> {
+        self.from
+    }
+
+    /// Log bytes streamed to this slave in the last whole second before `now`.
+    #[must_use]
+    pub fn bytes_per_second(&self, now: MonoNanos) -> u64 {
+        self.rate.per_second(now)
+    }
+
     /// Whether the slave has reported at all.
     #[must_use]
     pub fn is_streaming(&self) -> bool {
-        self.next.is_some()
+        self.history_sent && self.next.is_some()
     }
 
     /// When this session next needs a timeout: its heartbeat, or its silence check.
     #[must_use]
     pub fn poll_timeout(&self, config: &HaConfig) -> MonoNanos {
         let silence = self.liveness.silent_at(config);
-        if self.next.is_some() {
+        if self.is_streaming() {
             silence.min(self.liveness.heartbeat_at(config))
         } else {
             silence

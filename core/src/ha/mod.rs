@@ -1,13 +1,15 @@
 //! Master/slave replication (RocketMQ's classic HA): a master streams its CommitLog to each
 //! slave; a slave appends it byte for byte and reports how far it has got.
 //!
-//! - `wire`: the stream's two frame kinds and their incremental decoders.
+//! - `wire`: the stream's frames and their incremental decoders.
+//! - `epoch`: which master wrote which stretch of the log, and where a slave cuts back to.
 //! - `master`: [`SlaveSession`], the master's side of one slave's connection.
 //! - `slave`: [`MasterLink`], the slave's side of its connection to the master.
 //!
-//! Both are sans-IO parts a broker drives: bytes in, bytes out, deadlines. Neither is wired
-//! into the broker yet.
+//! Both are sans-IO parts a broker drives: bytes in, bytes out, deadlines (the broker's
+//! `replication` and `ha_client` parts).
 
+pub mod epoch;
 pub mod master;
 pub mod slave;
 pub mod wire;
@@ -59,6 +61,80 @@ impl Liveness {
     }
 }
 
+/// Bytes moved per whole second (`transferredByteInSecond` in `mqadmin haStatus`): the
+/// count of the last second that ended, 0 once a second passes with nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteRate {
+    second_start: MonoNanos,
+    this_second: u64,
+    last_second: u64,
+}
+
+const SECOND_NANOS: u64 = 1_000_000_000;
+
+impl ByteRate {
+    /// `bytes` moved at `now`.
+    pub fn record(&mut self, now: MonoNanos, bytes: u64) {
+        self.roll(now);
+        self.this_second = self.this_second.saturating_add(bytes);
+    }
+
+    /// Bytes in the last whole second before `now`.
+    #[must_use]
+    pub fn per_second(&self, now: MonoNanos) -> u64 {
+        let mut rate = *self;
+        rate.roll(now);
+        rate.last_second
+    }
+
+    fn roll(&mut self, now: MonoNanos) {
+        let elapsed = now.0.saturating_sub(self.second_start.0);
+        if elapsed < SECOND_NANOS {
+            return;
+        }
+        self.last_second = if elapsed < 2 * SECOND_NANOS { self.this_second } else { 0 };
+        self.this_second = 0;
+        // Seconds stay aligned to the first one, so a steady stream reads steadily.
+        self.second_start = MonoNanos(now.0 - elapsed % SECOND_NANOS);
+    }
+}
+
+/// What a broker is in its set (`brokerRole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerRole {
+    /// A master that acknowledges sends once stored here; slaves copy after.
+    #[default]
+    AsyncMaster,
+    /// A master that acknowledges sends once a slave has them too.
+    SyncMaster,
+    /// A copy of its master's log; serves reads, refuses writes.
+    Slave,
+}
+
+impl BrokerRole {
+    /// RocketMQ's spelling of each role, as broker.conf writes it.
+    pub const NAMES: [(&'static str, Self); 3] =
+        [("ASYNC_MASTER", Self::AsyncMaster), ("SYNC_MASTER", Self::SyncMaster), ("SLAVE", Self::Slave)];
+
+    /// The role broker.conf spells `name`.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, role)| *role)
+    }
+
+    /// The name broker.conf uses.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(_, r)| *r == self).map_or("ASYNC_MASTER", |(n, _)| n)
+    }
+
+    /// Whether this broker copies a master instead of taking writes.
+    #[must_use]
+    pub fn is_slave(self) -> bool {
+        self == Self::Slave
+    }
+}
+
 /// Replication settings (RocketMQ's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HaConfig {
@@ -73,6 +149,21 @@ pub struct HaConfig {
     /// Most bytes a master sends past what a slave has reported: a slave that stops reading
     /// stops the master's reads for it instead of filling its write queue.
     pub window: u64,
+    /// Pause before a slave dials its master again after a failed or lost connection
+    /// (RocketMQ's HAClient waits 5 s).
+    pub reconnect_ms: u64,
+    /// A SYNC_MASTER's send waits this long for a slave to hold it before it is answered
+    /// FLUSH_SLAVE_TIMEOUT (`syncFlushTimeout`, 5 s).
+    pub sync_flush_timeout_ms: u64,
+    /// A slave further behind than this is not in sync: a SYNC_MASTER answers sends
+    /// SLAVE_NOT_AVAILABLE at once (`haMaxGapNotInSync`, 256 MiB).
+    pub max_gap_not_in_sync: u64,
+    /// Controller mode: a SYNC_MASTER's send waits for every member of the SyncStateSet,
+    /// not one slave (`allAckInSyncStateSet`, off).
+    pub all_ack_in_sync_state_set: bool,
+    /// Controller mode: a SYNC_MASTER refuses sends while its SyncStateSet has fewer
+    /// members, itself included (`minInSyncReplicas`, 1).
+    pub min_in_sync_replicas: u32,
 }
 
 impl Default for HaConfig {
@@ -82,7 +173,30 @@ impl Default for HaConfig {
             heartbeat_interval_ms: 5_000,
             housekeeping_ms: 20_000,
             window: 8 * wire::DEFAULT_TRANSFER_BATCH as u64,
+            reconnect_ms: 5_000,
+            sync_flush_timeout_ms: 5_000,
+            max_gap_not_in_sync: 256 * 1024 * 1024,
+            all_ack_in_sync_state_set: false,
+            min_in_sync_replicas: 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_the_last_whole_second() {
+        let mut rate = ByteRate::default();
+        let at = |ms: u64| MonoNanos(ms * 1_000_000);
+        rate.record(at(100), 10);
+        rate.record(at(900), 20);
+        assert_eq!(rate.per_second(at(950)), 0, "no second has ended yet");
+        rate.record(at(1_200), 5);
+        assert_eq!(rate.per_second(at(1_300)), 30);
+        assert_eq!(rate.per_second(at(2_100)), 5);
+        assert_eq!(rate.per_second(at(3_500)), 0, "a silent second reads 0");
     }
 }
 
@@ -126,6 +240,19 @@ pub enum HaError {
     /// The slave's store refused the bytes.
     #[error("storing replicated bytes: {0}")]
     Store(#[from] StoreError),
+    /// The slave's log holds bytes its master's history does not: it must be cut back to
+    /// `to` before it can follow.
+    #[error("the log differs from the master's past {to}: cutting it back")]
+    CutBack {
+        /// The end of what both logs agree on.
+        to: PhysOffset,
+    },
+    /// The two histories share no epoch: the slave's log is another master's.
+    #[error("the slave's epochs share none with the master's")]
+    NoSharedEpoch,
+    /// The master sent bytes before its epoch history.
+    #[error("a transfer before the master's epoch history")]
+    EpochsExpected,
     /// Nothing heard from the peer for `housekeeping_ms`.
     #[error("peer silent for {0} ms")]
     Silent(u64),

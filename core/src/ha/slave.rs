@@ -1,6 +1,8 @@
 //! The slave's side of its connection to the master.
 //!
-//! On connecting, the slave reports where its log ends; the master streams from there.
+//! On connecting, the slave reports where its log ends; the master sends its epoch history,
+//! which this log must agree with (else it is cut back first), then streams from there (a
+//! slave with nothing, from the start of the master's newest segment: its log begins there).
 //! Each transfer must start where the slave's log, plus the part of a cut record it holds,
 //! ends. Whole records go to the store at once ([`Store::append_replicated`]); the slave
 //! reports its new end after every input that moved it, and every heartbeat interval
@@ -8,7 +10,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::wire::{encode_report, TransferDecoder, MAX_TRANSFER_LEN};
+use super::epoch::EpochHistory;
+use super::wire::{encode_report, MasterFrame, TransferDecoder, MAX_TRANSFER_LEN};
 use super::{HaConfig, HaError, Liveness};
 use crate::io::MonoNanos;
 use crate::store::{PhysOffset, Store};
@@ -21,6 +24,13 @@ const RECORD_OVERHEAD: usize = 256 + 2 * 32_767;
 #[derive(Debug)]
 pub struct MasterLink {
     transfers: TransferDecoder,
+    /// The master's epoch history, once it arrived and agreed with this log; taken by the
+    /// broker, which keeps it as its own.
+    adopted: Option<EpochHistory>,
+    /// Whether the history arrived (transfers come only after it).
+    history_seen: bool,
+    /// Whether a transfer arrived (only the first may jump a gap, meaning "start over").
+    streamed: bool,
     /// The start of a record cut at a transfer's end, waiting for the rest.
     pending: Vec<u8>,
     /// The end last reported to the master.
@@ -32,31 +42,78 @@ impl MasterLink {
     /// A link just connected at `now`, with the first report to send: where `store`'s log
     /// ends.
     #[must_use]
-    pub fn new(now: MonoNanos, store: &Store) -> (Self, Bytes) {
+    pub fn new(now: MonoNanos, store: &Store, identity: Option<i64>) -> (Self, Bytes) {
         let end = store.write_pos();
         let link = Self {
             transfers: TransferDecoder::new(MAX_TRANSFER_LEN),
+            adopted: None,
+            history_seen: false,
+            streamed: false,
             pending: Vec::new(),
             reported: end,
             liveness: Liveness::new(now),
         };
-        (link, report(end))
+        let hello = match identity {
+            Some(id) => {
+                let mut out = bytes::BytesMut::new();
+                super::wire::encode_identity(id, &mut out);
+                super::wire::encode_report(end, &mut out);
+                out.freeze()
+            }
+            None => report(end),
+        };
+        (link, hello)
     }
 
-    /// Bytes from the master: every complete transfer is appended to `store`. An error
-    /// means the connection must be closed (what was appended before it stays).
-    pub fn on_bytes(&mut self, now: MonoNanos, data: &[u8], store: &mut Store) -> Result<(), HaError> {
+    /// Bytes from the master: its epoch history first, checked against this log's
+    /// (`own`: [`HaError::CutBack`] when this log holds what the master's does not), then
+    /// every complete transfer, appended to `store`. An error means the connection must be
+    /// closed (what was appended before it stays).
+    pub fn on_bytes(
+        &mut self,
+        now: MonoNanos,
+        data: &[u8],
+        store: &mut Store,
+        own: &EpochHistory,
+    ) -> Result<(), HaError> {
         self.liveness.heard(now);
         self.transfers.push(data);
         // A record is never longer than the store's largest plus its fields.
         let bound = store.config().max_message_size + RECORD_OVERHEAD;
-        while let Some(transfer) = self.transfers.next_transfer() {
-            let transfer = transfer?;
-            let end = store.write_pos();
+        while let Some(frame) = self.transfers.next_frame() {
+            let transfer = match frame? {
+                MasterFrame::Epochs(history, master_end) => {
+                    if self.history_seen {
+                        return Err(HaError::Wire(super::wire::HaWireError::BadEpochs("a second history")));
+                    }
+                    self.history_seen = true;
+                    let end = store.write_pos();
+                    let agreed = own.agreed_end(end, &history, master_end).ok_or(HaError::NoSharedEpoch)?;
+                    if agreed < end {
+                        return Err(HaError::CutBack { to: agreed });
+                    }
+                    self.adopted = Some(history);
+                    continue;
+                }
+                MasterFrame::Transfer(_) if !self.history_seen => return Err(HaError::EpochsExpected),
+                MasterFrame::Transfer(transfer) => transfer,
+            };
+            let mut end = store.write_pos();
             let expected = end + self.pending.len() as u64;
             if transfer.from != expected {
-                return Err(HaError::OutOfOrder { expected, got: transfer.from });
+                // A slave with nothing is streamed from its master's newest segment; one that
+                // needs what its master's retention deleted is streamed from there too, past
+                // a gap: it must start over, empty.
+                if end.0 != 0 || !self.pending.is_empty() {
+                    if !self.streamed && transfer.from > expected {
+                        return Err(HaError::BehindRetention { needed: expected, min: transfer.from });
+                    }
+                    return Err(HaError::OutOfOrder { expected, got: transfer.from });
+                }
+                store.start_replica_at(transfer.from)?;
+                end = transfer.from;
             }
+            self.streamed = true;
             if transfer.bytes.is_empty() {
                 continue; // a heartbeat
             }
@@ -79,15 +136,28 @@ impl MasterLink {
     }
 
     /// The next report for the master: the log's end once it moved past the last report,
-    /// or the same end once nothing was sent for the heartbeat interval.
-    pub fn poll_transmit(&mut self, now: MonoNanos, store: &Store, config: &HaConfig) -> Option<Bytes> {
-        let end = store.write_pos();
+    /// or the last end again once nothing was sent for the heartbeat interval. While
+    /// `backlogged` (the slave's disk is behind what it appended) the new end is held back,
+    /// so the master's window stops the stream instead of the slave's memory growing.
+    pub fn poll_transmit(
+        &mut self,
+        now: MonoNanos,
+        store: &Store,
+        config: &HaConfig,
+        backlogged: bool,
+    ) -> Option<Bytes> {
+        let end = if backlogged { self.reported } else { store.write_pos() };
         if end != self.reported || now >= self.liveness.heartbeat_at(config) {
             self.reported = end;
             self.liveness.sent(now);
             return Some(report(end));
         }
         None
+    }
+
+    /// The master's history, once it arrived and agreed with this log (taken once).
+    pub fn take_adopted(&mut self) -> Option<EpochHistory> {
+        self.adopted.take()
     }
 
     /// Bytes of a cut record held until the rest arrives.

@@ -8,6 +8,14 @@
 //! |--------|------|-------|
 //! | 0      | 8    | slave's CommitLog end, i64 big-endian, ≥ 0 |
 //!
+//! In controller mode a slave first says who it is (Keel's extension; a master that never
+//! sees it treats the slave as anonymous):
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0      | 8    | [`IDENTITY_MARKER`] (-2), i64 big-endian |
+//! | 8      | 8    | the slave's broker id in its set, i64 big-endian, ≥ 1 |
+//!
 //! Master to slave: transfers, each a run of CommitLog bytes with the offset it starts at.
 //! An empty transfer is a heartbeat.
 //!
@@ -16,6 +24,9 @@
 //! | 0      | 8    | CommitLog offset of the first byte, i64 big-endian, ≥ 0 |
 //! | 8      | 4    | byte count n, i32 big-endian, 0 ≤ n ≤ the reader's maximum |
 //! | 12     | n    | CommitLog bytes, copied as stored |
+//!
+//! Before any transfer the master sends its epoch history, in a frame whose offset field is
+//! -1 (Keel's extension; its layout is in [`super::epoch`]).
 //!
 //! Bytes arrive in arbitrary chunks. A value no peer of ours can send (a negative offset or
 //! size, a size over the maximum) breaks the stream: the connection is closed with the
@@ -27,6 +38,8 @@ use crate::store::PhysOffset;
 
 /// Length of a slave's report.
 pub const REPORT_LEN: usize = 8;
+/// The report value that says the next 8 bytes are the slave's broker id.
+pub const IDENTITY_MARKER: i64 = -2;
 /// Length of a transfer's header.
 pub const TRANSFER_HEADER_LEN: usize = 8 + 4;
 /// Most CommitLog bytes a master sends in one transfer (`haTransferBatchSize`, 32 KiB).
@@ -43,6 +56,9 @@ pub enum HaWireError {
     /// A transfer size below zero.
     #[error("negative transfer size {0}")]
     NegativeSize(i32),
+    /// A history frame that is not one.
+    #[error("bad epoch history: {0}")]
+    BadEpochs(&'static str),
     /// A transfer larger than this side accepts.
     #[error("transfer of {len} bytes exceeds the maximum {max}")]
     TooLong {
@@ -60,6 +76,12 @@ fn offset_from_wire(raw: i64) -> Result<PhysOffset, HaWireError> {
 /// Append a report of `end` (the slave's CommitLog end) to `out`.
 pub fn encode_report(end: PhysOffset, out: &mut impl BufMut) {
     out.put_i64(crate::protocol::wire_long(end.0));
+}
+
+/// Append a slave's identity frame (its broker id) to `out`.
+pub fn encode_identity(broker_id: i64, out: &mut impl BufMut) {
+    out.put_i64(IDENTITY_MARKER);
+    out.put_i64(broker_id);
 }
 
 /// Append a transfer of `bytes` starting at CommitLog offset `from` to `out`; an empty
@@ -86,6 +108,9 @@ pub struct ReportDecoder {
     partial: Vec<u8>,
     latest: Option<PhysOffset>,
     failed: Option<HaWireError>,
+    /// The next 8 bytes are the slave's id (an identity marker came).
+    id_next: bool,
+    identity: Option<i64>,
 }
 
 impl ReportDecoder {
@@ -109,6 +134,14 @@ impl ReportDecoder {
             if self.partial.len() == REPORT_LEN {
                 let raw = self.partial.as_slice().get_i64();
                 self.partial.clear();
+                if core::mem::take(&mut self.id_next) {
+                    self.identity = Some(raw);
+                    continue;
+                }
+                if raw == IDENTITY_MARKER && self.latest.is_none() && self.identity.is_none() {
+                    self.id_next = true;
+                    continue;
+                }
                 match offset_from_wire(raw) {
                     Ok(end) => self.latest = Some(end),
                     Err(error) => {
@@ -125,6 +158,12 @@ impl ReportDecoder {
     #[must_use]
     pub fn latest(&self) -> Option<PhysOffset> {
         self.latest
+    }
+
+    /// The broker id the slave said it has, if it did (before its first report).
+    #[must_use]
+    pub fn identity(&self) -> Option<i64> {
+        self.identity
     }
 }
 
@@ -143,6 +182,15 @@ impl Transfer {
     pub fn end(&self) -> PhysOffset {
         self.from + self.bytes.len() as u64
     }
+}
+
+/// One frame from the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterFrame {
+    /// The master's epochs and its log's end, sent before any transfer.
+    Epochs(super::epoch::EpochHistory, PhysOffset),
+    /// CommitLog bytes, or a heartbeat.
+    Transfer(Transfer),
 }
 
 /// The slave's side: transfers from the master, fed in arbitrary chunks.
@@ -174,9 +222,9 @@ impl TransferDecoder {
         self.buf.len()
     }
 
-    /// The next complete transfer: `None` when more bytes are needed, `Some(Err)` when the
+    /// The next complete frame: `None` when more bytes are needed, `Some(Err)` when the
     /// stream is broken (and stays so).
-    pub fn next_transfer(&mut self) -> Option<Result<Transfer, HaWireError>> {
+    pub fn next_frame(&mut self) -> Option<Result<MasterFrame, HaWireError>> {
         if let Some(error) = self.failed {
             return Some(Err(error));
         }
@@ -188,18 +236,31 @@ impl TransferDecoder {
         Some(result)
     }
 
-    fn try_next(&mut self) -> Option<Result<Transfer, HaWireError>> {
+    /// The next complete transfer, passing over history frames (for readers of the bytes
+    /// alone).
+    pub fn next_transfer(&mut self) -> Option<Result<Transfer, HaWireError>> {
+        loop {
+            match self.next_frame()? {
+                Ok(MasterFrame::Epochs(..)) => {}
+                Ok(MasterFrame::Transfer(transfer)) => return Some(Ok(transfer)),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
+
+    fn try_next(&mut self) -> Option<Result<MasterFrame, HaWireError>> {
         let mut header = self.buf.get(..TRANSFER_HEADER_LEN)?;
         let raw_from = header.get_i64();
         let raw_len = header.get_i32();
+        let epochs = raw_from == super::epoch::EPOCHS_MARKER;
         let from = match offset_from_wire(raw_from) {
             Ok(from) => from,
+            Err(_) if epochs => PhysOffset(0),
             Err(error) => return Some(Err(error)),
         };
+        let max = if epochs { super::epoch::EpochHistory::max_frame_body() } else { self.max_len };
         let len = match usize::try_from(raw_len) {
-            Ok(len) if len > self.max_len => {
-                return Some(Err(HaWireError::TooLong { len, max: self.max_len }))
-            }
+            Ok(len) if len > max => return Some(Err(HaWireError::TooLong { len, max })),
             Ok(len) => len,
             Err(_) => return Some(Err(HaWireError::NegativeSize(raw_len))),
         };
@@ -208,13 +269,40 @@ impl TransferDecoder {
         }
         self.buf.advance(TRANSFER_HEADER_LEN);
         let bytes = self.buf.split_to(len).freeze();
-        Some(Ok(Transfer { from, bytes }))
+        if epochs {
+            return Some(
+                super::epoch::EpochHistory::decode_frame(&bytes)
+                    .map(|(history, end)| MasterFrame::Epochs(history, end)),
+            );
+        }
+        Some(Ok(MasterFrame::Transfer(Transfer { from, bytes })))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slave_that_says_who_it_is_first_is_known_by_its_id_and_reports_as_usual() {
+        let mut stream = Vec::new();
+        encode_identity(3, &mut stream);
+        encode_report(PhysOffset(4096), &mut stream);
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            let mut decoder = ReportDecoder::new();
+            decoder.push(a).unwrap();
+            assert_eq!(decoder.push(b).unwrap(), Some(PhysOffset(4096)), "cut at {cut}");
+            assert_eq!(decoder.identity(), Some(3));
+        }
+        // An identity marker after a report is a broken stream, not a second identity.
+        let mut late = Vec::new();
+        encode_report(PhysOffset(1), &mut late);
+        encode_identity(3, &mut late);
+        let mut decoder = ReportDecoder::new();
+        assert!(decoder.push(&late).is_err());
+        assert_eq!(decoder.identity(), None);
+    }
 
     /// Every way of cutting `stream` into two or three chunks.
     fn splits(stream: &[u8]) -> Vec<Vec<&[u8]>> {

@@ -3,8 +3,10 @@
 //! Brokers register every 30 s (REGISTER_BROKER) and expire after their timeout (120 s by
 //! default) without one, or at once when the connection they registered through closes.
 //! Clients ask where a topic lives (GET_ROUTEINFO_BY_TOPIC) and admin tools list clusters
-//! and topics. Name servers never talk to each other. Anything else is answered
-//! REQUEST_CODE_NOT_SUPPORTED; a malformed stream closes that connection only.
+//! and topics. Name servers never talk to each other. With `enableControllerInNamesrv` the
+//! name server also answers the controller's requests ([`crate::controller`]). Anything
+//! else is answered REQUEST_CODE_NOT_SUPPORTED; a malformed stream closes that connection
+//! only.
 
 pub mod route_table;
 
@@ -34,6 +36,8 @@ pub struct NameServerConfig {
     pub scan_interval_ms: u64,
     /// Expiry for brokers that do not say (RocketMQ: 120 s).
     pub default_broker_timeout_ms: u64,
+    /// A controller served on the same port (`enableControllerInNamesrv`).
+    pub controller: Option<crate::controller::ControllerConfig>,
 }
 
 impl Default for NameServerConfig {
@@ -43,6 +47,7 @@ impl Default for NameServerConfig {
             max_connections: 10_000,
             scan_interval_ms: 5_000,
             default_broker_timeout_ms: 120_000,
+            controller: None,
         }
     }
 }
@@ -55,19 +60,29 @@ pub struct NameServer {
     routes: RouteTable,
     out: VecDeque<Output>,
     next_scan: Option<MonoNanos>,
+    /// The embedded controller, with `enableControllerInNamesrv`.
+    controller: Option<crate::controller::ControllerCore>,
 }
 
 impl NameServer {
     /// A name server with no brokers yet.
     #[must_use]
     pub fn new(config: NameServerConfig) -> Self {
+        let controller = config.controller;
         Self {
             conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
             config,
             routes: RouteTable::default(),
             out: VecDeque::new(),
             next_scan: None,
+            controller: controller.map(crate::controller::ControllerCore::new),
         }
+    }
+
+    /// The embedded controller, if enabled.
+    #[must_use]
+    pub fn controller(&self) -> Option<&crate::controller::ControllerCore> {
+        self.controller.as_ref()
     }
 
     /// The route tables (for tests and admin views).
@@ -81,6 +96,17 @@ impl NameServer {
             // The name server sends no requests, so it expects no responses.
             tracing::debug!(?conn, opaque = request.opaque, "ignoring an unexpected response");
             return;
+        }
+        if let Some(controller) = &mut self.controller {
+            // A heartbeat keeps the broker's route alive too, then the controller answers it.
+            if request.request_code() == RequestCode::BROKER_HEARTBEAT {
+                if let Ok(header) = BrokerHeartbeatRequestHeader::decode(&request.ext_fields) {
+                    self.routes.heartbeat(now.mono, &header.broker_addr);
+                }
+            }
+            if controller.on_request(now, conn, &request, &mut self.out) {
+                return;
+            }
         }
         let response = match self.answer(now, conn, &request) {
             Ok(response) => response,
@@ -215,6 +241,9 @@ impl NameServer {
             self.routes.expire(now.mono);
             self.next_scan = Some(now.mono.plus_millis(self.config.scan_interval_ms));
         }
+        if let Some(controller) = &mut self.controller {
+            controller.handle_timeout(now, &mut self.out);
+        }
     }
 }
 
@@ -231,6 +260,9 @@ impl Machine for NameServer {
             Input::ConnClosed { conn } => {
                 self.conns.close(conn);
                 self.routes.connection_closed(conn);
+                if let Some(controller) = &mut self.controller {
+                    controller.connection_closed(conn);
+                }
             }
             Input::Bytes { conn, data, .. } => {
                 for received in self.conns.feed(conn, &data, &mut self.out) {
@@ -238,6 +270,9 @@ impl Machine for NameServer {
                         Received::Command(cmd) => self.on_command(now, conn, cmd),
                         Received::Closed(_) => {
                             self.routes.connection_closed(conn);
+                            if let Some(controller) = &mut self.controller {
+                                controller.connection_closed(conn);
+                            }
                         }
                     }
                 }
@@ -254,6 +289,7 @@ impl Machine for NameServer {
     }
 
     fn poll_timeout(&self) -> Option<MonoNanos> {
-        self.next_scan
+        let controller = self.controller.as_ref().and_then(crate::controller::ControllerCore::poll_timeout);
+        [self.next_scan, controller].into_iter().flatten().min()
     }
 }

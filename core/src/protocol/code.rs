@@ -109,6 +109,8 @@ open_code! {
         GET_ALL_DELAY_OFFSET = 45,
         /// Validate a client's subscription config.
         CHECK_CLIENT_CONFIG = 46,
+        /// The timer checkpoint (slave sync).
+        GET_TIMER_CHECK_POINT = 60,
         /// Name server key-value put.
         PUT_KV_CONFIG = 100,
         /// Name server key-value get.
@@ -203,6 +205,30 @@ open_code! {
         QUERY_ASSIGNMENT = 400,
         /// Lightweight broker keep-alive to a name server.
         BROKER_HEARTBEAT = 904,
+        /// A broker's replication state (`mqadmin haStatus`).
+        GET_BROKER_HA_STATUS = 907,
+        /// A master grows or shrinks its SyncStateSet.
+        CONTROLLER_ALTER_SYNC_STATE_SET = 1001,
+        /// Elect a set's master (`mqadmin electMaster`).
+        CONTROLLER_ELECT_MASTER = 1002,
+        /// A broker with an id joins its set at the controller.
+        CONTROLLER_REGISTER_BROKER = 1003,
+        /// A set's master and SyncStateSet.
+        CONTROLLER_GET_REPLICA_INFO = 1004,
+        /// The controller group's leader and peers.
+        CONTROLLER_GET_METADATA_INFO = 1005,
+        /// Sets' replicas, in sync or not (`mqadmin getSyncStateSet`).
+        CONTROLLER_GET_SYNC_STATE_DATA = 1006,
+        /// A broker's epoch history (`mqadmin getBrokerEpoch`), served by brokers.
+        GET_BROKER_EPOCH_CACHE = 1007,
+        /// The controller tells a broker its set's master changed.
+        NOTIFY_BROKER_ROLE_CHANGED = 1008,
+        /// Forget a set or some of its brokers (`mqadmin cleanBrokerMetadata`).
+        CLEAN_BROKER_DATA = 1011,
+        /// The id a set would give next.
+        CONTROLLER_GET_NEXT_BROKER_ID = 1012,
+        /// Claim a broker id.
+        CONTROLLER_APPLY_BROKER_ID = 1013,
         /// 5.x pop consumption (JSON headers only: the code does not fit in 16 bits).
         POP_MESSAGE = 200_050,
     }
@@ -285,6 +311,36 @@ open_code! {
         ILLEGAL_OPERATION = 604,
         /// Server shutting down.
         GO_AWAY = 1500,
+        /// Controller: the request's master epoch is not the current one.
+        CONTROLLER_FENCED_MASTER_EPOCH = 2000,
+        /// Controller: the request's SyncStateSet epoch is not the current one.
+        CONTROLLER_FENCED_SYNC_STATE_SET_EPOCH = 2001,
+        /// Controller: the asker is not the set's master.
+        CONTROLLER_INVALID_MASTER = 2002,
+        /// Controller: a replica named is not registered.
+        CONTROLLER_INVALID_REPLICAS = 2003,
+        /// Controller: the master is gone and none could be elected.
+        CONTROLLER_MASTER_NOT_AVAILABLE = 2004,
+        /// Controller: a malformed request.
+        CONTROLLER_INVALID_REQUEST = 2005,
+        /// Controller: a replica named is not alive.
+        CONTROLLER_BROKER_NOT_ALIVE = 2006,
+        /// Controller: this controller is not the leader.
+        CONTROLLER_NOT_LEADER = 2007,
+        /// Controller: no such broker set.
+        CONTROLLER_BROKER_METADATA_NOT_EXIST = 2008,
+        /// Controller: the clean-up would forget a live broker, or names nothing.
+        CONTROLLER_INVALID_CLEAN_BROKER_METADATA = 2009,
+        /// Controller: the broker (or its set) must apply for an id first.
+        CONTROLLER_BROKER_NEED_TO_BE_REGISTERED = 2010,
+        /// Controller: the old master is alive and stays.
+        CONTROLLER_MASTER_STILL_EXIST = 2011,
+        /// Controller: no replica qualifies.
+        CONTROLLER_ELECT_MASTER_FAILED = 2012,
+        /// Controller: the new SyncStateSet is refused.
+        CONTROLLER_ALTER_SYNC_STATE_SET_FAILED = 2013,
+        /// Controller: the id is taken by another broker.
+        CONTROLLER_BROKER_ID_INVALID = 2014,
     }
 }
 

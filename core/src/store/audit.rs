@@ -59,6 +59,17 @@ fn read_whole(reader: &dyn StoreRead, file: &crate::io::FilePath) -> Result<Vec<
 
 /// Check every invariant; `Err` lists each violation found.
 pub fn audit(config: &StoreConfig, reader: &dyn StoreRead) -> Result<AuditReport, Vec<String>> {
+    let (report, problems) = survey(config, reader);
+    if problems.is_empty() {
+        Ok(report)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What [`audit`] reads, with the violations it found beside it rather than instead of it:
+/// for comparing the logs of live stores, whose queues retention trims file by file.
+pub fn survey(config: &StoreConfig, reader: &dyn StoreRead) -> (AuditReport, Vec<String>) {
     let mut problems = Vec::new();
     let report = match audit_inner(config, reader, &mut problems) {
         Ok(report) => report,
@@ -67,11 +78,7 @@ pub fn audit(config: &StoreConfig, reader: &dyn StoreRead) -> Result<AuditReport
             AuditReport::default()
         }
     };
-    if problems.is_empty() {
-        Ok(report)
-    } else {
-        Err(problems)
-    }
+    (report, problems)
 }
 
 fn audit_inner(

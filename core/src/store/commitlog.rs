@@ -76,6 +76,24 @@ impl CommitLog {
         }
     }
 
+    /// Move an empty log's end to `base`, a segment's start: a slave's log that begins
+    /// where its master's stream does (a first segment left empty by a cut is removed, or it
+    /// would stand apart from the new one). `false` if the log holds anything or `base` is
+    /// not a segment's start.
+    pub(crate) fn start_at(&mut self, ops: &mut OpQueue, base: u64) -> bool {
+        let empty = self.write_pos == 0 && self.staged.is_empty() && self.segments.iter().all(|s| *s == 0);
+        if !empty || base % self.segment_size != 0 {
+            return false;
+        }
+        if self.segments.remove(&0) {
+            ops.push(DiskOp::Remove { file: paths::segment(0) }, Purpose::Plain);
+            self.dir_dirty = true;
+        }
+        self.write_pos = base;
+        self.staged_at = base;
+        true
+    }
+
     /// The start of the segment holding `offset`.
     pub(crate) fn segment_base(&self, offset: u64) -> u64 {
         offset - offset % self.segment_size

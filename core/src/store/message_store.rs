@@ -124,6 +124,8 @@ pub struct Store {
     /// The log is known synced below this, by a store this one replaced in place (its
     /// `flushed_end`), whatever the checkpoint on disk says.
     durable_floor: u64,
+    /// A slave's store: only its master's log is appended ([`Store::append_replicated`]).
+    replica: bool,
 }
 
 impl Store {
@@ -157,6 +159,7 @@ impl Store {
             retention: Retention::new(now),
             repair_backoff_ms: 0,
             durable_floor: 0,
+            replica: false,
         };
         let group = store.ops.new_group();
         // After a crash every queue tail and directory recovery touched must be synced:
@@ -276,6 +279,7 @@ impl Store {
                 store.shutdown_requested = self.shutdown_requested;
                 store.durable_floor = self.durable_floor.max(self.flushed_end).min(report.recovered_end);
                 store.repair_backoff_ms = backoff;
+                store.replica = self.replica;
                 Some((store, report))
             }
             Err(error) => {
@@ -352,6 +356,25 @@ impl Store {
         }
     }
 
+    /// Make this a slave's store (its own appends refused) or a master's.
+    pub fn set_replica(&mut self, replica: bool) {
+        self.replica = replica;
+    }
+
+    /// Whether this is a slave's store, which takes only its master's log.
+    #[must_use]
+    pub fn is_replica(&self) -> bool {
+        self.replica
+    }
+
+    /// Whether appends of this store's own records are accepted.
+    fn check_local_writable(&self) -> Result<(), StoreError> {
+        if self.replica {
+            return Err(StoreError::Replica);
+        }
+        self.check_writable()
+    }
+
     /// Validate one request; returns its record length.
     fn check_request(&self, req: &AppendRequest<'_>) -> Result<u64, StoreError> {
         if req.body.len() > self.config.max_message_size {
@@ -371,7 +394,7 @@ impl Store {
     /// writes at the next poll, and it is durable once [`flushed_end`](Self::flushed_end)
     /// reaches [`Appended::end`].
     pub fn append(&mut self, now: Now, req: &AppendRequest<'_>) -> Result<Appended, StoreError> {
-        self.check_writable()?;
+        self.check_local_writable()?;
         let len = self.check_request(req)?;
         self.log.reserve(&mut self.ops, len);
         self.append_reserved(now, req)
@@ -383,7 +406,7 @@ impl Store {
         now: Now,
         reqs: &[AppendRequest<'_>],
     ) -> Result<Vec<Appended>, StoreError> {
-        self.check_writable()?;
+        self.check_local_writable()?;
         let mut total = 0u64;
         for req in reqs {
             total += self.check_request(req)?;
@@ -498,17 +521,7 @@ impl Store {
                     written = self.written_end,
                     "disk error: writes past the cut fail; repairing the store's tail in place"
                 );
-                self.ops.cancel_unissued();
-                self.flush = None;
-                self.checkpoint = None;
-                self.phase = Phase::Repairing(Repair {
-                    cut,
-                    retry_at: now.mono.plus_millis(self.repair_backoff_ms),
-                    while_booting: booting,
-                    short_reads: 0,
-                    last_short_end: None,
-                    log_pages_dropped: booting && log_sync.is_some(),
-                });
+                self.begin_repair(now, cut, booting, booting && log_sync.is_some());
             }
             Phase::ExpectShutdownRounds
             | Phase::ExpectAbortRemoved(_)
@@ -517,6 +530,22 @@ impl Store {
                 self.fail(reason);
             }
         }
+    }
+
+    /// Stop writing and rebuild the store in place with its log cut at `cut`, once the
+    /// operations in flight are done.
+    pub(super) fn begin_repair(&mut self, now: Now, cut: u64, while_booting: bool, log_pages_dropped: bool) {
+        self.ops.cancel_unissued();
+        self.flush = None;
+        self.checkpoint = None;
+        self.phase = Phase::Repairing(Repair {
+            cut,
+            retry_at: now.mono.plus_millis(self.repair_backoff_ms),
+            while_booting,
+            short_reads: 0,
+            last_short_end: None,
+            log_pages_dropped,
+        });
     }
 
     /// The deadline from [`poll_timeout`](Self::poll_timeout) has passed.

@@ -230,7 +230,12 @@ impl StoreError {
     pub fn refuses_every_write(&self) -> bool {
         matches!(
             self,
-            Self::NotReady | Self::ShutDown | Self::Failed(_) | Self::DiskFull { .. } | Self::Repairing
+            Self::NotReady
+                | Self::ShutDown
+                | Self::Failed(_)
+                | Self::DiskFull { .. }
+                | Self::Repairing
+                | Self::Replica
         )
     }
 }
@@ -279,6 +284,10 @@ pub enum StoreError {
     /// An offset exceeds the format's range.
     #[error("offset overflow")]
     OffsetOverflow,
+    /// The store is a slave's: its log is its master's, copied byte for byte, so it takes
+    /// no writes of its own.
+    #[error("the broker is a slave: messages are put to its master")]
+    Replica,
     /// Replicated bytes that do not continue this log: the replica and its master disagree.
     #[error("replica diverged at CommitLog offset {at}: {what}")]
     Diverged {

@@ -198,6 +198,13 @@ impl QueueTable {
         Some((slot, 0))
     }
 
+    /// A new queue whose first entry gets offset `start` (a slave's queue whose earlier
+    /// entries lie before the log it copied); `None` if the topic cannot name a directory.
+    pub(crate) fn create_at(&mut self, topic: &str, queue_id: i32, start: u64) -> Option<Slot> {
+        let dir = paths::consume_queue_dir(topic, queue_id)?;
+        Some(self.insert(topic, queue_id, QueueState::new(dir, start, start, BTreeSet::new())))
+    }
+
     /// Dispatch an entry to the queue in `slot` at the queue's next offset.
     pub(crate) fn dispatch(&mut self, slot: Slot, entry: &CqEntry) {
         // A slot comes only from this table's own lookups, and an entry only from a record

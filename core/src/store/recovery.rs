@@ -398,6 +398,11 @@ fn plan_incremental(
         .position(|base| boundary < base + config.segment_size)
         .unwrap_or(segments.kept.len().saturating_sub(1));
     let scanned_from = segments.kept.get(start_index).copied().unwrap_or(first);
+    if limit < scanned_from {
+        // A cut below where the checkpoint lets the scan begin (a slave's log cut back to its
+        // master's): the queues are rebuilt from a scan of the whole log instead.
+        return Ok(None);
+    }
     let file_size = QueueTable::new(config.queue_file_entries).file_size();
     // Queues keep entries of records ending at or below the boundary; records from the
     // boundary on are dispatched again as the scan meets them.
@@ -584,18 +589,22 @@ pub(super) fn recover(
         (false, None, true) => RecoveryKind::Fresh,
         _ => RecoveryKind::Normal,
     };
+    // A cut below the oldest segment keeps nothing: a slave starting over empty (every
+    // segment and queue file goes, and the log begins again at 0).
+    let wipe = segments.kept.first().is_some_and(|&first| limit < first);
     let incremental = match &checkpoint {
-        Some(cp) => {
+        Some(cp) if !wipe => {
             let abnormal = kind == RecoveryKind::Abnormal;
             plan_incremental(reader, &config, &segments, cp, abnormal, limit, &mut ignored)?
         }
-        None => None,
+        _ => None,
     };
     let mut plan = match incremental {
         Some(plan) => plan,
         None => {
             ignored.clear();
-            plan_rebuild(reader, &config, &segments, limit, &mut ignored)?
+            let nothing = Segments { kept: Vec::new(), orphaned: Vec::new(), lengths: Vec::new() };
+            plan_rebuild(reader, &config, if wipe { &nothing } else { &segments }, limit, &mut ignored)?
         }
     };
     let end = plan.scan.end;

@@ -6,6 +6,9 @@
 //! its CRCs hold), and dispatches it to its ConsumeQueue exactly as the master did. So its
 //! log equals the master's byte for byte up to its end, and its queues name the same
 //! offsets. A record cut at the end stays with the caller until the rest arrives.
+//!
+//! A slave with an empty log starts where the stream does (a segment's start), and its
+//! queues start at the offset of their first entry it sees.
 
 use super::consume_queue::{entry_tags_code, takes_queue_entry, CqEntry};
 use super::message_store::Store;
@@ -65,7 +68,17 @@ impl Store {
                     }
                     let queue = if takes_queue_entry(head.sys_flag) {
                         let topic = view.record.topic;
-                        let found = self.queues.slot_or_create(topic, head.queue_id);
+                        // A log copied from past its master's start may meet a queue first
+                        // anywhere (or again, emptied by a cut): its earlier entries are in
+                        // what was not copied.
+                        let queue = self.queues.get(topic, head.queue_id);
+                        let first_seen = queue.is_none_or(|q| q.min_offset == q.next_offset);
+                        let found = match u64::try_from(head.queue_offset) {
+                            Ok(start) if first_seen && self.log.min_offset() > 0 => {
+                                self.queues.create_at(topic, head.queue_id, start).map(|slot| (slot, start))
+                            }
+                            _ => self.queues.slot_or_create(topic, head.queue_id),
+                        };
                         let (slot, next) = found.ok_or_else(|| StoreError::BadTopic(topic.to_owned()))?;
                         if u64::try_from(head.queue_offset).ok() != Some(next) {
                             return Err(self.diverged("a queue offset that is not its queue's next"));
@@ -93,6 +106,37 @@ impl Store {
             }
         }
         Ok(ReplicaAppend { consumed, end: PhysOffset(self.log.write_pos()) })
+    }
+
+    /// Begin an empty log at `base`, where the master's stream starts for a slave with
+    /// nothing (RocketMQ's masters start a fresh slave at their newest segment): what lies
+    /// below was never this log's. Refused unless the log is empty and `base` a segment's
+    /// start.
+    pub fn start_replica_at(&mut self, base: PhysOffset) -> Result<(), StoreError> {
+        self.check_writable()?;
+        if !self.log.start_at(&mut self.ops, base.0) {
+            return Err(self.diverged("a stream into an empty log that does not start a segment"));
+        }
+        self.written_end = base.0;
+        self.flushed_end = base.0;
+        Ok(())
+    }
+
+    /// Cut a slave's log back to `to`, where it stops agreeing with its master's: writes
+    /// stop, and the store is rebuilt in place (as after a disk error) with nothing past
+    /// `to`, once what is in flight is done.
+    pub fn cut_back_replica(&mut self, now: crate::io::Now, to: PhysOffset) -> Result<(), StoreError> {
+        self.check_writable()?;
+        tracing::warn!(
+            from = self.log.write_pos(),
+            to = to.0,
+            "cutting the log back to where it agrees with the master's"
+        );
+        // Below the oldest segment nothing is kept: the store starts over empty, and its
+        // master streams it from its newest segment.
+        let cut = if to < self.min_phys() { 0 } else { to.0.min(self.written_end) };
+        self.begin_repair(now, cut, false, false);
+        Ok(())
     }
 
     fn diverged(&self, what: &'static str) -> StoreError {

@@ -15,6 +15,8 @@ use keel_core::protocol::RemotingCommand;
 use keel_core::store::FlushMode;
 use keel_runtime_sim::broker_node::{BrokerNode, SharedDisk};
 
+pub mod replica_pair;
+
 pub const CLIENT: ConnId = ConnId(1);
 pub const OTHER: ConnId = ConnId(2);
 
@@ -162,4 +164,20 @@ pub fn timed(opaque: i32, topic: &str, key: &str, value: &str, body: &str) -> Re
         ..OutgoingMessage::default()
     };
     send_message(opaque, "pg", 0, &message)
+}
+
+/// UPDATE_CONSUMER_OFFSET for group `cg`.
+pub fn commit_offset(opaque: i32, topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
+    use keel_core::protocol::headers::{CommandHeader, UpdateConsumerOffsetRequestHeader};
+    let header = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: topic.into(),
+        queue_id,
+        commit_offset: offset,
+    };
+    RemotingCommand::request(
+        keel_core::protocol::RequestCode::UPDATE_CONSUMER_OFFSET,
+        opaque,
+        header.to_ext_fields(),
+    )
 }

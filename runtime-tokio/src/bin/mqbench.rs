@@ -113,6 +113,10 @@ struct ProducerArgs {
     /// Requests in flight per sender in async mode.
     #[arg(long, default_value_t = 32)]
     inflight: usize,
+    /// Sample the broker's replication lag (GET_BROKER_HA_STATUS: bytes its furthest-behind
+    /// slave lacks) every 100 ms and report it with the summary.
+    #[arg(long)]
+    replication_lag: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -173,8 +177,15 @@ async fn main() -> anyhow::Result<()> {
     keel_runtime_tokio::init_logging("warn");
     let args = Args::parse();
     let stats = Arc::new(Stats::new()?);
+    let mut lag = None;
     let (common, workers) = match &args.role {
-        Role::Producer(p) => (&p.common, spawn_producers(p, &stats).await?),
+        Role::Producer(p) => {
+            if p.replication_lag {
+                let (broker, _) = route(p.common.namesrv, &p.common.topic).await?;
+                lag = Some(tokio::spawn(sample_lag(broker, Arc::clone(&stats))));
+            }
+            (&p.common, spawn_producers(p, &stats).await?)
+        }
         Role::Consumer(c) => (&c.common, spawn_consumers(c, &stats).await?),
         Role::Probe(p) => return probe(p, &stats).await,
     };
@@ -185,7 +196,60 @@ async fn main() -> anyhow::Result<()> {
         let _ = worker.await;
     }
     summarize(&args.role, &stats, started.elapsed());
+    if let Some(lag) = lag {
+        report_lag(&lag.await??);
+    }
     Ok(())
+}
+
+/// What the lag sampler saw: per sample, the most bytes any slave lacked.
+struct LagSamples {
+    lags: Vec<i64>,
+    /// Slaves streaming at the last sample, and how many were in sync.
+    slaves: usize,
+    in_sync: i32,
+}
+
+/// Poll `broker`'s GET_BROKER_HA_STATUS every 100 ms until the run stops.
+async fn sample_lag(broker: SocketAddr, stats: Arc<Stats>) -> anyhow::Result<LagSamples> {
+    use keel_core::protocol::body::HaRuntimeInfo;
+    let client =
+        RemotingClient::connect(broker).await.context("connecting to the broker for its HA status")?;
+    let mut samples = LagSamples { lags: Vec::new(), slaves: 0, in_sync: 0 };
+    while !stats.stop.load(Ordering::Relaxed) {
+        let request = RemotingCommand::request(RequestCode::GET_BROKER_HA_STATUS, 0, Default::default());
+        let reply = client.call(request).await?;
+        if reply.response_code() != ResponseCode::SUCCESS {
+            bail!("GET_BROKER_HA_STATUS: {:?} {:?}", reply.response_code(), reply.remark);
+        }
+        let info: HaRuntimeInfo = json::from_slice(&reply.body)?;
+        if let Some(worst) = info.ha_connection_info.iter().map(|slave| slave.diff).max() {
+            samples.lags.push(worst);
+        }
+        samples.slaves = info.ha_connection_info.len();
+        samples.in_sync = info.in_sync_slave_nums;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(samples)
+}
+
+fn report_lag(samples: &LagSamples) {
+    let mut lags = samples.lags.clone();
+    lags.sort_unstable();
+    let Some(&max) = lags.last() else {
+        println!("replication lag: no slave streamed during the run");
+        return;
+    };
+    let at = |q: f64| lags[((lags.len() - 1) as f64 * q) as usize] as f64 / 1024.0;
+    println!(
+        "replication lag: {} samples, p50 {:.1} KiB, p99 {:.1} KiB, max {:.1} KiB; {} of {} slaves in sync at the end",
+        lags.len(),
+        at(0.5),
+        at(0.99),
+        max as f64 / 1024.0,
+        samples.in_sync,
+        samples.slaves
+    );
 }
 
 /// The broker serving `topic` and its write queue count (TBW102's broker if the topic does
@@ -429,6 +493,7 @@ async fn probe(args: &ProbeArgs, stats: &Arc<Stats>) -> anyhow::Result<()> {
         batch: 1,
         mode: Mode::Sync,
         inflight: 1,
+        replication_lag: false,
     };
     let workers = spawn_producers(&producer, stats).await?;
     let started = Instant::now();

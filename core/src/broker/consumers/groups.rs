@@ -36,6 +36,11 @@ impl GroupTable {
         Self { table, auto_create }
     }
 
+    /// Take `table` whole, version included: a slave's copy of its master's groups.
+    pub fn replace(&mut self, table: SubscriptionGroupWrapper) {
+        self.table = table;
+    }
+
     /// A group's settings.
     #[must_use]
     pub fn get(&self, group: &str) -> Option<&SubscriptionGroupConfig> {

@@ -8,6 +8,8 @@ pub mod offsets;
 mod pull;
 pub mod queue_locks;
 
+use std::collections::BTreeSet;
+
 use crate::broker::refusal::Refusal;
 use crate::broker::shared::{Answer, Shared};
 use crate::broker::topics::RETRY_PREFIX;
@@ -38,6 +40,9 @@ pub(super) struct Consumers {
     pub(super) offsets: ConsumerOffsets,
     /// Offsets committed since the last persist.
     offsets_changed: bool,
+    /// On a slave: (group, topic, queue) committed here since the master's offsets were
+    /// last copied; reconciled with them then (`None` on a master).
+    pub(super) committed_here: Option<BTreeSet<(String, String, i32)>>,
     pub(super) locks: QueueLocks,
     pub(super) holds: Vec<PullHold>,
     next_client_scan: MonoNanos,
@@ -57,6 +62,7 @@ impl Consumers {
             groups,
             offsets,
             offsets_changed: false,
+            committed_here: None,
             locks,
             holds: Vec::new(),
             next_client_scan: now.plus_millis(CLIENT_SCAN_MS),
@@ -94,6 +100,9 @@ impl Consumers {
     pub(super) fn commit_offset(&mut self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         self.offsets.commit(group, topic, queue_id, offset);
         self.offsets_changed = true;
+        if let Some(here) = &mut self.committed_here {
+            here.insert((group.to_owned(), topic.to_owned(), queue_id));
+        }
     }
 
     /// Forget the offsets of a deleted topic.

@@ -30,6 +30,19 @@ impl ConsumerOffsets {
         self.offset_table.entry(key(topic, group)).or_default().insert(queue_id, offset);
     }
 
+    /// Take every offset `other` holds, over this table's: a slave's copy of its master's.
+    /// Returns whether anything changed.
+    pub fn merge(&mut self, other: &ConsumerOffsets) -> bool {
+        let mut changed = false;
+        for (key, queues) in &other.offset_table {
+            let ours = self.offset_table.entry(key.clone()).or_default();
+            for (&queue, &offset) in queues {
+                changed |= ours.insert(queue, offset) != Some(offset);
+            }
+        }
+        changed
+    }
+
     /// Forget a group's offsets (group deleted with `cleanOffset`).
     pub fn remove_group(&mut self, group: &str) {
         let suffix = format!("@{group}");

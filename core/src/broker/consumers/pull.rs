@@ -21,7 +21,7 @@ use crate::io::{ConnId, MonoNanos, Now};
 use crate::protocol::body::{perm, SubscriptionData};
 use crate::protocol::headers::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
 use crate::protocol::{wire_long, RemotingCommand, ResponseCode};
-use crate::store::QueueOffset;
+use crate::store::{PhysOffset, QueueOffset};
 
 /// PullSysFlag: commit the offset carried in the request.
 const FLAG_COMMIT_OFFSET: i32 = 0x1;
@@ -54,6 +54,8 @@ struct Outcome {
     max: u64,
     body: Vec<u8>,
     status: &'static str,
+    /// Where the last entry read points in the CommitLog: how far behind the pull is.
+    last_phys: Option<PhysOffset>,
 }
 
 impl super::Consumers {
@@ -64,6 +66,12 @@ impl super::Consumers {
         conn: ConnId,
         request: RemotingCommand,
     ) -> Option<RemotingCommand> {
+        let slave = shared.config.role.is_slave();
+        if slave && !shared.config.slave_read_enable {
+            // RocketMQ 5's slaves reject pulls unless slaveReadEnable; clients back off.
+            let refusal = Refusal::Busy("[REJECTREQUEST]system busy, start flow control for a while".into());
+            return Some(refusal.reply_to(&request));
+        }
         let header = match PullMessageRequestHeader::decode(&request.ext_fields) {
             Ok(header) => header,
             Err(e) => return Some(Refusal::from(e).reply_to(&request)),
@@ -78,7 +86,8 @@ impl super::Consumers {
         {
             return Some(refusal.reply_to(&request));
         }
-        if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
+        // A slave keeps no offset a pull carries (RocketMQ's storeOffsetEnable).
+        if !slave && header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
             self.commit_offset(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
         }
         let outcome = Self::pull_once(shared, &header, &subscription);
@@ -95,7 +104,7 @@ impl super::Consumers {
             });
             return None;
         }
-        Some(Self::pull_reply(&request, outcome))
+        Some(Self::pull_reply(shared, &request, outcome))
     }
 
     /// The subscription a pull filters by: the request's (subscription flag) or the one
@@ -160,6 +169,7 @@ impl super::Consumers {
             max,
             body: Vec::new(),
             status,
+            last_phys: None,
         };
         let not_found = |status| Outcome {
             code: ResponseCode::PULL_NOT_FOUND,
@@ -168,6 +178,7 @@ impl super::Consumers {
             max,
             body: Vec::new(),
             status,
+            last_phys: None,
         };
         if max == 0 {
             return if offset == 0 {
@@ -211,11 +222,13 @@ impl super::Consumers {
         // Entries into segments retention is deleting are passed over, as RocketMQ skips
         // to the next file: the queue's minimum is moving past them.
         let log_min = shared.store.min_phys();
+        let mut last_phys = None;
         for entry in &entries {
             if found > 0 && body.len() + entry.size as usize > max_bytes {
                 break;
             }
             scanned += 1;
+            last_phys = Some(entry.phys_offset);
             if entry.phys_offset < log_min || !subscription.matches_code(entry.tags_code) {
                 continue;
             }
@@ -240,6 +253,7 @@ impl super::Consumers {
                             max,
                             body,
                             status: "record unreadable (CRC mismatch); retry later",
+                            last_phys: None,
                         };
                     }
                     break;
@@ -249,7 +263,7 @@ impl super::Consumers {
         let next_begin = offset + scanned;
         shared.stats.messages_got += found;
         if found > 0 {
-            Outcome { code: ResponseCode::SUCCESS, next_begin, min, max, body, status: "FOUND" }
+            Outcome { code: ResponseCode::SUCCESS, next_begin, min, max, body, status: "FOUND", last_phys }
         } else {
             Outcome {
                 code: ResponseCode::PULL_RETRY_IMMEDIATELY,
@@ -258,14 +272,30 @@ impl super::Consumers {
                 max,
                 body,
                 status: "NO_MATCHED_MESSAGE",
+                last_phys,
             }
         }
     }
 
-    fn pull_reply(request: &RemotingCommand, outcome: Outcome) -> RemotingCommand {
+    /// Which broker the consumer should pull from next (`suggestWhichBrokerId`): with
+    /// `slaveReadEnable`, a slave once the pull reads further behind the log's end than
+    /// `slow_consume_bytes` (RocketMQ: 40% of memory), so it stops evicting the master's
+    /// page cache; the master otherwise.
+    fn suggest(shared: &Shared, outcome: &Outcome) -> i64 {
+        let config = &shared.config;
+        let behind = outcome.last_phys.map_or(0, |at| shared.store.write_pos().bytes_since(at));
+        if config.slave_read_enable && behind > config.slow_consume_bytes {
+            config.which_broker_when_consume_slowly
+        } else {
+            0
+        }
+    }
+
+    fn pull_reply(shared: &Shared, request: &RemotingCommand, outcome: Outcome) -> RemotingCommand {
+        let suggest_which_broker_id = Self::suggest(shared, &outcome);
         let mut reply = RemotingCommand::response_to(request, outcome.code, Some(outcome.status.to_owned()));
         let header = PullMessageResponseHeader {
-            suggest_which_broker_id: 0,
+            suggest_which_broker_id,
             next_begin_offset: wire_long(outcome.next_begin),
             min_offset: wire_long(outcome.min),
             max_offset: wire_long(outcome.max),
@@ -301,7 +331,7 @@ impl super::Consumers {
                 self.holds.push(hold);
                 continue;
             }
-            let reply = Self::pull_reply(&hold.request, outcome);
+            let reply = Self::pull_reply(shared, &hold.request, outcome);
             crate::remoting::send(&mut shared.out, hold.conn, &reply);
         }
     }

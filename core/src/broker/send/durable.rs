@@ -18,6 +18,9 @@ pub struct PendingReply {
     pub(in crate::broker) end: PhysOffset,
     /// Whether it waits for the fsync (else for the write).
     pub(in crate::broker) needs_flush: bool,
+    /// Whether it then waits for a slave to hold it (a SYNC_MASTER's send), until
+    /// `sync_flush_timeout_ms` after `since`.
+    pub(in crate::broker) needs_slave: bool,
     /// Whether the request was oneway (nothing is sent, but order is kept).
     pub(in crate::broker) silent: bool,
     /// When the request arrived: the head's age is the runtime info's queue head wait.
@@ -26,6 +29,29 @@ pub struct PendingReply {
     /// is acknowledged only once `topics.json` holds the topic, or a crash right after the
     /// acknowledgement would leave the message stored under a topic the broker denies.
     pub(in crate::broker) topics_change: u64,
+}
+
+/// What a reply waits for besides its record's write.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::broker) struct Wait {
+    /// The fsync (SYNC_FLUSH, unless the producer asked not to wait).
+    pub(in crate::broker) flush: bool,
+    /// A slave's copy, on a SYNC_MASTER (unless the producer asked not to wait).
+    pub(in crate::broker) slave: bool,
+}
+
+/// How far a reply's record may have got: written, fsynced, held by a slave.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::broker) struct ReleaseEnds {
+    /// The log's end written to the page cache.
+    pub(in crate::broker) written: PhysOffset,
+    /// The log's end fsynced.
+    pub(in crate::broker) flushed: PhysOffset,
+    /// The newest end a slave reported holding, if a slave streams.
+    pub(in crate::broker) slave: Option<PhysOffset>,
+    /// Now, and how long a reply may wait for a slave.
+    pub(in crate::broker) now: MonoNanos,
+    pub(in crate::broker) slave_wait_ms: u64,
 }
 
 /// The line of replies waiting for durability, oldest first.
@@ -51,24 +77,48 @@ impl DurableReplies {
     }
 
     /// Send every reply, in order, whose data is now `written` (or `flushed`, for one that
-    /// waits for the fsync) and whose topic, if its send created it, is in `topics.json`.
+    /// waits for the fsync), whose topic, if its send created it, is in `topics.json`, and
+    /// which a slave holds (`slave`), if it waits for one; one that waited for a slave
+    /// past `slave_wait` is answered FLUSH_SLAVE_TIMEOUT (it is stored here).
     pub(in crate::broker) fn release(
         &mut self,
-        written: PhysOffset,
-        flushed: PhysOffset,
+        ends: ReleaseEnds,
         topics: &MetadataFile,
         out: &mut VecDeque<Output>,
     ) {
         while let Some(front) = self.0.front() {
-            let reached = if front.needs_flush { flushed } else { written };
+            let reached = if front.needs_flush { ends.flushed } else { ends.written };
             if front.end > reached || !topics.is_durable_through(front.topics_change) {
                 break;
             }
-            let Some(pending) = self.0.pop_front() else { break };
+            let slave_lacks = front.needs_slave && ends.slave.is_none_or(|held| held < front.end);
+            let timed_out = ends.now >= front.since.plus_millis(ends.slave_wait_ms);
+            if slave_lacks && !timed_out {
+                break;
+            }
+            let Some(mut pending) = self.0.pop_front() else { break };
+            if slave_lacks {
+                tracing::debug!(end = pending.end.0, "no slave holds a send in time: FLUSH_SLAVE_TIMEOUT");
+                pending.reply.code = ResponseCode::FLUSH_SLAVE_TIMEOUT.0;
+            }
             if !pending.silent {
                 crate::remoting::send(out, pending.conn, &pending.reply);
             }
         }
+    }
+
+    /// When the oldest reply, durable here (the log `written` and `flushed` so far), stops
+    /// waiting for a slave after `wait_ms`.
+    #[must_use]
+    pub(in crate::broker) fn slave_deadline(
+        &self,
+        written: PhysOffset,
+        flushed: PhysOffset,
+        wait_ms: u64,
+    ) -> Option<MonoNanos> {
+        let front = self.0.front().filter(|front| front.needs_slave)?;
+        let reached = if front.needs_flush { flushed } else { written };
+        (front.end <= reached).then(|| front.since.plus_millis(wait_ms))
     }
 
     /// Answer every reply whose record reaches past `end`: a repair cut it, so it was never

@@ -179,12 +179,15 @@ impl SendPath {
         }?;
         shared.stats.messages_put += appended.len() as u64;
         let reply = send_reply(&shared.config, request, queue_id, &appended, &messages);
-        let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync)
-            && properties::find(given, keys::WAIT) != Some(b"false");
+        // `WAIT=false`: the producer does not wait for the fsync or a slave (RocketMQ's
+        // waitStoreMsgOK).
+        let wait_store = properties::find(given, keys::WAIT) != Some(b"false");
+        let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync) && wait_store;
         let needs_flush =
             needs_flush && !shared.store.config().mutated(crate::mutation::Mutation::AckBeforeFsync);
         let end = appended.last().map_or(PhysOffset(0), Appended::end);
-        shared.reply_when_durable(now, conn, request, reply, end, needs_flush);
+        let wait = durable::Wait { flush: needs_flush, slave: wait_store };
+        shared.reply_when_durable(now, conn, request, reply, end, wait);
         Ok(())
     }
 }

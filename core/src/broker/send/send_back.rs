@@ -157,8 +157,9 @@ impl super::SendPath {
         };
         let appended = shared.store.append(now, &append).map_err(|e| Refusal::SystemError(e.to_string()))?;
         shared.stats.messages_put += 1;
-        let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
-        shared.reply_when_durable(now, conn, request, ok, appended.end(), needs_flush);
+        let flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
+        let wait = super::durable::Wait { flush, slave: true };
+        shared.reply_when_durable(now, conn, request, ok, appended.end(), wait);
         Ok(None)
     }
 }

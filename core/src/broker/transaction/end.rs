@@ -124,7 +124,7 @@ impl super::TransactionService {
         conn: ConnId,
         request: &RemotingCommand,
     ) -> Result<Option<RemotingCommand>, NotDone> {
-        if shared.config.broker_id != 0 {
+        if shared.config.role.is_slave() {
             return Err(NotDone::Final(Refusal::SlaveNotAvailable("a slave cannot end transactions".into())));
         }
         let header = EndTransactionRequestHeader::decode(&request.ext_fields)
@@ -189,8 +189,9 @@ impl super::TransactionService {
             PhysOffset(0)
         };
         let reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
-        let needs_flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
-        shared.reply_when_durable(now, conn, request, reply, durable_end, needs_flush);
+        let flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
+        let wait = crate::broker::send::durable::Wait { flush, slave: true };
+        shared.reply_when_durable(now, conn, request, reply, durable_end, wait);
         Ok(None)
     }
 }

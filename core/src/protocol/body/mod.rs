@@ -3,14 +3,21 @@
 //! ignored. Encode and decode them with [`crate::protocol::json`].
 
 mod client;
+mod controller;
 mod group;
+mod ha;
 mod queue;
 pub mod register_compressed;
 mod route;
 mod topic;
 
 pub use client::{ConsumerData, ConsumerIdList, HeartbeatData, KvTable, ProducerData, SubscriptionData};
+pub use controller::{
+    BrokerMemberGroup, BrokerReplicasInfo, ElectMasterResponseBody, ReplicaIdentity, ReplicasInfo,
+    SyncStateSet,
+};
 pub use group::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
+pub use ha::{EpochEntryCache, EpochRange, HaClientRuntimeInfo, HaConnectionRuntimeInfo, HaRuntimeInfo};
 pub use queue::{java_str_cmp, LockBatchRequestBody, LockBatchResponseBody, MessageQueue};
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
 pub use topic::{perm, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper};

@@ -69,7 +69,8 @@ command_header! {
 }
 
 command_header! {
-    /// BROKER_HEARTBEAT request: a lightweight keep-alive.
+    /// BROKER_HEARTBEAT request: a lightweight keep-alive to a name server, and in
+    /// controller mode what the controller elects by.
     pub struct BrokerHeartbeatRequestHeader {
         /// Cluster name.
         cluster_name: String => "clusterName",
@@ -77,6 +78,18 @@ command_header! {
         broker_addr: String => "brokerAddr",
         /// Broker group name.
         broker_name: String => "brokerName",
+        /// The broker's id in its set (controller mode).
+        broker_id: Option<i64> => "brokerId",
+        /// The newest epoch in its log.
+        epoch: Option<i32> => "epoch",
+        /// Its CommitLog end.
+        max_offset: Option<i64> => "maxOffset",
+        /// What its set has confirmed.
+        confirm_offset: Option<i64> => "confirmOffset",
+        /// Count it dead after this long without a heartbeat.
+        heartbeat_timeout_mills: Option<i64> => "heartbeatTimeoutMills",
+        /// Lower wins among equals (`brokerElectionPriority`).
+        election_priority: Option<i32> => "electionPriority",
     }
 }
 

@@ -1,0 +1,360 @@
+//! A broker's link to its controller (controller mode, RocketMQ's `ReplicasManager`): it
+//! claims its `brokerId` in the set (CONTROLLER_APPLY_BROKER_ID, with a check code the
+//! same broker repeats after a restart), registers with its addresses, asks to be elected
+//! when the set has no master, heartbeats every second with its epoch and CommitLog end,
+//! asks for the set's master every few seconds, and takes NOTIFY_BROKER_ROLE_CHANGED. Each
+//! answer that names a master becomes a [`RoleChange`] for the broker: master if it names
+//! this broker, else a slave of the named master's replication address.
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::replication::Replication;
+use super::role::{controller_epoch, RoleChange};
+use super::shared::Shared;
+use crate::io::{ConnId, ConnKind, MonoNanos, Now, Output};
+use crate::protocol::body::SyncStateSet;
+use crate::protocol::headers::{
+    AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ApplyBrokerIdRequestHeader,
+    BrokerHeartbeatRequestHeader, CommandHeader, ElectMasterRequestHeader, GetReplicaInfoRequestHeader,
+    MasterInfoHeader, RegisterBrokerToControllerRequestHeader,
+};
+use crate::protocol::json::{self, KeyStyle};
+use crate::protocol::{wire_long, RemotingCommand, RequestCode, ResponseCode};
+
+/// Heartbeats to the controller (`brokerHeartbeatInterval`).
+pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+/// How long the controller waits without a heartbeat before it counts this broker dead
+/// (`controllerHeartBeatTimeoutMills`).
+pub const HEARTBEAT_TIMEOUT_MS: u64 = 10_000;
+/// How often the set's master is asked for (`syncBrokerMetadataPeriod`), and the pause
+/// before a lost link is dialled again.
+pub const POLL_INTERVAL_MS: u64 = 5_000;
+/// How often a master compares its in-sync slaves with the controller's SyncStateSet.
+pub const SYNC_STATE_CHECK_MS: u64 = 3_000;
+/// A slave that has not caught up for this long leaves the SyncStateSet
+/// (`haMaxTimeSlaveNotCatchup`).
+pub const MAX_TIME_NOT_CAUGHT_UP_MS: u64 = 15_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Off,
+    ExpectRedial(MonoNanos),
+    ExpectConnected(ConnId),
+    Open(ConnId),
+}
+
+/// The link; off unless `enableControllerMode`.
+#[derive(Debug)]
+pub(super) struct ControllerLink {
+    addr: Option<SocketAddr>,
+    state: LinkState,
+    /// Registered in this connection (heartbeats and polls go out).
+    registered: bool,
+    next_heartbeat: MonoNanos,
+    next_poll: MonoNanos,
+    /// Requests sent and not answered: opaque → code.
+    waiting: BTreeMap<i32, RequestCode>,
+    /// The set as the controller last described it: master epoch, SyncStateSet and its
+    /// epoch.
+    master_epoch: i32,
+    sync_state: BTreeSet<i64>,
+    sync_state_epoch: i32,
+    next_sync_check: MonoNanos,
+}
+
+impl ControllerLink {
+    /// A link to `addr` (none: not in controller mode), dialled at once.
+    pub(super) fn new(addr: Option<SocketAddr>, now: MonoNanos) -> Self {
+        let state = if addr.is_some() { LinkState::ExpectRedial(now) } else { LinkState::Off };
+        Self {
+            addr,
+            state,
+            registered: false,
+            next_heartbeat: now,
+            next_poll: now,
+            waiting: BTreeMap::new(),
+            master_epoch: 0,
+            sync_state: BTreeSet::new(),
+            sync_state_epoch: 0,
+            next_sync_check: now,
+        }
+    }
+
+    /// Whether `conn` is the controller's connection.
+    pub(super) fn owns(&self, conn: ConnId) -> bool {
+        matches!(self.state, LinkState::ExpectConnected(c) | LinkState::Open(c) if c == conn)
+    }
+
+    fn send(&mut self, shared: &mut Shared, code: RequestCode, header: &impl CommandHeader) {
+        self.send_with_body(shared, code, header, Vec::new());
+    }
+
+    fn send_with_body(
+        &mut self,
+        shared: &mut Shared,
+        code: RequestCode,
+        header: &impl CommandHeader,
+        body: Vec<u8>,
+    ) {
+        let LinkState::Open(conn) = self.state else { return };
+        let opaque = shared.opaque();
+        self.waiting.insert(opaque, code);
+        let request = RemotingCommand::request(code, opaque, header.to_ext_fields()).with_body(body);
+        crate::remoting::send(&mut shared.out, conn, &request);
+    }
+
+    /// The connection opened: claim this broker's id.
+    pub(super) fn opened(&mut self, shared: &mut Shared, conn: ConnId, replica_id: i64) {
+        if self.state != LinkState::ExpectConnected(conn) {
+            return;
+        }
+        self.state = LinkState::Open(conn);
+        self.registered = false;
+        let addr = shared.config.advertised_addr.to_string();
+        let header = ApplyBrokerIdRequestHeader {
+            cluster_name: shared.config.cluster_name.clone(),
+            broker_name: shared.config.broker_name.clone(),
+            applied_broker_id: replica_id,
+            // The same broker after a restart claims its id again.
+            register_check_code: format!("{addr};{};{replica_id}", shared.config.broker_name),
+        };
+        self.send(shared, RequestCode::CONTROLLER_APPLY_BROKER_ID, &header);
+    }
+
+    /// The connection closed or could not open: dial again after a pause.
+    pub(super) fn closed(&mut self, now: Now, conn: ConnId) {
+        if self.owns(conn) {
+            tracing::warn!(controller = ?self.addr, "controller link lost; re-dialling");
+            self.state = LinkState::ExpectRedial(now.mono.plus_millis(POLL_INTERVAL_MS));
+            self.registered = false;
+            self.waiting.clear();
+        }
+    }
+
+    fn register(&mut self, shared: &mut Shared, replica_id: i64) {
+        let header = RegisterBrokerToControllerRequestHeader {
+            cluster_name: shared.config.cluster_name.clone(),
+            broker_name: shared.config.broker_name.clone(),
+            broker_id: replica_id,
+            broker_address: shared.config.advertised_addr.to_string(),
+            ha_address: Some(shared.ha_addr().to_string()),
+        };
+        self.send(shared, RequestCode::CONTROLLER_REGISTER_BROKER, &header);
+    }
+
+    fn elect_me(&mut self, shared: &mut Shared, replica_id: i64) {
+        let header = ElectMasterRequestHeader {
+            cluster_name: shared.config.cluster_name.clone(),
+            broker_name: shared.config.broker_name.clone(),
+            broker_id: Some(replica_id),
+            designate_elect: Some(false),
+        };
+        self.send(shared, RequestCode::CONTROLLER_ELECT_MASTER, &header);
+    }
+
+    /// A reply from the controller: the role it implies, if any.
+    pub(super) fn on_response(
+        &mut self,
+        shared: &mut Shared,
+        now: Now,
+        response: &RemotingCommand,
+        replica_id: i64,
+    ) -> Option<RoleChange> {
+        let code = self.waiting.remove(&response.opaque)?;
+        let status = response.response_code();
+        tracing::debug!(?code, ?status, remark = ?response.remark, "controller reply");
+        if status == ResponseCode::SUCCESS || status == ResponseCode::CONTROLLER_MASTER_STILL_EXIST {
+            self.learn(shared, response);
+        }
+        match code {
+            RequestCode::CONTROLLER_ALTER_SYNC_STATE_SET => {
+                if status == ResponseCode::SUCCESS {
+                    if let Ok(header) = AlterSyncStateSetResponseHeader::decode(&response.ext_fields) {
+                        self.sync_state_epoch = header.new_sync_state_set_epoch;
+                    }
+                    if let Ok(body) = json::from_slice::<SyncStateSet>(&response.body) {
+                        self.sync_state = body.sync_state_set;
+                    }
+                    self.publish(shared);
+                    tracing::info!(members = ?self.sync_state, epoch = self.sync_state_epoch, "SyncStateSet changed");
+                } else {
+                    tracing::info!(?status, remark = ?response.remark, "the controller refused the SyncStateSet");
+                }
+                None
+            }
+            RequestCode::CONTROLLER_APPLY_BROKER_ID if status == ResponseCode::SUCCESS => {
+                self.register(shared, replica_id);
+                None
+            }
+            RequestCode::CONTROLLER_APPLY_BROKER_ID => {
+                tracing::error!(broker_id = replica_id, remark = ?response.remark, "the controller refused this broker's id: fix brokerId");
+                None
+            }
+            RequestCode::CONTROLLER_REGISTER_BROKER
+            | RequestCode::CONTROLLER_GET_REPLICA_INFO
+            | RequestCode::CONTROLLER_ELECT_MASTER => {
+                if code == RequestCode::CONTROLLER_REGISTER_BROKER && status == ResponseCode::SUCCESS {
+                    self.registered = true;
+                    self.next_heartbeat = now.mono;
+                    self.next_poll = now.mono.plus_millis(POLL_INTERVAL_MS);
+                }
+                let told = (status == ResponseCode::SUCCESS
+                    || status == ResponseCode::CONTROLLER_MASTER_STILL_EXIST)
+                    .then(|| role_of(response, replica_id))
+                    .flatten();
+                if told.is_none()
+                    && code != RequestCode::CONTROLLER_ELECT_MASTER
+                    && status == ResponseCode::SUCCESS
+                {
+                    // The set has no master: ask to be it (the controller elects by its rules).
+                    self.elect_me(shared, replica_id);
+                }
+                if told.is_none() && status != ResponseCode::SUCCESS {
+                    tracing::info!(?code, ?status, remark = ?response.remark, "the controller names no master yet");
+                }
+                told
+            }
+            _ => None,
+        }
+    }
+
+    /// NOTIFY_BROKER_ROLE_CHANGED from the controller.
+    pub(super) fn on_notice(
+        &mut self,
+        shared: &mut Shared,
+        notice: &RemotingCommand,
+        replica_id: i64,
+    ) -> Option<RoleChange> {
+        self.learn(shared, notice);
+        role_of(notice, replica_id)
+    }
+
+    /// What a controller's master header and SyncStateSet body say about the set.
+    fn learn(&mut self, shared: &mut Shared, command: &RemotingCommand) {
+        let Ok(info) = MasterInfoHeader::decode(&command.ext_fields) else { return };
+        let (Some(master_epoch), Some(epoch)) = (info.master_epoch, info.sync_state_set_epoch) else {
+            return;
+        };
+        if (master_epoch, epoch) < (self.master_epoch, self.sync_state_epoch) {
+            return;
+        }
+        // A SyncStateSet body, or an election's (whose epoch is in the header).
+        if let Ok(body) = json::from_slice::<SyncStateSet>(&command.body) {
+            self.sync_state = body.sync_state_set;
+        }
+        self.master_epoch = master_epoch;
+        self.sync_state_epoch = epoch;
+        self.publish(shared);
+    }
+
+    /// Give the replies the SyncStateSet the controller confirmed (a master's
+    /// `allAckInSyncStateSet` and `minInSyncReplicas` go by it).
+    fn publish(&self, shared: &mut Shared) {
+        shared.sync_state_set = Some(self.sync_state.clone());
+    }
+
+    /// On a master: ask the controller to make the SyncStateSet this master and the slaves
+    /// caught up with it, when that differs from the controller's.
+    fn check_sync_state(
+        &mut self,
+        shared: &mut Shared,
+        now: Now,
+        replica_id: i64,
+        replication: &Replication,
+    ) {
+        if now.mono < self.next_sync_check {
+            return;
+        }
+        // Due every few seconds whatever the role, so the deadline never stays behind.
+        self.next_sync_check = now.mono.plus_millis(SYNC_STATE_CHECK_MS);
+        if shared.config.role.is_slave() {
+            return;
+        }
+        let mut in_sync = replication.in_sync_ids(now, MAX_TIME_NOT_CAUGHT_UP_MS);
+        in_sync.insert(replica_id);
+        let asking = self.waiting.values().any(|code| *code == RequestCode::CONTROLLER_ALTER_SYNC_STATE_SET);
+        if in_sync == self.sync_state || asking {
+            return;
+        }
+        let header = AlterSyncStateSetRequestHeader {
+            broker_name: shared.config.broker_name.clone(),
+            master_broker_id: replica_id,
+            master_epoch: self.master_epoch,
+        };
+        let body =
+            SyncStateSet { sync_state_set: in_sync.clone(), sync_state_set_epoch: self.sync_state_epoch };
+        let body = json::to_body(&body, KeyStyle::Fastjson);
+        self.send_with_body(shared, RequestCode::CONTROLLER_ALTER_SYNC_STATE_SET, &header, body);
+        tracing::info!(from = ?self.sync_state, to = ?in_sync, "asking the controller to change the SyncStateSet");
+    }
+
+    /// When a dial, heartbeat or poll is next due.
+    pub(super) fn poll_timeout(&self) -> Option<MonoNanos> {
+        match self.state {
+            LinkState::ExpectRedial(at) => Some(at),
+            LinkState::Open(_) if self.registered => {
+                Some(self.next_heartbeat.min(self.next_poll).min(self.next_sync_check))
+            }
+            _ => None,
+        }
+    }
+
+    /// Dial, heartbeat or poll when due.
+    pub(super) fn handle_timeout(
+        &mut self,
+        shared: &mut Shared,
+        now: Now,
+        replica_id: i64,
+        replication: &Replication,
+    ) {
+        match self.state {
+            LinkState::ExpectRedial(at) if now.mono >= at => {
+                let Some(addr) = self.addr else { return };
+                let conn = shared.dial_id();
+                self.state = LinkState::ExpectConnected(conn);
+                shared.out.push_back(Output::Connect { conn, addr, kind: ConnKind::Remoting });
+            }
+            LinkState::Open(_) if self.registered => {
+                if now.mono >= self.next_heartbeat {
+                    self.next_heartbeat = now.mono.plus_millis(HEARTBEAT_INTERVAL_MS);
+                    let header = BrokerHeartbeatRequestHeader {
+                        cluster_name: shared.config.cluster_name.clone(),
+                        broker_addr: shared.config.advertised_addr.to_string(),
+                        broker_name: shared.config.broker_name.clone(),
+                        broker_id: Some(replica_id),
+                        epoch: Some(
+                            i32::try_from(controller_epoch(shared.epochs.current().epoch))
+                                .unwrap_or(i32::MAX),
+                        ),
+                        max_offset: Some(wire_long(shared.store.write_pos().0)),
+                        confirm_offset: Some(wire_long(shared.store.flushed_end().0)),
+                        heartbeat_timeout_mills: Some(HEARTBEAT_TIMEOUT_MS as i64),
+                        election_priority: Some(shared.config.election_priority),
+                    };
+                    self.send(shared, RequestCode::BROKER_HEARTBEAT, &header);
+                }
+                if now.mono >= self.next_poll {
+                    self.next_poll = now.mono.plus_millis(POLL_INTERVAL_MS);
+                    let header =
+                        GetReplicaInfoRequestHeader { broker_name: shared.config.broker_name.clone() };
+                    self.send(shared, RequestCode::CONTROLLER_GET_REPLICA_INFO, &header);
+                }
+                self.check_sync_state(shared, now, replica_id, replication);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The role a controller's master header implies for broker `replica_id`.
+fn role_of(command: &RemotingCommand, replica_id: i64) -> Option<RoleChange> {
+    let info = MasterInfoHeader::decode(&command.ext_fields).ok()?;
+    let master = info.master_broker_id?;
+    let epoch = u32::try_from(info.master_epoch?).ok()?;
+    if master == replica_id {
+        return Some(RoleChange::Master { master_epoch: epoch });
+    }
+    let master_ha = info.master_ha_address.and_then(|addr| addr.parse().ok());
+    Some(RoleChange::Slave { master_ha })
+}

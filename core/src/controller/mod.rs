@@ -1,0 +1,26 @@
+//! The controller (RocketMQ 5's controller mode, RIP-44): per broker set it keeps the
+//! replicas and their ids, the SyncStateSet, the master and a monotonic master epoch, and it
+//! elects a new master when the old one is lost.
+//!
+//! - `replicas`: the replicated state and the [`Event`]s that change it, each fenced by the
+//!   epoch it was decided at.
+//! - `consensus`: the controllers' agreement on the event log (raft-rs), ticked and
+//!   polled by its owner.
+//! - `live`: which brokers are alive, from their heartbeats (each controller's own).
+//! - `elect`: who becomes master.
+//! - `state`: how each request is answered, at once or once its event is committed.
+//! - `machine`: [`ControllerCore`] (what a name server embeds) and [`Controller`], the
+//!   standalone machine.
+
+pub mod consensus;
+pub mod elect;
+pub mod live;
+pub mod machine;
+pub mod replicas;
+pub mod state;
+
+pub use elect::{elect, ElectRequest};
+pub use live::{LiveInfo, LiveTable};
+pub use machine::{Controller, ControllerCore};
+pub use replicas::{BrokerSet, Event, Replica, ReplicaTable};
+pub use state::{ControllerConfig, ControllerState, Decision};

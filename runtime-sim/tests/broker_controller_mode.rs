@@ -1,0 +1,147 @@
+//! A broker in controller mode, its controller played by the test: it claims its id,
+//! registers, and becomes master when the controller names it. As a SYNC_MASTER with
+//! `allAckInSyncStateSet` a send is answered once every member of the SyncStateSet holds
+//! it (FLUSH_SLAVE_TIMEOUT otherwise), and with `minInSyncReplicas` above the set's size
+//! sends are refused and nothing is stored.
+
+use keel_core::broker::role::epoch_floor;
+use keel_core::broker::BrokerConfig;
+use keel_core::ha::wire::{encode_identity, encode_report};
+use keel_core::ha::BrokerRole;
+use keel_core::io::{ConnId, ConnKind};
+use keel_core::protocol::body::SyncStateSet;
+use keel_core::protocol::headers::{CommandHeader, MasterInfoHeader};
+use keel_core::protocol::json::{self, KeyStyle};
+use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use keel_core::store::{FlushMode, PhysOffset};
+use keel_runtime_sim::broker_node::{BrokerNode, SharedDisk};
+use keel_runtime_sim::sim_disk::SimDisk;
+
+mod support;
+use support::*;
+
+const CONTROLLER: &str = "10.0.0.9:9878";
+
+fn controller_mode(min_in_sync: u32) -> BrokerConfig {
+    let mut config = config(FlushMode::Sync);
+    config.role = BrokerRole::SyncMaster;
+    config.broker_id = 1;
+    config.controller_addr = Some(addr(CONTROLLER));
+    config.ha.all_ack_in_sync_state_set = true;
+    config.ha.min_in_sync_replicas = min_in_sync;
+    config
+}
+
+/// The broker's requests to the controller so far.
+fn to_controller(node: &mut BrokerNode, conn: ConnId) -> Vec<RemotingCommand> {
+    std::mem::take(&mut node.peers.get_mut(&conn).unwrap().inbox)
+}
+
+fn master_info(members: &[i64], sync_state_set_epoch: i32) -> (MasterInfoHeader, Vec<u8>) {
+    let header = MasterInfoHeader {
+        master_broker_id: Some(1),
+        master_address: Some("10.0.0.1:10911".into()),
+        master_epoch: Some(1),
+        sync_state_set_epoch: Some(sync_state_set_epoch),
+        master_ha_address: Some("10.0.0.1:10912".into()),
+    };
+    let body = SyncStateSet { sync_state_set: members.iter().copied().collect(), sync_state_set_epoch };
+    (header, json::to_vec(&body, KeyStyle::Fastjson).unwrap())
+}
+
+/// Boot the broker and play the controller until it is master with SyncStateSet `members`.
+fn elected(min_in_sync: u32, members: &[i64]) -> (BrokerNode, ConnId) {
+    let mut node = boot(controller_mode(min_in_sync), SharedDisk::new(SimDisk::new()));
+    assert_eq!(
+        node.call(CLIENT, &send(1, "T", 0, "A", "too early")).response_code(),
+        ResponseCode::SERVICE_NOT_AVAILABLE,
+        "a controller-mode broker starts as a slave"
+    );
+    node.advance(0);
+    let at =
+        node.dials.iter().position(|(_, to, kind)| *to == addr(CONTROLLER) && *kind == ConnKind::Remoting);
+    let (conn, _, _) = node.dials.remove(at.expect("dials its controller"));
+    node.open(conn, addr(CONTROLLER));
+    let apply = to_controller(&mut node, conn);
+    assert_eq!(
+        apply.iter().map(|c| c.request_code()).collect::<Vec<_>>(),
+        vec![RequestCode::CONTROLLER_APPLY_BROKER_ID]
+    );
+    assert_eq!(apply[0].ext_fields.get("appliedBrokerId"), Some("1"));
+    node.send(conn, &RemotingCommand::response_to(&apply[0], ResponseCode::SUCCESS, None));
+    node.run_all();
+    let register = to_controller(&mut node, conn);
+    assert_eq!(register[0].request_code(), RequestCode::CONTROLLER_REGISTER_BROKER);
+    assert_eq!(register[0].ext_fields.get("haAddress"), Some("10.0.0.1:10912"));
+    let (header, body) = master_info(members, 1);
+    let mut reply = RemotingCommand::response_to(&register[0], ResponseCode::SUCCESS, None).with_body(body);
+    header.encode(&mut reply.ext_fields);
+    node.send(conn, &reply);
+    node.run_all();
+    assert_eq!(node.broker.epochs().current().epoch, epoch_floor(1), "master in the controller's epoch");
+    (node, conn)
+}
+
+/// A slave with id `id` connects on `conn` and reports holding `end`.
+fn slave_reports(node: &mut BrokerNode, conn: ConnId, id: Option<i64>, end: PhysOffset) {
+    let mut bytes = Vec::new();
+    if let Some(id) = id {
+        node.open_replication(conn, addr(&format!("10.0.0.{}:5000{id}", 1 + id)));
+        encode_identity(id, &mut bytes);
+    }
+    encode_report(end, &mut bytes);
+    node.write(conn, &bytes);
+    node.run_all();
+}
+
+#[test]
+fn with_all_ack_a_send_waits_for_every_member_of_the_sync_state_set() {
+    let (mut node, _) = elected(1, &[1, 2, 3]);
+    let (two, three) = (ConnId(72), ConnId(73));
+    slave_reports(&mut node, two, Some(2), PhysOffset(0));
+    slave_reports(&mut node, three, Some(3), PhysOffset(0));
+    let request = send(5, "T", 0, "A", "everyone");
+    node.send(CLIENT, &request);
+    node.run_all();
+    let end = node.broker.store().write_pos();
+    assert!(node.take_reply(CLIENT, 5).is_none(), "held for the set");
+    slave_reports(&mut node, two, None, end);
+    assert!(node.take_reply(CLIENT, 5).is_none(), "slave 3 of the set lacks it");
+    slave_reports(&mut node, three, None, end);
+    assert_eq!(node.take_reply(CLIENT, 5).map(|r| r.response_code()), Some(ResponseCode::SUCCESS));
+
+    // Without member 3's report, the send times out: stored, not acknowledged by the set.
+    node.send(CLIENT, &send(6, "T", 0, "A", "not everyone"));
+    node.run_all();
+    let end = node.broker.store().write_pos();
+    slave_reports(&mut node, two, None, end);
+    let wait = node.config().ha.sync_flush_timeout_ms;
+    node.advance(wait);
+    assert_eq!(
+        node.take_reply(CLIENT, 6).map(|r| r.response_code()),
+        Some(ResponseCode::FLUSH_SLAVE_TIMEOUT)
+    );
+}
+
+#[test]
+fn with_fewer_in_sync_replicas_than_the_minimum_sends_are_refused_and_nothing_is_stored() {
+    let (mut node, controller) = elected(2, &[1]);
+    let before = node.broker.store().write_pos();
+    let reply = node.call(CLIENT, &send(7, "T", 0, "A", "alone"));
+    assert_eq!(reply.response_code(), ResponseCode::SYSTEM_ERROR);
+    assert!(reply.remark.unwrap_or_default().contains("in-sync replicas not enough"));
+    assert_eq!(node.broker.store().write_pos(), before);
+    // The controller adds a slave to the set (a notice): sends are taken again.
+    let two = ConnId(72);
+    slave_reports(&mut node, two, Some(2), before);
+    let (header, body) = master_info(&[1, 2], 2);
+    let notice = RemotingCommand::request(RequestCode::NOTIFY_BROKER_ROLE_CHANGED, 0, header.to_ext_fields())
+        .with_body(body);
+    node.send(controller, &notice);
+    node.run_all();
+    node.send(CLIENT, &send(8, "T", 0, "A", "with a friend"));
+    node.run_all();
+    let end = node.broker.store().write_pos();
+    slave_reports(&mut node, two, None, end);
+    assert_eq!(node.take_reply(CLIENT, 8).map(|r| r.response_code()), Some(ResponseCode::SUCCESS));
+}
