@@ -73,6 +73,9 @@ struct Facts {
     sent: BTreeMap<Key, (u64, Timing)>,
     /// Per key: (acknowledged at, broker clock then, its high-water mark then).
     acked: BTreeMap<Key, (u64, i64, i64)>,
+    /// Per key: the broker's clock at the send and the highest reading the history had
+    /// shown by then (for a send never answered, which may be stored all the same).
+    sent_clock: BTreeMap<Key, (i64, i64)>,
     /// Per key: every distinct copy.
     copies: BTreeMap<Key, Vec<Copy>>,
     checks: BTreeMap<Key, Vec<u64>>,
@@ -135,11 +138,21 @@ impl Facts {
             Self { horizon: Horizon::of(history, config.reserved_ms, high_ms), ..Self::default() };
         // Faults on from their start until the run heals.
         let mut until_healed = Vec::new();
+        let mut clock_high = i64::MIN;
         for entry in history.entries() {
             let at = entry.at_ms;
             match &entry.event {
-                Event::TimingSent { key, timing, .. } => {
+                Event::BrokerClockStep { from_ms, to_ms } => {
+                    clock_high = clock_high.max(*from_ms).max(*to_ms);
+                }
+                Event::TimingAcked { broker_high_ms, .. } => clock_high = clock_high.max(*broker_high_ms),
+                _ => {}
+            }
+            match &entry.event {
+                Event::TimingSent { key, timing, broker_wall_ms } => {
                     facts.sent.entry(*key).or_insert((at, *timing));
+                    clock_high = clock_high.max(*broker_wall_ms);
+                    facts.sent_clock.entry(*key).or_insert((*broker_wall_ms, clock_high));
                 }
                 Event::TimingAcked { key, broker_wall_ms, broker_high_ms, .. } => {
                     facts.acked.entry(*key).or_insert((at, *broker_wall_ms, *broker_high_ms));
@@ -274,7 +287,15 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
                     copy.at
                 ));
             } else if copy.store_ms - due > config.late_bound_ms {
-                let (_, wall, high) = facts.acked.get(key).copied().unwrap_or((0, 0, 0));
+                // A send never answered may be stored all the same: its clock is the one at
+                // the send (seed 1412277095554324002: a timer sent while the store repaired, with
+                // the clock 52 min behind its highest reading, kept the store's timestamp).
+                let (wall, high) = facts
+                    .acked
+                    .get(key)
+                    .map(|(_, wall, high)| (*wall, *high))
+                    .or_else(|| facts.sent_clock.get(key).copied())
+                    .unwrap_or((0, 0));
                 let from = facts.sent.get(key).map_or(0, |(sent, _)| *sent);
                 // Catching up after a backward step holds a level's heads. A fault going
                 // on in between excuses too: a small disk that retention keeps freeing is
@@ -344,9 +365,11 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
         if checks.len() > most {
             add(format!("transaction {key:x} checked {} times, more than {most}", checks.len()));
         }
-        // When the producer ended it: at its send, or answering its first check.
+        // When the producer ended it: once its send was answered (the END follows the
+        // reply; a send never answered was never ended), or answering its first check.
+        let answered = facts.acked.get(key).map(|&(acked, _, _)| acked);
         let ended = match facts.sent.get(key).map(|(_, t)| *t) {
-            Some(Timing::Tx(TxDecision::Commit | TxDecision::Rollback)) => Some(sent),
+            Some(Timing::Tx(TxDecision::Commit | TxDecision::Rollback)) => answered,
             Some(Timing::Tx(TxDecision::CommitOnCheck)) => checks.first().copied(),
             _ => None,
         };
@@ -435,6 +458,23 @@ mod tests {
         stepped.push(5, ack);
         copy(&mut stepped, 5, 70_000, 0, 1_070_000, Some(1_065_000));
         assert!(check_timing(&stepped, &CONFIG, 10).is_empty());
+        // A send never answered but stored: the step before it excuses; none would not.
+        let unanswered = |step: bool| {
+            let mut h = History::default();
+            if step {
+                h.push(0, Event::BrokerClockStep { from_ms: 1_060_000, to_ms: 1_000_000 });
+            }
+            let sent = Event::TimingSent {
+                key: 6,
+                timing: Timing::Timer { delay_ms: 5_000 },
+                broker_wall_ms: 1_000_000,
+            };
+            h.push(1, sent);
+            copy(&mut h, 6, 70_000, 0, 1_060_000, Some(1_005_000));
+            check_timing(&h, &CONFIG, 10)
+        };
+        assert!(unanswered(true).is_empty(), "{:?}", unanswered(true));
+        assert_eq!(unanswered(false).len(), 1);
         // A fault in between excuses lateness, never earliness.
         h.push(6_000, Event::Fault { what: "pause broker for 3s".into() });
         assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1);
@@ -550,12 +590,22 @@ mod tests {
             1_000,
             Event::TimingSent { key: 6, timing: Timing::Tx(TxDecision::CommitOnCheck), broker_wall_ms: 0 },
         );
+        h.push(1_010, Event::TimingAcked { key: 4, phys: 0, broker_wall_ms: 0, broker_high_ms: 0 });
+        // Key 5's send was never answered: its producer never ended it, so checks are due.
+        h.push(
+            1_000,
+            Event::TimingSent { key: 5, timing: Timing::Tx(TxDecision::Commit), broker_wall_ms: 0 },
+        );
         h.push(5_000, Event::TxChecked { key: 6 });
+        h.push(5_000, Event::TxChecked { key: 5 });
         h.push(6_000, Event::TxChecked { key: 4 });
         h.push(7_000, Event::TxChecked { key: 6 });
         let found = check_timing(&h, &CONFIG, 10);
         assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].starts_with("transaction 4 checked at 6000ms"), "{found:?}");
+        assert!(
+            found[0].starts_with("transaction 4 checked at 6000ms though it was ended at 1010ms"),
+            "{found:?}"
+        );
         assert!(found[1].starts_with("transaction 6 checked at 7000ms though it was ended at 5000ms"));
         // A partition in their lives may have lost an END_TRANSACTION or held up a check
         // sent before it: both are excused.
