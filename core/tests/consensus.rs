@@ -47,9 +47,9 @@ impl Group {
             for (at, node) in self.nodes.iter_mut().enumerate() {
                 let from = at as u64 + 1;
                 let out = node.poll();
-                for event in out.committed {
-                    self.tables[at].apply(&event);
-                    self.applied[at].push(event);
+                for committed in out.committed {
+                    self.tables[at].apply(&committed.event);
+                    self.applied[at].push(committed.event);
                 }
                 for (to, bytes) in out.messages {
                     if !self.cut_off.contains(&from) && !self.cut_off.contains(&to) {

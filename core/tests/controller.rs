@@ -314,3 +314,22 @@ fn a_tool_can_designate_an_in_sync_master() {
     let refused = bench.elect(100, TOOL, Some(1), true);
     assert_eq!(refused.response_code(), ResponseCode::CONTROLLER_ELECT_MASTER_FAILED, "1 is out of sync now");
 }
+
+#[test]
+fn a_controller_that_has_not_heard_for_a_heartbeat_timeout_keeps_the_master() {
+    // The controller judges after 20 s; the brokers' own heartbeat timeout is 10 s.
+    let config = ControllerConfig { heartbeat_timeout_ms: 20_000, ..ControllerConfig::default() };
+    let mut bench = three_in_sync(config);
+    // Broker 1 is silent from the start; at 15 s a slave asks to be elected. The master's
+    // heartbeat lapsed, but this controller (just started, or just made leader) has not
+    // listened long enough to call it gone: it stays, and registrations still name it.
+    bench.heartbeat(15_000, 2, 1, 5_000, 0);
+    let early = bench.elect(15_000, broker_conn(2), Some(2), false);
+    assert_eq!(early.response_code(), ResponseCode::CONTROLLER_MASTER_STILL_EXIST, "{:?}", early.remark);
+    assert_eq!(master_of(&early), (Some(1), Some(1)));
+    // Once it has listened long enough, the same request elects.
+    bench.heartbeat(21_000, 2, 1, 5_000, 0);
+    let later = bench.elect(21_000, broker_conn(2), Some(2), false);
+    assert_eq!(later.response_code(), ResponseCode::SUCCESS, "{:?}", later.remark);
+    assert_eq!(master_of(&later), (Some(2), Some(2)));
+}

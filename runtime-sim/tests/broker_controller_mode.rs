@@ -26,7 +26,7 @@ fn controller_mode(min_in_sync: u32) -> BrokerConfig {
     let mut config = config(FlushMode::Sync);
     config.role = BrokerRole::SyncMaster;
     config.broker_id = 1;
-    config.controller_addr = Some(addr(CONTROLLER));
+    config.controller_addrs = vec![addr(CONTROLLER)];
     config.ha.all_ack_in_sync_state_set = true;
     config.ha.min_in_sync_replicas = min_in_sync;
     config

@@ -23,6 +23,8 @@ use crate::startup::{io_reason, listen_error};
 pub struct ListenerServer<M> {
     machine: M,
     listener: TcpListener,
+    /// More ports serving the same machine (a controller's port among its peers).
+    extra: Vec<TcpListener>,
     /// What it is, for the log.
     what: &'static str,
 }
@@ -35,7 +37,16 @@ impl<M: Machine> ListenerServer<M> {
     pub async fn bind_machine(machine: M, port: u16, what: &'static str) -> anyhow::Result<Self> {
         let addr = SocketAddr::from(([0, 0, 0, 0], port));
         let listener = TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?;
-        Ok(Self { machine, listener, what })
+        Ok(Self { machine, listener, extra: Vec::new(), what })
+    }
+
+    /// Serve `port` too, unless it is the one already bound.
+    pub async fn also_on(mut self, port: u16) -> anyhow::Result<Self> {
+        if self.listener.local_addr()?.port() != port {
+            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            self.extra.push(TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?);
+        }
+        Ok(self)
     }
 
     /// The bound address.
@@ -47,7 +58,7 @@ impl<M: Machine> ListenerServer<M> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         driver::run(
             &mut self.machine,
-            vec![(self.listener, ConnKind::Remoting)],
+            std::iter::once(self.listener).chain(self.extra).map(|l| (l, ConnKind::Remoting)).collect(),
             None,
             DriverConfig::default(),
             shutdown,
@@ -62,13 +73,26 @@ impl<M: Machine> ListenerServer<M> {
 
 impl NamesrvServer {
     /// Bind `listenPort` on all interfaces.
+    /// With an embedded controller in a group, its port among the peers is served too.
     pub async fn bind(settings: &NamesrvSettings) -> anyhow::Result<Self> {
-        let machine = NameServer::new(NameServerConfig {
+        let mut machine = NameServer::new(NameServerConfig {
             scan_interval_ms: settings.scan_interval_ms,
             controller: settings.controller(),
             ..NameServerConfig::default()
         });
-        Self::bind_machine(machine, settings.listen_port, "name server").await
+        let group = settings.group.as_ref().filter(|_| settings.enable_controller);
+        let mut peer_port = None;
+        if let (Some(group), Some(config)) = (group, settings.controller()) {
+            let peers = group.peers(crate::controller_server::seed()).map_err(anyhow::Error::msg)?;
+            peer_port = peers.me().map(|me| me.addr.port());
+            machine =
+                machine.with_controller(keel_core::controller::ControllerCore::in_group(config, peers)?);
+        }
+        let server = Self::bind_machine(machine, settings.listen_port, "name server").await?;
+        match peer_port {
+            Some(port) => server.also_on(port).await,
+            None => Ok(server),
+        }
     }
 }
 
@@ -210,7 +234,7 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.broker_id = settings.broker_id;
     config.role = settings.broker_role;
     config.ha_master_addr = settings.ha_master_address;
-    config.controller_addr = settings.controller_addr;
+    config.controller_addrs.clone_from(&settings.controller_addrs);
     config.election_priority = settings.election_priority;
     config.ha = settings.ha;
     config.slave_read_enable = settings.slave_read_enable;

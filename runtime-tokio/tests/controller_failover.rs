@@ -3,6 +3,9 @@
 //! on the replication link, and joins the SyncStateSet once caught up. After `kill -9` of the
 //! master the controller, missing its heartbeats, elects the slave; it takes sends in the
 //! new epoch and serves every message the old master had acknowledged and replicated.
+//! Then the same with three controllers in a group: the brokers find the leader; after
+//! `kill -9` of the leader the other two elect one, which has the set's state, and after
+//! `kill -9` of the master it elects the slave.
 //! Normal builds only (real processes and sockets).
 #![cfg(not(madsim))]
 
@@ -16,7 +19,7 @@ use keel_core::protocol::body::{BrokerReplicasInfo, HaRuntimeInfo, TopicRouteDat
 use keel_core::protocol::client_requests::{
     pull_message, pulled_records, send_message, OutgoingMessage, PullRequest,
 };
-use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader};
+use keel_core::protocol::headers::{CommandHeader, GetMetaDataResponseHeader, GetRouteInfoRequestHeader};
 use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use support::{scratch_dir, Client, ServerProcess};
@@ -62,12 +65,12 @@ struct Broker {
     port: u16,
 }
 
-fn start_broker(dir: &std::path::Path, id: i64, controller: u16, namesrv: u16) -> Broker {
+fn start_broker(dir: &std::path::Path, id: i64, controllers: &str, namesrv: u16) -> Broker {
     let (port, ha_port) = (free_port(), free_port());
     let conf = dir.join(format!("broker-{id}.conf"));
     let text = format!(
         "brokerName=broker-a\nbrokerId={id}\nbrokerRole=ASYNC_MASTER\nenableControllerMode=true\n\
-         controllerAddr=127.0.0.1:{controller}\nnamesrvAddr=127.0.0.1:{namesrv}\nlistenPort={port}\n\
+         controllerAddr={controllers}\nnamesrvAddr=127.0.0.1:{namesrv}\nlistenPort={port}\n\
          haListenPort={ha_port}\nstorePathRootDir={}\nflushDiskType=SYNC_FLUSH\n",
         dir.join(format!("store-{id}")).display()
     );
@@ -91,10 +94,11 @@ fn the_controller_elects_the_in_sync_slave_after_the_master_is_killed() {
     let namesrv_port = namesrv.addr_in_boot_line(0).port();
     let mut controller = Client::connect(controller_process.addr_in_boot_line(0));
 
-    let mut first = start_broker(&dir, 1, controller_port, namesrv_port);
+    let controllers = format!("127.0.0.1:{controller_port}");
+    let mut first = start_broker(&dir, 1, &controllers, namesrv_port);
     let mut to_first = Client::connect(([127, 0, 0, 1], first.port).into());
     wait_until("broker 1 elected", Duration::from_secs(20), || ha_status(&mut to_first).master);
-    let second = start_broker(&dir, 2, controller_port, namesrv_port);
+    let second = start_broker(&dir, 2, &controllers, namesrv_port);
     let mut to_second = Client::connect(([127, 0, 0, 1], second.port).into());
 
     let mut acked = Vec::new();
@@ -166,4 +170,101 @@ fn the_controller_elects_the_in_sync_slave_after_the_master_is_killed() {
     drop(second);
     drop(namesrv);
     drop(controller_process);
+}
+
+/// The port of the controller that says it leads, if one does.
+fn leader_among(ports: &[u16]) -> Option<u16> {
+    ports.iter().copied().find(|port| {
+        let Ok(mut client) = Client::try_connect(([127, 0, 0, 1], *port).into()) else { return false };
+        let ask = RemotingCommand::request(RequestCode::CONTROLLER_GET_METADATA_INFO, 1, Default::default());
+        let reply = client.call(&ask);
+        GetMetaDataResponseHeader::decode(&reply.ext_fields).is_ok_and(|m| m.is_leader)
+    })
+}
+
+#[test]
+fn a_controller_group_survives_its_leader_and_then_elects_the_slave() {
+    let dir = scratch_dir("controller-group-failover");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect();
+    let mut controllers: Vec<Option<ServerProcess>> = (0..3)
+        .map(|i| {
+            let conf = dir.join(format!("controller-n{i}.properties"));
+            let text = format!(
+                "controllerDLegerGroup=group1\ncontrollerDLegerPeers={}\ncontrollerDLegerSelfId=n{i}\n\
+                 scanNotActiveBrokerInterval=1000\n",
+                peers.join(";")
+            );
+            std::fs::write(&conf, text).unwrap();
+            let process =
+                ServerProcess::start(env!("CARGO_BIN_EXE_mqcontroller"), &["-c", conf.to_str().unwrap()]);
+            assert_eq!(process.addr_in_boot_line(0).port(), ports[i], "{}", process.boot_line);
+            Some(process)
+        })
+        .collect();
+    let mut leader = None;
+    let elected = wait_until("a controller leads", Duration::from_secs(20), || {
+        leader = leader_among(&ports);
+        leader.is_some()
+    });
+    eprintln!("controller group: a leader {:.1} s after start", elected.as_secs_f64());
+    let conf = dir.join("namesrv.properties");
+    std::fs::write(&conf, "listenPort=0\n").unwrap();
+    let namesrv = ServerProcess::start(env!("CARGO_BIN_EXE_mqnamesrv"), &["-c", conf.to_str().unwrap()]);
+    let namesrv_port = namesrv.addr_in_boot_line(0).port();
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let addrs = addrs.join(";");
+
+    let mut first = start_broker(&dir, 1, &addrs, namesrv_port);
+    let mut to_first = Client::connect(([127, 0, 0, 1], first.port).into());
+    wait_until("broker 1 elected", Duration::from_secs(20), || ha_status(&mut to_first).master);
+    let second = start_broker(&dir, 2, &addrs, namesrv_port);
+    let mut to_second = Client::connect(([127, 0, 0, 1], second.port).into());
+    for i in 0..10 {
+        let reply = to_first.call(&send_message(i, "pg", 0, &message(i as usize)));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    }
+    let in_sync = |port: u16| {
+        let mut client = Client::connect(([127, 0, 0, 1], port).into());
+        sync_state(&mut client).in_sync_replicas.iter().any(|r| r.broker_id == 2)
+    };
+    wait_until("broker 2 in the SyncStateSet", Duration::from_secs(30), || {
+        leader_among(&ports).is_some_and(in_sync)
+    });
+
+    // The leader controller dies: the other two elect one that has the set, and the
+    // brokers move to it (broker 2 stays in sync through the new leader's view).
+    let old = leader.expect("a leader");
+    let index = ports.iter().position(|p| *p == old).unwrap();
+    let mut killed = controllers[index].take().unwrap();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let rest: Vec<u16> = ports.iter().copied().filter(|p| *p != old).collect();
+    let took =
+        wait_until("a new controller leads", Duration::from_secs(20), || leader_among(&rest).is_some());
+    eprintln!("controller group: a new leader {:.1} s after kill -9 of the old", took.as_secs_f64());
+    let new_leader = leader_among(&rest).unwrap();
+    let mut to_leader = Client::connect(([127, 0, 0, 1], new_leader).into());
+    let state = sync_state(&mut to_leader);
+    assert_eq!((state.master_broker_id, state.master_epoch), (Some(1), 1), "{state:?}");
+
+    // Then the master dies: the new leader elects broker 2.
+    first.process.child.kill().unwrap();
+    first.process.child.wait().unwrap();
+    let killed_at = Instant::now();
+    let mut sent = 0;
+    wait_until("broker 2 takes sends", Duration::from_secs(60), || {
+        sent += 1;
+        let reply = to_second.call(&send_message(1000 + sent, "pg", 0, &message(100)));
+        reply.response_code() == ResponseCode::SUCCESS
+    });
+    eprintln!(
+        "controller group: broker 2 took a send {:.1} s after the master was killed",
+        killed_at.elapsed().as_secs_f64()
+    );
+    let leader_now = leader_among(&rest).expect("a leader");
+    let after = sync_state(&mut Client::connect(([127, 0, 0, 1], leader_now).into()));
+    assert_eq!((after.master_broker_id, after.master_epoch), (Some(2), 2), "{after:?}");
+    drop(second);
+    drop(namesrv);
 }

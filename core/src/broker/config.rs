@@ -25,9 +25,10 @@ pub struct BrokerConfig {
     /// `haMasterAddress`: a slave's master's replication address; `None` to learn it from
     /// the name servers' registration replies.
     pub ha_master_addr: Option<SocketAddr>,
-    /// `controllerAddr` with `enableControllerMode=true`: a controller decides this
-    /// broker's role (it starts as a slave, its `brokerId` its id in the set).
-    pub controller_addr: Option<SocketAddr>,
+    /// `controllerAddr` with `enableControllerMode=true`: the controllers, one of which
+    /// (their leader) decides this broker's role (it starts as a slave, its `brokerId` its
+    /// id in the set). Empty: not in controller mode.
+    pub controller_addrs: Vec<SocketAddr>,
     /// `brokerElectionPriority`: lower wins an election among equals.
     pub election_priority: i32,
     /// The `ip:port` clients reach (`brokerIP1:listenPort`); also STOREHOST of every record.
@@ -103,7 +104,7 @@ impl BrokerConfig {
             role: crate::ha::BrokerRole::AsyncMaster,
             ha_addr: None,
             ha_master_addr: None,
-            controller_addr: None,
+            controller_addrs: Vec::new(),
             election_priority: i32::MAX,
             advertised_addr,
             namesrv_addrs: Vec::new(),
@@ -138,16 +139,22 @@ impl BrokerConfig {
         }
     }
 
+    /// Whether a controller decides this broker's role (`enableControllerMode`).
+    #[must_use]
+    pub fn in_controller_mode(&self) -> bool {
+        !self.controller_addrs.is_empty()
+    }
+
     /// Check the settings make sense together; the error names the broker.conf key to fix.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         // In controller mode every broker has its own id in the set, master or not.
-        if self.controller_addr.is_some() && self.broker_id < 1 {
+        if self.in_controller_mode() && self.broker_id < 1 {
             let problem =
                 format!("{}: in controller mode each broker of a set has its own id, from 1", self.broker_id);
             return Err(InvalidSetting::new("brokerId", problem));
         }
         // RocketMQ forces a master's id to 0; a slave with id 0 would be routed as a master.
-        match (self.role.is_slave() || self.controller_addr.is_some(), self.broker_id) {
+        match (self.role.is_slave() || self.in_controller_mode(), self.broker_id) {
             (false, 0) => {}
             (false, id) => {
                 return Err(InvalidSetting::new("brokerId", format!("{id}: a master's brokerId is 0")))

@@ -1,4 +1,7 @@
-//! A broker's link to its controller (controller mode, RocketMQ's `ReplicasManager`): it
+//! A broker's link to its controller (controller mode, RocketMQ's `ReplicasManager`). With
+//! several controllers (`controllerAddr=a;b;c`) it first asks the one it dialled for the
+//! group's metadata (CONTROLLER_GET_METADATA_INFO) and moves to the leader it names, or to
+//! the next address; a CONTROLLER_NOT_LEADER answer later moves it the same way. Then it
 //! claims its `brokerId` in the set (CONTROLLER_APPLY_BROKER_ID, with a check code the
 //! same broker repeats after a restart), registers with its addresses, asks to be elected
 //! when the set has no master, heartbeats every second with its epoch and CommitLog end,
@@ -12,15 +15,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::replication::Replication;
 use super::role::{controller_epoch, RoleChange};
 use super::shared::Shared;
-use crate::io::{ConnId, ConnKind, MonoNanos, Now, Output};
+use crate::io::{CloseReason, ConnId, ConnKind, MonoNanos, Now, Output};
 use crate::protocol::body::SyncStateSet;
 use crate::protocol::headers::{
     AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ApplyBrokerIdRequestHeader,
-    BrokerHeartbeatRequestHeader, CommandHeader, ElectMasterRequestHeader, GetReplicaInfoRequestHeader,
-    MasterInfoHeader, RegisterBrokerToControllerRequestHeader,
+    BrokerHeartbeatRequestHeader, CommandHeader, ElectMasterRequestHeader, GetMetaDataResponseHeader,
+    GetReplicaInfoRequestHeader, MasterInfoHeader, RegisterBrokerToControllerRequestHeader,
 };
 use crate::protocol::json::{self, KeyStyle};
-use crate::protocol::{wire_long, RemotingCommand, RequestCode, ResponseCode};
+use crate::protocol::{wire_long, ExtFields, RemotingCommand, RequestCode, ResponseCode};
 
 /// Heartbeats to the controller (`brokerHeartbeatInterval`).
 pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
@@ -30,6 +33,8 @@ pub const HEARTBEAT_TIMEOUT_MS: u64 = 10_000;
 /// How often the set's master is asked for (`syncBrokerMetadataPeriod`), and the pause
 /// before a lost link is dialled again.
 pub const POLL_INTERVAL_MS: u64 = 5_000;
+/// The pause before the next controller is tried when the one dialled does not lead.
+pub const LEADER_HUNT_MS: u64 = 500;
 /// How often a master compares its in-sync slaves with the controller's SyncStateSet.
 pub const SYNC_STATE_CHECK_MS: u64 = 3_000;
 /// A slave that has not caught up for this long leaves the SyncStateSet
@@ -47,7 +52,10 @@ enum LinkState {
 /// The link; off unless `enableControllerMode`.
 #[derive(Debug)]
 pub(super) struct ControllerLink {
-    addr: Option<SocketAddr>,
+    /// Every controller configured (`controllerAddr`).
+    addrs: Vec<SocketAddr>,
+    /// The one dialled next, or now: a configured one, or the leader one named.
+    target: Option<SocketAddr>,
     state: LinkState,
     /// Registered in this connection (heartbeats and polls go out).
     registered: bool,
@@ -64,11 +72,13 @@ pub(super) struct ControllerLink {
 }
 
 impl ControllerLink {
-    /// A link to `addr` (none: not in controller mode), dialled at once.
-    pub(super) fn new(addr: Option<SocketAddr>, now: MonoNanos) -> Self {
-        let state = if addr.is_some() { LinkState::ExpectRedial(now) } else { LinkState::Off };
+    /// A link to the controllers at `addrs` (none: not in controller mode), dialled at once.
+    pub(super) fn new(addrs: Vec<SocketAddr>, now: MonoNanos) -> Self {
+        let target = addrs.first().copied();
+        let state = if target.is_some() { LinkState::ExpectRedial(now) } else { LinkState::Off };
         Self {
-            addr,
+            addrs,
+            target,
             state,
             registered: false,
             next_heartbeat: now,
@@ -97,20 +107,55 @@ impl ControllerLink {
         header: &impl CommandHeader,
         body: Vec<u8>,
     ) {
+        self.send_fields(shared, code, header.to_ext_fields(), body);
+    }
+
+    fn send_fields(&mut self, shared: &mut Shared, code: RequestCode, fields: ExtFields, body: Vec<u8>) {
         let LinkState::Open(conn) = self.state else { return };
         let opaque = shared.opaque();
         self.waiting.insert(opaque, code);
-        let request = RemotingCommand::request(code, opaque, header.to_ext_fields()).with_body(body);
+        let request = RemotingCommand::request(code, opaque, fields).with_body(body);
         crate::remoting::send(&mut shared.out, conn, &request);
     }
 
-    /// The connection opened: claim this broker's id.
+    /// The connection opened: find whether it reaches the leader, or claim this broker's
+    /// id at once when there is one controller.
     pub(super) fn opened(&mut self, shared: &mut Shared, conn: ConnId, replica_id: i64) {
         if self.state != LinkState::ExpectConnected(conn) {
             return;
         }
         self.state = LinkState::Open(conn);
         self.registered = false;
+        if self.addrs.len() > 1 {
+            self.send_fields(shared, RequestCode::CONTROLLER_GET_METADATA_INFO, ExtFields::new(), Vec::new());
+        } else {
+            self.apply_id(shared, replica_id);
+        }
+    }
+
+    /// Leave the controller dialled for the leader `named` (or, named none, the next one
+    /// configured after a pause).
+    fn hunt_leader(&mut self, shared: &mut Shared, now: Now, named: Option<&str>) {
+        let LinkState::Open(conn) = self.state else { return };
+        let leader =
+            named.and_then(|addr| addr.parse::<SocketAddr>().ok()).filter(|addr| Some(*addr) != self.target);
+        let pause = if leader.is_some() { 0 } else { LEADER_HUNT_MS };
+        self.target = leader.or_else(|| self.next_configured());
+        tracing::info!(leader = ?self.target, "the controller dialled does not lead; moving");
+        shared.out.push_back(Output::Close { conn, reason: CloseReason("not the controller leader".into()) });
+        self.state = LinkState::ExpectRedial(now.mono.plus_millis(pause));
+        self.registered = false;
+        self.waiting.clear();
+    }
+
+    /// The configured controller after the one dialled last.
+    fn next_configured(&self) -> Option<SocketAddr> {
+        let at = self.target.and_then(|t| self.addrs.iter().position(|a| *a == t));
+        let next = at.map_or(0, |i| (i + 1) % self.addrs.len().max(1));
+        self.addrs.get(next).copied()
+    }
+
+    fn apply_id(&mut self, shared: &mut Shared, replica_id: i64) {
         let addr = shared.config.advertised_addr.to_string();
         let header = ApplyBrokerIdRequestHeader {
             cluster_name: shared.config.cluster_name.clone(),
@@ -125,8 +170,11 @@ impl ControllerLink {
     /// The connection closed or could not open: dial again after a pause.
     pub(super) fn closed(&mut self, now: Now, conn: ConnId) {
         if self.owns(conn) {
-            tracing::warn!(controller = ?self.addr, "controller link lost; re-dialling");
-            self.state = LinkState::ExpectRedial(now.mono.plus_millis(POLL_INTERVAL_MS));
+            tracing::warn!(controller = ?self.target, "controller link lost; re-dialling");
+            // With several controllers the next is tried soon; one is dialled again later.
+            let pause = if self.addrs.len() > 1 { LEADER_HUNT_MS } else { POLL_INTERVAL_MS };
+            self.target = self.next_configured();
+            self.state = LinkState::ExpectRedial(now.mono.plus_millis(pause));
             self.registered = false;
             self.waiting.clear();
         }
@@ -164,6 +212,17 @@ impl ControllerLink {
         let code = self.waiting.remove(&response.opaque)?;
         let status = response.response_code();
         tracing::debug!(?code, ?status, remark = ?response.remark, "controller reply");
+        if code == RequestCode::CONTROLLER_GET_METADATA_INFO || status == ResponseCode::CONTROLLER_NOT_LEADER
+        {
+            let meta = GetMetaDataResponseHeader::decode(&response.ext_fields).ok();
+            if status == ResponseCode::SUCCESS && meta.as_ref().is_some_and(|m| m.is_leader) {
+                self.apply_id(shared, replica_id);
+            } else {
+                let named = meta.and_then(|m| m.controller_leader_address);
+                self.hunt_leader(shared, now, named.as_deref());
+            }
+            return None;
+        }
         if status == ResponseCode::SUCCESS || status == ResponseCode::CONTROLLER_MASTER_STILL_EXIST {
             self.learn(shared, response);
         }
@@ -310,7 +369,7 @@ impl ControllerLink {
     ) {
         match self.state {
             LinkState::ExpectRedial(at) if now.mono >= at => {
-                let Some(addr) = self.addr else { return };
+                let Some(addr) = self.target else { return };
                 let conn = shared.dial_id();
                 self.state = LinkState::ExpectConnected(conn);
                 shared.out.push_back(Output::Connect { conn, addr, kind: ConnKind::Remoting });

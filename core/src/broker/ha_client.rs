@@ -140,7 +140,7 @@ impl HaClient {
             return;
         }
         // In controller mode the master is told who this slave is (for its SyncStateSet).
-        let identity = shared.config.controller_addr.map(|_| self.identity);
+        let identity = shared.config.in_controller_mode().then_some(self.identity);
         let (link, hello) = MasterLink::new(now.mono, &shared.store, identity);
         tracing::info!(
             master = ?self.dialled,

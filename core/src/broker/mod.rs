@@ -209,10 +209,10 @@ impl Broker {
             TransactionService::new(now, config.transaction.check_interval_ms, store.write_pos());
         let replication = Replication::new(config.ha);
         // In controller mode a broker starts as a slave; the controller makes it master.
-        let controller_addr = config.controller_addr;
+        let controller_addrs = config.controller_addrs.clone();
         let master_role =
             if config.role.is_slave() { crate::ha::BrokerRole::AsyncMaster } else { config.role };
-        if controller_addr.is_some() {
+        if !controller_addrs.is_empty() {
             config.role = crate::ha::BrokerRole::Slave;
         }
         let ha_client = HaClient::new(
@@ -273,7 +273,7 @@ impl Broker {
             early: VecDeque::new(),
             master_role,
             replica_id,
-            controller: controller_link::ControllerLink::new(controller_addr, now.mono),
+            controller: controller_link::ControllerLink::new(controller_addrs, now.mono),
         };
         if !broker.is_slave() {
             let epoch = broker.shared.begin_epoch();

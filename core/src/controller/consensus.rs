@@ -41,13 +41,25 @@ pub enum ConsensusError {
     Raft(#[from] raft::Error),
 }
 
+/// One committed event and where it sits in the log: an owner waiting on a proposal
+/// matches it by index, and a different term there means the proposal was overwritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The entry's index.
+    pub index: u64,
+    /// The term it was proposed in.
+    pub term: u64,
+    /// The event.
+    pub event: Event,
+}
+
 /// What a poll hands the owner: messages for peers and events committed, in order.
 #[derive(Debug, Default)]
 pub struct ConsensusOutput {
     /// (peer id, encoded message).
     pub messages: Vec<(u64, Vec<u8>)>,
     /// Events to apply, in log order.
-    pub committed: Vec<Event>,
+    pub committed: Vec<Committed>,
 }
 
 /// One controller's replica of the event log.
@@ -109,15 +121,21 @@ impl Consensus {
         self.node.raft.state == StateRole::Leader
     }
 
+    /// The current term.
+    #[must_use]
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
     /// Append `event` to the log (the leader only); it comes back from [`poll`](Self::poll)
-    /// on every replica once committed.
-    pub fn propose(&mut self, event: &Event) -> Result<(), ConsensusError> {
+    /// on every replica once committed. Returns its (index, term).
+    pub fn propose(&mut self, event: &Event) -> Result<(u64, u64), ConsensusError> {
         if !self.is_leader() {
             return Err(ConsensusError::NotLeader { leader: self.leader() });
         }
         let data = json::to_body(event, KeyStyle::Standard);
         self.node.propose(Vec::new(), data)?;
-        Ok(())
+        Ok((self.node.raft.raft_log.last_index(), self.node.raft.term))
     }
 
     /// Everything raft-rs has ready: entries stored (in memory), messages to send, events
@@ -156,7 +174,7 @@ impl Consensus {
                 continue;
             }
             match json::from_slice::<Event>(&entry.data) {
-                Ok(event) => out.committed.push(event),
+                Ok(event) => out.committed.push(Committed { index: entry.index, term: entry.term, event }),
                 Err(error) => {
                     tracing::error!(index = entry.index, %error, "a committed entry is not an event")
                 }

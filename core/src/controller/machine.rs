@@ -1,21 +1,37 @@
 //! The controller as a sans-IO machine: brokers and tools connect, requests are decided by
-//! [`ControllerState`], and the events they become are committed — here by a single
-//! controller, which commits as it decides — and applied in order. After an election is
-//! applied, every alive broker of the set is told (NOTIFY_BROKER_ROLE_CHANGED, oneway, on
-//! the connection it heartbeats on; brokers also ask, so a lost notice only delays them).
-//! Every `scan_interval_ms` the controller elects for sets whose master went unheard.
+//! [`ControllerState`], and the events they become are committed and applied in order.
+//! Alone, a controller commits as it decides. In a group (`controllerDLegerPeers`) only the
+//! leader decides: it proposes each event to the group's Raft log ([`PeerGroup`]) and
+//! answers the request once the event comes back committed; every member applies the same
+//! events in the same order, and a follower answers CONTROLLER_NOT_LEADER, naming the
+//! leader, to anything but heartbeats and the group's metadata. After an election is
+//! applied, the leader tells every alive broker of the set (NOTIFY_BROKER_ROLE_CHANGED,
+//! oneway, on the connection it heartbeats on; brokers also ask, so a lost notice only
+//! delays them). Every `scan_interval_ms` the leader elects for sets whose master went
+//! unheard, once it has led for a heartbeat timeout (so it has heard the brokers).
 //!
 //! The same [`ControllerCore`] serves a name server with `enableControllerInNamesrv` and the
 //! `mqcontroller` binary ([`Controller`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use super::consensus::Committed;
+use super::peers::{ControllerPeers, PeerGroup};
 use super::replicas::Event;
 use super::state::{ControllerConfig, ControllerState, Decision};
 use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output};
 use crate::protocol::command::FLAG_ONEWAY;
-use crate::protocol::{RemotingCommand, DEFAULT_MAX_FRAME_LEN};
+use crate::protocol::headers::{CommandHeader, GetMetaDataResponseHeader};
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_LEN};
 use crate::remoting::{self, ConnectionTable, Received};
+
+/// A request waiting for its event to commit.
+#[derive(Debug)]
+struct Pending {
+    term: u64,
+    conn: ConnId,
+    request: RemotingCommand,
+}
 
 /// The controller's logic without its connections: what a name server embeds.
 #[derive(Debug)]
@@ -24,16 +40,35 @@ pub struct ControllerCore {
     state: ControllerState,
     /// When the next scan for dead masters is due.
     next_scan: Option<MonoNanos>,
-    /// No master is called dead before this: brokers have had a heartbeat timeout to be
-    /// heard since this controller started.
-    judge_from: Option<MonoNanos>,
+    /// The group, unless this controller is alone.
+    group: Option<PeerGroup>,
+    /// Requests waiting on their proposals, by log index.
+    pending: BTreeMap<u64, Pending>,
+    /// Whether this controller led at the last look.
+    leading: bool,
 }
 
 impl ControllerCore {
-    /// A controller with no broker sets yet.
+    /// A lone controller with no broker sets yet.
     #[must_use]
     pub fn new(config: ControllerConfig) -> Self {
-        Self { config, state: ControllerState::new(config), next_scan: None, judge_from: None }
+        Self {
+            config,
+            state: ControllerState::new(config),
+            next_scan: None,
+            group: None,
+            pending: BTreeMap::new(),
+            leading: true,
+        }
+    }
+
+    /// A member of the controller group `peers`.
+    pub fn in_group(
+        config: ControllerConfig,
+        peers: ControllerPeers,
+    ) -> Result<Self, super::consensus::ConsensusError> {
+        let group = PeerGroup::new(peers)?;
+        Ok(Self { group: Some(group), leading: false, ..Self::new(config) })
     }
 
     /// The state (for tests and admin views).
@@ -42,10 +77,16 @@ impl ControllerCore {
         &self.state
     }
 
+    /// Whether this controller decides: it leads its group, or is alone.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.group.as_ref().is_none_or(PeerGroup::is_leader)
+    }
+
     fn started(&mut self, now: MonoNanos) {
         if self.next_scan.is_none() {
             self.next_scan = Some(now.plus_millis(self.config.scan_interval_ms));
-            self.judge_from = Some(now.plus_millis(self.config.heartbeat_timeout_ms));
+            self.state.judge_from(now.plus_millis(self.config.heartbeat_timeout_ms));
         }
     }
 
@@ -58,6 +99,29 @@ impl ControllerCore {
         out: &mut VecDeque<Output>,
     ) -> bool {
         self.started(now.mono);
+        match request.request_code() {
+            RequestCode::KEEL_CONTROLLER_RAFT_MESSAGE => {
+                match &mut self.group {
+                    Some(group) => group.step(request),
+                    None => {
+                        tracing::warn!(?conn, "a controller peer's message, but this controller is alone")
+                    }
+                }
+                self.pump(now, out);
+                return true;
+            }
+            RequestCode::CONTROLLER_GET_METADATA_INFO => {
+                let reply = self.metadata(request);
+                remoting::reply(out, conn, request, &reply);
+                return true;
+            }
+            _ => {}
+        }
+        if ControllerState::needs_leader(request) && !self.is_leader() {
+            let reply = self.not_leader(request);
+            remoting::reply(out, conn, request, &reply);
+            return true;
+        }
         match self.state.decide(now, conn, request) {
             Decision::NotMine => false,
             Decision::Reply(reply) => {
@@ -65,17 +129,106 @@ impl ControllerCore {
                 true
             }
             Decision::Commit(event) => {
-                let applied = self.commit(now, &event, out);
-                let reply = self.state.answer_committed(now, request, &event, applied);
-                remoting::reply(out, conn, request, &reply);
+                let Some(group) = &mut self.group else {
+                    let applied = self.commit(now, &event, out);
+                    let reply = self.state.answer_committed(now, request, &event, applied);
+                    remoting::reply(out, conn, request, &reply);
+                    return true;
+                };
+                match group.propose(&event) {
+                    Ok((index, term)) => {
+                        self.pending.insert(index, Pending { term, conn, request: request.clone() });
+                    }
+                    Err(error) => {
+                        tracing::info!(%error, "a controller request could not be proposed");
+                        let reply = self.not_leader(request);
+                        remoting::reply(out, conn, request, &reply);
+                    }
+                }
+                self.pump(now, out);
                 true
             }
         }
     }
 
-    /// Apply a committed event, and tell the set's brokers about a new master.
+    /// CONTROLLER_GET_METADATA_INFO: the group, its leader and whether this is it.
+    fn metadata(&self, request: &RemotingCommand) -> RemotingCommand {
+        let header = match &self.group {
+            None => GetMetaDataResponseHeader {
+                group: None,
+                controller_leader_id: None,
+                controller_leader_address: None,
+                is_leader: true,
+                peers: None,
+            },
+            Some(group) => GetMetaDataResponseHeader {
+                group: Some(group.peers().group.clone()),
+                controller_leader_id: group.leader().map(|p| p.name.clone()),
+                controller_leader_address: group.leader().map(|p| p.addr.to_string()),
+                is_leader: group.is_leader(),
+                peers: Some(group.peers().listing()),
+            },
+        };
+        let mut reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
+        header.encode(&mut reply.ext_fields);
+        reply
+    }
+
+    /// CONTROLLER_NOT_LEADER, naming the leader when one is known (brokers dial it).
+    fn not_leader(&self, request: &RemotingCommand) -> RemotingCommand {
+        let leader = self.group.as_ref().and_then(PeerGroup::leader);
+        let remark = match leader {
+            Some(peer) => {
+                format!("this controller is not the leader; the leader is {} at {}", peer.name, peer.addr)
+            }
+            None => "this controller is not the leader, and no leader is known yet".to_owned(),
+        };
+        let mut reply =
+            RemotingCommand::response_to(request, ResponseCode::CONTROLLER_NOT_LEADER, Some(remark));
+        let header = self.metadata(request);
+        reply.ext_fields = header.ext_fields;
+        reply
+    }
+
+    /// Carry the group's messages, apply what it committed and answer the requests that
+    /// waited on it; notice a change of leadership.
+    fn pump(&mut self, now: Now, out: &mut VecDeque<Output>) {
+        let Some(group) = &mut self.group else { return };
+        let committed = group.drain(out);
+        let leading = group.is_leader();
+        for Committed { index, term, event } in committed {
+            let applied = self.commit(now, &event, out);
+            if let Some(pending) = self.pending.remove(&index) {
+                let reply = if pending.term == term {
+                    self.state.answer_committed(now, &pending.request, &event, applied)
+                } else {
+                    self.not_leader(&pending.request)
+                };
+                remoting::reply(out, pending.conn, &pending.request, &reply);
+            }
+        }
+        if leading != self.leading {
+            self.leading = leading;
+            tracing::warn!(leading, "controller leadership changed");
+            if leading {
+                // Judge no master before the brokers had a heartbeat timeout to reach us.
+                self.state.judge_from(now.mono.plus_millis(self.config.heartbeat_timeout_ms));
+            }
+        }
+        if !leading {
+            // What was proposed may never commit, or commit under the next leader: the
+            // brokers ask that one again.
+            for (_, pending) in std::mem::take(&mut self.pending) {
+                let reply = self.not_leader(&pending.request);
+                remoting::reply(out, pending.conn, &pending.request, &reply);
+            }
+        }
+    }
+
+    /// Apply a committed event, and (the leader) tell the set's brokers about a new master.
     fn commit(&mut self, now: Now, event: &Event, out: &mut VecDeque<Output>) -> bool {
         let applied = self.state.apply(event);
+        let leading = self.is_leader();
         match event {
             Event::ElectMaster { broker_name, master, .. } if applied => {
                 let set = self.state.table().get(broker_name);
@@ -85,7 +238,7 @@ impl ControllerCore {
                     master_epoch = set.map_or(0, |s| s.master_epoch),
                     "new master elected"
                 );
-                if master.is_some() {
+                if master.is_some() && leading {
                     for (conn, mut notice) in self.state.role_change_notices(broker_name, now.mono) {
                         notice.flag |= FLAG_ONEWAY;
                         remoting::send(out, conn, &notice);
@@ -98,26 +251,51 @@ impl ControllerCore {
         applied
     }
 
-    /// A connection closed.
-    pub fn connection_closed(&mut self, conn: ConnId) {
-        self.state.connection_closed(conn);
+    /// A connection opened (one this controller dialled to a peer, or any other).
+    pub fn connection_opened(&mut self, conn: ConnId) {
+        if let Some(group) = &mut self.group {
+            group.opened(conn);
+        }
     }
 
-    /// When the next scan is due.
+    /// A connection closed.
+    pub fn connection_closed(&mut self, now: Now, conn: ConnId) {
+        self.state.connection_closed(conn);
+        if let Some(group) = &mut self.group {
+            group.closed(now.mono, conn);
+        }
+    }
+
+    /// When the next scan, tick or dial is due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<MonoNanos> {
-        self.next_scan
+        let group = self.group.as_ref().and_then(PeerGroup::poll_timeout);
+        self.next_scan.into_iter().chain(group).min()
     }
 
-    /// Scan for dead masters when due.
+    /// Tick, dial and scan for dead masters when due.
     pub fn handle_timeout(&mut self, now: Now, out: &mut VecDeque<Output>) {
         self.started(now.mono);
+        if let Some(group) = &mut self.group {
+            group.handle_timeout(now.mono, out);
+            self.pump(now, out);
+        }
         if self.next_scan.is_some_and(|at| now.mono >= at) {
             self.next_scan = Some(now.mono.plus_millis(self.config.scan_interval_ms));
-            if self.judge_from.is_some_and(|from| now.mono >= from) {
+            if self.is_leader() {
                 for event in self.state.elections_due(now.mono) {
-                    self.commit(now, &event, out);
+                    match &mut self.group {
+                        None => {
+                            self.commit(now, &event, out);
+                        }
+                        Some(group) => {
+                            if let Err(error) = group.propose(&event) {
+                                tracing::info!(%error, "an election could not be proposed");
+                            }
+                        }
+                    }
                 }
+                self.pump(now, out);
             }
         }
     }
@@ -132,14 +310,16 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller with no broker sets yet.
+    /// A lone controller with no broker sets yet.
     #[must_use]
     pub fn new(config: ControllerConfig) -> Self {
-        Self {
-            conns: ConnectionTable::new(DEFAULT_MAX_FRAME_LEN, 10_000),
-            core: ControllerCore::new(config),
-            out: VecDeque::new(),
-        }
+        Self::with_core(ControllerCore::new(config))
+    }
+
+    /// A controller serving `core` (alone or in a group).
+    #[must_use]
+    pub fn with_core(core: ControllerCore) -> Self {
+        Self { conns: ConnectionTable::new(DEFAULT_MAX_FRAME_LEN, 10_000), core, out: VecDeque::new() }
     }
 
     /// The logic.
@@ -154,10 +334,11 @@ impl Machine for Controller {
         match input {
             Input::ConnOpened { conn, peer, .. } => {
                 self.conns.open(conn, peer, &mut self.out);
+                self.core.connection_opened(conn);
             }
             Input::ConnClosed { conn } => {
                 self.conns.close(conn);
-                self.core.connection_closed(conn);
+                self.core.connection_closed(now, conn);
             }
             Input::Bytes { conn, data, .. } => {
                 for received in self.conns.feed(conn, &data, &mut self.out) {
@@ -170,7 +351,7 @@ impl Machine for Controller {
                                 remoting::reply(&mut self.out, conn, &cmd, &remoting::not_supported(&cmd));
                             }
                         }
-                        Received::Closed(_) => self.core.connection_closed(conn),
+                        Received::Closed(_) => self.core.connection_closed(now, conn),
                     }
                 }
             }

@@ -6,6 +6,7 @@
 //!   epoch it was decided at.
 //! - `consensus`: the controllers' agreement on the event log (raft-rs), ticked and
 //!   polled by its owner.
+//! - `peers`: the controller group, its links and ticks ([`PeerGroup`]).
 //! - `live`: which brokers are alive, from their heartbeats (each controller's own).
 //! - `elect`: who becomes master.
 //! - `state`: how each request is answered, at once or once its event is committed.
@@ -16,11 +17,13 @@ pub mod consensus;
 pub mod elect;
 pub mod live;
 pub mod machine;
+pub mod peers;
 pub mod replicas;
 pub mod state;
 
 pub use elect::{elect, ElectRequest};
 pub use live::{LiveInfo, LiveTable};
 pub use machine::{Controller, ControllerCore};
+pub use peers::{ControllerPeers, PeerGroup, PeerInfo};
 pub use replicas::{BrokerSet, Event, Replica, ReplicaTable};
 pub use state::{ControllerConfig, ControllerState, Decision};

@@ -58,6 +58,9 @@ pub struct ControllerState {
     config: ControllerConfig,
     table: ReplicaTable,
     live: LiveTable,
+    /// No master counts as gone before this: a controller that just started, or just began
+    /// to lead, has not had a heartbeat timeout to hear the brokers.
+    judge_from: MonoNanos,
 }
 
 fn id_of(raw: i64) -> Option<u64> {
@@ -105,7 +108,18 @@ impl ControllerState {
     /// An empty controller.
     #[must_use]
     pub fn new(config: ControllerConfig) -> Self {
-        Self { config, table: ReplicaTable::default(), live: LiveTable::default() }
+        Self { config, table: ReplicaTable::default(), live: LiveTable::default(), judge_from: MonoNanos(0) }
+    }
+
+    /// Count no master as gone before `at` (a heartbeat timeout after this controller
+    /// started, or began to lead).
+    pub fn judge_from(&mut self, at: MonoNanos) {
+        self.judge_from = at;
+    }
+
+    /// Whether `set`'s master counts as alive: heard, or not yet judged.
+    fn master_alive(&self, broker_name: &str, set: &BrokerSet, now: MonoNanos) -> bool {
+        set.master.is_some_and(|m| now < self.judge_from || self.live.is_alive(broker_name, m, now))
     }
 
     /// The replicated table.
@@ -310,7 +324,7 @@ impl ControllerState {
                 format!("no broker set {broker_name}"),
             );
         };
-        let alive = set.master.is_some_and(|m| self.live.is_alive(broker_name, m, now));
+        let alive = self.master_alive(broker_name, set, now);
         with_header(reply(request, ResponseCode::SUCCESS, None), &master_info(set, alive))
             .with_body(sync_state_body(set))
     }
@@ -325,11 +339,15 @@ impl ControllerState {
             )));
         };
         let asker = header.broker_id.and_then(id_of).filter(|id| set.replicas.contains_key(id));
-        let chosen = if set.master_epoch == 0 && asker.is_some() {
+        let designated = header.designate_elect == Some(true);
+        let chosen = if !designated && now < self.judge_from && set.master.is_some() {
+            // Not heard long enough to call the master gone: it stays.
+            set.master
+        } else if set.master_epoch == 0 && asker.is_some() {
             // A set's first election: whoever asks first is master.
             asker
         } else {
-            let designated = asker.filter(|_| header.designate_elect == Some(true));
+            let designated = asker.filter(|_| designated);
             let policy = ElectRequest { designated, unclean: self.config.elect_unclean };
             elect(&header.broker_name, set, &self.live, now, policy)
         };
@@ -523,7 +541,8 @@ impl ControllerState {
         let mut due = Vec::new();
         for (name, set) in self.table.iter() {
             let Some(master) = set.master else { continue };
-            if self.live.is_alive(name, master, now)
+            if now < self.judge_from
+                || self.live.is_alive(name, master, now)
                 || !set.replicas.keys().any(|id| self.live.is_alive(name, *id, now))
             {
                 continue;

@@ -79,6 +79,13 @@ impl NameServer {
         }
     }
 
+    /// This name server embedding `controller` (a member of a controller group, say).
+    #[must_use]
+    pub fn with_controller(mut self, controller: crate::controller::ControllerCore) -> Self {
+        self.controller = Some(controller);
+        self
+    }
+
     /// The embedded controller, if enabled.
     #[must_use]
     pub fn controller(&self) -> Option<&crate::controller::ControllerCore> {
@@ -256,12 +263,15 @@ impl Machine for NameServer {
             // A name server has one port: every connection carries remoting.
             Input::ConnOpened { conn, peer, .. } => {
                 self.conns.open(conn, peer, &mut self.out);
+                if let Some(controller) = &mut self.controller {
+                    controller.connection_opened(conn);
+                }
             }
             Input::ConnClosed { conn } => {
                 self.conns.close(conn);
                 self.routes.connection_closed(conn);
                 if let Some(controller) = &mut self.controller {
-                    controller.connection_closed(conn);
+                    controller.connection_closed(now, conn);
                 }
             }
             Input::Bytes { conn, data, .. } => {
@@ -271,7 +281,7 @@ impl Machine for NameServer {
                         Received::Closed(_) => {
                             self.routes.connection_closed(conn);
                             if let Some(controller) = &mut self.controller {
-                                controller.connection_closed(conn);
+                                controller.connection_closed(now, conn);
                             }
                         }
                     }

@@ -229,6 +229,9 @@ open_code! {
         CONTROLLER_GET_NEXT_BROKER_ID = 1012,
         /// Claim a broker id.
         CONTROLLER_APPLY_BROKER_ID = 1013,
+        /// Keel's own (RocketMQ has no code near it): one raft-rs message from a controller
+        /// to a peer, oneway, the protobuf bytes as body.
+        KEEL_CONTROLLER_RAFT_MESSAGE = 30_100,
         /// 5.x pop consumption (JSON headers only: the code does not fit in 16 bits).
         POP_MESSAGE = 200_050,
     }

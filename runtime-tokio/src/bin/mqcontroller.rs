@@ -2,9 +2,10 @@
 //! RocketMQ's.
 //!
 //! `mqcontroller [-c controller.properties] [-p]`: `-c` reads settings (`listenPort`,
-//! `scanNotActiveBrokerInterval`, `enableElectUncleanMaster`), `-p` prints the effective
-//! settings and exits. SIGTERM or Ctrl-C stops it. One controller for now: its state lives
-//! in memory, and brokers register again after it restarts.
+//! `scanNotActiveBrokerInterval`, `enableElectUncleanMaster`, and for a group
+//! `controllerDLegerGroup`, `controllerDLegerPeers`, `controllerDLegerSelfId`), `-p` prints
+//! the effective settings and exits. SIGTERM or Ctrl-C stops it. The state lives in memory:
+//! a group member that restarts is brought up to date by the others.
 
 use std::path::PathBuf;
 

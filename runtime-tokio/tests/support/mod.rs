@@ -80,9 +80,14 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Self { stream, decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN) }
+        Self::try_connect(addr).unwrap()
+    }
+
+    /// A client, or the error of a refused connection (a server that is down).
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Self { stream, decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN) })
     }
 
     /// Send a request and wait for the reply with its opaque.

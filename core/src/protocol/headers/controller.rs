@@ -48,6 +48,23 @@ command_header! {
 }
 
 command_header! {
+    /// CONTROLLER_GET_METADATA_INFO reply: the controller group and its leader, which
+    /// brokers and tools send their requests to.
+    pub struct GetMetaDataResponseHeader {
+        /// The group's name (`controllerDLegerGroup`).
+        group: Option<String> => "group",
+        /// The leader's id (`n0`), if one is known.
+        controller_leader_id: Option<String> => "controllerLeaderId",
+        /// The leader's address, if one is known.
+        controller_leader_address: Option<String> => "controllerLeaderAddress",
+        /// Whether the controller answering leads.
+        is_leader: bool => "isLeader",
+        /// Every member, `n0-host:port;n1-host:port;…`.
+        peers: Option<String> => "peers",
+    }
+}
+
+command_header! {
     /// What a broker is told of its set's master: the replies to CONTROLLER_REGISTER_BROKER,
     /// CONTROLLER_ELECT_MASTER and CONTROLLER_GET_REPLICA_INFO, and the request
     /// NOTIFY_BROKER_ROLE_CHANGED.

@@ -8,6 +8,10 @@ use std::str::FromStr;
 
 use keel_core::ha::BrokerRole;
 
+mod namesrv;
+
+pub use namesrv::{ControllerGroupSettings, ControllerSettings, NamesrvSettings};
+
 /// Why a configuration could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -83,108 +87,6 @@ impl Properties {
     }
 }
 
-/// Name server settings and the `.properties` keys they come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamesrvSettings {
-    /// `listenPort`: where clients and brokers connect (9876).
-    pub listen_port: u16,
-    /// `scanNotActiveBrokerInterval`: ms between expiry scans (5000), and between the
-    /// embedded controller's scans for dead masters.
-    pub scan_interval_ms: u64,
-    /// `enableControllerInNamesrv`: serve a controller on the same port (false).
-    pub enable_controller: bool,
-    /// `enableElectUncleanMaster`: the controller may elect outside the SyncStateSet (false).
-    pub elect_unclean: bool,
-}
-
-impl NamesrvSettings {
-    /// Keys the name server understands.
-    pub const KEYS: &'static [&'static str] = &[
-        "listenPort",
-        "scanNotActiveBrokerInterval",
-        "enableControllerInNamesrv",
-        "enableElectUncleanMaster",
-    ];
-
-    /// Settings from properties (defaults for what is absent); unknown keys are warned about.
-    pub fn from_properties(props: &Properties) -> Result<Self, ConfigError> {
-        let _ = props.unknown_keys(Self::KEYS);
-        Ok(Self {
-            listen_port: props.get("listenPort")?.unwrap_or(9876),
-            scan_interval_ms: props.get("scanNotActiveBrokerInterval")?.unwrap_or(5000),
-            enable_controller: props.get("enableControllerInNamesrv")?.unwrap_or(false),
-            elect_unclean: props.get("enableElectUncleanMaster")?.unwrap_or(false),
-        })
-    }
-
-    /// The embedded controller's settings, when it is enabled.
-    #[must_use]
-    pub fn controller(&self) -> Option<keel_core::controller::ControllerConfig> {
-        let embedded = ControllerSettings {
-            listen_port: self.listen_port,
-            scan_interval_ms: self.scan_interval_ms,
-            elect_unclean: self.elect_unclean,
-        };
-        self.enable_controller.then(|| embedded.controller())
-    }
-
-    /// The effective configuration as properties text (what `-p` prints).
-    #[must_use]
-    pub fn to_properties(&self) -> String {
-        format!(
-            "listenPort={}\nscanNotActiveBrokerInterval={}\nenableControllerInNamesrv={}\nenableElectUncleanMaster={}\n",
-            self.listen_port, self.scan_interval_ms, self.enable_controller, self.elect_unclean
-        )
-    }
-}
-
-/// Standalone controller settings (`mqcontroller -c controller.properties`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControllerSettings {
-    /// `listenPort`: where brokers and tools connect (9878).
-    pub listen_port: u16,
-    /// `scanNotActiveBrokerInterval`: ms between scans for dead masters (5000).
-    pub scan_interval_ms: u64,
-    /// `enableElectUncleanMaster`: elect outside the SyncStateSet when nobody in it
-    /// qualifies (false).
-    pub elect_unclean: bool,
-}
-
-impl ControllerSettings {
-    /// Keys the controller understands.
-    pub const KEYS: &'static [&'static str] =
-        &["listenPort", "scanNotActiveBrokerInterval", "enableElectUncleanMaster"];
-
-    /// Settings from properties (defaults for what is absent); unknown keys are warned about.
-    pub fn from_properties(props: &Properties) -> Result<Self, ConfigError> {
-        let _ = props.unknown_keys(Self::KEYS);
-        Ok(Self {
-            listen_port: props.get("listenPort")?.unwrap_or(9878),
-            scan_interval_ms: props.get("scanNotActiveBrokerInterval")?.unwrap_or(5000),
-            elect_unclean: props.get("enableElectUncleanMaster")?.unwrap_or(false),
-        })
-    }
-
-    /// The machine's settings.
-    #[must_use]
-    pub fn controller(&self) -> keel_core::controller::ControllerConfig {
-        keel_core::controller::ControllerConfig {
-            elect_unclean: self.elect_unclean,
-            scan_interval_ms: self.scan_interval_ms,
-            ..keel_core::controller::ControllerConfig::default()
-        }
-    }
-
-    /// The effective configuration as properties text (what `-p` prints).
-    #[must_use]
-    pub fn to_properties(&self) -> String {
-        format!(
-            "listenPort={}\nscanNotActiveBrokerInterval={}\nenableElectUncleanMaster={}\n",
-            self.listen_port, self.scan_interval_ms, self.elect_unclean
-        )
-    }
-}
-
 /// Broker settings and the `broker.conf` keys they come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
@@ -213,8 +115,9 @@ pub struct BrokerSettings {
     /// `haMasterAddress`: a slave's master's replication `ip:port`; unset to learn it from
     /// the name servers.
     pub ha_master_address: Option<std::net::SocketAddr>,
-    /// `controllerAddr` when `enableControllerMode=true`: the controller decides the role.
-    pub controller_addr: Option<std::net::SocketAddr>,
+    /// `controllerAddr` when `enableControllerMode=true` (`;`-separated): the controllers,
+    /// whose leader decides the role. Empty otherwise.
+    pub controller_addrs: Vec<std::net::SocketAddr>,
     /// `brokerElectionPriority`: lower wins an election among equals.
     pub election_priority: i32,
     /// `brokerIP1`: the address clients are told to use.
@@ -344,16 +247,26 @@ impl BrokerSettings {
                 controller_mode,
             )?,
             ha_master_address: props.get("haMasterAddress")?,
-            controller_addr: if controller_mode {
-                let addr = props.get::<String>("controllerAddr")?.unwrap_or_default();
-                // Several controllers are `;`-separated; the first is dialled.
-                let first = addr.split(';').next().unwrap_or_default().trim().to_owned();
-                Some(first.parse().map_err(|_| ConfigError::BadValue {
+            controller_addrs: if controller_mode {
+                let addrs = props.get::<String>("controllerAddr")?.unwrap_or_default();
+                let bad = || ConfigError::BadValue {
                     key: "controllerAddr".into(),
-                    value: format!("{addr:?} (enableControllerMode needs a controller's host:port)"),
-                })?)
+                    value: format!(
+                        "{addrs:?} (enableControllerMode needs controllers' host:port, `;`-separated)"
+                    ),
+                };
+                let parsed = addrs
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| a.parse().map_err(|_| bad()))
+                    .collect::<Result<Vec<std::net::SocketAddr>, _>>()?;
+                if parsed.is_empty() {
+                    return Err(bad());
+                }
+                parsed
             } else {
-                None
+                Vec::new()
             },
             election_priority: props.get("brokerElectionPriority")?.unwrap_or(i32::MAX),
             ha: ha_settings(props)?,
@@ -528,8 +441,9 @@ impl BrokerSettings {
         if let Some(addr) = self.ha_master_address {
             text += &format!("haMasterAddress={addr}\n");
         }
-        if let Some(addr) = self.controller_addr {
-            text += &format!("enableControllerMode=true\ncontrollerAddr={addr}\n");
+        if !self.controller_addrs.is_empty() {
+            let addrs: Vec<String> = self.controller_addrs.iter().map(ToString::to_string).collect();
+            text += &format!("enableControllerMode=true\ncontrollerAddr={}\n", addrs.join(";"));
         }
         text += &format!("brokerElectionPriority={}\n", self.election_priority);
         text
@@ -621,37 +535,6 @@ fn check_role(role: Option<&str>, broker_id: i64, controller_mode: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_java_properties_and_names_unknown_keys() {
-        let props = Properties::parse(
-            "# comment\nlistenPort = 19876\nlistenPrt=1\nscanNotActiveBrokerInterval: 2000\n",
-        )
-        .unwrap();
-        let settings = NamesrvSettings::from_properties(&props).unwrap();
-        let expected = NamesrvSettings {
-            listen_port: 19876,
-            scan_interval_ms: 2000,
-            enable_controller: false,
-            elect_unclean: false,
-        };
-        assert_eq!(settings, expected);
-        assert_eq!(settings.controller(), None, "no controller unless enableControllerInNamesrv");
-        assert_eq!(props.unknown_keys(NamesrvSettings::KEYS), vec!["listenPrt".to_owned()]);
-        let bad = Properties::parse("listenPort=abc\n").unwrap();
-        assert!(matches!(NamesrvSettings::from_properties(&bad), Err(ConfigError::BadValue { .. })));
-        assert_eq!(
-            Properties::parse(&settings.to_properties()).unwrap(),
-            Properties::parse(
-                "listenPort=19876\nscanNotActiveBrokerInterval=2000\nenableControllerInNamesrv=false\nenableElectUncleanMaster=false"
-            )
-            .unwrap()
-        );
-        let embedded =
-            Properties::parse("enableControllerInNamesrv=true\nenableElectUncleanMaster=true\n").unwrap();
-        let controller = NamesrvSettings::from_properties(&embedded).unwrap().controller().unwrap();
-        assert!(controller.elect_unclean);
-    }
 
     #[test]
     fn a_role_this_build_cannot_play_or_a_mismatched_id_is_refused_with_its_key() {
