@@ -32,11 +32,20 @@ pub enum Mutation {
     LoseDelayOffset,
     /// Retention deletes the oldest segment at every check, however young its messages.
     DeleteInsideHorizon,
+    /// A SYNC_MASTER answers a send before its slaves (its SyncStateSet) hold it.
+    AckBeforeReplica,
+    /// The controller elects among every alive replica, those out of sync first.
+    ElectOutOfSync,
+    /// A replica rejoining a new master keeps the tail the master's history lacks.
+    SkipTruncation,
+    /// A broker made master goes on in the epoch it had instead of beginning the
+    /// controller's, so two masters write in one epoch.
+    StaleEpochWrite,
 }
 
 impl Mutation {
     /// Every mutation, in a fixed order.
-    pub const ALL: [Mutation; 12] = [
+    pub const ALL: [Mutation; 16] = [
         Mutation::AckBeforeFsync,
         Mutation::SkipCrcOnRecovery,
         Mutation::CqOffByOne,
@@ -49,6 +58,10 @@ impl Mutation {
         Mutation::DeliverEarly,
         Mutation::LoseDelayOffset,
         Mutation::DeleteInsideHorizon,
+        Mutation::AckBeforeReplica,
+        Mutation::ElectOutOfSync,
+        Mutation::SkipTruncation,
+        Mutation::StaleEpochWrite,
     ];
 
     /// The name used on the command line (`SIM_MUTATION=<name>`).
@@ -67,6 +80,10 @@ impl Mutation {
             Mutation::DeliverEarly => "deliver_early",
             Mutation::LoseDelayOffset => "lose_delay_offset",
             Mutation::DeleteInsideHorizon => "delete_inside_horizon",
+            Mutation::AckBeforeReplica => "ack_before_replica",
+            Mutation::ElectOutOfSync => "elect_out_of_sync",
+            Mutation::SkipTruncation => "skip_truncation",
+            Mutation::StaleEpochWrite => "stale_epoch_write",
         }
     }
 

@@ -49,6 +49,16 @@ pub const REQUIRED: &[&str] = &[
     "tx_commit_delivered",
     "tx_check",
     "tx_discard",
+    "ha_run",
+    "ha_sync_run",
+    "ha_async_run",
+    "ha_master_kill",
+    "ha_slave_kill",
+    "ha_failover",
+    "ha_broker_partition",
+    "ha_broker_controller_partition",
+    "ha_controller_partition",
+    "ha_master_isolated_then_killed",
 ];
 
 /// Named counters.

@@ -22,6 +22,9 @@ pub mod disk_queue;
 pub mod group_checks;
 #[cfg(madsim)]
 pub mod group_scenario;
+pub mod ha_checks;
+#[cfg(madsim)]
+pub mod ha_scenario;
 pub mod history;
 pub mod horizon;
 #[cfg(madsim)]

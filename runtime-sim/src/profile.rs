@@ -46,6 +46,9 @@ pub struct SimProfile {
     /// This seed runs the consumer-group scenario of the client library (one seed in
     /// eight; `crate::group_scenario`) instead of the fault cluster.
     pub groups: bool,
+    /// Run the controller-mode scenario instead ([`crate::ha_scenario`]): two sets of three
+    /// brokers, three controllers.
+    pub ha: bool,
     /// Every fault off: the run must be exact (no duplicate, no failed send).
     pub fault_free: bool,
     /// SYNC_FLUSH (ack after fsync) or ASYNC_FLUSH.
@@ -169,6 +172,7 @@ impl SimProfile {
         Self {
             seed,
             groups: !quiet && seed % 8 == 7,
+            ha: !quiet && seed % 16 == 3,
             fault_free,
             sync_flush,
             segment_size: [4096, 8192, 16384, 65536][rng.gen_range(0..4)],

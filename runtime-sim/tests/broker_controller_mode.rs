@@ -145,3 +145,40 @@ fn with_fewer_in_sync_replicas_than_the_minimum_sends_are_refused_and_nothing_is
     slave_reports(&mut node, two, None, end);
     assert_eq!(node.take_reply(CLIENT, 8).map(|r| r.response_code()), Some(ResponseCode::SUCCESS));
 }
+
+#[test]
+fn consumers_read_only_what_every_member_of_the_sync_state_set_holds() {
+    let (mut node, _) = elected(1, &[1, 2]);
+    let two = ConnId(72);
+    slave_reports(&mut node, two, Some(2), PhysOffset(0));
+    node.send(CLIENT, &send(5, "T", 0, "A", "held"));
+    node.run_all();
+    let end = node.broker.store().write_pos();
+    // Stored on the master, not yet on member 2: no consumer sees it (a failover now would
+    // elect a master without it, which would write another message at its offset).
+    let early = node.call(CLIENT, &pull(6, "T", 0, 0, "*", false));
+    assert!(messages(&early).is_empty(), "{:?}", early.response_code());
+    slave_reports(&mut node, two, None, end);
+    let later = node.call(CLIENT, &pull(7, "T", 0, 0, "*", false));
+    assert_eq!(messages(&later).iter().map(|m| m.2.as_str()).collect::<Vec<_>>(), vec!["held"]);
+}
+
+#[test]
+fn a_master_its_controller_stops_answering_takes_no_writes_until_it_answers_again() {
+    let (mut node, controller) = elected(1, &[1]);
+    assert_eq!(node.call(CLIENT, &send(5, "T", 0, "A", "fine")).response_code(), ResponseCode::SUCCESS);
+    // Heartbeats go out every second; nobody answers them for the lease (8 s).
+    node.advance(keel_core::broker::controller_link::LEASE_MS + 1_000);
+    let refused = node.call(CLIENT, &send(6, "T", 0, "A", "deposed?"));
+    assert_eq!(refused.response_code(), ResponseCode::SERVICE_NOT_AVAILABLE);
+    assert!(refused.remark.unwrap_or_default().contains("not heard from its controller"));
+    // The controller answers a heartbeat: writes resume.
+    let heartbeat = to_controller(&mut node, controller)
+        .into_iter()
+        .rev()
+        .find(|c| c.request_code() == RequestCode::BROKER_HEARTBEAT)
+        .expect("heartbeats went out");
+    node.send(controller, &RemotingCommand::response_to(&heartbeat, ResponseCode::SUCCESS, None));
+    node.run_all();
+    assert_eq!(node.call(CLIENT, &send(7, "T", 0, "A", "back")).response_code(), ResponseCode::SUCCESS);
+}

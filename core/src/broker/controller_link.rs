@@ -33,6 +33,10 @@ pub const HEARTBEAT_TIMEOUT_MS: u64 = 10_000;
 /// How often the set's master is asked for (`syncBrokerMetadataPeriod`), and the pause
 /// before a lost link is dialled again.
 pub const POLL_INTERVAL_MS: u64 = 5_000;
+/// A master that has heard nothing from the controller for this long stops taking writes:
+/// the controller counts it dead after [`HEARTBEAT_TIMEOUT_MS`] and may elect another, and
+/// writes a deposed master took (ASYNC_MASTER acknowledges them at once) would be lost.
+pub const LEASE_MS: u64 = HEARTBEAT_TIMEOUT_MS - 2 * HEARTBEAT_INTERVAL_MS;
 /// The pause before the next controller is tried when the one dialled does not lead.
 pub const LEADER_HUNT_MS: u64 = 500;
 /// How often a master compares its in-sync slaves with the controller's SyncStateSet.
@@ -69,6 +73,10 @@ pub(super) struct ControllerLink {
     sync_state: BTreeSet<i64>,
     sync_state_epoch: i32,
     next_sync_check: MonoNanos,
+    /// When the controller last answered.
+    last_heard: MonoNanos,
+    /// Whether the lease lapsed at the last look (then no deadline is kept for it).
+    lapsed: bool,
 }
 
 impl ControllerLink {
@@ -88,6 +96,8 @@ impl ControllerLink {
             sync_state: BTreeSet::new(),
             sync_state_epoch: 0,
             next_sync_check: now,
+            last_heard: now,
+            lapsed: false,
         }
     }
 
@@ -144,6 +154,18 @@ impl ControllerLink {
         tracing::info!(leader = ?self.target, "the controller dialled does not lead; moving");
         shared.out.push_back(Output::Close { conn, reason: CloseReason("not the controller leader".into()) });
         self.state = LinkState::ExpectRedial(now.mono.plus_millis(pause));
+        self.registered = false;
+        self.waiting.clear();
+    }
+
+    /// Drop the link and dial the same controller again after `pause_ms`.
+    fn redial_later(&mut self, shared: &mut Shared, now: Now, pause_ms: u64) {
+        let LinkState::Open(conn) = self.state else { return };
+        shared.out.push_back(Output::Close {
+            conn,
+            reason: CloseReason("asking the controller again later".into()),
+        });
+        self.state = LinkState::ExpectRedial(now.mono.plus_millis(pause_ms));
         self.registered = false;
         self.waiting.clear();
     }
@@ -210,6 +232,8 @@ impl ControllerLink {
         replica_id: i64,
     ) -> Option<RoleChange> {
         let code = self.waiting.remove(&response.opaque)?;
+        self.last_heard = now.mono;
+        self.refresh_lease(shared, now);
         let status = response.response_code();
         tracing::debug!(?code, ?status, remark = ?response.remark, "controller reply");
         if code == RequestCode::CONTROLLER_GET_METADATA_INFO || status == ResponseCode::CONTROLLER_NOT_LEADER
@@ -247,7 +271,10 @@ impl ControllerLink {
                 None
             }
             RequestCode::CONTROLLER_APPLY_BROKER_ID => {
-                tracing::error!(broker_id = replica_id, remark = ?response.remark, "the controller refused this broker's id: fix brokerId");
+                // A set's first broker must be id 1, and a broker started before it is
+                // refused until it is there; an id another broker holds stays refused.
+                tracing::error!(broker_id = replica_id, remark = ?response.remark, "the controller refused this broker's id; asking again later (if it persists, fix brokerId)");
+                self.redial_later(shared, now, POLL_INTERVAL_MS);
                 None
             }
             RequestCode::CONTROLLER_REGISTER_BROKER
@@ -348,15 +375,36 @@ impl ControllerLink {
         tracing::info!(from = ?self.sync_state, to = ?in_sync, "asking the controller to change the SyncStateSet");
     }
 
+    /// A master in controller mode takes writes only while the controller answered within
+    /// [`LEASE_MS`].
+    fn refresh_lease(&mut self, shared: &mut Shared, now: Now) {
+        let silent_ms = now.mono.millis_since(self.last_heard);
+        // Past the deadline: no further wake-up for it until the controller is heard.
+        self.lapsed = silent_ms > LEASE_MS;
+        let fenced = !self.addrs.is_empty() && !shared.config.role.is_slave() && self.lapsed;
+        if fenced != shared.lease_lapsed {
+            if fenced {
+                tracing::warn!(silent_ms, "no word from the controller: this master stops taking writes");
+            } else {
+                tracing::info!("the controller answers again: this master takes writes");
+            }
+            shared.lease_lapsed = fenced;
+        }
+    }
+
     /// When a dial, heartbeat or poll is next due.
     pub(super) fn poll_timeout(&self) -> Option<MonoNanos> {
-        match self.state {
+        // The lease is looked at when it would lapse, whatever the link is doing.
+        let lease =
+            (!self.addrs.is_empty() && !self.lapsed).then(|| self.last_heard.plus_millis(LEASE_MS + 1));
+        let link = match self.state {
             LinkState::ExpectRedial(at) => Some(at),
             LinkState::Open(_) if self.registered => {
                 Some(self.next_heartbeat.min(self.next_poll).min(self.next_sync_check))
             }
             _ => None,
-        }
+        };
+        [link, lease].into_iter().flatten().min()
     }
 
     /// Dial, heartbeat or poll when due.
@@ -367,6 +415,7 @@ impl ControllerLink {
         replica_id: i64,
         replication: &Replication,
     ) {
+        self.refresh_lease(shared, now);
         match self.state {
             LinkState::ExpectRedial(at) if now.mono >= at => {
                 let Some(addr) = self.target else { return };

@@ -23,7 +23,7 @@
 mod admin;
 pub mod config;
 pub mod consumers;
-mod controller_link;
+pub mod controller_link;
 pub mod delay;
 mod ha_client;
 mod metadata;
@@ -242,6 +242,8 @@ impl Broker {
                 next_opaque: 1,
                 next_dial: ConnId::OUTBOUND,
                 slave_acked: None,
+                confirmed: None,
+                lease_lapsed: false,
                 sync_state_set: None,
                 replica_id,
                 epochs,

@@ -166,8 +166,33 @@ impl Replication {
                     .min()
                     .or(Some(PhysOffset(u64::MAX)))
             }
-            _ => streaming.map(SlaveSession::acked).max(),
+            _ => streaming.clone().map(SlaveSession::acked).max(),
         };
+        // Controller mode: queues serve only what every SyncStateSet member holds, and at
+        // least what this master's epoch began with (its log when it was elected). Never
+        // lowered within an epoch: a member that reconnects reports again from less.
+        let limit =
+            shared.sync_state_set.as_ref().filter(|_| !shared.config.role.is_slave()).map(|members| {
+                let me = shared.replica_id;
+                let least = members
+                    .iter()
+                    .filter(|id| **id != me)
+                    .map(|id| {
+                        let held = streaming.clone().filter(|session| session.slave_id() == Some(*id));
+                        held.map(SlaveSession::acked).max().unwrap_or(PhysOffset(0))
+                    })
+                    .min()
+                    .unwrap_or_else(|| shared.store.visible_end());
+                let epoch = shared.epochs.current();
+                let floor = match shared.confirmed {
+                    Some((at, confirmed)) if at == epoch.epoch => confirmed.max(PhysOffset(epoch.start)),
+                    _ => PhysOffset(epoch.start),
+                };
+                let confirmed = least.max(floor);
+                shared.confirmed = Some((epoch.epoch, confirmed));
+                confirmed
+            });
+        shared.store.set_confirmed_limit(limit);
     }
 
     /// Send each slave what it may have now.

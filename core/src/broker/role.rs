@@ -66,7 +66,11 @@ impl Broker {
                 self.ha_client.set_active(shared, now, false, None);
                 self.metadata_sync.set_active(shared, now, false);
                 shared.store.set_replica(false);
-                let epoch = shared.begin_epoch_at_least(floor);
+                let epoch = if shared.store.config().mutated(crate::mutation::Mutation::StaleEpochWrite) {
+                    shared.epochs.current().epoch
+                } else {
+                    shared.begin_epoch_at_least(floor)
+                };
                 tracing::warn!(
                     master_epoch,
                     epoch,

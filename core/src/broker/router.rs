@@ -83,6 +83,18 @@ impl Broker {
                     "the master's new epoch is not recorded yet; retry shortly".into(),
                 ))
             }
+            RequestCode::SEND_MESSAGE
+            | RequestCode::SEND_MESSAGE_V2
+            | RequestCode::SEND_BATCH_MESSAGE
+            | RequestCode::CONSUMER_SEND_MSG_BACK
+            | RequestCode::END_TRANSACTION
+                if shared.lease_lapsed =>
+            {
+                Err(Refusal::ServiceNotAvailable(
+                    "this master has not heard from its controller lately and may have been replaced; retry shortly"
+                        .into(),
+                ))
+            }
             RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE
                 if shared.in_sync_replicas_short().is_some() =>
             {

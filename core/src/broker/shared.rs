@@ -35,6 +35,12 @@ pub(super) struct Shared {
     /// The newest CommitLog end a streaming slave reported holding (`None`: no slave
     /// streams): what a SYNC_MASTER's replies wait for.
     pub(super) slave_acked: Option<PhysOffset>,
+    /// A master in controller mode: the log every SyncStateSet member holds, with the epoch
+    /// it was reckoned in (it only grows within one).
+    pub(super) confirmed: Option<(u32, PhysOffset)>,
+    /// A master in controller mode whose controller has been silent too long: it takes no
+    /// writes (another may have been elected).
+    pub(super) lease_lapsed: bool,
     /// Controller mode, on a master: its SyncStateSet as the controller last confirmed it
     /// (broker ids, this broker's included).
     pub(super) sync_state_set: Option<std::collections::BTreeSet<i64>>,
@@ -205,7 +211,11 @@ impl Shared {
         ReleaseEnds {
             written: self.store.written_end(),
             flushed: self.store.flushed_end(),
-            slave: self.slave_acked,
+            slave: if self.store.config().mutated(crate::mutation::Mutation::AckBeforeReplica) {
+                Some(PhysOffset(u64::MAX))
+            } else {
+                self.slave_acked
+            },
             now: now.mono,
             slave_wait_ms: self.config.ha.sync_flush_timeout_ms,
         }

@@ -366,6 +366,7 @@ impl Client {
                 Ok(route) => {
                     let new_brokers =
                         self.routes.get(&topic).is_none_or(|old| old.broker_datas != route.broker_datas);
+                    tracing::debug!(topic, new_brokers, "route");
                     self.no_route.remove(&topic);
                     self.first_routed.entry(topic.clone()).or_insert(now.mono);
                     self.routes.insert(topic.clone(), route);

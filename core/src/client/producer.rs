@@ -218,6 +218,7 @@ impl Client {
             Err(error) => (true, error.to_string()),
         };
         let (retry, why) = failure;
+        tracing::debug!(broker, latency, %why, "send attempt failed; the broker is avoided for a while");
         self.queue_choice.record(broker, latency, true, now.mono);
         let max_attempts = self.config.send_retries + 1;
         let Some(send) = self.sends.get_mut(&id) else { return };

@@ -9,18 +9,12 @@ use crate::io::MonoNanos;
 use crate::protocol::body::MessageQueue;
 
 /// Latency thresholds (ms) and how long a broker that answered that slowly is avoided
-/// (ms): RocketMQ's `latencyMax` and `notAvailableDuration`.
-const LATENCY_STEPS: [(u64, u64); 7] = [
-    (15_000, 600_000),
-    (3_000, 180_000),
-    (2_000, 120_000),
-    (1_000, 60_000),
-    (550, 30_000),
-    (100, 0),
-    (50, 0),
-];
-/// A failed send counts as this slow (RocketMQ's isolation latency).
-const FAILURE_LATENCY_MS: u64 = 30_000;
+/// (ms): RocketMQ 5's `latencyMax` and `notAvailableDuration` (4.x avoided for up to 10
+/// minutes, long enough to starve a set that failed over in seconds).
+const LATENCY_STEPS: [(u64, u64); 7] =
+    [(15_000, 30_000), (5_000, 10_000), (3_000, 6_000), (1_800, 5_000), (550, 2_000), (100, 0), (50, 0)];
+/// A failed send counts as this slow (RocketMQ 5's isolation: 10 s avoided).
+const FAILURE_LATENCY_MS: u64 = 10_000;
 
 /// Round-robin queue choice with broker avoidance.
 #[derive(Debug, Default)]
@@ -119,7 +113,7 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(choice.pick(&queues(), None, at(1_000)).unwrap().broker_name, "b");
         }
-        assert!(choice.avoided("a", at(599_999)) && !choice.avoided("a", at(600_000)));
+        assert!(choice.avoided("a", at(9_999)) && !choice.avoided("a", at(10_000)));
         // A retry avoids the broker that just failed, even if it is not marked.
         let mut fresh = QueueChoice::new(0);
         assert_eq!(fresh.pick(&queues(), Some("a"), at(0)).unwrap().broker_name, "b");
@@ -135,6 +129,8 @@ mod tests {
     fn a_slow_broker_is_avoided_in_proportion() {
         let mut choice = QueueChoice::new(0);
         choice.record("a", 600, false, at(0));
+        assert!(choice.avoided("a", at(1_999)) && !choice.avoided("a", at(2_000)));
+        choice.record("a", 20_000, false, at(0));
         assert!(choice.avoided("a", at(29_999)) && !choice.avoided("a", at(30_000)));
         choice.record("a", 99, false, at(0));
         assert!(!choice.avoided("a", at(0)));

@@ -20,6 +20,8 @@ pub struct ElectRequest {
     pub designated: Option<u64>,
     /// Fall back to replicas outside the SyncStateSet.
     pub unclean: bool,
+    /// The simulator's deliberate bug: prefer replicas outside the SyncStateSet.
+    pub out_of_sync_first: bool,
 }
 
 /// The broker to make master of `set`, if any qualifies.
@@ -34,6 +36,12 @@ pub fn elect(
     let alive = |ids: &mut dyn Iterator<Item = u64>| -> BTreeSet<u64> {
         ids.filter(|id| set.replicas.contains_key(id) && live.is_alive(broker_name, *id, now)).collect()
     };
+    if request.out_of_sync_first {
+        let outside = alive(&mut set.replicas.keys().copied().filter(|id| !set.sync_state_set.contains(id)));
+        if let Some(chosen) = choose(broker_name, set, live, &outside, request.designated) {
+            return Some(chosen);
+        }
+    }
     let in_sync = alive(&mut set.sync_state_set.iter().copied());
     if let Some(chosen) = choose(broker_name, set, live, &in_sync, request.designated) {
         return Some(chosen);
@@ -119,7 +127,7 @@ mod tests {
         table
     }
 
-    const CLEAN: ElectRequest = ElectRequest { designated: None, unclean: false };
+    const CLEAN: ElectRequest = ElectRequest { designated: None, unclean: false, out_of_sync_first: false };
 
     #[test]
     fn the_best_in_sync_replica_wins_by_epoch_then_offset_then_priority() {
@@ -148,7 +156,7 @@ mod tests {
         let s = set(&[1, 2, 3], &[1], Some(1));
         let brokers = live(&[(2, 1, 10, 0), (3, 1, 20, 0)]);
         assert_eq!(elect("a", &s, &brokers, MonoNanos(1), CLEAN), None);
-        let unclean = ElectRequest { designated: None, unclean: true };
+        let unclean = ElectRequest { designated: None, unclean: true, out_of_sync_first: false };
         assert_eq!(elect("a", &s, &brokers, MonoNanos(1), unclean), Some(3));
     }
 
@@ -156,7 +164,7 @@ mod tests {
     fn a_designated_broker_is_chosen_or_nobody() {
         let s = set(&[1, 2, 3], &[1, 2], Some(1));
         let brokers = live(&[(1, 1, 0, 0), (2, 1, 0, 0), (3, 1, 0, 0)]);
-        let designate = |id| ElectRequest { designated: Some(id), unclean: false };
+        let designate = |id| ElectRequest { designated: Some(id), unclean: false, out_of_sync_first: false };
         assert_eq!(elect("a", &s, &brokers, MonoNanos(1), designate(2)), Some(2), "over the alive master");
         assert_eq!(elect("a", &s, &brokers, MonoNanos(1), designate(1)), Some(1));
         assert_eq!(elect("a", &s, &brokers, MonoNanos(1), designate(3)), None, "not in sync");

@@ -33,11 +33,27 @@ pub struct ControllerConfig {
     pub scan_interval_ms: u64,
     /// A broker's heartbeat timeout when it names none (10 s).
     pub heartbeat_timeout_ms: u64,
+    /// A deliberate bug the simulator switches on (only a `--cfg madsim` build obeys it).
+    pub mutation: Option<crate::mutation::Mutation>,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self { elect_unclean: false, scan_interval_ms: 5_000, heartbeat_timeout_ms: 10_000 }
+        Self { elect_unclean: false, scan_interval_ms: 5_000, heartbeat_timeout_ms: 10_000, mutation: None }
+    }
+}
+
+impl ControllerConfig {
+    /// Whether `mutation` is switched on (never outside the simulator).
+    #[must_use]
+    pub fn mutated(&self, mutation: crate::mutation::Mutation) -> bool {
+        #[cfg(madsim)]
+        return self.mutation == Some(mutation);
+        #[cfg(not(madsim))]
+        {
+            let _ = mutation;
+            false
+        }
     }
 }
 
@@ -109,6 +125,14 @@ impl ControllerState {
     #[must_use]
     pub fn new(config: ControllerConfig) -> Self {
         Self { config, table: ReplicaTable::default(), live: LiveTable::default(), judge_from: MonoNanos(0) }
+    }
+
+    fn policy(&self, designated: Option<u64>) -> ElectRequest {
+        ElectRequest {
+            designated,
+            unclean: self.config.elect_unclean,
+            out_of_sync_first: self.config.mutated(crate::mutation::Mutation::ElectOutOfSync),
+        }
     }
 
     /// Count no master as gone before `at` (a heartbeat timeout after this controller
@@ -348,7 +372,7 @@ impl ControllerState {
             asker
         } else {
             let designated = asker.filter(|_| designated);
-            let policy = ElectRequest { designated, unclean: self.config.elect_unclean };
+            let policy = self.policy(designated);
             elect(&header.broker_name, set, &self.live, now, policy)
         };
         Ok(match chosen {
@@ -547,7 +571,7 @@ impl ControllerState {
             {
                 continue;
             }
-            let policy = ElectRequest { designated: None, unclean: self.config.elect_unclean };
+            let policy = self.policy(None);
             let chosen = elect(name, set, &self.live, now, policy);
             due.push(Event::ElectMaster {
                 broker_name: name.to_owned(),

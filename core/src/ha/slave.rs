@@ -89,7 +89,7 @@ impl MasterLink {
                     self.history_seen = true;
                     let end = store.write_pos();
                     let agreed = own.agreed_end(end, &history, master_end).ok_or(HaError::NoSharedEpoch)?;
-                    if agreed < end {
+                    if agreed < end && !store.config().mutated(crate::mutation::Mutation::SkipTruncation) {
                         return Err(HaError::CutBack { to: agreed });
                     }
                     self.adopted = Some(history);

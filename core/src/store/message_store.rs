@@ -126,6 +126,9 @@ pub struct Store {
     durable_floor: u64,
     /// A slave's store: only its master's log is appended ([`Store::append_replicated`]).
     replica: bool,
+    /// Consumers and the broker's own readers of queues see nothing past this (a master in
+    /// controller mode: what every SyncStateSet member holds); `None`: no such limit.
+    pub(super) confirmed_limit: Option<u64>,
 }
 
 impl Store {
@@ -157,6 +160,7 @@ impl Store {
             last_checkpoint: Checkpoint::default(),
             shutdown_requested: false,
             retention: Retention::new(now),
+            confirmed_limit: None,
             repair_backoff_ms: 0,
             durable_floor: 0,
             replica: false,

@@ -3,7 +3,8 @@
 //! Only what is readable is served: ConsumeQueue entries already written to their files,
 //! whose records end at or below the visible end of the log (written under ASYNC_FLUSH,
 //! flushed under SYNC_FLUSH, so a consumer never sees a message a power loss could take
-//! back when the producer was promised durability). Every record read is checked against its
+//! back when the producer was promised durability), and, on a master in controller mode,
+//! held by every member of its SyncStateSet (so none a failover could take back). Every record read is checked against its
 //! CRCs; a damaged one is an error, never delivered.
 
 use bytes::Bytes;
@@ -51,6 +52,21 @@ impl Store {
         PhysOffset(self.repair_cut().map_or(end, |cut| end.min(cut.0)))
     }
 
+    /// Limit what queues serve to the log below `limit` (a master in controller mode: what
+    /// its whole SyncStateSet holds, so no consumer sees a message a failover could take
+    /// back and the next master write over); `None` lifts it. Replication is not limited.
+    pub fn set_confirmed_limit(&mut self, limit: Option<PhysOffset>) {
+        self.confirmed_limit = limit.map(|l| l.0);
+    }
+
+    /// The end of what queue readers may see: [`visible_end`](Self::visible_end), within
+    /// the confirmed limit.
+    #[must_use]
+    pub fn consumable_end(&self) -> PhysOffset {
+        let visible = self.visible_end();
+        PhysOffset(self.confirmed_limit.map_or(visible.0, |limit| visible.0.min(limit)))
+    }
+
     /// A counter that moves whenever some queue's entries may have become readable.
     #[must_use]
     pub fn readable_generation(&self) -> u64 {
@@ -82,7 +98,7 @@ impl Store {
     ) -> Result<Vec<CqEntry>, ReadError> {
         let Some(queue) = self.queues.get(topic, queue_id) else { return Ok(Vec::new()) };
         let Some(dir) = self.queues.dir(topic, queue_id) else { return Ok(Vec::new()) };
-        let visible = self.visible_end();
+        let visible = self.consumable_end();
         let end = queue.written_next.min(from.0.saturating_add(max.min(MAX_ENTRIES_PER_READ)));
         let file_size = self.queues.file_size();
         let mut entries = Vec::new();

@@ -311,6 +311,16 @@ impl super::Consumers {
             return;
         }
         let holds = core::mem::take(&mut self.holds);
+        if shared.config.role.is_slave() && !shared.config.slave_read_enable {
+            // Held while this broker was master, which it no longer is (a failover): its
+            // log may hold a tail the new master does not have, about to be cut back, so
+            // nothing is served; the consumers pull again from the master.
+            for hold in holds {
+                let refusal = Refusal::Busy("[REJECTREQUEST]this broker is no longer master".into());
+                crate::remoting::send(&mut shared.out, hold.conn, &refusal.reply_to(&hold.request));
+            }
+            return;
+        }
         for hold in holds {
             let offset = u64::try_from(hold.header.queue_offset).unwrap_or(0);
             let readable = shared
