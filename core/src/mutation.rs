@@ -1,8 +1,8 @@
 //! Deliberate bugs the simulator switches on, one at a time, to prove its checkers catch
-//! them (a checker that never fails proves nothing). Code asks through one door,
-//! [`StoreConfig::mutated`](crate::store::StoreConfig::mutated), which only a `--cfg madsim`
-//! build can answer yes: a production build cannot switch a mutation on, and the compiler
-//! drops every mutated branch.
+//! them (a checker that never fails proves nothing). Code asks through
+//! [`StoreConfig::mutated`](crate::store::StoreConfig::mutated) (the controller through
+//! [`switched_on`]), which only a `--cfg madsim` build can answer yes: a production build
+//! cannot switch a mutation on, and the compiler drops every mutated branch.
 
 /// One deliberate bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -41,6 +41,19 @@ pub enum Mutation {
     /// A broker made master goes on in the epoch it had instead of beginning the
     /// controller's, so two masters write in one epoch.
     StaleEpochWrite,
+}
+
+/// Whether `setting` switches `mutation` on: only a `--cfg madsim` build can answer yes, so a
+/// production build drops every mutated branch.
+#[must_use]
+pub fn switched_on(setting: Option<Mutation>, mutation: Mutation) -> bool {
+    #[cfg(madsim)]
+    return setting == Some(mutation);
+    #[cfg(not(madsim))]
+    {
+        let _ = (setting, mutation);
+        false
+    }
 }
 
 impl Mutation {

@@ -72,7 +72,10 @@ pub fn run_seed(profile: &SimProfile, mutation: Option<Mutation>) -> RunOutcome 
         return run_groups(profile.seed, mutation);
     }
     if profile.ha {
-        return run_ha(profile.seed, mutation);
+        return crate::ha_scenario::run_ha_seed(
+            &crate::ha_scenario::HaProfile::from_seed(profile.seed),
+            mutation,
+        );
     }
     let mut rt = Runtime::with_seed_and_config(profile.seed, madsim::Config::default());
     rt.add_simulator::<DiskSimulator>();
@@ -88,22 +91,6 @@ fn run_groups(seed: u64, mutation: Option<Mutation>) -> RunOutcome {
     );
     let mut coverage = outcome.coverage;
     coverage.bump("group_run");
-    RunOutcome {
-        violations: outcome.violations,
-        trace_hash: outcome.trace_hash,
-        coverage,
-        simulated_ms: outcome.simulated_ms,
-        tail: outcome.tail,
-        acked: outcome.acked,
-        faults: Vec::new(),
-    }
-}
-
-/// A controller-mode seed, reported like a cluster seed.
-fn run_ha(seed: u64, mutation: Option<Mutation>) -> RunOutcome {
-    let outcome = crate::ha_scenario::run_ha_seed(&crate::ha_scenario::HaProfile::from_seed(seed), mutation);
-    let mut coverage = outcome.coverage;
-    coverage.bump("ha_run");
     RunOutcome {
         violations: outcome.violations,
         trace_hash: outcome.trace_hash,

@@ -43,8 +43,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::net::TcpListener;
 
-use crate::cluster::{broker_main, namesrv_main};
-use crate::coverage::Coverage;
+use crate::cluster::{broker_main, namesrv_main, RunOutcome};
 use crate::disk_plugin::{DiskProfile, DiskSimulator, LossHook};
 use crate::ha_checks::{
     epoch_claims, lost, observed_failovers, offset_conflicts, slow_failovers, starved_sets, Acked, Delivery,
@@ -98,26 +97,9 @@ impl HaProfile {
     }
 }
 
-/// What a seed found.
-#[derive(Debug, Clone, Default)]
-pub struct HaOutcome {
-    /// Checker violations.
-    pub violations: Vec<String>,
-    /// Messages acknowledged.
-    pub acked: u64,
-    /// Simulated time, ms.
-    pub simulated_ms: u64,
-    /// A hash of what happened, in order.
-    pub trace_hash: u64,
-    /// What happened (for coverage).
-    pub coverage: Coverage,
-    /// The last events, for a failure report.
-    pub tail: Vec<String>,
-}
-
-/// Run the scenario of `profile` with `mutation` on.
+/// Run the scenario of `profile` with `mutation` on, reported like a cluster seed.
 #[must_use]
-pub fn run_ha_seed(profile: &HaProfile, mutation: Option<Mutation>) -> HaOutcome {
+pub fn run_ha_seed(profile: &HaProfile, mutation: Option<Mutation>) -> RunOutcome {
     let mut rt = Runtime::with_seed_and_config(profile.seed, madsim::Config::default());
     rt.add_simulator::<DiskSimulator>();
     rt.set_time_limit(Duration::from_millis(profile.fault_ms + 400_000));
@@ -495,7 +477,7 @@ async fn nemesis(
     }
 }
 
-async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> HaOutcome {
+async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome {
     let epoch = Instant::now();
     let world = World::default();
     let handle = Handle::current();
@@ -631,7 +613,16 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> HaOutcome {
         disks.detach(*node);
     }
     crate::cluster::tear_down(&handle, all, None).await;
-    HaOutcome { violations, acked: acked.len() as u64, simulated_ms: end_ms, trace_hash, coverage, tail }
+    coverage.bump("ha_run");
+    RunOutcome {
+        violations,
+        trace_hash,
+        coverage,
+        simulated_ms: end_ms,
+        tail,
+        acked: acked.len() as u64,
+        faults: Vec::new(),
+    }
 }
 
 /// Each set's replicas hold the same log from where the shortest begins, within a minute

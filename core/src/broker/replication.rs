@@ -148,41 +148,37 @@ impl Replication {
             .map(|(session, peer)| (session, *peer))
     }
 
+    /// The least any SyncStateSet member other than `me` holds (one not streaming holds
+    /// nothing); `None` for a set of `me` alone.
+    fn least_held(&self, members: &std::collections::BTreeSet<i64>, me: i64) -> Option<PhysOffset> {
+        let streaming = self.streaming().map(|(session, _)| session);
+        members
+            .iter()
+            .filter(|id| **id != me)
+            .map(|id| {
+                let held = streaming.clone().filter(|session| session.slave_id() == Some(*id));
+                held.map(SlaveSession::acked).max().unwrap_or(PhysOffset(0))
+            })
+            .min()
+    }
+
     /// Tell the replies what the slaves hold: the furthest streaming slave's end; with
     /// `allAckInSyncStateSet` (controller mode), the least of every SyncStateSet member's
     /// (a member not streaming holds nothing; a set of the master alone holds everything).
     fn publish_acked(&self, shared: &mut Shared) {
-        let streaming = self.streaming().map(|(session, _)| session);
+        let me = shared.replica_id;
         shared.slave_acked = match &shared.sync_state_set {
             Some(members) if self.config.all_ack_in_sync_state_set => {
-                let me = shared.replica_id;
-                members
-                    .iter()
-                    .filter(|id| **id != me)
-                    .map(|id| {
-                        let held = streaming.clone().filter(|session| session.slave_id() == Some(*id));
-                        held.map(SlaveSession::acked).max().unwrap_or(PhysOffset(0))
-                    })
-                    .min()
-                    .or(Some(PhysOffset(u64::MAX)))
+                self.least_held(members, me).or(Some(PhysOffset(u64::MAX)))
             }
-            _ => streaming.clone().map(SlaveSession::acked).max(),
+            _ => self.streaming().map(|(session, _)| session.acked()).max(),
         };
         // Controller mode: queues serve only what every SyncStateSet member holds, and at
         // least what this master's epoch began with (its log when it was elected). Never
         // lowered within an epoch: a member that reconnects reports again from less.
         let limit =
             shared.sync_state_set.as_ref().filter(|_| !shared.config.role.is_slave()).map(|members| {
-                let me = shared.replica_id;
-                let least = members
-                    .iter()
-                    .filter(|id| **id != me)
-                    .map(|id| {
-                        let held = streaming.clone().filter(|session| session.slave_id() == Some(*id));
-                        held.map(SlaveSession::acked).max().unwrap_or(PhysOffset(0))
-                    })
-                    .min()
-                    .unwrap_or_else(|| shared.store.visible_end());
+                let least = self.least_held(members, me).unwrap_or_else(|| shared.store.visible_end());
                 let epoch = shared.epochs.current();
                 let floor = match shared.confirmed {
                     Some((at, confirmed)) if at == epoch.epoch => confirmed.max(PhysOffset(epoch.start)),

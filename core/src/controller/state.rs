@@ -47,13 +47,7 @@ impl ControllerConfig {
     /// Whether `mutation` is switched on (never outside the simulator).
     #[must_use]
     pub fn mutated(&self, mutation: crate::mutation::Mutation) -> bool {
-        #[cfg(madsim)]
-        return self.mutation == Some(mutation);
-        #[cfg(not(madsim))]
-        {
-            let _ = mutation;
-            false
-        }
+        crate::mutation::switched_on(self.mutation, mutation)
     }
 }
 
