@@ -51,7 +51,6 @@ pub const REQUIRED: &[&str] = &[
     "tx_discard",
     "ha_run",
     "ha_sync_run",
-    "ha_async_run",
     "ha_master_kill",
     "ha_slave_kill",
     "ha_failover",
