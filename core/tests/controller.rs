@@ -179,7 +179,7 @@ fn three_in_sync(config: ControllerConfig) -> Bench {
     for id in 1..=3 {
         let registered = bench.join(0, id);
         assert_eq!(registered.response_code(), ResponseCode::SUCCESS);
-        assert_eq!(master_of(&registered), (None, None), "no master yet");
+        assert_eq!(master_of(&registered), (None, Some(0)), "no master yet (epoch 0)");
     }
     let first = bench.elect(0, broker_conn(1), Some(1), false);
     assert_eq!(first.response_code(), ResponseCode::SUCCESS, "{:?}", first.remark);

@@ -4,6 +4,7 @@
 //! records, so the two logs end byte for byte equal under the new master's history.
 
 use keel_core::broker::role::{epoch_floor, RoleChange};
+use keel_core::io::ConnId;
 use keel_core::protocol::ResponseCode;
 use keel_core::store::FlushMode;
 use keel_runtime_sim::broker_node::BrokerNode;
@@ -48,7 +49,7 @@ fn a_promoted_slave_takes_writes_and_the_demoted_master_converges_on_its_log() {
 
     // The old master is told to follow the new one, on the new master's replication port.
     let new_ha = addr("10.0.0.2:10912");
-    old.broker.change_role(old.now, RoleChange::Slave { master_ha: Some(new_ha) });
+    old.broker.change_role(old.now, RoleChange::Slave { master_ha: Some(new_ha), master: None });
     old.run_all();
     let reply = old.call(CLIENT, &send(900, "T", 0, "late", "refused"));
     assert_eq!(reply.response_code(), ResponseCode::SERVICE_NOT_AVAILABLE, "a slave refuses sends");
@@ -67,4 +68,24 @@ fn a_promoted_slave_takes_writes_and_the_demoted_master_converges_on_its_log() {
     assert_same_log(&new, &old);
     assert_eq!(old.broker.store().queue_offsets("T", 0), new.broker.store().queue_offsets("T", 0));
     assert_eq!(old.broker.epochs(), new.broker.epochs(), "it follows the new master's epochs");
+}
+
+#[test]
+fn a_master_that_begins_an_epoch_ends_its_slaves_sessions_and_a_slave_serves_no_replication() {
+    let (mut master, mut slave, link) = pair(config(FlushMode::Sync));
+    connect(&mut master, &mut slave, link);
+    send_bodies(&mut master, "first", 0, 5);
+    exchange(&mut master, &mut slave, link);
+    assert_eq!(master.slaves[&FROM_SLAVE].1, None, "streaming");
+    // Elected again in a newer master epoch (a controller's): the slave was sent the old
+    // history, and would take the new epoch's records under it.
+    master.broker.change_role(master.now, RoleChange::Master { master_epoch: 5 });
+    master.run_all();
+    let closed = master.slaves[&FROM_SLAVE].1.clone().expect("the session ends");
+    assert!(closed.0.contains("began epoch"), "{closed:?}");
+    // A slave dialled as if it were a master (a role change not yet heard of) refuses.
+    slave.open_replication(ConnId(77), addr("10.0.0.3:50002"));
+    slave.run_all();
+    let refused = slave.slaves[&ConnId(77)].1.clone().expect("refused");
+    assert!(refused.0.contains("not a master"), "{refused:?}");
 }

@@ -273,3 +273,28 @@ fn bytes_before_the_history_or_out_of_order_close_the_connection() {
     let refused = link.on_bytes(now, &stream, &mut slave.store, &history);
     assert!(matches!(refused, Err(HaError::OutOfOrder { got: PhysOffset(40), .. })), "{refused:?}");
 }
+
+#[test]
+fn a_controller_mode_slave_never_follows_a_master_of_an_older_epoch() {
+    let mut slave = node();
+    append(&mut slave, 1);
+    slave.run_all();
+    let end = slave.store.write_pos();
+    let now = MonoNanos(1_000_000_000);
+    // The slave was master in epoch 3 from offset 0; a deposed master of epoch 2 (which
+    // never had epoch 3's records) offers its history.
+    let mut own = EpochHistory::default();
+    own.begin_at_least(3 << 16, PhysOffset(0));
+    let mut deposed = EpochHistory::default();
+    deposed.begin_at_least(2 << 16, PhysOffset(0));
+    let mut frame = Vec::new();
+    deposed.encode_frame(PhysOffset(0), &mut frame);
+    let (mut link, _) = MasterLink::new(now, &slave.store, Some(2));
+    let refused = link.on_bytes(now, &frame, &mut slave.store, &own);
+    assert_eq!(refused, Err(HaError::StaleMaster { master: 2 << 16, own: 3 << 16 }));
+    assert_eq!(slave.store.write_pos(), end, "nothing cut");
+    // Without controller mode (no identity) epochs are one broker's own count: it follows.
+    let (mut link, _) = MasterLink::new(now, &slave.store, None);
+    let told = link.on_bytes(now, &frame, &mut slave.store, &own);
+    assert!(matches!(told, Err(HaError::CutBack { .. }) | Err(HaError::NoSharedEpoch)), "{told:?}");
+}

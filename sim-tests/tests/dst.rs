@@ -4,7 +4,9 @@
 //! Environment:
 //! - `SEED=<n | 40-hex commit>` runs exactly that seed (verbose: profile, outcome).
 //! - `SEEDS=<n>` runs `n` seeds from `SEED_START` (default 0); without either, a short
-//!   smoke batch runs, so a plain `cargo stest` stays quick.
+//!   smoke batch runs, so a plain `cargo stest` stays quick. `SEED_STEP=<k>` (default 1)
+//!   takes every k-th seed instead: `SEED_START=3 SEED_STEP=16` runs only the
+//!   controller-mode seeds.
 //! - `SIM_MUTATION=<name>` switches a deliberate bug on for the seeds run.
 //! - `DST_MUTATIONS=<budget>` runs the mutation gate: each mutation must be caught within
 //!   `budget` seeds.
@@ -213,7 +215,8 @@ mod runner {
         }
         let start = env_u64("SEED_START").unwrap_or(0);
         let count = env_u64("SEEDS").unwrap_or(20);
-        std::process::exit(batch(start, count, mutation));
+        let step = env_u64("SEED_STEP").unwrap_or(1).max(1);
+        std::process::exit(batch(start, count, step, mutation));
     }
 
     fn single(seed: u64, mutation: Option<Mutation>) -> i32 {
@@ -250,9 +253,9 @@ mod runner {
         }
     }
 
-    fn batch(start: u64, count: u64, mutation: Option<Mutation>) -> i32 {
-        let seeds: Vec<u64> = (0..count).map(|i| start.wrapping_add(i)).collect();
-        println!("running {count} seeds from {start} ({} at a time)", jobs());
+    fn batch(start: u64, count: u64, step: u64, mutation: Option<Mutation>) -> i32 {
+        let seeds: Vec<u64> = (0..count).map(|i| start.wrapping_add(i.wrapping_mul(step))).collect();
+        println!("running {count} seeds from {start}, every {step} ({} at a time)", jobs());
         let started = Instant::now();
         let mut done = 0u64;
         let mut failed = 0usize;

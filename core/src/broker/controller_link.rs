@@ -65,16 +65,20 @@ pub(super) struct ControllerLink {
     registered: bool,
     next_heartbeat: MonoNanos,
     next_poll: MonoNanos,
-    /// Requests sent and not answered: opaque → code.
-    waiting: BTreeMap<i32, RequestCode>,
+    /// Requests sent and not answered: opaque → code and when it went out.
+    waiting: BTreeMap<i32, (RequestCode, MonoNanos)>,
+    /// The time of the input being handled (what requests are stamped with).
+    clock: MonoNanos,
     /// The set as the controller last described it: master epoch, SyncStateSet and its
     /// epoch.
     master_epoch: i32,
     sync_state: BTreeSet<i64>,
     sync_state_epoch: i32,
     next_sync_check: MonoNanos,
-    /// When the controller last answered.
-    last_heard: MonoNanos,
+    /// When the newest request went out whose answer named this broker the set's master in
+    /// its epoch (or a newer one): the controller counts a master dead only a heartbeat
+    /// timeout after it last heard it, which is no earlier.
+    vouched: Option<MonoNanos>,
     /// Whether the lease lapsed at the last look (then no deadline is kept for it).
     lapsed: bool,
 }
@@ -92,11 +96,12 @@ impl ControllerLink {
             next_heartbeat: now,
             next_poll: now,
             waiting: BTreeMap::new(),
+            clock: now,
             master_epoch: 0,
             sync_state: BTreeSet::new(),
             sync_state_epoch: 0,
             next_sync_check: now,
-            last_heard: now,
+            vouched: None,
             lapsed: false,
         }
     }
@@ -123,17 +128,18 @@ impl ControllerLink {
     fn send_fields(&mut self, shared: &mut Shared, code: RequestCode, fields: ExtFields, body: Vec<u8>) {
         let LinkState::Open(conn) = self.state else { return };
         let opaque = shared.opaque();
-        self.waiting.insert(opaque, code);
+        self.waiting.insert(opaque, (code, self.clock));
         let request = RemotingCommand::request(code, opaque, fields).with_body(body);
         crate::remoting::send(&mut shared.out, conn, &request);
     }
 
     /// The connection opened: find whether it reaches the leader, or claim this broker's
     /// id at once when there is one controller.
-    pub(super) fn opened(&mut self, shared: &mut Shared, conn: ConnId, replica_id: i64) {
+    pub(super) fn opened(&mut self, shared: &mut Shared, now: Now, conn: ConnId, replica_id: i64) {
         if self.state != LinkState::ExpectConnected(conn) {
             return;
         }
+        self.clock = now.mono;
         self.state = LinkState::Open(conn);
         self.registered = false;
         if self.addrs.len() > 1 {
@@ -231,10 +237,15 @@ impl ControllerLink {
         response: &RemotingCommand,
         replica_id: i64,
     ) -> Option<RoleChange> {
-        let code = self.waiting.remove(&response.opaque)?;
-        self.last_heard = now.mono;
-        self.refresh_lease(shared, now);
+        let (code, sent) = self.waiting.remove(&response.opaque)?;
+        self.clock = now.mono;
         let status = response.response_code();
+        let answered =
+            status == ResponseCode::SUCCESS || status == ResponseCode::CONTROLLER_MASTER_STILL_EXIST;
+        if answered && names_master(response, replica_id, shared.epochs.current().epoch) {
+            self.vouched = self.vouched.max(Some(sent));
+        }
+        self.refresh_lease(shared, now);
         tracing::debug!(?code, ?status, remark = ?response.remark, "controller reply");
         if code == RequestCode::CONTROLLER_GET_METADATA_INFO || status == ResponseCode::CONTROLLER_NOT_LEADER
         {
@@ -287,9 +298,11 @@ impl ControllerLink {
                 }
                 let told = (status == ResponseCode::SUCCESS
                     || status == ResponseCode::CONTROLLER_MASTER_STILL_EXIST)
-                    .then(|| role_of(response, replica_id))
+                    .then(|| role_of(response, replica_id, shared.epochs.current().epoch))
                     .flatten();
-                if told.is_none()
+                let names_master = MasterInfoHeader::decode(&response.ext_fields)
+                    .is_ok_and(|info| info.master_broker_id.is_some());
+                if !names_master
                     && code != RequestCode::CONTROLLER_ELECT_MASTER
                     && status == ResponseCode::SUCCESS
                 {
@@ -300,6 +313,10 @@ impl ControllerLink {
                     tracing::info!(?code, ?status, remark = ?response.remark, "the controller names no master yet");
                 }
                 told
+            }
+            // Keel's controllers name the master in heartbeat answers: a deposed master learns.
+            RequestCode::BROKER_HEARTBEAT if status == ResponseCode::SUCCESS => {
+                role_of(response, replica_id, shared.epochs.current().epoch)
             }
             _ => None,
         }
@@ -313,7 +330,7 @@ impl ControllerLink {
         replica_id: i64,
     ) -> Option<RoleChange> {
         self.learn(shared, notice);
-        role_of(notice, replica_id)
+        role_of(notice, replica_id, shared.epochs.current().epoch)
     }
 
     /// What a controller's master header and SyncStateSet body say about the set.
@@ -359,7 +376,8 @@ impl ControllerLink {
         }
         let mut in_sync = replication.in_sync_ids(now, MAX_TIME_NOT_CAUGHT_UP_MS);
         in_sync.insert(replica_id);
-        let asking = self.waiting.values().any(|code| *code == RequestCode::CONTROLLER_ALTER_SYNC_STATE_SET);
+        let asking =
+            self.waiting.values().any(|(code, _)| *code == RequestCode::CONTROLLER_ALTER_SYNC_STATE_SET);
         if in_sync == self.sync_state || asking {
             return;
         }
@@ -375,18 +393,23 @@ impl ControllerLink {
         tracing::info!(from = ?self.sync_state, to = ?in_sync, "asking the controller to change the SyncStateSet");
     }
 
-    /// A master in controller mode takes writes only while the controller answered within
-    /// [`LEASE_MS`].
-    fn refresh_lease(&mut self, shared: &mut Shared, now: Now) {
-        let silent_ms = now.mono.millis_since(self.last_heard);
+    /// A master in controller mode takes writes only within [`LEASE_MS`] of a request whose
+    /// answer named it master.
+    pub(super) fn refresh_lease(&mut self, shared: &mut Shared, now: Now) {
+        let silent_ms = self.vouched.map(|at| now.mono.millis_since(at));
         // Past the deadline: no further wake-up for it until the controller is heard.
-        self.lapsed = silent_ms > LEASE_MS;
+        self.lapsed = silent_ms.is_none_or(|ms| ms > LEASE_MS);
         let fenced = !self.addrs.is_empty() && !shared.config.role.is_slave() && self.lapsed;
         if fenced != shared.lease_lapsed {
-            if fenced {
-                tracing::warn!(silent_ms, "no word from the controller: this master stops taking writes");
-            } else {
-                tracing::info!("the controller answers again: this master takes writes");
+            if fenced && silent_ms.is_none() {
+                tracing::info!("this master takes writes once a controller's answer names it");
+            } else if fenced {
+                tracing::warn!(
+                    silent_ms,
+                    "the controller has not named this broker master lately: it stops taking writes"
+                );
+            } else if !shared.config.role.is_slave() {
+                tracing::info!("the controller names this broker master again: it takes writes");
             }
             shared.lease_lapsed = fenced;
         }
@@ -395,8 +418,10 @@ impl ControllerLink {
     /// When a dial, heartbeat or poll is next due.
     pub(super) fn poll_timeout(&self) -> Option<MonoNanos> {
         // The lease is looked at when it would lapse, whatever the link is doing.
-        let lease =
-            (!self.addrs.is_empty() && !self.lapsed).then(|| self.last_heard.plus_millis(LEASE_MS + 1));
+        let lease = self
+            .vouched
+            .filter(|_| !self.addrs.is_empty() && !self.lapsed)
+            .map(|at| at.plus_millis(LEASE_MS + 1));
         let link = match self.state {
             LinkState::ExpectRedial(at) => Some(at),
             LinkState::Open(_) if self.registered => {
@@ -415,6 +440,7 @@ impl ControllerLink {
         replica_id: i64,
         replication: &Replication,
     ) {
+        self.clock = now.mono;
         self.refresh_lease(shared, now);
         match self.state {
             LinkState::ExpectRedial(at) if now.mono >= at => {
@@ -455,14 +481,37 @@ impl ControllerLink {
     }
 }
 
-/// The role a controller's master header implies for broker `replica_id`.
-fn role_of(command: &RemotingCommand, replica_id: i64) -> Option<RoleChange> {
+/// Whether a controller's answer names broker `replica_id` master in its epoch (from its
+/// newest local epoch `own`) or a newer one.
+fn names_master(command: &RemotingCommand, replica_id: i64, own: u32) -> bool {
+    MasterInfoHeader::decode(&command.ext_fields).is_ok_and(|info| {
+        info.master_broker_id == Some(replica_id)
+            && info
+                .master_epoch
+                .and_then(|e| u32::try_from(e).ok())
+                .is_some_and(|e| e >= controller_epoch(own))
+    })
+}
+
+/// The role a controller's master header implies for broker `replica_id`, whose newest
+/// local epoch is `own`. An answer from an older master epoch than this broker's is stale
+/// (a reply overtaken by a notice) and implies nothing, as RocketMQ's brokers ignore one.
+/// One that names no master in a newer epoch deposes this broker if it is master: it stops
+/// taking writes and waits to be told whom to follow.
+fn role_of(command: &RemotingCommand, replica_id: i64, own: u32) -> Option<RoleChange> {
     let info = MasterInfoHeader::decode(&command.ext_fields).ok()?;
-    let master = info.master_broker_id?;
     let epoch = u32::try_from(info.master_epoch?).ok()?;
+    let own = controller_epoch(own);
+    if epoch < own {
+        return None;
+    }
+    let Some(master) = info.master_broker_id else {
+        return (epoch > own).then_some(RoleChange::Slave { master_ha: None, master: None });
+    };
     if master == replica_id {
         return Some(RoleChange::Master { master_epoch: epoch });
     }
     let master_ha = info.master_ha_address.and_then(|addr| addr.parse().ok());
-    Some(RoleChange::Slave { master_ha })
+    let master = info.master_address.and_then(|addr| addr.parse().ok());
+    Some(RoleChange::Slave { master_ha, master })
 }

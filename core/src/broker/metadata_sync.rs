@@ -106,7 +106,7 @@ impl MetadataSync {
         if !self.active || self.master == Some(addr) {
             return;
         }
-        tracing::info!(master = %addr, "the name server names the master; copying its metadata");
+        tracing::info!(master = %addr, "copying the master's metadata");
         self.master = Some(addr);
         if let LinkState::ExpectConnected(conn) | LinkState::Open(conn) = self.state {
             let reason = crate::io::CloseReason("the master's address changed".into());

@@ -592,7 +592,7 @@ impl Machine for Broker {
             Input::ConnOpened { conn, peer, kind: ConnKind::Remoting } => {
                 self.shared.conns.open(conn, peer, &mut self.shared.out);
                 if self.controller.owns(conn) {
-                    self.controller.opened(&mut self.shared, conn, self.replica_id);
+                    self.controller.opened(&mut self.shared, now, conn, self.replica_id);
                 } else if self.metadata_sync.owns(conn) {
                     self.metadata_sync.opened(&mut self.shared, now, conn);
                 } else if conn.is_outbound() {

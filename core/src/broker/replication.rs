@@ -43,6 +43,14 @@ impl Replication {
 
     /// A slave connected.
     pub(super) fn opened(&mut self, shared: &mut Shared, now: Now, conn: ConnId, peer: SocketAddr) {
+        // A slave has no log of its own to serve: one that dialled it took it for the master
+        // (a role change not yet heard of) and dials again.
+        if shared.config.role.is_slave() {
+            tracing::info!(?conn, %peer, "replication connection refused: this broker is not a master");
+            let reason = CloseReason("this broker is not a master".into());
+            shared.out.push_back(Output::Close { conn, reason });
+            return;
+        }
         if self.sessions.len() >= MAX_SLAVES {
             tracing::warn!(
                 ?conn,
@@ -197,7 +205,12 @@ impl Replication {
         // Slaves learn this master's history once it is durable, and nothing before it.
         let durable = shared.metadata.epochs.is_durable_through(shared.metadata.epochs.changes());
         let history = durable.then_some(&shared.epochs);
+        let current = shared.epochs.current();
         for (&conn, (session, _)) in &mut self.sessions {
+            if let Some(sent) = session.history_epoch().filter(|sent| *sent != current) {
+                broken.push((conn, HaError::EpochChanged { sent: sent.epoch, now: current.epoch }));
+                continue;
+            }
             loop {
                 match session.poll_transmit(now.mono, &shared.store, &*shared.reader, &self.config, history) {
                     Ok(Some(data)) => shared.out.push_back(Output::Send { conn, data }),

@@ -22,11 +22,13 @@ pub enum RoleChange {
         /// The controller's master epoch.
         master_epoch: u32,
     },
-    /// Follow the master whose replication port is `master_ha` (`None`: as the name servers
-    /// name it).
+    /// Follow the master whose replication port is `master_ha` and remoting port `master`
+    /// (`None`: none known yet; a deposed master waits to be told).
     Slave {
         /// The new master's replication address, if known.
         master_ha: Option<SocketAddr>,
+        /// The new master's remoting address (its metadata is copied from there), if known.
+        master: Option<SocketAddr>,
     },
 }
 
@@ -54,6 +56,12 @@ impl Broker {
     }
 
     pub(super) fn take_role(&mut self, now: Now, change: RoleChange) {
+        self.take_role_unfenced(now, change);
+        // A new master takes writes only while the controller vouches for it.
+        self.controller.refresh_lease(&mut self.shared, now);
+    }
+
+    fn take_role_unfenced(&mut self, now: Now, change: RoleChange) {
         match change {
             RoleChange::Master { master_epoch } => {
                 let floor = epoch_floor(master_epoch);
@@ -81,7 +89,7 @@ impl Broker {
                 self.restart_log_services(now);
                 self.shared.reregister();
             }
-            RoleChange::Slave { master_ha } => {
+            RoleChange::Slave { master_ha, master } => {
                 if self.is_slave() && master_ha.is_none_or(|addr| self.ha_client.follows(addr)) {
                     return;
                 }
@@ -92,6 +100,9 @@ impl Broker {
                 self.replication.drop_all(shared, "this broker is no longer the master");
                 self.ha_client.set_active(shared, now, true, master_ha);
                 self.metadata_sync.set_active(shared, now, true);
+                if let Some(addr) = master {
+                    self.metadata_sync.learned(shared, now, addr);
+                }
                 tracing::warn!(master = ?master_ha, broker_id = self.replica_id, "this broker now follows a master");
                 self.shared.reregister();
             }

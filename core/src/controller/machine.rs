@@ -25,6 +25,11 @@ use crate::protocol::headers::{CommandHeader, GetMetaDataResponseHeader};
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_LEN};
 use crate::remoting::{self, ConnectionTable, Received};
 
+/// The fields of a master header (`MasterInfoHeader`), dropped from a follower's heartbeat
+/// answers.
+const MASTER_INFO_KEYS: [&str; 5] =
+    ["masterBrokerId", "masterAddress", "masterEpoch", "syncStateSetEpoch", "masterHaAddress"];
+
 /// A request waiting for its event to commit.
 #[derive(Debug)]
 struct Pending {
@@ -124,7 +129,14 @@ impl ControllerCore {
         }
         match self.state.decide(now, conn, request) {
             Decision::NotMine => false,
-            Decision::Reply(reply) => {
+            Decision::Reply(mut reply) => {
+                // A follower's view of the sets may lag the leader's: its heartbeat answers
+                // vouch for no master.
+                if !self.is_leader() && request.request_code() == RequestCode::BROKER_HEARTBEAT {
+                    for key in MASTER_INFO_KEYS {
+                        reply.ext_fields.remove(key);
+                    }
+                }
                 remoting::reply(out, conn, request, &reply);
                 true
             }

@@ -90,13 +90,15 @@ fn reply(
 }
 
 /// The master header and SyncStateSet body RocketMQ answers registrations and queries with.
+/// The epochs are there with no master too: a deposed master that hears of a newer epoch
+/// with none steps down.
 fn master_info(set: &BrokerSet, master_alive: bool) -> MasterInfoHeader {
     let master = set.master.filter(|_| master_alive);
     MasterInfoHeader {
         master_broker_id: master.map(signed),
         master_address: master.and_then(|id| set.addr(id)).map(str::to_owned),
-        master_epoch: master.map(|_| set.master_epoch),
-        sync_state_set_epoch: master.map(|_| set.sync_state_set_epoch),
+        master_epoch: Some(set.master_epoch),
+        sync_state_set_epoch: Some(set.sync_state_set_epoch),
         master_ha_address: master.and_then(|_| set.master_ha_addr()).map(str::to_owned),
     }
 }
@@ -234,7 +236,12 @@ impl ControllerState {
                     };
                     self.live.heard(&header.broker_name, id, info);
                 }
-                Decision::Reply(ok(request))
+                // Keel's extension: the answer names the set's master, so a master learns at
+                // once that it was deposed, and its lease runs only while it is named.
+                Decision::Reply(match self.table.get(&header.broker_name) {
+                    Some(set) => with_header(ok(request), &master_info(set, true)),
+                    None => ok(request),
+                })
             }
             RequestCode::CONTROLLER_GET_NEXT_BROKER_ID => {
                 let mut header = GetNextBrokerIdHeader::decode(&request.ext_fields)?;

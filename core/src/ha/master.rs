@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::epoch::EpochHistory;
+use super::epoch::{EpochEntry, EpochHistory};
 use super::wire::{encode_transfer, ReportDecoder};
 use super::{ByteRate, HaConfig, HaError, Liveness};
 use crate::io::{MonoNanos, StoreRead};
@@ -22,8 +22,9 @@ pub struct SlaveSession {
     reports: ReportDecoder,
     /// The slave's first report: where its log ends.
     first: Option<PhysOffset>,
-    /// The master's epoch history went out (before any transfer).
-    history_sent: bool,
+    /// The newest epoch of the history that went out (before any transfer): a master that
+    /// begins another epoch while the slave streams must send it again, so the session ends.
+    history_sent: Option<EpochEntry>,
     /// The slave claimed more log than this master has: it gets the history (to cut its
     /// log back), then the connection is closed.
     ahead: Option<PhysOffset>,
@@ -51,7 +52,7 @@ impl SlaveSession {
         Self {
             reports: ReportDecoder::new(),
             first: None,
-            history_sent: false,
+            history_sent: None,
             ahead: None,
             next: None,
             acked: PhysOffset(0),
@@ -109,11 +110,11 @@ impl SlaveSession {
         if self.first.is_none() {
             return Ok(None);
         }
-        if !self.history_sent {
+        if self.history_sent.is_none() {
             let Some(history) = history else { return Ok(None) };
             let mut out = BytesMut::new();
             history.encode_frame(store.write_pos(), &mut out);
-            self.history_sent = true;
+            self.history_sent = Some(history.current());
             self.liveness.sent(now);
             return Ok(Some(out.freeze()));
         }
@@ -183,10 +184,18 @@ impl SlaveSession {
         self.rate.per_second(now)
     }
 
+    /// The newest epoch of the history this slave was sent, once it was: a master whose
+    /// newest epoch is another must end the session, or the slave would take the new
+    /// epoch's records under the old history.
+    #[must_use]
+    pub fn history_epoch(&self) -> Option<EpochEntry> {
+        self.history_sent
+    }
+
     /// Whether the slave has reported at all.
     #[must_use]
     pub fn is_streaming(&self) -> bool {
-        self.history_sent && self.next.is_some()
+        self.history_sent.is_some() && self.next.is_some()
     }
 
     /// When this session next needs a timeout: its heartbeat, or its silence check.

@@ -250,6 +250,24 @@ pub enum HaError {
     /// The two histories share no epoch: the slave's log is another master's.
     #[error("the slave's epochs share none with the master's")]
     NoSharedEpoch,
+    /// The master began another epoch after it sent its history: the slave must be sent the
+    /// new one on a new connection.
+    #[error("the master began epoch {now} after it sent its history (newest {sent})")]
+    EpochChanged {
+        /// The newest epoch the slave was sent.
+        sent: u32,
+        /// The master's newest epoch now.
+        now: u32,
+    },
+    /// In controller mode, the master's newest epoch is older than the slave's: it is a
+    /// deposed master, and following it would cut back what a newer master confirmed.
+    #[error("the master's newest epoch {master} is older than this slave's {own}")]
+    StaleMaster {
+        /// The master's newest epoch.
+        master: u32,
+        /// This slave's newest epoch.
+        own: u32,
+    },
     /// The master sent bytes before its epoch history.
     #[error("a transfer before the master's epoch history")]
     EpochsExpected,

@@ -35,6 +35,9 @@ pub struct MasterLink {
     pending: Vec<u8>,
     /// The end last reported to the master.
     reported: PhysOffset,
+    /// Controller mode (the slave named itself): a master whose newest epoch is older than
+    /// this log's is a deposed one, never followed.
+    refuse_older: bool,
     liveness: Liveness,
 }
 
@@ -51,6 +54,7 @@ impl MasterLink {
             streamed: false,
             pending: Vec::new(),
             reported: end,
+            refuse_older: identity.is_some(),
             liveness: Liveness::new(now),
         };
         let hello = match identity {
@@ -87,6 +91,10 @@ impl MasterLink {
                         return Err(HaError::Wire(super::wire::HaWireError::BadEpochs("a second history")));
                     }
                     self.history_seen = true;
+                    let (master, newest) = (history.current().epoch, own.current().epoch);
+                    if self.refuse_older && master < newest {
+                        return Err(HaError::StaleMaster { master, own: newest });
+                    }
                     let end = store.write_pos();
                     let agreed = own.agreed_end(end, &history, master_end).ok_or(HaError::NoSharedEpoch)?;
                     if agreed < end && !store.config().mutated(crate::mutation::Mutation::SkipTruncation) {
