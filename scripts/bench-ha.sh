@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Replication's cost, end to end over loopback: a single broker, an ASYNC_MASTER with a slave
-# and a SYNC_MASTER with a slave, each driven by mqbench with 8 senders of batches of 32 and
-# with 64 sync senders, in alternating rounds (the machine is shared and noisy: compare the
-# medians within one run). The replicated runs also sample the master's replication lag
-# (GET_BROKER_HA_STATUS). Every process runs on this machine, sharing its cores.
+# Replication's cost and scale-out, end to end over loopback. Setups:
+#   single    one broker
+#   async     an ASYNC_MASTER with a slave
+#   sync      a SYNC_MASTER with a slave
+#   two       two broker sets (broker-a, broker-b), a master each: one topic on both
+#   two-sync  two broker sets, a SYNC_MASTER with a slave each
+# each driven by mqbench with 8 senders of batches of 32 and with 64 sync senders (spread
+# over every set's queues), in alternating rounds (the machine is shared and noisy: compare
+# the medians within one run). The replicated runs also sample the first master's
+# replication lag (GET_BROKER_HA_STATUS). Every process runs on this machine, sharing its
+# cores, so two sets here measure the cost of the spread, not the gain of a second machine.
 #
-#   scripts/bench-ha.sh                  # 3 rounds of 10 s per workload
-#   ROUNDS=5 DURATION=20 scripts/bench-ha.sh
+#   scripts/bench-ha.sh                  # 3 rounds of 10 s per workload, every setup
+#   ROUNDS=5 DURATION=20 SETUPS="single two" scripts/bench-ha.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+SETUPS=${SETUPS:-single async sync two two-sync}
 DURATION=${DURATION:-10}
 SIZE=${SIZE:-1024}
 work=$(mktemp -d /tmp/keel-bench-ha.XXXXXX)
@@ -39,42 +46,56 @@ wait_for() {
   return 1
 }
 
-# start SETUP: a name server and the brokers of SETUP (single | async | sync).
-start() {
-  local setup=$1 dir="$work/$1-$RANDOM"
-  mkdir -p "$dir"
-  local ns_port master_port ha_port slave_port
-  ns_port=$(port); master_port=$(port); ha_port=$(port); slave_port=$(port)
-  NAMESRV=127.0.0.1:$ns_port
-  printf 'listenPort=%s\n' "$ns_port" > "$dir/namesrv.conf"
-  "$bin/mqnamesrv" -c "$dir/namesrv.conf" > "$dir/namesrv.log" 2>&1 & pids+=($!)
-  wait_for "$dir/namesrv.log" "boot success"
-  local role=ASYNC_MASTER
-  [ "$setup" = sync ] && role=SYNC_MASTER
-  cat > "$dir/master.conf" <<CONF
-brokerName=broker-a
+# start_set DIR NAME ROLE WITH_SLAVE: the master (and a slave) of broker set NAME.
+start_set() {
+  local dir=$1 name=$2 role=$3 with_slave=$4
+  local master_port ha_port slave_port
+  master_port=$(port); ha_port=$(port); slave_port=$(port)
+  cat > "$dir/$name-master.conf" <<CONF
+brokerName=$name
 brokerId=0
 brokerRole=$role
 listenPort=$master_port
 haListenPort=$ha_port
 namesrvAddr=$NAMESRV
-storePathRootDir=$dir/master
+storePathRootDir=$dir/$name-master
 CONF
-  "$bin/mqbroker" -c "$dir/master.conf" > "$dir/master.log" 2>&1 & pids+=($!)
-  wait_for "$dir/master.log" "boot success"
-  if [ "$setup" != single ]; then
-    cat > "$dir/slave.conf" <<CONF
-brokerName=broker-a
+  "$bin/mqbroker" -c "$dir/$name-master.conf" > "$dir/$name-master.log" 2>&1 & pids+=($!)
+  wait_for "$dir/$name-master.log" "boot success"
+  if [ "$with_slave" = yes ]; then
+    cat > "$dir/$name-slave.conf" <<CONF
+brokerName=$name
 brokerId=1
 brokerRole=SLAVE
 listenPort=$slave_port
 haListenPort=$(port)
 namesrvAddr=$NAMESRV
-storePathRootDir=$dir/slave
+storePathRootDir=$dir/$name-slave
 CONF
-    "$bin/mqbroker" -c "$dir/slave.conf" > "$dir/slave.log" 2>&1 & pids+=($!)
-    wait_for "$dir/slave.log" "replication link to the master open"
+    "$bin/mqbroker" -c "$dir/$name-slave.conf" > "$dir/$name-slave.log" 2>&1 & pids+=($!)
+    wait_for "$dir/$name-slave.log" "replication link to the master open"
   fi
+}
+
+# start SETUP: a name server and the broker sets of SETUP.
+start() {
+  local setup=$1 dir="$work/$1-$RANDOM"
+  mkdir -p "$dir"
+  local ns_port
+  ns_port=$(port)
+  NAMESRV=127.0.0.1:$ns_port
+  printf 'listenPort=%s\n' "$ns_port" > "$dir/namesrv.conf"
+  "$bin/mqnamesrv" -c "$dir/namesrv.conf" > "$dir/namesrv.log" 2>&1 & pids+=($!)
+  wait_for "$dir/namesrv.log" "boot success"
+  case "$setup" in
+    single) start_set "$dir" broker-a ASYNC_MASTER no ;;
+    async) start_set "$dir" broker-a ASYNC_MASTER yes ;;
+    sync) start_set "$dir" broker-a SYNC_MASTER yes ;;
+    two) start_set "$dir" broker-a ASYNC_MASTER no; start_set "$dir" broker-b ASYNC_MASTER no ;;
+    two-sync) start_set "$dir" broker-a SYNC_MASTER yes; start_set "$dir" broker-b SYNC_MASTER yes ;;
+    *) echo "unknown setup $setup" >&2; exit 2 ;;
+  esac
+  # Both sets registered with the name server (they register at boot) before the run.
   sleep 1
 }
 
@@ -82,14 +103,14 @@ CONF
 run() {
   local setup=$1 workload=$2; shift 2
   local lag=()
-  [ "$setup" != single ] && lag=(--replication-lag)
+  case "$setup" in async|sync|two-sync) lag=(--replication-lag) ;; esac
   "$bin/mqbench" producer -n "$NAMESRV" -t "Bench$workload" -s "$SIZE" --duration "$DURATION" "${lag[@]}" "$@" \
-    | grep -E '^\[|^replication lag' | sed "s/^/$setup $workload: /"
+    | grep -E '^\[|^replication lag|^per broker set' | sed "s/^/$setup $workload: /"
 }
 
 results="$work/results"
 for round in $(seq "$ROUNDS"); do
-  for setup in single async sync; do
+  for setup in $SETUPS; do
     start "$setup"
     run "$setup" 8x32 -w 8 -b 32 | tee -a "$results"
     run "$setup" 64sync -w 64 | tee -a "$results"
@@ -104,15 +125,15 @@ python3 - "$results" <<'PY'
 import re, statistics, sys
 rates, lags = {}, {}
 for line in open(sys.argv[1]):
-    m = re.match(r'(\w+) (\w+): \[.*\] \d+ msgs in [\d.]+ s = (\d+) msgs/s; failed (\d+)', line)
+    m = re.match(r'([\w-]+) (\w+): \[.*\] \d+ msgs in [\d.]+ s = (\d+) msgs/s; failed (\d+)', line)
     if m:
         rates.setdefault((m[1], m[2]), []).append((int(m[3]), int(m[4])))
-    m = re.match(r'(\w+) (\w+): replication lag: .*p50 ([\d.]+) KiB, p99 ([\d.]+) KiB, max ([\d.]+) KiB', line)
+    m = re.match(r'([\w-]+) (\w+): replication lag: .*p50 ([\d.]+) KiB, p99 ([\d.]+) KiB, max ([\d.]+) KiB', line)
     if m:
         lags.setdefault((m[1], m[2]), []).append((float(m[3]), float(m[5])))
 for workload in ("8x32", "64sync"):
     single = statistics.median(r for r, _ in rates.get(("single", workload), [(0, 0)]))
-    for setup in ("single", "async", "sync"):
+    for setup in ("single", "async", "sync", "two", "two-sync"):
         runs = rates.get((setup, workload), [])
         if not runs:
             continue
@@ -124,5 +145,5 @@ for workload in ("8x32", "64sync"):
             p50 = statistics.median(l for l, _ in lags[(setup, workload)])
             top = max(m for _, m in lags[(setup, workload)])
             lag = f"; lag p50 {p50:.1f} KiB, max {top:.1f} KiB"
-        print(f"{workload:7} {setup:6} {median:>9.0f} msgs/s  {ratio:5.0%} of single  (failed {failed}){lag}")
+        print(f"{workload:7} {setup:8} {median:>9.0f} msgs/s  {ratio:5.0%} of single  (failed {failed}){lag}")
 PY

@@ -5,7 +5,10 @@
 //! `mqbench probe -n … -s 4096 --flood-conns 300 --flood-inflight 64 [--broker-pid PID]`:
 //! one sync sender's latency while another mqbench process floods the broker (and the
 //! broker's peak resident memory, read from /proc).
-//! The route comes from the name server, as a client's would. A line every second (TPS,
+//! The route comes from the name server, as a client's would: the producer's senders are
+//! spread over every broker set's write queues (a topic on two sets, `broker-a` and
+//! `broker-b`, takes half its senders each), and the summary counts each set's share. A
+//! line every second (TPS,
 //! average and max RT), then a summary with p50, p99 and p999: of the request round trip
 //! for the producer; for the consumer (a push consumer of Keel's client library, from the
 //! first offset) of each message's store-to-consume delay.
@@ -140,6 +143,8 @@ struct Stats {
     stop: AtomicBool,
     /// Workers still running.
     live: AtomicU64,
+    /// Messages acknowledged per broker set, added as each sender ends.
+    per_set: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Stats {
@@ -153,6 +158,7 @@ impl Stats {
             histogram: Mutex::new(new_histogram()),
             stop: AtomicBool::new(false),
             live: AtomicU64::new(0),
+            per_set: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -170,6 +176,12 @@ impl Stats {
         let _ = self.histogram.lock().unwrap_or_else(PoisonError::into_inner).add(local);
         self.live.fetch_sub(1, Ordering::Relaxed);
     }
+
+    /// A sender to broker set `set` ends, having had `messages` acknowledged.
+    fn count_set(&self, set: &str, messages: u64) {
+        *self.per_set.lock().unwrap_or_else(PoisonError::into_inner).entry(set.to_owned()).or_default() +=
+            messages;
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -181,8 +193,9 @@ async fn main() -> anyhow::Result<()> {
     let (common, workers) = match &args.role {
         Role::Producer(p) => {
             if p.replication_lag {
-                let (broker, _) = route(p.common.namesrv, &p.common.topic).await?;
-                lag = Some(tokio::spawn(sample_lag(broker, Arc::clone(&stats))));
+                let sets = route(p.common.namesrv, &p.common.topic).await?;
+                let first = sets.first().context("no broker set")?;
+                lag = Some(tokio::spawn(sample_lag(first.master, Arc::clone(&stats))));
             }
             (&p.common, spawn_producers(p, &stats).await?)
         }
@@ -252,9 +265,17 @@ fn report_lag(samples: &LagSamples) {
     );
 }
 
-/// The broker serving `topic` and its write queue count (TBW102's broker if the topic does
-/// not exist yet: the first send creates it there, as with a Java producer).
-async fn route(namesrv: SocketAddr, topic: &str) -> anyhow::Result<(SocketAddr, i32)> {
+/// One broker set serving the topic: its name, its master and its write queue count.
+struct SetRoute {
+    name: String,
+    master: SocketAddr,
+    queues: i32,
+}
+
+/// The broker sets serving `topic`, by name (TBW102's if the topic does not exist yet: the
+/// first send to each set creates it there, as with a Java producer). Sets without a master
+/// are left out.
+async fn route(namesrv: SocketAddr, topic: &str) -> anyhow::Result<Vec<SetRoute>> {
     let client = RemotingClient::connect(namesrv).await.context("connecting to the name server")?;
     for name in [topic, "TBW102"] {
         let header = GetRouteInfoRequestHeader { topic: name.into(), accept_standard_json_only: None };
@@ -265,13 +286,25 @@ async fn route(namesrv: SocketAddr, topic: &str) -> anyhow::Result<(SocketAddr, 
             continue;
         }
         let route: TopicRouteData = json::from_slice(&reply.body)?;
-        let broker =
-            route.broker_datas.first().and_then(|b| b.broker_addrs.get(&0)).context("route has no master")?;
-        let queues = route.queue_datas.first().map_or(1, |q| q.write_queue_nums).max(1);
-        // A topic created by the first send gets the 4 queues the send asks for (at most
-        // TBW102's).
-        let queues = if name == topic { queues } else { queues.min(4) };
-        return Ok((broker.parse()?, queues));
+        let mut sets = Vec::new();
+        for broker in &route.broker_datas {
+            let Some(master) = broker.broker_addrs.get(&0) else { continue };
+            let queues = route
+                .queue_datas
+                .iter()
+                .find(|q| q.broker_name == broker.broker_name)
+                .map_or(1, |q| q.write_queue_nums)
+                .max(1);
+            // A topic created by the first send gets the 4 queues the send asks for (at
+            // most TBW102's).
+            let queues = if name == topic { queues } else { queues.min(4) };
+            sets.push(SetRoute { name: broker.broker_name.clone(), master: master.parse()?, queues });
+        }
+        sets.sort_by(|a, b| a.name.cmp(&b.name));
+        if sets.is_empty() {
+            bail!("the route of {name} names no master");
+        }
+        return Ok(sets);
     }
     bail!("no route for {topic} or TBW102: is a broker registered with {namesrv}?")
 }
@@ -280,7 +313,12 @@ async fn spawn_producers(
     args: &ProducerArgs,
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let (broker, queues) = route(args.common.namesrv, &args.common.topic).await?;
+    let sets = route(args.common.namesrv, &args.common.topic).await?;
+    // Every (set, queue), the sets interleaved: sender w takes the w-th, round robin.
+    let deepest = sets.iter().map(|set| set.queues).max().unwrap_or(1);
+    let targets: Vec<(&SetRoute, i32)> = (0..deepest)
+        .flat_map(|queue| sets.iter().filter(move |set| queue < set.queues).map(move |set| (set, queue)))
+        .collect();
     let message = OutgoingMessage {
         topic: args.common.topic.clone(),
         tags: Some("TagA".into()),
@@ -292,8 +330,9 @@ async fn spawn_producers(
     let per_request = u64::try_from(batch.len()).unwrap_or(1);
     let mut workers = Vec::new();
     for worker in 0..args.common.threads {
-        let client = Arc::new(RemotingClient::connect(broker).await?);
-        let queue = i32::try_from(worker).unwrap_or(0) % queues.max(1);
+        let Some(&(set, queue)) = targets.get(worker % targets.len().max(1)) else { break };
+        let client = Arc::new(RemotingClient::connect(set.master).await?);
+        let set_name = set.name.clone();
         let request = if batch.len() > 1 {
             send_batch(0, "mqbench", queue, &batch)
         } else {
@@ -336,6 +375,8 @@ async fn spawn_producers(
                     }
                 }
             }
+            // One value recorded per acknowledged request.
+            stats.count_set(&set_name, local.len() * per_request);
             stats.finish(&local);
         }));
     }
@@ -564,4 +605,12 @@ fn summarize(role: &Role, stats: &Stats, elapsed: Duration) {
         ms(0.999),
         histogram.max() as f64 / 1000.0
     );
+    let per_set = stats.per_set.lock().unwrap_or_else(PoisonError::into_inner);
+    if per_set.len() > 1 {
+        let shares: Vec<String> = per_set
+            .iter()
+            .map(|(set, n)| format!("{set} {n} ({:.0}%)", *n as f64 * 100.0 / messages.max(1) as f64))
+            .collect();
+        println!("per broker set: {}", shares.join(", "));
+    }
 }
