@@ -43,16 +43,19 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::net::TcpListener;
 
+use crate::cluster::TIMING_CHECKS;
 use crate::cluster::{broker_main, namesrv_main, RunOutcome};
 use crate::disk_plugin::{DiskProfile, DiskSimulator, LossHook};
 use crate::ha_checks::{
     epoch_claims, lost, observed_failovers, offset_conflicts, slow_failovers, starved_sets, Acked, Delivery,
     HaFault, RoleSample,
 };
-use crate::history::Event;
+use crate::history::{Event, MASTER_CHANGED};
 use crate::replica_checks::replica_divergence;
 use crate::sim_clock::{SharedSkew, SimClock};
 use crate::sim_conn::{ConnChaos, SimConn};
+use crate::timing_checks::{check_timing, timing_pending};
+use crate::timing_workload::{self, TimingEnv};
 use crate::world::World;
 
 /// The topic the producer and consumer use.
@@ -156,6 +159,10 @@ fn broker_slots(profile: &HaProfile, mutation: Option<Mutation>) -> Vec<BrokerSl
             config.store.segment_size = 64 * 1024;
             config.store.flush_mode = FlushMode::Sync;
             config.store.mutation = mutation;
+            // The timing workload's check-backs, as in the cluster seeds.
+            config.transaction.timeout_ms = TIMING_CHECKS.tx_timeout_ms;
+            config.transaction.check_interval_ms = 2_000;
+            config.transaction.check_max = TIMING_CHECKS.tx_check_max;
             slots.push(BrokerSlot { set, id, addr, config });
         }
     }
@@ -237,8 +244,12 @@ async fn consume(records: Records, epoch: Instant) {
 }
 
 /// Ask each broker its role and epochs every 250 ms, and write a probe to each master.
-async fn observe(world: World, records: Records, epoch: Instant, slots: Vec<BrokerSlot>, seed: u64) {
+async fn observe(world: World, records: Records, epoch: Instant, slots: Vec<BrokerSlot>, profile: HaProfile) {
+    let (seed, sync) = (profile.seed, profile.sync);
     let ms = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(0);
+    // Per set, the newest epoch a master was seen in: a newer one is a failover, told to
+    // the timing checks (and, under ASYNC, a possible loss of the old master's tail).
+    let mut newest: BTreeMap<&str, u32> = BTreeMap::new();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0b5e_77e0);
     let mut conns: Vec<SimConn> =
         slots.iter().map(|s| SimConn::new(s.addr, ConnChaos::default(), world.clone())).collect();
@@ -253,17 +264,28 @@ async fn observe(world: World, records: Records, epoch: Instant, slots: Vec<Brok
             let status = RemotingCommand::request(RequestCode::GET_BROKER_HA_STATUS, 0, Default::default());
             let Ok(status) = conn.call(status, timeout, &mut rng).await else { continue };
             let Ok(status) = json::from_slice::<HaRuntimeInfo>(&status.body) else { continue };
-            let Some(newest) = newest_epoch(conn, timeout, &mut rng).await else { continue };
-            if newest != before {
+            let Some(newest_epoch) = newest_epoch(conn, timeout, &mut rng).await else { continue };
+            if newest_epoch != before {
                 continue;
             }
             let at_ms = ms();
+            let newer = status.master && newest.get(slot.set).is_none_or(|seen| *seen < newest_epoch);
+            // The first master seen of a set is no change.
+            if newer && newest.insert(slot.set, newest_epoch).is_some() {
+                let what =
+                    format!("{MASTER_CHANGED}: {} broker {} in epoch {newest_epoch}", slot.set, slot.id);
+                world.record(at_ms, Event::Fault { what });
+                if !sync {
+                    let cause = format!("ASYNC failover of {}", slot.set);
+                    world.record(at_ms, Event::BrokerDataLoss { synced_end: 0, cause });
+                }
+            }
             locked(&records.roles).push(RoleSample {
                 at_ms,
                 set: slot.set.to_owned(),
                 broker: slot.id,
                 master: status.master,
-                epoch: newest,
+                epoch: newest_epoch,
             });
             if status.master && !created.contains(slot.set) {
                 // As an operator would (`mqadmin updateTopic -c`): the topic on every set,
@@ -435,8 +457,9 @@ async fn nemesis(
                     .filter(|(b, _)| b.set == slot.set && b.id != slot.id)
                     .map(|(_, n)| *n)
                     .collect();
+                // The length last: the checkers read a fault's span from its " for …" tail.
                 let what = format!(
-                    "partition {} master {} from its slaves for {length:?}, then kill it",
+                    "partition {} broker {} (master: true) from its slaves, to be killed after, for {length:?}",
                     slot.set, slot.id
                 );
                 world.record(start, Event::Fault { what });
@@ -551,7 +574,17 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome 
     let consumer = handle.create_node().name("ha-consumer").ip("10.0.8.2".parse().expect("ip")).build();
     consumer.spawn(consume(records.clone(), epoch));
     let observer = handle.create_node().name("ha-observer").ip("10.0.8.3".parse().expect("ip")).build();
-    observer.spawn(observe(world.clone(), records.clone(), epoch, slots.clone(), profile.seed));
+    observer.spawn(observe(world.clone(), records.clone(), epoch, slots.clone(), profile.clone()));
+    // The cluster seeds' timing workload (delay levels, timers, transactions) on the sets.
+    let timing_env =
+        TimingEnv { world: world.clone(), epoch, broker_skew: SharedSkew::default(), seed: profile.seed };
+    let timing_init = timing_env.clone();
+    let timing = handle
+        .create_node()
+        .name("timing")
+        .ip("10.0.8.4".parse().expect("ip"))
+        .init(move || timing_workload::run(timing_init.clone()))
+        .build();
 
     let deadline = epoch + Duration::from_millis(profile.fault_ms);
     nemesis(
@@ -568,12 +601,15 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome 
 
     // Drain: every acknowledged message consumed, or the patience spent.
     tokio::time::sleep_until(epoch + Duration::from_millis(stop_at_ms)).await;
+    world.stop_producers();
     let drain_until = Instant::now() + Duration::from_secs(120);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let consumed: BTreeSet<u32> = locked(&records.deliveries).iter().map(|d| d.key).collect();
         let missing = locked(&records.acked).keys().filter(|k| !consumed.contains(k)).count();
-        if missing == 0 || Instant::now() >= drain_until {
+        let (clock, high) = (timing_env.broker_wall_ms(), timing_env.broker_high_ms());
+        let timing_missing = world.read_history(|h| timing_pending(h, clock, high, &TIMING_CHECKS));
+        if missing + timing_missing == 0 || Instant::now() >= drain_until {
             break;
         }
     }
@@ -595,6 +631,9 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome 
     let (slow, failovers) = slow_failovers(&faults, &writes, end_ms);
     violations.extend(slow.into_iter().take(3));
     violations.extend(converged);
+    let (wall_ms, high_ms) = (timing_env.broker_wall_ms(), timing_env.broker_high_ms());
+    world.record(end_ms, Event::BrokerClock { wall_ms, high_ms });
+    violations.extend(check_timing(&world.history(), &TIMING_CHECKS, 6));
     violations.truncate(12);
 
     let mut coverage = world.coverage();
@@ -613,7 +652,8 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome 
         .chain(roles.iter().map(|r| format!("{r:?}")))
         .chain(deliveries.iter().map(|d| format!("{d:?}")));
     let trace_hash = crate::history::trace_hash(trace);
-    let mut tail: Vec<String> = history.tail(20).iter().map(ToString::to_string).collect();
+    let keep = if std::env::var_os("DST_TRACE").is_some() { usize::MAX } else { 20 };
+    let mut tail: Vec<String> = history.tail(keep).iter().map(ToString::to_string).collect();
     tail.extend(roles.iter().rev().take(12).rev().map(|r| format!("{r:?}")));
     tail.push(format!("failovers (ms): {failovers:?}"));
     let mut last: BTreeMap<(&str, i32), &Delivery> = BTreeMap::new();
@@ -622,7 +662,7 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome 
     }
     tail.extend(last.values().map(|d| format!("last delivery: {d:?}")));
 
-    let all = [namesrv.id(), producer.id(), consumer.id(), observer.id()]
+    let all = [namesrv.id(), producer.id(), consumer.id(), observer.id(), timing.id()]
         .into_iter()
         .chain(controllers.iter().copied())
         .chain(brokers.iter().map(|(_, n)| *n));

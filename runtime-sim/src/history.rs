@@ -11,6 +11,10 @@ pub type Key = u64;
 /// How the description of a fault that lasts the whole fault phase ends (a small disk):
 /// the checkers count it as going on until `Healed`.
 pub const UNTIL_HEALED: &str = "until healing";
+/// How a fault event that gave a broker set a new master begins (controller-mode seeds): the
+/// new master resumes delay levels, timers and transaction checks from the progress it
+/// copied, as a restarted broker does from what it persisted.
+pub const MASTER_CHANGED: &str = "a set's master changed";
 
 /// How the description of a failed disk operation begins: the broker repairs its store in
 /// place, which the checkers count as a restart of the broker's services.
@@ -68,20 +72,21 @@ pub enum Event {
     /// when the acknowledgement arrived the broker's wall clock read `broker_wall_ms`, and
     /// the highest it had read so far was `broker_high_ms` (higher after a backward step).
     TimingAcked { key: Key, phys: u64, broker_wall_ms: i64, broker_high_ms: i64 },
-    /// The timing consumer got a copy of `key` stored at `queue`/`offset` with store time
-    /// `store_ms`, due at `due_ms` (its `TIMER_OUT_MS`; none for transactions), when the
-    /// broker's wall clock read `broker_wall_ms`.
+    /// The timing consumer got a copy of `key` stored at `queue`/`offset` of broker set
+    /// `broker` with store time `store_ms`, due at `due_ms` (its `TIMER_OUT_MS`; none for
+    /// transactions), when the broker's wall clock read `broker_wall_ms`.
     TimingDelivered {
         key: Key,
+        broker: String,
         queue: i32,
         offset: i64,
         store_ms: i64,
         due_ms: Option<i64>,
         broker_wall_ms: i64,
     },
-    /// The end-of-run read-back found a copy of `key` stored at `queue`/`offset` in the
-    /// timing topic, with store time `store_ms`, due at `due_ms`.
-    TimingProbed { key: Key, queue: i32, offset: i64, store_ms: i64, due_ms: Option<i64> },
+    /// The end-of-run read-back found a copy of `key` stored at `queue`/`offset` of broker
+    /// set `broker` in the timing topic, with store time `store_ms`, due at `due_ms`.
+    TimingProbed { key: Key, broker: String, queue: i32, offset: i64, store_ms: i64, due_ms: Option<i64> },
     /// The transaction producer was asked about `key` (CHECK_TRANSACTION_STATE).
     TxChecked { key: Key },
     /// `key` turned up in `TRANS_CHECK_MAX_TIME_TOPIC`: discarded after its last check.

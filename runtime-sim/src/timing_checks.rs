@@ -62,7 +62,8 @@ const LOSS_SKIP_MS: u64 = 10_000;
 #[derive(Debug, Clone)]
 struct Copy {
     at: u64,
-    queue: i32,
+    /// Its broker set and queue id.
+    queue: (String, i32),
     offset: i64,
     store_ms: i64,
     due_ms: Option<i64>,
@@ -121,9 +122,13 @@ fn described_end(at: u64, what: &str) -> u64 {
     at.saturating_add(ms)
 }
 
-/// Whether a fault event is the broker going down (a kill, a power loss, a fatal stop).
+/// Whether a fault event is the broker going down (a kill, a power loss, a fatal stop), or,
+/// in controller-mode seeds, a master cut off (`(master: true)`, a failover may follow) or
+/// replaced.
 fn is_broker_restart(what: &str) -> bool {
     what.contains("broker power loss")
+        || what.contains("(master: true)")
+        || what.starts_with(crate::history::MASTER_CHANGED)
         || what.contains("broker process killed")
         || what.contains("broker stopped")
         || what.contains("kill broker")
@@ -159,13 +164,14 @@ impl Facts {
                 }
                 // The read-back at the end sees what the broker stored even where the
                 // consumer's position skipped it: a copy all the same.
-                Event::TimingDelivered { key, queue, offset, store_ms, due_ms, .. }
-                | Event::TimingProbed { key, queue, offset, store_ms, due_ms } => {
+                Event::TimingDelivered { key, broker, queue, offset, store_ms, due_ms, .. }
+                | Event::TimingProbed { key, broker, queue, offset, store_ms, due_ms } => {
                     let copies = facts.copies.entry(*key).or_default();
-                    if !copies.iter().any(|c| c.queue == *queue && c.offset == *offset) {
+                    let queue = (broker.clone(), *queue);
+                    if !copies.iter().any(|c| c.queue == queue && c.offset == *offset) {
                         copies.push(Copy {
                             at,
-                            queue: *queue,
+                            queue,
                             offset: *offset,
                             store_ms: *store_ms,
                             due_ms: *due_ms,
@@ -311,7 +317,7 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
         }
         // A producer's retried send stores another copy in another queue; a broker that
         // stores one message twice does so in the same queue.
-        let queues: BTreeSet<i32> = copies.iter().map(|c| c.queue).collect();
+        let queues: BTreeSet<&(String, i32)> = copies.iter().map(|c| &c.queue).collect();
         if queues.len() > config.send_attempts as usize {
             add(format!(
                 "{key:x} stored in {} queues by at most {} sends",
@@ -320,20 +326,28 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
             ));
         }
         for queue in queues {
-            let mut in_queue = copies.iter().filter(|c| c.queue == queue);
+            let mut in_queue = copies.iter().filter(|c| &c.queue == queue);
             let Some(first) = in_queue.next().map(|c| c.at) else { continue };
             // A timer's progress is a low-water mark that the earliest pending timer holds
             // back (up to its whole delay, longer while the broker cannot deliver): any
             // later restart may repeat it. A level's is persisted every few seconds.
             let is_timer = matches!(timing, Some(Timing::Timer { .. }));
             for &Copy { at, offset, .. } in in_queue {
+                let queue = format!("{}/{}", queue.0, queue.1);
                 // The broker stored the first copy between the send and its arrival (the
                 // consumer may lag far behind): a restart from then on may repeat it.
                 let sent = facts.sent.get(key).map_or(0, |(at, _)| *at);
                 let until = if is_timer { u64::MAX } else { first + REPEAT_AFTER_MS };
                 let window = (sent, until);
+                // A send an attempt of which timed out may have stored that attempt, and a
+                // later attempt (after one to another broker set) may land in the same queue.
+                let retried = facts
+                    .acked
+                    .get(key)
+                    .is_none_or(|(acked, _, _)| acked.saturating_sub(sent) >= config.send_timeout_ms);
                 let excused = Facts::any_in(&facts.restarts, window.0, window.1)
-                    || Facts::any_in(&facts.losses, window.0, window.1);
+                    || Facts::any_in(&facts.losses, window.0, window.1)
+                    || (retried && copies.len() <= config.send_attempts as usize);
                 if !excused {
                     add(format!(
                         "{key:x} stored twice: a second copy at {queue}/{offset} arrived {at}ms, the first {first}ms, no restart near the first"
@@ -428,7 +442,15 @@ mod tests {
     fn copy(h: &mut History, key: Key, at: u64, offset: i64, store_ms: i64, due_ms: Option<i64>) {
         h.push(
             at,
-            Event::TimingDelivered { key, queue: 0, offset, store_ms, due_ms, broker_wall_ms: store_ms },
+            Event::TimingDelivered {
+                key,
+                broker: "broker-a".into(),
+                queue: 0,
+                offset,
+                store_ms,
+                due_ms,
+                broker_wall_ms: store_ms,
+            },
         );
     }
 
@@ -510,6 +532,7 @@ mod tests {
             41_500,
             Event::TimingDelivered {
                 key: 1,
+                broker: "broker-a".into(),
                 queue: 2,
                 offset: 0,
                 store_ms: 1_041_000,
@@ -519,6 +542,44 @@ mod tests {
         );
         let found = check_timing(&other_queue, &CONFIG, 10);
         assert!(found.iter().any(|v| v.contains("stored in 2 queues")), "{found:?}");
+        // Queue 0 of another broker set is another queue (a retry that went to the other set).
+        let mut other_set = History::default();
+        delayed(&mut other_set, 1, 0, 1_000_000, 1_000);
+        copy(&mut other_set, 1, 1_100, 0, 1_001_000, Some(1_001_000));
+        let elsewhere = Event::TimingDelivered {
+            key: 1,
+            broker: "broker-b".into(),
+            queue: 0,
+            offset: 0,
+            store_ms: 1_004_000,
+            due_ms: Some(1_004_000),
+            broker_wall_ms: 1_004_000,
+        };
+        other_set.push(4_100, elsewhere);
+        let found = check_timing(&other_set, &CONFIG, 10);
+        assert!(found.iter().any(|v| v.contains("stored in 2 queues")), "{found:?}");
+        assert!(!found.iter().any(|v| v.contains("stored twice")), "{found:?}");
+        // A send acknowledged a send timeout after it began was retried: its attempts may
+        // share a queue (one went to another set in between).
+        let mut slow = History::default();
+        slow.push(
+            0,
+            Event::TimingSent {
+                key: 1,
+                timing: Timing::Delay { level: 1, delay_ms: 1_000 },
+                broker_wall_ms: 1_000_000,
+            },
+        );
+        slow.push(
+            3_500,
+            Event::TimingAcked { key: 1, phys: 0, broker_wall_ms: 1_003_500, broker_high_ms: 1_003_500 },
+        );
+        copy(&mut slow, 1, 1_100, 0, 1_001_000, Some(1_001_000));
+        copy(&mut slow, 1, 4_600, 1, 1_004_500, Some(1_004_500));
+        let retries = TimingCheckConfig { send_attempts: 3, ..CONFIG };
+        let found = check_timing(&slow, &retries, 10);
+        assert!(!found.iter().any(|v| v.contains("stored twice")), "{found:?}");
+        assert!(check_timing(&slow, &CONFIG, 10).iter().any(|v| v.contains("stored twice")), "one attempt");
         // A timer's repeat is excused by any later restart.
         let mut timed = History::default();
         timer(&mut timed, 1, 0, 1_000_000, 1_000);
@@ -647,7 +708,17 @@ mod tests {
         h.push(1_010, Event::TimingAcked { key: 8, phys: 0, broker_wall_ms: 1_000, broker_high_ms: 1_000 });
         h.push(90_000, Event::BrokerClock { wall_ms: 90_000, high_ms: 90_000 });
         assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1, "never delivered");
-        h.push(89_000, Event::TimingProbed { key: 8, queue: 0, offset: 0, store_ms: 1_020, due_ms: None });
+        h.push(
+            89_000,
+            Event::TimingProbed {
+                key: 8,
+                broker: "broker-a".into(),
+                queue: 0,
+                offset: 0,
+                store_ms: 1_020,
+                due_ms: None,
+            },
+        );
         assert_eq!(check_timing(&h, &CONFIG, 10), Vec::<String>::new());
     }
 

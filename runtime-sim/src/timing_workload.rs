@@ -31,6 +31,9 @@ use crate::world::World;
 pub const TIMING_TOPIC: &str = "TimingTopic";
 /// Its keys start here (apart from the plain producers').
 const KEY_BASE: Key = 0x7100_0000_0000;
+/// The cluster seeds' one broker set (`BrokerConfig`'s default name), which the read-back
+/// reads.
+const CLUSTER_BROKER: &str = "broker-a";
 /// The delay levels it uses: RocketMQ's default levels 1..=3 (1 s, 5 s, 10 s).
 const LEVELS: [(i32, u64); 3] = [(1, 1_000), (2, 5_000), (3, 10_000)];
 
@@ -125,6 +128,7 @@ fn on_delivery(env: &TimingEnv, queue: &MessageQueue, messages: &[StoredMessage]
         env.world.bump(what);
         env.record(Event::TimingDelivered {
             key,
+            broker: queue.broker_name.clone(),
             queue: message.head.queue_id,
             offset: message.head.queue_offset,
             store_ms: message.head.store_timestamp,
@@ -217,6 +221,7 @@ pub async fn probe(env: ClientEnv, seed: u64) {
                 .and_then(|v| v.parse().ok());
             let event = Event::TimingProbed {
                 key,
+                broker: CLUSTER_BROKER.to_owned(),
                 queue,
                 offset: record.head().queue_offset,
                 store_ms: record.head().store_timestamp,

@@ -232,3 +232,28 @@ fn with_fields(mut command: RemotingCommand, header: &MasterInfoHeader) -> Remot
     header.encode(&mut command.ext_fields);
     command
 }
+
+#[test]
+fn a_delayed_delivery_becomes_progress_only_once_every_member_holds_its_copy() {
+    let (mut node, _) = elected(1, &[1, 2]);
+    let two = ConnId(72);
+    slave_reports(&mut node, two, Some(2), PhysOffset(0));
+    node.send(CLIENT, &timed(5, "Later", "DELAY", "1", "in a second"));
+    node.run_all();
+    let stored = node.broker.store().write_pos();
+    slave_reports(&mut node, two, None, stored);
+    assert_eq!(node.take_reply(CLIENT, 5).map(|r| r.response_code()), Some(ResponseCode::SUCCESS));
+    let offsets = |node: &mut BrokerNode| {
+        let request = RemotingCommand::request(RequestCode::GET_ALL_DELAY_OFFSET, 50, Default::default());
+        node.call(CLIENT, &request).body
+    };
+    let before = offsets(&mut node);
+    // The level delivers its copy; member 2 does not hold it yet. A slave copying this
+    // progress now, then elected, would count the copy delivered though it never got it.
+    node.advance(2_000);
+    let delivered = node.broker.store().write_pos();
+    assert!(delivered > stored, "the copy is stored");
+    assert_eq!(offsets(&mut node), before, "no progress while a member lacks the copy");
+    slave_reports(&mut node, two, None, delivered);
+    assert_ne!(offsets(&mut node), before, "progress once every member holds it");
+}

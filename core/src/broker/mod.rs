@@ -525,6 +525,11 @@ impl Broker {
     /// in flight refers to a store replaced, or to a role this broker no longer has.
     fn restart_log_services(&mut self, now: Now) {
         let config = &self.shared.config;
+        tracing::info!(
+            delay_offsets = ?self.delay.offsets(),
+            timers = ?self.timers.checkpoint(),
+            "delay levels and timers resume from the progress this broker holds"
+        );
         self.delay = DelayService::new(config.delay_levels.clone(), self.delay.offsets().clone(), now);
         self.timers = TimerService::new(*self.timers.checkpoint(), config.timer_precision_ms, now);
         let stats = self.transactions.stats;
@@ -550,6 +555,8 @@ impl Broker {
         }
         self.shared.release_replies(now);
         if !self.is_slave() && self.shared.epoch_durable() {
+            // What the slaves hold now, so the writers see the newest confirmed end.
+            self.replication.publish_acked(&mut self.shared);
             self.settle_writers(now);
         }
         self.consumers.wake_holds(&mut self.shared, now);
@@ -560,16 +567,19 @@ impl Broker {
 
     /// The master's services that write to the log see what became durable and go on.
     fn settle_writers(&mut self, now: Now) {
-        // A delivery counts once it is as safe as a send would be: what consumers may see.
-        let durable_end = self.shared.store.visible_end();
+        // A delivery counts once it is as safe as a send would be: what consumers may see
+        // (in controller mode, only what every SyncStateSet member holds: the progress a
+        // slave copies must not claim a delivery a failover takes back).
+        let durable_end = self.shared.store.consumable_end();
         self.delay.settle(durable_end, now.wall);
         self.delay.watch(&self.shared.store, now);
         self.timers.settle(durable_end);
         self.timers.watch(&self.shared.store, now);
         // Transaction state is the broker's own promise (at most `transactionCheckMax`
         // checks, a checkpoint past ends only): it waits for the fsync in either flush mode,
-        // or a power loss could undo a check copy whose check went out, and count it again.
-        let flushed_end = self.shared.store.flushed_end();
+        // or a power loss could undo a check copy whose check went out, and count it again
+        // (and, in controller mode, for the SyncStateSet, or a failover could).
+        let flushed_end = self.shared.store.flushed_end().min(durable_end);
         self.transactions.settle(&mut self.shared, &mut self.consumers, now, flushed_end);
     }
 }

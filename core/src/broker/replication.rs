@@ -173,7 +173,7 @@ impl Replication {
     /// Tell the replies what the slaves hold: the furthest streaming slave's end; with
     /// `allAckInSyncStateSet` (controller mode), the least of every SyncStateSet member's
     /// (a member not streaming holds nothing; a set of the master alone holds everything).
-    fn publish_acked(&self, shared: &mut Shared) {
+    pub(super) fn publish_acked(&self, shared: &mut Shared) {
         let me = shared.replica_id;
         shared.slave_acked = match &shared.sync_state_set {
             Some(members) if self.config.all_ack_in_sync_state_set => {
