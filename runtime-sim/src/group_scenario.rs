@@ -13,6 +13,9 @@
 //! - `dg`: every tenth message always fails: it is delivered exactly `max + 1` times with
 //!   `reconsumeTimes` 0..=max, then sits in `%DLQ%dg` exactly once, never delivered again.
 //! - `bg` (broadcasting): each of two instances consumes everything.
+//!
+//! In half the seeds the broker is a master with a slave (`GroupProfile::replica`): the
+//! groups run on a replicated set, and the slave's log must end equal to the master's.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,6 +45,7 @@ use crate::group_checks::{
     check_broadcast, check_clustering, check_dead_letters, check_orderly, check_ownership, OwnerSample,
 };
 pub use crate::group_checks::{Membership, Seen, GROUP_TOPIC};
+use crate::profile::ReplicaProfile;
 use crate::sim_clock::{SharedSkew, SimClock};
 use crate::world::World;
 
@@ -70,6 +74,9 @@ pub struct GroupProfile {
     pub max_reconsume: i32,
     /// How long the run goes on after the last send, ms.
     pub settle_ms: u64,
+    /// Half the seeds: the broker is a master with a slave (no partitions: the groups'
+    /// checks allow no broker fault), whose log must end equal to the master's.
+    pub replica: Option<ReplicaProfile>,
 }
 
 impl GroupProfile {
@@ -89,6 +96,9 @@ impl GroupProfile {
             fail_percent: rng.gen_range(0..=30),
             max_reconsume: rng.gen_range(1..=3),
             settle_ms: 150_000,
+            replica: rng
+                .gen_bool(0.5)
+                .then(|| ReplicaProfile { sync_master: rng.gen_bool(0.5), partitions: None }),
         }
     }
 }
@@ -298,6 +308,10 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     config.store.mutation = mutation;
     // Short delay levels: a retry chain finishes within the run.
     config.delay_levels = DelayLevels::parse(&["1s"; 18].join(" ")).expect("levels");
+    if let Some(replica) = &profile.replica {
+        crate::replica::make_master(&mut config, replica);
+    }
+    let master_config = config.clone();
     let broker_world = world.clone();
     let broker = handle
         .create_node()
@@ -310,8 +324,21 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
         broker.id(),
         profile.seed,
         DiskProfile::default(),
-        on_loss,
+        Arc::clone(&on_loss),
     );
+    let slave = profile.replica.map(|_| {
+        let config = crate::replica::slave_config(&master_config);
+        let (slave_world, init_config) = (world.clone(), config.clone());
+        let node = handle
+            .create_node()
+            .name("slave")
+            .ip(crate::replica::SLAVE_IP.parse().expect("ip"))
+            .init(move || crate::replica::slave_main(slave_world.clone(), init_config.clone(), epoch))
+            .build();
+        let disks = madsim::plugin::simulator::<DiskSimulator>();
+        disks.attach(node.id(), profile.seed ^ 0x51a7e, DiskProfile::default(), Arc::clone(&on_loss));
+        (node.id(), config)
+    });
 
     let seed = profile.seed;
     let percent = profile.fail_percent;
@@ -487,6 +514,12 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     check_orderly(&seen, &acked, &membership, &mut violations);
     check_dead_letters(&seen, &acked, &dlq, profile.max_reconsume, &mut violations);
     check_broadcast(&seen, &acked, &mut violations);
+    if let Some((slave, slave_config)) = &slave {
+        let nodes = (broker.id(), *slave);
+        let patience = Duration::from_secs(60);
+        violations
+            .extend(crate::replica::check_converged(nodes, (&master_config, slave_config), patience).await);
+    }
     violations.truncate(12);
 
     let mut coverage = Coverage::default();
@@ -496,8 +529,16 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     coverage.add("group_dead_letter", dlq.len() as u64);
     coverage.add("group_lite_poll", seen.iter().filter(|s| s.group == "lg").count() as u64);
     coverage.add("group_owner_sample", owners.len() as u64);
+    if profile.replica.is_some() {
+        coverage.bump("group_replicated");
+    }
     let hash = crate::history::trace_hash(seen.iter().map(|s| format!("{s:?}")));
-    let others = [namesrv.id(), broker.id(), producer_node.id(), reader.id()];
+    if let Some((slave, _)) = &slave {
+        madsim::plugin::simulator::<DiskSimulator>().detach(*slave);
+    }
+    let others = [namesrv.id(), broker.id(), producer_node.id(), reader.id()]
+        .into_iter()
+        .chain(slave.iter().map(|(n, _)| *n));
     crate::cluster::tear_down(&handle, nodes.into_values().chain(others), Some(broker.id())).await;
     GroupOutcome {
         violations,

@@ -172,22 +172,14 @@ fn a_master_its_controller_stops_answering_takes_no_writes_until_it_answers_agai
     let refused = node.call(CLIENT, &send(6, "T", 0, "A", "deposed?"));
     assert_eq!(refused.response_code(), ResponseCode::SERVICE_NOT_AVAILABLE);
     assert!(refused.remark.unwrap_or_default().contains("not heard from its controller"));
-    let last_heartbeat = |node: &mut BrokerNode| {
-        node.advance(keel_core::broker::controller_link::HEARTBEAT_INTERVAL_MS);
-        to_controller(node, controller)
-            .into_iter()
-            .rev()
-            .find(|c| c.request_code() == RequestCode::BROKER_HEARTBEAT)
-            .expect("heartbeats went out")
-    };
     // An answer that names no master (a follower's) vouches for nothing.
-    let heartbeat = last_heartbeat(&mut node);
+    let heartbeat = next_heartbeat(&mut node, controller);
     node.send(controller, &RemotingCommand::response_to(&heartbeat, ResponseCode::SUCCESS, None));
     node.run_all();
     let still = node.call(CLIENT, &send(7, "T", 0, "A", "still?"));
     assert_eq!(still.response_code(), ResponseCode::SERVICE_NOT_AVAILABLE);
     // The controller answers a heartbeat naming this broker master: writes resume.
-    let heartbeat = last_heartbeat(&mut node);
+    let heartbeat = next_heartbeat(&mut node, controller);
     let (header, _) = master_info(&[1], 1);
     let answer = RemotingCommand::response_to(&heartbeat, ResponseCode::SUCCESS, None);
     node.send(controller, &with_fields(answer, &header));
@@ -198,19 +190,11 @@ fn a_master_its_controller_stops_answering_takes_no_writes_until_it_answers_agai
 #[test]
 fn a_master_told_of_a_newer_epoch_without_it_steps_down_and_a_stale_answer_is_ignored() {
     let (mut node, controller) = elected(1, &[1]);
-    let heartbeat = |node: &mut BrokerNode| {
-        node.advance(keel_core::broker::controller_link::HEARTBEAT_INTERVAL_MS);
-        to_controller(node, controller)
-            .into_iter()
-            .rev()
-            .find(|c| c.request_code() == RequestCode::BROKER_HEARTBEAT)
-            .expect("heartbeats went out")
-    };
     // An answer from before this broker's epoch (epoch 0, naming nobody) changes nothing.
     let (mut header, _) = master_info(&[1], 1);
     header.master_broker_id = None;
     header.master_epoch = Some(0);
-    let request = heartbeat(&mut node);
+    let request = next_heartbeat(&mut node, controller);
     let answer = RemotingCommand::response_to(&request, ResponseCode::SUCCESS, None);
     node.send(controller, &with_fields(answer, &header));
     node.run_all();
@@ -220,12 +204,22 @@ fn a_master_told_of_a_newer_epoch_without_it_steps_down_and_a_stale_answer_is_ig
     );
     // Epoch 2 has no master (this one was counted dead while cut off): it steps down.
     header.master_epoch = Some(2);
-    let request = heartbeat(&mut node);
+    let request = next_heartbeat(&mut node, controller);
     let answer = RemotingCommand::response_to(&request, ResponseCode::SUCCESS, None);
     node.send(controller, &with_fields(answer, &header));
     node.run_all();
     let refused = node.call(CLIENT, &send(6, "T", 0, "A", "deposed"));
     assert_eq!(refused.response_code(), ResponseCode::SERVICE_NOT_AVAILABLE, "{:?}", refused.remark);
+}
+
+/// A heartbeat interval later: the newest heartbeat the broker sent its controller.
+fn next_heartbeat(node: &mut BrokerNode, controller: ConnId) -> RemotingCommand {
+    node.advance(keel_core::broker::controller_link::HEARTBEAT_INTERVAL_MS);
+    to_controller(node, controller)
+        .into_iter()
+        .rev()
+        .find(|c| c.request_code() == RequestCode::BROKER_HEARTBEAT)
+        .expect("heartbeats went out")
 }
 
 fn with_fields(mut command: RemotingCommand, header: &MasterInfoHeader) -> RemotingCommand {
