@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use keel_core::broker::controller_link::HEARTBEAT_TIMEOUT_MS;
 use keel_core::broker::BrokerConfig;
 use keel_core::client::{
     ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, SendRequest, SendTarget,
@@ -392,6 +393,7 @@ async fn nemesis(
                     master_lost: is_master(slot),
                     lost_from_ms: start,
                     in_sync_survives: true,
+                    back_ms: None,
                 });
                 disks.kill(*node, true);
                 tokio::time::sleep(length).await;
@@ -421,6 +423,9 @@ async fn nemesis(
                     master_lost: is_master(slot) && !from_controllers,
                     lost_from_ms: start,
                     in_sync_survives: true,
+                    // Shorter than the controller's heartbeat timeout: the master is not
+                    // replaced, and serves again once the network's retries get through.
+                    back_ms: (length < Duration::from_millis(HEARTBEAT_TIMEOUT_MS)).then_some(until + 10_000),
                 });
                 if from_controllers {
                     for controller in &controllers {
@@ -479,6 +484,7 @@ async fn nemesis(
                     lost_from_ms: start,
                     // No replica is sure to be in sync: the set may wait for this one.
                     in_sync_survives: false,
+                    back_ms: None,
                 });
                 world.record(
                     killed_at,
@@ -508,6 +514,7 @@ async fn nemesis(
                     master_lost: false,
                     lost_from_ms: start,
                     in_sync_survives: true,
+                    back_ms: None,
                 });
                 net.clog_node(controllers[index]);
                 tokio::time::sleep(length).await;

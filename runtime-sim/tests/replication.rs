@@ -298,3 +298,37 @@ fn a_controller_mode_slave_never_follows_a_master_of_an_older_epoch() {
     let told = link.on_bytes(now, &frame, &mut slave.store, &own);
     assert!(matches!(told, Err(HaError::CutBack { .. }) | Err(HaError::NoSharedEpoch)), "{told:?}");
 }
+
+#[test]
+fn a_controller_mode_slave_serves_its_readers_only_what_its_master_confirmed() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let config = HaConfig::default();
+    let mut master = node();
+    for i in 1..=20 {
+        append(&mut master, i);
+    }
+    master.run_all();
+    let end = master.store.write_pos();
+    // Every SyncStateSet member holds only the first half (the master's limit).
+    let half = PhysOffset(end.0 / 2);
+    master.store.set_confirmed_limit(Some(half));
+    let now = MonoNanos(1_000_000_000);
+    for (identity, expected) in [(Some(2), half), (None, end)] {
+        let mut slave = node();
+        let mut session = SlaveSession::new(now);
+        let (mut link, hello) = MasterLink::new(now, &slave.store, identity);
+        session.on_bytes(now, &hello, &master.store).unwrap();
+        while exchange(&mut rng, now, &master, &mut session, &mut slave, &mut link, &config) > 0 {}
+        assert_eq!(slave.store.write_pos(), end, "{identity:?}: the log is copied whole");
+        assert_eq!(slave.store.consumable_end(), expected, "{identity:?}: what readers may see");
+    }
+    // The master confirms more: the slave's readers follow.
+    let mut slave = node();
+    let mut session = SlaveSession::new(now);
+    let (mut link, hello) = MasterLink::new(now, &slave.store, Some(2));
+    session.on_bytes(now, &hello, &master.store).unwrap();
+    while exchange(&mut rng, now, &master, &mut session, &mut slave, &mut link, &config) > 0 {}
+    master.store.set_confirmed_limit(Some(end));
+    while exchange(&mut rng, now, &master, &mut session, &mut slave, &mut link, &config) > 0 {}
+    assert_eq!(slave.store.consumable_end(), end);
+}

@@ -196,7 +196,10 @@ impl Replication {
                 shared.confirmed = Some((epoch.epoch, confirmed));
                 confirmed
             });
-        shared.store.set_confirmed_limit(limit);
+        // A slave's limit is its master's word (the confirmed-offset frame).
+        if !shared.config.role.is_slave() {
+            shared.store.set_confirmed_limit(limit);
+        }
     }
 
     /// Send each slave what it may have now.

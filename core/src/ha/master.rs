@@ -40,6 +40,8 @@ pub struct SlaveSession {
     caught_up: Option<MonoNanos>,
     /// This log's end when the slave's previous report came.
     end_at_report: PhysOffset,
+    /// The confirmed offset last sent (controller mode).
+    confirm_sent: PhysOffset,
     /// Log bytes streamed per second.
     rate: ByteRate,
     liveness: Liveness,
@@ -59,6 +61,7 @@ impl SlaveSession {
             from: None,
             caught_up: None,
             end_at_report: PhysOffset(u64::MAX),
+            confirm_sent: PhysOffset(0),
             rate: ByteRate::default(),
             liveness: Liveness::new(now),
         }
@@ -122,6 +125,15 @@ impl SlaveSession {
             return Err(HaError::SlaveAhead { slave, master: store.write_pos() });
         }
         let Some(next) = self.next else { return Ok(None) };
+        // A slave that said who it is (controller mode) learns how far every SyncStateSet
+        // member holds this log: it serves its readers no further.
+        let confirmed = store.consumable_end();
+        if self.slave_id().is_some() && confirmed > self.confirm_sent {
+            self.confirm_sent = confirmed;
+            let mut out = BytesMut::new();
+            super::wire::encode_confirm(confirmed, &mut out);
+            return Ok(Some(out.freeze()));
+        }
         let ahead = next.bytes_since(self.acked);
         if next < store.visible_end() && ahead < config.window {
             // Below the window, so it fits a usize.

@@ -103,7 +103,14 @@ impl MasterLink {
                     self.adopted = Some(history);
                     continue;
                 }
-                MasterFrame::Transfer(_) if !self.history_seen => return Err(HaError::EpochsExpected),
+                MasterFrame::Transfer(_) | MasterFrame::Confirmed(_) if !self.history_seen => {
+                    return Err(HaError::EpochsExpected)
+                }
+                // Queue readers of this slave see no further than every member holds.
+                MasterFrame::Confirmed(confirmed) => {
+                    store.set_confirmed_limit(Some(confirmed));
+                    continue;
+                }
                 MasterFrame::Transfer(transfer) => transfer,
             };
             let mut end = store.write_pos();

@@ -28,6 +28,16 @@
 //! Before any transfer the master sends its epoch history, in a frame whose offset field is
 //! -1 (Keel's extension; its layout is in [`super::epoch`]).
 //!
+//! In controller mode (the slave said who it is) the master also sends its confirmed offset
+//! whenever it rises: the end of what every SyncStateSet member holds, which a slave serves
+//! no queue reader past (Keel's extension, as RocketMQ's `confirmOffset`):
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0      | 8    | [`CONFIRM_MARKER`] (-2), i64 big-endian |
+//! | 8      | 4    | 8, i32 big-endian |
+//! | 12     | 8    | the master's confirmed offset, i64 big-endian, ≥ 0 |
+//!
 //! Bytes arrive in arbitrary chunks. A value no peer of ours can send (a negative offset or
 //! size, a size over the maximum) breaks the stream: the connection is closed with the
 //! error, and the decoder stays failed.
@@ -40,6 +50,8 @@ use crate::store::PhysOffset;
 pub const REPORT_LEN: usize = 8;
 /// The report value that says the next 8 bytes are the slave's broker id.
 pub const IDENTITY_MARKER: i64 = -2;
+/// The offset field that marks a confirmed-offset frame.
+pub const CONFIRM_MARKER: i64 = -2;
 /// Length of a transfer's header.
 pub const TRANSFER_HEADER_LEN: usize = 8 + 4;
 /// Most CommitLog bytes a master sends in one transfer (`haTransferBatchSize`, 32 KiB).
@@ -56,6 +68,9 @@ pub enum HaWireError {
     /// A transfer size below zero.
     #[error("negative transfer size {0}")]
     NegativeSize(i32),
+    /// A confirmed-offset frame without its 8 bytes.
+    #[error("a confirmed-offset frame without its offset")]
+    BadConfirm,
     /// A history frame that is not one.
     #[error("bad epoch history: {0}")]
     BadEpochs(&'static str),
@@ -82,6 +97,13 @@ pub fn encode_report(end: PhysOffset, out: &mut impl BufMut) {
 pub fn encode_identity(broker_id: i64, out: &mut impl BufMut) {
     out.put_i64(IDENTITY_MARKER);
     out.put_i64(broker_id);
+}
+
+/// Append a confirmed-offset frame (`confirmed`: what every SyncStateSet member holds).
+pub fn encode_confirm(confirmed: PhysOffset, out: &mut impl BufMut) {
+    out.put_i64(CONFIRM_MARKER);
+    out.put_i32(8);
+    out.put_i64(crate::protocol::wire_long(confirmed.0));
 }
 
 /// Append a transfer of `bytes` starting at CommitLog offset `from` to `out`; an empty
@@ -191,6 +213,8 @@ pub enum MasterFrame {
     Epochs(super::epoch::EpochHistory, PhysOffset),
     /// CommitLog bytes, or a heartbeat.
     Transfer(Transfer),
+    /// The master's confirmed offset (controller mode).
+    Confirmed(PhysOffset),
 }
 
 /// The slave's side: transfers from the master, fed in arbitrary chunks.
@@ -241,7 +265,7 @@ impl TransferDecoder {
     pub fn next_transfer(&mut self) -> Option<Result<Transfer, HaWireError>> {
         loop {
             match self.next_frame()? {
-                Ok(MasterFrame::Epochs(..)) => {}
+                Ok(MasterFrame::Epochs(..) | MasterFrame::Confirmed(_)) => {}
                 Ok(MasterFrame::Transfer(transfer)) => return Some(Ok(transfer)),
                 Err(error) => return Some(Err(error)),
             }
@@ -253,12 +277,19 @@ impl TransferDecoder {
         let raw_from = header.get_i64();
         let raw_len = header.get_i32();
         let epochs = raw_from == super::epoch::EPOCHS_MARKER;
+        let confirm = raw_from == CONFIRM_MARKER;
         let from = match offset_from_wire(raw_from) {
             Ok(from) => from,
-            Err(_) if epochs => PhysOffset(0),
+            Err(_) if epochs || confirm => PhysOffset(0),
             Err(error) => return Some(Err(error)),
         };
-        let max = if epochs { super::epoch::EpochHistory::max_frame_body() } else { self.max_len };
+        let max = if epochs {
+            super::epoch::EpochHistory::max_frame_body()
+        } else if confirm {
+            8
+        } else {
+            self.max_len
+        };
         let len = match usize::try_from(raw_len) {
             Ok(len) if len > max => return Some(Err(HaWireError::TooLong { len, max })),
             Ok(len) => len,
@@ -275,6 +306,12 @@ impl TransferDecoder {
                     .map(|(history, end)| MasterFrame::Epochs(history, end)),
             );
         }
+        if confirm {
+            let Some(mut body) = bytes.get(..8) else {
+                return Some(Err(HaWireError::BadConfirm));
+            };
+            return Some(offset_from_wire(body.get_i64()).map(MasterFrame::Confirmed));
+        }
         Some(Ok(MasterFrame::Transfer(Transfer { from, bytes })))
     }
 }
@@ -282,6 +319,34 @@ impl TransferDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confirmed_offset_frame_decodes_however_it_is_cut_and_a_bad_one_breaks_the_stream() {
+        let mut stream = Vec::new();
+        encode_confirm(PhysOffset(0x0102_0304), &mut stream);
+        encode_transfer(PhysOffset(64), b"abc", &mut stream);
+        assert_eq!(&stream[..12], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 8]);
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            let mut decoder = TransferDecoder::new(MAX_TRANSFER_LEN);
+            let mut frames = Vec::new();
+            for part in [a, b] {
+                decoder.push(part);
+                while let Some(frame) = decoder.next_frame() {
+                    frames.push(frame.unwrap());
+                }
+            }
+            assert_eq!(frames.len(), 2, "cut at {cut}");
+            assert_eq!(frames[0], MasterFrame::Confirmed(PhysOffset(0x0102_0304)));
+        }
+        let mut short = Vec::new();
+        short.put_i64(CONFIRM_MARKER);
+        short.put_i32(4);
+        short.put_i32(0);
+        let mut decoder = TransferDecoder::new(MAX_TRANSFER_LEN);
+        decoder.push(&short);
+        assert_eq!(decoder.next_frame(), Some(Err(HaWireError::BadConfirm)));
+    }
 
     #[test]
     fn a_slave_that_says_who_it_is_first_is_known_by_its_id_and_reports_as_usual() {
