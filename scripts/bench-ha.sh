@@ -80,6 +80,7 @@ CONF
 # start SETUP: a name server and the broker sets of SETUP.
 start() {
   local setup=$1 dir="$work/$1-$RANDOM"
+  SETUP_DIR=$dir
   mkdir -p "$dir"
   local ns_port
   ns_port=$(port)
@@ -105,7 +106,7 @@ run() {
   local lag=()
   case "$setup" in async|sync|two-sync) lag=(--replication-lag) ;; esac
   "$bin/mqbench" producer -n "$NAMESRV" -t "Bench$workload" -s "$SIZE" --duration "$DURATION" "${lag[@]}" "$@" \
-    | grep -E '^\[|^replication lag|^per broker set' | sed "s/^/$setup $workload: /"
+    | grep -E '^\[|^replication lag|^per broker set|^first failure' | sed "s/^/$setup $workload: /"
 }
 
 results="$work/results"
@@ -115,6 +116,8 @@ for round in $(seq "$ROUNDS"); do
     run "$setup" 8x32 -w 8 -b 32 | tee -a "$results"
     run "$setup" 64sync -w 64 | tee -a "$results"
     stop_all
+    # Each run writes gigabytes: a round of every setup would fill the disk.
+    rm -rf "$SETUP_DIR"
   done
   echo "--- round $round done"
 done

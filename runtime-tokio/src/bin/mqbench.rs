@@ -145,6 +145,8 @@ struct Stats {
     live: AtomicU64,
     /// Messages acknowledged per broker set, added as each sender ends.
     per_set: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Why the first failed request failed, for the summary.
+    first_failure: Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -159,6 +161,7 @@ impl Stats {
             stop: AtomicBool::new(false),
             live: AtomicU64::new(0),
             per_set: Mutex::new(std::collections::BTreeMap::new()),
+            first_failure: Mutex::new(None),
         })
     }
 
@@ -175,6 +178,15 @@ impl Stats {
     fn finish(&self, local: &Histogram<u64>) {
         let _ = self.histogram.lock().unwrap_or_else(PoisonError::into_inner).add(local);
         self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A request failed: the first failure's reason is kept.
+    fn fail(&self, why: impl FnOnce() -> String) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if first.is_none() {
+            *first = Some(why());
+        }
     }
 
     /// A sender to broker set `set` ends, having had `messages` acknowledged.
@@ -408,9 +420,10 @@ async fn call_loop(
             Ok(reply) if reply.response_code() == ResponseCode::SUCCESS => {
                 stats.record(per_request, sent.elapsed(), local)
             }
-            _ => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
+            Ok(reply) => {
+                stats.fail(|| format!("{:?}: {}", reply.response_code(), reply.remark.unwrap_or_default()))
             }
+            Err(error) => stats.fail(|| error.to_string()),
         }
     }
 }
@@ -605,6 +618,9 @@ fn summarize(role: &Role, stats: &Stats, elapsed: Duration) {
         ms(0.999),
         histogram.max() as f64 / 1000.0
     );
+    if let Some(why) = stats.first_failure.lock().unwrap_or_else(PoisonError::into_inner).as_deref() {
+        println!("first failure: {why}");
+    }
     let per_set = stats.per_set.lock().unwrap_or_else(PoisonError::into_inner);
     if per_set.len() > 1 {
         let shares: Vec<String> = per_set
