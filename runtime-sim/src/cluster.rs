@@ -294,19 +294,8 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
     if profile.disk_latency_us > 0 {
         world.bump("disk_latency");
     }
-    let slave = profile.replica.map(|_| {
-        let config = crate::replica::slave_config(&master_config);
-        let (slave_world, init_config) = (world.clone(), config.clone());
-        let node = handle
-            .create_node()
-            .name("slave")
-            .ip(crate::replica::SLAVE_IP.parse().expect("ip"))
-            .init(move || crate::replica::slave_main(slave_world.clone(), init_config.clone(), epoch))
-            .build();
-        let never: LossHook = Arc::new(|_, _| {});
-        disks.attach(node.id(), profile.seed ^ 0x51a7e, DiskProfile::default(), never);
-        (node.id(), config)
-    });
+    let slave =
+        profile.replica.map(|_| crate::replica::start_slave(&world, &master_config, profile.seed, epoch));
 
     let mut producers: Vec<NodeId> = Vec::new();
     for id in 0..profile.producers {

@@ -324,21 +324,10 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
         broker.id(),
         profile.seed,
         DiskProfile::default(),
-        Arc::clone(&on_loss),
+        on_loss,
     );
-    let slave = profile.replica.map(|_| {
-        let config = crate::replica::slave_config(&master_config);
-        let (slave_world, init_config) = (world.clone(), config.clone());
-        let node = handle
-            .create_node()
-            .name("slave")
-            .ip(crate::replica::SLAVE_IP.parse().expect("ip"))
-            .init(move || crate::replica::slave_main(slave_world.clone(), init_config.clone(), epoch))
-            .build();
-        let disks = madsim::plugin::simulator::<DiskSimulator>();
-        disks.attach(node.id(), profile.seed ^ 0x51a7e, DiskProfile::default(), Arc::clone(&on_loss));
-        (node.id(), config)
-    });
+    let slave =
+        profile.replica.map(|_| crate::replica::start_slave(&world, &master_config, profile.seed, epoch));
 
     let seed = profile.seed;
     let percent = profile.fail_percent;

@@ -56,6 +56,28 @@ pub fn slave_config(master: &BrokerConfig) -> BrokerConfig {
     config
 }
 
+/// Start the slave of the master configured `master` on its own node and disk (its disk
+/// faultless, seeded from `seed`); returns the node and the slave's settings.
+pub fn start_slave(
+    world: &World,
+    master: &BrokerConfig,
+    seed: u64,
+    epoch: Instant,
+) -> (NodeId, BrokerConfig) {
+    let config = slave_config(master);
+    let (slave_world, init_config) = (world.clone(), config.clone());
+    let node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("slave")
+        .ip(SLAVE_IP.parse().expect("ip"))
+        .init(move || slave_main(slave_world.clone(), init_config.clone(), epoch))
+        .build();
+    let never: crate::disk_plugin::LossHook = Arc::new(|_, _| {});
+    let disks = madsim::plugin::simulator::<DiskSimulator>();
+    disks.attach(node.id(), seed ^ 0x51a7e, crate::disk_plugin::DiskProfile::default(), never);
+    (node.id(), config)
+}
+
 /// The slave node's main: the production broker loop on the simulator's disk and clock.
 pub async fn slave_main(world: World, config: BrokerConfig, epoch: Instant) {
     let listener = TcpListener::bind("0.0.0.0:10911").await.expect("bind slave");
