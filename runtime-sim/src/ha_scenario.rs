@@ -55,7 +55,7 @@ use crate::history::{Event, MASTER_CHANGED};
 use crate::replica_checks::replica_divergence;
 use crate::sim_clock::{SharedSkew, SimClock};
 use crate::sim_conn::{ConnChaos, SimConn};
-use crate::timing_checks::{check_timing, timing_pending};
+use crate::timing_checks::{check_timing, timing_pending, CLOG_RETRY_MAX_MS};
 use crate::timing_workload::{self, TimingEnv};
 use crate::world::World;
 
@@ -327,6 +327,19 @@ async fn observe(world: World, records: Records, epoch: Instant, slots: Vec<Brok
     }
 }
 
+/// Cut (or restore) the links both ways between `node` and each of `others`.
+fn cut_links(net: &NetSim, node: NodeId, others: &[NodeId], cut: bool) {
+    for other in others {
+        for (from, to) in [(node, *other), (*other, node)] {
+            if cut {
+                net.clog_link(from, to);
+            } else {
+                net.unclog_link(from, to);
+            }
+        }
+    }
+}
+
 /// A broker's newest epoch (GET_BROKER_EPOCH_CACHE), if it answered.
 async fn newest_epoch(conn: &mut SimConn, timeout: Duration, rng: &mut ChaCha8Rng) -> Option<u32> {
     let epochs = RemotingCommand::request(RequestCode::GET_BROKER_EPOCH_CACHE, 0, Default::default());
@@ -418,29 +431,24 @@ async fn nemesis(
                 locked(&records.faults).push(HaFault {
                     at_ms: start,
                     // A link cut holds traffic up for a while after it is lifted.
-                    until_ms: until + 10_000,
+                    until_ms: until + CLOG_RETRY_MAX_MS,
                     set: Some(slot.set.to_owned()),
                     master_lost: is_master(slot) && !from_controllers,
                     lost_from_ms: start,
                     in_sync_survives: true,
                     // Shorter than the controller's heartbeat timeout: the master is not
                     // replaced, and serves again once the network's retries get through.
-                    back_ms: (length < Duration::from_millis(HEARTBEAT_TIMEOUT_MS)).then_some(until + 10_000),
+                    back_ms: (length < Duration::from_millis(HEARTBEAT_TIMEOUT_MS))
+                        .then_some(until + CLOG_RETRY_MAX_MS),
                 });
                 if from_controllers {
-                    for controller in &controllers {
-                        net.clog_link(*node, *controller);
-                        net.clog_link(*controller, *node);
-                    }
+                    cut_links(&net, *node, &controllers, true);
                 } else {
                     net.clog_node(*node);
                 }
                 tokio::time::sleep(length).await;
                 if from_controllers {
-                    for controller in &controllers {
-                        net.unclog_link(*node, *controller);
-                        net.unclog_link(*controller, *node);
-                    }
+                    cut_links(&net, *node, &controllers, false);
                 } else {
                     net.unclog_node(*node);
                 }
@@ -469,10 +477,7 @@ async fn nemesis(
                 );
                 world.record(start, Event::Fault { what });
                 world.bump("ha_master_isolated_then_killed");
-                for slave in &slaves {
-                    net.clog_link(*node, *slave);
-                    net.clog_link(*slave, *node);
-                }
+                cut_links(&net, *node, &slaves, true);
                 tokio::time::sleep(length).await;
                 let killed_at = ms();
                 locked(&records.faults).push(HaFault {
@@ -493,10 +498,7 @@ async fn nemesis(
                     },
                 );
                 disks.kill(*node, true);
-                for slave in &slaves {
-                    net.unclog_link(*node, *slave);
-                    net.unclog_link(*slave, *node);
-                }
+                cut_links(&net, *node, &slaves, false);
                 tokio::time::sleep(length).await;
                 handle.restart(*node);
             }
@@ -509,7 +511,7 @@ async fn nemesis(
                 world.bump("ha_controller_partition");
                 locked(&records.faults).push(HaFault {
                     at_ms: start,
-                    until_ms: until + 10_000,
+                    until_ms: until + CLOG_RETRY_MAX_MS,
                     set: None,
                     master_lost: false,
                     lost_from_ms: start,

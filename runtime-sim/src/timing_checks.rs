@@ -95,7 +95,7 @@ struct Facts {
 /// a connection clogged for a few seconds (or by two partitions in a row) delivers up to
 /// 10 s after the last one ends (seed 16135798763347326538: requests sent 1.4 s after a
 /// partition lifted arrived 7 s later).
-const CLOG_RETRY_MAX_MS: u64 = 10_000;
+pub(crate) const CLOG_RETRY_MAX_MS: u64 = 10_000;
 
 /// When a fault that began at `at` ended: its description says how long it lasts
 /// (`"… for 1.049s"`, `"… for 167ms"`, `"… for 2000 ms"`), plus madsim's retry backoff for

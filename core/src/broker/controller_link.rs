@@ -258,7 +258,7 @@ impl ControllerLink {
             }
             return None;
         }
-        if status == ResponseCode::SUCCESS || status == ResponseCode::CONTROLLER_MASTER_STILL_EXIST {
+        if answered {
             self.learn(shared, response);
         }
         match code {
@@ -296,13 +296,11 @@ impl ControllerLink {
                     self.next_heartbeat = now.mono;
                     self.next_poll = now.mono.plus_millis(POLL_INTERVAL_MS);
                 }
-                let told = (status == ResponseCode::SUCCESS
-                    || status == ResponseCode::CONTROLLER_MASTER_STILL_EXIST)
-                    .then(|| role_of(response, replica_id, shared.epochs.current().epoch))
-                    .flatten();
-                let names_master = MasterInfoHeader::decode(&response.ext_fields)
+                let told =
+                    answered.then(|| role_of(response, replica_id, shared.epochs.current().epoch)).flatten();
+                let master_named = MasterInfoHeader::decode(&response.ext_fields)
                     .is_ok_and(|info| info.master_broker_id.is_some());
-                if !names_master
+                if !master_named
                     && code != RequestCode::CONTROLLER_ELECT_MASTER
                     && status == ResponseCode::SUCCESS
                 {

@@ -36,11 +36,11 @@ impl Broker {
                     self.apply_synced(now, synced);
                 }
             } else if conn.is_outbound() {
-                let mut named = shared.namesrvs.on_response(conn, &cmd);
+                let named = shared.namesrvs.on_response(conn, &cmd);
                 // In controller mode only the controller names the master: a name server's
                 // route may still name a deposed one, whose history would cut this log back.
                 if shared.config.in_controller_mode() {
-                    named = Default::default();
+                    return;
                 }
                 if let Some(master) = named.replication {
                     self.ha_client.learned(shared, now, master);
