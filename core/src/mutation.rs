@@ -41,6 +41,8 @@ pub enum Mutation {
     /// A broker made master goes on in the epoch it had instead of beginning the
     /// controller's, so two masters write in one epoch.
     StaleEpochWrite,
+    /// A controller restarting ignores its Raft log and rejoins its group empty.
+    ForgetControllerLog,
 }
 
 /// Whether `setting` switches `mutation` on: only a `--cfg madsim` build can answer yes, so a
@@ -58,7 +60,7 @@ pub fn switched_on(setting: Option<Mutation>, mutation: Mutation) -> bool {
 
 impl Mutation {
     /// Every mutation, in a fixed order.
-    pub const ALL: [Mutation; 16] = [
+    pub const ALL: [Mutation; 17] = [
         Mutation::AckBeforeFsync,
         Mutation::SkipCrcOnRecovery,
         Mutation::CqOffByOne,
@@ -75,6 +77,7 @@ impl Mutation {
         Mutation::ElectOutOfSync,
         Mutation::SkipTruncation,
         Mutation::StaleEpochWrite,
+        Mutation::ForgetControllerLog,
     ];
 
     /// The name used on the command line (`SIM_MUTATION=<name>`).
@@ -97,6 +100,7 @@ impl Mutation {
             Mutation::ElectOutOfSync => "elect_out_of_sync",
             Mutation::SkipTruncation => "skip_truncation",
             Mutation::StaleEpochWrite => "stale_epoch_write",
+            Mutation::ForgetControllerLog => "forget_controller_log",
         }
     }
 

@@ -4,13 +4,14 @@
 //! answers a broker's request with CONTROLLER_NOT_LEADER naming the leader; the leader
 //! answers only once the event is committed, and every member then holds it; with the
 //! leader gone the other two elect a new one, which has the state and serves on; the same
-//! seed gives the same run.
+//! seed gives the same run. With their Raft logs on (simulated) disks, a group that loses
+//! power all at once comes back with its brokers, master and epoch.
 
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use keel_core::controller::{Controller, ControllerConfig, ControllerCore, ControllerPeers};
-use keel_core::io::{ConnId, ConnKind, Input, Machine, Now, Output};
+use keel_core::controller::{Controller, ControllerConfig, ControllerCore, ControllerPeers, RecoveredLog};
+use keel_core::io::{ConnId, ConnKind, DiskOp, Input, IoId, Machine, Now, Output};
 use keel_core::protocol::headers::{
     ApplyBrokerIdRequestHeader, CommandHeader, GetMetaDataResponseHeader, MasterInfoHeader,
     RegisterBrokerToControllerRequestHeader,
@@ -27,8 +28,38 @@ fn at(ms: u64) -> Now {
     Now::new(1_000_000_000 + ms * 1_000_000, 1_726_000_000_000 + i64::try_from(ms).unwrap())
 }
 
+/// One controller's disk: its log file as written, and as synced (what a power cut leaves).
+#[derive(Default)]
+struct Disk {
+    written: Vec<u8>,
+    synced: Vec<u8>,
+    /// Operations not yet carried out; they complete on the next clock step.
+    queued: VecDeque<(IoId, DiskOp)>,
+}
+
+impl Disk {
+    fn execute(&mut self, op: &DiskOp) {
+        match op {
+            DiskOp::Create { .. } | DiskOp::SyncDir { .. } => {}
+            DiskOp::Write { offset, data, .. } => {
+                let offset = usize::try_from(*offset).unwrap();
+                if self.written.len() < offset + data.len() {
+                    self.written.resize(offset + data.len(), 0);
+                }
+                self.written[offset..offset + data.len()].copy_from_slice(data);
+            }
+            DiskOp::SetLen { len, .. } => self.written.resize(usize::try_from(*len).unwrap(), 0),
+            DiskOp::Sync { .. } => self.synced.clone_from(&self.written),
+            other => panic!("a controller asked for {other:?}"),
+        }
+    }
+}
+
 struct Net {
     nodes: Vec<Controller>,
+    /// Each node's disk, when the logs are kept on disk.
+    disks: Option<Vec<Disk>>,
+    seed: u64,
     addrs: Vec<SocketAddr>,
     /// (node, its conn) → (node, its conn) at the other end.
     wires: BTreeMap<(usize, ConnId), (usize, ConnId)>,
@@ -43,16 +74,28 @@ struct Net {
 
 impl Net {
     fn new(seed: u64) -> Self {
-        let mut nodes = Vec::new();
-        let mut addrs = Vec::new();
-        for i in 0..3u64 {
-            let peers = ControllerPeers::parse("group1", PEERS, &format!("n{i}"), seed ^ i).unwrap();
-            addrs.push(peers.me().unwrap().addr);
-            let core = ControllerCore::in_group(ControllerConfig::default(), peers).unwrap();
-            nodes.push(Controller::with_core(core));
-        }
+        Self::build(seed, false)
+    }
+
+    /// A group whose logs are kept on disk.
+    fn durable(seed: u64) -> Self {
+        Self::build(seed, true)
+    }
+
+    fn controller(seed: u64, node: usize, log: Option<&RecoveredLog>) -> Controller {
+        let peers = ControllerPeers::parse("group1", PEERS, &format!("n{node}"), seed ^ node as u64).unwrap();
+        Controller::with_core(ControllerCore::in_group(ControllerConfig::default(), peers, log).unwrap())
+    }
+
+    fn build(seed: u64, durable: bool) -> Self {
+        let empty = RecoveredLog::default();
+        let log = durable.then_some(&empty);
+        let nodes = (0..3).map(|node| Self::controller(seed, node, log)).collect();
+        let addrs = PEERS.split(';').map(|p| p.split_once('-').unwrap().1.parse().unwrap()).collect();
         let mut net = Self {
             nodes,
+            disks: durable.then(|| (0..3).map(|_| Disk::default()).collect()),
+            seed,
             addrs,
             wires: BTreeMap::new(),
             to_broker: (0..3).map(|_| FrameDecoder::new(DEFAULT_MAX_FRAME_LEN)).collect(),
@@ -62,10 +105,52 @@ impl Net {
             ms: 0,
         };
         for node in 0..3 {
-            let peer = "10.0.1.1:40000".parse().unwrap();
-            net.input(node, Input::ConnOpened { conn: BROKER, peer, kind: ConnKind::Remoting });
+            net.connect_broker(node);
         }
         net
+    }
+
+    fn connect_broker(&mut self, node: usize) {
+        let peer = "10.0.1.1:40000".parse().unwrap();
+        self.input(node, Input::ConnOpened { conn: BROKER, peer, kind: ConnKind::Remoting });
+    }
+
+    /// Carry out every queued disk operation and report it.
+    fn complete_disk_ops(&mut self) {
+        for node in 0..3 {
+            let Some(disks) = &mut self.disks else { return };
+            let done: Vec<IoId> = std::mem::take(&mut disks[node].queued)
+                .into_iter()
+                .map(|(io, op)| {
+                    disks[node].execute(&op);
+                    io
+                })
+                .collect();
+            for io in done {
+                self.input(node, Input::DiskDone { io, result: Ok(()) });
+            }
+        }
+    }
+
+    /// Every node loses power at once (what was not synced is gone) and starts again from
+    /// its log file.
+    fn power_cycle_all(&mut self) {
+        for node in 0..3 {
+            self.kill(node);
+        }
+        self.wires.clear();
+        self.down.clear();
+        let disks = self.disks.as_mut().expect("a durable group");
+        for (node, disk) in disks.iter_mut().enumerate() {
+            disk.queued.clear();
+            disk.written.clone_from(&disk.synced);
+            let log = RecoveredLog::read(&disk.synced).unwrap();
+            self.nodes[node] = Self::controller(self.seed, node, Some(&log));
+        }
+        self.to_broker = (0..3).map(|_| FrameDecoder::new(DEFAULT_MAX_FRAME_LEN)).collect();
+        for node in 0..3 {
+            self.connect_broker(node);
+        }
     }
 
     fn input(&mut self, node: usize, input: Input) {
@@ -115,6 +200,10 @@ impl Net {
                 }
                 queue.push_back((node, Input::ConnClosed { conn }));
             }
+            Output::Disk { io, op } => match &mut self.disks {
+                Some(disks) => disks[node].queued.push_back((io, op)),
+                None => panic!("a controller without a log file asked for {op:?}"),
+            },
             other => panic!("a controller asked for {other:?}"),
         }
     }
@@ -124,6 +213,7 @@ impl Net {
         let end = self.ms + ms;
         while self.ms < end {
             self.ms += 10;
+            self.complete_disk_ops();
             for node in 0..3 {
                 let due = self.nodes[node].poll_timeout().is_some_and(|t| t <= at(self.ms).mono);
                 if due {
@@ -299,4 +389,70 @@ fn a_leader_cut_off_from_the_majority_commits_nothing_and_says_so() {
     assert_eq!(replies[0].response_code(), ResponseCode::CONTROLLER_NOT_LEADER);
     assert!(net.nodes[leader].core().state().table().get("broker-a").is_none());
     assert!(!net.nodes[leader].core().is_leader());
+}
+
+fn elect(id: i64) -> RemotingCommand {
+    let elect = keel_core::protocol::headers::ElectMasterRequestHeader {
+        cluster_name: "c".into(),
+        broker_name: "broker-a".into(),
+        broker_id: Some(id),
+        designate_elect: Some(false),
+    };
+    RemotingCommand::request(RequestCode::CONTROLLER_ELECT_MASTER, 4, elect.to_ext_fields())
+}
+
+#[test]
+fn a_durable_group_that_loses_power_at_once_keeps_its_brokers_master_and_epoch() {
+    let mut net = Net::durable(15);
+    net.run(5_000);
+    let leader = net.leader();
+    for request in [apply_id(1), register(1), elect(1), apply_id(2), register(2)] {
+        let replies = net.call(leader, &request, 300);
+        assert_eq!(replies[0].response_code(), ResponseCode::SUCCESS, "{:?}", replies[0].remark);
+    }
+    assert!(net.disks.as_ref().unwrap().iter().all(|d| !d.synced.is_empty()), "every member wrote its log");
+
+    net.power_cycle_all();
+    net.run(5_000);
+    let leader = net.leader();
+    for node in 0..3 {
+        let set = net.nodes[node].core().state().table().get("broker-a").expect("the set survives");
+        assert_eq!((set.master, set.master_epoch), (Some(1), 1), "node {node}");
+        assert_eq!(set.addr(2), Some("10.0.1.2:10911"), "node {node}");
+    }
+    // The leader vouches for the same master at the same epoch: a broker that ignores
+    // answers from an older epoch still follows this group.
+    let heartbeat = keel_core::protocol::headers::BrokerHeartbeatRequestHeader {
+        cluster_name: "c".into(),
+        broker_addr: "10.0.1.1:10911".into(),
+        broker_name: "broker-a".into(),
+        broker_id: Some(1),
+        epoch: Some(1),
+        max_offset: Some(0),
+        confirm_offset: Some(0),
+        heartbeat_timeout_mills: Some(10_000),
+        election_priority: Some(0),
+    };
+    let request = RemotingCommand::request(RequestCode::BROKER_HEARTBEAT, 5, heartbeat.to_ext_fields());
+    let replies = net.call(leader, &request, 0);
+    assert_eq!(replies[0].response_code(), ResponseCode::SUCCESS, "{:?}", replies[0].remark);
+    let info = MasterInfoHeader::decode(&replies[0].ext_fields).unwrap();
+    assert_eq!((info.master_broker_id, info.master_epoch), (Some(1), Some(1)));
+}
+
+#[test]
+fn a_durable_leader_answers_only_once_a_majority_holds_the_event_on_disk() {
+    let mut net = Net::durable(16);
+    net.run(5_000);
+    let leader = net.leader();
+    net.broker_got.clear();
+    let received = at(net.ms).mono;
+    net.input(leader, Input::Bytes { conn: BROKER, data: encode_to_bytes(&apply_id(1)), received });
+    // No disk has completed a write yet: no member may count the event, so no answer.
+    assert!(net.broker_got.iter().all(|(_, c)| !c.is_response()), "answered before any write was durable");
+    net.run(300);
+    let replies: Vec<&RemotingCommand> =
+        net.broker_got.iter().map(|(_, c)| c).filter(|c| c.is_response()).collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].response_code(), ResponseCode::SUCCESS, "{:?}", replies[0].remark);
 }

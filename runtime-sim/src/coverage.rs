@@ -58,6 +58,8 @@ pub const REQUIRED: &[&str] = &[
     "ha_broker_controller_partition",
     "ha_controller_partition",
     "ha_master_isolated_then_killed",
+    "ha_controller_power_loss",
+    "ha_controller_group_power_loss",
 ];
 
 /// Named counters.

@@ -5,7 +5,9 @@
 //!
 //! During the fault phase one fault at a time hits: the master of a set killed (power loss),
 //! any broker killed, a broker cut off from everything, a broker cut off from the
-//! controllers, a controller cut off, or a master cut off from its slaves and then killed. The observer asks each broker every 250 ms for its
+//! controllers, a controller cut off, a master cut off from its slaves and then killed, or
+//! controllers losing power (one, or now and then all three at once: each comes back from
+//! the Raft log on its disk). The observer asks each broker every 250 ms for its
 //! role and epochs (GET_BROKER_HA_STATUS, GET_BROKER_EPOCH_CACHE) and writes a probe to each
 //! master it finds, which times failovers; it creates the topic on each set's first master
 //! (UPDATE_AND_CREATE_TOPIC, as `mqadmin updateTopic -c` does). Then the run heals, the producer stops, the
@@ -22,7 +24,7 @@ use keel_core::broker::BrokerConfig;
 use keel_core::client::{
     ClientConfig, ConsumeFromWhere, ConsumeResult, ConsumerConfig, SendRequest, SendTarget,
 };
-use keel_core::controller::{Controller, ControllerConfig, ControllerCore, ControllerPeers};
+use keel_core::controller::{Controller, ControllerConfig, ControllerCore, ControllerPeers, RecoveredLog};
 use keel_core::ha::BrokerRole;
 use keel_core::mutation::Mutation;
 use keel_core::protocol::body::{EpochEntryCache, HaRuntimeInfo, MessageQueue};
@@ -46,7 +48,7 @@ use tokio::net::TcpListener;
 
 use crate::cluster::TIMING_CHECKS;
 use crate::cluster::{broker_main, namesrv_main, RunOutcome};
-use crate::disk_plugin::{DiskProfile, DiskSimulator, LossHook};
+use crate::disk_plugin::{DiskProfile, DiskSimulator, LossHook, NodeDisk};
 use crate::ha_checks::{
     epoch_claims, lost, observed_failovers, offset_conflicts, slow_failovers, starved_sets, Acked, Delivery,
     HaFault, RoleSample,
@@ -173,13 +175,20 @@ fn broker_slots(profile: &HaProfile, mutation: Option<Mutation>) -> Vec<BrokerSl
 async fn controller_main(peers: ControllerPeers, epoch: Instant, mutation: Option<Mutation>) {
     let listener = TcpListener::bind("0.0.0.0:9878").await.expect("bind controller");
     let config = ControllerConfig { scan_interval_ms: 1_000, mutation, ..ControllerConfig::default() };
-    let core = ControllerCore::in_group(config, peers).expect("a controller group");
+    let (completions_tx, completions) = tokio::sync::mpsc::unbounded_channel();
+    let disk = NodeDisk::start(completions_tx);
+    // A log the controller wrote itself always reads back (a torn tail is cut off).
+    let log = RecoveredLog::load(&disk).expect("the controller's Raft log recovers");
+    let core = ControllerCore::in_group(config, peers, Some(&log)).expect("a controller group");
     let mut machine = Controller::with_core(core);
     let clock = Arc::new(SimClock::start(SharedSkew::default(), epoch));
     let config = DriverConfig { clock, ..DriverConfig::default() };
     let never = std::future::pending::<()>();
     let listeners = vec![(listener, keel_core::io::ConnKind::Remoting)];
-    let _ = driver::run(&mut machine, listeners, None, config, never, |_, _| {}, |_| true).await;
+    let disk: Arc<dyn keel_runtime_tokio::disk::Disk> = Arc::new(disk);
+    let _ =
+        driver::run(&mut machine, listeners, Some((disk, completions)), config, never, |_, _| {}, |_| true)
+            .await;
 }
 
 fn key_of(message: &StoredMessage) -> Option<u32> {
@@ -374,7 +383,7 @@ async fn nemesis(
             return;
         }
         tokio::time::sleep_until(at).await;
-        let kind = rng.gen_range(0..6);
+        let kind = rng.gen_range(0..7);
         let set = SETS[rng.gen_range(0..SETS.len())];
         let masters: BTreeMap<&str, Option<i64>> = SETS.iter().map(|s| (*s, records.master_of(s))).collect();
         let pick = |rng: &mut ChaCha8Rng, master: bool| -> Option<&(BrokerSlot, NodeId)> {
@@ -502,6 +511,42 @@ async fn nemesis(
                 tokio::time::sleep(length).await;
                 handle.restart(*node);
             }
+            6 => {
+                // Controllers lose power: one, or (one time in four) all three at once, so
+                // the group can only go on from what its members hold on disk.
+                let all = rng.gen_bool(0.25);
+                let hit: Vec<usize> = if all {
+                    (0..controllers.len()).collect()
+                } else {
+                    vec![rng.gen_range(0..controllers.len())]
+                };
+                let names: Vec<String> = hit.iter().map(|i| format!("n{i}")).collect();
+                world.record(
+                    start,
+                    Event::Fault {
+                        what: format!("power loss of controller {} for {length:?}", names.join(", ")),
+                    },
+                );
+                world.bump(if all { "ha_controller_group_power_loss" } else { "ha_controller_power_loss" });
+                locked(&records.faults).push(HaFault {
+                    at_ms: start,
+                    // The group elects a leader and hears the brokers for a heartbeat
+                    // timeout before it judges any master.
+                    until_ms: until + HEARTBEAT_TIMEOUT_MS,
+                    set: None,
+                    master_lost: false,
+                    lost_from_ms: start,
+                    in_sync_survives: true,
+                    back_ms: None,
+                });
+                for index in &hit {
+                    disks.kill(controllers[*index], true);
+                }
+                tokio::time::sleep(length).await;
+                for index in &hit {
+                    handle.restart(controllers[*index]);
+                }
+            }
             _ => {
                 let index = rng.gen_range(0..controllers.len());
                 world.record(
@@ -553,6 +598,8 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome 
             .ip(ip.parse().expect("ip"))
             .init(move || controller_main(peers.clone(), epoch, mutation))
             .build();
+        let never: LossHook = Arc::new(|_, _| {});
+        disks.attach(node.id(), profile.seed ^ 0xc0c0 ^ i as u64, DiskProfile::default(), never);
         controllers.push(node.id());
     }
     let slots = broker_slots(&profile, mutation);

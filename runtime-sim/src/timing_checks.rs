@@ -99,9 +99,17 @@ pub(crate) const CLOG_RETRY_MAX_MS: u64 = 10_000;
 
 /// When a fault that began at `at` ended: its description says how long it lasts
 /// (`"… for 1.049s"`, `"… for 167ms"`, `"… for 2000 ms"`), plus madsim's retry backoff for
-/// a partition; one without a length is an instant.
+/// a partition, or a master's lease for the controllers' power loss (a master that lost
+/// its lease takes writes again only once the returned group has a leader that vouches
+/// for it); one without a length is an instant.
 fn fault_end(at: u64, what: &str) -> u64 {
-    let tail = if what.contains("partition") { CLOG_RETRY_MAX_MS } else { 0 };
+    let tail = if what.contains("partition") {
+        CLOG_RETRY_MAX_MS
+    } else if what.contains("power loss of controller") {
+        keel_core::broker::controller_link::HEARTBEAT_TIMEOUT_MS
+    } else {
+        0
+    };
     described_end(at, what).saturating_add(tail)
 }
 
@@ -731,6 +739,8 @@ mod tests {
         // A partition holds traffic up for as long as madsim's retry backoff after it.
         assert_eq!(fault_end(100, "one-way partition: broker out for 3.301s"), 13_401);
         assert_eq!(fault_end(100, "partition broker | 5 for 39ms"), 10_139);
+        // The brokers wait out a lease for the returned group to vouch for their masters.
+        assert_eq!(fault_end(100, "power loss of controller n0, n1, n2 for 2s"), 12_100);
         // A pause that began before the send and outlasted it excuses a check.
         let mut h = History::default();
         h.push(500, Event::Fault { what: "pause broker for 1.049s".into() });

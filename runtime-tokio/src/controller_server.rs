@@ -1,8 +1,14 @@
 //! The standalone controller (`mqcontroller`), bound and ready to run.
 
-use keel_core::controller::{Controller, ControllerCore};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use keel_core::controller::{Controller, ControllerCore, RecoveredLog};
+use tokio::sync::mpsc;
 
 use crate::config::ControllerSettings;
+use crate::disk::{Disk, DiskWithCompletions, FileDisk};
 use crate::server::ListenerServer;
 
 /// A controller with its listener bound.
@@ -22,14 +28,36 @@ impl ControllerServer {
         };
         let peers = group.peers(seed()).map_err(anyhow::Error::msg)?;
         let peer_port = peers.me().map(|me| me.addr.port());
-        let core = ControllerCore::in_group(settings.controller(), peers)?;
-        let server =
-            Self::bind_machine(Controller::with_core(core), settings.listen_port, "controller").await?;
+        let (disk, log) = open_log(&group.store_path)?;
+        let core = ControllerCore::in_group(settings.controller(), peers, Some(&log))?;
+        let server = Self::bind_machine(Controller::with_core(core), settings.listen_port, "controller")
+            .await?
+            .with_disk(disk);
         match peer_port {
             Some(port) => server.also_on(port).await,
             None => Ok(server),
         }
     }
+}
+
+/// Open `controllerStorePath` and read the Raft log there (an empty log if there is none).
+pub fn open_log(path: &Path) -> anyhow::Result<(DiskWithCompletions, RecoveredLog)> {
+    let (completions_tx, completions) = mpsc::unbounded_channel();
+    let disk = FileDisk::open(path, completions_tx)
+        .with_context(|| format!("cannot open controllerStorePath {}", path.display()))?;
+    let log = RecoveredLog::load(&disk)
+        .with_context(|| format!("cannot recover the controller's Raft log in {}", path.display()))?;
+    if log.dropped > 0 {
+        tracing::warn!(dropped = log.dropped, "controller Raft log had a torn tail; it is cut off");
+    }
+    tracing::info!(
+        entries = log.entries.len(),
+        term = log.hard_state.term,
+        path = %path.display(),
+        "controller Raft log recovered"
+    );
+    let disk: Arc<dyn Disk> = Arc::new(disk);
+    Ok(((disk, completions), log))
 }
 
 /// Seeds a controller's election spread: it only needs to differ between controllers.

@@ -21,6 +21,9 @@ use tokio::sync::mpsc::UnboundedSender;
 /// A disk operation's completion.
 pub type Completion = (IoId, Result<(), DiskError>);
 
+/// A disk and the channel its completions come back on, as the driver takes them.
+pub type DiskWithCompletions = (std::sync::Arc<dyn Disk>, tokio::sync::mpsc::UnboundedReceiver<Completion>);
+
 /// Where the core's disk operations go, and its read view of storage.
 pub trait Disk: StoreRead + Send + Sync {
     /// Queue `op` behind everything submitted before; its completion is reported later.

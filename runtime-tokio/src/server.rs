@@ -15,16 +15,19 @@ use tokio::sync::mpsc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerSettings, NamesrvSettings};
-use crate::disk::{Completion, Disk, FileDisk};
+use crate::disk::{Completion, Disk, DiskWithCompletions, FileDisk};
 use crate::driver::{self, DriverConfig};
 use crate::startup::{io_reason, listen_error};
 
-/// A machine without a disk (a name server, a controller) with its listener bound.
+/// A name server or a controller with its listener bound, and the disk holding its
+/// controller's Raft log when it is a group member.
 pub struct ListenerServer<M> {
     machine: M,
     listener: TcpListener,
     /// More ports serving the same machine (a controller's port among its peers).
     extra: Vec<TcpListener>,
+    /// `controllerStorePath`, opened, with its completions.
+    disk: Option<DiskWithCompletions>,
     /// What it is, for the log.
     what: &'static str,
 }
@@ -37,7 +40,14 @@ impl<M: Machine> ListenerServer<M> {
     pub async fn bind_machine(machine: M, port: u16, what: &'static str) -> anyhow::Result<Self> {
         let addr = SocketAddr::from(([0, 0, 0, 0], port));
         let listener = TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?;
-        Ok(Self { machine, listener, extra: Vec::new(), what })
+        Ok(Self { machine, listener, extra: Vec::new(), disk: None, what })
+    }
+
+    /// Carry out the machine's disk operations on `disk`.
+    #[must_use]
+    pub fn with_disk(mut self, disk: DiskWithCompletions) -> Self {
+        self.disk = Some(disk);
+        self
     }
 
     /// Serve `port` too, unless it is the one already bound.
@@ -59,7 +69,7 @@ impl<M: Machine> ListenerServer<M> {
         driver::run(
             &mut self.machine,
             std::iter::once(self.listener).chain(self.extra).map(|l| (l, ConnKind::Remoting)).collect(),
-            None,
+            self.disk,
             DriverConfig::default(),
             shutdown,
             |_, _| {},
@@ -82,13 +92,22 @@ impl NamesrvServer {
         });
         let group = settings.group.as_ref().filter(|_| settings.enable_controller);
         let mut peer_port = None;
+        let mut disk = None;
         if let (Some(group), Some(config)) = (group, settings.controller()) {
             let peers = group.peers(crate::controller_server::seed()).map_err(anyhow::Error::msg)?;
             peer_port = peers.me().map(|me| me.addr.port());
-            machine =
-                machine.with_controller(keel_core::controller::ControllerCore::in_group(config, peers)?);
+            let (store, log) = crate::controller_server::open_log(&group.store_path)?;
+            disk = Some(store);
+            machine = machine.with_controller(keel_core::controller::ControllerCore::in_group(
+                config,
+                peers,
+                Some(&log),
+            )?);
         }
-        let server = Self::bind_machine(machine, settings.listen_port, "name server").await?;
+        let mut server = Self::bind_machine(machine, settings.listen_port, "name server").await?;
+        if let Some(disk) = disk {
+            server = server.with_disk(disk);
+        }
         match peer_port {
             Some(port) => server.also_on(port).await,
             None => Ok(server),

@@ -5,7 +5,8 @@
 //! new epoch and serves every message the old master had acknowledged and replicated.
 //! Then the same with three controllers in a group: the brokers find the leader; after
 //! `kill -9` of the leader the other two elect one, which has the set's state, and after
-//! `kill -9` of the master it elects the slave.
+//! `kill -9` of the master it elects the slave. Then all three are killed at once and
+//! started again: from their Raft logs they know the set, its new master and its epoch.
 //! Normal builds only (real processes and sockets).
 #![cfg(not(madsim))]
 
@@ -187,21 +188,21 @@ fn a_controller_group_survives_its_leader_and_then_elects_the_slave() {
     let dir = scratch_dir("controller-group-failover");
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect();
-    let mut controllers: Vec<Option<ServerProcess>> = (0..3)
-        .map(|i| {
-            let conf = dir.join(format!("controller-n{i}.properties"));
-            let text = format!(
-                "controllerDLegerGroup=group1\ncontrollerDLegerPeers={}\ncontrollerDLegerSelfId=n{i}\n\
-                 scanNotActiveBrokerInterval=1000\n",
-                peers.join(";")
-            );
-            std::fs::write(&conf, text).unwrap();
-            let process =
-                ServerProcess::start(env!("CARGO_BIN_EXE_mqcontroller"), &["-c", conf.to_str().unwrap()]);
-            assert_eq!(process.addr_in_boot_line(0).port(), ports[i], "{}", process.boot_line);
-            Some(process)
-        })
-        .collect();
+    let start_controller = |i: usize| {
+        let conf = dir.join(format!("controller-n{i}.properties"));
+        let text = format!(
+            "controllerDLegerGroup=group1\ncontrollerDLegerPeers={}\ncontrollerDLegerSelfId=n{i}\n\
+             scanNotActiveBrokerInterval=1000\ncontrollerStorePath={}\n",
+            peers.join(";"),
+            dir.join(format!("controller-n{i}")).display()
+        );
+        std::fs::write(&conf, text).unwrap();
+        let process =
+            ServerProcess::start(env!("CARGO_BIN_EXE_mqcontroller"), &["-c", conf.to_str().unwrap()]);
+        assert_eq!(process.addr_in_boot_line(0).port(), ports[i], "{}", process.boot_line);
+        process
+    };
+    let mut controllers: Vec<Option<ServerProcess>> = (0..3).map(|i| Some(start_controller(i))).collect();
     let mut leader = None;
     let elected = wait_until("a controller leads", Duration::from_secs(20), || {
         leader = leader_among(&ports);
@@ -265,6 +266,27 @@ fn a_controller_group_survives_its_leader_and_then_elects_the_slave() {
     let leader_now = leader_among(&rest).expect("a leader");
     let after = sync_state(&mut Client::connect(([127, 0, 0, 1], leader_now).into()));
     assert_eq!((after.master_broker_id, after.master_epoch), (Some(2), 2), "{after:?}");
+
+    // Every controller dies at once and starts again: the group comes back from its logs
+    // with broker 2 master at epoch 2 (broker 2 ignores a controller behind its epoch).
+    for controller in &mut controllers {
+        if let Some(mut process) = controller.take() {
+            process.child.kill().unwrap();
+            process.child.wait().unwrap();
+        }
+    }
+    let controllers: Vec<ServerProcess> = (0..3).map(start_controller).collect();
+    wait_until("a leader after the restart", Duration::from_secs(20), || leader_among(&ports).is_some());
+    let leader_now = leader_among(&ports).expect("a leader");
+    let recovered = sync_state(&mut Client::connect(([127, 0, 0, 1], leader_now).into()));
+    assert_eq!((recovered.master_broker_id, recovered.master_epoch), (Some(2), 2), "{recovered:?}");
+    let mut sent_after = 0;
+    wait_until("broker 2 takes sends after the group's restart", Duration::from_secs(30), || {
+        sent_after += 1;
+        let reply = to_second.call(&send_message(5000 + sent_after, "pg", 0, &message(200)));
+        reply.response_code() == ResponseCode::SUCCESS
+    });
+    drop(controllers);
     drop(second);
     drop(namesrv);
 }

@@ -6,15 +6,22 @@
 //! only the leader decides requests and proposes. raft-rs draws its election timeout with
 //! `thread_rng`, which no simulator controls: the range is pinned to one value
 //! (`min_election_tick = election_tick`, `max_election_tick = election_tick + 1`) and the
-//! owner spreads elections by skipping ticks with its own seeded randomness. The log lives in
-//! raft-rs's `MemStorage` for now: a controller that restarts rejoins empty and is brought
-//! up to date by the others (a majority must stay up).
+//! owner spreads elections by skipping ticks with its own seeded randomness.
+//!
+//! raft-rs reads the log from its `MemStorage`; with a [`RaftLogFile`] every batch is also
+//! written and synced, and raft-rs hears it is persisted (so votes and acknowledgements go
+//! out) only once the disk says so. Without one (tests, and a lone controller) the log
+//! lives in memory only.
+
+use std::collections::VecDeque;
 
 use raft::prelude::{Entry, EntryType, Message};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
 
+use super::raft_log::{RaftLogFile, RecoveredLog};
 use super::replicas::Event;
+use crate::io::{DiskError, IoId, Output};
 use crate::protocol::json::{self, KeyStyle};
 
 /// How often the owner ticks a replica.
@@ -53,18 +60,35 @@ pub struct Committed {
     pub event: Event,
 }
 
-/// What a poll hands the owner: messages for peers and events committed, in order.
+/// What a poll hands the owner: messages for peers, events committed (in order) and the
+/// log's disk writes.
 #[derive(Debug, Default)]
 pub struct ConsensusOutput {
     /// (peer id, encoded message).
     pub messages: Vec<(u64, Vec<u8>)>,
     /// Events to apply, in log order.
     pub committed: Vec<Committed>,
+    /// Writes of the log file, to carry out in order.
+    pub disk: Vec<Output>,
+}
+
+/// A batch's messages that may go out only once it (and every batch before) is durable.
+#[derive(Debug)]
+struct Unpersisted {
+    /// raft-rs's number for the batch.
+    number: u64,
+    /// The write that makes it durable; `None` when it had nothing to write.
+    write: Option<IoId>,
+    messages: Vec<Message>,
 }
 
 /// One controller's replica of the event log.
 pub struct Consensus {
     node: RawNode<MemStorage>,
+    /// The log on disk, if it is kept there.
+    file: Option<RaftLogFile>,
+    /// Batches waiting on the disk, oldest first.
+    unpersisted: VecDeque<Unpersisted>,
 }
 
 impl core::fmt::Debug for Consensus {
@@ -78,8 +102,19 @@ impl core::fmt::Debug for Consensus {
 }
 
 impl Consensus {
-    /// Controller `id` of the group `voters`.
+    /// Controller `id` of the group `voters`, its log in memory only.
     pub fn new(id: u64, voters: &[u64]) -> Result<Self, ConsensusError> {
+        Self::build(id, voters, None)
+    }
+
+    /// Controller `id` of the group `voters`, going on from the log `recovered` from its
+    /// file and writing there. The committed entries come back from [`poll`](Self::poll)
+    /// again, so the owner rebuilds its state by applying them.
+    pub fn recovered(id: u64, voters: &[u64], recovered: &RecoveredLog) -> Result<Self, ConsensusError> {
+        Self::build(id, voters, Some(recovered))
+    }
+
+    fn build(id: u64, voters: &[u64], recovered: Option<&RecoveredLog>) -> Result<Self, ConsensusError> {
         let config = Config {
             id,
             election_tick: ELECTION_TICKS,
@@ -93,8 +128,24 @@ impl Consensus {
         };
         config.validate()?;
         let storage = MemStorage::new_with_conf_state((voters.to_vec(), Vec::<u64>::new()));
+        if let Some(log) = recovered {
+            let mut core = storage.wl();
+            // `RecoveredLog::read` checked the entries are continuous from index 1.
+            core.append(&log.entries)?;
+            core.set_hardstate(log.hard_state.clone());
+        }
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        Ok(Self { node: RawNode::new(&config, storage, &logger)? })
+        let node = RawNode::new(&config, storage, &logger)?;
+        let file = recovered.map(RaftLogFile::new);
+        Ok(Self { node, file, unpersisted: VecDeque::new() })
+    }
+
+    /// A write of the log file completed.
+    pub fn persisted(&mut self, io: IoId, result: &Result<(), DiskError>) -> Result<(), DiskError> {
+        match &mut self.file {
+            Some(file) => file.completed(io, result),
+            None => Ok(()),
+        }
     }
 
     /// One tick ([`TICK_MS`] of the owner's time).
@@ -138,14 +189,20 @@ impl Consensus {
         Ok((self.node.raft.raft_log.last_index(), self.node.raft.term))
     }
 
-    /// Everything raft-rs has ready: entries stored (in memory), messages to send, events
-    /// committed.
+    /// Everything raft-rs has ready: entries stored (in memory, and written to the file),
+    /// messages to send (a follower's once the disk has its batch), events committed (only
+    /// ever entries this replica holds durably).
     pub fn poll(&mut self) -> ConsensusOutput {
         let mut out = ConsensusOutput::default();
+        self.release(&mut out);
         while self.node.has_ready() {
             let mut ready = self.node.ready();
+            // A leader's messages go out at once: it counts its own copy only once durable.
             out.messages.extend(encode(ready.take_messages()));
             self.committed(ready.take_committed_entries(), &mut out);
+            if !ready.snapshot().is_empty() {
+                tracing::error!("raft-rs offered a snapshot, but this log never compacts");
+            }
             let store = self.node.raft.raft_log.store.clone();
             if !ready.entries().is_empty() {
                 if let Err(error) = store.wl().append(ready.entries()) {
@@ -155,16 +212,38 @@ impl Consensus {
             if let Some(state) = ready.hs() {
                 store.wl().set_hardstate(state.clone());
             }
-            out.messages.extend(encode(ready.take_persisted_messages()));
-            let mut light = self.node.advance(ready);
-            if let Some(commit) = light.commit_index() {
-                store.wl().mut_hard_state().commit = commit;
-            }
-            out.messages.extend(encode(light.take_messages()));
-            self.committed(light.take_committed_entries(), &mut out);
+            let write = match &mut self.file {
+                Some(file) if !ready.entries().is_empty() || ready.hs().is_some() => {
+                    let state = store.rl().hard_state().clone();
+                    Some(file.append(&state, ready.entries(), &mut out.disk))
+                }
+                _ => None,
+            };
+            let number = ready.number();
+            let messages = ready.take_persisted_messages();
+            self.unpersisted.push_back(Unpersisted { number, write, messages });
+            self.node.advance_append_async(ready);
             self.node.advance_apply();
+            self.release(&mut out);
         }
         out
+    }
+
+    /// Send the messages of every batch that is durable, oldest first, and tell raft-rs.
+    fn release(&mut self, out: &mut ConsensusOutput) {
+        let mut persisted = None;
+        while let Some(batch) = self.unpersisted.front() {
+            let durable = batch.write.is_none_or(|io| self.file.as_ref().is_none_or(|f| f.is_done(io)));
+            if !durable {
+                break;
+            }
+            let Some(batch) = self.unpersisted.pop_front() else { break };
+            out.messages.extend(encode(batch.messages));
+            persisted = Some(batch.number);
+        }
+        if let Some(number) = persisted {
+            self.node.on_persist_ready(number);
+        }
     }
 
     fn committed(&self, entries: Vec<Entry>, out: &mut ConsensusOutput) {

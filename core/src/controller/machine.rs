@@ -17,9 +17,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::consensus::Committed;
 use super::peers::{ControllerPeers, PeerGroup};
+use super::raft_log::RecoveredLog;
 use super::replicas::Event;
 use super::state::{ControllerConfig, ControllerState, Decision};
-use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output};
+use crate::io::{ConnId, DiskError, Input, IoId, Machine, MonoNanos, Now, Output};
 use crate::protocol::command::FLAG_ONEWAY;
 use crate::protocol::headers::{CommandHeader, GetMetaDataResponseHeader};
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_LEN};
@@ -67,12 +68,19 @@ impl ControllerCore {
         }
     }
 
-    /// A member of the controller group `peers`.
+    /// A member of the controller group `peers`: its log in memory only, or going on from
+    /// the one `recovered` from its file (`controllerStorePath`) and written there.
     pub fn in_group(
         config: ControllerConfig,
         peers: ControllerPeers,
+        recovered: Option<&RecoveredLog>,
     ) -> Result<Self, super::consensus::ConsensusError> {
-        let group = PeerGroup::new(peers)?;
+        let forgotten = RecoveredLog::default();
+        let recovered = match recovered {
+            Some(_) if config.mutated(crate::mutation::Mutation::ForgetControllerLog) => Some(&forgotten),
+            other => other,
+        };
+        let group = PeerGroup::new(peers, recovered)?;
         Ok(Self { group: Some(group), leading: false, ..Self::new(config) })
     }
 
@@ -278,6 +286,26 @@ impl ControllerCore {
         }
     }
 
+    /// A write of the Raft log completed: go on with what waited for it. A failed write
+    /// stops the controller (its peers carry on; it recovers from the file on restart).
+    pub fn disk_done(
+        &mut self,
+        now: Now,
+        io: IoId,
+        result: &Result<(), DiskError>,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Some(group) = &mut self.group else {
+            tracing::warn!(?io, "controller got a disk completion it never asked for");
+            return;
+        };
+        if let Err(error) = group.persisted(io, result) {
+            out.push_back(Output::Fatal { reason: format!("controller Raft log write failed: {error}") });
+            return;
+        }
+        self.pump(now, out);
+    }
+
     /// When the next scan, tick or dial is due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<MonoNanos> {
@@ -367,9 +395,7 @@ impl Machine for Controller {
                     }
                 }
             }
-            Input::DiskDone { io, .. } => {
-                tracing::warn!(?io, "controller got a disk completion it never asked for")
-            }
+            Input::DiskDone { io, result } => self.core.disk_done(now, io, &result, &mut self.out),
             Input::Timeout => self.core.handle_timeout(now, &mut self.out),
         }
     }

@@ -6,6 +6,8 @@
 //!   epoch it was decided at.
 //! - `consensus`: the controllers' agreement on the event log (raft-rs), ticked and
 //!   polled by its owner.
+//! - `raft_log`: that log on disk, written before raft-rs counts it persisted and read
+//!   back at start ([`RaftLogFile`], [`RecoveredLog`]).
 //! - `peers`: the controller group, its links and ticks ([`PeerGroup`]).
 //! - `live`: which brokers are alive, from their heartbeats (each controller's own).
 //! - `elect`: who becomes master.
@@ -18,6 +20,7 @@ pub mod elect;
 pub mod live;
 pub mod machine;
 pub mod peers;
+pub mod raft_log;
 pub mod replicas;
 pub mod state;
 
@@ -25,5 +28,6 @@ pub use elect::{elect, ElectRequest};
 pub use live::{LiveInfo, LiveTable};
 pub use machine::{Controller, ControllerCore};
 pub use peers::{ControllerPeers, PeerGroup, PeerInfo};
+pub use raft_log::{RaftLogFile, RecoveredLog};
 pub use replicas::{BrokerSet, Event, Replica, ReplicaTable};
 pub use state::{ControllerConfig, ControllerState, Decision};

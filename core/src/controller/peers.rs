@@ -16,8 +16,9 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::consensus::{Committed, Consensus, ConsensusError, TICK_MS};
+use super::raft_log::RecoveredLog;
 use super::replicas::Event;
-use crate::io::{ConnId, ConnKind, MonoNanos, Output};
+use crate::io::{ConnId, ConnKind, DiskError, IoId, MonoNanos, Output};
 use crate::protocol::command::FLAG_ONEWAY;
 use crate::protocol::{ExtFields, RemotingCommand, RequestCode};
 
@@ -116,10 +117,14 @@ pub struct PeerGroup {
 }
 
 impl PeerGroup {
-    /// This controller's place in `peers`.
-    pub fn new(peers: ControllerPeers) -> Result<Self, ConsensusError> {
+    /// This controller's place in `peers`; its log in memory only, or going on from the
+    /// one `recovered` from its file and written there.
+    pub fn new(peers: ControllerPeers, recovered: Option<&RecoveredLog>) -> Result<Self, ConsensusError> {
         let voters: Vec<u64> = peers.members.keys().copied().collect();
-        let consensus = Consensus::new(peers.self_id, &voters)?;
+        let consensus = match recovered {
+            Some(log) => Consensus::recovered(peers.self_id, &voters, log)?,
+            None => Consensus::new(peers.self_id, &voters)?,
+        };
         let links = voters
             .iter()
             .filter(|id| **id != peers.self_id)
@@ -217,9 +222,16 @@ impl PeerGroup {
         }
     }
 
-    /// Send what the consensus has for peers; the events committed since the last drain.
+    /// A write of the log file completed; a failure is final.
+    pub fn persisted(&mut self, io: IoId, result: &Result<(), DiskError>) -> Result<(), DiskError> {
+        self.consensus.persisted(io, result)
+    }
+
+    /// Send what the consensus has for peers and write what it has for the disk; the events
+    /// committed since the last drain.
     pub fn drain(&mut self, out: &mut VecDeque<Output>) -> Vec<Committed> {
         let ready = self.consensus.poll();
+        out.extend(ready.disk);
         for (to, bytes) in ready.messages {
             let Some(Link::Open(conn)) = self.links.get(&to).copied() else { continue };
             self.opaque = self.opaque.wrapping_add(1);

@@ -287,9 +287,10 @@ impl Machine for NameServer {
                     }
                 }
             }
-            Input::DiskDone { io, .. } => {
-                tracing::warn!(?io, "name server got a disk completion it never asked for")
-            }
+            Input::DiskDone { io, result } => match &mut self.controller {
+                Some(controller) => controller.disk_done(now, io, &result, &mut self.out),
+                None => tracing::warn!(?io, "name server got a disk completion it never asked for"),
+            },
             Input::Timeout => self.handle_timeout(now),
         }
     }

@@ -3,9 +3,10 @@
 //!
 //! `mqcontroller [-c controller.properties] [-p]`: `-c` reads settings (`listenPort`,
 //! `scanNotActiveBrokerInterval`, `enableElectUncleanMaster`, and for a group
-//! `controllerDLegerGroup`, `controllerDLegerPeers`, `controllerDLegerSelfId`), `-p` prints
-//! the effective settings and exits. SIGTERM or Ctrl-C stops it. The state lives in memory:
-//! a group member that restarts is brought up to date by the others.
+//! `controllerDLegerGroup`, `controllerDLegerPeers`, `controllerDLegerSelfId`,
+//! `controllerStorePath`), `-p` prints the effective settings and exits. SIGTERM or Ctrl-C
+//! stops it. A group member keeps its Raft log under `controllerStorePath` and goes on from
+//! it after a restart; a lone controller keeps its state in memory.
 
 use std::path::PathBuf;
 

@@ -22,7 +22,8 @@ pub struct NamesrvSettings {
 
 /// A controller's group: `controllerDLegerGroup`, `controllerDLegerPeers`
 /// (`n0-host:port;n1-host:port;…`, where each controller serves brokers and its peers) and
-/// `controllerDLegerSelfId` (`n0`). Absent, or one peer: the controller is alone.
+/// `controllerDLegerSelfId` (`n0`). Absent, or one peer: the controller is alone (and keeps
+/// its state in memory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControllerGroupSettings {
     /// `controllerDLegerGroup`.
@@ -31,10 +32,14 @@ pub struct ControllerGroupSettings {
     pub peers: String,
     /// `controllerDLegerSelfId`.
     pub self_id: String,
+    /// `controllerStorePath`: the directory holding this member's Raft log
+    /// (`$HOME/KeelController`).
+    pub store_path: std::path::PathBuf,
 }
 
 /// The group keys every controller understands.
-const GROUP_KEYS: [&str; 3] = ["controllerDLegerGroup", "controllerDLegerPeers", "controllerDLegerSelfId"];
+const GROUP_KEYS: [&str; 4] =
+    ["controllerDLegerGroup", "controllerDLegerPeers", "controllerDLegerSelfId", "controllerStorePath"];
 
 impl ControllerGroupSettings {
     fn from_properties(props: &Properties) -> Result<Option<Self>, ConfigError> {
@@ -43,6 +48,10 @@ impl ControllerGroupSettings {
             group: props.get("controllerDLegerGroup")?.unwrap_or_else(|| "group1".to_owned()),
             self_id: props.get("controllerDLegerSelfId")?.unwrap_or_else(|| "n0".to_owned()),
             peers,
+            store_path: props.get("controllerStorePath")?.unwrap_or_else(|| {
+                let home = std::env::var_os("HOME").map_or_else(|| ".".into(), std::path::PathBuf::from);
+                home.join("KeelController")
+            }),
         };
         let parsed = settings
             .peers(0)
@@ -63,8 +72,11 @@ impl ControllerGroupSettings {
 
     fn to_properties(&self) -> String {
         format!(
-            "controllerDLegerGroup={}\ncontrollerDLegerPeers={}\ncontrollerDLegerSelfId={}\n",
-            self.group, self.peers, self.self_id
+            "controllerDLegerGroup={}\ncontrollerDLegerPeers={}\ncontrollerDLegerSelfId={}\ncontrollerStorePath={}\n",
+            self.group,
+            self.peers,
+            self.self_id,
+            self.store_path.display()
         )
     }
 }
@@ -79,6 +91,7 @@ impl NamesrvSettings {
         GROUP_KEYS[0],
         GROUP_KEYS[1],
         GROUP_KEYS[2],
+        GROUP_KEYS[3],
     ];
 
     /// Settings from properties (defaults for what is absent); unknown keys are warned about.
@@ -140,6 +153,7 @@ impl ControllerSettings {
         GROUP_KEYS[0],
         GROUP_KEYS[1],
         GROUP_KEYS[2],
+        GROUP_KEYS[3],
     ];
 
     /// Settings from properties (defaults for what is absent); unknown keys are warned about.
@@ -215,11 +229,12 @@ mod tests {
     #[test]
     fn a_controller_group_is_read_from_rocketmq_keys_and_bad_peers_are_refused() {
         let text = "controllerDLegerGroup=g\ncontrollerDLegerPeers=n0-127.0.0.1:9877;n1-127.0.0.1:9878;n2-127.0.0.1:9879\n\
-                    controllerDLegerSelfId=n1\n";
+                    controllerDLegerSelfId=n1\ncontrollerStorePath=/var/keel/controller\n";
         let settings = ControllerSettings::from_properties(&Properties::parse(text).unwrap()).unwrap();
         assert_eq!(settings.listen_port, 9878, "a member listens on its own peer port");
         let peers = settings.group.as_ref().unwrap().peers(7).unwrap();
         assert_eq!((peers.group.as_str(), peers.self_id, peers.members.len()), ("g", 2, 3));
+        assert_eq!(settings.group.as_ref().unwrap().store_path, std::path::Path::new("/var/keel/controller"));
         assert_eq!(
             Properties::parse(&settings.to_properties()).unwrap(),
             Properties::parse(&format!(
