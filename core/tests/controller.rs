@@ -123,6 +123,13 @@ impl Bench {
         };
         let reply = self.call(ms, broker_conn(id), request(RequestCode::BROKER_HEARTBEAT, &header));
         assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+        // A known set's answer carries its SyncStateSet, epoch as in the header (a master
+        // learns the members even if the answer to its own change was lost).
+        if let Some(epoch) = reply.ext_fields.get("syncStateSetEpoch") {
+            let body: SyncStateSet = json::from_slice(&reply.body).expect("a SyncStateSet body");
+            assert_eq!(body.sync_state_set_epoch.to_string(), epoch);
+            assert!(!body.sync_state_set.is_empty());
+        }
     }
 
     fn elect(&mut self, ms: u64, conn: ConnId, id: Option<u64>, designate: bool) -> RemotingCommand {

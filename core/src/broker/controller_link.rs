@@ -74,6 +74,15 @@ pub(super) struct ControllerLink {
     master_epoch: i32,
     sync_state: BTreeSet<i64>,
     sync_state_epoch: i32,
+    /// Slaves caught up with this master but not yet holding all it confirmed: counted as
+    /// members (acknowledgements wait for them, the confirmed offset stops at what they
+    /// hold) until they do, then proposed to the controller. Never asked for, so dropped
+    /// freely.
+    catching: BTreeSet<i64>,
+    /// Slaves proposed to join in a request made at this SyncStateSet epoch, whose outcome
+    /// is not known yet: still counted, since the controller may have made them members
+    /// (and electable), until its answer or a later SyncStateSet says.
+    proposed: Option<(BTreeSet<i64>, i32)>,
     next_sync_check: MonoNanos,
     /// When the newest request went out whose answer named this broker the set's master in
     /// its epoch (or a newer one): the controller counts a master dead only a heartbeat
@@ -100,6 +109,8 @@ impl ControllerLink {
             master_epoch: 0,
             sync_state: BTreeSet::new(),
             sync_state_epoch: 0,
+            catching: BTreeSet::new(),
+            proposed: None,
             next_sync_check: now,
             vouched: None,
             lapsed: false,
@@ -270,11 +281,14 @@ impl ControllerLink {
                     if let Ok(body) = json::from_slice::<SyncStateSet>(&response.body) {
                         self.sync_state = body.sync_state_set;
                     }
-                    self.publish(shared);
                     tracing::info!(members = ?self.sync_state, epoch = self.sync_state_epoch, "SyncStateSet changed");
                 } else {
                     tracing::info!(?status, remark = ?response.remark, "the controller refused the SyncStateSet");
                 }
+                // Decided either way: the controller compares epochs before it changes a
+                // set, so a request it refused never takes effect later.
+                self.proposed = None;
+                self.publish(shared);
                 None
             }
             RequestCode::CONTROLLER_APPLY_BROKER_ID if status == ResponseCode::SUCCESS => {
@@ -343,6 +357,15 @@ impl ControllerLink {
         // A SyncStateSet body, or an election's (whose epoch is in the header).
         if let Ok(body) = json::from_slice::<SyncStateSet>(&command.body) {
             self.sync_state = body.sync_state_set;
+            // The set as it stands past the epoch a proposal was made at: its outcome.
+            if self.proposed.as_ref().is_some_and(|(_, at)| epoch > *at) {
+                self.proposed = None;
+            }
+        }
+        if master_epoch != self.master_epoch {
+            // Another master epoch: what this broker asked for as master is void.
+            self.catching.clear();
+            self.proposed = None;
         }
         self.master_epoch = master_epoch;
         self.sync_state_epoch = epoch;
@@ -353,6 +376,8 @@ impl ControllerLink {
     /// `allAckInSyncStateSet` and `minInSyncReplicas` go by it).
     fn publish(&self, shared: &mut Shared) {
         shared.sync_state_set = Some(self.sync_state.clone());
+        let proposed = self.proposed.iter().flat_map(|(ids, _)| ids);
+        shared.sync_state_joining = self.catching.iter().chain(proposed).copied().collect();
     }
 
     /// On a master: ask the controller to make the SyncStateSet this master and the slaves
@@ -374,9 +399,26 @@ impl ControllerLink {
         }
         let mut in_sync = replication.in_sync_ids(now, MAX_TIME_NOT_CAUGHT_UP_MS);
         in_sync.insert(replica_id);
+        // A slave joins only once it holds all this master confirmed (RocketMQ re-adds one
+        // whose ack reached the confirm offset), so none the controller may elect lacks a
+        // message acknowledged or served. Until then it counts as a member, which holds the
+        // confirmed offset back until it has caught up with it.
+        let proposed: BTreeSet<i64> = self.proposed.iter().flat_map(|(ids, _)| ids).copied().collect();
+        self.catching = in_sync
+            .iter()
+            .filter(|id| !self.sync_state.contains(id) && !proposed.contains(id))
+            .copied()
+            .collect();
+        let confirmed = shared.confirmed.map_or(crate::store::PhysOffset(0), |(_, at)| at);
+        let waiting: BTreeSet<i64> =
+            self.catching.iter().filter(|id| replication.held_by(**id) < confirmed).copied().collect();
+        self.publish(shared);
         let asking =
             self.waiting.values().any(|(code, _)| *code == RequestCode::CONTROLLER_ALTER_SYNC_STATE_SET);
-        if in_sync == self.sync_state || asking {
+        let in_sync: BTreeSet<i64> = in_sync.difference(&waiting).copied().collect();
+        // An unsettled proposal (its link closed before the answer) is settled by asking
+        // again, even for the set the controller already has.
+        if (in_sync == self.sync_state && self.proposed.is_none()) || asking {
             return;
         }
         let header = AlterSyncStateSetRequestHeader {
@@ -388,6 +430,10 @@ impl ControllerLink {
             SyncStateSet { sync_state_set: in_sync.clone(), sync_state_set_epoch: self.sync_state_epoch };
         let body = json::to_body(&body, KeyStyle::Fastjson);
         self.send_with_body(shared, RequestCode::CONTROLLER_ALTER_SYNC_STATE_SET, &header, body);
+        let joining: BTreeSet<i64> = in_sync.difference(&self.sync_state).copied().chain(proposed).collect();
+        self.catching.retain(|id| !joining.contains(id));
+        self.proposed = (!joining.is_empty()).then_some((joining, self.sync_state_epoch));
+        self.publish(shared);
         tracing::info!(from = ?self.sync_state, to = ?in_sync, "asking the controller to change the SyncStateSet");
     }
 

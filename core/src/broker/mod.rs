@@ -245,6 +245,7 @@ impl Broker {
                 confirmed: None,
                 lease_lapsed: false,
                 sync_state_set: None,
+                sync_state_joining: std::collections::BTreeSet::new(),
                 replica_id,
                 epochs,
                 epoch_change: 0,

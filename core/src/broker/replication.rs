@@ -7,7 +7,7 @@
 //! interval is closed with the reason logged; the slave reconnects and reports again.
 
 use core::net::SocketAddr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::shared::Shared;
 use crate::ha::{HaConfig, HaError, SlaveSession};
@@ -66,7 +66,7 @@ impl Replication {
 
     /// The ids of the slaves in sync (controller mode): each caught up with this log within
     /// `max_lag_ms` (RocketMQ's `haMaxTimeSlaveNotCatchup`) and still streaming.
-    pub(super) fn in_sync_ids(&self, now: Now, max_lag_ms: u64) -> std::collections::BTreeSet<i64> {
+    pub(super) fn in_sync_ids(&self, now: Now, max_lag_ms: u64) -> BTreeSet<i64> {
         self.streaming()
             .map(|(session, _)| session)
             .filter(|session| {
@@ -158,16 +158,16 @@ impl Replication {
 
     /// The least any SyncStateSet member other than `me` holds (one not streaming holds
     /// nothing); `None` for a set of `me` alone.
-    fn least_held(&self, members: &std::collections::BTreeSet<i64>, me: i64) -> Option<PhysOffset> {
-        let streaming = self.streaming().map(|(session, _)| session);
-        members
-            .iter()
-            .filter(|id| **id != me)
-            .map(|id| {
-                let held = streaming.clone().filter(|session| session.slave_id() == Some(*id));
-                held.map(SlaveSession::acked).max().unwrap_or(PhysOffset(0))
-            })
-            .min()
+    fn least_held(&self, members: &BTreeSet<i64>, me: i64) -> Option<PhysOffset> {
+        members.iter().filter(|id| **id != me).map(|id| self.held_by(*id)).min()
+    }
+
+    /// How much of this log slave `id` holds: the newest end it reported while streaming
+    /// (nothing if it does not stream).
+    pub(super) fn held_by(&self, id: i64) -> PhysOffset {
+        let mut streaming = self.streaming().map(|(session, _)| session);
+        let held = streaming.by_ref().filter(|session| session.slave_id() == Some(id));
+        held.map(SlaveSession::acked).max().unwrap_or(PhysOffset(0))
     }
 
     /// Tell the replies what the slaves hold: the furthest streaming slave's end; with
@@ -175,7 +175,12 @@ impl Replication {
     /// (a member not streaming holds nothing; a set of the master alone holds everything).
     pub(super) fn publish_acked(&self, shared: &mut Shared) {
         let me = shared.replica_id;
-        shared.slave_acked = match &shared.sync_state_set {
+        // Slaves about to join count as members already (see `Shared::sync_state_joining`).
+        let counted = shared
+            .sync_state_set
+            .as_ref()
+            .map(|members| members.union(&shared.sync_state_joining).copied().collect::<BTreeSet<i64>>());
+        shared.slave_acked = match &counted {
             Some(members) if self.config.all_ack_in_sync_state_set => {
                 self.least_held(members, me).or(Some(PhysOffset(u64::MAX)))
             }
@@ -184,18 +189,17 @@ impl Replication {
         // Controller mode: queues serve only what every SyncStateSet member holds, and at
         // least what this master's epoch began with (its log when it was elected). Never
         // lowered within an epoch: a member that reconnects reports again from less.
-        let limit =
-            shared.sync_state_set.as_ref().filter(|_| !shared.config.role.is_slave()).map(|members| {
-                let least = self.least_held(members, me).unwrap_or_else(|| shared.store.visible_end());
-                let epoch = shared.epochs.current();
-                let floor = match shared.confirmed {
-                    Some((at, confirmed)) if at == epoch.epoch => confirmed.max(PhysOffset(epoch.start)),
-                    _ => PhysOffset(epoch.start),
-                };
-                let confirmed = least.max(floor);
-                shared.confirmed = Some((epoch.epoch, confirmed));
-                confirmed
-            });
+        let limit = counted.as_ref().filter(|_| !shared.config.role.is_slave()).map(|members| {
+            let least = self.least_held(members, me).unwrap_or_else(|| shared.store.visible_end());
+            let epoch = shared.epochs.current();
+            let floor = match shared.confirmed {
+                Some((at, confirmed)) if at == epoch.epoch => confirmed.max(PhysOffset(epoch.start)),
+                _ => PhysOffset(epoch.start),
+            };
+            let confirmed = least.max(floor);
+            shared.confirmed = Some((epoch.epoch, confirmed));
+            confirmed
+        });
         // A slave's limit is its master's word (the confirmed-offset frame).
         if !shared.config.role.is_slave() {
             shared.store.set_confirmed_limit(limit);

@@ -44,6 +44,11 @@ pub(super) struct Shared {
     /// Controller mode, on a master: its SyncStateSet as the controller last confirmed it
     /// (broker ids, this broker's included).
     pub(super) sync_state_set: Option<std::collections::BTreeSet<i64>>,
+    /// Controller mode, on a master: slaves about to join the SyncStateSet, counted as
+    /// members for acknowledgements and the confirmed offset (not for
+    /// `minInSyncReplicas`) from before the controller is asked until it has answered, so
+    /// a slave the controller may elect holds everything acknowledged or served.
+    pub(super) sync_state_joining: std::collections::BTreeSet<i64>,
     /// This broker's id in its set (`brokerId` as configured; a master registers as 0).
     pub(super) replica_id: i64,
     /// Which master wrote which stretch of this log (`epochs.json`).

@@ -236,10 +236,14 @@ impl ControllerState {
                     };
                     self.live.heard(&header.broker_name, id, info);
                 }
-                // Keel's extension: the answer names the set's master, so a master learns at
-                // once that it was deposed, and its lease runs only while it is named.
+                // Keel's extension: the answer names the set's master and carries its
+                // SyncStateSet, so a master learns at once that it was deposed, its lease
+                // runs only while it is named, and it learns the members even when the
+                // answer to its own change was lost.
                 Decision::Reply(match self.table.get(&header.broker_name) {
-                    Some(set) => with_header(ok(request), &master_info(set, true)),
+                    Some(set) => {
+                        with_header(ok(request), &master_info(set, true)).with_body(sync_state_body(set))
+                    }
                     None => ok(request),
                 })
             }
