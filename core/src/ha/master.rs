@@ -11,7 +11,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::epoch::{EpochEntry, EpochHistory};
-use super::wire::{encode_transfer, ReportDecoder};
+use super::wire::{encode_transfer, transfer_header, ReportDecoder, TRANSFER_HEADER_LEN};
 use super::{ByteRate, HaConfig, HaError, Liveness};
 use crate::io::{MonoNanos, StoreRead};
 use crate::store::{PhysOffset, Store};
@@ -138,22 +138,24 @@ impl SlaveSession {
         if next < store.visible_end() && ahead < config.window {
             // Below the window, so it fits a usize.
             let room = (config.window - ahead) as usize;
-            let run =
-                store.read_log(reader, next, config.transfer_batch.min(room)).map_err(
-                    |error| match error {
-                        crate::store::ReadError::Missing(_) if next < store.min_phys() => {
-                            HaError::BehindRetention { needed: next, min: store.min_phys() }
-                        }
-                        error => HaError::Read(error),
-                    },
-                )?;
-            if !run.is_empty() {
-                let mut out = BytesMut::with_capacity(super::wire::TRANSFER_HEADER_LEN + run.len());
-                encode_transfer(next, &run, &mut out);
-                self.next = Some(next + run.len() as u64);
-                self.rate.record(now, run.len() as u64);
+            // The run is read in after room for its header: framed without another copy.
+            let mut frame = store
+                .read_log_after(reader, next, config.transfer_batch.min(room), TRANSFER_HEADER_LEN)
+                .map_err(|error| match error {
+                    crate::store::ReadError::Missing(_) if next < store.min_phys() => {
+                        HaError::BehindRetention { needed: next, min: store.min_phys() }
+                    }
+                    error => HaError::Read(error),
+                })?;
+            let len = frame.len().saturating_sub(TRANSFER_HEADER_LEN);
+            if len > 0 {
+                if let Some(head) = frame.get_mut(..TRANSFER_HEADER_LEN) {
+                    head.copy_from_slice(&transfer_header(next, len));
+                }
+                self.next = Some(next + len as u64);
+                self.rate.record(now, len as u64);
                 self.liveness.sent(now);
-                return Ok(Some(out.freeze()));
+                return Ok(Some(Bytes::from(frame)));
             }
         }
         if now >= self.liveness.heartbeat_at(config) {

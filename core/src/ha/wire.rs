@@ -112,15 +112,23 @@ pub fn encode_confirm(confirmed: PhysOffset, out: &mut impl BufMut) {
 /// # Panics
 /// If `bytes` is longer than [`MAX_TRANSFER_LEN`]: the master cuts its batches far below.
 pub fn encode_transfer(from: PhysOffset, bytes: &[u8], out: &mut impl BufMut) {
-    assert!(
-        bytes.len() <= MAX_TRANSFER_LEN,
-        "a transfer of {} bytes; batches are at most {MAX_TRANSFER_LEN}",
-        bytes.len()
-    );
-    out.put_i64(crate::protocol::wire_long(from.0));
-    // At most 4 MiB (asserted above): an i32.
-    out.put_i32(bytes.len() as i32);
+    out.put_slice(&transfer_header(from, bytes.len()));
     out.put_slice(bytes);
+}
+
+/// The header of a transfer of `len` bytes starting at CommitLog offset `from`.
+///
+/// # Panics
+/// If `len` is more than [`MAX_TRANSFER_LEN`].
+#[must_use]
+pub fn transfer_header(from: PhysOffset, len: usize) -> [u8; TRANSFER_HEADER_LEN] {
+    assert!(len <= MAX_TRANSFER_LEN, "a transfer of {len} bytes; batches are at most {MAX_TRANSFER_LEN}");
+    let mut header = [0u8; TRANSFER_HEADER_LEN];
+    let (offset, count) = header.split_at_mut(8);
+    offset.copy_from_slice(&crate::protocol::wire_long(from.0).to_be_bytes());
+    // At most 4 MiB (asserted above): an i32.
+    count.copy_from_slice(&(len as i32).to_be_bytes());
+    header
 }
 
 /// The master's side: the newest report the slave sent.

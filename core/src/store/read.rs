@@ -168,6 +168,19 @@ impl Store {
     /// the rest for the next). Empty at the visible end. Not CRC-checked here: every
     /// record carries its CRCs to the slave, which checks them.
     pub fn read_log(&self, reader: &dyn StoreRead, from: PhysOffset, max: usize) -> Result<Bytes, ReadError> {
+        self.read_log_after(reader, from, max, 0).map(Bytes::from)
+    }
+
+    /// [`read_log`](Self::read_log) into a buffer that begins with `headroom` zero bytes
+    /// for the caller's frame header, so a master frames a run without copying it again.
+    /// Just the headroom at the visible end.
+    pub fn read_log_after(
+        &self,
+        reader: &dyn StoreRead,
+        from: PhysOffset,
+        max: usize,
+        headroom: usize,
+    ) -> Result<Vec<u8>, ReadError> {
         if from < self.min_phys() {
             return Err(ReadError::Missing(from));
         }
@@ -179,14 +192,13 @@ impl Store {
         let base = from.0 - from.0 % segment_size;
         let end = visible.0.min(base + segment_size).min(from.0.saturating_add(max as u64));
         // A run within one segment: far below usize on any host we run on.
-        let mut buf = vec![0u8; (end - from.0) as usize];
-        if buf.is_empty() {
-            return Ok(Bytes::new());
-        }
-        let got = reader.read_at(&paths::segment(base), from.0 - base, &mut buf)?;
-        if got < buf.len() {
+        let len = (end - from.0) as usize;
+        let mut buf = vec![0u8; headroom + len];
+        let Some(run) = buf.get_mut(headroom..).filter(|run| !run.is_empty()) else { return Ok(buf) };
+        let got = reader.read_at(&paths::segment(base), from.0 - base, run)?;
+        if got < len {
             return Err(ReadError::Missing(from + got as u64));
         }
-        Ok(Bytes::from(buf))
+        Ok(buf)
     }
 }

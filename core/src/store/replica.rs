@@ -3,7 +3,7 @@
 //! The master streams raw runs of its log (`Store::read_log`), cut anywhere. The slave
 //! appends every whole record or BLANK at the start of what it holds, checks each one
 //! continues its own log (its offset is this log's end, its queue offset that queue's next,
-//! its CRCs hold), and dispatches it to its ConsumeQueue exactly as the master did. So its
+//! its record CRC holds), and dispatches it to its ConsumeQueue exactly as the master did. So its
 //! log equals the master's byte for byte up to its end, and its queues name the same
 //! offsets. A record cut at the end stays with the caller until the rest arrives.
 //!
@@ -13,7 +13,7 @@
 use super::consume_queue::{entry_tags_code, takes_queue_entry, CqEntry};
 use super::message_store::Store;
 use super::{PhysOffset, StoreError};
-use crate::protocol::message::stored::{parse_record, verify_crcs, Parsed, BLANK_MIN_LEN};
+use crate::protocol::message::stored::{check_record_crc, parse_record, Parsed, BLANK_MIN_LEN};
 
 /// What [`Store::append_replicated`] took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,9 @@ impl Store {
                     consumed += len;
                 }
                 Parsed::Message(view) => {
-                    verify_crcs(&view, true).map_err(StoreError::Record)?;
+                    // The record's CRC covers every byte, its body too: one pass checks
+                    // the copy (the body's own CRC would read the body a second time).
+                    check_record_crc(view.bytes).map_err(StoreError::Record)?;
                     let head = view.head();
                     let len = view.bytes.len();
                     if u64::try_from(head.physical_offset).ok() != Some(at) {
