@@ -158,15 +158,15 @@ impl Replication {
 
     /// The least any SyncStateSet member other than `me` holds (one not streaming holds
     /// nothing); `None` for a set of `me` alone.
-    fn least_held(&self, members: &BTreeSet<i64>, me: i64) -> Option<PhysOffset> {
-        members.iter().filter(|id| **id != me).map(|id| self.held_by(*id)).min()
+    fn least_held<'a>(&self, members: impl Iterator<Item = &'a i64>, me: i64) -> Option<PhysOffset> {
+        members.filter(|id| **id != me).map(|id| self.held_by(*id)).min()
     }
 
     /// How much of this log slave `id` holds: the newest end it reported while streaming
     /// (nothing if it does not stream).
     pub(super) fn held_by(&self, id: i64) -> PhysOffset {
-        let mut streaming = self.streaming().map(|(session, _)| session);
-        let held = streaming.by_ref().filter(|session| session.slave_id() == Some(id));
+        let held =
+            self.streaming().map(|(session, _)| session).filter(|session| session.slave_id() == Some(id));
         held.map(SlaveSession::acked).max().unwrap_or(PhysOffset(0))
     }
 
@@ -175,12 +175,11 @@ impl Replication {
     /// (a member not streaming holds nothing; a set of the master alone holds everything).
     pub(super) fn publish_acked(&self, shared: &mut Shared) {
         let me = shared.replica_id;
-        // Slaves about to join count as members already (see `Shared::sync_state_joining`).
-        let counted = shared
-            .sync_state_set
-            .as_ref()
-            .map(|members| members.union(&shared.sync_state_joining).copied().collect::<BTreeSet<i64>>());
-        shared.slave_acked = match &counted {
+        // Slaves about to join count as members already (see `Shared::sync_state_joining`);
+        // one in both is counted twice, which changes no least.
+        let joining = &shared.sync_state_joining;
+        let counted = shared.sync_state_set.as_ref().map(|members| members.iter().chain(joining));
+        shared.slave_acked = match counted.clone() {
             Some(members) if self.config.all_ack_in_sync_state_set => {
                 self.least_held(members, me).or(Some(PhysOffset(u64::MAX)))
             }
@@ -189,7 +188,7 @@ impl Replication {
         // Controller mode: queues serve only what every SyncStateSet member holds, and at
         // least what this master's epoch began with (its log when it was elected). Never
         // lowered within an epoch: a member that reconnects reports again from less.
-        let limit = counted.as_ref().filter(|_| !shared.config.role.is_slave()).map(|members| {
+        let limit = counted.filter(|_| !shared.config.role.is_slave()).map(|members| {
             let least = self.least_held(members, me).unwrap_or_else(|| shared.store.visible_end());
             let epoch = shared.epochs.current();
             let floor = match shared.confirmed {
