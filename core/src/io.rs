@@ -231,9 +231,14 @@ impl DiskError {
 /// A disk operation the core asks the runtime to carry out.
 ///
 /// Ordering contract: the runtime carries out disk operations in the order they were
-/// emitted and reports their completions in that order for any one file. So a `Sync` covers
-/// every earlier `Write` to that file and a `SyncDir` covers every earlier `Create`, `Rename`
-/// and `Remove` in that directory.
+/// emitted, with one exception. So a `Sync` covers every earlier `Write` to that file and a
+/// `SyncDir` covers every earlier `Create`, `Rename` and `Remove` in that directory. The
+/// exception: a write that [may pass a sync](Self::may_pass_sync) (CommitLog and
+/// ConsumeQueue data) may be carried out, and complete, while syncs emitted before it are
+/// still in progress, so an fsync of one round does not hold up the next round's writes.
+/// Syncs complete in the order emitted, and every other operation waits for the syncs
+/// before it: a write that must not reach the disk before earlier data (a checkpoint, a
+/// rename publishing a file) never passes one.
 ///
 /// Its `Debug` shows a write's length, never its bytes: they are customer data and a
 /// failed write is logged.
@@ -292,6 +297,28 @@ pub enum DiskOp {
 }
 
 impl DiskOp {
+    /// Whether this is a sync (`Sync`, `SyncDir`, `SyncAll`), which later data writes may
+    /// pass (see the ordering contract).
+    #[must_use]
+    pub fn is_sync(&self) -> bool {
+        matches!(self, Self::Sync { .. } | Self::SyncDir { .. } | Self::SyncAll)
+    }
+
+    /// Whether this may be carried out while earlier syncs are in progress: a write of
+    /// CommitLog or ConsumeQueue data. Nothing depends on its order against an fsync:
+    /// recovery checks the log by its CRCs and cuts queue entries past the log's end, and
+    /// what counts as durable is what the syncs issued before it covered.
+    #[must_use]
+    pub fn may_pass_sync(&self) -> bool {
+        match self {
+            Self::Write { file, .. } => {
+                let path = file.as_str();
+                path.starts_with("commitlog/") || path.starts_with("consumequeue/")
+            }
+            _ => false,
+        }
+    }
+
     /// The file or directory the operation acts on (for a rename, the destination).
     #[must_use]
     pub fn target(&self) -> &FilePath {
@@ -558,6 +585,30 @@ pub trait Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_log_and_queue_data_writes_may_pass_a_sync() {
+        let file = |path: &str| FilePath::new(path).unwrap();
+        let write =
+            |path: &str| DiskOp::Write { file: file(path), offset: 0, data: Bytes::from_static(b"x") };
+        assert!(write("commitlog/00000000000000000000").may_pass_sync());
+        assert!(write("consumequeue/T/0/00000000000000000000").may_pass_sync());
+        for op in [
+            write("checkpoint"),
+            write("config/topics.json.tmp"),
+            DiskOp::Create { file: file("commitlog/00000000000000000000"), len: 1 },
+            DiskOp::SetLen { file: file("commitlog/00000000000000000000"), len: 1 },
+            DiskOp::Remove { file: file("commitlog/00000000000000000000") },
+            DiskOp::Rename { from: file("checkpoint.tmp"), to: file("checkpoint") },
+            DiskOp::Sync { file: file("commitlog/00000000000000000000") },
+        ] {
+            assert!(!op.may_pass_sync(), "{op:?}");
+        }
+        assert!(DiskOp::Sync { file: file("checkpoint") }.is_sync());
+        assert!(DiskOp::SyncDir { dir: file("commitlog") }.is_sync());
+        assert!(DiskOp::SyncAll.is_sync());
+        assert!(!write("commitlog/00000000000000000000").is_sync());
+    }
 
     #[test]
     fn millis_until_is_zero_for_the_past_and_never_overflows() {

@@ -4,7 +4,14 @@
 //!
 //! A node reaches its disk through [`NodeDisk`], the runtime's `Disk`: operations run one at
 //! a time in submission order on a task of the node, each after a simulated latency, so a
-//! kill lands between any two of them (and, with IO in flight, inside a flush).
+//! kill lands between any two of them (and, with IO in flight, inside a flush). Syncs
+//! complete on a second task, as in production: CommitLog and ConsumeQueue writes go on past
+//! them, every other operation waits for them (the core's ordering contract,
+//! `DiskOp::may_pass_sync`). A sync takes effect when it reaches the head of the queue and
+//! completes after its latency, so it covers exactly what came before it. A real fsync may
+//! also catch writes that passed it: more is durable than the node counts as synced, which
+//! it cannot rely on (after a failed fsync it cuts back to what it counted), so the model
+//! leaves that out.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -212,6 +219,24 @@ impl DiskSimulator {
         .unwrap_or_else(|| Err(DiskError::new(keel_core::io::DiskErrorKind::Io, "no disk attached")))
     }
 
+    /// Carry out a sync now, when it reaches the head of the queue, so it covers exactly the
+    /// operations before it; its completion follows later. Returns the result and, for a
+    /// failed CommitLog sync, the synced end it fell back to.
+    fn execute_sync(&self, node: NodeId, op: &DiskOp) -> (Result<(), DiskError>, Option<u64>) {
+        let synced_end = self.with(node, |n| n.disk.with(|d| d.synced_log_end("commitlog")));
+        let result = self.execute(node, op);
+        let log_sync = matches!(op, DiskOp::Sync { file } if file.as_str().starts_with("commitlog/"));
+        let lost = synced_end.filter(|_| log_sync && result.is_err());
+        (result, lost)
+    }
+
+    /// A failed sync's completion reaches the node: the writes that completed meanwhile
+    /// (they passed the sync) may be lost with it, as the node cuts its log back to what
+    /// it knew synced. Told again, so acknowledgements given meanwhile are excused.
+    fn sync_failure_known(&self, node: NodeId, synced_end: u64) {
+        self.with(node, |n| (n.on_loss)(Some(synced_end), "fsync failure, reported"));
+    }
+
     fn read(&self, node: NodeId, file: &FilePath, offset: u64, buf: &mut [u8]) -> Result<usize, DiskError> {
         self.with(node, |n| {
             let read = n.disk.read_at(file, offset, buf)?;
@@ -247,9 +272,38 @@ impl NodeDisk {
         let sim = madsim::plugin::simulator::<DiskSimulator>();
         let node = madsim::plugin::node();
         let (ops, mut queue) = mpsc::unbounded_channel::<(IoId, DiskOp)>();
+        let (syncs, mut sync_queue) = mpsc::unbounded_channel::<(IoId, Result<(), DiskError>, Option<u64>)>();
+        // Syncs carried out whose completions have not been sent yet.
+        let (pending_tx, mut pending) = tokio::sync::watch::channel(0usize);
+        let pending_tx = Arc::new(pending_tx);
+        let (sync_sim, sync_pending, sync_completions) =
+            (Arc::clone(&sim), Arc::clone(&pending_tx), completions.clone());
+        tokio::spawn(async move {
+            while let Some((io, result, lost)) = sync_queue.recv().await {
+                tokio::time::sleep(sync_sim.latency(node)).await;
+                if let Some(synced_end) = lost {
+                    sync_sim.sync_failure_known(node, synced_end);
+                }
+                sync_pending.send_modify(|n| *n = n.saturating_sub(1));
+                if sync_completions.send((io, result)).is_err() {
+                    return;
+                }
+            }
+        });
         let worker_sim = Arc::clone(&sim);
         tokio::spawn(async move {
             while let Some((io, op)) = queue.recv().await {
+                if op.is_sync() {
+                    pending_tx.send_modify(|n| *n += 1);
+                    let (result, lost) = worker_sim.execute_sync(node, &op);
+                    if syncs.send((io, result, lost)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                if !op.may_pass_sync() && pending.wait_for(|n| *n == 0).await.is_err() {
+                    return;
+                }
                 tokio::time::sleep(worker_sim.latency(node)).await;
                 let result = worker_sim.execute(node, &op);
                 if completions.send((io, result)).is_err() {

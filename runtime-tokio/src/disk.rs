@@ -1,10 +1,13 @@
 //! The production disk: the core's disk operations carried out with `pwrite`, `fdatasync`
-//! and friends on a dedicated IO thread, off the async workers, plus the `pread`-based
-//! read view the core borrows.
+//! and friends on dedicated IO threads, off the async workers, plus the `pread`-based read
+//! view the core borrows.
 //!
-//! Operations run one after another in the order they were submitted, which is the core's
-//! ordering contract (a sync covers every write submitted before it). Completions go back
-//! over a channel the driver loop awaits.
+//! Operations run one after another in the order they were submitted, as the core's
+//! ordering contract asks, except that syncs run on a thread of their own: CommitLog and
+//! ConsumeQueue writes go on past a sync in progress (an fdatasync of a busy log takes tens
+//! of milliseconds, and sends waited behind it for their writes), while every other
+//! operation waits until the syncs before it are done. Completions go back over a channel
+//! the driver loop awaits.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -12,7 +15,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, RwLock};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
 use std::thread;
 
 use keel_core::io::{DiskError, DiskErrorKind, DiskOp, DiskUsage, FilePath, IoId, StoreRead};
@@ -58,8 +61,18 @@ struct OpenFile {
     file: Arc<File>,
     /// The handles' clock at its last use.
     used: AtomicU64,
+    /// Changes to it, each counted as it begins and again as it ends.
+    changed: AtomicU64,
+    /// The count of changes the newest successful sync began after: a sync marks the file
+    /// clean only up to there, as a write may run while it does.
+    synced: AtomicU64,
+}
+
+impl OpenFile {
     /// Written since its last successful sync.
-    dirty: AtomicBool,
+    fn dirty(&self) -> bool {
+        self.changed.load(Ordering::Acquire) != self.synced.load(Ordering::Acquire)
+    }
 }
 
 /// Open files shared by the IO thread (writes) and readers (preads).
@@ -104,25 +117,44 @@ impl Handles {
         let used = AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed));
         if let Ok(mut open) = self.open.write() {
             // Opened to write: dirty until synced.
-            open.insert(key.to_owned(), OpenFile { file, used, dirty: AtomicBool::new(true) });
+            let (changed, synced) = (AtomicU64::new(1), AtomicU64::new(0));
+            open.insert(key.to_owned(), OpenFile { file, used, changed, synced });
             if open.len() > MAX_OPEN_FILES && close_least_used(&mut open) {
                 self.closed_dirty.store(true, Ordering::Relaxed);
             }
         }
     }
 
-    /// Record whether `key` has writes not yet synced.
-    fn mark(&self, key: &str, dirty: bool) {
+    /// `key` is about to change, or has just changed: counted both times, so a sync that
+    /// began while a change was under way never counts it as covered.
+    fn mark_changing(&self, key: &str) {
         if let Some(entry) = self.open.read().ok().as_ref().and_then(|open| open.get(key)) {
-            entry.dirty.store(dirty, Ordering::Relaxed);
+            entry.changed.fetch_add(1, Ordering::AcqRel);
         }
     }
 
-    /// Everything was synced (syncfs).
-    fn mark_all_clean(&self) {
+    /// The changes begun on every open file, to mark them synced once a sync that starts
+    /// now has succeeded.
+    fn changes(&self) -> Vec<(String, u64)> {
+        let Ok(open) = self.open.read() else { return Vec::new() };
+        open.iter().map(|(key, entry)| (key.clone(), entry.changed.load(Ordering::Acquire))).collect()
+    }
+
+    /// The changes begun on `key`, if it is open for writing.
+    fn changes_of(&self, key: &str) -> Vec<(String, u64)> {
+        let Ok(open) = self.open.read() else { return Vec::new() };
+        open.get(key)
+            .map(|entry| vec![(key.to_owned(), entry.changed.load(Ordering::Acquire))])
+            .unwrap_or_default()
+    }
+
+    /// A sync that began after these changes succeeded.
+    fn mark_synced(&self, changes: &[(String, u64)]) {
         if let Ok(open) = self.open.read() {
-            for entry in open.values() {
-                entry.dirty.store(false, Ordering::Relaxed);
+            for (key, changed) in changes {
+                if let Some(entry) = open.get(key) {
+                    entry.synced.fetch_max(*changed, Ordering::AcqRel);
+                }
             }
         }
     }
@@ -142,10 +174,8 @@ impl Handles {
 /// Close files until a quarter of the limit is free: clean ones first, least recently
 /// used first. Returns whether a file with unsynced writes was closed.
 fn close_least_used(open: &mut BTreeMap<String, OpenFile>) -> bool {
-    let mut order: Vec<(bool, u64, String)> = open
-        .iter()
-        .map(|(key, e)| (e.dirty.load(Ordering::Relaxed), e.used.load(Ordering::Relaxed), key.clone()))
-        .collect();
+    let mut order: Vec<(bool, u64, String)> =
+        open.iter().map(|(key, e)| (e.dirty(), e.used.load(Ordering::Relaxed), key.clone())).collect();
     order.sort_unstable();
     let excess = open.len().saturating_sub(MAX_OPEN_FILES * 3 / 4);
     let mut closed_dirty = false;
@@ -171,16 +201,36 @@ impl FileDisk {
         std::fs::create_dir_all(&root)?;
         let handles = Arc::new(Handles::default());
         let (ops, queue) = mpsc::channel::<(IoId, DiskOp)>();
+        let (syncs, sync_queue) = mpsc::channel::<(IoId, DiskOp)>();
         let root_dir = File::open(&root)?;
-        let worker = Worker { root: root.clone(), root_dir, handles: Arc::clone(&handles) };
+        let worker = Arc::new(Worker { root: root.clone(), root_dir, handles: Arc::clone(&handles) });
+        let lane = Arc::new(SyncLane::default());
+        let (sync_worker, sync_lane, sync_completions) =
+            (Arc::clone(&worker), Arc::clone(&lane), completions.clone());
+        thread::Builder::new().name("keel-sync".into()).spawn(move || {
+            // Ends when the writing thread (the only sender) ends.
+            while let Ok((io, op)) = sync_queue.recv() {
+                let sent = report(&sync_completions, io, &op, sync_worker.execute(&op));
+                sync_lane.done();
+                if !sent {
+                    break;
+                }
+            }
+        })?;
         thread::Builder::new().name("keel-disk".into()).spawn(move || {
             // Ends when the FileDisk (the only sender) is dropped.
             while let Ok((io, op)) = queue.recv() {
-                let result = worker.execute(&op);
-                if let Err(error) = &result {
-                    tracing::error!(?io, ?op, %error, "disk operation failed");
+                if op.is_sync() {
+                    lane.begin();
+                    if syncs.send((io, op)).is_err() {
+                        break;
+                    }
+                    continue;
                 }
-                if completions.send((io, result)).is_err() {
+                if !op.may_pass_sync() {
+                    lane.wait_idle();
+                }
+                if !report(&completions, io, &op, worker.execute(&op)) {
                     break;
                 }
             }
@@ -212,6 +262,50 @@ impl FileDisk {
         }
         self.handles.remember_read(file.as_str(), Arc::clone(&handle));
         Ok(handle)
+    }
+}
+
+/// Log a failed operation and send its completion; `false` once the loop is gone.
+fn report(
+    completions: &UnboundedSender<Completion>,
+    io: IoId,
+    op: &DiskOp,
+    result: Result<(), DiskError>,
+) -> bool {
+    if let Err(error) = &result {
+        tracing::error!(?io, ?op, %error, "disk operation failed");
+    }
+    completions.send((io, result)).is_ok()
+}
+
+/// Syncs handed to the sync thread and not yet done: what an operation that must not pass
+/// a sync waits for.
+#[derive(Debug, Default)]
+struct SyncLane {
+    pending: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl SyncLane {
+    fn begin(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending += 1;
+        }
+    }
+
+    fn done(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = pending.saturating_sub(1);
+            if *pending == 0 {
+                self.idle.notify_all();
+            }
+        }
+    }
+
+    /// Block until every sync handed over so far is done.
+    fn wait_idle(&self) {
+        let Ok(pending) = self.pending.lock() else { return };
+        let _idle = self.idle.wait_while(pending, |pending| *pending > 0);
     }
 }
 
@@ -329,11 +423,19 @@ impl Worker {
     /// The file's write handle, marked dirty: an operation is about to change it.
     fn open_to_change(&self, file: &FilePath, create: bool) -> Result<Arc<File>, DiskError> {
         let handle = self.open_for_write(file, create)?;
-        self.handles.mark(file.as_str(), true);
+        self.handles.mark_changing(file.as_str());
         Ok(handle)
     }
 
     fn execute(&self, op: &DiskOp) -> Result<(), DiskError> {
+        self.carry_out(op)?;
+        if let DiskOp::Create { file, .. } | DiskOp::Write { file, .. } | DiskOp::SetLen { file, .. } = op {
+            self.handles.mark_changing(file.as_str());
+        }
+        Ok(())
+    }
+
+    fn carry_out(&self, op: &DiskOp) -> Result<(), DiskError> {
         let path = resolve(&self.root, op.target());
         let io = |e: std::io::Error| map_error(&path, &e);
         match op {
@@ -352,11 +454,13 @@ impl Worker {
                 handle.set_len(*len).map_err(io)?;
             }
             DiskOp::Sync { file } => {
-                self.open_for_write(file, false)?.sync_data().map_err(io)?;
+                let handle = self.open_for_write(file, false)?;
+                let changes = self.handles.changes_of(file.as_str());
+                handle.sync_data().map_err(io)?;
                 if self.handles.closed_dirty.swap(false, Ordering::Relaxed) {
                     self.sync_all()?;
                 }
-                self.handles.mark(file.as_str(), false);
+                self.handles.mark_synced(&changes);
             }
             DiskOp::SyncDir { dir } => self.sync_dir_chain(dir)?,
             DiskOp::SyncAll => self.sync_all()?,
@@ -381,8 +485,9 @@ impl Worker {
     /// `syncfs`: everything in the file system is durable, every open file clean.
     fn sync_all(&self) -> Result<(), DiskError> {
         self.handles.closed_dirty.store(false, Ordering::Relaxed);
+        let changes = self.handles.changes();
         rustix::fs::syncfs(&self.root_dir).map_err(|e| map_error(&self.root, &e.into()))?;
-        self.handles.mark_all_clean();
+        self.handles.mark_synced(&changes);
         Ok(())
     }
 

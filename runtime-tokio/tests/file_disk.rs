@@ -247,3 +247,50 @@ fn next_data_finds_data_past_holes_and_reports_the_hole_after_it() {
     let found = disk.next_data(&file, 4096).unwrap();
     assert!(found.is_some_and(|at| at <= 4_000_000), "data at 4,000,000 missed: {found:?}");
 }
+
+/// The ordering contract on real files: a sync runs beside the writes after it, but any
+/// other operation (here a checkpoint write and a rename) waits until the syncs before it
+/// are done, so its completion always comes after theirs; and every operation completes.
+#[test]
+fn only_log_and_queue_writes_pass_a_sync_in_progress() {
+    use keel_core::io::{DiskOp, FilePath, IoId};
+    let dir = TempDir::new();
+    let (tx, mut completions) = unbounded_channel();
+    let disk = FileDisk::open(&dir.0, tx).unwrap();
+    let file = |path: &str| FilePath::new(path).unwrap();
+    let write =
+        |path: &str, len: usize| DiskOp::Write { file: file(path), offset: 0, data: vec![7u8; len].into() };
+    let segment = paths::segment(0);
+    disk.submit(IoId(1), DiskOp::Create { file: segment.clone(), len: 1 << 20 });
+    disk.submit(IoId(2), DiskOp::Create { file: file("checkpoint"), len: 4096 });
+    let mut next = 3;
+    let mut barriers = Vec::new();
+    for round in 0..50 {
+        let sync = IoId(next);
+        // A sync with much to write, then a log write and a write that must wait for it.
+        disk.submit(
+            IoId(next + 1),
+            DiskOp::Write { file: segment.clone(), offset: 0, data: vec![round as u8; 256 << 10].into() },
+        );
+        disk.submit(sync, DiskOp::Sync { file: segment.clone() });
+        disk.submit(IoId(next + 2), write(segment.as_str(), 512));
+        let barrier = IoId(next + 3);
+        disk.submit(
+            barrier,
+            if round % 2 == 0 { write("checkpoint", 64) } else { DiskOp::SyncDir { dir: file("commitlog") } },
+        );
+        barriers.push((sync, barrier));
+        next += 4;
+    }
+    let total = usize::try_from(next - 1).unwrap();
+    let mut order = Vec::new();
+    while order.len() < total {
+        let (io, result) = completions.blocking_recv().expect("the disk thread is gone");
+        result.unwrap();
+        order.push(io);
+    }
+    let at = |io: IoId| order.iter().position(|done| *done == io).unwrap();
+    for (sync, barrier) in barriers {
+        assert!(at(sync) < at(barrier), "{barrier:?} completed before the sync {sync:?} it must wait for");
+    }
+}
