@@ -110,6 +110,20 @@ impl Mutation {
         matches!(self, Mutation::LockNotChecked | Mutation::DlqThresholdOffByOne | Mutation::DropRetryMessage)
     }
 
+    /// Whether only the controller-mode scenario exercises it (replication, elections,
+    /// the controllers' log).
+    #[must_use]
+    pub fn needs_controllers(self) -> bool {
+        matches!(
+            self,
+            Mutation::AckBeforeReplica
+                | Mutation::ElectOutOfSync
+                | Mutation::SkipTruncation
+                | Mutation::StaleEpochWrite
+                | Mutation::ForgetControllerLog
+        )
+    }
+
     /// The mutation called `name`.
     #[must_use]
     pub fn parse(name: &str) -> Option<Mutation> {

@@ -3,8 +3,10 @@
 //! built from Keel's client library, and an observer. Every broker and controller runs the
 //! production loop on the simulator's network, disks and clocks.
 //!
-//! During the fault phase one fault at a time hits: the master of a set killed (power loss),
-//! any broker killed, a broker cut off from everything, a broker cut off from the
+//! During the fault phase one fault at a time hits: the master of a set killed, any broker
+//! killed (each kill a power loss or, half the time, a crash of the process that keeps the
+//! page cache: a master's tail its slaves lacked then survives, to be cut when it rejoins
+//! as a slave), a broker cut off from everything, a broker cut off from the
 //! controllers, a controller cut off, a master cut off from its slaves and then killed, or
 //! controllers losing power (one, or now and then all three at once: each comes back from
 //! the Raft log on its disk). The observer asks each broker every 250 ms for its
@@ -121,7 +123,12 @@ struct Records {
     /// (set, ms) of each write a master took (the producer's and the probes).
     writes: Arc<Mutex<Vec<(String, u64)>>>,
     faults: Arc<Mutex<Vec<HaFault>>>,
+    /// Brokers seen with a log copied anew (`replicaCopiedAnew` > 0).
+    copied_anew: Arc<Mutex<Vec<CopiedAnew>>>,
 }
+
+/// A broker seen to have copied its log anew: set, id, when (ms), how many times.
+type CopiedAnew = (String, i64, u64, u64);
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -265,8 +272,11 @@ async fn observe(world: World, records: Records, epoch: Instant, slots: Vec<Brok
         slots.iter().map(|s| SimConn::new(s.addr, ConnChaos::default(), world.clone())).collect();
     let timeout = Duration::from_millis(500);
     let mut created = BTreeSet::new();
-    loop {
+    for round in 0u64.. {
         for (slot, conn) in slots.iter().zip(&mut conns) {
+            if round % 4 == 0 {
+                copied_anew(&records, slot, conn, timeout, &mut rng, ms()).await;
+            }
             // The role between two reads of the newest epoch that agree: a role and an epoch
             // read across a role change (master of the old epoch, then slave adopting the
             // new master's) would be a pair the broker never was.
@@ -336,6 +346,25 @@ async fn observe(world: World, records: Records, epoch: Instant, slots: Vec<Brok
     }
 }
 
+/// Record `slot` if its log was copied anew since it started: a slave whose log could not
+/// continue its master's stream, which cut-backs on rejoining exist to prevent.
+async fn copied_anew(
+    records: &Records,
+    slot: &BrokerSlot,
+    conn: &mut SimConn,
+    timeout: Duration,
+    rng: &mut ChaCha8Rng,
+    at_ms: u64,
+) {
+    let request = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO, 0, Default::default());
+    let Ok(reply) = conn.call(request, timeout, rng).await else { return };
+    let Ok(table) = json::from_slice::<keel_core::protocol::body::KvTable>(&reply.body) else { return };
+    let count = table.table.get("replicaCopiedAnew").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    if count > 0 {
+        locked(&records.copied_anew).push((slot.set.to_owned(), slot.id, at_ms, count));
+    }
+}
+
 /// Cut (or restore) the links both ways between `node` and each of `others`.
 fn cut_links(net: &NetSim, node: NodeId, others: &[NodeId], cut: bool) {
     for other in others {
@@ -400,11 +429,13 @@ async fn nemesis(
         match kind {
             0 | 1 => {
                 let Some((slot, node)) = pick(&mut rng, kind == 0) else { continue };
+                let power_loss = rng.gen_bool(0.5);
                 let what = format!(
-                    "kill {} broker {} (master: {}) for {length:?}",
+                    "kill {} broker {} (master: {}, {}) for {length:?}",
                     slot.set,
                     slot.id,
-                    is_master(slot)
+                    is_master(slot),
+                    if power_loss { "power loss" } else { "process only" }
                 );
                 world.record(start, Event::Fault { what });
                 world.bump(if is_master(slot) { "ha_master_kill" } else { "ha_slave_kill" });
@@ -417,7 +448,7 @@ async fn nemesis(
                     in_sync_survives: true,
                     back_ms: None,
                 });
-                disks.kill(*node, true);
+                disks.kill(*node, power_loss);
                 tokio::time::sleep(length).await;
                 handle.restart(*node);
             }
@@ -687,6 +718,10 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome 
     let (slow, failovers) = slow_failovers(&faults, &writes, end_ms);
     violations.extend(slow.into_iter().take(3));
     violations.extend(converged);
+    let anew = locked(&records.copied_anew).first().cloned();
+    violations.extend(anew.map(|(set, id, at_ms, count)| {
+        format!("{set} broker {id} copied its log anew {count} time(s) by {at_ms} ms: it could not continue its master's stream (a cut-back missed)")
+    }));
     let (wall_ms, high_ms) = (timing_env.broker_wall_ms(), timing_env.broker_high_ms());
     world.record(end_ms, Event::BrokerClock { wall_ms, high_ms });
     violations.extend(check_timing(&world.history(), &TIMING_CHECKS, 6));

@@ -183,6 +183,7 @@ impl HaClient {
                     HaError::CutBack { to } => to,
                     HaError::Store(_) => {
                         tracing::error!(%error, "this slave's log cannot continue its master's: copying it anew");
+                        shared.stats.replica_copied_anew += 1;
                         crate::store::PhysOffset(0)
                     }
                     _ => crate::store::PhysOffset(0),

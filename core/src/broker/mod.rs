@@ -86,6 +86,9 @@ pub struct BrokerStats {
     pub store_repairs: u64,
     /// Sends refused SYSTEM_BUSY: waited in line too long, or the disk too far behind.
     pub sends_shed: u64,
+    /// Times this slave's log could not continue its master's stream and was copied anew:
+    /// a safety net that never fires when cut-backs work (the simulator checks it stays 0).
+    pub replica_copied_anew: u64,
 }
 
 /// The broker state machine.

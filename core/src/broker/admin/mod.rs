@@ -181,6 +181,8 @@ impl Admin {
             ("commitLogDirCapacity", disk_capacity(shared.store.disk_usage())),
             // Keel's own: times the store was rebuilt in place after a disk error, since boot.
             ("storeRepairs", shared.stats.store_repairs.to_string()),
+            // Keel's own: times this slave's log was copied anew, not continuing its master's.
+            ("replicaCopiedAnew", shared.stats.replica_copied_anew.to_string()),
             ("bootTimestamp", self.booted_at.0.to_string()),
             ("runtime", format!("{} ms", self.booted_at.millis_until(now.wall))),
             ("producerGroups", producers.to_string()),
