@@ -230,11 +230,13 @@ impl DiskSimulator {
         (result, lost)
     }
 
-    /// A failed sync's completion reaches the node: the writes that completed meanwhile
-    /// (they passed the sync) may be lost with it, as the node cuts its log back to what
-    /// it knew synced. Told again, so acknowledgements given meanwhile are excused.
-    fn sync_failure_known(&self, node: NodeId, synced_end: u64) {
-        self.with(node, |n| (n.on_loss)(Some(synced_end), "fsync failure, reported"));
+    /// A failed sync's completion reaches the node, which only now refuses writes and
+    /// repairs its store: told again, so what the node did meanwhile (acknowledged writes
+    /// that passed the sync, and may be cut with it; requests taken before the repair) is
+    /// judged against the repair it led to.
+    fn sync_failure_known(&self, node: NodeId, lost: Option<u64>, error: &DiskError) {
+        let cause = if lost.is_some() { "fsync failure, reported" } else { error.detail.as_str() };
+        self.with(node, |n| (n.on_loss)(lost, cause));
     }
 
     fn read(&self, node: NodeId, file: &FilePath, offset: u64, buf: &mut [u8]) -> Result<usize, DiskError> {
@@ -281,8 +283,8 @@ impl NodeDisk {
         tokio::spawn(async move {
             while let Some((io, result, lost)) = sync_queue.recv().await {
                 tokio::time::sleep(sync_sim.latency(node)).await;
-                if let Some(synced_end) = lost {
-                    sync_sim.sync_failure_known(node, synced_end);
+                if let Err(error) = &result {
+                    sync_sim.sync_failure_known(node, lost, error);
                 }
                 sync_pending.send_modify(|n| *n = n.saturating_sub(1));
                 if sync_completions.send((io, result)).is_err() {
