@@ -200,7 +200,9 @@ impl DiskSimulator {
         .unwrap_or_default()
     }
 
-    fn execute(&self, node: NodeId, op: &DiskOp) -> Result<(), DiskError> {
+    /// Carry out `op` now; returns its result and, for a failed CommitLog sync, the synced
+    /// end it fell back to.
+    fn execute(&self, node: NodeId, op: &DiskOp) -> (Result<(), DiskError>, Option<u64>) {
         self.with(node, |n| {
             n.in_flight = n.in_flight.saturating_sub(1);
             let rng = &mut n.rng;
@@ -210,24 +212,13 @@ impl DiskSimulator {
                 (synced_end, d.execute(op, rng))
             });
             // A failed fsync drops the file's dirty pages (Linux marks them clean).
+            let lost = log_sync.then_some(synced_end).filter(|_| result.is_err());
             if let Err(error) = &result {
-                let lost = log_sync.then_some(synced_end);
                 (n.on_loss)(lost, if log_sync { "fsync failure" } else { &error.detail });
             }
-            result
+            (result, lost)
         })
-        .unwrap_or_else(|| Err(DiskError::new(keel_core::io::DiskErrorKind::Io, "no disk attached")))
-    }
-
-    /// Carry out a sync now, when it reaches the head of the queue, so it covers exactly the
-    /// operations before it; its completion follows later. Returns the result and, for a
-    /// failed CommitLog sync, the synced end it fell back to.
-    fn execute_sync(&self, node: NodeId, op: &DiskOp) -> (Result<(), DiskError>, Option<u64>) {
-        let synced_end = self.with(node, |n| n.disk.with(|d| d.synced_log_end("commitlog")));
-        let result = self.execute(node, op);
-        let log_sync = matches!(op, DiskOp::Sync { file } if file.as_str().starts_with("commitlog/"));
-        let lost = synced_end.filter(|_| log_sync && result.is_err());
-        (result, lost)
+        .unwrap_or_else(|| (Err(DiskError::new(keel_core::io::DiskErrorKind::Io, "no disk attached")), None))
     }
 
     /// A failed sync's completion reaches the node, which only now refuses writes and
@@ -297,7 +288,9 @@ impl NodeDisk {
             while let Some((io, op)) = queue.recv().await {
                 if op.is_sync() {
                     pending_tx.send_modify(|n| *n += 1);
-                    let (result, lost) = worker_sim.execute_sync(node, &op);
+                    // Carried out at the head of the queue: it covers exactly what came
+                    // before it; its completion follows after its latency.
+                    let (result, lost) = worker_sim.execute(node, &op);
                     if syncs.send((io, result, lost)).is_err() {
                         return;
                     }
@@ -307,7 +300,7 @@ impl NodeDisk {
                     return;
                 }
                 tokio::time::sleep(worker_sim.latency(node)).await;
-                let result = worker_sim.execute(node, &op);
+                let (result, _) = worker_sim.execute(node, &op);
                 if completions.send((io, result)).is_err() {
                     return;
                 }

@@ -123,8 +123,8 @@ struct Records {
     /// (set, ms) of each write a master took (the producer's and the probes).
     writes: Arc<Mutex<Vec<(String, u64)>>>,
     faults: Arc<Mutex<Vec<HaFault>>>,
-    /// Brokers seen with a log copied anew (`replicaCopiedAnew` > 0).
-    copied_anew: Arc<Mutex<Vec<CopiedAnew>>>,
+    /// The first broker seen with a log copied anew (`replicaCopiedAnew` > 0).
+    copied_anew: Arc<Mutex<Option<CopiedAnew>>>,
 }
 
 /// A broker seen to have copied its log anew: set, id, when (ms), how many times.
@@ -361,7 +361,7 @@ async fn copied_anew(
     let Ok(table) = json::from_slice::<keel_core::protocol::body::KvTable>(&reply.body) else { return };
     let count = table.table.get("replicaCopiedAnew").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
     if count > 0 {
-        locked(&records.copied_anew).push((slot.set.to_owned(), slot.id, at_ms, count));
+        locked(&records.copied_anew).get_or_insert_with(|| (slot.set.to_owned(), slot.id, at_ms, count));
     }
 }
 
@@ -718,7 +718,7 @@ async fn simulate(profile: HaProfile, mutation: Option<Mutation>) -> RunOutcome 
     let (slow, failovers) = slow_failovers(&faults, &writes, end_ms);
     violations.extend(slow.into_iter().take(3));
     violations.extend(converged);
-    let anew = locked(&records.copied_anew).first().cloned();
+    let anew = locked(&records.copied_anew).clone();
     violations.extend(anew.map(|(set, id, at_ms, count)| {
         format!("{set} broker {id} copied its log anew {count} time(s) by {at_ms} ms: it could not continue its master's stream (a cut-back missed)")
     }));

@@ -141,11 +141,9 @@ impl Handles {
     }
 
     /// The changes begun on `key`, if it is open for writing.
-    fn changes_of(&self, key: &str) -> Vec<(String, u64)> {
-        let Ok(open) = self.open.read() else { return Vec::new() };
-        open.get(key)
-            .map(|entry| vec![(key.to_owned(), entry.changed.load(Ordering::Acquire))])
-            .unwrap_or_default()
+    fn changes_of(&self, key: &str) -> Option<(String, u64)> {
+        let open = self.open.read().ok()?;
+        open.get(key).map(|entry| (key.to_owned(), entry.changed.load(Ordering::Acquire)))
     }
 
     /// A sync that began after these changes succeeded.
@@ -460,7 +458,7 @@ impl Worker {
                 if self.handles.closed_dirty.swap(false, Ordering::Relaxed) {
                     self.sync_all()?;
                 }
-                self.handles.mark_synced(&changes);
+                self.handles.mark_synced(changes.as_slice());
             }
             DiskOp::SyncDir { dir } => self.sync_dir_chain(dir)?,
             DiskOp::SyncAll => self.sync_all()?,
