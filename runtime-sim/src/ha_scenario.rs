@@ -51,6 +51,7 @@ use tokio::net::TcpListener;
 use crate::cluster::TIMING_CHECKS;
 use crate::cluster::{broker_main, namesrv_main, RunOutcome};
 use crate::disk_plugin::{DiskProfile, DiskSimulator, LossHook, NodeDisk};
+use crate::fault_spans::CLOG_RETRY_MAX_MS;
 use crate::ha_checks::{
     epoch_claims, lost, observed_failovers, offset_conflicts, slow_failovers, starved_sets, Acked, Delivery,
     HaFault, RoleSample,
@@ -59,7 +60,7 @@ use crate::history::{Event, MASTER_CHANGED};
 use crate::replica_checks::replica_divergence;
 use crate::sim_clock::{SharedSkew, SimClock};
 use crate::sim_conn::{ConnChaos, SimConn};
-use crate::timing_checks::{check_timing, timing_pending, CLOG_RETRY_MAX_MS};
+use crate::timing_checks::{check_timing, timing_pending};
 use crate::timing_workload::{self, TimingEnv};
 use crate::world::World;
 

@@ -19,6 +19,7 @@ pub mod coverage;
 #[cfg(madsim)]
 pub mod disk_plugin;
 pub mod disk_queue;
+pub mod fault_spans;
 pub mod group_checks;
 #[cfg(madsim)]
 pub mod group_scenario;
