@@ -3,12 +3,13 @@
 //! between them (or dropped across a partition). A leader is elected; events it proposes are
 //! committed on every replica in the same order; with the leader cut off, the other two
 //! elect a new leader and commit on; the old leader, reconnected, catches up. The same seed
-//! gives the same leaders.
+//! gives the same leaders. With compaction, a replica left behind is sent a snapshot.
 
 use std::collections::BTreeSet;
 
 use keel_core::controller::consensus::{Consensus, ConsensusError};
 use keel_core::controller::{Event, ReplicaTable};
+use keel_core::protocol::json::{self, KeyStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -19,6 +20,10 @@ struct Group {
     cut_off: BTreeSet<u64>,
     rng: ChaCha8Rng,
     leaders: Vec<u64>,
+    /// Compact each replica once this many entries were applied since its last snapshot.
+    compact_every: Option<u64>,
+    /// Snapshots each replica restored.
+    restored: Vec<usize>,
 }
 
 impl Group {
@@ -31,6 +36,8 @@ impl Group {
             cut_off: BTreeSet::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             leaders: Vec::new(),
+            compact_every: None,
+            restored: vec![0; 3],
         }
     }
 
@@ -47,6 +54,10 @@ impl Group {
             for (at, node) in self.nodes.iter_mut().enumerate() {
                 let from = at as u64 + 1;
                 let out = node.poll();
+                if let Some(data) = out.restored {
+                    self.tables[at] = json::from_slice(&data).unwrap();
+                    self.restored[at] += 1;
+                }
                 for committed in out.committed {
                     self.tables[at].apply(&committed.event);
                     self.applied[at].push(committed.event);
@@ -54,6 +65,14 @@ impl Group {
                 for (to, bytes) in out.messages {
                     if !self.cut_off.contains(&from) && !self.cut_off.contains(&to) {
                         sent.push((to, bytes));
+                    }
+                }
+            }
+            if let Some(every) = self.compact_every {
+                for (at, node) in self.nodes.iter_mut().enumerate() {
+                    if node.applied() - node.snapshot_index() >= every {
+                        let data = json::to_body(&self.tables[at], KeyStyle::Standard);
+                        node.compact(data, 2, &mut Vec::new()).unwrap();
                     }
                 }
             }
@@ -165,8 +184,44 @@ fn the_same_seed_elects_the_same_leaders() {
 }
 
 #[test]
+fn a_replica_behind_the_compacted_log_is_sent_a_snapshot_and_goes_on_from_it() {
+    let mut group = Group::new(11);
+    group.compact_every = Some(4);
+    let leader = group.until_leader();
+    let behind = if leader == 3 { 2 } else { 3 };
+    group.cut_off.insert(behind);
+    for id in 1..=12 {
+        group.nodes[(leader - 1) as usize].propose(&claim(id)).unwrap();
+        group.round();
+    }
+    for _ in 0..5 {
+        group.round();
+    }
+    let (lead, stale) = ((leader - 1) as usize, (behind - 1) as usize);
+    assert!(group.nodes[lead].snapshot_index() > 4, "the leader compacted");
+    assert_eq!(group.tables[lead].get("broker-a").map(|set| set.replicas.len()), Some(12));
+    assert!(group.applied[stale].is_empty(), "the cut-off replica applied nothing");
+
+    // Back, it needs entries the leader no longer holds: a snapshot brings it up to date.
+    group.cut_off.clear();
+    for _ in 0..30 {
+        group.round();
+    }
+    assert_eq!(group.restored[stale], 1, "restored from one snapshot");
+    assert_eq!(group.tables[stale], group.tables[lead]);
+    // It applies what follows as entries again.
+    let leader = group.until_leader();
+    group.nodes[(leader - 1) as usize].propose(&claim(13)).unwrap();
+    for _ in 0..5 {
+        group.round();
+    }
+    assert_eq!(group.applied[stale].last(), Some(&claim(13)));
+    assert!(group.tables.iter().all(|t| t == &group.tables[0]));
+    assert_eq!(group.tables[0].get("broker-a").map(|set| set.replicas.len()), Some(13));
+}
+
+#[test]
 fn every_kind_of_event_survives_the_logs_encoding() {
-    use keel_core::protocol::json::{self, KeyStyle};
     let events = [
         claim(1),
         Event::UpdateAddress {

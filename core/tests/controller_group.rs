@@ -28,28 +28,39 @@ fn at(ms: u64) -> Now {
     Now::new(1_000_000_000 + ms * 1_000_000, 1_726_000_000_000 + i64::try_from(ms).unwrap())
 }
 
-/// One controller's disk: its log file as written, and as synced (what a power cut leaves).
+/// One controller's disk: its log file as written, and as synced (what a power cut leaves),
+/// and a compacted log being written beside it.
 #[derive(Default)]
 struct Disk {
     written: Vec<u8>,
     synced: Vec<u8>,
+    compacted: Vec<u8>,
     /// Operations not yet carried out; they complete on the next clock step.
     queued: VecDeque<(IoId, DiskOp)>,
 }
 
 impl Disk {
     fn execute(&mut self, op: &DiskOp) {
+        let beside = |file: &keel_core::io::FilePath| file.as_str().ends_with(".tmp");
         match op {
+            DiskOp::Create { file, .. } if beside(file) => self.compacted.clear(),
             DiskOp::Create { .. } | DiskOp::SyncDir { .. } => {}
-            DiskOp::Write { offset, data, .. } => {
+            DiskOp::Write { file, offset, data } => {
+                let target = if beside(file) { &mut self.compacted } else { &mut self.written };
                 let offset = usize::try_from(*offset).unwrap();
-                if self.written.len() < offset + data.len() {
-                    self.written.resize(offset + data.len(), 0);
+                if target.len() < offset + data.len() {
+                    target.resize(offset + data.len(), 0);
                 }
-                self.written[offset..offset + data.len()].copy_from_slice(data);
+                target[offset..offset + data.len()].copy_from_slice(data);
             }
             DiskOp::SetLen { len, .. } => self.written.resize(usize::try_from(*len).unwrap(), 0),
+            DiskOp::Sync { file } if beside(file) => {}
             DiskOp::Sync { .. } => self.synced.clone_from(&self.written),
+            // The compacted log was synced before it replaces the log.
+            DiskOp::Rename { .. } => {
+                self.written = std::mem::take(&mut self.compacted);
+                self.synced.clone_from(&self.written);
+            }
             other => panic!("a controller asked for {other:?}"),
         }
     }
@@ -60,6 +71,7 @@ struct Net {
     /// Each node's disk, when the logs are kept on disk.
     disks: Option<Vec<Disk>>,
     seed: u64,
+    config: ControllerConfig,
     addrs: Vec<SocketAddr>,
     /// (node, its conn) → (node, its conn) at the other end.
     wires: BTreeMap<(usize, ConnId), (usize, ConnId)>,
@@ -74,28 +86,34 @@ struct Net {
 
 impl Net {
     fn new(seed: u64) -> Self {
-        Self::build(seed, false)
+        Self::build(seed, false, ControllerConfig::default())
     }
 
     /// A group whose logs are kept on disk.
     fn durable(seed: u64) -> Self {
-        Self::build(seed, true)
+        Self::build(seed, true, ControllerConfig::default())
     }
 
-    fn controller(seed: u64, node: usize, log: Option<&RecoveredLog>) -> Controller {
+    fn controller(
+        seed: u64,
+        config: ControllerConfig,
+        node: usize,
+        log: Option<&RecoveredLog>,
+    ) -> Controller {
         let peers = ControllerPeers::parse("group1", PEERS, &format!("n{node}"), seed ^ node as u64).unwrap();
-        Controller::with_core(ControllerCore::in_group(ControllerConfig::default(), peers, log).unwrap())
+        Controller::with_core(ControllerCore::in_group(config, peers, log).unwrap())
     }
 
-    fn build(seed: u64, durable: bool) -> Self {
+    fn build(seed: u64, durable: bool, config: ControllerConfig) -> Self {
         let empty = RecoveredLog::default();
         let log = durable.then_some(&empty);
-        let nodes = (0..3).map(|node| Self::controller(seed, node, log)).collect();
+        let nodes = (0..3).map(|node| Self::controller(seed, config, node, log)).collect();
         let addrs = PEERS.split(';').map(|p| p.split_once('-').unwrap().1.parse().unwrap()).collect();
         let mut net = Self {
             nodes,
             disks: durable.then(|| (0..3).map(|_| Disk::default()).collect()),
             seed,
+            config,
             addrs,
             wires: BTreeMap::new(),
             to_broker: (0..3).map(|_| FrameDecoder::new(DEFAULT_MAX_FRAME_LEN)).collect(),
@@ -145,7 +163,7 @@ impl Net {
             disk.queued.clear();
             disk.written.clone_from(&disk.synced);
             let log = RecoveredLog::read(&disk.synced).unwrap();
-            self.nodes[node] = Self::controller(self.seed, node, Some(&log));
+            self.nodes[node] = Self::controller(self.seed, self.config, node, Some(&log));
         }
         self.to_broker = (0..3).map(|_| FrameDecoder::new(DEFAULT_MAX_FRAME_LEN)).collect();
         for node in 0..3 {
@@ -403,7 +421,22 @@ fn elect(id: i64) -> RemotingCommand {
 
 #[test]
 fn a_durable_group_that_loses_power_at_once_keeps_its_brokers_master_and_epoch() {
-    let mut net = Net::durable(15);
+    power_cut_keeps_the_set(Net::durable(15));
+}
+
+#[test]
+fn a_group_whose_logs_were_compacted_comes_back_from_its_snapshots() {
+    let config = ControllerConfig { snapshot_entries: 2, ..ControllerConfig::default() };
+    let net = Net::build(15, true, config);
+    let logs = power_cut_keeps_the_set(net);
+    for log in logs {
+        assert!(log.snapshot_index() >= 2, "every member compacted its log");
+    }
+}
+
+/// Five events, a power cut of the whole group, and the set comes back as it was; the logs
+/// the members came back from.
+fn power_cut_keeps_the_set(mut net: Net) -> Vec<RecoveredLog> {
     net.run(5_000);
     let leader = net.leader();
     for request in [apply_id(1), register(1), elect(1), apply_id(2), register(2)] {
@@ -412,6 +445,7 @@ fn a_durable_group_that_loses_power_at_once_keeps_its_brokers_master_and_epoch()
     }
     assert!(net.disks.as_ref().unwrap().iter().all(|d| !d.synced.is_empty()), "every member wrote its log");
 
+    let logs = net.disks.as_ref().unwrap().iter().map(|d| RecoveredLog::read(&d.synced).unwrap()).collect();
     net.power_cycle_all();
     net.run(5_000);
     let leader = net.leader();
@@ -438,6 +472,7 @@ fn a_durable_group_that_loses_power_at_once_keeps_its_brokers_master_and_epoch()
     assert_eq!(replies[0].response_code(), ResponseCode::SUCCESS, "{:?}", replies[0].remark);
     let info = MasterInfoHeader::decode(&replies[0].ext_fields).unwrap();
     assert_eq!((info.master_broker_id, info.master_epoch), (Some(1), Some(1)));
+    logs
 }
 
 #[test]

@@ -182,7 +182,15 @@ fn broker_slots(profile: &HaProfile, mutation: Option<Mutation>) -> Vec<BrokerSl
 
 async fn controller_main(peers: ControllerPeers, epoch: Instant, mutation: Option<Mutation>) {
     let listener = TcpListener::bind("0.0.0.0:9878").await.expect("bind controller");
-    let config = ControllerConfig { scan_interval_ms: 1_000, mutation, ..ControllerConfig::default() };
+    // A few entries between compactions (each controller its own count, from its seed), so
+    // runs compact, recover from snapshots and send them to controllers left behind.
+    let snapshot_entries = 2 + peers.seed % 8;
+    let config = ControllerConfig {
+        scan_interval_ms: 1_000,
+        snapshot_entries,
+        mutation,
+        ..ControllerConfig::default()
+    };
     let (completions_tx, completions) = tokio::sync::mpsc::unbounded_channel();
     let disk = NodeDisk::start(completions_tx);
     // A log the controller wrote itself always reads back (a torn tail is cut off).

@@ -12,14 +12,20 @@
 //! written and synced, and raft-rs hears it is persisted (so votes and acknowledgements go
 //! out) only once the disk says so. Without one (tests, and a lone controller) the log
 //! lives in memory only.
+//!
+//! The owner compacts the log ([`Consensus::compact`]) once enough entries were applied: a
+//! snapshot of its table as of the last applied index replaces the entries up to it (a
+//! few are kept for followers just behind), on disk too. A follower too far behind gets
+//! the snapshot instead of entries; applying it hands the owner the table to restore.
 
 use std::collections::VecDeque;
 
-use raft::prelude::{Entry, EntryType, Message};
+use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::storage::MemStorage;
-use raft::{Config, RawNode, StateRole};
+use raft::{Config, GetEntriesContext, RawNode, SnapshotStatus, StateRole, Storage};
 
 use super::raft_log::{RaftLogFile, RecoveredLog};
+use super::raft_storage::SnapshotStorage;
 use super::replicas::Event;
 use crate::io::{DiskError, IoId, Output};
 use crate::protocol::json::{self, KeyStyle};
@@ -46,6 +52,9 @@ pub enum ConsensusError {
     /// raft-rs refused.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// A snapshot's table does not decode.
+    #[error("a snapshot of the controller's table does not decode: {0}")]
+    Snapshot(String),
 }
 
 /// One committed event and where it sits in the log: an owner waiting on a proposal
@@ -60,12 +69,15 @@ pub struct Committed {
     pub event: Event,
 }
 
-/// What a poll hands the owner: messages for peers, events committed (in order) and the
-/// log's disk writes.
+/// What a poll hands the owner: messages for peers, a snapshot to restore, events
+/// committed (in order, after the snapshot) and the log's disk writes.
 #[derive(Debug, Default)]
 pub struct ConsensusOutput {
     /// (peer id, encoded message).
     pub messages: Vec<(u64, Vec<u8>)>,
+    /// A snapshot's data (the table) received from the leader, to restore before applying
+    /// `committed`: it covers everything committed before it.
+    pub restored: Option<Vec<u8>>,
     /// Events to apply, in log order.
     pub committed: Vec<Committed>,
     /// Writes of the log file, to carry out in order.
@@ -84,7 +96,9 @@ struct Unpersisted {
 
 /// One controller's replica of the event log.
 pub struct Consensus {
-    node: RawNode<MemStorage>,
+    node: RawNode<SnapshotStorage>,
+    /// The last index handed to the owner to apply (or restored from a snapshot).
+    applied: u64,
     /// The log on disk, if it is kept there.
     file: Option<RaftLogFile>,
     /// Batches waiting on the disk, oldest first.
@@ -127,17 +141,74 @@ impl Consensus {
             ..Config::default()
         };
         config.validate()?;
-        let storage = MemStorage::new_with_conf_state((voters.to_vec(), Vec::<u64>::new()));
+        let mut storage =
+            SnapshotStorage::new(MemStorage::new_with_conf_state((voters.to_vec(), Vec::<u64>::new())));
         if let Some(log) = recovered {
-            let mut core = storage.wl();
-            // `RecoveredLog::read` checked the entries are continuous from index 1.
+            let mut core = storage.mem.wl();
+            if let Some(snapshot) = &log.snapshot {
+                core.apply_snapshot(snapshot.clone())?;
+                storage.snapshot = snapshot.clone();
+            }
+            // `RecoveredLog::read` checked the entries are continuous from the snapshot on.
             core.append(&log.entries)?;
-            core.set_hardstate(log.hard_state.clone());
+            let mut hard_state = log.hard_state.clone();
+            hard_state.commit = hard_state.commit.max(log.snapshot_index());
+            core.set_hardstate(hard_state);
         }
+        let applied = storage.snapshot_index();
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let node = RawNode::new(&config, storage, &logger)?;
         let file = recovered.map(RaftLogFile::new);
-        Ok(Self { node, file, unpersisted: VecDeque::new() })
+        Ok(Self { node, applied, file, unpersisted: VecDeque::new() })
+    }
+
+    /// The index the log was last compacted to (0 if never).
+    #[must_use]
+    pub fn snapshot_index(&self) -> u64 {
+        self.node.store().snapshot_index()
+    }
+
+    /// The last index handed to the owner to apply.
+    #[must_use]
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Compact the log to the last applied index: `data` is the owner's table as of it.
+    /// raft-rs keeps `keep` entries up to that index (at least one) for followers just behind; the file,
+    /// if there is one, is written anew from the snapshot (its writes go to `disk`).
+    pub fn compact(
+        &mut self,
+        data: Vec<u8>,
+        keep: u64,
+        disk: &mut Vec<crate::io::Output>,
+    ) -> Result<(), ConsensusError> {
+        let index = self.applied;
+        if index <= self.snapshot_index() {
+            return Ok(());
+        }
+        let store = self.node.store().clone();
+        let mut snapshot = Snapshot { data, ..Snapshot::default() };
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = store.term(index)?;
+        meta.set_conf_state(store.initial_state()?.conf_state);
+        self.node.mut_store().snapshot = snapshot.clone();
+        // The entry at `index` itself stays: `MemStorage` counts its first index from its
+        // entries, and from a snapshot only when it applied one, which this is not.
+        let first_kept = index.saturating_add(1).saturating_sub(keep.max(1)).max(1);
+        store.mem.wl().compact(first_kept)?;
+        if let Some(file) = &mut self.file {
+            let last = store.last_index()?;
+            let after = if last > index {
+                store.entries(index + 1, last + 1, None, GetEntriesContext::empty(false))?
+            } else {
+                Vec::new()
+            };
+            let hard_state = store.mem.rl().hard_state().clone();
+            file.rewrite(&snapshot, &hard_state, &after, disk);
+        }
+        Ok(())
     }
 
     /// A write of the log file completed.
@@ -198,23 +269,41 @@ impl Consensus {
         while self.node.has_ready() {
             let mut ready = self.node.ready();
             // A leader's messages go out at once: it counts its own copy only once durable.
-            out.messages.extend(encode(ready.take_messages()));
-            self.committed(ready.take_committed_entries(), &mut out);
-            if !ready.snapshot().is_empty() {
-                tracing::error!("raft-rs offered a snapshot, but this log never compacts");
+            let messages = ready.take_messages();
+            let snapshots_sent: Vec<u64> = messages
+                .iter()
+                .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+                .map(|m| m.to)
+                .collect();
+            out.messages.extend(encode(messages));
+            let store = self.node.store().clone();
+            let restored = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+            if let Some(snapshot) = &restored {
+                if let Err(error) = store.mem.wl().apply_snapshot(snapshot.clone()) {
+                    tracing::error!(%error, "raft snapshot refused");
+                }
+                self.node.mut_store().snapshot = snapshot.clone();
+                // It covers everything committed before it.
+                self.applied = snapshot.get_metadata().index;
+                out.committed.clear();
+                out.restored = Some(snapshot.data.clone());
             }
-            let store = self.node.raft.raft_log.store.clone();
+            self.committed(ready.take_committed_entries(), &mut out);
             if !ready.entries().is_empty() {
-                if let Err(error) = store.wl().append(ready.entries()) {
+                if let Err(error) = store.mem.wl().append(ready.entries()) {
                     tracing::error!(%error, "raft log append refused");
                 }
             }
             if let Some(state) = ready.hs() {
-                store.wl().set_hardstate(state.clone());
+                store.mem.wl().set_hardstate(state.clone());
             }
-            let write = match &mut self.file {
-                Some(file) if !ready.entries().is_empty() || ready.hs().is_some() => {
-                    let state = store.rl().hard_state().clone();
+            let write = match (&mut self.file, &restored) {
+                (Some(file), Some(snapshot)) => {
+                    let state = store.mem.rl().hard_state().clone();
+                    Some(file.rewrite(snapshot, &state, ready.entries(), &mut out.disk))
+                }
+                (Some(file), None) if !ready.entries().is_empty() || ready.hs().is_some() => {
+                    let state = store.mem.rl().hard_state().clone();
                     Some(file.append(&state, ready.entries(), &mut out.disk))
                 }
                 _ => None,
@@ -223,7 +312,13 @@ impl Consensus {
             let messages = ready.take_persisted_messages();
             self.unpersisted.push_back(Unpersisted { number, write, messages });
             self.node.advance_append_async(ready);
-            self.node.advance_apply();
+            self.apply_persisted();
+            // A snapshot handed to a link may be lost on the way: the follower is probed
+            // again at the next heartbeat answer, and sent a snapshot again if it still
+            // needs one (otherwise raft-rs would wait for it forever).
+            for to in snapshots_sent {
+                self.node.report_snapshot(to, SnapshotStatus::Finish);
+            }
             self.release(&mut out);
         }
         out
@@ -243,11 +338,28 @@ impl Consensus {
         }
         if let Some(number) = persisted {
             self.node.on_persist_ready(number);
+            self.apply_persisted();
         }
     }
 
-    fn committed(&self, entries: Vec<Entry>, out: &mut ConsensusOutput) {
+    /// Tell raft-rs what the owner applied, as far as it is durable here: a snapshot
+    /// restored is applied at once but counts only once its file is written (raft-rs
+    /// refuses an applied index past the persisted one).
+    fn apply_persisted(&mut self) {
+        let log = &self.node.raft.raft_log;
+        let to = self.applied.min(log.persisted);
+        if to > log.applied {
+            self.node.advance_apply_to(to);
+        }
+    }
+
+    fn committed(&mut self, entries: Vec<Entry>, out: &mut ConsensusOutput) {
         for entry in entries {
+            // A snapshot restored in the same batch covers it.
+            if entry.index <= self.applied {
+                continue;
+            }
+            self.applied = entry.index;
             // A new leader's empty entry, and membership changes, carry no event.
             if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
                 continue;

@@ -16,13 +16,14 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::consensus::Committed;
-use super::peers::{ControllerPeers, PeerGroup};
+use super::peers::{ControllerPeers, Drained, PeerGroup};
 use super::raft_log::RecoveredLog;
-use super::replicas::Event;
+use super::replicas::{Event, ReplicaTable};
 use super::state::{ControllerConfig, ControllerState, Decision};
 use crate::io::{ConnId, DiskError, Input, IoId, Machine, MonoNanos, Now, Output};
 use crate::protocol::command::FLAG_ONEWAY;
 use crate::protocol::headers::{CommandHeader, GetMetaDataResponseHeader};
+use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_LEN};
 use crate::remoting::{self, ConnectionTable, Received};
 
@@ -81,7 +82,20 @@ impl ControllerCore {
             other => other,
         };
         let group = PeerGroup::new(peers, recovered)?;
-        Ok(Self { group: Some(group), leading: false, ..Self::new(config) })
+        let mut core = Self { group: Some(group), leading: false, ..Self::new(config) };
+        if let Some(snapshot) = recovered.and_then(|log| log.snapshot.as_ref()) {
+            core.restore(&snapshot.data, "its log file")?;
+        }
+        Ok(core)
+    }
+
+    /// Replace the table with a snapshot's: the entries after it are applied on top.
+    fn restore(&mut self, data: &[u8], from: &str) -> Result<(), super::consensus::ConsensusError> {
+        let table = json::from_slice::<ReplicaTable>(data)
+            .map_err(|error| super::consensus::ConsensusError::Snapshot(error.to_string()))?;
+        tracing::info!(sets = table.iter().count(), from, "controller table restored from a snapshot");
+        self.state.restore(table);
+        Ok(())
     }
 
     /// The state (for tests and admin views).
@@ -214,8 +228,16 @@ impl ControllerCore {
     /// waited on it; notice a change of leadership.
     fn pump(&mut self, now: Now, out: &mut VecDeque<Output>) {
         let Some(group) = &mut self.group else { return };
-        let committed = group.drain(out);
+        let Drained { restored, committed } = group.drain(out);
         let leading = group.is_leader();
+        if let Some(data) = restored {
+            if let Err(error) = self.restore(&data, "the leader") {
+                out.push_back(Output::Fatal {
+                    reason: format!("controller snapshot from the leader: {error}"),
+                });
+                return;
+            }
+        }
         for Committed { index, term, event } in committed {
             let applied = self.commit(now, &event, out);
             if let Some(pending) = self.pending.remove(&index) {
@@ -227,6 +249,7 @@ impl ControllerCore {
                 remoting::reply(out, pending.conn, &pending.request, &reply);
             }
         }
+        self.compact_if_due(out);
         if leading != self.leading {
             self.leading = leading;
             tracing::warn!(leading, "controller leadership changed");
@@ -242,6 +265,20 @@ impl ControllerCore {
                 let reply = self.not_leader(&pending.request);
                 remoting::reply(out, pending.conn, &pending.request, &reply);
             }
+        }
+    }
+
+    /// Compact the log once `snapshot_entries` were applied since the last snapshot.
+    fn compact_if_due(&mut self, out: &mut VecDeque<Output>) {
+        let Some(group) = &mut self.group else { return };
+        let every = self.config.snapshot_entries.max(1);
+        if group.applied_since_snapshot() < every {
+            return;
+        }
+        let data = json::to_body(self.state.table(), KeyStyle::Standard);
+        match group.compact(data, every / 4, out) {
+            Ok(()) => tracing::info!(index = group.snapshot_index(), "controller log compacted"),
+            Err(error) => tracing::error!(%error, "controller log compaction failed; the log keeps growing"),
         }
     }
 

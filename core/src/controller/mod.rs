@@ -8,6 +8,7 @@
 //!   polled by its owner.
 //! - `raft_log`: that log on disk, written before raft-rs counts it persisted and read
 //!   back at start ([`RaftLogFile`], [`RecoveredLog`]).
+//! - `raft_storage`: the log raft-rs reads, with the snapshot it was compacted to.
 //! - `peers`: the controller group, its links and ticks ([`PeerGroup`]).
 //! - `live`: which brokers are alive, from their heartbeats (each controller's own).
 //! - `elect`: who becomes master.
@@ -21,6 +22,7 @@ pub mod live;
 pub mod machine;
 pub mod peers;
 pub mod raft_log;
+pub mod raft_storage;
 pub mod replicas;
 pub mod state;
 

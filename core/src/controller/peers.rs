@@ -27,6 +27,15 @@ const REDIAL_MS: u64 = 1_000;
 /// One tick in this many is skipped by a follower (the election spread).
 const SKIP_ONE_IN: u32 = 4;
 
+/// What the group's log gave its owner in one drain.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// A snapshot's table to restore first: it covers everything committed before it.
+    pub restored: Option<Vec<u8>>,
+    /// Events to apply after it, in log order.
+    pub committed: Vec<Committed>,
+}
+
 /// One member of the controller group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
@@ -227,9 +236,35 @@ impl PeerGroup {
         self.consensus.persisted(io, result)
     }
 
-    /// Send what the consensus has for peers and write what it has for the disk; the events
-    /// committed since the last drain.
-    pub fn drain(&mut self, out: &mut VecDeque<Output>) -> Vec<Committed> {
+    /// The index the log was last compacted to (0 if never).
+    #[must_use]
+    pub fn snapshot_index(&self) -> u64 {
+        self.consensus.snapshot_index()
+    }
+
+    /// Entries applied since the log was last compacted.
+    #[must_use]
+    pub fn applied_since_snapshot(&self) -> u64 {
+        self.consensus.applied().saturating_sub(self.consensus.snapshot_index())
+    }
+
+    /// Compact the log to the last applied index, `data` being the table as of it; `keep`
+    /// entries before it stay for followers just behind.
+    pub fn compact(
+        &mut self,
+        data: Vec<u8>,
+        keep: u64,
+        out: &mut VecDeque<Output>,
+    ) -> Result<(), ConsensusError> {
+        let mut disk = Vec::new();
+        let compacted = self.consensus.compact(data, keep, &mut disk);
+        out.extend(disk);
+        compacted
+    }
+
+    /// Send what the consensus has for peers and write what it has for the disk; a snapshot
+    /// to restore and the events committed since the last drain.
+    pub fn drain(&mut self, out: &mut VecDeque<Output>) -> Drained {
         let ready = self.consensus.poll();
         out.extend(ready.disk);
         for (to, bytes) in ready.messages {
@@ -244,6 +279,6 @@ impl PeerGroup {
             message.flag |= FLAG_ONEWAY;
             crate::remoting::send(out, conn, &message);
         }
-        ready.committed
+        Drained { restored: ready.restored, committed: ready.committed }
     }
 }

@@ -10,13 +10,20 @@
 //! order rebuilds the log. A record is written and synced before raft-rs is told it is
 //! persisted, so no vote or acknowledgement goes out for anything a crash could take back.
 //!
+//! A compacted log starts from a snapshot (the replicated table as of an index): the file
+//! is written anew beside the old one (`raft.log.tmp`: the snapshot, then one batch with the
+//! entries after it), synced and renamed over it, so a crash leaves one or the other whole.
+//!
 //! | offset | bytes | field |
 //! |---|---|---|
-//! | 0 | 8 | magic `KEELRLG1` (once, at the start of the file) |
+//! | 0 | 8 | magic: `KEELRLG1` (a log from index 1) or `KEELRLG2` (a log from a snapshot) |
 //! | then per record: | | |
 //! | 0 | 4 | payload length N, u32 big-endian |
 //! | 4 | 4 | CRC32 (IEEE) of the payload, u32 big-endian |
 //! | 8 | N | payload: the `HardState`, then each `Entry`, each a length-delimited protobuf |
+//!
+//! In a `KEELRLG2` file the first record's payload is the `Snapshot` (its metadata: index,
+//! term and voters; its data: the table), one length-delimited protobuf.
 //!
 //! Recovery keeps every record up to the first one that is short or fails its CRC (a write
 //! torn by a crash) and cuts the file there before writing again.
@@ -24,14 +31,18 @@
 use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use raft::prelude::{Entry, HardState};
+use raft::prelude::{Entry, HardState, Snapshot};
 
 use crate::io::{DiskError, DiskOp, FilePath, IoId, Output, StoreRead};
 
 /// The log's file name under the controller's store root.
 pub const LOG_FILE: &str = "raft.log";
-/// The first bytes of the file.
+/// Where a compacted log is written before it replaces the log.
+const COMPACTED_FILE: &str = "raft.log.tmp";
+/// The first bytes of a log from index 1.
 const MAGIC: &[u8; 8] = b"KEELRLG1";
+/// The first bytes of a log that starts from a snapshot.
+const MAGIC_SNAPSHOT: &[u8; 8] = b"KEELRLG2";
 /// Length and CRC in front of each payload.
 const RECORD_HEADER: usize = 8;
 /// A record larger than this is taken for garbage: the controller's batches are small.
@@ -40,9 +51,13 @@ const MAX_RECORD: usize = 64 << 20;
 /// Why a log file could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RaftLogError {
-    /// The file does not start with the magic: it is not a Keel controller log.
-    #[error("{LOG_FILE} does not start with {MAGIC:?}: not a Keel controller log")]
+    /// The file does not start with a magic: it is not a Keel controller log.
+    #[error("{LOG_FILE} does not start with {MAGIC:?} or {MAGIC_SNAPSHOT:?}: not a Keel controller log")]
     NotALog,
+    /// A compacted log's snapshot is missing or broken: it was synced before it replaced
+    /// the log, so the disk lost synced data.
+    #[error("{LOG_FILE} starts from a snapshot that is torn or does not decode")]
+    BrokenSnapshot,
     /// A record passed its CRC but does not decode: written by something else.
     #[error("record at byte {at} passes its CRC but does not decode: {why}")]
     Undecodable {
@@ -71,7 +86,9 @@ pub enum RaftLogError {
 pub struct RecoveredLog {
     /// The last Raft state written (commit clamped to the last entry).
     pub hard_state: HardState,
-    /// The entries, from index 1 up.
+    /// What the log starts from, if it was compacted.
+    pub snapshot: Option<Snapshot>,
+    /// The entries, from index 1 up (after the snapshot's index, if there is one).
     pub entries: Vec<Entry>,
     /// Where the good records end (0 for an absent or empty file).
     pub end: u64,
@@ -108,19 +125,40 @@ impl RecoveredLog {
             log.dropped = bytes.len() as u64;
             return Ok(log);
         }
-        if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
-            return Err(RaftLogError::NotALog);
-        }
         let mut at = MAGIC.len();
+        match bytes.get(..MAGIC.len()) {
+            Some(magic) if magic == MAGIC.as_slice() => {}
+            Some(magic) if magic == MAGIC_SNAPSHOT.as_slice() => {
+                let mut payload = record_at(bytes, at).ok_or(RaftLogError::BrokenSnapshot)?;
+                at += RECORD_HEADER + payload.len();
+                let snapshot: Snapshot = prost::Message::decode_length_delimited(&mut payload)
+                    .map_err(|_| RaftLogError::BrokenSnapshot)?;
+                log.hard_state.term = snapshot.get_metadata().term;
+                log.hard_state.commit = snapshot.get_metadata().index;
+                log.snapshot = Some(snapshot);
+            }
+            _ => return Err(RaftLogError::NotALog),
+        }
         while let Some(payload) = record_at(bytes, at) {
             log.replay(at as u64, payload)?;
             at += RECORD_HEADER + payload.len();
         }
         log.end = at as u64;
         log.dropped = (bytes.len() - at) as u64;
-        let last = log.entries.last().map_or(0, |e| e.index);
-        log.hard_state.commit = log.hard_state.commit.min(last);
+        log.hard_state.commit = log.hard_state.commit.min(log.last_index());
         Ok(log)
+    }
+
+    /// The index the snapshot covers up to (0 without one).
+    #[must_use]
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.get_metadata().index)
+    }
+
+    /// The last index held, in an entry or the snapshot.
+    #[must_use]
+    pub fn last_index(&self) -> u64 {
+        self.entries.last().map_or_else(|| self.snapshot_index(), |e| e.index)
     }
 
     fn replay(&mut self, at: u64, mut payload: &[u8]) -> Result<(), RaftLogError> {
@@ -131,12 +169,15 @@ impl RecoveredLog {
             entries
                 .push(<Entry as prost::Message>::decode_length_delimited(&mut payload).map_err(undecodable)?);
         }
+        // Entries the snapshot covers are committed: the same on every replica.
+        let base = self.snapshot_index();
+        entries.retain(|e| e.index > base);
         let Some(first) = entries.first().map(|e| e.index) else { return Ok(()) };
-        let last = self.entries.last().map_or(0, |e| e.index);
-        if first == 0 || first > last + 1 || entries.iter().zip(first..).any(|(e, i)| e.index != i) {
+        let last = self.last_index();
+        if first > last + 1 || entries.iter().zip(first..).any(|(e, i)| e.index != i) {
             return Err(RaftLogError::Gap { at, first, last });
         }
-        self.entries.truncate(usize::try_from(first - 1).unwrap_or(usize::MAX));
+        self.entries.truncate(usize::try_from(first - 1 - base).unwrap_or(usize::MAX));
         self.entries.extend(entries);
         Ok(())
     }
@@ -165,10 +206,22 @@ pub fn encode_record(hard_state: &HardState, entries: &[Entry]) -> Bytes {
     for entry in entries {
         let _ = prost::Message::encode_length_delimited(entry, &mut payload);
     }
+    frame(&payload)
+}
+
+/// A snapshot's record (the first of a `KEELRLG2` file).
+#[must_use]
+pub fn encode_snapshot_record(snapshot: &Snapshot) -> Bytes {
+    let mut payload = Vec::new();
+    let _ = prost::Message::encode_length_delimited(snapshot, &mut payload);
+    frame(&payload)
+}
+
+fn frame(payload: &[u8]) -> Bytes {
     let mut record = BytesMut::with_capacity(RECORD_HEADER + payload.len());
     record.put_u32(u32::try_from(payload.len()).unwrap_or(u32::MAX));
-    record.put_u32(crc32fast::hash(&payload));
-    record.put_slice(&payload);
+    record.put_u32(crc32fast::hash(payload));
+    record.put_slice(payload);
     record.freeze()
 }
 
@@ -214,6 +267,38 @@ impl RaftLogFile {
         if creating {
             ops.push(DiskOp::SyncDir { dir: FilePath::root() });
         }
+        self.issue(ops, out)
+    }
+
+    /// Replace the log with one that starts from `snapshot`, holding `entries` (those after
+    /// it) and `hard_state`; the returned operation completes once the new log is durable
+    /// in its place. Records appended later go after it.
+    pub fn rewrite(
+        &mut self,
+        snapshot: &Snapshot,
+        hard_state: &HardState,
+        entries: &[Entry],
+        out: &mut Vec<Output>,
+    ) -> IoId {
+        let compacted = FilePath::new(COMPACTED_FILE).unwrap_or_else(FilePath::root);
+        let mut data = BytesMut::new();
+        data.put_slice(MAGIC_SNAPSHOT);
+        data.put_slice(&encode_snapshot_record(snapshot));
+        data.put_slice(&encode_record(hard_state, entries));
+        self.end = data.len() as u64;
+        self.trim = false;
+        let ops = vec![
+            DiskOp::Create { file: compacted.clone(), len: 0 },
+            DiskOp::Write { file: compacted.clone(), offset: 0, data: data.freeze() },
+            DiskOp::Sync { file: compacted.clone() },
+            DiskOp::Rename { from: compacted, to: self.file.clone() },
+            DiskOp::SyncDir { dir: FilePath::root() },
+        ];
+        self.issue(ops, out)
+    }
+
+    /// Issue `ops` in order; the last one's id.
+    fn issue(&mut self, ops: Vec<DiskOp>, out: &mut Vec<Output>) -> IoId {
         let mut last = IoId(0);
         for op in ops {
             self.next_io += 1;
@@ -358,5 +443,81 @@ mod tests {
         );
         let failed = DiskError::new(crate::io::DiskErrorKind::Io, "boom");
         assert!(again.completed(IoId(1), &Err(failed)).is_err());
+    }
+
+    /// What `out`'s writes leave in the log file: the compacted file's bytes once renamed
+    /// over it, the log's own writes at their offsets.
+    fn carry_out(file: &mut Vec<u8>, out: &[Output]) {
+        let mut compacted = Vec::new();
+        for output in out {
+            let Output::Disk { op, .. } = output else { continue };
+            match op {
+                DiskOp::Create { file: f, .. } if f.as_str() == COMPACTED_FILE => compacted.clear(),
+                DiskOp::Create { .. } => file.clear(),
+                DiskOp::Write { file: f, offset, data } => {
+                    let target = if f.as_str() == COMPACTED_FILE { &mut compacted } else { &mut *file };
+                    let offset = usize::try_from(*offset).unwrap();
+                    target.resize(offset.max(target.len()), 0);
+                    target.truncate(offset);
+                    target.extend_from_slice(data);
+                }
+                DiskOp::Rename { .. } => *file = std::mem::take(&mut compacted),
+                _ => {}
+            }
+        }
+    }
+
+    fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
+        let mut snapshot = Snapshot { data: data.to_vec(), ..Snapshot::default() };
+        snapshot.mut_metadata().index = index;
+        snapshot.mut_metadata().term = term;
+        snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+        snapshot
+    }
+
+    #[test]
+    fn a_compacted_log_starts_from_its_snapshot_and_grows_on() {
+        let mut bytes = Vec::new();
+        let mut out = Vec::new();
+        let mut writer = RaftLogFile::new(&RecoveredLog::default());
+        writer.append(&state(1, 1, 0), &[entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 1, b"c")], &mut out);
+        writer.rewrite(&snapshot(2, 1, b"table"), &state(1, 1, 3), &[entry(3, 1, b"c")], &mut out);
+        writer.append(&state(2, 2, 3), &[entry(4, 2, b"d")], &mut out);
+        carry_out(&mut bytes, &out);
+        assert_eq!(bytes.get(..8), Some(MAGIC_SNAPSHOT.as_slice()));
+        let log = RecoveredLog::read(&bytes).unwrap();
+        assert_eq!(log.snapshot, Some(snapshot(2, 1, b"table")));
+        assert_eq!(log.snapshot_index(), 2);
+        let got: Vec<(u64, u64)> = log.entries.iter().map(|e| (e.index, e.term)).collect();
+        assert_eq!(got, vec![(3, 1), (4, 2)]);
+        assert_eq!(log.hard_state, state(2, 2, 3));
+        assert_eq!((log.end, log.dropped), (bytes.len() as u64, 0));
+        // The rewrite replaces the log only once the new file is synced, by a rename.
+        let kinds: Vec<&str> = out
+            .iter()
+            .skip(4)
+            .take(5)
+            .map(|o| match o {
+                Output::Disk { op: DiskOp::Create { .. }, .. } => "create",
+                Output::Disk { op: DiskOp::Write { .. }, .. } => "write",
+                Output::Disk { op: DiskOp::Sync { .. }, .. } => "sync",
+                Output::Disk { op: DiskOp::Rename { .. }, .. } => "rename",
+                Output::Disk { op: DiskOp::SyncDir { .. }, .. } => "syncdir",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["create", "write", "sync", "rename", "syncdir"]);
+
+        // A torn record after the snapshot is dropped; a torn snapshot is refused (it was
+        // synced before it replaced the log).
+        let snapshot_end = 8 + encode_snapshot_record(&snapshot(2, 1, b"table")).len();
+        let torn = RecoveredLog::read(bytes.get(..bytes.len() - 3).unwrap()).unwrap();
+        assert_eq!(torn.last_index(), 3);
+        let cut = RecoveredLog::read(bytes.get(..snapshot_end).unwrap()).unwrap();
+        assert_eq!((cut.last_index(), cut.hard_state.commit), (2, 2));
+        assert_eq!(
+            RecoveredLog::read(bytes.get(..snapshot_end - 1).unwrap()),
+            Err(RaftLogError::BrokenSnapshot)
+        );
     }
 }

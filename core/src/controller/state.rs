@@ -33,13 +33,22 @@ pub struct ControllerConfig {
     pub scan_interval_ms: u64,
     /// A broker's heartbeat timeout when it names none (10 s).
     pub heartbeat_timeout_ms: u64,
+    /// Entries applied between two compactions of the group's log
+    /// (`controllerSnapshotEntries`, Keel's key, 10,000).
+    pub snapshot_entries: u64,
     /// A deliberate bug the simulator switches on (only a `--cfg madsim` build obeys it).
     pub mutation: Option<crate::mutation::Mutation>,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self { elect_unclean: false, scan_interval_ms: 5_000, heartbeat_timeout_ms: 10_000, mutation: None }
+        Self {
+            elect_unclean: false,
+            scan_interval_ms: 5_000,
+            heartbeat_timeout_ms: 10_000,
+            snapshot_entries: 10_000,
+            mutation: None,
+        }
     }
 }
 
@@ -152,6 +161,11 @@ impl ControllerState {
     #[must_use]
     pub fn live(&self) -> &LiveTable {
         &self.live
+    }
+
+    /// Replace the table with a snapshot's (a follower too far behind, or a restart).
+    pub fn restore(&mut self, table: ReplicaTable) {
+        self.table = table;
     }
 
     /// Apply a committed event; `false` if it was fenced.

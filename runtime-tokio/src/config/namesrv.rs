@@ -35,11 +35,19 @@ pub struct ControllerGroupSettings {
     /// `controllerStorePath`: the directory holding this member's Raft log
     /// (`$HOME/KeelController`).
     pub store_path: std::path::PathBuf,
+    /// `controllerSnapshotEntries` (Keel's key): entries applied between two compactions of
+    /// the Raft log into a snapshot of the table (10000).
+    pub snapshot_entries: u64,
 }
 
 /// The group keys every controller understands.
-const GROUP_KEYS: [&str; 4] =
-    ["controllerDLegerGroup", "controllerDLegerPeers", "controllerDLegerSelfId", "controllerStorePath"];
+const GROUP_KEYS: [&str; 5] = [
+    "controllerDLegerGroup",
+    "controllerDLegerPeers",
+    "controllerDLegerSelfId",
+    "controllerStorePath",
+    "controllerSnapshotEntries",
+];
 
 impl ControllerGroupSettings {
     fn from_properties(props: &Properties) -> Result<Option<Self>, ConfigError> {
@@ -52,6 +60,7 @@ impl ControllerGroupSettings {
                 let home = std::env::var_os("HOME").map_or_else(|| ".".into(), std::path::PathBuf::from);
                 home.join("KeelController")
             }),
+            snapshot_entries: props.get("controllerSnapshotEntries")?.unwrap_or(10_000),
         };
         let parsed = settings
             .peers(0)
@@ -72,11 +81,12 @@ impl ControllerGroupSettings {
 
     fn to_properties(&self) -> String {
         format!(
-            "controllerDLegerGroup={}\ncontrollerDLegerPeers={}\ncontrollerDLegerSelfId={}\ncontrollerStorePath={}\n",
+            "controllerDLegerGroup={}\ncontrollerDLegerPeers={}\ncontrollerDLegerSelfId={}\ncontrollerStorePath={}\ncontrollerSnapshotEntries={}\n",
             self.group,
             self.peers,
             self.self_id,
-            self.store_path.display()
+            self.store_path.display(),
+            self.snapshot_entries
         )
     }
 }
@@ -92,6 +102,7 @@ impl NamesrvSettings {
         GROUP_KEYS[1],
         GROUP_KEYS[2],
         GROUP_KEYS[3],
+        GROUP_KEYS[4],
     ];
 
     /// Settings from properties (defaults for what is absent); unknown keys are warned about.
@@ -113,7 +124,7 @@ impl NamesrvSettings {
             listen_port: self.listen_port,
             scan_interval_ms: self.scan_interval_ms,
             elect_unclean: self.elect_unclean,
-            group: None,
+            group: self.group.clone(),
         };
         self.enable_controller.then(|| embedded.controller())
     }
@@ -154,6 +165,7 @@ impl ControllerSettings {
         GROUP_KEYS[1],
         GROUP_KEYS[2],
         GROUP_KEYS[3],
+        GROUP_KEYS[4],
     ];
 
     /// Settings from properties (defaults for what is absent); unknown keys are warned about.
@@ -175,6 +187,7 @@ impl ControllerSettings {
         keel_core::controller::ControllerConfig {
             elect_unclean: self.elect_unclean,
             scan_interval_ms: self.scan_interval_ms,
+            snapshot_entries: self.group.as_ref().map_or(10_000, |group| group.snapshot_entries),
             ..keel_core::controller::ControllerConfig::default()
         }
     }
@@ -229,12 +242,13 @@ mod tests {
     #[test]
     fn a_controller_group_is_read_from_rocketmq_keys_and_bad_peers_are_refused() {
         let text = "controllerDLegerGroup=g\ncontrollerDLegerPeers=n0-127.0.0.1:9877;n1-127.0.0.1:9878;n2-127.0.0.1:9879\n\
-                    controllerDLegerSelfId=n1\ncontrollerStorePath=/var/keel/controller\n";
+                    controllerDLegerSelfId=n1\ncontrollerStorePath=/var/keel/controller\ncontrollerSnapshotEntries=500\n";
         let settings = ControllerSettings::from_properties(&Properties::parse(text).unwrap()).unwrap();
         assert_eq!(settings.listen_port, 9878, "a member listens on its own peer port");
         let peers = settings.group.as_ref().unwrap().peers(7).unwrap();
         assert_eq!((peers.group.as_str(), peers.self_id, peers.members.len()), ("g", 2, 3));
         assert_eq!(settings.group.as_ref().unwrap().store_path, std::path::Path::new("/var/keel/controller"));
+        assert_eq!(settings.controller().snapshot_entries, 500);
         assert_eq!(
             Properties::parse(&settings.to_properties()).unwrap(),
             Properties::parse(&format!(
