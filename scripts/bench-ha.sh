@@ -13,6 +13,7 @@
 #
 #   scripts/bench-ha.sh                  # 3 rounds of 10 s per workload, every setup
 #   ROUNDS=5 DURATION=20 SETUPS="single two" scripts/bench-ha.sh
+#   BIN=/tmp/old ROUNDS=1 SETUPS="single sync" scripts/bench-ha.sh   # another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,10 +30,11 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 
-if [ -z "${SKIP_BUILD:-}" ]; then
+# BIN=DIR runs binaries built elsewhere (an A/B of two builds), without building.
+bin=${BIN:-target/release}
+if [ -z "${SKIP_BUILD:-}" ] && [ -z "${BIN:-}" ]; then
   cargo build --release --locked -p keel-runtime-tokio --bins
 fi
-bin=target/release
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # wait_for FILE PATTERN: until the log shows PATTERN (at most 20 s).
