@@ -36,6 +36,8 @@ pub enum Refusal {
     ServiceNotAvailable(String),
     /// SLAVE_NOT_AVAILABLE: only a master does it.
     SlaveNotAvailable(String),
+    /// CONSUMER_NOT_ONLINE: no member of the group is connected.
+    ConsumerNotOnline(String),
 }
 
 impl Refusal {
@@ -56,6 +58,7 @@ impl Refusal {
             Self::QueryNotFound(_) => ResponseCode::QUERY_NOT_FOUND,
             Self::ServiceNotAvailable(_) => ResponseCode::SERVICE_NOT_AVAILABLE,
             Self::SlaveNotAvailable(_) => ResponseCode::SLAVE_NOT_AVAILABLE,
+            Self::ConsumerNotOnline(_) => ResponseCode::CONSUMER_NOT_ONLINE,
         }
     }
 
@@ -75,7 +78,8 @@ impl Refusal {
             | Self::SubscriptionParseFailed(remark)
             | Self::QueryNotFound(remark)
             | Self::ServiceNotAvailable(remark)
-            | Self::SlaveNotAvailable(remark) => remark,
+            | Self::SlaveNotAvailable(remark)
+            | Self::ConsumerNotOnline(remark) => remark,
         }
     }
 

@@ -147,6 +147,15 @@ impl Broker {
             RequestCode::DELETE_TOPIC_IN_BROKER => {
                 Admin::on_delete_topic(shared, consumers, now, &cmd).map(Some)
             }
+            RequestCode::GET_TOPIC_STATS_INFO => Admin::on_topic_stats(shared, &cmd).map(Some),
+            RequestCode::GET_CONSUME_STATS => Admin::on_consume_stats(shared, consumers, &cmd).map(Some),
+            RequestCode::GET_CONSUMER_CONNECTION_LIST => {
+                Admin::on_consumer_connections(shared, consumers, &cmd).map(Some)
+            }
+            RequestCode::GET_PRODUCER_CONNECTION_LIST => {
+                Admin::on_producer_connections(shared, consumers, &cmd).map(Some)
+            }
+            RequestCode::QUERY_TOPIC_CONSUME_BY_WHO => Admin::on_consume_by_who(consumers, &cmd).map(Some),
             RequestCode::GET_BROKER_HA_STATUS => {
                 let info = self.replication.ha_status(shared, &self.ha_client, now);
                 Ok(Some(json_reply(&cmd, &info)))

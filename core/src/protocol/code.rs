@@ -440,9 +440,45 @@ impl SerializeType {
 /// heartbeat reply and refuse some features (SQL92) from brokers older than 4.1.0.
 pub const SERVER_VERSION: i32 = 479;
 
+/// The name of a version ordinal, as RocketMQ's `MQVersion.getVersionDesc` prints it. From
+/// V3_0_1 on, RocketMQ's `Version` enum lists every `a.b.c` up to 9.9.9 twice, its
+/// `_SNAPSHOT` and then the release, so the ordinal of release `a.b.c` is
+/// `13 + 2 × ((a − 3) × 100 + b × 10 + c)` (4.9.4 is 401, 5.3.3 is 479); the first
+/// ordinals are 3.0.0's pre-releases.
+#[must_use]
+pub fn version_desc(ordinal: i32) -> String {
+    const RELEASE_BASE: i32 = 13;
+    const LAST_RELEASE: i32 = RELEASE_BASE + 2 * 699;
+    match ordinal {
+        i32::MIN..=RELEASE_BASE => "V3_0_0".to_owned(),
+        o if o > LAST_RELEASE => "HIGHER_VERSION".to_owned(),
+        _ => {
+            let index = (ordinal - RELEASE_BASE + 1) / 2;
+            let name = format!("V{}_{}_{}", 3 + index / 100, index / 10 % 10, index % 10);
+            if (ordinal - RELEASE_BASE) % 2 == 0 {
+                name
+            } else {
+                name + "_SNAPSHOT"
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_ordinals_name_the_releases_clients_send() {
+        assert_eq!(version_desc(SERVER_VERSION), "V5_3_3");
+        assert_eq!(version_desc(401), "V4_9_4");
+        assert_eq!(version_desc(400), "V4_9_4_SNAPSHOT");
+        assert_eq!(version_desc(15), "V3_0_1");
+        assert_eq!(version_desc(14), "V3_0_1_SNAPSHOT");
+        assert_eq!(version_desc(317), "V4_5_2");
+        assert_eq!(version_desc(1411), "V9_9_9");
+        assert_eq!(version_desc(1412), "HIGHER_VERSION");
+    }
 
     #[test]
     fn unknown_codes_round_trip_and_print_their_number() {

@@ -15,7 +15,7 @@ pub mod message;
 #[cfg(any(test, feature = "testing"))]
 pub mod self_check;
 
-pub use code::{LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};
+pub use code::{version_desc, LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};
 pub use command::{ExtFields, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 pub use frame::{decode_one, encode_frame, encode_to_bytes, FrameDecoder, DEFAULT_MAX_FRAME_LEN};
 

@@ -3,6 +3,7 @@
 //! the runtime info reports over time.
 
 pub mod rates;
+mod status;
 
 use crate::broker::consumers::{offset_reply, ok, Consumers};
 use crate::broker::refusal::Refusal;

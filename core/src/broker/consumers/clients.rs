@@ -178,6 +178,20 @@ impl ClientRegistry {
         self.producers.get(group).map(|channels| channels.keys().copied().collect()).unwrap_or_default()
     }
 
+    /// The connections of a producer group, if any is online.
+    #[must_use]
+    pub fn producer_group(&self, name: &str) -> Option<&BTreeMap<ConnId, ClientChannel>> {
+        self.producers.get(name).filter(|c| !c.is_empty())
+    }
+
+    /// The online consumer groups subscribing to `topic`.
+    pub fn groups_subscribing<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.consumers
+            .iter()
+            .filter(|(_, g)| g.subscriptions.contains_key(topic))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Counts of (producer groups, consumer groups), for runtime info.
     #[must_use]
     pub fn counts(&self) -> (usize, usize) {

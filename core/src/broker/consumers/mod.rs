@@ -21,7 +21,7 @@ use crate::protocol::headers::{
 };
 use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
-pub use clients::ClientRegistry;
+pub use clients::{ClientChannel, ClientRegistry};
 pub use groups::GroupTable;
 pub use offsets::ConsumerOffsets;
 pub use pull::PullHold;

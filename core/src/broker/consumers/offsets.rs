@@ -25,6 +25,24 @@ impl ConsumerOffsets {
         self.offset_table.get(&key(topic, group))?.get(&queue_id).copied()
     }
 
+    /// The topics `group` has committed offsets in.
+    #[must_use]
+    pub fn topics_of(&self, group: &str) -> Vec<String> {
+        self.offset_table
+            .keys()
+            .filter_map(|key| key.rsplit_once('@').filter(|(_, g)| *g == group).map(|(t, _)| t.to_owned()))
+            .collect()
+    }
+
+    /// The groups with committed offsets in `topic`.
+    #[must_use]
+    pub fn groups_of(&self, topic: &str) -> Vec<String> {
+        self.offset_table
+            .keys()
+            .filter_map(|key| key.split_once('@').filter(|(t, _)| *t == topic).map(|(_, g)| g.to_owned()))
+            .collect()
+    }
+
     /// Commit an offset.
     pub fn commit(&mut self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         self.offset_table.entry(key(topic, group)).or_default().insert(queue_id, offset);

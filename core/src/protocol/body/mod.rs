@@ -9,6 +9,7 @@ mod ha;
 mod queue;
 pub mod register_compressed;
 mod route;
+mod stats;
 mod topic;
 
 pub use client::{ConsumerData, ConsumerIdList, HeartbeatData, KvTable, ProducerData, SubscriptionData};
@@ -20,4 +21,8 @@ pub use group::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 pub use ha::{EpochEntryCache, EpochRange, HaClientRuntimeInfo, HaConnectionRuntimeInfo, HaRuntimeInfo};
 pub use queue::{java_str_cmp, LockBatchRequestBody, LockBatchResponseBody, MessageQueue};
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
+pub use stats::{
+    Connection, ConsumeStats, ConsumerConnection, GroupList, OffsetWrapper, ProducerConnection, TopicOffset,
+    TopicStatsTable,
+};
 pub use topic::{perm, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper};

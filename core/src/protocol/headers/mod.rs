@@ -7,12 +7,14 @@
 //! (Go sends `"bname":""`); unknown keys are ignored (ACL, namespace and tracing hooks add
 //! them freely).
 
+mod admin;
 mod broker;
 mod client;
 mod controller;
 mod namesrv;
 mod send;
 
+pub use admin::*;
 pub use broker::*;
 pub use client::*;
 pub use controller::*;

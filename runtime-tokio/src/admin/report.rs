@@ -1,0 +1,477 @@
+//! mqadmin's output: RocketMQ's columns and widths for people, and `--json` rows (standard
+//! JSON, one object per row) for scripts. Times are printed in UTC.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use keel_core::protocol::body::{
+    Connection, ConsumeStats, ConsumerConnection, KvTable, MessageQueue, TopicStatsTable,
+};
+use keel_core::protocol::json::{self, KeyStyle};
+use keel_core::protocol::version_desc;
+use serde::Serialize;
+
+/// Java's `UtilAll.frontStringAtLeast`: at most the first `size` characters.
+fn front(text: &str, size: usize) -> &str {
+    text.char_indices().nth(size).map_or(text, |(at, _)| &text[..at])
+}
+
+/// `ms` since the epoch as `yyyy-MM-dd HH:mm:ss` in UTC.
+#[must_use]
+pub fn utc(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", of_day / 3600, of_day / 60 % 60, of_day % 60)
+}
+
+/// `ms` since the epoch as `yyyy-MM-dd HH:mm:ss,SSS` in UTC.
+#[must_use]
+pub fn utc_millis(ms: i64) -> String {
+    format!("{},{:03}", utc(ms), ms.rem_euclid(1000))
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (the civil-from-days algorithm:
+/// count in 400-year eras of 146,097 days, with years starting in March so that the leap
+/// day ends the year).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Rows as a standard JSON array.
+fn json_rows<T: Serialize>(rows: &[T]) -> String {
+    let bytes = json::to_body(rows, KeyStyle::Standard);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// One queue of `topicStatus --json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicQueueRow<'a> {
+    broker_name: &'a str,
+    queue_id: i32,
+    min_offset: i64,
+    max_offset: i64,
+    last_update_timestamp: i64,
+}
+
+/// `topicStatus`: each queue's range and last store time.
+#[must_use]
+pub fn topic_status(table: &TopicStatsTable, as_json: bool) -> String {
+    if as_json {
+        let rows: Vec<TopicQueueRow<'_>> = table
+            .offset_table
+            .iter()
+            .map(|(mq, o)| TopicQueueRow {
+                broker_name: &mq.broker_name,
+                queue_id: mq.queue_id,
+                min_offset: o.min_offset,
+                max_offset: o.max_offset,
+                last_update_timestamp: o.last_update_timestamp,
+            })
+            .collect();
+        return json_rows(&rows);
+    }
+    let mut out = format!(
+        "{:<32}  {:<4}  {:<20}  {:<20}    {}\n",
+        "#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated"
+    );
+    for (mq, offsets) in &table.offset_table {
+        let updated = if offsets.last_update_timestamp > 0 {
+            utc_millis(offsets.last_update_timestamp)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<4}  {:<20}  {:<20}    {}",
+            front(&mq.broker_name, 32),
+            mq.queue_id,
+            offsets.min_offset,
+            offsets.max_offset,
+            updated
+        );
+    }
+    out
+}
+
+/// One queue of `consumerProgress -g --json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QueueProgressRow<'a> {
+    topic: &'a str,
+    broker_name: &'a str,
+    queue_id: i32,
+    broker_offset: i64,
+    consumer_offset: i64,
+    diff: i64,
+    last_timestamp: i64,
+}
+
+/// `consumerProgress -g`: per queue, the queue's end, the group's offset and the lag
+/// between them; then the totals. `client_ips` names the member holding a queue, where
+/// known (`NA` otherwise, as RocketMQ prints).
+#[must_use]
+pub fn consumer_progress(
+    stats: &ConsumeStats,
+    client_ips: &BTreeMap<MessageQueue, String>,
+    as_json: bool,
+) -> String {
+    if as_json {
+        let rows: Vec<QueueProgressRow<'_>> = stats
+            .offset_table
+            .iter()
+            .map(|(mq, o)| QueueProgressRow {
+                topic: &mq.topic,
+                broker_name: &mq.broker_name,
+                queue_id: mq.queue_id,
+                broker_offset: o.broker_offset,
+                consumer_offset: o.consumer_offset,
+                diff: o.diff(),
+                last_timestamp: o.last_timestamp,
+            })
+            .collect();
+        return json_rows(&rows);
+    }
+    let mut out = format!(
+        "{:<32}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20}  {}\n",
+        "#Topic",
+        "#Broker Name",
+        "#QID",
+        "#Broker Offset",
+        "#Consumer Offset",
+        "#Client IP",
+        "#Diff",
+        "#LastTime"
+    );
+    for (mq, offsets) in &stats.offset_table {
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20}  {}",
+            front(&mq.topic, 32),
+            front(&mq.broker_name, 32),
+            mq.queue_id,
+            offsets.broker_offset,
+            offsets.consumer_offset,
+            client_ips.get(mq).map_or("NA", String::as_str),
+            offsets.diff(),
+            utc(offsets.last_timestamp)
+        );
+    }
+    let _ = write!(
+        out,
+        "\nConsume TPS: {:.1}\nDiff Total: {}\n",
+        stats.consume_tps.unwrap_or(0.0),
+        stats.total_diff()
+    );
+    out
+}
+
+/// One group of `consumerProgress` without `-g`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupProgress {
+    /// The group.
+    pub group: String,
+    /// Members online.
+    pub count: usize,
+    /// The oldest member's version ordinal (when any is online).
+    pub version: Option<i32>,
+    /// `CONSUME_PASSIVELY` / `CONSUME_ACTIVELY` (when any is online).
+    pub consume_type: Option<String>,
+    /// `CLUSTERING` / `BROADCASTING` (when any is online).
+    pub message_model: Option<String>,
+    /// Messages per second.
+    pub consume_tps: i64,
+    /// The lag over every queue.
+    pub diff_total: i64,
+}
+
+/// `consumerProgress` without `-g`: one line per group.
+#[must_use]
+pub fn group_progress(groups: &[GroupProgress], as_json: bool) -> String {
+    if as_json {
+        return json_rows(groups);
+    }
+    let mut out = format!(
+        "{:<32}  {:<6}  {:<24} {:<5}  {:<14}  {:<7}  {}\n",
+        "#Group", "#Count", "#Version", "#Type", "#Model", "#TPS", "#Diff Total"
+    );
+    for g in groups {
+        let online = g.count > 0;
+        let version = if online { g.version.map(version_desc).unwrap_or_default() } else { "OFFLINE".into() };
+        let passive = g.consume_type.as_deref() == Some("CONSUME_PASSIVELY");
+        let kind = match (online, passive) {
+            (false, _) => "",
+            (true, true) => "PUSH",
+            (true, false) => "PULL",
+        };
+        let model = if online && passive { g.message_model.as_deref().unwrap_or("") } else { "" };
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<6}  {:<24} {:<5}  {:<14}  {:<7}  {}",
+            front(&g.group, 32),
+            g.count,
+            version,
+            kind,
+            model,
+            g.consume_tps,
+            g.diff_total
+        );
+    }
+    out
+}
+
+/// One connection of `consumerConnection --json` / `producerConnection --json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionRow<'a> {
+    client_id: &'a str,
+    client_addr: &'a str,
+    language: &'a str,
+    version: String,
+}
+
+fn connection_rows(connections: &[Connection]) -> Vec<ConnectionRow<'_>> {
+    connections
+        .iter()
+        .map(|c| ConnectionRow {
+            client_id: &c.client_id,
+            client_addr: &c.client_addr,
+            language: &c.language,
+            version: version_desc(c.version),
+        })
+        .collect()
+}
+
+/// `consumerConnection`: the members, their subscriptions and how the group consumes.
+#[must_use]
+pub fn consumer_connection(cc: &ConsumerConnection, as_json: bool) -> String {
+    if as_json {
+        return json_rows(&connection_rows(&cc.connection_set));
+    }
+    let mut out = String::new();
+    for (i, c) in cc.connection_set.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:03}  {:<32} {:<22} {:<8} {}",
+            i + 1,
+            c.client_id,
+            c.client_addr,
+            c.language,
+            version_desc(c.version)
+        );
+    }
+    out.push_str("\nBelow is subscription:\n");
+    for (i, sub) in cc.subscription_table.values().enumerate() {
+        let _ = writeln!(out, "{:03}  Topic: {:<40} SubExpression: {}", i + 1, sub.topic, sub.sub_string);
+    }
+    let _ = write!(
+        out,
+        "\nConsumeType: {}\nMessageModel: {}\nConsumeFromWhere: {}\n",
+        cc.consume_type, cc.message_model, cc.consume_from_where
+    );
+    out
+}
+
+/// `producerConnection`: the producers of a group.
+#[must_use]
+pub fn producer_connection(connections: &[Connection], as_json: bool) -> String {
+    if as_json {
+        return json_rows(&connection_rows(connections));
+    }
+    let mut out = String::new();
+    for (i, c) in connections.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:04}  {:<32} {:<22} {:<8} {}",
+            i + 1,
+            c.client_id,
+            c.client_addr,
+            c.language,
+            version_desc(c.version)
+        );
+    }
+    out
+}
+
+/// `brokerStatus`: every runtime key, sorted.
+#[must_use]
+pub fn broker_status(kv: &KvTable, as_json: bool) -> String {
+    if as_json {
+        return String::from_utf8_lossy(&json::to_body(&kv.table, KeyStyle::Standard)).into_owned();
+    }
+    kv.table.iter().fold(String::new(), |mut out, (key, value)| {
+        let _ = writeln!(out, "{key:<32}: {value}");
+        out
+    })
+}
+
+/// One broker of `clusterList`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerRow {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker set name.
+    pub broker_name: String,
+    /// Id in the set (0 = master).
+    pub broker_id: i64,
+    /// Remoting address.
+    pub addr: String,
+    /// What the broker says it is (`brokerVersionDesc`).
+    pub version: String,
+    /// Messages stored per second (10 s average).
+    pub in_tps: f64,
+    /// Messages sent to consumers per second (10 s average).
+    pub out_tps: f64,
+    /// Sends waiting, and the oldest one's wait (ms).
+    pub send_queue: String,
+    /// Pulls held, and the oldest one's wait (ms).
+    pub pull_queue: String,
+    /// `pageCacheLockTimeMills`.
+    pub page_cache_wait_ms: String,
+    /// Hours since the oldest stored message (0 if unknown).
+    pub hours: f64,
+    /// The share of the store's disk in use.
+    pub space: f64,
+}
+
+impl BrokerRow {
+    /// The row of one broker from its runtime information, read at `now_ms`.
+    #[must_use]
+    pub fn from_runtime(
+        cluster: &str,
+        broker_name: &str,
+        broker_id: i64,
+        addr: &str,
+        kv: &KvTable,
+        now_ms: i64,
+    ) -> Self {
+        let get = |key: &str| kv.table.get(key).cloned().unwrap_or_default();
+        let first_number = |key: &str| {
+            kv.table
+                .get(key)
+                .and_then(|v| v.split(' ').next().and_then(|t| t.parse::<f64>().ok()))
+                .unwrap_or(0.0)
+        };
+        let out_key =
+            if kv.table.contains_key("getTransferredTps") { "getTransferredTps" } else { "getTransferedTps" };
+        let hours = kv
+            .table
+            .get("earliestMessageTimeStamp")
+            .and_then(|v| v.parse::<i64>().ok())
+            .map_or(0.0, |t| (now_ms - t) as f64 / 3_600_000.0);
+        Self {
+            cluster: cluster.into(),
+            broker_name: broker_name.into(),
+            broker_id,
+            addr: addr.into(),
+            version: get("brokerVersionDesc"),
+            in_tps: first_number("putTps"),
+            out_tps: first_number(out_key),
+            send_queue: format!(
+                "{},{}ms",
+                get("sendThreadPoolQueueSize"),
+                get("sendThreadPoolQueueHeadWaitTimeMills")
+            ),
+            pull_queue: format!(
+                "{},{}ms",
+                get("pullThreadPoolQueueSize"),
+                get("pullThreadPoolQueueHeadWaitTimeMills")
+            ),
+            page_cache_wait_ms: get("pageCacheLockTimeMills"),
+            hours,
+            space: kv.table.get("commitLogDiskRatio").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        }
+    }
+}
+
+/// `clusterList`: every broker of every cluster with its load.
+#[must_use]
+pub fn cluster_list(rows: &[BrokerRow], as_json: bool) -> String {
+    if as_json {
+        return json_rows(rows);
+    }
+    let mut out = format!(
+        "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}\n",
+        "#Cluster Name",
+        "#Broker Name",
+        "#BID",
+        "#Addr",
+        "#Version",
+        "#InTPS(LOAD)",
+        "#OutTPS(LOAD)",
+        "#PCWait(ms)",
+        "#Hour",
+        "#SPACE"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}",
+            r.cluster,
+            r.broker_name,
+            r.broker_id,
+            r.addr,
+            r.version,
+            format!("{:9.2}({})", r.in_tps, r.send_queue),
+            format!("{:9.2}({})", r.out_tps, r.pull_queue),
+            r.page_cache_wait_ms,
+            format!("{:2.2}", r.hours),
+            format!("{:.4}", r.space)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::protocol::body::OffsetWrapper;
+
+    #[test]
+    fn times_print_as_utc_calendar_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc_millis(1_796_342_400_123), "2026-12-04 00:00:00,123");
+        assert_eq!(utc(-1000), "1969-12-31 23:59:59");
+    }
+
+    #[test]
+    fn consumer_progress_prints_rocketmqs_columns_and_the_lag() {
+        let mut stats = ConsumeStats::default();
+        let mq = MessageQueue::new("Orders", "broker-a", 1);
+        stats.offset_table.insert(
+            mq.clone(),
+            OffsetWrapper { broker_offset: 120, consumer_offset: 100, last_timestamp: 0, pull_offset: 100 },
+        );
+        let text = consumer_progress(&stats, &BTreeMap::new(), false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("#Topic                            #Broker Name"), "{text}");
+        let row: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(row[..7], ["Orders", "broker-a", "1", "120", "100", "NA", "20"], "{text}");
+        assert!(text.ends_with("Diff Total: 20\n"), "{text}");
+        let json = consumer_progress(&stats, &BTreeMap::new(), true);
+        assert_eq!(
+            json,
+            r#"[{"topic":"Orders","brokerName":"broker-a","queueId":1,"brokerOffset":120,"consumerOffset":100,"diff":20,"lastTimestamp":0}]"#
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_to_the_column_as_rocketmq_does() {
+        assert_eq!(front("abcdef", 3), "abc");
+        assert_eq!(front("ab", 3), "ab");
+        assert_eq!(front("ééé", 2), "éé");
+    }
+}

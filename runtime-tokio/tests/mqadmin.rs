@@ -1,0 +1,156 @@
+//! `mqadmin` against a running `keel` (name server and broker in one process): a producer
+//! sends, a consumer group heartbeats and commits part of the way, and each sub-command
+//! prints what that traffic made, in RocketMQ's columns and as `--json` rows; a mistake
+//! gets plain words on stderr and a non-zero exit. Real processes: normal builds only.
+#![cfg(not(madsim))]
+
+mod support;
+
+use bytes::Bytes;
+use keel_core::protocol::body::{ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
+use keel_core::protocol::client_requests::{send_message, OutgoingMessage};
+use keel_core::protocol::headers::{CommandHeader, UpdateConsumerOffsetRequestHeader};
+use keel_core::protocol::json::{self, KeyStyle};
+use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use support::{scratch_dir, Client, ServerProcess};
+
+const TOPIC: &str = "AdminOrders";
+
+/// Run mqadmin with `args`; (exit success, stdout, stderr).
+fn mqadmin(args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin")).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Run mqadmin with `args`, which must succeed; its stdout.
+fn ok(args: &[&str]) -> String {
+    let (success, out, err) = mqadmin(args);
+    assert!(success, "mqadmin {args:?} failed: {err}");
+    out
+}
+
+fn heartbeat(opaque: i32) -> RemotingCommand {
+    let data = HeartbeatData {
+        client_id: "127.0.0.1@admin-test".into(),
+        consumer_data_set: vec![ConsumerData {
+            consume_from_where: "CONSUME_FROM_FIRST_OFFSET".into(),
+            consume_type: "CONSUME_PASSIVELY".into(),
+            group_name: "cg-admin".into(),
+            message_model: "CLUSTERING".into(),
+            subscription_data_set: vec![SubscriptionData::from_expression(TOPIC, "TagA || TagB", 1)],
+            unit_mode: false,
+        }],
+        producer_data_set: vec![ProducerData { group_name: "pg-admin".into() }],
+        ..HeartbeatData::default()
+    };
+    RemotingCommand::request(RequestCode::HEART_BEAT, opaque, ExtFields::new())
+        .with_body(json::to_body(&data, KeyStyle::Fastjson))
+}
+
+#[test]
+fn mqadmin_reports_topics_progress_lag_and_connections_of_a_running_broker() {
+    let data = scratch_dir("mqadmin").join("data");
+    let keel = ServerProcess::start(
+        env!("CARGO_BIN_EXE_keel"),
+        &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
+    );
+    let (namesrv, broker) = (keel.addr_in_boot_line(0).to_string(), keel.addr_in_boot_line(1));
+
+    // 7 messages to queue 0 and 3 to queue 1; the group commits 5 of queue 0's.
+    let mut client = Client::connect(broker);
+    for i in 0..10 {
+        let message = OutgoingMessage {
+            topic: TOPIC.into(),
+            tags: Some("TagA".into()),
+            keys: Some(format!("k{i}")),
+            user_properties: Vec::new(),
+            body: Bytes::from(format!("order {i}")),
+        };
+        let reply = client.call(&send_message(i + 1, "pg-admin", if i < 7 { 0 } else { 1 }, &message));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    }
+    let reply = client.call(&heartbeat(100));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    let commit = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "cg-admin".into(),
+        topic: TOPIC.into(),
+        queue_id: 0,
+        commit_offset: 5,
+    };
+    let reply = client.call(&RemotingCommand::request(
+        RequestCode::UPDATE_CONSUMER_OFFSET,
+        101,
+        commit.to_ext_fields(),
+    ));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+
+    // The topic reaches the name server with the broker's next registration.
+    let mut topics = String::new();
+    for _ in 0..100 {
+        topics = ok(&["topicList", "-n", &namesrv]);
+        if topics.lines().any(|t| t == TOPIC) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(topics.lines().any(|t| t == TOPIC), "{topics}");
+    let route = ok(&["topicRoute", "-n", &namesrv, "-t", TOPIC]);
+    assert!(route.contains(&format!("\"0\":\"{broker}\"")), "{route}");
+
+    let status = ok(&["topicStatus", "-n", &namesrv, "-t", TOPIC]);
+    let lines: Vec<&str> = status.lines().collect();
+    assert!(lines[0].starts_with("#Broker Name") && lines[0].contains("#Max Offset"), "{status}");
+    let queue = |id: &str| -> Vec<String> {
+        let row = lines.iter().find(|l| l.split_whitespace().nth(1) == Some(id)).unwrap();
+        row.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(queue("0")[2..4], ["0", "7"], "{status}");
+    assert_eq!(queue("1")[2..4], ["0", "3"], "{status}");
+    assert!(queue("0").len() > 4, "queue 0's last store time is printed: {status}");
+
+    let progress = ok(&["consumerProgress", "-n", &namesrv, "-g", "cg-admin"]);
+    let row =
+        progress.lines().find(|l| l.starts_with(TOPIC) && l.split_whitespace().nth(2) == Some("0")).unwrap();
+    let row: Vec<&str> = row.split_whitespace().collect();
+    // Topic, broker, queue, broker offset, consumer offset, client, diff.
+    assert_eq!(row[3..7], ["7", "5", "NA", "2"], "{progress}");
+    assert!(progress.contains("Diff Total: 5"), "queue 0 lags 2 and queue 1 lags 3: {progress}");
+    let rows = ok(&["consumerProgress", "-n", &namesrv, "-g", "cg-admin", "--json"]);
+    assert!(
+        rows.contains(&format!(
+            r#"{{"topic":"{TOPIC}","brokerName":"broker-a","queueId":0,"brokerOffset":7,"consumerOffset":5,"diff":2,"#
+        )),
+        "{rows}"
+    );
+
+    let members = ok(&["consumerConnection", "-n", &namesrv, "-g", "cg-admin"]);
+    assert!(members.starts_with("001  127.0.0.1@admin-test"), "{members}");
+    assert!(
+        members.contains(&format!("Topic: {TOPIC}")) && members.contains("SubExpression: TagA || TagB"),
+        "{members}"
+    );
+    assert!(members.contains("MessageModel: CLUSTERING"), "{members}");
+    let producers = ok(&["producerConnection", "-n", &namesrv, "-g", "pg-admin", "-t", TOPIC]);
+    assert!(producers.starts_with("0001  127.0.0.1@admin-test"), "{producers}");
+
+    let groups = ok(&["consumerProgress", "-n", &namesrv]);
+    assert!(groups.starts_with("#Group"), "{groups}");
+
+    let cluster = ok(&["clusterList", "-n", &namesrv]);
+    assert!(cluster.lines().any(|l| l.contains("broker-a") && l.contains(&broker.to_string())), "{cluster}");
+    let status = ok(&["brokerStatus", "-n", &namesrv, "-b", &broker.to_string()]);
+    assert!(status.lines().any(|l| l.starts_with("msgPutTotalTodayNow") && l.ends_with(": 10")), "{status}");
+
+    // Mistakes: plain words and a failing exit status.
+    let (success, _, err) = mqadmin(&["consumerConnection", "-n", &namesrv, "-g", "nobody"]);
+    assert!(!success && err.contains("the consumer group nobody is not online"), "{err}");
+    let (success, _, err) = mqadmin(&["topicStatus", "-n", "127.0.0.1:1", "-t", TOPIC]);
+    assert!(!success && err.contains("cannot connect to 127.0.0.1:1"), "{err}");
+    let (success, _, err) = mqadmin(&["topicStatus", "-n", "not an address", "-t", TOPIC]);
+    assert!(!success && err.contains("the name server address"), "{err}");
+    drop(client);
+}
