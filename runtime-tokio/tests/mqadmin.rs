@@ -154,3 +154,86 @@ fn mqadmin_reports_topics_progress_lag_and_connections_of_a_running_broker() {
     assert!(!success && err.contains("the name server address"), "{err}");
     drop(client);
 }
+
+#[test]
+fn mqadmin_changes_topics_and_groups_and_finds_the_messages_it_sent() {
+    let data = scratch_dir("mqadmin-change").join("data");
+    let keel = ServerProcess::start(
+        env!("CARGO_BIN_EXE_keel"),
+        &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
+    );
+    let (namesrv, broker) = (keel.addr_in_boot_line(0).to_string(), keel.addr_in_boot_line(1).to_string());
+    // The sub-command, then `-n`, then its own options.
+    let with = |args: &[&str]| -> Vec<String> {
+        let (command, rest) = args.split_first().unwrap();
+        [*command, "-n", namesrv.as_str()].iter().chain(rest).map(|s| (*s).to_owned()).collect()
+    };
+    let run = |args: &[&str]| {
+        let args = with(args);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let fails = |args: &[&str]| {
+        let args = with(args);
+        let (success, _, err) = mqadmin(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!success, "mqadmin {args:?} should fail");
+        err
+    };
+
+    let created = run(&["updateTopic", "-c", "DefaultCluster", "-t", "Shop", "-r", "2", "-w", "2"]);
+    assert!(created.starts_with(&format!("create topic to {broker} success.")), "{created}");
+    assert!(
+        created.contains("TopicConfig [topicName=Shop, readQueueNums=2, writeQueueNums=2, perm=RW-"),
+        "{created}"
+    );
+    // The queues are the ones asked for, once the name server has the topic.
+    let mut status = String::new();
+    for _ in 0..100 {
+        let (success, out, _) = mqadmin(&["topicStatus", "-n", &namesrv, "-t", "Shop"]);
+        if success {
+            status = out;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(status.lines().count(), 3, "a header and two queues: {status}");
+
+    let sent = run(&["sendMessage", "-t", "Shop", "-p", "hello", "-k", "k1 k2", "-c", "TagX", "-i", "1"]);
+    let row: Vec<&str> = sent.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["broker-a", "1", "SEND_OK"], "{sent}");
+    let id = row[3].to_owned();
+
+    let by_id = run(&["queryMsgById", "-i", &id]);
+    assert!(by_id.contains("Topic:               Shop"), "{by_id}");
+    assert!(
+        by_id.contains("Tags:                [TagX]") && by_id.contains("Keys:                [k1 k2]"),
+        "{by_id}"
+    );
+    assert!(by_id.contains("Queue ID:            1") && by_id.contains("Queue Offset:        0"), "{by_id}");
+    let path = by_id.lines().find_map(|l| l.strip_prefix("Message Body Path:")).unwrap().trim();
+    assert_eq!(std::fs::read(path).unwrap(), b"hello");
+    let by_offset = run(&["queryMsgByOffset", "-t", "Shop", "-b", "broker-a", "-i", "1", "-o", "0"]);
+    assert!(by_offset.starts_with(&format!("OffsetID:            {id}")), "{by_offset}");
+    let err = fails(&["queryMsgByOffset", "-t", "Shop", "-b", "broker-a", "-i", "1", "-o", "5"]);
+    assert!(err.contains("no message at offset 5 of Shop queue 1 on broker-a"), "{err}");
+    let err = fails(&["queryMsgById", "-i", "not-hex"]);
+    assert!(err.contains("is not an offset message id"), "{err}");
+
+    // Read-only: the broker refuses sends.
+    let changed = run(&["updateTopicPerm", "-c", "DefaultCluster", "-t", "Shop", "-p", "4"]);
+    assert_eq!(changed, format!("update topic perm from 6 to 4 in {broker} success.\n"));
+    let err = fails(&["sendMessage", "-t", "Shop", "-p", "refused"]);
+    assert!(err.contains("NO_PERMISSION"), "{err}");
+
+    let group = run(&["updateSubGroup", "-b", &broker, "-g", "gx", "-r", "3"]);
+    assert!(group.contains(r#""groupName":"gx""#) && group.contains(r#""retryMaxTimes":3"#), "{group}");
+    let deleted = run(&["deleteSubGroup", "-b", &broker, "-g", "gx"]);
+    assert_eq!(deleted, format!("delete subscription group [gx] from broker [{broker}] success.\n"));
+    let err = fails(&["updateSubGroup", "-g", "gx"]);
+    assert!(err.contains("name either a broker (-b host:port) or a cluster (-c name)"), "{err}");
+
+    let deleted = run(&["deleteTopic", "-t", "Shop", "-c", "DefaultCluster"]);
+    assert!(deleted.contains("delete topic [Shop] from NameServer success."), "{deleted}");
+    assert!(!run(&["topicList"]).lines().any(|t| t == "Shop"));
+    let err = fails(&["deleteTopic", "-t", "Shop", "-c", "NoSuchCluster"]);
+    assert!(err.contains("the cluster NoSuchCluster has no master"), "{err}");
+}

@@ -2,6 +2,8 @@
 //! each master for its status, with RocketMQ's request codes and bodies, so the same calls
 //! work against Apache RocketMQ. [`report`] turns the answers into mqadmin's output.
 
+pub mod change;
+pub mod message;
 pub mod report;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -61,12 +63,15 @@ impl AdminClient {
     /// One request to `addr`; the body of a SUCCESS answer, or an error naming the code and
     /// the server's remark.
     async fn call(addr: SocketAddr, code: RequestCode, ext: ExtFields) -> anyhow::Result<Bytes> {
+        Ok(Self::call_request(addr, RemotingCommand::request(code, 0, ext)).await?.body)
+    }
+
+    /// `request` to `addr`; a SUCCESS answer, or an error naming the code and the remark.
+    async fn call_request(addr: SocketAddr, request: RemotingCommand) -> anyhow::Result<RemotingCommand> {
+        let code = request.request_code();
         let client =
             RemotingClient::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
-        let reply = client
-            .call(RemotingCommand::request(code, 0, ext))
-            .await
-            .with_context(|| format!("{code:?} to {addr}"))?;
+        let reply = client.call(request).await.with_context(|| format!("{code:?} to {addr}"))?;
         if reply.response_code() != ResponseCode::SUCCESS {
             bail!(
                 "{code:?} to {addr} answered {:?}: {}",
@@ -74,7 +79,7 @@ impl AdminClient {
                 reply.remark.as_deref().unwrap_or("no remark")
             );
         }
-        Ok(reply.body)
+        Ok(reply)
     }
 
     async fn call_json<T: DeserializeOwned>(

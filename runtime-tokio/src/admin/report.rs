@@ -8,8 +8,12 @@ use keel_core::protocol::body::{
     Connection, ConsumeStats, ConsumerConnection, KvTable, MessageQueue, TopicStatsTable,
 };
 use keel_core::protocol::json::{self, KeyStyle};
+use keel_core::protocol::message::properties;
+use keel_core::protocol::message::stored::StoredMessage;
 use keel_core::protocol::version_desc;
 use serde::Serialize;
+
+use super::message::Sent;
 
 /// Java's `UtilAll.frontStringAtLeast`: at most the first `size` characters.
 fn front(text: &str, size: usize) -> &str {
@@ -432,6 +436,70 @@ pub fn cluster_list(rows: &[BrokerRow], as_json: bool) -> String {
         );
     }
     out
+}
+
+/// A message as `queryMsgById` and `queryMsgByOffset` print it; the body is written to
+/// `body_path` (RocketMQ's tool does the same), never printed.
+#[must_use]
+pub fn message(id: &str, msg: &StoredMessage, body_path: &str) -> String {
+    let props = properties::parse(&msg.properties);
+    let get = |key: &str| props.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str());
+    let shown: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let head = &msg.head;
+    let lines: [(&str, String); 15] = [
+        ("OffsetID:", id.to_owned()),
+        ("Topic:", msg.topic.clone()),
+        ("Tags:", format!("[{}]", get("TAGS"))),
+        ("Keys:", format!("[{}]", get("KEYS"))),
+        ("Queue ID:", head.queue_id.to_string()),
+        ("Queue Offset:", head.queue_offset.to_string()),
+        ("CommitLog Offset:", head.physical_offset.to_string()),
+        ("Reconsume Times:", head.reconsume_times.to_string()),
+        ("Born Timestamp:", utc_millis(head.born_timestamp)),
+        ("Store Timestamp:", utc_millis(head.store_timestamp)),
+        ("Born Host:", head.born_host.to_string()),
+        ("Store Host:", head.store_host.to_string()),
+        ("System Flag:", head.sys_flag.to_string()),
+        ("Properties:", format!("{{{}}}", shown.join(", "))),
+        ("Message Body Path:", body_path.to_owned()),
+    ];
+    lines.iter().fold(String::new(), |mut out, (label, value)| {
+        let _ = writeln!(out, "{label:<20} {value}");
+        out
+    })
+}
+
+/// `sendMessage`'s result line.
+#[must_use]
+pub fn sent(sent: &Sent, as_json: bool) -> String {
+    if as_json {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Row<'a> {
+            broker_name: &'a str,
+            queue_id: i32,
+            send_result: &'a str,
+            msg_id: &'a str,
+        }
+        let row = Row {
+            broker_name: &sent.broker_name,
+            queue_id: sent.queue_id,
+            send_result: "SEND_OK",
+            msg_id: &sent.msg_id,
+        };
+        return json_rows(&[row]);
+    }
+    format!(
+        "{:<32}  {:<4}  {:<20}    {}\n{:<32}  {:<4}  {:<20}    {}\n",
+        "#Broker Name",
+        "#QID",
+        "#Send Result",
+        "#MsgId",
+        sent.broker_name,
+        sent.queue_id,
+        "SEND_OK",
+        sent.msg_id
+    )
 }
 
 #[cfg(test)]

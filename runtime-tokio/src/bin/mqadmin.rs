@@ -11,6 +11,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use keel_core::protocol::body::MessageQueue;
+use keel_core::protocol::body::SubscriptionGroupConfig;
+use keel_core::protocol::client_requests::OutgoingMessage;
+use keel_runtime_tokio::admin::change::{Target, TopicSpec};
 use keel_runtime_tokio::admin::report::{self, BrokerRow, GroupProgress};
 use keel_runtime_tokio::admin::{AdminClient, RETRY_PREFIX};
 
@@ -31,6 +34,23 @@ struct Common {
     /// Print rows as JSON, for scripts.
     #[arg(long)]
     json: bool,
+}
+
+/// Where a change goes: `-b` one broker or `-c` every master of a cluster.
+#[derive(Debug, clap::Args)]
+struct TargetArgs {
+    /// One broker, `host:port`.
+    #[arg(short = 'b', long = "brokerAddr")]
+    broker: Option<String>,
+    /// Every master of this cluster.
+    #[arg(short = 'c', long = "clusterName")]
+    cluster: Option<String>,
+}
+
+impl TargetArgs {
+    fn target(self) -> anyhow::Result<Target> {
+        Target::from_options(self.broker, self.cluster)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +108,150 @@ enum Command {
         /// The consumer group.
         #[arg(short = 'g', long = "consumerGroup")]
         group: String,
+    },
+    /// Create or update a topic on a broker (-b) or on every master of a cluster (-c).
+    UpdateTopic {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Queues consumers read.
+        #[arg(short = 'r', long = "readQueueNums", default_value_t = 8)]
+        read_queue_nums: i32,
+        /// Queues producers write.
+        #[arg(short = 'w', long = "writeQueueNums", default_value_t = 8)]
+        write_queue_nums: i32,
+        /// Permission: 2 write, 4 read, 6 both.
+        #[arg(short = 'p', long = "perm", default_value_t = 6)]
+        perm: i32,
+        /// An ordered topic (true|false).
+        #[arg(short = 'o', long = "order", action = clap::ArgAction::Set, default_value_t = false)]
+        order: bool,
+    },
+    /// Change a topic's permission on a broker (-b) or on every master of a cluster (-c).
+    UpdateTopicPerm {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Permission: 2 write, 4 read, 6 both.
+        #[arg(short = 'p', long = "perm")]
+        perm: i32,
+    },
+    /// Delete a topic from every master of a cluster and from the name server.
+    DeleteTopic {
+        #[command(flatten)]
+        common: Common,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The cluster.
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: String,
+    },
+    /// Create or update a subscription group on a broker (-b) or every master of a cluster (-c).
+    UpdateSubGroup {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The group.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        /// Whether the group may consume.
+        #[arg(short = 's', long = "consumeEnable", action = clap::ArgAction::Set, default_value_t = true)]
+        consume_enable: bool,
+        /// Whether a new group may start from the queue's first offset.
+        #[arg(short = 'm', long = "consumeFromMinEnable", action = clap::ArgAction::Set, default_value_t = true)]
+        consume_from_min_enable: bool,
+        /// Whether the group may consume in broadcast mode.
+        #[arg(short = 'd', long = "consumeBroadcastEnable", action = clap::ArgAction::Set, default_value_t = true)]
+        consume_broadcast_enable: bool,
+        /// Whether the group consumes orderly.
+        #[arg(short = 'o', long = "consumeMessageOrderly", action = clap::ArgAction::Set, default_value_t = false)]
+        orderly: bool,
+        /// Retry queues.
+        #[arg(short = 'q', long = "retryQueueNums", default_value_t = 1)]
+        retry_queue_nums: i32,
+        /// Deliveries before a message goes to the dead-letter queue.
+        #[arg(short = 'r', long = "retryMaxTimes", default_value_t = 16)]
+        retry_max_times: i32,
+        /// The broker id the group consumes from.
+        #[arg(short = 'i', long = "brokerId", default_value_t = 0)]
+        broker_id: i64,
+        /// The broker id to suggest when the group lags far behind.
+        #[arg(short = 'w', long = "whichBrokerWhenConsumeSlowly", default_value_t = 1)]
+        slow_broker_id: i64,
+        /// Whether members are told when the membership changes.
+        #[arg(short = 'a', long = "notifyConsumerIdsChanged", action = clap::ArgAction::Set, default_value_t = true)]
+        notify: bool,
+    },
+    /// Delete a subscription group from a broker (-b) or every master of a cluster (-c).
+    DeleteSubGroup {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The group.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        /// Also remove the group's committed offsets (true|false).
+        #[arg(short = 'r', long = "removeOffset", action = clap::ArgAction::Set, default_value_t = false)]
+        remove_offset: bool,
+    },
+    /// Print a message by its offset message id (the body goes to a file).
+    QueryMsgById {
+        #[command(flatten)]
+        common: Common,
+        /// The offset message id.
+        #[arg(short = 'i', long = "msgId")]
+        id: String,
+    },
+    /// Print the message at an offset of a queue (the body goes to a file).
+    QueryMsgByOffset {
+        #[command(flatten)]
+        common: Common,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The broker set.
+        #[arg(short = 'b', long = "brokerName")]
+        broker_name: String,
+        /// The queue.
+        #[arg(short = 'i', long = "queueId")]
+        queue_id: i32,
+        /// The queue offset.
+        #[arg(short = 'o', long = "offset")]
+        offset: i64,
+    },
+    /// Send one message.
+    SendMessage {
+        #[command(flatten)]
+        common: Common,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The body, as text.
+        #[arg(short = 'p', long = "body")]
+        body: String,
+        /// Keys, space-separated.
+        #[arg(short = 'k', long = "keys")]
+        keys: Option<String>,
+        /// The tag.
+        #[arg(short = 'c', long = "tags")]
+        tags: Option<String>,
+        /// The broker set (else the first serving the topic).
+        #[arg(short = 'b', long = "broker")]
+        broker_name: Option<String>,
+        /// The queue (else 0).
+        #[arg(short = 'i', long = "qid")]
+        queue_id: Option<i32>,
     },
     /// The producers of a group sending to a topic.
     ProducerConnection {
@@ -155,11 +319,143 @@ async fn run(command: Command) -> anyhow::Result<String> {
             let cc = AdminClient::new(&common.namesrv)?.consumer_connection(&group).await?;
             Ok(report::consumer_connection(&cc, common.json))
         }
+        Command::UpdateTopic { common, target, topic, read_queue_nums, write_queue_nums, perm, order } => {
+            let spec = TopicSpec { topic, read_queue_nums, write_queue_nums, perm, order };
+            let addrs = AdminClient::new(&common.namesrv)?.update_topic(&spec, &target.target()?).await?;
+            Ok(addrs.iter().map(|a| format!("create topic to {a} success.\n")).collect::<String>()
+                + &topic_text(&spec)
+                + "\n")
+        }
+        Command::UpdateTopicPerm { common, target, topic, perm } => {
+            let admin = AdminClient::new(&common.namesrv)?;
+            let route = admin.route(&topic).await?;
+            let queues = route.queue_datas.first().with_context(|| format!("{topic} has no queues"))?;
+            let before = queues.perm;
+            let spec = TopicSpec {
+                topic,
+                read_queue_nums: queues.read_queue_nums,
+                write_queue_nums: queues.write_queue_nums,
+                perm,
+                order: route.order_topic_conf.is_some(),
+            };
+            let addrs = admin.update_topic(&spec, &target.target()?).await?;
+            Ok(addrs
+                .iter()
+                .map(|a| format!("update topic perm from {before} to {perm} in {a} success.\n"))
+                .collect())
+        }
+        Command::DeleteTopic { common, topic, cluster } => {
+            AdminClient::new(&common.namesrv)?.delete_topic(&topic, &cluster).await?;
+            Ok(format!(
+                "delete topic [{topic}] from cluster [{cluster}] success.\ndelete topic [{topic}] from NameServer success.\n"
+            ))
+        }
+        Command::UpdateSubGroup {
+            common,
+            target,
+            group,
+            consume_enable,
+            consume_from_min_enable,
+            consume_broadcast_enable,
+            orderly,
+            retry_queue_nums,
+            retry_max_times,
+            broker_id,
+            slow_broker_id,
+            notify,
+        } => {
+            let config = SubscriptionGroupConfig {
+                group_name: group,
+                consume_enable,
+                consume_from_min_enable,
+                consume_broadcast_enable,
+                consume_message_orderly: orderly,
+                retry_queue_nums,
+                retry_max_times,
+                broker_id,
+                which_broker_when_consume_slowly: slow_broker_id,
+                notify_consumer_ids_changed_enable: notify,
+                ..SubscriptionGroupConfig::default()
+            };
+            let addrs = AdminClient::new(&common.namesrv)?.update_group(&config, &target.target()?).await?;
+            let shown = String::from_utf8_lossy(&keel_core::protocol::json::to_body(
+                &config,
+                keel_core::protocol::json::KeyStyle::Standard,
+            ))
+            .into_owned();
+            Ok(addrs
+                .iter()
+                .map(|a| format!("create subscription group to {a} success.\n"))
+                .collect::<String>()
+                + &shown
+                + "\n")
+        }
+        Command::DeleteSubGroup { common, target, group, remove_offset } => {
+            let addrs = AdminClient::new(&common.namesrv)?
+                .delete_group(&group, remove_offset, &target.target()?)
+                .await?;
+            Ok(addrs
+                .iter()
+                .map(|a| format!("delete subscription group [{group}] from broker [{a}] success.\n"))
+                .collect())
+        }
+        Command::QueryMsgById { common, id } => {
+            let message = AdminClient::new(&common.namesrv)?.message_by_offset_id(&id).await?;
+            let path = write_body(&id, &message.body)?;
+            Ok(report::message(&id, &message, &path))
+        }
+        Command::QueryMsgByOffset { common, topic, broker_name, queue_id, offset } => {
+            let message =
+                AdminClient::new(&common.namesrv)?.message_at(&topic, &broker_name, queue_id, offset).await?;
+            let id = keel_core::protocol::message::message_id::offset_message_id(
+                message.head.store_host,
+                message.head.physical_offset,
+            );
+            let path = write_body(&id, &message.body)?;
+            Ok(report::message(&id, &message, &path))
+        }
+        Command::SendMessage { common, topic, body, keys, tags, broker_name, queue_id } => {
+            let message = OutgoingMessage {
+                topic,
+                tags,
+                keys,
+                user_properties: Vec::new(),
+                body: bytes::Bytes::from(body.into_bytes()),
+            };
+            let sent =
+                AdminClient::new(&common.namesrv)?.send(message, broker_name.as_deref(), queue_id).await?;
+            Ok(report::sent(&sent, common.json))
+        }
         Command::ProducerConnection { common, group, topic } => {
             let pc = AdminClient::new(&common.namesrv)?.producer_connection(&group, &topic).await?;
             Ok(report::producer_connection(&pc.connection_set, common.json))
         }
     }
+}
+
+/// Java's `TopicConfig.toString()`, as `updateTopic` prints it.
+fn topic_text(spec: &TopicSpec) -> String {
+    let flag = |bit: i32, c: char| if spec.perm & bit != 0 { c } else { '-' };
+    format!(
+        "TopicConfig [topicName={}, readQueueNums={}, writeQueueNums={}, perm={}{}{}, topicFilterType=SINGLE_TAG, \
+         topicSysFlag=0, order={}, attributes={{}}]",
+        spec.topic,
+        spec.read_queue_nums,
+        spec.write_queue_nums,
+        flag(4, 'R'),
+        flag(2, 'W'),
+        flag(1, 'X'),
+        spec.order
+    )
+}
+
+/// Write a message body where RocketMQ's tool does (`<tmp>/rocketmq/msgbodys/<id>`); the path.
+fn write_body(id: &str, body: &[u8]) -> anyhow::Result<String> {
+    let dir = std::env::temp_dir().join("rocketmq").join("msgbodys");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(id);
+    std::fs::write(&path, body).with_context(|| format!("writing the body to {}", path.display()))?;
+    Ok(path.display().to_string())
 }
 
 fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {

@@ -1,0 +1,143 @@
+//! mqadmin's changes to a cluster: topics (created, re-permissioned, deleted) and
+//! subscription groups (created or updated, deleted), on one broker (`-b`) or on every
+//! master of a cluster (`-c`), as RocketMQ's tool does them.
+
+use anyhow::{anyhow, bail};
+use keel_core::protocol::body::SubscriptionGroupConfig;
+use keel_core::protocol::headers::{
+    CommandHeader, CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader,
+    DeleteTopicFromNamesrvRequestHeader, TopicRequestHeader,
+};
+use keel_core::protocol::json::{self, KeyStyle};
+use keel_core::protocol::{RemotingCommand, RequestCode};
+
+use super::{resolve, AdminClient};
+
+/// Where a change goes: one broker, or every master of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One broker, `host:port`.
+    Broker(String),
+    /// Every master of the named cluster.
+    Cluster(String),
+}
+
+impl Target {
+    /// The target named by `-b` or `-c` (exactly one of them).
+    pub fn from_options(broker: Option<String>, cluster: Option<String>) -> anyhow::Result<Self> {
+        match (broker, cluster) {
+            (Some(broker), None) => Ok(Self::Broker(broker)),
+            (None, Some(cluster)) => Ok(Self::Cluster(cluster)),
+            _ => bail!("name either a broker (-b host:port) or a cluster (-c name)"),
+        }
+    }
+}
+
+/// A topic as `updateTopic` creates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// The topic.
+    pub topic: String,
+    /// Queues consumers read.
+    pub read_queue_nums: i32,
+    /// Queues producers write.
+    pub write_queue_nums: i32,
+    /// Permission bits (6 = read and write).
+    pub perm: i32,
+    /// An ordered topic.
+    pub order: bool,
+}
+
+impl AdminClient {
+    /// The broker addresses `target` stands for.
+    pub async fn target_addrs(&self, target: &Target) -> anyhow::Result<Vec<String>> {
+        match target {
+            Target::Broker(addr) => Ok(vec![addr.clone()]),
+            Target::Cluster(cluster) => {
+                let masters: Vec<String> = self
+                    .masters()
+                    .await?
+                    .into_iter()
+                    .filter(|m| &m.cluster == cluster)
+                    .map(|m| m.addr)
+                    .collect();
+                if masters.is_empty() {
+                    return Err(anyhow!(
+                        "the cluster {cluster} has no master registered with the name server"
+                    ));
+                }
+                Ok(masters)
+            }
+        }
+    }
+
+    /// Create or update a topic on every broker of `target`; the brokers changed.
+    pub async fn update_topic(&self, spec: &TopicSpec, target: &Target) -> anyhow::Result<Vec<String>> {
+        let addrs = self.target_addrs(target).await?;
+        for addr in &addrs {
+            let header = CreateTopicRequestHeader {
+                topic: spec.topic.clone(),
+                default_topic: Some("TBW102".into()),
+                read_queue_nums: spec.read_queue_nums,
+                write_queue_nums: spec.write_queue_nums,
+                perm: spec.perm,
+                topic_filter_type: Some("SINGLE_TAG".into()),
+                topic_sys_flag: Some(0),
+                order: Some(spec.order),
+            };
+            Self::call(resolve(addr)?, RequestCode::UPDATE_AND_CREATE_TOPIC, header.to_ext_fields()).await?;
+        }
+        Ok(addrs)
+    }
+
+    /// Delete a topic from every master of `cluster`, then from the name server.
+    pub async fn delete_topic(&self, topic: &str, cluster: &str) -> anyhow::Result<()> {
+        for addr in self.target_addrs(&Target::Cluster(cluster.into())).await? {
+            let header = TopicRequestHeader { topic: topic.into() };
+            Self::call(resolve(&addr)?, RequestCode::DELETE_TOPIC_IN_BROKER, header.to_ext_fields()).await?;
+        }
+        let header =
+            DeleteTopicFromNamesrvRequestHeader { topic: topic.into(), cluster_name: Some(cluster.into()) };
+        Self::call(self.namesrv, RequestCode::DELETE_TOPIC_IN_NAMESRV, header.to_ext_fields()).await?;
+        Ok(())
+    }
+
+    /// Create or update a subscription group on every broker of `target`.
+    pub async fn update_group(
+        &self,
+        config: &SubscriptionGroupConfig,
+        target: &Target,
+    ) -> anyhow::Result<Vec<String>> {
+        let addrs = self.target_addrs(target).await?;
+        let body = json::to_body(config, KeyStyle::Fastjson);
+        for addr in &addrs {
+            let request = RemotingCommand::request(
+                RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+                0,
+                keel_core::protocol::ExtFields::new(),
+            )
+            .with_body(body.clone());
+            Self::call_request(resolve(addr)?, request).await?;
+        }
+        Ok(addrs)
+    }
+
+    /// Delete a subscription group (and its committed offsets, if `clean_offset`) on every
+    /// broker of `target`.
+    pub async fn delete_group(
+        &self,
+        group: &str,
+        clean_offset: bool,
+        target: &Target,
+    ) -> anyhow::Result<Vec<String>> {
+        let addrs = self.target_addrs(target).await?;
+        for addr in &addrs {
+            let header = DeleteSubscriptionGroupRequestHeader {
+                group_name: group.into(),
+                clean_offset: Some(clean_offset),
+            };
+            Self::call(resolve(addr)?, RequestCode::DELETE_SUBSCRIPTIONGROUP, header.to_ext_fields()).await?;
+        }
+        Ok(addrs)
+    }
+}
