@@ -446,3 +446,43 @@ async fn a_new_group_consuming_from_a_timestamp_starts_at_the_first_message_stor
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_obeys_an_operator_reset_and_consumes_again_from_there() {
+    let (_keel, namesrv) = start_keel("client-reset");
+    let producer = client(namesrv, "producer");
+    send_all(&producer, "LibReset", 0..20).await;
+    let seen: Seen = Arc::default();
+    let consumer = client(namesrv, "consumer");
+    let mut config = consumer_config("cg_reset", "LibReset");
+    // Caught up, its pulls wait at the broker as long as the broker allows (20 s): a reset
+    // seen within less than that came by the push, not by a held pull's return.
+    config.pull_hold_ms = 60_000;
+    consumer.start_consumer(config, recorder(&seen, "c", |_| false), 4).await.unwrap();
+    wait_until("20 messages", Duration::from_secs(30), || seen.lock().unwrap().len() >= 20).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = seen.lock().unwrap().len();
+
+    let namesrv_text = namesrv.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+            .args(["resetOffsetByTime", "-n", &namesrv_text, "-g", "cg_reset", "-t", "LibReset", "-s", "0"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        stdout.lines().skip(2).filter(|l| l.split_whitespace().nth(2) == Some("0")).count(),
+        4,
+        "every queue back to 0: {stdout}"
+    );
+
+    wait_until("the 20 again", Duration::from_secs(12), || seen.lock().unwrap().len() >= before + 20).await;
+    let again: BTreeSet<String> = seen.lock().unwrap()[before..].iter().map(|s| s.4.clone()).collect();
+    assert_eq!(again.len(), 20, "each message once more: {again:?}");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

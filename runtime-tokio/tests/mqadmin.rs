@@ -7,9 +7,13 @@
 mod support;
 
 use bytes::Bytes;
-use keel_core::protocol::body::{ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
-use keel_core::protocol::client_requests::{send_message, OutgoingMessage};
-use keel_core::protocol::headers::{CommandHeader, UpdateConsumerOffsetRequestHeader};
+use keel_core::protocol::body::{
+    ConsumerData, HeartbeatData, ProducerData, ResetOffsetBody, SubscriptionData,
+};
+use keel_core::protocol::client_requests::{pull_message, send_message, OutgoingMessage, PullRequest};
+use keel_core::protocol::headers::{
+    CommandHeader, PullMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+};
 use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use support::{scratch_dir, Client, ServerProcess};
@@ -236,4 +240,107 @@ fn mqadmin_changes_topics_and_groups_and_finds_the_messages_it_sent() {
     assert!(!run(&["topicList"]).lines().any(|t| t == "Shop"));
     let err = fails(&["deleteTopic", "-t", "Shop", "-c", "NoSuchCluster"]);
     assert!(err.contains("the cluster NoSuchCluster has no master"), "{err}");
+}
+
+#[test]
+fn reset_offset_by_time_is_pushed_to_members_and_sticks_for_clients_that_ignore_it() {
+    let data = scratch_dir("mqadmin-reset").join("data");
+    let keel = ServerProcess::start(
+        env!("CARGO_BIN_EXE_keel"),
+        &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
+    );
+    let (namesrv, broker) = (keel.addr_in_boot_line(0).to_string(), keel.addr_in_boot_line(1));
+    let mut producer = Client::connect(broker);
+    let mut stored_at = Vec::new();
+    for i in 0..10 {
+        let message = OutgoingMessage {
+            topic: TOPIC.into(),
+            body: Bytes::from(format!("m{i}")),
+            ..OutgoingMessage::default()
+        };
+        let reply = producer.call(&send_message(i + 1, "pg-admin", 0, &message));
+        assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+        stored_at.push(std::time::SystemTime::now());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A member of cg-admin, caught up: it committed all 10 of queue 0.
+    let mut member = Client::connect(broker);
+    assert_eq!(member.call(&heartbeat(1)).response_code(), ResponseCode::SUCCESS);
+    let commit = |offset: i64, opaque: i32| {
+        let header = UpdateConsumerOffsetRequestHeader {
+            consumer_group: "cg-admin".into(),
+            topic: TOPIC.into(),
+            queue_id: 0,
+            commit_offset: offset,
+        };
+        RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, opaque, header.to_ext_fields())
+    };
+    assert_eq!(producer.call(&commit(10, 50)).response_code(), ResponseCode::SUCCESS);
+
+    // Back to the time of the 5th message (queue 0's offset 4).
+    let millis = stored_at[3].duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 10;
+    let mut out = String::new();
+    for _ in 0..100 {
+        let (success, text, _) = mqadmin(&[
+            "resetOffsetByTime",
+            "-n",
+            &namesrv,
+            "-g",
+            "cg-admin",
+            "-t",
+            TOPIC,
+            "-s",
+            &millis.to_string(),
+        ]);
+        if success {
+            out = text;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(out.starts_with("rollback consumer offset by specified consumerGroup[cg-admin]"), "{out}");
+    let row: Vec<&str> =
+        out.lines().find(|l| l.split_whitespace().nth(1) == Some("0")).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["broker-a", "0", "4"], "{out}");
+
+    // The member is told: RESET_CONSUMER_CLIENT_OFFSET with the new offsets.
+    let pushed = member.next_request();
+    assert_eq!(pushed.request_code(), RequestCode::RESET_CONSUMER_CLIENT_OFFSET);
+    assert_eq!(pushed.ext_fields.get("group"), Some("cg-admin"));
+    let body: ResetOffsetBody = json::from_slice(&pushed.body).unwrap();
+    assert_eq!(body.offset_table[&keel_core::protocol::body::MessageQueue::new(TOPIC, "broker-a", 0)], 4);
+
+    // A client that ignores the push commits its old position: not taken while the reset
+    // is pending, and its pull from there is moved to the reset offset.
+    assert_eq!(producer.call(&commit(10, 51)).response_code(), ResponseCode::SUCCESS);
+    let pull = |offset: i64, opaque: i32| {
+        let request = PullRequest {
+            group: "cg-admin".into(),
+            topic: TOPIC.into(),
+            queue_id: 0,
+            offset,
+            max_messages: 32,
+            expression: "*".into(),
+            suspend_ms: 0,
+        };
+        pull_message(opaque, &request)
+    };
+    let moved = producer.call(&pull(10, 52));
+    assert_eq!(moved.response_code(), ResponseCode::PULL_OFFSET_MOVED);
+    assert_eq!(PullMessageResponseHeader::decode(&moved.ext_fields).unwrap().next_begin_offset, 4);
+    let again = producer.call(&pull(4, 53));
+    assert_eq!(again.response_code(), ResponseCode::SUCCESS, "{:?}", again.remark);
+    let progress = ok(&["consumerProgress", "-n", &namesrv, "-g", "cg-admin", "--json"]);
+    assert!(progress.contains(r#""queueId":0,"brokerOffset":10,"consumerOffset":4,"diff":6"#), "{progress}");
+    // The reset is over with that pull: commits count again.
+    assert_eq!(producer.call(&commit(7, 54)).response_code(), ResponseCode::SUCCESS);
+    let progress = ok(&["consumerProgress", "-n", &namesrv, "-g", "cg-admin", "--json"]);
+    assert!(progress.contains(r#""queueId":0,"brokerOffset":10,"consumerOffset":7,"diff":3"#), "{progress}");
+
+    let (success, _, err) =
+        mqadmin(&["resetOffsetByTime", "-n", &namesrv, "-g", "nobody", "-t", TOPIC, "-s", "now"]);
+    assert!(!success && err.contains("SUBSCRIPTION_GROUP_NOT_EXIST"), "{err}");
+    let (success, _, err) =
+        mqadmin(&["resetOffsetByTime", "-n", &namesrv, "-g", "cg-admin", "-t", TOPIC, "-s", "noon"]);
+    assert!(!success && err.contains("'noon' is not a time"), "{err}");
 }

@@ -488,6 +488,7 @@ impl Client {
                 self.rebalance_soon(now, &group);
             }
             RequestCode::CHECK_TRANSACTION_STATE => self.on_check_transaction(conn, request),
+            RequestCode::RESET_CONSUMER_CLIENT_OFFSET => self.on_reset_offset(now, request),
             _ => {
                 let reply = crate::remoting::not_supported(request);
                 if !request.is_oneway() {

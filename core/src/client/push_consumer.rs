@@ -23,7 +23,7 @@ use super::route::{master_addr, subscribe_queues};
 use super::transport::CallError;
 use crate::io::{MonoNanos, Now};
 use crate::protocol::body::{
-    ConsumerData, ConsumerIdList, LockBatchResponseBody, MessageQueue, SubscriptionData,
+    ConsumerData, ConsumerIdList, LockBatchResponseBody, MessageQueue, ResetOffsetBody, SubscriptionData,
 };
 use crate::protocol::client_requests::lock_batch;
 use crate::protocol::headers::{
@@ -251,6 +251,28 @@ impl Client {
         if let Some(consumer) = self.consumers.get_mut(group) {
             consumer.owned.clear();
         }
+    }
+
+    /// RESET_CONSUMER_CLIENT_OFFSET: an operator reset the group's progress in a topic
+    /// (mqadmin `resetOffsetByTime`). Each queue named restarts from its new offset: what is
+    /// in flight there is dropped, and the next rebalance pulls it again from there.
+    pub(super) fn on_reset_offset(&mut self, now: Now, request: &RemotingCommand) {
+        let (Some(group), Ok(body)) =
+            (request.ext_fields.get("group"), json::from_slice::<ResetOffsetBody>(&request.body))
+        else {
+            tracing::warn!("a RESET_CONSUMER_CLIENT_OFFSET without a group or a readable body; ignored");
+            return;
+        };
+        let group = group.to_owned();
+        let Some(consumer) = self.consumers.get_mut(&group) else { return };
+        for (queue, &offset) in &body.offset_table {
+            if let Some(mut owned) = consumer.owned.remove(queue) {
+                owned.pq.dropped = true;
+            }
+            consumer.offsets.update(queue, offset, false);
+        }
+        tracing::info!(group, queues = body.offset_table.len(), "consumer offsets reset by the broker");
+        self.rebalance_soon(now, &group);
     }
 
     /// Rebalance `group` at the next timeout (a broker said its members changed).

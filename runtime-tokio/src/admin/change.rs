@@ -3,10 +3,12 @@
 //! master of a cluster (`-c`), as RocketMQ's tool does them.
 
 use anyhow::{anyhow, bail};
-use keel_core::protocol::body::SubscriptionGroupConfig;
+use std::collections::BTreeMap;
+
+use keel_core::protocol::body::{MessageQueue, ResetOffsetBody, SubscriptionGroupConfig};
 use keel_core::protocol::headers::{
     CommandHeader, CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader,
-    DeleteTopicFromNamesrvRequestHeader, TopicRequestHeader,
+    DeleteTopicFromNamesrvRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
 };
 use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::{RemotingCommand, RequestCode};
@@ -48,7 +50,46 @@ pub struct TopicSpec {
     pub order: bool,
 }
 
+/// What `resetOffsetByTime` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetSpec {
+    /// The consumer group.
+    pub group: String,
+    /// The topic.
+    pub topic: String,
+    /// Restart from the first message stored at or after this time (ms); −1: the end.
+    pub timestamp: i64,
+    /// Move forward too (otherwise only back).
+    pub force: bool,
+}
+
 impl AdminClient {
+    /// Reset a group's progress in a topic on every master serving it; the offset each
+    /// queue restarts from.
+    pub async fn reset_offsets(&self, spec: &ResetSpec) -> anyhow::Result<BTreeMap<MessageQueue, i64>> {
+        let mut table = BTreeMap::new();
+        for addr in self.topic_masters(&spec.topic).await? {
+            let header = ResetOffsetRequestHeader {
+                topic: spec.topic.clone(),
+                group: spec.group.clone(),
+                timestamp: spec.timestamp,
+                is_force: Some(spec.force),
+                queue_id: None,
+                offset: None,
+            };
+            let body = Self::call(
+                resolve(&addr)?,
+                RequestCode::INVOKE_BROKER_TO_RESET_OFFSET,
+                header.to_ext_fields(),
+            )
+            .await?;
+            let reset: ResetOffsetBody = json::from_slice(&body)
+                .map_err(|e| anyhow!("the reset's answer from {addr} does not decode: {e}"))?;
+            table.extend(reset.offset_table);
+        }
+        Ok(table)
+    }
+
     /// The broker addresses `target` stands for.
     pub async fn target_addrs(&self, target: &Target) -> anyhow::Result<Vec<String>> {
         match target {

@@ -51,6 +51,86 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// The days from 1970-01-01 to a proleptic Gregorian date (the inverse of
+/// [`civil_from_days`]).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_index = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// A time as mqadmin takes it: `now`, milliseconds since the epoch, or RocketMQ's
+/// `yyyy-MM-dd#HH:mm:ss:SSS` (read as UTC); `now_ms` is the present.
+pub fn parse_time(text: &str, now_ms: i64) -> anyhow::Result<i64> {
+    if text.eq_ignore_ascii_case("now") {
+        return Ok(now_ms);
+    }
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad = || {
+        anyhow::anyhow!(
+            "'{text}' is not a time: use now, milliseconds since 1970, or yyyy-MM-dd#HH:mm:ss:SSS"
+        )
+    };
+    let (date, time) = text.split_once('#').ok_or_else(bad)?;
+    let numbers = |part: &str, sep: char| -> anyhow::Result<Vec<i64>> {
+        part.split(sep).map(|n| n.parse::<i64>().map_err(|_| bad())).collect()
+    };
+    let (date, time) = (numbers(date, '-')?, numbers(time, ':')?);
+    let [year, month, day] = <[i64; 3]>::try_from(date).map_err(|_| bad())?;
+    let [hour, minute, second, milli] = <[i64; 4]>::try_from(time).map_err(|_| bad())?;
+    let in_range = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&hour)
+        && (0..60).contains(&minute)
+        && (0..60).contains(&second)
+        && (0..1000).contains(&milli);
+    if !in_range {
+        return Err(bad());
+    }
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    Ok(seconds * 1000 + milli)
+}
+
+/// `resetOffsetByTime`'s report: the offset each queue restarts from.
+#[must_use]
+pub fn reset_offsets(
+    header: &str,
+    table: &std::collections::BTreeMap<MessageQueue, i64>,
+    as_json: bool,
+) -> String {
+    if as_json {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Row<'a> {
+            topic: &'a str,
+            broker_name: &'a str,
+            queue_id: i32,
+            offset: i64,
+        }
+        let rows: Vec<Row<'_>> = table
+            .iter()
+            .map(|(mq, &offset)| Row {
+                topic: &mq.topic,
+                broker_name: &mq.broker_name,
+                queue_id: mq.queue_id,
+                offset,
+            })
+            .collect();
+        return json_rows(&rows);
+    }
+    let mut out = format!("{header}\n{:<40}  {:<40}  {:<40}\n", "#brokerName", "#queueId", "#offset");
+    for (mq, offset) in table {
+        let _ = writeln!(out, "{:<40}  {:<40}  {:<40}", front(&mq.broker_name, 32), mq.queue_id, offset);
+    }
+    out
+}
+
 /// Rows as a standard JSON array.
 fn json_rows<T: Serialize>(rows: &[T]) -> String {
     let bytes = json::to_body(rows, KeyStyle::Standard);
@@ -534,6 +614,18 @@ mod tests {
             json,
             r#"[{"topic":"Orders","brokerName":"broker-a","queueId":1,"brokerOffset":120,"consumerOffset":100,"diff":20,"lastTimestamp":0}]"#
         );
+    }
+
+    #[test]
+    fn times_are_read_as_mqadmin_takes_them() {
+        assert_eq!(parse_time("now", 42).unwrap(), 42);
+        assert_eq!(parse_time("1796342400123", 0).unwrap(), 1_796_342_400_123);
+        assert_eq!(parse_time("2026-12-04#00:00:00:123", 0).unwrap(), 1_796_342_400_123);
+        assert_eq!(parse_time("2000-02-29#12:30:00:000", 0).unwrap(), 951_827_400_000);
+        assert_eq!(utc(parse_time("1969-12-31#23:59:59:000", 0).unwrap()), "1969-12-31 23:59:59");
+        for bad in ["yesterday", "2026-13-01#00:00:00:000", "2026-12-04#00:00:00", "2026-12-04"] {
+            assert!(parse_time(bad, 0).unwrap_err().to_string().contains("is not a time"), "{bad}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use keel_core::protocol::body::MessageQueue;
 use keel_core::protocol::body::SubscriptionGroupConfig;
 use keel_core::protocol::client_requests::OutgoingMessage;
-use keel_runtime_tokio::admin::change::{Target, TopicSpec};
+use keel_runtime_tokio::admin::change::{ResetSpec, Target, TopicSpec};
 use keel_runtime_tokio::admin::report::{self, BrokerRow, GroupProgress};
 use keel_runtime_tokio::admin::{AdminClient, RETRY_PREFIX};
 
@@ -253,6 +253,23 @@ enum Command {
         #[arg(short = 'i', long = "qid")]
         queue_id: Option<i32>,
     },
+    /// Reset a group's progress in a topic to a time: its members restart from there.
+    ResetOffsetByTime {
+        #[command(flatten)]
+        common: Common,
+        /// The consumer group.
+        #[arg(short = 'g', long = "group")]
+        group: String,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The time: now, ms since 1970, or yyyy-MM-dd#HH:mm:ss:SSS (UTC); -1 for the end.
+        #[arg(short = 's', long = "timestamp", allow_hyphen_values = true)]
+        timestamp: String,
+        /// Move forward too (otherwise only back) (true|false).
+        #[arg(short = 'f', long = "force", action = clap::ArgAction::Set, default_value_t = true)]
+        force: bool,
+    },
     /// The producers of a group sending to a topic.
     ProducerConnection {
         #[command(flatten)]
@@ -426,6 +443,17 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 AdminClient::new(&common.namesrv)?.send(message, broker_name.as_deref(), queue_id).await?;
             Ok(report::sent(&sent, common.json))
         }
+        Command::ResetOffsetByTime { common, group, topic, timestamp, force } => {
+            let millis = report::parse_time(&timestamp, now_ms())?;
+            let spec = ResetSpec { group, topic, timestamp: millis, force };
+            let table = AdminClient::new(&common.namesrv)?.reset_offsets(&spec).await?;
+            let header = format!(
+                "rollback consumer offset by specified consumerGroup[{}], topic[{}], force[{force}], \
+                 timestamp(string)[{timestamp}], timestamp(long)[{millis}]",
+                spec.group, spec.topic
+            );
+            Ok(report::reset_offsets(&header, &table, common.json))
+        }
         Command::ProducerConnection { common, group, topic } => {
             let pc = AdminClient::new(&common.namesrv)?.producer_connection(&group, &topic).await?;
             Ok(report::producer_connection(&pc.connection_set, common.json))
@@ -458,6 +486,13 @@ fn write_body(id: &str, body: &[u8]) -> anyhow::Result<String> {
     Ok(path.display().to_string())
 }
 
+/// The wall clock, ms since 1970.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     let bytes = keel_core::protocol::json::to_body(value, keel_core::protocol::json::KeyStyle::Standard);
     String::from_utf8_lossy(&bytes).into_owned()
@@ -468,9 +503,7 @@ fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
 async fn cluster_list(common: &Common) -> anyhow::Result<String> {
     let admin = AdminClient::new(&common.namesrv)?;
     let info = admin.cluster_info().await?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = now_ms();
     let mut rows = Vec::new();
     for (cluster, names) in &info.cluster_addr_table {
         for name in names {

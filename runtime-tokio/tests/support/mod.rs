@@ -108,6 +108,23 @@ impl Client {
         }
     }
 
+    /// The next request the server pushes on this connection (replies are skipped).
+    pub fn next_request(&mut self) -> RemotingCommand {
+        loop {
+            if let Some(frame) = self.decoder.next_frame() {
+                let frame = frame.unwrap();
+                if !frame.is_response() {
+                    return frame;
+                }
+                continue;
+            }
+            let mut buf = [0u8; 65536];
+            let n = self.stream.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed while waiting for a request");
+            self.decoder.push(&buf[..n]);
+        }
+    }
+
     /// Send raw bytes; true if the server then closed the connection.
     pub fn send_raw_and_expect_close(&mut self, bytes: &[u8]) -> bool {
         self.stream.write_all(bytes).unwrap();

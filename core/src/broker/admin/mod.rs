@@ -96,25 +96,40 @@ impl Admin {
     }
 
     /// The first offset stored at or after `timestamp` (LOWER), or the last at or before it
-    /// (UPPER): a binary search over store times, which never go backwards in a queue.
+    /// (UPPER).
     pub(super) fn on_search_offset(shared: &Shared, request: &RemotingCommand) -> Answer {
         let header = SearchOffsetRequestHeader::decode(&request.ext_fields)?;
         let upper = header.boundary_type.as_deref().is_some_and(|b| b.eq_ignore_ascii_case("UPPER"));
-        let (min, _) =
-            shared.store.queue_offsets(&header.topic, header.queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
-        let readable = shared.store.readable_next(&header.topic, header.queue_id).map_or(0, |n| n.0);
+        let offset = Self::offset_at_time(shared, &header.topic, header.queue_id, header.timestamp, upper);
+        Ok(offset_reply(request, wire_long(offset)))
+    }
+
+    /// The first offset of a queue stored at or after `timestamp`, or (`upper`) the last at
+    /// or before it: a binary search over store times, which never go backwards in a queue.
+    pub(in crate::broker) fn offset_at_time(
+        shared: &Shared,
+        topic: &str,
+        queue_id: i32,
+        timestamp: i64,
+        upper: bool,
+    ) -> u64 {
+        let (min, _) = shared.store.queue_offsets(topic, queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
+        let readable = shared.store.readable_next(topic, queue_id).map_or(0, |n| n.0);
         // Find the first offset whose time is > t (UPPER) or ≥ t (LOWER).
         let (mut low, mut high) = (min, readable);
         while low < high {
             let mid = low + (high - low) / 2;
-            match Self::store_time(shared, &header.topic, header.queue_id, mid) {
-                Some(time) if time < header.timestamp || (upper && time == header.timestamp) => low = mid + 1,
+            match Self::store_time(shared, topic, queue_id, mid) {
+                Some(time) if time < timestamp || (upper && time == timestamp) => low = mid + 1,
                 Some(_) => high = mid,
                 None => high = mid,
             }
         }
-        let offset = if upper { low.saturating_sub(1).max(min) } else { low };
-        Ok(offset_reply(request, wire_long(offset)))
+        if upper {
+            low.saturating_sub(1).max(min)
+        } else {
+            low
+        }
     }
 
     pub(super) fn on_view_message(shared: &Shared, request: &RemotingCommand) -> Answer {

@@ -7,6 +7,7 @@ pub mod groups;
 pub mod offsets;
 mod pull;
 pub mod queue_locks;
+mod reset;
 
 use std::collections::BTreeSet;
 
@@ -45,6 +46,8 @@ pub(super) struct Consumers {
     pub(super) committed_here: Option<BTreeSet<(String, String, i32)>>,
     pub(super) locks: QueueLocks,
     pub(super) holds: Vec<PullHold>,
+    /// Resets waiting for their queue's next pull.
+    pending_resets: reset::PendingResets,
     next_client_scan: MonoNanos,
     next_offset_persist: MonoNanos,
 }
@@ -65,6 +68,7 @@ impl Consumers {
             committed_here: None,
             locks,
             holds: Vec::new(),
+            pending_resets: reset::PendingResets::new(),
             next_client_scan: now.plus_millis(CLIENT_SCAN_MS),
             next_offset_persist: now.plus_millis(OFFSET_PERSIST_MS),
         }
@@ -205,7 +209,10 @@ impl Consumers {
     /// UPDATE_CONSUMER_OFFSET.
     pub(super) fn on_update_offset(&mut self, request: &RemotingCommand) -> Answer {
         let header = UpdateConsumerOffsetRequestHeader::decode(&request.ext_fields)?;
-        self.commit_offset(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
+        // A client still at its old position while a reset is pending: not taken.
+        if !self.reset_pending(&header.consumer_group, &header.topic, header.queue_id) {
+            self.commit_offset(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);
+        }
         Ok(ok(request))
     }
 }

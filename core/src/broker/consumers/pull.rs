@@ -86,6 +86,25 @@ impl super::Consumers {
         {
             return Some(refusal.reply_to(&request));
         }
+        // A reset pending for this queue: the client restarts from the reset offset.
+        if let Some(target) =
+            self.take_reset(&header.consumer_group, &header.topic, header.queue_id, header.queue_offset)
+        {
+            let (min, max) = shared
+                .store
+                .queue_offsets(&header.topic, header.queue_id)
+                .map_or((0, 0), |(a, b)| (a.0, b.0));
+            let outcome = Outcome {
+                code: ResponseCode::PULL_OFFSET_MOVED,
+                next_begin: target,
+                min,
+                max,
+                body: Vec::new(),
+                status: "OFFSET_RESET",
+                last_phys: None,
+            };
+            return Some(Self::pull_reply(shared, &request, outcome));
+        }
         // A slave keeps no offset a pull carries (RocketMQ's storeOffsetEnable).
         if !slave && header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
             self.commit_offset(&header.consumer_group, &header.topic, header.queue_id, header.commit_offset);

@@ -22,7 +22,7 @@ pub use ha::{EpochEntryCache, EpochRange, HaClientRuntimeInfo, HaConnectionRunti
 pub use queue::{java_str_cmp, LockBatchRequestBody, LockBatchResponseBody, MessageQueue};
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
 pub use stats::{
-    Connection, ConsumeStats, ConsumerConnection, GroupList, OffsetWrapper, ProducerConnection, TopicOffset,
-    TopicStatsTable,
+    Connection, ConsumeStats, ConsumerConnection, GroupList, OffsetWrapper, ProducerConnection,
+    ResetOffsetBody, TopicOffset, TopicStatsTable,
 };
 pub use topic::{perm, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper};

@@ -115,6 +115,15 @@ pub struct ProducerConnection {
     pub connection_set: Vec<Connection>,
 }
 
+/// INVOKE_BROKER_TO_RESET_OFFSET response and RESET_CONSUMER_CLIENT_OFFSET request body
+/// (`ResetOffsetBody`): the offset each queue was reset to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ResetOffsetBody {
+    /// Queue → the offset its group restarts from.
+    pub offset_table: BTreeMap<MessageQueue, i64>,
+}
+
 /// QUERY_TOPIC_CONSUME_BY_WHO response body (`GroupList`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -37,3 +37,22 @@ command_header! {
         producer_group: String => "producerGroup",
     }
 }
+
+command_header! {
+    /// INVOKE_BROKER_TO_RESET_OFFSET request, and RESET_CONSUMER_CLIENT_OFFSET as the broker
+    /// pushes it to the group's members.
+    pub struct ResetOffsetRequestHeader {
+        /// Topic.
+        topic: String => "topic",
+        /// Consumer group.
+        group: String => "group",
+        /// Reset to the first message stored at or after this time (ms); −1: the queue's end.
+        timestamp: i64 => "timestamp",
+        /// Move forward too (otherwise only back).
+        is_force: Option<bool> => "isForce",
+        /// Only this queue (−1 or absent: every read queue).
+        queue_id: Option<i32> => "queueId",
+        /// With `queueId`: this offset, not the time's.
+        offset: Option<i64> => "offset",
+    }
+}
