@@ -25,6 +25,16 @@ use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use support::{scratch_dir, Client, ServerProcess};
 
+/// Run mqadmin: its stdout, or its stderr if it failed.
+fn mqadmin(args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin")).args(args).output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -117,6 +127,17 @@ fn the_controller_elects_the_in_sync_slave_after_the_master_is_killed() {
     });
     let before = sync_state(&mut controller);
     assert_eq!((before.master_broker_id, before.master_epoch), (Some(1), 1));
+    // What an operator sees with mqadmin: the controller's view and the master's slaves.
+    let first_addr = format!("127.0.0.1:{}", first.port);
+    let sets = mqadmin(&["getSyncStateSet", "-a", &controllers, "-b", "broker-a"]).unwrap();
+    assert!(sets.contains("#brokerName\tbroker-a\n#MasterBrokerId\t1\n"), "{sets}");
+    assert!(sets.contains("#SyncStateSetNums\t2"), "{sets}");
+    assert!(sets.contains("#InSyncReplica:\tReplicaIdentity{brokerName='broker-a', brokerId=2"), "{sets}");
+    let status = mqadmin(&["haStatus", "-b", &first_addr]).unwrap();
+    assert!(status.contains(&format!("#MasterAddr\t{first_addr}\n")), "{status}");
+    assert!(status.contains("#SlaveNum\t1\n#InSyncSlaveNum\t1"), "{status}");
+    let slave = mqadmin(&["haStatus", "-b", &format!("127.0.0.1:{}", second.port)]).unwrap();
+    assert!(slave.contains(&format!("#CommitLogMaxOffset\t{end}")), "{slave}");
 
     first.process.child.kill().unwrap();
     first.process.child.wait().unwrap();
@@ -135,6 +156,13 @@ fn the_controller_elects_the_in_sync_slave_after_the_master_is_killed() {
     assert!(took < Duration::from_secs(40));
     let after = sync_state(&mut controller);
     assert_eq!((after.master_broker_id, after.master_epoch), (Some(2), 2), "{after:?}");
+    // The dead broker cannot be designated; the new master stays when designated again.
+    let refused =
+        mqadmin(&["electMaster", "-a", &controllers, "-c", "DefaultCluster", "-n", "broker-a", "-b", "1"]);
+    assert!(refused.as_ref().is_err_and(|e| e.contains("CONTROLLER_ELECT_MASTER_FAILED")), "{refused:?}");
+    let stays =
+        mqadmin(&["electMaster", "-a", &controllers, "-c", "DefaultCluster", "-n", "broker-a", "-b", "2"]);
+    assert!(stays.as_ref().is_err_and(|e| e.contains("is alive and stays")), "{stays:?}");
     // The name server's route follows: broker 2 is the set's broker id 0.
     let mut to_namesrv = Client::connect(namesrv.addr_in_boot_line(0));
     let second_addr = format!("127.0.0.1:{}", second.port);

@@ -14,6 +14,7 @@ use keel_core::protocol::body::MessageQueue;
 use keel_core::protocol::body::SubscriptionGroupConfig;
 use keel_core::protocol::client_requests::OutgoingMessage;
 use keel_runtime_tokio::admin::change::{ResetSpec, Target, TopicSpec};
+use keel_runtime_tokio::admin::ha;
 use keel_runtime_tokio::admin::report::{self, BrokerRow, GroupProgress};
 use keel_runtime_tokio::admin::{AdminClient, RETRY_PREFIX};
 
@@ -270,6 +271,36 @@ enum Command {
         #[arg(short = 'f', long = "force", action = clap::ArgAction::Set, default_value_t = true)]
         force: bool,
     },
+    /// A broker's replication status: a master's slaves and their lag, or a slave's master.
+    HaStatus {
+        /// The broker, `host:port`.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: String,
+    },
+    /// What a controller holds of each broker set: master, epochs, in-sync replicas.
+    GetSyncStateSet {
+        /// The controller, `host:port`.
+        #[arg(short = 'a', long = "controllerAddress")]
+        controller: String,
+        /// Only this broker set.
+        #[arg(short = 'b', long = "brokerName")]
+        broker_name: Option<String>,
+    },
+    /// Make a broker the master of its set (the controller checks it may be).
+    ElectMaster {
+        /// The controller, `host:port`.
+        #[arg(short = 'a', long = "controllerAddress")]
+        controller: String,
+        /// The cluster.
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: String,
+        /// The broker set.
+        #[arg(short = 'n', long = "brokerName")]
+        broker_name: String,
+        /// The broker to elect.
+        #[arg(short = 'b', long = "brokerId")]
+        broker_id: i64,
+    },
     /// The producers of a group sending to a topic.
     ProducerConnection {
         #[command(flatten)]
@@ -453,6 +484,22 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 spec.group, spec.topic
             );
             Ok(report::reset_offsets(&header, &table, common.json))
+        }
+        Command::HaStatus { broker } => {
+            let info = AdminClient::ha_status(&broker).await?;
+            Ok(ha::ha_status_text(&broker, &info))
+        }
+        Command::GetSyncStateSet { controller, broker_name } => {
+            let sets: Vec<String> = broker_name.into_iter().collect();
+            let info = AdminClient::sync_state_sets(&controller, &sets).await?;
+            if info.replicas_info_table.is_empty() {
+                anyhow::bail!("the controller at {controller} knows no such broker set");
+            }
+            Ok(ha::sync_state_text(&info))
+        }
+        Command::ElectMaster { controller, cluster, broker_name, broker_id } => {
+            let elected = AdminClient::elect_master(&controller, &cluster, &broker_name, broker_id).await?;
+            Ok(ha::elected_text(&cluster, &broker_name, &elected))
         }
         Command::ProducerConnection { common, group, topic } => {
             let pc = AdminClient::new(&common.namesrv)?.producer_connection(&group, &topic).await?;
