@@ -228,6 +228,7 @@ impl BrokerServer {
 /// The core's broker and store settings from broker.conf's.
 fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::Result<BrokerConfig> {
     let mut config = BrokerConfig::new(advertised);
+    config.settings_text = settings.to_properties();
     // The broker's store settings (its timer topic among them), with broker.conf's on top.
     let mut store = config.store.clone();
     store.segment_size = settings.commitlog_segment_size;

@@ -235,6 +235,23 @@ fn mqadmin_changes_topics_and_groups_and_finds_the_messages_it_sent() {
     let err = fails(&["updateSubGroup", "-g", "gx"]);
     assert!(err.contains("name either a broker (-b host:port) or a cluster (-c name)"), "{err}");
 
+    let config = run(&["getBrokerConfig", "-b", &broker]);
+    assert!(config.starts_with(&format!("============{broker}============\n")), "{config}");
+    let setting = |text: &str, key: &str| -> Option<String> {
+        text.lines()
+            .find_map(|l| l.split_once("=  ").filter(|(k, _)| k.trim() == key).map(|(_, v)| v.to_owned()))
+    };
+    assert_eq!(setting(&config, "brokerName").as_deref(), Some("broker-a"), "{config}");
+    assert_eq!(setting(&config, "slaveReadEnable").as_deref(), Some("false"), "{config}");
+    let updated = run(&["updateBrokerConfig", "-c", "DefaultCluster", "-k", "slaveReadEnable", "-v", "true"]);
+    assert_eq!(updated, format!("update broker config success, {broker}\n"));
+    let config = run(&["getBrokerConfig", "-c", "DefaultCluster"]);
+    assert_eq!(setting(&config, "slaveReadEnable").as_deref(), Some("true"), "{config}");
+    let err = fails(&["updateBrokerConfig", "-b", &broker, "-k", "brokerName", "-v", "other"]);
+    assert!(err.contains("brokerName cannot change while the broker runs"), "{err}");
+    let err = fails(&["updateBrokerConfig", "-b", &broker, "-k", "waitTimeMillsInSendQueue", "-v", "soon"]);
+    assert!(err.contains("not a value waitTimeMillsInSendQueue takes"), "{err}");
+
     let deleted = run(&["deleteTopic", "-t", "Shop", "-c", "DefaultCluster"]);
     assert!(deleted.contains("delete topic [Shop] from NameServer success."), "{deleted}");
     assert!(!run(&["topicList"]).lines().any(|t| t == "Shop"));

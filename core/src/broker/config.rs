@@ -11,6 +11,9 @@ use crate::store::StoreConfig;
 /// Broker settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
+    /// The effective configuration as properties text, every key the broker was started
+    /// with (defaults included): what GET_BROKER_CONFIG answers.
+    pub settings_text: String,
     /// `brokerClusterName`.
     pub cluster_name: String,
     /// `brokerName`.
@@ -98,6 +101,7 @@ impl BrokerConfig {
     #[must_use]
     pub fn new(advertised_addr: SocketAddr) -> Self {
         Self {
+            settings_text: String::new(),
             cluster_name: "DefaultCluster".into(),
             broker_name: "broker-a".into(),
             broker_id: 0,

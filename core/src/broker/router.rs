@@ -155,6 +155,10 @@ impl Broker {
             RequestCode::GET_PRODUCER_CONNECTION_LIST => {
                 Admin::on_producer_connections(shared, consumers, &cmd).map(Some)
             }
+            RequestCode::GET_BROKER_CONFIG => self.admin.on_get_broker_config(shared, &cmd).map(Some),
+            RequestCode::UPDATE_BROKER_CONFIG => {
+                self.admin.on_update_broker_config(shared, consumers, now, &cmd).map(Some)
+            }
             RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => consumers.on_reset_offset(shared, &cmd).map(Some),
             RequestCode::QUERY_TOPIC_CONSUME_BY_WHO => Admin::on_consume_by_who(consumers, &cmd).map(Some),
             RequestCode::GET_BROKER_HA_STATUS => {

@@ -163,6 +163,34 @@ impl AdminClient {
         Ok(addrs)
     }
 
+    /// A broker's settings as properties text (GET_BROKER_CONFIG).
+    pub async fn broker_config(&self, addr: &str) -> anyhow::Result<String> {
+        let body =
+            Self::call(resolve(addr)?, RequestCode::GET_BROKER_CONFIG, keel_core::protocol::ExtFields::new())
+                .await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Change one setting on every broker of `target` (UPDATE_BROKER_CONFIG).
+    pub async fn update_broker_config(
+        &self,
+        key: &str,
+        value: &str,
+        target: &Target,
+    ) -> anyhow::Result<Vec<String>> {
+        let addrs = self.target_addrs(target).await?;
+        for addr in &addrs {
+            let request = RemotingCommand::request(
+                RequestCode::UPDATE_BROKER_CONFIG,
+                0,
+                keel_core::protocol::ExtFields::new(),
+            )
+            .with_body(format!("{key}={value}\n").into_bytes());
+            Self::call_request(resolve(addr)?, request).await?;
+        }
+        Ok(addrs)
+    }
+
     /// Delete a subscription group (and its committed offsets, if `clean_offset`) on every
     /// broker of `target`.
     pub async fn delete_group(

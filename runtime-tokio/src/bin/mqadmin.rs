@@ -271,6 +271,26 @@ enum Command {
         #[arg(short = 'f', long = "force", action = clap::ArgAction::Set, default_value_t = true)]
         force: bool,
     },
+    /// A broker's settings (-b), or every master's of a cluster (-c).
+    GetBrokerConfig {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Change a setting while the broker runs (only the ones that can change live).
+    UpdateBrokerConfig {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The setting.
+        #[arg(short = 'k', long = "key")]
+        key: String,
+        /// Its new value.
+        #[arg(short = 'v', long = "value")]
+        value: String,
+    },
     /// A broker's replication status: a master's slaves and their lag, or a slave's master.
     HaStatus {
         /// The broker, `host:port`.
@@ -484,6 +504,25 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 spec.group, spec.topic
             );
             Ok(report::reset_offsets(&header, &table, common.json))
+        }
+        Command::GetBrokerConfig { common, target } => {
+            let admin = AdminClient::new(&common.namesrv)?;
+            let mut out = String::new();
+            for addr in admin.target_addrs(&target.target()?).await? {
+                let text = admin.broker_config(&addr).await?;
+                out.push_str(&format!("============{addr}============\n"));
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    let (key, value) = line.split_once('=').unwrap_or((line, ""));
+                    out.push_str(&format!("{key:<50}=  {value}\n"));
+                }
+            }
+            Ok(out)
+        }
+        Command::UpdateBrokerConfig { common, target, key, value } => {
+            let addrs = AdminClient::new(&common.namesrv)?
+                .update_broker_config(&key, &value, &target.target()?)
+                .await?;
+            Ok(addrs.iter().map(|a| format!("update broker config success, {a}\n")).collect())
         }
         Command::HaStatus { broker } => {
             let info = AdminClient::ha_status(&broker).await?;

@@ -2,6 +2,7 @@
 //! topic creation and deletion, and the runtime info with its rates. Its own state is what
 //! the runtime info reports over time.
 
+mod broker_config;
 pub mod rates;
 mod status;
 
@@ -37,6 +38,8 @@ pub(super) struct Admin {
     days: rates::DayMarks<4>,
     /// The broker's wall clock at boot.
     booted_at: UnixMillis,
+    /// Bumped by every UPDATE_BROKER_CONFIG (GET_BROKER_CONFIG's `version`).
+    config_version: crate::protocol::body::DataVersion,
 }
 
 /// What the runtime info reads from the other subsystems.
@@ -51,7 +54,14 @@ pub(super) struct RuntimeView<'a> {
 impl Admin {
     /// Nothing sampled yet; booted at `now`.
     pub(super) fn new(now: Now) -> Self {
-        Self { rates: rates::Rates::default(), days: rates::DayMarks::default(), booted_at: now.wall }
+        let mut config_version = crate::protocol::body::DataVersion::default();
+        config_version.bump(now.wall);
+        Self {
+            rates: rates::Rates::default(),
+            days: rates::DayMarks::default(),
+            booted_at: now.wall,
+            config_version,
+        }
     }
 
     /// Sample the counters behind the rates (after every input).

@@ -36,6 +36,12 @@ impl GroupTable {
         Self { table, auto_create }
     }
 
+    /// Whether unknown groups are created on first sight (`autoCreateSubscriptionGroup`,
+    /// changed while running by UPDATE_BROKER_CONFIG).
+    pub fn set_auto_create(&mut self, auto_create: bool) {
+        self.auto_create = auto_create;
+    }
+
     /// Take `table` whole, version included: a slave's copy of its master's groups.
     pub fn replace(&mut self, table: SubscriptionGroupWrapper) {
         self.table = table;
