@@ -222,6 +222,27 @@ fn mqadmin_changes_topics_and_groups_and_finds_the_messages_it_sent() {
     let err = fails(&["queryMsgById", "-i", "not-hex"]);
     assert!(err.contains("is not an offset message id"), "{err}");
 
+    run(&["sendMessage", "-t", "Shop", "-p", "second", "-i", "1"]);
+    run(&["sendMessage", "-t", "Shop", "-p", "third", "-i", "0"]);
+    let printed = run(&["printMsg", "-t", "Shop"]);
+    assert!(
+        printed
+            .contains("minOffset=0, maxOffset=2, MessageQueue [topic=Shop, brokerName=broker-a, queueId=1]"),
+        "{printed}"
+    );
+    let bodies: Vec<&str> = printed.lines().filter_map(|l| l.split(" BODY: ").nth(1)).collect();
+    assert_eq!(bodies, ["third", "hello", "second"], "queue 0, then queue 1 in order: {printed}");
+    let hidden = run(&["printMsg", "-t", "Shop", "-d", "false"]);
+    assert_eq!(hidden.matches("BODY: NOT PRINT BODY").count(), 3, "{hidden}");
+    let consumed = run(&["consumeMessage", "-t", "Shop", "-b", "broker-a", "-i", "1", "-o", "1"]);
+    let bodies: Vec<&str> = consumed.lines().filter_map(|l| l.split(" BODY: ").nth(1)).collect();
+    assert_eq!(bodies, ["second"], "{consumed}");
+    assert!(consumed.ends_with("Consume ok\n"), "{consumed}");
+    let limited = run(&["consumeMessage", "-t", "Shop", "-c", "2"]);
+    assert_eq!(limited.matches(" BODY: ").count(), 2, "{limited}");
+    let err = fails(&["consumeMessage", "-t", "Shop", "-b", "broker-a"]);
+    assert!(err.contains("name a queue with all of -b, -i and -o"), "{err}");
+
     // Read-only: the broker refuses sends.
     let changed = run(&["updateTopicPerm", "-c", "DefaultCluster", "-t", "Shop", "-p", "4"]);
     assert_eq!(changed, format!("update topic perm from 6 to 4 in {broker} success.\n"));

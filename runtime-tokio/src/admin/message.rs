@@ -5,7 +5,8 @@ use anyhow::{anyhow, Context};
 use bytes::Bytes;
 use keel_core::protocol::client_requests::{send_message, OutgoingMessage, PULL_FLAG_SUBSCRIPTION};
 use keel_core::protocol::headers::{
-    CommandHeader, PullMessageRequestHeader, SendMessageResponseHeader, ViewMessageRequestHeader,
+    CommandHeader, OffsetResponseHeader, PullMessageRequestHeader, QueueRequestHeader,
+    SearchOffsetRequestHeader, SendMessageResponseHeader, ViewMessageRequestHeader,
 };
 use keel_core::protocol::message::message_id::decode_offset_message_id;
 use keel_core::protocol::message::stored::{decode_records, StoredMessage};
@@ -17,6 +18,29 @@ use super::{resolve, AdminClient};
 const TOOLS_CONSUMER_GROUP: &str = "TOOLS_CONSUMER";
 /// The producer group `sendMessage` sends as.
 const TOOLS_PRODUCER_GROUP: &str = "TOOLS_PRODUCER";
+
+/// What [`AdminClient::scan_topic`] comes across.
+#[derive(Debug)]
+pub enum Scanned<'a> {
+    /// A queue about to be read, and the range that will be.
+    Queue {
+        /// Its broker set.
+        broker_name: &'a str,
+        /// The queue.
+        queue_id: i32,
+        /// The first offset read.
+        min: i64,
+        /// The offset reading stops at.
+        max: i64,
+    },
+    /// One message of that queue.
+    Message {
+        /// Its broker set.
+        broker_name: &'a str,
+        /// The message.
+        message: &'a StoredMessage,
+    },
+}
 
 /// Where `sendMessage` put a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +81,26 @@ impl AdminClient {
         offset: i64,
     ) -> anyhow::Result<StoredMessage> {
         let addr = self.master_of(topic, broker_name).await?;
+        let messages = Self::pull(&addr, topic, queue_id, offset, 1).await.with_context(|| {
+            format!("no message at offset {offset} of {topic} queue {queue_id} on {broker_name}")
+        })?;
+        messages.into_iter().next().ok_or_else(|| anyhow!("the broker's answer holds no message"))
+    }
+
+    /// Up to `max` messages (at most 32) of a queue from `offset`, from the broker at `addr`.
+    pub async fn pull(
+        addr: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max: i32,
+    ) -> anyhow::Result<Vec<StoredMessage>> {
         let header = PullMessageRequestHeader {
             consumer_group: TOOLS_CONSUMER_GROUP.into(),
             topic: topic.into(),
             queue_id,
             queue_offset: offset,
-            max_msg_nums: 1,
+            max_msg_nums: max,
             sys_flag: PULL_FLAG_SUBSCRIPTION,
             commit_offset: 0,
             suspend_timeout_millis: 0,
@@ -72,12 +110,85 @@ impl AdminClient {
             max_msg_bytes: None,
             broker_name: None,
         };
-        let body = Self::call(resolve(&addr)?, RequestCode::PULL_MESSAGE, header.to_ext_fields())
-            .await
-            .with_context(|| {
-                format!("no message at offset {offset} of {topic} queue {queue_id} on {broker_name}")
-            })?;
-        one_message(&body)
+        let body = Self::call(resolve(addr)?, RequestCode::PULL_MESSAGE, header.to_ext_fields()).await?;
+        decode_records(&body).map_err(|e| anyhow!("the broker's answer holds no readable message: {e}"))
+    }
+
+    /// A queue's offset range on the broker at `addr`: from the first stored (or the first
+    /// stored at or after `begin` ms) to the end (or the first stored after `end` ms).
+    pub async fn queue_range(
+        addr: &str,
+        topic: &str,
+        queue_id: i32,
+        begin: Option<i64>,
+        end: Option<i64>,
+    ) -> anyhow::Result<(i64, i64)> {
+        let offset_of = |code: RequestCode, ext: keel_core::protocol::ExtFields| async move {
+            let reply = Self::call_request(
+                resolve(addr)?,
+                keel_core::protocol::RemotingCommand::request(code, 0, ext),
+            )
+            .await?;
+            OffsetResponseHeader::decode(&reply.ext_fields)
+                .map(|h| h.offset)
+                .map_err(|e| anyhow!("{code:?} answered no offset: {e}"))
+        };
+        let by_time = |timestamp: i64| {
+            let header =
+                SearchOffsetRequestHeader { topic: topic.into(), queue_id, timestamp, boundary_type: None };
+            offset_of(RequestCode::SEARCH_OFFSET_BY_TIMESTAMP, header.to_ext_fields())
+        };
+        let queue = QueueRequestHeader { topic: topic.into(), queue_id, committed: None };
+        let min = match begin {
+            Some(time) => by_time(time).await?,
+            None => offset_of(RequestCode::GET_MIN_OFFSET, queue.to_ext_fields()).await?,
+        };
+        let max = match end {
+            Some(time) => by_time(time).await?,
+            None => offset_of(RequestCode::GET_MAX_OFFSET, queue.to_ext_fields()).await?,
+        };
+        Ok((min, max))
+    }
+
+    /// Every message of `topic` (from `begin`, to `end`, ms), queue by queue over every
+    /// master serving it, at most `limit` in all; `each` sees each queue's range as
+    /// `(broker, queue, min, max)`, then its messages.
+    pub async fn scan_topic(
+        &self,
+        topic: &str,
+        begin: Option<i64>,
+        end: Option<i64>,
+        limit: usize,
+        mut each: impl FnMut(Scanned<'_>),
+    ) -> anyhow::Result<usize> {
+        let route = self.route(topic).await?;
+        let mut seen = 0;
+        for (set, queues) in route.queue_datas.iter().filter_map(|q| {
+            let set = route.broker_datas.iter().find(|b| b.broker_name == q.broker_name)?;
+            Some((set, q.read_queue_nums))
+        }) {
+            let Some(addr) = set.broker_addrs.get(&0) else { continue };
+            for queue_id in 0..queues {
+                let (min, max) = Self::queue_range(addr, topic, queue_id, begin, end).await?;
+                each(Scanned::Queue { broker_name: &set.broker_name, queue_id, min, max });
+                let mut offset = min;
+                while offset < max && seen < limit {
+                    let batch = Self::pull(addr, topic, queue_id, offset, 32).await?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for message in &batch {
+                        if message.head.queue_offset >= max || seen >= limit {
+                            break;
+                        }
+                        each(Scanned::Message { broker_name: &set.broker_name, message });
+                        seen += 1;
+                    }
+                    offset = batch.last().map_or(max, |m| m.head.queue_offset + 1);
+                }
+            }
+        }
+        Ok(seen)
     }
 
     /// Send one message to `topic`, to queue `queue` of broker set `broker` if named, else
@@ -108,7 +219,7 @@ impl AdminClient {
     }
 
     /// The master of broker set `broker_name` serving `topic`.
-    async fn master_of(&self, topic: &str, broker_name: &str) -> anyhow::Result<String> {
+    pub async fn master_of(&self, topic: &str, broker_name: &str) -> anyhow::Result<String> {
         let route = self.route(topic).await?;
         route
             .broker_datas

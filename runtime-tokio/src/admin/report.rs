@@ -549,6 +549,35 @@ pub fn message(id: &str, msg: &StoredMessage, body_path: &str) -> String {
     })
 }
 
+/// One message as `printMsg` and `consumeMessage` print it (`MSGID: … BODY: …`); the
+/// body as text if `print_body` (the tools' purpose: an operator asked for it).
+#[must_use]
+pub fn message_line(broker_name: &str, msg: &StoredMessage, print_body: bool) -> String {
+    let head = &msg.head;
+    let id =
+        keel_core::protocol::message::message_id::offset_message_id(head.store_host, head.physical_offset);
+    let props: Vec<String> =
+        properties::parse(&msg.properties).iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let body =
+        if print_body { String::from_utf8_lossy(&msg.body).into_owned() } else { "NOT PRINT BODY".into() };
+    format!(
+        "MSGID: {id} MessageExt [brokerName={broker_name}, queueId={}, queueOffset={}, sysFlag={}, \
+         bornTimestamp={}, bornHost={}, storeTimestamp={}, storeHost={}, commitLogOffset={}, reconsumeTimes={}, \
+         topic={}, properties={{{}}}] BODY: {body}\n",
+        head.queue_id,
+        head.queue_offset,
+        head.sys_flag,
+        head.born_timestamp,
+        head.born_host,
+        head.store_timestamp,
+        head.store_host,
+        head.physical_offset,
+        head.reconsume_times,
+        msg.topic,
+        props.join(", ")
+    )
+}
+
 /// `sendMessage`'s result line.
 #[must_use]
 pub fn sent(sent: &Sent, as_json: bool) -> String {

@@ -15,6 +15,7 @@ use keel_core::protocol::body::SubscriptionGroupConfig;
 use keel_core::protocol::client_requests::OutgoingMessage;
 use keel_runtime_tokio::admin::change::{ResetSpec, Target, TopicSpec};
 use keel_runtime_tokio::admin::ha;
+use keel_runtime_tokio::admin::message::Scanned;
 use keel_runtime_tokio::admin::report::{self, BrokerRow, GroupProgress};
 use keel_runtime_tokio::admin::{AdminClient, RETRY_PREFIX};
 
@@ -230,6 +231,49 @@ enum Command {
         /// The queue offset.
         #[arg(short = 'o', long = "offset")]
         offset: i64,
+    },
+    /// Print every message of a topic (from -b, to -e), queue by queue.
+    PrintMsg {
+        #[command(flatten)]
+        common: Common,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// From this time: ms since 1970 or yyyy-MM-dd#HH:mm:ss:SSS (UTC).
+        #[arg(short = 'b', long = "beginTimestamp")]
+        begin: Option<String>,
+        /// To this time.
+        #[arg(short = 'e', long = "endTimestamp")]
+        end: Option<String>,
+        /// Print the bodies (true|false).
+        #[arg(short = 'd', long = "printBody", action = clap::ArgAction::Set, default_value_t = true)]
+        print_body: bool,
+    },
+    /// Read messages of a topic, or of one queue from an offset (-b -i -o), at most -c.
+    ConsumeMessage {
+        #[command(flatten)]
+        common: Common,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The broker set (with -i and -o).
+        #[arg(short = 'b', long = "brokerName")]
+        broker_name: Option<String>,
+        /// The queue (with -b and -o).
+        #[arg(short = 'i', long = "queueId")]
+        queue_id: Option<i32>,
+        /// The first offset (with -b and -i).
+        #[arg(short = 'o', long = "offset")]
+        offset: Option<i64>,
+        /// From this time (whole topic).
+        #[arg(short = 's', long = "beginTimestamp")]
+        begin: Option<String>,
+        /// To this time (whole topic).
+        #[arg(short = 'e', long = "endTimestamp")]
+        end: Option<String>,
+        /// At most this many messages.
+        #[arg(short = 'c', long = "messageNumber", default_value_t = 128)]
+        count: usize,
     },
     /// Send one message.
     SendMessage {
@@ -482,6 +526,57 @@ async fn run(command: Command) -> anyhow::Result<String> {
             let path = write_body(&id, &message.body)?;
             Ok(report::message(&id, &message, &path))
         }
+        Command::PrintMsg { common, topic, begin, end, print_body } => {
+            let (begin, end) = (optional_time(begin)?, optional_time(end)?);
+            let mut out = String::new();
+            AdminClient::new(&common.namesrv)?
+                .scan_topic(&topic, begin, end, usize::MAX, |scanned| match scanned {
+                    Scanned::Queue { broker_name, queue_id, min, max } => out.push_str(&format!(
+                        "minOffset={min}, maxOffset={max}, MessageQueue [topic={topic}, brokerName={broker_name}, queueId={queue_id}]\n"
+                    )),
+                    Scanned::Message { broker_name, message } => {
+                        out.push_str(&report::message_line(broker_name, message, print_body));
+                    }
+                })
+                .await?;
+            Ok(out)
+        }
+        Command::ConsumeMessage { common, topic, broker_name, queue_id, offset, begin, end, count } => {
+            let admin = AdminClient::new(&common.namesrv)?;
+            let mut out = String::new();
+            match (broker_name, queue_id, offset) {
+                (Some(broker_name), Some(queue_id), Some(offset)) => {
+                    let mut next = offset;
+                    let mut read = 0;
+                    let addr = admin.master_of(&topic, &broker_name).await?;
+                    while read < count {
+                        let batch =
+                            AdminClient::pull(&addr, &topic, queue_id, next, 32).await.unwrap_or_default();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for message in batch.iter().take(count - read) {
+                            out.push_str(&report::message_line(&broker_name, message, true));
+                            read += 1;
+                            next = message.head.queue_offset + 1;
+                        }
+                    }
+                }
+                (None, None, None) => {
+                    let (begin, end) = (optional_time(begin)?, optional_time(end)?);
+                    admin
+                        .scan_topic(&topic, begin, end, count, |scanned| {
+                            if let Scanned::Message { broker_name, message } = scanned {
+                                out.push_str(&report::message_line(broker_name, message, true));
+                            }
+                        })
+                        .await?;
+                }
+                _ => anyhow::bail!("name a queue with all of -b, -i and -o, or none of them"),
+            }
+            out.push_str("Consume ok\n");
+            Ok(out)
+        }
         Command::SendMessage { common, topic, body, keys, tags, broker_name, queue_id } => {
             let message = OutgoingMessage {
                 topic,
@@ -570,6 +665,11 @@ fn write_body(id: &str, body: &[u8]) -> anyhow::Result<String> {
     let path = dir.join(id);
     std::fs::write(&path, body).with_context(|| format!("writing the body to {}", path.display()))?;
     Ok(path.display().to_string())
+}
+
+/// An optional time option, read as [`report::parse_time`] reads it.
+fn optional_time(text: Option<String>) -> anyhow::Result<Option<i64>> {
+    text.map(|t| report::parse_time(&t, now_ms())).transpose()
 }
 
 /// The wall clock, ms since 1970.
