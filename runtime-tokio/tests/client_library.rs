@@ -486,3 +486,98 @@ async fn a_consumer_obeys_an_operator_reset_and_consumes_again_from_there() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// Run mqadmin with `args` off the async runtime; its stdout, or its stderr if it failed.
+async fn mqadmin(args: Vec<String>) -> Result<String, String> {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin")).args(&args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_what_a_consumer_holds_and_has_it_consume_a_message_directly() {
+    let (_keel, namesrv) = start_keel("client-status");
+    let producer = client(namesrv, "producer");
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let request =
+            SendRequest { group: "pg".into(), message: message("LibStatus", i), target: SendTarget::Any };
+        ids.push(producer.send(request).await.expect("send").msg_id);
+    }
+    let seen: Seen = Arc::default();
+    let consumer = client(namesrv, "status-consumer");
+    consumer
+        .start_consumer(consumer_config("cg_status", "LibStatus"), recorder(&seen, "c", |_| false), 4)
+        .await
+        .unwrap();
+    wait_until("8 messages", Duration::from_secs(30), || seen.lock().unwrap().len() >= 8).await;
+    let n = namesrv.to_string();
+    let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| (*s).to_owned()).collect() };
+
+    let members = mqadmin(args(&["consumerStatus", "-n", &n, "-g", "cg_status"])).await.unwrap();
+    assert!(
+        members.starts_with("001  127.0.0.1@status-consumer") && members.contains("4 queues"),
+        "{members}"
+    );
+    // Each queue's commit point reaches the 2 messages it had once they are finished.
+    let mut detail = String::new();
+    wait_until("commit points at 2", Duration::from_secs(10), || {
+        detail = std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+            .args(["consumerStatus", "-n", &n, "-g", "cg_status", "-i", "127.0.0.1@status-consumer"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        detail.matches("ProcessQueueInfo [commitOffset=2,").count() == 4
+    })
+    .await;
+    assert!(detail.contains("PROP_CONSUME_TYPE                       : CONSUME_PASSIVELY"), "{detail}");
+    assert!(detail.contains("Topic: LibStatus"), "{detail}");
+    let progress = mqadmin(args(&["consumerProgress", "-n", &n, "-g", "cg_status"])).await.unwrap();
+    let holders: Vec<&str> = progress
+        .lines()
+        .filter(|l| l.starts_with("LibStatus"))
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    assert_eq!(holders, ["127.0.0.1"; 4], "the Client IP column names the holder: {progress}");
+
+    // The listener runs on the message once more, and the answer comes back.
+    let before = seen.lock().unwrap().len();
+    let direct = mqadmin(args(&[
+        "queryMsgById",
+        "-n",
+        &n,
+        "-i",
+        &ids[3],
+        "-g",
+        "cg_status",
+        "-d",
+        "127.0.0.1@status-consumer",
+    ]))
+    .await
+    .unwrap();
+    assert!(direct.contains("consumeResult=CR_SUCCESS"), "{direct}");
+    let again: Vec<String> = seen.lock().unwrap()[before..].iter().map(|s| s.4.clone()).collect();
+    assert_eq!(again, ["body-3"], "{direct}");
+    let refused = mqadmin(args(&[
+        "queryMsgById",
+        "-n",
+        &n,
+        "-i",
+        &ids[3],
+        "-g",
+        "cg_status",
+        "-d",
+        "127.0.0.1@nobody",
+    ]))
+    .await;
+    assert!(refused.as_ref().is_err_and(|e| e.contains("not online")), "{refused:?}");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

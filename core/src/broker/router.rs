@@ -48,6 +48,8 @@ impl Broker {
                 if let Some(master) = named.remoting {
                     self.metadata_sync.learned(shared, now, master);
                 }
+            } else {
+                self.consumers.on_client_response(shared, conn, &cmd);
             }
             return;
         }
@@ -154,6 +156,9 @@ impl Broker {
             }
             RequestCode::GET_PRODUCER_CONNECTION_LIST => {
                 Admin::on_producer_connections(shared, consumers, &cmd).map(Some)
+            }
+            RequestCode::GET_CONSUMER_RUNNING_INFO | RequestCode::CONSUME_MESSAGE_DIRECTLY => {
+                consumers.on_relay(shared, now, conn, &cmd)
             }
             RequestCode::GET_BROKER_CONFIG => self.admin.on_get_broker_config(shared, &cmd).map(Some),
             RequestCode::UPDATE_BROKER_CONFIG => {

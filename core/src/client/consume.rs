@@ -44,6 +44,9 @@ pub enum ConsumeResult {
 impl Client {
     /// The listener's answer to a delivery.
     pub fn consumed(&mut self, now: Now, id: DeliveryId, result: ConsumeResult) {
+        if self.consumed_directly(now, id, result) {
+            return;
+        }
         let Some(delivery) = self.consumers.values_mut().find_map(|c| c.deliveries.remove(&id)) else {
             // Answered after its consume timeout: it was already sent back.
             return;

@@ -215,6 +215,8 @@ pub struct Client {
     pub(super) unique_ids: UniqueIdGenerator,
     pub(super) next_send: u64,
     pub(super) next_delivery: u64,
+    /// Consume-directly requests waiting for their listener.
+    pub(super) direct: super::operator::DirectConsumes,
     next_route_refresh: MonoNanos,
     next_heartbeat: MonoNanos,
     next_namesrv: usize,
@@ -243,6 +245,7 @@ impl Client {
             unique_ids: UniqueIdGenerator::new(config.ip, config.pid, seed),
             next_send: 0,
             next_delivery: 0,
+            direct: super::operator::DirectConsumes::new(),
             next_route_refresh: now.mono.plus_millis(ROUTE_REFRESH_MS),
             next_heartbeat: now.mono.plus_millis(HEARTBEAT_MS),
             next_namesrv: 0,
@@ -489,6 +492,8 @@ impl Client {
             }
             RequestCode::CHECK_TRANSACTION_STATE => self.on_check_transaction(conn, request),
             RequestCode::RESET_CONSUMER_CLIENT_OFFSET => self.on_reset_offset(now, request),
+            RequestCode::GET_CONSUMER_RUNNING_INFO => self.on_running_info(now, conn, request),
+            RequestCode::CONSUME_MESSAGE_DIRECTLY => self.on_consume_directly(now, conn, request),
             _ => {
                 let reply = crate::remoting::not_supported(request);
                 if !request.is_oneway() {

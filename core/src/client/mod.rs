@@ -8,6 +8,7 @@ mod consumer_config;
 mod lite_pull;
 mod machine;
 pub mod offset_store;
+mod operator;
 pub mod process_queue;
 mod producer;
 mod push_consumer;

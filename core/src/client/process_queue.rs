@@ -61,6 +61,18 @@ impl ProcessQueue {
         Self::default()
     }
 
+    /// What it holds, for the client's running info: the lowest and highest offsets pulled
+    /// and not finished, how many, and their body bytes.
+    #[must_use]
+    pub fn held(&self) -> (Option<i64>, Option<i64>, usize, usize) {
+        let offsets = self.cached.keys().chain(self.taken.keys());
+        let (min, max) = offsets.fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), &o| {
+            (Some(lo.map_or(o, |l| l.min(o))), Some(hi.map_or(o, |h| h.max(o))))
+        });
+        let taken_bytes: usize = self.taken.values().map(|m| m.body.len()).sum();
+        (min, max, self.cached.len() + self.taken.len(), self.cached_bytes + taken_bytes)
+    }
+
     /// Cache pulled messages; returns how many were new (a message pulled twice, as after
     /// an offset reset, is kept once).
     pub fn put(&mut self, messages: Vec<StoredMessage>) -> usize {

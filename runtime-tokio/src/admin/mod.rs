@@ -3,6 +3,7 @@
 //! work against Apache RocketMQ. [`report`] turns the answers into mqadmin's output.
 
 pub mod change;
+pub mod consumer;
 pub mod ha;
 pub mod message;
 pub mod report;

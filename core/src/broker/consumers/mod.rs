@@ -7,6 +7,7 @@ pub mod groups;
 pub mod offsets;
 mod pull;
 pub mod queue_locks;
+mod relay;
 mod reset;
 
 use std::collections::BTreeSet;
@@ -48,6 +49,8 @@ pub(super) struct Consumers {
     pub(super) holds: Vec<PullHold>,
     /// Resets waiting for their queue's next pull.
     pending_resets: reset::PendingResets,
+    /// Tools' questions waiting for clients' answers.
+    relays: relay::Relays,
     next_client_scan: MonoNanos,
     next_offset_persist: MonoNanos,
 }
@@ -69,6 +72,7 @@ impl Consumers {
             locks,
             holds: Vec::new(),
             pending_resets: reset::PendingResets::new(),
+            relays: relay::Relays::new(),
             next_client_scan: now.plus_millis(CLIENT_SCAN_MS),
             next_offset_persist: now.plus_millis(OFFSET_PERSIST_MS),
         }
@@ -78,12 +82,14 @@ impl Consumers {
     /// time running out.
     pub(super) fn poll_timeout(&self) -> MonoNanos {
         let periodic = self.next_client_scan.min(self.next_offset_persist);
+        let periodic = self.relay_deadline().map_or(periodic, |d| d.min(periodic));
         self.holds.iter().map(|h| h.deadline).fold(periodic, MonoNanos::min)
     }
 
     /// Mark the offsets for persisting and expire silent clients, when each is due (held
     /// pulls are answered as the broker settles, after every input).
     pub(super) fn handle_timeout(&mut self, shared: &mut Shared, now: Now) {
+        self.expire_relays(shared, now.mono, None);
         if now.mono >= self.next_offset_persist {
             self.next_offset_persist = now.mono.plus_millis(OFFSET_PERSIST_MS);
             shared.metadata.offsets.mark_dirty_if(self.offsets_changed);
@@ -118,6 +124,7 @@ impl Consumers {
     /// A connection closed: forget its held pulls and its clients.
     pub(super) fn connection_gone(&mut self, shared: &mut Shared, conn: ConnId) {
         self.holds.retain(|hold| hold.conn != conn);
+        self.expire_relays(shared, MonoNanos(0), Some(conn));
         let changed = self.clients.connection_closed(conn);
         self.notify_consumer_ids_changed(shared, &changed);
     }

@@ -9,6 +9,7 @@ mod ha;
 mod queue;
 pub mod register_compressed;
 mod route;
+mod running;
 mod stats;
 mod topic;
 
@@ -21,6 +22,7 @@ pub use group::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 pub use ha::{EpochEntryCache, EpochRange, HaClientRuntimeInfo, HaConnectionRuntimeInfo, HaRuntimeInfo};
 pub use queue::{java_str_cmp, LockBatchRequestBody, LockBatchResponseBody, MessageQueue};
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
+pub use running::{ConsumeMessageDirectlyResult, ConsumeStatus, ConsumerRunningInfo, ProcessQueueInfo};
 pub use stats::{
     Connection, ConsumeStats, ConsumerConnection, GroupList, OffsetWrapper, ProducerConnection,
     ResetOffsetBody, TopicOffset, TopicStatsTable,

@@ -191,13 +191,31 @@ pub enum Command {
         #[arg(short = 'r', long = "removeOffset", action = clap::ArgAction::Set, default_value_t = false)]
         remove_offset: bool,
     },
-    /// Print a message by its offset message id (the body goes to a file).
+    /// Print a message by its offset message id (the body goes to a file); with -g and -d,
+    /// have that consumer client run its listener on it.
     QueryMsgById {
         #[command(flatten)]
         common: Common,
         /// The offset message id.
         #[arg(short = 'i', long = "msgId")]
         id: String,
+        /// The consumer group whose client consumes it (with -d).
+        #[arg(short = 'g', long = "consumerGroup", requires = "client_id")]
+        group: Option<String>,
+        /// The client that consumes it (with -g).
+        #[arg(short = 'd', long = "clientId", requires = "group")]
+        client_id: Option<String>,
+    },
+    /// What a group's clients hold: every member, or one (-i) in detail.
+    ConsumerStatus {
+        #[command(flatten)]
+        common: Common,
+        /// The consumer group.
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+        /// Only this client, in detail.
+        #[arg(short = 'i', long = "clientId")]
+        client_id: Option<String>,
     },
     /// Print the message at an offset of a queue (the body goes to a file).
     QueryMsgByOffset {

@@ -7,18 +7,16 @@
 
 mod cli;
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use keel_core::protocol::body::MessageQueue;
 use keel_core::protocol::body::SubscriptionGroupConfig;
 use keel_core::protocol::client_requests::OutgoingMessage;
 use keel_runtime_tokio::admin::change::{ResetSpec, TopicSpec};
-use keel_runtime_tokio::admin::ha;
 use keel_runtime_tokio::admin::message::Scanned;
 use keel_runtime_tokio::admin::report::{self, BrokerRow, GroupProgress};
+use keel_runtime_tokio::admin::{consumer, ha};
 use keel_runtime_tokio::admin::{AdminClient, RETRY_PREFIX};
 
 use cli::{Args, Command, Common};
@@ -65,10 +63,8 @@ async fn run(command: Command) -> anyhow::Result<String> {
         Command::ConsumerProgress { common, group: Some(group), topic } => {
             let admin = AdminClient::new(&common.namesrv)?;
             let stats = admin.consume_stats(&group, topic.as_deref()).await?;
-            // Which member holds which queue needs each member's running info (relayed by
-            // the broker): not asked yet, so every queue prints NA, as RocketMQ does when
-            // it cannot tell.
-            let holders: BTreeMap<MessageQueue, String> = BTreeMap::new();
+            // Who holds each queue, from each member's running info (NA where unknown).
+            let holders = admin.queue_holders(&group).await;
             Ok(report::consumer_progress(&stats, &holders, common.json))
         }
         Command::ConsumerProgress { common, group: None, .. } => every_group_progress(&common).await,
@@ -156,10 +152,49 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .map(|a| format!("delete subscription group [{group}] from broker [{a}] success.\n"))
                 .collect())
         }
-        Command::QueryMsgById { common, id } => {
-            let message = AdminClient::new(&common.namesrv)?.message_by_offset_id(&id).await?;
+        Command::QueryMsgById { common, id, group, client_id } => {
+            let admin = AdminClient::new(&common.namesrv)?;
+            let message = admin.message_by_offset_id(&id).await?;
             let path = write_body(&id, &message.body)?;
-            Ok(report::message(&id, &message, &path))
+            let mut out = report::message(&id, &message, &path);
+            if let (Some(group), Some(client_id)) = (group, client_id) {
+                let broker_name = admin
+                    .route(&message.topic)
+                    .await
+                    .ok()
+                    .and_then(|r| {
+                        let store = message.head.store_host.to_string();
+                        r.broker_datas.into_iter().find(|b| b.broker_addrs.values().any(|a| *a == store))
+                    })
+                    .map(|b| b.broker_name)
+                    .unwrap_or_default();
+                let result =
+                    admin.consume_directly(&group, &client_id, &id, &message.topic, &broker_name).await?;
+                out.push_str(&consumer::consumed_text(&result));
+            }
+            Ok(out)
+        }
+        Command::ConsumerStatus { common, group, client_id } => {
+            let admin = AdminClient::new(&common.namesrv)?;
+            if let Some(client_id) = client_id {
+                let info = admin.running_info(&group, &client_id).await?;
+                return Ok(consumer::running_info_text(&info));
+            }
+            let connection = admin.consumer_connection(&group).await?;
+            let mut out = String::new();
+            for (i, member) in connection.connection_set.iter().enumerate() {
+                let held = match admin.running_info(&group, &member.client_id).await {
+                    Ok(info) => format!("{} queues", info.mq_table.len()),
+                    Err(error) => format!("no answer: {error:#}"),
+                };
+                out.push_str(&format!(
+                    "{:03}  {:<40} {:<20} {held}\n",
+                    i + 1,
+                    member.client_id,
+                    keel_core::protocol::version_desc(member.version)
+                ));
+            }
+            Ok(out)
         }
         Command::QueryMsgByOffset { common, topic, broker_name, queue_id, offset } => {
             let message =
