@@ -102,6 +102,13 @@ fn mqadmin_reports_topics_progress_lag_and_connections_of_a_running_broker() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(topics.lines().any(|t| t == TOPIC), "{topics}");
+    let by_cluster = ok(&["topicList", "-n", &namesrv, "-c"]);
+    let row = by_cluster.lines().find(|l| l.contains(TOPIC)).unwrap_or_default();
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["DefaultCluster", TOPIC, "cg-admin"],
+        "{by_cluster}"
+    );
     let route = ok(&["topicRoute", "-n", &namesrv, "-t", TOPIC]);
     assert!(route.contains(&format!("\"0\":\"{broker}\"")), "{route}");
 

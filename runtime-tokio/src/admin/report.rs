@@ -388,6 +388,37 @@ pub fn producer_connection(connections: &[Connection], as_json: bool) -> String 
     out
 }
 
+/// One row of `topicList -c`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicRow {
+    /// The topic's cluster.
+    pub cluster: String,
+    /// The topic.
+    pub topic: String,
+    /// A group consuming it (empty: none).
+    pub group: String,
+}
+
+/// `topicList -c`: cluster, topic, consumer group.
+#[must_use]
+pub fn topics_by_cluster(rows: &[TopicRow], as_json: bool) -> String {
+    if as_json {
+        return json_rows(rows);
+    }
+    let mut out = format!("{:<20}  {:<48}  {:<48}\n", "#Cluster Name", "#Topic", "#Consumer Group");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<20}  {:<48}  {:<48}",
+            front(&r.cluster, 20),
+            front(&r.topic, 48),
+            front(&r.group, 48)
+        );
+    }
+    out
+}
+
 /// `brokerStatus`: every runtime key, sorted.
 #[must_use]
 pub fn broker_status(kv: &KvTable, as_json: bool) -> String {

@@ -46,6 +46,9 @@ pub enum Command {
     TopicList {
         #[command(flatten)]
         common: Common,
+        /// With each topic's cluster and the groups consuming it.
+        #[arg(short = 'c', long = "clusterModel")]
+        cluster_model: bool,
     },
     /// Print where a topic lives (its route, as JSON).
     TopicRoute {

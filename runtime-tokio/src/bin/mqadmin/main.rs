@@ -39,7 +39,8 @@ async fn main() -> ExitCode {
 /// Carry out one sub-command; what it prints.
 async fn run(command: Command) -> anyhow::Result<String> {
     match command {
-        Command::TopicList { common } => {
+        Command::TopicList { common, cluster_model: true } => topics_by_cluster(&common).await,
+        Command::TopicList { common, cluster_model: false } => {
             let topics = AdminClient::new(&common.namesrv)?.topic_list().await?;
             if common.json {
                 let names: Vec<&String> = topics.topic_list.iter().collect();
@@ -381,6 +382,38 @@ async fn cluster_list(common: &Common) -> anyhow::Result<String> {
         }
     }
     Ok(report::cluster_list(&rows, common.json))
+}
+
+/// `topicList -c`: each topic with its cluster and the groups consuming it (system topics
+/// left out, as RocketMQ does).
+async fn topics_by_cluster(common: &Common) -> anyhow::Result<String> {
+    let admin = AdminClient::new(&common.namesrv)?;
+    let info = admin.cluster_info().await?;
+    let cluster_of = |broker_name: &str| {
+        info.cluster_addr_table.iter().find(|(_, names)| names.contains(broker_name)).map(|(c, _)| c.clone())
+    };
+    let mut rows: Vec<report::TopicRow> = Vec::new();
+    for topic in admin.topic_list().await?.topic_list {
+        if topic.starts_with(RETRY_PREFIX) || topic.starts_with("%DLQ%") || topic == "TBW102" {
+            continue;
+        }
+        let Ok(route) = admin.route(&topic).await else { continue };
+        let cluster = route.broker_datas.iter().find_map(|b| cluster_of(&b.broker_name)).unwrap_or_default();
+        let groups = admin.consumed_by(&topic).await.unwrap_or_default();
+        if groups.is_empty() {
+            rows.push(report::TopicRow {
+                cluster: cluster.clone(),
+                topic: topic.clone(),
+                group: String::new(),
+            });
+        }
+        rows.extend(groups.into_iter().map(|group| report::TopicRow {
+            cluster: cluster.clone(),
+            topic: topic.clone(),
+            group,
+        }));
+    }
+    Ok(report::topics_by_cluster(&rows, common.json))
 }
 
 /// `consumerProgress` without `-g`: one line per group that has a retry topic, as
