@@ -177,6 +177,19 @@ fn the_controller_elects_the_in_sync_slave_after_the_master_is_killed() {
         route.is_some_and(|r| r.broker_datas.iter().any(|b| b.broker_addrs.get(&0) == Some(&second_addr)))
     });
     eprintln!("failover: the route named broker 2 {:.1} s after it took a send", routed.as_secs_f64());
+    // Broker 2's log: broker 1 wrote it up to where broker 2 took over in epoch 2.
+    let epochs = mqadmin(&["getBrokerEpoch", "-b", &second_addr]).unwrap();
+    assert!(epochs.contains("#brokerName\tbroker-a\n"), "{epochs}");
+    // Epoch 1 is 65536 in Keel's numbering (the controller's epoch times 65536).
+    let entries: Vec<&str> = epochs.lines().filter_map(|l| l.strip_prefix("#Epoch: ")).collect();
+    let first = entries.iter().find(|e| e.starts_with("EpochEntry{epoch=65536, startOffset=0, endOffset="));
+    let handover = first.and_then(|e| e.split("endOffset=").nth(1)).map(|e| e.trim_end_matches('}'));
+    let last = entries.last().copied().unwrap_or_default();
+    assert!(
+        handover
+            .is_some_and(|end| last.starts_with(&format!("EpochEntry{{epoch=131072, startOffset={end},"))),
+        "{epochs}"
+    );
 
     // Every acknowledged message is there, in order, on the new master.
     let pull = PullRequest {

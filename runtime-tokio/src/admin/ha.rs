@@ -1,12 +1,14 @@
 //! mqadmin's replication tools: a broker's replication status (`haStatus`,
-//! GET_BROKER_HA_STATUS), a controller's view of each set (`getSyncStateSet`,
+//! GET_BROKER_HA_STATUS) and epochs (`getBrokerEpoch`, GET_BROKER_EPOCH_CACHE), a controller's view of each set (`getSyncStateSet`,
 //! CONTROLLER_GET_SYNC_STATE_DATA) and an election the operator designates (`electMaster`,
 //! CONTROLLER_ELECT_MASTER), printed as RocketMQ's tool prints them.
 
 use std::fmt::Write as _;
 
 use anyhow::Context;
-use keel_core::protocol::body::{BrokerReplicasInfo, ElectMasterResponseBody, HaRuntimeInfo, ReplicasInfo};
+use keel_core::protocol::body::{
+    BrokerReplicasInfo, ElectMasterResponseBody, EpochEntryCache, HaRuntimeInfo, ReplicasInfo,
+};
 use keel_core::protocol::headers::{CommandHeader, ElectMasterRequestHeader, MasterInfoHeader};
 use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode};
@@ -27,6 +29,11 @@ impl AdminClient {
     /// A broker's replication status.
     pub async fn ha_status(broker: &str) -> anyhow::Result<HaRuntimeInfo> {
         Self::call_json(resolve(broker)?, RequestCode::GET_BROKER_HA_STATUS, ExtFields::new()).await
+    }
+
+    /// Which master wrote which stretch of a broker's log (GET_BROKER_EPOCH_CACHE).
+    pub async fn epochs(broker: &str) -> anyhow::Result<EpochEntryCache> {
+        Self::call_json(resolve(broker)?, RequestCode::GET_BROKER_EPOCH_CACHE, ExtFields::new()).await
     }
 
     /// What the controller at `controller` holds of the named sets (every set if none).
@@ -101,6 +108,23 @@ pub fn ha_status_text(addr: &str, info: &HaRuntimeInfo) -> String {
         utc_millis(client.last_write_timestamp),
         client.master_flush_offset
     )
+}
+
+/// `getBrokerEpoch`: a broker's epochs, oldest first.
+#[must_use]
+pub fn epochs_text(addr: &str, cache: &EpochEntryCache) -> String {
+    let mut out = format!(
+        "\n#clusterName\t{}\n#brokerName\t{}\n#brokerAddr\t{addr}\n#brokerId\t{}\n#maxOffset\t{}\n",
+        cache.cluster_name, cache.broker_name, cache.broker_id, cache.max_offset
+    );
+    for e in &cache.epoch_list {
+        let _ = writeln!(
+            out,
+            "#Epoch: EpochEntry{{epoch={}, startOffset={}, endOffset={}}}",
+            e.epoch, e.start_offset, e.end_offset
+        );
+    }
+    out
 }
 
 /// `getSyncStateSet`: each set's master, epochs and replicas.

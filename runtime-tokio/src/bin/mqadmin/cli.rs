@@ -346,6 +346,12 @@ pub enum Command {
         #[arg(short = 'b', long = "brokerAddr")]
         broker: String,
     },
+    /// Which master wrote which stretch of a broker's log.
+    GetBrokerEpoch {
+        /// The broker, `host:port`.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: String,
+    },
     /// What a controller holds of each broker set: master, epochs, in-sync replicas.
     GetSyncStateSet {
         /// The controller, `host:port`.

@@ -304,6 +304,10 @@ async fn run(command: Command) -> anyhow::Result<String> {
             let info = AdminClient::ha_status(&broker).await?;
             Ok(ha::ha_status_text(&broker, &info))
         }
+        Command::GetBrokerEpoch { broker } => {
+            let cache = AdminClient::epochs(&broker).await?;
+            Ok(ha::epochs_text(&broker, &cache))
+        }
         Command::GetSyncStateSet { controller, broker_name } => {
             let sets: Vec<String> = broker_name.into_iter().collect();
             let info = AdminClient::sync_state_sets(&controller, &sets).await?;
