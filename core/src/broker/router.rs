@@ -1,6 +1,7 @@
 //! The router: one `match` from request code to the subsystem that serves it.
 
 use super::admin::{Admin, RuntimeView};
+use super::consumers::json_ok;
 use super::metadata_sync;
 use super::send::SendPath;
 use super::{Broker, EARLY_REQUESTS_MAX};
@@ -168,10 +169,10 @@ impl Broker {
             RequestCode::QUERY_TOPIC_CONSUME_BY_WHO => Admin::on_consume_by_who(consumers, &cmd).map(Some),
             RequestCode::GET_BROKER_HA_STATUS => {
                 let info = self.replication.ha_status(shared, &self.ha_client, now);
-                Ok(Some(json_reply(&cmd, &info)))
+                Ok(Some(json_ok(&cmd, &info)))
             }
             RequestCode::GET_BROKER_EPOCH_CACHE => {
-                Ok(Some(json_reply(&cmd, &super::replication::epoch_cache(shared))))
+                Ok(Some(json_ok(&cmd, &super::replication::epoch_cache(shared))))
             }
             RequestCode::GET_BROKER_RUNTIME_INFO => {
                 let mut progress = self.delay.progress(&shared.store);
@@ -207,10 +208,4 @@ impl Broker {
         self.early.retain(|(waiting, _)| *waiting != conn);
         self.consumers.connection_gone(&mut self.shared, conn);
     }
-}
-
-/// A SUCCESS reply carrying `body` as JSON.
-fn json_reply(request: &RemotingCommand, body: &impl serde::Serialize) -> RemotingCommand {
-    let body = crate::protocol::json::to_body(body, crate::protocol::json::KeyStyle::Fastjson);
-    RemotingCommand::response_to(request, crate::protocol::ResponseCode::SUCCESS, None).with_body(body)
 }

@@ -209,9 +209,7 @@ impl AdminClient {
         let queue_id = queue.unwrap_or(0);
         let mut request = send_message(0, TOOLS_PRODUCER_GROUP, queue_id, &message);
         // The born timestamp (`g`): when the tool sent it.
-        let now_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        request.ext_fields.insert("g", now_ms.to_string());
+        request.ext_fields.insert("g", super::now_ms().to_string());
         let reply = Self::call_request(resolve(addr)?, request).await?;
         let header = SendMessageResponseHeader::decode(&reply.ext_fields)
             .map_err(|e| anyhow!("the send's answer has no usable header: {e}"))?;

@@ -39,6 +39,14 @@ pub fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("'{first}' resolves to no address"))
 }
 
+/// The wall clock, ms since 1970.
+#[must_use]
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// One master of a broker set, as the name server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Master {

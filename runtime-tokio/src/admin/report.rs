@@ -122,7 +122,7 @@ pub fn reset_offsets(
                 offset,
             })
             .collect();
-        return json_rows(&rows);
+        return json_text(&rows);
     }
     let mut out = format!("{header}\n{:<40}  {:<40}  {:<40}\n", "#brokerName", "#queueId", "#offset");
     for (mq, offset) in table {
@@ -131,9 +131,9 @@ pub fn reset_offsets(
     out
 }
 
-/// Rows as a standard JSON array.
-fn json_rows<T: Serialize>(rows: &[T]) -> String {
-    let bytes = json::to_body(rows, KeyStyle::Standard);
+/// `value` as standard JSON (rows as an array), for `--json`.
+pub fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
+    let bytes = json::to_body(value, KeyStyle::Standard);
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -163,7 +163,7 @@ pub fn topic_status(table: &TopicStatsTable, as_json: bool) -> String {
                 last_update_timestamp: o.last_update_timestamp,
             })
             .collect();
-        return json_rows(&rows);
+        return json_text(&rows);
     }
     let mut out = format!(
         "{:<32}  {:<4}  {:<20}  {:<20}    {}\n",
@@ -224,7 +224,7 @@ pub fn consumer_progress(
                 last_timestamp: o.last_timestamp,
             })
             .collect();
-        return json_rows(&rows);
+        return json_text(&rows);
     }
     let mut out = format!(
         "{:<32}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20}  {}\n",
@@ -284,7 +284,7 @@ pub struct GroupProgress {
 #[must_use]
 pub fn group_progress(groups: &[GroupProgress], as_json: bool) -> String {
     if as_json {
-        return json_rows(groups);
+        return json_text(groups);
     }
     let mut out = format!(
         "{:<32}  {:<6}  {:<24} {:<5}  {:<14}  {:<7}  {}\n",
@@ -341,7 +341,7 @@ fn connection_rows(connections: &[Connection]) -> Vec<ConnectionRow<'_>> {
 #[must_use]
 pub fn consumer_connection(cc: &ConsumerConnection, as_json: bool) -> String {
     if as_json {
-        return json_rows(&connection_rows(&cc.connection_set));
+        return json_text(&connection_rows(&cc.connection_set));
     }
     let mut out = String::new();
     for (i, c) in cc.connection_set.iter().enumerate() {
@@ -371,7 +371,7 @@ pub fn consumer_connection(cc: &ConsumerConnection, as_json: bool) -> String {
 #[must_use]
 pub fn producer_connection(connections: &[Connection], as_json: bool) -> String {
     if as_json {
-        return json_rows(&connection_rows(connections));
+        return json_text(&connection_rows(connections));
     }
     let mut out = String::new();
     for (i, c) in connections.iter().enumerate() {
@@ -404,7 +404,7 @@ pub struct TopicRow {
 #[must_use]
 pub fn topics_by_cluster(rows: &[TopicRow], as_json: bool) -> String {
     if as_json {
-        return json_rows(rows);
+        return json_text(rows);
     }
     let mut out = format!("{:<20}  {:<48}  {:<48}\n", "#Cluster Name", "#Topic", "#Consumer Group");
     for r in rows {
@@ -515,7 +515,7 @@ impl BrokerRow {
 #[must_use]
 pub fn cluster_list(rows: &[BrokerRow], as_json: bool) -> String {
     if as_json {
-        return json_rows(rows);
+        return json_text(rows);
     }
     let mut out = format!(
         "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}\n",
@@ -627,7 +627,7 @@ pub fn sent(sent: &Sent, as_json: bool) -> String {
             send_result: "SEND_OK",
             msg_id: &sent.msg_id,
         };
-        return json_rows(&[row]);
+        return json_text(&[row]);
     }
     format!(
         "{:<32}  {:<4}  {:<20}    {}\n{:<32}  {:<4}  {:<20}    {}\n",

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Admin;
-use crate::broker::consumers::{ok, ClientChannel, Consumers};
+use crate::broker::consumers::{json_ok, ClientChannel, Consumers};
 use crate::broker::refusal::Refusal;
 use crate::broker::shared::{Answer, Shared};
 use crate::io::ConnId;
@@ -18,16 +18,7 @@ use crate::protocol::headers::{
     CommandHeader, ConsumerGroupRequestHeader, GetConsumeStatsRequestHeader, ProducerGroupRequestHeader,
     TopicRequestHeader,
 };
-use crate::protocol::json::{self, KeyStyle};
-use crate::protocol::RemotingCommand;
-
-fn json_ok(request: &RemotingCommand, body: &impl serde::Serialize) -> RemotingCommand {
-    ok(request).with_body(json::to_body(body, KeyStyle::Fastjson))
-}
-
-fn to_wire(offset: u64) -> i64 {
-    i64::try_from(offset).unwrap_or(i64::MAX)
-}
+use crate::protocol::{wire_long, RemotingCommand};
 
 impl Admin {
     /// Every written queue of a topic: its offset range and the store time of its newest
@@ -49,7 +40,7 @@ impl Admin {
             };
             table.offset_table.insert(
                 MessageQueue::new(&header.topic, &shared.config.broker_name, queue_id),
-                TopicOffset { last_update_timestamp, max_offset: to_wire(max), min_offset: to_wire(min) },
+                TopicOffset { last_update_timestamp, max_offset: wire_long(max), min_offset: wire_long(min) },
             );
         }
         Ok(json_ok(request, &table))
@@ -92,7 +83,7 @@ impl Admin {
                 stats.offset_table.insert(
                     MessageQueue::new(topic, &shared.config.broker_name, queue_id),
                     OffsetWrapper {
-                        broker_offset: to_wire(max),
+                        broker_offset: wire_long(max),
                         consumer_offset: committed,
                         last_timestamp,
                         pull_offset: committed,

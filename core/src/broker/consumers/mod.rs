@@ -229,6 +229,11 @@ pub(super) fn ok(request: &RemotingCommand) -> RemotingCommand {
     RemotingCommand::response_to(request, ResponseCode::SUCCESS, None)
 }
 
+/// A SUCCESS reply carrying `body` as fastjson-dialect JSON.
+pub(in crate::broker) fn json_ok(request: &RemotingCommand, body: &impl serde::Serialize) -> RemotingCommand {
+    ok(request).with_body(crate::protocol::json::to_body(body, crate::protocol::json::KeyStyle::Fastjson))
+}
+
 /// A reply carrying a queue offset.
 pub(super) fn offset_reply(request: &RemotingCommand, offset: i64) -> RemotingCommand {
     let mut reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);

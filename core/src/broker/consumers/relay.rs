@@ -89,9 +89,10 @@ impl Consumers {
         conn: ConnId,
         response: &RemotingCommand,
     ) {
-        let Some(relay) = self.relays.get(&response.opaque).filter(|r| r.client == conn) else { return };
-        let relay = relay.clone();
-        self.relays.remove(&response.opaque);
+        if self.relays.get(&response.opaque).is_none_or(|r| r.client != conn) {
+            return;
+        }
+        let Some(relay) = self.relays.remove(&response.opaque) else { return };
         let mut answer =
             RemotingCommand::response_to(&relay.request, response.response_code(), response.remark.clone());
         answer.ext_fields = response.ext_fields.clone();

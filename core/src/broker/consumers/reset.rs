@@ -13,14 +13,14 @@
 
 use std::collections::BTreeMap;
 
-use super::{ok, Consumers};
+use super::{json_ok, Consumers};
 use crate::broker::admin::Admin;
 use crate::broker::refusal::Refusal;
 use crate::broker::shared::{Answer, Shared};
 use crate::protocol::body::{MessageQueue, ResetOffsetBody};
 use crate::protocol::headers::{CommandHeader, ResetOffsetRequestHeader};
 use crate::protocol::json::{self, KeyStyle};
-use crate::protocol::{RemotingCommand, RequestCode, FLAG_ONEWAY};
+use crate::protocol::{wire_long, RemotingCommand, RequestCode, FLAG_ONEWAY};
 use crate::remoting;
 
 /// (group, topic, queue) → the offset its next pull must start from.
@@ -72,7 +72,7 @@ impl Consumers {
                 Some(current) if !force && wanted >= current => current,
                 _ => wanted,
             };
-            let wire = i64::try_from(target).unwrap_or(i64::MAX);
+            let wire = wire_long(target);
             self.commit_offset(&header.group, &header.topic, queue, wire);
             self.pending_resets.insert((header.group.clone(), header.topic.clone(), queue), target);
             body.offset_table
@@ -80,7 +80,7 @@ impl Consumers {
         }
         tracing::info!(group = %header.group, topic = %header.topic, queues = body.offset_table.len(), "consumer offsets reset");
         self.push_reset(shared, &header, &body);
-        Ok(ok(request).with_body(json::to_body(&body, KeyStyle::Fastjson)))
+        Ok(json_ok(request, &body))
     }
 
     /// RESET_CONSUMER_CLIENT_OFFSET, oneway, to every online member of the group.
@@ -103,6 +103,9 @@ impl Consumers {
     /// A pull of `queue` from `offset`: the offset it must restart from instead, if a reset
     /// is pending there and the pull is elsewhere. The pending reset ends with this pull.
     pub(super) fn take_reset(&mut self, group: &str, topic: &str, queue: i32, offset: i64) -> Option<u64> {
+        if self.pending_resets.is_empty() {
+            return None;
+        }
         let target = self.pending_resets.remove(&(group.to_owned(), topic.to_owned(), queue))?;
         (u64::try_from(offset).ok() != Some(target)).then_some(target)
     }

@@ -17,7 +17,7 @@ use keel_runtime_tokio::admin::change::{ResetSpec, TopicSpec};
 use keel_runtime_tokio::admin::message::Scanned;
 use keel_runtime_tokio::admin::report::{self, BrokerRow, GroupProgress};
 use keel_runtime_tokio::admin::{consumer, ha};
-use keel_runtime_tokio::admin::{AdminClient, RETRY_PREFIX};
+use keel_runtime_tokio::admin::{now_ms, AdminClient, RETRY_PREFIX};
 
 use cli::{Args, Command, Common};
 
@@ -44,13 +44,13 @@ async fn run(command: Command) -> anyhow::Result<String> {
             let topics = AdminClient::new(&common.namesrv)?.topic_list().await?;
             if common.json {
                 let names: Vec<&String> = topics.topic_list.iter().collect();
-                return Ok(format!("{}\n", json_text(&names)));
+                return Ok(format!("{}\n", report::json_text(&names)));
             }
             Ok(topics.topic_list.iter().map(|t| format!("{t}\n")).collect())
         }
         Command::TopicRoute { common, topic } => {
             let route = AdminClient::new(&common.namesrv)?.route(&topic).await?;
-            Ok(format!("{}\n", json_text(&route)))
+            Ok(format!("{}\n", report::json_text(&route)))
         }
         Command::TopicStatus { common, topic } => {
             let table = AdminClient::new(&common.namesrv)?.topic_stats(&topic).await?;
@@ -355,18 +355,6 @@ fn write_body(id: &str, body: &[u8]) -> anyhow::Result<String> {
 /// An optional time option, read as [`report::parse_time`] reads it.
 fn optional_time(text: Option<String>) -> anyhow::Result<Option<i64>> {
     text.map(|t| report::parse_time(&t, now_ms())).transpose()
-}
-
-/// The wall clock, ms since 1970.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    let bytes = keel_core::protocol::json::to_body(value, keel_core::protocol::json::KeyStyle::Standard);
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// `clusterList`: every broker of every cluster with its runtime figures (a broker that
