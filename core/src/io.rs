@@ -233,8 +233,8 @@ impl DiskError {
 /// Ordering contract: the runtime carries out disk operations in the order they were
 /// emitted, with one exception. So a `Sync` covers every earlier `Write` to that file and a
 /// `SyncDir` covers every earlier `Create`, `Rename` and `Remove` in that directory. The
-/// exception: a write that [may pass a sync](Self::may_pass_sync) (CommitLog and
-/// ConsumeQueue data) may be carried out, and complete, while syncs emitted before it are
+/// exception: a write that [may pass a sync](Self::may_pass_sync) (CommitLog, ConsumeQueue
+/// and index data) may be carried out, and complete, while syncs emitted before it are
 /// still in progress, so an fsync of one round does not hold up the next round's writes.
 /// Syncs complete in the order emitted, and every other operation waits for the syncs
 /// before it: a write that must not reach the disk before earlier data (a checkpoint, a
@@ -305,15 +305,19 @@ impl DiskOp {
     }
 
     /// Whether this may be carried out while earlier syncs are in progress: a write of
-    /// CommitLog or ConsumeQueue data. Nothing depends on its order against an fsync:
-    /// recovery checks the log by its CRCs and cuts queue entries past the log's end, and
-    /// what counts as durable is what the syncs issued before it covered.
+    /// CommitLog, ConsumeQueue or index data. Nothing depends on its order against an
+    /// fsync: recovery checks the log by its CRCs, cuts queue and index entries past what
+    /// it dispatches again, and the index's slots are written only after a completed sync
+    /// of the entries they point at; what counts as durable is what the syncs issued before
+    /// it covered.
     #[must_use]
     pub fn may_pass_sync(&self) -> bool {
         match self {
             Self::Write { file, .. } => {
                 let path = file.as_str();
-                path.starts_with("commitlog/") || path.starts_with("consumequeue/")
+                path.starts_with("commitlog/")
+                    || path.starts_with("consumequeue/")
+                    || path.starts_with("index/")
             }
             _ => false,
         }
@@ -587,12 +591,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_log_and_queue_data_writes_may_pass_a_sync() {
+    fn only_log_queue_and_index_data_writes_may_pass_a_sync() {
         let file = |path: &str| FilePath::new(path).unwrap();
         let write =
             |path: &str| DiskOp::Write { file: file(path), offset: 0, data: Bytes::from_static(b"x") };
         assert!(write("commitlog/00000000000000000000").may_pass_sync());
         assert!(write("consumequeue/T/0/00000000000000000000").may_pass_sync());
+        assert!(write("index/00000000000000000000").may_pass_sync());
         for op in [
             write("checkpoint"),
             write("config/topics.json.tmp"),

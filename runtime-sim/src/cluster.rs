@@ -109,6 +109,7 @@ fn broker_config(profile: &SimProfile, mutation: Option<Mutation>) -> BrokerConf
     config.default_topic_queue_nums = QUEUES;
     config.store.segment_size = profile.segment_size;
     config.store.queue_file_entries = profile.queue_file_entries;
+    config.store.index = profile.index;
     config.store.max_message_size = 4096;
     config.store.checkpoint_interval_ms = profile.checkpoint_interval_ms;
     config.store.flush_mode = if profile.sync_flush {

@@ -303,6 +303,7 @@ async fn simulate(profile: GroupProfile, mutation: Option<Mutation>) -> GroupOut
     config.namesrv_addrs = vec![crate::workload::NAMESRV.parse().expect("address")];
     config.default_topic_queue_nums = 4;
     config.store.segment_size = 64 * 1024;
+    config.store.index = crate::profile::tiny_index(profile.seed);
     config.store.flush_mode =
         if profile.sync_flush { FlushMode::Sync } else { FlushMode::Async { interval_ms: 100 } };
     config.store.mutation = mutation;

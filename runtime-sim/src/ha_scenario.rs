@@ -168,6 +168,7 @@ fn broker_slots(profile: &HaProfile, mutation: Option<Mutation>) -> Vec<BrokerSl
             config.ha.all_ack_in_sync_state_set = profile.sync;
             config.default_topic_queue_nums = 4;
             config.store.segment_size = 64 * 1024;
+            config.store.index = crate::profile::tiny_index(profile.seed);
             config.store.flush_mode = FlushMode::Sync;
             config.store.mutation = mutation;
             // The timing workload's check-backs, as in the cluster seeds.

@@ -119,6 +119,9 @@ pub struct SimProfile {
     pub retention: Option<RetentionProfile>,
     /// The broker has a slave copying its log (one seed in four).
     pub replica: Option<ReplicaProfile>,
+    /// IndexFile geometry (hash slots, entries per file): tiny, so files fill, roll and
+    /// collide often (one slot puts every key in one chain).
+    pub index: keel_core::store::IndexConfig,
 }
 
 /// How a seed replicates: the broker is a master with one slave.
@@ -226,6 +229,12 @@ impl SimProfile {
                 sync_master: rng.gen_bool(0.5),
                 partitions: maybe(&mut rng, on, (3_000, 20_000), (100, 8_000)),
             }),
+            // Drawn last of all, so adding it left every other field as it was.
+            index: keel_core::store::IndexConfig {
+                enabled: true,
+                max_hash_slots: [1, 7, 64, 256][rng.gen_range(0..4)],
+                max_entries: [65, 100, 300, 1000][rng.gen_range(0..4)],
+            },
         }
     }
 
@@ -238,6 +247,18 @@ impl SimProfile {
         profile.sync_flush = true;
         profile.script = script;
         profile
+    }
+}
+
+/// A tiny IndexFile geometry picked by `seed`, for scenarios whose profiles draw none: files
+/// fill, roll and collide often.
+#[must_use]
+pub fn tiny_index(seed: u64) -> keel_core::store::IndexConfig {
+    let pick = usize::try_from(seed % 16).unwrap_or(0);
+    keel_core::store::IndexConfig {
+        enabled: true,
+        max_hash_slots: [1, 7, 64, 256][pick % 4],
+        max_entries: [65, 100, 300, 1000][pick / 4],
     }
 }
 

@@ -13,7 +13,9 @@
 //!   offsets equal the audit's;
 //! - new appends continue each queue's offsets without a gap and without reusing a surviving
 //!   offset; store timestamps never go backwards in log order, even when the clock does;
-//! - after a clean shutdown the abort marker is gone and recovery re-dispatches nothing.
+//! - after a clean shutdown the abort marker is gone and recovery re-dispatches nothing;
+//! - the IndexFile (tiny: files fill and roll, keys collide) finds a sample of the recovered
+//!   records by UNIQ_KEY and by a KEYS token, and never returns a record for a key it lacks.
 //!
 //! A failure names its seed; `KEEL_STORE_SEED=<seed>` replays exactly that one.
 //! `KEEL_STORE_SEEDS=<n>` changes how many run (default 1000).
@@ -24,7 +26,9 @@ use keel_core::io::{MonoNanos, Now, Output, StoreRead, UnixMillis};
 use keel_core::protocol::message::properties;
 use keel_core::protocol::message::stored::{parse_record, sys_flag, Parsed};
 use keel_core::store::audit::{audit, AuditReport};
-use keel_core::store::{paths, AppendRequest, FlushMode, RecoveryKind, Store, StoreConfig, StoreError};
+use keel_core::store::{
+    paths, AppendRequest, FlushMode, KeyQuery, RecoveryKind, Store, StoreConfig, StoreError,
+};
 use keel_runtime_sim::disk_queue::DiskQueue;
 use keel_runtime_sim::sim_disk::{SimDisk, SimDiskFaults};
 use rand::{Rng, SeedableRng};
@@ -59,6 +63,8 @@ struct World {
     repairs: u64,
     /// Whether the store was running (not booting) when its current repair began.
     repair_from_running: Option<bool>,
+    /// Appends so far: each gets unique keys from it.
+    next_key: u64,
 }
 
 fn random_config(rng: &mut ChaCha8Rng) -> StoreConfig {
@@ -72,6 +78,11 @@ fn random_config(rng: &mut ChaCha8Rng) -> StoreConfig {
     };
     config.checkpoint_interval_ms = rng.gen_range(1..60);
     config.max_message_size = (config.segment_size as usize / 3).min(3000);
+    config.index = keel_core::store::IndexConfig {
+        enabled: true,
+        max_hash_slots: [1, 7, 64][rng.gen_range(0..3)],
+        max_entries: [65, 100, 300][rng.gen_range(0..3)],
+    };
     config
 }
 
@@ -103,6 +114,7 @@ impl World {
             shutdowns: 0,
             repairs: 0,
             repair_from_running: None,
+            next_key: 0,
         };
         world.pump();
         world
@@ -158,8 +170,17 @@ impl World {
         let body_len = self.rng.gen_range(0..=self.config.max_message_size / 2);
         let body: Vec<u8> = (0..body_len).map(|_| self.rng.r#gen()).collect();
         let tag = format!("Tag{}", self.rng.gen_range(0..4));
-        let mut props =
-            properties::encode(&[("TAGS", tag.as_str()), ("UNIQ_KEY", "AC110002000000000000000000000000")]);
+        self.next_key += 1;
+        let unique = format!("UK{:010}", self.next_key);
+        let mut keys = format!("order-{}", self.next_key);
+        for _ in 0..self.rng.gen_range(0..3) {
+            keys.push_str(&format!(" hot{}", self.rng.gen_range(0..3)));
+        }
+        let mut props = properties::encode(&[
+            ("TAGS", tag.as_str()),
+            ("KEYS", keys.as_str()),
+            ("UNIQ_KEY", unique.as_str()),
+        ]);
         if self.rng.gen_bool(0.2) {
             props.pop(); // some clients omit the trailing separator
         }
@@ -255,6 +276,13 @@ impl World {
         let mut tries = 0;
         let (store, report) = loop {
             if let Some(rebuilt) = self.store.rebuild(&self.disk, self.now) {
+                if std::env::var("KEEL_STORE_DEBUG").is_ok() {
+                    eprintln!(
+                        "repair at cut {cut}: {:#?}\nindex files after: {:?}",
+                        rebuilt.1,
+                        rebuilt.0.index_files()
+                    );
+                }
                 break rebuilt;
             }
             tries += 1;
@@ -298,6 +326,7 @@ impl World {
         };
         if std::env::var("KEEL_STORE_DEBUG").is_ok() {
             eprintln!("crash (power loss: {power_loss}), durable {durable}: {report:#?}");
+            eprintln!("index files after recovery: {:?}", store.index_files());
         }
         self.store = store;
         self.pump();
@@ -388,12 +417,90 @@ impl World {
         if store_queues != report.queues {
             self.fail(format!("store queues {store_queues:?} differ from the disk's {:?}", report.queues));
         }
+        self.check_index(report);
         self.appended.truncate(kept);
         self.next_offsets.clear();
         for expected in &self.appended {
             if let Some(q) = expected.queue_offset {
                 self.next_offsets.insert((expected.topic, expected.queue_id), q + 1);
             }
+        }
+    }
+
+    /// A sample of the recovered records (and the newest few) are found by their UNIQ_KEY and
+    /// their `order-` key; a key no record has finds nothing.
+    fn check_index(&mut self, report: &AuditReport) {
+        let records = &report.records;
+        let mut sample: Vec<usize> =
+            (0..12).filter(|_| !records.is_empty()).map(|_| self.rng.gen_range(0..records.len())).collect();
+        sample.extend(records.len().saturating_sub(4)..records.len());
+        for at in sample {
+            let Some(found) = records.get(at) else { continue };
+            let Ok(Parsed::Message(view)) = parse_record(&found.bytes) else {
+                self.fail("audit record unparsable")
+            };
+            let props = view.record.properties;
+            let unique = properties::find(props, "UNIQ_KEY").map(|k| String::from_utf8_lossy(k).into_owned());
+            let order = properties::find(props, "KEYS")
+                .map(|k| String::from_utf8_lossy(k).split(' ').next().unwrap_or_default().to_owned());
+            for (key, is_unique) in [(unique, true), (order, false)] {
+                let Some(key) = key else { self.fail(format!("record at {} has no keys", found.offset)) };
+                let query = KeyQuery {
+                    topic: &found.topic,
+                    key: &key,
+                    unique: is_unique,
+                    max: 64,
+                    begin_ms: 0,
+                    end_ms: i64::MAX,
+                };
+                let result = self.store.query_by_key(&self.disk, &query).unwrap_or_else(|e| {
+                    if std::env::var("KEEL_STORE_DEBUG").is_ok() {
+                        let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
+                        eprintln!("records at {offsets:?}; index {:?}", self.config.index);
+                        let f = keel_core::io::FilePath::new("index/00000000000000000000").unwrap();
+                        let mut buf = vec![0u8; self.disk.len(&f).unwrap().unwrap_or(0) as usize];
+                        self.disk.read_at(&f, 0, &mut buf).unwrap();
+                        let slots = self.config.index.max_hash_slots as usize;
+                        for (i, e) in buf[40 + 4 * slots..].chunks(20).enumerate().take(40) {
+                            eprintln!(
+                                "entry {i}: phys {} prev {}",
+                                i64::from_be_bytes(e[4..12].try_into().unwrap()),
+                                i32::from_be_bytes(e[16..20].try_into().unwrap())
+                            );
+                        }
+                    }
+                    self.fail(e)
+                });
+                let offsets: Vec<i64> = result
+                    .records
+                    .iter()
+                    .filter_map(|r| match parse_record(r) {
+                        Ok(Parsed::Message(v)) => Some(v.head().physical_offset),
+                        _ => None,
+                    })
+                    .collect();
+                if offsets != [found.offset as i64] {
+                    if std::env::var("KEEL_STORE_DEBUG").is_ok() {
+                        eprintln!("index {:?}: files {:?}", self.config.index, self.store.index_files());
+                    }
+                    self.fail(format!(
+                        "index query for {key:?} found {offsets:?}, not the record at {}",
+                        found.offset
+                    ));
+                }
+            }
+        }
+        let none = KeyQuery {
+            topic: "TopicA",
+            key: "order-0",
+            unique: false,
+            max: 64,
+            begin_ms: 0,
+            end_ms: i64::MAX,
+        };
+        let result = self.store.query_by_key(&self.disk, &none).unwrap_or_else(|e| self.fail(e));
+        if !result.records.is_empty() {
+            self.fail("an index query for a key no record has found something");
         }
     }
 

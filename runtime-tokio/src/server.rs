@@ -234,6 +234,7 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     store.segment_size = settings.commitlog_segment_size;
     store.queue_file_entries = (settings.consume_queue_file_size / 20).max(1);
     store.max_message_size = settings.max_message_size;
+    store.index = settings.index;
     store.retention = settings.retention.clone();
     let reserved_ms = store.retention.file_reserved_ms;
     if settings.timer_max_delay_sec.saturating_mul(1_000) > reserved_ms {

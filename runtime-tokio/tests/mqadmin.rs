@@ -389,3 +389,92 @@ fn reset_offset_by_time_is_pushed_to_members_and_sticks_for_clients_that_ignore_
         mqadmin(&["resetOffsetByTime", "-n", &namesrv, "-g", "cg-admin", "-t", TOPIC, "-s", "noon"]);
     assert!(!success && err.contains("'noon' is not a time"), "{err}");
 }
+
+#[test]
+fn mqadmin_finds_messages_by_key_and_unique_id_and_still_does_after_a_crash() {
+    let data = scratch_dir("mqadmin-keys").join("data");
+    let start = || {
+        ServerProcess::start(
+            env!("CARGO_BIN_EXE_keel"),
+            &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
+        )
+    };
+    let keel = start();
+    let namesrv = keel.addr_in_boot_line(0).to_string();
+    let run = |namesrv: &str, args: &[&str]| {
+        let (command, rest) = args.split_first().unwrap();
+        let args: Vec<&str> = [*command, "-n", namesrv].iter().chain(rest).copied().collect();
+        ok(&args)
+    };
+    run(&namesrv, &["updateTopic", "-c", "DefaultCluster", "-t", "Keyed", "-r", "2", "-w", "2"]);
+    let mut unique_ids = Vec::new();
+    for (body, keys, queue) in
+        [("first", "order-1 shared", "0"), ("second", "order-2 shared", "1"), ("third", "order-3", "0")]
+    {
+        let mut sent = String::new();
+        for _ in 0..100 {
+            let args =
+                ["sendMessage", "-n", &namesrv, "-t", "Keyed", "-p", body, "-k", keys, "-i", queue, "--json"];
+            let (success, out, _) = mqadmin(&args);
+            if success {
+                sent = out;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let id = sent.split("\"uniqueId\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or_default();
+        assert_eq!(id.len(), 32, "a unique id in {sent}");
+        unique_ids.push(id.to_owned());
+    }
+
+    let check = |namesrv: &str| {
+        let by_key = run(namesrv, &["queryMsgByKey", "-t", "Keyed", "-k", "order-2"]);
+        let lines: Vec<&str> = by_key.lines().collect();
+        assert_eq!(lines.len(), 2, "a header and one message: {by_key}");
+        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["#Message", "ID", "#QID", "#Offset"]);
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            [unique_ids[1].as_str(), "1", "0"],
+            "{by_key}"
+        );
+        let shared = run(namesrv, &["queryMsgByKey", "-t", "Keyed", "-k", "shared", "--json"]);
+        assert_eq!(shared.matches("\"msgId\"").count(), 2, "{shared}");
+        assert!(shared.contains(&unique_ids[0]) && shared.contains(&unique_ids[1]), "{shared}");
+        // A key that is a prefix of others, or another topic's, finds nothing.
+        let none = run(namesrv, &["queryMsgByKey", "-t", "Keyed", "-k", "order"]);
+        assert_eq!(none.lines().count(), 1, "only the header: {none}");
+        let later = run(namesrv, &["queryMsgByKey", "-t", "Keyed", "-k", "order-3", "-b", "4102444800000"]);
+        assert_eq!(later.lines().count(), 1, "nothing stored after 2100: {later}");
+        let unique = run(namesrv, &["queryMsgByUniqueKey", "-t", "Keyed", "-i", &unique_ids[2]]);
+        assert!(unique.contains("Keys:                [order-3]"), "{unique}");
+        let path = unique.lines().find_map(|l| l.strip_prefix("Message Body Path:")).unwrap().trim();
+        assert_eq!(std::fs::read(path).unwrap(), b"third");
+        let by_id = run(namesrv, &["queryMsgById", "-t", "Keyed", "-i", &unique_ids[0]]);
+        assert!(by_id.contains("Keys:                [order-1 shared]"), "{by_id}");
+        let (success, _, err) = mqadmin(&[
+            "queryMsgByUniqueKey",
+            "-n",
+            namesrv,
+            "-t",
+            "Keyed",
+            "-i",
+            "0123456789ABCDEF0123456789ABCDEF",
+        ]);
+        assert!(!success && err.contains("no message of Keyed has the unique id"), "{err}");
+    };
+    check(&namesrv);
+    // Killed, not shut down: the index is recovered with the log.
+    drop(keel);
+    let keel = start();
+    let namesrv = keel.addr_in_boot_line(0).to_string();
+    let mut routed = false;
+    for _ in 0..100 {
+        if mqadmin(&["topicRoute", "-n", &namesrv, "-t", "Keyed"]).0 {
+            routed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(routed, "the broker registered again");
+    check(&namesrv);
+}

@@ -146,6 +146,7 @@ impl Broker {
             RequestCode::GET_EARLIEST_MSG_STORETIME => Admin::on_earliest_store_time(shared, &cmd).map(Some),
             RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => Admin::on_search_offset(shared, &cmd).map(Some),
             RequestCode::VIEW_MESSAGE_BY_ID => Admin::on_view_message(shared, &cmd).map(Some),
+            RequestCode::QUERY_MESSAGE => Admin::on_query_message(shared, &cmd).map(Some),
             RequestCode::UPDATE_AND_CREATE_TOPIC => Admin::on_update_topic(shared, now, &cmd).map(Some),
             RequestCode::DELETE_TOPIC_IN_BROKER => {
                 Admin::on_delete_topic(shared, consumers, now, &cmd).map(Some)

@@ -14,15 +14,32 @@
 //! | 48 | i64 | log durable end: every CommitLog byte below it was fsynced |
 //! | 56 | i64 | queue durable end: every ConsumeQueue entry of records below it was fsynced |
 //! | 64 | u32 | CRC32 (IEEE) of bytes 0..64 |
-//! | 68 | … | zero |
+//! | 68 | i64 | index mark: the newest index file (its name) when the entries were synced |
+//! | 76 | u32 | index mark: that file's entry count then (entries below it were fsynced) |
+//! | 80 | u32 | CRC32 (IEEE) of bytes 68..80; anything else there means no mark |
+//! | 84 | … | zero |
 //!
 //! The first 40 bytes are exactly RocketMQ's. The CRC makes a torn rewrite detectable: a
-//! checkpoint that fails it is ignored and recovery scans from the first segment.
+//! checkpoint that fails it is ignored and recovery scans from the first segment. The index
+//! mark has its own CRC, so a checkpoint written before Keel had an index still reads (with
+//! no mark).
 
 /// Size of the file.
 pub const CHECKPOINT_LEN: usize = 4096;
 const VERSION: u32 = 1;
 const CRC_AT: usize = 64;
+const MARK_AT: usize = 68;
+const MARK_CRC_AT: usize = 80;
+
+/// The index entries a checkpoint vouches for: those of file `file` below `count` (and
+/// every entry of older files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexMark {
+    /// The newest index file's name (the CommitLog offset it starts at).
+    pub file: u64,
+    /// Its entry count (next index) when its entries were synced.
+    pub count: u32,
+}
 
 /// The positions a checkpoint records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,6 +54,8 @@ pub struct Checkpoint {
     pub log_durable_end: u64,
     /// Every ConsumeQueue entry for records below this was fsynced (≤ `log_durable_end`).
     pub queue_durable_end: u64,
+    /// The index entries synced with the ConsumeQueues, if an index file existed.
+    pub index_mark: Option<IndexMark>,
 }
 
 fn put_i64(buf: &mut [u8], at: usize, value: i64) {
@@ -70,6 +89,16 @@ impl Checkpoint {
         if let Some(slot) = buf.get_mut(CRC_AT..CRC_AT + 4) {
             slot.copy_from_slice(&crc.to_be_bytes());
         }
+        if let Some(mark) = self.index_mark {
+            put_i64(&mut buf, MARK_AT, as_i64(mark.file));
+            if let Some(slot) = buf.get_mut(MARK_AT + 8..MARK_CRC_AT) {
+                slot.copy_from_slice(&mark.count.to_be_bytes());
+            }
+            let crc = crc32fast::hash(buf.get(MARK_AT..MARK_CRC_AT).unwrap_or_default());
+            if let Some(slot) = buf.get_mut(MARK_CRC_AT..MARK_CRC_AT + 4) {
+                slot.copy_from_slice(&crc.to_be_bytes());
+            }
+        }
         buf
     }
 
@@ -89,9 +118,21 @@ impl Checkpoint {
             confirm_phy_offset: u64::try_from(get_i64(buf, 32)?).ok()?,
             log_durable_end: u64::try_from(get_i64(buf, 48)?).ok()?,
             queue_durable_end: u64::try_from(get_i64(buf, 56)?).ok()?,
+            index_mark: decode_mark(buf),
         };
         (checkpoint.queue_durable_end <= checkpoint.log_durable_end).then_some(checkpoint)
     }
+}
+
+fn decode_mark(buf: &[u8]) -> Option<IndexMark> {
+    let stored = u32::from_be_bytes(buf.get(MARK_CRC_AT..MARK_CRC_AT + 4)?.try_into().ok()?);
+    if crc32fast::hash(buf.get(MARK_AT..MARK_CRC_AT)?) != stored {
+        return None;
+    }
+    Some(IndexMark {
+        file: u64::try_from(get_i64(buf, MARK_AT)?).ok()?,
+        count: u32::from_be_bytes(buf.get(MARK_AT + 8..MARK_CRC_AT)?.try_into().ok()?),
+    })
 }
 
 #[cfg(test)]
@@ -106,6 +147,7 @@ mod tests {
             confirm_phy_offset: 4096,
             log_durable_end: 4096,
             queue_durable_end: 2048,
+            index_mark: None,
         };
         let bytes = cp.encode();
         assert_eq!(bytes.len(), CHECKPOINT_LEN);
@@ -118,5 +160,21 @@ mod tests {
         }
         assert_eq!(Checkpoint::decode(&[0u8; 4096]), None);
         assert_eq!(Checkpoint::decode(&bytes[..10]), None);
+    }
+
+    #[test]
+    fn an_index_mark_round_trips_and_a_torn_one_reads_as_none() {
+        let mark = IndexMark { file: 4096, count: 77 };
+        let cp = Checkpoint {
+            queue_durable_end: 10,
+            log_durable_end: 10,
+            index_mark: Some(mark),
+            ..Checkpoint::default()
+        };
+        let bytes = cp.encode();
+        assert_eq!(Checkpoint::decode(&bytes), Some(cp));
+        let mut torn = bytes.clone();
+        torn[MARK_AT + 9] ^= 1;
+        assert_eq!(Checkpoint::decode(&torn), Some(Checkpoint { index_mark: None, ..cp }));
     }
 }

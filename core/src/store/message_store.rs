@@ -4,6 +4,7 @@ use super::checkpoint::Checkpoint;
 use super::commitlog::CommitLog;
 use super::consume_queue::entry_tags_code;
 use super::consume_queue::CqEntry;
+use super::index::IndexSet;
 use super::ops::{Completed, GroupId, OpQueue, Purpose};
 use super::paths;
 use super::queue_table::QueueTable;
@@ -105,6 +106,8 @@ pub struct Store {
     pub(super) config: StoreConfig,
     pub(super) log: CommitLog,
     pub(super) queues: QueueTable,
+    /// The IndexFile: messages by key.
+    pub(super) index: IndexSet,
     pub(super) ops: OpQueue,
     phase: Phase,
     pub(super) written_end: u64,
@@ -137,7 +140,7 @@ impl Store {
     pub(super) fn boot(
         config: StoreConfig,
         log: CommitLog,
-        queues: QueueTable,
+        (queues, index): (QueueTable, IndexSet),
         fixups: Vec<DiskOp>,
         checkpoint: Checkpoint,
         now: Now,
@@ -149,6 +152,7 @@ impl Store {
             config,
             log,
             queues,
+            index,
             ops: OpQueue::default(),
             phase: Phase::Running,
             written_end: end,
@@ -180,12 +184,15 @@ impl Store {
         }
         if sync_all {
             store.queues.emit_staged(&mut store.ops);
+            store.index.emit_staged(&mut store.ops);
             store.log.emit_staged(&mut store.ops);
             store.ops.push(DiskOp::SyncAll, Purpose::Group(group));
             store.queues.forget_unsynced();
+            store.index.forget_unsynced();
             store.log.forget_unsynced();
         }
         store.queues.issue_sync(&mut store.ops, Purpose::Group(group));
+        store.index.issue_sync(&mut store.ops, Purpose::Group(group));
         store.log.issue_sync(&mut store.ops, Purpose::Group(group));
         store.phase = Phase::ExpectFixupsDone(group, checkpoint);
         if store.ops.group_is_empty(group) {
@@ -434,6 +441,7 @@ impl Store {
         };
         let queue_offset = queue.map_or(0, |(_, offset)| offset);
         let pos = self.log.append(&mut self.ops, now.wall.0, req, queue_offset, self.config.store_host)?;
+        self.index.add_record(pos.offset, pos.store_timestamp, req.topic, req.properties, req.sys_flag);
         if let Some((slot, _)) = queue {
             let entry = CqEntry {
                 phys_offset: PhysOffset(pos.offset),
@@ -487,6 +495,7 @@ impl Store {
         match self.ops.complete(io) {
             Completed::LogWritten { end } => self.written_end = self.written_end.max(end),
             Completed::CqWritten { slot, upto } => self.queues.written(slot, upto),
+            Completed::IndexWritten { file, upto } => self.index.written(file, upto),
             Completed::GroupDone(group) => self.group_done(group),
             Completed::Nothing => {}
         }
@@ -602,6 +611,7 @@ impl Store {
         }
         self.log.emit_staged(&mut self.ops);
         self.queues.emit_staged(&mut self.ops);
+        self.index.emit_staged(&mut self.ops);
     }
 
     /// The next disk operation (or fatal stop) to carry out.
@@ -649,7 +659,9 @@ impl Store {
             && self.last_checkpoint.queue_durable_end == queue_target.min(self.flushed_end);
         let group = self.ops.new_group();
         let queues_written = self.queues.issue_sync(&mut self.ops, Purpose::Group(group));
-        if unchanged && !queues_written && !force {
+        let index_written = self.index.issue_sync(&mut self.ops, Purpose::Group(group));
+        let seal_due = self.index.seal_due(self.phase == Phase::ExpectShutdownRounds);
+        if unchanged && !queues_written && !index_written && !seal_due && !force {
             self.ops.close_group(group);
             return;
         }
@@ -675,6 +687,7 @@ impl Store {
             confirm_phy_offset: self.flushed_end,
             log_durable_end: self.flushed_end,
             queue_durable_end,
+            index_mark: self.index.synced_mark(),
         };
         let group = self.ops.new_group();
         self.push_checkpoint_file(group, &checkpoint);
@@ -702,7 +715,16 @@ impl Store {
             Some(CheckpointRound::ExpectQueuesSynced { group: g, queue_target, queue_timestamp })
                 if g == group =>
             {
-                self.write_checkpoint(queue_target, queue_timestamp);
+                match self.start_seal() {
+                    Some(group) => {
+                        self.checkpoint = Some(CheckpointRound::ExpectQueuesSynced {
+                            group,
+                            queue_target,
+                            queue_timestamp,
+                        });
+                    }
+                    None => self.write_checkpoint(queue_target, queue_timestamp),
+                }
             }
             Some(CheckpointRound::ExpectWritten { group: g, checkpoint }) if g == group => {
                 self.last_checkpoint = checkpoint;
@@ -713,7 +735,10 @@ impl Store {
             _ => {}
         }
         match self.phase.clone() {
-            Phase::ExpectFixupsDone(g, checkpoint) if g == group => self.write_boot_markers(checkpoint),
+            Phase::ExpectFixupsDone(g, checkpoint) if g == group => match self.start_seal() {
+                Some(group) => self.phase = Phase::ExpectFixupsDone(group, checkpoint),
+                None => self.write_boot_markers(checkpoint),
+            },
             Phase::ExpectBootMarkersDone(g) if g == group => {
                 self.phase = Phase::Running;
                 if self.shutdown_requested {
@@ -728,7 +753,23 @@ impl Store {
         }
     }
 
+    /// Write the index slots that are due (entries a completed sync covered) in a group of
+    /// their own, once the last one is done; `None` if none are due. A checkpoint is written
+    /// only after that group completes, so one never vouches for slots whose sync failed.
+    fn start_seal(&mut self) -> Option<GroupId> {
+        self.index.sealed_done();
+        let group = self.ops.new_group();
+        let shutting_down = self.phase == Phase::ExpectShutdownRounds;
+        self.index.seal(&mut self.ops, Purpose::Group(group), shutting_down);
+        if self.ops.group_is_empty(group) {
+            self.ops.close_group(group);
+            return None;
+        }
+        Some(group)
+    }
+
     fn write_boot_markers(&mut self, checkpoint: Checkpoint) {
+        let checkpoint = Checkpoint { index_mark: self.index.synced_mark(), ..checkpoint };
         let group = self.ops.new_group();
         let root = FilePath::root();
         let file = paths::checkpoint();
@@ -755,6 +796,7 @@ impl Store {
         }
         if self.last_checkpoint.log_durable_end != self.flushed_end
             || self.last_checkpoint.queue_durable_end != self.log.write_pos()
+            || self.index.seal_due(true)
         {
             self.start_checkpoint(true);
             return;

@@ -12,6 +12,7 @@ mod buffer_pool;
 mod checkpoint;
 mod commitlog;
 pub mod consume_queue;
+pub mod index;
 mod message_store;
 mod ops;
 pub mod paths;
@@ -28,7 +29,8 @@ use core::net::SocketAddr;
 
 use crate::invalid_setting::InvalidSetting;
 
-pub use checkpoint::{Checkpoint, CHECKPOINT_LEN};
+pub use checkpoint::{Checkpoint, IndexMark, CHECKPOINT_LEN};
+pub use index::{IndexConfig, KeyQuery, KeyQueryResult};
 pub use message_store::Store;
 pub use read::ReadError;
 pub use recovery::{RecoveryError, RecoveryKind, RecoveryReport};
@@ -104,6 +106,8 @@ pub struct StoreConfig {
     /// their tags code: the broker's timer topic, so its wheel can be rebuilt from the
     /// queue alone. Empty by default: the store knows no broker feature.
     pub due_time_topics: Vec<String>,
+    /// The IndexFile's settings.
+    pub index: IndexConfig,
     /// A deliberate bug the simulator switched on (simulation builds only).
     #[cfg(madsim)]
     pub mutation: Option<crate::mutation::Mutation>,
@@ -137,6 +141,7 @@ impl StoreConfig {
             retention: RetentionConfig::default(),
             instance: String::from("keel"),
             due_time_topics: Vec::new(),
+            index: IndexConfig::default(),
             #[cfg(madsim)]
             mutation: None,
         }
@@ -172,6 +177,7 @@ impl StoreConfig {
         if let FlushMode::Async { interval_ms: 0 } = self.flush_mode {
             return Err(InvalidSetting::new("flushIntervalCommitLog", "must be positive"));
         }
+        self.index.validate()?;
         self.retention.validate()
     }
 }

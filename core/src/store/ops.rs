@@ -24,6 +24,8 @@ pub(crate) enum Purpose {
     Group(GroupId),
     /// A ConsumeQueue write; the queue in slot `slot` is on disk up to offset `upto`.
     CqWrite { slot: usize, upto: u64 },
+    /// An index entry write; the index file named `file` is on disk below entry `upto`.
+    IndexWrite { file: u64, upto: u32 },
     /// Nothing waits for it.
     Plain,
 }
@@ -35,6 +37,8 @@ pub(crate) enum Completed {
     LogWritten { end: u64 },
     /// A ConsumeQueue write finished.
     CqWritten { slot: usize, upto: u64 },
+    /// An index entry write finished.
+    IndexWritten { file: u64, upto: u32 },
     /// The last operation of a group finished.
     GroupDone(GroupId),
     /// Nothing to act on.
@@ -127,6 +131,7 @@ impl OpQueue {
             None => panic!("completion of disk operation {io:?}, which is not in flight"),
             Some(Purpose::LogWrite { end }) => Completed::LogWritten { end },
             Some(Purpose::CqWrite { slot, upto }) => Completed::CqWritten { slot, upto },
+            Some(Purpose::IndexWrite { file, upto }) => Completed::IndexWritten { file, upto },
             Some(Purpose::Plain) => Completed::Nothing,
             Some(Purpose::Group(group)) => {
                 let left = self.group_sizes.get_mut(&group).map(|n| {

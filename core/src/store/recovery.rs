@@ -30,6 +30,7 @@ use super::checkpoint::{Checkpoint, CHECKPOINT_LEN};
 use super::commitlog::CommitLog;
 use super::consume_queue::entry_tags_code;
 use super::consume_queue::{CqEntry, ENTRY_LEN};
+use super::index::{self, IndexSet};
 use super::message_store::Store;
 use super::paths;
 use super::queue_table::{QueueState, QueueTable};
@@ -331,6 +332,9 @@ fn next_record(
 /// Everything recovery decided, before it becomes a [`Store`].
 struct Plan {
     queues: QueueTable,
+    /// The index, loaded to match the log below where records are dispatched again, and
+    /// its fix-ups.
+    index: (IndexSet, Vec<DiskOp>),
     loaded: Vec<LoadedQueue>,
     scan: Scan,
     scanned_from: u64,
@@ -379,6 +383,13 @@ fn dispatch_record(
     true
 }
 
+/// Index a scanned record again.
+fn index_record(index: &mut IndexSet, view: &RecordView<'_>) {
+    let head = view.head();
+    let phys = u64::try_from(head.physical_offset).unwrap_or(0);
+    index.add_record(phys, head.store_timestamp, view.record.topic, view.record.properties, head.sys_flag);
+}
+
 /// Recover using the checkpoint: trust what it says is durable, rescan the rest. `None`
 /// means the disk disagrees with the checkpoint and a full rebuild is needed.
 fn plan_incremental(
@@ -409,9 +420,11 @@ fn plan_incremental(
     let mut loaded = load_queues(reader, file_size, boundary, first, abnormal, ignored)?;
     verify_queue_tails(reader, config, file_size, &mut loaded)?;
     let mut queues = queues_from(config, &loaded);
+    let (mut index, index_fixups) = index::load(reader, config.index, boundary, checkpoint, ignored)?;
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {
         redispatched += 1;
+        index_record(&mut index, view);
         dispatch_record(config, &mut queues, view, false)
     };
     let Some(scan) = scan(reader, config, &segments.kept, start_index, boundary, limit, &mut visit)? else {
@@ -428,9 +441,11 @@ fn plan_incremental(
         let mut loaded = load_queues(reader, file_size, scan.end, first, true, ignored)?;
         verify_queue_tails(reader, config, file_size, &mut loaded)?;
         let queues = queues_from(config, &loaded);
-        return Ok(Some(Plan { queues, loaded, scan, scanned_from, redispatched: 0, rebuilt: false }));
+        let index = index::load(reader, config.index, scan.end, checkpoint, ignored)?;
+        return Ok(Some(Plan { queues, index, loaded, scan, scanned_from, redispatched: 0, rebuilt: false }));
     }
-    Ok(Some(Plan { queues, loaded, scan, scanned_from, redispatched, rebuilt: false }))
+    let index = (index, index_fixups);
+    Ok(Some(Plan { queues, index, loaded, scan, scanned_from, redispatched, rebuilt: false }))
 }
 
 fn queues_from(config: &StoreConfig, loaded: &[LoadedQueue]) -> QueueTable {
@@ -456,9 +471,13 @@ fn plan_rebuild(
     let file_size = QueueTable::new(config.queue_file_entries).file_size();
     let loaded = load_queues(reader, file_size, 0, first, true, ignored)?;
     let mut queues = QueueTable::new(config.queue_file_entries);
+    // Every record is indexed again, so no checkpoint vouches for any index file.
+    let (mut index, index_fixups) =
+        index::load(reader, config.index, first, &Checkpoint::default(), ignored)?;
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {
         redispatched += 1;
+        index_record(&mut index, view);
         if !dispatch_record(config, &mut queues, view, true) {
             tracing::warn!(
                 offset = view.head().physical_offset,
@@ -474,7 +493,8 @@ fn plan_rebuild(
         boundary_hit: true,
         last_timestamp: None,
     });
-    Ok(Plan { queues, loaded, scan, scanned_from: first, redispatched, rebuilt: true })
+    let index = (index, index_fixups);
+    Ok(Plan { queues, index, loaded, scan, scanned_from: first, redispatched, rebuilt: true })
 }
 
 /// Truncate `file` at `len` and extend it back to `full`, so everything after `len` reads
@@ -626,6 +646,8 @@ pub(super) fn recover(
     log.set_segments(kept);
     let abnormal = kind == RecoveryKind::Abnormal;
     queue_fixups(&mut plan, abnormal, &mut fixups);
+    let (index, index_fixups) = plan.index;
+    fixups.extend(index_fixups);
     if abnormal {
         // After a crash, the segments' directory entries may only be in the page cache:
         // make them durable before the checkpoint vouches for them.
@@ -637,6 +659,7 @@ pub(super) fn recover(
         confirm_phy_offset: end,
         log_durable_end: end,
         queue_durable_end: end,
+        index_mark: None,
     };
     let report = RecoveryReport {
         kind,
@@ -651,6 +674,6 @@ pub(super) fn recover(
         ignored_files: ignored,
     };
     tracing::info!(?report, "store recovered");
-    let store = Store::boot(config, log, plan.queues, fixups, boot_checkpoint, now);
+    let store = Store::boot(config, log, (plan.queues, index), fixups, boot_checkpoint, now);
     Ok((store, report))
 }

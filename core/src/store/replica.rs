@@ -90,6 +90,8 @@ impl Store {
                         None
                     };
                     self.log.append_raw(&mut self.ops, view.bytes, head.store_timestamp);
+                    let (topic, props) = (view.record.topic, view.record.properties);
+                    self.index.add_record(at, head.store_timestamp, topic, props, head.sys_flag);
                     if let Some(slot) = queue {
                         // It fits a segment, so a u32.
                         let entry = CqEntry {

@@ -317,6 +317,7 @@ impl Store {
                 Ok(None) => {
                     let group = self.ops.new_group();
                     self.log.remove_oldest(&mut self.ops, base, Purpose::Group(group));
+                    self.index.retire_below(log_min, &mut self.ops, Purpose::Group(group));
                     self.retention.phase = RetentionPhase::ExpectRemoved { group, base };
                     self.retention.next_step = now.mono.plus_millis(self.config.retention.delete_interval_ms);
                     return;

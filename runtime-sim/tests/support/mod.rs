@@ -34,6 +34,7 @@ pub fn config(flush: FlushMode) -> BrokerConfig {
     config.default_topic_queue_nums = 4;
     config.store.segment_size = 64 * 1024;
     config.store.queue_file_entries = 64;
+    config.store.index = keel_runtime_sim::profile::tiny_index(3);
     config.store.flush_mode = flush;
     config
 }

@@ -1,16 +1,18 @@
-//! mqadmin's message tools: look a message up by its offset id (VIEW_MESSAGE_BY_ID) or by
-//! queue and offset (a one-message PULL_MESSAGE), and send one (SEND_MESSAGE_V2).
+//! mqadmin's message tools: look a message up by its offset id (VIEW_MESSAGE_BY_ID), by key
+//! or unique key (QUERY_MESSAGE) or by queue and offset (a one-message PULL_MESSAGE), and
+//! send one (SEND_MESSAGE_V2).
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use keel_core::protocol::client_requests::{send_message, OutgoingMessage, PULL_FLAG_SUBSCRIPTION};
 use keel_core::protocol::headers::{
-    CommandHeader, OffsetResponseHeader, PullMessageRequestHeader, QueueRequestHeader,
-    SearchOffsetRequestHeader, SendMessageResponseHeader, ViewMessageRequestHeader,
+    CommandHeader, OffsetResponseHeader, PullMessageRequestHeader, QueryMessageRequestHeader,
+    QueueRequestHeader, SearchOffsetRequestHeader, SendMessageResponseHeader, ViewMessageRequestHeader,
 };
-use keel_core::protocol::message::message_id::decode_offset_message_id;
+use keel_core::protocol::message::message_id::{decode_offset_message_id, UniqueIdGenerator};
 use keel_core::protocol::message::stored::{decode_records, StoredMessage};
 use keel_core::protocol::RequestCode;
+use keel_core::protocol::ResponseCode;
 
 use super::{resolve, AdminClient};
 
@@ -51,6 +53,8 @@ pub struct Sent {
     pub queue_id: i32,
     /// The offset message id the broker gave it.
     pub msg_id: String,
+    /// The unique id (UNIQ_KEY) the tool gave it, as a producer does.
+    pub unique_id: String,
 }
 
 impl AdminClient {
@@ -63,13 +67,58 @@ impl AdminClient {
         let header = ViewMessageRequestHeader { offset, topic: None };
         let body = Self::call(broker, RequestCode::VIEW_MESSAGE_BY_ID, header.to_ext_fields())
             .await
-            .with_context(|| {
-                format!(
-                    "looking {id} up as an offset id (broker {broker}, offset {offset}); a lookup by unique key \
-                     needs the broker's key index, which Keel does not build yet"
-                )
-            })?;
+            .with_context(|| format!("looking {id} up as an offset id (broker {broker}, offset {offset})"))?;
         one_message(&body)
+    }
+
+    /// Messages of `topic` stored with `key` (a KEYS token; with `unique`, the UNIQ_KEY a
+    /// producer gave it) between `begin` and `end` ms, from every master of the topic, each
+    /// broker's newest first; at most `max` from each.
+    pub async fn messages_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        unique: bool,
+        max: i32,
+        (begin, end): (i64, i64),
+    ) -> anyhow::Result<Vec<(String, StoredMessage)>> {
+        let route = self.route(topic).await?;
+        let mut found = Vec::new();
+        for broker in &route.broker_datas {
+            let Some(addr) = broker.broker_addrs.get(&0) else { continue };
+            let header = QueryMessageRequestHeader {
+                topic: topic.into(),
+                key: key.into(),
+                max_num: max,
+                begin_timestamp: begin,
+                end_timestamp: end,
+                unique_key_query: Some(unique.to_string()),
+            };
+            let request = keel_core::protocol::RemotingCommand::request(
+                RequestCode::QUERY_MESSAGE,
+                0,
+                header.to_ext_fields(),
+            );
+            let addr = resolve(addr)?;
+            let client = crate::remoting_client::RemotingClient::connect(addr)
+                .await
+                .with_context(|| format!("cannot connect to {addr}"))?;
+            let reply = client.call(request).await.with_context(|| format!("QUERY_MESSAGE to {addr}"))?;
+            match reply.response_code() {
+                ResponseCode::SUCCESS => {
+                    let body = reply.body;
+                    let messages = decode_records(&body)
+                        .map_err(|e| anyhow!("the answer of {addr} holds no readable message: {e}"))?;
+                    found.extend(messages.into_iter().map(|m| (broker.broker_name.clone(), m)));
+                }
+                ResponseCode::QUERY_NOT_FOUND => {}
+                code => bail!(
+                    "QUERY_MESSAGE to {addr} answered {code:?}: {}",
+                    reply.remark.as_deref().unwrap_or("no remark")
+                ),
+            }
+        }
+        Ok(found)
     }
 
     /// The message at `offset` of queue `queue_id` of `topic` on broker set `broker_name`.
@@ -207,13 +256,27 @@ impl AdminClient {
         .ok_or_else(|| anyhow!("no broker set {} serves {}", broker.unwrap_or("at all"), message.topic))?;
         let addr = set.broker_addrs.get(&0).ok_or_else(|| anyhow!("{} has no master", set.broker_name))?;
         let queue_id = queue.unwrap_or(0);
+        let mut message = message;
+        let now = super::now_ms();
+        // The low bits of the clock salt the id, as the class loader's hash does in Java.
+        let mut ids =
+            UniqueIdGenerator::new(std::net::Ipv4Addr::LOCALHOST, std::process::id() as i16, now as i32);
+        let unique_id = ids.next_id(keel_core::io::UnixMillis(now));
+        message
+            .user_properties
+            .push((keel_core::protocol::message::properties::keys::UNIQ_KEY.to_owned(), unique_id.clone()));
         let mut request = send_message(0, TOOLS_PRODUCER_GROUP, queue_id, &message);
         // The born timestamp (`g`): when the tool sent it.
         request.ext_fields.insert("g", super::now_ms().to_string());
         let reply = Self::call_request(resolve(addr)?, request).await?;
         let header = SendMessageResponseHeader::decode(&reply.ext_fields)
             .map_err(|e| anyhow!("the send's answer has no usable header: {e}"))?;
-        Ok(Sent { broker_name: set.broker_name.clone(), queue_id: header.queue_id, msg_id: header.msg_id })
+        Ok(Sent {
+            broker_name: set.broker_name.clone(),
+            queue_id: header.queue_id,
+            msg_id: header.msg_id,
+            unique_id,
+        })
     }
 
     /// The master of broker set `broker_name` serving `topic`.

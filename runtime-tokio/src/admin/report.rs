@@ -580,6 +580,48 @@ pub fn message(id: &str, msg: &StoredMessage, body_path: &str) -> String {
     })
 }
 
+/// `queryMsgByKey`'s table (`#Message ID #QID #Offset`, RocketMQ's `%-50s %4s %40s`): the
+/// id is the producer's unique id where it gave one, else the offset id.
+#[must_use]
+pub fn messages_by_key(found: &[(String, StoredMessage)], json: bool) -> String {
+    let id_of = |m: &StoredMessage| {
+        let props = properties::parse(&m.properties);
+        props.iter().find(|(k, _)| k == "UNIQ_KEY").map(|(_, v)| v.clone()).unwrap_or_else(|| {
+            keel_core::protocol::message::message_id::offset_message_id(
+                m.head.store_host,
+                m.head.physical_offset,
+            )
+        })
+    };
+    if json {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Row<'a> {
+            msg_id: String,
+            broker_name: &'a str,
+            queue_id: i32,
+            queue_offset: i64,
+            store_timestamp: i64,
+        }
+        let rows: Vec<Row<'_>> = found
+            .iter()
+            .map(|(broker, m)| Row {
+                msg_id: id_of(m),
+                broker_name: broker,
+                queue_id: m.head.queue_id,
+                queue_offset: m.head.queue_offset,
+                store_timestamp: m.head.store_timestamp,
+            })
+            .collect();
+        return json_text(&rows);
+    }
+    let mut out = format!("{:<50} {:>4} {:>40}\n", "#Message ID", "#QID", "#Offset");
+    for (_, m) in found {
+        let _ = writeln!(out, "{:<50} {:>4} {:>40}", id_of(m), m.head.queue_id, m.head.queue_offset);
+    }
+    out
+}
+
 /// One message as `printMsg` and `consumeMessage` print it (`MSGID: … BODY: …`); the
 /// body as text if `print_body` (the tools' purpose: an operator asked for it).
 #[must_use]
@@ -620,12 +662,14 @@ pub fn sent(sent: &Sent, as_json: bool) -> String {
             queue_id: i32,
             send_result: &'a str,
             msg_id: &'a str,
+            unique_id: &'a str,
         }
         let row = Row {
             broker_name: &sent.broker_name,
             queue_id: sent.queue_id,
             send_result: "SEND_OK",
             msg_id: &sent.msg_id,
+            unique_id: &sent.unique_id,
         };
         return json_text(&[row]);
     }

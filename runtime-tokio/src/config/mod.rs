@@ -142,6 +142,8 @@ pub struct BrokerSettings {
     pub consume_queue_file_size: u64,
     /// `maxMessageSize`, bytes.
     pub max_message_size: usize,
+    /// `messageIndexEnable`, `maxHashSlotNum`, `maxIndexNum`: the IndexFile.
+    pub index: keel_core::store::IndexConfig,
     /// `messageDelayLevel`: the delay of each level, `"1s 5s 10s …"`.
     pub message_delay_level: String,
     /// `timerMaxDelaySec`: the furthest a timed message may be scheduled (Keel: 40 days).
@@ -190,6 +192,9 @@ impl BrokerSettings {
         "mappedFileSizeCommitLog",
         "mappedFileSizeConsumeQueue",
         "maxMessageSize",
+        "messageIndexEnable",
+        "maxHashSlotNum",
+        "maxIndexNum",
         "messageDelayLevel",
         "timerMaxDelaySec",
         "timerPrecisionMs",
@@ -284,6 +289,11 @@ impl BrokerSettings {
             commitlog_segment_size: props.get("mappedFileSizeCommitLog")?.unwrap_or(1024 * 1024 * 1024),
             consume_queue_file_size: props.get("mappedFileSizeConsumeQueue")?.unwrap_or(300_000 * 20),
             max_message_size: props.get("maxMessageSize")?.unwrap_or(4 * 1024 * 1024),
+            index: keel_core::store::IndexConfig {
+                enabled: props.get("messageIndexEnable")?.unwrap_or(true),
+                max_hash_slots: props.get("maxHashSlotNum")?.unwrap_or(5_000_000),
+                max_entries: props.get("maxIndexNum")?.unwrap_or(20_000_000),
+            },
             message_delay_level: props
                 .get("messageDelayLevel")?
                 .unwrap_or_else(|| keel_core::broker::delay::DEFAULT_DELAY_LEVELS.into()),
@@ -386,7 +396,7 @@ impl BrokerSettings {
     #[must_use]
     pub fn to_properties(&self) -> String {
         format!(
-            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageDelayLevel={}\ntimerMaxDelaySec={}\ntimerPrecisionMs={}\ntransactionTimeOut={}\ntransactionCheckInterval={}\ntransactionCheckMax={}\nrejectTransactionMessage={}\n",
+            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageIndexEnable={}\nmaxHashSlotNum={}\nmaxIndexNum={}\nmessageDelayLevel={}\ntimerMaxDelaySec={}\ntimerPrecisionMs={}\ntransactionTimeOut={}\ntransactionCheckInterval={}\ntransactionCheckMax={}\nrejectTransactionMessage={}\n",
             self.cluster_name,
             self.broker_name,
             self.broker_id,
@@ -402,6 +412,9 @@ impl BrokerSettings {
             self.commitlog_segment_size,
             self.consume_queue_file_size,
             self.max_message_size,
+            self.index.enabled,
+            self.index.max_hash_slots,
+            self.index.max_entries,
             self.message_delay_level,
             self.timer_max_delay_sec,
             self.timer_precision_ms,

@@ -3,6 +3,7 @@
 //! the runtime info reports over time.
 
 mod broker_config;
+mod query;
 pub mod rates;
 mod status;
 

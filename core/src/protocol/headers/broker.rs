@@ -192,3 +192,31 @@ command_header! {
         order: Option<bool> => "order",
     }
 }
+
+command_header! {
+    /// QUERY_MESSAGE request: messages by key from the IndexFile.
+    pub struct QueryMessageRequestHeader {
+        /// Topic.
+        topic: String => "topic",
+        /// A KEYS token, or the UNIQ_KEY when `_UNIQUE_KEY_QUERY` is "true".
+        key: String => "key",
+        /// Messages to return at most.
+        max_num: i32 => "maxNum",
+        /// Earliest store time, ms.
+        begin_timestamp: i64 => "beginTimestamp",
+        /// Latest store time, ms.
+        end_timestamp: i64 => "endTimestamp",
+        /// "true" when `key` is a UNIQ_KEY (RocketMQ's `_UNIQUE_KEY_QUERY` ext field).
+        unique_key_query: Option<String> => "_UNIQUE_KEY_QUERY",
+    }
+}
+
+command_header! {
+    /// QUERY_MESSAGE response.
+    pub struct QueryMessageResponseHeader {
+        /// Store time of the newest indexed message.
+        index_last_update_timestamp: i64 => "indexLastUpdateTimestamp",
+        /// CommitLog offset of the newest indexed message.
+        index_last_update_phyoffset: i64 => "indexLastUpdatePhyoffset",
+    }
+}

@@ -194,20 +194,67 @@ pub enum Command {
         #[arg(short = 'r', long = "removeOffset", action = clap::ArgAction::Set, default_value_t = false)]
         remove_offset: bool,
     },
-    /// Print a message by its offset message id (the body goes to a file); with -g and -d,
-    /// have that consumer client run its listener on it.
+    /// Print a message by its offset message id, or by its unique id with -t (the body goes
+    /// to a file); with -g and -d, have that consumer client run its listener on it.
     QueryMsgById {
         #[command(flatten)]
         common: Common,
-        /// The offset message id.
+        /// The offset message id, or (with -t) the message id a producer gave it.
         #[arg(short = 'i', long = "msgId")]
         id: String,
+        /// The topic: looks `-i` up as a unique id if it is not an offset id.
+        #[arg(short = 't', long = "topic")]
+        topic: Option<String>,
         /// The consumer group whose client consumes it (with -d).
         #[arg(short = 'g', long = "consumerGroup", requires = "client_id")]
         group: Option<String>,
         /// The client that consumes it (with -g).
         #[arg(short = 'd', long = "clientId", requires = "group")]
         client_id: Option<String>,
+    },
+    /// List the messages of a topic stored with a key (a KEYS token), newest first per broker.
+    QueryMsgByKey {
+        #[command(flatten)]
+        common: Common,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The key.
+        #[arg(short = 'k', long = "msgKey")]
+        key: String,
+        /// Earliest store time, ms since the epoch.
+        #[arg(short = 'b', long = "beginTimestamp", default_value_t = 0)]
+        begin: i64,
+        /// Latest store time, ms since the epoch.
+        #[arg(short = 'e', long = "endTimestamp", default_value_t = i64::MAX)]
+        end: i64,
+        /// Messages from each broker at most (64 at most).
+        #[arg(short = 'm', long = "maxNum", default_value_t = 64)]
+        max: i32,
+        /// Only brokers of this cluster (accepted for RocketMQ's syntax; the route decides).
+        #[arg(short = 'c', long = "cluster")]
+        cluster: Option<String>,
+    },
+    /// Print a message by the unique id its producer gave it (the body goes to a file); with
+    /// -g and -d, have that consumer client run its listener on it.
+    QueryMsgByUniqueKey {
+        #[command(flatten)]
+        common: Common,
+        /// The message id (UNIQ_KEY).
+        #[arg(short = 'i', long = "msgId")]
+        id: String,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The consumer group whose client consumes it (with -d).
+        #[arg(short = 'g', long = "consumerGroup", requires = "client_id")]
+        group: Option<String>,
+        /// The client that consumes it (with -g).
+        #[arg(short = 'd', long = "clientId", requires = "group")]
+        client_id: Option<String>,
+        /// Print every message stored with the id (a producer's retries), not only the newest.
+        #[arg(short = 'a', long = "showAll")]
+        show_all: bool,
     },
     /// What a group's clients hold: every member, or one (-i) in detail.
     ConsumerStatus {

@@ -153,25 +153,36 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .map(|a| format!("delete subscription group [{group}] from broker [{a}] success.\n"))
                 .collect())
         }
-        Command::QueryMsgById { common, id, group, client_id } => {
+        Command::QueryMsgById { common, id, topic, group, client_id } => {
             let admin = AdminClient::new(&common.namesrv)?;
-            let message = admin.message_by_offset_id(&id).await?;
-            let path = write_body(&id, &message.body)?;
-            let mut out = report::message(&id, &message, &path);
-            if let (Some(group), Some(client_id)) = (group, client_id) {
-                let broker_name = admin
-                    .route(&message.topic)
-                    .await
-                    .ok()
-                    .and_then(|r| {
-                        let store = message.head.store_host.to_string();
-                        r.broker_datas.into_iter().find(|b| b.broker_addrs.values().any(|a| *a == store))
-                    })
-                    .map(|b| b.broker_name)
-                    .unwrap_or_default();
-                let result =
-                    admin.consume_directly(&group, &client_id, &id, &message.topic, &broker_name).await?;
-                out.push_str(&consumer::consumed_text(&result));
+            // A unique id is hex too, so it may decode as an offset id naming no broker: as
+            // RocketMQ's tool does, a failed offset lookup falls back to the unique key.
+            let message = match (admin.message_by_offset_id(&id).await, topic) {
+                (Ok(message), _) => message,
+                (Err(_), Some(topic)) => newest_by_unique_key(&admin, &topic, &id).await?,
+                (Err(error), None) => {
+                    return Err(error.context("give the topic (-t) to look the id up as a unique id"))
+                }
+            };
+            show_message(&admin, &message, group.zip(client_id)).await
+        }
+        Command::QueryMsgByKey { common, topic, key, begin, end, max, cluster: _ } => {
+            let found = AdminClient::new(&common.namesrv)?
+                .messages_by_key(&topic, &key, false, max, (begin, end))
+                .await?;
+            Ok(report::messages_by_key(&found, common.json))
+        }
+        Command::QueryMsgByUniqueKey { common, id, topic, group, client_id, show_all } => {
+            let admin = AdminClient::new(&common.namesrv)?;
+            let found = admin.messages_by_key(&topic, &id, true, 32, (0, i64::MAX)).await?;
+            if found.is_empty() {
+                anyhow::bail!("no message of {topic} has the unique id {id}");
+            }
+            let mut out = String::new();
+            let shown = if show_all { found.len() } else { 1 };
+            let mut consumer = group.zip(client_id);
+            for (_, message) in found.iter().take(shown) {
+                out.push_str(&show_message(&admin, message, consumer.take()).await?);
             }
             Ok(out)
         }
@@ -344,6 +355,47 @@ fn topic_text(spec: &TopicSpec) -> String {
 }
 
 /// Write a message body where RocketMQ's tool does (`<tmp>/rocketmq/msgbodys/<id>`); the path.
+/// The newest message of `topic` with unique id `id`.
+async fn newest_by_unique_key(
+    admin: &AdminClient,
+    topic: &str,
+    id: &str,
+) -> anyhow::Result<keel_core::protocol::message::stored::StoredMessage> {
+    let found = admin.messages_by_key(topic, id, true, 32, (0, i64::MAX)).await?;
+    let newest = found.into_iter().map(|(_, m)| m).max_by_key(|m| m.head.store_timestamp);
+    newest.ok_or_else(|| anyhow::anyhow!("no message of {topic} has the id {id}"))
+}
+
+/// A message as queryMsgById prints it (the body goes to a file), and with a consumer
+/// (group, client id) what that client's listener made of it.
+async fn show_message(
+    admin: &AdminClient,
+    message: &keel_core::protocol::message::stored::StoredMessage,
+    consumer: Option<(String, String)>,
+) -> anyhow::Result<String> {
+    let id = keel_core::protocol::message::message_id::offset_message_id(
+        message.head.store_host,
+        message.head.physical_offset,
+    );
+    let path = write_body(&id, &message.body)?;
+    let mut out = report::message(&id, message, &path);
+    if let Some((group, client_id)) = consumer {
+        let broker_name = admin
+            .route(&message.topic)
+            .await
+            .ok()
+            .and_then(|r| {
+                let store = message.head.store_host.to_string();
+                r.broker_datas.into_iter().find(|b| b.broker_addrs.values().any(|a| *a == store))
+            })
+            .map(|b| b.broker_name)
+            .unwrap_or_default();
+        let result = admin.consume_directly(&group, &client_id, &id, &message.topic, &broker_name).await?;
+        out.push_str(&consumer::consumed_text(&result));
+    }
+    Ok(out)
+}
+
 fn write_body(id: &str, body: &[u8]) -> anyhow::Result<String> {
     let dir = std::env::temp_dir().join("rocketmq").join("msgbodys");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
