@@ -43,6 +43,9 @@ pub enum Mutation {
     StaleEpochWrite,
     /// A controller restarting ignores its Raft log and rejoins its group empty.
     ForgetControllerLog,
+    /// Recovery keeps the newest index file's slots from its seal but replays none of the
+    /// entries after it, so keys indexed since are lost.
+    IndexSkipsReplay,
 }
 
 /// Whether `setting` switches `mutation` on: only a `--cfg madsim` build can answer yes, so a
@@ -60,7 +63,7 @@ pub fn switched_on(setting: Option<Mutation>, mutation: Mutation) -> bool {
 
 impl Mutation {
     /// Every mutation, in a fixed order.
-    pub const ALL: [Mutation; 17] = [
+    pub const ALL: [Mutation; 18] = [
         Mutation::AckBeforeFsync,
         Mutation::SkipCrcOnRecovery,
         Mutation::CqOffByOne,
@@ -78,6 +81,7 @@ impl Mutation {
         Mutation::SkipTruncation,
         Mutation::StaleEpochWrite,
         Mutation::ForgetControllerLog,
+        Mutation::IndexSkipsReplay,
     ];
 
     /// The name used on the command line (`SIM_MUTATION=<name>`).
@@ -101,6 +105,7 @@ impl Mutation {
             Mutation::SkipTruncation => "skip_truncation",
             Mutation::StaleEpochWrite => "stale_epoch_write",
             Mutation::ForgetControllerLog => "forget_controller_log",
+            Mutation::IndexSkipsReplay => "index_skips_replay",
         }
     }
 

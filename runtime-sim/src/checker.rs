@@ -306,6 +306,11 @@ fn check_read_back(history: &History, durable: &[&Ack], any_durable: bool, v: &m
                 probed = true;
                 v.add(format!("read-back of {queue}/{offset} failed: {reason}"));
             }
+            Event::KeyLookup { key, phys, found: false } => {
+                v.add(format!(
+                    "QUERY_MESSAGE by key {key:#x} missed the record the read-back found at CommitLog {phys}"
+                ));
+            }
             _ => {}
         }
     }

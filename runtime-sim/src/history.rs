@@ -61,6 +61,9 @@ pub enum Event {
     Healed,
     /// The end-of-run read-back found `key` at `queue`/`offset`.
     Probe { queue: i32, offset: i64, key: Option<Key>, intact: bool },
+    /// The read-back asked QUERY_MESSAGE for the record it found at CommitLog `phys` by its
+    /// key (`KEYS`): whether the answer held it.
+    KeyLookup { key: Key, phys: u64, found: bool },
     /// The read-back could not read `queue` at `offset` (an error, not a missing message).
     ProbeFailed { queue: i32, offset: i64, reason: String },
     /// Something the run itself noticed (a client stuck after healing, a node that panicked).

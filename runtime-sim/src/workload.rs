@@ -426,13 +426,36 @@ pub async fn probe(env: ClientEnv, seed: u64) {
     let broker = resolve(&env, &mut namesrv, &mut rng).await;
     let mut conn = env.conn(broker);
     for queue in 0..QUEUES {
+        // Every fourth key the read-back finds is looked up by key too.
+        let mut lookups = Vec::new();
         let read = read_back(&env, &mut conn, &mut rng, TOPIC, queue, |at, record| {
             let (key, intact) = identify(record.record.properties, record.record.body);
             env.world.record(at, Event::Probe { queue, offset: record.head().queue_offset, key, intact });
+            if let Some(key) = key.filter(|k| k % 4 == 0 && lookups.len() < 25) {
+                let text = properties::find(record.record.properties, keys::KEYS).unwrap_or_default();
+                let phys = u64::try_from(record.head().physical_offset).unwrap_or(0);
+                lookups.push((key, String::from_utf8_lossy(text).into_owned(), phys));
+            }
         })
         .await;
         if let Err((offset, reason)) = read {
             env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
+        }
+        for (key, text, phys) in lookups {
+            match find_by_key(&mut conn, &mut rng, &text, phys).await {
+                Some(true) => {
+                    env.world.bump("key_lookup_found");
+                    env.world.record(env.now_ms(), Event::KeyLookup { key, phys, found: true });
+                }
+                // Retention may have taken the record since the read-back: a miss counts
+                // only if the log still starts at or below it (its start only moves up).
+                Some(false) => {
+                    if log_min(&mut conn, &mut rng).await.is_some_and(|min| min <= phys) {
+                        env.world.record(env.now_ms(), Event::KeyLookup { key, phys, found: false });
+                    }
+                }
+                None => {}
+            }
         }
     }
     // Disk errors the broker repaired in place since its last start, and whether retention
@@ -448,6 +471,47 @@ pub async fn probe(env: ClientEnv, seed: u64) {
             env.world.bump("retention_deleted");
         }
     }
+}
+
+/// Where the broker's CommitLog starts now (`commitLogMinOffset`), if it answers.
+async fn log_min(conn: &mut SimConn, rng: &mut ChaCha8Rng) -> Option<u64> {
+    for _ in 0..10 {
+        let request = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO, 0, ExtFields::new());
+        if let Ok(reply) = conn.call(request, Duration::from_secs(3), rng).await {
+            let table = json::from_slice::<keel_core::protocol::body::KvTable>(&reply.body).ok()?;
+            return table.table.get("commitLogMinOffset")?.parse().ok();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Whether QUERY_MESSAGE by `key` answers with the record at CommitLog `phys`; `None` if
+/// the broker could not be asked (connections reset through every retry).
+async fn find_by_key(conn: &mut SimConn, rng: &mut ChaCha8Rng, key: &str, phys: u64) -> Option<bool> {
+    use keel_core::protocol::headers::QueryMessageRequestHeader;
+    let header = QueryMessageRequestHeader {
+        topic: TOPIC.into(),
+        key: key.into(),
+        max_num: 64,
+        begin_timestamp: 0,
+        end_timestamp: i64::MAX,
+        unique_key_query: Some("false".into()),
+    };
+    for _ in 0..10 {
+        let request = RemotingCommand::request(RequestCode::QUERY_MESSAGE, 0, header.to_ext_fields());
+        match conn.call(request, Duration::from_secs(3), rng).await {
+            Ok(reply) if reply.response_code() == ResponseCode::SUCCESS => {
+                let records = pulled_records(&reply.body).ok()?;
+                return Some(
+                    records.iter().any(|r| u64::try_from(r.head().physical_offset).ok() == Some(phys)),
+                );
+            }
+            Ok(reply) if reply.response_code() == ResponseCode::QUERY_NOT_FOUND => return Some(false),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    None
 }
 
 /// Read `topic` queue `queue` from offset 0 (or its minimum) to its end as a fresh group, handing each record

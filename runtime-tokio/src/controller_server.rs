@@ -43,6 +43,16 @@ impl ControllerServer {
 /// Open `controllerStorePath` and read the Raft log there (an empty log if there is none).
 pub fn open_log(path: &Path) -> anyhow::Result<(DiskWithCompletions, RecoveredLog)> {
     let (completions_tx, completions) = mpsc::unbounded_channel();
+    let (disk, log) = open_log_to(path, completions_tx)?;
+    Ok(((disk, completions), log))
+}
+
+/// [`open_log`], reporting completions to `completions_tx` (a name server shares it with
+/// its KV config's disk).
+pub fn open_log_to(
+    path: &Path,
+    completions_tx: mpsc::UnboundedSender<crate::disk::Completion>,
+) -> anyhow::Result<(Arc<dyn Disk>, RecoveredLog)> {
     let disk = FileDisk::open(path, completions_tx)
         .with_context(|| format!("cannot open controllerStorePath {}", path.display()))?;
     let log = RecoveredLog::load(&disk)
@@ -57,7 +67,7 @@ pub fn open_log(path: &Path) -> anyhow::Result<(DiskWithCompletions, RecoveredLo
         "controller Raft log recovered"
     );
     let disk: Arc<dyn Disk> = Arc::new(disk);
-    Ok(((disk, completions), log))
+    Ok((disk, log))
 }
 
 /// Seeds a controller's election spread: it only needs to differ between controllers.

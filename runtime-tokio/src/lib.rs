@@ -20,6 +20,7 @@ pub mod controller_server;
 pub mod disk;
 pub mod driver;
 pub mod remoting_client;
+pub mod routed_disk;
 pub mod server;
 pub mod startup;
 

@@ -92,22 +92,41 @@ impl NamesrvServer {
         });
         let group = settings.group.as_ref().filter(|_| settings.enable_controller);
         let mut peer_port = None;
-        let mut disk = None;
-        if let (Some(group), Some(config)) = (group, settings.controller()) {
+        let (kv_tx, kv_rx) = mpsc::unbounded_channel();
+        let kv_dir =
+            settings.kv_config_path.parent().map_or_else(|| ".".into(), std::path::Path::to_path_buf);
+        let kv_name = settings
+            .kv_config_path
+            .file_name()
+            .map_or_else(|| "kvConfig.json".to_owned(), |n| n.to_string_lossy().into_owned());
+        let kv_disk = crate::disk::FileDisk::open(&kv_dir, kv_tx.clone())
+            .map_err(|e| anyhow::anyhow!("cannot open the KV config directory {}: {e}", kv_dir.display()))?;
+        let content = match std::fs::read(&settings.kv_config_path) {
+            Ok(content) => content,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => anyhow::bail!("cannot read kvConfigPath {}: {e}", settings.kv_config_path.display()),
+        };
+        let disk: DiskWithCompletions;
+        let kv_file = if let (Some(group), Some(config)) = (group, settings.controller()) {
             let peers = group.peers(crate::controller_server::seed()).map_err(anyhow::Error::msg)?;
             peer_port = peers.me().map(|me| me.addr.port());
-            let (store, log) = crate::controller_server::open_log(&group.store_path)?;
-            disk = Some(store);
+            let (log_disk, log) = crate::controller_server::open_log_to(&group.store_path, kv_tx)?;
+            disk = (Arc::new(crate::routed_disk::RoutedDisk::new(log_disk, kv_disk)), kv_rx);
             machine = machine.with_controller(keel_core::controller::ControllerCore::in_group(
                 config,
                 peers,
                 Some(&log),
             )?);
-        }
-        let mut server = Self::bind_machine(machine, settings.listen_port, "name server").await?;
-        if let Some(disk) = disk {
-            server = server.with_disk(disk);
-        }
+            format!("{}/{kv_name}", crate::routed_disk::KV_PREFIX)
+        } else {
+            disk = (Arc::new(kv_disk), kv_rx);
+            kv_name
+        };
+        let kv =
+            keel_core::namesrv::kv_config::KvConfig::load(keel_core::io::FilePath::new(&kv_file), &content)
+                .map_err(|e| anyhow::anyhow!("kvConfigPath {}: {e}", settings.kv_config_path.display()))?;
+        machine = machine.with_kv_config(kv);
+        let server = Self::bind_machine(machine, settings.listen_port, "name server").await?.with_disk(disk);
         match peer_port {
             Some(port) => server.also_on(port).await,
             None => Ok(server),

@@ -101,10 +101,12 @@ fn a_full_file_system_refuses_writes_then_expired_segments_go_and_writes_resume(
     let fs = SmallFs::mount(&dir.join("fs"), "64m");
     let conf = dir.join("broker.conf");
     let hours: Vec<String> = (0..24).map(|h| format!("{h:02}")).collect();
+    // A small index: RocketMQ's default slots alone (20 MB, touched all over by random keys)
+    // would take a third of this file system.
     std::fs::write(
         &conf,
         format!(
-            "listenPort=0\nstorePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmappedFileSizeConsumeQueue=20000\ndefaultTopicQueueNums=1\nfileReservedTime=0.005\ndeleteWhen={}\ncleanFileForciblyEnable=false\ncleanResourceInterval=200\n",
+            "listenPort=0\nstorePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmappedFileSizeConsumeQueue=20000\ndefaultTopicQueueNums=1\nfileReservedTime=0.005\ndeleteWhen={}\ncleanFileForciblyEnable=false\ncleanResourceInterval=200\nmaxHashSlotNum=4096\nmaxIndexNum=100000\n",
             fs.0.join("store").display(),
             hours.join(";")
         ),

@@ -478,3 +478,92 @@ fn mqadmin_finds_messages_by_key_and_unique_id_and_still_does_after_a_crash() {
     assert!(routed, "the broker registered again");
     check(&namesrv);
 }
+
+#[test]
+fn kv_config_is_kept_by_the_name_server_across_a_restart_and_orders_routes() {
+    let data = scratch_dir("mqadmin-kv").join("data");
+    let start = || {
+        ServerProcess::start(
+            env!("CARGO_BIN_EXE_keel"),
+            &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
+        )
+    };
+    let run = |namesrv: &str, args: &[&str]| {
+        let (command, rest) = args.split_first().unwrap();
+        let args: Vec<&str> = [*command, "-n", namesrv].iter().chain(rest).copied().collect();
+        ok(&args)
+    };
+    let keel = start();
+    let namesrv = keel.addr_in_boot_line(0).to_string();
+    let set = run(&namesrv, &["updateKvConfig", "-s", "my-ns", "-k", "color", "-v", "blue"]);
+    assert_eq!(set, "create or update kv config to namespace success.\n");
+    run(&namesrv, &["updateKvConfig", "-s", "my-ns", "-k", "shape", "-v", "round"]);
+    run(&namesrv, &["deleteKvConfig", "-s", "my-ns", "-k", "shape"]);
+    // An ordered topic over the cluster: its queues per broker set go to the KV config, and
+    // its route carries them.
+    let mut created = String::new();
+    for _ in 0..100 {
+        let args = [
+            "updateTopic",
+            "-n",
+            &namesrv,
+            "-c",
+            "DefaultCluster",
+            "-t",
+            "Ordered",
+            "-w",
+            "2",
+            "-r",
+            "2",
+            "-o",
+            "true",
+        ];
+        let (success, out, _) = mqadmin(&args);
+        if success {
+            created = out;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(created.contains("set cluster orderConf. isOrder=true, orderConf=[broker-a:2]"), "{created}");
+    let got = run(&namesrv, &["updateOrderConf", "-t", "Ordered", "-m", "get"]);
+    assert_eq!(got, "get orderConf success. topic=[Ordered], orderConf=[broker-a:2] \n");
+    let route = run(&namesrv, &["topicRoute", "-t", "Ordered"]);
+    assert!(route.contains(r#""orderTopicConf":"broker-a:2""#), "{route}");
+    let file = data.join("namesrv").join("kvConfig.json");
+    let mut written = String::new();
+    for _ in 0..50 {
+        written = std::fs::read_to_string(&file).unwrap_or_default();
+        if written.contains("broker-a:2") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        written,
+        r#"{"configTable":{"ORDER_TOPIC_CONFIG":{"Ordered":"broker-a:2"},"my-ns":{"color":"blue"}}}"#
+    );
+    drop(keel);
+
+    let keel = start();
+    let namesrv = keel.addr_in_boot_line(0).to_string();
+    let got = run(&namesrv, &["updateOrderConf", "-t", "Ordered", "-m", "get"]);
+    assert_eq!(
+        got, "get orderConf success. topic=[Ordered], orderConf=[broker-a:2] \n",
+        "kept across the restart"
+    );
+    run(&namesrv, &["updateOrderConf", "-t", "Ordered", "-m", "delete"]);
+    let got = run(&namesrv, &["updateOrderConf", "-t", "Ordered", "-m", "get"]);
+    assert_eq!(got, "get orderConf success. topic=[Ordered], orderConf=[] \n");
+    let (success, _, err) = mqadmin(&["updateOrderConf", "-n", &namesrv, "-t", "Ordered", "-m", "put"]);
+    assert!(!success && err.contains("put needs the configuration"), "{err}");
+    // A file that does not parse stops the start with its path, rather than being replaced.
+    drop(keel);
+    std::fs::write(&file, b"{torn").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && err.contains("kvConfig.json"), "{err}");
+}

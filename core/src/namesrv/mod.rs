@@ -3,11 +3,13 @@
 //! Brokers register every 30 s (REGISTER_BROKER) and expire after their timeout (120 s by
 //! default) without one, or at once when the connection they registered through closes.
 //! Clients ask where a topic lives (GET_ROUTEINFO_BY_TOPIC) and admin tools list clusters
-//! and topics. Name servers never talk to each other. With `enableControllerInNamesrv` the
+//! and topics, and keep KV config ([`kv_config`]). Name servers never talk to each other.
+//! With `enableControllerInNamesrv` the
 //! name server also answers the controller's requests ([`crate::controller`]). Anything
 //! else is answered REQUEST_CODE_NOT_SUPPORTED; a malformed stream closes that connection
 //! only.
 
+pub mod kv_config;
 pub mod route_table;
 
 use std::collections::VecDeque;
@@ -16,13 +18,15 @@ use crate::io::{ConnId, Input, Machine, MonoNanos, Now, Output};
 use crate::protocol::body::RegisterBrokerBody;
 use crate::protocol::headers::{
     BrokerHeartbeatRequestHeader, CommandHeader, DeleteTopicFromNamesrvRequestHeader,
-    GetRouteInfoRequestHeader, GetTopicsByClusterRequestHeader, HeaderError, QueryDataVersionRequestHeader,
-    RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader,
+    GetKvConfigResponseHeader, GetKvListByNamespaceRequestHeader, GetRouteInfoRequestHeader,
+    GetTopicsByClusterRequestHeader, HeaderError, KvConfigKeyRequestHeader, PutKvConfigRequestHeader,
+    QueryDataVersionRequestHeader, RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader,
 };
 use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::message::stored::masked_crc32;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_LEN};
 use crate::remoting::{self, ConnectionTable, Received};
+use kv_config::KvConfig;
 use route_table::{Registration, RouteTable};
 
 /// Name server settings.
@@ -62,6 +66,8 @@ pub struct NameServer {
     next_scan: Option<MonoNanos>,
     /// The embedded controller, with `enableControllerInNamesrv`.
     controller: Option<crate::controller::ControllerCore>,
+    /// KV config.
+    kv: KvConfig,
 }
 
 impl NameServer {
@@ -76,7 +82,21 @@ impl NameServer {
             out: VecDeque::new(),
             next_scan: None,
             controller: controller.map(crate::controller::ControllerCore::new),
+            kv: KvConfig::default(),
         }
+    }
+
+    /// This name server keeping the KV config `kv` (loaded from its file).
+    #[must_use]
+    pub fn with_kv_config(mut self, kv: KvConfig) -> Self {
+        self.kv = kv;
+        self
+    }
+
+    /// The KV config.
+    #[must_use]
+    pub fn kv_config(&self) -> &KvConfig {
+        &self.kv
     }
 
     /// This name server embedding `controller` (a member of a controller group, say).
@@ -159,8 +179,13 @@ impl NameServer {
             RequestCode::GET_ROUTEINFO_BY_TOPIC => {
                 let header = GetRouteInfoRequestHeader::decode(&request.ext_fields)?;
                 match self.routes.route(&header.topic) {
-                    // Standard JSON (quoted integer keys): every client reads it.
-                    Some(route) => ok(request).with_body(json::to_body(&route, KeyStyle::Standard)),
+                    // Standard JSON (quoted integer keys): every client reads it. An ordered
+                    // topic's queues per broker come from the KV config, as in RocketMQ.
+                    Some(mut route) => {
+                        route.order_topic_conf =
+                            self.kv.get(kv_config::ORDER_TOPIC_CONFIG, &header.topic).map(str::to_owned);
+                        ok(request).with_body(json::to_body(&route, KeyStyle::Standard))
+                    }
                     None => RemotingCommand::response_to(
                         request,
                         ResponseCode::TOPIC_NOT_EXIST,
@@ -178,6 +203,46 @@ impl NameServer {
                 let header = GetTopicsByClusterRequestHeader::decode(&request.ext_fields)?;
                 let topics = self.routes.topics_of_cluster(&header.cluster);
                 ok(request).with_body(json::to_body(&topics, KeyStyle::Standard))
+            }
+            RequestCode::PUT_KV_CONFIG => {
+                let header = PutKvConfigRequestHeader::decode(&request.ext_fields)?;
+                self.kv.put(&header.namespace, &header.key, &header.value, &mut self.out);
+                ok(request)
+            }
+            RequestCode::GET_KV_CONFIG => {
+                let header = KvConfigKeyRequestHeader::decode(&request.ext_fields)?;
+                match self.kv.get(&header.namespace, &header.key) {
+                    Some(value) => {
+                        let mut response = ok(request);
+                        response.ext_fields =
+                            GetKvConfigResponseHeader { value: Some(value.to_owned()) }.to_ext_fields();
+                        response
+                    }
+                    None => RemotingCommand::response_to(
+                        request,
+                        ResponseCode::QUERY_NOT_FOUND,
+                        Some(format!("No config item, Namespace: {} Key: {}", header.namespace, header.key)),
+                    ),
+                }
+            }
+            RequestCode::DELETE_KV_CONFIG => {
+                let header = KvConfigKeyRequestHeader::decode(&request.ext_fields)?;
+                self.kv.delete(&header.namespace, &header.key, &mut self.out);
+                ok(request)
+            }
+            RequestCode::GET_KVLIST_BY_NAMESPACE => {
+                let header = GetKvListByNamespaceRequestHeader::decode(&request.ext_fields)?;
+                match self.kv.namespace(&header.namespace) {
+                    Some(table) => {
+                        let body = crate::protocol::body::KvTable { table: table.clone() };
+                        ok(request).with_body(json::to_body(&body, KeyStyle::Standard))
+                    }
+                    None => RemotingCommand::response_to(
+                        request,
+                        ResponseCode::QUERY_NOT_FOUND,
+                        Some(format!("No config item, Namespace: {}", header.namespace)),
+                    ),
+                }
             }
             RequestCode::DELETE_TOPIC_IN_NAMESRV => {
                 let header = DeleteTopicFromNamesrvRequestHeader::decode(&request.ext_fields)?;
@@ -287,6 +352,7 @@ impl Machine for NameServer {
                     }
                 }
             }
+            Input::DiskDone { io, result } if KvConfig::owns(io) => self.kv.disk_done(&result, &mut self.out),
             Input::DiskDone { io, result } => match &mut self.controller {
                 Some(controller) => controller.disk_done(now, io, &result, &mut self.out),
                 None => tracing::warn!(?io, "name server got a disk completion it never asked for"),

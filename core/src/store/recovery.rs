@@ -420,7 +420,7 @@ fn plan_incremental(
     let mut loaded = load_queues(reader, file_size, boundary, first, abnormal, ignored)?;
     verify_queue_tails(reader, config, file_size, &mut loaded)?;
     let mut queues = queues_from(config, &loaded);
-    let (mut index, index_fixups) = index::load(reader, config.index, boundary, checkpoint, ignored)?;
+    let (mut index, index_fixups) = index::load(reader, config, boundary, checkpoint, ignored)?;
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {
         redispatched += 1;
@@ -441,7 +441,7 @@ fn plan_incremental(
         let mut loaded = load_queues(reader, file_size, scan.end, first, true, ignored)?;
         verify_queue_tails(reader, config, file_size, &mut loaded)?;
         let queues = queues_from(config, &loaded);
-        let index = index::load(reader, config.index, scan.end, checkpoint, ignored)?;
+        let index = index::load(reader, config, scan.end, checkpoint, ignored)?;
         return Ok(Some(Plan { queues, index, loaded, scan, scanned_from, redispatched: 0, rebuilt: false }));
     }
     let index = (index, index_fixups);
@@ -472,8 +472,7 @@ fn plan_rebuild(
     let loaded = load_queues(reader, file_size, 0, first, true, ignored)?;
     let mut queues = QueueTable::new(config.queue_file_entries);
     // Every record is indexed again, so no checkpoint vouches for any index file.
-    let (mut index, index_fixups) =
-        index::load(reader, config.index, first, &Checkpoint::default(), ignored)?;
+    let (mut index, index_fixups) = index::load(reader, config, first, &Checkpoint::default(), ignored)?;
     let mut redispatched = 0u64;
     let mut visit = |view: &RecordView<'_>| {
         redispatched += 1;

@@ -5,6 +5,7 @@
 pub mod change;
 pub mod consumer;
 pub mod ha;
+pub mod kv;
 pub mod message;
 pub mod report;
 

@@ -55,6 +55,8 @@ async fn run() -> anyhow::Result<()> {
     }
     let namesrv_settings = NamesrvSettings {
         listen_port: args.namesrv_port,
+        // The name server's KV config lives with the rest of this instance's data.
+        kv_config_path: broker_settings.store_path_root_dir.join("namesrv").join("kvConfig.json"),
         ..NamesrvSettings::from_properties(&Properties::default())?
     };
 

@@ -18,6 +18,8 @@ pub struct NamesrvSettings {
     pub elect_unclean: bool,
     /// The embedded controller's group, if it has peers.
     pub group: Option<ControllerGroupSettings>,
+    /// `kvConfigPath`: the KV config file (`$HOME/namesrv/kvConfig.json`).
+    pub kv_config_path: std::path::PathBuf,
 }
 
 /// A controller's group: `controllerDLegerGroup`, `controllerDLegerPeers`
@@ -98,6 +100,7 @@ impl NamesrvSettings {
         "scanNotActiveBrokerInterval",
         "enableControllerInNamesrv",
         "enableElectUncleanMaster",
+        "kvConfigPath",
         GROUP_KEYS[0],
         GROUP_KEYS[1],
         GROUP_KEYS[2],
@@ -114,6 +117,10 @@ impl NamesrvSettings {
             enable_controller: props.get("enableControllerInNamesrv")?.unwrap_or(false),
             elect_unclean: props.get("enableElectUncleanMaster")?.unwrap_or(false),
             group: ControllerGroupSettings::from_properties(props)?,
+            kv_config_path: props.get("kvConfigPath")?.unwrap_or_else(|| {
+                let home = std::env::var_os("HOME").map_or_else(|| ".".into(), std::path::PathBuf::from);
+                home.join("namesrv").join("kvConfig.json")
+            }),
         })
     }
 
@@ -134,8 +141,12 @@ impl NamesrvSettings {
     pub fn to_properties(&self) -> String {
         let group = self.group.as_ref().map(ControllerGroupSettings::to_properties).unwrap_or_default();
         format!(
-            "listenPort={}\nscanNotActiveBrokerInterval={}\nenableControllerInNamesrv={}\nenableElectUncleanMaster={}\n{group}",
-            self.listen_port, self.scan_interval_ms, self.enable_controller, self.elect_unclean
+            "listenPort={}\nscanNotActiveBrokerInterval={}\nenableControllerInNamesrv={}\nenableElectUncleanMaster={}\nkvConfigPath={}\n{group}",
+            self.listen_port,
+            self.scan_interval_ms,
+            self.enable_controller,
+            self.elect_unclean,
+            self.kv_config_path.display()
         )
     }
 }
@@ -210,7 +221,7 @@ mod tests {
     #[test]
     fn reads_java_properties_and_names_unknown_keys() {
         let props = Properties::parse(
-            "# comment\nlistenPort = 19876\nlistenPrt=1\nscanNotActiveBrokerInterval: 2000\n",
+            "# comment\nlistenPort = 19876\nlistenPrt=1\nscanNotActiveBrokerInterval: 2000\nkvConfigPath=/var/kv.json\n",
         )
         .unwrap();
         let settings = NamesrvSettings::from_properties(&props).unwrap();
@@ -220,6 +231,7 @@ mod tests {
             enable_controller: false,
             elect_unclean: false,
             group: None,
+            kv_config_path: "/var/kv.json".into(),
         };
         assert_eq!(settings, expected);
         assert_eq!(settings.controller(), None, "no controller unless enableControllerInNamesrv");
@@ -229,7 +241,7 @@ mod tests {
         assert_eq!(
             Properties::parse(&settings.to_properties()).unwrap(),
             Properties::parse(
-                "listenPort=19876\nscanNotActiveBrokerInterval=2000\nenableControllerInNamesrv=false\nenableElectUncleanMaster=false"
+                "listenPort=19876\nscanNotActiveBrokerInterval=2000\nenableControllerInNamesrv=false\nenableElectUncleanMaster=false\nkvConfigPath=/var/kv.json"
             )
             .unwrap()
         );

@@ -106,3 +106,41 @@ command_header! {
         broker_id: i64 => "brokerId",
     }
 }
+
+command_header! {
+    /// PUT_KV_CONFIG request.
+    pub struct PutKvConfigRequestHeader {
+        /// The namespace (`ORDER_TOPIC_CONFIG`, say).
+        namespace: String => "namespace",
+        /// The key.
+        key: String => "key",
+        /// The value.
+        value: String => "value",
+    }
+}
+
+command_header! {
+    /// GET_KV_CONFIG and DELETE_KV_CONFIG request.
+    pub struct KvConfigKeyRequestHeader {
+        /// The namespace.
+        namespace: String => "namespace",
+        /// The key.
+        key: String => "key",
+    }
+}
+
+command_header! {
+    /// GET_KV_CONFIG response.
+    pub struct GetKvConfigResponseHeader {
+        /// The value.
+        value: Option<String> => "value",
+    }
+}
+
+command_header! {
+    /// GET_KVLIST_BY_NAMESPACE request.
+    pub struct GetKvListByNamespaceRequestHeader {
+        /// The namespace.
+        namespace: String => "namespace",
+    }
+}

@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 
 use super::layout::{Entry, Geometry, Header, Seal, ENTRY_LEN, HEADER_LEN, SLOT_LEN};
-use super::{file_path, index_dir, IndexConfig, IndexFile, IndexSet, Live, SLOTS_PER_PAGE};
+use super::{file_path, index_dir, IndexFile, IndexSet, Live, SLOTS_PER_PAGE};
 use crate::io::{DiskError, DiskOp, FilePath, StoreRead};
-use crate::store::{paths, Checkpoint};
+use crate::store::{paths, Checkpoint, StoreConfig};
 
 /// Entries read at a time while replaying.
 const REPLAY_CHUNK: u32 = 64 * 1024;
@@ -28,11 +28,12 @@ const REPLAY_CHUNK: u32 = 64 * 1024;
 /// the set and the fix-ups to run (and sync) before the store takes writes.
 pub(crate) fn load(
     reader: &dyn StoreRead,
-    config: IndexConfig,
+    store_config: &StoreConfig,
     reindex_from: u64,
     checkpoint: &Checkpoint,
     ignored: &mut Vec<String>,
 ) -> Result<(IndexSet, Vec<DiskOp>), DiskError> {
+    let config = store_config.index;
     let trusted_below = checkpoint.queue_durable_end;
     let mut set = IndexSet::new(config);
     let mut fixups = Vec::new();
@@ -77,6 +78,7 @@ pub(crate) fn load(
                 // Entries past the mark were never synced: one torn by a power loss can look
                 // like any entry, so none is replayed (their records are dispatched again).
                 let cap = match checkpoint.index_mark {
+                    _ if store_config.mutated(crate::mutation::Mutation::IndexSkipsReplay) => 0,
                     Some(mark) if mark.file == name => mark.count,
                     _ => geometry.entries,
                 };

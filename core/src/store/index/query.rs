@@ -16,6 +16,9 @@ use crate::store::{PhysOffset, ReadError};
 /// Results a key query returns at most (RocketMQ's `maxMsgsNumBatch`).
 pub const MAX_QUERY_RESULTS: usize = 64;
 
+/// Reads again of a hit whose record failed its CRCs, before it counts as not a record.
+const DAMAGED_READ_TRIES: usize = 3;
+
 /// A lookup by key (QUERY_MESSAGE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyQuery<'a> {
@@ -128,7 +131,15 @@ impl Store {
             if phys < min.0 {
                 return true;
             }
-            let record = match self.read_record_at(reader, PhysOffset(phys)) {
+            // A read that fails its CRCs is tried again: a flaky read is not a missing record.
+            let mut read = self.read_record_at(reader, PhysOffset(phys));
+            for _ in 0..DAMAGED_READ_TRIES {
+                if !matches!(read, Err(ReadError::Damaged { .. })) {
+                    break;
+                }
+                read = self.read_record_at(reader, PhysOffset(phys));
+            }
+            let record = match read {
                 Ok(record) => record,
                 // Not visible yet, cut, or not a record: an entry recovery could not tell
                 // from a torn one (only where it indexes the whole log again, below it).

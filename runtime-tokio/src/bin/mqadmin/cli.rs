@@ -256,6 +256,45 @@ pub enum Command {
         #[arg(short = 'a', long = "showAll")]
         show_all: bool,
     },
+    /// Set a KV config item on the name server.
+    UpdateKvConfig {
+        #[command(flatten)]
+        common: Common,
+        /// The namespace.
+        #[arg(short = 's', long = "namespace")]
+        namespace: String,
+        /// The key.
+        #[arg(short = 'k', long = "key")]
+        key: String,
+        /// The value.
+        #[arg(short = 'v', long = "value")]
+        value: String,
+    },
+    /// Remove a KV config item from the name server.
+    DeleteKvConfig {
+        #[command(flatten)]
+        common: Common,
+        /// The namespace.
+        #[arg(short = 's', long = "namespace")]
+        namespace: String,
+        /// The key.
+        #[arg(short = 'k', long = "key")]
+        key: String,
+    },
+    /// Get, put or delete an ordered topic's queues per broker set (`brokerName:queues;…`).
+    UpdateOrderConf {
+        #[command(flatten)]
+        common: Common,
+        /// The topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The configuration, for put.
+        #[arg(short = 'v', long = "orderConf")]
+        order_conf: Option<String>,
+        /// get, put or delete.
+        #[arg(short = 'm', long = "method")]
+        method: String,
+    },
     /// What a group's clients hold: every member, or one (-i) in detail.
     ConsumerStatus {
         #[command(flatten)]

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::Parser;
 use keel_core::protocol::body::SubscriptionGroupConfig;
 use keel_core::protocol::client_requests::OutgoingMessage;
-use keel_runtime_tokio::admin::change::{ResetSpec, TopicSpec};
+use keel_runtime_tokio::admin::change::{ResetSpec, Target, TopicSpec};
 use keel_runtime_tokio::admin::message::Scanned;
 use keel_runtime_tokio::admin::report::{self, BrokerRow, GroupProgress};
 use keel_runtime_tokio::admin::{consumer, ha};
@@ -75,10 +75,46 @@ async fn run(command: Command) -> anyhow::Result<String> {
         }
         Command::UpdateTopic { common, target, topic, read_queue_nums, write_queue_nums, perm, order } => {
             let spec = TopicSpec { topic, read_queue_nums, write_queue_nums, perm, order };
-            let addrs = AdminClient::new(&common.namesrv)?.update_topic(&spec, &target.target()?).await?;
-            Ok(addrs.iter().map(|a| format!("create topic to {a} success.\n")).collect::<String>()
-                + &topic_text(&spec)
-                + "\n")
+            let admin = AdminClient::new(&common.namesrv)?;
+            let target = target.target()?;
+            let addrs = admin.update_topic(&spec, &target).await?;
+            let mut out = addrs.iter().map(|a| format!("create topic to {a} success.\n")).collect::<String>();
+            if order {
+                // As RocketMQ's tool does: the topic's queues per broker set, in the name
+                // server's KV config, which routes carry as orderTopicConf.
+                let conf = admin.put_order_conf(&spec.topic, &target, spec.write_queue_nums).await?;
+                let scope = if matches!(target, Target::Cluster(_)) { "cluster" } else { "broker" };
+                out.push_str(&format!("set {scope} orderConf. isOrder=true, orderConf=[{conf}]\n"));
+            }
+            Ok(out + &topic_text(&spec) + "\n")
+        }
+        Command::UpdateKvConfig { common, namespace, key, value } => {
+            AdminClient::new(&common.namesrv)?.put_kv(&namespace, &key, &value).await?;
+            Ok("create or update kv config to namespace success.\n".into())
+        }
+        Command::DeleteKvConfig { common, namespace, key } => {
+            AdminClient::new(&common.namesrv)?.delete_kv(&namespace, &key).await?;
+            Ok("delete kv config from namespace success.\n".into())
+        }
+        Command::UpdateOrderConf { common, topic, order_conf, method } => {
+            let admin = AdminClient::new(&common.namesrv)?;
+            let ns = keel_core::namesrv::kv_config::ORDER_TOPIC_CONFIG;
+            match method.as_str() {
+                "get" => {
+                    let conf = admin.get_kv(ns, &topic).await?.unwrap_or_default();
+                    Ok(format!("get orderConf success. topic=[{topic}], orderConf=[{conf}] \n"))
+                }
+                "put" => {
+                    let conf = order_conf.context("put needs the configuration (-v brokerName:queues;…)")?;
+                    admin.put_kv(ns, &topic, &conf).await?;
+                    Ok(format!("update orderConf success. topic=[{topic}], orderConf=[{conf}]\n"))
+                }
+                "delete" => {
+                    admin.delete_kv(ns, &topic).await?;
+                    Ok(format!("delete orderConf success. topic=[{topic}]\n"))
+                }
+                other => anyhow::bail!("{other} is not a method (-m): get, put or delete"),
+            }
         }
         Command::UpdateTopicPerm { common, target, topic, perm } => {
             let admin = AdminClient::new(&common.namesrv)?;
