@@ -442,19 +442,14 @@ pub async fn probe(env: ClientEnv, seed: u64) {
             env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
         }
         for (key, text, phys) in lookups {
-            match find_by_key(&mut conn, &mut rng, &text, phys).await {
-                Some(true) => {
-                    env.world.bump("key_lookup_found");
-                    env.world.record(env.now_ms(), Event::KeyLookup { key, phys, found: true });
-                }
+            let Some(found) = find_by_key(&mut conn, &mut rng, &text, phys).await else { continue };
+            if found {
+                env.world.bump("key_lookup_found");
+                env.world.record(env.now_ms(), Event::KeyLookup { key, phys, found: true });
+            } else if log_min(&mut conn, &mut rng).await.is_some_and(|min| min <= phys) {
                 // Retention may have taken the record since the read-back: a miss counts
                 // only if the log still starts at or below it (its start only moves up).
-                Some(false) => {
-                    if log_min(&mut conn, &mut rng).await.is_some_and(|min| min <= phys) {
-                        env.world.record(env.now_ms(), Event::KeyLookup { key, phys, found: false });
-                    }
-                }
-                None => {}
+                env.world.record(env.now_ms(), Event::KeyLookup { key, phys, found: false });
             }
         }
     }
