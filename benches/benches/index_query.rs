@@ -130,12 +130,12 @@ fn main() {
         build(&dir, messages);
         std::fs::write(&marker, b"").expect("marker");
     }
-    let (store, disk, _rx, _) = open(&dir);
+    let (mut store, disk, mut rx, _) = open(&dir);
     println!("index files (name, entries, in memory): {:?}", store.index_files());
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut latencies = Vec::with_capacity(QUERIES);
-    let reader: &dyn StoreRead = &disk;
     for n in 0..QUERIES {
+        let reader: &dyn StoreRead = &disk;
         let i = rng.gen_range(0..messages);
         let (unique, key) = (format!("{i:032X}"), format!("order-{i}"));
         let by_unique = n % 2 == 0;
@@ -161,4 +161,9 @@ fn main() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),
     );
+    // Shut down cleanly, so the next run's recovery is a normal one.
+    store.begin_shutdown();
+    while !store.is_stopped() {
+        drive(&mut store, &disk, &mut rx, 0);
+    }
 }

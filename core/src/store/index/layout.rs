@@ -201,17 +201,46 @@ fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
     }
 }
 
+/// Powers of 31, wrapping: `POW31[i]` is 31^i.
+const POW31: [u32; 9] = [1, 31, 961, 29791, 923521, 28629151, 887503681, 1742810335, 2487512833];
+
+/// Java's `h = 31*h + c` over ASCII `bytes` from `h`, eight bytes a step: the products of
+/// one step do not wait on each other, so the chain of dependent multiplies is an eighth as
+/// long (every key of every message is hashed on the append path).
+fn continue_hash(mut h: u32, bytes: &[u8]) -> u32 {
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut step = h.wrapping_mul(POW31[8]);
+        for (b, power) in chunk.iter().zip(POW31[..8].iter().rev()) {
+            step = step.wrapping_add(u32::from(*b).wrapping_mul(*power));
+        }
+        h = step;
+    }
+    chunks.remainder().iter().fold(h, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(*b)))
+}
+
+/// The hash state after `topic#`, for hashing several keys of one topic
+/// ([`key_hash_after`]); `None` if the topic is not ASCII.
+pub(crate) fn topic_prefix(topic: &str) -> Option<u32> {
+    topic.is_ascii().then(|| continue_hash(continue_hash(0, topic.as_bytes()), b"#"))
+}
+
+/// [`key_hash`] of `topic#key` from the topic's [`topic_prefix`].
+pub(crate) fn key_hash_after(prefix: Option<u32>, topic: &str, key: &[u8]) -> u32 {
+    match prefix {
+        Some(prefix) if key.is_ascii() => abs_hash(continue_hash(prefix, key) as i32),
+        _ => key_hash(topic, key),
+    }
+}
+
 /// The hash of `topic#key`: the absolute value of Java's `String.hashCode` (0 for
 /// `i32::MIN`, as Java's `Math.abs` leaves it negative and RocketMQ maps that to 0).
 #[must_use]
 pub fn key_hash(topic: &str, key: &[u8]) -> u32 {
     let hash = if key.is_ascii() && topic.is_ascii() {
         // ASCII bytes are their own UTF-16 code units.
-        topic
-            .bytes()
-            .chain(core::iter::once(b'#'))
-            .chain(key.iter().copied())
-            .fold(0i32, |h, b| h.wrapping_mul(31).wrapping_add(i32::from(b)))
+        let prefix = continue_hash(continue_hash(0, topic.as_bytes()), b"#");
+        continue_hash(prefix, key) as i32
     } else {
         let text = format!("{topic}#{}", String::from_utf8_lossy(key));
         crate::protocol::message::tag::java_string_hash(&text)
@@ -273,6 +302,17 @@ mod tests {
         let java = |s: &str| crate::protocol::message::tag::java_string_hash(s).unsigned_abs();
         assert_eq!(key_hash("Orders", b"order-1"), java("Orders#order-1"));
         assert_eq!(key_hash("Orders", "é".as_bytes()), java("Orders#é"));
+        let long = "a-topic-name-longer-than-eight";
+        assert_eq!(
+            key_hash(long, b"AC110002004D12345678000003E80000"),
+            java(&format!("{long}#AC110002004D12345678000003E80000"))
+        );
+        for len in 0..20 {
+            let key: String = "0123456789abcdefghij".chars().take(len).collect();
+            assert_eq!(key_hash("T", key.as_bytes()), java(&format!("T#{key}")), "{len}");
+        }
+        assert_eq!(key_hash_after(topic_prefix("Orders"), "Orders", b"order-1"), java("Orders#order-1"));
+        assert_eq!(key_hash_after(topic_prefix("Orders"), "Orders", "é".as_bytes()), java("Orders#é"));
         assert_eq!(abs_hash(i32::MIN), 0);
         assert_eq!(abs_hash(-5), 5);
     }

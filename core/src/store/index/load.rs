@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 
 use super::layout::{Entry, Geometry, Header, Seal, ENTRY_LEN, HEADER_LEN, SLOT_LEN};
-use super::{file_path, index_dir, IndexFile, IndexSet, Live, SLOTS_PER_PAGE};
+use super::{file_path, index_dir, IndexFile, IndexSet, Live, PageSet, SLOTS_PER_PAGE};
 use crate::io::{DiskError, DiskOp, FilePath, StoreRead};
 use crate::store::{paths, Checkpoint, StoreConfig};
 
@@ -141,7 +141,7 @@ struct Replay {
     first: Option<Entry>,
     last: Option<Entry>,
     /// Pages of slots the replay changed.
-    dirty: BTreeSet<u32>,
+    dirty: PageSet,
 }
 
 /// Apply entries from `start` to `slots` while they continue the file: non-empty, in log
@@ -154,7 +154,7 @@ fn replay(
     start: u32,
     (floor, below): (u64, u64),
 ) -> Result<Replay, DiskError> {
-    let mut replay = Replay { next: start, first: None, last: None, dirty: BTreeSet::new() };
+    let mut replay = Replay { next: start, first: None, last: None, dirty: PageSet::default() };
     let mut floor = floor;
     let mut chunk = vec![0u8; REPLAY_CHUNK as usize * ENTRY_LEN as usize];
     while replay.next < geometry.entries {

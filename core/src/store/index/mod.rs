@@ -85,6 +85,39 @@ impl IndexConfig {
     }
 }
 
+/// Pages of slots changed since the slots were last written, a bit each: marked on every
+/// key appended, so a set that costs no allocation or search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PageSet(Vec<u64>);
+
+impl PageSet {
+    /// Mark `page`.
+    pub(crate) fn insert(&mut self, page: u32) {
+        let (word, bit) = (page as usize / 64, page % 64);
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        if let Some(w) = self.0.get_mut(word) {
+            *w |= 1 << bit;
+        }
+    }
+
+    /// The marked pages in order, clearing them.
+    pub(crate) fn take(&mut self) -> Vec<u32> {
+        let words = core::mem::take(&mut self.0);
+        let mut pages = Vec::new();
+        for (at, word) in words.into_iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let bit = word.trailing_zeros();
+                pages.push(u32::try_from(at * 64).unwrap_or(u32::MAX) + bit);
+                word &= word - 1;
+            }
+        }
+        pages
+    }
+}
+
 /// A file's slots and unwritten entries, kept in memory while it is filled and until its
 /// slots are on disk.
 #[derive(Debug)]
@@ -93,7 +126,7 @@ struct Live {
     /// Slots that are not 0.
     used: u32,
     /// Pages of slots changed since the slots were last written.
-    dirty: BTreeSet<u32>,
+    dirty: PageSet,
     /// Entries from `pending_from` on, not known written yet.
     pending: Vec<u8>,
     pending_from: u32,
@@ -111,7 +144,7 @@ struct Live {
 impl Live {
     fn new(slots: Vec<u32>, count: u32) -> Self {
         let used = u32::try_from(slots.iter().filter(|s| **s != 0).count()).unwrap_or(u32::MAX);
-        let mut dirty = BTreeSet::new();
+        let mut dirty = PageSet::default();
         for (page, chunk) in slots.chunks(SLOTS_PER_PAGE).enumerate() {
             if chunk.iter().any(|s| *s != 0) {
                 dirty.insert(u32::try_from(page).unwrap_or(u32::MAX));
@@ -149,6 +182,32 @@ struct IndexFile {
 impl IndexFile {
     fn count(&self) -> u32 {
         u32::try_from(self.header.index_count).unwrap_or(1)
+    }
+
+    /// Append an entry for a key hashing to `hash` of the record at `phys` (the file is
+    /// live and has room: [`IndexSet::file_for`] chose it).
+    fn put(&mut self, geometry: Geometry, hash: u32, phys: u64, store_timestamp: i64) {
+        let Some(live) = self.live.as_mut() else { return };
+        let index = u32::try_from(self.header.index_count).unwrap_or(1);
+        if index == 1 {
+            self.header.begin_timestamp = store_timestamp;
+            self.header.begin_phys = crate::protocol::wire_long(phys);
+        }
+        let slot = geometry.slot_of(hash);
+        let Some(head) = live.slots.get_mut(slot as usize) else { return };
+        let prev = *head;
+        *head = index;
+        if prev == 0 {
+            live.used += 1;
+            self.header.hash_slot_count = i32::try_from(live.used).unwrap_or(i32::MAX);
+        }
+        live.dirty.insert(slot / SLOTS_PER_PAGE as u32);
+        let seconds = store_timestamp.saturating_sub(self.header.begin_timestamp) / 1000;
+        let time_diff = i32::try_from(seconds.max(0)).unwrap_or(i32::MAX);
+        live.pending.extend_from_slice(&Entry { hash, phys, time_diff, prev }.encode());
+        self.header.index_count += 1;
+        self.header.end_timestamp = store_timestamp;
+        self.header.end_phys = crate::protocol::wire_long(phys);
     }
 }
 
@@ -226,37 +285,31 @@ impl IndexSet {
             return;
         }
         let cap = MAX_KEYS_PER_RECORD.min(self.config.max_entries.saturating_sub(1) as usize);
-        let count = record_keys(props, cap).count();
+        // Most records carry a unique id and a key or two: those are kept from the one
+        // scan of the properties; more are found again by a second.
+        let mut head: [&[u8]; 4] = [&[]; 4];
+        let mut count = 0;
+        for key in record_keys(props, cap) {
+            if let Some(kept) = head.get_mut(count) {
+                *kept = key;
+            }
+            count += 1;
+        }
         if count == 0 {
             return;
         }
         let geometry = self.geometry();
         let name = self.file_for(phys, u32::try_from(count).unwrap_or(u32::MAX));
         let Some(file) = self.files.get_mut(&name) else { return };
-        let Some(live) = file.live.as_mut() else { return };
-        for key in record_keys(props, cap) {
-            let hash = key_hash(topic, key);
-            let index = u32::try_from(file.header.index_count).unwrap_or(1);
-            if index == 1 {
-                file.header.begin_timestamp = store_timestamp;
-                file.header.begin_phys = crate::protocol::wire_long(phys);
-            }
-            let slot = geometry.slot_of(hash);
-            let Some(head) = live.slots.get_mut(slot as usize) else { return };
-            let prev = *head;
-            *head = index;
-            if prev == 0 {
-                live.used += 1;
-            }
-            live.dirty.insert(slot / SLOTS_PER_PAGE as u32);
-            let seconds = store_timestamp.saturating_sub(file.header.begin_timestamp) / 1000;
-            let time_diff = i32::try_from(seconds.max(0)).unwrap_or(i32::MAX);
-            live.pending.extend_from_slice(&Entry { hash, phys, time_diff, prev }.encode());
-            file.header.index_count += 1;
-            file.header.end_timestamp = store_timestamp;
-            file.header.end_phys = crate::protocol::wire_long(phys);
+        let prefix = layout::topic_prefix(topic);
+        let mut put = |key: &[u8]| {
+            file.put(geometry, layout::key_hash_after(prefix, topic, key), phys, store_timestamp)
+        };
+        if count <= head.len() {
+            head.iter().take(count).for_each(|key| put(key));
+        } else {
+            record_keys(props, cap).for_each(put);
         }
-        file.header.hash_slot_count = i32::try_from(live.used).unwrap_or(i32::MAX);
         self.staged.insert(name);
     }
 
@@ -400,7 +453,7 @@ impl IndexSet {
             let crc = crc32fast::hash(&table);
             let table = Bytes::from(table);
             let page_len = SLOTS_PER_PAGE * 4;
-            let mut dirty = core::mem::take(&mut live.dirty).into_iter().peekable();
+            let mut dirty = live.dirty.take().into_iter().peekable();
             while let Some(first) = dirty.next() {
                 let mut last_page = first;
                 while dirty.peek() == Some(&(last_page + 1)) {
