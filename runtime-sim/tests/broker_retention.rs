@@ -354,3 +354,56 @@ fn an_enospc_past_the_guard_fails_the_send_not_the_broker_and_writes_resume() {
     assert_eq!(stored.len(), acked, "acknowledged {acked}, stored {}", stored.len());
     assert!(node.fatal.is_empty());
 }
+
+fn index_files(node: &BrokerNode) -> Vec<String> {
+    use keel_core::io::{FilePath, StoreRead};
+    node.disk.list(&FilePath::new("index").unwrap()).unwrap()
+}
+
+/// QUERY_MESSAGE by the key `send_many` gave message `i` of `topic`: the response code.
+fn query_key(node: &mut BrokerNode, opaque: i32, topic: &str, i: usize) -> ResponseCode {
+    let header = keel_core::protocol::headers::QueryMessageRequestHeader {
+        topic: topic.into(),
+        key: format!("{topic}-{i:04}-{}", "x".repeat(200)),
+        max_num: 32,
+        begin_timestamp: 0,
+        end_timestamp: i64::MAX,
+        unique_key_query: None,
+    };
+    let reply = node
+        .call(CLIENT, &RemotingCommand::request(RequestCode::QUERY_MESSAGE, opaque, header.to_ext_fields()));
+    reply.response_code()
+}
+
+#[test]
+fn index_files_go_with_the_segments_retention_deletes_and_kept_messages_are_still_found() {
+    let mut node = boot(retention_config(), SharedDisk::default());
+    send_many(&mut node, "Old", 0, 200);
+    node.advance(30_000);
+    send_many(&mut node, "New", 0, 60);
+    let before = index_files(&node);
+    assert!(before.len() >= 4, "tiny index files fill and roll: {before:?}");
+    assert_eq!(query_key(&mut node, 1000, "Old", 0), ResponseCode::SUCCESS);
+    assert_eq!(query_key(&mut node, 1001, "New", 59), ResponseCode::SUCCESS);
+
+    // Old's segments expire and go; every index file holding only their records goes too.
+    node.advance(RESERVED_MS - 28_000);
+    let mut waited = 0;
+    while segments(&node).len() > 3 && waited < 20_000 {
+        node.advance(100);
+        waited += 100;
+    }
+    node.advance(1_000);
+    let after = index_files(&node);
+    assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+    assert_eq!(after, before[before.len() - after.len()..], "the oldest go first");
+    assert_eq!(query_key(&mut node, 1002, "Old", 0), ResponseCode::QUERY_NOT_FOUND);
+    for i in [0, 30, 59] {
+        assert_eq!(query_key(&mut node, 1003, "New", i), ResponseCode::SUCCESS, "New {i}");
+    }
+    // And after a crash the same holds.
+    let disk = node.kill();
+    let mut node = boot(retention_config(), disk);
+    assert_eq!(index_files(&node), after);
+    assert_eq!(query_key(&mut node, 1004, "New", 45), ResponseCode::SUCCESS);
+}

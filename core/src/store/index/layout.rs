@@ -195,6 +195,15 @@ impl Seal {
     }
 }
 
+/// The hash slots as they lie on disk.
+pub(crate) fn slot_bytes(slots: &[u32]) -> Vec<u8> {
+    let mut table = Vec::with_capacity(slots.len() * SLOT_LEN as usize);
+    for slot in slots {
+        table.extend_from_slice(&slot.to_be_bytes());
+    }
+    table
+}
+
 fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
     if let Some(dst) = out.get_mut(at..at + bytes.len()) {
         dst.copy_from_slice(bytes);

@@ -99,7 +99,8 @@ fn read_header(
     let header = Header::decode(head.get(..got).unwrap_or_default()).unwrap_or_default();
     let mut seal = [0u8; ENTRY_LEN as usize];
     let got = reader.read_at(path, geometry.entry_pos(0), &mut seal)?;
-    Ok((header, Seal::decode(seal.get(..got).unwrap_or_default(), &header)))
+    let seal = Seal::decode(seal.get(..got).unwrap_or_default(), &header);
+    Ok((header, seal.filter(|s| s.count >= 1 && s.count <= geometry.entries)))
 }
 
 /// The slots on disk, if their CRC is `crc`.
@@ -209,7 +210,7 @@ fn load_sealed(
     let path = file_path(name);
     let (header, seal) = read_header(reader, geometry, &path)?;
     let mut from_seal = None;
-    if let Some(seal) = seal.filter(|s| s.count >= 1 && s.count <= geometry.entries) {
+    if let Some(seal) = seal {
         let complete =
             seal.count == geometry.entries || read_entry(reader, geometry, &path, seal.count)?.is_none();
         if complete && vouched {
@@ -232,10 +233,7 @@ fn load_sealed(
     } else {
         replayed_header(Header { index_count: i32::try_from(start).unwrap_or(1), ..header }, &replay, &slots)
     };
-    let mut table = Vec::with_capacity(slots.len() * SLOT_LEN as usize);
-    for slot in &slots {
-        table.extend_from_slice(&slot.to_be_bytes());
-    }
+    let table = super::layout::slot_bytes(&slots);
     let seal = Seal::of(&header, crc32fast::hash(&table));
     fixups.push(DiskOp::Write { file: path.clone(), offset: geometry.slot_pos(0), data: Bytes::from(table) });
     fixups.push(DiskOp::Write {
@@ -285,7 +283,7 @@ fn load_newest(
     let path = file_path(name);
     let (header, seal) = read_header(reader, geometry, &path)?;
     let mut from_seal = None;
-    if let Some(seal) = seal.filter(|s| s.count >= 1 && s.count <= geometry.entries) {
+    if let Some(seal) = seal {
         let below = seal.count == 1
             || read_entry(reader, geometry, &path, seal.count - 1)?.is_some_and(|e| e.phys < reindex_from);
         match read_slots(reader, geometry, &path, seal.slots_crc)? {

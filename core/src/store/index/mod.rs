@@ -446,10 +446,7 @@ impl IndexSet {
                 continue;
             }
             let path = file_path(name);
-            let mut table = Vec::with_capacity(live.slots.len() * 4);
-            for slot in &live.slots {
-                table.extend_from_slice(&slot.to_be_bytes());
-            }
+            let table = layout::slot_bytes(&live.slots);
             let crc = crc32fast::hash(&table);
             let table = Bytes::from(table);
             let page_len = SLOTS_PER_PAGE * 4;

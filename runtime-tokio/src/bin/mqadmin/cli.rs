@@ -260,12 +260,8 @@ pub enum Command {
     UpdateKvConfig {
         #[command(flatten)]
         common: Common,
-        /// The namespace.
-        #[arg(short = 's', long = "namespace")]
-        namespace: String,
-        /// The key.
-        #[arg(short = 'k', long = "key")]
-        key: String,
+        #[command(flatten)]
+        item: KvItem,
         /// The value.
         #[arg(short = 'v', long = "value")]
         value: String,
@@ -274,12 +270,8 @@ pub enum Command {
     DeleteKvConfig {
         #[command(flatten)]
         common: Common,
-        /// The namespace.
-        #[arg(short = 's', long = "namespace")]
-        namespace: String,
-        /// The key.
-        #[arg(short = 'k', long = "key")]
-        key: String,
+        #[command(flatten)]
+        item: KvItem,
     },
     /// Get, put or delete an ordered topic's queues per broker set (`brokerName:queues;…`).
     UpdateOrderConf {
@@ -473,4 +465,15 @@ pub enum Command {
         #[arg(short = 't', long = "topic")]
         topic: String,
     },
+}
+
+/// A KV config item: `-s namespace -k key`.
+#[derive(Debug, clap::Args)]
+pub struct KvItem {
+    /// The namespace.
+    #[arg(short = 's', long = "namespace")]
+    pub namespace: String,
+    /// The key.
+    #[arg(short = 'k', long = "key")]
+    pub key: String,
 }

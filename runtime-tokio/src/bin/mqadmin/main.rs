@@ -88,12 +88,12 @@ async fn run(command: Command) -> anyhow::Result<String> {
             }
             Ok(out + &topic_text(&spec) + "\n")
         }
-        Command::UpdateKvConfig { common, namespace, key, value } => {
-            AdminClient::new(&common.namesrv)?.put_kv(&namespace, &key, &value).await?;
+        Command::UpdateKvConfig { common, item, value } => {
+            AdminClient::new(&common.namesrv)?.put_kv(&item.namespace, &item.key, &value).await?;
             Ok("create or update kv config to namespace success.\n".into())
         }
-        Command::DeleteKvConfig { common, namespace, key } => {
-            AdminClient::new(&common.namesrv)?.delete_kv(&namespace, &key).await?;
+        Command::DeleteKvConfig { common, item } => {
+            AdminClient::new(&common.namesrv)?.delete_kv(&item.namespace, &item.key).await?;
             Ok("delete kv config from namespace success.\n".into())
         }
         Command::UpdateOrderConf { common, topic, order_conf, method } => {
