@@ -278,6 +278,7 @@ fn broker_config(settings: &BrokerSettings, advertised: SocketAddr) -> anyhow::R
     config.election_priority = settings.election_priority;
     config.ha = settings.ha;
     config.slave_read_enable = settings.slave_read_enable;
+    config.trace_topic = settings.trace_topic_enable.then(|| settings.msg_trace_topic_name.clone());
     config.which_broker_when_consume_slowly = settings.which_broker_when_consume_slowly;
     if let Some(memory) = physical_memory() {
         config.slow_consume_bytes = memory / 100 * settings.access_message_in_memory_max_ratio.min(100);

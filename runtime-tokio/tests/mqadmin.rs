@@ -567,3 +567,79 @@ fn kv_config_is_kept_by_the_name_server_across_a_restart_and_orders_routes() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && err.contains("kvConfig.json"), "{err}");
 }
+
+#[test]
+fn trace_topic_is_created_and_query_msg_trace_by_id_reads_the_records_clients_wrote() {
+    let dir = scratch_dir("mqadmin-trace");
+    let conf = dir.join("broker.conf");
+    std::fs::write(&conf, "traceTopicEnable=true\n").unwrap();
+    let data = dir.join("data");
+    let keel = ServerProcess::start(
+        env!("CARGO_BIN_EXE_keel"),
+        &[
+            "-c",
+            conf.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--namesrv-port",
+            "0",
+            "--broker-port",
+            "0",
+        ],
+    );
+    let namesrv = keel.addr_in_boot_line(0).to_string();
+    let mut listed = String::new();
+    for _ in 0..100 {
+        listed = ok(&["topicList", "-n", &namesrv]);
+        if listed.lines().any(|t| t == "RMQ_SYS_TRACE_TOPIC") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(listed.lines().any(|t| t == "RMQ_SYS_TRACE_TOPIC"), "traceTopicEnable creates it: {listed}");
+
+    // What a RocketMQ client with message trace on writes for one message: its send, then
+    // a consumption (SubBefore and SubAfter paired by request id), keyed by the message id.
+    let id = "7F000001000078A1B2C3D4E5F6070809";
+    let pub_record = format!(
+        "Pub\u{1}1764892800000\u{1}DefaultRegion\u{1}pg-trace\u{1}Orders\u{1}{id}\u{1}TagA\u{1}k1\u{1}127.0.0.1:10911\u{1}5\u{1}4\u{1}0\u{1}0A000001000078A10000000000000000\u{1}true\u{2}"
+    );
+    let sub_records = format!(
+        "SubBefore\u{1}1764892801000\u{1}DefaultRegion\u{1}cg-trace\u{1}req-9\u{1}{id}\u{1}0\u{1}k1\u{2}SubAfter\u{1}req-9\u{1}{id}\u{1}12\u{1}true\u{1}k1\u{1}0\u{2}"
+    );
+    for body in [&pub_record, &sub_records] {
+        ok(&[
+            "sendMessage",
+            "-n",
+            &namesrv,
+            "-t",
+            "RMQ_SYS_TRACE_TOPIC",
+            "-p",
+            body,
+            "-k",
+            &format!("{id} k1"),
+        ]);
+    }
+    let trace = ok(&["queryMsgTraceById", "-n", &namesrv, "-i", id]);
+    let rows: Vec<Vec<&str>> = trace.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        rows[0],
+        ["#Type", "#ProducerGroup", "#ClientHost", "#SendTime", "#CostTimes", "#Status"],
+        "{trace}"
+    );
+    assert_eq!(
+        rows[1],
+        ["Pub", "pg-trace", "127.0.0.1", "2025-12-05", "00:00:00", "4ms", "success"],
+        "{trace}"
+    );
+    assert!(rows[2].is_empty(), "{trace}");
+    assert_eq!(rows[3][1], "#ConsumerGroup", "{trace}");
+    assert_eq!(
+        rows[4],
+        ["Sub", "cg-trace", "127.0.0.1", "2025-12-05", "00:00:01", "12ms", "success"],
+        "{trace}"
+    );
+    let (success, _, err) =
+        mqadmin(&["queryMsgTraceById", "-n", &namesrv, "-i", "00000000000000000000000000000000"]);
+    assert!(!success && err.contains("no trace of"), "{err}");
+}

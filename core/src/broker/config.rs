@@ -72,6 +72,9 @@ pub struct BrokerConfig {
     pub region: String,
     /// `TRACE_ON` in send replies.
     pub trace_on: bool,
+    /// `traceTopicEnable` with `msgTraceTopicName`: the topic message traces go to, created
+    /// at boot (one queue, as RocketMQ makes it); `None`: not created.
+    pub trace_topic: Option<String>,
     /// `messageDelayLevel`: the delay of each level.
     pub delay_levels: DelayLevels,
     /// `timerMaxDelaySec` (in ms): the furthest a timed message may be scheduled.
@@ -127,6 +130,7 @@ impl BrokerConfig {
             max_connections: 10_000,
             region: "DefaultRegion".into(),
             trace_on: true,
+            trace_topic: None,
             delay_levels: DelayLevels::default(),
             timer_max_delay_ms: super::timer::DEFAULT_MAX_DELAY_MS,
             timer_precision_ms: 1_000,

@@ -183,10 +183,20 @@ impl Broker {
         let metadata = MetadataFiles::new();
         let (auto_topics, queue_nums, wall) =
             (config.auto_create_topic, config.default_topic_queue_nums, now.wall);
-        let topics = match MetadataFiles::load::<TopicConfigSerializeWrapper>(&metadata.topics, &*reader) {
+        let mut topics = match MetadataFiles::load::<TopicConfigSerializeWrapper>(&metadata.topics, &*reader)
+        {
             Some(wrapper) => TopicTable::from_wrapper(wrapper, auto_topics, queue_nums, wall),
             None => TopicTable::new(auto_topics, queue_nums, wall),
         };
+        if let Some(trace) = config.trace_topic.as_deref().filter(|t| topics.get(t).is_none()) {
+            let trace_topic = crate::protocol::body::TopicConfig {
+                topic_name: trace.to_owned(),
+                read_queue_nums: 1,
+                write_queue_nums: 1,
+                ..crate::protocol::body::TopicConfig::default()
+            };
+            topics.put(trace_topic, wall);
+        }
         let offsets = MetadataFiles::load::<ConsumerOffsets>(&metadata.offsets, &*reader).unwrap_or_default();
         let epochs = MetadataFiles::load::<crate::ha::epoch::EpochHistory>(&metadata.epochs, &*reader)
             .and_then(|loaded| crate::ha::epoch::EpochHistory::from_entries(loaded.entries().to_vec()))

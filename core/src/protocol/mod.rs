@@ -14,6 +14,7 @@ pub mod json;
 pub mod message;
 #[cfg(any(test, feature = "testing"))]
 pub mod self_check;
+pub mod trace;
 
 pub use code::{version_desc, LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};
 pub use command::{ExtFields, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};

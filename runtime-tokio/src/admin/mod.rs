@@ -8,6 +8,7 @@ pub mod ha;
 pub mod kv;
 pub mod message;
 pub mod report;
+pub mod trace;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 

@@ -144,6 +144,10 @@ pub struct BrokerSettings {
     pub max_message_size: usize,
     /// `messageIndexEnable`, `maxHashSlotNum`, `maxIndexNum`: the IndexFile.
     pub index: keel_core::store::IndexConfig,
+    /// `traceTopicEnable`: create the trace topic at boot (false).
+    pub trace_topic_enable: bool,
+    /// `msgTraceTopicName`: the trace topic (`RMQ_SYS_TRACE_TOPIC`).
+    pub msg_trace_topic_name: String,
     /// `messageDelayLevel`: the delay of each level, `"1s 5s 10s …"`.
     pub message_delay_level: String,
     /// `timerMaxDelaySec`: the furthest a timed message may be scheduled (Keel: 40 days).
@@ -195,6 +199,8 @@ impl BrokerSettings {
         "messageIndexEnable",
         "maxHashSlotNum",
         "maxIndexNum",
+        "traceTopicEnable",
+        "msgTraceTopicName",
         "messageDelayLevel",
         "timerMaxDelaySec",
         "timerPrecisionMs",
@@ -294,6 +300,10 @@ impl BrokerSettings {
                 max_hash_slots: props.get("maxHashSlotNum")?.unwrap_or(5_000_000),
                 max_entries: props.get("maxIndexNum")?.unwrap_or(20_000_000),
             },
+            trace_topic_enable: props.get("traceTopicEnable")?.unwrap_or(false),
+            msg_trace_topic_name: props
+                .get("msgTraceTopicName")?
+                .unwrap_or_else(|| keel_core::protocol::trace::TRACE_TOPIC.to_owned()),
             message_delay_level: props
                 .get("messageDelayLevel")?
                 .unwrap_or_else(|| keel_core::broker::delay::DEFAULT_DELAY_LEVELS.into()),
@@ -396,7 +406,7 @@ impl BrokerSettings {
     #[must_use]
     pub fn to_properties(&self) -> String {
         format!(
-            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageIndexEnable={}\nmaxHashSlotNum={}\nmaxIndexNum={}\nmessageDelayLevel={}\ntimerMaxDelaySec={}\ntimerPrecisionMs={}\ntransactionTimeOut={}\ntransactionCheckInterval={}\ntransactionCheckMax={}\nrejectTransactionMessage={}\n",
+            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nbrokerIP1={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={}\nflushIntervalCommitLog={}\nautoCreateTopicEnable={}\nautoCreateSubscriptionGroup={}\ndefaultTopicQueueNums={}\nmappedFileSizeCommitLog={}\nmappedFileSizeConsumeQueue={}\nmaxMessageSize={}\nmessageIndexEnable={}\nmaxHashSlotNum={}\nmaxIndexNum={}\ntraceTopicEnable={}\nmsgTraceTopicName={}\nmessageDelayLevel={}\ntimerMaxDelaySec={}\ntimerPrecisionMs={}\ntransactionTimeOut={}\ntransactionCheckInterval={}\ntransactionCheckMax={}\nrejectTransactionMessage={}\n",
             self.cluster_name,
             self.broker_name,
             self.broker_id,
@@ -415,6 +425,8 @@ impl BrokerSettings {
             self.index.enabled,
             self.index.max_hash_slots,
             self.index.max_entries,
+            self.trace_topic_enable,
+            self.msg_trace_topic_name,
             self.message_delay_level,
             self.timer_max_delay_sec,
             self.timer_precision_ms,

@@ -256,6 +256,18 @@ pub enum Command {
         #[arg(short = 'a', long = "showAll")]
         show_all: bool,
     },
+    /// The trace of a message (what clients with message trace on recorded): its sends and
+    /// its consumptions.
+    QueryMsgTraceById {
+        #[command(flatten)]
+        common: Common,
+        /// The message id (UNIQ_KEY).
+        #[arg(short = 'i', long = "msgId")]
+        id: String,
+        /// The trace topic.
+        #[arg(short = 't', long = "traceTopic", default_value = "RMQ_SYS_TRACE_TOPIC")]
+        trace_topic: String,
+    },
     /// Set a KV config item on the name server.
     UpdateKvConfig {
         #[command(flatten)]

@@ -88,6 +88,13 @@ async fn run(command: Command) -> anyhow::Result<String> {
             }
             Ok(out + &topic_text(&spec) + "\n")
         }
+        Command::QueryMsgTraceById { common, id, trace_topic } => {
+            let lines = AdminClient::new(&common.namesrv)?.message_trace(&trace_topic, &id).await?;
+            if lines.is_empty() {
+                anyhow::bail!("no trace of {id} in {trace_topic}");
+            }
+            Ok(keel_runtime_tokio::admin::trace::trace_text(&lines))
+        }
         Command::UpdateKvConfig { common, item, value } => {
             AdminClient::new(&common.namesrv)?.put_kv(&item.namespace, &item.key, &value).await?;
             Ok("create or update kv config to namespace success.\n".into())
