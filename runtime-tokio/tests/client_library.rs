@@ -581,3 +581,65 @@ async fn an_operator_sees_what_a_consumer_holds_and_has_it_consume_a_message_dir
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_message_trace_on_a_send_and_its_consumption_are_traced_and_mqadmin_shows_them() {
+    let (_keel, namesrv) = start_keel("client-trace");
+    let traced = |instance: &str| {
+        let mut config = ClientConfig::new(vec![namesrv], format!("127.0.0.1@{instance}"));
+        config.trace_topic = Some("RMQ_SYS_TRACE_TOPIC".into());
+        KeelClient::start(config)
+    };
+    let producer = traced("trace-producer");
+    let request = SendRequest {
+        group: "pg-traced".into(),
+        message: OutgoingMessage { keys: Some("order-7".into()), ..message("LibTraced", 0) },
+        target: SendTarget::Any,
+    };
+    let id = producer.send(request).await.expect("send").unique_id;
+    let seen: Seen = Arc::default();
+    let consumer = traced("trace-consumer");
+    consumer
+        .start_consumer(consumer_config("cg_traced", "LibTraced"), recorder(&seen, "c", |_| false), 1)
+        .await
+        .unwrap();
+    wait_until("the message", Duration::from_secs(30), || !seen.lock().unwrap().is_empty()).await;
+
+    let n = namesrv.to_string();
+    let mut trace = String::new();
+    wait_until("a Pub and a Sub in the trace", Duration::from_secs(20), || {
+        trace = std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+            .args(["queryMsgTraceById", "-n", &n, "-i", &id])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        trace.contains("\nPub ") && trace.contains("\nSub ")
+    })
+    .await;
+    let row = |kind: &str| -> Vec<String> {
+        trace
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let published = row("Pub ");
+    assert_eq!(
+        (published[1].as_str(), published[2].as_str(), published[6].as_str()),
+        ("pg-traced", "127.0.0.1", "success"),
+        "{trace}"
+    );
+    let consumed = row("Sub ");
+    assert_eq!((consumed[1].as_str(), consumed[6].as_str()), ("cg_traced", "success"), "{trace}");
+    // The trace messages themselves are not traced, and a key query of the topic still
+    // finds only the message.
+    let by_key =
+        mqadmin(["queryMsgByKey", "-n", &n, "-t", "LibTraced", "-k", "order-7"].map(str::to_owned).to_vec())
+            .await
+            .unwrap();
+    assert_eq!(by_key.lines().count(), 2, "{by_key}");
+    producer.shutdown().await;
+    consumer.shutdown().await;
+}

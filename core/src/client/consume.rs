@@ -51,6 +51,14 @@ impl Client {
             // Answered after its consume timeout: it was already sent back.
             return;
         };
+        let cost_ms = now.mono.millis_since(delivery.started);
+        self.trace_consumed(
+            now,
+            &delivery.group,
+            &delivery.messages,
+            cost_ms,
+            result == ConsumeResult::Success,
+        );
         let Some(consumer) = self.consumers.get(&delivery.group) else { return };
         let (orderly, clustering) =
             (consumer.config.orderly, consumer.config.model == MessageModel::Clustering);

@@ -55,6 +55,9 @@ pub struct ClientConfig {
     pub send_timeout_ms: u64,
     /// Retries of a failed send on another queue (`retryTimesWhenSendFailed`).
     pub send_retries: u32,
+    /// Message trace (`enableMsgTrace`): the topic trace records go to
+    /// (`RMQ_SYS_TRACE_TOPIC`, or a `customizedTraceTopic`); `None`: not traced.
+    pub trace_topic: Option<String>,
 }
 
 impl ClientConfig {
@@ -69,6 +72,7 @@ impl ClientConfig {
             seed: 0,
             send_timeout_ms: 3_000,
             send_retries: 2,
+            trace_topic: None,
         }
     }
 }
@@ -217,6 +221,8 @@ pub struct Client {
     pub(super) next_delivery: u64,
     /// Consume-directly requests waiting for their listener.
     pub(super) direct: super::operator::DirectConsumes,
+    /// Trace sends in flight.
+    pub(super) tracer: super::tracer::Tracer,
     next_route_refresh: MonoNanos,
     next_heartbeat: MonoNanos,
     next_namesrv: usize,
@@ -246,6 +252,7 @@ impl Client {
             next_send: 0,
             next_delivery: 0,
             direct: super::operator::DirectConsumes::new(),
+            tracer: super::tracer::Tracer::default(),
             next_route_refresh: now.mono.plus_millis(ROUTE_REFRESH_MS),
             next_heartbeat: now.mono.plus_millis(HEARTBEAT_MS),
             next_namesrv: 0,

@@ -15,6 +15,7 @@ mod push_consumer;
 pub mod queue_choice;
 pub mod rebalance;
 pub mod route;
+mod tracer;
 mod transaction;
 pub mod transport;
 

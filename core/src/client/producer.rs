@@ -196,6 +196,26 @@ impl Client {
                 self.queue_choice.record(broker, latency, false, now.mono);
                 let Some(send) = self.sends.get(&id) else { return };
                 let status = SendStatus::of(reply.response_code()).unwrap_or(SendStatus::SendOk);
+                if self.config.trace_topic.is_some() {
+                    if let Ok(header) = SendMessageResponseHeader::decode(&reply.ext_fields) {
+                        // Owned copies: the pending send stays borrowed from `self` otherwise.
+                        let (group, message, unique_id) = (
+                            send.request.group.clone(),
+                            send.request.message.clone(),
+                            send.unique_id.clone(),
+                        );
+                        let published = super::tracer::Published {
+                            group: &group,
+                            message: &message,
+                            unique_id: &unique_id,
+                            offset_id: &header.msg_id,
+                            broker,
+                            cost_ms: latency,
+                        };
+                        self.trace_published(now, &published);
+                    }
+                }
+                let Some(send) = self.sends.get(&id) else { return };
                 let result = SendMessageResponseHeader::decode(&reply.ext_fields)
                     .map(|header| SendResult {
                         msg_id: header.msg_id,
@@ -234,6 +254,13 @@ impl Client {
     }
 
     fn finish_send(&mut self, id: SendId, result: Result<SendResult, SendError>) {
+        if self.is_trace_send(id) {
+            if let Err(error) = &result {
+                tracing::debug!(%error, "a trace record was not stored");
+            }
+            self.sends.remove(&id);
+            return;
+        }
         if self.sends.remove(&id).is_some() {
             self.events.push_back(ClientEvent::SendDone { id, result });
         }
