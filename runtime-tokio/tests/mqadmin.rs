@@ -393,12 +393,7 @@ fn reset_offset_by_time_is_pushed_to_members_and_sticks_for_clients_that_ignore_
 #[test]
 fn mqadmin_finds_messages_by_key_and_unique_id_and_still_does_after_a_crash() {
     let data = scratch_dir("mqadmin-keys").join("data");
-    let start = || {
-        ServerProcess::start(
-            env!("CARGO_BIN_EXE_keel"),
-            &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
-        )
-    };
+    let start = || ServerProcess::keel(env!("CARGO_BIN_EXE_keel"), &data, None);
     let keel = start();
     let namesrv = keel.addr_in_boot_line(0).to_string();
     let run = |namesrv: &str, args: &[&str]| {
@@ -482,12 +477,7 @@ fn mqadmin_finds_messages_by_key_and_unique_id_and_still_does_after_a_crash() {
 #[test]
 fn kv_config_is_kept_by_the_name_server_across_a_restart_and_orders_routes() {
     let data = scratch_dir("mqadmin-kv").join("data");
-    let start = || {
-        ServerProcess::start(
-            env!("CARGO_BIN_EXE_keel"),
-            &["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"],
-        )
-    };
+    let start = || ServerProcess::keel(env!("CARGO_BIN_EXE_keel"), &data, None);
     let run = |namesrv: &str, args: &[&str]| {
         let (command, rest) = args.split_first().unwrap();
         let args: Vec<&str> = [*command, "-n", namesrv].iter().chain(rest).copied().collect();
@@ -574,19 +564,7 @@ fn trace_topic_is_created_and_query_msg_trace_by_id_reads_the_records_clients_wr
     let conf = dir.join("broker.conf");
     std::fs::write(&conf, "traceTopicEnable=true\n").unwrap();
     let data = dir.join("data");
-    let keel = ServerProcess::start(
-        env!("CARGO_BIN_EXE_keel"),
-        &[
-            "-c",
-            conf.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--namesrv-port",
-            "0",
-            "--broker-port",
-            "0",
-        ],
-    );
+    let keel = ServerProcess::keel(env!("CARGO_BIN_EXE_keel"), &data, Some(&conf));
     let namesrv = keel.addr_in_boot_line(0).to_string();
     let mut listed = String::new();
     for _ in 0..100 {

@@ -54,19 +54,7 @@ async fn commits_are_delivered_once_rollbacks_never_and_unknowns_are_checked_bac
     let conf = dir.join("broker.conf");
     std::fs::write(&conf, BROKER_CONF).unwrap();
     let data = dir.join("data");
-    let keel = ServerProcess::start(
-        env!("CARGO_BIN_EXE_keel"),
-        &[
-            "-c",
-            conf.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--namesrv-port",
-            "0",
-            "--broker-port",
-            "0",
-        ],
-    );
+    let keel = ServerProcess::keel(env!("CARGO_BIN_EXE_keel"), &data, Some(&conf));
     assert!(keel.boot_line.starts_with("Keel is up."), "{}", keel.boot_line);
     let namesrv = keel.addr_in_boot_line(0);
 

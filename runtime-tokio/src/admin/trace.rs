@@ -84,36 +84,22 @@ pub fn trace_lines<'a>(messages: impl Iterator<Item = &'a StoredMessage>, msg_id
 #[must_use]
 pub fn trace_text(lines: &[TraceLine]) -> String {
     let mut out = String::new();
-    let row = |out: &mut String, l: &TraceLine| {
-        let status = if l.success { "success" } else { "failed" };
-        let cost = format!("{}ms", l.cost_ms);
-        let _ = writeln!(
-            out,
-            "{:<10} {:<20} {:<20} {:<20} {:<10} {:<10}",
-            l.kind,
-            l.group,
-            l.client_host,
-            utc(l.timestamp),
-            cost,
-            status
-        );
-    };
-    let _ = writeln!(
-        out,
-        "{:<10} {:<20} {:<20} {:<20} {:<10} {:<10}",
-        "#Type", "#ProducerGroup", "#ClientHost", "#SendTime", "#CostTimes", "#Status"
-    );
-    for line in lines.iter().filter(|l| l.kind == "Pub") {
-        row(&mut out, line);
-    }
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "{:<10} {:<20} {:<20} {:<20} {:<10} {:<10}",
-        "#Type", "#ConsumerGroup", "#ClientHost", "#ConsumerTime", "#CostTimes", "#Status"
-    );
-    for line in lines.iter().filter(|l| l.kind == "Sub") {
-        row(&mut out, line);
+    for (kind, group, time) in
+        [("Pub", "#ProducerGroup", "#SendTime"), ("Sub", "#ConsumerGroup", "#ConsumerTime")]
+    {
+        if kind == "Sub" {
+            let _ = writeln!(out);
+        }
+        let mut row = |cells: [&str; 6]| {
+            let [a, b, c, d, e, f] = cells;
+            let _ = writeln!(out, "{a:<10} {b:<20} {c:<20} {d:<20} {e:<10} {f:<10}");
+        };
+        row(["#Type", group, "#ClientHost", time, "#CostTimes", "#Status"]);
+        for line in lines.iter().filter(|l| l.kind == kind) {
+            let (when, cost) = (utc(line.timestamp), format!("{}ms", line.cost_ms));
+            let status = if line.success { "success" } else { "failed" };
+            row([line.kind, &line.group, &line.client_host, &when, &cost, status]);
+        }
     }
     out
 }

@@ -64,6 +64,19 @@ impl Drop for ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// `keel` (name server and broker in one process) on free ports with its data in
+    /// `data`, reading `conf` as its broker.conf if given.
+    pub fn keel(binary: &str, data: &std::path::Path, conf: Option<&std::path::Path>) -> Self {
+        let mut args =
+            vec!["--data-dir", data.to_str().unwrap(), "--namesrv-port", "0", "--broker-port", "0"];
+        if let Some(conf) = conf {
+            args.extend(["-c", conf.to_str().unwrap()]);
+        }
+        Self::start(binary, &args)
+    }
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("keel-{name}-{}", std::process::id()));
