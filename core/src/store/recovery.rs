@@ -418,7 +418,7 @@ fn plan_incremental(
     // Queues keep entries of records ending at or below the boundary; records from the
     // boundary on are dispatched again as the scan meets them.
     let mut loaded = load_queues(reader, file_size, boundary, first, abnormal, ignored)?;
-    verify_queue_tails(reader, config, file_size, &mut loaded)?;
+    verify_queue_tails(reader, config, file_size, boundary, &mut loaded)?;
     let mut queues = queues_from(config, &loaded);
     let (mut index, index_fixups) = index::load(reader, config, boundary, checkpoint, ignored)?;
     let mut redispatched = 0u64;
@@ -439,7 +439,7 @@ fn plan_incremental(
         // recovered end instead. Nothing was dispatched, since no record lay past the boundary.
         ignored.clear();
         let mut loaded = load_queues(reader, file_size, scan.end, first, true, ignored)?;
-        verify_queue_tails(reader, config, file_size, &mut loaded)?;
+        verify_queue_tails(reader, config, file_size, scan.end, &mut loaded)?;
         let queues = queues_from(config, &loaded);
         let index = index::load(reader, config, scan.end, checkpoint, ignored)?;
         return Ok(Some(Plan { queues, index, loaded, scan, scanned_from, redispatched: 0, rebuilt: false }));

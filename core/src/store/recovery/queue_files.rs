@@ -258,6 +258,7 @@ pub(super) fn verify_queue_tails(
     reader: &dyn StoreRead,
     config: &StoreConfig,
     file_size: u64,
+    cut: u64,
     loaded: &mut [LoadedQueue],
 ) -> Result<(), RecoveryError> {
     for queue in loaded {
@@ -270,9 +271,13 @@ pub(super) fn verify_queue_tails(
             let got = reader.read_at(&file, pos % file_size, &mut slot)?;
             // A mismatch must be read again before it is believed: dropping a good entry to
             // a transient read fault would lose a message and reuse its offset.
+            // An entry past the cut points into log recovery is about to drop (a stale
+            // entry the search took for a trusted one can leave one below it): never a match,
+            // however whole the record still on disk there looks.
             let matches = got == slot.len()
                 && CqEntry::decode(&slot).is_some_and(|entry| {
-                    (0..MISMATCH_READS).any(|_| entry_matches(reader, config, queue, offset, &entry))
+                    entry.end().0 <= cut
+                        && (0..MISMATCH_READS).any(|_| entry_matches(reader, config, queue, offset, &entry))
                 });
             if matches {
                 break;
