@@ -261,17 +261,19 @@ pub fn check_timing(history: &History, config: &TimingCheckConfig, limit: usize)
                 // A send never answered may be stored all the same: its clock is the one at
                 // the send (seed 1412277095554324002: a timer sent while the store repaired, with
                 // the clock 52 min behind its highest reading, kept the store's timestamp).
-                let (wall, high) = facts
-                    .acked
-                    .get(key)
-                    .map(|(_, wall, high)| (*wall, *high))
-                    .or_else(|| facts.sent_clock.get(key).copied())
-                    .unwrap_or((0, 0));
+                // So may an attempt before the one answered: the copy may be either's
+                // (seed 2026028571533659357: the first attempt, sent 101 s behind the
+                // clock's high after a backward step, was stored and went unanswered; the
+                // retry that was answered came after a forward step had caught up).
+                let contexts = [
+                    facts.acked.get(key).map(|(_, wall, high)| (*wall, *high)),
+                    facts.sent_clock.get(key).copied(),
+                ];
                 let from = facts.sent.get(key).map_or(0, |(sent, _)| *sent);
                 // Catching up after a backward step holds a level's heads. A fault going
                 // on in between excuses too: a small disk that retention keeps freeing is
                 // full now and then for the whole fault phase, and a delivery waits for space.
-                let catching_up = high > wall;
+                let catching_up = contexts.iter().flatten().any(|(wall, high)| high > wall);
                 if !catching_up && !facts.any_during(from, copy.at) {
                     add(format!(
                         "{key:x} stored {} ms late by the broker's clock with no fault to excuse it",
@@ -470,6 +472,27 @@ mod tests {
         };
         assert!(unanswered(true).is_empty(), "{:?}", unanswered(true));
         assert_eq!(unanswered(false).len(), 1);
+        // An attempt stored but unanswered, sent behind the clock's high, and a retry
+        // answered after the clock caught up: the first copy's context is its send's.
+        let retried = |step: bool| {
+            let mut h = History::default();
+            if step {
+                h.push(0, Event::BrokerClockStep { from_ms: 1_060_000, to_ms: 1_000_000 });
+            }
+            let sent = Event::TimingSent {
+                key: 7,
+                timing: Timing::Timer { delay_ms: 5_000 },
+                broker_wall_ms: 1_000_000,
+            };
+            h.push(1, sent);
+            copy(&mut h, 7, 3_000, 0, 1_060_000, Some(1_005_000));
+            let ack =
+                Event::TimingAcked { key: 7, phys: 0, broker_wall_ms: 1_070_000, broker_high_ms: 1_070_000 };
+            h.push(8_000, ack);
+            check_timing(&h, &CONFIG, 10)
+        };
+        assert!(retried(true).is_empty(), "{:?}", retried(true));
+        assert_eq!(retried(false).len(), 1, "without the step, still late");
         // A fault in between excuses lateness, never earliness.
         h.push(6_000, Event::Fault { what: "pause broker for 3s".into() });
         assert_eq!(check_timing(&h, &CONFIG, 10).len(), 1);
