@@ -63,6 +63,15 @@ if ! command -v protoc >/dev/null 2>&1; then
   $sudo_cmd apt-get install -y -q protobuf-compiler >/dev/null
 fi
 
+# The dashboard's test loads it in headless Chromium: install Debian's when it is missing.
+if [ -z "${KEEL_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
+  echo "=== installing chromium (headless, for the dashboard's test)"
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -q >/dev/null
+  $sudo_cmd apt-get install -y -q chromium >/dev/null
+fi
+
 echo "=== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

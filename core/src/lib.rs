@@ -31,9 +31,11 @@
 pub mod broker;
 pub mod client;
 pub mod controller;
+pub mod grpc;
 pub mod ha;
 pub mod invalid_setting;
 pub mod io;
+pub mod metrics;
 pub mod mutation;
 pub mod namesrv;
 pub mod protocol;

@@ -176,6 +176,7 @@ pub(crate) async fn namesrv_main(skew: SharedSkew, epoch: Instant) {
         never,
         |_, _| {},
         |_| true,
+        None,
     )
     .await;
 }

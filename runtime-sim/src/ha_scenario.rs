@@ -203,9 +203,17 @@ async fn controller_main(peers: ControllerPeers, epoch: Instant, mutation: Optio
     let never = std::future::pending::<()>();
     let listeners = vec![(listener, keel_core::io::ConnKind::Remoting)];
     let disk: Arc<dyn keel_runtime_tokio::disk::Disk> = Arc::new(disk);
-    let _ =
-        driver::run(&mut machine, listeners, Some((disk, completions)), config, never, |_, _| {}, |_| true)
-            .await;
+    let _ = driver::run(
+        &mut machine,
+        listeners,
+        Some((disk, completions)),
+        config,
+        never,
+        |_, _| {},
+        |_| true,
+        None,
+    )
+    .await;
 }
 
 fn key_of(message: &StoredMessage) -> Option<u32> {
@@ -329,6 +337,7 @@ async fn observe(world: World, records: Records, epoch: Instant, slots: Vec<Brok
                     topic_filter_type: None,
                     topic_sys_flag: None,
                     order: None,
+                    attributes: None,
                 };
                 let create =
                     RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_TOPIC, 0, header.to_ext_fields());

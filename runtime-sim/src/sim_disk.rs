@@ -539,7 +539,7 @@ impl StoreRead for SimDisk {
             if file.as_str().starts_with("commitlog/") && n > 0 {
                 let reads = self.commitlog_reads.get() + 1;
                 self.commitlog_reads.set(reads);
-                if reads % every == 0 {
+                if reads.is_multiple_of(every) {
                     buf[n / 2] ^= 0x10;
                 }
             }

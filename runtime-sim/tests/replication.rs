@@ -32,7 +32,7 @@ fn append(node: &mut StoreNode, i: usize) {
     let body = vec![b'a' + (i % 26) as u8; 20 + (i * 97) % 900];
     let props = properties::encode(&[("TAGS", "A"), ("KEYS", &format!("k{i}"))]);
     let request = AppendRequest {
-        topic: if i % 5 == 0 { "Other" } else { "T" },
+        topic: if i.is_multiple_of(5) { "Other" } else { "T" },
         queue_id: (i % 2) as i32,
         flag: 0,
         sys_flag: if i % 7 == 3 { sys_flag::TRANSACTION_PREPARED } else { 0 },

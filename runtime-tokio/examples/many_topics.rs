@@ -176,6 +176,7 @@ async fn fill(addr: SocketAddr, topics: usize, queues: i32) -> anyhow::Result<()
             topic_filter_type: None,
             topic_sys_flag: None,
             order: None,
+            attributes: None,
         };
         let request =
             RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_TOPIC, 0, header.to_ext_fields());

@@ -189,10 +189,51 @@ impl Connections {
     }
 }
 
+/// A look at the machine between two inputs (a metrics scrape): run on the loop, with the
+/// machine and the time, never changing it.
+pub type Inspect<M> = Box<dyn FnOnce(&M, Now) + Send>;
+
+/// What a helper in the same process (the HTTP endpoints, the gRPC endpoint) asks of the loop.
+pub enum Ask<M> {
+    /// A look at the machine between two inputs.
+    Look(Inspect<M>),
+    /// Serve `stream` as a remoting connection from `peer`, like an accepted one, without a
+    /// socket: a gRPC client's session with its broker.
+    Connect {
+        /// The loop's end of the pipe.
+        stream: tokio::io::DuplexStream,
+        /// Whom the connection stands for (the gRPC client's address).
+        peer: SocketAddr,
+    },
+}
+
+/// Why a look was not answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookRefused {
+    /// Too many asks are already waiting for the loop.
+    Busy,
+    /// The loop has stopped.
+    Stopped,
+}
+
+/// Ask the loop behind `asks` for `what` of its machine, between two inputs.
+pub async fn look<M: 'static, T: Send + 'static>(
+    asks: &mpsc::Sender<Ask<M>>,
+    what: impl FnOnce(&M, Now) -> T + Send + 'static,
+) -> Result<T, LookRefused> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let inspect: Inspect<M> = Box::new(move |machine: &M, now| {
+        let _ = tx.send(what(machine, now));
+    });
+    asks.try_send(Ask::Look(inspect)).map_err(|_| LookRefused::Busy)?;
+    rx.await.map_err(|_| LookRefused::Stopped)
+}
+
 /// Run `machine` on connections accepted from `listener` (and `disk`, if it has one) until
 /// `shutdown` resolves; then `on_shutdown` is called and the loop keeps running until
 /// `done` says the machine has finished (e.g. its store has flushed and removed the abort
-/// marker).
+/// marker). What `asks` asks is done between inputs.
+#[allow(clippy::too_many_arguments)] // one loop, configured in one call
 pub async fn run<M: Machine>(
     machine: &mut M,
     listeners: Vec<(TcpListener, ConnKind)>,
@@ -201,6 +242,7 @@ pub async fn run<M: Machine>(
     shutdown: impl Future<Output = ()>,
     mut on_shutdown: impl FnMut(&mut M, Now),
     mut done: impl FnMut(&M) -> bool,
+    mut asks: Option<mpsc::Receiver<Ask<M>>>,
 ) -> Result<(), DriverError> {
     let clock = Arc::clone(&config.clock);
     let limits = ConnLimits::of(&config);
@@ -234,6 +276,12 @@ pub async fn run<M: Machine>(
                 None => std::future::pending().await,
             }
         };
+        let ask = async {
+            match asks.as_mut() {
+                Some(asks) => asks.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         // `biased`: a fixed order, because tokio's random branch order draws from a
         // process-wide counter, which would make a simulated run depend on what else ran in
         // the process. Completions and deadlines come first: they are bounded, while a
@@ -246,6 +294,19 @@ pub async fn run<M: Machine>(
             }
             Some((io, result)) = completion => machine.handle(clock.now(), Input::DiskDone { io, result }),
             () = sleep => machine.handle(clock.now(), Input::Timeout),
+            // Before requests, so a flood of them does not starve a scrape.
+            ask = ask => match ask {
+                Some(Ask::Look(look)) => look(machine, clock.now()),
+                Some(Ask::Connect { stream, peer }) => {
+                    let conn = ConnId(numbers.fetch_add(1, Ordering::Relaxed) + 1);
+                    let (events, limits) = (events_tx.clone(), limits.clone());
+                    // Spawned: announcing it waits for room in the queue this loop empties.
+                    tokio::spawn(async move {
+                        start_connection(conn, peer, ConnKind::Remoting, stream, &events, &limits).await;
+                    });
+                }
+                None => asks = None,
+            },
             event = events.recv() => match event {
                 Some(event) => conns.on_event(machine, clock.now(), event),
                 None => break Ok(()),
@@ -323,6 +384,7 @@ pub(crate) async fn connect(
 ) {
     match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
             start_connection(conn, addr, kind, stream, &events, &limits).await;
         }
         Ok(Err(error)) => {
@@ -337,15 +399,17 @@ pub(crate) async fn connect(
 }
 
 /// Spawn a connection's reader and writer and announce it to the loop.
-async fn start_connection(
+async fn start_connection<S>(
     conn: ConnId,
     peer: SocketAddr,
     kind: ConnKind,
-    stream: TcpStream,
+    stream: S,
     events: &mpsc::Sender<Event>,
     limits: &ConnLimits,
-) -> bool {
-    let _ = stream.set_nodelay(true);
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     let (read_half, write_half) = tokio::io::split(stream);
     let (writer, queue) = mpsc::channel::<Bytes>(limits.write_queue);
     tokio::spawn(write_loop(write_half, queue));
@@ -375,15 +439,16 @@ async fn accept_loop(
             }
         };
         let conn = ConnId(accepted.numbers.fetch_add(1, Ordering::Relaxed) + 1);
+        let _ = stream.set_nodelay(true);
         if !start_connection(conn, peer, accepted.kind, stream, &events, &limits).await {
             return;
         }
     }
 }
 
-async fn read_loop(
+async fn read_loop<S: tokio::io::AsyncRead>(
     conn: ConnId,
-    mut stream: tokio::io::ReadHalf<TcpStream>,
+    mut stream: tokio::io::ReadHalf<S>,
     events: mpsc::Sender<Event>,
     limits: ConnLimits,
 ) {
@@ -418,7 +483,10 @@ async fn read_loop(
 const WRITE_BATCH: usize = 64;
 const WRITE_BATCH_BYTES: usize = 1 << 20;
 
-async fn write_loop(mut stream: tokio::io::WriteHalf<TcpStream>, mut queue: mpsc::Receiver<Bytes>) {
+async fn write_loop<S: tokio::io::AsyncWrite>(
+    mut stream: tokio::io::WriteHalf<S>,
+    mut queue: mpsc::Receiver<Bytes>,
+) {
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
     while let Some(data) = queue.recv().await {
         // Whatever else is already queued goes in the same write: a master's transfer
@@ -440,8 +508,8 @@ async fn write_loop(mut stream: tokio::io::WriteHalf<TcpStream>, mut queue: mpsc
 
 /// Write every buffer of `batch`, in order, with as few vectored writes as the socket
 /// takes; `batch` is empty afterwards.
-async fn write_all_vectored(
-    stream: &mut tokio::io::WriteHalf<TcpStream>,
+async fn write_all_vectored<S: tokio::io::AsyncWrite>(
+    stream: &mut tokio::io::WriteHalf<S>,
     batch: &mut Vec<Bytes>,
 ) -> std::io::Result<()> {
     let mut first = 0;

@@ -19,10 +19,12 @@ pub mod config;
 pub mod controller_server;
 pub mod disk;
 pub mod driver;
+pub mod grpc;
 pub mod remoting_client;
 pub mod routed_disk;
 pub mod server;
 pub mod startup;
+pub mod web;
 
 pub use startup::init_logging;
 

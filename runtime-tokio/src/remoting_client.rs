@@ -37,8 +37,28 @@ pub struct RemotingClient {
 impl RemotingClient {
     /// Connect to `addr`.
     pub async fn connect(addr: SocketAddr) -> Result<Self, ClientError> {
+        Self::connect_hearing(addr, None).await
+    }
+
+    /// Connect to `addr`; requests the server sends (a transaction check) go to `requests`
+    /// (dropped, with a warning, while it is full).
+    pub async fn connect_hearing(
+        addr: SocketAddr,
+        requests: Option<mpsc::Sender<RemotingCommand>>,
+    ) -> Result<Self, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        Ok(Self::over(stream, addr, requests))
+    }
+
+    /// A client over `stream`, a connection to `peer` already open (a pipe to a broker in
+    /// the same process); requests the server sends go to `requests`, as with
+    /// [`Self::connect_hearing`].
+    pub fn over<S>(stream: S, peer: SocketAddr, requests: Option<mpsc::Sender<RemotingCommand>>) -> Self
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let addr = peer;
         let (mut read_half, mut write_half) = tokio::io::split(stream);
         let waiters: Waiters = Arc::default();
         let (writer, mut outgoing) = mpsc::channel::<Bytes>(1024);
@@ -71,7 +91,13 @@ impl RemotingClient {
                 while let Some(frame) = decoder.next_frame() {
                     let Ok(cmd) = frame else { break };
                     if !cmd.is_response() {
-                        continue; // requests from the broker (e.g. NOTIFY_CONSUMER_IDS_CHANGED)
+                        // Requests from the broker (a transaction check; ids changed).
+                        if let Some(requests) = &requests {
+                            if requests.try_send(cmd).is_err() {
+                                tracing::warn!(%addr, "a request from the server dropped: its queue is full");
+                            }
+                        }
+                        continue;
                     }
                     let waiter =
                         reader_waiters.lock().unwrap_or_else(PoisonError::into_inner).remove(&cmd.opaque);
@@ -83,7 +109,7 @@ impl RemotingClient {
             // Dropping the senders fails every call still waiting.
             reader_waiters.lock().unwrap_or_else(PoisonError::into_inner).clear();
         });
-        Ok(Self { writer, waiters, next_opaque: std::sync::atomic::AtomicI32::new(1) })
+        Self { writer, waiters, next_opaque: std::sync::atomic::AtomicI32::new(1) }
     }
 
     fn opaque(&self) -> i32 {

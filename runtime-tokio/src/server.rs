@@ -74,6 +74,7 @@ impl<M: Machine> ListenerServer<M> {
             shutdown,
             |_, _| {},
             |_| true,
+            None,
         )
         .await?;
         tracing::info!(what = self.what, "stopped");
@@ -146,6 +147,12 @@ pub struct BrokerServer {
     advertised: SocketAddr,
     /// `readChunkBytes` and `requestBufferBytes`.
     read_limits: (usize, usize),
+    /// The Prometheus endpoint, when `metricsExporterType=PROM`.
+    metrics: Option<TcpListener>,
+    /// The dashboard, when `dashboardEnable=true`, with the name servers it asks.
+    dashboard: Option<(TcpListener, Vec<SocketAddr>)>,
+    /// The gRPC endpoint, when `enableProxy=true`.
+    grpc: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for BrokerServer {
@@ -170,10 +177,31 @@ impl BrokerServer {
         let ha_addr = SocketAddr::from(([0, 0, 0, 0], ha_port));
         let replication = TcpListener::bind(ha_addr).await.map_err(|e| listen_error(ha_addr, &e))?;
         config.ha_addr = Some(SocketAddr::new(settings.broker_ip, replication.local_addr()?.port()));
+        let metrics = match settings.metrics_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?),
+            None => None,
+        };
+        let dashboard = match settings.dashboard_addr {
+            Some(addr) => Some((
+                TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?,
+                config.namesrv_addrs.clone(),
+            )),
+            None => None,
+        };
+        let grpc = match settings.grpc_port {
+            Some(port) => {
+                let addr = SocketAddr::from(([0, 0, 0, 0], port));
+                Some(TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?)
+            }
+            None => None,
+        };
         let server = Self::from_parts(config, listener, disk, completions, Arc::new(SystemClock::start()))?;
         Ok(Self {
+            grpc,
             read_limits: (settings.read_chunk_bytes, settings.request_buffer_bytes),
             replication: Some(replication),
+            metrics,
+            dashboard,
             ..server
         })
     }
@@ -194,7 +222,19 @@ impl BrokerServer {
         let broker = Broker::new(config, store, Box::new(Arc::clone(&disk)), clock.now());
         let defaults = DriverConfig::default();
         let read_limits = (defaults.read_chunk, defaults.queued_bytes);
-        Ok(Self { broker, listener, replication: None, disk, completions, clock, advertised, read_limits })
+        Ok(Self {
+            broker,
+            listener,
+            replication: None,
+            disk,
+            completions,
+            clock,
+            advertised,
+            read_limits,
+            metrics: None,
+            dashboard: None,
+            grpc: None,
+        })
     }
 
     /// Serve slaves on `listener` too (the simulator binds its own).
@@ -216,12 +256,57 @@ impl BrokerServer {
         Some(SocketAddr::new(self.advertised.ip(), port))
     }
 
+    /// Where `/metrics` is served, if it is.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref()?.local_addr().ok()
+    }
+
+    /// Where RocketMQ 5.x's gRPC clients are served, if they are.
+    #[must_use]
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        let port = self.grpc.as_ref()?.local_addr().ok()?.port();
+        Some(SocketAddr::new(self.advertised.ip(), port))
+    }
+
+    /// Where the dashboard is served, if it is.
+    #[must_use]
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard.as_ref()?.0.local_addr().ok()
+    }
+
     /// Serve until `shutdown` resolves, then flush the store and metadata and return.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut sites = Vec::new();
+        if let Some(listener) = self.metrics.take() {
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving Prometheus metrics at /metrics");
+            sites.push((listener, crate::web::Site::Metrics));
+        }
+        if let Some((listener, namesrvs)) = self.dashboard.take() {
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving the dashboard");
+            sites.push((listener, crate::web::Site::Dashboard { namesrvs }));
+        }
+        let (looks, endpoints) = if sites.is_empty() && self.grpc.is_none() {
+            (None, Vec::new())
+        } else {
+            let (tx, rx) = mpsc::channel(crate::web::MAX_WAITING_LOOKS);
+            let mut endpoints: Vec<_> = sites
+                .into_iter()
+                .map(|(listener, site)| tokio::spawn(crate::web::serve(listener, tx.clone(), site)))
+                .collect();
+            if let Some(listener) = self.grpc.take() {
+                let grpc_port = listener.local_addr()?.port();
+                let namesrvs = self.broker.config().namesrv_addrs.clone();
+                tracing::info!(port = grpc_port, "serving RocketMQ 5.x gRPC clients");
+                let service = crate::grpc::Messaging::new(namesrvs, grpc_port, tx.clone());
+                endpoints.push(tokio::spawn(crate::grpc::serve(listener, service)));
+            }
+            (Some(rx), endpoints)
+        };
         let listeners = std::iter::once((self.listener, ConnKind::Remoting))
             .chain(self.replication.map(|listener| (listener, ConnKind::Replication)))
             .collect();
-        driver::run(
+        let ran = driver::run(
             &mut self.broker,
             listeners,
             Some((self.disk, self.completions)),
@@ -237,8 +322,13 @@ impl BrokerServer {
                 broker.begin_shutdown();
             },
             Broker::is_stopped,
+            looks,
         )
-        .await?;
+        .await;
+        for endpoint in endpoints {
+            endpoint.abort();
+        }
+        ran?;
         tracing::info!("broker stopped cleanly");
         Ok(())
     }

@@ -89,7 +89,7 @@ impl Node {
         let body = format!("message {i} ").repeat(i % 20 + 1);
         let tag = format!("Tag{}", i % 3);
         let props = properties::encode(&[("TAGS", tag.as_str())]);
-        let topic = if i % 2 == 0 { "TopicA" } else { "TopicB" };
+        let topic = if i.is_multiple_of(2) { "TopicA" } else { "TopicB" };
         let req = request(topic, i32::try_from(i % 4).unwrap(), body.as_bytes(), &props);
         self.store.append(self.now, &req).unwrap();
     }

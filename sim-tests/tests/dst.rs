@@ -269,7 +269,7 @@ mod runner {
                 failed += 1;
                 report_failure(seed, finished, mutation);
             }
-            if count >= 100 && done % (count / 10) == 0 {
+            if count >= 100 && done.is_multiple_of(count / 10) {
                 println!(
                     "progress: {done} of {count} seeds, {failed} failed, {:.0} s, {} MiB resident",
                     started.elapsed().as_secs_f64(),

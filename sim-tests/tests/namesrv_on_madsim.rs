@@ -35,6 +35,7 @@ async fn namesrv_main() {
         never,
         |_, _| {},
         |_| true,
+        None,
     )
     .await
     .expect("driver");

@@ -39,7 +39,8 @@ fn config(seed: u64) -> StoreConfig {
     config.segment_size = 4096;
     config.queue_file_entries = 8;
     config.max_message_size = 512;
-    config.flush_mode = if seed % 2 == 0 { FlushMode::Sync } else { FlushMode::Async { interval_ms: 20 } };
+    config.flush_mode =
+        if seed.is_multiple_of(2) { FlushMode::Sync } else { FlushMode::Async { interval_ms: 20 } };
     config.checkpoint_interval_ms = 50;
     config
 }

@@ -28,6 +28,8 @@ pub mod delay;
 mod ha_client;
 mod metadata;
 mod metadata_sync;
+mod metrics;
+pub mod overview;
 mod refusal;
 mod registration;
 mod repair;
@@ -38,6 +40,7 @@ mod send;
 mod shared;
 pub mod timer;
 pub mod topics;
+pub(crate) mod traffic;
 pub mod transaction;
 
 use std::collections::VecDeque;
@@ -264,6 +267,7 @@ impl Broker {
                 epoch_change: 0,
                 booted: false,
                 stats: BrokerStats::default(),
+                traffic: traffic::Traffic::default(),
                 metadata,
                 topics_before_request: 0,
                 request_received: now.mono,
@@ -302,6 +306,12 @@ impl Broker {
     #[must_use]
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// Its settings.
+    #[must_use]
+    pub fn config(&self) -> &BrokerConfig {
+        &self.shared.config
     }
 
     /// The topic table.

@@ -187,6 +187,10 @@ impl Broker {
         };
         let reply = answer.unwrap_or_else(|refusal| Some(refusal.reply_to(&cmd)));
         if let Some(reply) = reply {
+            if !cmd.is_oneway() {
+                let waited = now.mono.0.saturating_sub(self.shared.request_received.0);
+                self.shared.traffic.answered(cmd.code, reply.code, false, waited);
+            }
             remoting::reply(&mut self.shared.out, conn, &cmd, &reply);
         }
     }

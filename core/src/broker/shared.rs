@@ -30,6 +30,8 @@ pub(super) struct Shared {
     pub(super) namesrvs: NamesrvLinks,
     pub(super) metadata: MetadataFiles,
     pub(super) stats: BrokerStats,
+    /// Traffic by topic and group, and request latency, for the metrics.
+    pub(super) traffic: super::traffic::Traffic,
     pub(super) unique_ids: UniqueIdGenerator,
     pub(super) next_opaque: i32,
     /// The newest CommitLog end a streaming slave reported holding (`None`: no slave
@@ -190,6 +192,7 @@ impl Shared {
             needs_slave,
             silent: request.is_oneway(),
             since: now.mono,
+            request: (request.code, self.request_received),
             topics_change,
         });
     }
@@ -229,7 +232,7 @@ impl Shared {
     /// Send every reply whose data is now durable enough, in order.
     pub(super) fn release_replies(&mut self, now: Now) {
         let ends = self.release_ends(now);
-        self.replies.release(ends, &self.metadata.topics, &mut self.out);
+        self.replies.release(ends, &self.metadata.topics, &mut self.out, &mut self.traffic);
     }
 }
 

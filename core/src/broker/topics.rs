@@ -164,6 +164,51 @@ impl TopicTable {
     }
 }
 
+/// The topic attribute naming the message types 5.x producers may send to it.
+pub const MESSAGE_TYPE: &str = "message.type";
+/// The values `message.type` takes (RocketMQ's `TopicMessageType`, MIXED accepting all).
+const MESSAGE_TYPES: &[&str] = &["NORMAL", "FIFO", "DELAY", "TRANSACTION", "MIXED"];
+
+/// A topic's attributes after the changes `spec` asks (`+key=value` sets, `-key` removes,
+/// comma-separated; RocketMQ's syntax), for a topic being created or one that has
+/// `current`. Only `message.type` is known; any other key is refused by name, and a new
+/// topic takes no removals.
+pub fn alter_attributes(
+    current: &BTreeMap<String, String>,
+    spec: &str,
+    creating: bool,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut attributes = current.clone();
+    for change in spec.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let (add, rest) = match change.split_at(1) {
+            ("+", rest) => (true, rest),
+            ("-", rest) => (false, rest),
+            _ => return Err(format!("attribute change {change:?} must start with + or -")),
+        };
+        let (key, value) = match rest.split_once('=') {
+            Some((key, value)) if add => (key, Some(value)),
+            None if !add => (rest, None),
+            _ => return Err(format!("attribute change {change:?}: +key=value or -key")),
+        };
+        if key != MESSAGE_TYPE {
+            return Err(format!("attribute {key} is not supported (Keel knows {MESSAGE_TYPE})"));
+        }
+        match value {
+            Some(value) if MESSAGE_TYPES.contains(&value) => {
+                attributes.insert(key.to_owned(), value.to_owned());
+            }
+            Some(value) => {
+                return Err(format!("{MESSAGE_TYPE}={value}: one of {}", MESSAGE_TYPES.join(", ")))
+            }
+            None if creating => return Err(format!("a new topic has no attribute {key} to remove")),
+            None => {
+                attributes.remove(key);
+            }
+        }
+    }
+    Ok(attributes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +232,18 @@ mod tests {
         );
         assert!(valid_topic_name(&format!("%RETRY%{}", "g".repeat(200))));
         assert!(!valid_topic_name(&"t".repeat(128)));
+    }
+
+    #[test]
+    fn attribute_changes_set_and_remove_message_type_and_refuse_the_rest_by_name() {
+        let none = BTreeMap::new();
+        let fifo = alter_attributes(&none, "+message.type=FIFO", true).unwrap();
+        assert_eq!(fifo.get(MESSAGE_TYPE).map(String::as_str), Some("FIFO"));
+        assert_eq!(alter_attributes(&fifo, "", false).unwrap(), fifo, "no change keeps them");
+        assert!(alter_attributes(&fifo, "-message.type", false).unwrap().is_empty());
+        assert!(alter_attributes(&none, "-message.type", true).unwrap_err().contains("new topic"));
+        assert!(alter_attributes(&none, "+message.type=SOMETIMES", true).unwrap_err().contains("MIXED"));
+        assert!(alter_attributes(&none, "+queue.type=BatchCQ", true).unwrap_err().contains("queue.type"));
+        assert!(alter_attributes(&none, "message.type=FIFO", true).is_err());
     }
 }

@@ -48,7 +48,7 @@ pub enum ConsensusError {
     },
     /// A message from a peer did not decode.
     #[error("a controller message does not decode: {0}")]
-    Decode(#[from] prost::DecodeError),
+    Decode(#[from] raft_prost::DecodeError),
     /// raft-rs refused.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
@@ -226,7 +226,7 @@ impl Consensus {
 
     /// A message from a peer.
     pub fn step(&mut self, bytes: &[u8]) -> Result<(), ConsensusError> {
-        let message = <Message as prost::Message>::decode(bytes)?;
+        let message = <Message as raft_prost::Message>::decode(bytes)?;
         self.node.step(message)?;
         Ok(())
     }
@@ -375,5 +375,5 @@ impl Consensus {
 }
 
 fn encode(messages: Vec<Message>) -> impl Iterator<Item = (u64, Vec<u8>)> {
-    messages.into_iter().map(|message| (message.to, prost::Message::encode_to_vec(&message)))
+    messages.into_iter().map(|message| (message.to, raft_prost::Message::encode_to_vec(&message)))
 }

@@ -213,7 +213,7 @@ impl PeerGroup {
         let next_tick = *self.next_tick.get_or_insert(now);
         if now >= next_tick {
             self.next_tick = Some(now.plus_millis(TICK_MS));
-            let skip = !self.consensus.is_leader() && self.rng.next_u32() % SKIP_ONE_IN == 0;
+            let skip = !self.consensus.is_leader() && self.rng.next_u32().is_multiple_of(SKIP_ONE_IN);
             if !skip {
                 self.consensus.tick();
             }

@@ -131,7 +131,7 @@ impl RecoveredLog {
             Some(magic) if magic == MAGIC_SNAPSHOT.as_slice() => {
                 let mut payload = record_at(bytes, at).ok_or(RaftLogError::BrokenSnapshot)?;
                 at += RECORD_HEADER + payload.len();
-                let snapshot: Snapshot = prost::Message::decode_length_delimited(&mut payload)
+                let snapshot: Snapshot = raft_prost::Message::decode_length_delimited(&mut payload)
                     .map_err(|_| RaftLogError::BrokenSnapshot)?;
                 log.hard_state.term = snapshot.get_metadata().term;
                 log.hard_state.commit = snapshot.get_metadata().index;
@@ -162,12 +162,14 @@ impl RecoveredLog {
     }
 
     fn replay(&mut self, at: u64, mut payload: &[u8]) -> Result<(), RaftLogError> {
-        let undecodable = |why: prost::DecodeError| RaftLogError::Undecodable { at, why: why.to_string() };
-        self.hard_state = prost::Message::decode_length_delimited(&mut payload).map_err(undecodable)?;
+        let undecodable =
+            |why: raft_prost::DecodeError| RaftLogError::Undecodable { at, why: why.to_string() };
+        self.hard_state = raft_prost::Message::decode_length_delimited(&mut payload).map_err(undecodable)?;
         let mut entries = Vec::new();
         while !payload.is_empty() {
-            entries
-                .push(<Entry as prost::Message>::decode_length_delimited(&mut payload).map_err(undecodable)?);
+            entries.push(
+                <Entry as raft_prost::Message>::decode_length_delimited(&mut payload).map_err(undecodable)?,
+            );
         }
         // Entries the snapshot covers are committed: the same on every replica.
         let base = self.snapshot_index();
@@ -202,9 +204,9 @@ fn record_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
 pub fn encode_record(hard_state: &HardState, entries: &[Entry]) -> Bytes {
     let mut payload = Vec::new();
     // Encoding into a Vec cannot run out of room.
-    let _ = prost::Message::encode_length_delimited(hard_state, &mut payload);
+    let _ = raft_prost::Message::encode_length_delimited(hard_state, &mut payload);
     for entry in entries {
-        let _ = prost::Message::encode_length_delimited(entry, &mut payload);
+        let _ = raft_prost::Message::encode_length_delimited(entry, &mut payload);
     }
     frame(&payload)
 }
@@ -213,7 +215,7 @@ pub fn encode_record(hard_state: &HardState, entries: &[Entry]) -> Bytes {
 #[must_use]
 pub fn encode_snapshot_record(snapshot: &Snapshot) -> Bytes {
     let mut payload = Vec::new();
-    let _ = prost::Message::encode_length_delimited(snapshot, &mut payload);
+    let _ = raft_prost::Message::encode_length_delimited(snapshot, &mut payload);
     frame(&payload)
 }
 

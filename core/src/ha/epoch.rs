@@ -141,7 +141,10 @@ impl EpochHistory {
 
     /// Decode a history frame's body: the history and the master's log end.
     pub fn decode_frame(mut body: &[u8]) -> Result<(Self, PhysOffset), HaWireError> {
-        if body.len() < 8 || (body.len() - 8) % ENTRY_LEN != 0 || body.len() > Self::max_frame_body() {
+        if body.len() < 8
+            || !(body.len() - 8).is_multiple_of(ENTRY_LEN)
+            || body.len() > Self::max_frame_body()
+        {
             return Err(HaWireError::BadEpochs("a body that is not an end and whole entries"));
         }
         let end = body.get_i64();

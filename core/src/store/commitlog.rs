@@ -82,7 +82,7 @@ impl CommitLog {
     /// not a segment's start.
     pub(crate) fn start_at(&mut self, ops: &mut OpQueue, base: u64) -> bool {
         let empty = self.write_pos == 0 && self.staged.is_empty() && self.segments.iter().all(|s| *s == 0);
-        if !empty || base % self.segment_size != 0 {
+        if !empty || !base.is_multiple_of(self.segment_size) {
             return false;
         }
         if self.segments.remove(&0) {

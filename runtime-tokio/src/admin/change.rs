@@ -48,6 +48,8 @@ pub struct TopicSpec {
     pub perm: i32,
     /// An ordered topic.
     pub order: bool,
+    /// Attribute changes (`+message.type=FIFO`), if any.
+    pub attributes: Option<String>,
 }
 
 /// What `resetOffsetByTime` asks for.
@@ -125,6 +127,7 @@ impl AdminClient {
                 topic_filter_type: Some("SINGLE_TAG".into()),
                 topic_sys_flag: Some(0),
                 order: Some(spec.order),
+                attributes: spec.attributes.clone(),
             };
             Self::call(resolve(addr)?, RequestCode::UPDATE_AND_CREATE_TOPIC, header.to_ext_fields()).await?;
         }

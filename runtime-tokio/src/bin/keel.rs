@@ -35,6 +35,10 @@ struct Args {
     /// Broker port (default broker.conf's `listenPort`, else 10911; 0: any free port).
     #[arg(long)]
     broker_port: Option<u16>,
+    /// Serve RocketMQ 5.x's gRPC clients too, on grpcServerPort (8081; 0: any free port),
+    /// as RocketMQ's proxy does in local mode (`enableProxy=true`).
+    #[arg(long = "enable-proxy")]
+    enable_proxy: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +57,9 @@ async fn run() -> anyhow::Result<()> {
     if let Some(port) = args.broker_port {
         broker_settings.listen_port = port;
     }
+    if args.enable_proxy && broker_settings.grpc_port.is_none() {
+        broker_settings.grpc_port = Some(props.get("grpcServerPort")?.unwrap_or(8081));
+    }
     let namesrv_settings = NamesrvSettings {
         listen_port: args.namesrv_port,
         // The name server's KV config lives with the rest of this instance's data.
@@ -64,8 +71,14 @@ async fn run() -> anyhow::Result<()> {
     let namesrv_addr = std::net::SocketAddr::from(([127, 0, 0, 1], namesrv.local_addr()?.port()));
     broker_settings.namesrv_addr = namesrv_addr.to_string();
     let broker = BrokerServer::open(&broker_settings).await?;
+    let endpoints = broker
+        .metrics_addr()
+        .map(|addr| format!("; metrics at http://{addr}/metrics"))
+        .unwrap_or_default()
+        + &broker.dashboard_addr().map(|addr| format!("; dashboard at http://{addr}/")).unwrap_or_default()
+        + &broker.grpc_addr().map(|addr| format!("; gRPC at {addr}")).unwrap_or_default();
     let up_line = format!(
-        "Keel is up. Name server: {namesrv_addr} (set clients' namesrvAddr to it); broker {} at {}; data in {}",
+        "Keel is up. Name server: {namesrv_addr} (set clients' namesrvAddr to it); broker {} at {}{endpoints}; data in {}",
         broker_settings.broker_name,
         broker.advertised(),
         broker_settings.store_path_root_dir.display()

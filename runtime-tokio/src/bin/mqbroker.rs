@@ -23,6 +23,10 @@ struct Args {
     /// Print the effective configuration and exit.
     #[arg(short = 'p', long = "printConfigItem")]
     print_config: bool,
+    /// Serve RocketMQ 5.x's gRPC clients too, on grpcServerPort (8081), as RocketMQ's
+    /// proxy does in local mode (`enableProxy=true`).
+    #[arg(long = "enable-proxy")]
+    enable_proxy: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,13 +42,22 @@ async fn run() -> anyhow::Result<()> {
     if let Some(addr) = args.namesrv_addr {
         settings.namesrv_addr = addr;
     }
+    if args.enable_proxy && settings.grpc_port.is_none() {
+        settings.grpc_port = Some(props.get("grpcServerPort")?.unwrap_or(8081));
+    }
     if args.print_config {
         print!("{}", settings.to_properties());
         return Ok(());
     }
     let server = BrokerServer::open(&settings).await?;
+    let endpoints = server
+        .metrics_addr()
+        .map(|addr| format!("; metrics at http://{addr}/metrics"))
+        .unwrap_or_default()
+        + &server.dashboard_addr().map(|addr| format!("; dashboard at http://{addr}/")).unwrap_or_default()
+        + &server.grpc_addr().map(|addr| format!("; gRPC at {addr}")).unwrap_or_default();
     println!(
-        "The broker[{}, {}] boot success. serializeType=JSON and name server is {}",
+        "The broker[{}, {}] boot success. serializeType=JSON and name server is {}{endpoints}",
         settings.broker_name,
         server.advertised(),
         if settings.namesrv_addr.is_empty() { "(none)" } else { &settings.namesrv_addr }

@@ -176,6 +176,16 @@ pub struct BrokerSettings {
     pub read_chunk_bytes: usize,
     /// `requestBufferBytes` (Keel's): bytes every connection together may have waiting.
     pub request_buffer_bytes: usize,
+    /// Where `/metrics` is served, with `metricsExporterType=PROM`: `metricsPromExporterHost`
+    /// (all interfaces) and `metricsPromExporterPort` (5557; `metricsPrometheusPort` too).
+    /// `None`: `DISABLE`, RocketMQ's default.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the read-only dashboard is served, with `dashboardEnable=true` (Keel's):
+    /// `dashboardHost` (all interfaces) and `dashboardPort` (8082). `None`: off.
+    pub dashboard_addr: Option<std::net::SocketAddr>,
+    /// Where RocketMQ 5.x's gRPC clients are served, with `enableProxy=true` (RocketMQ's
+    /// `mqbroker --enable-proxy`): all interfaces, `grpcServerPort` (8081). `None`: off.
+    pub grpc_port: Option<u16>,
 }
 
 impl BrokerSettings {
@@ -237,6 +247,15 @@ impl BrokerSettings {
         "slaveReadEnable",
         "whichBrokerWhenConsumeSlowly",
         "accessMessageInMemoryMaxRatio",
+        "metricsExporterType",
+        "metricsPromExporterHost",
+        "metricsPromExporterPort",
+        "metricsPrometheusPort",
+        "dashboardEnable",
+        "dashboardHost",
+        "dashboardPort",
+        "enableProxy",
+        "grpcServerPort",
     ];
 
     /// Settings from properties; unknown keys are warned about.
@@ -323,6 +342,18 @@ impl BrokerSettings {
             max_unwritten_bytes: props.get("maxUnwrittenBytes")?.unwrap_or(64 * 1024 * 1024),
             read_chunk_bytes: props.get("readChunkBytes")?.unwrap_or(16 * 1024),
             request_buffer_bytes: props.get("requestBufferBytes")?.unwrap_or(64 * 1024 * 1024),
+            metrics_addr: metrics_addr(props)?,
+            grpc_port: if props.get("enableProxy")?.unwrap_or(false) {
+                Some(props.get("grpcServerPort")?.unwrap_or(8081))
+            } else {
+                None
+            },
+            dashboard_addr: if props.get("dashboardEnable")?.unwrap_or(false) {
+                let host = props.get("dashboardHost")?.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                Some(std::net::SocketAddr::new(host, props.get("dashboardPort")?.unwrap_or(8082)))
+            } else {
+                None
+            },
         };
         if settings.read_chunk_bytes < 1024 || settings.request_buffer_bytes < settings.read_chunk_bytes {
             return Err(ConfigError::BadValue {
@@ -402,6 +433,26 @@ impl BrokerSettings {
             .collect()
     }
 
+    /// `metricsExporterType`, `dashboardEnable` and where they listen, as properties.
+    fn metrics_properties(&self) -> String {
+        (match self.metrics_addr {
+            Some(addr) => format!(
+                "metricsExporterType=PROM\nmetricsPromExporterHost={}\nmetricsPromExporterPort={}\n",
+                addr.ip(),
+                addr.port()
+            ),
+            None => "metricsExporterType=DISABLE\n".to_owned(),
+        }) + &match self.dashboard_addr {
+            Some(addr) => {
+                format!("dashboardEnable=true\ndashboardHost={}\ndashboardPort={}\n", addr.ip(), addr.port())
+            }
+            None => "dashboardEnable=false\n".to_owned(),
+        } + &match self.grpc_port {
+            Some(port) => format!("enableProxy=true\ngrpcServerPort={port}\n"),
+            None => "enableProxy=false\n".to_owned(),
+        }
+    }
+
     /// The effective configuration as properties text (what `-p` prints).
     #[must_use]
     pub fn to_properties(&self) -> String {
@@ -436,6 +487,7 @@ impl BrokerSettings {
             self.reject_transaction_message,
         ) + &self.retention_properties()
             + &self.ha_properties()
+            + &self.metrics_properties()
     }
 
     /// The replication keys; the optional ones only when set.
@@ -557,6 +609,27 @@ fn check_role(role: Option<&str>, broker_id: i64, controller_mode: bool) -> Resu
     }
 }
 
+/// Where the Prometheus endpoint listens: `None` unless `metricsExporterType=PROM`. The
+/// OpenTelemetry exporters RocketMQ also has (OTLP_GRPC, LOG) are refused by name.
+fn metrics_addr(props: &Properties) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let kind = props.get::<String>("metricsExporterType")?.unwrap_or_else(|| "DISABLE".into());
+    match kind.as_str() {
+        "DISABLE" => Ok(None),
+        "PROM" => {
+            let port = match props.get::<u16>("metricsPromExporterPort")? {
+                Some(port) => port,
+                None => props.get("metricsPrometheusPort")?.unwrap_or(5557),
+            };
+            let host = props.get("metricsPromExporterHost")?.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            Ok(Some(std::net::SocketAddr::new(host, port)))
+        }
+        other => Err(ConfigError::BadValue {
+            key: "metricsExporterType".into(),
+            value: format!("{other} (Keel serves DISABLE or PROM)"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,5 +651,30 @@ mod tests {
         assert_eq!(key(role("syncFlushTimeout=0\n")), "syncFlushTimeout");
         assert_eq!(key(role("brokerRole=MASTER\n")), "brokerRole");
         assert_eq!(key(role("brokerId=2\n")), "brokerId");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_prom_and_listen_on_rocketmqs_port_or_the_one_given() {
+        let addr = |text: &str| {
+            BrokerSettings::from_properties(&Properties::parse(text).unwrap())
+                .map(|s| s.metrics_addr.map(|a| a.to_string()))
+        };
+        assert_eq!(addr("").unwrap(), None);
+        assert_eq!(addr("metricsExporterType=DISABLE\n").unwrap(), None);
+        assert_eq!(addr("metricsExporterType=PROM\n").unwrap().as_deref(), Some("0.0.0.0:5557"));
+        let given =
+            "metricsExporterType=PROM\nmetricsPromExporterPort=9100\nmetricsPromExporterHost=127.0.0.1\n";
+        assert_eq!(addr(given).unwrap().as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!(
+            addr("metricsExporterType=PROM\nmetricsPrometheusPort=9200\n").unwrap().as_deref(),
+            Some("0.0.0.0:9200")
+        );
+        match addr("metricsExporterType=OTLP_GRPC\n") {
+            Err(ConfigError::BadValue { key, value }) => {
+                assert_eq!(key, "metricsExporterType");
+                assert!(value.contains("DISABLE or PROM"), "{value}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -10,7 +10,7 @@ mod status;
 use crate::broker::consumers::{offset_reply, ok, Consumers};
 use crate::broker::refusal::Refusal;
 use crate::broker::shared::{Answer, Shared};
-use crate::io::{Now, UnixMillis};
+use crate::io::{MonoNanos, Now, UnixMillis};
 use crate::protocol::body::{KvTable, TopicConfig};
 use crate::protocol::headers::{
     CommandHeader, CreateTopicRequestHeader, QueueRequestHeader, SearchOffsetRequestHeader,
@@ -66,6 +66,45 @@ impl Admin {
     }
 
     /// Sample the counters behind the rates (after every input).
+    /// Stored and delivered messages per second between each two samples kept (and from
+    /// the last one to `now`, whose `counters` are given), at wall clock times.
+    pub(super) fn throughput(
+        &self,
+        now: Now,
+        counters: [u64; 4],
+    ) -> Vec<crate::broker::overview::ThroughputPoint> {
+        let wall_at = |at: MonoNanos| {
+            let ago_ms = i64::try_from(now.mono.0.saturating_sub(at.0) / 1_000_000).unwrap_or(i64::MAX);
+            now.wall.0.saturating_sub(ago_ms)
+        };
+        let mut points = Vec::new();
+        let mut previous: Option<(MonoNanos, [u64; 4])> = None;
+        let current = (now.mono, counters);
+        for &(at, values) in self.rates.samples().chain(core::iter::once(&current)) {
+            if let Some((before, old)) = previous {
+                let span_ns = at.0.saturating_sub(before.0);
+                if span_ns >= 1_000_000 {
+                    #[allow(clippy::cast_precision_loss)] // a rate, not an exact count
+                    let rate = |index: usize| {
+                        let moved = values
+                            .get(index)
+                            .copied()
+                            .unwrap_or(0)
+                            .saturating_sub(old.get(index).copied().unwrap_or(0));
+                        moved as f64 * 1e9 / span_ns as f64
+                    };
+                    points.push(crate::broker::overview::ThroughputPoint {
+                        at: wall_at(at),
+                        put_tps: rate(RATE_PUT),
+                        get_tps: rate(RATE_GOT),
+                    });
+                }
+            }
+            previous = Some((at, values));
+        }
+        points
+    }
+
     pub(super) fn sample(&mut self, now: Now, counters: [u64; 4]) {
         self.rates.sample(now.mono, counters);
         self.days.observe(now.wall, counters);
@@ -83,7 +122,13 @@ impl Admin {
     }
 
     /// Store time of the message at `offset` of a queue, if readable.
-    fn store_time(shared: &Shared, topic: &str, queue_id: i32, offset: u64) -> Option<i64> {
+    /// The store time of the message at `offset` in a queue, if it can be read.
+    pub(in crate::broker) fn store_time(
+        shared: &Shared,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+    ) -> Option<i64> {
         let entry = shared
             .store
             .read_entries(&*shared.reader, topic, queue_id, QueueOffset(offset), 1)
@@ -235,7 +280,16 @@ impl Admin {
         if !queues_ok {
             return Err(Refusal::InvalidParameter("queue counts must be between 1 and 1024".into()));
         }
+        let current = shared.topics.get(&header.topic).map(|c| c.attributes.clone());
+        let creating = current.is_none();
+        let attributes = crate::broker::topics::alter_attributes(
+            &current.unwrap_or_default(),
+            header.attributes.as_deref().unwrap_or(""),
+            creating,
+        )
+        .map_err(Refusal::InvalidParameter)?;
         let config = TopicConfig {
+            attributes,
             topic_name: header.topic,
             read_queue_nums: header.read_queue_nums,
             write_queue_nums: header.write_queue_nums,
@@ -243,7 +297,6 @@ impl Admin {
             topic_filter_type: header.topic_filter_type.unwrap_or_else(|| "SINGLE_TAG".into()),
             topic_sys_flag: header.topic_sys_flag.unwrap_or(0),
             order: header.order.unwrap_or(false),
-            ..TopicConfig::default()
         };
         shared.topics.put(config, now.wall);
         shared.topics_changed();
@@ -262,6 +315,7 @@ impl Admin {
         }
         if shared.topics.remove(&topic, now.wall) {
             consumers.remove_topic(&topic);
+            shared.traffic.forget_topic(&topic);
             shared.topics_changed();
         }
         Ok(ok(request))

@@ -39,6 +39,11 @@ impl<const N: usize> Rates<N> {
         }
     }
 
+    /// Every sample kept, oldest first.
+    pub fn samples(&self) -> impl Iterator<Item = &(MonoNanos, [u64; N])> {
+        self.samples.iter()
+    }
+
     /// Counter `index`'s rate per second over the last `window_s` seconds, given its value
     /// `current` at `now`. Younger than the window, the rate is over the time since the
     /// first sample; with no sample yet, 0.

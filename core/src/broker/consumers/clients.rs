@@ -192,6 +192,19 @@ impl ClientRegistry {
             .map(|(name, _)| name.as_str())
     }
 
+    /// Every online consumer group.
+    pub fn consumer_groups(&self) -> impl Iterator<Item = (&str, &ConsumerGroup)> {
+        self.consumers.iter().map(|(name, group)| (name.as_str(), group))
+    }
+
+    /// Open producer and consumer connections (a client in several groups counts in each).
+    #[must_use]
+    pub fn connection_counts(&self) -> (usize, usize) {
+        let producers = self.producers.values().map(BTreeMap::len).sum();
+        let consumers = self.consumers.values().map(|g| g.channels.len()).sum();
+        (producers, consumers)
+    }
+
     /// Counts of (producer groups, consumer groups), for runtime info.
     #[must_use]
     pub fn counts(&self) -> (usize, usize) {

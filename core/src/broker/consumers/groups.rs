@@ -175,6 +175,7 @@ impl super::Consumers {
         }
         if header.clean_offset == Some(true) {
             self.offsets.remove_group(&header.group_name);
+            shared.traffic.forget_group(&header.group_name);
             shared.metadata.offsets.mark_dirty();
         }
         Ok(RemotingCommand::response_to(request, ResponseCode::SUCCESS, None))

@@ -43,6 +43,11 @@ impl ConsumerOffsets {
             .collect()
     }
 
+    /// Every (topic, group) with committed offsets.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.offset_table.keys().filter_map(|key| key.rsplit_once('@'))
+    }
+
     /// Commit an offset.
     pub fn commit(&mut self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         self.offset_table.entry(key(topic, group)).or_default().insert(queue_id, offset);

@@ -41,6 +41,8 @@ pub struct PullHold {
     pub conn: ConnId,
     /// When to answer regardless.
     pub deadline: MonoNanos,
+    /// When the runtime read the request: the latency metric's start.
+    received: MonoNanos,
     request: RemotingCommand,
     header: PullMessageRequestHeader,
     subscription: SubscriptionData,
@@ -117,6 +119,7 @@ impl super::Consumers {
             self.holds.push(PullHold {
                 conn,
                 deadline: now.mono.plus_millis(hold_ms),
+                received: shared.request_received,
                 request,
                 header,
                 subscription,
@@ -281,6 +284,8 @@ impl super::Consumers {
         }
         let next_begin = offset + scanned;
         shared.stats.messages_got += found;
+        let queue = (header.topic.as_str(), header.consumer_group.as_str(), header.queue_id);
+        shared.traffic.got(queue, found, body.len() as u64, next_begin);
         if found > 0 {
             Outcome { code: ResponseCode::SUCCESS, next_begin, min, max, body, status: "FOUND", last_phys }
         } else {
@@ -361,6 +366,8 @@ impl super::Consumers {
                 continue;
             }
             let reply = Self::pull_reply(shared, &hold.request, outcome);
+            let waited = now.mono.0.saturating_sub(hold.received.0);
+            shared.traffic.answered(hold.request.code, reply.code, true, waited);
             crate::remoting::send(&mut shared.out, hold.conn, &reply);
         }
     }

@@ -153,6 +153,25 @@ impl DelayService {
         self.wake_at
     }
 
+    /// Per level: messages waiting in its schedule queue, and how long its head is overdue
+    /// at `now`, ms (0 when not due or not read yet).
+    pub(super) fn lag(&self, store: &crate::store::Store, now: UnixMillis) -> Vec<(i32, u64, u64)> {
+        self.levels
+            .levels()
+            .map(|level| {
+                let end = store.queue_offsets(SCHEDULE_TOPIC, level - 1).map_or(0, |(_, end)| end.0);
+                let next = self.next.get(&level).copied().unwrap_or(0);
+                let waiting = end.saturating_sub(next);
+                let overdue = self
+                    .heads
+                    .get(&level)
+                    .filter(|_| waiting > 0)
+                    .map_or(0, |(_, due)| u64::try_from(now.0.saturating_sub(due.0)).unwrap_or(0));
+                (level, waiting, overdue)
+            })
+            .collect()
+    }
+
     /// The persisted form.
     #[must_use]
     pub fn offsets(&self) -> &DelayOffsets {

@@ -25,6 +25,8 @@ pub struct PendingReply {
     pub(in crate::broker) silent: bool,
     /// When the request arrived: the head's age is the runtime info's queue head wait.
     pub(in crate::broker) since: MonoNanos,
+    /// The request's code, and when the runtime read it: for the latency metric.
+    pub(in crate::broker) request: (i32, MonoNanos),
     /// The topic table's change count to wait for (0: none): a send that created its topic
     /// is acknowledged only once `topics.json` holds the topic, or a crash right after the
     /// acknowledgement would leave the message stored under a topic the broker denies.
@@ -85,6 +87,7 @@ impl DurableReplies {
         ends: ReleaseEnds,
         topics: &MetadataFile,
         out: &mut VecDeque<Output>,
+        traffic: &mut crate::broker::traffic::Traffic,
     ) {
         while let Some(front) = self.0.front() {
             let reached = if front.needs_flush { ends.flushed } else { ends.written };
@@ -102,6 +105,8 @@ impl DurableReplies {
                 pending.reply.code = ResponseCode::FLUSH_SLAVE_TIMEOUT.0;
             }
             if !pending.silent {
+                let (code, received) = pending.request;
+                traffic.answered(code, pending.reply.code, false, ends.now.0.saturating_sub(received.0));
                 crate::remoting::send(out, pending.conn, &pending.reply);
             }
         }

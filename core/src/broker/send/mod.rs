@@ -178,6 +178,10 @@ impl SendPath {
             many => shared.store.append_batch(now, many),
         }?;
         shared.stats.messages_put += appended.len() as u64;
+        for message in &messages {
+            let kind = crate::broker::traffic::MessageType::of(&message.properties);
+            shared.traffic.put(&header.topic, kind, message.body.len());
+        }
         let reply = send_reply(&shared.config, request, queue_id, &appended, &messages);
         // `WAIT=false`: the producer does not wait for the fsync or a slave (RocketMQ's
         // waitStoreMsgOK).

@@ -124,6 +124,10 @@ impl super::SendPath {
             properties::push(&mut props, keys::ORIGIN_MESSAGE_ID, &id);
         }
         properties::push(&mut props, keys::WAIT, "false");
+        // The topic the message was first sent to, for the dead-letter metric.
+        let first_topic = properties::find(original.record.properties, keys::RETRY_TOPIC)
+            .map_or_else(|| original.record.topic.to_owned(), |t| String::from_utf8_lossy(t).into_owned());
+        let dead_letter = matches!(target, SendBackTarget::DeadLetter);
         let (topic, queue_id) = match target {
             SendBackTarget::DeadLetter => {
                 let dlq = format!("{DLQ_PREFIX}{group}");
@@ -157,6 +161,9 @@ impl super::SendPath {
         };
         let appended = shared.store.append(now, &append).map_err(|e| Refusal::SystemError(e.to_string()))?;
         shared.stats.messages_put += 1;
+        if dead_letter {
+            *shared.traffic.to_dlq.entry((first_topic, group)) += 1;
+        }
         let flush = matches!(shared.store.config().flush_mode, FlushMode::Sync);
         let wait = super::durable::Wait { flush, slave: true };
         shared.reply_when_durable(now, conn, request, ok, appended.end(), wait);

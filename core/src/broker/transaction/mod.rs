@@ -356,9 +356,17 @@ impl TransactionService {
         shared.stats.messages_put += appended.len() as u64;
         let op_offset = appended.first().and_then(|a| a.queue_offset).map_or(0, |q| q.0);
         let end = appended.last().map_or(PhysOffset(0), crate::store::Appended::end);
+        let real_topic =
+            || real_destination(view.record.properties).map_or_else(String::new, |(t, _)| t.to_owned());
         match kind {
-            EndKind::Commit => self.stats.committed += 1,
-            EndKind::Rollback => self.stats.rolled_back += 1,
+            EndKind::Commit => {
+                self.stats.committed += 1;
+                *shared.traffic.commits.entry(real_topic()) += 1;
+            }
+            EndKind::Rollback => {
+                self.stats.rolled_back += 1;
+                *shared.traffic.rollbacks.entry(real_topic()) += 1;
+            }
             EndKind::Discard => self.stats.discarded += 1,
         }
         if let Some(table) = self.table.as_mut() {

@@ -190,6 +190,8 @@ command_header! {
         topic_sys_flag: Option<i32> => "topicSysFlag",
         /// Ordered topic.
         order: Option<bool> => "order",
+        /// Attribute changes, `+key=value` or `-key`, comma-separated (`+message.type=FIFO`).
+        attributes: Option<String> => "attributes",
     }
 }
 

@@ -31,7 +31,7 @@ fn hex_value(digit: u8) -> Option<u8> {
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits.chunks(2).map(|pair| Some(hex_value(*pair.first()?)? << 4 | hex_value(*pair.get(1)?)?)).collect()

@@ -54,6 +54,8 @@ pub mod keys {
     pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
     /// A timed message's due time, ms, as the broker stored it in the timer topic.
     pub const TIMER_OUT_MS: &str = "TIMER_OUT_MS";
+    /// An ordered message's group (5.x FIFO messages): what makes a send FIFO in metrics.
+    pub const SHARDING_KEY: &str = "__SHARDINGKEY";
     /// Whole-record CRC of a stored record (always the last property in Keel's store).
     pub const CRC32: &str = "__CRC32#";
 }

@@ -145,21 +145,23 @@ struct Replay {
     dirty: PageSet,
 }
 
-/// Apply entries from `start` to `slots` while they continue the file: non-empty, in log
-/// order from `floor`, below `below`, each linking to its slot's current head.
+/// Apply entries from `start` up to (not including) `end` to `slots` while they continue
+/// the file: non-empty, in log order from `floor`, below `below`, each linking to its slot's
+/// current head.
 fn replay(
     reader: &dyn StoreRead,
     geometry: Geometry,
     path: &FilePath,
     slots: &mut [u32],
-    start: u32,
+    (start, end): (u32, u32),
     (floor, below): (u64, u64),
 ) -> Result<Replay, DiskError> {
+    let end = end.min(geometry.entries);
     let mut replay = Replay { next: start, first: None, last: None, dirty: PageSet::default() };
     let mut floor = floor;
     let mut chunk = vec![0u8; REPLAY_CHUNK as usize * ENTRY_LEN as usize];
-    while replay.next < geometry.entries {
-        let want = (geometry.entries - replay.next).min(REPLAY_CHUNK) as usize * ENTRY_LEN as usize;
+    while replay.next < end {
+        let want = (end - replay.next).min(REPLAY_CHUNK) as usize * ENTRY_LEN as usize;
         let buf = chunk.get_mut(..want).unwrap_or_default();
         let got = reader.read_at(path, geometry.entry_pos(replay.next), buf)?;
         for bytes in buf.get(..got).unwrap_or_default().chunks_exact(ENTRY_LEN as usize) {
@@ -227,7 +229,7 @@ fn load_sealed(
     }
     tracing::warn!(file = name, "an index file's slots do not cover its entries: completing them");
     let (start, mut slots) = from_seal.unwrap_or_else(|| (1, vec![0u32; geometry.slots as usize]));
-    let replay = replay(reader, geometry, &path, &mut slots, start, (name, u64::MAX))?;
+    let replay = replay(reader, geometry, &path, &mut slots, (start, geometry.entries), (name, u64::MAX))?;
     let header = if start > 1 && replay.last.is_none() {
         header
     } else {
@@ -302,14 +304,8 @@ fn load_newest(
     }
     let sealed_count = from_seal.as_ref().map_or(0, |(count, _)| *count);
     let (start, mut slots) = from_seal.unwrap_or_else(|| (1, vec![0u32; geometry.slots as usize]));
-    let replay = replay(
-        reader,
-        Geometry { entries: cap.max(start).min(geometry.entries), ..geometry },
-        &path,
-        &mut slots,
-        start,
-        (name, reindex_from),
-    )?;
+    // Replay stops at the checkpoint's mark: a torn unsynced entry past it can look valid.
+    let replay = replay(reader, geometry, &path, &mut slots, (start, cap.max(start)), (name, reindex_from))?;
     let header = if replay.last.is_none() && start > 1 {
         // Nothing past the seal: the header on disk is the seal's.
         header
@@ -318,11 +314,9 @@ fn load_newest(
     };
     zero_entries_from(geometry, &path, replay.next, fixups);
     set.mark_unsynced(name);
-    let mut live = Live::new(slots, replay.next);
-    if sealed_count > 0 {
-        // Only what the replay changed differs from the slots on disk.
-        live.dirty = replay.dirty;
-    }
+    // With a seal, only what the replay changed differs from the slots on disk.
+    let dirty = if sealed_count > 0 { replay.dirty } else { Live::pages_in_use(&slots) };
+    let mut live = Live::new(slots, replay.next, dirty);
     live.sealed_count = sealed_count;
     live.full = replay.next >= geometry.entries;
     set.files.insert(name, IndexFile { header, created: true, live: Some(Box::new(live)) });

@@ -142,14 +142,10 @@ struct Live {
 }
 
 impl Live {
-    fn new(slots: Vec<u32>, count: u32) -> Self {
+    /// A live file over `slots`, `count` entries used; `dirty` holds the slot pages that
+    /// differ from the slots on disk.
+    fn new(slots: Vec<u32>, count: u32, dirty: PageSet) -> Self {
         let used = u32::try_from(slots.iter().filter(|s| **s != 0).count()).unwrap_or(u32::MAX);
-        let mut dirty = PageSet::default();
-        for (page, chunk) in slots.chunks(SLOTS_PER_PAGE).enumerate() {
-            if chunk.iter().any(|s| *s != 0) {
-                dirty.insert(u32::try_from(page).unwrap_or(u32::MAX));
-            }
-        }
         Self {
             slots,
             used,
@@ -161,6 +157,17 @@ impl Live {
             sealed_count: 0,
             synced_count: 0,
         }
+    }
+
+    /// Every page of `slots` holding a non-zero slot.
+    fn pages_in_use(slots: &[u32]) -> PageSet {
+        let mut pages = PageSet::default();
+        for (page, chunk) in slots.chunks(SLOTS_PER_PAGE).enumerate() {
+            if chunk.iter().any(|s| *s != 0) {
+                pages.insert(u32::try_from(page).unwrap_or(u32::MAX));
+            }
+        }
+        pages
     }
 
     /// Entry `index` if it is still in memory.
@@ -326,7 +333,8 @@ impl IndexSet {
                 None => {}
             }
         }
-        let live = Live::new(vec![0; self.geometry().slots as usize], 1);
+        // A new file's slots are all zero, as on disk: nothing is dirty yet.
+        let live = Live::new(vec![0; self.geometry().slots as usize], 1, PageSet::default());
         let header = Header { index_count: 1, ..Header::default() };
         self.files.insert(phys, IndexFile { header, created: false, live: Some(Box::new(live)) });
         phys

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use super::layout::{Entry, ENTRY_LEN, SLOT_LEN};
+use super::layout::{Entry, Geometry, ENTRY_LEN, SLOT_LEN};
 use super::{file_path, key_hash, IndexFile, IndexSet};
 use crate::io::{DiskError, StoreRead};
 use crate::protocol::message::properties::{self, keys};
@@ -48,13 +48,18 @@ pub struct KeyQueryResult {
 }
 
 impl IndexFile {
-    fn head(&self, reader: &dyn StoreRead, name: u64, slot: u32) -> Result<u32, DiskError> {
+    fn head(
+        &self,
+        reader: &dyn StoreRead,
+        geometry: Geometry,
+        name: u64,
+        slot: u32,
+    ) -> Result<u32, DiskError> {
         if let Some(live) = &self.live {
             return Ok(live.slots.get(slot as usize).copied().unwrap_or(0));
         }
         let mut bytes = [0u8; SLOT_LEN as usize];
-        let geometry_pos = super::layout::HEADER_LEN + u64::from(slot) * SLOT_LEN;
-        let got = reader.read_at(&file_path(name), geometry_pos, &mut bytes)?;
+        let got = reader.read_at(&file_path(name), geometry.slot_pos(slot), &mut bytes)?;
         Ok(if got == bytes.len() { u32::from_be_bytes(bytes) } else { 0 })
     }
 }
@@ -75,7 +80,7 @@ impl IndexSet {
         let mut seen = BTreeSet::new();
         for (&name, file) in self.files.iter().rev() {
             let path = file_path(name);
-            let mut index = file.head(reader, name, slot)?;
+            let mut index = file.head(reader, geometry, name, slot)?;
             let count = file.count();
             while index > 0 && index < count {
                 let entry = match file.live.as_ref().and_then(|live| live.pending_entry(index)) {

@@ -119,6 +119,10 @@ pub enum Command {
         /// An ordered topic (true|false).
         #[arg(short = 'o', long = "order", action = clap::ArgAction::Set, default_value_t = false)]
         order: bool,
+        /// Attribute changes, `+key=value` or `-key`, comma-separated: `+message.type=FIFO`
+        /// (NORMAL, FIFO, DELAY, TRANSACTION or MIXED), the types 5.x producers may send.
+        #[arg(short = 'a', long = "attributes")]
+        attributes: Option<String>,
     },
     /// Change a topic's permission on a broker (-b) or on every master of a cluster (-c).
     UpdateTopicPerm {

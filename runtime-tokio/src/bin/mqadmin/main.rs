@@ -73,8 +73,17 @@ async fn run(command: Command) -> anyhow::Result<String> {
             let cc = AdminClient::new(&common.namesrv)?.consumer_connection(&group).await?;
             Ok(report::consumer_connection(&cc, common.json))
         }
-        Command::UpdateTopic { common, target, topic, read_queue_nums, write_queue_nums, perm, order } => {
-            let spec = TopicSpec { topic, read_queue_nums, write_queue_nums, perm, order };
+        Command::UpdateTopic {
+            common,
+            target,
+            topic,
+            read_queue_nums,
+            write_queue_nums,
+            perm,
+            order,
+            attributes,
+        } => {
+            let spec = TopicSpec { topic, read_queue_nums, write_queue_nums, perm, order, attributes };
             let admin = AdminClient::new(&common.namesrv)?;
             let target = target.target()?;
             let addrs = admin.update_topic(&spec, &target).await?;
@@ -134,6 +143,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 write_queue_nums: queues.write_queue_nums,
                 perm,
                 order: route.order_topic_conf.is_some(),
+                attributes: None,
             };
             let addrs = admin.update_topic(&spec, &target.target()?).await?;
             Ok(addrs
@@ -386,14 +396,16 @@ fn topic_text(spec: &TopicSpec) -> String {
     let flag = |bit: i32, c: char| if spec.perm & bit != 0 { c } else { '-' };
     format!(
         "TopicConfig [topicName={}, readQueueNums={}, writeQueueNums={}, perm={}{}{}, topicFilterType=SINGLE_TAG, \
-         topicSysFlag=0, order={}, attributes={{}}]",
+         topicSysFlag=0, order={}, attributes={{{}}}]",
         spec.topic,
         spec.read_queue_nums,
         spec.write_queue_nums,
         flag(4, 'R'),
         flag(2, 'W'),
         flag(1, 'X'),
-        spec.order
+        spec.order,
+        // Java prints the attribute changes as given: `+message.type=FIFO`.
+        spec.attributes.as_deref().unwrap_or("").split(',').filter(|a| !a.is_empty()).collect::<Vec<_>>().join(", ")
     )
 }
 

@@ -1,0 +1,109 @@
+//! `mqbench producer --grpc host:port`: the same load as RocketMQ 5.x SDK producers make,
+//! SendMessage over gRPC (one HTTP/2 connection per sender, `--inflight` calls multiplexed
+//! on it in async mode), so gRPC and remoting sends can be compared in one run.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use keel_core::grpc::proto::{self, Code};
+use keel_runtime_tokio::grpc::service::messaging_service_client::MessagingServiceClient;
+use tonic::transport::Channel;
+
+use super::{more, new_histogram, Mode, ProducerArgs, Stats};
+
+/// One sender's `SendMessage` of a `size`-byte body to `topic`, numbered for unique ids.
+fn send_request(
+    worker: usize,
+    n: u64,
+    topic: &str,
+    body: &Bytes,
+) -> tonic::Request<proto::SendMessageRequest> {
+    let message = proto::Message {
+        topic: Some(proto::Resource { resource_namespace: String::new(), name: topic.to_owned() }),
+        user_properties: std::collections::BTreeMap::new(),
+        system_properties: Some(proto::SystemProperties {
+            tag: Some("TagA".into()),
+            message_id: format!("01{worker:08X}{n:016X}"),
+            message_type: proto::MessageType::Normal as i32,
+            ..proto::SystemProperties::default()
+        }),
+        body: body.clone(),
+    };
+    let mut request = tonic::Request::new(proto::SendMessageRequest { messages: vec![message] });
+    if let Ok(id) = format!("mqbench-{worker}").parse() {
+        request.metadata_mut().insert("x-mq-client-id", id);
+    }
+    request
+}
+
+/// Send until told to stop, one call at a time on `client`.
+async fn call_loop(
+    mut client: MessagingServiceClient<Channel>,
+    (worker, caller): (usize, usize),
+    args: (&str, &Bytes, Option<u64>),
+    stats: &Stats,
+    local: &mut Histogram<u64>,
+) {
+    let (topic, body, limit) = args;
+    let mut n = (caller as u64) << 40;
+    while more(stats, limit) {
+        n += 1;
+        let sent = Instant::now();
+        match client.send_message(send_request(worker, n, topic, body)).await {
+            Ok(reply) => {
+                let status = reply.into_inner().status.unwrap_or_default();
+                if status.code == Code::Ok as i32 {
+                    stats.record(1, sent.elapsed(), local);
+                } else {
+                    stats.fail(|| format!("{}: {}", status.code, status.message));
+                }
+            }
+            Err(error) => stats.fail(|| error.to_string()),
+        }
+    }
+}
+
+/// The gRPC senders of `args`, against the endpoint at `endpoint`.
+pub async fn spawn_producers(
+    args: &ProducerArgs,
+    endpoint: std::net::SocketAddr,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    anyhow::ensure!(args.batch <= 1, "--grpc sends one message per call (no --batch)");
+    anyhow::ensure!(args.mode != Mode::Oneway, "gRPC has no oneway send");
+    let body = Bytes::from(vec![b'k'; args.size]);
+    let mut workers = Vec::new();
+    for worker in 0..args.common.threads {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?.connect().await?;
+        let client = MessagingServiceClient::new(channel);
+        let callers = if args.mode == Mode::Async { args.inflight.max(1) } else { 1 };
+        let (stats, topic, body, limit) =
+            (Arc::clone(stats), args.common.topic.clone(), body.clone(), args.common.count);
+        stats.live.fetch_add(1, Ordering::Relaxed);
+        workers.push(tokio::spawn(async move {
+            let tasks: Vec<_> = (0..callers)
+                .map(|caller| {
+                    let (client, stats, topic, body) =
+                        (client.clone(), Arc::clone(&stats), topic.clone(), body.clone());
+                    tokio::spawn(async move {
+                        let mut local = new_histogram();
+                        call_loop(client, (worker, caller), (&topic, &body, limit), &stats, &mut local).await;
+                        local
+                    })
+                })
+                .collect();
+            let mut local = new_histogram();
+            for task in tasks {
+                if let Ok(histogram) = task.await {
+                    let _ = local.add(&histogram);
+                }
+            }
+            stats.finish(&local);
+        }));
+    }
+    Ok(workers)
+}

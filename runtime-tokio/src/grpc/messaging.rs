@@ -1,0 +1,438 @@
+//! `MessagingService`: each RPC decoded, translated by the core (`keel_core::grpc`) into the
+//! remoting requests the broker serves, sent on the client's session connection, and the
+//! answers translated back. Nothing here decides anything about messages.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use keel_core::broker::Broker;
+use keel_core::grpc::proto::{self, telemetry_command::Command, Code};
+use keel_core::grpc::status::{from_remoting, ok, status};
+use keel_core::grpc::{route, send, session as core_session};
+use keel_core::protocol::body::{TopicConfig, TopicRouteData};
+use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader, SendMessageResponseHeader};
+use keel_core::protocol::json;
+use keel_core::protocol::message::message_id::decode_offset_message_id;
+use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response};
+
+use super::service::messaging_service_server::MessagingService;
+use super::session::{Session, Sessions};
+use crate::driver::Ask;
+use crate::remoting_client::RemotingClient;
+
+/// The header every call names its client by.
+const CLIENT_ID: &str = "x-mq-client-id";
+/// How long a name server has to answer a route query.
+const NAMESRV_TIMEOUT: Duration = Duration::from_secs(3);
+/// Server-to-client Telemetry commands waiting to be written, per client.
+const TELEMETRY_QUEUE: usize = 64;
+
+type Reply<T> = Result<Response<T>, tonic::Status>;
+
+/// The service, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct Messaging {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sessions: Sessions,
+    namesrvs: Vec<SocketAddr>,
+    grpc_port: u16,
+    looks: mpsc::Sender<Ask<Broker>>,
+    /// Topic configs recently looked up, with when: a send needs its topic's queue count,
+    /// and asking the broker's loop for it on every send would cost a wake-up each.
+    topics: std::sync::Mutex<std::collections::BTreeMap<String, (Instant, Option<TopicConfig>)>>,
+}
+
+/// How long a looked-up topic config is used before it is looked up again.
+const TOPIC_CACHE_TTL: Duration = Duration::from_secs(3);
+/// Most topic configs kept; past it the cache starts over.
+const TOPIC_CACHE_MAX: usize = 10_000;
+
+impl Messaging {
+    /// A service whose routes come from `namesrvs` and name every broker's gRPC endpoint
+    /// on `grpc_port`, and which asks the broker's loop through `looks` (for topics, and for
+    /// each session's connection).
+    pub fn new(namesrvs: Vec<SocketAddr>, grpc_port: u16, looks: mpsc::Sender<Ask<Broker>>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sessions: Sessions::new(looks.clone()),
+                namesrvs,
+                grpc_port,
+                looks,
+                topics: std::sync::Mutex::default(),
+            }),
+        }
+    }
+
+    /// The session of the client a request names.
+    fn session<T>(&self, request: &Request<T>) -> Result<Arc<Session>, proto::Status> {
+        let client_id = request
+            .metadata()
+            .get(CLIENT_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| status(Code::ClientIdRequired, format!("the {CLIENT_ID} header is required")))?;
+        let peer = request.remote_addr().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        self.inner.sessions.get_or_open(client_id, peer)
+    }
+
+    /// The route of `topic` from the first name server that answers.
+    async fn route(&self, topic: &str) -> Result<TopicRouteData, proto::Status> {
+        let header =
+            GetRouteInfoRequestHeader { topic: topic.to_owned(), accept_standard_json_only: Some(true) };
+        let mut last = status(Code::InternalError, "the broker has no name server (namesrvAddr)");
+        for addr in &self.inner.namesrvs {
+            let request =
+                RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 0, header.to_ext_fields());
+            let answer = tokio::time::timeout(NAMESRV_TIMEOUT, async {
+                RemotingClient::connect(*addr).await?.call(request).await
+            })
+            .await;
+            match answer {
+                Ok(Ok(reply)) if reply.response_code() == ResponseCode::SUCCESS => {
+                    return json::from_slice(&reply.body)
+                        .map_err(|e| status(Code::InternalError, format!("the route does not decode: {e}")));
+                }
+                Ok(Ok(reply)) if reply.response_code() == ResponseCode::TOPIC_NOT_EXIST => {
+                    return Err(status(Code::TopicNotFound, format!("topic {topic} not found")));
+                }
+                Ok(Ok(reply)) => last = from_remoting(reply.response_code(), reply.remark.as_deref()),
+                Ok(Err(error)) => last = status(Code::InternalError, format!("name server {addr}: {error}")),
+                Err(_) => last = status(Code::InternalError, format!("name server {addr} did not answer")),
+            }
+        }
+        Err(last)
+    }
+
+    /// This broker's config of `topic`, if it has the topic, as of at most
+    /// `TOPIC_CACHE_TTL` ago.
+    async fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
+        let now = Instant::now();
+        if let Some((at, config)) =
+            self.inner.topics.lock().unwrap_or_else(PoisonError::into_inner).get(topic)
+        {
+            if now.duration_since(*at) < TOPIC_CACHE_TTL {
+                return config.clone();
+            }
+        }
+        let config = self.look_up_topic(topic).await;
+        let mut cache = self.inner.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= TOPIC_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(topic.to_owned(), (now, config.clone()));
+        config
+    }
+
+    /// Ask the broker's loop for its config of `topic`.
+    async fn look_up_topic(&self, topic: &str) -> Option<TopicConfig> {
+        let topic = topic.to_owned();
+        crate::driver::look(&self.inner.looks, move |broker: &Broker, _| broker.topics().get(&topic).cloned())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A reply of `status` only, for RPCs Keel does not serve (yet).
+fn not_served(what: &str) -> proto::Status {
+    status(Code::NotImplemented, format!("{what} is not served by Keel"))
+}
+
+#[tonic::async_trait]
+impl MessagingService for Messaging {
+    async fn query_route(
+        &self,
+        request: Request<proto::QueryRouteRequest>,
+    ) -> Reply<proto::QueryRouteResponse> {
+        if let Err(refused) = self.session(&request) {
+            return Ok(Response::new(proto::QueryRouteResponse {
+                status: Some(refused),
+                message_queues: Vec::new(),
+            }));
+        }
+        let topic = request.into_inner().topic.unwrap_or_default();
+        let reply = match self.route(&topic.name).await {
+            Ok(route) => {
+                let port = self.inner.grpc_port;
+                let endpoint =
+                    |addr: &str| addr.rsplit_once(':').map(|(host, _)| route::endpoints(host, port));
+                // The topic's message.type as this broker keeps it (RocketMQ's default, NORMAL,
+                // for a topic without one).
+                let config = self.topic_config(&topic.name).await;
+                let kind =
+                    config.as_ref().and_then(|c| c.attributes.get(keel_core::broker::topics::MESSAGE_TYPE));
+                let accepted = route::accepted_types(kind.map(String::as_str));
+                let message_queues = route::message_queues(&topic, &route, &accepted, &endpoint);
+                proto::QueryRouteResponse { status: Some(ok()), message_queues }
+            }
+            Err(refused) => proto::QueryRouteResponse { status: Some(refused), message_queues: Vec::new() },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn heartbeat(&self, request: Request<proto::HeartbeatRequest>) -> Reply<proto::HeartbeatResponse> {
+        let answer = async {
+            let session = self.session(&request)?;
+            let settings = session.settings().ok_or_else(|| {
+                status(Code::UnrecognizedClientType, "settings must come first, on Telemetry")
+            })?;
+            let reply = session.call(core_session::heartbeat(&session.client_id, &settings)).await?;
+            Ok::<_, proto::Status>(from_remoting(reply.response_code(), reply.remark.as_deref()))
+        };
+        let status = answer.await.unwrap_or_else(|refused| refused);
+        Ok(Response::new(proto::HeartbeatResponse { status: Some(status) }))
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<proto::SendMessageRequest>,
+    ) -> Reply<proto::SendMessageResponse> {
+        let session = match self.session(&request) {
+            Ok(session) => session,
+            Err(refused) => {
+                return Ok(Response::new(proto::SendMessageResponse {
+                    status: Some(refused),
+                    entries: Vec::new(),
+                }))
+            }
+        };
+        let plan = match send::plan(request.get_ref(), now_ms()) {
+            Ok(plan) => plan,
+            Err(refused) => {
+                return Ok(Response::new(proto::SendMessageResponse {
+                    status: Some(refused),
+                    entries: Vec::new(),
+                }))
+            }
+        };
+        let queues = self.topic_config(&plan.topic).await.map_or(4, |c| c.write_queue_nums);
+        let queue = plan.queue(queues, session.next_turn());
+        let reply = match session.call(plan.command(queue)).await {
+            Ok(reply) => reply,
+            Err(refused) => {
+                return Ok(Response::new(proto::SendMessageResponse {
+                    status: Some(refused),
+                    entries: Vec::new(),
+                }))
+            }
+        };
+        if plan.transactional && reply.response_code() == ResponseCode::SUCCESS {
+            let header = SendMessageResponseHeader::decode(&reply.ext_fields).unwrap_or_default();
+            if let (Some((_, phys)), Some(id)) = (
+                decode_offset_message_id(header.msg_id.split(',').next().unwrap_or_default()),
+                plan.message_ids.first(),
+            ) {
+                let half = core_session::HalfMessage { phys, queue_offset: header.queue_offset };
+                session.transactions.lock().unwrap_or_else(PoisonError::into_inner).insert(id, half);
+            }
+        }
+        Ok(Response::new(plan.response(&reply)))
+    }
+
+    async fn query_assignment(
+        &self,
+        _request: Request<proto::QueryAssignmentRequest>,
+    ) -> Reply<proto::QueryAssignmentResponse> {
+        let refused = not_served("pop consumption (QueryAssignment)");
+        Ok(Response::new(proto::QueryAssignmentResponse { status: Some(refused), assignments: Vec::new() }))
+    }
+
+    type ReceiveMessageStream = ReceiverStream<Result<proto::ReceiveMessageResponse, tonic::Status>>;
+
+    async fn receive_message(
+        &self,
+        _request: Request<proto::ReceiveMessageRequest>,
+    ) -> Reply<Self::ReceiveMessageStream> {
+        let (tx, rx) = mpsc::channel(1);
+        let frame = proto::ReceiveMessageResponse {
+            content: Some(proto::receive_message_response::Content::Status(not_served(
+                "pop consumption (ReceiveMessage)",
+            ))),
+        };
+        let _ = tx.try_send(Ok(frame));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn ack_message(
+        &self,
+        _request: Request<proto::AckMessageRequest>,
+    ) -> Reply<proto::AckMessageResponse> {
+        let refused = not_served("pop consumption (AckMessage)");
+        Ok(Response::new(proto::AckMessageResponse { status: Some(refused), entries: Vec::new() }))
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _request: Request<proto::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> Reply<proto::ForwardMessageToDeadLetterQueueResponse> {
+        let refused = not_served("pop consumption (ForwardMessageToDeadLetterQueue)");
+        Ok(Response::new(proto::ForwardMessageToDeadLetterQueueResponse { status: Some(refused) }))
+    }
+
+    type PullMessageStream = ReceiverStream<Result<proto::PullMessageResponse, tonic::Status>>;
+
+    async fn pull_message(
+        &self,
+        _request: Request<proto::PullMessageRequest>,
+    ) -> Reply<Self::PullMessageStream> {
+        let (tx, rx) = mpsc::channel(1);
+        let frame = proto::PullMessageResponse {
+            content: Some(proto::pull_message_response::Content::Status(status(
+                Code::NotImplemented,
+                "PullMessage is not served: RocketMQ's proxy does not serve it either; use ReceiveMessage",
+            ))),
+        };
+        let _ = tx.try_send(Ok(frame));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn update_offset(
+        &self,
+        _request: Request<proto::UpdateOffsetRequest>,
+    ) -> Reply<proto::UpdateOffsetResponse> {
+        Ok(Response::new(proto::UpdateOffsetResponse {
+            status: Some(not_served("UpdateOffset (pull consumers)")),
+        }))
+    }
+
+    async fn get_offset(
+        &self,
+        _request: Request<proto::GetOffsetRequest>,
+    ) -> Reply<proto::GetOffsetResponse> {
+        let refused = not_served("GetOffset (pull consumers)");
+        Ok(Response::new(proto::GetOffsetResponse { status: Some(refused), offset: 0 }))
+    }
+
+    async fn query_offset(
+        &self,
+        _request: Request<proto::QueryOffsetRequest>,
+    ) -> Reply<proto::QueryOffsetResponse> {
+        let refused = not_served("QueryOffset (pull consumers)");
+        Ok(Response::new(proto::QueryOffsetResponse { status: Some(refused), offset: 0 }))
+    }
+
+    async fn end_transaction(
+        &self,
+        request: Request<proto::EndTransactionRequest>,
+    ) -> Reply<proto::EndTransactionResponse> {
+        let answer = async {
+            let session = self.session(&request)?;
+            let end = request.get_ref();
+            let half = session
+                .transactions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(&end.transaction_id)
+                .ok_or_else(|| {
+                    status(
+                        Code::InvalidTransactionId,
+                        "no half message of this session has that transaction_id",
+                    )
+                })?;
+            let reply = session.call(core_session::end_transaction(end, half)?).await?;
+            Ok::<_, proto::Status>(from_remoting(reply.response_code(), reply.remark.as_deref()))
+        };
+        let status = answer.await.unwrap_or_else(|refused| refused);
+        Ok(Response::new(proto::EndTransactionResponse { status: Some(status) }))
+    }
+
+    type TelemetryStream = ReceiverStream<Result<proto::TelemetryCommand, tonic::Status>>;
+
+    async fn telemetry(
+        &self,
+        request: Request<tonic::Streaming<proto::TelemetryCommand>>,
+    ) -> Reply<Self::TelemetryStream> {
+        let session =
+            self.session(&request).map_err(|refused| tonic::Status::invalid_argument(refused.message))?;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(TELEMETRY_QUEUE);
+        *session.telemetry.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx.clone());
+        tokio::spawn(async move {
+            loop {
+                let command = match inbound.message().await {
+                    Ok(Some(command)) => command,
+                    Ok(None) | Err(_) => break,
+                };
+                let Some(Command::Settings(declared)) = command.command else { continue };
+                if !core_session::declares_a_role(&declared) {
+                    let _ = tx
+                        .send(Err(tonic::Status::invalid_argument(
+                            "settings declare neither publishing nor subscription",
+                        )))
+                        .await;
+                    break;
+                }
+                let merged = core_session::merged_settings(&declared);
+                *session.settings.lock().unwrap_or_else(PoisonError::into_inner) = Some(declared);
+                let reply =
+                    proto::TelemetryCommand { status: Some(ok()), command: Some(Command::Settings(merged)) };
+                if tx.send(Ok(reply)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn notify_client_termination(
+        &self,
+        request: Request<proto::NotifyClientTerminationRequest>,
+    ) -> Reply<proto::NotifyClientTerminationResponse> {
+        let answer = async {
+            let session = self.session(&request)?;
+            self.inner.sessions.close(&session.client_id);
+            if let Some(settings) = session.settings() {
+                for leave in core_session::unregister(&session.client_id, &settings) {
+                    session.call(leave).await?;
+                }
+            }
+            Ok::<_, proto::Status>(ok())
+        };
+        let status = answer.await.unwrap_or_else(|refused| refused);
+        Ok(Response::new(proto::NotifyClientTerminationResponse { status: Some(status) }))
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        _request: Request<proto::ChangeInvisibleDurationRequest>,
+    ) -> Reply<proto::ChangeInvisibleDurationResponse> {
+        let refused = not_served("pop consumption (ChangeInvisibleDuration)");
+        Ok(Response::new(proto::ChangeInvisibleDurationResponse {
+            status: Some(refused),
+            receipt_handle: String::new(),
+        }))
+    }
+
+    async fn recall_message(
+        &self,
+        _request: Request<proto::RecallMessageRequest>,
+    ) -> Reply<proto::RecallMessageResponse> {
+        let refused = not_served("RecallMessage");
+        Ok(Response::new(proto::RecallMessageResponse { status: Some(refused), message_id: String::new() }))
+    }
+
+    async fn sync_lite_subscription(
+        &self,
+        _request: Request<proto::SyncLiteSubscriptionRequest>,
+    ) -> Reply<proto::SyncLiteSubscriptionResponse> {
+        let refused =
+            not_served("SyncLiteSubscription (lite topics; RocketMQ's server does not serve it either)");
+        Ok(Response::new(proto::SyncLiteSubscriptionResponse { status: Some(refused) }))
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# gRPC sends against remoting sends, end to end over loopback: one `keel --enable-proxy`
+# (release build), one topic of 8 queues, and mqbench producers in alternating rounds, the
+# same load over remoting and over gRPC (`--grpc`, as RocketMQ 5.x SDKs send). Workloads:
+# 64 sync senders, and 8 async senders with 32 sends in flight each. The machine is shared
+# and noisy: compare the medians within one run.
+#
+#   scripts/bench-grpc.sh                       # 3 rounds of 10 s per workload and protocol
+#   ROUNDS=5 DURATION=20 scripts/bench-grpc.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+SIZE=${SIZE:-1024}
+BIN=${BIN:-target/release}
+[ -x "$BIN/keel" ] || cargo build --release -p keel-runtime-tokio --bins
+work=$(mktemp -d /tmp/keel-bench-grpc.XXXXXX)
+printf 'enableProxy=true\ngrpcServerPort=0\nhaListenPort=0\n' > "$work/broker.conf"
+"$BIN/keel" -c "$work/broker.conf" --data-dir "$work/data" --namesrv-port 0 --broker-port 0 \
+  > "$work/boot" 2> "$work/keel.log" &
+keel=$!
+trap 'kill $keel 2>/dev/null; wait $keel 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/boot" ] && break; sleep 0.1; done
+namesrv=$(sed -E 's/.*Name server: ([0-9.:]+) .*/\1/' "$work/boot")
+grpc=$(sed -E 's/.*gRPC at ([0-9.:]+);.*/\1/' "$work/boot")
+"$BIN/mqadmin" updateTopic -n "$namesrv" -c DefaultCluster -t BenchGrpc -r 8 -w 8 > /dev/null
+sleep 1
+
+run() { # protocol workload
+  local proto=$1 load=$2 extra=()
+  [ "$proto" = grpc ] && extra=(--grpc "$grpc")
+  case $load in
+    sync) extra+=(-w 64 --mode sync) ;;
+    async) extra+=(-w 8 --mode async --inflight 32) ;;
+  esac
+  "$BIN/mqbench" producer -n "$namesrv" -t BenchGrpc -s "$SIZE" --duration "$DURATION" "${extra[@]}" \
+    | grep -E '^\[' | sed -E 's/.* = ([0-9]+) msgs\/s.*RT p50 ([0-9.]+) ms, p99 ([0-9.]+) ms.*/\1 \2 \3/'
+}
+
+echo "round workload protocol msgs/s p50_ms p99_ms"
+for round in $(seq "$ROUNDS"); do
+  for load in sync async; do
+    for proto in remoting grpc; do
+      echo "$round $load $proto $(run "$proto" "$load")"
+    done
+  done
+done
