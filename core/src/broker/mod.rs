@@ -30,6 +30,7 @@ mod metadata;
 mod metadata_sync;
 mod metrics;
 pub mod overview;
+pub mod pop;
 mod refusal;
 mod registration;
 mod repair;
@@ -101,6 +102,7 @@ pub struct Broker {
     delay: DelayService,
     timers: TimerService,
     transactions: TransactionService,
+    pop: pop::PopService,
     consumers: Consumers,
     admin: Admin,
     replication: Replication,
@@ -134,6 +136,8 @@ pub enum Reason {
     Timers,
     /// Transaction replay, reads and check rounds.
     Transactions,
+    /// Pop consumption: revive's reads and due checkpoints, held pops' time up.
+    Pop,
     /// Client expiry, the offset persist, or a held pull's time up.
     Consumers,
     /// A metadata file's replacement to retry.
@@ -145,13 +149,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order a timeout serves them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Store,
         Self::Retention,
         Self::Registration,
         Self::DelayLevels,
         Self::Timers,
         Self::Transactions,
+        Self::Pop,
         Self::Consumers,
         Self::Metadata,
         Self::Replication,
@@ -223,6 +228,16 @@ impl Broker {
         locks.ignore_holders = config.store.mutated(crate::mutation::Mutation::LockNotChecked);
         let transactions =
             TransactionService::new(now, config.transaction.check_interval_ms, store.write_pos());
+        let revive_topic = pop::records::revive_topic(&config.cluster_name);
+        if topics.get(&revive_topic).is_none() {
+            let revive = crate::protocol::body::TopicConfig {
+                topic_name: revive_topic,
+                read_queue_nums: pop::REVIVE_QUEUES,
+                write_queue_nums: pop::REVIVE_QUEUES,
+                ..crate::protocol::body::TopicConfig::default()
+            };
+            topics.put(revive, wall);
+        }
         let replication = Replication::new(config.ha);
         // In controller mode a broker starts as a slave; the controller makes it master.
         let controller_addrs = config.controller_addrs.clone();
@@ -279,6 +294,7 @@ impl Broker {
             delay,
             timers,
             transactions,
+            pop: pop::PopService::new(now),
             consumers: {
                 let mut consumers = Consumers::new(groups, offsets, locks, now.mono);
                 if config_is_slave {
@@ -326,6 +342,12 @@ impl Broker {
         &self.shared.epochs
     }
 
+    /// A subscription group's settings, if the broker has the group.
+    #[must_use]
+    pub fn group_config(&self, group: &str) -> Option<crate::protocol::body::SubscriptionGroupConfig> {
+        self.consumers.groups.get(group).cloned()
+    }
+
     /// Committed consumer offsets.
     #[must_use]
     pub fn offsets(&self) -> &ConsumerOffsets {
@@ -350,6 +372,12 @@ impl Broker {
     #[must_use]
     pub fn timer_stats(&self) -> (u64, usize) {
         (self.timers.delivered, self.timers.state.pending())
+    }
+
+    /// What pop consumption did, and its checkpoints open, FIFO batches out and pops held.
+    #[must_use]
+    pub fn pop_stats(&self) -> (pop::PopStats, (usize, usize, usize)) {
+        (self.pop.stats, self.pop.in_flight())
     }
 
     /// What the transaction service did, and how many transactions are open.
@@ -453,13 +481,14 @@ impl Broker {
     fn deadline(&self, reason: Reason) -> Option<MonoNanos> {
         let slave = self.is_slave();
         match reason {
-            Reason::DelayLevels | Reason::Timers | Reason::Transactions if slave => None,
+            Reason::DelayLevels | Reason::Timers | Reason::Transactions | Reason::Pop if slave => None,
             Reason::Store => self.shared.store.poll_timeout(),
             Reason::Retention => self.shared.store.retention_deadline(),
             Reason::Registration => self.shared.namesrvs.poll_timeout(),
             Reason::DelayLevels => self.delay.poll_timeout(),
             Reason::Timers => self.timers.poll_timeout(),
             Reason::Transactions => self.transactions.poll_timeout(),
+            Reason::Pop => self.pop.poll_timeout(),
             Reason::Consumers => Some(self.consumers.poll_timeout()),
             Reason::Metadata => self.shared.metadata.retry_at(),
             Reason::Replication => {
@@ -504,6 +533,7 @@ impl Broker {
                 Reason::DelayLevels => self.delay.handle_timeout(shared, now),
                 Reason::Timers => self.timers.handle_timeout(shared, now),
                 Reason::Transactions => self.transactions.handle_timeout(shared, &mut self.consumers, now),
+                Reason::Pop => self.pop.handle_timeout(shared, &mut self.consumers, now),
                 Reason::Consumers => self.consumers.handle_timeout(shared, now),
                 // Metadata files are written as the broker settles, after every input.
                 Reason::Metadata => {}
@@ -560,6 +590,7 @@ impl Broker {
         self.transactions =
             TransactionService::new(now, config.transaction.check_interval_ms, self.shared.store.write_pos());
         self.transactions.stats = stats;
+        self.pop.restart(now);
         self.shared.metadata.delay_offsets.mark_dirty();
         self.shared.metadata.timer_checkpoint.mark_dirty();
     }
@@ -605,6 +636,10 @@ impl Broker {
         // (and, in controller mode, for the SyncStateSet, or a failover could).
         let flushed_end = self.shared.store.flushed_end().min(durable_end);
         self.transactions.settle(&mut self.shared, &mut self.consumers, now, flushed_end);
+        // Pop offsets and revive's progress pass a checkpoint or ack only once it is
+        // fsynced: the offsets file must never claim a batch whose checkpoint a power loss
+        // could take back.
+        self.pop.settle(&mut self.shared, &mut self.consumers, now, flushed_end);
     }
 }
 

@@ -120,6 +120,28 @@ impl Broker {
             RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
                 Ok(consumers.on_pull(shared, now, conn, cmd.clone()))
             }
+            // Pops and acks write checkpoints and acks: a master's, in a recorded epoch.
+            RequestCode::POP_MESSAGE
+            | RequestCode::ACK_MESSAGE
+            | RequestCode::BATCH_ACK_MESSAGE
+            | RequestCode::CHANGE_MESSAGE_INVISIBLETIME
+                if shared.config.role.is_slave() =>
+            {
+                Err(Refusal::from(crate::store::StoreError::Replica))
+            }
+            RequestCode::POP_MESSAGE
+            | RequestCode::ACK_MESSAGE
+            | RequestCode::BATCH_ACK_MESSAGE
+            | RequestCode::CHANGE_MESSAGE_INVISIBLETIME
+                if !shared.epoch_durable() || shared.lease_lapsed =>
+            {
+                Err(Refusal::ServiceNotAvailable("this master cannot write now; retry shortly".into()))
+            }
+            RequestCode::POP_MESSAGE => Ok(self.pop.on_pop(shared, consumers, now, conn, cmd.clone())),
+            RequestCode::NOTIFICATION => Ok(self.pop.on_notification(shared, consumers, now, conn, cmd.clone())),
+            RequestCode::ACK_MESSAGE => self.pop.on_ack(shared, consumers, now, conn, &cmd),
+            RequestCode::BATCH_ACK_MESSAGE => self.pop.on_batch_ack(shared, consumers, now, conn, &cmd),
+            RequestCode::CHANGE_MESSAGE_INVISIBLETIME => self.pop.on_change_invisible(shared, now, conn, &cmd),
             RequestCode::HEART_BEAT => consumers.on_heartbeat(shared, now, conn, &cmd).map(Some),
             RequestCode::UNREGISTER_CLIENT => consumers.on_unregister_client(shared, conn, &cmd).map(Some),
             RequestCode::GET_CONSUMER_LIST_BY_GROUP => consumers.on_consumer_list(&cmd).map(Some),
@@ -211,6 +233,7 @@ impl Broker {
             return;
         }
         self.early.retain(|(waiting, _)| *waiting != conn);
+        self.pop.connection_gone(conn);
         self.consumers.connection_gone(&mut self.shared, conn);
     }
 }

@@ -1,12 +1,15 @@
 //! The requests a RocketMQ client sends to a broker, built the way the Java client builds
 //! them (short-form send headers, the subscription flag on pulls). Used by Keel's client
-//! library and tools (`mqbench`); with the `testing` feature, also a bare PULL_MESSAGE and
-//! the pull reply body read back, for tests that play the client.
+//! library and tools (`mqbench`), and pops as the gRPC endpoint makes them; with the
+//! `testing` feature, also a bare PULL_MESSAGE, for tests that play the client.
 
+mod pop;
 #[cfg(any(test, feature = "testing"))]
 mod pull;
+pub use pop::pulled_records;
+pub use pop::{ack_message, change_invisible_time, pop_message, popped_messages, PopRequest, Popped};
 #[cfg(any(test, feature = "testing"))]
-pub use pull::{pull_message, pulled_records, PullRequest};
+pub use pull::{pull_message, PullRequest};
 
 use bytes::Bytes;
 

@@ -234,6 +234,18 @@ open_code! {
         KEEL_CONTROLLER_RAFT_MESSAGE = 30_100,
         /// 5.x pop consumption (JSON headers only: the code does not fit in 16 bits).
         POP_MESSAGE = 200_050,
+        /// Acknowledge one popped message by its receipt handle (`extraInfo`).
+        ACK_MESSAGE = 200_051,
+        /// Look at messages without popping them (not served).
+        PEEK_MESSAGE = 200_052,
+        /// Move a popped message's invisible time; answers its new pop time.
+        CHANGE_MESSAGE_INVISIBLETIME = 200_053,
+        /// Long-poll until a pop would find something (`hasMsg`).
+        NOTIFICATION = 200_054,
+        /// How many pops are held (not served).
+        POLLING_INFO = 200_055,
+        /// Acknowledge several popped batches at once (a JSON body).
+        BATCH_ACK_MESSAGE = 200_151,
     }
 }
 
@@ -308,6 +320,10 @@ open_code! {
         CONSUME_MSG_TIMEOUT = 207,
         /// No message.
         NO_MESSAGE = 208,
+        /// Pop: too many pops held already.
+        POLLING_FULL = 209,
+        /// Pop: held until its poll time ended, nothing found.
+        POLLING_TIMEOUT = 210,
         /// Pull flow control: the client retries after 20 ms.
         FLOW_CONTROL = 215,
         /// End-transaction rejected.

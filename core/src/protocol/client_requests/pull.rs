@@ -3,7 +3,6 @@
 
 use super::{PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND};
 use crate::protocol::headers::{CommandHeader, PullMessageRequestHeader};
-use crate::protocol::message::stored::{parse_record, Parsed, RecordError, RecordView, MAGIC_BLANK};
 use crate::protocol::{RemotingCommand, RequestCode};
 
 /// What a consumer asks a PULL_MESSAGE for.
@@ -41,21 +40,4 @@ pub fn pull_message(opaque: i32, request: &PullRequest) -> RemotingCommand {
         ..PullMessageRequestHeader::default()
     };
     RemotingCommand::request(RequestCode::PULL_MESSAGE, opaque, header.to_ext_fields())
-}
-
-/// The records of a successful pull reply's body, in order.
-pub fn pulled_records(body: &[u8]) -> Result<Vec<RecordView<'_>>, RecordError> {
-    let mut records = Vec::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        match parse_record(rest)? {
-            Parsed::Message(record) => {
-                rest = rest.get(record.bytes.len()..).unwrap_or_default();
-                records.push(record);
-            }
-            // A BLANK closes a segment; it is never part of a pull reply.
-            Parsed::Blank(_) => return Err(RecordError::BadMagic(MAGIC_BLANK)),
-        }
-    }
-    Ok(records)
 }

@@ -12,6 +12,7 @@ mod broker;
 mod client;
 mod controller;
 mod namesrv;
+mod pop;
 mod send;
 
 pub use admin::*;
@@ -19,6 +20,7 @@ pub use broker::*;
 pub use client::*;
 pub use controller::*;
 pub use namesrv::*;
+pub use pop::*;
 pub use send::*;
 
 use super::command::ExtFields;

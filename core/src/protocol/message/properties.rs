@@ -38,6 +38,10 @@ pub mod keys {
     pub const RECONSUME_TIME: &str = "RECONSUME_TIME";
     /// First id of a retried message.
     pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    /// A popped message's receipt handle, as a remoting pop client attaches it.
+    pub const POP_CK: &str = "POP_CK";
+    /// When a message was first popped (set by revive on the copies it re-puts).
+    pub const FIRST_POP_TIME: &str = "1ST_POP_TIME";
     /// Transaction id.
     pub const TRANSACTION_ID: &str = "__transactionId__";
     /// A check copy's transaction: the half queue offset of the first half message.
