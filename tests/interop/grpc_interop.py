@@ -2,24 +2,30 @@
 """Real 5.x-SDK interop: Apache RocketMQ's official Python client (PyPI
 `rocketmq-python-client==5.1.2`, gRPC) against `keel --enable-proxy` on loopback.
 
-Every message is read back with Keel's `mqadmin queryMsgById -t <topic> -i <message id>`:
-the stored body, tag, keys and user properties must be exactly what the SDK sent.
+Every message sent is read back with Keel's `mqadmin queryMsgById -t <topic> -i <message id>`:
+the stored body, tag, keys and user properties must be exactly what the SDK sent. The SDK's
+simple and push consumers must receive exactly what was sent, once unless not acknowledged.
+The mixed tests pair the SDK with Apache's C++ remoting client (PyPI `rocketmq`, run from its
+own venv by remoting_side.py: `KEEL_REMOTING_PYTHON`, default target/interop-venv/bin/python).
 
 Usage: grpc_interop.py <dir with keel and mqadmin>. Prints `interop-grpc: N passed, M failed`.
 KEEL_INTEROP_ONLY=<substring> runs only the matching tests; KEEL_INTEROP_KEEP=1 keeps the
 log and store.
 """
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
-from rocketmq import (ClientConfiguration, Credentials, Message, Producer, TransactionChecker,
+from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExpression, Message,
+                      MessageListener, Producer, PushConsumer, SimpleConsumer, TransactionChecker,
                       TransactionResolution)
 
 BIN_DIR = sys.argv[1] if len(sys.argv) > 1 else "target/debug"
@@ -224,6 +230,144 @@ def test_a_topic_refuses_a_type_it_does_not_accept(keel):
         producer.shutdown()
 
 
+def receive_until(consumer, count, invisible_s, timeout=30):
+    """Messages a simple consumer receives until `count` arrived (or the time is up)."""
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < count and time.time() < deadline:
+        got.extend(consumer.receive(16, invisible_s))
+    return got
+
+
+def test_simple_consumer_receives_acks_and_a_deferred_message_comes_back(keel):
+    create_topic(keel, "GrpcSimple")
+    producer = Producer(config(keel), ("GrpcSimple",))
+    producer.startup()
+    consumer = SimpleConsumer(config(keel), "cg-simple", {"GrpcSimple": FilterExpression("*")}, await_duration=5)
+    consumer.startup()
+    try:
+        sent = {}
+        for i in range(3):
+            body = ("simple %d" % i).encode()
+            receipt = producer.send(message("GrpcSimple", body, keys=("s%d" % i,), props={"n": str(i)}))
+            sent[receipt.message_id] = (body, "s%d" % i, str(i))
+        got = receive_until(consumer, 3, 20)
+        assert sorted(m.message_id for m in got) == sorted(sent), [m.message_id for m in got]
+        for m in got:
+            body, key, n = sent[m.message_id]
+            assert (m.body, m.tag, list(m.keys), m.properties.get("n")) == (body, "TagA", [key], n), m
+            assert m.delivery_attempt == 1 and not m.corrupted, m
+        deferred = got[2]
+        for m in got[:2]:
+            consumer.ack(m)
+        # Visible again after 2 s instead of 20: it comes back, its second attempt.
+        consumer.change_invisible_duration(deferred, 2)
+        again = receive_until(consumer, 1, 20, timeout=20)
+        assert [m.message_id for m in again] == [deferred.message_id], [m.message_id for m in again]
+        assert again[0].delivery_attempt == 2 and again[0].body == deferred.body, again[0]
+        consumer.ack(again[0])
+        assert consumer.receive(16, 20) == [], "acked messages came back"
+    finally:
+        consumer.shutdown()
+        producer.shutdown()
+
+
+class Collect(MessageListener):
+    """Records every delivery; fails the first delivery of bodies in `fail_once`."""
+
+    def __init__(self, fail_once=()):
+        self.lock = threading.Lock()
+        self.deliveries = []
+        self.fail_once = set(fail_once)
+
+    def consume(self, m):
+        with self.lock:
+            self.deliveries.append((m.body, m.delivery_attempt, m.tag, m.properties.get("n")))
+            if m.body in self.fail_once:
+                self.fail_once.discard(m.body)
+                return ConsumeResult.FAILURE
+        return ConsumeResult.SUCCESS
+
+    def wait(self, predicate, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if predicate(list(self.deliveries)):
+                    return list(self.deliveries)
+            time.sleep(0.2)
+        with self.lock:
+            return list(self.deliveries)
+
+
+def test_push_consumer_consumes_everything_and_a_failure_is_retried(keel):
+    create_topic(keel, "GrpcPush")
+    listener = Collect(fail_once=(b"push 2",))
+    consumer = PushConsumer(config(keel), "cg-push", listener, {"GrpcPush": FilterExpression("*")})
+    consumer.startup()
+    producer = Producer(config(keel), ("GrpcPush",))
+    producer.startup()
+    try:
+        for i in range(5):
+            producer.send(message("GrpcPush", ("push %d" % i).encode(), props={"n": str(i)}))
+        # Each once; "push 2" failed once, so it comes again (its second attempt) after the
+        # group's first backoff step.
+        got = listener.wait(lambda d: len(d) >= 6, 60)
+        time.sleep(2)
+        got = listener.wait(lambda d: False, 0)
+        bodies = sorted(body for body, _, _, _ in got)
+        assert bodies == sorted([("push %d" % i).encode() for i in range(5)] + [b"push 2"]), got
+        attempts = sorted(attempt for body, attempt, _, _ in got if body == b"push 2")
+        assert attempts == [1, 2], got
+        assert all(tag == "TagA" for _, _, tag, _ in got), got
+    finally:
+        producer.shutdown()
+        consumer.shutdown()
+
+
+def remoting_side(keel, *argv, timeout=90):
+    python = os.environ.get("KEEL_REMOTING_PYTHON", "target/interop-venv/bin/python")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, HOME=os.path.join(os.getcwd(), "target", "interop-home"))
+    os.makedirs(env["HOME"], exist_ok=True)
+    out = subprocess.run([python, os.path.join(here, "remoting_side.py")] + list(argv),
+                         capture_output=True, text=True, timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_a_remoting_producer_reaches_a_grpc_consumer_unchanged(keel):
+    create_topic(keel, "GrpcMixedIn")
+    consumer = SimpleConsumer(config(keel), "cg-mixed-in", {"GrpcMixedIn": FilterExpression("*")}, await_duration=5)
+    consumer.startup()
+    try:
+        remoting_side(keel, "send", keel.namesrv, "GrpcMixedIn", "4")
+        got = receive_until(consumer, 4, 20)
+        seen = sorted((m.body, m.tag, list(m.keys), m.properties.get("seq")) for m in got)
+        want = sorted((("remoting-%d" % i).encode(), "TagR", ["rkey-%d" % i], str(i)) for i in range(4))
+        assert seen == want, seen
+        for m in got:
+            consumer.ack(m)
+    finally:
+        consumer.shutdown()
+
+
+def test_a_grpc_producer_reaches_a_remoting_consumer_unchanged(keel):
+    create_topic(keel, "GrpcMixedOut")
+    producer = Producer(config(keel), ("GrpcMixedOut",))
+    producer.startup()
+    try:
+        for i in range(4):
+            producer.send(message("GrpcMixedOut", ("grpc-%d" % i).encode(), tag="TagG", keys=("gkey-%d" % i,),
+                                  props={"seq": str(i)}))
+    finally:
+        producer.shutdown()
+    lines = remoting_side(keel, "consume", keel.namesrv, "GrpcMixedOut", "cg-mixed-out", "4").splitlines()
+    messages = [json.loads(line) for line in lines if line.startswith("{")]
+    seen = sorted((m["body"], m["tags"], m["keys"], m["seq"]) for m in messages)
+    want = sorted(("grpc-%d" % i, "TagG", "gkey-%d" % i, str(i)) for i in range(4))
+    assert seen == want, seen
+
+
 TESTS = [
     test_normal_sends_are_stored_as_sent,
     test_fifo_sends_carry_their_group_to_one_queue,
@@ -231,6 +375,10 @@ TESTS = [
     test_transactions_commit_and_roll_back,
     test_an_open_transaction_is_checked_back_and_committed,
     test_a_topic_refuses_a_type_it_does_not_accept,
+    test_simple_consumer_receives_acks_and_a_deferred_message_comes_back,
+    test_push_consumer_consumes_everything_and_a_failure_is_retried,
+    test_a_remoting_producer_reaches_a_grpc_consumer_unchanged,
+    test_a_grpc_producer_reaches_a_remoting_consumer_unchanged,
 ]
 
 

@@ -9,6 +9,7 @@ pub mod proto {
 }
 
 pub mod message;
+pub mod receive;
 pub mod route;
 pub mod send;
 pub mod session;

@@ -23,8 +23,13 @@ fn duration_ms(ms: i64) -> prost_types::Duration {
 
 /// The settings the server answers a client's `declared` ones with: what it declared, with
 /// the server's retry policy, publishing limits or subscription defaults, and metrics off.
+/// A consumer's FIFO flag and attempt limit come from its subscription `group`'s config
+/// (`consumeMessageOrderly`, `retryMaxTimes + 1`) when the broker has one.
 #[must_use]
-pub fn merged_settings(declared: &proto::Settings) -> proto::Settings {
+pub fn merged_settings(
+    declared: &proto::Settings,
+    group: Option<&crate::protocol::body::SubscriptionGroupConfig>,
+) -> proto::Settings {
     let mut settings = declared.clone();
     settings.metric = Some(proto::Metric { on: false, endpoints: None });
     match settings.pub_sub.as_mut() {
@@ -45,11 +50,12 @@ pub fn merged_settings(declared: &proto::Settings) -> proto::Settings {
         Some(PubSub::Subscription(subscription)) => {
             subscription.receive_batch_size = Some(32);
             subscription.long_polling_timeout = Some(duration_ms(20_000));
-            subscription.fifo = Some(subscription.fifo.unwrap_or(false));
+            subscription.fifo =
+                Some(group.map_or(subscription.fifo.unwrap_or(false), |g| g.consume_message_orderly));
             // RocketMQ's default group retry policy: 16 retries on its delay levels from 10 s.
             let steps = [10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200];
             settings.backoff_policy = Some(proto::RetryPolicy {
-                max_attempts: 17,
+                max_attempts: group.map_or(17, |g| g.retry_max_times.saturating_add(1)),
                 strategy: Some(proto::retry_policy::Strategy::CustomizedBackoff(proto::CustomizedBackoff {
                     next: steps.iter().map(|s| duration_ms(s * 1000)).collect(),
                 })),
@@ -58,6 +64,15 @@ pub fn merged_settings(declared: &proto::Settings) -> proto::Settings {
         None => {}
     }
     settings
+}
+
+/// The consumer group `settings` declare, if they are a consumer's.
+#[must_use]
+pub fn subscription_group(settings: &proto::Settings) -> Option<String> {
+    match settings.pub_sub.as_ref() {
+        Some(PubSub::Subscription(subscription)) => subscription.group.as_ref().map(|g| g.name.clone()),
+        _ => None,
+    }
 }
 
 /// Whether `settings` declare a producer or a consumer at all (Telemetry refuses neither).
@@ -234,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_producer_is_answered_with_the_servers_limits_and_registered_per_topic() {
-        let merged = merged_settings(&producer());
+        let merged = merged_settings(&producer(), None);
         let Some(PubSub::Publishing(publishing)) = &merged.pub_sub else { panic!("publishing") };
         assert_eq!((publishing.max_body_size, publishing.validate_message_type), (MAX_BODY_SIZE, true));
         assert_eq!(merged.backoff_policy.as_ref().unwrap().max_attempts, 3);

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use keel_core::broker::Broker;
 use keel_core::grpc::proto::{self, telemetry_command::Command, Code};
 use keel_core::grpc::status::{from_remoting, ok, status};
-use keel_core::grpc::{route, send, session as core_session};
-use keel_core::protocol::body::{TopicConfig, TopicRouteData};
+use keel_core::grpc::{receive, route, send, session as core_session};
+use keel_core::protocol::body::{SubscriptionGroupConfig, TopicConfig, TopicRouteData};
 use keel_core::protocol::headers::{CommandHeader, GetRouteInfoRequestHeader, SendMessageResponseHeader};
 use keel_core::protocol::json;
 use keel_core::protocol::message::message_id::decode_offset_message_id;
@@ -50,6 +50,7 @@ struct Inner {
     /// Topic configs recently looked up, with when: a send needs its topic's queue count,
     /// and asking the broker's loop for it on every send would cost a wake-up each.
     topics: std::sync::Mutex<std::collections::BTreeMap<String, (Instant, Option<TopicConfig>)>>,
+    broker_name: std::sync::OnceLock<String>,
 }
 
 /// How long a looked-up topic config is used before it is looked up again.
@@ -69,6 +70,7 @@ impl Messaging {
                 grpc_port,
                 looks,
                 topics: std::sync::Mutex::default(),
+                broker_name: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -133,6 +135,39 @@ impl Messaging {
         config
     }
 
+    /// The queues of `topic`, each broker at its gRPC endpoint, with the message types the
+    /// topic accepts (its `message.type` as this broker keeps it; NORMAL without one).
+    async fn queues(&self, topic: &proto::Resource) -> Result<Vec<proto::MessageQueue>, proto::Status> {
+        let route = self.route(&topic.name).await?;
+        let port = self.inner.grpc_port;
+        let endpoint = |addr: &str| addr.rsplit_once(':').map(|(host, _)| route::endpoints(host, port));
+        let config = self.topic_config(&topic.name).await;
+        let kind = config.as_ref().and_then(|c| c.attributes.get(keel_core::broker::topics::MESSAGE_TYPE));
+        let accepted = route::accepted_types(kind.map(String::as_str));
+        Ok(route::message_queues(topic, &route, &accepted, &endpoint))
+    }
+
+    /// This broker's settings of consumer group `group`, if it has the group.
+    async fn group_config(&self, group: &str) -> Option<SubscriptionGroupConfig> {
+        let group = group.to_owned();
+        crate::driver::look(&self.inner.looks, move |broker: &Broker, _| broker.group_config(&group))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// This broker's name, for the receipt handles it gives.
+    async fn broker_name(&self) -> String {
+        if let Some(name) = self.inner.broker_name.get() {
+            return name.clone();
+        }
+        let name =
+            crate::driver::look(&self.inner.looks, |broker: &Broker, _| broker.config().broker_name.clone())
+                .await
+                .unwrap_or_default();
+        self.inner.broker_name.get_or_init(|| name).clone()
+    }
+
     /// Ask the broker's loop for its config of `topic`.
     async fn look_up_topic(&self, topic: &str) -> Option<TopicConfig> {
         let topic = topic.to_owned();
@@ -167,20 +202,8 @@ impl MessagingService for Messaging {
             }));
         }
         let topic = request.into_inner().topic.unwrap_or_default();
-        let reply = match self.route(&topic.name).await {
-            Ok(route) => {
-                let port = self.inner.grpc_port;
-                let endpoint =
-                    |addr: &str| addr.rsplit_once(':').map(|(host, _)| route::endpoints(host, port));
-                // The topic's message.type as this broker keeps it (RocketMQ's default, NORMAL,
-                // for a topic without one).
-                let config = self.topic_config(&topic.name).await;
-                let kind =
-                    config.as_ref().and_then(|c| c.attributes.get(keel_core::broker::topics::MESSAGE_TYPE));
-                let accepted = route::accepted_types(kind.map(String::as_str));
-                let message_queues = route::message_queues(&topic, &route, &accepted, &endpoint);
-                proto::QueryRouteResponse { status: Some(ok()), message_queues }
-            }
+        let reply = match self.queues(&topic).await {
+            Ok(message_queues) => proto::QueryRouteResponse { status: Some(ok()), message_queues },
             Err(refused) => proto::QueryRouteResponse { status: Some(refused), message_queues: Vec::new() },
         };
         Ok(Response::new(reply))
@@ -247,42 +270,99 @@ impl MessagingService for Messaging {
 
     async fn query_assignment(
         &self,
-        _request: Request<proto::QueryAssignmentRequest>,
+        request: Request<proto::QueryAssignmentRequest>,
     ) -> Reply<proto::QueryAssignmentResponse> {
-        let refused = not_served("pop consumption (QueryAssignment)");
-        Ok(Response::new(proto::QueryAssignmentResponse { status: Some(refused), assignments: Vec::new() }))
+        let answer = async {
+            self.session(&request)?;
+            let request = request.get_ref();
+            let topic = request.topic.clone().unwrap_or_default();
+            let group = request.group.as_ref().map(|g| g.name.clone()).unwrap_or_default();
+            let queues = self.queues(&topic).await?;
+            let fifo = self.group_config(&group).await.is_some_and(|g| g.consume_message_orderly);
+            let assignments = receive::assignments(&queues, fifo);
+            if assignments.is_empty() {
+                return Err(status(Code::Forbidden, format!("no readable queue of topic {}", topic.name)));
+            }
+            Ok(assignments)
+        };
+        let reply = match answer.await {
+            Ok(assignments) => proto::QueryAssignmentResponse { status: Some(ok()), assignments },
+            Err(refused) => proto::QueryAssignmentResponse { status: Some(refused), assignments: Vec::new() },
+        };
+        Ok(Response::new(reply))
     }
 
     type ReceiveMessageStream = ReceiverStream<Result<proto::ReceiveMessageResponse, tonic::Status>>;
 
     async fn receive_message(
         &self,
-        _request: Request<proto::ReceiveMessageRequest>,
+        request: Request<proto::ReceiveMessageRequest>,
     ) -> Reply<Self::ReceiveMessageStream> {
-        let (tx, rx) = mpsc::channel(1);
-        let frame = proto::ReceiveMessageResponse {
-            content: Some(proto::receive_message_response::Content::Status(not_served(
-                "pop consumption (ReceiveMessage)",
-            ))),
+        let frames = async {
+            let session = self.session(&request)?;
+            let request = request.get_ref();
+            let group = request.group.as_ref().map(|g| g.name.clone()).unwrap_or_default();
+            let fifo = self.group_config(&group).await.is_some_and(|g| g.consume_message_orderly);
+            let pop = receive::pop_of(request, fifo)?;
+            let reply = session.call(receive::pop_command(&pop, now_ms())).await?;
+            Ok::<_, proto::Status>(receive::receive_frames(&reply, &self.broker_name().await, now_ms()))
         };
-        let _ = tx.try_send(Ok(frame));
+        let frames = frames.await.unwrap_or_else(|refused| {
+            vec![proto::ReceiveMessageResponse {
+                content: Some(proto::receive_message_response::Content::Status(refused)),
+            }]
+        });
+        let (tx, rx) = mpsc::channel(frames.len().max(1));
+        for frame in frames {
+            let _ = tx.try_send(Ok(frame));
+        }
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn ack_message(
         &self,
-        _request: Request<proto::AckMessageRequest>,
+        request: Request<proto::AckMessageRequest>,
     ) -> Reply<proto::AckMessageResponse> {
-        let refused = not_served("pop consumption (AckMessage)");
-        Ok(Response::new(proto::AckMessageResponse { status: Some(refused), entries: Vec::new() }))
+        let session = match self.session(&request) {
+            Ok(session) => session,
+            Err(refused) => {
+                return Ok(Response::new(proto::AckMessageResponse {
+                    status: Some(refused),
+                    entries: Vec::new(),
+                }))
+            }
+        };
+        let request = request.get_ref();
+        let group = request.group.as_ref().map(|g| g.name.clone()).unwrap_or_default();
+        let topic = request.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        let mut entries = Vec::with_capacity(request.entries.len());
+        for entry in &request.entries {
+            let outcome = match receive::ack_command(&group, &topic, entry) {
+                Ok(command) => session.call(command).await,
+                Err(refused) => Err(refused),
+            };
+            entries.push(receive::ack_result(entry, outcome.as_ref().map_err(Clone::clone)));
+        }
+        let status = receive::ack_status(&entries);
+        Ok(Response::new(proto::AckMessageResponse { status: Some(status), entries }))
     }
 
     async fn forward_message_to_dead_letter_queue(
         &self,
-        _request: Request<proto::ForwardMessageToDeadLetterQueueRequest>,
+        request: Request<proto::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Reply<proto::ForwardMessageToDeadLetterQueueResponse> {
-        let refused = not_served("pop consumption (ForwardMessageToDeadLetterQueue)");
-        Ok(Response::new(proto::ForwardMessageToDeadLetterQueueResponse { status: Some(refused) }))
+        let answer = async {
+            let session = self.session(&request)?;
+            let (to_dlq, ack) = receive::forward_to_dlq_commands(request.get_ref())?;
+            let reply = session.call(to_dlq).await?;
+            if reply.response_code() != ResponseCode::SUCCESS {
+                return Ok(from_remoting(reply.response_code(), reply.remark.as_deref()));
+            }
+            let reply = session.call(ack).await?;
+            Ok::<_, proto::Status>(from_remoting(reply.response_code(), reply.remark.as_deref()))
+        };
+        let status = answer.await.unwrap_or_else(|refused| refused);
+        Ok(Response::new(proto::ForwardMessageToDeadLetterQueueResponse { status: Some(status) }))
     }
 
     type PullMessageStream = ReceiverStream<Result<proto::PullMessageResponse, tonic::Status>>;
@@ -361,6 +441,7 @@ impl MessagingService for Messaging {
         let session =
             self.session(&request).map_err(|refused| tonic::Status::invalid_argument(refused.message))?;
         let mut inbound = request.into_inner();
+        let service = self.clone();
         let (tx, rx) = mpsc::channel(TELEMETRY_QUEUE);
         *session.telemetry.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx.clone());
         tokio::spawn(async move {
@@ -378,7 +459,11 @@ impl MessagingService for Messaging {
                         .await;
                     break;
                 }
-                let merged = core_session::merged_settings(&declared);
+                let group = match core_session::subscription_group(&declared) {
+                    Some(name) => service.group_config(&name).await,
+                    None => None,
+                };
+                let merged = core_session::merged_settings(&declared, group.as_ref());
                 *session.settings.lock().unwrap_or_else(PoisonError::into_inner) = Some(declared);
                 let reply =
                     proto::TelemetryCommand { status: Some(ok()), command: Some(Command::Settings(merged)) };
@@ -410,13 +495,24 @@ impl MessagingService for Messaging {
 
     async fn change_invisible_duration(
         &self,
-        _request: Request<proto::ChangeInvisibleDurationRequest>,
+        request: Request<proto::ChangeInvisibleDurationRequest>,
     ) -> Reply<proto::ChangeInvisibleDurationResponse> {
-        let refused = not_served("pop consumption (ChangeInvisibleDuration)");
-        Ok(Response::new(proto::ChangeInvisibleDurationResponse {
-            status: Some(refused),
-            receipt_handle: String::new(),
-        }))
+        let answer = async {
+            let session = self.session(&request)?;
+            let (command, handle) = receive::change_invisible_command(request.get_ref())?;
+            let reply = session.call(command).await?;
+            receive::changed_handle(&handle, &reply)
+        };
+        let reply = match answer.await {
+            Ok(receipt_handle) => {
+                proto::ChangeInvisibleDurationResponse { status: Some(ok()), receipt_handle }
+            }
+            Err(refused) => proto::ChangeInvisibleDurationResponse {
+                status: Some(refused),
+                receipt_handle: String::new(),
+            },
+        };
+        Ok(Response::new(reply))
     }
 
     async fn recall_message(
