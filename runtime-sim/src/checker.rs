@@ -302,6 +302,9 @@ fn check_read_back(history: &History, durable: &[&Ack], any_durable: bool, v: &m
                 probed = true;
                 probes.insert((*queue, *offset), *key);
             }
+            // A queue retention emptied reads back nothing, and that is a read-back too
+            // (seed 15837458994707953958: 3.5 s of retention left no record to probe).
+            Event::ProbeDone { .. } => probed = true,
             Event::ProbeFailed { queue, offset, reason } => {
                 probed = true;
                 v.add(format!("read-back of {queue}/{offset} failed: {reason}"));
@@ -488,6 +491,23 @@ mod tests {
         unsent.push(8, Event::SendAcked { producer: 0, key: 11, queue: 0, offset: 2, phys: 99 });
         assert_eq!(undelivered(&unsent, &retention, 109_999), 1);
         assert_eq!(undelivered(&unsent, &retention, 110_000), 0);
+    }
+
+    #[test]
+    fn a_read_back_of_queues_retention_emptied_counts_as_one() {
+        // Everything acked lies past retention's horizon, and the read-back found nothing.
+        let mut h = History::default();
+        for e in clean().entries() {
+            if !matches!(e.event, Event::Probe { .. }) {
+                h.push(e.at_ms, e.event.clone());
+            }
+        }
+        h.push(6, Event::BrokerClock { wall_ms: 60_001, high_ms: 60_001 });
+        let retention = CheckConfig { reserved_ms: Some(60_000), ..config() };
+        let never = check(&h, &retention, 10);
+        assert!(never.iter().any(|v| v.contains("no read-back")), "{never:?}");
+        h.push(7, Event::ProbeDone { queue: 0 });
+        assert_eq!(check(&h, &retention, 10), Vec::<String>::new());
     }
 
     #[test]

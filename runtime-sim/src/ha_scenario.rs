@@ -539,6 +539,18 @@ async fn nemesis(
                 cut_links(&net, *node, &slaves, true);
                 tokio::time::sleep(length).await;
                 let killed_at = ms();
+                // The partition itself disturbs the set: a SYNC master takes no write until
+                // it drops its slaves from the SyncStateSet (seed 15837458994707953299: a
+                // failover that began 8 s before was still slow because of it).
+                locked(&records.faults).push(HaFault {
+                    at_ms: start,
+                    until_ms: killed_at + CLOG_RETRY_MAX_MS,
+                    set: Some(slot.set.to_owned()),
+                    master_lost: false,
+                    lost_from_ms: start,
+                    in_sync_survives: true,
+                    back_ms: None,
+                });
                 locked(&records.faults).push(HaFault {
                     at_ms: killed_at,
                     until_ms: killed_at + profile.max_fault_ms,

@@ -64,6 +64,8 @@ pub enum Event {
     /// The read-back asked QUERY_MESSAGE for the record it found at CommitLog `phys` by its
     /// key (`KEYS`): whether the answer held it.
     KeyLookup { key: Key, phys: u64, found: bool },
+    /// The read-back read `queue` to its end (even if retention had emptied it).
+    ProbeDone { queue: i32 },
     /// The read-back could not read `queue` at `offset` (an error, not a missing message).
     ProbeFailed { queue: i32, offset: i64, reason: String },
     /// Something the run itself noticed (a client stuck after healing, a node that panicked).

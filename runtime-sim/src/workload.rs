@@ -438,8 +438,11 @@ pub async fn probe(env: ClientEnv, seed: u64) {
             }
         })
         .await;
-        if let Err((offset, reason)) = read {
-            env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason });
+        match read {
+            Ok(()) => env.world.record(env.now_ms(), Event::ProbeDone { queue }),
+            Err((offset, reason)) => {
+                env.world.record(env.now_ms(), Event::ProbeFailed { queue, offset, reason })
+            }
         }
         for (key, text, phys) in lookups {
             let Some(found) = find_by_key(&mut conn, &mut rng, &text, phys).await else { continue };
