@@ -46,6 +46,10 @@ pub enum Mutation {
     /// Recovery keeps the newest index file's slots from its seal but replays none of the
     /// entries after it, so keys indexed since are lost.
     IndexSkipsReplay,
+    /// Revive reads acks but does not apply them: acknowledged popped messages come back.
+    PopAckLostOnRevive,
+    /// A FIFO queue is read again while its batch is still out.
+    PopFifoUnblockedEarly,
 }
 
 /// Whether `setting` switches `mutation` on: only a `--cfg madsim` build can answer yes, so a
@@ -63,7 +67,7 @@ pub fn switched_on(setting: Option<Mutation>, mutation: Mutation) -> bool {
 
 impl Mutation {
     /// Every mutation, in a fixed order.
-    pub const ALL: [Mutation; 18] = [
+    pub const ALL: [Mutation; 20] = [
         Mutation::AckBeforeFsync,
         Mutation::SkipCrcOnRecovery,
         Mutation::CqOffByOne,
@@ -82,6 +86,8 @@ impl Mutation {
         Mutation::StaleEpochWrite,
         Mutation::ForgetControllerLog,
         Mutation::IndexSkipsReplay,
+        Mutation::PopAckLostOnRevive,
+        Mutation::PopFifoUnblockedEarly,
     ];
 
     /// The name used on the command line (`SIM_MUTATION=<name>`).
@@ -106,6 +112,8 @@ impl Mutation {
             Mutation::StaleEpochWrite => "stale_epoch_write",
             Mutation::ForgetControllerLog => "forget_controller_log",
             Mutation::IndexSkipsReplay => "index_skips_replay",
+            Mutation::PopAckLostOnRevive => "pop_ack_lost_on_revive",
+            Mutation::PopFifoUnblockedEarly => "pop_fifo_unblocked_early",
         }
     }
 
@@ -127,6 +135,12 @@ impl Mutation {
                 | Mutation::StaleEpochWrite
                 | Mutation::ForgetControllerLog
         )
+    }
+
+    /// Whether only the plain cluster seeds exercise it (the pop workload runs there).
+    #[must_use]
+    pub fn needs_cluster(self) -> bool {
+        matches!(self, Mutation::PopAckLostOnRevive | Mutation::PopFifoUnblockedEarly)
     }
 
     /// The mutation called `name`.

@@ -334,6 +334,15 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         .init(move || timing_workload::run(timing_init.clone()))
         .build();
 
+    let pop_env = env.clone();
+    let pop_seed = profile.seed ^ 0x9090_0505;
+    let pop = handle
+        .create_node()
+        .name("pop")
+        .ip("10.0.5.1".parse().expect("ip"))
+        .init(move || crate::pop_workload::run(pop_env.clone(), pop_seed))
+        .build();
+
     let nodes = Nodes { namesrv: namesrv.id(), broker: broker.id(), producers, consumers };
     let deadline = epoch + Duration::from_millis(profile.fault_ms);
     let nemesis_tasks = nemesis::start(&profile, &world, &nodes, &broker_skew, epoch, deadline);
@@ -380,7 +389,13 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (clock, high) = (timing_env.broker_wall_ms(), timing_env.broker_high_ms());
         let pending = world.read_history(|h| {
-            undelivered(h, &check_config, high) + timing_pending(h, clock, high, &timing_checks)
+            undelivered(h, &check_config, high)
+                + timing_pending(h, clock, high, &timing_checks)
+                + if profile.retention.is_some() {
+                    0
+                } else {
+                    crate::pop_checks::pop_pending(h, env.now_ms())
+                }
         });
         if pending == 0 || Instant::now() >= heal_deadline {
             break;
@@ -395,6 +410,14 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         world.record(
             env.now_ms(),
             Event::Alarm { what: "the timing read-back did not finish within 60 s".into() },
+        );
+    }
+
+    let probe = prober.spawn(crate::pop_workload::probe_dead_letters(env.clone(), profile.seed ^ 0xd1a));
+    if tokio::time::timeout(Duration::from_secs(60), probe).await.is_err() {
+        world.record(
+            env.now_ms(),
+            Event::Alarm { what: "the pop read-back did not finish within 60 s".into() },
         );
     }
 
@@ -427,6 +450,11 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
         &timing_checks,
         MAX_VIOLATIONS.saturating_sub(violations.len()),
     ));
+    violations.extend(crate::pop_checks::check_pop(
+        &history,
+        profile.retention.is_some(),
+        MAX_VIOLATIONS.saturating_sub(violations.len()),
+    ));
     let outcome = RunOutcome {
         violations,
         trace_hash: history.trace_hash(),
@@ -448,7 +476,7 @@ async fn simulate(profile: SimProfile, mutation: Option<Mutation>) -> RunOutcome
             .collect(),
     };
     nemesis_tasks.keeper.abort();
-    let all = [nodes.namesrv, nodes.broker, prober.id(), timing.id()]
+    let all = [nodes.namesrv, nodes.broker, prober.id(), timing.id(), pop.id()]
         .into_iter()
         .chain(nodes.producers.iter().copied())
         .chain(slave.iter().map(|(node, _)| *node));

@@ -96,6 +96,26 @@ pub enum Event {
     TxChecked { key: Key },
     /// `key` turned up in `TRANS_CHECK_MAX_TIME_TOPIC`: discarded after its last check.
     TxDiscarded { key: Key },
+    /// The pop workload's send of `key` was stored at `queue`/`offset` (CommitLog `phys`) of
+    /// its FIFO topic or its normal one.
+    PopSent { key: Key, fifo: bool, queue: i32, offset: i64, phys: u64 },
+    /// A pop consumer got `key` (its `attempt`th delivery as the broker counts), hidden for
+    /// `invisible_ms`; `asked_ms` is when the pop was sent.
+    PopDelivered {
+        key: Key,
+        fifo: bool,
+        queue: i32,
+        offset: i64,
+        attempt: u32,
+        invisible_ms: u64,
+        asked_ms: u64,
+    },
+    /// A pop consumer sent an ack of `key` (its answer may be lost: it may have taken effect).
+    PopAckSent { key: Key },
+    /// The broker answered SUCCESS to the ack of `key`'s delivery popped at `popped_ms`.
+    PopAcked { key: Key, fifo: bool, popped_ms: u64 },
+    /// The read-back found `key` in the pop group's dead-letter queue.
+    PopDeadLettered { key: Key },
     /// The broker's wall clock stepped from `from_ms` to `to_ms`.
     BrokerClockStep { from_ms: i64, to_ms: i64 },
     /// The broker's wall clock at the end of the run, and the highest it ever read.

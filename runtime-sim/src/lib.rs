@@ -30,6 +30,9 @@ pub mod history;
 pub mod horizon;
 #[cfg(madsim)]
 pub mod nemesis;
+pub mod pop_checks;
+#[cfg(madsim)]
+pub mod pop_workload;
 pub mod profile;
 #[cfg(madsim)]
 pub mod replica;

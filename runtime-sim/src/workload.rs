@@ -81,7 +81,7 @@ impl ClientEnv {
 
     /// Call and raise an alarm if the call fails on a system healed long enough that
     /// nothing may fail any more.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         conn: &mut SimConn,
         request: RemotingCommand,

@@ -246,6 +246,9 @@ fn a_held_pop_answers_when_a_message_arrives_and_notification_says_so() {
     send_all(&mut node, "Orders", 2, 1);
     let reply = node.take_reply(CLIENT, 1).expect("the held pop answers");
     assert_eq!(reply.response_code(), ResponseCode::SUCCESS);
+    // Not acked: it comes back after its invisible time like any popped message.
+    node.advance(31_000);
+    assert_eq!(bodies(&pop(&mut node, 8, "Orders", 30_000)), ["m0", "m0"], "both unacked pops come back");
     // Nothing more: held until its poll time, then POLLING_TIMEOUT.
     node.send(CLIENT, &pop_message(2, &held, node.now.wall.0));
     node.run_all();

@@ -332,7 +332,9 @@ mod runner {
             // mutation 19 chances in 300.
             let runs_it = |seed: &u64| {
                 let profile = SimProfile::from_seed(*seed);
-                (!mutation.needs_groups() || profile.groups) && (!mutation.needs_controllers() || profile.ha)
+                (!mutation.needs_groups() || profile.groups)
+                    && (!mutation.needs_controllers() || profile.ha)
+                    && (!mutation.needs_cluster() || !(profile.groups || profile.ha))
             };
             let seeds: Vec<u64> = (0..)
                 .map(|i| start.wrapping_add(i))

@@ -192,7 +192,7 @@ impl PopService {
             u64::try_from(header.offset).map_err(|_| Refusal::InvalidParameter("negative offset".into()))?;
         if handle.is_order() {
             let key = (header.consumer_group.clone(), topic, header.queue_id);
-            let visible_at = pop_time.saturating_add(header.invisible_time);
+            let visible_at = super::mono_ms(now).saturating_add(header.invisible_time);
             if !self.order.postpone(&key, offset, pop_time, visible_at) {
                 return Err(Refusal::InvalidParameter(format!(
                     "offset {offset} of queue {} is not in the batch out",

@@ -50,6 +50,12 @@ pub const REVIVE_QUEUES: i32 = 8;
 /// Most messages one pop returns.
 const MAX_POP_MESSAGES: usize = 32;
 
+/// The monotonic clock in milliseconds: FIFO batches unblock by it, so a wall clock stepped
+/// back holds no queue blocked for the length of the step.
+fn mono_ms(now: Now) -> i64 {
+    i64::try_from(now.mono.0 / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// A group's offset to commit once the log holding its batch's checkpoint is fsynced.
 #[derive(Debug)]
 struct PendingCommit {
@@ -132,9 +138,9 @@ impl PopService {
 
     /// After a start, read the revive queues back before popping: a checkpoint not read
     /// yet may name a batch popped before. True once done.
-    fn ensure_replayed(&mut self, shared: &Shared, consumers: &Consumers) -> bool {
+    fn ensure_replayed(&mut self, shared: &Shared, consumers: &Consumers, now: Now) -> bool {
         if !self.revive.replayed() && shared.store.is_ready() {
-            self.revive.replay(shared, consumers);
+            self.revive.replay(shared, consumers, now);
             self.take_replayed();
         }
         self.revive.replayed()

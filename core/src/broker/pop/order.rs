@@ -25,7 +25,8 @@ pub struct OrderBatch {
     pub acked: BTreeSet<u64>,
     /// The pop time of the batch (ms, the broker's clock).
     pub pop_time: i64,
-    /// When the queue unblocks unless all is acknowledged (ms, the broker's clock).
+    /// When the queue unblocks unless all is acknowledged (ms of the monotonic clock: a
+    /// wall clock stepped back must not hold the queue blocked).
     pub visible_at: i64,
 }
 
@@ -50,7 +51,7 @@ pub struct OrderTable {
 }
 
 impl OrderTable {
-    /// Whether a pop with `attempt_id` may read `key` at `now_ms`.
+    /// Whether a pop with `attempt_id` may read `key` at `now_ms` (monotonic).
     #[must_use]
     pub fn gate(&self, key: &OrderKey, attempt_id: Option<&str>, now_ms: i64) -> OrderGate {
         let Some(batch) = self.batches.get(key) else { return OrderGate::Read(BTreeSet::new()) };

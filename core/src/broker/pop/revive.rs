@@ -5,6 +5,9 @@
 //! group's dead-letter topic. It writes the copies and a `bAck` naming them in one append,
 //! so the checkpoint reads as done after a restart.
 //!
+//! A checkpoint is due once what was left of its invisible time when it was read back has
+//! passed by the monotonic clock (never more than its whole invisible time), so a wall
+//! clock stepped back holds no message invisible for the length of the step.
 //! A checkpoint is revived only once its revive queue is read to its end: an ack written
 //! before the invisible time ran out lies in the same queue behind its checkpoint, so it
 //! has been read by then (under SYNC_FLUSH, once fsynced). Revive's progress, the offset
@@ -52,6 +55,8 @@ struct Open {
     /// Its offset in its revive queue.
     at: u64,
     acked: u64,
+    /// When it is revived, by the monotonic clock.
+    due: MonoNanos,
 }
 
 impl Open {
@@ -72,8 +77,8 @@ pub(super) struct Revive {
     /// Per revive queue, the offset past the last read entry that is fsynced.
     flushed_next: Vec<u64>,
     open: BTreeMap<CkKey, Open>,
-    /// Open checkpoints not yet revived, by revive time.
-    due: BTreeSet<(i64, CkKey)>,
+    /// Open checkpoints not yet revived, by when they are due (monotonic clock).
+    due: BTreeSet<(MonoNanos, CkKey)>,
     /// Checkpoints done by the record ending at the offset given, forgotten once it is fsynced.
     done: VecDeque<(PhysOffset, CkKey)>,
     wake_at: Option<MonoNanos>,
@@ -151,7 +156,7 @@ impl Revive {
             self.wake_at = Some(now.mono.plus_millis(RETRY_MS));
             return;
         }
-        let more = !self.replay(shared, consumers);
+        let more = !self.replay(shared, consumers, now);
         let topic = records::revive_topic(&shared.config.cluster_name);
         let revived = self.revive_due(shared, consumers, now, &topic, stats);
         if more || !revived {
@@ -163,7 +168,7 @@ impl Revive {
 
     /// Read the revive queues up to the budget (loading revive's offsets first); true once
     /// everything readable is read.
-    pub(super) fn replay(&mut self, shared: &Shared, consumers: &Consumers) -> bool {
+    pub(super) fn replay(&mut self, shared: &Shared, consumers: &Consumers, now: Now) -> bool {
         let topic = records::revive_topic(&shared.config.cluster_name);
         if self.read_next.is_none() {
             let starts: Vec<u64> = (0..REVIVE_QUEUES)
@@ -175,7 +180,7 @@ impl Revive {
             self.flushed_next.clone_from(&starts);
             self.read_next = Some(starts);
         }
-        let more = self.read_queues(shared, &topic);
+        let more = self.read_queues(shared, &topic, now);
         if !more && self.caught_up(shared, &topic).iter().all(|c| *c) {
             self.replayed = true;
         }
@@ -183,14 +188,14 @@ impl Revive {
     }
 
     /// Read every revive queue's new records, up to the budget; true if more are left.
-    fn read_queues(&mut self, shared: &Shared, topic: &str) -> bool {
+    fn read_queues(&mut self, shared: &Shared, topic: &str, now: Now) -> bool {
         let Some(mut read_next) = self.read_next.take() else { return false };
-        let more = self.read_queues_from(shared, topic, &mut read_next);
+        let more = self.read_queues_from(shared, topic, &mut read_next, now);
         self.read_next = Some(read_next);
         more
     }
 
-    fn read_queues_from(&mut self, shared: &Shared, topic: &str, read_next: &mut [u64]) -> bool {
+    fn read_queues_from(&mut self, shared: &Shared, topic: &str, read_next: &mut [u64], now: Now) -> bool {
         let mut budget = READ_PER_WAKE;
         let mut more = false;
         for q in 0..REVIVE_QUEUES {
@@ -248,13 +253,28 @@ impl Revive {
                                 let after = ck.start_offset.saturating_add(i64::from(last)).saturating_add(1);
                                 let after = u64::try_from(after).unwrap_or(0);
                                 self.popped.push((ck.cid.clone(), ck.topic.clone(), ck.queue_id, after, end));
+                                tracing::debug!(revive_qid = q, at = *next, group = %ck.cid, topic = %ck.topic, queue = ck.queue_id, start = ck.start_offset, "checkpoint read back");
                                 if !self.open.contains_key(&key) {
-                                    self.due.insert((ck.revive_time(), key.clone()));
-                                    self.open.insert(key, Open { ck, at: *next, acked: 0 });
+                                    // Due after what is left of its invisible time by the
+                                    // wall clock now, never more than its whole invisible
+                                    // time: a wall clock stepped back (before a restart, or
+                                    // after the read) delays no revive beyond that.
+                                    let left = ck.revive_time().saturating_sub(now.wall.0);
+                                    let left = left.clamp(0, ck.invisible_time.max(0));
+                                    let due = now.mono.plus_millis(u64::try_from(left).unwrap_or(0));
+                                    self.due.insert((due, key.clone()));
+                                    self.open.insert(key, Open { ck, at: *next, acked: 0, due });
                                 }
                             }
                         } else if tag == ACK_TAG.as_bytes() || tag == BATCH_ACK_TAG.as_bytes() {
-                            if let Ok(ack) = json::from_slice::<AckRecord>(view.record.body) {
+                            // The mutation drops clients' acks (revive's own markers stay).
+                            let lost = tag == ACK_TAG.as_bytes()
+                                && shared
+                                    .store
+                                    .config()
+                                    .mutated(crate::mutation::Mutation::PopAckLostOnRevive);
+                            if let (false, Ok(ack)) = (lost, json::from_slice::<AckRecord>(view.record.body))
+                            {
                                 let key = key_of(&ack);
                                 self.apply_ack(&key, &ack, end);
                             }
@@ -281,7 +301,7 @@ impl Revive {
             }
         }
         if !was_done && open.all_acked() {
-            self.due.remove(&(open.ck.revive_time(), key.clone()));
+            self.due.remove(&(open.due, key.clone()));
             self.done.push_back((end, key.clone()));
         }
     }
@@ -300,7 +320,7 @@ impl Revive {
         let ready: Vec<CkKey> = self
             .due
             .iter()
-            .take_while(|(time, _)| *time <= now.wall.0)
+            .take_while(|(due, _)| *due <= now.mono)
             .filter(|(_, key)| {
                 caught_up.get(usize::try_from(key.revive_qid).unwrap_or(0)).copied().unwrap_or(false)
             })
@@ -309,12 +329,12 @@ impl Revive {
             .collect();
         for key in ready {
             let Some(open) = self.open.get(&key) else { continue };
-            let ck = open.ck.clone();
-            let acked = open.acked;
+            let (ck, acked, due) = (open.ck.clone(), open.acked, open.due);
+            tracing::debug!(group = %key.group, topic = %key.topic, queue = key.queue_id, start = key.start_offset, acked, "reviving a checkpoint");
             match revive_one(shared, consumers, now, topic, key.revive_qid, &ck, acked, stats) {
                 // Done once the record naming the copies is read back.
                 Ok(()) => {
-                    self.due.remove(&(ck.revive_time(), key.clone()));
+                    self.due.remove(&(due, key.clone()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, group = %key.group, topic = %key.topic, "revive failed; retrying");
@@ -325,11 +345,8 @@ impl Revive {
         true
     }
 
-    fn plan_due(&mut self, now: Now) {
-        self.due_at = self.due.first().map(|(time, _)| {
-            let wait = u64::try_from(time.saturating_sub(now.wall.0)).unwrap_or(0);
-            now.mono.plus_millis(wait)
-        });
+    fn plan_due(&mut self, _now: Now) {
+        self.due_at = self.due.first().map(|(due, _)| *due);
     }
 
     /// After an input: wake when a revive queue grew; forget done checkpoints once the

@@ -214,7 +214,7 @@ impl PopService {
         consumers: &mut Consumers,
         header: &PopMessageRequestHeader,
         (topic, queue_id): (&str, i32),
-        now_ms: i64,
+        mono_ms: i64,
     ) -> Option<(u64, BTreeSet<u64>)> {
         let (min, max) = shared.store.queue_offsets(topic, queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
         let group = header.consumer_group.as_str();
@@ -228,7 +228,9 @@ impl PopService {
         };
         let key = (group.to_owned(), topic.to_owned(), queue_id);
         let (from, skip) = if header.order == Some(true) {
-            match self.order.gate(&key, header.attempt_id.as_deref(), now_ms) {
+            let early = shared.store.config().mutated(crate::mutation::Mutation::PopFifoUnblockedEarly);
+            match self.order.gate(&key, header.attempt_id.as_deref(), mono_ms) {
+                OrderGate::Blocked if early => (committed, BTreeSet::new()),
                 OrderGate::Blocked | OrderGate::Repeat(_) => return None,
                 OrderGate::Read(skip) => (committed, skip),
             }
@@ -250,14 +252,14 @@ impl PopService {
             let key = (header.consumer_group.clone(), topic.clone(), queue_id);
             if header.order == Some(true)
                 && matches!(
-                    self.order.gate(&key, header.attempt_id.as_deref(), now.wall.0),
+                    self.order.gate(&key, header.attempt_id.as_deref(), super::mono_ms(now)),
                     OrderGate::Repeat(_)
                 )
             {
                 return true;
             }
             let readable = shared.store.readable_next(&topic, queue_id).map_or(0, |n| n.0);
-            self.read_from(shared, consumers, header, (&topic, queue_id), now.wall.0)
+            self.read_from(shared, consumers, header, (&topic, queue_id), super::mono_ms(now))
                 .is_some_and(|(from, _)| readable > from)
         })
     }
@@ -280,7 +282,7 @@ impl PopService {
         let filter =
             SubscriptionData::from_expression(&header.topic, header.exp.as_deref().unwrap_or("*"), 0);
         let mut popped = Popped { revive_qid, ..Popped::default() };
-        if !order && !self.ensure_replayed(shared, consumers) {
+        if !order && !self.ensure_replayed(shared, consumers, now) {
             // After a start, checkpoints not read back yet may name batches popped before.
             return Ok(popped);
         }
@@ -290,20 +292,20 @@ impl PopService {
             let (_, max) = shared.store.queue_offsets(&topic, queue_id).map_or((0, 0), |(a, b)| (a.0, b.0));
             let key = (header.consumer_group.clone(), topic.clone(), queue_id);
             if popped.found >= want {
-                let from = self.read_from(shared, consumers, header, (&topic, queue_id), now.wall.0);
+                let from = self.read_from(shared, consumers, header, (&topic, queue_id), super::mono_ms(now));
                 popped.rest += wire_long(max.saturating_sub(from.map_or(max, |(f, _)| f)));
                 continue;
             }
             if order {
                 if let OrderGate::Repeat(batch) =
-                    self.order.gate(&key, header.attempt_id.as_deref(), now.wall.0)
+                    self.order.gate(&key, header.attempt_id.as_deref(), super::mono_ms(now))
                 {
                     self.repeat_batch(shared, &key, &batch, &mut popped);
                     continue;
                 }
             }
             let Some((from, skip)) =
-                self.read_from(shared, consumers, header, (&topic, queue_id), now.wall.0)
+                self.read_from(shared, consumers, header, (&topic, queue_id), super::mono_ms(now))
             else {
                 continue;
             };
@@ -409,7 +411,7 @@ impl PopService {
                 offsets: offsets.clone(),
                 acked: BTreeSet::new(),
                 pop_time,
-                visible_at: pop_time.saturating_add(header.invisible_time),
+                visible_at: super::mono_ms(now).saturating_add(header.invisible_time),
             };
             let counts = self.order.delivered(key, batch);
             for (offset, count) in offsets.iter().zip(counts) {
