@@ -2,8 +2,10 @@
 # gRPC sends against remoting sends, end to end over loopback: one `keel --enable-proxy`
 # (release build), one topic of 8 queues, and mqbench producers in alternating rounds, the
 # same load over remoting and over gRPC (`--grpc`, as RocketMQ 5.x SDKs send). Workloads:
-# 64 sync senders, and 8 async senders with 32 sends in flight each. The machine is shared
-# and noisy: compare the medians within one run.
+# 64 sync senders, and 8 async senders with 32 sends in flight each; then consumption of
+# what they stored: 4 remoting push-consumer slots (pull) against 4 gRPC simple consumers
+# (receive 32, then ack them), each round a fresh group reading from the start. The machine
+# is shared and noisy: compare the medians within one run.
 #
 #   scripts/bench-grpc.sh                       # 3 rounds of 10 s per workload and protocol
 #   ROUNDS=5 DURATION=20 scripts/bench-grpc.sh
@@ -38,11 +40,21 @@ run() { # protocol workload
     | grep -E '^\[' | sed -E 's/.* = ([0-9]+) msgs\/s.*RT p50 ([0-9.]+) ms, p99 ([0-9.]+) ms.*/\1 \2 \3/'
 }
 
+consume() { # protocol round
+  local proto=$1 round=$2 extra=()
+  [ "$proto" = grpc ] && extra=(--grpc "$grpc")
+  "$BIN/mqbench" consumer -n "$namesrv" -t BenchGrpc -w 4 -g "bench-$proto-$round" --duration "$DURATION" "${extra[@]}" \
+    | grep -E '^\[' | sed -E 's/.* = ([0-9]+) msgs\/s.*RT p50 ([0-9.]+) ms, p99 ([0-9.]+) ms.*/\1 \2 \3/'
+}
+
 echo "round workload protocol msgs/s p50_ms p99_ms"
 for round in $(seq "$ROUNDS"); do
   for load in sync async; do
     for proto in remoting grpc; do
       echo "$round $load $proto $(run "$proto" "$load")"
     done
+  done
+  for proto in remoting grpc; do
+    echo "$round consume $proto $(consume "$proto" "$round")"
   done
 done

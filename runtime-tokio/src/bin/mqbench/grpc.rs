@@ -1,6 +1,8 @@
 //! `mqbench producer --grpc host:port`: the same load as RocketMQ 5.x SDK producers make,
 //! SendMessage over gRPC (one HTTP/2 connection per sender, `--inflight` calls multiplexed
 //! on it in async mode), so gRPC and remoting sends can be compared in one run.
+//! `mqbench consumer --grpc host:port`: simple consumers, ReceiveMessage of up to 32 then one
+//! AckMessage of them all, each message counted once its ack is answered.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use keel_core::grpc::proto::{self, Code};
 use keel_runtime_tokio::grpc::service::messaging_service_client::MessagingServiceClient;
 use tonic::transport::Channel;
 
-use super::{more, new_histogram, Mode, ProducerArgs, Stats};
+use super::{more, new_histogram, ConsumerArgs, Mode, ProducerArgs, Stats};
 
 /// One sender's `SendMessage` of a `size`-byte body to `topic`, numbered for unique ids.
 fn send_request(
@@ -102,6 +104,102 @@ pub async fn spawn_producers(
                     let _ = local.add(&histogram);
                 }
             }
+            stats.finish(&local);
+        }));
+    }
+    Ok(workers)
+}
+
+fn with_client_id<T>(message: T, worker: usize) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(id) = format!("mqbench-consumer-{worker}").parse() {
+        request.metadata_mut().insert("x-mq-client-id", id);
+    }
+    request
+}
+
+fn resource(name: &str) -> Option<proto::Resource> {
+    Some(proto::Resource { resource_namespace: String::new(), name: name.to_owned() })
+}
+
+/// Receive and ack until told to stop: each round trip is a receive plus its ack.
+async fn receive_loop(
+    mut client: MessagingServiceClient<Channel>,
+    worker: usize,
+    (topic, group, limit): (&str, &str, Option<u64>),
+    stats: &Stats,
+    local: &mut Histogram<u64>,
+) {
+    let seconds = |s| Some(prost_types::Duration { seconds: s, nanos: 0 });
+    while more(stats, limit) {
+        let started = Instant::now();
+        let request = proto::ReceiveMessageRequest {
+            group: resource(group),
+            message_queue: Some(proto::MessageQueue { topic: resource(topic), id: -1, ..Default::default() }),
+            filter_expression: Some(proto::FilterExpression {
+                r#type: proto::FilterType::Tag as i32,
+                expression: "*".into(),
+            }),
+            batch_size: 32,
+            invisible_duration: seconds(30),
+            auto_renew: false,
+            long_polling_timeout: seconds(5),
+            attempt_id: None,
+        };
+        let mut stream = match client.receive_message(with_client_id(request, worker)).await {
+            Ok(reply) => reply.into_inner(),
+            Err(error) => {
+                stats.fail(|| error.to_string());
+                continue;
+            }
+        };
+        let mut entries = Vec::new();
+        while let Ok(Some(frame)) = stream.message().await {
+            if let Some(proto::receive_message_response::Content::Message(message)) = frame.content {
+                let system = message.system_properties.unwrap_or_default();
+                entries.push(proto::AckMessageEntry {
+                    message_id: system.message_id,
+                    receipt_handle: system.receipt_handle.unwrap_or_default(),
+                    lite_topic: None,
+                });
+            }
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        let count = entries.len() as u64;
+        let ack = proto::AckMessageRequest { group: resource(group), topic: resource(topic), entries };
+        match client.ack_message(with_client_id(ack, worker)).await {
+            Ok(reply) => {
+                let status = reply.into_inner().status.unwrap_or_default();
+                if status.code == Code::Ok as i32 {
+                    stats.record(count, started.elapsed(), local);
+                } else {
+                    stats.fail(|| format!("ack {}: {}", status.code, status.message));
+                }
+            }
+            Err(error) => stats.fail(|| error.to_string()),
+        }
+    }
+}
+
+/// The gRPC simple consumers of `args`, against the endpoint at `endpoint`.
+pub async fn spawn_consumers(
+    args: &ConsumerArgs,
+    endpoint: std::net::SocketAddr,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut workers = Vec::new();
+    for worker in 0..args.common.threads {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?.connect().await?;
+        let client = MessagingServiceClient::new(channel);
+        let (stats, topic, group, limit) =
+            (Arc::clone(stats), args.common.topic.clone(), args.group.clone(), args.common.count);
+        stats.live.fetch_add(1, Ordering::Relaxed);
+        workers.push(tokio::spawn(async move {
+            let mut local = new_histogram();
+            receive_loop(client, worker, (&topic, &group, limit), &stats, &mut local).await;
             stats.finish(&local);
         }));
     }

@@ -100,6 +100,10 @@ struct ConsumerArgs {
     /// check who consumed what).
     #[arg(long)]
     print: bool,
+    /// Consume over gRPC from this endpoint (`keel --enable-proxy`'s) as RocketMQ 5.x simple
+    /// consumers do (receive, then ack), instead of pulling over remoting.
+    #[arg(long)]
+    grpc: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,7 +225,13 @@ async fn main() -> anyhow::Result<()> {
             };
             (&p.common, workers)
         }
-        Role::Consumer(c) => (&c.common, spawn_consumers(c, &stats).await?),
+        Role::Consumer(c) => {
+            let workers = match c.grpc {
+                Some(endpoint) => grpc::spawn_consumers(c, endpoint, &stats).await?,
+                None => spawn_consumers(c, &stats).await?,
+            };
+            (&c.common, workers)
+        }
         Role::Probe(p) => return probe(p, &stats).await,
     };
     let started = Instant::now();
@@ -614,6 +624,9 @@ fn summarize(role: &Role, stats: &Stats, elapsed: Duration) {
             // The remoting summary keeps the form scripts and tests read; gRPC says so.
             let over = if p.grpc.is_some() { " (gRPC)" } else { "" };
             format!("producer{over}: {} x {:?}, {} B, batch {}", p.common.threads, p.mode, p.size, p.batch)
+        }
+        Role::Consumer(c) if c.grpc.is_some() => {
+            format!("simple consumer (gRPC): {} receivers, receive 32 then ack", c.common.threads)
         }
         Role::Consumer(c) => format!("push consumer: {} listener slots, batch {}", c.common.threads, c.batch),
         Role::Probe(p) => {
