@@ -80,6 +80,13 @@ fn read_topic(topic: &str, group: &str, mark: RetryMark) -> String {
     }
 }
 
+/// A request's receipt handle, and the topic its message was read from.
+fn handle_and_topic(extra_info: &str, topic: &str, group: &str) -> Result<(ReceiptHandle, String), Refusal> {
+    let handle = ReceiptHandle::parse(extra_info).map_err(|e| Refusal::InvalidParameter(e.to_string()))?;
+    let topic = read_topic(topic, group, handle.retry);
+    Ok((handle, topic))
+}
+
 impl PopService {
     /// ACK_MESSAGE; `None` while the reply waits for the ack record's durability.
     pub(in crate::broker) fn on_ack(
@@ -91,9 +98,7 @@ impl PopService {
         request: &RemotingCommand,
     ) -> Result<Option<RemotingCommand>, Refusal> {
         let header = AckMessageRequestHeader::decode(&request.ext_fields).map_err(Refusal::from)?;
-        let handle =
-            ReceiptHandle::parse(&header.extra_info).map_err(|e| Refusal::InvalidParameter(e.to_string()))?;
-        let topic = read_topic(&header.topic, &header.consumer_group, handle.retry);
+        let (handle, topic) = handle_and_topic(&header.extra_info, &header.topic, &header.consumer_group)?;
         let ok = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
         self.stats.acked += 1;
         if handle.is_order() {
@@ -183,9 +188,7 @@ impl PopService {
         request: &RemotingCommand,
     ) -> Result<Option<RemotingCommand>, Refusal> {
         let header = ChangeInvisibleTimeRequestHeader::decode(&request.ext_fields).map_err(Refusal::from)?;
-        let handle =
-            ReceiptHandle::parse(&header.extra_info).map_err(|e| Refusal::InvalidParameter(e.to_string()))?;
-        let topic = read_topic(&header.topic, &header.consumer_group, handle.retry);
+        let (handle, topic) = handle_and_topic(&header.extra_info, &header.topic, &header.consumer_group)?;
         let pop_time = now.wall.0;
         let mut reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
         let offset =

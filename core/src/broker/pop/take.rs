@@ -89,16 +89,24 @@ impl PopService {
             );
             return Some(reply);
         }
-        let hold_ms = u64::try_from(header.poll_time).unwrap_or(0).min(shared.config.max_pull_hold_ms);
-        self.holds.push(PopHold {
-            conn,
-            deadline: now.mono.plus_millis(hold_ms),
-            received: shared.request_received,
-            request,
-            header,
-            notification: false,
-        });
+        self.hold(shared, now, conn, request, header, false);
         None
+    }
+
+    /// Hold a pop (or a notification, as a pop header) for up to its poll time.
+    fn hold(
+        &mut self,
+        shared: &Shared,
+        now: Now,
+        conn: ConnId,
+        request: RemotingCommand,
+        header: PopMessageRequestHeader,
+        notification: bool,
+    ) {
+        let hold_ms = u64::try_from(header.poll_time).unwrap_or(0).min(shared.config.max_pull_hold_ms);
+        let deadline = now.mono.plus_millis(hold_ms);
+        let received = shared.request_received;
+        self.holds.push(PopHold { conn, deadline, received, request, header, notification });
     }
 
     /// NOTIFICATION: whether a pop of the group would find something, held up to its poll
@@ -136,15 +144,7 @@ impl PopService {
         if has_msg || as_pop.poll_time <= 0 || self.holds.len() >= shared.config.max_pull_holds {
             return Some(Self::notification_reply(&request, has_msg));
         }
-        let hold_ms = u64::try_from(as_pop.poll_time).unwrap_or(0).min(shared.config.max_pull_hold_ms);
-        self.holds.push(PopHold {
-            conn,
-            deadline: now.mono.plus_millis(hold_ms),
-            received: shared.request_received,
-            request,
-            header: as_pop,
-            notification: true,
-        });
+        self.hold(shared, now, conn, request, as_pop, true);
         None
     }
 
