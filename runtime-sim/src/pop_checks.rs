@@ -7,8 +7,8 @@
 //!   up, and never after an ack the broker answered within that time, unless a fault came
 //!   in between;
 //! - **FIFO**: a FIFO queue never delivers a message while one before it is neither
-//!   acknowledged nor in the same batch (runs with a power loss are left out: offsets of
-//!   lost messages are given to new ones);
+//!   acknowledged nor in the same batch (runs with a data loss or retention are left out:
+//!   offsets of lost messages are given to new ones, and a deleted one is passed over);
 //! - **dead letters**: in a run without faults, a poison message is delivered exactly the
 //!   group's `retryMaxTimes + 1` times.
 
@@ -218,8 +218,8 @@ pub fn check_pop(history: &History, retention: bool, limit: usize) -> Vec<String
             }
         }
     }
-    // FIFO.
-    if facts.losses.is_empty() {
+    // FIFO (retention may delete a message out, and the queue then goes on past it).
+    if facts.losses.is_empty() && !retention {
         check_fifo(&facts, &mut add);
     }
     // Dead letters, exactly on time when nothing disturbed the run.

@@ -268,7 +268,9 @@ impl PopService {
     ) {
         let key = (group.to_owned(), topic.to_owned(), queue_id);
         for offset in offsets.iter().filter_map(|o| u64::try_from(*o).ok()) {
-            if let Some(commit) = self.order.ack(&key, offset) {
+            let commit = self.order.ack(&key, offset);
+            tracing::debug!(group, topic, queue = queue_id, offset, ?commit, "FIFO ack");
+            if let Some(commit) = commit {
                 let current = consumers.offsets.get(group, topic, queue_id);
                 if current.is_none_or(|c| c < wire_long(commit)) {
                     consumers.commit_offset(group, topic, queue_id, wire_long(commit));
