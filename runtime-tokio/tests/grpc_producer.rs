@@ -2,7 +2,7 @@
 //! client generated from the same vendored protos: the Telemetry settings handshake, routes,
 //! heartbeats, normal, FIFO and transactional sends (commit, rollback, and a check-back
 //! answered over Telemetry), the client id
-//! every call must carry, and the RPCs not served yet. What a send stores is read back over
+//! every call must carry, and PullMessage, which is not served. What a send stores is read back over
 //! remoting, byte for byte. Real processes and real protobuf encoding: normal builds only.
 #![cfg(not(madsim))]
 
@@ -308,7 +308,7 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
     let refused = send(&mut client, vec![no_id]).await;
     assert_eq!(refused.status.unwrap().code, Code::IllegalMessageId as i32);
 
-    // Pull consumption is refused plainly; pop consumption is not served yet.
+    // Pull consumption is refused plainly (consumers pop: see grpc_consumer.rs).
     let mut pulls =
         client.pull_message(with_id(proto::PullMessageRequest::default())).await.unwrap().into_inner();
     let frame = pulls.message().await.unwrap().unwrap();
