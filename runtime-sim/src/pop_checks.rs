@@ -57,6 +57,8 @@ struct Facts {
     /// Acks answered: key → (when, the delivery's pop time).
     acks: BTreeMap<Key, Vec<(u64, u64)>>,
     dead: BTreeSet<Key>,
+    /// Every delivery: (when, FIFO, queue, offset); a send whose answer was lost shows here.
+    seen: Vec<(u64, bool, i32, i64)>,
     /// When an ack was sent for each key, answered or not.
     ack_sent: BTreeMap<Key, Vec<u64>>,
     spans: Vec<(u64, u64)>,
@@ -75,7 +77,8 @@ impl Facts {
                 Event::PopSent { key, fifo, queue, offset, phys } => {
                     facts.sent.insert(*key, (at, *fifo, *queue, *offset, *phys));
                 }
-                Event::PopDelivered { key, queue, offset, invisible_ms, asked_ms, .. } => {
+                Event::PopDelivered { key, fifo, queue, offset, invisible_ms, asked_ms, .. } => {
+                    facts.seen.push((at, *fifo, *queue, *offset));
                     let delivery = Delivery {
                         at,
                         asked: *asked_ms,
@@ -136,11 +139,11 @@ impl Facts {
             let soon_after = lost_at <= at && at <= lost_at + LOSS_SKIP_MS;
             // Stored at an offset a message before the loss had held, or passed: the
             // group's position may stand past it.
+            let before =
+                |t: u64, f: bool, q: i32, o: i64| t <= lost_at && f == fifo && q == queue && o >= offset;
             let reused = lost_at <= at
-                && self
-                    .sent
-                    .values()
-                    .any(|&(t, f, q, o, _)| t <= lost_at && f == fifo && q == queue && o >= offset);
+                && (self.sent.values().any(|&(t, f, q, o, _)| before(t, f, q, o))
+                    || self.seen.iter().any(|&(t, f, q, o)| before(t, f, q, o)));
             torn || soon_after || reused
         })
     }
@@ -190,31 +193,44 @@ pub fn check_pop(history: &History, retention: bool, limit: usize) -> Vec<String
             add(format!("pop: message {key:x} stored but never acknowledged by a pop consumer"));
         }
     }
-    // Redelivered only when due.
+    // Redelivered only when due. A delivery of a copy seen before (a FIFO message, which
+    // keeps its offset) is due once that copy's last delivery's invisible time is up; a new
+    // copy (one revive put to the retry topic) once some earlier delivery's is: a fault can
+    // leave two copies going round, each on its own clock.
     for (key, deliveries) in &facts.deliveries {
-        for pair in deliveries.windows(2) {
-            let (Some(first), Some(next)) = (pair.first(), pair.get(1)) else { continue };
-            let due = first.asked.saturating_add(first.invisible);
-            if next.at + SLACK_MS < due && !facts.fault_during(first.asked, next.at) {
+        let Some(first_asked) = deliveries.first().map(|d| d.asked) else { continue };
+        for (j, next) in deliveries.iter().enumerate().skip(1) {
+            let earlier = deliveries.get(..j).unwrap_or_default();
+            let same_copy = earlier.iter().rev().find(|d| d.queue == next.queue && d.offset == next.offset);
+            let (due, popped) = match same_copy {
+                Some(d) => (d.asked.saturating_add(d.invisible), d.asked),
+                None => earlier
+                    .iter()
+                    .map(|d| (d.asked.saturating_add(d.invisible), d.asked))
+                    .min()
+                    .unwrap_or((0, 0)),
+            };
+            if next.at + SLACK_MS < due && !facts.fault_during(popped, next.at) {
                 add(format!(
-                    "pop: {key:x} delivered again at {} ms, {} ms before its invisible time (popped at {} ms) was up, with no fault",
+                    "pop: {key:x} delivered again at {} ms, {} ms before its invisible time (popped at {popped} ms) was up, with no fault",
                     next.at,
                     due - next.at,
-                    first.asked
                 ));
             }
-            let acked_in_time = facts.acks.get(key).into_iter().flatten().find(|(acked_at, popped)| {
-                *popped == first.asked && acked_at + SLACK_MS < due && *acked_at < next.at
+            // Every earlier delivery acknowledged within its invisible time (the answer came
+            // back): nothing is left to come again, unless a fault since the first pop (a
+            // forward clock step or a restart may revive a checkpoint before its ack is
+            // applied).
+            let all_acked = earlier.iter().all(|d| {
+                facts.acks.get(key).into_iter().flatten().any(|(acked_at, popped)| {
+                    *popped == d.asked && acked_at + SLACK_MS < d.asked + d.invisible && *acked_at < next.at
+                })
             });
-            // A fault from the pop on may have revived it before the ack was applied (a
-            // forward clock step, a restart that read the checkpoint back late).
-            if let Some((acked_at, _)) = acked_in_time {
-                if !facts.fault_during(first.asked, next.at) {
-                    add(format!(
-                        "pop: {key:x} delivered again at {} ms though its ack was answered at {acked_at} ms, in time, with no fault",
-                        next.at
-                    ));
-                }
+            if all_acked && !facts.fault_during(first_asked, next.at) {
+                add(format!(
+                    "pop: {key:x} delivered again at {} ms though every earlier delivery's ack was answered in time, with no fault",
+                    next.at
+                ));
             }
         }
     }
