@@ -172,8 +172,8 @@ fn the_dashboard_shows_clusters_topics_lagging_groups_and_throughput_in_chromium
     assert!(topics.iter().any(|row| row[0] == "TBW102"), "{topics:?}");
     assert_eq!(
         element_text(&dom, "topics-note"),
-        "Greyed: the broker's own topics (2).",
-        "TBW102, SELF_TEST_TOPIC"
+        "Greyed: the broker's own topics (3).",
+        "TBW102, SELF_TEST_TOPIC, and the pop revive topic rmq_sys_REVIVE_LOG_DefaultCluster"
     );
     assert!(
         dom.contains("<tr class=\"system\"><td>TBW102</td>"),
