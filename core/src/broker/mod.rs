@@ -258,6 +258,7 @@ impl Broker {
         let replica_id = config.broker_id;
         let mut store = store;
         store.set_replica(config.role.is_slave());
+        let pop = pop::PopService::new(now, pop::records::revive_topic(&config.cluster_name));
         let mut broker = Self {
             shared: Shared {
                 conns: ConnectionTable::new(config.max_frame_len, config.max_connections),
@@ -294,7 +295,7 @@ impl Broker {
             delay,
             timers,
             transactions,
-            pop: pop::PopService::new(now),
+            pop,
             consumers: {
                 let mut consumers = Consumers::new(groups, offsets, locks, now.mono);
                 if config_is_slave {

@@ -100,7 +100,7 @@ pub(super) struct PopService {
 }
 
 impl PopService {
-    pub(super) fn new(now: Now) -> Self {
+    pub(super) fn new(now: Now, revive_topic: String) -> Self {
         Self {
             next_pop: BTreeMap::new(),
             pending: VecDeque::new(),
@@ -108,7 +108,7 @@ impl PopService {
             seen_generation: (0, PhysOffset(0)),
             recheck: false,
             order: order::OrderTable::default(),
-            revive: revive::Revive::new(now),
+            revive: revive::Revive::new(now, revive_topic),
             pops: 0,
             stats: PopStats::default(),
         }
@@ -120,7 +120,7 @@ impl PopService {
         self.next_pop.clear();
         self.pending.clear();
         self.order.clear();
-        self.revive = revive::Revive::new(now);
+        self.revive = revive::Revive::new(now, self.revive.topic().to_owned());
     }
 
     /// When the service next needs a timeout: revive's, or a held pop's time up.

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::receipt::pop_retry_topic;
-use super::records::{self, AckRecord, CheckPoint, ACK_TAG, BATCH_ACK_TAG, CK_TAG, REVIVE_GROUP};
+use super::records::{AckRecord, CheckPoint, ACK_TAG, BATCH_ACK_TAG, CK_TAG, REVIVE_GROUP};
 use super::{PopStats, REVIVE_QUEUES};
 use crate::broker::consumers::Consumers;
 use crate::broker::shared::{copy_request, Shared};
@@ -86,6 +86,8 @@ pub(super) struct Revive {
     due_at: Option<MonoNanos>,
     /// The revive offsets last committed.
     committed: Vec<i64>,
+    /// The revive topic (`rmq_sys_REVIVE_LOG_<cluster>`), named once.
+    topic: String,
     /// Read to the end once since start: until then a pop could hand out again what a
     /// checkpoint not yet read says was popped.
     replayed: bool,
@@ -95,7 +97,7 @@ pub(super) struct Revive {
 }
 
 impl Revive {
-    pub(super) fn new(now: Now) -> Self {
+    pub(super) fn new(now: Now, topic: String) -> Self {
         let queues = usize::try_from(REVIVE_QUEUES).unwrap_or(0);
         Self {
             read_next: None,
@@ -107,6 +109,7 @@ impl Revive {
             wake_at: Some(now.mono),
             due_at: None,
             committed: vec![-1; queues],
+            topic,
             replayed: false,
             popped: Vec::new(),
         }
@@ -121,6 +124,11 @@ impl Revive {
         self.open.len()
     }
 
+    /// The revive topic it reads.
+    pub(super) fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// Whether revive has read its queues to the end once since start.
     pub(super) fn replayed(&self) -> bool {
         self.replayed
@@ -128,9 +136,10 @@ impl Revive {
 
     fn caught_up(&self, shared: &Shared, topic: &str) -> Vec<bool> {
         let Some(read_next) = self.read_next.as_ref() else { return vec![false; self.flushed_next.len()] };
+        let readable_next = shared.store.readable_next_of(topic);
         (0..REVIVE_QUEUES)
             .map(|q| {
-                let readable = shared.store.readable_next(topic, q).map_or(0, |n| n.0);
+                let readable = readable_next(q).map_or(0, |n| n.0);
                 read_next.get(usize::try_from(q).unwrap_or(0)).is_some_and(|next| *next >= readable)
             })
             .collect()
@@ -157,7 +166,7 @@ impl Revive {
             return;
         }
         let more = !self.replay(shared, consumers, now);
-        let topic = records::revive_topic(&shared.config.cluster_name);
+        let topic = self.topic.clone();
         let revived = self.revive_due(shared, consumers, now, &topic, stats);
         if more || !revived {
             let pause = if revived { crate::broker::BATCH_PAUSE_MS } else { RETRY_MS };
@@ -169,7 +178,7 @@ impl Revive {
     /// Read the revive queues up to the budget (loading revive's offsets first); true once
     /// everything readable is read.
     pub(super) fn replay(&mut self, shared: &Shared, consumers: &Consumers, now: Now) -> bool {
-        let topic = records::revive_topic(&shared.config.cluster_name);
+        let topic = self.topic.clone();
         if self.read_next.is_none() {
             let starts: Vec<u64> = (0..REVIVE_QUEUES)
                 .map(|q| {
@@ -359,17 +368,23 @@ impl Revive {
         flushed_end: PhysOffset,
     ) {
         let Some(read_next) = self.read_next.as_ref() else { return };
-        let topic = records::revive_topic(&shared.config.cluster_name);
+        let topic = &self.topic;
+        let readable_next = shared.store.readable_next_of(topic);
         let grew = (0..REVIVE_QUEUES).any(|q| {
-            let readable = shared.store.readable_next(&topic, q).map_or(0, |n| n.0);
+            let readable = readable_next(q).map_or(0, |n| n.0);
             read_next.get(usize::try_from(q).unwrap_or(0)).is_some_and(|next| readable > *next)
         });
         if grew && self.wake_at.is_none() {
             self.wake_at = Some(now.mono);
         }
+        // Revive's progress moves only when a done checkpoint is forgotten or a record read
+        // is fsynced (a checkpoint read lies at or past the fsynced read position): the
+        // open checkpoints are scanned only then, not after every input.
+        let mut moved = self.committed.iter().any(|c| *c < 0);
         while self.done.front().is_some_and(|(end, _)| *end <= flushed_end) {
             if let Some((_, key)) = self.done.pop_front() {
                 self.open.remove(&key);
+                moved = true;
             }
         }
         for (qi, unflushed) in self.unflushed.iter_mut().enumerate() {
@@ -378,9 +393,15 @@ impl Revive {
                     (unflushed.pop_front(), self.flushed_next.get_mut(qi))
                 {
                     *flushed = after;
+                    moved = true;
                 }
             }
         }
+        if !moved {
+            self.plan_due(now);
+            return;
+        }
+        let topic = self.topic.clone();
         let mut oldest: Vec<u64> = self.flushed_next.clone();
         for (key, open) in &self.open {
             if let Some(low) = oldest.get_mut(usize::try_from(key.revive_qid).unwrap_or(0)) {
