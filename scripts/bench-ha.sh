@@ -21,6 +21,8 @@ ROUNDS=${ROUNDS:-3}
 SETUPS=${SETUPS:-single async sync two two-sync}
 DURATION=${DURATION:-10}
 SIZE=${SIZE:-1024}
+# The machine's disk is shared: its fullness must not refuse or retire a run's data.
+HOST_DISK_KEYS=$'diskMaxUsedSpaceRatio=100\ndiskSpaceCleanForciblyRatio=100\ndiskSpaceWarningLevelRatio=100'
 work=$(mktemp -d /tmp/keel-bench-ha.XXXXXX)
 pids=()
 stop_all() {
@@ -61,6 +63,7 @@ listenPort=$master_port
 haListenPort=$ha_port
 namesrvAddr=$NAMESRV
 storePathRootDir=$dir/$name-master
+$HOST_DISK_KEYS
 CONF
   "$bin/mqbroker" -c "$dir/$name-master.conf" > "$dir/$name-master.log" 2>&1 & pids+=($!)
   wait_for "$dir/$name-master.log" "boot success"
@@ -73,6 +76,7 @@ listenPort=$slave_port
 haListenPort=$(port)
 namesrvAddr=$NAMESRV
 storePathRootDir=$dir/$name-slave
+$HOST_DISK_KEYS
 CONF
     "$bin/mqbroker" -c "$dir/$name-slave.conf" > "$dir/$name-slave.log" 2>&1 & pids+=($!)
     wait_for "$dir/$name-slave.log" "replication link to the master open"

@@ -37,15 +37,25 @@ summarize() {
     END { printf "%s: %d passed, %d failed\n", suite, p, f }' "$log"
 }
 
-# Run one suite: a command whose output holds cargo test results.
+# Run one suite within its time limit (minutes): a command whose output holds cargo test
+# results. A suite that hangs is stopped there (its whole process group: servers the tests
+# started too) and counts as failed, so the run still reports every suite in CI's time.
 suite() {
-  local name=$1; shift
+  local name=$1 minutes=$2; shift 2
   local log="$logs/$name.log"
-  echo "=== $name: $*"
-  local status=0
-  "$@" 2>&1 | tee "$log" || status=$?
+  echo "=== $name (at most $minutes min): $*"
+  local status=0 started=$SECONDS
+  timeout --kill-after=30s "${minutes}m" "$@" 2>&1 | tee "$log" || status=$?
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "=== $name: stopped, still running after $minutes min" | tee -a "$log"
+  fi
+  echo "=== $name: $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
   local line
   line=$(summarize "$name" "$log")
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    # What hung counts as one failure more than the finished tests reported.
+    line=$(echo "$line" | awk '{ $4 = $4 + 1; print }')
+  fi
   echo "$line"
   local passed
   passed=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
@@ -76,18 +86,20 @@ echo "=== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-suite "tests" cargo test --workspace --locked --no-fail-fast
+suite "tests" 30 cargo test --workspace --locked --no-fail-fast
 
-# The same workspace under madsim: the simulator's build, in its own target dir.
-suite "madsim" env RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
+# The same workspace under madsim: the simulator's build, in its own target dir. Doctests
+# are built by rustdoc, which reads RUSTDOCFLAGS, not RUSTFLAGS: without the cfg there it
+# would compile real-network code against the simulator's tonic.
+suite "madsim" 20 env RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
   cargo test --workspace --locked --profile sim --no-fail-fast
 
 # Thousands of seeded fault simulations of the whole cluster, with the determinism check,
 # the mutation gate and the fault-coverage gate (same build as above).
-suite "sim" scripts/sim-ci.sh
+suite "sim" 30 scripts/sim-ci.sh
 
 # Real third-party clients (Apache RocketMQ's C++ client, from PyPI) against the binaries.
-suite "interop" tests/interop/run.sh
+suite "interop" 15 tests/interop/run.sh
 
 if [ "${#failed_suites[@]}" -ne 0 ]; then
   echo "FAILED suites: ${failed_suites[*]}"

@@ -525,25 +525,34 @@ pub trait StoreRead {
     }
 }
 
-/// A file system's size and the space still available to the store, in bytes.
+/// A file system's space as RocketMQ measures it (`UtilAll.getDiskPartitionSpaceUsedPercent`,
+/// and `df`): blocks reserved for root count neither as used nor as available, so a file
+/// system whose reserve is large does not look fuller to the store than it is to `df`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskUsage {
-    /// Total size.
-    pub total: u64,
+    /// In use: the total size less every free block (statvfs `f_blocks - f_bfree`).
+    pub used: u64,
     /// Available to an unprivileged writer (statvfs `f_bavail`).
     pub available: u64,
 }
 
 impl DiskUsage {
-    /// The share in use, in per mille (RocketMQ compares percentages; per mille keeps a
-    /// tenth of a percent for the runtime info's ratio).
+    /// The space the store can ever have: what is used plus what it may still take.
+    #[must_use]
+    pub fn capacity(&self) -> u64 {
+        self.used.saturating_add(self.available)
+    }
+
+    /// The share in use, in per mille, rounded up as RocketMQ rounds its percentage (per
+    /// mille keeps a tenth of a percent for the runtime info's ratio).
     #[must_use]
     pub fn used_per_mille(&self) -> u64 {
-        if self.total == 0 {
+        let capacity = u128::from(self.used) + u128::from(self.available);
+        if capacity == 0 {
             return 1000;
         }
-        let used = self.total.saturating_sub(self.available.min(self.total));
-        u64::try_from(u128::from(used) * 1000 / u128::from(self.total)).unwrap_or(1000)
+        let per_mille = (u128::from(self.used) * 1000).div_ceil(capacity);
+        u64::try_from(per_mille).unwrap_or(1000)
     }
 }
 
@@ -673,5 +682,20 @@ mod tests {
         assert_eq!(MonoNanos(u64::MAX - 1).plus_millis(u64::MAX), MonoNanos(u64::MAX));
         assert_eq!(t.millis_since(MonoNanos(1_000_000)), 4);
         assert_eq!(MonoNanos(0).millis_since(t), 0);
+    }
+
+    #[test]
+    fn disk_usage_is_measured_as_rocketmq_and_df_measure_it() {
+        // A 252 GB file system with 59 GB used and 33 GB available: 160 GB reserved for
+        // root count for neither side: 64.2% used (df rounds it up to 65%), not 87%.
+        let gb = 1_000_000_000;
+        let usage = DiskUsage { used: 59 * gb, available: 33 * gb };
+        assert_eq!(usage.capacity(), 92 * gb);
+        assert_eq!(usage.used_per_mille(), 642);
+        // Rounded up: a sliver over 90% is not 90%.
+        assert_eq!(DiskUsage { used: 900_001, available: 99_999 }.used_per_mille(), 901);
+        assert_eq!(DiskUsage { used: 900, available: 100 }.used_per_mille(), 900);
+        assert_eq!(DiskUsage { used: 0, available: 0 }.used_per_mille(), 1000);
+        assert_eq!(DiskUsage { used: u64::MAX, available: u64::MAX }.used_per_mille(), 500);
     }
 }

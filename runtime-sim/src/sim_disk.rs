@@ -571,7 +571,8 @@ impl StoreRead for SimDisk {
 
     fn disk_usage(&self) -> Option<DiskUsage> {
         let total = self.faults.capacity?;
-        Some(DiskUsage { total, available: total.saturating_sub(self.used()) })
+        let used = self.used().min(total);
+        Some(DiskUsage { used, available: total - used })
     }
 }
 

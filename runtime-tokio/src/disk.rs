@@ -380,7 +380,7 @@ impl StoreRead for FileDisk {
         let stat = rustix::fs::statvfs(&self.root).ok()?;
         let unit = stat.f_frsize.max(1);
         Some(DiskUsage {
-            total: stat.f_blocks.saturating_mul(unit),
+            used: stat.f_blocks.saturating_sub(stat.f_bfree).saturating_mul(unit),
             available: stat.f_bavail.saturating_mul(unit),
         })
     }

@@ -39,6 +39,10 @@ fn config(flush_mode: FlushMode) -> StoreConfig {
     config.queue_file_entries = 16;
     config.flush_mode = flush_mode;
     config.max_message_size = 1024;
+    // The host's file system is shared: its fullness is not what these tests are about.
+    config.retention.disk_max_used_ratio = 100;
+    config.retention.clean_forcibly_ratio = 100;
+    config.retention.warning_ratio = 100;
     config
 }
 

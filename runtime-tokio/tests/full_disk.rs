@@ -106,7 +106,7 @@ fn a_full_file_system_refuses_writes_then_expired_segments_go_and_writes_resume(
     std::fs::write(
         &conf,
         format!(
-            "listenPort=0\nstorePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmappedFileSizeConsumeQueue=20000\ndefaultTopicQueueNums=1\nfileReservedTime=0.005\ndeleteWhen={}\ncleanFileForciblyEnable=false\ncleanResourceInterval=200\nmaxHashSlotNum=4096\nmaxIndexNum=100000\n",
+            "listenPort=0\nstorePathRootDir={}\ndiskMaxUsedSpaceRatio=75\ndiskSpaceCleanForciblyRatio=85\ndiskSpaceWarningLevelRatio=90\nmappedFileSizeCommitLog=1048576\nmappedFileSizeConsumeQueue=20000\ndefaultTopicQueueNums=1\nfileReservedTime=0.005\ndeleteWhen={}\ncleanFileForciblyEnable=false\ncleanResourceInterval=200\nmaxHashSlotNum=4096\nmaxIndexNum=100000\n",
             fs.0.join("store").display(),
             hours.join(";")
         ),

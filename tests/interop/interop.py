@@ -26,6 +26,8 @@ import traceback
 from rocketmq.client import Message, Producer, PullConsumer, PushConsumer, RecvMessage, SendStatus
 from rocketmq.ffi import _CConsumeStatus, dll
 
+from host_disk import HOST_DISK_KEYS
+
 # Short delay levels keep retry tests quick; their count (18) is RocketMQ's. Retries use
 # levels 3 and up; level 2 (3 s) is the one the delay test sends with.
 DELAY_LEVEL_TESTED, DELAY_SECONDS = 2, 3.0
@@ -73,7 +75,8 @@ class Cluster:
             "flushDiskType=%s\n"
             "mappedFileSizeCommitLog=4194304\n"
             "messageDelayLevel=%s\n"
-            % (self.broker_port, self.namesrv_addr, os.path.join(self.root, "store"), flush, DELAY_LEVELS),
+            % (self.broker_port, self.namesrv_addr, os.path.join(self.root, "store"), flush, DELAY_LEVELS)
+            + HOST_DISK_KEYS,
         )
         self.broker = self._spawn(["mqbroker", "-c", conf], "broker")
         line = self.broker.stdout.readline().decode()
@@ -534,7 +537,8 @@ def test_controller_failover_after_kill9_of_a_sync_master(_cluster):
                 "brokerName=broker-a\nbrokerId=%d\nbrokerRole=SYNC_MASTER\nenableControllerMode=true\n"
                 "controllerAddr=%s\nallAckInSyncStateSet=true\nnamesrvAddr=%s\nlistenPort=%d\nhaListenPort=%d\n"
                 "storePathRootDir=%s\nflushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=4194304\n"
-                % (broker_id, controller, namesrv, port, free_port(), os.path.join(root, "store-%d" % broker_id)),
+                % (broker_id, controller, namesrv, port, free_port(), os.path.join(root, "store-%d" % broker_id))
+                + HOST_DISK_KEYS,
             )
             brokers[broker_id] = (spawn(["mqbroker", "-c", conf], "broker-%d" % broker_id)[0], "127.0.0.1:%d" % port)
             if broker_id == 1:

@@ -2,6 +2,9 @@
 //! them on loopback.
 #![allow(dead_code)] // each test binary uses its own part
 
+#[cfg(not(madsim))]
+pub mod grpc;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -18,10 +21,12 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Start `binary` with `args` and wait for its boot line.
+    /// Start `binary` with `args` and wait for its boot line. A broker is given
+    /// [`HOST_DISK_KEYS`] unless its broker.conf sets the warning level itself.
     pub fn start(binary: &str, args: &[&str]) -> Self {
+        let args = with_host_disk_keys(binary, args);
         let mut child =
-            Command::new(binary).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            Command::new(binary).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let mut boot_line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut boot_line).unwrap();
         let mut stderr = child.stderr.take().unwrap();
@@ -75,6 +80,38 @@ impl ServerProcess {
         }
         Self::start(binary, &args)
     }
+}
+
+/// Disk-space keys for every broker a test starts: the store lives on the host's file
+/// system, shared with whatever else runs there (a CI machine's may be 90% full), and its
+/// fullness must neither refuse the test's writes nor retire the test's segments. Only a
+/// file system that is wholly full refuses them. A test about disk space sets its own
+/// `diskSpaceWarningLevelRatio` on a file system of its own (`full_disk.rs`).
+pub const HOST_DISK_KEYS: &str =
+    "diskMaxUsedSpaceRatio=100\ndiskSpaceCleanForciblyRatio=100\ndiskSpaceWarningLevelRatio=100\n";
+
+/// `args` for `binary`, a broker's with [`HOST_DISK_KEYS`] added: appended to the
+/// broker.conf given with `-c` unless it sets the warning level, or else in a broker.conf
+/// written next to `keel`'s `--data-dir`.
+fn with_host_disk_keys(binary: &str, args: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let name = std::path::Path::new(binary).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name != "keel" && name != "mqbroker" {
+        return args;
+    }
+    let value_of = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    if let Some(conf) = value_of("-c") {
+        let text = std::fs::read_to_string(&conf).unwrap_or_default();
+        if !text.contains("diskSpaceWarningLevelRatio") {
+            let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+            std::fs::write(&conf, format!("{text}{separator}{HOST_DISK_KEYS}")).unwrap();
+        }
+    } else if let Some(data) = value_of("--data-dir") {
+        let conf = format!("{}.host-disk.conf", data.trim_end_matches('/'));
+        std::fs::write(&conf, HOST_DISK_KEYS).unwrap();
+        args.extend(["-c".to_owned(), conf]);
+    }
+    args
 }
 
 /// `GET path` over HTTP/1.1: (status code, body).

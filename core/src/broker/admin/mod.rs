@@ -325,6 +325,6 @@ impl Admin {
 /// RocketMQ's `commitLogDirCapacity`: "Total : 49.1 GiB, Free : 12.0 GiB." (unknown: zeros).
 fn disk_capacity(usage: Option<crate::io::DiskUsage>) -> String {
     let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
-    let (total, free) = usage.map_or((0, 0), |u| (u.total, u.available));
+    let (total, free) = usage.map_or((0, 0), |u| (u.capacity(), u.available));
     format!("Total : {:.1} GiB, Free : {:.1} GiB.", gib(total), gib(free))
 }

@@ -190,6 +190,11 @@ impl Stats {
         self.live.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Messages acknowledged plus requests failed: what counts toward `--count`.
+    fn tried(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed) + self.failures.load(Ordering::Relaxed)
+    }
+
     /// A request failed: the first failure's reason is kept.
     fn fail(&self, why: impl FnOnce() -> String) {
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -420,9 +425,10 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
 }
 
-/// Whether to keep sending.
+/// Whether to keep sending. Failures count toward `--count` too, so a broker refusing
+/// every send ends the run (with its failures reported) instead of holding it forever.
 fn more(stats: &Stats, limit: Option<u64>) -> bool {
-    !stats.stop.load(Ordering::Relaxed) && limit.is_none_or(|n| stats.messages.load(Ordering::Relaxed) < n)
+    !stats.stop.load(Ordering::Relaxed) && limit.is_none_or(|n| stats.tried() < n)
 }
 
 /// Send `request` and wait for each reply, until told to stop.
@@ -511,7 +517,7 @@ async fn report_until_done(args: &CommonArgs, stats: &Stats, started: Instant) {
     loop {
         ticker.tick().await;
         let messages = stats.messages.load(Ordering::Relaxed);
-        let done_by_count = args.count.is_some_and(|n| messages >= n);
+        let done_by_count = args.count.is_some_and(|n| stats.tried() >= n);
         let done_by_time = args.count.is_none() && started.elapsed() >= Duration::from_secs(args.duration);
         if done_by_count || done_by_time || stats.live.load(Ordering::Relaxed) == 0 {
             return;
