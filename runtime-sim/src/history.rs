@@ -98,7 +98,7 @@ pub enum Event {
     TxDiscarded { key: Key },
     /// The pop workload's send of `key` was stored at `queue`/`offset` (CommitLog `phys`) of
     /// its FIFO topic or its normal one.
-    PopSent { key: Key, fifo: bool, queue: i32, offset: i64, phys: u64 },
+    PopSent { key: Key, fifo: bool, queue: i32, offset: i64, phys: u64, attempt_ms: u64 },
     /// A pop consumer got `key` (its `attempt`th delivery as the broker counts), hidden for
     /// `invisible_ms`; `asked_ms` is when the pop was sent.
     PopDelivered {

@@ -53,6 +53,9 @@ struct Delivery {
 #[derive(Debug, Default)]
 struct Facts {
     sent: BTreeMap<Key, (u64, bool, i32, i64, u64)>,
+    /// When each stored send was attempted: its record may have been written any time
+    /// from then until its acknowledgement.
+    attempts: BTreeMap<Key, u64>,
     deliveries: BTreeMap<Key, Vec<Delivery>>,
     /// Acks answered: key → (when, the delivery's pop time).
     acks: BTreeMap<Key, Vec<(u64, u64)>>,
@@ -74,8 +77,9 @@ impl Facts {
         for entry in history.entries() {
             let at = entry.at_ms;
             match &entry.event {
-                Event::PopSent { key, fifo, queue, offset, phys } => {
+                Event::PopSent { key, fifo, queue, offset, phys, attempt_ms } => {
                     facts.sent.insert(*key, (at, *fifo, *queue, *offset, *phys));
+                    facts.attempts.insert(*key, *attempt_ms);
                 }
                 Event::PopDelivered { key, fifo, queue, offset, invisible_ms, asked_ms, .. } => {
                     facts.seen.push((at, *fifo, *queue, *offset));
@@ -129,20 +133,29 @@ impl Facts {
         self.spans.iter().any(|&(start, end)| start <= to && end >= from)
     }
 
-    /// Whether a data loss may have taken `key`: after its send, past what was synced; or
-    /// shortly before it, when the group's offset may stand past the cut and skip what is
-    /// stored there anew (the lost messages' offsets are given to new ones).
+    /// When `key`'s send was attempted (its acknowledgement's time if unknown).
+    fn attempted(&self, key: Key, acked: u64) -> u64 {
+        self.attempts.get(&key).copied().unwrap_or(acked)
+    }
+
+    /// Whether a data loss may have taken `key`: once its send was attempted (the record
+    /// may be written before a loss the broker hears of only after acknowledging it), past
+    /// what was synced; or shortly before it, when the group's offset may stand past the
+    /// cut and skip what is stored there anew (the lost messages' offsets are given to new
+    /// ones).
     fn maybe_lost(&self, key: Key) -> bool {
         let Some(&(at, fifo, queue, offset, phys)) = self.sent.get(&key) else { return true };
+        let attempted = self.attempted(key, at);
         self.losses.iter().any(|&(lost_at, synced)| {
-            let torn = lost_at >= at && phys + RECORD_BOUND > synced;
+            let torn = lost_at >= attempted && phys + RECORD_BOUND > synced;
             let soon_after = lost_at <= at && at <= lost_at + LOSS_SKIP_MS;
-            // Stored at an offset a message before the loss had held, or passed: the
-            // group's position may stand past it.
+            // Stored at an offset a message written before the loss had held, or passed
+            // (acknowledged after it, maybe, and lost with it): the group's position may
+            // stand past it.
             let before =
                 |t: u64, f: bool, q: i32, o: i64| t <= lost_at && f == fifo && q == queue && o >= offset;
             let reused = lost_at <= at
-                && (self.sent.values().any(|&(t, f, q, o, _)| before(t, f, q, o))
+                && (self.sent.iter().any(|(k, &(t, f, q, o, _))| before(self.attempted(*k, t), f, q, o))
                     || self.seen.iter().any(|&(t, f, q, o)| before(t, f, q, o)));
             torn || soon_after || reused
         })
@@ -301,8 +314,8 @@ mod tests {
 
     fn base() -> History {
         let mut h = History::default();
-        h.push(0, Event::PopSent { key: 1, fifo: false, queue: 0, offset: 0, phys: 0 });
-        h.push(0, Event::PopSent { key: 11, fifo: false, queue: 0, offset: 1, phys: 100 });
+        h.push(0, Event::PopSent { key: 1, fifo: false, queue: 0, offset: 0, phys: 0, attempt_ms: 0 });
+        h.push(0, Event::PopSent { key: 11, fifo: false, queue: 0, offset: 1, phys: 100, attempt_ms: 0 });
         h.push(10, delivered(1, false, 0, 5));
         h.push(15, Event::PopAckSent { key: 1 });
         h.push(20, Event::PopAcked { key: 1, fifo: false, popped_ms: 5 });
@@ -332,12 +345,44 @@ mod tests {
         assert!(check_pop(&early, false, 10).iter().any(|v| v.contains("before its invisible time")));
         // Never acked, never dead-lettered.
         let mut lost = base();
-        lost.push(30_000, Event::PopSent { key: 2, fifo: false, queue: 0, offset: 2, phys: 200 });
+        lost.push(
+            30_000,
+            Event::PopSent { key: 2, fifo: false, queue: 0, offset: 2, phys: 200, attempt_ms: 29_990 },
+        );
         assert!(check_pop(&lost, false, 10).iter().any(|v| v.contains("never acknowledged")));
         assert_eq!(pop_pending(&lost, 40_000), 1);
         assert!(check_pop(&lost, true, 10).is_empty(), "retention may have taken it");
         lost.push(30_001, Event::BrokerDataLoss { synced_end: 150, cause: "power loss".into() });
         assert!(check_pop(&lost, false, 10).is_empty(), "a power loss may have taken it");
+        // A loss between a send's attempt and its acknowledgement may take it too, and a
+        // message stored later at its offset may be passed over by the group.
+        let mut raced = base();
+        raced.push(30_000, Event::BrokerDataLoss { synced_end: 150, cause: "fsync failure".into() });
+        raced.push(
+            30_005,
+            Event::PopSent { key: 3, fifo: true, queue: 0, offset: 0, phys: 200, attempt_ms: 29_990 },
+        );
+        raced.push(30_006, delivered(3, true, 0, 29_995));
+        raced.push(30_007, Event::PopAckSent { key: 3 });
+        raced.push(
+            40_000,
+            Event::PopSent { key: 6, fifo: true, queue: 0, offset: 0, phys: 180, attempt_ms: 39_990 },
+        );
+        assert!(check_pop(&raced, false, 10).is_empty(), "{:?}", check_pop(&raced, false, 10));
+        // Without the loss, the message passed over is owed.
+        let mut passed_over = base();
+        passed_over.push(
+            30_005,
+            Event::PopSent { key: 3, fifo: true, queue: 0, offset: 0, phys: 200, attempt_ms: 29_990 },
+        );
+        passed_over.push(30_007, Event::PopAckSent { key: 3 });
+        passed_over.push(
+            40_000,
+            Event::PopSent { key: 6, fifo: true, queue: 0, offset: 0, phys: 180, attempt_ms: 39_990 },
+        );
+        assert!(check_pop(&passed_over, false, 10)
+            .iter()
+            .any(|v| v.contains("6 stored but never acknowledged")));
         // A poison message delivered once too often in a quiet run.
         let mut many = base();
         many.push(12_400, delivered(11, false, 1, 12_300));
@@ -348,7 +393,7 @@ mod tests {
     fn a_fifo_queue_never_delivers_past_a_message_out() {
         let mut h = History::default();
         for (key, offset) in [(1, 0), (2, 1), (3, 2)] {
-            h.push(0, Event::PopSent { key, fifo: true, queue: 0, offset, phys: 0 });
+            h.push(0, Event::PopSent { key, fifo: true, queue: 0, offset, phys: 0, attempt_ms: 0 });
         }
         h.push(10, delivered(1, true, 0, 5));
         h.push(10, delivered(2, true, 1, 5));

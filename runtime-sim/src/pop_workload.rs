@@ -106,6 +106,7 @@ async fn send(env: ClientEnv, seed: u64, broker: std::net::SocketAddr) {
         let queue = if queue < 0 { i32::try_from(seq % 4).unwrap_or(0) } else { queue };
         // One attempt: a send whose outcome is unknown may be stored or not, and is then
         // owed nothing (the checker only counts what was acknowledged).
+        let attempt_ms = env.now_ms();
         if let Ok(reply) = conn
             .call(send_message(0, "pop-producer", queue, &message), Duration::from_secs(3), &mut rng)
             .await
@@ -123,6 +124,7 @@ async fn send(env: ClientEnv, seed: u64, broker: std::net::SocketAddr) {
                         queue: header.queue_id,
                         offset: header.queue_offset,
                         phys,
+                        attempt_ms,
                     };
                     env.world.record(env.now_ms(), event);
                 }
