@@ -216,6 +216,7 @@ fn a_send_stored_without_a_slave_ends_with_that_status_and_is_not_retried() {
                     queue_offset: 5,
                     transaction_id: None,
                     batch_uniq_id: None,
+                    recall_handle: None,
                     msg_region: "DefaultRegion".into(),
                     trace_on: "true".into(),
                 };

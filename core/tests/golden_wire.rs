@@ -128,6 +128,7 @@ fn send_v2_request_and_its_response_frames() {
         msg_region: "DefaultRegion".into(),
         trace_on: "true".into(),
         batch_uniq_id: None,
+        recall_handle: None,
     };
     reply.ext_fields = header.to_ext_fields();
     let reply_frame = encode_to_bytes(&reply);

@@ -190,3 +190,87 @@ fn a_timer_whose_copy_cannot_be_stored_is_dropped_after_its_attempts_and_others_
     assert_eq!(node.broker.timer_stats(), (1, 0), "the undeliverable one is dropped, not retried forever");
     assert_eq!(bodies(&mut node, 4, &topic), ["small"]);
 }
+
+/// The recall handle a timed send was answered with.
+fn recall_handle_of(reply: &RemotingCommand) -> String {
+    ok(reply);
+    reply.ext_fields.get("recallHandle").expect("a timed send's reply carries recallHandle").to_owned()
+}
+
+fn recall(opaque: i32, topic: &str, handle: &str) -> RemotingCommand {
+    keel_core::protocol::client_requests::recall_message(opaque, "pg", topic, handle)
+}
+
+#[test]
+fn a_recalled_timed_message_is_never_delivered_and_a_bad_recall_is_refused_by_name() {
+    use keel_core::broker::timer::recall::RecallHandle;
+    let mut node = boot(config(FlushMode::Async { interval_ms: 200 }), SharedDisk::default());
+    let kept = recall_handle_of(&node.call(CLIENT, &timed(1, "Timed", keys::TIMER_DELAY_SEC, "10", "kept")));
+    let taken =
+        recall_handle_of(&node.call(CLIENT, &timed(2, "Timed", keys::TIMER_DELAY_SEC, "10", "taken")));
+    let plain = node.call(CLIENT, &send(3, "Timed", 0, "T", "plain"));
+    assert_eq!(plain.ext_fields.get("recallHandle"), None, "only timed sends get a handle");
+    let handle = RecallHandle::decode(&taken).expect("the handle reads");
+    assert_eq!((handle.topic.as_str(), handle.broker_name.as_str()), ("Timed", "broker-a"));
+
+    let reply = node.call(CLIENT, &recall(4, "Timed", &taken));
+    ok(&reply);
+    assert_eq!(reply.ext_fields.get("msgId"), Some(handle.message_id.as_str()), "the recalled UNIQ_KEY");
+
+    let refused = |node: &mut BrokerNode, opaque, topic: &str, handle: &str| {
+        let reply = node.call(CLIENT, &recall(opaque, topic, handle));
+        (reply.response_code(), reply.remark.unwrap_or_default())
+    };
+    let (code, remark) = refused(&mut node, 5, "Timed", "not base64!");
+    assert_eq!((code, remark.as_str()), (ResponseCode::ILLEGAL_OPERATION, "recall handle is invalid"));
+    let (code, remark) = refused(&mut node, 6, "NoSuchTopic", &taken);
+    assert_eq!(code, ResponseCode::TOPIC_NOT_EXIST, "{remark}");
+    node.call(CLIENT, &send(7, "Other", 0, "T", "creates the topic"));
+    let (code, remark) = refused(&mut node, 8, "Other", &taken);
+    assert_eq!((code, remark.as_str()), (ResponseCode::ILLEGAL_OPERATION, "recall failed, topic not match"));
+    let elsewhere = RecallHandle { broker_name: "broker-b".into(), ..handle.clone() }.encode();
+    let (code, remark) = refused(&mut node, 9, "Timed", &elsewhere);
+    assert_eq!(code, ResponseCode::ILLEGAL_OPERATION);
+    assert!(remark.contains("broker-b"), "{remark}");
+
+    node.advance(11_100);
+    assert_eq!(bodies(&mut node, 10, "Timed"), ["plain", "kept"], "the recalled one is dropped");
+    assert_eq!(node.broker.timer_stats(), (1, 0), "one delivered, none pending");
+    let (code, remark) = refused(&mut node, 11, "Timed", &kept);
+    assert_eq!(
+        (code, remark.as_str()),
+        (ResponseCode::ILLEGAL_OPERATION, "recall failed, timestamp invalid"),
+        "a delivered message cannot be recalled"
+    );
+    node.advance(60_000);
+    assert_eq!(bodies(&mut node, 12, "Timed"), ["plain", "kept"]);
+}
+
+#[test]
+fn a_recall_answered_survives_a_clean_restart_and_a_power_loss() {
+    let mut node = boot(config(FlushMode::Sync), SharedDisk::default());
+    let mut handles = Vec::new();
+    for (n, body) in ["first", "second", "kept"].into_iter().enumerate() {
+        let opaque = i32::try_from(n).unwrap();
+        handles.push(recall_handle_of(
+            &node.call(CLIENT, &timed(opaque, "Timed", keys::TIMER_DELAY_SEC, "60", body)),
+        ));
+    }
+    ok(&node.call(CLIENT, &recall(10, "Timed", &handles[0])));
+    node.advance(1_000);
+    let later = |node: &BrokerNode| Now { mono: node.now.mono, wall: UnixMillis(node.now.wall.0 + 1_000) };
+    let resume = later(&node);
+    let disk = node.shutdown();
+    let (mut node, _) = BrokerNode::boot(config(FlushMode::Sync), disk, resume).expect("boot");
+    node.open(CLIENT, addr("10.0.0.50:40000"));
+    ok(&node.call(CLIENT, &recall(11, "Timed", &handles[1])));
+
+    // Answered under SYNC_FLUSH: the marker is on disk before the reply.
+    let resume = later(&node);
+    let disk = node.kill();
+    disk.with(|d| d.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(12)));
+    let (mut node, _) = BrokerNode::boot(config(FlushMode::Sync), disk, resume).expect("boot");
+    node.open(CLIENT, addr("10.0.0.50:40000"));
+    node.advance(120_000);
+    assert_eq!(bodies(&mut node, 13, "Timed"), ["kept"], "both recalls hold after the restarts");
+}

@@ -38,6 +38,9 @@ pub enum Refusal {
     SlaveNotAvailable(String),
     /// CONSUMER_NOT_ONLINE: no member of the group is connected.
     ConsumerNotOnline(String),
+    /// ILLEGAL_OPERATION: a request that names what cannot be done (a recall handle that
+    /// does not read, or names another topic or broker, or a time past).
+    IllegalOperation(String),
 }
 
 impl Refusal {
@@ -59,6 +62,7 @@ impl Refusal {
             Self::ServiceNotAvailable(_) => ResponseCode::SERVICE_NOT_AVAILABLE,
             Self::SlaveNotAvailable(_) => ResponseCode::SLAVE_NOT_AVAILABLE,
             Self::ConsumerNotOnline(_) => ResponseCode::CONSUMER_NOT_ONLINE,
+            Self::IllegalOperation(_) => ResponseCode::ILLEGAL_OPERATION,
         }
     }
 
@@ -79,7 +83,8 @@ impl Refusal {
             | Self::QueryNotFound(remark)
             | Self::ServiceNotAvailable(remark)
             | Self::SlaveNotAvailable(remark)
-            | Self::ConsumerNotOnline(remark) => remark,
+            | Self::ConsumerNotOnline(remark)
+            | Self::IllegalOperation(remark) => remark,
         }
     }
 

@@ -137,6 +137,13 @@ impl Broker {
             {
                 Err(Refusal::ServiceNotAvailable("this master cannot write now; retry shortly".into()))
             }
+            RequestCode::RECALL_MESSAGE if shared.config.role.is_slave() => {
+                Err(Refusal::SlaveNotAvailable("recall failed, broker service not available".into()))
+            }
+            RequestCode::RECALL_MESSAGE if !shared.epoch_durable() || shared.lease_lapsed => {
+                Err(Refusal::ServiceNotAvailable("recall failed, this master cannot write now".into()))
+            }
+            RequestCode::RECALL_MESSAGE => self.timers.on_recall(shared, now, conn, &cmd),
             RequestCode::POP_MESSAGE => Ok(self.pop.on_pop(shared, consumers, now, conn, cmd.clone())),
             RequestCode::NOTIFICATION => Ok(self.pop.on_notification(shared, consumers, now, conn, cmd.clone())),
             RequestCode::ACK_MESSAGE => self.pop.on_ack(shared, consumers, now, conn, &cmd),

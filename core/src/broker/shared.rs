@@ -75,6 +75,11 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// The address of the client on `conn` (0.0.0.0:0 once it is gone).
+    pub(super) fn peer_of(&self, conn: ConnId) -> core::net::SocketAddr {
+        self.conns.get(conn).map_or_else(|| core::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer)
+    }
+
     /// The next opaque for a request of ours (never 0, which clients treat as unset).
     pub(super) fn opaque(&mut self) -> i32 {
         self.next_opaque = self.next_opaque.wrapping_add(1).max(1);

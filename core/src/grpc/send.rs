@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use super::proto::{self, Code, Encoding, MessageType};
 use super::status::{from_remoting, ok, status};
-use crate::protocol::headers::{CommandHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader};
+use crate::protocol::headers::{
+    CommandHeader, RecallMessageResponseHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
 use crate::protocol::message::batch::{encode_batch, BatchEntry};
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::sys_flag;
@@ -255,11 +257,36 @@ impl SendPlan {
                 message_id: id.clone(),
                 transaction_id: if self.transactional { id.clone() } else { String::new() },
                 offset: header.queue_offset.saturating_add(index),
-                recall_handle: String::new(),
+                recall_handle: header.recall_handle.clone().unwrap_or_default(),
             })
             .collect();
         proto::SendMessageResponse { status: Some(ok()), entries }
     }
+}
+
+/// RECALL_MESSAGE for a RecallMessage RPC (`RecallMessageActivity`): the producer group is
+/// the topic, as for sends.
+///
+/// # Errors
+/// BAD_REQUEST without a topic or a handle.
+pub fn recall_command(request: &proto::RecallMessageRequest) -> Result<RemotingCommand, proto::Status> {
+    let topic = request.topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default();
+    if topic.is_empty() || request.recall_handle.is_empty() {
+        return Err(status(Code::BadRequest, "a recall needs a topic and a recall_handle"));
+    }
+    Ok(crate::protocol::client_requests::recall_message(0, topic, topic, &request.recall_handle))
+}
+
+/// The SDK's answer to the broker's reply to a recall.
+#[must_use]
+pub fn recall_response(reply: &RemotingCommand) -> proto::RecallMessageResponse {
+    let code = reply.response_code();
+    if code != ResponseCode::SUCCESS {
+        let refused = from_remoting(code, reply.remark.as_deref());
+        return proto::RecallMessageResponse { status: Some(refused), message_id: String::new() };
+    }
+    let header = RecallMessageResponseHeader::decode(&reply.ext_fields).unwrap_or_default();
+    proto::RecallMessageResponse { status: Some(ok()), message_id: header.msg_id }
 }
 
 #[cfg(test)]

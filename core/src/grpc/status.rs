@@ -28,7 +28,7 @@ pub fn from_remoting(code: ResponseCode, remark: Option<&str>) -> Status {
         ResponseCode::TOPIC_NOT_EXIST => Code::TopicNotFound,
         ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST => Code::ConsumerGroupNotFound,
         ResponseCode::NO_PERMISSION => Code::Forbidden,
-        ResponseCode::MESSAGE_ILLEGAL => Code::BadRequest,
+        ResponseCode::MESSAGE_ILLEGAL | ResponseCode::ILLEGAL_OPERATION => Code::BadRequest,
         ResponseCode::QUERY_NOT_FOUND | ResponseCode::PULL_NOT_FOUND => Code::MessageNotFound,
         _ => Code::InternalError,
     };

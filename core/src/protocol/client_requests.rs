@@ -97,6 +97,21 @@ pub fn send_batch(opaque: i32, group: &str, queue_id: i32, messages: &[OutgoingM
         .with_body(encode_batch(&entries))
 }
 
+/// RECALL_MESSAGE of the timed message whose send answered `recall_handle`, to the broker
+/// the handle names (`DefaultMQProducer.recallMessage`).
+#[must_use]
+pub fn recall_message(opaque: i32, group: &str, topic: &str, recall_handle: &str) -> RemotingCommand {
+    let broker_name =
+        crate::broker::timer::recall::RecallHandle::decode(recall_handle).map(|h| h.broker_name);
+    let header = super::headers::RecallMessageRequestHeader {
+        producer_group: Some(group.into()),
+        topic: topic.into(),
+        recall_handle: recall_handle.into(),
+        broker_name,
+    };
+    RemotingCommand::request(RequestCode::RECALL_MESSAGE, opaque, header.to_ext_fields())
+}
+
 /// CONSUMER_SEND_MSG_BACK: `group` failed the message stored at `commit_log_offset`; retry
 /// it at `delay_level` (0: the broker's choice, negative: straight to the DLQ).
 #[must_use]

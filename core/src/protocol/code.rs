@@ -201,6 +201,8 @@ open_code! {
         GET_SUBSCRIPTIONGROUP_CONFIG = 352,
         /// Pull for the lite pull consumer.
         LITE_PULL_MESSAGE = 361,
+        /// Recall a timed message before it is due (5.3.2+).
+        RECALL_MESSAGE = 370,
         /// Server-side queue assignment.
         QUERY_ASSIGNMENT = 400,
         /// Lightweight broker keep-alive to a name server.

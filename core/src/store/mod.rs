@@ -207,6 +207,33 @@ pub struct AppendRequest<'a> {
     pub properties: &'a [u8],
 }
 
+impl<'a> AppendRequest<'a> {
+    /// A record the broker writes itself (a pop checkpoint or ack, a recall marker): no
+    /// flags, born now at `born_host`, never retried.
+    #[must_use]
+    pub fn broker_record(
+        topic: &'a str,
+        queue_id: i32,
+        now: crate::io::Now,
+        born_host: SocketAddr,
+        body: &'a [u8],
+        properties: &'a [u8],
+    ) -> Self {
+        Self {
+            topic,
+            queue_id,
+            flag: 0,
+            sys_flag: 0,
+            born_timestamp: now.wall.0,
+            born_host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body,
+            properties,
+        }
+    }
+}
+
 /// Where an appended message landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {

@@ -10,7 +10,7 @@
 
 use super::receipt::{ReceiptHandle, RetryMark, ORDER_REVIVE_QID};
 use super::records::{AckRecord, CheckPoint, ACK_TAG, BATCH_ACK_TAG, CK_TAG};
-use super::take::{append_revive_record, revive_request};
+use super::take::append_revive_record;
 use super::{PopService, REVIVE_QUEUES};
 use crate::broker::consumers::Consumers;
 use crate::broker::refusal::Refusal;
@@ -25,6 +25,7 @@ use crate::protocol::headers::{
 use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::{wire_long, RemotingCommand, ResponseCode};
+use crate::store::AppendRequest;
 use crate::store::{FlushMode, PhysOffset};
 
 /// One batch of a BATCH_ACK_MESSAGE body (`BatchAck`): the acknowledged offsets as a bit
@@ -241,8 +242,8 @@ impl PopService {
             (json::to_body(&ck, KeyStyle::Fastjson), json::to_body(&ack, KeyStyle::Fastjson));
         let (host, qid) = (shared.config.advertised_addr, handle.revive_qid);
         let requests = [
-            revive_request(&revive_topic, qid, now, host, &ck_body, &ck_props),
-            revive_request(&revive_topic, qid, now, host, &ack_body, &ack_props),
+            AppendRequest::broker_record(&revive_topic, qid, now, host, &ck_body, &ck_props),
+            AppendRequest::broker_record(&revive_topic, qid, now, host, &ack_body, &ack_props),
         ];
         let appended = shared.store.append_batch(now, &requests).map_err(Refusal::from)?;
         shared.stats.messages_put += appended.len() as u64;

@@ -520,7 +520,7 @@ fn revive_one(
             ..copy_request(view, target, 0, props)
         })
         .collect();
-    requests.push(super::take::revive_request(
+    requests.push(AppendRequest::broker_record(
         revive_topic,
         revive_qid,
         now,

@@ -555,31 +555,9 @@ pub(super) fn append_revive_record(
 ) -> Result<crate::store::PhysOffset, Refusal> {
     let topic = records::revive_topic(&shared.config.cluster_name);
     let props = properties::encode(&[(keys::TAGS, tag), (keys::WAIT, "false")]);
-    let append = revive_request(&topic, revive_qid, now, shared.config.advertised_addr, body, &props);
+    let append =
+        AppendRequest::broker_record(&topic, revive_qid, now, shared.config.advertised_addr, body, &props);
     let appended = shared.store.append(now, &append).map_err(Refusal::from)?;
     shared.stats.messages_put += 1;
     Ok(appended.end())
-}
-
-/// An append of one pop consumption record (`body` with `properties`) to `revive_qid`.
-pub(super) fn revive_request<'a>(
-    topic: &'a str,
-    revive_qid: i32,
-    now: Now,
-    born_host: core::net::SocketAddr,
-    body: &'a [u8],
-    properties: &'a [u8],
-) -> AppendRequest<'a> {
-    AppendRequest {
-        topic,
-        queue_id: revive_qid,
-        flag: 0,
-        sys_flag: 0,
-        born_timestamp: now.wall.0,
-        born_host,
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        body,
-        properties,
-    }
 }

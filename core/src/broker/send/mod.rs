@@ -15,11 +15,12 @@ use bytes::Bytes;
 use super::consumers::Consumers;
 use super::delay::SCHEDULE_TOPIC;
 use super::shared::Shared;
+use super::timer::recall::RecallHandle;
 use super::timer::{deliver_at, TIMER_TOPIC};
 use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
 use super::transaction::HALF_TOPIC;
 use super::BrokerConfig;
-use crate::io::{ConnId, Now};
+use crate::io::{ConnId, Now, UnixMillis};
 use crate::protocol::body::perm;
 use crate::protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::protocol::message::batch::decode_batch;
@@ -155,8 +156,7 @@ impl SendPath {
         } else {
             vec![stamp(shared, now, header.flag, request.body.clone(), given)]
         };
-        let born_host =
-            shared.conns.get(conn).map_or_else(|| core::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer);
+        let born_host = shared.peer_of(conn);
         let requests: Vec<AppendRequest<'_>> = messages
             .iter()
             .map(|m| AppendRequest {
@@ -182,7 +182,8 @@ impl SendPath {
             let kind = crate::broker::traffic::MessageType::of(&message.properties);
             shared.traffic.put(&header.topic, kind, message.body.len());
         }
-        let reply = send_reply(&shared.config, request, queue_id, &appended, &messages);
+        let recall = recall_handle(&shared.config, &header.topic, &route, &messages);
+        let reply = send_reply(&shared.config, request, queue_id, &appended, &messages, recall);
         // `WAIT=false`: the producer does not wait for the fsync or a slave (RocketMQ's
         // waitStoreMsgOK).
         let wait_store = properties::find(given, keys::WAIT) != Some(b"false");
@@ -366,12 +367,31 @@ fn stamp(shared: &mut Shared, now: Now, flag: i32, body: Bytes, given: &[u8]) ->
     Outgoing { flag, body, properties: props, unique_id }
 }
 
+/// The recall handle of a send that waits in the timer topic (not a retry), as RocketMQ
+/// 5.3.2 answers it.
+fn recall_handle(
+    config: &BrokerConfig,
+    topic: &str,
+    route: &SendRoute,
+    messages: &[Outgoing],
+) -> Option<String> {
+    if route.topic != TIMER_TOPIC || topic.starts_with(RETRY_PREFIX) {
+        return None;
+    }
+    let due = properties::find(&route.properties, keys::TIMER_OUT_MS)
+        .and_then(|due| core::str::from_utf8(due).ok())
+        .and_then(|due| due.parse::<i64>().ok())?;
+    let id = &messages.first()?.unique_id;
+    Some(RecallHandle::for_timed(topic, &config.broker_name, UnixMillis(due), id).encode())
+}
+
 fn send_reply(
     config: &BrokerConfig,
     request: &RemotingCommand,
     queue_id: i32,
     appended: &[Appended],
     messages: &[Outgoing],
+    recall_handle: Option<String>,
 ) -> RemotingCommand {
     let host = config.advertised_addr;
     let msg_id = appended
@@ -390,6 +410,7 @@ fn send_reply(
         msg_region: config.region.clone(),
         trace_on: config.trace_on.to_string(),
         batch_uniq_id: None,
+        recall_handle,
     };
     let mut reply = RemotingCommand::response_to(request, ResponseCode::SUCCESS, None);
     reply.ext_fields = header.to_ext_fields();

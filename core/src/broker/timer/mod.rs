@@ -9,11 +9,13 @@
 
 use std::collections::BTreeMap;
 
+pub mod recall;
 pub mod state;
 pub mod wheel;
 
 use crate::broker::shared::{real_destination, Shared};
 use crate::io::{MonoNanos, Now, UnixMillis};
+use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::{parse_record, Parsed};
 use crate::store::Store;
 use crate::store::{PhysOffset, QueueOffset, StoreError};
@@ -61,6 +63,8 @@ pub(super) struct TimerService {
     attempts: BTreeMap<u64, u32>,
     /// Timed messages delivered since start.
     pub(super) delivered: u64,
+    /// Recall markers: messages to drop when they come due.
+    pub(super) recalls: recall::RecallMarkers,
 }
 
 impl TimerService {
@@ -74,6 +78,7 @@ impl TimerService {
             next_persist: now.mono.plus_millis(PERSIST_MS),
             attempts: BTreeMap::new(),
             delivered: 0,
+            recalls: recall::RecallMarkers::default(),
         }
     }
 
@@ -89,6 +94,7 @@ impl TimerService {
         if let Some(checkpoint) = self.state.take_checkpoint() {
             self.checkpoint = checkpoint;
             self.dirty = true;
+            self.recalls.forget_before(self.state.durably_done_before());
         }
     }
 
@@ -131,6 +137,11 @@ impl TimerService {
             return;
         }
         let mut wake = self.enqueue_timers(shared, now);
+        // Every marker readable is known before anything is delivered.
+        if let Some(again) = self.recalls.read(shared, now, self.state.durably_done_before()) {
+            self.wake_at = wake.into_iter().chain(Some(again)).min();
+            return;
+        }
         let mut until = now.wall;
         if shared.store.config().mutated(crate::mutation::Mutation::DeliverEarly) {
             until = until.plus_millis(1_000);
@@ -250,6 +261,13 @@ impl TimerService {
             tracing::error!(offset = pending.offset, "timed message without REAL_TOPIC/REAL_QID; dropped");
             return Delivery::Done(PhysOffset(0));
         };
+        let uniq_key = properties::find(view.record.properties, keys::UNIQ_KEY);
+        if let Some(marker_end) =
+            uniq_key.and_then(|key| self.recalls.take(topic, &String::from_utf8_lossy(key)))
+        {
+            // Done once the marker is durable: a crash before it delivers the message.
+            return Delivery::Done(marker_end);
+        }
         match shared.store_copy(now, &view, topic, queue, None) {
             Ok(end) => {
                 self.delivered += 1;

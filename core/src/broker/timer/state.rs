@@ -213,6 +213,20 @@ impl TimerState {
         (tick + 1).saturating_mul(self.precision_ms)
     }
 
+    /// Every timer due before this time has been delivered (or dropped), durably.
+    #[must_use]
+    pub fn durably_done_before(&self) -> UnixMillis {
+        let ms = self.durable.read_tick.saturating_mul(self.precision_ms);
+        UnixMillis(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+
+    /// Whether a timer due at `due` may have been handed out for delivery: its tick is
+    /// past the wheel's.
+    #[must_use]
+    pub fn may_be_out(&self, due: UnixMillis) -> bool {
+        self.tick(due) < self.wheel.current()
+    }
+
     /// The next timer-queue offset to read.
     #[must_use]
     pub fn next_offset(&self) -> u64 {

@@ -145,5 +145,29 @@ command_header! {
         trace_on: String => "TRACE_ON",
         /// Unique id of an inner batch.
         batch_uniq_id: Option<String> => "batchUniqId",
+        /// For a timed message (RocketMQ 5.3.2+): the handle RECALL_MESSAGE takes.
+        recall_handle: Option<String> => "recallHandle",
+    }
+}
+
+command_header! {
+    /// RECALL_MESSAGE request: take back a timed message before it is due.
+    pub struct RecallMessageRequestHeader {
+        /// The producer group asking.
+        producer_group: Option<String> => "producerGroup",
+        /// The timed message's topic.
+        topic: String => "topic",
+        /// The handle its send answered with.
+        recall_handle: String => "recallHandle",
+        /// The broker the client addressed (`bname`).
+        broker_name: Option<String> => "bname",
+    }
+}
+
+command_header! {
+    /// RECALL_MESSAGE response.
+    pub struct RecallMessageResponseHeader {
+        /// The recalled message's unique id (UNIQ_KEY).
+        msg_id: String => "msgId",
     }
 }
