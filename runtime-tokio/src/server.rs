@@ -151,8 +151,8 @@ pub struct BrokerServer {
     metrics: Option<TcpListener>,
     /// The dashboard, when `dashboardEnable=true`, with the name servers it asks.
     dashboard: Option<(TcpListener, Vec<SocketAddr>)>,
-    /// The gRPC endpoint, when `enableProxy=true`.
-    grpc: Option<TcpListener>,
+    /// The gRPC endpoint, when `enableProxy=true`, and its TLS.
+    grpc: Option<(TcpListener, Option<crate::grpc::Tls>)>,
 }
 
 impl std::fmt::Debug for BrokerServer {
@@ -191,7 +191,9 @@ impl BrokerServer {
         let grpc = match settings.grpc_port {
             Some(port) => {
                 let addr = SocketAddr::from(([0, 0, 0, 0], port));
-                Some(TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?)
+                let listener = TcpListener::bind(addr).await.map_err(|e| listen_error(addr, &e))?;
+                let tls = crate::grpc::tls_for(&settings.grpc_tls, settings.broker_ip, root)?;
+                Some((listener, tls))
             }
             None => None,
         };
@@ -265,7 +267,7 @@ impl BrokerServer {
     /// Where RocketMQ 5.x's gRPC clients are served, if they are.
     #[must_use]
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        let port = self.grpc.as_ref()?.local_addr().ok()?.port();
+        let port = self.grpc.as_ref()?.0.local_addr().ok()?.port();
         Some(SocketAddr::new(self.advertised.ip(), port))
     }
 
@@ -294,12 +296,12 @@ impl BrokerServer {
                 .into_iter()
                 .map(|(listener, site)| tokio::spawn(crate::web::serve(listener, tx.clone(), site)))
                 .collect();
-            if let Some(listener) = self.grpc.take() {
+            if let Some((listener, tls)) = self.grpc.take() {
                 let grpc_port = listener.local_addr()?.port();
                 let namesrvs = self.broker.config().namesrv_addrs.clone();
                 tracing::info!(port = grpc_port, "serving RocketMQ 5.x gRPC clients");
                 let service = crate::grpc::Messaging::new(namesrvs, grpc_port, tx.clone());
-                endpoints.push(tokio::spawn(crate::grpc::serve(listener, service)));
+                endpoints.push(tokio::spawn(crate::grpc::serve(listener, service, tls)));
             }
             (Some(rx), endpoints)
         };

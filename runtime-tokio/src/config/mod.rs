@@ -186,6 +186,44 @@ pub struct BrokerSettings {
     /// Where RocketMQ 5.x's gRPC clients are served, with `enableProxy=true` (RocketMQ's
     /// `mqbroker --enable-proxy`): all interfaces, `grpcServerPort` (8081). `None`: off.
     pub grpc_port: Option<u16>,
+    /// TLS beside plaintext on the gRPC port: `tlsCertPath` and `tlsKeyPath`, or else a
+    /// self-signed certificate with `tlsTestModeEnable` (true, as in RocketMQ's proxy).
+    pub grpc_tls: GrpcTls,
+}
+
+/// Where the gRPC port's TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcTls {
+    /// Plaintext only: `tlsTestModeEnable=false` and no certificate configured.
+    Off,
+    /// A self-signed certificate made at each start (`tlsTestModeEnable=true`).
+    SelfSigned,
+    /// `tlsCertPath` (PEM certificate chain) and `tlsKeyPath` (PEM private key).
+    Files {
+        /// The certificate chain.
+        cert: std::path::PathBuf,
+        /// Its private key.
+        key: std::path::PathBuf,
+    },
+}
+
+/// The gRPC port's TLS from `tlsCertPath`, `tlsKeyPath` and `tlsTestModeEnable`.
+fn grpc_tls(props: &Properties) -> Result<GrpcTls, ConfigError> {
+    let cert: Option<String> = props.get("tlsCertPath")?;
+    let key: Option<String> = props.get("tlsKeyPath")?;
+    match (cert.filter(|c| !c.is_empty()), key.filter(|k| !k.is_empty())) {
+        (Some(cert), Some(key)) => Ok(GrpcTls::Files { cert: cert.into(), key: key.into() }),
+        (None, None) if props.get("tlsTestModeEnable")?.unwrap_or(true) => Ok(GrpcTls::SelfSigned),
+        (None, None) => Ok(GrpcTls::Off),
+        (Some(_), None) => Err(ConfigError::BadValue {
+            key: "tlsKeyPath".into(),
+            value: "(missing: tlsCertPath needs it)".into(),
+        }),
+        (None, Some(_)) => Err(ConfigError::BadValue {
+            key: "tlsCertPath".into(),
+            value: "(missing: tlsKeyPath needs it)".into(),
+        }),
+    }
 }
 
 impl BrokerSettings {
@@ -256,6 +294,9 @@ impl BrokerSettings {
         "dashboardPort",
         "enableProxy",
         "grpcServerPort",
+        "tlsTestModeEnable",
+        "tlsCertPath",
+        "tlsKeyPath",
     ];
 
     /// Settings from properties; unknown keys are warned about.
@@ -348,6 +389,7 @@ impl BrokerSettings {
             } else {
                 None
             },
+            grpc_tls: grpc_tls(props)?,
             dashboard_addr: if props.get("dashboardEnable")?.unwrap_or(false) {
                 let host = props.get("dashboardHost")?.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
                 Some(std::net::SocketAddr::new(host, props.get("dashboardPort")?.unwrap_or(8082)))
@@ -450,6 +492,12 @@ impl BrokerSettings {
         } + &match self.grpc_port {
             Some(port) => format!("enableProxy=true\ngrpcServerPort={port}\n"),
             None => "enableProxy=false\n".to_owned(),
+        } + &match &self.grpc_tls {
+            GrpcTls::Off => "tlsTestModeEnable=false\n".to_owned(),
+            GrpcTls::SelfSigned => "tlsTestModeEnable=true\n".to_owned(),
+            GrpcTls::Files { cert, key } => {
+                format!("tlsCertPath={}\ntlsKeyPath={}\n", cert.display(), key.display())
+            }
         }
     }
 
