@@ -18,7 +18,10 @@ SIZE=${SIZE:-1024}
 BIN=${BIN:-target/release}
 [ -x "$BIN/keel" ] || cargo build --release -p keel-runtime-tokio --bins
 work=$(mktemp -d /tmp/keel-bench-grpc.XXXXXX)
-printf 'enableProxy=true\ngrpcServerPort=0\nhaListenPort=0\n' > "$work/broker.conf"
+# On a crowded shared disk, retention must not retire segments mid-run: a fresh pop group
+# starts at the end of a queue whose first segment is gone (initMode MAX, as in RocketMQ).
+printf 'enableProxy=true\ngrpcServerPort=0\nhaListenPort=0\ndiskMaxUsedSpaceRatio=100\ndiskSpaceCleanForciblyRatio=100\ndiskSpaceWarningLevelRatio=100\n' \
+  > "$work/broker.conf"
 "$BIN/keel" -c "$work/broker.conf" --data-dir "$work/data" --namesrv-port 0 --broker-port 0 \
   > "$work/boot" 2> "$work/keel.log" &
 keel=$!
@@ -28,6 +31,14 @@ namesrv=$(sed -E 's/.*Name server: ([0-9.:]+) .*/\1/' "$work/boot")
 grpc=$(sed -E 's/.*gRPC at ([0-9.:]+);.*/\1/' "$work/boot")
 "$BIN/mqadmin" updateTopic -n "$namesrv" -c DefaultCluster -t BenchGrpc -r 8 -w 8 > /dev/null
 sleep 1
+
+# The broker's CPU time so far (user + system), in clock ticks: its cost per message,
+# apart from the client's, which shares this machine's cores.
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{ print $14 + $15 }' "/proc/$keel/stat"; }
+# us of broker CPU per message: cpu_before cpu_after msgs_per_s
+per_msg() { awk -v b="$1" -v a="$2" -v r="$3" -v t="$ticks" -v d="$DURATION" \
+  'BEGIN { if (r > 0) printf "%.1f", (a - b) / t * 1e6 / (r * d); else print "-" }'; }
 
 run() { # protocol workload
   local proto=$1 load=$2 extra=()
@@ -47,14 +58,22 @@ consume() { # protocol round
     | grep -E '^\[' | sed -E 's/.* = ([0-9]+) msgs\/s.*RT p50 ([0-9.]+) ms, p99 ([0-9.]+) ms.*/\1 \2 \3/'
 }
 
-echo "round workload protocol msgs/s p50_ms p99_ms"
+# One measured run: its figures, then the broker's CPU microseconds per message.
+measure() { # round workload protocol command...
+  local round=$1 load=$2 proto=$3; shift 3
+  local before after figures
+  before=$(cpu); figures=$("$@"); after=$(cpu)
+  echo "$round $load $proto $figures $(per_msg "$before" "$after" "${figures%% *}")"
+}
+
+echo "round workload protocol msgs/s p50_ms p99_ms broker_cpu_us_per_msg"
 for round in $(seq "$ROUNDS"); do
   for load in sync async; do
     for proto in remoting grpc; do
-      echo "$round $load $proto $(run "$proto" "$load")"
+      measure "$round" "$load" "$proto" run "$proto" "$load"
     done
   done
   for proto in remoting grpc; do
-    echo "$round consume $proto $(consume "$proto" "$round")"
+    measure "$round" consume "$proto" consume "$proto" "$round"
   done
 done

@@ -114,7 +114,8 @@ pub(crate) enum Event {
         peer: SocketAddr,
         kind: ConnKind,
         writer: mpsc::Sender<Bytes>,
-        reader: JoinHandle<()>,
+        /// The task reading the socket; none for an attached link, which sends its frames.
+        reader: Option<JoinHandle<()>>,
     },
     Bytes {
         conn: ConnId,
@@ -129,7 +130,7 @@ pub(crate) enum Event {
 
 pub(crate) struct Connection {
     writer: mpsc::Sender<Bytes>,
-    reader: JoinHandle<()>,
+    reader: Option<JoinHandle<()>>,
 }
 
 /// The connections a loop drives: open ones, and outbound ones being dialled (a failed
@@ -183,8 +184,8 @@ impl Connections {
 
     /// Stop every connection's reader.
     pub(crate) fn abort_all(self) {
-        for (_, conn) in self.open {
-            conn.reader.abort();
+        for reader in self.open.into_values().filter_map(|conn| conn.reader) {
+            reader.abort();
         }
     }
 }
@@ -197,14 +198,68 @@ pub type Inspect<M> = Box<dyn FnOnce(&M, Now) + Send>;
 pub enum Ask<M> {
     /// A look at the machine between two inputs.
     Look(Inspect<M>),
-    /// Serve `stream` as a remoting connection from `peer`, like an accepted one, without a
-    /// socket: a gRPC client's session with its broker.
-    Connect {
-        /// The loop's end of the pipe.
-        stream: tokio::io::DuplexStream,
+    /// Serve an in-process remoting connection from `peer` (a gRPC session's): the frames
+    /// sent on the [`Link`] that comes back on `link` reach the machine as read bytes, and
+    /// what the machine writes to it goes to `replies`, with no socket, pipe or copy between.
+    Attach {
         /// Whom the connection stands for (the gRPC client's address).
         peer: SocketAddr,
+        /// Where the machine's writes to the connection go.
+        replies: mpsc::Sender<Bytes>,
+        /// Where the link is handed back once the machine knows the connection.
+        link: tokio::sync::oneshot::Sender<Link>,
     },
+}
+
+/// Frames a [`Link`] may have waiting for the loop at once.
+const LINK_IN_FLIGHT: usize = 1_024;
+/// Connection events handled in one turn of the loop at most, before its outputs are
+/// carried out.
+const TURN_EVENTS: usize = 64;
+
+/// The sending side of an in-process connection ([`Ask::Attach`]). Dropping it closes the
+/// connection.
+pub struct Link {
+    conn: ConnId,
+    events: mpsc::Sender<Event>,
+    limits: ConnLimits,
+    /// Frames waiting for the loop, bounded like a socket's chunks.
+    turns: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("conn", &self.conn).finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Hand whole frames to the machine, as if read from a socket, once there is room
+    /// (the same budget of waiting bytes every connection shares). `false` once the loop
+    /// has stopped.
+    pub async fn send(&self, frames: Bytes) -> bool {
+        let Ok(turn) = Arc::clone(&self.turns).acquire_owned().await else { return false };
+        let kib = u32::try_from(frames.len().div_ceil(1024)).unwrap_or(u32::MAX);
+        let Ok(bytes) = Arc::clone(&self.limits.queued).acquire_many_owned(kib).await else { return false };
+        let received = self.limits.clock.now().mono;
+        let _credit = ReadCredit { _turn: turn, _bytes: bytes };
+        self.events.send(Event::Bytes { conn: self.conn, data: frames, received, _credit }).await.is_ok()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let (events, conn) = (self.events.clone(), self.conn);
+        if let Err(mpsc::error::TrySendError::Full(closed)) = events.try_send(Event::Closed { conn }) {
+            // The loop's queue is full: the close waits its turn rather than be lost (with
+            // no runtime left, the loop is gone too and nothing waits for it).
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = events.send(closed).await;
+                });
+            }
+        }
+    }
 }
 
 /// Why a look was not answered.
@@ -297,12 +352,16 @@ pub async fn run<M: Machine>(
             // Before requests, so a flood of them does not starve a scrape.
             ask = ask => match ask {
                 Some(Ask::Look(look)) => look(machine, clock.now()),
-                Some(Ask::Connect { stream, peer }) => {
+                Some(Ask::Attach { peer, replies, link }) => {
                     let conn = ConnId(numbers.fetch_add(1, Ordering::Relaxed) + 1);
                     let (events, limits) = (events_tx.clone(), limits.clone());
-                    // Spawned: announcing it waits for room in the queue this loop empties.
                     tokio::spawn(async move {
-                        start_connection(conn, peer, ConnKind::Remoting, stream, &events, &limits).await;
+                        let opened =
+                            Event::Opened { conn, peer, kind: ConnKind::Remoting, writer: replies, reader: None };
+                        if events.send(opened).await.is_ok() {
+                            let turns = Arc::new(Semaphore::new(LINK_IN_FLIGHT));
+                            let _ = link.send(Link { conn, events, limits, turns });
+                        }
                     });
                 }
                 None => asks = None,
@@ -311,6 +370,15 @@ pub async fn run<M: Machine>(
                 Some(event) => conns.on_event(machine, clock.now(), event),
                 None => break Ok(()),
             },
+        }
+        // What else is ready joins this turn: the machine's outputs for all of it are then
+        // carried out at once (one write of the log for many sends, not one each), and the
+        // turn's fixed costs (the next deadline, the select) are paid once.
+        for _ in 1..TURN_EVENTS {
+            match events.try_recv() {
+                Ok(event) => conns.on_event(machine, clock.now(), event),
+                Err(_) => break,
+            }
         }
         if let Err(error) =
             conns.carry_out_all(machine, &*clock, disk.as_ref().map(|(d, _)| d), &events_tx, &limits)
@@ -369,8 +437,8 @@ fn carry_out<M: Machine>(
 /// Drop a connection: its writer finishes what is queued and closes the socket; its reader
 /// stops at once.
 fn close(conns: &mut BTreeMap<ConnId, Connection>, conn: ConnId) {
-    if let Some(connection) = conns.remove(&conn) {
-        connection.reader.abort();
+    if let Some(reader) = conns.remove(&conn).and_then(|connection| connection.reader) {
+        reader.abort();
     }
 }
 
@@ -414,7 +482,7 @@ where
     let (writer, queue) = mpsc::channel::<Bytes>(limits.write_queue);
     tokio::spawn(write_loop(write_half, queue));
     let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), limits.clone()));
-    events.send(Event::Opened { conn, peer, kind, writer, reader }).await.is_ok()
+    events.send(Event::Opened { conn, peer, kind, writer, reader: Some(reader) }).await.is_ok()
 }
 
 /// What an accept loop stamps on its connections: what they carry, and their numbers

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -29,9 +30,81 @@ type Waiters = Arc<Mutex<BTreeMap<i32, oneshot::Sender<RemotingCommand>>>>;
 /// One connection; clone-free, share it behind an `Arc` to call from many tasks.
 #[derive(Debug)]
 pub struct RemotingClient {
-    writer: mpsc::Sender<Bytes>,
-    waiters: Waiters,
+    writer: Writer,
+    pending: Pending,
     next_opaque: std::sync::atomic::AtomicI32,
+}
+
+/// The calls waiting for their replies, shared by a client and its reading side.
+#[derive(Debug, Default, Clone)]
+struct Pending {
+    waiters: Waiters,
+    /// Set once the reading side has ended: a call then fails at once rather than wait for
+    /// a reply that cannot come.
+    closed: Arc<AtomicBool>,
+}
+
+impl Pending {
+    fn waiters(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, oneshot::Sender<RemotingCommand>>> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The reading side ended (the peer closed, or spoke nonsense): no reply comes any more.
+    /// Dropping the senders fails every call still waiting.
+    fn end(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.waiters().clear();
+    }
+}
+
+/// Where a client's frames go.
+#[derive(Debug)]
+enum Writer {
+    /// To a task that writes them to the stream, gathering what is queued into one write.
+    Stream(mpsc::Sender<Bytes>),
+    /// Straight into the broker loop of this process.
+    Link(crate::driver::Link),
+}
+
+impl Writer {
+    async fn write(&self, frame: Bytes) -> Result<(), ClientError> {
+        let sent = match self {
+            Self::Stream(writer) => writer.send(frame).await.is_ok(),
+            Self::Link(link) => link.send(frame).await,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(ClientError::Closed)
+        }
+    }
+}
+
+/// Hand the commands in what `decoder` has to their callers: replies to their waiters,
+/// requests from the server to `requests`. `false` on a malformed stream.
+fn dispatch(
+    decoder: &mut FrameDecoder,
+    pending: &Pending,
+    requests: Option<&mpsc::Sender<RemotingCommand>>,
+    addr: SocketAddr,
+) -> bool {
+    while let Some(frame) = decoder.next_frame() {
+        let Ok(cmd) = frame else { return false };
+        if !cmd.is_response() {
+            // Requests from the broker (a transaction check; ids changed).
+            if let Some(requests) = requests {
+                if requests.try_send(cmd).is_err() {
+                    tracing::warn!(%addr, "a request from the server dropped: its queue is full");
+                }
+            }
+            continue;
+        }
+        let waiter = pending.waiters().remove(&cmd.opaque);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(cmd);
+        }
+    }
+    true
 }
 
 impl RemotingClient {
@@ -48,19 +121,7 @@ impl RemotingClient {
     ) -> Result<Self, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self::over(stream, addr, requests))
-    }
-
-    /// A client over `stream`, a connection to `peer` already open (a pipe to a broker in
-    /// the same process); requests the server sends go to `requests`, as with
-    /// [`Self::connect_hearing`].
-    pub fn over<S>(stream: S, peer: SocketAddr, requests: Option<mpsc::Sender<RemotingCommand>>) -> Self
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
-    {
-        let addr = peer;
         let (mut read_half, mut write_half) = tokio::io::split(stream);
-        let waiters: Waiters = Arc::default();
         let (writer, mut outgoing) = mpsc::channel::<Bytes>(1024);
         tokio::spawn(async move {
             // Coalesce whatever is queued into one write.
@@ -79,7 +140,8 @@ impl RemotingClient {
                 buf.clear();
             }
         });
-        let reader_waiters = Arc::clone(&waiters);
+        let pending = Pending::default();
+        let reading = pending.clone();
         tokio::spawn(async move {
             let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
             let mut buf = vec![0u8; 256 * 1024];
@@ -88,28 +150,41 @@ impl RemotingClient {
                     Ok(0) | Err(_) => break,
                     Ok(n) => decoder.push(buf.get(..n).unwrap_or_default()),
                 }
-                while let Some(frame) = decoder.next_frame() {
-                    let Ok(cmd) = frame else { break };
-                    if !cmd.is_response() {
-                        // Requests from the broker (a transaction check; ids changed).
-                        if let Some(requests) = &requests {
-                            if requests.try_send(cmd).is_err() {
-                                tracing::warn!(%addr, "a request from the server dropped: its queue is full");
-                            }
-                        }
-                        continue;
-                    }
-                    let waiter =
-                        reader_waiters.lock().unwrap_or_else(PoisonError::into_inner).remove(&cmd.opaque);
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(cmd);
-                    }
+                if !dispatch(&mut decoder, &reading, requests.as_ref(), addr) {
+                    break;
                 }
             }
-            // Dropping the senders fails every call still waiting.
-            reader_waiters.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            reading.end();
         });
-        Self { writer, waiters, next_opaque: std::sync::atomic::AtomicI32::new(1) }
+        Ok(Self::new(Writer::Stream(writer), pending))
+    }
+
+    fn new(writer: Writer, pending: Pending) -> Self {
+        Self { writer, pending, next_opaque: std::sync::atomic::AtomicI32::new(1) }
+    }
+
+    /// A client whose frames go straight into this process's broker loop through `link`
+    /// (`driver::Ask::Attach`), and whose replies come from `replies`: a gRPC session's
+    /// connection, with no pipe between. Requests the broker sends go to `requests`.
+    pub fn linked(
+        link: crate::driver::Link,
+        mut replies: mpsc::Receiver<Bytes>,
+        peer: SocketAddr,
+        requests: Option<mpsc::Sender<RemotingCommand>>,
+    ) -> Self {
+        let pending = Pending::default();
+        let reading = pending.clone();
+        tokio::spawn(async move {
+            let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+            while let Some(bytes) = replies.recv().await {
+                decoder.push(&bytes);
+                if !dispatch(&mut decoder, &reading, requests.as_ref(), peer) {
+                    break;
+                }
+            }
+            reading.end();
+        });
+        Self::new(Writer::Link(link), pending)
     }
 
     fn opaque(&self) -> i32 {
@@ -120,15 +195,28 @@ impl RemotingClient {
     pub async fn call(&self, mut request: RemotingCommand) -> Result<RemotingCommand, ClientError> {
         request.opaque = self.opaque();
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().unwrap_or_else(PoisonError::into_inner).insert(request.opaque, tx);
-        self.writer.send(encode_to_bytes(&request)).await.map_err(|_| ClientError::Closed)?;
+        self.pending.waiters().insert(request.opaque, tx);
+        // After the insert: a reader ending now either sees this waiter or is seen here.
+        if self.pending.closed.load(Ordering::SeqCst) {
+            self.pending.waiters().remove(&request.opaque);
+            return Err(ClientError::Closed);
+        }
+        if let Err(error) = self.writer.write(encode_to_bytes(&request)).await {
+            self.pending.waiters().remove(&request.opaque);
+            return Err(error);
+        }
         rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Answer a request the server sent on this connection (`reply` keeps its opaque).
+    pub async fn answer(&self, reply: &RemotingCommand) -> Result<(), ClientError> {
+        self.writer.write(encode_to_bytes(reply)).await
     }
 
     /// Send `request` as oneway: no reply is expected.
     pub async fn send_oneway(&self, mut request: RemotingCommand) -> Result<(), ClientError> {
         request.opaque = self.opaque();
         request.flag |= FLAG_ONEWAY;
-        self.writer.send(encode_to_bytes(&request)).await.map_err(|_| ClientError::Closed)
+        self.writer.write(encode_to_bytes(&request)).await
     }
 }

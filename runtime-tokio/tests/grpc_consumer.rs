@@ -1,7 +1,8 @@
 //! The consumer side of RocketMQ 5.x's gRPC protocol against a running `keel
 //! --enable-proxy`: QueryAssignment, ReceiveMessage, AckMessage, ChangeInvisibleDuration
-//! (and the redelivery it brings forward) and ForwardMessageToDeadLetterQueue, through the
-//! tonic client generated from the vendored protos. Messages are sent over remoting, so
+//! (and the redelivery it brings forward) and ForwardMessageToDeadLetterQueue, and the
+//! tools' questions relayed to a gRPC client (`mqadmin consumeMessageDirectly` as a
+//! `verify_message_command`, `consumerStatus`), through the tonic client generated from the vendored protos. Messages are sent over remoting, so
 //! what a gRPC consumer sees is checked against what a remoting producer stored. Real
 //! processes and real protobuf encoding: normal builds only.
 #![cfg(not(madsim))]
@@ -12,27 +13,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keel_core::grpc::proto::{self, settings::PubSub, telemetry_command::Command, Code};
-use keel_core::protocol::body::SubscriptionGroupConfig;
+use keel_core::protocol::body::{ConsumeMessageDirectlyResult, ConsumerRunningInfo, SubscriptionGroupConfig};
 use keel_core::protocol::client_requests::{pull_message, send_message, OutgoingMessage, PullRequest};
 use keel_core::protocol::json::{self, KeyStyle};
 use keel_core::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use keel_runtime_tokio::grpc::service::messaging_service_client::MessagingServiceClient;
+use support::grpc::{resource, with_id};
 use support::{scratch_dir, Client, ServerProcess};
 use tonic::transport::Channel;
 
 const TOPIC: &str = "GrpcJobs";
 const GROUP: &str = "cg-grpc";
 const CLIENT_ID: &str = "grpc-consumer@1";
-
-fn resource(name: &str) -> Option<proto::Resource> {
-    Some(proto::Resource { resource_namespace: String::new(), name: name.into() })
-}
-
-fn with_id<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("x-mq-client-id", CLIENT_ID.parse().unwrap());
-    request
-}
 
 fn seconds(s: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration { seconds: s, nanos: 0 })
@@ -56,7 +48,7 @@ async fn receive(
         long_polling_timeout: seconds(5),
         attempt_id: None,
     };
-    let mut stream = client.receive_message(with_id(request)).await.unwrap().into_inner();
+    let mut stream = client.receive_message(with_id(CLIENT_ID, request)).await.unwrap().into_inner();
     let mut status = None;
     let mut messages = Vec::new();
     let mut stamped = false;
@@ -91,6 +83,7 @@ async fn a_grpc_simple_consumer_receives_acks_defers_and_dead_letters() {
     let mut broker = Client::connect(broker_addr);
 
     // Three messages from a remoting producer, with tags, keys and a property.
+    let mut msg_ids = Vec::new();
     for (i, name) in ["alpha", "beta", "gamma"].iter().enumerate() {
         let message = OutgoingMessage {
             topic: TOPIC.into(),
@@ -101,6 +94,7 @@ async fn a_grpc_simple_consumer_receives_acks_defers_and_dead_letters() {
         };
         let sent = broker.call(&send_message(i32::try_from(i).unwrap() + 1, "pg", 0, &message));
         assert_eq!(sent.response_code(), ResponseCode::SUCCESS);
+        msg_ids.push(sent.ext_fields.get("msgId").unwrap().to_owned());
     }
 
     // The simple consumer's handshake: its group's settings come back.
@@ -125,7 +119,7 @@ async fn a_grpc_simple_consumer_receives_acks_defers_and_dead_letters() {
         .await
         .unwrap();
     let outbound = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(outbound);
-    let mut telemetry = client.telemetry(with_id(outbound)).await.unwrap().into_inner();
+    let mut telemetry = client.telemetry(with_id(CLIENT_ID, outbound)).await.unwrap().into_inner();
     let first = telemetry.message().await.unwrap().expect("settings");
     let Some(Command::Settings(merged)) = first.command else { panic!("settings") };
     let Some(PubSub::Subscription(subscription)) = merged.pub_sub else { panic!("subscription") };
@@ -136,11 +130,14 @@ async fn a_grpc_simple_consumer_receives_acks_defers_and_dead_letters() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let assignments = loop {
         let reply = client
-            .query_assignment(with_id(proto::QueryAssignmentRequest {
-                topic: resource(TOPIC),
-                group: resource(GROUP),
-                endpoints: None,
-            }))
+            .query_assignment(with_id(
+                CLIENT_ID,
+                proto::QueryAssignmentRequest {
+                    topic: resource(TOPIC),
+                    group: resource(GROUP),
+                    endpoints: None,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -185,33 +182,39 @@ async fn a_grpc_simple_consumer_receives_acks_defers_and_dead_letters() {
             lite_topic: None,
         }],
     };
-    let acked = client.ack_message(with_id(ack(&alpha, None))).await.unwrap().into_inner();
+    let acked = client.ack_message(with_id(CLIENT_ID, ack(&alpha, None))).await.unwrap().into_inner();
     assert_eq!(acked.status.unwrap().code, Code::Ok as i32, "{:?}", acked.entries);
     let changed = client
-        .change_invisible_duration(with_id(proto::ChangeInvisibleDurationRequest {
-            group: resource(GROUP),
-            topic: resource(TOPIC),
-            receipt_handle: system(&beta).receipt_handle.clone().unwrap(),
-            invisible_duration: seconds(1),
-            message_id: system(&beta).message_id.clone(),
-            lite_topic: None,
-            suspend: None,
-        }))
+        .change_invisible_duration(with_id(
+            CLIENT_ID,
+            proto::ChangeInvisibleDurationRequest {
+                group: resource(GROUP),
+                topic: resource(TOPIC),
+                receipt_handle: system(&beta).receipt_handle.clone().unwrap(),
+                invisible_duration: seconds(1),
+                message_id: system(&beta).message_id.clone(),
+                lite_topic: None,
+                suspend: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(changed.status.unwrap().code, Code::Ok as i32);
     assert_ne!(changed.receipt_handle, *system(&beta).receipt_handle.as_ref().unwrap(), "a new handle");
     let forwarded = client
-        .forward_message_to_dead_letter_queue(with_id(proto::ForwardMessageToDeadLetterQueueRequest {
-            group: resource(GROUP),
-            topic: resource(TOPIC),
-            receipt_handle: system(&gamma).receipt_handle.clone().unwrap(),
-            message_id: system(&gamma).message_id.clone(),
-            delivery_attempt: 1,
-            max_delivery_attempts: 17,
-            lite_topic: None,
-        }))
+        .forward_message_to_dead_letter_queue(with_id(
+            CLIENT_ID,
+            proto::ForwardMessageToDeadLetterQueueRequest {
+                group: resource(GROUP),
+                topic: resource(TOPIC),
+                receipt_handle: system(&gamma).receipt_handle.clone().unwrap(),
+                message_id: system(&gamma).message_id.clone(),
+                delivery_attempt: 1,
+                max_delivery_attempts: 17,
+                lite_topic: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -224,7 +227,7 @@ async fn a_grpc_simple_consumer_receives_acks_defers_and_dead_letters() {
     assert_eq!(system(&again[0]).delivery_attempt, Some(2));
     assert_eq!(again[0].topic.as_ref().unwrap().name, TOPIC);
     assert_eq!(system(&again[0]).message_id, system(&beta).message_id, "the same message id");
-    let acked = client.ack_message(with_id(ack(&again[0], None))).await.unwrap().into_inner();
+    let acked = client.ack_message(with_id(CLIENT_ID, ack(&again[0], None))).await.unwrap().into_inner();
     assert_eq!(acked.status.unwrap().code, Code::Ok as i32);
     let (status, none) = receive(&mut client, 20).await;
     assert_eq!(status.code, Code::MessageNotFound as i32, "{none:?}");
@@ -255,14 +258,64 @@ async fn a_grpc_simple_consumer_receives_acks_defers_and_dead_letters() {
             .with_body(json::to_vec(&orderly, KeyStyle::Fastjson).unwrap());
     assert_eq!(broker.call(&update).response_code(), ResponseCode::SUCCESS);
     let fifo = client
-        .query_assignment(with_id(proto::QueryAssignmentRequest {
-            topic: resource(TOPIC),
-            group: resource("cg-fifo"),
-            endpoints: None,
-        }))
+        .query_assignment(with_id(
+            CLIENT_ID,
+            proto::QueryAssignmentRequest {
+                topic: resource(TOPIC),
+                group: resource("cg-fifo"),
+                endpoints: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(fifo.assignments.len(), 4, "{fifo:?}");
+
+    // A tool's questions reach the client once its heartbeat registered it.
+    let beat = client.heartbeat(with_id(
+        CLIENT_ID,
+        proto::HeartbeatRequest {
+            group: resource(GROUP),
+            client_type: proto::ClientType::SimpleConsumer as i32,
+        },
+    ));
+    assert_eq!(beat.await.unwrap().into_inner().status.unwrap().code, Code::Ok as i32);
+    let mut ext = ExtFields::new();
+    ext.insert("consumerGroup", GROUP);
+    ext.insert("clientId", CLIENT_ID);
+    let status =
+        broker.call(&RemotingCommand::request(RequestCode::GET_CONSUMER_RUNNING_INFO, 70, ext.clone()));
+    assert_eq!(status.response_code(), ResponseCode::SUCCESS, "{:?}", status.remark);
+    let info: ConsumerRunningInfo = json::from_slice(&status.body).unwrap();
+    assert_eq!(info.properties["PROP_CONSUME_TYPE"], "CONSUME_ACTIVELY");
+    assert_eq!(info.subscription_set.iter().map(|s| s.topic.as_str()).collect::<Vec<_>>(), [TOPIC]);
+
+    // consumeMessageDirectly: the message goes to the client as a verify_message_command,
+    // and the client's verify_message_result is the tool's answer.
+    for (outcome, want) in [(Code::Ok, "CR_SUCCESS"), (Code::FailedToConsumeMessage, "CR_LATER")] {
+        let mut ask = ext.clone();
+        ask.insert("msgId", msg_ids[1].clone());
+        let tool = tokio::task::spawn_blocking(move || {
+            let request = RemotingCommand::request(RequestCode::CONSUME_MESSAGE_DIRECTLY, 71, ask);
+            Client::connect(broker_addr).call(&request)
+        });
+        let command = tokio::time::timeout(Duration::from_secs(10), telemetry.message())
+            .await
+            .expect("a verify command within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        let Some(Command::VerifyMessageCommand(verify)) = command.command else { panic!("{command:?}") };
+        let message = verify.message.unwrap();
+        assert_eq!((body(&message), message.topic.as_ref().unwrap().name.as_str()), ("beta", TOPIC));
+        let result = proto::TelemetryCommand {
+            status: Some(keel_core::grpc::status::status(outcome, "verified")),
+            command: Some(Command::VerifyMessageResult(proto::VerifyMessageResult { nonce: verify.nonce })),
+        };
+        to_server.send(result).await.unwrap();
+        let answer = tool.await.unwrap();
+        assert_eq!(answer.response_code(), ResponseCode::SUCCESS, "{:?}", answer.remark);
+        let result: ConsumeMessageDirectlyResult = json::from_slice(&answer.body).unwrap();
+        assert_eq!(result.consume_result, want);
+    }
     drop(to_server);
 }

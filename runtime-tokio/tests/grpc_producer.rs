@@ -1,7 +1,7 @@
 //! RocketMQ 5.x's gRPC protocol against a running `keel --enable-proxy`, through the tonic
 //! client generated from the same vendored protos: the Telemetry settings handshake, routes,
 //! heartbeats, normal, FIFO and transactional sends (commit, rollback, and a check-back
-//! answered over Telemetry), the client id
+//! answered over Telemetry), delay messages and their recall, the client id
 //! every call must carry, and PullMessage, which is not served. What a send stores is read back over
 //! remoting, byte for byte. Real processes and real protobuf encoding: normal builds only.
 #![cfg(not(madsim))]
@@ -20,22 +20,12 @@ use keel_core::protocol::message::stored::{parse_record, Parsed};
 use keel_core::protocol::message::tag::java_string_hash;
 use keel_core::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use keel_runtime_tokio::grpc::service::messaging_service_client::MessagingServiceClient;
+use support::grpc::{resource, with_id};
 use support::{scratch_dir, Client, ServerProcess};
 use tonic::transport::Channel;
 
 const TOPIC: &str = "GrpcOrders";
 const CLIENT_ID: &str = "grpc-test-client@1";
-
-fn resource(name: &str) -> Option<proto::Resource> {
-    Some(proto::Resource { resource_namespace: String::new(), name: name.into() })
-}
-
-/// `message` with the client id header.
-fn with_id<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("x-mq-client-id", CLIENT_ID.parse().unwrap());
-    request
-}
 
 fn message(id: &str, body: &str, kind: MessageType, group: Option<&str>) -> proto::Message {
     proto::Message {
@@ -84,7 +74,32 @@ async fn send(
     client: &mut MessagingServiceClient<Channel>,
     messages: Vec<proto::Message>,
 ) -> proto::SendMessageResponse {
-    client.send_message(with_id(proto::SendMessageRequest { messages })).await.unwrap().into_inner()
+    client
+        .send_message(with_id(CLIENT_ID, proto::SendMessageRequest { messages }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The message with unique id `id` in `queues` of the topic, once it is readable: a send is
+/// answered once written, and pulls see it once dispatched, moments later.
+fn stored_eventually(
+    broker: &mut Client,
+    queues: std::ops::Range<i32>,
+    id: &str,
+) -> (BTreeMap<String, String>, Vec<u8>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = queues
+            .clone()
+            .flat_map(|q| stored(broker, q))
+            .find(|(p, _)| p.get(keys::UNIQ_KEY).map(String::as_str) == Some(id));
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{id} never readable in queues {queues:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Whether a message with unique id `id` is stored in one of the topic's four queues.
@@ -124,7 +139,7 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
         .await
         .unwrap();
     let outbound = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(outbound);
-    let mut telemetry = client.telemetry(with_id(outbound)).await.unwrap().into_inner();
+    let mut telemetry = client.telemetry(with_id(CLIENT_ID, outbound)).await.unwrap().into_inner();
     let first = telemetry.message().await.unwrap().expect("a settings reply");
     assert_eq!(first.status.unwrap().code, Code::Ok as i32);
     let Some(Command::Settings(merged)) = first.command else { panic!("settings") };
@@ -136,8 +151,10 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
     let anonymous =
         client.query_route(proto::QueryRouteRequest { topic: resource(TOPIC), endpoints: None }).await;
     assert_eq!(anonymous.unwrap().into_inner().status.unwrap().code, Code::ClientIdRequired as i32);
-    let unknown = client
-        .query_route(with_id(proto::QueryRouteRequest { topic: resource("NoSuchTopic"), endpoints: None }));
+    let unknown = client.query_route(with_id(
+        CLIENT_ID,
+        proto::QueryRouteRequest { topic: resource("NoSuchTopic"), endpoints: None },
+    ));
     assert_eq!(unknown.await.unwrap().into_inner().status.unwrap().code, Code::TopicNotFound as i32);
 
     // A topic auto-created by a remoting send accepts NORMAL messages only, RocketMQ's default.
@@ -151,7 +168,10 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
     let deadline = Instant::now() + Duration::from_secs(20);
     let plain = loop {
         let reply = client
-            .query_route(with_id(proto::QueryRouteRequest { topic: resource("GrpcPlain"), endpoints: None }))
+            .query_route(with_id(
+                CLIENT_ID,
+                proto::QueryRouteRequest { topic: resource("GrpcPlain"), endpoints: None },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -186,7 +206,10 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
     let deadline = Instant::now() + Duration::from_secs(20);
     let queues = loop {
         let reply = client
-            .query_route(with_id(proto::QueryRouteRequest { topic: resource(TOPIC), endpoints: None }))
+            .query_route(with_id(
+                CLIENT_ID,
+                proto::QueryRouteRequest { topic: resource(TOPIC), endpoints: None },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -202,21 +225,17 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
     assert!(queues.iter().all(|q| q.permission == proto::Permission::ReadWrite as i32));
     assert!(queues.iter().all(|q| q.accept_message_types.len() == 4), "MIXED accepts all four: {queues:?}");
 
-    let beat = client.heartbeat(with_id(proto::HeartbeatRequest {
-        group: None,
-        client_type: proto::ClientType::Producer as i32,
-    }));
+    let beat = client.heartbeat(with_id(
+        CLIENT_ID,
+        proto::HeartbeatRequest { group: None, client_type: proto::ClientType::Producer as i32 },
+    ));
     assert_eq!(beat.await.unwrap().into_inner().status.unwrap().code, Code::Ok as i32);
 
     // A normal message: stored with the SDK's properties mapped to RocketMQ's.
     let sent = send(&mut client, vec![message("01NORMAL", "plain body", MessageType::Normal, None)]).await;
     assert_eq!(sent.status.unwrap().code, Code::Ok as i32, "{:?}", sent.entries);
     assert_eq!(sent.entries[0].message_id, "01NORMAL");
-    let all: Vec<_> = (0..4).flat_map(|q| stored(&mut broker, q)).collect();
-    let (props, body) = all
-        .iter()
-        .find(|(p, _)| p.get(keys::UNIQ_KEY).map(String::as_str) == Some("01NORMAL"))
-        .expect("stored");
+    let (props, body) = stored_eventually(&mut broker, 0..4, "01NORMAL");
     assert_eq!(body, b"plain body");
     assert_eq!(props.get(keys::TAGS).map(String::as_str), Some("TagA"));
     assert_eq!(props.get(keys::KEYS).map(String::as_str), Some("key-1 key-2"));
@@ -227,11 +246,7 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
     let sent = send(&mut client, vec![fifo]).await;
     assert_eq!(sent.status.unwrap().code, Code::Ok as i32);
     let queue = java_string_hash("order-42").rem_euclid(4);
-    let in_queue = stored(&mut broker, queue);
-    let (props, _) = in_queue
-        .iter()
-        .find(|(p, _)| p.get(keys::UNIQ_KEY).map(String::as_str) == Some("01FIFO"))
-        .expect("in its group's queue");
+    let (props, _) = stored_eventually(&mut broker, queue..queue + 1, "01FIFO");
     assert_eq!(props.get(keys::SHARDING_KEY).map(String::as_str), Some("order-42"));
 
     // Transactions: a committed half message becomes visible, a rolled-back one never does.
@@ -252,9 +267,9 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
             source: proto::TransactionSource::SourceClient as i32,
             trace_context: String::new(),
         };
-        let ended = client.end_transaction(with_id(end.clone())).await.unwrap().into_inner();
+        let ended = client.end_transaction(with_id(CLIENT_ID, end.clone())).await.unwrap().into_inner();
         assert_eq!(ended.status.unwrap().code, Code::Ok as i32);
-        let again = client.end_transaction(with_id(end)).await.unwrap().into_inner();
+        let again = client.end_transaction(with_id(CLIENT_ID, end)).await.unwrap().into_inner();
         assert_eq!(again.status.unwrap().code, Code::InvalidTransactionId as i32, "ended once");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -294,7 +309,7 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
         trace_context: String::new(),
     };
     assert_eq!(
-        client.end_transaction(with_id(end)).await.unwrap().into_inner().status.unwrap().code,
+        client.end_transaction(with_id(CLIENT_ID, end)).await.unwrap().into_inner().status.unwrap().code,
         Code::Ok as i32
     );
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -303,22 +318,66 @@ async fn a_grpc_producer_handshakes_routes_and_sends_normal_fifo_and_transaction
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Delay messages: each send answers a recall handle; a recalled one never appears.
+    let due_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 3_000;
+    let delayed = |id: &str| {
+        let mut message = message(id, id, MessageType::Delay, None);
+        let system = message.system_properties.as_mut().unwrap();
+        system.delivery_timestamp = Some(prost_types::Timestamp {
+            seconds: i64::try_from(due_ms / 1_000).unwrap(),
+            nanos: i32::try_from(due_ms % 1_000).unwrap() * 1_000_000,
+        });
+        message
+    };
+    let mut handles = Vec::new();
+    for id in ["01DELAYKEPT", "01DELAYRECALLED"] {
+        let sent = send(&mut client, vec![delayed(id)]).await;
+        assert_eq!(sent.status.unwrap().code, Code::Ok as i32);
+        assert!(!sent.entries[0].recall_handle.is_empty(), "a delay message's entry has a recall handle");
+        handles.push(sent.entries[0].recall_handle.clone());
+    }
+    let recall = |topic: &str, handle: &str| {
+        with_id(
+            CLIENT_ID,
+            proto::RecallMessageRequest { topic: resource(topic), recall_handle: handle.into() },
+        )
+    };
+    let recalled = client.recall_message(recall(TOPIC, &handles[1])).await.unwrap().into_inner();
+    assert_eq!(recalled.status.unwrap().code, Code::Ok as i32);
+    assert_eq!(recalled.message_id, "01DELAYRECALLED");
+    let garbled = client.recall_message(recall(TOPIC, "garbled")).await.unwrap().into_inner();
+    assert_eq!(garbled.status.unwrap().code, Code::BadRequest as i32);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has(&mut broker, "01DELAYKEPT") {
+        assert!(Instant::now() < deadline, "the delay message never appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The recalled one was due in the same tick: the wheel has passed it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!has(&mut broker, "01DELAYRECALLED"), "a recalled message is never delivered");
+    let late = client.recall_message(recall(TOPIC, &handles[0])).await.unwrap().into_inner();
+    assert_eq!(late.status.unwrap().code, Code::BadRequest as i32, "too late once delivered");
+
     // Bad sends get the SDK's codes.
     let no_id = message("", "x", MessageType::Normal, None);
     let refused = send(&mut client, vec![no_id]).await;
     assert_eq!(refused.status.unwrap().code, Code::IllegalMessageId as i32);
 
     // Pull consumption is refused plainly (consumers pop: see grpc_consumer.rs).
-    let mut pulls =
-        client.pull_message(with_id(proto::PullMessageRequest::default())).await.unwrap().into_inner();
+    let mut pulls = client
+        .pull_message(with_id(CLIENT_ID, proto::PullMessageRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
     let frame = pulls.message().await.unwrap().unwrap();
     let Some(proto::pull_message_response::Content::Status(status)) = frame.content else {
         panic!("a status")
     };
     assert_eq!(status.code, Code::NotImplemented as i32);
 
-    let bye =
-        client.notify_client_termination(with_id(proto::NotifyClientTerminationRequest { group: None }));
+    let bye = client
+        .notify_client_termination(with_id(CLIENT_ID, proto::NotifyClientTerminationRequest { group: None }));
     assert_eq!(bye.await.unwrap().into_inner().status.unwrap().code, Code::Ok as i32);
     drop(to_server);
 }

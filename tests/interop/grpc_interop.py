@@ -28,6 +28,8 @@ from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExp
                       MessageListener, Producer, PushConsumer, SimpleConsumer, TransactionChecker,
                       TransactionResolution)
 
+from host_disk import HOST_DISK_KEYS
+
 BIN_DIR = sys.argv[1] if len(sys.argv) > 1 else "target/debug"
 
 
@@ -39,7 +41,8 @@ class Keel:
         conf = os.path.join(self.root, "broker.conf")
         with open(conf, "w") as f:
             # Open transactions are checked back a second after their half message.
-            f.write("enableProxy=true\ngrpcServerPort=0\ntransactionTimeOut=1000\ntransactionCheckInterval=1000\n")
+            f.write("enableProxy=true\ngrpcServerPort=0\ntransactionTimeOut=1000\ntransactionCheckInterval=1000\n"
+                    + HOST_DISK_KEYS)
         self.log = open(os.path.join(self.root, "keel.log"), "ab")
         self.proc = subprocess.Popen(
             [os.path.join(BIN_DIR, "keel"), "-c", conf, "--data-dir", os.path.join(self.root, "data"),
@@ -49,6 +52,10 @@ class Keel:
         assert line.startswith("Keel is up."), line
         self.namesrv = re.search(r"Name server: (\S+) ", line).group(1)
         self.grpc = re.search(r"gRPC at (\S+?);", line).group(1)
+        # The certificate Keel made for TLS on the gRPC port (tlsTestModeEnable): the SDK's
+        # TLS channels check the server against it, through gRPC's own roots setting.
+        self.certificate = os.path.join(self.root, "data", "tls", "grpc-self-signed.pem")
+        os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = self.certificate
 
     def stored(self, topic, message_id):
         """(properties, body) of the message the SDK sent as `message_id`, read by mqadmin."""
@@ -163,6 +170,36 @@ def test_delay_sends_keep_their_delivery_time(keel):
         producer.shutdown()
 
 
+def test_a_recalled_delay_message_is_never_delivered(keel):
+    create_topic(keel, "GrpcRecall", "DELAY")
+    producer = Producer(config(keel), ("GrpcRecall",))
+    producer.startup()
+    consumer = SimpleConsumer(config(keel), "cg-recall", {"GrpcRecall": FilterExpression("*")}, await_duration=5)
+    consumer.startup()
+    try:
+        deliver_at = int(time.time() * 1000) + 3000
+        kept = producer.send(message("GrpcRecall", b"kept", deliver_at=deliver_at))
+        taken = producer.send(message("GrpcRecall", b"recalled", deliver_at=deliver_at))
+        assert kept.recall_handle and taken.recall_handle, (kept.recall_handle, taken.recall_handle)
+        assert producer.recall_message("GrpcRecall", taken.recall_handle) == taken.message_id
+        got = receive_until(consumer, 1, 20)
+        for m in got:
+            consumer.ack(m)
+        # Both were due in the same second: anything more would have come by now.
+        more = consumer.receive(16, 20)
+        assert [m.body for m in got + more] == [b"kept"], [m.body for m in got + more]
+        try:
+            producer.recall_message("GrpcRecall", kept.recall_handle)
+            raise AssertionError("a delivered message was recalled")
+        except AssertionError:
+            raise
+        except Exception as e:
+            assert "timestamp invalid" in str(e), e
+    finally:
+        consumer.shutdown()
+        producer.shutdown()
+
+
 class Checker(TransactionChecker):
     """Commits what asks to be committed, rolls back the rest; records what it was asked."""
 
@@ -174,6 +211,30 @@ class Checker(TransactionChecker):
         if message.body.startswith(b"roll"):
             return TransactionResolution.ROLLBACK
         return TransactionResolution.COMMIT
+
+
+def test_tls_on_the_same_port_as_plaintext(keel):
+    create_topic(keel, "GrpcTls")
+    endpoint = "127.0.0.1:" + keel.grpc.rsplit(":", 1)[1]
+    tls_config = ClientConfiguration(endpoint, Credentials(), request_timeout=10)
+    producer = Producer(tls_config, ("GrpcTls",), tls_enable=True)
+    producer.startup()
+    consumer = SimpleConsumer(tls_config, "cg-tls", {"GrpcTls": FilterExpression("*")}, await_duration=5,
+                              tls_enable=True)
+    consumer.startup()
+    plain = Producer(config(keel), ("GrpcTls",))
+    plain.startup()
+    try:
+        sent = {producer.send(message("GrpcTls", b"over tls")).message_id,
+                plain.send(message("GrpcTls", b"in plaintext")).message_id}
+        got = receive_until(consumer, 2, 20)
+        for m in got:
+            consumer.ack(m)
+        assert {m.message_id for m in got} == sent, [m.body for m in got]
+    finally:
+        plain.shutdown()
+        consumer.shutdown()
+        producer.shutdown()
 
 
 def test_transactions_commit_and_roll_back(keel):
@@ -372,6 +433,8 @@ TESTS = [
     test_normal_sends_are_stored_as_sent,
     test_fifo_sends_carry_their_group_to_one_queue,
     test_delay_sends_keep_their_delivery_time,
+    test_a_recalled_delay_message_is_never_delivered,
+    test_tls_on_the_same_port_as_plaintext,
     test_transactions_commit_and_roll_back,
     test_an_open_transaction_is_checked_back_and_committed,
     test_a_topic_refuses_a_type_it_does_not_accept,

@@ -10,6 +10,7 @@ pub mod proto {
 
 pub mod message;
 pub mod receive;
+pub mod relay;
 pub mod route;
 pub mod send;
 pub mod session;

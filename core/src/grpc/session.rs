@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::proto::{self, settings::PubSub, ClientType, TransactionResolution};
-use crate::protocol::body::{HeartbeatData, ProducerData};
+use crate::protocol::body::{ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
 use crate::protocol::headers::{CommandHeader, EndTransactionRequestHeader, UnregisterClientRequestHeader};
 use crate::protocol::json::{self, KeyStyle};
 use crate::protocol::{RemotingCommand, RequestCode};
@@ -91,7 +91,35 @@ pub fn producer_groups(settings: &proto::Settings) -> Vec<String> {
     }
 }
 
-/// The HEART_BEAT that registers client `client_id` with its declared `settings`.
+/// The consumer a consumer's settings register, as RocketMQ's proxy registers it:
+/// `CONSUME_ACTIVELY` for a simple consumer, `CONSUME_PASSIVELY` for a push consumer,
+/// clustering, from the last offset, with its subscriptions.
+#[must_use]
+pub fn consumer_data(settings: &proto::Settings) -> Option<ConsumerData> {
+    let Some(PubSub::Subscription(subscription)) = &settings.pub_sub else { return None };
+    let group_name = subscription.group.as_ref().map(|g| g.name.clone()).filter(|g| !g.is_empty())?;
+    let push = settings.client_type == Some(ClientType::PushConsumer as i32);
+    let subscription_data_set = subscription
+        .subscriptions
+        .iter()
+        .map(|entry| {
+            let topic = entry.topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default();
+            let expression = entry.expression.as_ref().map_or("*", |e| e.expression.as_str());
+            SubscriptionData::from_expression(topic, expression, 0)
+        })
+        .collect();
+    Some(ConsumerData {
+        consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
+        consume_type: if push { "CONSUME_PASSIVELY" } else { "CONSUME_ACTIVELY" }.into(),
+        group_name,
+        message_model: "CLUSTERING".into(),
+        subscription_data_set,
+        unit_mode: false,
+    })
+}
+
+/// The HEART_BEAT that registers client `client_id` with its declared `settings`: in each
+/// producer group it publishes for, or in its consumer group.
 #[must_use]
 pub fn heartbeat(client_id: &str, settings: &proto::Settings) -> RemotingCommand {
     let data = HeartbeatData {
@@ -100,6 +128,7 @@ pub fn heartbeat(client_id: &str, settings: &proto::Settings) -> RemotingCommand
             .into_iter()
             .map(|group_name| ProducerData { group_name })
             .collect(),
+        consumer_data_set: consumer_data(settings).into_iter().collect(),
         ..HeartbeatData::default()
     };
     RemotingCommand::request(RequestCode::HEART_BEAT, 0, crate::protocol::ExtFields::new())
@@ -109,13 +138,15 @@ pub fn heartbeat(client_id: &str, settings: &proto::Settings) -> RemotingCommand
 /// The UNREGISTER_CLIENT requests that take client `client_id` out of its groups.
 #[must_use]
 pub fn unregister(client_id: &str, settings: &proto::Settings) -> Vec<RemotingCommand> {
-    producer_groups(settings)
-        .into_iter()
-        .map(|group| {
+    let producers = producer_groups(settings).into_iter().map(|group| (Some(group), None));
+    let consumer = consumer_data(settings).map(|c| (None, Some(c.group_name)));
+    producers
+        .chain(consumer)
+        .map(|(producer_group, consumer_group)| {
             let header = UnregisterClientRequestHeader {
                 client_id: client_id.to_owned(),
-                producer_group: Some(group),
-                consumer_group: None,
+                producer_group,
+                consumer_group,
             };
             RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0, header.to_ext_fields())
         })
@@ -260,6 +291,35 @@ mod tests {
         assert_eq!(data.producer_data_set, vec![ProducerData { group_name: "Orders".into() }]);
         assert_eq!(unregister("c1", &producer()).len(), 1);
         assert!(!declares_a_role(&proto::Settings::default()));
+    }
+
+    #[test]
+    fn a_consumer_is_registered_in_its_group_with_its_subscriptions() {
+        let resource =
+            |name: &str| Some(proto::Resource { resource_namespace: String::new(), name: name.into() });
+        let settings = proto::Settings {
+            client_type: Some(ClientType::PushConsumer as i32),
+            pub_sub: Some(PubSub::Subscription(proto::Subscription {
+                group: resource("cg"),
+                subscriptions: vec![proto::SubscriptionEntry {
+                    topic: resource("Orders"),
+                    expression: Some(proto::FilterExpression { r#type: 1, expression: "A || B".into() }),
+                }],
+                ..proto::Subscription::default()
+            })),
+            ..proto::Settings::default()
+        };
+        let data: HeartbeatData = json::from_slice(&heartbeat("c1", &settings).body).unwrap();
+        let consumer = &data.consumer_data_set[0];
+        assert_eq!(
+            (consumer.group_name.as_str(), consumer.consume_type.as_str()),
+            ("cg", "CONSUME_PASSIVELY")
+        );
+        assert_eq!(consumer.message_model, "CLUSTERING");
+        assert_eq!(consumer.subscription_data_set[0].tags_set.len(), 2);
+        let leave = unregister("c1", &settings);
+        let header = UnregisterClientRequestHeader::decode(&leave[0].ext_fields).unwrap();
+        assert_eq!(header.consumer_group.as_deref(), Some("cg"));
     }
 
     #[test]

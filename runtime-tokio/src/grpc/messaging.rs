@@ -450,7 +450,14 @@ impl MessagingService for Messaging {
                     Ok(Some(command)) => command,
                     Ok(None) | Err(_) => break,
                 };
-                let Some(Command::Settings(declared)) = command.command else { continue };
+                let declared = match command.command {
+                    Some(Command::Settings(declared)) => declared,
+                    Some(Command::VerifyMessageResult(result)) => {
+                        session.verified(&result.nonce, command.status.as_ref()).await;
+                        continue;
+                    }
+                    _ => continue,
+                };
                 if !core_session::declares_a_role(&declared) {
                     let _ = tx
                         .send(Err(tonic::Status::invalid_argument(
@@ -517,10 +524,18 @@ impl MessagingService for Messaging {
 
     async fn recall_message(
         &self,
-        _request: Request<proto::RecallMessageRequest>,
+        request: Request<proto::RecallMessageRequest>,
     ) -> Reply<proto::RecallMessageResponse> {
-        let refused = not_served("RecallMessage");
-        Ok(Response::new(proto::RecallMessageResponse { status: Some(refused), message_id: String::new() }))
+        let answer = async {
+            let session = self.session(&request)?;
+            let reply = session.call(send::recall_command(request.get_ref())?).await?;
+            Ok::<_, proto::Status>(send::recall_response(&reply))
+        };
+        let reply = answer.await.unwrap_or_else(|refused| proto::RecallMessageResponse {
+            status: Some(refused),
+            message_id: String::new(),
+        });
+        Ok(Response::new(reply))
     }
 
     async fn sync_lite_subscription(

@@ -7,7 +7,7 @@ pub mod groups;
 pub mod offsets;
 mod pull;
 pub mod queue_locks;
-mod relay;
+pub mod relay;
 mod reset;
 
 use std::collections::BTreeSet;
