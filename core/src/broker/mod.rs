@@ -482,7 +482,15 @@ impl Broker {
     fn deadline(&self, reason: Reason) -> Option<MonoNanos> {
         let slave = self.is_slave();
         match reason {
-            Reason::DelayLevels | Reason::Timers | Reason::Transactions | Reason::Pop if slave => None,
+            // A master's services that write to the log wait while its epoch is not
+            // recorded, as sends do: a crash then would keep what they wrote under an epoch
+            // its slaves never learn of, so a slave holding the previous epoch's lost tail
+            // would not cut it back.
+            Reason::DelayLevels | Reason::Timers | Reason::Transactions | Reason::Pop
+                if slave || !self.shared.epoch_durable() =>
+            {
+                None
+            }
             Reason::Store => self.shared.store.poll_timeout(),
             Reason::Retention => self.shared.store.retention_deadline(),
             Reason::Registration => self.shared.namesrvs.poll_timeout(),
@@ -619,6 +627,19 @@ impl Broker {
         self.persist_metadata(now.mono);
         self.replication.pump(&mut self.shared, now);
         self.ha_client.pump(&mut self.shared, now);
+        self.check_unrecorded_epoch_unwritten();
+    }
+
+    /// Nothing is written in a master's epoch before the epoch is recorded: a crash would
+    /// keep it under an epoch its slaves never learn of, and a slave holding the previous
+    /// epoch's lost tail would not cut it back.
+    fn check_unrecorded_epoch_unwritten(&self) {
+        let shared = &self.shared;
+        if self.is_slave() || shared.epoch_durable() || !shared.store.is_ready() {
+            return;
+        }
+        let (start, end) = (shared.epochs.current().start, shared.store.write_pos().0);
+        assert!(end <= start, "the master wrote up to {end} in an epoch from {start} not recorded yet");
     }
 
     /// The master's services that write to the log see what became durable and go on.
