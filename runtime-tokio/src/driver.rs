@@ -113,7 +113,7 @@ pub(crate) enum Event {
         conn: ConnId,
         peer: SocketAddr,
         kind: ConnKind,
-        writer: mpsc::Sender<Bytes>,
+        writer: ConnWriter,
         /// The task reading the socket; none for an attached link, which sends its frames.
         reader: Option<JoinHandle<()>>,
     },
@@ -129,9 +129,22 @@ pub(crate) enum Event {
 }
 
 pub(crate) struct Connection {
-    writer: mpsc::Sender<Bytes>,
+    writer: ConnWriter,
     reader: Option<JoinHandle<()>>,
 }
+
+/// Where the machine's writes to a connection go.
+pub(crate) enum ConnWriter {
+    /// To the task writing its socket, through a bounded queue.
+    Socket(mpsc::Sender<Bytes>),
+    /// Straight to the in-process client of an attached link, on the loop.
+    Deliver(LinkReplies),
+}
+
+/// What takes an attached connection's replies, called on the loop with each write to it
+/// (whole frames): `false` closes the connection. Dropping it tells the client the
+/// connection ended.
+pub type LinkReplies = Box<dyn FnMut(Bytes) -> bool + Send>;
 
 /// The connections a loop drives: open ones, and outbound ones being dialled (a failed
 /// dial must reach the machine as a close, or it would wait for that connection forever).
@@ -200,12 +213,13 @@ pub enum Ask<M> {
     Look(Inspect<M>),
     /// Serve an in-process remoting connection from `peer` (a gRPC session's): the frames
     /// sent on the [`Link`] that comes back on `link` reach the machine as read bytes, and
-    /// what the machine writes to it goes to `replies`, with no socket, pipe or copy between.
+    /// what the machine writes to it is handed to `replies` on the loop, with no socket,
+    /// pipe, copy or task between.
     Attach {
         /// Whom the connection stands for (the gRPC client's address).
         peer: SocketAddr,
-        /// Where the machine's writes to the connection go.
-        replies: mpsc::Sender<Bytes>,
+        /// What takes the machine's writes to the connection.
+        replies: LinkReplies,
         /// Where the link is handed back once the machine knows the connection.
         link: tokio::sync::oneshot::Sender<Link>,
     },
@@ -356,8 +370,8 @@ pub async fn run<M: Machine>(
                     let conn = ConnId(numbers.fetch_add(1, Ordering::Relaxed) + 1);
                     let (events, limits) = (events_tx.clone(), limits.clone());
                     tokio::spawn(async move {
-                        let opened =
-                            Event::Opened { conn, peer, kind: ConnKind::Remoting, writer: replies, reader: None };
+                        let writer = ConnWriter::Deliver(replies);
+                        let opened = Event::Opened { conn, peer, kind: ConnKind::Remoting, writer, reader: None };
                         if events.send(opened).await.is_ok() {
                             let turns = Arc::new(Semaphore::new(LINK_IN_FLIGHT));
                             let _ = link.send(Link { conn, events, limits, turns });
@@ -407,10 +421,14 @@ fn carry_out<M: Machine>(
     while let Some(output) = machine.poll_output() {
         match output {
             Output::Send { conn, data } => {
-                let Some(connection) = conns.get(&conn) else { continue };
-                if connection.writer.try_send(data).is_err() {
-                    // The peer is not reading its replies (or is gone): drop it rather than
-                    // buffer without limit.
+                let Some(connection) = conns.get_mut(&conn) else { continue };
+                let taken = match &mut connection.writer {
+                    ConnWriter::Socket(writer) => writer.try_send(data).is_ok(),
+                    ConnWriter::Deliver(replies) => replies(data),
+                };
+                if !taken {
+                    // The peer is not reading its replies (or is gone, or its in-process
+                    // client refused them): drop it rather than buffer without limit.
                     tracing::warn!(?conn, "closing connection: write queue full");
                     close(conns, conn);
                     dropped.push(conn);
@@ -482,6 +500,7 @@ where
     let (writer, queue) = mpsc::channel::<Bytes>(limits.write_queue);
     tokio::spawn(write_loop(write_half, queue));
     let reader = tokio::spawn(read_loop(conn, read_half, events.clone(), limits.clone()));
+    let writer = ConnWriter::Socket(writer);
     events.send(Event::Opened { conn, peer, kind, writer, reader: Some(reader) }).await.is_ok()
 }
 

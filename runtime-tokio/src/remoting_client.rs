@@ -57,6 +57,25 @@ impl Pending {
     }
 }
 
+/// The calls of a linked client waiting for the broker loop's replies.
+#[derive(Debug)]
+pub struct LinkWaiters(Pending);
+
+/// The reading side of a linked client, run by the loop. When the loop drops it (the
+/// connection closed), no reply comes any more.
+struct LinkReading {
+    decoder: FrameDecoder,
+    pending: Pending,
+    requests: Option<mpsc::Sender<RemotingCommand>>,
+    peer: SocketAddr,
+}
+
+impl Drop for LinkReading {
+    fn drop(&mut self) {
+        self.pending.end();
+    }
+}
+
 /// Where a client's frames go.
 #[derive(Debug)]
 enum Writer {
@@ -163,28 +182,33 @@ impl RemotingClient {
         Self { writer, pending, next_opaque: std::sync::atomic::AtomicI32::new(1) }
     }
 
-    /// A client whose frames go straight into this process's broker loop through `link`
-    /// (`driver::Ask::Attach`), and whose replies come from `replies`: a gRPC session's
-    /// connection, with no pipe between. Requests the broker sends go to `requests`.
-    pub fn linked(
-        link: crate::driver::Link,
-        mut replies: mpsc::Receiver<Bytes>,
+    /// The two sides of a client attached straight to this process's broker loop (a gRPC
+    /// session's connection, `driver::Ask::Attach`): what the loop hands the broker's
+    /// writes to (replies go to their callers there and then; requests the broker sends go
+    /// to `requests`), and what [`RemotingClient::linked`] makes the client of.
+    pub fn link_sides(
         peer: SocketAddr,
         requests: Option<mpsc::Sender<RemotingCommand>>,
-    ) -> Self {
-        let pending = Pending::default();
-        let reading = pending.clone();
-        tokio::spawn(async move {
-            let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
-            while let Some(bytes) = replies.recv().await {
-                decoder.push(&bytes);
-                if !dispatch(&mut decoder, &reading, requests.as_ref(), peer) {
-                    break;
-                }
-            }
-            reading.end();
+    ) -> (crate::driver::LinkReplies, LinkWaiters) {
+        let mut reading = LinkReading {
+            decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN),
+            pending: Pending::default(),
+            requests,
+            peer,
+        };
+        let waiters = LinkWaiters(reading.pending.clone());
+        let replies = Box::new(move |bytes: Bytes| {
+            reading.decoder.push(&bytes);
+            dispatch(&mut reading.decoder, &reading.pending, reading.requests.as_ref(), reading.peer)
         });
-        Self::new(Writer::Link(link), pending)
+        (replies, waiters)
+    }
+
+    /// The client whose frames go into the broker loop through `link`, its replies coming
+    /// to `waiters` (from [`RemotingClient::link_sides`]).
+    #[must_use]
+    pub fn linked(link: crate::driver::Link, waiters: LinkWaiters) -> Self {
+        Self::new(Writer::Link(link), waiters.0)
     }
 
     fn opaque(&self) -> i32 {

@@ -59,25 +59,70 @@ pub fn tls_for(
 pub async fn serve(listener: TcpListener, service: Messaging, tls: Option<Tls>) {
     let server = service::messaging_service_server::MessagingServiceServer::new(service);
     #[cfg(not(madsim))]
-    let served = {
-        let incoming =
-            tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(tls::incoming(listener, tls));
-        tonic::transport::Server::builder().add_service(server).serve_with_incoming(incoming).await
-    };
+    serve_connections(tls::incoming(listener, tls), server).await;
+    // Under the simulator, tonic's transport (madsim's, which passes messages as values).
     #[cfg(madsim)]
-    let _ = tls;
-    #[cfg(madsim)]
-    let served = match listener.local_addr() {
-        Ok(addr) => {
-            drop(listener);
-            tonic::transport::Server::builder().add_service(server).serve(addr).await
+    {
+        let _ = tls;
+        let served = match listener.local_addr() {
+            Ok(addr) => {
+                drop(listener);
+                tonic::transport::Server::builder().add_service(server).serve(addr).await
+            }
+            Err(error) => {
+                tracing::error!(%error, "gRPC endpoint: no local address");
+                return;
+            }
+        };
+        if let Err(error) = served {
+            tracing::error!(%error, "gRPC endpoint stopped");
         }
-        Err(error) => {
-            tracing::error!(%error, "gRPC endpoint: no local address");
-            return;
-        }
-    };
-    if let Err(error) = served {
-        tracing::error!(%error, "gRPC endpoint stopped");
+    }
+}
+
+/// Serve each connection `incoming` hands over with hyper's HTTP/2 server and `server`
+/// straight, without tonic's transport: it would route every call by path (one service
+/// here) through a stack of layers this endpoint does not use, at a cost per call that
+/// showed in the broker's profile. Each request carries its connection's addresses, as
+/// tonic's transport gives them (`Request::remote_addr`). The connections end with this
+/// task (their set aborts them when dropped).
+#[cfg(not(madsim))]
+async fn serve_connections(
+    mut incoming: tokio::sync::mpsc::Receiver<std::io::Result<tls::GrpcStream>>,
+    server: service::messaging_service_server::MessagingServiceServer<Messaging>,
+) {
+    use tonic::codegen::Service as _;
+    use tonic::transport::server::Connected as _;
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            stream = incoming.recv() => match stream {
+                Some(Ok(stream)) => stream,
+                Some(Err(_)) => continue,
+                None => return,
+            },
+            Some(_) = connections.join_next() => continue,
+        };
+        let info = stream.connect_info();
+        let server = server.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(info.clone());
+                // Always ready: a generated server's readiness is its inner service's, ours.
+                server.clone().call(request)
+            });
+        connections.spawn(async move {
+            // gRPC has no use for a Date header on every reply (hyper's default); at most
+            // 200 calls in flight per connection (hyper's default too).
+            let served = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .auto_date_header(false)
+                .max_concurrent_streams(200)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            if let Err(error) = served {
+                tracing::debug!(%error, "gRPC connection ended");
+            }
+        });
     }
 }

@@ -2,8 +2,8 @@
 //! remoting connection to this broker, over which it is registered and its requests go, as a
 //! client of RocketMQ's proxy is to the broker behind it, and its open transactions. The
 //! connection is attached straight to the broker's loop (`driver::Ask::Attach`): its frames
-//! reach the broker as read bytes and the broker's writes come back on a queue, served like
-//! an accepted socket with no socket or pipe between.
+//! reach the broker as read bytes and the broker's replies go to their callers on the loop
+//! itself, served like an accepted socket with no socket, pipe or task between.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,9 +29,6 @@ use crate::remoting_client::RemotingClient;
 pub const MAX_SESSIONS: usize = 10_000;
 /// Requests from the broker waiting to be turned into Telemetry commands, per session.
 const SERVER_REQUESTS: usize = 256;
-/// The broker's writes to a session waiting to be read (a full queue drops the connection,
-/// as for a socket whose client stopped reading).
-const REPLY_QUEUE: usize = 4_096;
 /// Messages sent to a client to verify and not answered yet, at most.
 const MAX_VERIFIES: usize = 64;
 /// How long a verify waits for the client's result: as long as the broker's relay does.
@@ -110,14 +107,14 @@ impl Session {
         }
         let stopping = || status(Code::InternalError, "the broker is stopping");
         let (requests, heard) = mpsc::channel(SERVER_REQUESTS);
-        let (replies, from_broker) = mpsc::channel(REPLY_QUEUE);
+        let (replies, waiters) = RemotingClient::link_sides(self.peer, Some(requests));
         let (link_tx, link) = tokio::sync::oneshot::channel();
         self.asks
             .send(Ask::Attach { peer: self.peer, replies, link: link_tx })
             .await
             .map_err(|_| stopping())?;
         let link = link.await.map_err(|_| stopping())?;
-        let connection = Arc::new(RemotingClient::linked(link, from_broker, self.peer, Some(requests)));
+        let connection = Arc::new(RemotingClient::linked(link, waiters));
         tokio::spawn(serve_broker_requests(
             heard,
             BrokerAsks {
