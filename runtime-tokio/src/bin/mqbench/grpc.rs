@@ -12,7 +12,96 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use keel_core::grpc::proto::{self, Code};
 use keel_runtime_tokio::grpc::service::messaging_service_client::MessagingServiceClient;
-use tonic::transport::Channel;
+
+#[cfg(madsim)]
+type Channel = tonic::transport::Channel;
+#[cfg(not(madsim))]
+type Channel = h2_channel::H2Channel;
+
+/// A client on one new HTTP/2 connection to `endpoint`.
+async fn connect(endpoint: std::net::SocketAddr) -> anyhow::Result<MessagingServiceClient<Channel>> {
+    #[cfg(madsim)]
+    let client = MessagingServiceClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?.connect().await?,
+    );
+    #[cfg(not(madsim))]
+    let client = MessagingServiceClient::with_origin(
+        h2_channel::H2Channel::connect(endpoint).await?,
+        format!("http://{endpoint}").parse()?,
+    );
+    Ok(client)
+}
+
+/// The load's own HTTP/2 connection: hyper's client, each call straight on the connection.
+/// tonic's `Channel` queues every call through a worker task and a stack of layers
+/// (reconnection, buffering), which on this machine's two cores took CPU from the broker
+/// under test; an SDK runs on the client's machine, not the broker's.
+#[cfg(not(madsim))]
+mod h2_channel {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::client::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tonic::codegen::http;
+
+    /// A cloneable handle on one HTTP/2 connection, as tonic's generated clients take it.
+    #[derive(Clone)]
+    pub struct H2Channel(http2::SendRequest<tonic::body::Body>);
+
+    impl H2Channel {
+        /// Dial `endpoint` and hand the connection to a task of its own.
+        pub async fn connect(endpoint: std::net::SocketAddr) -> anyhow::Result<Self> {
+            let tcp = tokio::net::TcpStream::connect(endpoint).await?;
+            tcp.set_nodelay(true)?;
+            let (send, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(tcp))
+                .await?;
+            tokio::spawn(Deferred { connection: Box::pin(connection), deferred: false });
+            Ok(Self(send))
+        }
+    }
+
+    /// A connection driven one scheduler round after it is woken: the calls that woke it
+    /// (replies reach many at once) have all queued their frames by then, and go out in
+    /// one write instead of one write each.
+    struct Deferred<F> {
+        connection: Pin<Box<F>>,
+        deferred: bool,
+    }
+
+    impl<F: Future> Future for Deferred<F> {
+        type Output = F::Output;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            if !self.deferred {
+                self.deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.deferred = false;
+            self.connection.as_mut().poll(cx)
+        }
+    }
+
+    type Reply = http::Response<hyper::body::Incoming>;
+
+    impl tonic::codegen::Service<http::Request<tonic::body::Body>> for H2Channel {
+        type Response = Reply;
+        type Error = hyper::Error;
+        type Future = Pin<Box<dyn Future<Output = Result<Reply, hyper::Error>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+            Box::pin(self.0.send_request(request))
+        }
+    }
+}
 
 use super::{more, new_histogram, ConsumerArgs, Mode, ProducerArgs, Stats};
 
@@ -79,9 +168,7 @@ pub async fn spawn_producers(
     let body = Bytes::from(vec![b'k'; args.size]);
     let mut workers = Vec::new();
     for worker in 0..args.common.threads {
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?.connect().await?;
-        let client = MessagingServiceClient::new(channel);
+        let client = connect(endpoint).await?;
         let callers = if args.mode == Mode::Async { args.inflight.max(1) } else { 1 };
         let (stats, topic, body, limit) =
             (Arc::clone(stats), args.common.topic.clone(), body.clone(), args.common.count);
@@ -191,9 +278,7 @@ pub async fn spawn_consumers(
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut workers = Vec::new();
     for worker in 0..args.common.threads {
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?.connect().await?;
-        let client = MessagingServiceClient::new(channel);
+        let client = connect(endpoint).await?;
         let (stats, topic, group, limit) =
             (Arc::clone(stats), args.common.topic.clone(), args.group.clone(), args.common.count);
         stats.live.fetch_add(1, Ordering::Relaxed);
