@@ -46,13 +46,15 @@ suite() {
   echo "=== $name (at most $minutes min): $*"
   local status=0 started=$SECONDS
   timeout --kill-after=30s "${minutes}m" "$@" 2>&1 | tee "$log" || status=$?
+  local hung=false
   if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    hung=true
     echo "=== $name: stopped, still running after $minutes min" | tee -a "$log"
   fi
   echo "=== $name: $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
   local line
   line=$(summarize "$name" "$log")
-  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+  if $hung; then
     # What hung counts as one failure more than the finished tests reported.
     line=$(echo "$line" | awk '{ $4 = $4 + 1; print }')
   fi

@@ -61,16 +61,46 @@ impl Pending {
 #[derive(Debug)]
 pub struct LinkWaiters(Pending);
 
-/// The reading side of a linked client, run by the loop. When the loop drops it (the
-/// connection closed), no reply comes any more.
-struct LinkReading {
+/// A client's reading side: the server's frames, decoded and handed to their callers
+/// (replies to their waiters, requests from the server to `requests`). Dropped when the
+/// connection ends: no reply comes any more.
+struct Reading {
     decoder: FrameDecoder,
     pending: Pending,
     requests: Option<mpsc::Sender<RemotingCommand>>,
     peer: SocketAddr,
 }
 
-impl Drop for LinkReading {
+impl Reading {
+    fn new(pending: Pending, requests: Option<mpsc::Sender<RemotingCommand>>, peer: SocketAddr) -> Self {
+        Self { decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN), pending, requests, peer }
+    }
+
+    /// Take `bytes` read from the server and hand every whole command on. `false` on a
+    /// malformed stream.
+    fn take(&mut self, bytes: &[u8]) -> bool {
+        self.decoder.push(bytes);
+        while let Some(frame) = self.decoder.next_frame() {
+            let Ok(cmd) = frame else { return false };
+            if !cmd.is_response() {
+                // Requests from the broker (a transaction check; ids changed).
+                if let Some(requests) = &self.requests {
+                    if requests.try_send(cmd).is_err() {
+                        tracing::warn!(addr = %self.peer, "a request from the server dropped: its queue is full");
+                    }
+                }
+                continue;
+            }
+            let waiter = self.pending.waiters().remove(&cmd.opaque);
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(cmd);
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Reading {
     fn drop(&mut self) {
         self.pending.end();
     }
@@ -97,33 +127,6 @@ impl Writer {
             Err(ClientError::Closed)
         }
     }
-}
-
-/// Hand the commands in what `decoder` has to their callers: replies to their waiters,
-/// requests from the server to `requests`. `false` on a malformed stream.
-fn dispatch(
-    decoder: &mut FrameDecoder,
-    pending: &Pending,
-    requests: Option<&mpsc::Sender<RemotingCommand>>,
-    addr: SocketAddr,
-) -> bool {
-    while let Some(frame) = decoder.next_frame() {
-        let Ok(cmd) = frame else { return false };
-        if !cmd.is_response() {
-            // Requests from the broker (a transaction check; ids changed).
-            if let Some(requests) = requests {
-                if requests.try_send(cmd).is_err() {
-                    tracing::warn!(%addr, "a request from the server dropped: its queue is full");
-                }
-            }
-            continue;
-        }
-        let waiter = pending.waiters().remove(&cmd.opaque);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(cmd);
-        }
-    }
-    true
 }
 
 impl RemotingClient {
@@ -160,20 +163,18 @@ impl RemotingClient {
             }
         });
         let pending = Pending::default();
-        let reading = pending.clone();
+        let mut reading = Reading::new(pending.clone(), requests, addr);
         tokio::spawn(async move {
-            let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
             let mut buf = vec![0u8; 256 * 1024];
             loop {
-                match read_half.read(&mut buf).await {
+                let n = match read_half.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => decoder.push(buf.get(..n).unwrap_or_default()),
-                }
-                if !dispatch(&mut decoder, &reading, requests.as_ref(), addr) {
+                    Ok(n) => n,
+                };
+                if !reading.take(buf.get(..n).unwrap_or_default()) {
                     break;
                 }
             }
-            reading.end();
         });
         Ok(Self::new(Writer::Stream(writer), pending))
     }
@@ -190,18 +191,10 @@ impl RemotingClient {
         peer: SocketAddr,
         requests: Option<mpsc::Sender<RemotingCommand>>,
     ) -> (crate::driver::LinkReplies, LinkWaiters) {
-        let mut reading = LinkReading {
-            decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN),
-            pending: Pending::default(),
-            requests,
-            peer,
-        };
-        let waiters = LinkWaiters(reading.pending.clone());
-        let replies = Box::new(move |bytes: Bytes| {
-            reading.decoder.push(&bytes);
-            dispatch(&mut reading.decoder, &reading.pending, reading.requests.as_ref(), reading.peer)
-        });
-        (replies, waiters)
+        let pending = Pending::default();
+        let waiters = LinkWaiters(pending.clone());
+        let mut reading = Reading::new(pending, requests, peer);
+        (Box::new(move |bytes: Bytes| reading.take(&bytes)), waiters)
     }
 
     /// The client whose frames go into the broker loop through `link`, its replies coming

@@ -59,7 +59,7 @@ pub fn tls_for(
 pub async fn serve(listener: TcpListener, service: Messaging, tls: Option<Tls>) {
     let server = service::messaging_service_server::MessagingServiceServer::new(service);
     #[cfg(not(madsim))]
-    serve_connections(tls::incoming(listener, tls), server).await;
+    serve_connections(listener, tls, server).await;
     // Under the simulator, tonic's transport (madsim's, which passes messages as values).
     #[cfg(madsim)]
     {
@@ -80,38 +80,55 @@ pub async fn serve(listener: TcpListener, service: Messaging, tls: Option<Tls>) 
     }
 }
 
-/// Serve each connection `incoming` hands over with hyper's HTTP/2 server and `server`
+/// Accept connections on `listener` and serve each with hyper's HTTP/2 server and `server`
 /// straight, without tonic's transport: it would route every call by path (one service
 /// here) through a stack of layers this endpoint does not use, at a cost per call that
-/// showed in the broker's profile. Each request carries its connection's addresses, as
-/// tonic's transport gives them (`Request::remote_addr`). The connections end with this
-/// task (their set aborts them when dropped).
+/// showed in the broker's profile. A connection is told apart as plaintext or TLS (when
+/// `tls` is set) and handshaken in its own task, so a slow client holds up no other; each
+/// request carries its connection's addresses, as tonic's transport gives them
+/// (`Request::remote_addr`). Handshakes and connections end with this task (their set
+/// aborts them when dropped).
 #[cfg(not(madsim))]
 async fn serve_connections(
-    mut incoming: tokio::sync::mpsc::Receiver<std::io::Result<tls::GrpcStream>>,
+    listener: TcpListener,
+    tls: Option<Tls>,
     server: service::messaging_service_server::MessagingServiceServer<Messaging>,
 ) {
+    use std::sync::Arc;
     use tonic::codegen::Service as _;
     use tonic::transport::server::Connected as _;
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(tls::MAX_HANDSHAKES));
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let stream = tokio::select! {
-            stream = incoming.recv() => match stream {
-                Some(Ok(stream)) => stream,
-                Some(Err(_)) => continue,
-                None => return,
-            },
+        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             Some(_) = connections.join_next() => continue,
         };
-        let info = stream.connect_info();
-        let server = server.clone();
-        let service =
-            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(info.clone());
-                // Always ready: a generated server's readiness is its inner service's, ours.
-                server.clone().call(request)
-            });
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, say: the listener is fine, try again shortly.
+                tracing::warn!(%error, "gRPC endpoint: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Replies go out at once: with Nagle's algorithm on, a small reply waits for the
+        // client's delayed ACK (tens of milliseconds).
+        let _ = stream.set_nodelay(true);
+        let (server, tls) = (server.clone(), tls.clone());
         connections.spawn(async move {
+            let opened = tls::open_within(stream, peer, tls.as_ref()).await;
+            drop(permit);
+            let Some(stream) = opened else { return };
+            let info = stream.connect_info();
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(info.clone());
+                    // Always ready: a generated server's readiness is its inner service's, ours.
+                    server.clone().call(request)
+                });
             // gRPC has no use for a Date header on every reply (hyper's default); at most
             // 200 calls in flight per connection (hyper's default too).
             let served = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())

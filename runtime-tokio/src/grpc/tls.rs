@@ -8,7 +8,7 @@
 //! localhost and the broker's address, its PEM written beside the store for clients that
 //! want to check it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -33,7 +32,7 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// How long a new connection has to show its first byte and finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections handshaking at once; past it new ones wait in the listener's backlog.
-const MAX_HANDSHAKES: usize = 256;
+pub const MAX_HANDSHAKES: usize = 256;
 /// Where a self-signed certificate's PEM is written, under the store's root.
 pub const SELF_SIGNED_PEM: &str = "tls/grpc-self-signed.pem";
 
@@ -173,48 +172,25 @@ impl AsyncWrite for GrpcStream {
     }
 }
 
-/// Accept connections on `listener` for ever, each told apart by its first byte and (for
-/// TLS, when `tls` is set) handshaken in a task of its own, so a slow client holds up no
-/// other; what is ready goes to the returned queue for the gRPC server.
-pub fn incoming(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-) -> mpsc::Receiver<std::io::Result<GrpcStream>> {
-    let (ready, incoming) = mpsc::channel(64);
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    tokio::spawn(async move {
-        loop {
-            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, say: the listener is fine, try again shortly.
-                    tracing::warn!(%error, "gRPC endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            // Replies go out at once: with Nagle's algorithm on, a small reply waits for the
-            // client's delayed ACK (tens of milliseconds).
-            let _ = stream.set_nodelay(true);
-            let (ready, tls) = (ready.clone(), tls.clone());
-            tokio::spawn(async move {
-                let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, open(stream, tls.as_ref())).await;
-                drop(permit);
-                match opened {
-                    Ok(Ok(Some(stream))) => {
-                        let _ = ready.send(Ok(stream)).await;
-                    }
-                    Ok(Ok(None)) => {}
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, %error, "gRPC connection refused: TLS handshake failed")
-                    }
-                    Err(_) => tracing::debug!(%peer, "gRPC connection closed: no handshake within 10 s"),
-                }
-            });
+/// A new connection on the gRPC port as plaintext or TLS (when `tls` is set), within
+/// [`HANDSHAKE_TIMEOUT`]; `None` (logged) if it closed first, failed its handshake or took
+/// too long.
+pub async fn open_within(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&TlsAcceptor>,
+) -> Option<GrpcStream> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, open(stream, tls)).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "gRPC connection refused: TLS handshake failed");
+            None
         }
-    });
-    incoming
+        Err(_) => {
+            tracing::debug!(%peer, "gRPC connection closed: no handshake within 10 s");
+            None
+        }
+    }
 }
 
 /// A new connection as plaintext or TLS, by its first byte; `None` if it closed first.

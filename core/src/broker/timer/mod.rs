@@ -261,10 +261,12 @@ impl TimerService {
             tracing::error!(offset = pending.offset, "timed message without REAL_TOPIC/REAL_QID; dropped");
             return Delivery::Done(PhysOffset(0));
         };
-        let uniq_key = properties::find(view.record.properties, keys::UNIQ_KEY);
-        if let Some(marker_end) =
-            uniq_key.and_then(|key| self.recalls.take(topic, &String::from_utf8_lossy(key)))
-        {
+        // Most brokers never see a recall: the key is looked up only when one is known.
+        let recalled = (!self.recalls.is_empty())
+            .then(|| properties::find(view.record.properties, keys::UNIQ_KEY))
+            .flatten()
+            .and_then(|key| self.recalls.take(topic, &String::from_utf8_lossy(key)));
+        if let Some(marker_end) = recalled {
             // Done once the marker is durable: a crash before it delivers the message.
             return Delivery::Done(marker_end);
         }

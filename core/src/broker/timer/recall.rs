@@ -165,9 +165,6 @@ impl RecallMarkers {
     /// If the message `uniq_key` of `topic` is recalled, forget its marker and give the
     /// end of the marker's record.
     pub fn take(&mut self, topic: &str, uniq_key: &str) -> Option<PhysOffset> {
-        if self.markers.is_empty() {
-            return None;
-        }
         let (topic, uniq_key) = (topic.to_owned(), uniq_key.to_owned());
         let (at, end) = self.markers.remove(&(topic.clone(), uniq_key.clone()))?;
         self.by_time.remove(&(at, topic, uniq_key));

@@ -319,18 +319,14 @@ impl TransactionService {
             (OP_KIND, kind.as_str()),
             (OP_HALF_PHYS, &half_phys.to_string()),
         ]);
-        let op = AppendRequest {
-            topic: OP_TOPIC,
-            queue_id: 0,
-            flag: 0,
-            sys_flag: 0,
-            born_timestamp: now.wall.0,
-            born_host: shared.config.advertised_addr,
-            reconsume_times: 0,
-            prepared_transaction_offset: 0,
-            body: op_body.as_bytes(),
-            properties: &op_props,
-        };
+        let op = AppendRequest::broker_record(
+            OP_TOPIC,
+            0,
+            now,
+            shared.config.advertised_addr,
+            op_body.as_bytes(),
+            &op_props,
+        );
         let copy_props = properties::without(view.record.properties, &[keys::CRC32]);
         let destination = match kind {
             EndKind::Commit => real_destination(view.record.properties),
