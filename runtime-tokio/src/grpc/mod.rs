@@ -3,6 +3,8 @@
 //! `grpcServerPort`). Each client gets a session with its own remoting connection to this
 //! broker; the core translates between the two protocols.
 
+#[cfg(not(madsim))]
+pub mod corked;
 pub mod messaging;
 pub mod session;
 #[cfg(not(madsim))]
@@ -131,11 +133,15 @@ async fn serve_connections(
                 });
             // gRPC has no use for a Date header on every reply (hyper's default); at most
             // 200 calls in flight per connection (hyper's default too).
-            let served = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .timer(hyper_util::rt::TokioTimer::new())
-                .auto_date_header(false)
-                .max_concurrent_streams(200)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            let (io, cork) = corked::cork(stream);
+            let served = cork
+                .drive(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .auto_date_header(false)
+                        .max_concurrent_streams(200)
+                        .serve_connection(hyper_util::rt::TokioIo::new(io), service),
+                )
                 .await;
             if let Err(error) = served {
                 tracing::debug!(%error, "gRPC connection ended");

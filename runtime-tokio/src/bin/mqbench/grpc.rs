@@ -51,22 +51,23 @@ mod h2_channel {
     pub struct H2Channel(http2::SendRequest<tonic::body::Body>);
 
     impl H2Channel {
-        /// Dial `endpoint` and hand the connection to a task of its own.
+        /// Dial `endpoint` and hand the connection, corked, to a task of its own.
         pub async fn connect(endpoint: std::net::SocketAddr) -> anyhow::Result<Self> {
             let tcp = tokio::net::TcpStream::connect(endpoint).await?;
             tcp.set_nodelay(true)?;
+            let (io, cork) = keel_runtime_tokio::grpc::corked::cork(tcp);
             let (send, connection) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
-                .handshake(TokioIo::new(tcp))
+                .handshake(TokioIo::new(io))
                 .await?;
-            tokio::spawn(Deferred { connection: Box::pin(connection), deferred: false });
+            tokio::spawn(Deferred { connection: Box::pin(cork.drive(connection)), deferred: false });
             Ok(Self(send))
         }
     }
 
     /// A connection driven one scheduler round after it is woken: the calls that woke it
-    /// (replies reach many at once) have all queued their frames by then, and go out in
-    /// one write instead of one write each.
+    /// (replies reach many at once) have all queued their frames by then, and its cork
+    /// (`grpc::corked`, as the broker's side has) sends them in one write.
     struct Deferred<F> {
         connection: Pin<Box<F>>,
         deferred: bool,
