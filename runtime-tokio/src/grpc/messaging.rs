@@ -27,7 +27,7 @@ use crate::driver::Ask;
 use crate::remoting_client::RemotingClient;
 
 /// The header every call names its client by.
-const CLIENT_ID: &str = "x-mq-client-id";
+pub(super) const CLIENT_ID: &str = "x-mq-client-id";
 /// How long a name server has to answer a route query.
 const NAMESRV_TIMEOUT: Duration = Duration::from_secs(3);
 /// Server-to-client Telemetry commands waiting to be written, per client.
@@ -77,14 +77,56 @@ impl Messaging {
 
     /// The session of the client a request names.
     fn session<T>(&self, request: &Request<T>) -> Result<Arc<Session>, proto::Status> {
-        let client_id = request
-            .metadata()
-            .get(CLIENT_ID)
-            .and_then(|v| v.to_str().ok())
+        let client_id = request.metadata().get(CLIENT_ID).and_then(|v| v.to_str().ok());
+        self.session_of(client_id, request.remote_addr())
+    }
+
+    /// The session of client `client_id` (the `x-mq-client-id` header) at `peer`.
+    pub(super) fn session_of(
+        &self,
+        client_id: Option<&str>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Arc<Session>, proto::Status> {
+        let client_id = client_id
             .filter(|id| !id.is_empty())
             .ok_or_else(|| status(Code::ClientIdRequired, format!("the {CLIENT_ID} header is required")))?;
-        let peer = request.remote_addr().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let peer = peer.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         self.inner.sessions.get_or_open(client_id, peer)
+    }
+
+    /// SendMessage for `session`: the messages planned into a remoting send on a queue of
+    /// the topic in turn, and the broker's answer translated back.
+    pub(super) async fn send(
+        &self,
+        session: Result<Arc<Session>, proto::Status>,
+        request: &proto::SendMessageRequest,
+    ) -> proto::SendMessageResponse {
+        let refused = |status| proto::SendMessageResponse { status: Some(status), entries: Vec::new() };
+        let session = match session {
+            Ok(session) => session,
+            Err(status) => return refused(status),
+        };
+        let plan = match send::plan(request, now_ms()) {
+            Ok(plan) => plan,
+            Err(status) => return refused(status),
+        };
+        let queues = self.topic_config(&plan.topic).await.map_or(4, |c| c.write_queue_nums);
+        let queue = plan.queue(queues, session.next_turn());
+        let reply = match session.call(plan.command(queue)).await {
+            Ok(reply) => reply,
+            Err(status) => return refused(status),
+        };
+        if plan.transactional && reply.response_code() == ResponseCode::SUCCESS {
+            let header = SendMessageResponseHeader::decode(&reply.ext_fields).unwrap_or_default();
+            if let (Some((_, phys)), Some(id)) = (
+                decode_offset_message_id(header.msg_id.split(',').next().unwrap_or_default()),
+                plan.message_ids.first(),
+            ) {
+                let half = core_session::HalfMessage { phys, queue_offset: header.queue_offset };
+                session.transactions.lock().unwrap_or_else(PoisonError::into_inner).insert(id, half);
+            }
+        }
+        plan.response(&reply)
     }
 
     /// The route of `topic` from the first name server that answers.
@@ -226,46 +268,8 @@ impl MessagingService for Messaging {
         &self,
         request: Request<proto::SendMessageRequest>,
     ) -> Reply<proto::SendMessageResponse> {
-        let session = match self.session(&request) {
-            Ok(session) => session,
-            Err(refused) => {
-                return Ok(Response::new(proto::SendMessageResponse {
-                    status: Some(refused),
-                    entries: Vec::new(),
-                }))
-            }
-        };
-        let plan = match send::plan(request.get_ref(), now_ms()) {
-            Ok(plan) => plan,
-            Err(refused) => {
-                return Ok(Response::new(proto::SendMessageResponse {
-                    status: Some(refused),
-                    entries: Vec::new(),
-                }))
-            }
-        };
-        let queues = self.topic_config(&plan.topic).await.map_or(4, |c| c.write_queue_nums);
-        let queue = plan.queue(queues, session.next_turn());
-        let reply = match session.call(plan.command(queue)).await {
-            Ok(reply) => reply,
-            Err(refused) => {
-                return Ok(Response::new(proto::SendMessageResponse {
-                    status: Some(refused),
-                    entries: Vec::new(),
-                }))
-            }
-        };
-        if plan.transactional && reply.response_code() == ResponseCode::SUCCESS {
-            let header = SendMessageResponseHeader::decode(&reply.ext_fields).unwrap_or_default();
-            if let (Some((_, phys)), Some(id)) = (
-                decode_offset_message_id(header.msg_id.split(',').next().unwrap_or_default()),
-                plan.message_ids.first(),
-            ) {
-                let half = core_session::HalfMessage { phys, queue_offset: header.queue_offset };
-                session.transactions.lock().unwrap_or_else(PoisonError::into_inner).insert(id, half);
-            }
-        }
-        Ok(Response::new(plan.response(&reply)))
+        let session = self.session(&request);
+        Ok(Response::new(self.send(session, request.get_ref()).await))
     }
 
     async fn query_assignment(

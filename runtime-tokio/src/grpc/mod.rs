@@ -5,6 +5,8 @@
 
 #[cfg(not(madsim))]
 pub mod corked;
+#[cfg(not(madsim))]
+pub mod direct;
 pub mod messaging;
 pub mod session;
 #[cfg(not(madsim))]
@@ -59,9 +61,9 @@ pub fn tls_for(
 /// Serve `service` on `listener` until the task is dropped; with `tls`, TLS beside
 /// plaintext on the same port (not under the simulator, where it is plaintext).
 pub async fn serve(listener: TcpListener, service: Messaging, tls: Option<Tls>) {
-    let server = service::messaging_service_server::MessagingServiceServer::new(service);
+    let server = service::messaging_service_server::MessagingServiceServer::new(service.clone());
     #[cfg(not(madsim))]
-    serve_connections(listener, tls, server).await;
+    serve_connections(listener, tls, server, service).await;
     // Under the simulator, tonic's transport (madsim's, which passes messages as values).
     #[cfg(madsim)]
     {
@@ -95,6 +97,7 @@ async fn serve_connections(
     listener: TcpListener,
     tls: Option<Tls>,
     server: service::messaging_service_server::MessagingServiceServer<Messaging>,
+    messaging: Messaging,
 ) {
     use std::sync::Arc;
     use tonic::codegen::Service as _;
@@ -119,7 +122,7 @@ async fn serve_connections(
         // Replies go out at once: with Nagle's algorithm on, a small reply waits for the
         // client's delayed ACK (tens of milliseconds).
         let _ = stream.set_nodelay(true);
-        let (server, tls) = (server.clone(), tls.clone());
+        let (server, messaging, tls) = (server.clone(), messaging.clone(), tls.clone());
         connections.spawn(async move {
             let opened = tls::open_within(stream, peer, tls.as_ref()).await;
             drop(permit);
@@ -127,9 +130,16 @@ async fn serve_connections(
             let info = stream.connect_info();
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    let (server, messaging, peer) = (server.clone(), messaging.clone(), info.remote_addr);
                     request.extensions_mut().insert(info.clone());
-                    // Always ready: a generated server's readiness is its inner service's, ours.
-                    server.clone().call(request)
+                    async move {
+                        if direct::serves(&request) {
+                            return direct::send_message(&messaging, request, peer).await;
+                        }
+                        // Always ready: a generated server's readiness is its inner service's, ours.
+                        let mut server = server;
+                        server.call(request).await
+                    }
                 });
             // gRPC has no use for a Date header on every reply (hyper's default); at most
             // 200 calls in flight per connection (hyper's default too).
