@@ -175,6 +175,46 @@ fn the_all_in_one_command_serves_routes_and_messages_and_stops_cleanly() {
     assert!(data.join("commitlog").is_dir() && !data.join("abort").exists(), "{stderr}");
 }
 
+/// `mqbench --grpc`: senders on straight h2 (sync, and async with calls in flight) and
+/// simple consumers that receive and ack, each message counted once.
+#[test]
+fn mqbench_produces_and_consumes_over_grpc() {
+    let dir = scratch_dir("mqbench-grpc");
+    let conf = dir.join("broker.conf");
+    std::fs::write(&conf, "enableProxy=true\ngrpcServerPort=0\n").unwrap();
+    let keel = ServerProcess::keel(env!("CARGO_BIN_EXE_keel"), &dir.join("data"), Some(&conf));
+    assert!(keel.boot_line.contains("; gRPC at 127.0.0.1:"), "{}", keel.boot_line);
+    let (namesrv, grpc) = (keel.addr_in_boot_line(0).to_string(), keel.addr_in_boot_line(2).to_string());
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mqbench")).args(args).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // "[...] N msgs in ...; failed 0; ...": N, once nothing failed.
+    let counted = |report: &str| -> u64 {
+        assert!(report.contains("failed 0;"), "{report}");
+        let count = report.split("] ").nth(1).and_then(|rest| rest.split(' ').next());
+        count.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {report}"))
+    };
+    let common = ["-n", &namesrv, "-t", "BenchGrpc", "--grpc", &grpc];
+    let synced = run(&[&["producer", "-w", "2", "-s", "2000", "--count", "200"], &common[..]].concat());
+    assert!(synced.contains("[producer (gRPC): 2 x Sync, 2000 B"), "{synced}");
+    // Calls already in flight when the count is reached still land: one per sender at most.
+    let synced_count = counted(&synced);
+    assert!((200..202).contains(&synced_count), "{synced}");
+    let async_args = ["producer", "-w", "2", "--mode", "async", "--inflight", "16", "--count", "300"];
+    let pipelined = run(&[&async_args[..], &common[..]].concat());
+    let pipelined_count = counted(&pipelined);
+    assert!((300..300 + 32).contains(&pipelined_count), "{pipelined}");
+    let stored = synced_count + pipelined_count;
+    let consumed = run(&[
+        &["consumer", "-w", "2", "-g", "bench-grpc", "--count", &stored.to_string(), "--duration", "30"],
+        &common[..],
+    ]
+    .concat());
+    assert_eq!(counted(&consumed), stored, "{consumed}");
+}
+
 #[test]
 fn mqbench_produces_and_consumes_against_the_all_in_one_command() {
     let data = scratch_dir("mqbench").join("data");

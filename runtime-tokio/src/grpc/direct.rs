@@ -67,17 +67,19 @@ pub async fn send_message(
 
 /// The one message of a unary call's `body`, read whole.
 async fn read_unary(body: hyper::body::Incoming) -> Result<Bytes, tonic::Status> {
-    let mut body = match http_body_util::Limited::new(body, PREFIX + MAX_MESSAGE).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    match http_body_util::Limited::new(body, PREFIX + MAX_MESSAGE).collect().await {
+        Ok(collected) => unframe(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(tonic::Status::resource_exhausted(format!(
-                "the message is larger than {MAX_MESSAGE} bytes"
-            )))
+            Err(tonic::Status::resource_exhausted(format!("the message is larger than {MAX_MESSAGE} bytes")))
         }
-        Err(error) => return Err(tonic::Status::internal(format!("the request body broke: {error}"))),
-    };
+        Err(error) => Err(tonic::Status::internal(format!("the request body broke: {error}"))),
+    }
+}
+
+/// The one uncompressed message `body` frames (the whole of a unary call's body).
+pub fn unframe(mut body: Bytes) -> Result<Bytes, tonic::Status> {
     if body.len() < PREFIX {
-        return Err(tonic::Status::internal("the request carries no whole message"));
+        return Err(tonic::Status::internal("the body carries no whole message"));
     }
     let compressed = body.get_u8();
     let length = body.get_u32() as usize;
@@ -86,24 +88,27 @@ async fn read_unary(body: hyper::body::Incoming) -> Result<Bytes, tonic::Status>
     }
     if length != body.len() {
         return Err(tonic::Status::internal(format!(
-            "the request should carry one message of {length} bytes, it carries {}",
+            "the body should carry one message of {length} bytes, it carries {}",
             body.len()
         )));
     }
     Ok(body)
 }
 
+/// `message` encoded and framed, uncompressed.
+pub fn frame<M: prost::Message>(message: &M) -> Bytes {
+    let length = message.encoded_len();
+    let mut framed = BytesMut::with_capacity(PREFIX + length);
+    framed.put_u8(0);
+    // A message of 4 GiB or more is refused long before: MAX_MESSAGE bounds what is read.
+    framed.put_u32(u32::try_from(length).unwrap_or(u32::MAX));
+    message.encode_raw(&mut framed);
+    framed.freeze()
+}
+
 /// The answer to a unary call: `reply` (if any) framed, then `status` in trailers.
 fn answer<M: prost::Message>(reply: Option<&M>, status: &tonic::Status) -> http::Response<tonic::body::Body> {
-    let data = reply.map(|reply| {
-        let length = reply.encoded_len();
-        let mut framed = BytesMut::with_capacity(PREFIX + length);
-        framed.put_u8(0);
-        // A reply is far smaller than 4 GiB: it answers a request of at most MAX_MESSAGE.
-        framed.put_u32(u32::try_from(length).unwrap_or(u32::MAX));
-        reply.encode_raw(&mut framed);
-        framed.freeze()
-    });
+    let data = reply.map(frame);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from(status.code() as i32));
     if !status.message().is_empty() {
@@ -157,6 +162,22 @@ impl hyper::body::Body for Unary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A framed message unframes to itself; a short, compressed or trailing body is refused.
+    #[test]
+    fn framing_round_trips_and_bad_bodies_are_refused() {
+        let message = proto::Resource { resource_namespace: String::new(), name: "T".into() };
+        let framed = frame(&message);
+        assert_eq!(framed.len(), PREFIX + message.encoded_len());
+        assert_eq!(proto::Resource::decode(unframe(framed.clone()).unwrap()).unwrap(), message);
+        assert!(unframe(framed.slice(..3)).is_err());
+        let mut compressed = framed.to_vec();
+        compressed[0] = 1;
+        assert_eq!(unframe(Bytes::from(compressed)).unwrap_err().code(), tonic::Code::Unimplemented);
+        let mut trailing = framed.to_vec();
+        trailing.push(0);
+        assert!(unframe(Bytes::from(trailing)).is_err());
+    }
 
     #[test]
     fn grpc_message_is_percent_encoded() {

@@ -1,6 +1,8 @@
 //! `mqbench producer --grpc host:port`: the same load as RocketMQ 5.x SDK producers make,
 //! SendMessage over gRPC (one HTTP/2 connection per sender, `--inflight` calls multiplexed
-//! on it in async mode), so gRPC and remoting sends can be compared in one run.
+//! on it in async mode), so gRPC and remoting sends can be compared in one run. Each call
+//! goes straight onto h2 (a unary call framed by `grpc::direct`), as the remoting load goes
+//! straight onto its socket: the load measures the broker, not a client library's layers.
 //! `mqbench consumer --grpc host:port`: simple consumers, ReceiveMessage of up to 32 then one
 //! AckMessage of them all, each message counted once its ack is answered.
 
@@ -44,6 +46,7 @@ mod h2_channel {
 
     use hyper::client::conn::http2;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use keel_core::grpc::proto;
     use tonic::codegen::http;
 
     /// A cloneable handle on one HTTP/2 connection, as tonic's generated clients take it.
@@ -87,6 +90,83 @@ mod h2_channel {
         }
     }
 
+    /// SendMessage calls straight on one h2 connection: the request framed with
+    /// `grpc::direct`, sent as HEADERS and one DATA frame, its answer read whole.
+    /// tonic's client and hyper's spawn a task to pipe each request's body and stream
+    /// both ways through boxed codecs, which took the cores the broker under test needs.
+    #[derive(Clone)]
+    pub struct UnarySender {
+        send: h2::client::SendRequest<bytes::Bytes>,
+        uri: http::Uri,
+        client_id: http::HeaderValue,
+    }
+
+    impl UnarySender {
+        /// Dial `endpoint` as client `client_id` and hand the connection, corked, to a task
+        /// of its own.
+        pub async fn connect(endpoint: std::net::SocketAddr, client_id: &str) -> anyhow::Result<Self> {
+            let tcp = tokio::net::TcpStream::connect(endpoint).await?;
+            tcp.set_nodelay(true)?;
+            let (io, cork) = keel_runtime_tokio::grpc::corked::cork(tcp);
+            let (send, connection) = h2::client::Builder::new()
+                .initial_window_size(1 << 20)
+                .initial_connection_window_size(1 << 20)
+                .handshake(io)
+                .await?;
+            tokio::spawn(Deferred { connection: Box::pin(cork.drive(connection)), deferred: false });
+            Ok(Self {
+                send,
+                uri: format!("http://{endpoint}{}", keel_runtime_tokio::grpc::direct::SEND_MESSAGE)
+                    .parse()?,
+                client_id: client_id.parse()?,
+            })
+        }
+
+        /// One SendMessage call: its answer, or why the call itself failed.
+        pub async fn send_message(
+            &self,
+            request: &proto::SendMessageRequest,
+        ) -> anyhow::Result<proto::SendMessageResponse> {
+            use prost::Message as _;
+            let mut send = self.send.clone();
+            std::future::poll_fn(|cx| send.poll_ready(cx)).await?;
+            let head = http::Request::post(self.uri.clone())
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .header("te", "trailers")
+                .header("x-mq-client-id", self.client_id.clone())
+                .body(())?;
+            let (response, mut stream) = send.send_request(head, false)?;
+            stream.send_data(keel_runtime_tokio::grpc::direct::frame(request), true)?;
+            let response = response.await?;
+            anyhow::ensure!(response.status() == http::StatusCode::OK, "HTTP status {}", response.status());
+            grpc_status(response.headers())?;
+            let mut body = response.into_body();
+            let mut data = bytes::BytesMut::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+                data.extend_from_slice(&chunk);
+            }
+            match body.trailers().await? {
+                Some(trailers) => grpc_status(&trailers)?,
+                None => anyhow::bail!("the answer has no grpc-status"),
+            }
+            let message = keel_runtime_tokio::grpc::direct::unframe(data.freeze())?;
+            Ok(proto::SendMessageResponse::decode(message)?)
+        }
+    }
+
+    /// A failed call's `grpc-status` in `headers` as an error (none there: not failed).
+    fn grpc_status(headers: &http::HeaderMap) -> anyhow::Result<()> {
+        match headers.get("grpc-status").map(http::HeaderValue::as_bytes) {
+            None | Some(b"0") => Ok(()),
+            Some(code) => {
+                let message = headers.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or_default();
+                anyhow::bail!("grpc-status {}: {message}", String::from_utf8_lossy(code))
+            }
+        }
+    }
+
     type Reply = http::Response<hyper::body::Incoming>;
 
     impl tonic::codegen::Service<http::Request<tonic::body::Body>> for H2Channel {
@@ -106,13 +186,47 @@ mod h2_channel {
 
 use super::{more, new_histogram, ConsumerArgs, Mode, ProducerArgs, Stats};
 
+/// What one sender's calls go on: straight h2 (under the simulator, tonic's client).
+#[cfg(not(madsim))]
+type Sender = h2_channel::UnarySender;
+/// What one sender's calls go on: straight h2 (under the simulator, tonic's client).
+#[cfg(madsim)]
+type Sender = MessagingServiceClient<Channel>;
+
+/// A sender on a new connection to `endpoint`, as client `client_id`.
+async fn connect_sender(endpoint: std::net::SocketAddr, client_id: &str) -> anyhow::Result<Sender> {
+    #[cfg(not(madsim))]
+    return h2_channel::UnarySender::connect(endpoint, client_id).await;
+    #[cfg(madsim)]
+    {
+        let _ = client_id;
+        connect(endpoint).await
+    }
+}
+
+/// One SendMessage call on `sender` as client `client_id`: the answer, or why the call failed.
+async fn send_message(
+    sender: &mut Sender,
+    request: proto::SendMessageRequest,
+    client_id: &str,
+) -> Result<proto::SendMessageResponse, String> {
+    #[cfg(not(madsim))]
+    {
+        let _ = client_id;
+        sender.send_message(&request).await.map_err(|e| e.to_string())
+    }
+    #[cfg(madsim)]
+    {
+        let mut request = tonic::Request::new(request);
+        if let Ok(id) = client_id.parse() {
+            request.metadata_mut().insert("x-mq-client-id", id);
+        }
+        sender.send_message(request).await.map(tonic::Response::into_inner).map_err(|e| e.to_string())
+    }
+}
+
 /// One sender's `SendMessage` of a `size`-byte body to `topic`, numbered for unique ids.
-fn send_request(
-    worker: usize,
-    n: u64,
-    topic: &str,
-    body: &Bytes,
-) -> tonic::Request<proto::SendMessageRequest> {
+fn send_request(worker: usize, n: u64, topic: &str, body: &Bytes) -> proto::SendMessageRequest {
     let message = proto::Message {
         topic: Some(proto::Resource { resource_namespace: String::new(), name: topic.to_owned() }),
         user_properties: std::collections::BTreeMap::new(),
@@ -124,36 +238,33 @@ fn send_request(
         }),
         body: body.clone(),
     };
-    let mut request = tonic::Request::new(proto::SendMessageRequest { messages: vec![message] });
-    if let Ok(id) = format!("mqbench-{worker}").parse() {
-        request.metadata_mut().insert("x-mq-client-id", id);
-    }
-    request
+    proto::SendMessageRequest { messages: vec![message] }
 }
 
-/// Send until told to stop, one call at a time on `client`.
+/// Send until told to stop, one call at a time on `sender`.
 async fn call_loop(
-    mut client: MessagingServiceClient<Channel>,
+    mut sender: Sender,
     (worker, caller): (usize, usize),
     args: (&str, &Bytes, Option<u64>),
     stats: &Stats,
     local: &mut Histogram<u64>,
 ) {
     let (topic, body, limit) = args;
+    let client_id = format!("mqbench-{worker}");
     let mut n = (caller as u64) << 40;
     while more(stats, limit) {
         n += 1;
         let sent = Instant::now();
-        match client.send_message(send_request(worker, n, topic, body)).await {
+        match send_message(&mut sender, send_request(worker, n, topic, body), &client_id).await {
             Ok(reply) => {
-                let status = reply.into_inner().status.unwrap_or_default();
+                let status = reply.status.unwrap_or_default();
                 if status.code == Code::Ok as i32 {
                     stats.record(1, sent.elapsed(), local);
                 } else {
                     stats.fail(|| format!("{}: {}", status.code, status.message));
                 }
             }
-            Err(error) => stats.fail(|| error.to_string()),
+            Err(error) => stats.fail(|| error),
         }
     }
 }
@@ -169,7 +280,7 @@ pub async fn spawn_producers(
     let body = Bytes::from(vec![b'k'; args.size]);
     let mut workers = Vec::new();
     for worker in 0..args.common.threads {
-        let client = connect(endpoint).await?;
+        let sender = connect_sender(endpoint, &format!("mqbench-{worker}")).await?;
         let callers = if args.mode == Mode::Async { args.inflight.max(1) } else { 1 };
         let (stats, topic, body, limit) =
             (Arc::clone(stats), args.common.topic.clone(), body.clone(), args.common.count);
@@ -177,11 +288,11 @@ pub async fn spawn_producers(
         workers.push(tokio::spawn(async move {
             let tasks: Vec<_> = (0..callers)
                 .map(|caller| {
-                    let (client, stats, topic, body) =
-                        (client.clone(), Arc::clone(&stats), topic.clone(), body.clone());
+                    let (sender, stats, topic, body) =
+                        (sender.clone(), Arc::clone(&stats), topic.clone(), body.clone());
                     tokio::spawn(async move {
                         let mut local = new_histogram();
-                        call_loop(client, (worker, caller), (&topic, &body, limit), &stats, &mut local).await;
+                        call_loop(sender, (worker, caller), (&topic, &body, limit), &stats, &mut local).await;
                         local
                     })
                 })
