@@ -8,6 +8,7 @@
 use core::fmt;
 use core::net::SocketAddr;
 
+use crate::protocol::RemotingCommand;
 use bytes::Bytes;
 
 /// Monotonic time in nanoseconds since an arbitrary origin; it never goes backwards.
@@ -103,6 +104,16 @@ pub struct ConnId(pub u64);
 impl ConnId {
     /// The first id a state machine may choose for a connection it opens.
     pub const OUTBOUND: u64 = 1 << 62;
+    /// The first id of the connections a runtime links in process (a gRPC session's
+    /// remoting connection to its own broker), below [`ConnId::OUTBOUND`]: commands on them
+    /// pass as values both ways ([`Input::Command`], [`Output::Command`]), never encoded.
+    pub const LINKED: u64 = 1 << 61;
+
+    /// Whether this is a connection linked in process.
+    #[must_use]
+    pub fn is_linked(self) -> bool {
+        (Self::LINKED..Self::OUTBOUND).contains(&self.0)
+    }
 
     /// Whether this is a connection the state machine opened.
     #[must_use]
@@ -398,6 +409,16 @@ pub enum Input {
         /// `waitTimeMillsInSendQueue` does).
         received: MonoNanos,
     },
+    /// A whole command from a connection linked in process ([`ConnId::is_linked`]): what
+    /// `Bytes` would carry as a frame, passed as a value.
+    Command {
+        /// The connection.
+        conn: ConnId,
+        /// The command.
+        command: RemotingCommand,
+        /// When the runtime took it, as for `Bytes`.
+        received: MonoNanos,
+    },
     /// A disk operation finished.
     DiskDone {
         /// The operation.
@@ -419,6 +440,14 @@ pub enum Output {
         conn: ConnId,
         /// The bytes.
         data: Bytes,
+    },
+    /// A whole command for a connection linked in process ([`ConnId::is_linked`]), in place
+    /// of the frame `Send` would carry. A runtime with no such link writes it as that frame.
+    Command {
+        /// The connection.
+        conn: ConnId,
+        /// The command.
+        command: RemotingCommand,
     },
     /// Open a connection to `addr` under the id `conn` (≥ [`ConnId::OUTBOUND`]). Success is
     /// reported as `Input::ConnOpened`, failure as `Input::ConnClosed`; the state machine
@@ -469,6 +498,12 @@ impl fmt::Debug for Input {
                 .field("len", &data.len())
                 .field("received", received)
                 .finish(),
+            Self::Command { conn, command, received } => f
+                .debug_struct("Command")
+                .field("conn", conn)
+                .field("command", command)
+                .field("received", received)
+                .finish(),
             Self::DiskDone { io, result } => {
                 f.debug_struct("DiskDone").field("io", io).field("result", result).finish()
             }
@@ -482,6 +517,9 @@ impl fmt::Debug for Output {
         match self {
             Self::Send { conn, data } => {
                 f.debug_struct("Send").field("conn", conn).field("len", &data.len()).finish()
+            }
+            Self::Command { conn, command } => {
+                f.debug_struct("Command").field("conn", conn).field("command", command).finish()
             }
             Self::Connect { conn, addr, kind } => {
                 f.debug_struct("Connect").field("conn", conn).field("addr", addr).field("kind", kind).finish()

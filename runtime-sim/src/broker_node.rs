@@ -65,6 +65,8 @@ impl StoreRead for SharedDisk {
 #[derive(Debug)]
 pub struct Peer {
     decoder: FrameDecoder,
+    /// Bytes the broker sent it (a linked connection gets commands, never bytes).
+    pub bytes: usize,
     /// Commands decoded from what the broker sent, not yet taken.
     pub inbox: Vec<RemotingCommand>,
     /// Why the broker closed it, if it did.
@@ -152,10 +154,16 @@ impl BrokerNode {
                     if let Some((received, _)) = self.slaves.get_mut(&conn) {
                         received.extend_from_slice(&data);
                     } else if let Some(peer) = self.peers.get_mut(&conn) {
+                        peer.bytes += data.len();
                         peer.decoder.push(&data);
                         while let Some(Ok(cmd)) = peer.decoder.next_frame() {
                             peer.inbox.push(cmd);
                         }
+                    }
+                }
+                Output::Command { conn, command } => {
+                    if let Some(peer) = self.peers.get_mut(&conn) {
+                        peer.inbox.push(command);
                     }
                 }
                 Output::Close { conn, reason } => {
@@ -174,8 +182,10 @@ impl BrokerNode {
 
     /// Open a connection (inbound, or an outbound one the broker dialled).
     pub fn open(&mut self, conn: ConnId, peer: SocketAddr) {
-        self.peers
-            .insert(conn, Peer { decoder: FrameDecoder::new(usize::MAX), inbox: Vec::new(), closed: None });
+        self.peers.insert(
+            conn,
+            Peer { decoder: FrameDecoder::new(usize::MAX), bytes: 0, inbox: Vec::new(), closed: None },
+        );
         self.handle(Input::ConnOpened { conn, peer, kind: ConnKind::Remoting });
     }
 
@@ -197,9 +207,14 @@ impl BrokerNode {
         self.handle(Input::Bytes { conn, data: Bytes::copy_from_slice(data), received: self.now.mono });
     }
 
-    /// Send a command on a connection.
+    /// Send a command on a connection: as a frame, or as the command itself on a
+    /// connection linked in process ([`ConnId::is_linked`]), as a gRPC session sends.
     pub fn send(&mut self, conn: ConnId, cmd: &RemotingCommand) {
-        self.write(conn, &encode_to_bytes(cmd));
+        if conn.is_linked() {
+            self.handle(Input::Command { conn, command: cmd.clone(), received: self.now.mono });
+        } else {
+            self.write(conn, &encode_to_bytes(cmd));
+        }
     }
 
     /// Send a command that the runtime read `waited_ms` ago (it waited in line since).

@@ -67,7 +67,10 @@ impl StoreNode {
             match output {
                 Output::Disk { io, op } => self.queue.push(io, op),
                 Output::Fatal { reason } => self.fatal.push(reason),
-                Output::Send { .. } | Output::Close { .. } | Output::Connect { .. } => {}
+                Output::Send { .. }
+                | Output::Command { .. }
+                | Output::Close { .. }
+                | Output::Connect { .. } => {}
             }
         }
     }

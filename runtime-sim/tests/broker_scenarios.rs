@@ -1,6 +1,7 @@
 //! Broker scenarios on a `SimDisk`, driven by hand: what clients see on the wire for sends,
 //! pulls, offsets, restarts and hostile input, and what the name server hears.
 
+use keel_core::io::ConnId;
 use keel_core::protocol::body::{RegisterBrokerBody, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 use keel_core::protocol::headers::{
     CommandHeader, OffsetResponseHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
@@ -52,6 +53,25 @@ fn a_sent_message_is_pulled_back_exactly_with_tag_filtering() {
     // Nothing past the end: PULL_NOT_FOUND at once when the consumer does not ask to wait.
     let reply = node.call(CLIENT, &pull(11, "Orders", 0, 4, "*", false));
     assert_eq!(reply.response_code(), ResponseCode::PULL_NOT_FOUND);
+}
+
+/// A connection linked in process (a gRPC session's) is served like a socket, but its
+/// commands and the broker's replies pass as values: nothing is encoded for it. A message
+/// it sends is read back over an ordinary connection byte for byte.
+#[test]
+fn a_linked_connection_is_served_with_commands_both_ways() {
+    let mut node = boot(config(FlushMode::Async { interval_ms: 500 }), SharedDisk::default());
+    let linked = ConnId(ConnId::LINKED);
+    node.open(linked, addr("10.0.0.60:40000"));
+    let reply = node.call(linked, &send(1, "Linked", 0, "TagA", "from a session"));
+    assert_eq!(reply.response_code(), ResponseCode::SUCCESS, "{:?}", reply.remark);
+    assert_eq!(SendMessageResponseHeader::decode(&reply.ext_fields).unwrap().queue_offset, 0);
+    let reply = node.call(linked, &pull(2, "Linked", 0, 0, "*", false));
+    assert_eq!(messages(&reply), vec![(0, "TagA".into(), "from a session".into())]);
+    assert_eq!(node.peers[&linked].bytes, 0, "the broker encoded a reply for a linked connection");
+    let reply = node.call(CLIENT, &pull(3, "Linked", 0, 0, "*", false));
+    assert_eq!(messages(&reply), vec![(0, "TagA".into(), "from a session".into())]);
+    assert!(node.peers[&CLIENT].bytes > 0);
 }
 
 #[test]

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel_core::io::{CloseReason, ConnId, ConnKind, Input, Machine, MonoNanos, Now, Output};
+use keel_core::protocol::{decode_one, encode_to_bytes, RemotingCommand, DEFAULT_MAX_FRAME_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -123,6 +124,13 @@ pub(crate) enum Event {
         received: MonoNanos,
         _credit: ReadCredit,
     },
+    /// A whole command from an attached link.
+    Command {
+        conn: ConnId,
+        command: RemotingCommand,
+        received: MonoNanos,
+        _credit: ReadCredit,
+    },
     Closed {
         conn: ConnId,
     },
@@ -141,10 +149,10 @@ pub(crate) enum ConnWriter {
     Deliver(LinkReplies),
 }
 
-/// What takes an attached connection's replies, called on the loop with each write to it
-/// (whole frames): `false` closes the connection. Dropping it tells the client the
+/// What takes an attached connection's replies, called on the loop with each command the
+/// machine writes to it: `false` closes the connection. Dropping it tells the client the
 /// connection ended.
-pub type LinkReplies = Box<dyn FnMut(Bytes) -> bool + Send>;
+pub type LinkReplies = Box<dyn FnMut(RemotingCommand) -> bool + Send>;
 
 /// The connections a loop drives: open ones, and outbound ones being dialled (a failed
 /// dial must reach the machine as a close, or it would wait for that connection forever).
@@ -165,6 +173,9 @@ impl Connections {
             }
             Event::Bytes { conn, data, received, _credit } => {
                 machine.handle(now, Input::Bytes { conn, data, received });
+            }
+            Event::Command { conn, command, received, _credit } => {
+                machine.handle(now, Input::Command { conn, command, received });
             }
             Event::Closed { conn } => {
                 if self.open.remove(&conn).is_some() || self.dialing.remove(&conn) {
@@ -211,10 +222,10 @@ pub type Inspect<M> = Box<dyn FnOnce(&M, Now) + Send>;
 pub enum Ask<M> {
     /// A look at the machine between two inputs.
     Look(Inspect<M>),
-    /// Serve an in-process remoting connection from `peer` (a gRPC session's): the frames
-    /// sent on the [`Link`] that comes back on `link` reach the machine as read bytes, and
-    /// what the machine writes to it is handed to `replies` on the loop, with no socket,
-    /// pipe, copy or task between.
+    /// Serve an in-process remoting connection from `peer` (a gRPC session's): the commands
+    /// sent on the [`Link`] that comes back on `link` reach the machine as they are
+    /// (`Input::Command`), and what the machine writes to it is handed to `replies` on the
+    /// loop, with no socket, encoding, copy or task between.
     Attach {
         /// Whom the connection stands for (the gRPC client's address).
         peer: SocketAddr,
@@ -225,7 +236,7 @@ pub enum Ask<M> {
     },
 }
 
-/// Frames a [`Link`] may have waiting for the loop at once.
+/// Commands a [`Link`] may have waiting for the loop at once.
 const LINK_IN_FLIGHT: usize = 1_024;
 /// Connection events handled in one turn of the loop at most, before its outputs are
 /// carried out.
@@ -237,7 +248,7 @@ pub struct Link {
     conn: ConnId,
     events: mpsc::Sender<Event>,
     limits: ConnLimits,
-    /// Frames waiting for the loop, bounded like a socket's chunks.
+    /// Commands waiting for the loop, bounded like a socket's chunks.
     turns: Arc<Semaphore>,
 }
 
@@ -248,16 +259,16 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// Hand whole frames to the machine, as if read from a socket, once there is room
-    /// (the same budget of waiting bytes every connection shares). `false` once the loop
-    /// has stopped.
-    pub async fn send(&self, frames: Bytes) -> bool {
+    /// Hand a whole command to the machine once there is room (its body counts against
+    /// the budget of waiting bytes every connection shares). `false` once the loop has
+    /// stopped.
+    pub async fn send(&self, command: RemotingCommand) -> bool {
         let Ok(turn) = Arc::clone(&self.turns).acquire_owned().await else { return false };
-        let kib = u32::try_from(frames.len().div_ceil(1024)).unwrap_or(u32::MAX);
+        let kib = u32::try_from(command.body.len().div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         let Ok(bytes) = Arc::clone(&self.limits.queued).acquire_many_owned(kib).await else { return false };
         let received = self.limits.clock.now().mono;
         let _credit = ReadCredit { _turn: turn, _bytes: bytes };
-        self.events.send(Event::Bytes { conn: self.conn, data: frames, received, _credit }).await.is_ok()
+        self.events.send(Event::Command { conn: self.conn, command, received, _credit }).await.is_ok()
     }
 }
 
@@ -318,6 +329,9 @@ pub async fn run<M: Machine>(
     let (events_tx, mut events) = mpsc::channel::<Event>(config.event_queue);
     // Accepted connections are numbered from one counter, whichever port they came in on.
     let numbers = Arc::new(AtomicU64::new(0));
+    // Attached links are numbered apart (`ConnId::LINKED` up): the machine passes commands
+    // on them as values.
+    let mut links = 0u64;
     let acceptors: Vec<JoinHandle<()>> = listeners
         .into_iter()
         .map(|(listener, kind)| {
@@ -367,7 +381,8 @@ pub async fn run<M: Machine>(
             ask = ask => match ask {
                 Some(Ask::Look(look)) => look(machine, clock.now()),
                 Some(Ask::Attach { peer, replies, link }) => {
-                    let conn = ConnId(numbers.fetch_add(1, Ordering::Relaxed) + 1);
+                    let conn = ConnId(ConnId::LINKED + links);
+                    links += 1;
                     let (events, limits) = (events_tx.clone(), limits.clone());
                     tokio::spawn(async move {
                         let writer = ConnWriter::Deliver(replies);
@@ -424,14 +439,23 @@ fn carry_out<M: Machine>(
                 let Some(connection) = conns.get_mut(&conn) else { continue };
                 let taken = match &mut connection.writer {
                     ConnWriter::Socket(writer) => writer.try_send(data).is_ok(),
-                    ConnWriter::Deliver(replies) => replies(data),
+                    // Commands to a link come as `Output::Command`; a frame is read as one.
+                    ConnWriter::Deliver(replies) => {
+                        decode_one(&data, DEFAULT_MAX_FRAME_LEN).is_ok_and(replies)
+                    }
                 };
                 if !taken {
-                    // The peer is not reading its replies (or is gone, or its in-process
-                    // client refused them): drop it rather than buffer without limit.
-                    tracing::warn!(?conn, "closing connection: write queue full");
-                    close(conns, conn);
-                    dropped.push(conn);
+                    drop_unread(conns, conn, &mut dropped);
+                }
+            }
+            Output::Command { conn, command } => {
+                let Some(connection) = conns.get_mut(&conn) else { continue };
+                let taken = match &mut connection.writer {
+                    ConnWriter::Socket(writer) => writer.try_send(encode_to_bytes(&command)).is_ok(),
+                    ConnWriter::Deliver(replies) => replies(command),
+                };
+                if !taken {
+                    drop_unread(conns, conn, &mut dropped);
                 }
             }
             Output::Connect { conn, addr, kind } => {
@@ -450,6 +474,14 @@ fn carry_out<M: Machine>(
         }
     }
     Ok(dropped)
+}
+
+/// Drop `conn`, whose peer is not reading its replies (or is gone, or its in-process client
+/// refused them), rather than buffer without limit; the machine is told (`dropped`).
+fn drop_unread(conns: &mut BTreeMap<ConnId, Connection>, conn: ConnId, dropped: &mut Vec<ConnId>) {
+    tracing::warn!(?conn, "closing connection: write queue full");
+    close(conns, conn);
+    dropped.push(conn);
 }
 
 /// Drop a connection: its writer finishes what is queued and closes the socket; its reader

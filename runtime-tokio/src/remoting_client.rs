@@ -82,19 +82,25 @@ impl Reading {
         self.decoder.push(bytes);
         while let Some(frame) = self.decoder.next_frame() {
             let Ok(cmd) = frame else { return false };
-            if !cmd.is_response() {
-                // Requests from the broker (a transaction check; ids changed).
-                if let Some(requests) = &self.requests {
-                    if requests.try_send(cmd).is_err() {
-                        tracing::warn!(addr = %self.peer, "a request from the server dropped: its queue is full");
-                    }
+            self.deliver(cmd);
+        }
+        true
+    }
+
+    /// Hand `cmd` from the server on: a reply to its waiter, a request to `requests`.
+    fn deliver(&mut self, cmd: RemotingCommand) -> bool {
+        if !cmd.is_response() {
+            // Requests from the broker (a transaction check; ids changed).
+            if let Some(requests) = &self.requests {
+                if requests.try_send(cmd).is_err() {
+                    tracing::warn!(addr = %self.peer, "a request from the server dropped: its queue is full");
                 }
-                continue;
             }
-            let waiter = self.pending.waiters().remove(&cmd.opaque);
-            if let Some(waiter) = waiter {
-                let _ = waiter.send(cmd);
-            }
+            return true;
+        }
+        let waiter = self.pending.waiters().remove(&cmd.opaque);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(cmd);
         }
         true
     }
@@ -106,20 +112,21 @@ impl Drop for Reading {
     }
 }
 
-/// Where a client's frames go.
+/// Where a client's commands go.
 #[derive(Debug)]
 enum Writer {
-    /// To a task that writes them to the stream, gathering what is queued into one write.
+    /// Encoded, to a task that writes them to the stream, gathering what is queued into one
+    /// write.
     Stream(mpsc::Sender<Bytes>),
-    /// Straight into the broker loop of this process.
+    /// As they are, straight into the broker loop of this process.
     Link(crate::driver::Link),
 }
 
 impl Writer {
-    async fn write(&self, frame: Bytes) -> Result<(), ClientError> {
+    async fn write(&self, command: RemotingCommand) -> Result<(), ClientError> {
         let sent = match self {
-            Self::Stream(writer) => writer.send(frame).await.is_ok(),
-            Self::Link(link) => link.send(frame).await,
+            Self::Stream(writer) => writer.send(encode_to_bytes(&command)).await.is_ok(),
+            Self::Link(link) => link.send(command).await,
         };
         if sent {
             Ok(())
@@ -194,7 +201,7 @@ impl RemotingClient {
         let pending = Pending::default();
         let waiters = LinkWaiters(pending.clone());
         let mut reading = Reading::new(pending, requests, peer);
-        (Box::new(move |bytes: Bytes| reading.take(&bytes)), waiters)
+        (Box::new(move |command: RemotingCommand| reading.deliver(command)), waiters)
     }
 
     /// The client whose frames go into the broker loop through `link`, its replies coming
@@ -218,8 +225,9 @@ impl RemotingClient {
             self.pending.waiters().remove(&request.opaque);
             return Err(ClientError::Closed);
         }
-        if let Err(error) = self.writer.write(encode_to_bytes(&request)).await {
-            self.pending.waiters().remove(&request.opaque);
+        let opaque = request.opaque;
+        if let Err(error) = self.writer.write(request).await {
+            self.pending.waiters().remove(&opaque);
             return Err(error);
         }
         rx.await.map_err(|_| ClientError::Closed)
@@ -227,13 +235,13 @@ impl RemotingClient {
 
     /// Answer a request the server sent on this connection (`reply` keeps its opaque).
     pub async fn answer(&self, reply: &RemotingCommand) -> Result<(), ClientError> {
-        self.writer.write(encode_to_bytes(reply)).await
+        self.writer.write(reply.clone()).await
     }
 
     /// Send `request` as oneway: no reply is expected.
     pub async fn send_oneway(&self, mut request: RemotingCommand) -> Result<(), ClientError> {
         request.opaque = self.opaque();
         request.flag |= FLAG_ONEWAY;
-        self.writer.write(encode_to_bytes(&request)).await
+        self.writer.write(request).await
     }
 }

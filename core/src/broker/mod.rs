@@ -50,7 +50,7 @@ use crate::io::{ConnId, ConnKind, Input, Machine, MonoNanos, Now, Output, StoreR
 use crate::protocol::body::{SubscriptionGroupWrapper, TopicConfigSerializeWrapper};
 use crate::protocol::message::message_id::UniqueIdGenerator;
 use crate::protocol::RemotingCommand;
-use crate::remoting::{ConnectionTable, Received};
+use crate::remoting::ConnectionTable;
 use crate::store::Store;
 use admin::Admin;
 pub use config::BrokerConfig;
@@ -706,12 +706,13 @@ impl Machine for Broker {
             }
             Input::Bytes { conn, data, received } => {
                 self.shared.request_received = received;
-                for received in self.shared.conns.feed(conn, &data, &mut self.shared.out) {
-                    match received {
-                        Received::Command(cmd) => self.on_command(now, conn, cmd),
-                        Received::Closed(_) => self.connection_gone(now, conn),
-                    }
-                }
+                let arrived = self.shared.conns.feed(conn, &data, &mut self.shared.out);
+                self.on_received(now, conn, arrived);
+            }
+            Input::Command { conn, command, received } => {
+                self.shared.request_received = received;
+                let arrived = self.shared.conns.take_command(conn, command);
+                self.on_received(now, conn, arrived);
             }
             Input::DiskDone { io, result } if io.0 >= METADATA_IO_BASE => {
                 self.shared.metadata.completed(now.mono, io, &result, &mut self.shared.out);

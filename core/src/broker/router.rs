@@ -8,7 +8,7 @@ use super::{Broker, EARLY_REQUESTS_MAX};
 use crate::broker::refusal::Refusal;
 use crate::io::{ConnId, Now};
 use crate::protocol::{RemotingCommand, RequestCode};
-use crate::remoting;
+use crate::remoting::{self, Received};
 
 impl Broker {
     /// Serve one command from a connection: a response is a name server's; a request goes
@@ -221,6 +221,21 @@ impl Broker {
                 self.shared.traffic.answered(cmd.code, reply.code, false, waited);
             }
             remoting::reply(&mut self.shared.out, conn, &cmd, &reply);
+        }
+    }
+
+    /// Serve what came on remoting connection `conn`: commands, or the stream's end.
+    pub(super) fn on_received(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        received: impl IntoIterator<Item = Received>,
+    ) {
+        for received in received {
+            match received {
+                Received::Command(cmd) => self.on_command(now, conn, cmd),
+                Received::Closed(_) => self.connection_gone(now, conn),
+            }
         }
     }
 

@@ -607,6 +607,14 @@ impl Machine for Client {
                     self.on_arrived(now, arrived);
                 }
             }
+            // A client dials its servers; no runtime links one in process.
+            Input::Command { conn, command, .. } => {
+                tracing::warn!(
+                    ?conn,
+                    code = command.code,
+                    "a client got a command passed in process; ignored"
+                );
+            }
             Input::DiskDone { .. } => {}
             Input::Timeout => self.handle_timeout(now),
         }

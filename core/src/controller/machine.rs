@@ -406,6 +406,25 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// Serve what came on `conn`: requests (responses are not expected), or the stream's end.
+    fn on_received(&mut self, now: Now, conn: ConnId, received: impl IntoIterator<Item = Received>) {
+        for received in received {
+            match received {
+                Received::Command(cmd) if cmd.is_response() => {
+                    tracing::debug!(?conn, opaque = cmd.opaque, "ignoring a response");
+                }
+                Received::Command(cmd) => {
+                    if !self.core.on_request(now, conn, &cmd, &mut self.out) {
+                        remoting::reply(&mut self.out, conn, &cmd, &remoting::not_supported(&cmd));
+                    }
+                }
+                Received::Closed(_) => self.core.connection_closed(now, conn),
+            }
+        }
+    }
+}
+
 impl Machine for Controller {
     fn handle(&mut self, now: Now, input: Input) {
         match input {
@@ -418,19 +437,12 @@ impl Machine for Controller {
                 self.core.connection_closed(now, conn);
             }
             Input::Bytes { conn, data, .. } => {
-                for received in self.conns.feed(conn, &data, &mut self.out) {
-                    match received {
-                        Received::Command(cmd) if cmd.is_response() => {
-                            tracing::debug!(?conn, opaque = cmd.opaque, "ignoring a response");
-                        }
-                        Received::Command(cmd) => {
-                            if !self.core.on_request(now, conn, &cmd, &mut self.out) {
-                                remoting::reply(&mut self.out, conn, &cmd, &remoting::not_supported(&cmd));
-                            }
-                        }
-                        Received::Closed(_) => self.core.connection_closed(now, conn),
-                    }
-                }
+                let received = self.conns.feed(conn, &data, &mut self.out);
+                self.on_received(now, conn, received);
+            }
+            Input::Command { conn, command, .. } => {
+                let received = self.conns.take_command(conn, command);
+                self.on_received(now, conn, received);
             }
             Input::DiskDone { io, result } => self.core.disk_done(now, io, &result, &mut self.out),
             Input::Timeout => self.core.handle_timeout(now, &mut self.out),

@@ -319,6 +319,23 @@ impl NameServer {
     }
 }
 
+impl NameServer {
+    /// Serve what came on `conn`: commands, or the stream's end.
+    fn on_received(&mut self, now: Now, conn: ConnId, received: impl IntoIterator<Item = Received>) {
+        for received in received {
+            match received {
+                Received::Command(cmd) => self.on_command(now, conn, cmd),
+                Received::Closed(_) => {
+                    self.routes.connection_closed(conn);
+                    if let Some(controller) = &mut self.controller {
+                        controller.connection_closed(now, conn);
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Machine for NameServer {
     fn handle(&mut self, now: Now, input: Input) {
         if self.next_scan.is_none() {
@@ -340,17 +357,12 @@ impl Machine for NameServer {
                 }
             }
             Input::Bytes { conn, data, .. } => {
-                for received in self.conns.feed(conn, &data, &mut self.out) {
-                    match received {
-                        Received::Command(cmd) => self.on_command(now, conn, cmd),
-                        Received::Closed(_) => {
-                            self.routes.connection_closed(conn);
-                            if let Some(controller) = &mut self.controller {
-                                controller.connection_closed(now, conn);
-                            }
-                        }
-                    }
-                }
+                let received = self.conns.feed(conn, &data, &mut self.out);
+                self.on_received(now, conn, received);
+            }
+            Input::Command { conn, command, .. } => {
+                let received = self.conns.take_command(conn, command);
+                self.on_received(now, conn, received);
             }
             Input::DiskDone { io, result } if KvConfig::owns(io) => self.kv.disk_done(&result, &mut self.out),
             Input::DiskDone { io, result } => match &mut self.controller {

@@ -76,6 +76,13 @@ impl ConnectionTable {
         self.conns.is_empty()
     }
 
+    /// Take a whole command passed in process on `conn` (`Input::Command`): received as
+    /// if decoded from a frame, if the connection is open.
+    #[must_use]
+    pub fn take_command(&self, conn: ConnId, command: RemotingCommand) -> Option<Received> {
+        self.conns.contains_key(&conn).then_some(Received::Command(command))
+    }
+
     /// Feed bytes from `conn`; returns the complete commands, then, if the stream broke, a
     /// `Closed` (the connection is then closed: a `Close` is queued and it is forgotten).
     pub fn feed(&mut self, conn: ConnId, data: &[u8], out: &mut VecDeque<Output>) -> Vec<Received> {
@@ -99,9 +106,14 @@ impl ConnectionTable {
     }
 }
 
-/// Queue `cmd` for `conn`.
+/// Queue `cmd` for `conn`: as a frame, or as the command itself on a connection linked in
+/// process.
 pub fn send(out: &mut VecDeque<Output>, conn: ConnId, cmd: &RemotingCommand) {
-    out.push_back(Output::Send { conn, data: encode_to_bytes(cmd) });
+    if conn.is_linked() {
+        out.push_back(Output::Command { conn, command: cmd.clone() });
+    } else {
+        out.push_back(Output::Send { conn, data: encode_to_bytes(cmd) });
+    }
 }
 
 /// Answer `request` on `conn` unless it is oneway.

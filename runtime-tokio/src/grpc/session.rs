@@ -1,9 +1,9 @@
 //! One 5.x client's session (keyed by its `x-mq-client-id`): its declared settings, its own
 //! remoting connection to this broker, over which it is registered and its requests go, as a
 //! client of RocketMQ's proxy is to the broker behind it, and its open transactions. The
-//! connection is attached straight to the broker's loop (`driver::Ask::Attach`): its frames
-//! reach the broker as read bytes and the broker's replies go to their callers on the loop
-//! itself, served like an accepted socket with no socket, pipe or task between.
+//! connection is attached straight to the broker's loop (`driver::Ask::Attach`): its
+//! commands reach the broker as they are, never encoded, and the broker's replies go to
+//! their callers on the loop itself, with no socket, pipe or task between.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -74,9 +74,7 @@ impl Session {
 
     /// Send `request` to the broker on this session's connection (opened on first use, and
     /// again after it broke) and wait for the answer.
-    pub async fn call(&self, mut request: RemotingCommand) -> Result<RemotingCommand, proto::Status> {
-        // RocketMQ's binary header: cheaper than JSON both ways, and only Keel reads it here.
-        request.serialize_type = keel_core::protocol::SerializeType::RocketMq;
+    pub async fn call(&self, request: RemotingCommand) -> Result<RemotingCommand, proto::Status> {
         let connection = match self.current() {
             Some(connection) => connection,
             None => self.open().await?,
