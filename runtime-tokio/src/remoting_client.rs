@@ -61,34 +61,18 @@ impl Pending {
 #[derive(Debug)]
 pub struct LinkWaiters(Pending);
 
-/// A client's reading side: the server's frames, decoded and handed to their callers
-/// (replies to their waiters, requests from the server to `requests`). Dropped when the
-/// connection ends: no reply comes any more.
+/// A client's reading side: the server's commands handed to their callers (replies to
+/// their waiters, requests from the server to `requests`). Dropped when the connection
+/// ends: no reply comes any more.
 struct Reading {
-    decoder: FrameDecoder,
     pending: Pending,
     requests: Option<mpsc::Sender<RemotingCommand>>,
     peer: SocketAddr,
 }
 
 impl Reading {
-    fn new(pending: Pending, requests: Option<mpsc::Sender<RemotingCommand>>, peer: SocketAddr) -> Self {
-        Self { decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN), pending, requests, peer }
-    }
-
-    /// Take `bytes` read from the server and hand every whole command on. `false` on a
-    /// malformed stream.
-    fn take(&mut self, bytes: &[u8]) -> bool {
-        self.decoder.push(bytes);
-        while let Some(frame) = self.decoder.next_frame() {
-            let Ok(cmd) = frame else { return false };
-            self.deliver(cmd);
-        }
-        true
-    }
-
     /// Hand `cmd` from the server on: a reply to its waiter, a request to `requests`.
-    fn deliver(&mut self, cmd: RemotingCommand) -> bool {
+    fn deliver(&self, cmd: RemotingCommand) {
         if !cmd.is_response() {
             // Requests from the broker (a transaction check; ids changed).
             if let Some(requests) = &self.requests {
@@ -96,13 +80,12 @@ impl Reading {
                     tracing::warn!(addr = %self.peer, "a request from the server dropped: its queue is full");
                 }
             }
-            return true;
+            return;
         }
         let waiter = self.pending.waiters().remove(&cmd.opaque);
         if let Some(waiter) = waiter {
             let _ = waiter.send(cmd);
         }
-        true
     }
 }
 
@@ -170,16 +153,20 @@ impl RemotingClient {
             }
         });
         let pending = Pending::default();
-        let mut reading = Reading::new(pending.clone(), requests, addr);
+        let reading = Reading { pending: pending.clone(), requests, peer: addr };
         tokio::spawn(async move {
+            let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
             let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = match read_half.read(&mut buf).await {
+            // Until the stream ends or speaks nonsense; then `reading` drops and every call
+            // still waiting fails.
+            'reading: loop {
+                match read_half.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                if !reading.take(buf.get(..n).unwrap_or_default()) {
-                    break;
+                    Ok(n) => decoder.push(buf.get(..n).unwrap_or_default()),
+                }
+                while let Some(frame) = decoder.next_frame() {
+                    let Ok(cmd) = frame else { break 'reading };
+                    reading.deliver(cmd);
                 }
             }
         });
@@ -200,11 +187,15 @@ impl RemotingClient {
     ) -> (crate::driver::LinkReplies, LinkWaiters) {
         let pending = Pending::default();
         let waiters = LinkWaiters(pending.clone());
-        let mut reading = Reading::new(pending, requests, peer);
-        (Box::new(move |command: RemotingCommand| reading.deliver(command)), waiters)
+        let reading = Reading { pending, requests, peer };
+        let replies = move |command: RemotingCommand| {
+            reading.deliver(command);
+            true
+        };
+        (Box::new(replies), waiters)
     }
 
-    /// The client whose frames go into the broker loop through `link`, its replies coming
+    /// The client whose commands go into the broker loop through `link`, its replies coming
     /// to `waiters` (from [`RemotingClient::link_sides`]).
     #[must_use]
     pub fn linked(link: crate::driver::Link, waiters: LinkWaiters) -> Self {
@@ -234,8 +225,8 @@ impl RemotingClient {
     }
 
     /// Answer a request the server sent on this connection (`reply` keeps its opaque).
-    pub async fn answer(&self, reply: &RemotingCommand) -> Result<(), ClientError> {
-        self.writer.write(reply.clone()).await
+    pub async fn answer(&self, reply: RemotingCommand) -> Result<(), ClientError> {
+        self.writer.write(reply).await
     }
 
     /// Send `request` as oneway: no reply is expected.

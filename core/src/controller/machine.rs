@@ -404,9 +404,7 @@ impl Controller {
     pub fn core(&self) -> &ControllerCore {
         &self.core
     }
-}
 
-impl Controller {
     /// Serve what came on `conn`: requests (responses are not expected), or the stream's end.
     fn on_received(&mut self, now: Now, conn: ConnId, received: impl IntoIterator<Item = Received>) {
         for received in received {

@@ -317,9 +317,7 @@ impl NameServer {
             controller.handle_timeout(now, &mut self.out);
         }
     }
-}
 
-impl NameServer {
     /// Serve what came on `conn`: commands, or the stream's end.
     fn on_received(&mut self, now: Now, conn: ConnId, received: impl IntoIterator<Item = Received>) {
         for received in received {

@@ -84,6 +84,15 @@ pub async fn serve(listener: TcpListener, service: Messaging, tls: Option<Tls>) 
     }
 }
 
+/// Where one call on the gRPC port is served.
+#[cfg(not(madsim))]
+enum Route {
+    /// SendMessage, straight (`direct`), for the client at this address.
+    Direct(Messaging, Option<std::net::SocketAddr>),
+    /// Any other call, by the generated tonic server.
+    Tonic(service::messaging_service_server::MessagingServiceServer<Messaging>),
+}
+
 /// Accept connections on `listener` and serve each with hyper's HTTP/2 server and `server`
 /// straight, without tonic's transport: it would route every call by path (one service
 /// here) through a stack of layers this endpoint does not use, at a cost per call that
@@ -130,15 +139,23 @@ async fn serve_connections(
             let info = stream.connect_info();
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    let (server, messaging, peer) = (server.clone(), messaging.clone(), info.remote_addr);
-                    request.extensions_mut().insert(info.clone());
+                    // Each call takes only what its route needs: SendMessage the service itself,
+                    // any other the generated server, its request carrying the connection's
+                    // addresses.
+                    let route = if direct::serves(&request) {
+                        Route::Direct(messaging.clone(), info.remote_addr)
+                    } else {
+                        request.extensions_mut().insert(info.clone());
+                        Route::Tonic(server.clone())
+                    };
                     async move {
-                        if direct::serves(&request) {
-                            return direct::send_message(&messaging, request, peer).await;
+                        match route {
+                            Route::Direct(messaging, peer) => {
+                                direct::send_message(&messaging, request, peer).await
+                            }
+                            // Always ready: a generated server's readiness is its inner service's, ours.
+                            Route::Tonic(mut server) => server.call(request).await,
                         }
-                        // Always ready: a generated server's readiness is its inner service's, ours.
-                        let mut server = server;
-                        server.call(request).await
                     }
                 });
             // gRPC has no use for a Date header on every reply (hyper's default); at most

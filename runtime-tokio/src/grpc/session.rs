@@ -136,7 +136,7 @@ impl Session {
             return;
         };
         if let Some(connection) = self.current() {
-            let _ = connection.answer(&verify_result_reply(&request, status)).await;
+            let _ = connection.answer(verify_result_reply(&request, status)).await;
         }
     }
 }
@@ -183,7 +183,7 @@ impl BrokerAsks {
         self.telemetry.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    async fn answer(&self, reply: &RemotingCommand) {
+    async fn answer(&self, reply: RemotingCommand) {
         if let Some(connection) = self.connection.upgrade() {
             let _ = connection.answer(reply).await;
         }
@@ -223,27 +223,27 @@ async fn serve_broker_requests(mut heard: mpsc::Receiver<RemotingCommand>, asks:
                     )
                 };
                 let Some(out) = asks.telemetry() else {
-                    asks.answer(&refused("the gRPC client has no Telemetry stream open")).await;
+                    asks.answer(refused("the gRPC client has no Telemetry stream open")).await;
                     continue;
                 };
                 let nonce = asks.verifies.lock().unwrap_or_else(PoisonError::into_inner).add(request.clone());
                 let Some(nonce) = nonce else {
-                    asks.answer(&refused("too many messages waiting for this client to verify")).await;
+                    asks.answer(refused("too many messages waiting for this client to verify")).await;
                     continue;
                 };
                 let Some(command) = verify_message(&request, &nonce) else {
                     asks.verifies.lock().unwrap_or_else(PoisonError::into_inner).take(&nonce);
-                    asks.answer(&refused("the request carries no readable message")).await;
+                    asks.answer(refused("the request carries no readable message")).await;
                     continue;
                 };
                 if out.try_send(Ok(command)).is_err() {
                     asks.verifies.lock().unwrap_or_else(PoisonError::into_inner).take(&nonce);
-                    asks.answer(&refused("the client's Telemetry stream is full or closed")).await;
+                    asks.answer(refused("the client's Telemetry stream is full or closed")).await;
                 }
             }
             RequestCode::GET_CONSUMER_RUNNING_INFO => {
                 let settings = asks.settings.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                asks.answer(&running_info_reply(&request, settings.as_ref())).await;
+                asks.answer(running_info_reply(&request, settings.as_ref())).await;
             }
             code => tracing::debug!(code = code.0, "a broker request a gRPC session does not serve; ignored"),
         }

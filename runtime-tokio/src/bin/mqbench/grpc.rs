@@ -47,6 +47,8 @@ mod h2_channel {
     use hyper::client::conn::http2;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use keel_core::grpc::proto;
+    use keel_runtime_tokio::grpc::corked::{self, Cork, CorkedIo};
+    use tokio::net::TcpStream;
     use tonic::codegen::http;
 
     /// A cloneable handle on one HTTP/2 connection, as tonic's generated clients take it.
@@ -56,16 +58,31 @@ mod h2_channel {
     impl H2Channel {
         /// Dial `endpoint` and hand the connection, corked, to a task of its own.
         pub async fn connect(endpoint: std::net::SocketAddr) -> anyhow::Result<Self> {
-            let tcp = tokio::net::TcpStream::connect(endpoint).await?;
-            tcp.set_nodelay(true)?;
-            let (io, cork) = keel_runtime_tokio::grpc::corked::cork(tcp);
+            let (io, cork) = dial(endpoint).await?;
             let (send, connection) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake(TokioIo::new(io))
                 .await?;
-            tokio::spawn(Deferred { connection: Box::pin(cork.drive(connection)), deferred: false });
+            drive(cork, connection);
             Ok(Self(send))
         }
+    }
+
+    /// A new TCP connection to `endpoint`, corked: the I/O to build an HTTP/2 connection
+    /// on, and the cork to [`drive`] it with.
+    async fn dial(endpoint: std::net::SocketAddr) -> anyhow::Result<(CorkedIo<TcpStream>, Cork<TcpStream>)> {
+        let tcp = TcpStream::connect(endpoint).await?;
+        tcp.set_nodelay(true)?;
+        Ok(corked::cork(tcp))
+    }
+
+    /// Drive `connection`, built on `cork`'s I/O, in a task of its own.
+    fn drive<F>(cork: Cork<TcpStream>, connection: F)
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        tokio::spawn(Deferred { connection: Box::pin(cork.drive(connection)), deferred: false });
     }
 
     /// A connection driven one scheduler round after it is woken: the calls that woke it
@@ -105,15 +122,13 @@ mod h2_channel {
         /// Dial `endpoint` as client `client_id` and hand the connection, corked, to a task
         /// of its own.
         pub async fn connect(endpoint: std::net::SocketAddr, client_id: &str) -> anyhow::Result<Self> {
-            let tcp = tokio::net::TcpStream::connect(endpoint).await?;
-            tcp.set_nodelay(true)?;
-            let (io, cork) = keel_runtime_tokio::grpc::corked::cork(tcp);
+            let (io, cork) = dial(endpoint).await?;
             let (send, connection) = h2::client::Builder::new()
                 .initial_window_size(1 << 20)
                 .initial_connection_window_size(1 << 20)
                 .handshake(io)
                 .await?;
-            tokio::spawn(Deferred { connection: Box::pin(cork.drive(connection)), deferred: false });
+            drive(cork, connection);
             Ok(Self {
                 send,
                 uri: format!("http://{endpoint}{}", keel_runtime_tokio::grpc::direct::SEND_MESSAGE)
