@@ -1,8 +1,9 @@
-//! SendMessage served straight from hyper's request, without tonic's generic codec: the
-//! busiest call, and a unary one, so its body is one length-prefixed message read whole,
-//! and its answer one message and a status. tonic's path streams both through boxed
-//! decoders and encoders at a cost per call that showed in the broker's profile. Every
-//! other call, and a SendMessage whose body is compressed, goes to the tonic service.
+//! SendMessage served straight from h2's stream, in its connection's task (`connection`),
+//! without tonic's generic codec: the busiest call, and a unary one, so its body is one
+//! length-prefixed message read whole, and its answer one message and a status. tonic's
+//! path streams both through boxed decoders and encoders at a cost per call that showed in
+//! the broker's profile. Every other call, and a SendMessage whose body is compressed, goes
+//! to the tonic service.
 //!
 //! A unary call's framing (gRPC over HTTP/2):
 //!
@@ -15,13 +16,9 @@
 //! The answer: HEADERS (`:status 200`, `content-type: application/grpc`), one DATA frame
 //! framed as above, then trailers carrying `grpc-status` (and `grpc-message` on failure).
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http_body_util::BodyExt as _;
-use hyper::body::Frame;
+use h2::server::SendResponse;
+use h2::RecvStream;
 use keel_core::grpc::proto;
 use prost::Message as _;
 use tonic::codegen::http::{self, HeaderMap, HeaderValue};
@@ -41,39 +38,71 @@ pub fn serves<B>(request: &http::Request<B>) -> bool {
         && request.headers().get("grpc-encoding").is_none_or(|encoding| encoding == "identity")
 }
 
-/// Serve SendMessage `request` with `messaging`; `peer` is the client's address.
+/// Serve SendMessage `request` with `messaging`, answering on `respond`; `peer` is the
+/// client's address. An answer the client no longer takes (it reset the call, or the
+/// connection broke) is dropped.
 pub async fn send_message(
-    messaging: &Messaging,
-    request: http::Request<hyper::body::Incoming>,
+    messaging: Messaging,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
     peer: Option<std::net::SocketAddr>,
-) -> Result<http::Response<tonic::body::Body>, Infallible> {
+) {
     let (parts, body) = request.into_parts();
-    let message = match read_unary(body).await {
-        Ok(message) => message,
-        Err(status) => return Ok(answer::<proto::SendMessageResponse>(None, &status)),
+    let answer = match read_unary(body).await {
+        Ok(message) => match proto::SendMessageRequest::decode(message) {
+            Ok(request) => {
+                let client_id = parts.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok());
+                let session = messaging.session_of(client_id, peer);
+                let reply = messaging.send(session, &request).await;
+                Answer::new(Some(&reply), &tonic::Status::ok(""))
+            }
+            Err(error) => {
+                let status =
+                    tonic::Status::internal(format!("the SendMessageRequest does not decode: {error}"));
+                Answer::new::<proto::SendMessageResponse>(None, &status)
+            }
+        },
+        Err(status) => Answer::new::<proto::SendMessageResponse>(None, &status),
     };
-    let request = match proto::SendMessageRequest::decode(message) {
-        Ok(request) => request,
-        Err(error) => {
-            let status = tonic::Status::internal(format!("the SendMessageRequest does not decode: {error}"));
-            return Ok(answer::<proto::SendMessageResponse>(None, &status));
+    let mut head = http::Response::new(());
+    head.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    let Ok(mut send) = respond.send_response(head, false) else { return };
+    if let Some(data) = answer.data {
+        // Small: h2 holds it until the client's window has room, never for long.
+        if send.send_data(data, false).is_err() {
+            return;
         }
-    };
-    let client_id = parts.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok());
-    let session = messaging.session_of(client_id, peer);
-    let reply = messaging.send(session, &request).await;
-    Ok(answer(Some(&reply), &tonic::Status::ok("")))
+    }
+    let _ = send.send_trailers(answer.trailers);
 }
 
-/// The one message of a unary call's `body`, read whole.
-async fn read_unary(body: hyper::body::Incoming) -> Result<Bytes, tonic::Status> {
-    match http_body_util::Limited::new(body, PREFIX + MAX_MESSAGE).collect().await {
-        Ok(collected) => unframe(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(tonic::Status::resource_exhausted(format!("the message is larger than {MAX_MESSAGE} bytes")))
+/// The one message of a unary call's `body`, read whole (each piece's window given back
+/// to the client as it is read).
+async fn read_unary(mut body: RecvStream) -> Result<Bytes, tonic::Status> {
+    let mut whole: Option<Bytes> = None;
+    let mut gathered = BytesMut::new();
+    while let Some(piece) = body.data().await {
+        let piece =
+            piece.map_err(|error| tonic::Status::internal(format!("the request body broke: {error}")))?;
+        let _ = body.flow_control().release_capacity(piece.len());
+        let read = whole.as_ref().map_or(0, Bytes::len) + gathered.len() + piece.len();
+        if read > PREFIX + MAX_MESSAGE {
+            return Err(tonic::Status::resource_exhausted(format!(
+                "the message is larger than {MAX_MESSAGE} bytes"
+            )));
         }
-        Err(error) => Err(tonic::Status::internal(format!("the request body broke: {error}"))),
+        // Most bodies come in one DATA frame: kept as it is, not copied.
+        match whole.take() {
+            None if gathered.is_empty() => whole = Some(piece),
+            first => {
+                if let Some(first) = first {
+                    gathered.extend_from_slice(&first);
+                }
+                gathered.extend_from_slice(&piece);
+            }
+        }
     }
+    unframe(whole.unwrap_or_else(|| gathered.freeze()))
 }
 
 /// The one uncompressed message `body` frames (the whole of a unary call's body).
@@ -106,19 +135,24 @@ pub fn frame<M: prost::Message>(message: &M) -> Bytes {
     framed.freeze()
 }
 
-/// The answer to a unary call: `reply` (if any) framed, then `status` in trailers.
-fn answer<M: prost::Message>(reply: Option<&M>, status: &tonic::Status) -> http::Response<tonic::body::Body> {
-    let data = reply.map(frame);
-    let mut trailers = HeaderMap::new();
-    trailers.insert("grpc-status", HeaderValue::from(status.code() as i32));
-    if !status.message().is_empty() {
-        if let Ok(message) = HeaderValue::from_str(&percent_encode(status.message())) {
-            trailers.insert("grpc-message", message);
+/// The answer to a unary call: its message framed (if any), then its status in trailers.
+struct Answer {
+    data: Option<Bytes>,
+    trailers: HeaderMap,
+}
+
+impl Answer {
+    /// `reply` (if any) framed, then `status`.
+    fn new<M: prost::Message>(reply: Option<&M>, status: &tonic::Status) -> Self {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from(status.code() as i32));
+        if !status.message().is_empty() {
+            if let Ok(message) = HeaderValue::from_str(&percent_encode(status.message())) {
+                trailers.insert("grpc-message", message);
+            }
         }
+        Self { data: reply.map(frame), trailers }
     }
-    let mut response = http::Response::new(tonic::body::Body::new(Unary { data, trailers: Some(trailers) }));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    response
 }
 
 /// `grpc-message`'s encoding: bytes outside printable ASCII, and `%`, percent-encoded.
@@ -132,31 +166,6 @@ fn percent_encode(message: &str) -> String {
         }
     }
     encoded
-}
-
-/// A unary answer's body: one DATA frame, then the trailers.
-struct Unary {
-    data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
-}
-
-impl hyper::body::Body for Unary {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(data) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
-        Poll::Ready(self.trailers.take().map(|trailers| Ok(Frame::trailers(trailers))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
-    }
 }
 
 #[cfg(test)]
@@ -186,32 +195,31 @@ mod tests {
     }
 
     /// An answer frames its message after a 5-byte prefix and ends with the status.
-    #[tokio::test]
-    async fn an_answer_is_one_framed_message_then_the_status() {
+    #[test]
+    fn an_answer_is_one_framed_message_then_the_status() {
         let reply = proto::SendMessageResponse {
             status: Some(keel_core::grpc::status::ok()),
             entries: vec![proto::SendResultEntry { message_id: "id".into(), ..Default::default() }],
         };
-        let response = answer(Some(&reply), &tonic::Status::ok(""));
-        assert_eq!(response.headers()[http::header::CONTENT_TYPE], "application/grpc");
-        let collected = response.into_body().collect().await.unwrap();
-        let trailers = collected.trailers().cloned().unwrap();
-        assert_eq!(trailers["grpc-status"], "0");
-        let mut data = collected.to_bytes();
+        let answer = Answer::new(Some(&reply), &tonic::Status::ok(""));
+        assert_eq!(answer.trailers["grpc-status"], "0");
+        assert!(answer.trailers.get("grpc-message").is_none());
+        let mut data = answer.data.unwrap();
         assert_eq!(data.get_u8(), 0);
         assert_eq!(data.get_u32() as usize, data.len());
         assert_eq!(proto::SendMessageResponse::decode(data).unwrap(), reply);
     }
 
     /// A failed call answers no message and a status naming why.
-    #[tokio::test]
-    async fn a_refusal_carries_its_status_and_message() {
+    #[test]
+    fn a_refusal_carries_its_status_and_message() {
         let status = tonic::Status::resource_exhausted("too big");
-        let response = answer::<proto::SendMessageResponse>(None, &status);
-        let collected = response.into_body().collect().await.unwrap();
-        let trailers = collected.trailers().cloned().unwrap();
-        assert_eq!(trailers["grpc-status"], (tonic::Code::ResourceExhausted as i32).to_string().as_str());
-        assert_eq!(trailers["grpc-message"], "too big");
-        assert!(collected.to_bytes().is_empty());
+        let answer = Answer::new::<proto::SendMessageResponse>(None, &status);
+        assert_eq!(
+            answer.trailers["grpc-status"],
+            (tonic::Code::ResourceExhausted as i32).to_string().as_str()
+        );
+        assert_eq!(answer.trailers["grpc-message"], "too big");
+        assert!(answer.data.is_none());
     }
 }

@@ -4,6 +4,8 @@
 //! broker; the core translates between the two protocols.
 
 #[cfg(not(madsim))]
+pub mod connection;
+#[cfg(not(madsim))]
 pub mod corked;
 #[cfg(not(madsim))]
 pub mod direct;
@@ -84,21 +86,12 @@ pub async fn serve(listener: TcpListener, service: Messaging, tls: Option<Tls>) 
     }
 }
 
-/// Where one call on the gRPC port is served.
-#[cfg(not(madsim))]
-enum Route {
-    /// SendMessage, straight (`direct`), for the client at this address.
-    Direct(Messaging, Option<std::net::SocketAddr>),
-    /// Any other call, by the generated tonic server.
-    Tonic(service::messaging_service_server::MessagingServiceServer<Messaging>),
-}
-
-/// Accept connections on `listener` and serve each with hyper's HTTP/2 server and `server`
-/// straight, without tonic's transport: it would route every call by path (one service
-/// here) through a stack of layers this endpoint does not use, at a cost per call that
-/// showed in the broker's profile. A connection is told apart as plaintext or TLS (when
-/// `tls` is set) and handshaken in its own task, so a slow client holds up no other; each
-/// request carries its connection's addresses, as tonic's transport gives them
+/// Accept connections on `listener` and serve each with h2 (`connection`), without tonic's
+/// transport: it would route every call by path (one service here) through a stack of
+/// layers this endpoint does not use, at a cost per call that showed in the broker's
+/// profile. A connection is told apart as plaintext or TLS (when `tls` is set) and
+/// handshaken in its own task, so a slow client holds up no other; each call to the tonic
+/// server carries its connection's addresses, as tonic's transport gives them
 /// (`Request::remote_addr`). Handshakes and connections end with this task (their set
 /// aborts them when dropped).
 #[cfg(not(madsim))]
@@ -109,7 +102,6 @@ async fn serve_connections(
     messaging: Messaging,
 ) {
     use std::sync::Arc;
-    use tonic::codegen::Service as _;
     use tonic::transport::server::Connected as _;
     let handshakes = Arc::new(tokio::sync::Semaphore::new(tls::MAX_HANDSHAKES));
     let mut connections = tokio::task::JoinSet::new();
@@ -137,40 +129,9 @@ async fn serve_connections(
             drop(permit);
             let Some(stream) = opened else { return };
             let info = stream.connect_info();
-            let service =
-                hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    // Each call takes only what its route needs: SendMessage the service itself,
-                    // any other the generated server, its request carrying the connection's
-                    // addresses.
-                    let route = if direct::serves(&request) {
-                        Route::Direct(messaging.clone(), info.remote_addr)
-                    } else {
-                        request.extensions_mut().insert(info.clone());
-                        Route::Tonic(server.clone())
-                    };
-                    async move {
-                        match route {
-                            Route::Direct(messaging, peer) => {
-                                direct::send_message(&messaging, request, peer).await
-                            }
-                            // Always ready: a generated server's readiness is its inner service's, ours.
-                            Route::Tonic(mut server) => server.call(request).await,
-                        }
-                    }
-                });
-            // gRPC has no use for a Date header on every reply (hyper's default); at most
-            // 200 calls in flight per connection (hyper's default too).
             let (io, cork) = corked::cork(stream);
-            let served = cork
-                .drive(
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .auto_date_header(false)
-                        .max_concurrent_streams(200)
-                        .serve_connection(hyper_util::rt::TokioIo::new(io), service),
-                )
-                .await;
-            if let Err(error) = served {
+            let services = connection::Services { messaging, server, info };
+            if let Err(error) = cork.drive(connection::serve(io, services)).await {
                 tracing::debug!(%error, "gRPC connection ended");
             }
         });
