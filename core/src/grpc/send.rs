@@ -9,9 +9,7 @@ use bytes::Bytes;
 
 use super::proto::{self, Code, Encoding, MessageType};
 use super::status::{from_remoting, ok, status};
-use crate::protocol::headers::{
-    CommandHeader, RecallMessageResponseHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
-};
+use crate::protocol::headers::{CommandHeader, RecallMessageResponseHeader, SendMessageRequestHeaderV2};
 use crate::protocol::message::batch::{encode_batch, BatchEntry};
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::sys_flag;
@@ -247,7 +245,11 @@ impl SendPlan {
                 .collect();
             return proto::SendMessageResponse { status: Some(failed), entries };
         }
-        let header = SendMessageResponseHeader::decode(&reply.ext_fields).unwrap_or_default();
+        // Only the two fields an SDK is answered with are read, not the whole header: the
+        // busiest answer on the gRPC port.
+        let fields = &reply.ext_fields;
+        let queue_offset = fields.get("queueOffset").and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0);
+        let recall_handle = fields.get("recallHandle").unwrap_or_default();
         let entries = self
             .message_ids
             .iter()
@@ -256,8 +258,8 @@ impl SendPlan {
                 status: Some(ok()),
                 message_id: id.clone(),
                 transaction_id: if self.transactional { id.clone() } else { String::new() },
-                offset: header.queue_offset.saturating_add(index),
-                recall_handle: header.recall_handle.clone().unwrap_or_default(),
+                offset: queue_offset.saturating_add(index),
+                recall_handle: recall_handle.to_owned(),
             })
             .collect();
         proto::SendMessageResponse { status: Some(ok()), entries }
@@ -292,6 +294,7 @@ pub fn recall_response(reply: &RemotingCommand) -> proto::RecallMessageResponse 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::headers::SendMessageResponseHeader;
     use crate::protocol::ExtFields;
 
     fn message(id: &str, kind: MessageType, group: Option<&str>) -> proto::Message {
@@ -348,10 +351,15 @@ mod tests {
         assert_eq!(properties::find(props.as_bytes(), keys::TRAN_MSG), Some(&b"true"[..]));
         assert_eq!(properties::find(props.as_bytes(), keys::PGROUP), Some(&b"T"[..]));
         let mut reply = RemotingCommand::response_to(&tx.command(0), ResponseCode::SUCCESS, None);
-        reply.ext_fields =
-            SendMessageResponseHeader { queue_offset: 7, ..Default::default() }.to_ext_fields();
+        reply.ext_fields = SendMessageResponseHeader {
+            queue_offset: 7,
+            recall_handle: Some("h".into()),
+            ..Default::default()
+        }
+        .to_ext_fields();
         let entry = &tx.response(&reply).entries[0];
         assert_eq!((entry.message_id.as_str(), entry.transaction_id.as_str(), entry.offset), ("t", "t", 7));
+        assert_eq!(entry.recall_handle, "h");
     }
 
     #[test]

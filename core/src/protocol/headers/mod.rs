@@ -24,7 +24,7 @@ pub use pop::*;
 pub use send::*;
 
 use super::command::ExtFields;
-use super::json::Value;
+use super::json::parse_integer;
 
 /// A typed header that can be read from and written to `extFields`.
 pub trait CommandHeader: Sized {
@@ -35,7 +35,8 @@ pub trait CommandHeader: Sized {
 
     /// The header as a fresh `ExtFields`.
     fn to_ext_fields(&self) -> ExtFields {
-        let mut ext = ExtFields::new();
+        // Room for a send's header (the largest in the hot path) without growing.
+        let mut ext = ExtFields::with_capacity(256, 16);
         self.encode(&mut ext);
         ext
     }
@@ -91,8 +92,8 @@ macro_rules! integer_scalar {
         $(
             impl HeaderScalar for $ty {
                 fn parse(text: &str) -> Option<Self> {
-                    let wide = Value::Number(text.trim().to_owned()).as_i64()?;
-                    <$ty>::try_from(wide).ok()
+                    // Read in place: every send's header has half a dozen of these.
+                    <$ty>::try_from(parse_integer(text)?).ok()
                 }
                 fn render(&self) -> String {
                     self.to_string()
