@@ -21,7 +21,7 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use keel_core::grpc::proto;
 use prost::Message as _;
-use tonic::codegen::http::{self, HeaderMap, HeaderValue};
+use tonic::codegen::http::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::messaging::{Messaging, CLIENT_ID};
 
@@ -144,11 +144,16 @@ struct Answer {
 impl Answer {
     /// `reply` (if any) framed, then `status`.
     fn new<M: prost::Message>(reply: Option<&M>, status: &tonic::Status) -> Self {
-        let mut trailers = HeaderMap::new();
-        trailers.insert("grpc-status", HeaderValue::from(status.code() as i32));
+        // Names and the common status as constants: no parsing or formatting per call.
+        let mut trailers = HeaderMap::with_capacity(2);
+        let code = match status.code() {
+            tonic::Code::Ok => HeaderValue::from_static("0"),
+            code => HeaderValue::from(code as i32),
+        };
+        trailers.insert(HeaderName::from_static("grpc-status"), code);
         if !status.message().is_empty() {
             if let Ok(message) = HeaderValue::from_str(&percent_encode(status.message())) {
-                trailers.insert("grpc-message", message);
+                trailers.insert(HeaderName::from_static("grpc-message"), message);
             }
         }
         Self { data: reply.map(frame), trailers }
