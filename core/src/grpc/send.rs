@@ -97,12 +97,13 @@ pub fn plan(request: &proto::SendMessageRequest, now_ms: i64) -> Result<SendPlan
         sys_flag: 0,
         born_timestamp: now_ms,
     };
+    let no_system = proto::SystemProperties::default();
     for (index, message) in request.messages.iter().enumerate() {
         if message.topic.as_ref().map(|t| t.name.as_str()) != Some(plan.topic.as_str()) {
             return Err(status(Code::IllegalTopic, "every message of one send must have the same topic"));
         }
-        let system = message.system_properties.clone().unwrap_or_default();
-        let props = properties_of(&plan.topic, message, &system, now_ms)?;
+        let system = message.system_properties.as_ref().unwrap_or(&no_system);
+        let props = properties_of(&plan.topic, message, system, now_ms)?;
         let transactional = system.message_type == MessageType::Transaction as i32;
         let compressed = system.body_encoding == Encoding::Gzip as i32;
         if index == 0 {
@@ -221,8 +222,12 @@ impl SendPlan {
                 .collect();
             (RequestCode::SEND_BATCH_MESSAGE, encode_batch(&entries))
         } else {
-            let (_, body, props) = self.entries.first().cloned().unwrap_or_default();
-            header.i = Some(String::from_utf8_lossy(&props).into_owned());
+            let (body, props) = self
+                .entries
+                .first()
+                .map(|(_, body, props)| (body.clone(), props.as_slice()))
+                .unwrap_or_default();
+            header.i = Some(String::from_utf8_lossy(props).into_owned());
             (RequestCode::SEND_MESSAGE_V2, body)
         };
         RemotingCommand::request(code, 0, header.to_ext_fields()).with_body(body)
