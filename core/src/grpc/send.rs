@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use super::proto::{self, Code, Encoding, MessageType};
 use super::status::{from_remoting, ok, status};
-use crate::protocol::headers::{CommandHeader, RecallMessageResponseHeader, SendMessageRequestHeaderV2};
+use crate::protocol::headers::{
+    CommandHeader, HeaderField as _, RecallMessageResponseHeader, SendMessageRequestHeaderV2,
+};
 use crate::protocol::message::batch::{encode_batch, BatchEntry};
 use crate::protocol::message::properties::{self, keys};
 use crate::protocol::message::stored::sys_flag;
@@ -253,8 +255,8 @@ impl SendPlan {
         // Only the two fields an SDK is answered with are read, not the whole header: the
         // busiest answer on the gRPC port.
         let fields = &reply.ext_fields;
-        let queue_offset = fields.get("queueOffset").and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0);
-        let recall_handle = fields.get("recallHandle").unwrap_or_default();
+        let queue_offset = i64::read(fields, "queueOffset").unwrap_or(0);
+        let recall_handle = Option::<String>::read(fields, "recallHandle").ok().flatten().unwrap_or_default();
         let entries = self
             .message_ids
             .iter()
@@ -264,7 +266,7 @@ impl SendPlan {
                 message_id: id.clone(),
                 transaction_id: if self.transactional { id.clone() } else { String::new() },
                 offset: queue_offset.saturating_add(index),
-                recall_handle: recall_handle.to_owned(),
+                recall_handle: recall_handle.clone(),
             })
             .collect();
         proto::SendMessageResponse { status: Some(ok()), entries }

@@ -19,10 +19,12 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
+use http_body_util::BodyExt as _;
 use keel_core::grpc::proto;
 use prost::Message as _;
 use tonic::codegen::http::{self, HeaderMap, HeaderName, HeaderValue};
 
+use super::connection::RequestBody;
 use super::messaging::{Messaging, CLIENT_ID};
 
 /// The path SendMessage is called on.
@@ -48,20 +50,13 @@ pub async fn send_message(
     peer: Option<std::net::SocketAddr>,
 ) {
     let (parts, body) = request.into_parts();
-    let answer = match read_unary(body).await {
-        Ok(message) => match proto::SendMessageRequest::decode(message) {
-            Ok(request) => {
-                let client_id = parts.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok());
-                let session = messaging.session_of(client_id, peer);
-                let reply = messaging.send(session, &request).await;
-                Answer::new(Some(&reply), &tonic::Status::ok(""))
-            }
-            Err(error) => {
-                let status =
-                    tonic::Status::internal(format!("the SendMessageRequest does not decode: {error}"));
-                Answer::new::<proto::SendMessageResponse>(None, &status)
-            }
-        },
+    let answer = match read_request(body).await {
+        Ok(request) => {
+            let client_id = parts.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok());
+            let session = messaging.session_of(client_id, peer);
+            let reply = messaging.send(session, &request).await;
+            Answer::new(Some(&reply), &tonic::Status::ok(""))
+        }
         Err(status) => Answer::new::<proto::SendMessageResponse>(None, &status),
     };
     let mut head = http::Response::new(());
@@ -76,33 +71,21 @@ pub async fn send_message(
     let _ = send.send_trailers(answer.trailers);
 }
 
-/// The one message of a unary call's `body`, read whole (each piece's window given back
-/// to the client as it is read).
-async fn read_unary(mut body: RecvStream) -> Result<Bytes, tonic::Status> {
-    let mut whole: Option<Bytes> = None;
-    let mut gathered = BytesMut::new();
-    while let Some(piece) = body.data().await {
-        let piece =
-            piece.map_err(|error| tonic::Status::internal(format!("the request body broke: {error}")))?;
-        let _ = body.flow_control().release_capacity(piece.len());
-        let read = whole.as_ref().map_or(0, Bytes::len) + gathered.len() + piece.len();
-        if read > PREFIX + MAX_MESSAGE {
+/// The SendMessageRequest a unary call's `body` carries, read whole (each piece's window
+/// given back to the client as it is read; a body of one DATA frame is not copied).
+async fn read_request(body: RecvStream) -> Result<proto::SendMessageRequest, tonic::Status> {
+    let body = http_body_util::Limited::new(RequestBody::new(body), PREFIX + MAX_MESSAGE);
+    let message = match body.collect().await {
+        Ok(collected) => unframe(collected.to_bytes())?,
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             return Err(tonic::Status::resource_exhausted(format!(
                 "the message is larger than {MAX_MESSAGE} bytes"
             )));
         }
-        // Most bodies come in one DATA frame: kept as it is, not copied.
-        match whole.take() {
-            None if gathered.is_empty() => whole = Some(piece),
-            first => {
-                if let Some(first) = first {
-                    gathered.extend_from_slice(&first);
-                }
-                gathered.extend_from_slice(&piece);
-            }
-        }
-    }
-    unframe(whole.unwrap_or_else(|| gathered.freeze()))
+        Err(error) => return Err(tonic::Status::internal(format!("the request body broke: {error}"))),
+    };
+    proto::SendMessageRequest::decode(message)
+        .map_err(|error| tonic::Status::internal(format!("the SendMessageRequest does not decode: {error}")))
 }
 
 /// The one uncompressed message `body` frames (the whole of a unary call's body).
