@@ -13,6 +13,8 @@ export INSTA_UPDATE=no
 export CARGO_TERM_COLOR=never
 # A global RUSTFLAGS would silently override the madsim cfg below; own it explicitly.
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+# One full run gains nothing from incremental caches; they would double target/ on disk.
+export CARGO_INCREMENTAL=0
 logs=target/test-logs
 mkdir -p "$logs"
 failed_suites=()
