@@ -1,5 +1,5 @@
-//! Wire and record codec throughput: frame decode and encode of a 1 KiB send, and record
-//! encoding with the whole-record CRC. Run: `cargo bench -p keel-benches --bench codec`.
+//! Wire and record codec throughput: frame decode and encode of a 1 KiB send, a send's
+//! typed headers to and from their fields, and record encoding with the whole-record CRC. Run: `cargo bench -p keel-benches --bench codec`.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -7,6 +7,9 @@
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use keel_benches::send_request;
+use keel_core::protocol::headers::{
+    CommandHeader as _, SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
 use keel_core::protocol::message::properties;
 use keel_core::protocol::message::stored::{
     encode_record_with_tail, seal_record_crc, Record, RecordHead, RECORD_CRC_PLACEHOLDER,
@@ -64,6 +67,31 @@ fn frame_encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// A send's request header written and read, and its reply's header written: what every
+/// send costs in headers beside the frame (an in-process gRPC send has no frame at all).
+fn header_codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("header");
+    group.throughput(Throughput::Elements(1));
+    let request = send_request(0, SerializeType::Json);
+    let header = SendMessageRequestHeaderV2::decode(&request.ext_fields).unwrap();
+    group.bench_function("send_v2_encode", |b| b.iter(|| criterion::black_box(&header).to_ext_fields()));
+    group.bench_function("send_v2_decode", |b| {
+        b.iter(|| SendMessageRequestHeader::decode_any(criterion::black_box(&request.ext_fields)).unwrap())
+    });
+    let reply = SendMessageResponseHeader {
+        msg_id: "0A00000100002A9F0000000000001000".into(),
+        queue_id: 3,
+        queue_offset: 1_234_567,
+        transaction_id: None,
+        msg_region: "DefaultRegion".into(),
+        trace_on: "true".into(),
+        batch_uniq_id: None,
+        recall_handle: None,
+    };
+    group.bench_function("send_reply_encode", |b| b.iter(|| criterion::black_box(&reply).to_ext_fields()));
+    group.finish();
+}
+
 fn record_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("record_encode");
     group.throughput(Throughput::Elements(1));
@@ -97,5 +125,5 @@ fn record_encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frame_decode, frame_encode, record_encode);
+criterion_group!(benches, frame_decode, frame_encode, header_codec, record_encode);
 criterion_main!(benches);

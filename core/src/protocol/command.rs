@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::code::{LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};
-pub use super::ext_fields::ExtFields;
+pub use super::ext_fields::{ExtFields, FieldCursor};
 
 /// Flag bit 0: this command is a response.
 pub const FLAG_RESPONSE: i32 = 1;

@@ -73,20 +73,35 @@ impl ExtFields {
         self.index.get(at).map(|(_, value)| self.slice(value))
     }
 
+    /// A reader for fields asked in key order, as typed headers mostly declare them.
+    #[must_use]
+    pub fn cursor(&self) -> FieldCursor<'_> {
+        FieldCursor { fields: self, next: 0 }
+    }
+
     /// Set `key` to `value`, replacing any earlier value.
     pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
-        let (key, value) = (key.as_ref(), value.as_ref());
+        let value = value.as_ref();
+        self.insert_with(key.as_ref(), |text| text.push_str(value));
+    }
+
+    /// Set `key` to what `render` appends to the text, replacing any earlier value: a
+    /// typed header writes its numbers straight into the buffer, with no string each.
+    /// `render` only appends (it is given the whole text).
+    pub(crate) fn insert_with(&mut self, key: &str, render: impl FnOnce(&mut String)) {
         match self.find(key) {
             Ok(at) => {
-                let value = self.push_text(value);
+                let start = self.text.len();
+                render(&mut self.text);
                 if let Some(field) = self.index.get_mut(at) {
-                    field.1 = value;
+                    field.1 = start..self.text.len();
                 }
             }
             Err(at) => {
                 let key = self.push_text(key);
-                let value = self.push_text(value);
-                self.index.insert(at, (key, value));
+                let start = self.text.len();
+                render(&mut self.text);
+                self.index.insert(at, (key, start..self.text.len()));
             }
         }
     }
@@ -113,6 +128,29 @@ impl ExtFields {
     /// The fields in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.index.iter().map(|(key, value)| (self.slice(key), self.slice(value)))
+    }
+}
+
+/// Reads an [`ExtFields`] field by field, trying the field after the last one found
+/// before searching: a send's header (fifteen fields, read in key order) costs one key
+/// comparison per field instead of a binary search. Answers exactly as
+/// [`ExtFields::get`] does, in any order.
+#[derive(Debug, Clone)]
+pub struct FieldCursor<'a> {
+    fields: &'a ExtFields,
+    next: usize,
+}
+
+impl<'a> FieldCursor<'a> {
+    /// The raw value of `key`, as [`ExtFields::get`] gives it.
+    pub fn get(&mut self, key: &str) -> Option<&'a str> {
+        let fields = self.fields;
+        let at = match fields.index.get(self.next) {
+            Some((k, _)) if fields.slice(k) == key => self.next,
+            _ => fields.find(key).ok()?,
+        };
+        self.next = at + 1;
+        fields.index.get(at).map(|(_, value)| fields.slice(value))
     }
 }
 
@@ -188,5 +226,24 @@ mod tests {
         assert_eq!(replaced, direct);
         assert_eq!(format!("{direct:?}"), r#"{"k": "new"}"#);
         assert_ne!(direct, [("k", "other")].into_iter().collect::<ExtFields>());
+    }
+
+    /// A cursor answers as `get` does, whatever order the keys are asked in.
+    #[test]
+    fn a_cursor_answers_as_get_in_any_order() {
+        let fields: ExtFields =
+            [("a", "1"), ("b", "2"), ("c", ""), ("e", "5"), ("topic", "T")].into_iter().collect();
+        let orders: &[&[&str]] = &[
+            &["a", "b", "c", "d", "e", "topic", "z"],
+            &["topic", "a", "e", "b", "b", "missing", "c"],
+            &["z", "e", "c", "a", "", "topic", "a"],
+        ];
+        for order in orders {
+            let mut cursor = fields.cursor();
+            for key in *order {
+                assert_eq!(cursor.get(key), fields.get(key), "{key} in {order:?}");
+            }
+        }
+        assert_eq!(ExtFields::new().cursor().get("a"), None);
     }
 }

@@ -17,7 +17,7 @@ pub mod self_check;
 pub mod trace;
 
 pub use code::{version_desc, LanguageCode, RequestCode, ResponseCode, SerializeType, SERVER_VERSION};
-pub use command::{ExtFields, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
+pub use command::{ExtFields, FieldCursor, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 pub use frame::{decode_one, encode_frame, encode_to_bytes, FrameDecoder, DEFAULT_MAX_FRAME_LEN};
 
 /// An offset or count of ours as Java's `long` on the wire. CommitLog and queue offsets

@@ -23,7 +23,7 @@ pub use namesrv::*;
 pub use pop::*;
 pub use send::*;
 
-use super::command::ExtFields;
+use super::command::{ExtFields, FieldCursor};
 use super::json::parse_integer;
 
 /// A typed header that can be read from and written to `extFields`.
@@ -62,16 +62,17 @@ pub enum HeaderError {
 pub trait HeaderScalar: Sized {
     /// Parse the text; `None` if it is not of this type.
     fn parse(text: &str) -> Option<Self>;
-    /// The text Java's `String.valueOf` would produce.
-    fn render(&self) -> String;
+    /// Append the text Java's `String.valueOf` would produce to `out` (a header's own text
+    /// buffer: no string per field).
+    fn render(&self, out: &mut String);
 }
 
 impl HeaderScalar for String {
     fn parse(text: &str) -> Option<Self> {
         Some(text.to_owned())
     }
-    fn render(&self) -> String {
-        self.clone()
+    fn render(&self, out: &mut String) {
+        out.push_str(self);
     }
 }
 
@@ -82,8 +83,8 @@ impl HeaderScalar for bool {
         let text = text.trim();
         Some(text.eq_ignore_ascii_case("true") || text == "1")
     }
-    fn render(&self) -> String {
-        self.to_string()
+    fn render(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
     }
 }
 
@@ -95,8 +96,10 @@ macro_rules! integer_scalar {
                     // Read in place: every send's header has half a dozen of these.
                     <$ty>::try_from(parse_integer(text)?).ok()
                 }
-                fn render(&self) -> String {
-                    self.to_string()
+                fn render(&self, out: &mut String) {
+                    use core::fmt::Write as _;
+                    // Writing to a String cannot fail.
+                    let _ = write!(out, "{self}");
                 }
             }
         )*
@@ -108,24 +111,28 @@ integer_scalar!(i32, i64);
 /// `Option`s are optional.
 pub trait HeaderField: Sized {
     /// Read the field named `key`.
-    fn read(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError>;
+    fn read(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
+        Self::read_next(&mut ext.cursor(), key)
+    }
+    /// Read the field named `key` with `fields`, a cursor a whole header is read through.
+    fn read_next(fields: &mut FieldCursor<'_>, key: &'static str) -> Result<Self, HeaderError>;
     /// Write the field named `key`.
     fn write(&self, ext: &mut ExtFields, key: &'static str);
 }
 
 impl<T: HeaderScalar> HeaderField for T {
-    fn read(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
-        let text = ext.get(key).ok_or(HeaderError::Missing(key))?;
+    fn read_next(fields: &mut FieldCursor<'_>, key: &'static str) -> Result<Self, HeaderError> {
+        let text = fields.get(key).ok_or(HeaderError::Missing(key))?;
         T::parse(text).ok_or_else(|| HeaderError::Malformed { field: key, value: text.to_owned() })
     }
     fn write(&self, ext: &mut ExtFields, key: &'static str) {
-        ext.insert(key, self.render());
+        ext.insert_with(key, |out| self.render(out));
     }
 }
 
 impl<T: HeaderScalar> HeaderField for Option<T> {
-    fn read(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
-        match ext.get(key) {
+    fn read_next(fields: &mut FieldCursor<'_>, key: &'static str) -> Result<Self, HeaderError> {
+        match fields.get(key) {
             None | Some("") => Ok(None),
             Some(text) => T::parse(text)
                 .map(Some)
@@ -134,7 +141,7 @@ impl<T: HeaderScalar> HeaderField for Option<T> {
     }
     fn write(&self, ext: &mut ExtFields, key: &'static str) {
         if let Some(value) = self {
-            ext.insert(key, value.render());
+            ext.insert_with(key, |out| value.render(out));
         }
     }
 }
@@ -157,8 +164,11 @@ macro_rules! command_header {
             fn decode(
                 ext: &$crate::protocol::command::ExtFields,
             ) -> Result<Self, $crate::protocol::headers::HeaderError> {
+                // Fields are read in declaration order; most headers declare them in key
+                // order, which the cursor reads without a search.
+                let mut fields = ext.cursor();
                 Ok(Self {
-                    $( $field: <$ty as $crate::protocol::headers::HeaderField>::read(ext, $key)?, )*
+                    $( $field: <$ty as $crate::protocol::headers::HeaderField>::read_next(&mut fields, $key)?, )*
                 })
             }
 
@@ -209,5 +219,27 @@ mod tests {
         assert_eq!(Probe::decode(&missing), Err(HeaderError::Missing("queueId")));
         let bad: ExtFields = [("topic", "T"), ("queueId", "x")].into_iter().collect();
         assert!(matches!(Probe::decode(&bad), Err(HeaderError::Malformed { field: "queueId", .. })));
+    }
+
+    /// Fields are written into the header's own text as Java's `String.valueOf` writes
+    /// them, replacing what was there under the same key and leaving other keys alone.
+    #[test]
+    fn fields_are_written_in_place_as_java_writes_them() {
+        let mut ext: ExtFields = [("queueId", "old"), ("zone", "z")].into_iter().collect();
+        let probe =
+            Probe { topic: "T\u{e9}".into(), queue_id: i32::MIN, offset: Some(i64::MAX), force: Some(false) };
+        probe.encode(&mut ext);
+        let fields: Vec<(&str, &str)> = ext.iter().collect();
+        assert_eq!(
+            fields,
+            [
+                ("isForce", "false"),
+                ("offset", "9223372036854775807"),
+                ("queueId", "-2147483648"),
+                ("topic", "T\u{e9}"),
+                ("zone", "z"),
+            ]
+        );
+        assert_eq!(Probe::decode(&ext).unwrap(), probe);
     }
 }
