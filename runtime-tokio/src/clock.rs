@@ -10,6 +10,11 @@ use tokio::time::Instant;
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time, monotonic and wall.
     fn now(&self) -> Now;
+    /// The monotonic time alone: what stamps each input's arrival, where a second read of
+    /// the wall clock per input showed in the profile.
+    fn mono(&self) -> MonoNanos {
+        self.now().mono
+    }
     /// The runtime instant at which the monotonic clock reads `at` (what the loop sleeps until).
     fn instant(&self, at: MonoNanos) -> Instant;
 }
@@ -31,10 +36,11 @@ impl SystemClock {
 impl Clock for SystemClock {
     fn now(&self) -> Now {
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        Now {
-            mono: MonoNanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)),
-            wall: UnixMillis(i64::try_from(wall).unwrap_or(i64::MAX)),
-        }
+        Now { mono: self.mono(), wall: UnixMillis(i64::try_from(wall).unwrap_or(i64::MAX)) }
+    }
+
+    fn mono(&self) -> MonoNanos {
+        MonoNanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
     fn instant(&self, at: MonoNanos) -> Instant {

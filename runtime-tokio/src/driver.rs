@@ -266,7 +266,7 @@ impl Link {
         let Ok(turn) = Arc::clone(&self.turns).acquire_owned().await else { return false };
         let kib = u32::try_from(command.body.len().div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         let Ok(bytes) = Arc::clone(&self.limits.queued).acquire_many_owned(kib).await else { return false };
-        let received = self.limits.clock.now().mono;
+        let received = self.limits.clock.mono();
         let _credit = ReadCredit { _turn: turn, _bytes: bytes };
         self.events.send(Event::Command { conn: self.conn, command, received, _credit }).await.is_ok()
     }
@@ -586,7 +586,7 @@ async fn read_loop<S: tokio::io::AsyncRead>(
                 // `read` holds none of it.
                 let kib = u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX);
                 let Ok(bytes) = Arc::clone(&limits.queued).acquire_many_owned(kib).await else { break };
-                let received = limits.clock.now().mono;
+                let received = limits.clock.mono();
                 let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                 let _credit = ReadCredit { _turn: turn, _bytes: bytes };
                 if events.send(Event::Bytes { conn, data, received, _credit }).await.is_err() {

@@ -297,7 +297,7 @@ mod tests {
         let sending = tokio::spawn(async move {
             let mut sender = sender.ready().await.unwrap();
             let (response, mut stream) = sender.send_request(request(), false).unwrap();
-            // 3 MiB: three times the server's window.
+            // 3 MiB: 48 times the server's window of 64 KiB.
             for _ in 0..48 {
                 stream.reserve_capacity(65_536);
                 let mut left = Bytes::from(vec![7u8; 65_536]);

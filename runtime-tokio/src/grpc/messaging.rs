@@ -49,9 +49,13 @@ struct Inner {
     looks: mpsc::Sender<Ask<Broker>>,
     /// Topic configs recently looked up, with when: a send needs its topic's queue count,
     /// and asking the broker's loop for it on every send would cost a wake-up each.
-    topics: std::sync::Mutex<std::collections::BTreeMap<String, (Instant, Option<TopicConfig>)>>,
+    /// Shared, not cloned, per send.
+    topics: std::sync::Mutex<std::collections::BTreeMap<String, CachedTopic>>,
     broker_name: std::sync::OnceLock<String>,
 }
+
+/// A topic's config as looked up (`None`: the broker has no such topic), with when.
+type CachedTopic = (Instant, Option<Arc<TopicConfig>>);
 
 /// How long a looked-up topic config is used before it is looked up again.
 const TOPIC_CACHE_TTL: Duration = Duration::from_secs(3);
@@ -106,7 +110,7 @@ impl Messaging {
             Ok(session) => session,
             Err(status) => return refused(status),
         };
-        let plan = match send::plan(request, now_ms()) {
+        let plan = match send::plan(request, now_ms) {
             Ok(plan) => plan,
             Err(status) => return refused(status),
         };
@@ -159,7 +163,7 @@ impl Messaging {
 
     /// This broker's config of `topic`, if it has the topic, as of at most
     /// `TOPIC_CACHE_TTL` ago.
-    async fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
+    async fn topic_config(&self, topic: &str) -> Option<Arc<TopicConfig>> {
         let now = Instant::now();
         if let Some((at, config)) =
             self.inner.topics.lock().unwrap_or_else(PoisonError::into_inner).get(topic)
@@ -168,7 +172,7 @@ impl Messaging {
                 return config.clone();
             }
         }
-        let config = self.look_up_topic(topic).await;
+        let config = self.look_up_topic(topic).await.map(Arc::new);
         let mut cache = self.inner.topics.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= TOPIC_CACHE_MAX {
             cache.clear();
