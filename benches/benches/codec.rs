@@ -1,5 +1,6 @@
 //! Wire and record codec throughput: frame decode and encode of a 1 KiB send, a send's
-//! typed headers to and from their fields, and record encoding with the whole-record CRC. Run: `cargo bench -p keel-benches --bench codec`.
+//! typed headers to and from their fields, and record encoding with the whole-record CRC.
+//! Run: `cargo bench -p keel-benches --bench codec`.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]

@@ -44,7 +44,7 @@ impl ExtFields {
     }
 
     fn slice(&self, range: &Range<usize>) -> &str {
-        // Ranges are made by `push_text` from the text's own lengths, on char boundaries.
+        // Ranges are made by `push_text_with` from the text's own lengths, on char boundaries.
         self.text.get(range.clone()).unwrap_or_default()
     }
 
@@ -59,10 +59,10 @@ impl ExtFields {
         }
     }
 
-    /// Append `part` to the text; its range there.
-    fn push_text(&mut self, part: &str) -> Range<usize> {
+    /// Append what `render` writes to the text; its range there.
+    fn push_text_with(&mut self, render: impl FnOnce(&mut String)) -> Range<usize> {
         let start = self.text.len();
-        self.text.push_str(part);
+        render(&mut self.text);
         start..self.text.len()
     }
 
@@ -91,17 +91,15 @@ impl ExtFields {
     pub(crate) fn insert_with(&mut self, key: &str, render: impl FnOnce(&mut String)) {
         match self.find(key) {
             Ok(at) => {
-                let start = self.text.len();
-                render(&mut self.text);
+                let value = self.push_text_with(render);
                 if let Some(field) = self.index.get_mut(at) {
-                    field.1 = start..self.text.len();
+                    field.1 = value;
                 }
             }
             Err(at) => {
-                let key = self.push_text(key);
-                let start = self.text.len();
-                render(&mut self.text);
-                self.index.insert(at, (key, start..self.text.len()));
+                let key = self.push_text_with(|text| text.push_str(key));
+                let value = self.push_text_with(render);
+                self.index.insert(at, (key, value));
             }
         }
     }

@@ -49,12 +49,12 @@ struct Inner {
     looks: mpsc::Sender<Ask<Broker>>,
     /// Topic configs recently looked up, with when: a send needs its topic's queue count,
     /// and asking the broker's loop for it on every send would cost a wake-up each.
-    /// Shared, not cloned, per send.
     topics: std::sync::Mutex<std::collections::BTreeMap<String, CachedTopic>>,
     broker_name: std::sync::OnceLock<String>,
 }
 
-/// A topic's config as looked up (`None`: the broker has no such topic), with when.
+/// A topic's config as looked up (`None`: the broker has no such topic), with when;
+/// shared with each send, not cloned.
 type CachedTopic = (Instant, Option<Arc<TopicConfig>>);
 
 /// How long a looked-up topic config is used before it is looked up again.
